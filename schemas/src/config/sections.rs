@@ -1,0 +1,169 @@
+//! The configuration sections, as written in `braid.toml`. Every struct refuses unknown keys.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event_schema::FieldDef;
+use crate::view::ViewConfig;
+
+/// The whole file, before cross-checks. See [`crate::config::BraidConfig`] for the validated form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where records come from.
+    pub kafka: KafkaConfig,
+    /// Where the master dataset (Delta table) lives.
+    pub lake: LakeConfig,
+    /// The PostgreSQL database holding metadata, speed and batch rows, and serving views.
+    pub postgres: PostgresConfig,
+    /// Speed-layer tuning.
+    pub speed: SpeedConfig,
+    /// Delta sink tuning.
+    pub sink: SinkConfig,
+    /// Scheduled jobs.
+    pub jobs: JobsConfig,
+    /// The REST API.
+    pub serving: ServingConfig,
+    /// The event schema.
+    pub schema: SchemaConfig,
+    /// The views, declared once for both layers.
+    #[serde(default)]
+    pub views: Vec<ViewConfig>,
+}
+
+/// `[kafka]`: the source topic and consumer groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated, e.g. `127.0.0.1:59092`.
+    pub brokers: String,
+    /// The source topic.
+    pub topic: String,
+    /// Consumer group of the speed layer.
+    pub speed_group: String,
+    /// Consumer group of the Delta sink. Must differ from `speed_group`.
+    pub sink_group: String,
+    /// Extra librdkafka properties passed through unchanged, e.g. `"security.protocol" = "SASL_SSL"`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `[lake]`: the Delta table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// A local path (relative paths are taken from the working directory) or `s3://bucket/prefix`.
+    pub uri: String,
+    /// Object-store options (e.g. `AWS_ENDPOINT_URL`, `AWS_REGION`), passed to deltalake.
+    #[serde(default)]
+    pub storage_options: BTreeMap<String, String>,
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connection URL, `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Connection-pool size per process.
+    pub max_connections: u32,
+}
+
+/// `[speed]`: micro-batch flushing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedConfig {
+    /// Flush the in-memory aggregates at least this often, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Flush early once this many records are buffered.
+    pub flush_max_records: u64,
+    /// Dead letters keep at most this many bytes of the raw message (and its full length).
+    pub dead_letter_max_payload_bytes: usize,
+}
+
+/// Parquet compression of the Delta files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd (smaller files).
+    Zstd,
+    /// snappy (faster).
+    Snappy,
+}
+
+/// `[sink]`: Delta file flushing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// Commit at least this often, in milliseconds.
+    pub flush_interval_ms: u64,
+    /// Commit early once this many bytes of input are buffered.
+    pub flush_max_bytes: u64,
+    /// Parquet compression.
+    pub compression: Compression,
+}
+
+/// One scheduled job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSchedule {
+    /// A cron expression with six fields, seconds first, e.g. `0 */15 * * * *`.
+    pub schedule: String,
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+}
+
+/// The vacuum job: a schedule and a retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VacuumSchedule {
+    /// A cron expression with six fields, seconds first.
+    pub schedule: String,
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+    /// Files unreferenced for longer than this many hours are deleted.
+    pub retention_hours: u64,
+}
+
+/// `[jobs]`: the scheduler's jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Batch recompute of every view.
+    pub batch: JobSchedule,
+    /// Delta compaction (optimize small files).
+    pub compact: JobSchedule,
+    /// Delta vacuum.
+    pub vacuum: VacuumSchedule,
+}
+
+/// `[serving]`: the REST API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Listen address, `host:port`.
+    pub listen: String,
+    /// The largest `limit` a query may ask for.
+    pub max_limit: u32,
+    /// The widest time range a query may ask for, in days.
+    pub max_range_days: u32,
+}
+
+/// `[schema]`: the event schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaConfig {
+    /// The name of the event-time field (a required timestamp field).
+    #[serde(default)]
+    pub event_time: Option<String>,
+    /// Messages larger than this are dead-lettered as `too_large`.
+    pub max_record_bytes: usize,
+    /// Event times before this RFC 3339 instant are dead-lettered.
+    pub event_time_min: String,
+    /// Event times at or after this RFC 3339 instant are dead-lettered.
+    pub event_time_max: String,
+    /// The declared fields, in order: `[[schema.fields]]` with name, type, required.
+    #[serde(default)]
+    pub fields: Vec<FieldDef>,
+}

@@ -1,0 +1,116 @@
+//! The declared event schema: typed fields, which are required, and which one is the event time.
+
+use serde::{Deserialize, Serialize};
+
+/// The type of a declared event field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// UTF-8 text.
+    String,
+    /// 64-bit signed integer. JSON numbers with a fraction are refused.
+    I64,
+    /// 64-bit float. JSON integers are accepted.
+    F64,
+    /// `true` or `false`.
+    Bool,
+    /// An instant: an RFC 3339 string or integer epoch milliseconds. Stored in microseconds, UTC.
+    Timestamp,
+}
+
+impl FieldType {
+    /// How the type is written in configuration and error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::I64 => "i64",
+            FieldType::F64 => "f64",
+            FieldType::Bool => "bool",
+            FieldType::Timestamp => "timestamp",
+        }
+    }
+
+    /// Whether values of this type can be summed.
+    pub fn is_summable(self) -> bool {
+        matches!(self, FieldType::I64 | FieldType::F64)
+    }
+
+    /// Whether values of this type have a total order usable by min and max.
+    pub fn is_ordered(self) -> bool {
+        matches!(self, FieldType::I64 | FieldType::F64 | FieldType::Timestamp)
+    }
+}
+
+/// One declared field of the event schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    /// JSON key and column name: lowercase letters, digits and `_`, starting with a letter or `_`.
+    pub name: String,
+    /// The field's type.
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    /// A required field that is missing or null makes the record invalid. Defaults to true.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The validated event schema. Built by [`crate::config`] from the `[schema]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSchema {
+    /// The fields, in declaration order (also the Delta column order).
+    pub fields: Vec<FieldDef>,
+    /// Index into `fields` of the event-time field (a required timestamp).
+    pub event_time_index: usize,
+    /// Messages larger than this many bytes are rejected before parsing.
+    pub max_record_bytes: usize,
+    /// Event times before this instant (microseconds since the epoch) are rejected.
+    pub event_time_min_micros: i64,
+    /// Event times at or after this instant (microseconds since the epoch) are rejected.
+    pub event_time_max_micros: i64,
+}
+
+impl EventSchema {
+    /// The index of a field by name.
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// A field by name.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// The event-time field.
+    pub fn event_time_field(&self) -> &FieldDef {
+        &self.fields[self.event_time_index]
+    }
+}
+
+/// Whether `name` is usable as a field, view or column name: `[a-z_][a-z0-9_]*`, at most
+/// `max_len` characters. Names become SQL identifiers, so nothing else is allowed.
+pub fn is_identifier(name: &str, max_len: usize) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.len() <= max_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_strict() {
+        assert!(is_identifier("page_views_1m", 63));
+        assert!(is_identifier("_offset", 63));
+        for bad in ["", "1x", "Page", "a-b", "a b", "x;drop table y", "é"] {
+            assert!(!is_identifier(bad, 63), "{bad}");
+        }
+        assert!(!is_identifier("abcdef", 5));
+    }
+}

@@ -1,0 +1,30 @@
+//! Braid's single source of truth.
+//!
+//! Everything both layers must agree on lives here, so that the speed layer (Rust,
+//! incremental) and the batch layer (Polars) cannot drift apart:
+//!
+//! - [`config`]: the layered `braid.toml` (embedded defaults, then the file, then
+//!   `BRAID__SECTION__KEY` environment variables);
+//! - [`event_schema`] and [`record`]: the declared event fields and the validator that turns
+//!   a raw Kafka message into a typed [`record::Record`] or a precise [`record::Rejection`];
+//! - [`view`]: view definitions (filter, group-by, time bucket, mergeable metrics),
+//!   checked against the schema and fingerprinted;
+//! - [`arrow`] and [`pg_layout`]: the Delta table's Arrow schema and the PostgreSQL tables
+//!   derived from the same definitions;
+//! - [`pg`] (feature `postgres`): migrations and the metadata store (positions, epochs,
+//!   cuts, dead letters).
+
+pub mod arrow;
+pub mod config;
+pub mod duration;
+pub mod event_schema;
+#[cfg(feature = "postgres")]
+pub mod pg;
+pub mod pg_layout;
+pub mod record;
+pub mod view;
+
+pub use config::{BraidConfig, ConfigError};
+pub use event_schema::{EventSchema, FieldDef, FieldType};
+pub use record::{Record, Rejection, Value};
+pub use view::{Metric, MetricKind, View};

@@ -1,0 +1,156 @@
+//! PostgreSQL layouts derived from view definitions.
+//!
+//! Every view gets a speed table and a batch table in the `braid` schema, named from the
+//! view's name and fingerprint, so rows of a changed definition never mix with old ones, and
+//! a merged SQL view `serving.<name>` for the API and BI tools. Identifiers come only from
+//! validated configuration ([`crate::event_schema::is_identifier`]); values are always bound.
+
+use crate::event_schema::FieldType;
+use crate::view::{MetricKind, View};
+
+/// The schema holding metadata, speed and batch tables.
+pub const META_SCHEMA: &str = "braid";
+/// The schema holding the merged views read by the API and BI tools.
+pub const SERVING_SCHEMA: &str = "serving";
+
+/// The PostgreSQL type of a field.
+pub fn pg_type(field_type: FieldType) -> &'static str {
+    match field_type {
+        FieldType::String => "text",
+        FieldType::I64 => "bigint",
+        FieldType::F64 => "double precision",
+        FieldType::Bool => "boolean",
+        FieldType::Timestamp => "timestamptz",
+    }
+}
+
+/// A column of a derived table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// The column name (a validated identifier).
+    pub name: String,
+    /// The PostgreSQL type.
+    pub pg_type: &'static str,
+}
+
+/// The tables and views of one view definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewLayout {
+    /// `braid.speed_<name>_<fingerprint>`: aggregate deltas keyed by group, bucket and epoch.
+    pub speed_table: String,
+    /// `braid.batch_<name>_<fingerprint>`: batch rows keyed by run id, group and bucket.
+    pub batch_table: String,
+    /// `serving.<name>`: the merged rows.
+    pub serving_view: String,
+    /// The group-by columns.
+    pub group_columns: Vec<Column>,
+    /// The metric columns.
+    pub metric_columns: Vec<Column>,
+}
+
+impl ViewLayout {
+    /// Derives the layout of a validated view.
+    pub fn of(view: &View) -> Self {
+        let group_columns = view
+            .group_by
+            .iter()
+            .zip(&view.group_by_types)
+            .map(|(name, field_type)| Column { name: name.clone(), pg_type: pg_type(*field_type) })
+            .collect();
+        let metric_columns = view
+            .metrics
+            .iter()
+            .map(|m| Column {
+                name: m.column.clone(),
+                pg_type: match (m.kind, m.field_type) {
+                    (MetricKind::Count, _) | (_, None) => "bigint",
+                    (_, Some(field_type)) => pg_type(field_type),
+                },
+            })
+            .collect();
+        Self {
+            speed_table: format!("{META_SCHEMA}.speed_{}_{}", view.name, view.fingerprint),
+            batch_table: format!("{META_SCHEMA}.batch_{}_{}", view.name, view.fingerprint),
+            serving_view: format!("{SERVING_SCHEMA}.{}", view.name),
+            group_columns,
+            metric_columns,
+        }
+    }
+
+    fn column_definitions(&self) -> String {
+        self.group_columns
+            .iter()
+            .chain(&self.metric_columns)
+            .map(|c| format!("{} {}", c.name, c.pg_type))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn group_list(&self) -> String {
+        self.group_columns.iter().map(|c| format!("{}, ", c.name)).collect()
+    }
+
+    /// DDL of the speed table. Group columns may be NULL (absent optional fields), so the key
+    /// is a unique constraint with NULLS NOT DISTINCT (PostgreSQL 15 or later).
+    pub fn create_speed_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (epoch bigint NOT NULL, bucket_start timestamptz NOT NULL, {columns}, \
+             UNIQUE NULLS NOT DISTINCT ({groups}bucket_start, epoch))",
+            table = self.speed_table,
+            columns = self.column_definitions(),
+            groups = self.group_list(),
+        )
+    }
+
+    /// DDL of the batch table.
+    pub fn create_batch_table_sql(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} (run_id bigint NOT NULL, bucket_start timestamptz NOT NULL, {columns}); \
+             CREATE INDEX IF NOT EXISTS {index} ON {table} (run_id, {groups}bucket_start)",
+            table = self.batch_table,
+            index = self.batch_table.trim_start_matches("braid.").to_string() + "_key",
+            columns = self.column_definitions(),
+            groups = self.group_list(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_schema::{EventSchema, FieldDef};
+    use crate::view::ViewConfig;
+
+    #[test]
+    fn layout_names_and_types_follow_the_view() {
+        let schema = EventSchema {
+            fields: vec![
+                FieldDef { name: "ts".into(), field_type: FieldType::Timestamp, required: true },
+                FieldDef { name: "country".into(), field_type: FieldType::String, required: false },
+                FieldDef { name: "cents".into(), field_type: FieldType::I64, required: false },
+                FieldDef { name: "score".into(), field_type: FieldType::F64, required: false },
+            ],
+            event_time_index: 0,
+            max_record_bytes: 10,
+            event_time_min_micros: 0,
+            event_time_max_micros: 1,
+        };
+        let view = ViewConfig {
+            name: "sales".into(),
+            filter: None,
+            group_by: vec!["country".into()],
+            bucket: "1m".into(),
+            metrics: vec!["count".into(), "sum(cents)".into(), "max(score)".into(), "min(ts)".into()],
+        }
+        .validate(&schema)
+        .unwrap();
+        let layout = ViewLayout::of(&view);
+        assert_eq!(layout.speed_table, format!("braid.speed_sales_{}", view.fingerprint));
+        assert_eq!(layout.serving_view, "serving.sales");
+        let types: Vec<_> = layout.metric_columns.iter().map(|c| (c.name.as_str(), c.pg_type)).collect();
+        assert_eq!(types, [("count", "bigint"), ("sum_cents", "bigint"), ("max_score", "double precision"), ("min_ts", "timestamptz")]);
+        let ddl = layout.create_speed_table_sql();
+        assert!(ddl.contains("country text, count bigint"), "{ddl}");
+        assert!(ddl.ends_with("UNIQUE NULLS NOT DISTINCT (country, bucket_start, epoch))"), "{ddl}");
+    }
+}

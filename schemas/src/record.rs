@@ -1,0 +1,303 @@
+//! Validation: a raw Kafka message becomes a typed [`Record`] or a precise [`Rejection`].
+//!
+//! Both layers call [`EventSchema::validate`], so they accept and refuse exactly the same
+//! messages. Validation never depends on the wall clock.
+
+use chrono::DateTime;
+use serde_json::Value as Json;
+
+use crate::event_schema::{EventSchema, FieldType};
+
+/// A typed field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A `string` field.
+    String(String),
+    /// An `i64` field.
+    I64(i64),
+    /// An `f64` field.
+    F64(f64),
+    /// A `bool` field.
+    Bool(bool),
+    /// A `timestamp` field, in microseconds since the Unix epoch, UTC.
+    Timestamp(i64),
+}
+
+/// A valid record: one optional value per schema field, in schema order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Values in the order of [`EventSchema::fields`]; `None` for an absent optional field.
+    pub values: Vec<Option<Value>>,
+    /// The event time in microseconds since the Unix epoch (copied out for speed).
+    pub event_time_micros: i64,
+}
+
+impl Record {
+    /// The value of field `index`, if present.
+    pub fn get(&self, index: usize) -> Option<&Value> {
+        self.values.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// Why a message was refused. Each variant names the field where one is involved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The message is larger than `schema.max_record_bytes`.
+    #[error("record is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The message size in bytes.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The payload does not parse as JSON.
+    #[error("not JSON: {detail}")]
+    NotJson {
+        /// The parser's message, with line and column.
+        detail: String,
+    },
+    /// The payload is JSON but not an object.
+    #[error("not a JSON object: found {found}")]
+    NotObject {
+        /// The JSON kind found instead.
+        found: &'static str,
+    },
+    /// A required field is absent or null.
+    #[error("missing required field `{field}`")]
+    MissingField {
+        /// The field name.
+        field: String,
+    },
+    /// A field holds a value of the wrong type.
+    #[error("field `{field}` must be {expected}, found {found}")]
+    WrongType {
+        /// The field name.
+        field: String,
+        /// What the schema wants.
+        expected: &'static str,
+        /// What the message holds.
+        found: String,
+    },
+    /// The event-time field is present but cannot be read as an instant.
+    #[error("event time `{field}` cannot be parsed: {detail}")]
+    BadEventTime {
+        /// The event-time field name.
+        field: String,
+        /// Why it cannot be parsed.
+        detail: String,
+    },
+    /// The event time parses but lies outside `[schema.event_time_min, schema.event_time_max)`.
+    #[error("event time `{field}` = {value} is outside the accepted range [{min}, {max})")]
+    EventTimeOutOfRange {
+        /// The event-time field name.
+        field: String,
+        /// The event time, RFC 3339.
+        value: String,
+        /// The lower bound, RFC 3339.
+        min: String,
+        /// The upper bound, RFC 3339.
+        max: String,
+    },
+}
+
+impl Rejection {
+    /// A stable machine-readable reason code, used in the dead-letter store and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::NotJson { .. } => "not_json",
+            Rejection::NotObject { .. } => "not_object",
+            Rejection::MissingField { .. } => "missing_field",
+            Rejection::WrongType { .. } => "wrong_type",
+            Rejection::BadEventTime { .. } => "bad_event_time",
+            Rejection::EventTimeOutOfRange { .. } => "event_time_out_of_range",
+        }
+    }
+
+    /// Every reason code, for metrics that want to pre-register them.
+    pub const CODES: [&'static str; 7] =
+        ["too_large", "not_json", "not_object", "missing_field", "wrong_type", "bad_event_time", "event_time_out_of_range"];
+}
+
+/// Renders microseconds since the epoch as RFC 3339, or the raw number if out of chrono's range.
+pub fn micros_to_rfc3339(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_else(|| format!("{micros}µs"))
+}
+
+fn json_kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(n) if n.is_f64() => "a fractional number",
+        Json::Number(_) => "an integer",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Parses a timestamp from an RFC 3339 string or integer epoch milliseconds.
+fn parse_timestamp(value: &Json) -> Result<i64, String> {
+    match value {
+        Json::String(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp_micros())
+            .map_err(|e| format!("`{text}` is not RFC 3339 ({e})")),
+        Json::Number(n) => n
+            .as_i64()
+            .and_then(|millis| millis.checked_mul(1_000))
+            .ok_or_else(|| format!("{n} is not an integer number of epoch milliseconds")),
+        other => Err(format!("found {}, expected an RFC 3339 string or epoch milliseconds", json_kind(other))),
+    }
+}
+
+impl EventSchema {
+    /// Validates one raw message. Unknown JSON keys are ignored (producers may send more).
+    pub fn validate(&self, payload: &[u8]) -> Result<Record, Rejection> {
+        if payload.len() > self.max_record_bytes {
+            return Err(Rejection::TooLarge { size: payload.len(), limit: self.max_record_bytes });
+        }
+        let parsed: Json = serde_json::from_slice(payload).map_err(|e| Rejection::NotJson { detail: e.to_string() })?;
+        let Json::Object(object) = parsed else {
+            return Err(Rejection::NotObject { found: json_kind(&parsed) });
+        };
+        let mut values = Vec::with_capacity(self.fields.len());
+        for (index, field) in self.fields.iter().enumerate() {
+            let raw = match object.get(&field.name) {
+                None | Some(Json::Null) if field.required => {
+                    return Err(Rejection::MissingField { field: field.name.clone() });
+                }
+                None | Some(Json::Null) => {
+                    values.push(None);
+                    continue;
+                }
+                Some(raw) => raw,
+            };
+            let wrong = |expected: &'static str| Rejection::WrongType {
+                field: field.name.clone(),
+                expected,
+                found: json_kind(raw).to_string(),
+            };
+            let value = match field.field_type {
+                FieldType::String => Value::String(raw.as_str().ok_or_else(|| wrong("a string"))?.to_string()),
+                FieldType::I64 => Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?),
+                FieldType::F64 => Value::F64(raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?),
+                FieldType::Bool => Value::Bool(raw.as_bool().ok_or_else(|| wrong("a boolean"))?),
+                FieldType::Timestamp if index == self.event_time_index => {
+                    let micros = parse_timestamp(raw)
+                        .map_err(|detail| Rejection::BadEventTime { field: field.name.clone(), detail })?;
+                    if micros < self.event_time_min_micros || micros >= self.event_time_max_micros {
+                        return Err(Rejection::EventTimeOutOfRange {
+                            field: field.name.clone(),
+                            value: micros_to_rfc3339(micros),
+                            min: micros_to_rfc3339(self.event_time_min_micros),
+                            max: micros_to_rfc3339(self.event_time_max_micros),
+                        });
+                    }
+                    Value::Timestamp(micros)
+                }
+                FieldType::Timestamp => Value::Timestamp(
+                    parse_timestamp(raw).map_err(|_| wrong("a timestamp (RFC 3339 string or epoch milliseconds)"))?,
+                ),
+            };
+            values.push(Some(value));
+        }
+        let event_time_micros = match values[self.event_time_index] {
+            Some(Value::Timestamp(micros)) => micros,
+            _ => unreachable!("the event-time field is a required timestamp, checked when the schema was built"),
+        };
+        Ok(Record { values, event_time_micros })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_schema::FieldDef;
+
+    fn schema() -> EventSchema {
+        let field = |name: &str, field_type, required| FieldDef { name: name.into(), field_type, required };
+        EventSchema {
+            fields: vec![
+                field("ts", FieldType::Timestamp, true),
+                field("user", FieldType::String, true),
+                field("qty", FieldType::I64, true),
+                field("price", FieldType::F64, false),
+                field("member", FieldType::Bool, false),
+                field("seen_at", FieldType::Timestamp, false),
+            ],
+            event_time_index: 0,
+            max_record_bytes: 200,
+            event_time_min_micros: 946_684_800_000_000,   // 2000-01-01
+            event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_record_with_typed_values() {
+        let record = schema()
+            .validate(br#"{"ts":"2026-01-01T00:00:01Z","user":"u1","qty":3,"price":2,"member":true,"extra":[1]}"#)
+            .unwrap();
+        assert_eq!(record.event_time_micros, 1_767_225_601_000_000);
+        assert_eq!(record.get(1), Some(&Value::String("u1".into())));
+        assert_eq!(record.get(2), Some(&Value::I64(3)));
+        assert_eq!(record.get(3), Some(&Value::F64(2.0)));
+        assert_eq!(record.get(4), Some(&Value::Bool(true)));
+        assert_eq!(record.get(5), None);
+    }
+
+    #[test]
+    fn accepts_epoch_milliseconds_and_offsets() {
+        let s = schema();
+        let a = s.validate(br#"{"ts":1767225601000,"user":"u","qty":1}"#).unwrap();
+        let b = s.validate(br#"{"ts":"2026-01-01T01:00:01+01:00","user":"u","qty":1}"#).unwrap();
+        assert_eq!(a.event_time_micros, b.event_time_micros);
+    }
+
+    fn reject(payload: &[u8]) -> Rejection {
+        schema().validate(payload).unwrap_err()
+    }
+
+    #[test]
+    fn each_rejection_reason_is_precise() {
+        let too_large = reject(&[b' '; 201]);
+        assert_eq!(too_large, Rejection::TooLarge { size: 201, limit: 200 });
+        assert_eq!(too_large.code(), "too_large");
+
+        let not_json = reject(b"{\"ts\": ");
+        assert_eq!(not_json.code(), "not_json");
+        assert!(not_json.to_string().contains("line 1"), "{not_json}");
+
+        assert_eq!(reject(b"[1,2]"), Rejection::NotObject { found: "an array" });
+
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","qty":1}"#), Rejection::MissingField { field: "user".into() });
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":null,"qty":1}"#),
+            Rejection::MissingField { field: "user".into() }
+        );
+
+        let wrong = reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1.5}"#);
+        assert_eq!(
+            wrong,
+            Rejection::WrongType { field: "qty".into(), expected: "an integer (i64)", found: "a fractional number".into() }
+        );
+        assert_eq!(wrong.to_string(), "field `qty` must be an integer (i64), found a fractional number");
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":7,"qty":1}"#).code(), "wrong_type");
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"member":"yes"}"#).code(), "wrong_type");
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":"soon"}"#).code(), "wrong_type");
+
+        let bad_time = reject(br#"{"ts":"yesterday","user":"u","qty":1}"#);
+        assert!(matches!(&bad_time, Rejection::BadEventTime { field, .. } if field == "ts"), "{bad_time:?}");
+        assert_eq!(reject(br#"{"ts":true,"user":"u","qty":1}"#).code(), "bad_event_time");
+
+        let far_past = reject(br#"{"ts":"1970-01-01T00:00:00Z","user":"u","qty":1}"#);
+        assert_eq!(far_past.code(), "event_time_out_of_range");
+        assert!(far_past.to_string().contains("1970-01-01T00:00:00+00:00"), "{far_past}");
+        assert_eq!(reject(br#"{"ts":"2100-01-01T00:00:00Z","user":"u","qty":1}"#).code(), "event_time_out_of_range");
+    }
+
+    #[test]
+    fn codes_are_listed() {
+        assert_eq!(Rejection::CODES.len(), 7);
+        assert!(Rejection::CODES.contains(&reject(b"x").code()));
+    }
+}

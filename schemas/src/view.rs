@@ -1,0 +1,419 @@
+//! View definitions: declared once in configuration, computed by both layers.
+//!
+//! A view is a filter, group-by fields, a time bucket and mergeable metrics (count, sum,
+//! min, max). avg is derived when reading, as sum / count.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::duration::HumanDuration;
+use crate::event_schema::{is_identifier, EventSchema, FieldType};
+use crate::record::{Record, Value};
+
+/// A view as written in `[[views]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    /// The view's name: `[a-z_][a-z0-9_]*`, at most 40 characters. Names the API path and SQL view.
+    pub name: String,
+    /// Keep only records that pass this filter. Omit to keep all valid records.
+    #[serde(default)]
+    pub filter: Option<FilterConfig>,
+    /// Fields whose values form the group key (string, i64 or bool fields). May be empty.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// The time bucket of the event time, e.g. `10s`, `1m`, `1h`.
+    pub bucket: String,
+    /// Metrics: `count`, `sum(f)`, `min(f)`, `max(f)`.
+    pub metrics: Vec<String>,
+}
+
+/// A filter as written in configuration: `{ field = "event_type", op = "eq", value = "purchase" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The field to test.
+    pub field: String,
+    /// One of `eq`, `ne`, `in`, `lt`, `le`, `gt`, `ge`.
+    pub op: FilterOp,
+    /// The value to compare with; an array for `in`. Timestamps are RFC 3339 strings.
+    pub value: toml::Value,
+}
+
+/// A filter operator. A record whose field is absent never passes (as in SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterOp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Equal to one of a set.
+    In,
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Le,
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Ge,
+}
+
+/// A validated filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    /// The field's name.
+    pub field: String,
+    /// The field's index in the schema.
+    pub field_index: usize,
+    /// The operator.
+    pub op: FilterOp,
+    /// The operand(s), typed like the field; several only for `in`.
+    pub values: Vec<Value>,
+}
+
+/// A mergeable aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    /// Number of records.
+    Count,
+    /// Sum of a numeric field (absent values are skipped).
+    Sum,
+    /// Smallest value of an ordered field.
+    Min,
+    /// Largest value of an ordered field.
+    Max,
+}
+
+/// A validated metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    /// The function.
+    pub kind: MetricKind,
+    /// The field it reads (`None` for count).
+    pub field: Option<String>,
+    /// The field's index in the schema.
+    pub field_index: Option<usize>,
+    /// The field's type (`None` for count).
+    pub field_type: Option<FieldType>,
+    /// The column name: `count`, `sum_price`, `min_price`, ...
+    pub column: String,
+}
+
+/// A validated view, ready for both layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View {
+    /// The name.
+    pub name: String,
+    /// The filter, if any.
+    pub filter: Option<Filter>,
+    /// Group-by field names.
+    pub group_by: Vec<String>,
+    /// Group-by field indexes in the schema.
+    pub group_by_indexes: Vec<usize>,
+    /// Group-by field types.
+    pub group_by_types: Vec<FieldType>,
+    /// The bucket width.
+    pub bucket: HumanDuration,
+    /// The metrics, in declaration order.
+    pub metrics: Vec<Metric>,
+    /// A short hash of everything that affects the view's rows. Changes when the definition does.
+    pub fingerprint: String,
+}
+
+/// Why a view definition was refused. Always names the view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("view `{view}`: {reason}")]
+pub struct ViewError {
+    /// The view's name (or its position when the name itself is bad).
+    pub view: String,
+    /// What is wrong, naming the field where one is involved.
+    pub reason: String,
+}
+
+impl ViewConfig {
+    /// Checks the definition against the schema.
+    pub fn validate(&self, schema: &EventSchema) -> Result<View, ViewError> {
+        let error = |reason: String| ViewError { view: self.name.clone(), reason };
+        if !is_identifier(&self.name, 40) {
+            return Err(error("the name must be lowercase letters, digits and `_`, start with a letter or `_`, at most 40 characters".into()));
+        }
+        let field = |name: &str, role: &str| {
+            schema
+                .field_index(name)
+                .map(|i| (i, schema.fields[i].field_type))
+                .ok_or_else(|| error(format!("{role} field `{name}` is not in the schema")))
+        };
+        let filter = self.filter.as_ref().map(|f| validate_filter(f, schema)).transpose().map_err(error)?;
+        let mut group_by_indexes = Vec::new();
+        let mut group_by_types = Vec::new();
+        for name in &self.group_by {
+            let (index, field_type) = field(name, "group-by")?;
+            if !matches!(field_type, FieldType::String | FieldType::I64 | FieldType::Bool) {
+                return Err(error(format!("group-by field `{name}` is {}; only string, i64 and bool fields can be grouped by", field_type.name())));
+            }
+            if group_by_indexes.contains(&index) {
+                return Err(error(format!("group-by field `{name}` is listed twice")));
+            }
+            group_by_indexes.push(index);
+            group_by_types.push(field_type);
+        }
+        let bucket = HumanDuration::parse(&self.bucket).map_err(|e| error(format!("bucket: {e}")))?;
+        if self.metrics.is_empty() {
+            return Err(error("declare at least one metric, e.g. metrics = [\"count\"]".into()));
+        }
+        let mut metrics: Vec<Metric> = Vec::new();
+        for text in &self.metrics {
+            let metric = parse_metric(text).map_err(error)?;
+            let metric = match metric {
+                (MetricKind::Count, None) => Metric { kind: MetricKind::Count, field: None, field_index: None, field_type: None, column: "count".into() },
+                (kind, Some(name)) => {
+                    let (index, field_type) = field(name, "metric")?;
+                    let allowed = match kind {
+                        MetricKind::Sum => field_type.is_summable(),
+                        _ => field_type.is_ordered(),
+                    };
+                    if !allowed {
+                        return Err(error(format!("metric `{text}`: field `{name}` is {}, which {} cannot use", field_type.name(), kind_name(kind))));
+                    }
+                    Metric { kind, field: Some(name.to_string()), field_index: Some(index), field_type: Some(field_type), column: format!("{}_{name}", kind_name(kind)) }
+                }
+                (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
+            };
+            if metrics.iter().any(|m| m.column == metric.column) {
+                return Err(error(format!("metric `{text}` is listed twice")));
+            }
+            if self.group_by.contains(&metric.column) {
+                return Err(error(format!("metric column `{}` clashes with a group-by field", metric.column)));
+            }
+            metrics.push(metric);
+        }
+        let mut view = View { name: self.name.clone(), filter, group_by: self.group_by.clone(), group_by_indexes, group_by_types, bucket, metrics, fingerprint: String::new() };
+        view.fingerprint = view.compute_fingerprint();
+        Ok(view)
+    }
+}
+
+fn kind_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Count => "count",
+        MetricKind::Sum => "sum",
+        MetricKind::Min => "min",
+        MetricKind::Max => "max",
+    }
+}
+
+/// Parses `count`, `sum(f)`, `min(f)`, `max(f)`.
+fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
+    let text = text.trim();
+    if text == "count" {
+        return Ok((MetricKind::Count, None));
+    }
+    let bad = || format!("metric `{text}` is not one of count, sum(field), min(field), max(field)");
+    let (function, rest) = text.split_once('(').ok_or_else(bad)?;
+    let field = rest.strip_suffix(')').ok_or_else(bad)?.trim();
+    let kind = match function.trim() {
+        "sum" => MetricKind::Sum,
+        "min" => MetricKind::Min,
+        "max" => MetricKind::Max,
+        "avg" => return Err(format!("metric `{text}`: avg is derived when reading, as sum/count; declare sum({field}) and count instead")),
+        _ => return Err(bad()),
+    };
+    if field.is_empty() {
+        return Err(bad());
+    }
+    Ok((kind, Some(field)))
+}
+
+fn validate_filter(config: &FilterConfig, schema: &EventSchema) -> Result<Filter, String> {
+    let index = schema.field_index(&config.field).ok_or_else(|| format!("filter field `{}` is not in the schema", config.field))?;
+    let field_type = schema.fields[index].field_type;
+    let typed = |value: &toml::Value| -> Result<Value, String> {
+        let wrong = || format!("filter value {value} does not match field `{}` of type {}", config.field, field_type.name());
+        Ok(match (field_type, value) {
+            (FieldType::String, toml::Value::String(s)) => Value::String(s.clone()),
+            (FieldType::I64, toml::Value::Integer(i)) => Value::I64(*i),
+            (FieldType::F64, toml::Value::Float(f)) => Value::F64(*f),
+            (FieldType::F64, toml::Value::Integer(i)) => Value::F64(*i as f64),
+            (FieldType::Bool, toml::Value::Boolean(b)) => Value::Bool(*b),
+            (FieldType::Timestamp, toml::Value::String(s)) => {
+                Value::Timestamp(chrono::DateTime::parse_from_rfc3339(s).map_err(|_| wrong())?.timestamp_micros())
+            }
+            _ => return Err(wrong()),
+        })
+    };
+    let values = match (config.op, &config.value) {
+        (FilterOp::In, toml::Value::Array(items)) if !items.is_empty() => items.iter().map(typed).collect::<Result<_, _>>()?,
+        (FilterOp::In, _) => return Err(format!("filter op `in` on `{}` needs a non-empty array value", config.field)),
+        (_, toml::Value::Array(_)) => return Err(format!("filter on `{}`: only op `in` takes an array", config.field)),
+        (op, value) => {
+            if matches!(op, FilterOp::Lt | FilterOp::Le | FilterOp::Gt | FilterOp::Ge) && !field_type.is_ordered() {
+                return Err(format!("filter on `{}`: {} fields cannot be compared with lt/le/gt/ge", config.field, field_type.name()));
+            }
+            vec![typed(value)?]
+        }
+    };
+    Ok(Filter { field: config.field.clone(), field_index: index, op: config.op, values })
+}
+
+fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        (Value::I64(a), Value::I64(b)) => Some(a.cmp(b)),
+        (Value::F64(a), Value::F64(b)) => a.partial_cmp(b),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Timestamp(a), Value::Timestamp(b)) => Some(a.cmp(b)),
+        _ => None,
+    }
+}
+
+impl Filter {
+    /// Whether a record passes. An absent field never passes, whatever the operator.
+    pub fn matches(&self, record: &Record) -> bool {
+        use std::cmp::Ordering::*;
+        let Some(value) = record.get(self.field_index) else { return false };
+        let first = &self.values[0];
+        match self.op {
+            FilterOp::Eq => compare(value, first) == Some(Equal),
+            FilterOp::Ne => matches!(compare(value, first), Some(Less | Greater)),
+            FilterOp::In => self.values.iter().any(|v| compare(value, v) == Some(Equal)),
+            FilterOp::Lt => compare(value, first) == Some(Less),
+            FilterOp::Le => matches!(compare(value, first), Some(Less | Equal)),
+            FilterOp::Gt => compare(value, first) == Some(Greater),
+            FilterOp::Ge => matches!(compare(value, first), Some(Greater | Equal)),
+        }
+    }
+}
+
+impl View {
+    /// Whether the record belongs to this view.
+    pub fn accepts(&self, record: &Record) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(record))
+    }
+
+    /// The start of the record's bucket, in microseconds since the epoch.
+    pub fn bucket_start_micros(&self, event_time_micros: i64) -> i64 {
+        let width = self.bucket.micros();
+        event_time_micros.div_euclid(width) * width
+    }
+
+    fn compute_fingerprint(&self) -> String {
+        let mut canonical = String::from("braid-view-v1\n");
+        let _ = writeln!(canonical, "bucket={}", self.bucket.seconds());
+        if let Some(filter) = &self.filter {
+            let _ = writeln!(canonical, "filter={}:{:?}:{:?}", filter.field, filter.op, filter.values);
+        }
+        for (name, field_type) in self.group_by.iter().zip(&self.group_by_types) {
+            let _ = writeln!(canonical, "group={name}:{}", field_type.name());
+        }
+        for metric in &self.metrics {
+            let _ = writeln!(canonical, "metric={}:{}", metric.column, metric.field_type.map_or("", FieldType::name));
+        }
+        let digest = Sha256::digest(canonical.as_bytes());
+        digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_schema::FieldDef;
+
+    fn schema() -> EventSchema {
+        let field = |name: &str, field_type, required| FieldDef { name: name.into(), field_type, required };
+        EventSchema {
+            fields: vec![
+                field("ts", FieldType::Timestamp, true),
+                field("kind", FieldType::String, true),
+                field("country", FieldType::String, false),
+                field("cents", FieldType::I64, false),
+                field("score", FieldType::F64, false),
+            ],
+            event_time_index: 0,
+            max_record_bytes: 1000,
+            event_time_min_micros: 0,
+            event_time_max_micros: i64::MAX,
+        }
+    }
+
+    fn view(text: &str) -> Result<View, ViewError> {
+        toml::from_str::<ViewConfig>(text).unwrap().validate(&schema())
+    }
+
+    const GOOD: &str = r#"
+        name = "sales"
+        filter = { field = "kind", op = "in", value = ["buy", "refund"] }
+        group_by = ["country"]
+        bucket = "1m"
+        metrics = ["count", "sum(cents)", "min(cents)", "max(score)"]
+    "#;
+
+    #[test]
+    fn a_good_view_validates_with_columns() {
+        let v = view(GOOD).unwrap();
+        let columns: Vec<_> = v.metrics.iter().map(|m| m.column.as_str()).collect();
+        assert_eq!(columns, ["count", "sum_cents", "min_cents", "max_score"]);
+        assert_eq!(v.group_by_indexes, [2]);
+        assert_eq!(v.fingerprint.len(), 10);
+        assert_eq!(v.bucket_start_micros(61_500_000), 60_000_000);
+        assert_eq!(v.bucket_start_micros(-1), -60_000_000);
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_definition_only() {
+        let a = view(GOOD).unwrap().fingerprint;
+        assert_eq!(a, view(GOOD).unwrap().fingerprint);
+        assert_ne!(a, view(&GOOD.replace("\"1m\"", "\"2m\"")).unwrap().fingerprint);
+        assert_ne!(a, view(&GOOD.replace("\"refund\"", "\"return\"")).unwrap().fingerprint);
+        assert_ne!(a, view(&GOOD.replace("min(cents)", "max(cents)")).unwrap().fingerprint);
+    }
+
+    #[test]
+    fn errors_name_the_view_and_the_field() {
+        let cases = [
+            (GOOD.replace("\"sales\"", "\"Sales\""), "the name must be"),
+            (GOOD.replace("[\"country\"]", "[\"city\"]"), "group-by field `city` is not in the schema"),
+            (GOOD.replace("[\"country\"]", "[\"score\"]"), "group-by field `score` is f64"),
+            (GOOD.replace("[\"country\"]", "[\"country\", \"country\"]"), "listed twice"),
+            (GOOD.replace("\"1m\"", "\"1w\""), "bucket: `1w` is not a duration"),
+            (GOOD.replace("sum(cents)", "sum(kind)"), "field `kind` is string, which sum cannot use"),
+            (GOOD.replace("sum(cents)", "avg(cents)"), "avg is derived when reading"),
+            (GOOD.replace("sum(cents)", "median(cents)"), "is not one of count"),
+            (GOOD.replace("sum(cents)", "sum(nope)"), "metric field `nope` is not in the schema"),
+            (GOOD.replace("\"kind\", op", "\"kindx\", op"), "filter field `kindx` is not in the schema"),
+            (GOOD.replace("[\"buy\", \"refund\"]", "[1]"), "does not match field `kind` of type string"),
+            (GOOD.replace("op = \"in\"", "op = \"eq\""), "only op `in` takes an array"),
+            (GOOD.replace("op = \"in\"", "op = \"lt\"").replace("[\"buy\", \"refund\"]", "\"b\""), "cannot be compared"),
+            (GOOD.replace("[\"count\", \"sum(cents)\", \"min(cents)\", \"max(score)\"]", "[]"), "at least one metric"),
+        ];
+        for (text, expected) in cases {
+            let err = view(&text).unwrap_err();
+            assert!(err.to_string().contains(expected), "expected `{expected}` in `{err}`");
+            assert!(err.to_string().starts_with("view `"), "{err}");
+        }
+    }
+
+    #[test]
+    fn filters_follow_sql_null_semantics() {
+        let record = |kind: &str, cents: Option<i64>| Record {
+            values: vec![Some(Value::Timestamp(0)), Some(Value::String(kind.into())), None, cents.map(Value::I64), None],
+            event_time_micros: 0,
+        };
+        let v = view(GOOD).unwrap();
+        assert!(v.accepts(&record("buy", None)));
+        assert!(v.accepts(&record("refund", None)));
+        assert!(!v.accepts(&record("view", None)));
+        let gt = view(&GOOD.replace("\"kind\", op = \"in\", value = [\"buy\", \"refund\"]", "\"cents\", op = \"gt\", value = 100")).unwrap();
+        assert!(gt.accepts(&record("x", Some(101))));
+        assert!(!gt.accepts(&record("x", Some(100))));
+        assert!(!gt.accepts(&record("x", None)));
+        let ne = view(&GOOD.replace("\"kind\", op = \"in\", value = [\"buy\", \"refund\"]", "\"cents\", op = \"ne\", value = 5")).unwrap();
+        assert!(ne.accepts(&record("x", Some(4))));
+        assert!(!ne.accepts(&record("x", Some(5))));
+        assert!(!ne.accepts(&record("x", None)), "an absent field never passes");
+    }
+}
