@@ -1,6 +1,6 @@
 //! PostgreSQL layouts derived from view definitions.
 //!
-//! Every view gets a speed table and a batch table in the `braid` schema, named from the
+//! Every view gets a speed table and a batch table in the `braid_internal` schema, named from the
 //! view's name and fingerprint, so rows of a changed definition never mix with old ones, and
 //! a merged SQL view `serving.<name>` for the API and BI tools. Identifiers come only from
 //! validated configuration ([`crate::event_schema::is_identifier`]); values are always bound.
@@ -9,7 +9,7 @@ use crate::event_schema::FieldType;
 use crate::view::{MetricKind, View};
 
 /// The schema holding metadata, speed and batch tables.
-pub const META_SCHEMA: &str = "braid";
+pub const META_SCHEMA: &str = "braid_internal";
 /// The schema holding the merged views read by the API and BI tools.
 pub const SERVING_SCHEMA: &str = "serving";
 
@@ -36,9 +36,9 @@ pub struct Column {
 /// The tables and views of one view definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewLayout {
-    /// `braid.speed_<name>_<fingerprint>`: aggregate deltas keyed by group, bucket and epoch.
+    /// `braid_internal.speed_<name>_<fingerprint>`: aggregate deltas keyed by group, bucket and epoch.
     pub speed_table: String,
-    /// `braid.batch_<name>_<fingerprint>`: batch rows keyed by run id, group and bucket.
+    /// `braid_internal.batch_<name>_<fingerprint>`: batch rows keyed by run id, group and bucket.
     pub batch_table: String,
     /// `serving.<name>`: the merged rows.
     pub serving_view: String,
@@ -108,7 +108,7 @@ impl ViewLayout {
             "CREATE TABLE IF NOT EXISTS {table} (run_id bigint NOT NULL, bucket_start timestamptz NOT NULL, {columns}); \
              CREATE INDEX IF NOT EXISTS {index} ON {table} (run_id, {groups}bucket_start)",
             table = self.batch_table,
-            index = self.batch_table.trim_start_matches("braid.").to_string() + "_key",
+            index = self.batch_table.trim_start_matches("braid_internal.").to_string() + "_key",
             columns = self.column_definitions(),
             groups = self.group_list(),
         )
@@ -145,7 +145,7 @@ mod tests {
         .validate(&schema)
         .unwrap();
         let layout = ViewLayout::of(&view);
-        assert_eq!(layout.speed_table, format!("braid.speed_sales_{}", view.fingerprint));
+        assert_eq!(layout.speed_table, format!("braid_internal.speed_sales_{}", view.fingerprint));
         assert_eq!(layout.serving_view, "serving.sales");
         let types: Vec<_> = layout.metric_columns.iter().map(|c| (c.name.as_str(), c.pg_type)).collect();
         assert_eq!(types, [("count", "bigint"), ("sum_cents", "bigint"), ("max_score", "double precision"), ("min_ts", "timestamptz")]);

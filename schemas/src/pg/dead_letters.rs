@@ -1,0 +1,89 @@
+//! The dead-letter store: refused records with their reason and position.
+
+use sqlx::{Postgres, Transaction};
+
+use crate::record::Rejection;
+
+/// Which layer refused the record. Both refuse the same records; each stores its own row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// The speed layer.
+    Speed,
+    /// The Delta sink.
+    Sink,
+}
+
+impl Layer {
+    /// The value stored in `dead_letters.layer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Speed => "speed",
+            Layer::Sink => "sink",
+        }
+    }
+}
+
+/// One refused record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The partition it came from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Why it was refused.
+    pub rejection: Rejection,
+    /// A bounded prefix of the raw payload.
+    pub payload_prefix: Vec<u8>,
+    /// The full payload length in bytes.
+    pub payload_len: i32,
+}
+
+impl DeadLetter {
+    /// Keeps at most `max_payload_bytes` of the payload, and its full length.
+    pub fn new(partition: i32, offset: i64, rejection: Rejection, payload: &[u8], max_payload_bytes: usize) -> Self {
+        let kept = payload.len().min(max_payload_bytes);
+        Self {
+            partition,
+            offset,
+            rejection,
+            payload_prefix: payload[..kept].to_vec(),
+            payload_len: i32::try_from(payload.len()).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+/// Inserts dead letters inside the caller's transaction (the one that stores the offsets).
+/// A letter already stored for the same layer and position is left as it is.
+pub async fn insert_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    layer: Layer,
+    topic: &str,
+    letters: &[DeadLetter],
+) -> Result<u64, sqlx::Error> {
+    if letters.is_empty() {
+        return Ok(0);
+    }
+    let partitions: Vec<i32> = letters.iter().map(|l| l.partition).collect();
+    let offsets: Vec<i64> = letters.iter().map(|l| l.offset).collect();
+    let codes: Vec<&str> = letters.iter().map(|l| l.rejection.code()).collect();
+    let reasons: Vec<String> = letters.iter().map(|l| l.rejection.to_string()).collect();
+    let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload_prefix.as_slice()).collect();
+    let lengths: Vec<i32> = letters.iter().map(|l| l.payload_len).collect();
+    let result = sqlx::query(
+        "INSERT INTO braid_internal.dead_letters (layer, topic, partition, \"offset\", reason_code, reason, payload, payload_len)
+         SELECT $1, $2, p, o, c, r, b, l
+         FROM UNNEST($3::int[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::int[]) AS t(p, o, c, r, b, l)
+         ON CONFLICT (layer, topic, partition, \"offset\") DO NOTHING",
+    )
+    .bind(layer.as_str())
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&offsets)
+    .bind(&codes)
+    .bind(&reasons)
+    .bind(&payloads)
+    .bind(&lengths)
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}

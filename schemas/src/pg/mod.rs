@@ -1,0 +1,47 @@
+//! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
+//! letters. Every value is a bound parameter.
+
+mod cut;
+mod dead_letters;
+mod positions;
+
+pub use cut::{current_epoch_for_share, take_cut, Cut};
+pub use dead_letters::{insert_dead_letters, DeadLetter, Layer};
+pub use positions::{load_positions, store_start_if_absent, store_positions};
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+
+/// The static migrations in `migrations/` at the repository root.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Applying migrations failed.
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed. Usually transient (connection loss) and worth retrying.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether retrying the operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Migrate(_) => false,
+            StoreError::Database(e) => matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+                || e.as_database_error().and_then(|d| d.code()).is_some_and(|code| code == "40001" || code == "40P01"),
+        }
+    }
+}
+
+/// Applies all pending migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

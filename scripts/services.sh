@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Braid's local services: PostgreSQL (Debian's packages) and Apache Kafka (the official broker
+# jars from Maven Central, KRaft mode, single node), both on 127.0.0.1, with all state under one
+# folder (.braid/ by default).
+#
+#   scripts/services.sh up       install what is missing, start both, wait until they answer
+#   scripts/services.sh down     stop both (state is kept)
+#   scripts/services.sh status   say what runs where
+#   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
+#   scripts/services.sh reset    stop both and delete their state
+#
+# If DATABASE_URL (or KAFKA_BROKERS) is already set, that service is taken as given: nothing is
+# installed or started for it, and `up` only checks that it answers.
+#
+# Settings (environment): BRAID_STATE_DIR (default .braid in the repository), BRAID_PG_PORT
+# (55432), BRAID_KAFKA_PORT (59092; the controller uses the next port), BRAID_KAFKA_HEAP (1g).
+set -euo pipefail
+
+ROOT=${BRAID_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+STATE=${BRAID_STATE_DIR:-$ROOT/.braid}
+PG_PORT=${BRAID_PG_PORT:-55432}
+KAFKA_PORT=${BRAID_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+KAFKA_HEAP=${BRAID_KAFKA_HEAP:-1g}
+KAFKA_VERSION=4.1.1
+PG_USER=braid
+PG_PASSWORD=braid
+OWN_DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/braid"
+OWN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+
+log() { echo "services: $*" >&2; }
+die() { echo "services: error: $*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for() { # wait_for DESCRIPTION SECONDS COMMAND...
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.5
+  done
+  log "$what is ready"
+}
+
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "need to install $* but not root; install it yourself (apt-get install $*)"
+  log "installing $* from Debian's packages"
+  if [ ! -f "$STATE/.apt-updated" ]; then
+    apt-get update -qq >&2 && mkdir -p "$STATE" && touch "$STATE/.apt-updated"
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a folder that
+# user can reach (the repository may sit in a folder only root can enter).
+pg_home() {
+  if [ "$(id -u)" != 0 ]; then echo "$STATE/pg"; return; fi
+  mkdir -p "$STATE"
+  if runuser -u postgres -- test -x "$STATE" 2>/dev/null; then
+    echo "$STATE/pg"
+  else
+    echo "/var/tmp/braid-$(printf %s "$STATE" | sha1sum | cut -c1-12)/pg"
+  fi
+}
+
+as_pg_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_answers() { PGPASSWORD=$PG_PASSWORD "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc 'select 1' >/dev/null 2>&1; }
+
+pg_up() {
+  [ -n "$(pg_bin)" ] || apt_install postgresql
+  local bin home data
+  bin=$(pg_bin); home=$(pg_home); data=$home/data
+  mkdir -p "$home"
+  [ "$(id -u)" = 0 ] && chown postgres: "$home"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $data"
+    local pwfile=$home/.pw
+    echo "$PG_PASSWORD" > "$pwfile"; [ "$(id -u)" = 0 ] && chown postgres: "$pwfile"
+    as_pg_user "$bin/initdb" -D "$data" -U "$PG_USER" --pwfile="$pwfile" --auth-host=scram-sha-256 --auth-local=peer \
+      --no-locale -E UTF8 >"$home/initdb.log" 2>&1 || { cat "$home/initdb.log" >&2; die "initdb failed"; }
+    rm -f "$pwfile"
+    cat >>"$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = ''
+max_connections = 400
+shared_buffers = 256MB
+fsync = off
+full_page_writes = off
+max_wal_size = 2GB
+log_min_messages = warning
+CONF
+  fi
+  if pg_answers; then log "PostgreSQL already answers on 127.0.0.1:$PG_PORT"; return; fi
+  port_open 127.0.0.1 "$PG_PORT" && die "port $PG_PORT is taken by something that is not Braid's PostgreSQL; set BRAID_PG_PORT"
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_pg_user "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null \
+    || { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not start (log: $home/postgres.log)"; }
+  wait_for "PostgreSQL" 60 pg_answers || die "PostgreSQL does not answer (log: $home/postgres.log)"
+  if ! PGPASSWORD=$PG_PASSWORD "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+      "select 1 from pg_database where datname = 'braid'" | grep -q 1; then
+    PGPASSWORD=$PG_PASSWORD "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" braid
+  fi
+}
+
+pg_down() {
+  local data; data=$(pg_home)/data
+  [ -f "$data/postmaster.pid" ] || return 0
+  log "stopping PostgreSQL"
+  as_pg_user "$(pg_bin)/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+}
+
+# ---------------------------------------------------------------- Kafka
+KAFKA_HOME=$STATE/kafka
+kafka_pid() { cat "$KAFKA_HOME/kafka.pid" 2>/dev/null || true; }
+kafka_running() { local pid; pid=$(kafka_pid); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+kafka_answers() { port_open 127.0.0.1 "$KAFKA_PORT" && grep -q "Kafka Server started" "$KAFKA_HOME/logs/server.log" 2>/dev/null; }
+
+kafka_install() {
+  [ -f "$KAFKA_HOME/libs/.complete-$KAFKA_VERSION" ] && return
+  command -v java >/dev/null || apt_install default-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  log "fetching the Apache Kafka $KAFKA_VERSION broker jars from Maven Central"
+  rm -rf "$KAFKA_HOME/libs"; mkdir -p "$KAFKA_HOME/libs"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies -DoutputDirectory="$KAFKA_HOME/libs" >&2 \
+    || die "could not fetch the Kafka jars from Maven Central"
+  touch "$KAFKA_HOME/libs/.complete-$KAFKA_VERSION"
+}
+
+kafka_tool() { java -cp "$KAFKA_HOME/libs/*" -Dkafka.logs.dir="$KAFKA_HOME/logs" \
+  -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" "$@"; }
+
+kafka_up() {
+  kafka_install
+  mkdir -p "$KAFKA_HOME/logs"
+  cat >"$KAFKA_HOME/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KAFKA_HOME/data
+num.partitions=4
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+log.retention.hours=168
+message.max.bytes=10485760
+PROPS
+  if kafka_running && kafka_answers; then log "Kafka already answers on $OWN_KAFKA_BROKERS"; return; fi
+  kafka_running && { log "Kafka process $(kafka_pid) does not answer; restarting it"; kill -9 "$(kafka_pid)" || true; }
+  port_open 127.0.0.1 "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by something that is not Braid's Kafka; set BRAID_KAFKA_PORT"
+  if [ ! -f "$KAFKA_HOME/data/meta.properties" ]; then
+    log "formatting Kafka's KRaft storage in $KAFKA_HOME/data"
+    kafka_tool kafka.tools.StorageTool format -t "$(kafka_tool kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
+      -c "$KAFKA_HOME/server.properties" >"$KAFKA_HOME/logs/format.log" 2>&1 \
+      || { cat "$KAFKA_HOME/logs/format.log" >&2; die "formatting Kafka storage failed"; }
+  fi
+  log "starting Kafka $KAFKA_VERSION (KRaft) on $OWN_KAFKA_BROKERS"
+  : >"$KAFKA_HOME/logs/server.log"
+  setsid nohup java -Xms256m "-Xmx$KAFKA_HEAP" -cp "$KAFKA_HOME/libs/*" -Dkafka.logs.dir="$KAFKA_HOME/logs" \
+    -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" kafka.Kafka "$KAFKA_HOME/server.properties" \
+    >"$KAFKA_HOME/logs/kafka.out" 2>&1 </dev/null &
+  echo $! >"$KAFKA_HOME/kafka.pid"
+  wait_for "Kafka" 120 kafka_answers || { tail -n 20 "$KAFKA_HOME/logs/kafka.out" >&2; die "Kafka did not start (logs: $KAFKA_HOME/logs)"; }
+}
+
+kafka_down() {
+  kafka_running || return 0
+  log "stopping Kafka"
+  local pid; pid=$(kafka_pid)
+  kill "$pid" 2>/dev/null || true
+  wait_for "Kafka shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+  rm -f "$KAFKA_HOME/kafka.pid"
+}
+
+# ---------------------------------------------------------------- given services
+url_host_port() { # postgres://user:pw@host:port/db -> host port
+  local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}; rest=${rest%%\?*}
+  local host=${rest%%:*} port=5432; [ "$rest" != "$host" ] && port=${rest##*:}
+  echo "$host $port"
+}
+
+check_given() {
+  if [ -n "${DATABASE_URL:-}" ]; then
+    read -r host port < <(url_host_port "$DATABASE_URL")
+    port_open "$host" "$port" || die "DATABASE_URL points at $host:$port, which does not answer"
+    log "using the given PostgreSQL at $host:$port"
+  fi
+  if [ -n "${KAFKA_BROKERS:-}" ]; then
+    local first=${KAFKA_BROKERS%%,*}
+    port_open "${first%:*}" "${first##*:}" || die "KAFKA_BROKERS points at $first, which does not answer"
+    log "using the given Kafka at $KAFKA_BROKERS"
+  fi
+}
+
+print_env() {
+  echo "export DATABASE_URL='${DATABASE_URL:-$OWN_DATABASE_URL}'"
+  echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-$OWN_KAFKA_BROKERS}'"
+}
+
+case "${1:-}" in
+  up)
+    check_given
+    [ -n "${DATABASE_URL:-}" ] || pg_up
+    [ -n "${KAFKA_BROKERS:-}" ] || kafka_up
+    print_env ;;
+  down) kafka_down; pg_down ;;
+  reset) kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
+  status)
+    if pg_answers; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $(pg_home)/data)"; else echo "postgres: not running"; fi
+    if kafka_running && kafka_answers; then echo "kafka: running on $OWN_KAFKA_BROKERS (pid $(kafka_pid), logs $KAFKA_HOME/logs)"; else echo "kafka: not running"; fi ;;
+  env) print_env ;;
+  *) sed -n '2,20p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
+esac
