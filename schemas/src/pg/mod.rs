@@ -45,3 +45,15 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Creates the speed and batch tables of every view (idempotent). Tables are named from the
+/// view's fingerprint, so a changed definition gets new tables and never mixes with old rows.
+pub async fn ensure_view_tables(pool: &PgPool, views: &[crate::view::View]) -> Result<(), StoreError> {
+    for view in views {
+        let layout = crate::pg_layout::ViewLayout::of(view);
+        // Identifiers come only from validated configuration (schemas::event_schema::is_identifier).
+        sqlx::raw_sql(sqlx::AssertSqlSafe(layout.create_speed_table_sql())).execute(pool).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(layout.create_batch_table_sql())).execute(pool).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The command line. Every flag can also be given as an environment variable (shown in --help).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+/// Braid: exact real-time and batch views over a Kafka stream.
+///
+/// Records arrive on a Kafka topic. The speed layer keeps real-time view aggregates in
+/// PostgreSQL; the sink lands every valid record in a Delta Lake table; batch jobs recompute
+/// the views from the lake; the API and SQL views serve the exact merge of both.
+///
+/// Configuration is layered: embedded defaults, then the config file, then BRAID__SECTION__KEY
+/// environment variables (e.g. BRAID__SPEED__FLUSH_INTERVAL_MS=250), then the flags below.
+#[derive(Debug, Parser)]
+#[command(name = "braid", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// The config file. When not given, ./braid.toml is used.
+    #[arg(long, short, global = true, env = "BRAID_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Kafka bootstrap servers; overrides kafka.brokers.
+    #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT[,...]")]
+    pub brokers: Option<String>,
+
+    /// PostgreSQL URL; overrides postgres.url.
+    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Log format. The level is set with RUST_LOG (default: info).
+    #[arg(long, global = true, env = "BRAID_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Braid's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process: migrations, then every component that exists, until Ctrl-C.
+    Up(UpArgs),
+    /// Speed layer: consume Kafka and keep exact real-time aggregates in PostgreSQL.
+    Speed,
+    /// Delta sink: land every valid record in the Delta Lake table, exactly once.
+    Sink,
+    /// Batch layer: recompute views from the Delta table and publish them atomically.
+    Batch,
+    /// Scheduler: run batch recomputes, compaction and vacuum on their cron schedules.
+    Jobs,
+    /// Serving: the REST API over the merged views.
+    Serve,
+    /// Replay history: rebuild speed views, time travel, republish to Kafka.
+    Replay,
+    /// Produce a realistic demo clickstream to Kafka, or print it as JSON lines.
+    Generate(GenerateArgs),
+    /// Apply database migrations and create the per-view tables.
+    Migrate,
+    /// Manage the local PostgreSQL and Kafka that Braid runs for development and tests.
+    Services(ServicesArgs),
+}
+
+/// Options of `braid up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Also produce a demo clickstream at this many events per second.
+    #[arg(long, env = "BRAID_UP_GENERATE", value_name = "EVENTS_PER_SECOND")]
+    pub generate: Option<u32>,
+
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, env = "BRAID_UP_DURATION", value_name = "SECONDS")]
+    pub duration: Option<u64>,
+}
+
+/// Options of `braid generate`.
+#[derive(Debug, Args, Clone)]
+pub struct GenerateArgs {
+    /// Events per second; 0 means as fast as possible.
+    #[arg(long, env = "BRAID_GENERATE_RATE", default_value_t = 1000)]
+    pub rate: u32,
+
+    /// Stop after this many events (default: run until Ctrl-C).
+    #[arg(long, env = "BRAID_GENERATE_COUNT")]
+    pub count: Option<u64>,
+
+    /// Make the stream reproducible: the same seed gives the same records, byte for byte. A
+    /// seeded stream also takes its event times from a logical clock that starts at --start
+    /// (default 2026-01-01T00:00:00Z) and advances by 1/rate per event.
+    #[arg(long, env = "BRAID_GENERATE_SEED")]
+    pub seed: Option<u64>,
+
+    /// Event time of the first event (RFC 3339). Without --seed, event times follow the wall clock.
+    #[arg(long, env = "BRAID_GENERATE_START", value_name = "RFC3339")]
+    pub start: Option<String>,
+
+    /// Fraction of events whose event time lies 1 s to 30 min in the past.
+    #[arg(long, env = "BRAID_GENERATE_LATE_FRACTION", default_value_t = 0.02)]
+    pub late_fraction: f64,
+
+    /// Fraction of records that are malformed (bad JSON, wrong types, missing fields, ...).
+    #[arg(long, env = "BRAID_GENERATE_MALFORMED_FRACTION", default_value_t = 0.01)]
+    pub malformed_fraction: f64,
+
+    /// Write JSON lines to standard output instead of producing to Kafka.
+    #[arg(long)]
+    pub stdout: bool,
+
+    /// Produce to this topic instead of kafka.topic.
+    #[arg(long, env = "BRAID_GENERATE_TOPIC")]
+    pub topic: Option<String>,
+
+    /// Partitions of the topic if it has to be created.
+    #[arg(long, env = "BRAID_GENERATE_PARTITIONS", default_value_t = 4)]
+    pub partitions: i32,
+}
+
+/// Options of `braid services`.
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: ServicesAction,
+}
+
+/// `braid services` actions (they run scripts/services.sh).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ServicesAction {
+    /// Install what is missing, start PostgreSQL and Kafka, wait until they answer.
+    Up,
+    /// Stop both; their state is kept.
+    Down,
+    /// Say what runs where.
+    Status,
+    /// Print the environment to use: eval "$(braid services env)".
+    Env,
+    /// Stop both and delete their state.
+    Reset,
+}
+
+impl ServicesAction {
+    /// The script's argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServicesAction::Up => "up",
+            ServicesAction::Down => "down",
+            ServicesAction::Status => "status",
+            ServicesAction::Env => "env",
+            ServicesAction::Reset => "reset",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_help() {
+        for sub in Cli::command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `braid migrate`: metadata migrations and per-view tables. Also run at the start of every
+//! long-running command.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use schemas::BraidConfig;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+/// The URL with its password hidden, for messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Opens the connection pool, failing fast with the (redacted) URL if the database does not answer.
+pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(config.postgres.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&config.postgres.url)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {} (postgres.url)", redacted(&config.postgres.url)))
+}
+
+/// Applies the migrations and creates every view's tables.
+pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> {
+    schemas::pg::migrate(pool).await?;
+    schemas::pg::ensure_view_tables(pool, &config.views).await?;
+    tracing::info!(views = config.views.len(), "database migrated");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redacted("postgres://braid:secret@127.0.0.1:5432/braid"), "postgres://braid:***@127.0.0.1:5432/braid");
+        assert_eq!(redacted("postgres://braid@host/db"), "postgres://braid@host/db");
+        assert_eq!(redacted("postgres://host/db"), "postgres://host/db");
+    }
+}

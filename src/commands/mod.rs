@@ -1,0 +1,82 @@
+//! Each subcommand's entry point.
+
+mod migrate;
+mod services;
+mod up;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use schemas::BraidConfig;
+
+pub use migrate::{connect, migrate};
+
+use crate::cli::{Cli, Command};
+use crate::stop::StopFlag;
+
+/// The config file used when --config is not given.
+pub const DEFAULT_CONFIG_FILE: &str = "braid.toml";
+
+/// Loads the layered configuration, then applies the --brokers and --database-url flags.
+pub fn load_config(cli: &Cli) -> anyhow::Result<BraidConfig> {
+    let path: PathBuf = match &cli.config {
+        Some(path) => path.clone(),
+        None if Path::new(DEFAULT_CONFIG_FILE).exists() => PathBuf::from(DEFAULT_CONFIG_FILE),
+        None => anyhow::bail!(
+            "no config file: ./{DEFAULT_CONFIG_FILE} does not exist; pass --config FILE or set BRAID_CONFIG \
+             (the repository's braid.toml is the demo clickstream)"
+        ),
+    };
+    let mut config = BraidConfig::load(Some(&path))?;
+    if let Some(brokers) = &cli.brokers {
+        config.kafka.brokers.clone_from(brokers);
+    }
+    if let Some(url) = &cli.database_url {
+        config.postgres.url.clone_from(url);
+    }
+    Ok(config)
+}
+
+/// Says that a layer is not built yet, and fails.
+fn not_built(command: &str, what: &str) -> ExitCode {
+    eprintln!("braid {command}: {what} is not built yet in this version of Braid; see README.md for what works today.");
+    ExitCode::from(2)
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Services(args) => services::run(args.action),
+        Command::Generate(args) if args.stdout => {
+            let written = crate::generate::write_lines(args, std::io::stdout().lock())?;
+            tracing::debug!(written, "generated");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate(args) => {
+            let config = load_config(&cli)?;
+            let topic = args.topic.clone().unwrap_or_else(|| config.kafka.topic.clone());
+            if crate::kafka::ensure_topic(&config.kafka, &topic, args.partitions).await? {
+                tracing::info!(topic, partitions = args.partitions, "created the topic");
+            }
+            let stop = StopFlag::default();
+            stop.stop_on_signals();
+            let summary = crate::generate::produce(args, &config.kafka, &topic, stop).await?;
+            anyhow::ensure!(summary.failed == 0, "{} of {} messages could not be delivered", summary.failed, summary.sent);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let config = load_config(&cli)?;
+            let pool = connect(&config).await?;
+            migrate(&pool, &config).await.context("braid migrate")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up(args) => up::run(load_config(&cli)?, args).await,
+        Command::Speed => Ok(not_built("speed", "the speed layer")),
+        Command::Sink => Ok(not_built("sink", "the Delta sink")),
+        Command::Batch => Ok(not_built("batch", "the batch layer")),
+        Command::Jobs => Ok(not_built("jobs", "the job scheduler")),
+        Command::Serve => Ok(not_built("serve", "the serving API")),
+        Command::Replay => Ok(not_built("replay", "replay")),
+    }
+}

@@ -1,0 +1,66 @@
+//! `braid up`: everything in one process.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use schemas::BraidConfig;
+
+use crate::cli::{GenerateArgs, UpArgs};
+use crate::stop::StopFlag;
+
+/// Components that `braid up` will run once they exist.
+const NOT_BUILT_YET: [&str; 5] = ["speed layer", "Delta sink", "job scheduler", "serving API", "batch layer"];
+
+/// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
+pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(&config).await?;
+    super::migrate(&pool, &config).await?;
+    for component in NOT_BUILT_YET {
+        tracing::warn!(component, "not built yet in this version; skipped");
+    }
+    let stop = StopFlag::default();
+    stop.stop_on_signals();
+    if let Some(seconds) = args.duration {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+            stop.stop();
+        });
+    }
+    let generator = args.generate.map(|rate| {
+        let generate = GenerateArgs {
+            rate,
+            count: None,
+            seed: None,
+            start: None,
+            late_fraction: 0.02,
+            malformed_fraction: 0.01,
+            stdout: false,
+            topic: None,
+            partitions: 4,
+        };
+        let (config, stop) = (config.clone(), stop.clone());
+        tokio::spawn(async move {
+            crate::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions).await?;
+            crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
+        })
+    });
+    tracing::info!(
+        topic = config.kafka.topic,
+        brokers = config.kafka.brokers,
+        "braid is up; demo events go to the topic (watch them with: braid generate --help, or any Kafka consumer); Ctrl-C stops"
+    );
+    let summary = match generator {
+        Some(handle) => Some(handle.await??),
+        None => {
+            while !stop.is_stopped() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None
+        }
+    };
+    if let Some(summary) = summary {
+        println!("produced {} demo events to Kafka topic {} ({} malformed, {} failed)", summary.sent, config.kafka.topic, summary.malformed, summary.failed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
