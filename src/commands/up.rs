@@ -45,10 +45,16 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
         })
     });
-    tracing::info!(
+    let database = super::migrate::redacted(&config.postgres.url);
+    eprintln!(
+        "braid is up. Where to look:\n  \
+         Kafka topic   {topic} on {brokers} (demo events, when --generate is given)\n  \
+         PostgreSQL    {database}: schema braid_internal (positions, epochs, dead letters, per-view tables)\n  \
+         Delta table   {lake}\n\
+         Ctrl-C stops.",
         topic = config.kafka.topic,
         brokers = config.kafka.brokers,
-        "braid is up; demo events go to the topic (watch them with: braid generate --help, or any Kafka consumer); Ctrl-C stops"
+        lake = config.lake.uri,
     );
     let summary = match generator {
         Some(handle) => Some(handle.await??),

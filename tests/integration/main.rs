@@ -1,1 +1,9 @@
+//! End-to-end tests of the `braid` binary against the real services started by
+//! scripts/services.sh (DATABASE_URL and KAFKA_BROKERS must point at them).
+//! One test binary with modules, so the workspace links it once.
 
+mod cli;
+mod compose;
+mod database;
+mod kafka_roundtrip;
+mod support;

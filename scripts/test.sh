@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs Braid's whole test suite against real PostgreSQL and Kafka, starting them first if needed
+# (scripts/services.sh installs them on a machine that has neither). Extra arguments go to
+# `cargo test`, e.g. scripts/test.sh -p schemas.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95 or later (https://rustup.rs)" >&2; exit 1; }
+eval "$(scripts/services.sh up)"
+echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS" >&2
+
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+if [ "$#" -eq 0 ]; then set -- --workspace; fi
+cargo test "$@"
