@@ -11,4 +11,11 @@ echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka a
 
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi
-cargo test "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
