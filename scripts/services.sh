@@ -53,7 +53,10 @@ apt_install() {
 }
 
 # ---------------------------------------------------------------- PostgreSQL
-pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+pg_bin() { # the newest server installation (the client package alone has no initdb)
+  local initdb; initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$initdb" ] && dirname "$initdb"; return 0
+}
 
 # PostgreSQL refuses to run as root: as root, run it as the `postgres` user, in a folder that
 # user can reach (the repository may sit in a folder only root can enter).
