@@ -44,7 +44,12 @@ pub enum Command {
     /// Run everything in one process: migrations, then every component that exists, until Ctrl-C.
     Up(UpArgs),
     /// Speed layer: consume Kafka and keep exact real-time aggregates in PostgreSQL.
-    Speed,
+    ///
+    /// Validates every message, aggregates a micro-batch per view, group key and bucket, and
+    /// commits it together with the partitions' next offsets in one PostgreSQL transaction
+    /// (every speed.flush_interval_ms or speed.flush_max_records). Refused records go to the
+    /// dead-letter table with their reason. Run several processes to split the partitions.
+    Speed(SpeedArgs),
     /// Delta sink: land every valid record in the Delta Lake table, exactly once.
     Sink,
     /// Batch layer: recompute views from the Delta table and publish them atomically.
@@ -61,6 +66,14 @@ pub enum Command {
     Migrate,
     /// Manage the local PostgreSQL and Kafka that Braid runs for development and tests.
     Services(ServicesArgs),
+}
+
+/// Options of `braid speed`.
+#[derive(Debug, Args)]
+pub struct SpeedArgs {
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "BRAID_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Options of `braid up`.

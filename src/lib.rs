@@ -8,4 +8,5 @@ pub mod commands;
 pub mod generate;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod stop;

@@ -18,6 +18,11 @@ impl StopFlag {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// The underlying flag, for blocking loops in other crates.
+    pub fn shared(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
+
     /// Sets the flag on Ctrl-C or SIGTERM.
     pub fn stop_on_signals(&self) {
         let flag = self.clone();

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod services;
+pub mod speed;
 mod up;
 
 use std::path::{Path, PathBuf};
@@ -72,7 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => up::run(load_config(&cli)?, args).await,
-        Command::Speed => Ok(not_built("speed", "the speed layer")),
+        Command::Speed(args) => speed::run(load_config(&cli)?, args).await,
         Command::Sink => Ok(not_built("sink", "the Delta sink")),
         Command::Batch => Ok(not_built("batch", "the batch layer")),
         Command::Jobs => Ok(not_built("jobs", "the job scheduler")),

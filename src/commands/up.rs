@@ -9,7 +9,7 @@ use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
 /// Components that `braid up` will run once they exist.
-const NOT_BUILT_YET: [&str; 5] = ["speed layer", "Delta sink", "job scheduler", "serving API", "batch layer"];
+const NOT_BUILT_YET: [&str; 4] = ["Delta sink", "job scheduler", "serving API", "batch layer"];
 
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -27,6 +27,10 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             stop.stop();
         });
     }
+    let speed = {
+        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
+        tokio::spawn(async move { super::speed::spawn(&config, pool, stop).await })
+    };
     let generator = args.generate.map(|rate| {
         let generate = GenerateArgs {
             rate,
@@ -49,7 +53,8 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     eprintln!(
         "braid is up. Where to look:\n  \
          Kafka topic   {topic} on {brokers} (demo events, when --generate is given)\n  \
-         PostgreSQL    {database}: schema braid_internal (positions, epochs, dead letters, per-view tables)\n  \
+         PostgreSQL    {database}: speed rows in braid_internal.speed_<view>_<fingerprint>, \
+         refused records in braid_internal.dead_letters\n  \
          Delta table   {lake}\n\
          Ctrl-C stops.",
         topic = config.kafka.topic,
@@ -65,6 +70,9 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             None
         }
     };
+    stop.stop();
+    let speed = speed.await??;
+    println!("speed layer: {} records aggregated, {} dead letters, {} flushes", speed.flushed_records, speed.dead_letters, speed.flushes);
     if let Some(summary) = summary {
         println!("produced {} demo events to Kafka topic {} ({} malformed, {} failed)", summary.sent, config.kafka.topic, summary.malformed, summary.failed);
     }

@@ -7,7 +7,7 @@ mod positions;
 
 pub use cut::{current_epoch_for_share, take_cut, Cut};
 pub use dead_letters::{insert_dead_letters, DeadLetter, Layer};
-pub use positions::{load_positions, store_start_if_absent, store_positions};
+pub use positions::{advance_positions, load_positions, store_positions, store_start_if_absent, AdvanceError, Fenced};
 
 use sqlx::migrate::Migrator;
 use sqlx::PgPool;

@@ -53,3 +53,54 @@ pub async fn store_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, ne
     .await?;
     Ok(())
 }
+
+/// Partitions whose stored position was not the one a flush expected: another process
+/// consumed them since (a rebalance this process missed). The flush must not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("partitions {partitions:?} of {topic} were advanced by another process")]
+pub struct Fenced {
+    /// The topic.
+    pub topic: String,
+    /// The partitions whose stored position differed from the expected one.
+    pub partitions: Vec<i32>,
+}
+
+/// Why advancing positions failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdvanceError {
+    /// Another process moved a position: roll back.
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Moves each partition from its `expected` stored position to `next`, inside the flush's
+/// transaction, only if the stored position is still the expected one.
+/// `moves` holds (partition, expected, next).
+pub async fn advance_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, moves: &[(i32, i64, i64)]) -> Result<(), AdvanceError> {
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let partitions: Vec<i32> = moves.iter().map(|m| m.0).collect();
+    let expected: Vec<i64> = moves.iter().map(|m| m.1).collect();
+    let next: Vec<i64> = moves.iter().map(|m| m.2).collect();
+    let moved: Vec<(i32,)> = sqlx::query_as(
+        "UPDATE braid_internal.speed_positions s SET next_offset = m.next, updated_at = now()
+         FROM UNNEST($2::int[], $3::bigint[], $4::bigint[]) AS m(p, expected, next)
+         WHERE s.topic = $1 AND s.partition = m.p AND s.next_offset = m.expected
+         RETURNING s.partition",
+    )
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&expected)
+    .bind(&next)
+    .fetch_all(&mut **tx)
+    .await?;
+    if moved.len() == moves.len() {
+        return Ok(());
+    }
+    let moved: Vec<i32> = moved.into_iter().map(|(p,)| p).collect();
+    Err(Fenced { topic: topic.to_string(), partitions: partitions.into_iter().filter(|p| !moved.contains(p)).collect() }.into())
+}

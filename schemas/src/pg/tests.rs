@@ -103,3 +103,19 @@ async fn dead_letters_keep_reason_position_and_bounded_payload(pool: PgPool) {
     assert_eq!(rows[1].3, "missing_field");
     assert_eq!(rows[1].4, "missing required field `ts`");
 }
+
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
+    store_start_if_absent(&pool, "t", 0, 10).await.unwrap();
+    store_start_if_absent(&pool, "t", 1, 20).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    advance_positions(&mut tx, "t", &[(0, 10, 15), (1, 20, 21)]).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut stale = pool.begin().await.unwrap();
+    match advance_positions(&mut stale, "t", &[(0, 10, 18), (1, 21, 22)]).await {
+        Err(AdvanceError::Fenced(fenced)) => assert_eq!(fenced.partitions, [0]),
+        other => panic!("expected a fence, got {other:?}"),
+    }
+    stale.rollback().await.unwrap();
+    assert_eq!(load_positions(&pool, "t").await.unwrap(), BTreeMap::from([(0, 15), (1, 21)]));
+}

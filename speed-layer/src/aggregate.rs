@@ -1,0 +1,240 @@
+//! The in-memory micro-batch: aggregate deltas per view, group key and bucket, plus the
+//! positions and dead letters they cover.
+
+use std::collections::{BTreeMap, HashMap};
+
+use schemas::pg::DeadLetter;
+use schemas::view::{Metric, MetricKind, View};
+use schemas::{Record, Value};
+
+/// One group-by value. Absent optional fields group under `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyValue {
+    /// A string field.
+    String(String),
+    /// An i64 field.
+    I64(i64),
+    /// A bool field.
+    Bool(bool),
+}
+
+/// A group key and a bucket start (microseconds since the epoch).
+pub type GroupBucket = (Vec<Option<KeyValue>>, i64);
+
+/// The running value of one metric. Sums start at zero; min and max at "no value".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricValue {
+    /// count, or sum/min/max of an i64 or timestamp field (microseconds).
+    Int(Option<i64>),
+    /// sum/min/max of an f64 field.
+    Float(Option<f64>),
+}
+
+/// The initial value of a metric.
+pub fn initial(metric: &Metric) -> MetricValue {
+    use schemas::FieldType;
+    match (metric.kind, metric.field_type) {
+        (MetricKind::Count, _) => MetricValue::Int(Some(0)),
+        (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
+        (MetricKind::Sum, _) => MetricValue::Int(Some(0)),
+        (_, Some(FieldType::F64)) => MetricValue::Float(None),
+        (_, _) => MetricValue::Int(None),
+    }
+}
+
+fn combine_option<T: Copy>(a: Option<T>, b: Option<T>, pick: impl Fn(T, T) -> T) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(pick(a, b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+impl MetricValue {
+    /// Folds one record's field value into the metric.
+    fn add(&mut self, kind: MetricKind, value: Option<&Value>) {
+        if kind == MetricKind::Count {
+            if let MetricValue::Int(Some(count)) = self {
+                *count += 1;
+            }
+            return;
+        }
+        let incoming = match value {
+            Some(Value::I64(v)) | Some(Value::Timestamp(v)) => MetricValue::Int(Some(*v)),
+            Some(Value::F64(v)) => MetricValue::Float(Some(*v)),
+            _ => return, // an absent field adds nothing
+        };
+        self.merge(kind, incoming);
+    }
+
+    /// Combines two partial values: sums add, min and max combine. Sums of i64 wrap on
+    /// overflow, as in the batch engine.
+    pub fn merge(&mut self, kind: MetricKind, other: MetricValue) {
+        *self = match (*self, other) {
+            (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
+                MetricKind::Count | MetricKind::Sum => combine_option(a, b, i64::wrapping_add),
+                MetricKind::Min => combine_option(a, b, i64::min),
+                MetricKind::Max => combine_option(a, b, i64::max),
+            }),
+            (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match kind {
+                MetricKind::Count | MetricKind::Sum => combine_option(a, b, |x, y| x + y),
+                MetricKind::Min => combine_option(a, b, f64::min),
+                MetricKind::Max => combine_option(a, b, f64::max),
+            }),
+            (mine, _) => mine,
+        };
+    }
+}
+
+/// The deltas of one view.
+#[derive(Debug, Clone)]
+pub struct ViewDeltas {
+    /// The view.
+    pub view: View,
+    /// Metric values per group key and bucket, in the view's metric order.
+    pub groups: HashMap<GroupBucket, Vec<MetricValue>>,
+}
+
+impl ViewDeltas {
+    fn new(view: View) -> Self {
+        Self { view, groups: HashMap::new() }
+    }
+
+    /// Folds a valid record in, if the view's filter accepts it.
+    pub fn add(&mut self, record: &Record) {
+        if !self.view.accepts(record) {
+            return;
+        }
+        let key: Vec<Option<KeyValue>> = self
+            .view
+            .group_by_indexes
+            .iter()
+            .map(|&index| match record.get(index) {
+                Some(Value::String(s)) => Some(KeyValue::String(s.clone())),
+                Some(Value::I64(v)) => Some(KeyValue::I64(*v)),
+                Some(Value::Bool(b)) => Some(KeyValue::Bool(*b)),
+                _ => None,
+            })
+            .collect();
+        let bucket = self.view.bucket_start_micros(record.event_time_micros);
+        let metrics = &self.view.metrics;
+        let values = self.groups.entry((key, bucket)).or_insert_with(|| metrics.iter().map(initial).collect());
+        for (value, metric) in values.iter_mut().zip(metrics) {
+            value.add(metric.kind, metric.field_index.and_then(|i| record.get(i)));
+        }
+    }
+}
+
+/// Everything one flush writes.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    /// Deltas per view, in configuration order.
+    pub views: Vec<ViewDeltas>,
+    /// The next offset of every partition this batch consumed from.
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// Refused records.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Valid records folded in.
+    pub valid_records: u64,
+}
+
+impl MicroBatch {
+    /// An empty batch for these views.
+    pub fn new(views: &[View]) -> Self {
+        Self { views: views.iter().cloned().map(ViewDeltas::new).collect(), next_offsets: BTreeMap::new(), dead_letters: Vec::new(), valid_records: 0 }
+    }
+
+    /// Folds a valid record at (partition, offset) into every view.
+    pub fn add_record(&mut self, partition: i32, offset: i64, record: &Record) {
+        for view in &mut self.views {
+            view.add(record);
+        }
+        self.valid_records += 1;
+        self.next_offsets.insert(partition, offset + 1);
+    }
+
+    /// Keeps a refused record at (partition, offset).
+    pub fn add_dead_letter(&mut self, letter: DeadLetter) {
+        self.next_offsets.insert(letter.partition, letter.offset + 1);
+        self.dead_letters.push(letter);
+    }
+
+    /// Records held (valid and refused).
+    pub fn len(&self) -> u64 {
+        self.valid_records + self.dead_letters.len() as u64
+    }
+
+    /// Whether there is nothing to flush.
+    pub fn is_empty(&self) -> bool {
+        self.next_offsets.is_empty()
+    }
+
+    /// Empties the batch, keeping its allocations.
+    pub fn clear(&mut self) {
+        for view in &mut self.views {
+            view.groups.clear();
+        }
+        self.next_offsets.clear();
+        self.dead_letters.clear();
+        self.valid_records = 0;
+    }
+
+    /// Distinct (view, group, bucket) rows the flush will upsert.
+    pub fn row_count(&self) -> usize {
+        self.views.iter().map(|v| v.groups.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> schemas::BraidConfig {
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap()
+    }
+
+    #[test]
+    fn folds_records_per_view_key_and_bucket() {
+        let config = config();
+        let mut batch = MicroBatch::new(&config.views);
+        let events = [
+            r#"{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":500}"#,
+            r#"{"event_id":"b","ts":"2026-01-01T00:00:50Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":200}"#,
+            r#"{"event_id":"c","ts":"2026-01-01T00:01:01Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile"}"#,
+            r#"{"event_id":"d","ts":"2026-01-01T00:00:07Z","event_type":"page_view","user_id":"u","page":"/p","country":"DE","device":"mobile","duration_ms":10}"#,
+        ];
+        for (offset, event) in events.iter().enumerate() {
+            let record = config.schema.validate(event.as_bytes()).unwrap();
+            batch.add_record(0, offset as i64, &record);
+        }
+        assert_eq!(batch.next_offsets, BTreeMap::from([(0, 4)]));
+        let purchases = &batch.views[1];
+        assert_eq!(purchases.view.name, "purchases_by_country");
+        let key = vec![Some(KeyValue::String("US".into())), Some(KeyValue::String("mobile".into()))];
+        let minute0 = 1_767_225_600_000_000;
+        assert_eq!(
+            purchases.groups[&(key.clone(), minute0)],
+            [MetricValue::Int(Some(2)), MetricValue::Int(Some(700)), MetricValue::Int(Some(200)), MetricValue::Int(Some(500))]
+        );
+        // A purchase without a price counts, sums nothing, and leaves min and max unset.
+        assert_eq!(
+            purchases.groups[&(key, minute0 + 60_000_000)],
+            [MetricValue::Int(Some(1)), MetricValue::Int(Some(0)), MetricValue::Int(None), MetricValue::Int(None)]
+        );
+        assert_eq!(batch.views[0].groups.len(), 1, "one page view");
+        assert_eq!(batch.views[2].groups.len(), 3, "events_by_type: two 10s buckets of purchases, one of page views");
+        assert_eq!(batch.row_count(), 6);
+    }
+
+    #[test]
+    fn merge_combines_like_the_database_does() {
+        let mut a = MetricValue::Float(None);
+        a.merge(MetricKind::Min, MetricValue::Float(Some(2.5)));
+        a.merge(MetricKind::Min, MetricValue::Float(Some(1.5)));
+        a.merge(MetricKind::Min, MetricValue::Float(None));
+        assert_eq!(a, MetricValue::Float(Some(1.5)));
+        let mut s = MetricValue::Int(Some(i64::MAX));
+        s.merge(MetricKind::Sum, MetricValue::Int(Some(1)));
+        assert_eq!(s, MetricValue::Int(Some(i64::MIN)), "wraps like the batch engine");
+    }
+}

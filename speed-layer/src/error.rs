@@ -1,0 +1,53 @@
+//! The speed layer's errors: whose fault, and whether to retry.
+
+use schemas::pg::Fenced;
+
+/// Why the speed layer stopped or a flush failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpeedError {
+    /// The database failed; the flush is retried with backoff, nothing was committed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Another process advanced partitions this process was flushing (a missed rebalance).
+    /// Nothing was committed; the process reloads its positions.
+    #[error("flush fenced: {0}")]
+    Fenced(Fenced),
+    /// A batch held a partition this process has no stored position for (a bug).
+    #[error("partition {partition} has no expected position")]
+    UnassignedPartition {
+        /// The partition.
+        partition: i32,
+    },
+    /// Kafka no longer holds records the speed layer still needs (retention deleted them).
+    /// The operator decides: `braid recover --from-lake` moves the speed layer to the sink's
+    /// positions and lets the next batch run cover the gap.
+    #[error(
+        "partition {partition} of {topic}: offset {offset} is out of range; Kafka has deleted records the speed layer \
+         has not consumed (retention). Nothing was skipped. Move the speed layer past the gap deliberately \
+         (braid recover --from-lake) so the next batch run covers it from the lake"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The stored position that Kafka no longer has.
+        offset: i64,
+    },
+    /// Kafka failed in a way the consumer cannot recover from.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Loading or storing positions during a rebalance failed.
+    #[error("rebalance failed: {0}")]
+    Rebalance(String),
+}
+
+impl SpeedError {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SpeedError::Database(e) => !matches!(e, sqlx::Error::Configuration(_) | sqlx::Error::ColumnNotFound(_) | sqlx::Error::TypeNotFound { .. }),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The flush: one transaction that reads the epoch under a shared lock, advances the fenced
+//! positions, stores dead letters and upserts every view's deltas under that epoch.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use schemas::pg::{self, AdvanceError, Layer};
+use schemas::pg_layout::ViewLayout;
+use schemas::view::{MetricKind, View};
+use schemas::FieldType;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres};
+
+use crate::aggregate::{KeyValue, MetricValue, MicroBatch, ViewDeltas};
+use crate::error::SpeedError;
+
+/// The prepared upsert of one view.
+#[derive(Debug, Clone)]
+pub struct ViewWriter {
+    sql: String,
+    metric_types: Vec<&'static str>,
+    group_types: Vec<FieldType>,
+}
+
+impl ViewWriter {
+    /// Builds the upsert statement from the view's layout (identifiers from validated config).
+    pub fn new(view: &View) -> Self {
+        let layout = ViewLayout::of(view);
+        let groups: Vec<&str> = layout.group_columns.iter().map(|c| c.name.as_str()).collect();
+        let metrics: Vec<&str> = layout.metric_columns.iter().map(|c| c.name.as_str()).collect();
+        let mut array_types = vec!["timestamptz"];
+        array_types.extend(layout.group_columns.iter().map(|c| c.pg_type));
+        array_types.extend(layout.metric_columns.iter().map(|c| c.pg_type));
+        let unnest_args: Vec<String> = array_types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 2)).collect();
+        let updates: Vec<String> = view
+            .metrics
+            .iter()
+            .map(|m| {
+                let c = &m.column;
+                match m.kind {
+                    MetricKind::Count | MetricKind::Sum => format!("{c} = t.{c} + EXCLUDED.{c}"),
+                    MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
+                    MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
+                }
+            })
+            .collect();
+        let columns: Vec<&str> = std::iter::once("bucket_start").chain(groups.iter().copied()).chain(metrics.iter().copied()).collect();
+        let conflict: Vec<&str> = groups.iter().copied().chain(["bucket_start", "epoch"]).collect();
+        let sql = format!(
+            "INSERT INTO {table} AS t (epoch, {columns}) SELECT $1::bigint, u.* FROM UNNEST({unnest}) AS u \
+             ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+            table = layout.speed_table,
+            columns = columns.join(", "),
+            unnest = unnest_args.join(", "),
+            conflict = conflict.join(", "),
+            updates = updates.join(", "),
+        );
+        Self { sql, metric_types: layout.metric_columns.iter().map(|c| c.pg_type).collect(), group_types: view.group_by_types.clone() }
+    }
+
+    fn bind<'q>(&'q self, epoch: i64, deltas: &ViewDeltas) -> Query<'q, Postgres, PgArguments> {
+        let rows = deltas.groups.len();
+        let mut buckets: Vec<DateTime<Utc>> = Vec::with_capacity(rows);
+        let mut groups: Vec<GroupColumn> = self.group_types.iter().map(|t| GroupColumn::new(*t, rows)).collect();
+        let mut metrics: Vec<MetricColumn> = self.metric_types.iter().map(|t| MetricColumn::new(t, rows)).collect();
+        for ((key, bucket), values) in &deltas.groups {
+            buckets.push(micros_to_time(*bucket));
+            for (column, value) in groups.iter_mut().zip(key) {
+                column.push(value);
+            }
+            for (column, value) in metrics.iter_mut().zip(values) {
+                column.push(*value);
+            }
+        }
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str())).bind(epoch).bind(buckets);
+        for column in groups {
+            query = match column {
+                GroupColumn::Text(v) => query.bind(v),
+                GroupColumn::Int(v) => query.bind(v),
+                GroupColumn::Bool(v) => query.bind(v),
+            };
+        }
+        for column in metrics {
+            query = match column {
+                MetricColumn::Int(v) => query.bind(v),
+                MetricColumn::Float(v) => query.bind(v),
+                MetricColumn::Time(v) => query.bind(v),
+            };
+        }
+        query
+    }
+}
+
+fn micros_to_time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+enum GroupColumn {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
+}
+
+impl GroupColumn {
+    fn new(field_type: FieldType, rows: usize) -> Self {
+        match field_type {
+            FieldType::I64 => GroupColumn::Int(Vec::with_capacity(rows)),
+            FieldType::Bool => GroupColumn::Bool(Vec::with_capacity(rows)),
+            _ => GroupColumn::Text(Vec::with_capacity(rows)),
+        }
+    }
+
+    fn push(&mut self, value: &Option<KeyValue>) {
+        match (self, value) {
+            (GroupColumn::Text(v), Some(KeyValue::String(s))) => v.push(Some(s.clone())),
+            (GroupColumn::Int(v), Some(KeyValue::I64(i))) => v.push(Some(*i)),
+            (GroupColumn::Bool(v), Some(KeyValue::Bool(b))) => v.push(Some(*b)),
+            (GroupColumn::Text(v), _) => v.push(None),
+            (GroupColumn::Int(v), _) => v.push(None),
+            (GroupColumn::Bool(v), _) => v.push(None),
+        }
+    }
+}
+
+enum MetricColumn {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Time(Vec<Option<DateTime<Utc>>>),
+}
+
+impl MetricColumn {
+    fn new(pg_type: &str, rows: usize) -> Self {
+        match pg_type {
+            "double precision" => MetricColumn::Float(Vec::with_capacity(rows)),
+            "timestamptz" => MetricColumn::Time(Vec::with_capacity(rows)),
+            _ => MetricColumn::Int(Vec::with_capacity(rows)),
+        }
+    }
+
+    fn push(&mut self, value: MetricValue) {
+        match (self, value) {
+            (MetricColumn::Int(v), MetricValue::Int(x)) => v.push(x),
+            (MetricColumn::Float(v), MetricValue::Float(x)) => v.push(x),
+            (MetricColumn::Time(v), MetricValue::Int(x)) => v.push(x.map(micros_to_time)),
+            (MetricColumn::Int(v), _) => v.push(None),
+            (MetricColumn::Float(v), _) => v.push(None),
+            (MetricColumn::Time(v), _) => v.push(None),
+        }
+    }
+}
+
+/// What one flush wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlushOutcome {
+    /// The epoch the rows were written under.
+    pub epoch: i64,
+    /// Rows upserted over all views.
+    pub rows: usize,
+    /// Valid records covered.
+    pub records: u64,
+    /// Dead letters stored.
+    pub dead_letters: usize,
+    /// How long the transaction took.
+    pub duration: Duration,
+}
+
+/// Writes a micro-batch in one transaction. `expected` holds the stored position this
+/// process believes each partition has; a partition moved by someone else fences the flush
+/// and nothing is written.
+pub async fn flush(
+    pool: &PgPool,
+    topic: &str,
+    writers: &[ViewWriter],
+    batch: &MicroBatch,
+    expected: &BTreeMap<i32, i64>,
+) -> Result<FlushOutcome, SpeedError> {
+    let started = Instant::now();
+    let moves: Vec<(i32, i64, i64)> = batch
+        .next_offsets
+        .iter()
+        .map(|(&partition, &next)| {
+            expected.get(&partition).map(|&from| (partition, from, next)).ok_or(SpeedError::UnassignedPartition { partition })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut tx = pool.begin().await?;
+    let epoch = pg::current_epoch_for_share(&mut tx).await?;
+    pg::advance_positions(&mut tx, topic, &moves).await.map_err(|e| match e {
+        AdvanceError::Fenced(fenced) => SpeedError::Fenced(fenced),
+        AdvanceError::Database(db) => SpeedError::Database(db),
+    })?;
+    pg::insert_dead_letters(&mut tx, Layer::Speed, topic, &batch.dead_letters).await?;
+    for (writer, deltas) in writers.iter().zip(&batch.views) {
+        if !deltas.groups.is_empty() {
+            writer.bind(epoch, deltas).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(FlushOutcome {
+        epoch,
+        rows: batch.row_count(),
+        records: batch.valid_records,
+        dead_letters: batch.dead_letters.len(),
+        duration: started.elapsed(),
+    })
+}
