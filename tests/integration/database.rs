@@ -2,15 +2,7 @@
 
 use sqlx::PgPool;
 
-use crate::support::{braid, run, stderr};
-
-/// The URL of the fresh database `sqlx::test` made for this test.
-async fn url_of(pool: &PgPool) -> String {
-    let (database,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(pool).await.unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/services.sh up");
-    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /database");
-    format!("{server}/{database}")
-}
+use crate::support::{braid, run, stderr, url_of};
 
 #[sqlx::test(migrations = false)]
 async fn migrate_creates_metadata_and_view_tables_and_is_idempotent(pool: PgPool) {

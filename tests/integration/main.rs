@@ -6,4 +6,6 @@ mod cli;
 mod compose;
 mod database;
 mod kafka_roundtrip;
+mod oracle;
+mod speed;
 mod support;

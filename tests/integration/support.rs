@@ -35,3 +35,176 @@ pub fn unique_topic(test: &str) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// The URL of the fresh database `sqlx::test` made for a test.
+pub async fn url_of(pool: &sqlx::PgPool) -> String {
+    let (database,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(pool).await.unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/services.sh up");
+    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /database");
+    format!("{server}/{database}")
+}
+
+/// Polls `condition` until it holds or `timeout` passes; panics with `what` on timeout.
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One pipeline under test: its own topic, consumer groups and database.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The topic.
+    pub topic: String,
+    /// The database URL.
+    pub database_url: String,
+}
+
+impl Pipeline {
+    /// A pipeline for `test` on the database of `pool`, migrated.
+    pub async fn new(test: &str, pool: &sqlx::PgPool) -> Self {
+        let pipeline = Self { topic: unique_topic(test), database_url: url_of(pool).await };
+        let migrated = run(pipeline.braid().arg("migrate"));
+        assert!(migrated.status.success(), "braid migrate: {}", stderr(&migrated));
+        pipeline
+    }
+
+    /// A `braid` command wired to this pipeline.
+    pub fn braid(&self) -> Command {
+        let mut command = braid();
+        command
+            .env("BRAID__KAFKA__TOPIC", &self.topic)
+            .env("BRAID__KAFKA__SPEED_GROUP", format!("{}.speed", self.topic))
+            .env("BRAID__KAFKA__SINK_GROUP", format!("{}.sink", self.topic))
+            .env("BRAID__SPEED__FLUSH_INTERVAL_MS", "100")
+            .env("DATABASE_URL", &self.database_url)
+            .env("KAFKA_BROKERS", kafka_brokers());
+        command
+    }
+
+    /// Produces `count` seeded demo events (some late, some malformed) and waits for delivery.
+    pub fn produce(&self, count: u64, seed: u64, partitions: i32) {
+        let output = run(self.braid().args(["generate", "--rate", "0", "--late-fraction", "0.1", "--malformed-fraction", "0.03"]).args([
+            "--count".to_string(),
+            count.to_string(),
+            "--seed".to_string(),
+            seed.to_string(),
+            "--partitions".to_string(),
+            partitions.to_string(),
+        ]));
+        assert!(output.status.success(), "generate failed: {}", stderr(&output));
+    }
+
+    /// Starts a generator in the background at `rate` events/s.
+    pub fn produce_in_background(&self, count: u64, seed: u64, rate: u32, partitions: i32) -> Running {
+        self.braid()
+            .args(["generate", "--late-fraction", "0.1", "--malformed-fraction", "0.03"])
+            .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--rate", &rate.to_string(), "--partitions", &partitions.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map(Running)
+            .expect("braid generate starts")
+    }
+
+    /// Starts `braid speed` for this pipeline, logging to a file in the temp dir. Processes
+    /// started with the same `member` are one static group member (Kafka's group.instance.id):
+    /// a restarted one takes its predecessor's partitions at once, without a rebalance.
+    pub fn start_speed(&self, name: &str, member: &str) -> Running {
+        let log = log_file(&format!("{}-{name}", self.topic));
+        self.braid()
+            .arg("speed")
+            .env("BRAID__KAFKA__OPTIONS__GROUP.INSTANCE.ID", member)
+            .env("BRAID__KAFKA__OPTIONS__SESSION.TIMEOUT.MS", "6000")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map(Running)
+            .expect("braid speed starts")
+    }
+}
+
+/// A child process that is killed (SIGKILL) when dropped, so a failing test leaves nothing
+/// running against its database.
+#[derive(Debug)]
+pub struct Running(pub std::process::Child);
+
+impl Running {
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Waits for the process to end and says whether it succeeded.
+    pub fn wait_success(&mut self) -> bool {
+        self.0.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A log file for a child process, kept for post-mortems.
+pub fn log_file(name: &str) -> std::fs::File {
+    let dir = std::env::temp_dir().join("braid-test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
+}
+
+/// Reads every message of `topic` from the beginning up to the current high watermarks.
+pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", format!("{topic}.oracle"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let ends = high_watermarks(topic);
+    let mut assignment = TopicPartitionList::new();
+    for &partition in ends.keys() {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let total: i64 = ends.values().sum();
+    let mut messages = Vec::with_capacity(total as usize);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (messages.len() as i64) < total {
+        assert!(std::time::Instant::now() < deadline, "read only {} of {total} messages", messages.len());
+        if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
+            let message = message.unwrap();
+            if message.offset() < ends[&message.partition()] {
+                messages.push(crate::oracle::RawMessage {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+    }
+    messages
+}
+
+/// The high watermark of every partition of `topic`.
+pub fn high_watermarks(topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
+    partitions
+        .into_iter()
+        .map(|p| (p, consumer.fetch_watermarks(topic, p, std::time::Duration::from_secs(10)).unwrap().1))
+        .collect()
+}
