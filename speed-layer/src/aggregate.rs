@@ -222,8 +222,8 @@ mod tests {
             [MetricValue::Int(Some(1)), MetricValue::Int(Some(0)), MetricValue::Int(None), MetricValue::Int(None)]
         );
         assert_eq!(batch.views[0].groups.len(), 1, "one page view");
-        assert_eq!(batch.views[2].groups.len(), 3, "events_by_type: two 10s buckets of purchases, one of page views");
-        assert_eq!(batch.row_count(), 6);
+        assert_eq!(batch.views[2].groups.len(), 4, "events_by_type: three 10s buckets of purchases, one of page views");
+        assert_eq!(batch.row_count(), 7);
     }
 
     #[test]

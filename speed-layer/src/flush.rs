@@ -205,3 +205,66 @@ pub async fn flush(
         duration: started.elapsed(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::MicroBatch;
+
+    fn config() -> schemas::BraidConfig {
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap()
+    }
+
+    fn batch(config: &schemas::BraidConfig) -> MicroBatch {
+        let mut batch = MicroBatch::new(&config.views);
+        let event = br#"{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":500}"#;
+        batch.add_record(0, 7, &config.schema.validate(event).unwrap());
+        let rejection = config.schema.validate(b"nope").unwrap_err();
+        batch.add_dead_letter(schemas::pg::DeadLetter::new(0, 8, rejection, b"nope", 16));
+        batch
+    }
+
+    async fn count(pool: &PgPool, sql: &str) -> i64 {
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(pool).await.unwrap();
+        n
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_flush_writes_rows_positions_and_dead_letters_together(pool: PgPool) {
+        let config = config();
+        schemas::pg::ensure_view_tables(&pool, &config.views).await.unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 7).await.unwrap();
+        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        let batch = batch(&config);
+        let outcome = flush(&pool, "t", &writers, &batch, &BTreeMap::from([(0, 7)])).await.unwrap();
+        assert_eq!((outcome.epoch, outcome.records, outcome.dead_letters), (1, 1, 1));
+        // The same deltas again, from the new position, add up in the same rows.
+        let mut again = batch.clone();
+        again.next_offsets.insert(0, 12);
+        again.dead_letters.clear();
+        flush(&pool, "t", &writers, &again, &BTreeMap::from([(0, 9)])).await.unwrap();
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        let (n, sum, min): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count, sum_price_cents, min_price_cents FROM {table}")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!((n, sum, min), (2, 1000, 500), "one row, upserted twice");
+        assert_eq!(schemas::pg::load_positions(&pool, "t").await.unwrap()[&0], 12);
+        assert_eq!(count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await, 1);
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_fenced_flush_writes_nothing(pool: PgPool) {
+        let config = config();
+        schemas::pg::ensure_view_tables(&pool, &config.views).await.unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 7).await.unwrap();
+        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        // This process believes partition 0 is at 3, but the stored position is 7.
+        let result = flush(&pool, "t", &writers, &batch(&config), &BTreeMap::from([(0, 3)])).await;
+        assert!(matches!(result, Err(SpeedError::Fenced(_))), "{result:?}");
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        assert_eq!(count(&pool, &format!("SELECT count(*) FROM {table}")).await, 0);
+        assert_eq!(count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await, 0);
+        assert_eq!(schemas::pg::load_positions(&pool, "t").await.unwrap()[&0], 7);
+    }
+}
