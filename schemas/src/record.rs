@@ -150,19 +150,103 @@ fn parse_timestamp(value: &Json) -> Result<i64, String> {
     }
 }
 
+/// A JSON object key, borrowed from the payload when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Reads a payload in one pass: the declared fields' raw JSON values, in schema order, without
+/// building a map of the whole object. Anything but an object is `Err(kind)`.
+struct FieldsSeed<'s>(&'s EventSchema);
+
+type RawFields = Result<Vec<Option<Json>>, &'static str>;
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = RawFields;
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldsSeed<'_> {
+    type Value = RawFields;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: Vec<Option<Json>> = vec![None; self.0.fields.len()];
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match self.0.field_index(&key) {
+                Some(index) => slots[index] = Some(map.next_value::<Json>()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Ok(slots))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Err("an array"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("an integer"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("an integer"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("a fractional number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("a string"))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err("null"))
+    }
+}
+
 impl EventSchema {
-    /// Validates one raw message. Unknown JSON keys are ignored (producers may send more).
+    /// Validates one raw message. Unknown JSON keys are ignored (producers may send more);
+    /// when a key repeats, the last value counts.
     pub fn validate(&self, payload: &[u8]) -> Result<Record, Rejection> {
+        use serde::de::DeserializeSeed;
         if payload.len() > self.max_record_bytes {
             return Err(Rejection::TooLarge { size: payload.len(), limit: self.max_record_bytes });
         }
-        let parsed: Json = serde_json::from_slice(payload).map_err(|e| Rejection::NotJson { detail: e.to_string() })?;
-        let Json::Object(object) = parsed else {
-            return Err(Rejection::NotObject { found: json_kind(&parsed) });
-        };
+        let mut deserializer = serde_json::Deserializer::from_slice(payload);
+        let fields = FieldsSeed(self)
+            .deserialize(&mut deserializer)
+            .and_then(|fields| deserializer.end().map(|()| fields))
+            .map_err(|e| Rejection::NotJson { detail: e.to_string() })?
+            .map_err(|found| Rejection::NotObject { found })?;
         let mut values = Vec::with_capacity(self.fields.len());
-        for (index, field) in self.fields.iter().enumerate() {
-            let raw = match object.get(&field.name) {
+        for (index, (field, raw)) in self.fields.iter().zip(fields).enumerate() {
+            let raw = match raw {
                 None | Some(Json::Null) if field.required => {
                     return Err(Rejection::MissingField { field: field.name.clone() });
                 }
@@ -175,15 +259,18 @@ impl EventSchema {
             let wrong = |expected: &'static str| Rejection::WrongType {
                 field: field.name.clone(),
                 expected,
-                found: json_kind(raw).to_string(),
+                found: json_kind(&raw).to_string(),
             };
             let value = match field.field_type {
-                FieldType::String => Value::String(raw.as_str().ok_or_else(|| wrong("a string"))?.to_string()),
+                FieldType::String => match raw {
+                    Json::String(text) => Value::String(text),
+                    _ => return Err(wrong("a string")),
+                },
                 FieldType::I64 => Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?),
                 FieldType::F64 => Value::F64(raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?),
                 FieldType::Bool => Value::Bool(raw.as_bool().ok_or_else(|| wrong("a boolean"))?),
                 FieldType::Timestamp if index == self.event_time_index => {
-                    let micros = parse_timestamp(raw)
+                    let micros = parse_timestamp(&raw)
                         .map_err(|detail| Rejection::BadEventTime { field: field.name.clone(), detail })?;
                     if micros < self.event_time_min_micros || micros >= self.event_time_max_micros {
                         return Err(Rejection::EventTimeOutOfRange {
@@ -196,7 +283,7 @@ impl EventSchema {
                     Value::Timestamp(micros)
                 }
                 FieldType::Timestamp => Value::Timestamp(
-                    parse_timestamp(raw).map_err(|_| wrong("a timestamp (RFC 3339 string or epoch milliseconds)"))?,
+                    parse_timestamp(&raw).map_err(|_| wrong("a timestamp (RFC 3339 string or epoch milliseconds)"))?,
                 ),
             };
             values.push(Some(value));
@@ -268,6 +355,9 @@ mod tests {
         assert!(not_json.to_string().contains("line 1"), "{not_json}");
 
         assert_eq!(reject(b"[1,2]"), Rejection::NotObject { found: "an array" });
+        assert_eq!(reject(b"\"text\""), Rejection::NotObject { found: "a string" });
+        assert_eq!(reject(b"{} {}").code(), "not_json", "trailing data");
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1"#).code(), "not_json", "truncated");
 
         assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","qty":1}"#), Rejection::MissingField { field: "user".into() });
         assert_eq!(
@@ -293,6 +383,15 @@ mod tests {
         assert_eq!(far_past.code(), "event_time_out_of_range");
         assert!(far_past.to_string().contains("1970-01-01T00:00:00+00:00"), "{far_past}");
         assert_eq!(reject(br#"{"ts":"2100-01-01T00:00:00Z","user":"u","qty":1}"#).code(), "event_time_out_of_range");
+    }
+
+    #[test]
+    fn escaped_keys_repeated_keys_and_unknown_keys() {
+        let record = schema()
+            .validate(br#"{"t\u0073":"2026-01-01T00:00:01Z","user":"a","user":"b","qty":1,"nested":{"x":[1,{"y":2}]}}"#)
+            .unwrap();
+        assert_eq!(record.get(1), Some(&Value::String("b".into())), "the last value of a repeated key counts");
+        assert_eq!(record.event_time_micros, 1_767_225_601_000_000, "an escaped key still names the field");
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The in-memory micro-batch: aggregate deltas per view, group key and bucket, plus the
 //! positions and dead letters they cover.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
 use schemas::view::{Metric, MetricKind, View};
@@ -20,6 +24,92 @@ pub enum KeyValue {
 
 /// A group key and a bucket start (microseconds since the epoch).
 pub type GroupBucket = (Vec<Option<KeyValue>>, i64);
+
+/// A group-by value borrowed from a record, to look a group up without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyRef<'a> {
+    String(&'a str),
+    I64(i64),
+    Bool(bool),
+}
+
+impl KeyValue {
+    fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            KeyValue::String(s) => KeyRef::String(s),
+            KeyValue::I64(v) => KeyRef::I64(*v),
+            KeyValue::Bool(b) => KeyRef::Bool(*b),
+        }
+    }
+}
+
+fn hash_group<'a>(parts: impl Iterator<Item = Option<KeyRef<'a>>>, bucket: i64) -> u64 {
+    let mut hasher = FxBuildHasher.build_hasher();
+    for part in parts {
+        part.hash(&mut hasher);
+    }
+    bucket.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Metric values per (group key, bucket), looked up by borrowed key parts so that a record
+/// for an existing group allocates nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    table: HashTable<(GroupBucket, Vec<MetricValue>)>,
+}
+
+impl Groups {
+    /// Distinct (group key, bucket) pairs.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Removes every group, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.table.clear();
+    }
+
+    /// Every group with its metric values.
+    pub fn iter(&self) -> impl Iterator<Item = &(GroupBucket, Vec<MetricValue>)> {
+        self.table.iter()
+    }
+
+    /// The values of one group and bucket.
+    pub fn get(&self, key: &[Option<KeyValue>], bucket: i64) -> Option<&Vec<MetricValue>> {
+        let hash = hash_group(key.iter().map(|k| k.as_ref().map(KeyValue::as_ref)), bucket);
+        self.table
+            .find(hash, |((k, b), _)| *b == bucket && k.as_slice() == key)
+            .map(|(_, values)| values)
+    }
+
+    fn values_mut(&mut self, parts: &[Option<KeyRef<'_>>], bucket: i64, initial: impl FnOnce() -> Vec<MetricValue>) -> &mut Vec<MetricValue> {
+        let hash = hash_group(parts.iter().copied(), bucket);
+        let matches = |((k, b), _): &(GroupBucket, Vec<MetricValue>)| {
+            *b == bucket && k.len() == parts.len() && k.iter().zip(parts).all(|(owned, part)| owned.as_ref().map(KeyValue::as_ref) == *part)
+        };
+        let rehash = |((k, b), _): &(GroupBucket, Vec<MetricValue>)| hash_group(k.iter().map(|p| p.as_ref().map(KeyValue::as_ref)), *b);
+        let entry = self.table.entry(hash, matches, rehash).or_insert_with(|| {
+            let key = parts
+                .iter()
+                .map(|part| {
+                    part.map(|p| match p {
+                        KeyRef::String(s) => KeyValue::String(s.to_string()),
+                        KeyRef::I64(v) => KeyValue::I64(v),
+                        KeyRef::Bool(b) => KeyValue::Bool(b),
+                    })
+                })
+                .collect();
+            ((key, bucket), initial())
+        });
+        &mut entry.into_mut().1
+    }
+}
 
 /// The running value of one metric. Sums start at zero; min and max at "no value".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,12 +182,12 @@ pub struct ViewDeltas {
     /// The view.
     pub view: View,
     /// Metric values per group key and bucket, in the view's metric order.
-    pub groups: HashMap<GroupBucket, Vec<MetricValue>>,
+    pub groups: Groups,
 }
 
 impl ViewDeltas {
     fn new(view: View) -> Self {
-        Self { view, groups: HashMap::new() }
+        Self { view, groups: Groups::default() }
     }
 
     /// Folds a valid record in, if the view's filter accepts it.
@@ -105,20 +195,28 @@ impl ViewDeltas {
         if !self.view.accepts(record) {
             return;
         }
-        let key: Vec<Option<KeyValue>> = self
-            .view
-            .group_by_indexes
-            .iter()
-            .map(|&index| match record.get(index) {
-                Some(Value::String(s)) => Some(KeyValue::String(s.clone())),
-                Some(Value::I64(v)) => Some(KeyValue::I64(*v)),
-                Some(Value::Bool(b)) => Some(KeyValue::Bool(*b)),
+        let mut parts: [Option<KeyRef<'_>>; 8] = [None; 8];
+        let mut spill = Vec::new();
+        let parts: &[Option<KeyRef<'_>>] = {
+            let key = self.view.group_by_indexes.iter().map(|&index| match record.get(index) {
+                Some(Value::String(s)) => Some(KeyRef::String(s)),
+                Some(Value::I64(v)) => Some(KeyRef::I64(*v)),
+                Some(Value::Bool(b)) => Some(KeyRef::Bool(*b)),
                 _ => None,
-            })
-            .collect();
+            });
+            if self.view.group_by_indexes.len() <= parts.len() {
+                for (slot, part) in parts.iter_mut().zip(key) {
+                    *slot = part;
+                }
+                &parts[..self.view.group_by_indexes.len()]
+            } else {
+                spill.extend(key);
+                &spill
+            }
+        };
         let bucket = self.view.bucket_start_micros(record.event_time_micros);
         let metrics = &self.view.metrics;
-        let values = self.groups.entry((key, bucket)).or_insert_with(|| metrics.iter().map(initial).collect());
+        let values = self.groups.values_mut(parts, bucket, || metrics.iter().map(initial).collect());
         for (value, metric) in values.iter_mut().zip(metrics) {
             value.add(metric.kind, metric.field_index.and_then(|i| record.get(i)));
         }
@@ -213,12 +311,12 @@ mod tests {
         let key = vec![Some(KeyValue::String("US".into())), Some(KeyValue::String("mobile".into()))];
         let minute0 = 1_767_225_600_000_000;
         assert_eq!(
-            purchases.groups[&(key.clone(), minute0)],
+            *purchases.groups.get(&key, minute0).unwrap(),
             [MetricValue::Int(Some(2)), MetricValue::Int(Some(700)), MetricValue::Int(Some(200)), MetricValue::Int(Some(500))]
         );
         // A purchase without a price counts, sums nothing, and leaves min and max unset.
         assert_eq!(
-            purchases.groups[&(key, minute0 + 60_000_000)],
+            *purchases.groups.get(&key, minute0 + 60_000_000).unwrap(),
             [MetricValue::Int(Some(1)), MetricValue::Int(Some(0)), MetricValue::Int(None), MetricValue::Int(None)]
         );
         assert_eq!(batch.views[0].groups.len(), 1, "one page view");

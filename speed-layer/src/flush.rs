@@ -65,7 +65,7 @@ impl ViewWriter {
         let mut buckets: Vec<DateTime<Utc>> = Vec::with_capacity(rows);
         let mut groups: Vec<GroupColumn> = self.group_types.iter().map(|t| GroupColumn::new(*t, rows)).collect();
         let mut metrics: Vec<MetricColumn> = self.metric_types.iter().map(|t| MetricColumn::new(t, rows)).collect();
-        for ((key, bucket), values) in &deltas.groups {
+        for ((key, bucket), values) in deltas.groups.iter() {
             buckets.push(micros_to_time(*bucket));
             for (column, value) in groups.iter_mut().zip(key) {
                 column.push(value);

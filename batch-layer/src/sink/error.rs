@@ -1,0 +1,44 @@
+//! The sink's errors: whose fault, and whether to retry.
+
+/// Why the sink stopped or a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Reading or writing the Delta table failed. Nothing was committed; retried with backoff.
+    #[error("delta table error: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    /// Building the Arrow batch failed (a bug: validated records always fit the schema).
+    #[error("arrow error: {0}")]
+    Arrow(#[from] deltalake::arrow::error::ArrowError),
+    /// Storing dead letters failed; retried with backoff.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Another process committed positions this process was about to commit (a missed
+    /// rebalance). Nothing was committed; the process re-reads from the Delta log's positions.
+    #[error("partitions {partitions:?} were committed by another process")]
+    Fenced {
+        /// The partitions whose position in the Delta log moved.
+        partitions: Vec<i32>,
+    },
+    /// The table's schema cannot take the configured schema (only additive, optional fields
+    /// can be added to an existing table).
+    #[error("the Delta table at {uri} cannot take the configured schema: {reason}")]
+    SchemaMismatch {
+        /// The table.
+        uri: String,
+        /// What differs.
+        reason: String,
+    },
+    /// Kafka failed in a way the consumer cannot recover from.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Loading positions during a rebalance failed.
+    #[error("rebalance failed: {0}")]
+    Rebalance(String),
+}
+
+impl SinkError {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SinkError::Delta(_) | SinkError::Database(_))
+    }
+}

@@ -1,0 +1,82 @@
+//! Opening, creating and evolving the Delta table, and reading positions from its log.
+
+use std::collections::{BTreeMap, HashMap};
+
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::{StructField, StructType};
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use schemas::EventSchema;
+
+use super::SinkError;
+
+/// The application-transaction id of one partition of `topic`.
+pub fn app_id(topic: &str, partition: i32) -> String {
+    format!("braid-sink:{topic}:{partition}")
+}
+
+/// Opens the table, creating it on first start (partitioned by `event_date`) and adding
+/// columns for new optional fields.
+pub async fn open_or_create(uri: &str, storage_options: &HashMap<String, String>, schema: &EventSchema) -> Result<DeltaTable, SinkError> {
+    let url = deltalake::table::builder::ensure_table_uri(uri)?;
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone()).await?;
+    let wanted: StructType = schema.delta_arrow_schema().as_ref().try_into_kernel()?;
+    if table.version().is_none() {
+        tracing::info!(uri, "creating the Delta table");
+        let created = table
+            .create()
+            .with_columns(wanted.fields().cloned())
+            .with_partition_columns([schemas::arrow::EVENT_DATE])
+            .with_table_name("braid_events")
+            .with_save_mode(SaveMode::Ignore)
+            .await?;
+        // Another sink may have created it first; load whatever is there now.
+        let mut table = created;
+        table.update_state().await?;
+        return evolve(table, &wanted, uri).await;
+    }
+    evolve(table, &wanted, uri).await
+}
+
+/// Adds nullable columns for configured fields the table lacks; refuses any other change.
+async fn evolve(table: DeltaTable, wanted: &StructType, uri: &str) -> Result<DeltaTable, SinkError> {
+    let current = table.snapshot()?.schema();
+    let mut missing: Vec<StructField> = Vec::new();
+    for field in wanted.fields() {
+        match current.field(field.name()) {
+            Some(existing) if existing.data_type() == field.data_type() => {}
+            Some(existing) => {
+                return Err(SinkError::SchemaMismatch {
+                    uri: uri.to_string(),
+                    reason: format!("column `{}` is {:?} in the table but {:?} in the config", field.name(), existing.data_type(), field.data_type()),
+                });
+            }
+            None if field.is_nullable() => missing.push(field.clone()),
+            None => {
+                return Err(SinkError::SchemaMismatch {
+                    uri: uri.to_string(),
+                    reason: format!("new field `{}` must be optional (required = false): old files have no value for it", field.name()),
+                });
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(table);
+    }
+    let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+    tracing::info!(uri, columns = ?names, "adding nullable columns for new optional fields");
+    Ok(table.add_columns().with_fields(missing).await?)
+}
+
+/// The next offset recorded in the Delta log for each of `partitions` (absent if never committed).
+pub async fn positions_in_log(table: &DeltaTable, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+    let snapshot = table.snapshot()?;
+    let log_store = table.log_store();
+    let mut positions = BTreeMap::new();
+    for &partition in partitions {
+        if let Some(version) = snapshot.transaction_version(log_store.as_ref(), app_id(topic, partition)).await? {
+            positions.insert(partition, version);
+        }
+    }
+    Ok(positions)
+}
