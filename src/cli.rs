@@ -51,7 +51,13 @@ pub enum Command {
     /// dead-letter table with their reason. Run several processes to split the partitions.
     Speed(SpeedArgs),
     /// Delta sink: land every valid record in the Delta Lake table, exactly once.
-    Sink,
+    ///
+    /// Consumes kafka.topic in its own group (kafka.sink_group), validates with the same code
+    /// as the speed layer, and appends valid records with their lineage (_topic, _partition,
+    /// _offset, _ingested_at) to the table at lake.uri, partitioned by event_date. Each commit
+    /// records the next offset of every partition it covers in the Delta log; on start the sink
+    /// resumes from there. Refused records go to the dead-letter table (layer 'sink').
+    Sink(SinkArgs),
     /// Batch layer: recompute views from the Delta table and publish them atomically.
     Batch,
     /// Scheduler: run batch recomputes, compaction and vacuum on their cron schedules.
@@ -73,6 +79,14 @@ pub enum Command {
 pub struct SpeedArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "BRAID_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Options of `braid sink`.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465.
+    #[arg(long, env = "BRAID_SINK_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 

@@ -2,6 +2,7 @@
 
 mod migrate;
 mod services;
+pub mod sink;
 pub mod speed;
 mod up;
 
@@ -74,7 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Up(args) => up::run(load_config(&cli)?, args).await,
         Command::Speed(args) => speed::run(load_config(&cli)?, args).await,
-        Command::Sink => Ok(not_built("sink", "the Delta sink")),
+        Command::Sink(args) => sink::run(load_config(&cli)?, args).await,
         Command::Batch => Ok(not_built("batch", "the batch layer")),
         Command::Jobs => Ok(not_built("jobs", "the job scheduler")),
         Command::Serve => Ok(not_built("serve", "the serving API")),

@@ -9,7 +9,7 @@ use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
 /// Components that `braid up` will run once they exist.
-const NOT_BUILT_YET: [&str; 4] = ["Delta sink", "job scheduler", "serving API", "batch layer"];
+const NOT_BUILT_YET: [&str; 3] = ["job scheduler", "serving API", "batch layer"];
 
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -30,6 +30,10 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     let speed = {
         let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
         tokio::spawn(async move { super::speed::spawn(&config, pool, stop).await })
+    };
+    let sink = {
+        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
+        tokio::spawn(async move { super::sink::spawn(&config, pool, stop).await })
     };
     let generator = args.generate.map(|rate| {
         let generate = GenerateArgs {
@@ -73,6 +77,8 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     stop.stop();
     let speed = speed.await??;
     println!("speed layer: {} records aggregated, {} dead letters, {} flushes", speed.flushed_records, speed.dead_letters, speed.flushes);
+    let sink = sink.await??;
+    println!("delta sink: {} records committed to {}, {} dead letters, {} commits", sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits);
     if let Some(summary) = summary {
         println!("produced {} demo events to Kafka topic {} ({} malformed, {} failed)", summary.sent, config.kafka.topic, summary.malformed, summary.failed);
     }

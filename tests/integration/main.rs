@@ -7,5 +7,6 @@ mod compose;
 mod database;
 mod kafka_roundtrip;
 mod oracle;
+mod sink;
 mod speed;
 mod support;

@@ -57,19 +57,23 @@ where
     }
 }
 
-/// One pipeline under test: its own topic, consumer groups and database.
+/// One pipeline under test: its own topic, consumer groups, database and Delta table.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     /// The topic.
     pub topic: String,
     /// The database URL.
     pub database_url: String,
+    /// The Delta table's folder.
+    pub lake: PathBuf,
 }
 
 impl Pipeline {
     /// A pipeline for `test` on the database of `pool`, migrated.
     pub async fn new(test: &str, pool: &sqlx::PgPool) -> Self {
-        let pipeline = Self { topic: unique_topic(test), database_url: url_of(pool).await };
+        let topic = unique_topic(test);
+        let lake = std::env::temp_dir().join("braid-test-lakes").join(&topic);
+        let pipeline = Self { topic, database_url: url_of(pool).await, lake };
         let migrated = run(pipeline.braid().arg("migrate"));
         assert!(migrated.status.success(), "braid migrate: {}", stderr(&migrated));
         pipeline
@@ -83,6 +87,8 @@ impl Pipeline {
             .env("BRAID__KAFKA__SPEED_GROUP", format!("{}.speed", self.topic))
             .env("BRAID__KAFKA__SINK_GROUP", format!("{}.sink", self.topic))
             .env("BRAID__SPEED__FLUSH_INTERVAL_MS", "100")
+            .env("BRAID__SINK__FLUSH_INTERVAL_MS", "300")
+            .env("BRAID__LAKE__URI", &self.lake)
             .env("DATABASE_URL", &self.database_url)
             .env("KAFKA_BROKERS", kafka_brokers());
         command
@@ -117,16 +123,25 @@ impl Pipeline {
     /// started with the same `member` are one static group member (Kafka's group.instance.id):
     /// a restarted one takes its predecessor's partitions at once, without a rebalance.
     pub fn start_speed(&self, name: &str, member: &str) -> Running {
-        let log = log_file(&format!("{}-{name}", self.topic));
+        self.start("speed", name, member)
+    }
+
+    /// Starts `braid sink` for this pipeline; `member` as for [`Self::start_speed`].
+    pub fn start_sink(&self, name: &str, member: &str) -> Running {
+        self.start("sink", name, member)
+    }
+
+    fn start(&self, command: &str, name: &str, member: &str) -> Running {
+        let log = log_file(&format!("{}-{command}-{name}", self.topic));
         self.braid()
-            .arg("speed")
+            .arg(command)
             .env("BRAID__KAFKA__OPTIONS__GROUP.INSTANCE.ID", member)
             .env("BRAID__KAFKA__OPTIONS__SESSION.TIMEOUT.MS", "6000")
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
             .map(Running)
-            .expect("braid speed starts")
+            .unwrap_or_else(|e| panic!("braid {command} does not start: {e}"))
     }
 }
 
@@ -207,4 +222,9 @@ pub fn high_watermarks(topic: &str) -> std::collections::BTreeMap<i32, i64> {
         .into_iter()
         .map(|p| (p, consumer.fetch_watermarks(topic, p, std::time::Duration::from_secs(10)).unwrap().1))
         .collect()
+}
+
+/// The text a child process wrote to its log file.
+pub fn log_of(pipeline: &Pipeline, command: &str, name: &str) -> String {
+    std::fs::read_to_string(std::env::temp_dir().join(format!("braid-test-logs/{}-{command}-{name}.log", pipeline.topic))).unwrap_or_default()
 }

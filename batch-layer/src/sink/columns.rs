@@ -97,11 +97,6 @@ impl BatchBuilder {
         self.rows += 1;
     }
 
-    /// Rows appended since the last [`Self::finish`].
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// The batch of everything appended; the builder is empty afterwards.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns: Vec<ArrayRef> = self.fields.iter_mut().map(Column::finish).collect();

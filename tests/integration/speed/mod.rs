@@ -104,7 +104,7 @@ async fn two_processes_with_a_rebalance_in_the_middle_still_match(pool: PgPool) 
     wait_caught_up(&pool, &pipeline.topic).await;
     first.kill();
     second.kill();
-    let log = std::fs::read_to_string(std::env::temp_dir().join(format!("braid-test-logs/{}-first.log", pipeline.topic))).unwrap();
+    let log = crate::support::log_of(&pipeline, "speed", "first");
     assert!(log.contains("partitions revoked"), "the second process must have caused a rebalance");
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 40_001);

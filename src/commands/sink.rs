@@ -1,0 +1,57 @@
+//! `braid sink`: the Delta sink.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use batch_layer::sink::{SinkSettings, SinkSummary};
+use schemas::BraidConfig;
+
+use crate::cli::SinkArgs;
+use crate::stop::StopFlag;
+
+/// The sink's settings from the configuration.
+pub fn settings(config: &BraidConfig) -> SinkSettings {
+    SinkSettings {
+        topic: config.kafka.topic.clone(),
+        group: config.kafka.sink_group.clone(),
+        client: crate::kafka::client_config(&config.kafka),
+        table_uri: config.lake.uri.clone(),
+        storage_options: config.lake.storage_options.clone().into_iter().collect(),
+        flush_interval: Duration::from_millis(config.sink.flush_interval_ms),
+        flush_max_bytes: config.sink.flush_max_bytes,
+        compression: config.sink.compression,
+        dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
+        schema: config.schema.clone(),
+    }
+}
+
+/// Migrates, then runs the sink on its own thread until Ctrl-C or SIGTERM.
+pub async fn run(config: BraidConfig, args: &SinkArgs) -> anyhow::Result<ExitCode> {
+    if let Some(address) = args.metrics_listen {
+        crate::metrics::serve(address)?;
+    }
+    let pool = super::connect(&config).await?;
+    super::migrate(&pool, &config).await?;
+    let stop = StopFlag::default();
+    stop.stop_on_signals();
+    let summary = spawn(&config, pool, stop).await?;
+    tracing::info!(?summary, "sink finished");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the sink on a dedicated thread and waits for it.
+pub async fn spawn(config: &BraidConfig, pool: sqlx::PgPool, stop: StopFlag) -> anyhow::Result<SinkSummary> {
+    let settings = settings(config);
+    let runtime = tokio::runtime::Handle::current();
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("delta-sink".into())
+        .spawn(move || {
+            let span = tracing::info_span!("sink");
+            let _entered = span.enter();
+            let _ = done.send(batch_layer::sink::run(settings, pool, runtime, stop.shared()));
+        })
+        .context("starting the sink thread")?;
+    Ok(finished.await.context("the sink thread ended without a result")??)
+}

@@ -1,0 +1,190 @@
+//! The Delta sink against the real broker, database and a Delta table on disk, read back by an
+//! independent reader (Python deltalake from PyPI): exact rows, SIGKILL, rebalance, schema.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::DateTime;
+use rand::Rng;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::oracle::{self, RawMessage};
+use crate::support::{high_watermarks, log_of, read_topic, wait_until, Pipeline};
+
+/// What the independent reader sees.
+struct DeltaContents {
+    schema: Vec<(String, String, bool)>,
+    rows: Vec<serde_json::Map<String, Value>>,
+}
+
+fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
+    let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = crate::support::repo_root().join("tests/interop/read_delta.py");
+    let output = std::process::Command::new(&python).arg(script).arg(&pipeline.lake).output().expect("python runs");
+    assert!(
+        output.status.success(),
+        "the independent reader failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let schema = parsed["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f[0].as_str().unwrap().to_string(), f[1].as_str().unwrap().to_string(), f[2].as_bool().unwrap()))
+        .collect();
+    let rows = parsed["rows"].as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect();
+    DeltaContents { schema, rows }
+}
+
+/// Waits until the Delta log's positions reach the topic's end.
+async fn wait_committed(pipeline: &Pipeline) {
+    let ends = high_watermarks(&pipeline.topic);
+    let partitions: Vec<i32> = ends.keys().copied().collect();
+    let config = schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
+    wait_until("the sink to commit the whole topic", Duration::from_secs(180), || async {
+        let Some(uri) = pipeline.lake.to_str() else { return false };
+        let Ok(table) = batch_layer::sink::open_or_create(uri, &Default::default(), &config.schema).await else { return false };
+        let positions = batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions).await.unwrap_or_default();
+        ends.iter().all(|(p, end)| positions.get(p) == Some(end))
+    })
+    .await;
+}
+
+/// The row the table must hold for a valid message, computed without Braid's code.
+fn expected_row(topic: &str, message: &RawMessage) -> BTreeMap<String, Value> {
+    let event: serde_json::Map<String, Value> = serde_json::from_slice(&message.payload).unwrap();
+    let ts = DateTime::parse_from_rfc3339(event["ts"].as_str().unwrap()).unwrap();
+    let mut row = BTreeMap::new();
+    for name in ["event_id", "event_type", "user_id", "page", "country", "device", "price_cents", "duration_ms", "is_new_user"] {
+        row.insert(name.to_string(), event.get(name).cloned().unwrap_or(Value::Null));
+    }
+    row.insert("ts".into(), Value::from(ts.timestamp_micros()));
+    row.insert("event_date".into(), Value::from(ts.with_timezone(&chrono::Utc).date_naive().to_string()));
+    row.insert("_topic".into(), Value::from(topic));
+    row.insert("_partition".into(), Value::from(message.partition));
+    row.insert("_offset".into(), Value::from(message.offset));
+    row
+}
+
+/// Asserts the table holds exactly the valid messages, each (partition, offset) once.
+fn assert_exactly_once(pipeline: &Pipeline, messages: &[RawMessage], contents: &DeltaContents) {
+    let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for row in &contents.rows {
+        *seen.entry((row["_partition"].as_i64().unwrap(), row["_offset"].as_i64().unwrap())).or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(duplicated.is_empty(), "positions written more than once: {duplicated:?}");
+    let expected: BTreeSet<(i64, i64)> = messages
+        .iter()
+        .filter(|m| oracle::refusal(&m.payload).is_none())
+        .map(|m| (i64::from(m.partition), m.offset))
+        .collect();
+    let actual: BTreeSet<(i64, i64)> = seen.keys().copied().collect();
+    let missing: Vec<_> = expected.difference(&actual).take(5).collect();
+    let extra: Vec<_> = actual.difference(&expected).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "{}: missing {missing:?}, unexpected {extra:?}", pipeline.topic);
+}
+
+#[sqlx::test(migrations = false)]
+async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees_them(pool: PgPool) {
+    let pipeline = Pipeline::new("sink-exact", &pool).await;
+    pipeline.produce(15_000, 21, 3);
+    let mut sink = pipeline.start_sink("a", "a");
+    wait_committed(&pipeline).await;
+    sink.kill();
+
+    let messages = read_topic(&pipeline.topic);
+    let contents = read_with_python(&pipeline);
+    assert_exactly_once(&pipeline, &messages, &contents);
+
+    // Schema: typed fields, the partition column, lineage.
+    let schema: Vec<(&str, &str, bool)> = contents.schema.iter().map(|(n, t, null)| (n.as_str(), t.as_str(), *null)).collect();
+    assert_eq!(
+        schema,
+        [
+            ("event_id", "string", false),
+            ("ts", "timestamp[us, tz=UTC]", false),
+            ("event_type", "string", false),
+            ("user_id", "string", false),
+            ("page", "string", false),
+            ("country", "string", false),
+            ("device", "string", false),
+            ("price_cents", "int64", true),
+            ("duration_ms", "int64", true),
+            ("is_new_user", "bool", true),
+            ("event_date", "date32[day]", false),
+            ("_topic", "string", false),
+            ("_partition", "int32", false),
+            ("_offset", "int64", false),
+            ("_ingested_at", "timestamp[us, tz=UTC]", false),
+        ]
+    );
+    // Values: every column of every row equals the message it came from.
+    let by_position: BTreeMap<(i64, i64), &RawMessage> = messages.iter().map(|m| ((i64::from(m.partition), m.offset), m)).collect();
+    for row in &contents.rows {
+        let position = (row["_partition"].as_i64().unwrap(), row["_offset"].as_i64().unwrap());
+        let expected = expected_row(&pipeline.topic, by_position[&position]);
+        let mut actual: BTreeMap<String, Value> = row.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert!(actual.remove("_ingested_at").is_some_and(|v| v.as_i64().is_some()));
+        assert_eq!(actual, expected, "row at {position:?}");
+    }
+
+    // Dead letters: the refused records, with their reasons, from the sink.
+    let letters: Vec<(i32, i64, String)> =
+        sqlx::query_as("SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = 'sink'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let actual: BTreeMap<(i32, i64), String> = letters.into_iter().map(|(p, o, c)| ((p, o), c)).collect();
+    let expected: BTreeMap<(i32, i64), String> = messages
+        .iter()
+        .filter_map(|m| oracle::refusal(&m.payload).map(|code| ((m.partition, m.offset), code.to_string())))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(actual, expected);
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: PgPool) {
+    let pipeline = Pipeline::new("sink-sigkill", &pool).await;
+    pipeline.produce(1, 96, 4);
+    let mut producer = pipeline.produce_in_background(80_000, 22, 8_000, 4);
+    let mut rng = rand::rng();
+    for kill in 0..10 {
+        let mut sink = pipeline.start_sink(&format!("kill{kill}"), "only");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(400..1_600))).await;
+        sink.kill();
+    }
+    assert!(producer.wait_success());
+    let mut sink = pipeline.start_sink("final", "only");
+    wait_committed(&pipeline).await;
+    sink.kill();
+    let messages = read_topic(&pipeline.topic);
+    assert_eq!(messages.len(), 80_001);
+    assert_exactly_once(&pipeline, &messages, &read_with_python(&pipeline));
+    let committed_before_the_end = (0..10).filter(|k| log_of(&pipeline, "sink", &format!("kill{k}")).contains("partitions assigned")).count();
+    assert!(committed_before_the_end >= 5, "most killed sinks should have been running, not starting");
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool: PgPool) {
+    let pipeline = Pipeline::new("sink-rebalance", &pool).await;
+    pipeline.produce(1, 95, 4);
+    let mut producer = pipeline.produce_in_background(40_000, 23, 10_000, 4);
+    let mut first = pipeline.start_sink("first", "first");
+    wait_until("the first sink to commit", Duration::from_secs(60), || async {
+        log_of(&pipeline, "sink", "first").contains("partitions assigned") && pipeline.lake.join("_delta_log/00000000000000000002.json").exists()
+    })
+    .await;
+    let mut second = pipeline.start_sink("second", "second");
+    assert!(producer.wait_success());
+    wait_committed(&pipeline).await;
+    first.kill();
+    second.kill();
+    assert!(log_of(&pipeline, "sink", "first").contains("partitions revoked"), "the second sink must have caused a rebalance");
+    let messages = read_topic(&pipeline.topic);
+    assert_eq!(messages.len(), 40_001);
+    assert_exactly_once(&pipeline, &messages, &read_with_python(&pipeline));
+}
