@@ -15,18 +15,34 @@ use crate::logging::LogFormat;
 /// Configuration is layered: embedded defaults, then the config file, then BRAID__SECTION__KEY
 /// environment variables (e.g. BRAID__SPEED__FLUSH_INTERVAL_MS=250), then the flags below.
 #[derive(Debug, Parser)]
-#[command(name = "braid", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "braid",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The config file. When not given, ./braid.toml is used.
     #[arg(long, short, global = true, env = "BRAID_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Kafka bootstrap servers; overrides kafka.brokers.
-    #[arg(long, global = true, env = "KAFKA_BROKERS", value_name = "HOST:PORT[,...]")]
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_BROKERS",
+        value_name = "HOST:PORT[,...]"
+    )]
     pub brokers: Option<String>,
 
     /// PostgreSQL URL; overrides postgres.url.
-    #[arg(long, global = true, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 
     /// Log format. The level is set with RUST_LOG (default: info).
@@ -128,7 +144,11 @@ pub struct GenerateArgs {
     pub late_fraction: f64,
 
     /// Fraction of records that are malformed (bad JSON, wrong types, missing fields, ...).
-    #[arg(long, env = "BRAID_GENERATE_MALFORMED_FRACTION", default_value_t = 0.01)]
+    #[arg(
+        long,
+        env = "BRAID_GENERATE_MALFORMED_FRACTION",
+        default_value_t = 0.01
+    )]
     pub malformed_fraction: f64,
 
     /// Write JSON lines to standard output instead of producing to Kafka.

@@ -17,10 +17,16 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists. Returns whether it was created.
-pub async fn ensure_topic(kafka: &KafkaConfig, topic: &str, partitions: i32) -> anyhow::Result<bool> {
+pub async fn ensure_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<bool> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = admin.create_topics([&new_topic], &AdminOptions::new()).await?;
+    let results = admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await?;
     match results.into_iter().next() {
         Some(Ok(_)) => Ok(true),
         Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),

@@ -5,7 +5,10 @@ use braid::cli::Cli;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     braid::logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -1,7 +1,7 @@
 //! A shared stop flag, set by Ctrl-C (or a deadline) and polled by long-running loops.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Cloned into every loop that should stop when asked.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +27,8 @@ impl StopFlag {
     pub fn stop_on_signals(&self) {
         let flag = self.clone();
         tokio::spawn(async move {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = async { match terminate.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}

@@ -42,8 +42,11 @@ pub fn arrow_type(field_type: FieldType) -> DataType {
 impl EventSchema {
     /// The Arrow schema of the Delta table.
     pub fn delta_arrow_schema(&self) -> Arc<Schema> {
-        let mut fields: Vec<Field> =
-            self.fields.iter().map(|f| Field::new(&f.name, arrow_type(f.field_type), !f.required)).collect();
+        let mut fields: Vec<Field> = self
+            .fields
+            .iter()
+            .map(|f| Field::new(&f.name, arrow_type(f.field_type), !f.required))
+            .collect();
         fields.push(Field::new(EVENT_DATE, DataType::Date32, false));
         fields.push(Field::new(TOPIC, DataType::Utf8, false));
         fields.push(Field::new(PARTITION, DataType::Int32, false));
@@ -62,8 +65,16 @@ mod tests {
     fn typed_fields_then_partition_then_lineage() {
         let schema = EventSchema {
             fields: vec![
-                FieldDef { name: "ts".into(), field_type: FieldType::Timestamp, required: true },
-                FieldDef { name: "n".into(), field_type: FieldType::I64, required: false },
+                FieldDef {
+                    name: "ts".into(),
+                    field_type: FieldType::Timestamp,
+                    required: true,
+                },
+                FieldDef {
+                    name: "n".into(),
+                    field_type: FieldType::I64,
+                    required: false,
+                },
             ],
             event_time_index: 0,
             max_record_bytes: 10,
@@ -72,7 +83,18 @@ mod tests {
         };
         let arrow = schema.delta_arrow_schema();
         let names: Vec<_> = arrow.fields().iter().map(|f| f.name().as_str()).collect();
-        assert_eq!(names, ["ts", "n", "event_date", "_topic", "_partition", "_offset", "_ingested_at"]);
+        assert_eq!(
+            names,
+            [
+                "ts",
+                "n",
+                "event_date",
+                "_topic",
+                "_partition",
+                "_offset",
+                "_ingested_at"
+            ]
+        );
         assert_eq!(arrow.field(0).data_type(), &utc_micros());
         assert!(!arrow.field(0).is_nullable());
         assert_eq!(arrow.field(1).data_type(), &DataType::Int64);

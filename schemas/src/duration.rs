@@ -27,9 +27,14 @@ impl HumanDuration {
 
     /// Parses `10s`, `5m`, `1h`, `1d`.
     pub fn parse(input: &str) -> Result<Self, DurationError> {
-        let error = |reason| DurationError { input: input.to_string(), reason };
+        let error = |reason| DurationError {
+            input: input.to_string(),
+            reason,
+        };
         let text = input.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| error("missing unit"))?;
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| error("missing unit"))?;
         let (digits, unit) = text.split_at(split);
         if digits.is_empty() {
             return Err(error("missing number"));
@@ -42,7 +47,9 @@ impl HumanDuration {
             "d" => 86_400,
             _ => return Err(error("unknown unit")),
         };
-        let seconds = count.checked_mul(unit_seconds).ok_or_else(|| error("number too large"))?;
+        let seconds = count
+            .checked_mul(unit_seconds)
+            .ok_or_else(|| error("number too large"))?;
         Self::from_seconds(seconds).ok_or_else(|| error("must be greater than zero"))
     }
 
@@ -85,9 +92,14 @@ mod tests {
 
     #[test]
     fn parses_units_and_prints_canonically() {
-        for (text, seconds, shown) in
-            [("10s", 10, "10s"), ("1m", 60, "1m"), ("90s", 90, "90s"), ("120s", 120, "2m"), ("1h", 3600, "1h"), ("2d", 172_800, "2d")]
-        {
+        for (text, seconds, shown) in [
+            ("10s", 10, "10s"),
+            ("1m", 60, "1m"),
+            ("90s", 90, "90s"),
+            ("120s", 120, "2m"),
+            ("1h", 3600, "1h"),
+            ("2d", 172_800, "2d"),
+        ] {
             let d = HumanDuration::parse(text).unwrap();
             assert_eq!(d.seconds(), seconds, "{text}");
             assert_eq!(d.to_string(), shown);
@@ -96,8 +108,19 @@ mod tests {
 
     #[test]
     fn refuses_bad_input_with_reason() {
-        for (text, reason) in [("", "missing unit"), ("10", "missing unit"), ("m", "missing number"), ("5w", "unknown unit"), ("0s", "must be greater than zero"), ("-1s", "missing number")] {
-            assert_eq!(HumanDuration::parse(text).unwrap_err().reason, reason, "{text}");
+        for (text, reason) in [
+            ("", "missing unit"),
+            ("10", "missing unit"),
+            ("m", "missing number"),
+            ("5w", "unknown unit"),
+            ("0s", "must be greater than zero"),
+            ("-1s", "missing number"),
+        ] {
+            assert_eq!(
+                HumanDuration::parse(text).unwrap_err().reason,
+                reason,
+                "{text}"
+            );
         }
     }
 }

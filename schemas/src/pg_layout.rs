@@ -55,7 +55,10 @@ impl ViewLayout {
             .group_by
             .iter()
             .zip(&view.group_by_types)
-            .map(|(name, field_type)| Column { name: name.clone(), pg_type: pg_type(*field_type) })
+            .map(|(name, field_type)| Column {
+                name: name.clone(),
+                pg_type: pg_type(*field_type),
+            })
             .collect();
         let metric_columns = view
             .metrics
@@ -87,7 +90,10 @@ impl ViewLayout {
     }
 
     fn group_list(&self) -> String {
-        self.group_columns.iter().map(|c| format!("{}, ", c.name)).collect()
+        self.group_columns
+            .iter()
+            .map(|c| format!("{}, ", c.name))
+            .collect()
     }
 
     /// DDL of the speed table. Group columns may be NULL (absent optional fields), so the key
@@ -108,7 +114,11 @@ impl ViewLayout {
             "CREATE TABLE IF NOT EXISTS {table} (run_id bigint NOT NULL, bucket_start timestamptz NOT NULL, {columns}); \
              CREATE INDEX IF NOT EXISTS {index} ON {table} (run_id, {groups}bucket_start)",
             table = self.batch_table,
-            index = self.batch_table.trim_start_matches("braid_internal.").to_string() + "_key",
+            index = self
+                .batch_table
+                .trim_start_matches("braid_internal.")
+                .to_string()
+                + "_key",
             columns = self.column_definitions(),
             groups = self.group_list(),
         )
@@ -125,10 +135,26 @@ mod tests {
     fn layout_names_and_types_follow_the_view() {
         let schema = EventSchema {
             fields: vec![
-                FieldDef { name: "ts".into(), field_type: FieldType::Timestamp, required: true },
-                FieldDef { name: "country".into(), field_type: FieldType::String, required: false },
-                FieldDef { name: "cents".into(), field_type: FieldType::I64, required: false },
-                FieldDef { name: "score".into(), field_type: FieldType::F64, required: false },
+                FieldDef {
+                    name: "ts".into(),
+                    field_type: FieldType::Timestamp,
+                    required: true,
+                },
+                FieldDef {
+                    name: "country".into(),
+                    field_type: FieldType::String,
+                    required: false,
+                },
+                FieldDef {
+                    name: "cents".into(),
+                    field_type: FieldType::I64,
+                    required: false,
+                },
+                FieldDef {
+                    name: "score".into(),
+                    field_type: FieldType::F64,
+                    required: false,
+                },
             ],
             event_time_index: 0,
             max_record_bytes: 10,
@@ -140,17 +166,40 @@ mod tests {
             filter: None,
             group_by: vec!["country".into()],
             bucket: "1m".into(),
-            metrics: vec!["count".into(), "sum(cents)".into(), "max(score)".into(), "min(ts)".into()],
+            metrics: vec![
+                "count".into(),
+                "sum(cents)".into(),
+                "max(score)".into(),
+                "min(ts)".into(),
+            ],
         }
         .validate(&schema)
         .unwrap();
         let layout = ViewLayout::of(&view);
-        assert_eq!(layout.speed_table, format!("braid_internal.speed_sales_{}", view.fingerprint));
+        assert_eq!(
+            layout.speed_table,
+            format!("braid_internal.speed_sales_{}", view.fingerprint)
+        );
         assert_eq!(layout.serving_view, "serving.sales");
-        let types: Vec<_> = layout.metric_columns.iter().map(|c| (c.name.as_str(), c.pg_type)).collect();
-        assert_eq!(types, [("count", "bigint"), ("sum_cents", "bigint"), ("max_score", "double precision"), ("min_ts", "timestamptz")]);
+        let types: Vec<_> = layout
+            .metric_columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.pg_type))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("count", "bigint"),
+                ("sum_cents", "bigint"),
+                ("max_score", "double precision"),
+                ("min_ts", "timestamptz")
+            ]
+        );
         let ddl = layout.create_speed_table_sql();
         assert!(ddl.contains("country text, count bigint"), "{ddl}");
-        assert!(ddl.ends_with("UNIQUE NULLS NOT DISTINCT (country, bucket_start, epoch))"), "{ddl}");
+        assert!(
+            ddl.ends_with("UNIQUE NULLS NOT DISTINCT (country, bucket_start, epoch))"),
+            "{ddl}"
+        );
     }
 }

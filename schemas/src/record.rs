@@ -115,13 +115,22 @@ impl Rejection {
     }
 
     /// Every reason code, for metrics that want to pre-register them.
-    pub const CODES: [&'static str; 7] =
-        ["too_large", "not_json", "not_object", "missing_field", "wrong_type", "bad_event_time", "event_time_out_of_range"];
+    pub const CODES: [&'static str; 7] = [
+        "too_large",
+        "not_json",
+        "not_object",
+        "missing_field",
+        "wrong_type",
+        "bad_event_time",
+        "event_time_out_of_range",
+    ];
 }
 
 /// Renders microseconds since the epoch as RFC 3339, or the raw number if out of chrono's range.
 pub fn micros_to_rfc3339(micros: i64) -> String {
-    DateTime::from_timestamp_micros(micros).map(|t| t.to_rfc3339()).unwrap_or_else(|| format!("{micros}µs"))
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_else(|| format!("{micros}µs"))
 }
 
 fn json_kind(value: &Json) -> &'static str {
@@ -146,7 +155,10 @@ fn parse_timestamp(value: &Json) -> Result<i64, String> {
             .as_i64()
             .and_then(|millis| millis.checked_mul(1_000))
             .ok_or_else(|| format!("{n} is not an integer number of epoch milliseconds")),
-        other => Err(format!("found {}, expected an RFC 3339 string or epoch milliseconds", json_kind(other))),
+        other => Err(format!(
+            "found {}, expected an RFC 3339 string or epoch milliseconds",
+            json_kind(other)
+        )),
     }
 }
 
@@ -180,7 +192,10 @@ type RawFields = Result<Vec<Option<Json>>, &'static str>;
 
 impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
     type Value = RawFields;
-    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
@@ -236,19 +251,26 @@ impl EventSchema {
     pub fn validate(&self, payload: &[u8]) -> Result<Record, Rejection> {
         use serde::de::DeserializeSeed;
         if payload.len() > self.max_record_bytes {
-            return Err(Rejection::TooLarge { size: payload.len(), limit: self.max_record_bytes });
+            return Err(Rejection::TooLarge {
+                size: payload.len(),
+                limit: self.max_record_bytes,
+            });
         }
         let mut deserializer = serde_json::Deserializer::from_slice(payload);
         let fields = FieldsSeed(self)
             .deserialize(&mut deserializer)
             .and_then(|fields| deserializer.end().map(|()| fields))
-            .map_err(|e| Rejection::NotJson { detail: e.to_string() })?
+            .map_err(|e| Rejection::NotJson {
+                detail: e.to_string(),
+            })?
             .map_err(|found| Rejection::NotObject { found })?;
         let mut values = Vec::with_capacity(self.fields.len());
         for (index, (field, raw)) in self.fields.iter().zip(fields).enumerate() {
             let raw = match raw {
                 None | Some(Json::Null) if field.required => {
-                    return Err(Rejection::MissingField { field: field.name.clone() });
+                    return Err(Rejection::MissingField {
+                        field: field.name.clone(),
+                    });
                 }
                 None | Some(Json::Null) => {
                     values.push(None);
@@ -266,12 +288,17 @@ impl EventSchema {
                     Json::String(text) => Value::String(text),
                     _ => return Err(wrong("a string")),
                 },
-                FieldType::I64 => Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?),
+                FieldType::I64 => {
+                    Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?)
+                }
                 FieldType::F64 => Value::F64(raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?),
                 FieldType::Bool => Value::Bool(raw.as_bool().ok_or_else(|| wrong("a boolean"))?),
                 FieldType::Timestamp if index == self.event_time_index => {
-                    let micros = parse_timestamp(&raw)
-                        .map_err(|detail| Rejection::BadEventTime { field: field.name.clone(), detail })?;
+                    let micros =
+                        parse_timestamp(&raw).map_err(|detail| Rejection::BadEventTime {
+                            field: field.name.clone(),
+                            detail,
+                        })?;
                     if micros < self.event_time_min_micros || micros >= self.event_time_max_micros {
                         return Err(Rejection::EventTimeOutOfRange {
                             field: field.name.clone(),
@@ -282,17 +309,24 @@ impl EventSchema {
                     }
                     Value::Timestamp(micros)
                 }
-                FieldType::Timestamp => Value::Timestamp(
-                    parse_timestamp(&raw).map_err(|_| wrong("a timestamp (RFC 3339 string or epoch milliseconds)"))?,
-                ),
+                FieldType::Timestamp => {
+                    Value::Timestamp(parse_timestamp(&raw).map_err(|_| {
+                        wrong("a timestamp (RFC 3339 string or epoch milliseconds)")
+                    })?)
+                }
             };
             values.push(Some(value));
         }
         let event_time_micros = match values[self.event_time_index] {
             Some(Value::Timestamp(micros)) => micros,
-            _ => unreachable!("the event-time field is a required timestamp, checked when the schema was built"),
+            _ => unreachable!(
+                "the event-time field is a required timestamp, checked when the schema was built"
+            ),
         };
-        Ok(Record { values, event_time_micros })
+        Ok(Record {
+            values,
+            event_time_micros,
+        })
     }
 }
 
@@ -302,7 +336,11 @@ mod tests {
     use crate::event_schema::FieldDef;
 
     fn schema() -> EventSchema {
-        let field = |name: &str, field_type, required| FieldDef { name: name.into(), field_type, required };
+        let field = |name: &str, field_type, required| FieldDef {
+            name: name.into(),
+            field_type,
+            required,
+        };
         EventSchema {
             fields: vec![
                 field("ts", FieldType::Timestamp, true),
@@ -314,7 +352,7 @@ mod tests {
             ],
             event_time_index: 0,
             max_record_bytes: 200,
-            event_time_min_micros: 946_684_800_000_000,   // 2000-01-01
+            event_time_min_micros: 946_684_800_000_000, // 2000-01-01
             event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
         }
     }
@@ -335,8 +373,12 @@ mod tests {
     #[test]
     fn accepts_epoch_milliseconds_and_offsets() {
         let s = schema();
-        let a = s.validate(br#"{"ts":1767225601000,"user":"u","qty":1}"#).unwrap();
-        let b = s.validate(br#"{"ts":"2026-01-01T01:00:01+01:00","user":"u","qty":1}"#).unwrap();
+        let a = s
+            .validate(br#"{"ts":1767225601000,"user":"u","qty":1}"#)
+            .unwrap();
+        let b = s
+            .validate(br#"{"ts":"2026-01-01T01:00:01+01:00","user":"u","qty":1}"#)
+            .unwrap();
         assert_eq!(a.event_time_micros, b.event_time_micros);
     }
 
@@ -347,7 +389,13 @@ mod tests {
     #[test]
     fn each_rejection_reason_is_precise() {
         let too_large = reject(&[b' '; 201]);
-        assert_eq!(too_large, Rejection::TooLarge { size: 201, limit: 200 });
+        assert_eq!(
+            too_large,
+            Rejection::TooLarge {
+                size: 201,
+                limit: 200
+            }
+        );
         assert_eq!(too_large.code(), "too_large");
 
         let not_json = reject(b"{\"ts\": ");
@@ -355,34 +403,76 @@ mod tests {
         assert!(not_json.to_string().contains("line 1"), "{not_json}");
 
         assert_eq!(reject(b"[1,2]"), Rejection::NotObject { found: "an array" });
-        assert_eq!(reject(b"\"text\""), Rejection::NotObject { found: "a string" });
+        assert_eq!(
+            reject(b"\"text\""),
+            Rejection::NotObject { found: "a string" }
+        );
         assert_eq!(reject(b"{} {}").code(), "not_json", "trailing data");
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1"#).code(), "not_json", "truncated");
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1"#).code(),
+            "not_json",
+            "truncated"
+        );
 
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","qty":1}"#), Rejection::MissingField { field: "user".into() });
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","qty":1}"#),
+            Rejection::MissingField {
+                field: "user".into()
+            }
+        );
         assert_eq!(
             reject(br#"{"ts":"2026-01-01T00:00:00Z","user":null,"qty":1}"#),
-            Rejection::MissingField { field: "user".into() }
+            Rejection::MissingField {
+                field: "user".into()
+            }
         );
 
         let wrong = reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1.5}"#);
         assert_eq!(
             wrong,
-            Rejection::WrongType { field: "qty".into(), expected: "an integer (i64)", found: "a fractional number".into() }
+            Rejection::WrongType {
+                field: "qty".into(),
+                expected: "an integer (i64)",
+                found: "a fractional number".into()
+            }
         );
-        assert_eq!(wrong.to_string(), "field `qty` must be an integer (i64), found a fractional number");
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":7,"qty":1}"#).code(), "wrong_type");
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"member":"yes"}"#).code(), "wrong_type");
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":"soon"}"#).code(), "wrong_type");
+        assert_eq!(
+            wrong.to_string(),
+            "field `qty` must be an integer (i64), found a fractional number"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":7,"qty":1}"#).code(),
+            "wrong_type"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"member":"yes"}"#).code(),
+            "wrong_type"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":"soon"}"#).code(),
+            "wrong_type"
+        );
 
         let bad_time = reject(br#"{"ts":"yesterday","user":"u","qty":1}"#);
-        assert!(matches!(&bad_time, Rejection::BadEventTime { field, .. } if field == "ts"), "{bad_time:?}");
-        assert_eq!(reject(br#"{"ts":true,"user":"u","qty":1}"#).code(), "bad_event_time");
+        assert!(
+            matches!(&bad_time, Rejection::BadEventTime { field, .. } if field == "ts"),
+            "{bad_time:?}"
+        );
+        assert_eq!(
+            reject(br#"{"ts":true,"user":"u","qty":1}"#).code(),
+            "bad_event_time"
+        );
 
         let far_past = reject(br#"{"ts":"1970-01-01T00:00:00Z","user":"u","qty":1}"#);
         assert_eq!(far_past.code(), "event_time_out_of_range");
-        assert!(far_past.to_string().contains("1970-01-01T00:00:00+00:00"), "{far_past}");
-        assert_eq!(reject(br#"{"ts":"2100-01-01T00:00:00Z","user":"u","qty":1}"#).code(), "event_time_out_of_range");
+        assert!(
+            far_past.to_string().contains("1970-01-01T00:00:00+00:00"),
+            "{far_past}"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2100-01-01T00:00:00Z","user":"u","qty":1}"#).code(),
+            "event_time_out_of_range"
+        );
     }
 
     #[test]
@@ -390,8 +480,15 @@ mod tests {
         let record = schema()
             .validate(br#"{"t\u0073":"2026-01-01T00:00:01Z","user":"a","user":"b","qty":1,"nested":{"x":[1,{"y":2}]}}"#)
             .unwrap();
-        assert_eq!(record.get(1), Some(&Value::String("b".into())), "the last value of a repeated key counts");
-        assert_eq!(record.event_time_micros, 1_767_225_601_000_000, "an escaped key still names the field");
+        assert_eq!(
+            record.get(1),
+            Some(&Value::String("b".into())),
+            "the last value of a repeated key counts"
+        );
+        assert_eq!(
+            record.event_time_micros, 1_767_225_601_000_000,
+            "an escaped key still names the field"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::duration::HumanDuration;
-use crate::event_schema::{is_identifier, EventSchema, FieldType};
+use crate::event_schema::{EventSchema, FieldType, is_identifier};
 use crate::record::{Record, Value};
 
 /// A view as written in `[[views]]`.
@@ -138,7 +138,10 @@ pub struct ViewError {
 impl ViewConfig {
     /// Checks the definition against the schema.
     pub fn validate(&self, schema: &EventSchema) -> Result<View, ViewError> {
-        let error = |reason: String| ViewError { view: self.name.clone(), reason };
+        let error = |reason: String| ViewError {
+            view: self.name.clone(),
+            reason,
+        };
         if !is_identifier(&self.name, 40) {
             return Err(error("the name must be lowercase letters, digits and `_`, start with a letter or `_`, at most 40 characters".into()));
         }
@@ -148,13 +151,24 @@ impl ViewConfig {
                 .map(|i| (i, schema.fields[i].field_type))
                 .ok_or_else(|| error(format!("{role} field `{name}` is not in the schema")))
         };
-        let filter = self.filter.as_ref().map(|f| validate_filter(f, schema)).transpose().map_err(error)?;
+        let filter = self
+            .filter
+            .as_ref()
+            .map(|f| validate_filter(f, schema))
+            .transpose()
+            .map_err(error)?;
         let mut group_by_indexes = Vec::new();
         let mut group_by_types = Vec::new();
         for name in &self.group_by {
             let (index, field_type) = field(name, "group-by")?;
-            if !matches!(field_type, FieldType::String | FieldType::I64 | FieldType::Bool) {
-                return Err(error(format!("group-by field `{name}` is {}; only string, i64 and bool fields can be grouped by", field_type.name())));
+            if !matches!(
+                field_type,
+                FieldType::String | FieldType::I64 | FieldType::Bool
+            ) {
+                return Err(error(format!(
+                    "group-by field `{name}` is {}; only string, i64 and bool fields can be grouped by",
+                    field_type.name()
+                )));
             }
             if group_by_indexes.contains(&index) {
                 return Err(error(format!("group-by field `{name}` is listed twice")));
@@ -162,15 +176,24 @@ impl ViewConfig {
             group_by_indexes.push(index);
             group_by_types.push(field_type);
         }
-        let bucket = HumanDuration::parse(&self.bucket).map_err(|e| error(format!("bucket: {e}")))?;
+        let bucket =
+            HumanDuration::parse(&self.bucket).map_err(|e| error(format!("bucket: {e}")))?;
         if self.metrics.is_empty() {
-            return Err(error("declare at least one metric, e.g. metrics = [\"count\"]".into()));
+            return Err(error(
+                "declare at least one metric, e.g. metrics = [\"count\"]".into(),
+            ));
         }
         let mut metrics: Vec<Metric> = Vec::new();
         for text in &self.metrics {
             let metric = parse_metric(text).map_err(error)?;
             let metric = match metric {
-                (MetricKind::Count, None) => Metric { kind: MetricKind::Count, field: None, field_index: None, field_type: None, column: "count".into() },
+                (MetricKind::Count, None) => Metric {
+                    kind: MetricKind::Count,
+                    field: None,
+                    field_index: None,
+                    field_type: None,
+                    column: "count".into(),
+                },
                 (kind, Some(name)) => {
                     let (index, field_type) = field(name, "metric")?;
                     let allowed = match kind {
@@ -178,9 +201,19 @@ impl ViewConfig {
                         _ => field_type.is_ordered(),
                     };
                     if !allowed {
-                        return Err(error(format!("metric `{text}`: field `{name}` is {}, which {} cannot use", field_type.name(), kind_name(kind))));
+                        return Err(error(format!(
+                            "metric `{text}`: field `{name}` is {}, which {} cannot use",
+                            field_type.name(),
+                            kind_name(kind)
+                        )));
                     }
-                    Metric { kind, field: Some(name.to_string()), field_index: Some(index), field_type: Some(field_type), column: format!("{}_{name}", kind_name(kind)) }
+                    Metric {
+                        kind,
+                        field: Some(name.to_string()),
+                        field_index: Some(index),
+                        field_type: Some(field_type),
+                        column: format!("{}_{name}", kind_name(kind)),
+                    }
                 }
                 (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
             };
@@ -188,11 +221,23 @@ impl ViewConfig {
                 return Err(error(format!("metric `{text}` is listed twice")));
             }
             if self.group_by.contains(&metric.column) {
-                return Err(error(format!("metric column `{}` clashes with a group-by field", metric.column)));
+                return Err(error(format!(
+                    "metric column `{}` clashes with a group-by field",
+                    metric.column
+                )));
             }
             metrics.push(metric);
         }
-        let mut view = View { name: self.name.clone(), filter, group_by: self.group_by.clone(), group_by_indexes, group_by_types, bucket, metrics, fingerprint: String::new() };
+        let mut view = View {
+            name: self.name.clone(),
+            filter,
+            group_by: self.group_by.clone(),
+            group_by_indexes,
+            group_by_types,
+            bucket,
+            metrics,
+            fingerprint: String::new(),
+        };
         view.fingerprint = view.compute_fingerprint();
         Ok(view)
     }
@@ -220,7 +265,11 @@ fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
         "sum" => MetricKind::Sum,
         "min" => MetricKind::Min,
         "max" => MetricKind::Max,
-        "avg" => return Err(format!("metric `{text}`: avg is derived when reading, as sum/count; declare sum({field}) and count instead")),
+        "avg" => {
+            return Err(format!(
+                "metric `{text}`: avg is derived when reading, as sum/count; declare sum({field}) and count instead"
+            ));
+        }
         _ => return Err(bad()),
     };
     if field.is_empty() {
@@ -230,34 +279,69 @@ fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
 }
 
 fn validate_filter(config: &FilterConfig, schema: &EventSchema) -> Result<Filter, String> {
-    let index = schema.field_index(&config.field).ok_or_else(|| format!("filter field `{}` is not in the schema", config.field))?;
+    let index = schema
+        .field_index(&config.field)
+        .ok_or_else(|| format!("filter field `{}` is not in the schema", config.field))?;
     let field_type = schema.fields[index].field_type;
     let typed = |value: &toml::Value| -> Result<Value, String> {
-        let wrong = || format!("filter value {value} does not match field `{}` of type {}", config.field, field_type.name());
+        let wrong = || {
+            format!(
+                "filter value {value} does not match field `{}` of type {}",
+                config.field,
+                field_type.name()
+            )
+        };
         Ok(match (field_type, value) {
             (FieldType::String, toml::Value::String(s)) => Value::String(s.clone()),
             (FieldType::I64, toml::Value::Integer(i)) => Value::I64(*i),
             (FieldType::F64, toml::Value::Float(f)) => Value::F64(*f),
             (FieldType::F64, toml::Value::Integer(i)) => Value::F64(*i as f64),
             (FieldType::Bool, toml::Value::Boolean(b)) => Value::Bool(*b),
-            (FieldType::Timestamp, toml::Value::String(s)) => {
-                Value::Timestamp(chrono::DateTime::parse_from_rfc3339(s).map_err(|_| wrong())?.timestamp_micros())
-            }
+            (FieldType::Timestamp, toml::Value::String(s)) => Value::Timestamp(
+                chrono::DateTime::parse_from_rfc3339(s)
+                    .map_err(|_| wrong())?
+                    .timestamp_micros(),
+            ),
             _ => return Err(wrong()),
         })
     };
     let values = match (config.op, &config.value) {
-        (FilterOp::In, toml::Value::Array(items)) if !items.is_empty() => items.iter().map(typed).collect::<Result<_, _>>()?,
-        (FilterOp::In, _) => return Err(format!("filter op `in` on `{}` needs a non-empty array value", config.field)),
-        (_, toml::Value::Array(_)) => return Err(format!("filter on `{}`: only op `in` takes an array", config.field)),
+        (FilterOp::In, toml::Value::Array(items)) if !items.is_empty() => {
+            items.iter().map(typed).collect::<Result<_, _>>()?
+        }
+        (FilterOp::In, _) => {
+            return Err(format!(
+                "filter op `in` on `{}` needs a non-empty array value",
+                config.field
+            ));
+        }
+        (_, toml::Value::Array(_)) => {
+            return Err(format!(
+                "filter on `{}`: only op `in` takes an array",
+                config.field
+            ));
+        }
         (op, value) => {
-            if matches!(op, FilterOp::Lt | FilterOp::Le | FilterOp::Gt | FilterOp::Ge) && !field_type.is_ordered() {
-                return Err(format!("filter on `{}`: {} fields cannot be compared with lt/le/gt/ge", config.field, field_type.name()));
+            if matches!(
+                op,
+                FilterOp::Lt | FilterOp::Le | FilterOp::Gt | FilterOp::Ge
+            ) && !field_type.is_ordered()
+            {
+                return Err(format!(
+                    "filter on `{}`: {} fields cannot be compared with lt/le/gt/ge",
+                    config.field,
+                    field_type.name()
+                ));
             }
             vec![typed(value)?]
         }
     };
-    Ok(Filter { field: config.field.clone(), field_index: index, op: config.op, values })
+    Ok(Filter {
+        field: config.field.clone(),
+        field_index: index,
+        op: config.op,
+        values,
+    })
 }
 
 fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
@@ -275,7 +359,9 @@ impl Filter {
     /// Whether a record passes. An absent field never passes, whatever the operator.
     pub fn matches(&self, record: &Record) -> bool {
         use std::cmp::Ordering::*;
-        let Some(value) = record.get(self.field_index) else { return false };
+        let Some(value) = record.get(self.field_index) else {
+            return false;
+        };
         let first = &self.values[0];
         match self.op {
             FilterOp::Eq => compare(value, first) == Some(Equal),
@@ -305,13 +391,22 @@ impl View {
         let mut canonical = String::from("braid-view-v1\n");
         let _ = writeln!(canonical, "bucket={}", self.bucket.seconds());
         if let Some(filter) = &self.filter {
-            let _ = writeln!(canonical, "filter={}:{:?}:{:?}", filter.field, filter.op, filter.values);
+            let _ = writeln!(
+                canonical,
+                "filter={}:{:?}:{:?}",
+                filter.field, filter.op, filter.values
+            );
         }
         for (name, field_type) in self.group_by.iter().zip(&self.group_by_types) {
             let _ = writeln!(canonical, "group={name}:{}", field_type.name());
         }
         for metric in &self.metrics {
-            let _ = writeln!(canonical, "metric={}:{}", metric.column, metric.field_type.map_or("", FieldType::name));
+            let _ = writeln!(
+                canonical,
+                "metric={}:{}",
+                metric.column,
+                metric.field_type.map_or("", FieldType::name)
+            );
         }
         let digest = Sha256::digest(canonical.as_bytes());
         digest[..5].iter().map(|b| format!("{b:02x}")).collect()
@@ -324,7 +419,11 @@ mod tests {
     use crate::event_schema::FieldDef;
 
     fn schema() -> EventSchema {
-        let field = |name: &str, field_type, required| FieldDef { name: name.into(), field_type, required };
+        let field = |name: &str, field_type, required| FieldDef {
+            name: name.into(),
+            field_type,
+            required,
+        };
         EventSchema {
             fields: vec![
                 field("ts", FieldType::Timestamp, true),
@@ -341,7 +440,9 @@ mod tests {
     }
 
     fn view(text: &str) -> Result<View, ViewError> {
-        toml::from_str::<ViewConfig>(text).unwrap().validate(&schema())
+        toml::from_str::<ViewConfig>(text)
+            .unwrap()
+            .validate(&schema())
     }
 
     const GOOD: &str = r#"
@@ -367,32 +468,91 @@ mod tests {
     fn fingerprint_changes_with_the_definition_only() {
         let a = view(GOOD).unwrap().fingerprint;
         assert_eq!(a, view(GOOD).unwrap().fingerprint);
-        assert_ne!(a, view(&GOOD.replace("\"1m\"", "\"2m\"")).unwrap().fingerprint);
-        assert_ne!(a, view(&GOOD.replace("\"refund\"", "\"return\"")).unwrap().fingerprint);
-        assert_ne!(a, view(&GOOD.replace("min(cents)", "max(cents)")).unwrap().fingerprint);
+        assert_ne!(
+            a,
+            view(&GOOD.replace("\"1m\"", "\"2m\"")).unwrap().fingerprint
+        );
+        assert_ne!(
+            a,
+            view(&GOOD.replace("\"refund\"", "\"return\""))
+                .unwrap()
+                .fingerprint
+        );
+        assert_ne!(
+            a,
+            view(&GOOD.replace("min(cents)", "max(cents)"))
+                .unwrap()
+                .fingerprint
+        );
     }
 
     #[test]
     fn errors_name_the_view_and_the_field() {
         let cases = [
             (GOOD.replace("\"sales\"", "\"Sales\""), "the name must be"),
-            (GOOD.replace("[\"country\"]", "[\"city\"]"), "group-by field `city` is not in the schema"),
-            (GOOD.replace("[\"country\"]", "[\"score\"]"), "group-by field `score` is f64"),
-            (GOOD.replace("[\"country\"]", "[\"country\", \"country\"]"), "listed twice"),
-            (GOOD.replace("\"1m\"", "\"1w\""), "bucket: `1w` is not a duration"),
-            (GOOD.replace("sum(cents)", "sum(kind)"), "field `kind` is string, which sum cannot use"),
-            (GOOD.replace("sum(cents)", "avg(cents)"), "avg is derived when reading"),
-            (GOOD.replace("sum(cents)", "median(cents)"), "is not one of count"),
-            (GOOD.replace("sum(cents)", "sum(nope)"), "metric field `nope` is not in the schema"),
-            (GOOD.replace("\"kind\", op", "\"kindx\", op"), "filter field `kindx` is not in the schema"),
-            (GOOD.replace("[\"buy\", \"refund\"]", "[1]"), "does not match field `kind` of type string"),
-            (GOOD.replace("op = \"in\"", "op = \"eq\""), "only op `in` takes an array"),
-            (GOOD.replace("op = \"in\"", "op = \"lt\"").replace("[\"buy\", \"refund\"]", "\"b\""), "cannot be compared"),
-            (GOOD.replace("[\"count\", \"sum(cents)\", \"min(cents)\", \"max(score)\"]", "[]"), "at least one metric"),
+            (
+                GOOD.replace("[\"country\"]", "[\"city\"]"),
+                "group-by field `city` is not in the schema",
+            ),
+            (
+                GOOD.replace("[\"country\"]", "[\"score\"]"),
+                "group-by field `score` is f64",
+            ),
+            (
+                GOOD.replace("[\"country\"]", "[\"country\", \"country\"]"),
+                "listed twice",
+            ),
+            (
+                GOOD.replace("\"1m\"", "\"1w\""),
+                "bucket: `1w` is not a duration",
+            ),
+            (
+                GOOD.replace("sum(cents)", "sum(kind)"),
+                "field `kind` is string, which sum cannot use",
+            ),
+            (
+                GOOD.replace("sum(cents)", "avg(cents)"),
+                "avg is derived when reading",
+            ),
+            (
+                GOOD.replace("sum(cents)", "median(cents)"),
+                "is not one of count",
+            ),
+            (
+                GOOD.replace("sum(cents)", "sum(nope)"),
+                "metric field `nope` is not in the schema",
+            ),
+            (
+                GOOD.replace("\"kind\", op", "\"kindx\", op"),
+                "filter field `kindx` is not in the schema",
+            ),
+            (
+                GOOD.replace("[\"buy\", \"refund\"]", "[1]"),
+                "does not match field `kind` of type string",
+            ),
+            (
+                GOOD.replace("op = \"in\"", "op = \"eq\""),
+                "only op `in` takes an array",
+            ),
+            (
+                GOOD.replace("op = \"in\"", "op = \"lt\"")
+                    .replace("[\"buy\", \"refund\"]", "\"b\""),
+                "cannot be compared",
+            ),
+            (
+                GOOD.replace(
+                    "[\"count\", \"sum(cents)\", \"min(cents)\", \"max(score)\"]",
+                    "[]",
+                ),
+                "at least one metric",
+            ),
         ];
         for (text, expected) in cases {
             let err = view(&text).unwrap_err();
-            assert!(err.to_string().contains(expected), "expected `{expected}` in `{err}`");
+            assert!(
+                err.to_string().contains(expected),
+                "expected `{expected}` in `{err}`"
+            );
             assert!(err.to_string().starts_with("view `"), "{err}");
         }
     }
@@ -400,20 +560,37 @@ mod tests {
     #[test]
     fn filters_follow_sql_null_semantics() {
         let record = |kind: &str, cents: Option<i64>| Record {
-            values: vec![Some(Value::Timestamp(0)), Some(Value::String(kind.into())), None, cents.map(Value::I64), None],
+            values: vec![
+                Some(Value::Timestamp(0)),
+                Some(Value::String(kind.into())),
+                None,
+                cents.map(Value::I64),
+                None,
+            ],
             event_time_micros: 0,
         };
         let v = view(GOOD).unwrap();
         assert!(v.accepts(&record("buy", None)));
         assert!(v.accepts(&record("refund", None)));
         assert!(!v.accepts(&record("view", None)));
-        let gt = view(&GOOD.replace("\"kind\", op = \"in\", value = [\"buy\", \"refund\"]", "\"cents\", op = \"gt\", value = 100")).unwrap();
+        let gt = view(&GOOD.replace(
+            "\"kind\", op = \"in\", value = [\"buy\", \"refund\"]",
+            "\"cents\", op = \"gt\", value = 100",
+        ))
+        .unwrap();
         assert!(gt.accepts(&record("x", Some(101))));
         assert!(!gt.accepts(&record("x", Some(100))));
         assert!(!gt.accepts(&record("x", None)));
-        let ne = view(&GOOD.replace("\"kind\", op = \"in\", value = [\"buy\", \"refund\"]", "\"cents\", op = \"ne\", value = 5")).unwrap();
+        let ne = view(&GOOD.replace(
+            "\"kind\", op = \"in\", value = [\"buy\", \"refund\"]",
+            "\"cents\", op = \"ne\", value = 5",
+        ))
+        .unwrap();
         assert!(ne.accepts(&record("x", Some(4))));
         assert!(!ne.accepts(&record("x", Some(5))));
-        assert!(!ne.accepts(&record("x", None)), "an absent field never passes");
+        assert!(
+            !ne.accepts(&record("x", None)),
+            "an absent field never passes"
+        );
     }
 }

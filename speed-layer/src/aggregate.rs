@@ -88,12 +88,23 @@ impl Groups {
             .map(|(_, values)| values)
     }
 
-    fn values_mut(&mut self, parts: &[Option<KeyRef<'_>>], bucket: i64, initial: impl FnOnce() -> Vec<MetricValue>) -> &mut Vec<MetricValue> {
+    fn values_mut(
+        &mut self,
+        parts: &[Option<KeyRef<'_>>],
+        bucket: i64,
+        initial: impl FnOnce() -> Vec<MetricValue>,
+    ) -> &mut Vec<MetricValue> {
         let hash = hash_group(parts.iter().copied(), bucket);
         let matches = |((k, b), _): &(GroupBucket, Vec<MetricValue>)| {
-            *b == bucket && k.len() == parts.len() && k.iter().zip(parts).all(|(owned, part)| owned.as_ref().map(KeyValue::as_ref) == *part)
+            *b == bucket
+                && k.len() == parts.len()
+                && k.iter()
+                    .zip(parts)
+                    .all(|(owned, part)| owned.as_ref().map(KeyValue::as_ref) == *part)
         };
-        let rehash = |((k, b), _): &(GroupBucket, Vec<MetricValue>)| hash_group(k.iter().map(|p| p.as_ref().map(KeyValue::as_ref)), *b);
+        let rehash = |((k, b), _): &(GroupBucket, Vec<MetricValue>)| {
+            hash_group(k.iter().map(|p| p.as_ref().map(KeyValue::as_ref)), *b)
+        };
         let entry = self.table.entry(hash, matches, rehash).or_insert_with(|| {
             let key = parts
                 .iter()
@@ -187,7 +198,10 @@ pub struct ViewDeltas {
 
 impl ViewDeltas {
     fn new(view: View) -> Self {
-        Self { view, groups: Groups::default() }
+        Self {
+            view,
+            groups: Groups::default(),
+        }
     }
 
     /// Folds a valid record in, if the view's filter accepts it.
@@ -198,12 +212,16 @@ impl ViewDeltas {
         let mut parts: [Option<KeyRef<'_>>; 8] = [None; 8];
         let mut spill = Vec::new();
         let parts: &[Option<KeyRef<'_>>] = {
-            let key = self.view.group_by_indexes.iter().map(|&index| match record.get(index) {
-                Some(Value::String(s)) => Some(KeyRef::String(s)),
-                Some(Value::I64(v)) => Some(KeyRef::I64(*v)),
-                Some(Value::Bool(b)) => Some(KeyRef::Bool(*b)),
-                _ => None,
-            });
+            let key = self
+                .view
+                .group_by_indexes
+                .iter()
+                .map(|&index| match record.get(index) {
+                    Some(Value::String(s)) => Some(KeyRef::String(s)),
+                    Some(Value::I64(v)) => Some(KeyRef::I64(*v)),
+                    Some(Value::Bool(b)) => Some(KeyRef::Bool(*b)),
+                    _ => None,
+                });
             if self.view.group_by_indexes.len() <= parts.len() {
                 for (slot, part) in parts.iter_mut().zip(key) {
                     *slot = part;
@@ -216,7 +234,9 @@ impl ViewDeltas {
         };
         let bucket = self.view.bucket_start_micros(record.event_time_micros);
         let metrics = &self.view.metrics;
-        let values = self.groups.values_mut(parts, bucket, || metrics.iter().map(initial).collect());
+        let values = self
+            .groups
+            .values_mut(parts, bucket, || metrics.iter().map(initial).collect());
         for (value, metric) in values.iter_mut().zip(metrics) {
             value.add(metric.kind, metric.field_index.and_then(|i| record.get(i)));
         }
@@ -239,7 +259,12 @@ pub struct MicroBatch {
 impl MicroBatch {
     /// An empty batch for these views.
     pub fn new(views: &[View]) -> Self {
-        Self { views: views.iter().cloned().map(ViewDeltas::new).collect(), next_offsets: BTreeMap::new(), dead_letters: Vec::new(), valid_records: 0 }
+        Self {
+            views: views.iter().cloned().map(ViewDeltas::new).collect(),
+            next_offsets: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            valid_records: 0,
+        }
     }
 
     /// Folds a valid record at (partition, offset) into every view.
@@ -253,7 +278,8 @@ impl MicroBatch {
 
     /// Keeps a refused record at (partition, offset).
     pub fn add_dead_letter(&mut self, letter: DeadLetter) {
-        self.next_offsets.insert(letter.partition, letter.offset + 1);
+        self.next_offsets
+            .insert(letter.partition, letter.offset + 1);
         self.dead_letters.push(letter);
     }
 
@@ -288,7 +314,8 @@ mod tests {
     use super::*;
 
     fn config() -> schemas::BraidConfig {
-        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap()
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+            .unwrap()
     }
 
     #[test]
@@ -308,19 +335,36 @@ mod tests {
         assert_eq!(batch.next_offsets, BTreeMap::from([(0, 4)]));
         let purchases = &batch.views[1];
         assert_eq!(purchases.view.name, "purchases_by_country");
-        let key = vec![Some(KeyValue::String("US".into())), Some(KeyValue::String("mobile".into()))];
+        let key = vec![
+            Some(KeyValue::String("US".into())),
+            Some(KeyValue::String("mobile".into())),
+        ];
         let minute0 = 1_767_225_600_000_000;
         assert_eq!(
             *purchases.groups.get(&key, minute0).unwrap(),
-            [MetricValue::Int(Some(2)), MetricValue::Int(Some(700)), MetricValue::Int(Some(200)), MetricValue::Int(Some(500))]
+            [
+                MetricValue::Int(Some(2)),
+                MetricValue::Int(Some(700)),
+                MetricValue::Int(Some(200)),
+                MetricValue::Int(Some(500))
+            ]
         );
         // A purchase without a price counts, sums nothing, and leaves min and max unset.
         assert_eq!(
             *purchases.groups.get(&key, minute0 + 60_000_000).unwrap(),
-            [MetricValue::Int(Some(1)), MetricValue::Int(Some(0)), MetricValue::Int(None), MetricValue::Int(None)]
+            [
+                MetricValue::Int(Some(1)),
+                MetricValue::Int(Some(0)),
+                MetricValue::Int(None),
+                MetricValue::Int(None)
+            ]
         );
         assert_eq!(batch.views[0].groups.len(), 1, "one page view");
-        assert_eq!(batch.views[2].groups.len(), 4, "events_by_type: three 10s buckets of purchases, one of page views");
+        assert_eq!(
+            batch.views[2].groups.len(),
+            4,
+            "events_by_type: three 10s buckets of purchases, one of page views"
+        );
         assert_eq!(batch.row_count(), 7);
     }
 
@@ -333,6 +377,10 @@ mod tests {
         assert_eq!(a, MetricValue::Float(Some(1.5)));
         let mut s = MetricValue::Int(Some(i64::MAX));
         s.merge(MetricKind::Sum, MetricValue::Int(Some(1)));
-        assert_eq!(s, MetricValue::Int(Some(i64::MIN)), "wraps like the batch engine");
+        assert_eq!(
+            s,
+            MetricValue::Int(Some(i64::MIN)),
+            "wraps like the batch engine"
+        );
     }
 }

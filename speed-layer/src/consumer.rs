@@ -16,15 +16,15 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use schemas::EventSchema;
 use schemas::pg::{self, DeadLetter};
 use schemas::view::View;
-use schemas::EventSchema;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
 use crate::aggregate::MicroBatch;
 use crate::error::SpeedError;
-use crate::flush::{flush, FlushOutcome, ViewWriter};
+use crate::flush::{FlushOutcome, ViewWriter, flush};
 use crate::metrics as m;
 
 /// What the speed layer needs to run.
@@ -81,7 +81,9 @@ impl ClientContext for SpeedContext {}
 
 impl SpeedContext {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Flushes the buffered batch. On success the expected positions move forward and the
@@ -90,10 +92,19 @@ impl SpeedContext {
         if state.batch.is_empty() {
             return Ok(None);
         }
-        let outcome = self.runtime.block_on(flush(&self.pool, &self.topic, &self.writers, &state.batch, &state.expected))?;
-        state.expected.extend(state.batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
+        let outcome = self.runtime.block_on(flush(
+            &self.pool,
+            &self.topic,
+            &self.writers,
+            &state.batch,
+            &state.expected,
+        ))?;
+        state
+            .expected
+            .extend(state.batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
         for letter in &state.batch.dead_letters {
-            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code()).increment(1);
+            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
+                .increment(1);
         }
         metrics::counter!(m::EVENTS_FLUSHED_TOTAL).increment(outcome.records);
         metrics::counter!(m::ROWS_UPSERTED_TOTAL).increment(outcome.rows as u64);
@@ -102,22 +113,48 @@ impl SpeedContext {
         state.summary.dead_letters += outcome.dead_letters as u64;
         state.summary.flushes += 1;
         state.batch.clear();
-        tracing::debug!(epoch = outcome.epoch, rows = outcome.rows, records = outcome.records, dead_letters = outcome.dead_letters, seconds = outcome.duration.as_secs_f64(), "flushed");
+        tracing::debug!(
+            epoch = outcome.epoch,
+            rows = outcome.rows,
+            records = outcome.records,
+            dead_letters = outcome.dead_letters,
+            seconds = outcome.duration.as_secs_f64(),
+            "flushed"
+        );
         Ok(Some(outcome))
     }
 
     /// Loads stored positions for newly assigned partitions; a partition without one starts
     /// at the log start, which is stored first.
-    fn positions_for(&self, consumer: &BaseConsumer<Self>, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SpeedError> {
-        let stored = self.runtime.block_on(pg::load_positions(&self.pool, &self.topic))?;
+    fn positions_for(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, SpeedError> {
+        let stored = self
+            .runtime
+            .block_on(pg::load_positions(&self.pool, &self.topic))?;
         let mut positions = BTreeMap::new();
         for &partition in partitions {
             let position = match stored.get(&partition) {
                 Some(&offset) => offset,
                 None => {
-                    let (low, _) = consumer.fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?;
-                    let start = self.runtime.block_on(pg::store_start_if_absent(&self.pool, &self.topic, partition, low))?;
-                    tracing::info!(partition, start, "no stored position; starting at the log start");
+                    let (low, _) = consumer.fetch_watermarks(
+                        &self.topic,
+                        partition,
+                        Duration::from_secs(30),
+                    )?;
+                    let start = self.runtime.block_on(pg::store_start_if_absent(
+                        &self.pool,
+                        &self.topic,
+                        partition,
+                        low,
+                    ))?;
+                    tracing::info!(
+                        partition,
+                        start,
+                        "no stored position; starting at the log start"
+                    );
                     start
                 }
             };
@@ -128,32 +165,54 @@ impl SpeedContext {
 }
 
 impl ConsumerContext for SpeedContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         let mut state = self.state();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                let partitions: Vec<i32> = tpl
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
                 match self.positions_for(consumer, &partitions) {
                     Ok(positions) => {
                         for (&partition, &offset) in &positions {
-                            if let Err(e) = tpl.set_partition_offset(&self.topic, partition, Offset::Offset(offset)) {
+                            if let Err(e) = tpl.set_partition_offset(
+                                &self.topic,
+                                partition,
+                                Offset::Offset(offset),
+                            ) {
                                 state.fatal = Some(e.into());
                             }
                         }
-                        tracing::info!(?positions, "partitions assigned; consuming from the stored positions");
+                        tracing::info!(
+                            ?positions,
+                            "partitions assigned; consuming from the stored positions"
+                        );
                         state.expected = positions;
                         if let Err(e) = consumer.assign(tpl) {
                             state.fatal = Some(e.into());
                         }
                     }
-                    Err(e) => state.fatal = Some(SpeedError::Rebalance(format!("loading positions: {e}"))),
+                    Err(e) => {
+                        state.fatal = Some(SpeedError::Rebalance(format!("loading positions: {e}")))
+                    }
                 }
             }
             _ => {
                 // Eager protocol: everything is revoked. Commit what is buffered while the
                 // partitions are still ours; if that fails, drop it: the positions were not
                 // stored either, so the next owner reads those records again.
-                let revoked: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+                let revoked: Vec<i32> = tpl
+                    .elements_for_topic(&self.topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
                 if let Err(e) = self.flush_state(&mut state) {
                     tracing::warn!(error = %e, "flush on revoke failed; the next owner re-reads those records");
                 }
@@ -170,19 +229,32 @@ impl ConsumerContext for SpeedContext {
 
 /// Runs the speed layer until `stop` is set or an unrecoverable error occurs. Blocking: call
 /// it from a plain thread; `runtime` runs the database calls.
-pub fn run(settings: SpeedSettings, pool: PgPool, runtime: Handle, stop: Arc<AtomicBool>) -> Result<SpeedSummary, SpeedError> {
+pub fn run(
+    settings: SpeedSettings,
+    pool: PgPool,
+    runtime: Handle,
+    stop: Arc<AtomicBool>,
+) -> Result<SpeedSummary, SpeedError> {
     let context = SpeedContext {
         pool,
         runtime,
         topic: settings.topic.clone(),
         writers: settings.views.iter().map(ViewWriter::new).collect(),
-        state: Mutex::new(State { batch: MicroBatch::new(&settings.views), expected: BTreeMap::new(), summary: SpeedSummary::default(), fatal: None }),
+        state: Mutex::new(State {
+            batch: MicroBatch::new(&settings.views),
+            expected: BTreeMap::new(),
+            summary: SpeedSummary::default(),
+            fatal: None,
+        }),
     };
     let mut client = settings.client.clone();
     // librdkafka fetches at most 1 MiB per partition by default, which caps a local consumer
     // near 140k records/s; larger fetches let it run at the rate of the work. Options given in
     // [kafka.options] win.
-    for (key, value) in [("max.partition.fetch.bytes", "10485760"), ("fetch.max.bytes", "104857600")] {
+    for (key, value) in [
+        ("max.partition.fetch.bytes", "10485760"),
+        ("fetch.max.bytes", "104857600"),
+    ] {
         if client.get(key).is_none() {
             client.set(key, value);
         }
@@ -196,14 +268,23 @@ pub fn run(settings: SpeedSettings, pool: PgPool, runtime: Handle, stop: Arc<Ato
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&settings.topic])?;
-    tracing::info!(topic = settings.topic, group = settings.group, views = settings.views.len(), "speed layer consuming");
+    tracing::info!(
+        topic = settings.topic,
+        group = settings.group,
+        views = settings.views.len(),
+        "speed layer consuming"
+    );
 
     let mut last_flush = Instant::now();
     let mut last_lag = Instant::now();
     let mut backoff = Duration::from_millis(100);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let polled = if stopping { None } else { consumer.poll(Duration::from_millis(50)) };
+        let polled = if stopping {
+            None
+        } else {
+            consumer.poll(Duration::from_millis(50))
+        };
         let ctx = consumer.context();
         let mut state = ctx.state();
         if let Some(fatal) = state.fatal.take() {
@@ -240,7 +321,8 @@ pub fn run(settings: SpeedSettings, pool: PgPool, runtime: Handle, stop: Arc<Ato
         let records = state.batch.len();
         let due = records >= settings.flush_max_records
             || stopping
-            || ((records % 256 == 0 || polled_nothing) && last_flush.elapsed() >= settings.flush_interval);
+            || ((records % 256 == 0 || polled_nothing)
+                && last_flush.elapsed() >= settings.flush_interval);
         if !due {
             continue;
         }
@@ -265,11 +347,18 @@ pub fn run(settings: SpeedSettings, pool: PgPool, runtime: Handle, stop: Arc<Ato
                 // the stored positions of the partitions still assigned here.
                 tracing::warn!(%fenced, "flush fenced; re-reading from the stored positions");
                 state.batch.clear();
-                let positions = ctx.runtime.block_on(pg::load_positions(&ctx.pool, &settings.topic))?;
+                let positions = ctx
+                    .runtime
+                    .block_on(pg::load_positions(&ctx.pool, &settings.topic))?;
                 for (partition, expected) in state.expected.iter_mut() {
                     if let Some(&stored) = positions.get(partition) {
                         *expected = stored;
-                        consumer.seek(&settings.topic, *partition, Offset::Offset(stored), Duration::from_secs(10))?;
+                        consumer.seek(
+                            &settings.topic,
+                            *partition,
+                            Offset::Offset(stored),
+                            Duration::from_secs(10),
+                        )?;
                     }
                 }
             }
@@ -286,20 +375,38 @@ pub fn run(settings: SpeedSettings, pool: PgPool, runtime: Handle, stop: Arc<Ato
 }
 
 /// Names the partitions whose stored position Kafka no longer has.
-fn out_of_range(consumer: &BaseConsumer<SpeedContext>, topic: &str, expected: &BTreeMap<i32, i64>) -> SpeedError {
+fn out_of_range(
+    consumer: &BaseConsumer<SpeedContext>,
+    topic: &str,
+    expected: &BTreeMap<i32, i64>,
+) -> SpeedError {
     for (&partition, &offset) in expected {
-        if let Ok((low, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+        if let Ok((low, high)) =
+            consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+        {
             if offset < low || offset > high {
-                return SpeedError::OffsetOutOfRange { topic: topic.to_string(), partition, offset };
+                return SpeedError::OffsetOutOfRange {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                };
             }
         }
     }
-    SpeedError::OffsetOutOfRange { topic: topic.to_string(), partition: -1, offset: -1 }
+    SpeedError::OffsetOutOfRange {
+        topic: topic.to_string(),
+        partition: -1,
+        offset: -1,
+    }
 }
 
 /// Commits the stored positions to Kafka too, so standard tools can show the group's lag.
 /// Never used to resume.
-fn commit_for_monitoring(consumer: &BaseConsumer<SpeedContext>, topic: &str, positions: &BTreeMap<i32, i64>) {
+fn commit_for_monitoring(
+    consumer: &BaseConsumer<SpeedContext>,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+) {
     let mut tpl = TopicPartitionList::new();
     for (&partition, &offset) in positions {
         let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
@@ -312,7 +419,8 @@ fn commit_for_monitoring(consumer: &BaseConsumer<SpeedContext>, topic: &str, pos
 fn report_lag(consumer: &BaseConsumer<SpeedContext>, topic: &str, positions: &BTreeMap<i32, i64>) {
     for (&partition, &offset) in positions {
         if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {
-            metrics::gauge!(m::PARTITION_LAG_RECORDS, "partition" => partition.to_string()).set((high - offset).max(0) as f64);
+            metrics::gauge!(m::PARTITION_LAG_RECORDS, "partition" => partition.to_string())
+                .set((high - offset).max(0) as f64);
         }
     }
 }

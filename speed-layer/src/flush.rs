@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use schemas::FieldType;
 use schemas::pg::{self, AdvanceError, Layer};
 use schemas::pg_layout::ViewLayout;
 use schemas::view::{MetricKind, View};
-use schemas::FieldType;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres};
@@ -28,12 +28,24 @@ impl ViewWriter {
     /// Builds the upsert statement from the view's layout (identifiers from validated config).
     pub fn new(view: &View) -> Self {
         let layout = ViewLayout::of(view);
-        let groups: Vec<&str> = layout.group_columns.iter().map(|c| c.name.as_str()).collect();
-        let metrics: Vec<&str> = layout.metric_columns.iter().map(|c| c.name.as_str()).collect();
+        let groups: Vec<&str> = layout
+            .group_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let metrics: Vec<&str> = layout
+            .metric_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
         let mut array_types = vec!["timestamptz"];
         array_types.extend(layout.group_columns.iter().map(|c| c.pg_type));
         array_types.extend(layout.metric_columns.iter().map(|c| c.pg_type));
-        let unnest_args: Vec<String> = array_types.iter().enumerate().map(|(i, t)| format!("${}::{t}[]", i + 2)).collect();
+        let unnest_args: Vec<String> = array_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("${}::{t}[]", i + 2))
+            .collect();
         let updates: Vec<String> = view
             .metrics
             .iter()
@@ -46,8 +58,15 @@ impl ViewWriter {
                 }
             })
             .collect();
-        let columns: Vec<&str> = std::iter::once("bucket_start").chain(groups.iter().copied()).chain(metrics.iter().copied()).collect();
-        let conflict: Vec<&str> = groups.iter().copied().chain(["bucket_start", "epoch"]).collect();
+        let columns: Vec<&str> = std::iter::once("bucket_start")
+            .chain(groups.iter().copied())
+            .chain(metrics.iter().copied())
+            .collect();
+        let conflict: Vec<&str> = groups
+            .iter()
+            .copied()
+            .chain(["bucket_start", "epoch"])
+            .collect();
         let sql = format!(
             "INSERT INTO {table} AS t (epoch, {columns}) SELECT $1::bigint, u.* FROM UNNEST({unnest}) AS u \
              ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
@@ -57,14 +76,26 @@ impl ViewWriter {
             conflict = conflict.join(", "),
             updates = updates.join(", "),
         );
-        Self { sql, metric_types: layout.metric_columns.iter().map(|c| c.pg_type).collect(), group_types: view.group_by_types.clone() }
+        Self {
+            sql,
+            metric_types: layout.metric_columns.iter().map(|c| c.pg_type).collect(),
+            group_types: view.group_by_types.clone(),
+        }
     }
 
     fn bind<'q>(&'q self, epoch: i64, deltas: &ViewDeltas) -> Query<'q, Postgres, PgArguments> {
         let rows = deltas.groups.len();
         let mut buckets: Vec<DateTime<Utc>> = Vec::with_capacity(rows);
-        let mut groups: Vec<GroupColumn> = self.group_types.iter().map(|t| GroupColumn::new(*t, rows)).collect();
-        let mut metrics: Vec<MetricColumn> = self.metric_types.iter().map(|t| MetricColumn::new(t, rows)).collect();
+        let mut groups: Vec<GroupColumn> = self
+            .group_types
+            .iter()
+            .map(|t| GroupColumn::new(*t, rows))
+            .collect();
+        let mut metrics: Vec<MetricColumn> = self
+            .metric_types
+            .iter()
+            .map(|t| MetricColumn::new(t, rows))
+            .collect();
         for ((key, bucket), values) in deltas.groups.iter() {
             buckets.push(micros_to_time(*bucket));
             for (column, value) in groups.iter_mut().zip(key) {
@@ -74,7 +105,9 @@ impl ViewWriter {
                 column.push(*value);
             }
         }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str())).bind(epoch).bind(buckets);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str()))
+            .bind(epoch)
+            .bind(buckets);
         for column in groups {
             query = match column {
                 GroupColumn::Text(v) => query.bind(v),
@@ -181,15 +214,20 @@ pub async fn flush(
         .next_offsets
         .iter()
         .map(|(&partition, &next)| {
-            expected.get(&partition).map(|&from| (partition, from, next)).ok_or(SpeedError::UnassignedPartition { partition })
+            expected
+                .get(&partition)
+                .map(|&from| (partition, from, next))
+                .ok_or(SpeedError::UnassignedPartition { partition })
         })
         .collect::<Result<_, _>>()?;
     let mut tx = pool.begin().await?;
     let epoch = pg::current_epoch_for_share(&mut tx).await?;
-    pg::advance_positions(&mut tx, topic, &moves).await.map_err(|e| match e {
-        AdvanceError::Fenced(fenced) => SpeedError::Fenced(fenced),
-        AdvanceError::Database(db) => SpeedError::Database(db),
-    })?;
+    pg::advance_positions(&mut tx, topic, &moves)
+        .await
+        .map_err(|e| match e {
+            AdvanceError::Fenced(fenced) => SpeedError::Fenced(fenced),
+            AdvanceError::Database(db) => SpeedError::Database(db),
+        })?;
     pg::insert_dead_letters(&mut tx, Layer::Speed, topic, &batch.dead_letters).await?;
     for (writer, deltas) in writers.iter().zip(&batch.views) {
         if !deltas.groups.is_empty() {
@@ -212,7 +250,8 @@ mod tests {
     use crate::aggregate::MicroBatch;
 
     fn config() -> schemas::BraidConfig {
-        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap()
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+            .unwrap()
     }
 
     fn batch(config: &schemas::BraidConfig) -> MicroBatch {
@@ -225,46 +264,88 @@ mod tests {
     }
 
     async fn count(pool: &PgPool, sql: &str) -> i64 {
-        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(pool).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(pool)
+            .await
+            .unwrap();
         n
     }
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_flush_writes_rows_positions_and_dead_letters_together(pool: PgPool) {
         let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views).await.unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 7).await.unwrap();
+        schemas::pg::ensure_view_tables(&pool, &config.views)
+            .await
+            .unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 7)
+            .await
+            .unwrap();
         let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
         let batch = batch(&config);
-        let outcome = flush(&pool, "t", &writers, &batch, &BTreeMap::from([(0, 7)])).await.unwrap();
-        assert_eq!((outcome.epoch, outcome.records, outcome.dead_letters), (1, 1, 1));
+        let outcome = flush(&pool, "t", &writers, &batch, &BTreeMap::from([(0, 7)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.epoch, outcome.records, outcome.dead_letters),
+            (1, 1, 1)
+        );
         // The same deltas again, from the new position, add up in the same rows.
         let mut again = batch.clone();
         again.next_offsets.insert(0, 12);
         again.dead_letters.clear();
-        flush(&pool, "t", &writers, &again, &BTreeMap::from([(0, 9)])).await.unwrap();
-        let table = ViewLayout::of(&config.views[1]).speed_table;
-        let (n, sum, min): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count, sum_price_cents, min_price_cents FROM {table}")))
-            .fetch_one(&pool)
+        flush(&pool, "t", &writers, &again, &BTreeMap::from([(0, 9)]))
             .await
             .unwrap();
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        let (n, sum, min): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count, sum_price_cents, min_price_cents FROM {table}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!((n, sum, min), (2, 1000, 500), "one row, upserted twice");
-        assert_eq!(schemas::pg::load_positions(&pool, "t").await.unwrap()[&0], 12);
-        assert_eq!(count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await, 1);
+        assert_eq!(
+            schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
+            12
+        );
+        assert_eq!(
+            count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await,
+            1
+        );
     }
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_fenced_flush_writes_nothing(pool: PgPool) {
         let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views).await.unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 7).await.unwrap();
+        schemas::pg::ensure_view_tables(&pool, &config.views)
+            .await
+            .unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 7)
+            .await
+            .unwrap();
         let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
         // This process believes partition 0 is at 3, but the stored position is 7.
-        let result = flush(&pool, "t", &writers, &batch(&config), &BTreeMap::from([(0, 3)])).await;
+        let result = flush(
+            &pool,
+            "t",
+            &writers,
+            &batch(&config),
+            &BTreeMap::from([(0, 3)]),
+        )
+        .await;
         assert!(matches!(result, Err(SpeedError::Fenced(_))), "{result:?}");
         let table = ViewLayout::of(&config.views[1]).speed_table;
-        assert_eq!(count(&pool, &format!("SELECT count(*) FROM {table}")).await, 0);
-        assert_eq!(count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await, 0);
-        assert_eq!(schemas::pg::load_positions(&pool, "t").await.unwrap()[&0], 7);
+        assert_eq!(
+            count(&pool, &format!("SELECT count(*) FROM {table}")).await,
+            0
+        );
+        assert_eq!(
+            count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await,
+            0
+        );
+        assert_eq!(
+            schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
+            7
+        );
     }
 }

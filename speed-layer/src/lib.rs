@@ -18,5 +18,5 @@ pub mod error;
 pub mod flush;
 pub mod metrics;
 
-pub use consumer::{run, SpeedSettings, SpeedSummary};
+pub use consumer::{SpeedSettings, SpeedSummary, run};
 pub use error::SpeedError;

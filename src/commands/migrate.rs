@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use schemas::BraidConfig;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 
 /// The URL with its password hidden, for messages.
 pub fn redacted(url: &str) -> String {
@@ -29,7 +29,12 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(10))
         .connect(&config.postgres.url)
         .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {} (postgres.url)", redacted(&config.postgres.url)))
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {} (postgres.url)",
+                redacted(&config.postgres.url)
+            )
+        })
 }
 
 /// Applies the migrations and creates every view's tables.
@@ -46,8 +51,14 @@ mod tests {
 
     #[test]
     fn passwords_are_hidden() {
-        assert_eq!(redacted("postgres://braid:secret@127.0.0.1:5432/braid"), "postgres://braid:***@127.0.0.1:5432/braid");
-        assert_eq!(redacted("postgres://braid@host/db"), "postgres://braid@host/db");
+        assert_eq!(
+            redacted("postgres://braid:secret@127.0.0.1:5432/braid"),
+            "postgres://braid:***@127.0.0.1:5432/braid"
+        );
+        assert_eq!(
+            redacted("postgres://braid@host/db"),
+            "postgres://braid@host/db"
+        );
         assert_eq!(redacted("postgres://host/db"), "postgres://host/db");
     }
 }

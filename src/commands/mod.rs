@@ -42,7 +42,9 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<BraidConfig> {
 
 /// Says that a layer is not built yet, and fails.
 fn not_built(command: &str, what: &str) -> ExitCode {
-    eprintln!("braid {command}: {what} is not built yet in this version of Braid; see README.md for what works today.");
+    eprintln!(
+        "braid {command}: {what} is not built yet in this version of Braid; see README.md for what works today."
+    );
     ExitCode::from(2)
 }
 
@@ -57,14 +59,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Generate(args) => {
             let config = load_config(&cli)?;
-            let topic = args.topic.clone().unwrap_or_else(|| config.kafka.topic.clone());
+            let topic = args
+                .topic
+                .clone()
+                .unwrap_or_else(|| config.kafka.topic.clone());
             if crate::kafka::ensure_topic(&config.kafka, &topic, args.partitions).await? {
                 tracing::info!(topic, partitions = args.partitions, "created the topic");
             }
             let stop = StopFlag::default();
             stop.stop_on_signals();
             let summary = crate::generate::produce(args, &config.kafka, &topic, stop).await?;
-            anyhow::ensure!(summary.failed == 0, "{} of {} messages could not be delivered", summary.failed, summary.sent);
+            anyhow::ensure!(
+                summary.failed == 0,
+                "{} of {} messages could not be delivered",
+                summary.failed,
+                summary.sent
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -41,7 +41,11 @@ pub async fn run(config: BraidConfig, args: &SinkArgs) -> anyhow::Result<ExitCod
 }
 
 /// Runs the sink on a dedicated thread and waits for it.
-pub async fn spawn(config: &BraidConfig, pool: sqlx::PgPool, stop: StopFlag) -> anyhow::Result<SinkSummary> {
+pub async fn spawn(
+    config: &BraidConfig,
+    pool: sqlx::PgPool,
+    stop: StopFlag,
+) -> anyhow::Result<SinkSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -50,8 +54,15 @@ pub async fn spawn(config: &BraidConfig, pool: sqlx::PgPool, stop: StopFlag) -> 
         .spawn(move || {
             let span = tracing::info_span!("sink");
             let _entered = span.enter();
-            let _ = done.send(batch_layer::sink::run(settings, pool, runtime, stop.shared()));
+            let _ = done.send(batch_layer::sink::run(
+                settings,
+                pool,
+                runtime,
+                stop.shared(),
+            ));
         })
         .context("starting the sink thread")?;
-    Ok(finished.await.context("the sink thread ended without a result")??)
+    Ok(finished
+        .await
+        .context("the sink thread ended without a result")??)
 }

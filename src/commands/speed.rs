@@ -38,7 +38,11 @@ pub async fn run(config: BraidConfig, args: &SpeedArgs) -> anyhow::Result<ExitCo
 }
 
 /// Runs the speed layer on a dedicated thread and waits for it.
-pub async fn spawn(config: &BraidConfig, pool: sqlx::PgPool, stop: StopFlag) -> anyhow::Result<speed_layer::SpeedSummary> {
+pub async fn spawn(
+    config: &BraidConfig,
+    pool: sqlx::PgPool,
+    stop: StopFlag,
+) -> anyhow::Result<speed_layer::SpeedSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -50,5 +54,7 @@ pub async fn spawn(config: &BraidConfig, pool: sqlx::PgPool, stop: StopFlag) -> 
             let _ = done.send(speed_layer::run(settings, pool, runtime, stop.shared()));
         })
         .context("starting the speed-layer thread")?;
-    Ok(finished.await.context("the speed-layer thread ended without a result")??)
+    Ok(finished
+        .await
+        .context("the speed-layer thread ended without a result")??)
 }

@@ -49,7 +49,8 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         };
         let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {
-            crate::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions).await?;
+            crate::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions)
+                .await?;
             crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
         })
     });
@@ -76,11 +77,20 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     };
     stop.stop();
     let speed = speed.await??;
-    println!("speed layer: {} records aggregated, {} dead letters, {} flushes", speed.flushed_records, speed.dead_letters, speed.flushes);
+    println!(
+        "speed layer: {} records aggregated, {} dead letters, {} flushes",
+        speed.flushed_records, speed.dead_letters, speed.flushes
+    );
     let sink = sink.await??;
-    println!("delta sink: {} records committed to {}, {} dead letters, {} commits", sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits);
+    println!(
+        "delta sink: {} records committed to {}, {} dead letters, {} commits",
+        sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits
+    );
     if let Some(summary) = summary {
-        println!("produced {} demo events to Kafka topic {} ({} malformed, {} failed)", summary.sent, config.kafka.topic, summary.malformed, summary.failed);
+        println!(
+            "produced {} demo events to Kafka topic {} ({} malformed, {} failed)",
+            summary.sent, config.kafka.topic, summary.malformed, summary.failed
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,11 +6,21 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::sampler::{weighted, Zipf};
+use super::sampler::{Zipf, weighted};
 
 const COUNTRIES: [(&str, u32); 12] = [
-    ("US", 30), ("IN", 14), ("DE", 8), ("GB", 8), ("BR", 7), ("FR", 6),
-    ("JP", 6), ("CA", 5), ("ES", 4), ("MX", 4), ("NG", 4), ("AU", 4),
+    ("US", 30),
+    ("IN", 14),
+    ("DE", 8),
+    ("GB", 8),
+    ("BR", 7),
+    ("FR", 6),
+    ("JP", 6),
+    ("CA", 5),
+    ("ES", 4),
+    ("MX", 4),
+    ("NG", 4),
+    ("AU", 4),
 ];
 const DEVICES: [(&str, u32); 3] = [("mobile", 60), ("desktop", 35), ("tablet", 5)];
 const EVENT_TYPES: [(&str, u32); 3] = [("page_view", 80), ("click", 17), ("purchase", 3)];
@@ -19,8 +29,15 @@ const PAGES: usize = 500;
 const USERS: usize = 50_000;
 
 /// The kinds of malformed record the generator emits, one per rejection reason.
-pub const MALFORMED_KINDS: [&str; 7] =
-    ["not_json", "not_object", "missing_field", "wrong_type", "bad_event_time", "event_time_out_of_range", "too_large"];
+pub const MALFORMED_KINDS: [&str; 7] = [
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "bad_event_time",
+    "event_time_out_of_range",
+    "too_large",
+];
 
 /// How the generator shapes the stream.
 #[derive(Debug, Clone)]
@@ -100,7 +117,11 @@ impl Clickstream {
         let page = format!("/{}/{}", SECTIONS[page_rank % SECTIONS.len()], page_rank);
         let event_type = *weighted(rng, &EVENT_TYPES);
         let late = rng.random_bool(self.options.late_fraction);
-        let event_micros = if late { now_micros - rng.random_range(1..=1_800) * 1_000_000 } else { now_micros };
+        let event_micros = if late {
+            now_micros - rng.random_range(1..=1_800) * 1_000_000
+        } else {
+            now_micros
+        };
         let event = Event {
             event_id: format!("{:x}-{sequence}", self.options.seed),
             ts: rfc3339_millis(event_micros),
@@ -110,16 +131,24 @@ impl Clickstream {
             country: *weighted(rng, &COUNTRIES),
             device: *weighted(rng, &DEVICES),
             // Prices spread over 1.99 to 499.99, with cheap items more common.
-            price_cents: (event_type == "purchase").then(|| (199.0 * 251f64.powf(rng.random::<f64>())) as i64),
+            price_cents: (event_type == "purchase")
+                .then(|| (199.0 * 251f64.powf(rng.random::<f64>())) as i64),
             duration_ms: (event_type == "page_view").then(|| rng.random_range(100..=120_000)),
             is_new_user: rng.random_bool(0.7).then(|| rng.random_bool(0.1)),
         };
-        let malformed = rng.random_bool(self.options.malformed_fraction).then(|| MALFORMED_KINDS[rng.random_range(0..MALFORMED_KINDS.len())]);
+        let malformed = rng
+            .random_bool(self.options.malformed_fraction)
+            .then(|| MALFORMED_KINDS[rng.random_range(0..MALFORMED_KINDS.len())]);
         let payload = match malformed {
             None => serde_json::to_vec(&event).expect("events serialise"),
             Some(kind) => malformed_payload(kind, &event),
         };
-        GeneratedMessage { key: user_id, payload, malformed, late }
+        GeneratedMessage {
+            key: user_id,
+            payload,
+            malformed,
+            late,
+        }
     }
 }
 
@@ -132,21 +161,35 @@ fn malformed_payload(kind: &str, event: &Event<'_>) -> Vec<u8> {
             let text = serde_json::to_string(event).expect("events serialise");
             return text.as_bytes()[..text.len() / 2].to_vec();
         }
-        "not_object" => return serde_json::to_vec(&[&event.event_id, &event.user_id]).expect("serialises"),
+        "not_object" => {
+            return serde_json::to_vec(&[&event.event_id, &event.user_id]).expect("serialises");
+        }
         "missing_field" => {
             object.remove("user_id");
         }
         "wrong_type" => {
-            object.insert("price_cents".into(), serde_json::Value::String("12.50 USD".into()));
+            object.insert(
+                "price_cents".into(),
+                serde_json::Value::String("12.50 USD".into()),
+            );
         }
         "bad_event_time" => {
-            object.insert("ts".into(), serde_json::Value::String("yesterday at noon".into()));
+            object.insert(
+                "ts".into(),
+                serde_json::Value::String("yesterday at noon".into()),
+            );
         }
         "event_time_out_of_range" => {
-            object.insert("ts".into(), serde_json::Value::String("1970-01-01T00:00:00.000Z".into()));
+            object.insert(
+                "ts".into(),
+                serde_json::Value::String("1970-01-01T00:00:00.000Z".into()),
+            );
         }
         "too_large" => {
-            object.insert("padding".into(), serde_json::Value::String("x".repeat(70_000)));
+            object.insert(
+                "padding".into(),
+                serde_json::Value::String("x".repeat(70_000)),
+            );
         }
         other => unreachable!("unknown malformed kind {other}"),
     }
@@ -158,7 +201,11 @@ mod tests {
     use super::*;
 
     fn stream(seed: u64, malformed_fraction: f64) -> Clickstream {
-        Clickstream::new(ClickstreamOptions { seed, late_fraction: 0.1, malformed_fraction })
+        Clickstream::new(ClickstreamOptions {
+            seed,
+            late_fraction: 0.1,
+            malformed_fraction,
+        })
     }
 
     #[test]
@@ -173,7 +220,11 @@ mod tests {
 
     #[test]
     fn every_malformed_kind_is_refused_by_the_demo_schema_for_its_reason() {
-        let config = schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap();
+        let config = schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../braid.toml"))),
+            [],
+        )
+        .unwrap();
         let mut generator = stream(3, 0.5);
         let mut seen = std::collections::BTreeSet::new();
         let now = 1_767_225_600_000_000; // 2026-01-01

@@ -10,7 +10,7 @@ use anyhow::Context;
 use chrono::DateTime;
 
 pub use clickstream::{Clickstream, ClickstreamOptions, GeneratedMessage};
-pub use produce::{produce, ProduceSummary};
+pub use produce::{ProduceSummary, produce};
 
 use crate::cli::GenerateArgs;
 
@@ -47,14 +47,24 @@ impl EventClock {
                 .timestamp_micros(),
             None => chrono::Utc::now().timestamp_micros(),
         };
-        let step_micros = if args.rate == 0 { 1_000 } else { (1_000_000 / i64::from(args.rate)).max(1) };
-        Ok(EventClock::Logical { start_micros, step_micros })
+        let step_micros = if args.rate == 0 {
+            1_000
+        } else {
+            (1_000_000 / i64::from(args.rate)).max(1)
+        };
+        Ok(EventClock::Logical {
+            start_micros,
+            step_micros,
+        })
     }
 
     /// The event time of message number `sequence`.
     pub fn at(self, sequence: u64) -> i64 {
         match self {
-            EventClock::Logical { start_micros, step_micros } => start_micros + sequence as i64 * step_micros,
+            EventClock::Logical {
+                start_micros,
+                step_micros,
+            } => start_micros + sequence as i64 * step_micros,
             EventClock::Wall => chrono::Utc::now().timestamp_micros(),
         }
     }
@@ -62,17 +72,29 @@ impl EventClock {
 
 /// Checks the options that do not depend on clap's parsing.
 pub fn check_args(args: &GenerateArgs) -> anyhow::Result<()> {
-    for (name, value) in [("--late-fraction", args.late_fraction), ("--malformed-fraction", args.malformed_fraction)] {
-        anyhow::ensure!((0.0..=1.0).contains(&value), "{name} must be between 0 and 1, got {value}");
+    for (name, value) in [
+        ("--late-fraction", args.late_fraction),
+        ("--malformed-fraction", args.malformed_fraction),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&value),
+            "{name} must be between 0 and 1, got {value}"
+        );
     }
-    anyhow::ensure!(args.partitions >= 1, "--partitions must be at least 1, got {}", args.partitions);
+    anyhow::ensure!(
+        args.partitions >= 1,
+        "--partitions must be at least 1, got {}",
+        args.partitions
+    );
     Ok(())
 }
 
 /// The stream these options describe.
 pub fn clickstream(args: &GenerateArgs) -> Clickstream {
     Clickstream::new(ClickstreamOptions {
-        seed: args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64),
+        seed: args
+            .seed
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64),
         late_fraction: args.late_fraction,
         malformed_fraction: args.malformed_fraction,
     })
@@ -88,7 +110,9 @@ pub fn write_lines(args: &GenerateArgs, out: impl Write) -> anyhow::Result<u64> 
     let mut written = 0;
     while args.count.is_none_or(|count| written < count) {
         let message = stream.next_message(clock.at(written));
-        let result = out.write_all(&message.payload).and_then(|()| out.write_all(b"\n"));
+        let result = out
+            .write_all(&message.payload)
+            .and_then(|()| out.write_all(b"\n"));
         match result {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(written),
             other => other.context("writing to standard output")?,
@@ -97,6 +121,8 @@ pub fn write_lines(args: &GenerateArgs, out: impl Write) -> anyhow::Result<u64> 
     }
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(written),
-        other => other.map(|()| written).context("writing to standard output"),
+        other => other
+            .map(|()| written)
+            .context("writing to standard output"),
     }
 }

@@ -1,20 +1,19 @@
 //! Producing the demo stream to Kafka at a steady rate.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
 use schemas::config::KafkaConfig;
 
-use super::{check_args, clickstream, EventClock};
+use super::{EventClock, check_args, clickstream};
 use crate::cli::GenerateArgs;
 use crate::stop::StopFlag;
-
 
 /// What a producing run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,7 +53,12 @@ impl ProducerContext for CountingContext {
 
 /// Produces the stream to `topic` until `args.count` messages are sent or `stop` is set.
 /// Waits for every delivery before returning.
-pub async fn produce(args: &GenerateArgs, kafka: &KafkaConfig, topic: &str, stop: StopFlag) -> anyhow::Result<ProduceSummary> {
+pub async fn produce(
+    args: &GenerateArgs,
+    kafka: &KafkaConfig,
+    topic: &str,
+    stop: StopFlag,
+) -> anyhow::Result<ProduceSummary> {
     check_args(args)?;
     let clock = EventClock::for_args(args)?;
     let mut stream = clickstream(args);
@@ -69,7 +73,12 @@ pub async fn produce(args: &GenerateArgs, kafka: &KafkaConfig, topic: &str, stop
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut summary = ProduceSummary::default();
-    tracing::info!(topic, rate = args.rate, count = args.count, "producing the demo clickstream");
+    tracing::info!(
+        topic,
+        rate = args.rate,
+        count = args.count,
+        "producing the demo clickstream"
+    );
     while args.count.is_none_or(|count| summary.sent < count) && !stop.is_stopped() {
         if args.rate > 0 {
             let due = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
@@ -79,7 +88,9 @@ pub async fn produce(args: &GenerateArgs, kafka: &KafkaConfig, topic: &str, stop
             }
         }
         let message = stream.next_message(clock.at(summary.sent));
-        let mut record = BaseRecord::to(topic).key(&message.key).payload(&message.payload);
+        let mut record = BaseRecord::to(topic)
+            .key(&message.key)
+            .payload(&message.payload);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -97,16 +108,30 @@ pub async fn produce(args: &GenerateArgs, kafka: &KafkaConfig, topic: &str, stop
             if last_report.elapsed() >= Duration::from_secs(5) {
                 last_report = Instant::now();
                 let rate = summary.sent as f64 / started.elapsed().as_secs_f64();
-                tracing::info!(sent = summary.sent, delivered = counts.delivered.load(Ordering::Relaxed), rate = rate as u64, "producing");
+                tracing::info!(
+                    sent = summary.sent,
+                    delivered = counts.delivered.load(Ordering::Relaxed),
+                    rate = rate as u64,
+                    "producing"
+                );
             }
         }
     }
-    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(60)).map(|()| producer))
-        .await
-        .context("joining the flush")?;
+    let flushed = tokio::task::spawn_blocking(move || {
+        producer.flush(Duration::from_secs(60)).map(|()| producer)
+    })
+    .await
+    .context("joining the flush")?;
     drop(flushed.context("waiting for Kafka to acknowledge every message")?);
     summary.delivered = counts.delivered.load(Ordering::Relaxed);
     summary.failed = counts.failed.load(Ordering::Relaxed);
-    tracing::info!(sent = summary.sent, delivered = summary.delivered, failed = summary.failed, malformed = summary.malformed, seconds = started.elapsed().as_secs_f64(), "produced");
+    tracing::info!(
+        sent = summary.sent,
+        delivered = summary.delivered,
+        failed = summary.failed,
+        malformed = summary.malformed,
+        seconds = started.elapsed().as_secs_f64(),
+        "produced"
+    );
     Ok(summary)
 }

@@ -18,35 +18,68 @@ fn layers_that_do_not_exist_yet_say_so_and_fail() {
     for command in ["batch", "jobs", "serve", "replay"] {
         let output = run(braid().arg(command));
         assert_eq!(output.status.code(), Some(2), "braid {command}");
-        assert!(stderr(&output).contains("not built yet"), "braid {command}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains("not built yet"),
+            "braid {command}: {}",
+            stderr(&output)
+        );
     }
 }
 
 #[test]
 fn every_subcommand_has_help() {
-    for command in ["up", "speed", "sink", "batch", "jobs", "serve", "replay", "generate", "migrate", "services"] {
+    for command in [
+        "up", "speed", "sink", "batch", "jobs", "serve", "replay", "generate", "migrate",
+        "services",
+    ] {
         let output = run(braid().args([command, "--help"]));
         assert!(output.status.success(), "braid {command} --help");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage: braid"), "braid {command} --help");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage: braid"),
+            "braid {command} --help"
+        );
     }
 }
 
 #[test]
 fn a_bad_config_stops_at_start_naming_the_key() {
-    let output = run(braid().arg("migrate").env("BRAID__KAFKA__TOPIC", "no spaces allowed"));
+    let output = run(braid()
+        .arg("migrate")
+        .env("BRAID__KAFKA__TOPIC", "no spaces allowed"));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("config key `kafka.topic`"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("config key `kafka.topic`"),
+        "{}",
+        stderr(&output)
+    );
 
     let missing = run(braid().args(["--config", "/nonexistent.toml", "migrate"]));
     assert!(!missing.status.success());
-    assert!(stderr(&missing).contains("/nonexistent.toml"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("/nonexistent.toml"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]
 fn bad_generator_options_name_the_flag() {
-    let output = run(braid().args(["generate", "--stdout", "--count", "1", "--late-fraction", "1.5"]));
+    let output = run(braid().args([
+        "generate",
+        "--stdout",
+        "--count",
+        "1",
+        "--late-fraction",
+        "1.5",
+    ]));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("--late-fraction"), "{}", stderr(&output));
-    let output = run(braid().args(["generate", "--stdout", "--count", "1", "--seed", "1", "--start", "monday"]));
+    assert!(
+        stderr(&output).contains("--late-fraction"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(braid().args([
+        "generate", "--stdout", "--count", "1", "--seed", "1", "--start", "monday",
+    ]));
     assert!(stderr(&output).contains("--start"), "{}", stderr(&output));
 }

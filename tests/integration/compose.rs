@@ -39,7 +39,10 @@ fn compose_services_agree_with_the_code() {
     let services = compose["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
     for expected in ["kafka", "postgres", "speed", "sink", "jobs", "serve"] {
-        assert!(names.contains(&expected), "service {expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "service {expected} missing from {names:?}"
+        );
     }
     let demo = std::fs::read_to_string(repo_root().join("braid.toml")).unwrap();
 
@@ -49,30 +52,80 @@ fn compose_services_agree_with_the_code() {
     for name in ["speed", "sink", "jobs", "serve"] {
         let service = &compose["services"][name];
         let command: Vec<String> = match &service["command"] {
-            Value::Sequence(items) => items.iter().map(|i| i.as_str().unwrap().to_string()).collect(),
+            Value::Sequence(items) => items
+                .iter()
+                .map(|i| i.as_str().unwrap().to_string())
+                .collect(),
             other => panic!("{name}: command must be a list, got {other:?}"),
         };
         let argv = std::iter::once("braid".to_string()).chain(command.clone());
-        braid::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{name}: `braid {}` does not parse: {e}", command.join(" ")));
-        assert_eq!(command.first().map(String::as_str), Some(name), "{name} runs `braid {name}`");
+        braid::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| {
+            panic!("{name}: `braid {}` does not parse: {e}", command.join(" "))
+        });
+        assert_eq!(
+            command.first().map(String::as_str),
+            Some(name),
+            "{name} runs `braid {name}`"
+        );
 
         let env = environment(service);
-        let layered: Vec<(String, String)> = env.iter().filter(|(k, _)| k.starts_with("BRAID__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let layered: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("BRAID__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let config = schemas::BraidConfig::load_from(Some(("braid.toml", &demo)), layered)
-            .unwrap_or_else(|e| panic!("{name}: its environment is not a valid configuration: {e}"));
-        let brokers = env.get("KAFKA_BROKERS").cloned().unwrap_or(config.kafka.brokers.clone());
-        assert!(advertised.contains(&brokers), "{name}: brokers {brokers} are not advertised by kafka ({advertised})");
+            .unwrap_or_else(|e| {
+                panic!("{name}: its environment is not a valid configuration: {e}")
+            });
+        let brokers = env
+            .get("KAFKA_BROKERS")
+            .cloned()
+            .unwrap_or(config.kafka.brokers.clone());
+        assert!(
+            advertised.contains(&brokers),
+            "{name}: brokers {brokers} are not advertised by kafka ({advertised})"
+        );
         let url = env.get("DATABASE_URL").expect("DATABASE_URL");
-        assert!(url.contains("@postgres:5432/"), "{name}: DATABASE_URL must point at the postgres service: {url}");
+        assert!(
+            url.contains("@postgres:5432/"),
+            "{name}: DATABASE_URL must point at the postgres service: {url}"
+        );
         let postgres_env = environment(&compose["services"]["postgres"]);
-        assert!(url.contains(&format!("{}:{}@", postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"])), "{name}: credentials differ");
-        assert!(url.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])), "{name}: database differs");
+        assert!(
+            url.contains(&format!(
+                "{}:{}@",
+                postgres_env["POSTGRES_USER"], postgres_env["POSTGRES_PASSWORD"]
+            )),
+            "{name}: credentials differ"
+        );
+        assert!(
+            url.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])),
+            "{name}: database differs"
+        );
 
         if name == "serve" {
-            let port = config.serving.listen.rsplit(':').next().unwrap().to_string();
-            let ports: Vec<String> = service["ports"].as_sequence().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
-            assert!(ports.iter().any(|p| p.ends_with(&format!(":{port}"))), "serve publishes {ports:?}, listens on {port}");
-            assert!(config.serving.listen.starts_with("0.0.0.0:"), "serve must listen on all interfaces in a container");
+            let port = config
+                .serving
+                .listen
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .to_string();
+            let ports: Vec<String> = service["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_string())
+                .collect();
+            assert!(
+                ports.iter().any(|p| p.ends_with(&format!(":{port}"))),
+                "serve publishes {ports:?}, listens on {port}"
+            );
+            assert!(
+                config.serving.listen.starts_with("0.0.0.0:"),
+                "serve must listen on all interfaces in a container"
+            );
         }
     }
 }

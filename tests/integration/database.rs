@@ -9,9 +9,14 @@ async fn migrate_creates_metadata_and_view_tables_and_is_idempotent(pool: PgPool
     let url = url_of(&pool).await;
     for attempt in 0..2 {
         let output = run(braid().args(["migrate", "--database-url", &url]));
-        assert!(output.status.success(), "attempt {attempt}: {}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "attempt {attempt}: {}",
+            stderr(&output)
+        );
     }
-    let config = schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
+    let config =
+        schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
     let tables: Vec<(String,)> = sqlx::query_as(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'braid_internal' ORDER BY 1",
     )
@@ -19,14 +24,27 @@ async fn migrate_creates_metadata_and_view_tables_and_is_idempotent(pool: PgPool
     .await
     .unwrap();
     let tables: Vec<String> = tables.into_iter().map(|(t,)| t).collect();
-    for metadata in ["batch_runs", "cuts", "dead_letters", "epoch", "job_runs", "speed_positions"] {
-        assert!(tables.contains(&metadata.to_string()), "{metadata} missing from {tables:?}");
+    for metadata in [
+        "batch_runs",
+        "cuts",
+        "dead_letters",
+        "epoch",
+        "job_runs",
+        "speed_positions",
+    ] {
+        assert!(
+            tables.contains(&metadata.to_string()),
+            "{metadata} missing from {tables:?}"
+        );
     }
     for view in &config.views {
         let layout = schemas::pg_layout::ViewLayout::of(view);
         for table in [&layout.speed_table, &layout.batch_table] {
             let name = table.trim_start_matches("braid_internal.");
-            assert!(tables.iter().any(|t| t == name), "{table} missing from {tables:?}");
+            assert!(
+                tables.iter().any(|t| t == name),
+                "{table} missing from {tables:?}"
+            );
         }
     }
     // Read back what a write stored, through the real database.
@@ -43,9 +61,16 @@ async fn migrate_creates_metadata_and_view_tables_and_is_idempotent(pool: PgPool
 
 #[test]
 fn an_unreachable_database_is_named_without_its_password() {
-    let output = run(braid().args(["migrate", "--database-url", "postgres://braid:hunter2@127.0.0.1:1/braid"]));
+    let output = run(braid().args([
+        "migrate",
+        "--database-url",
+        "postgres://braid:hunter2@127.0.0.1:1/braid",
+    ]));
     assert!(!output.status.success());
     let text = stderr(&output);
-    assert!(text.contains("cannot connect to PostgreSQL at postgres://braid:***@127.0.0.1:1/braid"), "{text}");
+    assert!(
+        text.contains("cannot connect to PostgreSQL at postgres://braid:***@127.0.0.1:1/braid"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -34,8 +34,12 @@ pub fn refusal(payload: &[u8]) -> Option<&'static str> {
     if payload.len() > 65_536 {
         return Some("too_large");
     }
-    let Ok(value) = serde_json::from_slice::<Value>(payload) else { return Some("not_json") };
-    let Some(object) = value.as_object() else { return Some("not_object") };
+    let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+        return Some("not_json");
+    };
+    let Some(object) = value.as_object() else {
+        return Some("not_object");
+    };
     let present = |name: &str| object.get(name).filter(|v| !v.is_null());
     for (name, kind) in [
         ("event_id", "string"),
@@ -61,7 +65,9 @@ pub fn refusal(payload: &[u8]) -> Option<&'static str> {
             "bool?" if !v.is_boolean() => return Some("wrong_type"),
             "time" => match event_time(v) {
                 None => return Some("bad_event_time"),
-                Some(t) if !(MIN_TIME..MAX_TIME).contains(&t) => return Some("event_time_out_of_range"),
+                Some(t) if !(MIN_TIME..MAX_TIME).contains(&t) => {
+                    return Some("event_time_out_of_range");
+                }
                 Some(_) => {}
             },
             _ => {}
@@ -72,7 +78,9 @@ pub fn refusal(payload: &[u8]) -> Option<&'static str> {
 
 fn event_time(v: &Value) -> Option<i64> {
     match v {
-        Value::String(s) => DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_micros()),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.timestamp_micros()),
         Value::Number(n) => n.as_i64().map(|ms| ms * 1000),
         _ => None,
     }
@@ -90,7 +98,14 @@ fn bucket(micros: i64, seconds: i64) -> i64 {
     micros.div_euclid(seconds * 1_000_000) * seconds * 1_000_000
 }
 
-fn fold(rows: &mut ViewRows, key: Key, count: bool, sums: &[Option<i64>], mins: &[Option<i64>], maxs: &[Option<i64>]) {
+fn fold(
+    rows: &mut ViewRows,
+    key: Key,
+    count: bool,
+    sums: &[Option<i64>],
+    mins: &[Option<i64>],
+    maxs: &[Option<i64>],
+) {
     let entry = rows.entry(key).or_insert_with(|| {
         let mut v = vec![Some(0)];
         v.extend(sums.iter().map(|_| Some(0)));
@@ -108,11 +123,17 @@ fn fold(rows: &mut ViewRows, key: Key, count: bool, sums: &[Option<i64>], mins: 
         i += 1;
     }
     for m in mins {
-        entry[i] = match (entry[i], *m) { (Some(a), Some(b)) => Some(a.min(b)), (a, b) => a.or(b) };
+        entry[i] = match (entry[i], *m) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         i += 1;
     }
     for m in maxs {
-        entry[i] = match (entry[i], *m) { (Some(a), Some(b)) => Some(a.max(b)), (a, b) => a.or(b) };
+        entry[i] = match (entry[i], *m) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         i += 1;
     }
 }
@@ -120,8 +141,14 @@ fn fold(rows: &mut ViewRows, key: Key, count: bool, sums: &[Option<i64>], mins: 
 /// The demo views over the valid messages, keyed by view name. Metric order follows
 /// braid.toml: page_views [count, sum, max], purchases_by_country [count, sum, min, max],
 /// events_by_type [count].
-pub fn demo_views<'a>(messages: impl IntoIterator<Item = &'a RawMessage>) -> BTreeMap<&'static str, ViewRows> {
-    let mut views: BTreeMap<&'static str, ViewRows> = ["page_views", "purchases_by_country", "events_by_type"].into_iter().map(|v| (v, ViewRows::new())).collect();
+pub fn demo_views<'a>(
+    messages: impl IntoIterator<Item = &'a RawMessage>,
+) -> BTreeMap<&'static str, ViewRows> {
+    let mut views: BTreeMap<&'static str, ViewRows> =
+        ["page_views", "purchases_by_country", "events_by_type"]
+            .into_iter()
+            .map(|v| (v, ViewRows::new()))
+            .collect();
     for message in messages {
         if refusal(&message.payload).is_some() {
             continue;
@@ -132,25 +159,59 @@ pub fn demo_views<'a>(messages: impl IntoIterator<Item = &'a RawMessage>) -> BTr
         let event_type = text(o, "event_type").unwrap();
         if event_type == "page_view" {
             let d = int(o, "duration_ms");
-            fold(views.get_mut("page_views").unwrap(), (vec![text(o, "page")], bucket(ts, 60)), true, &[d], &[], &[d]);
+            fold(
+                views.get_mut("page_views").unwrap(),
+                (vec![text(o, "page")], bucket(ts, 60)),
+                true,
+                &[d],
+                &[],
+                &[d],
+            );
         }
         if event_type == "purchase" {
             let p = int(o, "price_cents");
             let key = (vec![text(o, "country"), text(o, "device")], bucket(ts, 60));
-            fold(views.get_mut("purchases_by_country").unwrap(), key, true, &[p], &[p], &[p]);
+            fold(
+                views.get_mut("purchases_by_country").unwrap(),
+                key,
+                true,
+                &[p],
+                &[p],
+                &[p],
+            );
         }
-        fold(views.get_mut("events_by_type").unwrap(), (vec![Some(event_type)], bucket(ts, 10)), true, &[], &[], &[]);
+        fold(
+            views.get_mut("events_by_type").unwrap(),
+            (vec![Some(event_type)], bucket(ts, 10)),
+            true,
+            &[],
+            &[],
+            &[],
+        );
     }
     views
 }
 
 #[test]
 fn the_oracle_agrees_with_the_generator_about_validity() {
-    let config = schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), []).unwrap();
-    let mut stream = braid::generate::Clickstream::new(braid::generate::ClickstreamOptions { seed: 11, late_fraction: 0.1, malformed_fraction: 0.3 });
+    let config =
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+            .unwrap();
+    let mut stream = braid::generate::Clickstream::new(braid::generate::ClickstreamOptions {
+        seed: 11,
+        late_fraction: 0.1,
+        malformed_fraction: 0.3,
+    });
     for i in 0..3_000 {
         let message = stream.next_message(1_767_225_600_000_000 + i * 1_000);
         assert_eq!(refusal(&message.payload), message.malformed, "message {i}");
-        assert_eq!(config.schema.validate(&message.payload).err().map(|r| r.code()), message.malformed);
+        assert_eq!(
+            config
+                .schema
+                .validate(&message.payload)
+                .err()
+                .map(|r| r.code()),
+            message.malformed
+        );
     }
 }

@@ -11,7 +11,7 @@ pub fn repo_root() -> PathBuf {
 /// A `braid` command run from the repository root (so ./braid.toml is the demo config).
 pub fn braid() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_braid"));
-    command.current_dir(repo_root()).env("RUST_LOG", "info");
+    command.current_dir(repo_root());
     command
 }
 
@@ -22,12 +22,17 @@ pub fn run(command: &mut Command) -> Output {
 
 /// The brokers of the real Kafka. Tests fail (not skip) without them.
 pub fn kafka_brokers() -> String {
-    std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS is not set: start the services with scripts/services.sh up and eval its env")
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: start the services with scripts/services.sh up and eval its env",
+    )
 }
 
 /// A topic name no other test (or earlier run) uses.
 pub fn unique_topic(test: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("test.{test}.{}.{nanos}", std::process::id())
 }
 
@@ -38,9 +43,15 @@ pub fn stderr(output: &Output) -> String {
 
 /// The URL of the fresh database `sqlx::test` made for a test.
 pub async fn url_of(pool: &sqlx::PgPool) -> String {
-    let (database,): (String,) = sqlx::query_as("SELECT current_database()").fetch_one(pool).await.unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/services.sh up");
-    let (server, _) = base.rsplit_once('/').expect("DATABASE_URL ends with /database");
+    let (database,): (String,) = sqlx::query_as("SELECT current_database()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let base =
+        std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/services.sh up");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL ends with /database");
     format!("{server}/{database}")
 }
 
@@ -52,7 +63,10 @@ where
 {
     let deadline = std::time::Instant::now() + timeout;
     while !condition().await {
-        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -73,9 +87,17 @@ impl Pipeline {
     pub async fn new(test: &str, pool: &sqlx::PgPool) -> Self {
         let topic = unique_topic(test);
         let lake = std::env::temp_dir().join("braid-test-lakes").join(&topic);
-        let pipeline = Self { topic, database_url: url_of(pool).await, lake };
+        let pipeline = Self {
+            topic,
+            database_url: url_of(pool).await,
+            lake,
+        };
         let migrated = run(pipeline.braid().arg("migrate"));
-        assert!(migrated.status.success(), "braid migrate: {}", stderr(&migrated));
+        assert!(
+            migrated.status.success(),
+            "braid migrate: {}",
+            stderr(&migrated)
+        );
         pipeline
     }
 
@@ -96,22 +118,58 @@ impl Pipeline {
 
     /// Produces `count` seeded demo events (some late, some malformed) and waits for delivery.
     pub fn produce(&self, count: u64, seed: u64, partitions: i32) {
-        let output = run(self.braid().args(["generate", "--rate", "0", "--late-fraction", "0.1", "--malformed-fraction", "0.03"]).args([
-            "--count".to_string(),
-            count.to_string(),
-            "--seed".to_string(),
-            seed.to_string(),
-            "--partitions".to_string(),
-            partitions.to_string(),
-        ]));
-        assert!(output.status.success(), "generate failed: {}", stderr(&output));
+        let output = run(self
+            .braid()
+            .args([
+                "generate",
+                "--rate",
+                "0",
+                "--late-fraction",
+                "0.1",
+                "--malformed-fraction",
+                "0.03",
+            ])
+            .args([
+                "--count".to_string(),
+                count.to_string(),
+                "--seed".to_string(),
+                seed.to_string(),
+                "--partitions".to_string(),
+                partitions.to_string(),
+            ]));
+        assert!(
+            output.status.success(),
+            "generate failed: {}",
+            stderr(&output)
+        );
     }
 
     /// Starts a generator in the background at `rate` events/s.
-    pub fn produce_in_background(&self, count: u64, seed: u64, rate: u32, partitions: i32) -> Running {
+    pub fn produce_in_background(
+        &self,
+        count: u64,
+        seed: u64,
+        rate: u32,
+        partitions: i32,
+    ) -> Running {
         self.braid()
-            .args(["generate", "--late-fraction", "0.1", "--malformed-fraction", "0.03"])
-            .args(["--count", &count.to_string(), "--seed", &seed.to_string(), "--rate", &rate.to_string(), "--partitions", &partitions.to_string()])
+            .args([
+                "generate",
+                "--late-fraction",
+                "0.1",
+                "--malformed-fraction",
+                "0.03",
+            ])
+            .args([
+                "--count",
+                &count.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--rate",
+                &rate.to_string(),
+                "--partitions",
+                &partitions.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -157,6 +215,16 @@ impl Running {
         let _ = self.0.wait();
     }
 
+    /// Panics if the process has ended (so a wait on its progress fails fast, with why).
+    pub fn assert_running(&mut self, what: &str) {
+        if let Some(status) = self.0.try_wait().unwrap() {
+            panic!(
+                "{what} exited early ({status}); see its log under {}",
+                std::env::temp_dir().join("braid-test-logs").display()
+            );
+        }
+    }
+
     /// Waits for the process to end and says whether it succeeded.
     pub fn wait_success(&mut self) -> bool {
         self.0.wait().map(|s| s.success()).unwrap_or(false)
@@ -189,14 +257,20 @@ pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
     let ends = high_watermarks(topic);
     let mut assignment = TopicPartitionList::new();
     for &partition in ends.keys() {
-        assignment.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let total: i64 = ends.values().sum();
     let mut messages = Vec::with_capacity(total as usize);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while (messages.len() as i64) < total {
-        assert!(std::time::Instant::now() < deadline, "read only {} of {total} messages", messages.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read only {} of {total} messages",
+            messages.len()
+        );
         if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
             let message = message.unwrap();
             if message.offset() < ends[&message.partition()] {
@@ -214,17 +288,38 @@ pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
 /// The high watermark of every partition of `topic`.
 pub fn high_watermarks(topic: &str) -> std::collections::BTreeMap<i32, i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), std::time::Duration::from_secs(10)).unwrap();
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
     assert!(!partitions.is_empty(), "topic {topic} has no partitions");
     partitions
         .into_iter()
-        .map(|p| (p, consumer.fetch_watermarks(topic, p, std::time::Duration::from_secs(10)).unwrap().1))
+        .map(|p| {
+            (
+                p,
+                consumer
+                    .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
+                    .unwrap()
+                    .1,
+            )
+        })
         .collect()
 }
 
 /// The text a child process wrote to its log file.
 pub fn log_of(pipeline: &Pipeline, command: &str, name: &str) -> String {
-    std::fs::read_to_string(std::env::temp_dir().join(format!("braid-test-logs/{}-{command}-{name}.log", pipeline.topic))).unwrap_or_default()
+    std::fs::read_to_string(std::env::temp_dir().join(format!(
+        "braid-test-logs/{}-{command}-{name}.log",
+        pipeline.topic
+    )))
+    .unwrap_or_default()
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
@@ -25,7 +26,9 @@ impl Column {
             FieldType::I64 => Column::I64(Int64Builder::new()),
             FieldType::F64 => Column::F64(Float64Builder::new()),
             FieldType::Bool => Column::Bool(BooleanBuilder::new()),
-            FieldType::Timestamp => Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            FieldType::Timestamp => {
+                Column::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
         }
     }
 
@@ -74,7 +77,11 @@ impl BatchBuilder {
     pub fn new(schema: &EventSchema) -> Self {
         Self {
             schema: schema.delta_arrow_schema(),
-            fields: schema.fields.iter().map(|f| Column::new(f.field_type)).collect(),
+            fields: schema
+                .fields
+                .iter()
+                .map(|f| Column::new(f.field_type))
+                .collect(),
             event_date: Date32Builder::new(),
             topic: StringBuilder::new(),
             partition: Int32Builder::new(),
@@ -85,11 +92,19 @@ impl BatchBuilder {
     }
 
     /// Appends a valid record and its position.
-    pub fn append(&mut self, record: &Record, topic: &str, partition: i32, offset: i64, ingested_at_micros: i64) {
+    pub fn append(
+        &mut self,
+        record: &Record,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        ingested_at_micros: i64,
+    ) {
         for (column, value) in self.fields.iter_mut().zip(&record.values) {
             column.append(value.as_ref());
         }
-        self.event_date.append_value(record.event_time_micros.div_euclid(MICROS_PER_DAY) as i32);
+        self.event_date
+            .append_value(record.event_time_micros.div_euclid(MICROS_PER_DAY) as i32);
         self.topic.append_value(topic);
         self.partition.append_value(partition);
         self.offset.append_value(offset);

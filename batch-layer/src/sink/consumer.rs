@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::DeltaTable;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -68,7 +68,9 @@ impl ClientContext for SinkContext {}
 
 impl SinkContext {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Writes and commits the buffer: dead letters first (idempotent), then one Delta commit
@@ -89,7 +91,8 @@ impl SinkContext {
         }
         let rows = batch.num_rows() as u64;
         for letter in &state.dead_letters {
-            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code()).increment(1);
+            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
+                .increment(1);
         }
         metrics::counter!(m::RECORDS_COMMITTED_TOTAL).increment(rows);
         metrics::counter!(m::INPUT_BYTES_TOTAL).increment(state.buffered_bytes);
@@ -106,7 +109,11 @@ impl SinkContext {
         Ok(true)
     }
 
-    async fn write_and_commit(&self, state: &mut State, batch: &RecordBatch) -> Result<(), SinkError> {
+    async fn write_and_commit(
+        &self,
+        state: &mut State,
+        batch: &RecordBatch,
+    ) -> Result<(), SinkError> {
         if !state.dead_letters.is_empty() {
             let mut tx = self.pool.begin().await?;
             pg::insert_dead_letters(&mut tx, Layer::Sink, &self.topic, &state.dead_letters).await?;
@@ -115,15 +122,24 @@ impl SinkContext {
         state.table.update_state().await?;
         let partitions: Vec<i32> = state.next_offsets.keys().copied().collect();
         let in_log = positions_in_log(&state.table, &self.topic, &partitions).await?;
-        let moved: Vec<i32> = partitions.iter().copied().filter(|p| in_log.get(p).copied() != state.expected.get(p).copied().flatten()).collect();
+        let moved: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| in_log.get(p).copied() != state.expected.get(p).copied().flatten())
+            .collect();
         if !moved.is_empty() {
             return Err(SinkError::Fenced { partitions: moved });
         }
-        let transactions: Vec<Transaction> =
-            state.next_offsets.iter().map(|(&partition, &next)| Transaction::new(app_id(&self.topic, partition), next)).collect();
+        let transactions: Vec<Transaction> = state
+            .next_offsets
+            .iter()
+            .map(|(&partition, &next)| Transaction::new(app_id(&self.topic, partition), next))
+            .collect();
         let mut writer = RecordBatchWriter::for_table(&state.table)?
             .with_writer_properties(self.writer_properties.clone())
-            .with_commit_properties(CommitProperties::default().with_application_transactions(transactions));
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(transactions),
+            );
         if batch.num_rows() > 0 {
             writer.write(batch.clone()).await?;
         }
@@ -131,8 +147,17 @@ impl SinkContext {
         Ok(())
     }
 
-    fn assign(&self, consumer: &BaseConsumer<Self>, state: &mut State, tpl: &mut TopicPartitionList) -> Result<(), SinkError> {
-        let partitions: Vec<i32> = tpl.elements_for_topic(&self.topic).iter().map(|e| e.partition()).collect();
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        state: &mut State,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), SinkError> {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
         let positions = self.runtime.block_on(async {
             state.table.update_state().await?;
             positions_in_log(&state.table, &self.topic, &partitions).await
@@ -151,7 +176,12 @@ impl SinkContext {
 }
 
 impl ConsumerContext for SinkContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         let mut state = self.state();
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             if let Err(e) = self.assign(consumer, &mut state, tpl) {
@@ -181,8 +211,17 @@ fn writer_properties(compression: Compression) -> WriterProperties {
 
 /// Runs the sink until `stop` is set or an unrecoverable error occurs. Blocking: call it from
 /// a plain thread; `runtime` runs the Delta and database calls.
-pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<AtomicBool>) -> Result<SinkSummary, SinkError> {
-    let table = runtime.block_on(open_or_create(&settings.table_uri, &settings.storage_options, &settings.schema))?;
+pub fn run(
+    settings: SinkSettings,
+    pool: PgPool,
+    runtime: Handle,
+    stop: Arc<AtomicBool>,
+) -> Result<SinkSummary, SinkError> {
+    let table = runtime.block_on(open_or_create(
+        &settings.table_uri,
+        &settings.storage_options,
+        &settings.schema,
+    ))?;
     let context = SinkContext {
         pool,
         runtime,
@@ -210,13 +249,22 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&settings.topic])?;
-    tracing::info!(topic = settings.topic, group = settings.group, table = settings.table_uri, "sink consuming");
+    tracing::info!(
+        topic = settings.topic,
+        group = settings.group,
+        table = settings.table_uri,
+        "sink consuming"
+    );
 
     let mut last_commit = Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let polled = if stopping { None } else { consumer.poll(Duration::from_millis(50)) };
+        let polled = if stopping {
+            None
+        } else {
+            consumer.poll(Duration::from_millis(50))
+        };
         let ctx = consumer.context();
         let mut state = ctx.state();
         if let Some(fatal) = state.fatal.take() {
@@ -235,10 +283,22 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
                 match settings.schema.validate(payload) {
                     Ok(record) => {
                         let now = chrono::Utc::now().timestamp_micros();
-                        state.builder.append(&record, &settings.topic, partition, message.offset(), now);
+                        state.builder.append(
+                            &record,
+                            &settings.topic,
+                            partition,
+                            message.offset(),
+                            now,
+                        );
                     }
                     Err(rejection) => {
-                        let letter = DeadLetter::new(partition, message.offset(), rejection, payload, settings.dead_letter_max_payload_bytes);
+                        let letter = DeadLetter::new(
+                            partition,
+                            message.offset(),
+                            rejection,
+                            payload,
+                            settings.dead_letter_max_payload_bytes,
+                        );
                         state.dead_letters.push(letter);
                     }
                 }
@@ -254,7 +314,9 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
             Some(Err(error)) => tracing::warn!(%error, "kafka reported an error; continuing"),
             None => {}
         }
-        let due = state.buffered_bytes >= settings.flush_max_bytes || last_commit.elapsed() >= settings.flush_interval || stopping;
+        let due = state.buffered_bytes >= settings.flush_max_bytes
+            || last_commit.elapsed() >= settings.flush_interval
+            || stopping;
         if !due {
             continue;
         }
@@ -268,7 +330,10 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
                 }
             }
             Err(SinkError::Fenced { partitions }) => {
-                tracing::warn!(?partitions, "commit fenced; re-reading from the Delta log's positions");
+                tracing::warn!(
+                    ?partitions,
+                    "commit fenced; re-reading from the Delta log's positions"
+                );
                 state.clear();
                 let assigned: Vec<i32> = state.expected.keys().copied().collect();
                 let positions = ctx.runtime.block_on(async {
@@ -278,7 +343,12 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
                 for partition in assigned {
                     let position = positions.get(&partition).copied();
                     state.expected.insert(partition, position);
-                    consumer.seek(&settings.topic, partition, position.map_or(Offset::Beginning, Offset::Offset), Duration::from_secs(10))?;
+                    consumer.seek(
+                        &settings.topic,
+                        partition,
+                        position.map_or(Offset::Beginning, Offset::Offset),
+                        Duration::from_secs(10),
+                    )?;
                 }
             }
             Err(error) if error.is_retryable() => {

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
-use schemas::config::Compression;
 use schemas::EventSchema;
+use schemas::config::Compression;
 
 pub use consumer::run;
 pub use error::SinkError;

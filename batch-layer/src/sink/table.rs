@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{StructField, StructType};
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
 use schemas::EventSchema;
 
 use super::SinkError;
@@ -17,9 +17,14 @@ pub fn app_id(topic: &str, partition: i32) -> String {
 
 /// Opens the table, creating it on first start (partitioned by `event_date`) and adding
 /// columns for new optional fields.
-pub async fn open_or_create(uri: &str, storage_options: &HashMap<String, String>, schema: &EventSchema) -> Result<DeltaTable, SinkError> {
+pub async fn open_or_create(
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+    schema: &EventSchema,
+) -> Result<DeltaTable, SinkError> {
     let url = deltalake::table::builder::ensure_table_uri(uri)?;
-    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone()).await?;
+    let table =
+        DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone()).await?;
     let wanted: StructType = schema.delta_arrow_schema().as_ref().try_into_kernel()?;
     if table.version().is_none() {
         tracing::info!(uri, "creating the Delta table");
@@ -39,7 +44,11 @@ pub async fn open_or_create(uri: &str, storage_options: &HashMap<String, String>
 }
 
 /// Adds nullable columns for configured fields the table lacks; refuses any other change.
-async fn evolve(table: DeltaTable, wanted: &StructType, uri: &str) -> Result<DeltaTable, SinkError> {
+async fn evolve(
+    table: DeltaTable,
+    wanted: &StructType,
+    uri: &str,
+) -> Result<DeltaTable, SinkError> {
     let current = table.snapshot()?.schema();
     let mut missing: Vec<StructField> = Vec::new();
     for field in wanted.fields() {
@@ -48,14 +57,22 @@ async fn evolve(table: DeltaTable, wanted: &StructType, uri: &str) -> Result<Del
             Some(existing) => {
                 return Err(SinkError::SchemaMismatch {
                     uri: uri.to_string(),
-                    reason: format!("column `{}` is {:?} in the table but {:?} in the config", field.name(), existing.data_type(), field.data_type()),
+                    reason: format!(
+                        "column `{}` is {:?} in the table but {:?} in the config",
+                        field.name(),
+                        existing.data_type(),
+                        field.data_type()
+                    ),
                 });
             }
             None if field.is_nullable() => missing.push(field.clone()),
             None => {
                 return Err(SinkError::SchemaMismatch {
                     uri: uri.to_string(),
-                    reason: format!("new field `{}` must be optional (required = false): old files have no value for it", field.name()),
+                    reason: format!(
+                        "new field `{}` must be optional (required = false): old files have no value for it",
+                        field.name()
+                    ),
                 });
             }
         }
@@ -69,14 +86,116 @@ async fn evolve(table: DeltaTable, wanted: &StructType, uri: &str) -> Result<Del
 }
 
 /// The next offset recorded in the Delta log for each of `partitions` (absent if never committed).
-pub async fn positions_in_log(table: &DeltaTable, topic: &str, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+pub async fn positions_in_log(
+    table: &DeltaTable,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, SinkError> {
     let snapshot = table.snapshot()?;
     let log_store = table.log_store();
     let mut positions = BTreeMap::new();
     for &partition in partitions {
-        if let Some(version) = snapshot.transaction_version(log_store.as_ref(), app_id(topic, partition)).await? {
+        if let Some(version) = snapshot
+            .transaction_version(log_store.as_ref(), app_id(topic, partition))
+            .await?
+        {
             positions.insert(partition, version);
         }
     }
     Ok(positions)
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::{FieldDef, FieldType};
+
+    use super::*;
+
+    fn schema(extra: Option<FieldDef>) -> EventSchema {
+        let mut fields = vec![
+            FieldDef {
+                name: "ts".into(),
+                field_type: FieldType::Timestamp,
+                required: true,
+            },
+            FieldDef {
+                name: "n".into(),
+                field_type: FieldType::I64,
+                required: false,
+            },
+        ];
+        fields.extend(extra);
+        EventSchema {
+            fields,
+            event_time_index: 0,
+            max_record_bytes: 100,
+            event_time_min_micros: 0,
+            event_time_max_micros: i64::MAX,
+        }
+    }
+
+    #[tokio::test]
+    async fn creates_once_adds_optional_fields_and_refuses_required_ones() {
+        let dir = std::env::temp_dir().join(format!("braid-table-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let uri = dir.to_str().unwrap();
+        let options = HashMap::new();
+        let table = open_or_create(uri, &options, &schema(None)).await.unwrap();
+        assert_eq!(table.version(), Some(0));
+        let again = open_or_create(uri, &options, &schema(None)).await.unwrap();
+        assert_eq!(
+            again.version(),
+            Some(0),
+            "opening an existing table changes nothing"
+        );
+
+        let optional = FieldDef {
+            name: "tag".into(),
+            field_type: FieldType::String,
+            required: false,
+        };
+        let evolved = open_or_create(uri, &options, &schema(Some(optional)))
+            .await
+            .unwrap();
+        assert_eq!(evolved.version(), Some(1));
+        assert!(
+            evolved
+                .snapshot()
+                .unwrap()
+                .schema()
+                .field("tag")
+                .is_some_and(|f| f.is_nullable())
+        );
+
+        let required = FieldDef {
+            name: "must".into(),
+            field_type: FieldType::String,
+            required: true,
+        };
+        let err = open_or_create(uri, &options, &schema(Some(required)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("new field `must` must be optional"),
+            "{err}"
+        );
+
+        let retyped = FieldDef {
+            name: "n".into(),
+            field_type: FieldType::String,
+            required: false,
+        };
+        let mut fields = schema(None);
+        fields.fields[1] = retyped;
+        let err = open_or_create(uri, &options, &fields).await.unwrap_err();
+        assert!(err.to_string().contains("column `n`"), "{err}");
+        assert!(
+            positions_in_log(&evolved, "t", &[0])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -82,7 +82,10 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid { key: key.into(), reason: reason.into() }
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -90,7 +93,12 @@ impl BraidConfig {
     /// Loads from the process environment and, if given, a file.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let text = file
-            .map(|path| std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source }))
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })
             .transpose()?;
         let origin = file.map(|p| p.display().to_string());
         let mut config = Self::load_from(origin.as_deref().zip(text.as_deref()), std::env::vars())?;
@@ -105,17 +113,29 @@ impl BraidConfig {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let parse = |origin: &str, text: &str| {
-            text.parse::<toml::Table>().map_err(|e| ConfigError::Syntax { origin: origin.into(), message: e.to_string() })
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigError::Syntax {
+                    origin: origin.into(),
+                    message: e.to_string(),
+                })
         };
         let mut merged = parse("embedded defaults", DEFAULTS_TOML)?;
         if let Some((origin, text)) = file {
             merge(&mut merged, parse(origin, text)?);
         }
         env::apply_overrides(&mut merged, env)?;
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
-            let key = e.path().to_string();
-            ConfigError::invalid(if key == "." { "(top level)".to_string() } else { key }, e.into_inner().message().trim().to_string())
-        })?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
+                let key = e.path().to_string();
+                ConfigError::invalid(
+                    if key == "." {
+                        "(top level)".to_string()
+                    } else {
+                        key
+                    },
+                    e.into_inner().message().trim().to_string(),
+                )
+            })?;
         validate::validate(raw)
     }
 }
@@ -124,7 +144,9 @@ impl BraidConfig {
 fn merge(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
         match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => merge(base_table, overlay_table),
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table)
+            }
             (_, value) => {
                 base.insert(key, value);
             }

@@ -3,7 +3,10 @@ use super::*;
 const DEMO: &str = include_str!("../../../braid.toml");
 
 fn load(file: &str, env: &[(&str, &str)]) -> Result<BraidConfig, ConfigError> {
-    BraidConfig::load_from(Some(("test.toml", file)), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    BraidConfig::load_from(
+        Some(("test.toml", file)),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
 }
 
 fn invalid(file: &str, env: &[(&str, &str)]) -> (String, String) {
@@ -17,11 +20,17 @@ fn invalid(file: &str, env: &[(&str, &str)]) -> (String, String) {
 fn demo_config_loads_with_defaults_beneath() {
     let config = load(DEMO, &[]).unwrap();
     assert_eq!(config.kafka.topic, "braid.clickstream");
-    assert_eq!(config.kafka.brokers, "127.0.0.1:59092", "from the embedded defaults");
+    assert_eq!(
+        config.kafka.brokers, "127.0.0.1:59092",
+        "from the embedded defaults"
+    );
     assert_eq!(config.speed.flush_interval_ms, 500);
     assert_eq!(config.schema.event_time_field().name, "ts");
     let names: Vec<_> = config.views.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["page_views", "purchases_by_country", "events_by_type"]);
+    assert_eq!(
+        names,
+        ["page_views", "purchases_by_country", "events_by_type"]
+    );
 }
 
 #[test]
@@ -40,7 +49,14 @@ fn environment_overrides_the_file_with_the_replaced_type() {
     assert_eq!(config.kafka.brokers, "10.1.1.1:9092");
     assert_eq!(config.speed.flush_interval_ms, 250);
     assert!(!config.jobs.batch.enabled);
-    assert_eq!(config.kafka.options.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+    assert_eq!(
+        config
+            .kafka
+            .options
+            .get("security.protocol")
+            .map(String::as_str),
+        Some("SASL_SSL")
+    );
 }
 
 #[test]
@@ -51,20 +67,29 @@ fn the_file_overrides_the_defaults() {
 
 #[test]
 fn unknown_keys_are_refused_with_their_path() {
-    let (key, reason) = invalid(&DEMO.replace("[kafka]\n", "[kafka]\nbrokerz = \"x\"\n"), &[]);
+    let (key, reason) = invalid(
+        &DEMO.replace("[kafka]\n", "[kafka]\nbrokerz = \"x\"\n"),
+        &[],
+    );
     assert_eq!(key, "kafka.brokerz");
     assert!(reason.contains("unknown field `brokerz`"), "{reason}");
     let (key, _) = invalid(&format!("{DEMO}\n[sevring]\nlisten = \"x\"\n"), &[]);
     assert_eq!(key, "sevring");
     let (key, _) = invalid(DEMO, &[("BRAID__SERVING__PORT", "1")]);
     assert_eq!(key, "serving.port");
-    let (key, _) = invalid(&DEMO.replace("name = \"page\"\n", "name = \"page\"\nnullable = true\n"), &[]);
+    let (key, _) = invalid(
+        &DEMO.replace("name = \"page\"\n", "name = \"page\"\nnullable = true\n"),
+        &[],
+    );
     assert_eq!(key, "schema.fields[4].nullable");
 }
 
 #[test]
 fn wrong_types_name_the_key() {
-    let (key, reason) = invalid(&format!("{DEMO}\n[postgres]\nmax_connections = \"many\"\n"), &[]);
+    let (key, reason) = invalid(
+        &format!("{DEMO}\n[postgres]\nmax_connections = \"many\"\n"),
+        &[],
+    );
     assert_eq!(key, "postgres.max_connections");
     assert!(reason.contains("invalid type"), "{reason}");
     let (key, _) = invalid(&DEMO.replace("type = \"i64\"", "type = \"int\""), &[]);
@@ -74,19 +99,38 @@ fn wrong_types_name_the_key() {
 #[test]
 fn syntax_errors_name_the_file_and_line() {
     let err = load("[kafka\n", &[]).unwrap_err();
-    assert!(matches!(&err, ConfigError::Syntax { origin, .. } if origin == "test.toml"), "{err}");
+    assert!(
+        matches!(&err, ConfigError::Syntax { origin, .. } if origin == "test.toml"),
+        "{err}"
+    );
     assert!(err.to_string().contains("line 1"), "{err}");
 }
 
 #[test]
 fn bad_environment_values_name_the_variable() {
     for (var, value, expected) in [
-        ("BRAID__SPEED__FLUSH_INTERVAL_MS", "soon", "must be an integer"),
-        ("BRAID__JOBS__BATCH__ENABLED", "yes", "must be true or false"),
-        ("BRAID__KAFKA__BROKERS__HOST", "x", "is a value, not a section"),
+        (
+            "BRAID__SPEED__FLUSH_INTERVAL_MS",
+            "soon",
+            "must be an integer",
+        ),
+        (
+            "BRAID__JOBS__BATCH__ENABLED",
+            "yes",
+            "must be true or false",
+        ),
+        (
+            "BRAID__KAFKA__BROKERS__HOST",
+            "x",
+            "is a value, not a section",
+        ),
         ("BRAID__KAFKA", "x", "a section's keys"),
         ("BRAID____X", "x", "empty key segment"),
-        ("BRAID__VIEWS__0__NAME", "x", "only be set in the config file"),
+        (
+            "BRAID__VIEWS__0__NAME",
+            "x",
+            "only be set in the config file",
+        ),
     ] {
         match load(DEMO, &[(var, value)]) {
             Err(ConfigError::Env { var: named, reason }) => {
@@ -101,31 +145,134 @@ fn bad_environment_values_name_the_variable() {
 #[test]
 fn value_checks_name_the_key_and_reason() {
     let cases: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
-        (DEMO.into(), vec![("BRAID__KAFKA__TOPIC", "bad topic")], "kafka.topic", "letters, digits"),
-        (DEMO.into(), vec![("BRAID__KAFKA__BROKERS", " ")], "kafka.brokers", "at least one broker"),
-        (DEMO.into(), vec![("BRAID__KAFKA__SINK_GROUP", "braid-speed")], "kafka.sink_group", "must differ"),
-        (DEMO.into(), vec![("BRAID__KAFKA__OPTIONS__GROUP.ID", "x")], "kafka.options.group.id", "set by Braid"),
-        (DEMO.into(), vec![("BRAID__LAKE__URI", "gs://bucket/t")], "lake.uri", "scheme `gs` is not supported"),
-        (DEMO.into(), vec![("BRAID__POSTGRES__URL", "mysql://x")], "postgres.url", "postgres://"),
-        (DEMO.into(), vec![("BRAID__POSTGRES__MAX_CONNECTIONS", "0")], "postgres.max_connections", "at least 1"),
-        (DEMO.into(), vec![("BRAID__SPEED__FLUSH_INTERVAL_MS", "0")], "speed.flush_interval_ms", "at least 1"),
-        (DEMO.into(), vec![("BRAID__JOBS__BATCH__SCHEDULE", "*/15 * * * *")], "jobs.batch.schedule", "six fields"),
-        (DEMO.into(), vec![("BRAID__SERVING__LISTEN", "localhost")], "serving.listen", "host:port"),
-        (DEMO.into(), vec![("BRAID__SCHEMA__EVENT_TIME", "page")], "schema.event_time", "required timestamp"),
-        (DEMO.into(), vec![("BRAID__SCHEMA__EVENT_TIME", "when")], "schema.event_time", "not a declared field"),
-        (DEMO.into(), vec![("BRAID__SCHEMA__EVENT_TIME_MIN", "2000")], "schema.event_time_min", "RFC 3339"),
-        (DEMO.into(), vec![("BRAID__SCHEMA__EVENT_TIME_MAX", "1999-01-01T00:00:00Z")], "schema.event_time_max", "later than"),
-        (DEMO.replace("name = \"page\"\n", "name = \"Page\"\n"), vec![], "schema.fields[4].name", "lowercase"),
-        (DEMO.replace("name = \"page\"\n", "name = \"_offset\"\n"), vec![], "schema.fields[4].name", "reserved"),
-        (DEMO.replace("name = \"page\"\n", "name = \"country\"\n"), vec![], "schema.fields[5].name", "declared twice"),
-        (DEMO.replace("event_time = \"ts\"\n", ""), vec![], "schema.event_time", "name the event-time field"),
-        (DEMO.replace("name = \"events_by_type\"", "name = \"page_views\""), vec![], "views[2]", "declared twice"),
-        (DEMO.replace("group_by = [\"event_type\"]", "group_by = [\"browser\"]"), vec![], "views[2]", "view `events_by_type`: group-by field `browser` is not in the schema"),
+        (
+            DEMO.into(),
+            vec![("BRAID__KAFKA__TOPIC", "bad topic")],
+            "kafka.topic",
+            "letters, digits",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__KAFKA__BROKERS", " ")],
+            "kafka.brokers",
+            "at least one broker",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__KAFKA__SINK_GROUP", "braid-speed")],
+            "kafka.sink_group",
+            "must differ",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__KAFKA__OPTIONS__GROUP.ID", "x")],
+            "kafka.options.group.id",
+            "set by Braid",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__LAKE__URI", "gs://bucket/t")],
+            "lake.uri",
+            "scheme `gs` is not supported",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__POSTGRES__URL", "mysql://x")],
+            "postgres.url",
+            "postgres://",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__POSTGRES__MAX_CONNECTIONS", "0")],
+            "postgres.max_connections",
+            "at least 1",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SPEED__FLUSH_INTERVAL_MS", "0")],
+            "speed.flush_interval_ms",
+            "at least 1",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__JOBS__BATCH__SCHEDULE", "*/15 * * * *")],
+            "jobs.batch.schedule",
+            "six fields",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SERVING__LISTEN", "localhost")],
+            "serving.listen",
+            "host:port",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SCHEMA__EVENT_TIME", "page")],
+            "schema.event_time",
+            "required timestamp",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SCHEMA__EVENT_TIME", "when")],
+            "schema.event_time",
+            "not a declared field",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SCHEMA__EVENT_TIME_MIN", "2000")],
+            "schema.event_time_min",
+            "RFC 3339",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SCHEMA__EVENT_TIME_MAX", "1999-01-01T00:00:00Z")],
+            "schema.event_time_max",
+            "later than",
+        ),
+        (
+            DEMO.replace("name = \"page\"\n", "name = \"Page\"\n"),
+            vec![],
+            "schema.fields[4].name",
+            "lowercase",
+        ),
+        (
+            DEMO.replace("name = \"page\"\n", "name = \"_offset\"\n"),
+            vec![],
+            "schema.fields[4].name",
+            "reserved",
+        ),
+        (
+            DEMO.replace("name = \"page\"\n", "name = \"country\"\n"),
+            vec![],
+            "schema.fields[5].name",
+            "declared twice",
+        ),
+        (
+            DEMO.replace("event_time = \"ts\"\n", ""),
+            vec![],
+            "schema.event_time",
+            "name the event-time field",
+        ),
+        (
+            DEMO.replace("name = \"events_by_type\"", "name = \"page_views\""),
+            vec![],
+            "views[2]",
+            "declared twice",
+        ),
+        (
+            DEMO.replace("group_by = [\"event_type\"]", "group_by = [\"browser\"]"),
+            vec![],
+            "views[2]",
+            "view `events_by_type`: group-by field `browser` is not in the schema",
+        ),
     ];
     for (file, env, expected_key, expected_reason) in cases {
         let (key, reason) = invalid(&file, &env);
         assert_eq!(key, expected_key, "{reason}");
-        assert!(reason.contains(expected_reason), "{key}: `{reason}` lacks `{expected_reason}`");
+        assert!(
+            reason.contains(expected_reason),
+            "{key}: `{reason}` lacks `{expected_reason}`"
+        );
     }
 }
 

@@ -8,12 +8,16 @@ use chrono::DateTime;
 
 use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
 use crate::arrow::RESERVED_COLUMNS;
-use crate::event_schema::{is_identifier, EventSchema, FieldType};
+use crate::event_schema::{EventSchema, FieldType, is_identifier};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 fn require(condition: bool, key: &str, reason: &str) -> Result<()> {
-    if condition { Ok(()) } else { Err(ConfigError::invalid(key, reason)) }
+    if condition {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, reason))
+    }
 }
 
 /// Kafka topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -22,50 +26,94 @@ fn is_topic_name(name: &str) -> bool {
         && name.len() <= 249
         && name != "."
         && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn parse_instant(key: &str, text: &str) -> Result<i64> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_micros())
-        .map_err(|e| ConfigError::invalid(key, format!("`{text}` is not an RFC 3339 instant ({e})")))
+        .map_err(|e| {
+            ConfigError::invalid(key, format!("`{text}` is not an RFC 3339 instant ({e})"))
+        })
 }
 
 fn check_cron(key: &str, expression: &str) -> Result<()> {
-    cron::Schedule::from_str(expression).map(|_| ()).map_err(|e| {
-        ConfigError::invalid(key, format!("`{expression}` is not a cron expression with six fields, seconds first ({e})"))
-    })
+    cron::Schedule::from_str(expression)
+        .map(|_| ())
+        .map_err(|e| {
+            ConfigError::invalid(
+                key,
+                format!(
+                    "`{expression}` is not a cron expression with six fields, seconds first ({e})"
+                ),
+            )
+        })
 }
 
 fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
-    require(!config.fields.is_empty(), "schema.fields", "declare at least one field with [[schema.fields]]")?;
+    require(
+        !config.fields.is_empty(),
+        "schema.fields",
+        "declare at least one field with [[schema.fields]]",
+    )?;
     let mut seen = HashSet::new();
     for (index, field) in config.fields.iter().enumerate() {
         let key = format!("schema.fields[{index}].name");
         require(
             is_identifier(&field.name, 63),
             &key,
-            &format!("`{}` must be lowercase letters, digits and `_`, starting with a letter or `_`", field.name),
+            &format!(
+                "`{}` must be lowercase letters, digits and `_`, starting with a letter or `_`",
+                field.name
+            ),
         )?;
-        require(!RESERVED_COLUMNS.contains(&field.name.as_str()), &key, &format!("`{}` is reserved for a derived column", field.name))?;
-        require(seen.insert(field.name.as_str()), &key, &format!("`{}` is declared twice", field.name))?;
+        require(
+            !RESERVED_COLUMNS.contains(&field.name.as_str()),
+            &key,
+            &format!("`{}` is reserved for a derived column", field.name),
+        )?;
+        require(
+            seen.insert(field.name.as_str()),
+            &key,
+            &format!("`{}` is declared twice", field.name),
+        )?;
     }
     let event_time = config.event_time.as_deref().ok_or_else(|| {
-        ConfigError::invalid("schema.event_time", "name the event-time field (a required timestamp field)")
+        ConfigError::invalid(
+            "schema.event_time",
+            "name the event-time field (a required timestamp field)",
+        )
     })?;
-    let event_time_index = config.fields.iter().position(|f| f.name == event_time).ok_or_else(|| {
-        ConfigError::invalid("schema.event_time", format!("`{event_time}` is not a declared field"))
-    })?;
+    let event_time_index = config
+        .fields
+        .iter()
+        .position(|f| f.name == event_time)
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                "schema.event_time",
+                format!("`{event_time}` is not a declared field"),
+            )
+        })?;
     let field = &config.fields[event_time_index];
     require(
         field.field_type == FieldType::Timestamp && field.required,
         "schema.event_time",
         &format!("`{event_time}` must be a required timestamp field"),
     )?;
-    require(config.max_record_bytes > 0, "schema.max_record_bytes", "must be greater than zero")?;
+    require(
+        config.max_record_bytes > 0,
+        "schema.max_record_bytes",
+        "must be greater than zero",
+    )?;
     let min = parse_instant("schema.event_time_min", &config.event_time_min)?;
     let max = parse_instant("schema.event_time_max", &config.event_time_max)?;
-    require(min < max, "schema.event_time_max", "must be later than schema.event_time_min")?;
+    require(
+        min < max,
+        "schema.event_time_max",
+        "must be later than schema.event_time_min",
+    )?;
     Ok(EventSchema {
         fields: config.fields.clone(),
         event_time_index,
@@ -77,12 +125,37 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
 
 pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
     let kafka = &raw.kafka;
-    require(!kafka.brokers.trim().is_empty(), "kafka.brokers", "must name at least one broker, e.g. 127.0.0.1:9092")?;
-    require(is_topic_name(&kafka.topic), "kafka.topic", "must be 1 to 249 characters of letters, digits, `.`, `_` and `-`")?;
-    require(!kafka.speed_group.is_empty(), "kafka.speed_group", "must not be empty")?;
-    require(!kafka.sink_group.is_empty(), "kafka.sink_group", "must not be empty")?;
-    require(kafka.speed_group != kafka.sink_group, "kafka.sink_group", "must differ from kafka.speed_group")?;
-    for reserved in ["group.id", "bootstrap.servers", "enable.auto.commit", "auto.offset.reset"] {
+    require(
+        !kafka.brokers.trim().is_empty(),
+        "kafka.brokers",
+        "must name at least one broker, e.g. 127.0.0.1:9092",
+    )?;
+    require(
+        is_topic_name(&kafka.topic),
+        "kafka.topic",
+        "must be 1 to 249 characters of letters, digits, `.`, `_` and `-`",
+    )?;
+    require(
+        !kafka.speed_group.is_empty(),
+        "kafka.speed_group",
+        "must not be empty",
+    )?;
+    require(
+        !kafka.sink_group.is_empty(),
+        "kafka.sink_group",
+        "must not be empty",
+    )?;
+    require(
+        kafka.speed_group != kafka.sink_group,
+        "kafka.sink_group",
+        "must differ from kafka.speed_group",
+    )?;
+    for reserved in [
+        "group.id",
+        "bootstrap.servers",
+        "enable.auto.commit",
+        "auto.offset.reset",
+    ] {
         require(
             !kafka.options.contains_key(reserved),
             &format!("kafka.options.{reserved}"),
@@ -91,7 +164,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
     }
 
     let uri = raw.lake.uri.trim();
-    require(!uri.is_empty(), "lake.uri", "must be a local path or s3://bucket/prefix")?;
+    require(
+        !uri.is_empty(),
+        "lake.uri",
+        "must be a local path or s3://bucket/prefix",
+    )?;
     if let Some((scheme, _)) = uri.split_once("://") {
         require(
             matches!(scheme, "s3" | "s3a" | "file"),
@@ -106,27 +183,68 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "postgres.url",
         "must start with postgres:// or postgresql://",
     )?;
-    require(raw.postgres.max_connections > 0, "postgres.max_connections", "must be at least 1")?;
-    require(raw.speed.flush_interval_ms > 0, "speed.flush_interval_ms", "must be at least 1")?;
-    require(raw.speed.flush_max_records > 0, "speed.flush_max_records", "must be at least 1")?;
-    require(raw.sink.flush_interval_ms > 0, "sink.flush_interval_ms", "must be at least 1")?;
-    require(raw.sink.flush_max_bytes > 0, "sink.flush_max_bytes", "must be at least 1")?;
+    require(
+        raw.postgres.max_connections > 0,
+        "postgres.max_connections",
+        "must be at least 1",
+    )?;
+    require(
+        raw.speed.flush_interval_ms > 0,
+        "speed.flush_interval_ms",
+        "must be at least 1",
+    )?;
+    require(
+        raw.speed.flush_max_records > 0,
+        "speed.flush_max_records",
+        "must be at least 1",
+    )?;
+    require(
+        raw.sink.flush_interval_ms > 0,
+        "sink.flush_interval_ms",
+        "must be at least 1",
+    )?;
+    require(
+        raw.sink.flush_max_bytes > 0,
+        "sink.flush_max_bytes",
+        "must be at least 1",
+    )?;
     check_cron("jobs.batch.schedule", &raw.jobs.batch.schedule)?;
     check_cron("jobs.compact.schedule", &raw.jobs.compact.schedule)?;
     check_cron("jobs.vacuum.schedule", &raw.jobs.vacuum.schedule)?;
     raw.serving.listen.parse::<SocketAddr>().map_err(|_| {
-        ConfigError::invalid("serving.listen", format!("`{}` is not host:port, e.g. 127.0.0.1:8080", raw.serving.listen))
+        ConfigError::invalid(
+            "serving.listen",
+            format!(
+                "`{}` is not host:port, e.g. 127.0.0.1:8080",
+                raw.serving.listen
+            ),
+        )
     })?;
-    require(raw.serving.max_limit > 0, "serving.max_limit", "must be at least 1")?;
-    require(raw.serving.max_range_days > 0, "serving.max_range_days", "must be at least 1")?;
+    require(
+        raw.serving.max_limit > 0,
+        "serving.max_limit",
+        "must be at least 1",
+    )?;
+    require(
+        raw.serving.max_range_days > 0,
+        "serving.max_range_days",
+        "must be at least 1",
+    )?;
 
     let schema = event_schema(&raw.schema)?;
     let mut names = HashSet::new();
     let mut views = Vec::with_capacity(raw.views.len());
     for (index, view) in raw.views.iter().enumerate() {
         let key = format!("views[{index}]");
-        require(names.insert(view.name.as_str()), &key, &format!("view `{}` is declared twice", view.name))?;
-        views.push(view.validate(&schema).map_err(|e| ConfigError::invalid(&key, e.to_string()))?);
+        require(
+            names.insert(view.name.as_str()),
+            &key,
+            &format!("view `{}` is declared twice", view.name),
+        )?;
+        views.push(
+            view.validate(&schema)
+                .map_err(|e| ConfigError::invalid(&key, e.to_string()))?,
+        );
     }
 
     Ok(BraidConfig {

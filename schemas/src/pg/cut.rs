@@ -20,8 +20,13 @@ pub struct Cut {
 }
 
 /// Reads the current epoch under a shared lock, inside a flush transaction.
-pub async fn current_epoch_for_share(tx: &mut Transaction<'_, Postgres>) -> Result<i64, sqlx::Error> {
-    let (epoch,): (i64,) = sqlx::query_as("SELECT current_epoch FROM braid_internal.epoch FOR SHARE").fetch_one(&mut **tx).await?;
+pub async fn current_epoch_for_share(
+    tx: &mut Transaction<'_, Postgres>,
+) -> Result<i64, sqlx::Error> {
+    let (epoch,): (i64,) =
+        sqlx::query_as("SELECT current_epoch FROM braid_internal.epoch FOR SHARE")
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(epoch)
 }
 
@@ -29,7 +34,10 @@ pub async fn current_epoch_for_share(tx: &mut Transaction<'_, Postgres>) -> Resu
 /// moves the epoch to e + 1, in one transaction holding the epoch row exclusively.
 pub async fn take_cut(pool: &PgPool, topic: &str) -> Result<Cut, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let (epoch,): (i64,) = sqlx::query_as("SELECT current_epoch FROM braid_internal.epoch FOR UPDATE").fetch_one(&mut *tx).await?;
+    let (epoch,): (i64,) =
+        sqlx::query_as("SELECT current_epoch FROM braid_internal.epoch FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
     let rows: Vec<(i32, i64)> = sqlx::query_as(
         "INSERT INTO braid_internal.cuts (epoch, topic, partition, cut_offset)
          SELECT $1, topic, partition, next_offset FROM braid_internal.speed_positions WHERE topic = $2
@@ -39,7 +47,14 @@ pub async fn take_cut(pool: &PgPool, topic: &str) -> Result<Cut, sqlx::Error> {
     .bind(topic)
     .fetch_all(&mut *tx)
     .await?;
-    sqlx::query("UPDATE braid_internal.epoch SET current_epoch = $1").bind(epoch + 1).execute(&mut *tx).await?;
+    sqlx::query("UPDATE braid_internal.epoch SET current_epoch = $1")
+        .bind(epoch + 1)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
-    Ok(Cut { epoch, next_epoch: epoch + 1, offsets: rows.into_iter().collect() })
+    Ok(Cut {
+        epoch,
+        next_epoch: epoch + 1,
+        offsets: rows.into_iter().collect(),
+    })
 }

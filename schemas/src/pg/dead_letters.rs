@@ -40,7 +40,13 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// Keeps at most `max_payload_bytes` of the payload, and its full length.
-    pub fn new(partition: i32, offset: i64, rejection: Rejection, payload: &[u8], max_payload_bytes: usize) -> Self {
+    pub fn new(
+        partition: i32,
+        offset: i64,
+        rejection: Rejection,
+        payload: &[u8],
+        max_payload_bytes: usize,
+    ) -> Self {
         let kept = payload.len().min(max_payload_bytes);
         Self {
             partition,
@@ -67,7 +73,10 @@ pub async fn insert_dead_letters(
     let offsets: Vec<i64> = letters.iter().map(|l| l.offset).collect();
     let codes: Vec<&str> = letters.iter().map(|l| l.rejection.code()).collect();
     let reasons: Vec<String> = letters.iter().map(|l| l.rejection.to_string()).collect();
-    let payloads: Vec<&[u8]> = letters.iter().map(|l| l.payload_prefix.as_slice()).collect();
+    let payloads: Vec<&[u8]> = letters
+        .iter()
+        .map(|l| l.payload_prefix.as_slice())
+        .collect();
     let lengths: Vec<i32> = letters.iter().map(|l| l.payload_len).collect();
     let result = sqlx::query(
         "INSERT INTO braid_internal.dead_letters (layer, topic, partition, \"offset\", reason_code, reason, payload, payload_len)

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use sqlx::{PgExecutor, Postgres, Transaction};
 
 /// The stored next offset of every partition of `topic` that has one.
-pub async fn load_positions(db: impl PgExecutor<'_>, topic: &str) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+pub async fn load_positions(
+    db: impl PgExecutor<'_>,
+    topic: &str,
+) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
     let rows: Vec<(i32, i64)> =
         sqlx::query_as("SELECT partition, next_offset FROM braid_internal.speed_positions WHERE topic = $1 ORDER BY partition")
             .bind(topic)
@@ -16,7 +19,12 @@ pub async fn load_positions(db: impl PgExecutor<'_>, topic: &str) -> Result<BTre
 
 /// Stores `offset` as the start of a partition that has no stored position yet, and returns
 /// the position that is stored afterwards (the existing one if there was one).
-pub async fn store_start_if_absent(db: impl PgExecutor<'_>, topic: &str, partition: i32, offset: i64) -> Result<i64, sqlx::Error> {
+pub async fn store_start_if_absent(
+    db: impl PgExecutor<'_>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<i64, sqlx::Error> {
     let (stored,): (i64,) = sqlx::query_as(
         "WITH inserted AS (
              INSERT INTO braid_internal.speed_positions (topic, partition, next_offset) VALUES ($1, $2, $3)
@@ -35,7 +43,11 @@ pub async fn store_start_if_absent(db: impl PgExecutor<'_>, topic: &str, partiti
 }
 
 /// Stores the next offsets of a flush, inside the flush's transaction.
-pub async fn store_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, next_offsets: &BTreeMap<i32, i64>) -> Result<(), sqlx::Error> {
+pub async fn store_positions(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    next_offsets: &BTreeMap<i32, i64>,
+) -> Result<(), sqlx::Error> {
     if next_offsets.is_empty() {
         return Ok(());
     }
@@ -79,7 +91,11 @@ pub enum AdvanceError {
 /// Moves each partition from its `expected` stored position to `next`, inside the flush's
 /// transaction, only if the stored position is still the expected one.
 /// `moves` holds (partition, expected, next).
-pub async fn advance_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, moves: &[(i32, i64, i64)]) -> Result<(), AdvanceError> {
+pub async fn advance_positions(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    moves: &[(i32, i64, i64)],
+) -> Result<(), AdvanceError> {
     if moves.is_empty() {
         return Ok(());
     }
@@ -102,5 +118,12 @@ pub async fn advance_positions(tx: &mut Transaction<'_, Postgres>, topic: &str, 
         return Ok(());
     }
     let moved: Vec<i32> = moved.into_iter().map(|(p,)| p).collect();
-    Err(Fenced { topic: topic.to_string(), partitions: partitions.into_iter().filter(|p| !moved.contains(p)).collect() }.into())
+    Err(Fenced {
+        topic: topic.to_string(),
+        partitions: partitions
+            .into_iter()
+            .filter(|p| !moved.contains(p))
+            .collect(),
+    }
+    .into())
 }

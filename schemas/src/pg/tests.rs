@@ -15,7 +15,17 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
             .await
             .unwrap();
     let names: Vec<_> = tables.iter().map(|(t,)| t.as_str()).collect();
-    assert_eq!(names, ["batch_runs", "cuts", "dead_letters", "epoch", "job_runs", "speed_positions"]);
+    assert_eq!(
+        names,
+        [
+            "batch_runs",
+            "cuts",
+            "dead_letters",
+            "epoch",
+            "job_runs",
+            "speed_positions"
+        ]
+    );
     let mut tx = pool.begin().await.unwrap();
     assert_eq!(current_epoch_for_share(&mut tx).await.unwrap(), 1);
 }
@@ -25,32 +35,57 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
 async fn migrate_applies_once_and_then_does_nothing(pool: PgPool) {
     migrate(&pool).await.unwrap();
     migrate(&pool).await.expect("migrating twice is a no-op");
-    let (epochs,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.epoch").fetch_one(&pool).await.unwrap();
+    let (epochs,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.epoch")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(epochs, 1);
 }
 
 #[sqlx::test(migrator = "crate::pg::MIGRATOR")]
 async fn positions_round_trip_and_a_start_is_stored_once(pool: PgPool) {
     assert_eq!(store_start_if_absent(&pool, "t", 0, 5).await.unwrap(), 5);
-    assert_eq!(store_start_if_absent(&pool, "t", 0, 9).await.unwrap(), 5, "an existing start wins");
+    assert_eq!(
+        store_start_if_absent(&pool, "t", 0, 9).await.unwrap(),
+        5,
+        "an existing start wins"
+    );
     let mut tx = pool.begin().await.unwrap();
-    store_positions(&mut tx, "t", &BTreeMap::from([(0, 12), (3, 40)])).await.unwrap();
+    store_positions(&mut tx, "t", &BTreeMap::from([(0, 12), (3, 40)]))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(load_positions(&pool, "t").await.unwrap(), BTreeMap::from([(0, 12), (3, 40)]));
+    assert_eq!(
+        load_positions(&pool, "t").await.unwrap(),
+        BTreeMap::from([(0, 12), (3, 40)])
+    );
     assert!(load_positions(&pool, "other").await.unwrap().is_empty());
 }
 
 #[sqlx::test(migrator = "crate::pg::MIGRATOR")]
 async fn a_cut_records_stored_offsets_and_advances_the_epoch(pool: PgPool) {
     let mut tx = pool.begin().await.unwrap();
-    store_positions(&mut tx, "t", &BTreeMap::from([(0, 7), (1, 3)])).await.unwrap();
+    store_positions(&mut tx, "t", &BTreeMap::from([(0, 7), (1, 3)]))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let cut = take_cut(&pool, "t").await.unwrap();
-    assert_eq!(cut, Cut { epoch: 1, next_epoch: 2, offsets: BTreeMap::from([(0, 7), (1, 3)]) });
+    assert_eq!(
+        cut,
+        Cut {
+            epoch: 1,
+            next_epoch: 2,
+            offsets: BTreeMap::from([(0, 7), (1, 3)])
+        }
+    );
     let second = take_cut(&pool, "t").await.unwrap();
     assert_eq!((second.epoch, second.next_epoch), (2, 3));
-    let stored: Vec<(i64, i32, i64)> =
-        sqlx::query_as("SELECT epoch, partition, cut_offset FROM braid_internal.cuts ORDER BY 1, 2").fetch_all(&pool).await.unwrap();
+    let stored: Vec<(i64, i32, i64)> = sqlx::query_as(
+        "SELECT epoch, partition, cut_offset FROM braid_internal.cuts ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(stored, [(1, 0, 7), (1, 1, 3), (2, 0, 7), (2, 1, 3)]);
 }
 
@@ -74,24 +109,58 @@ async fn a_cut_waits_for_a_flush_holding_the_epoch(pool: PgPool) {
         if waiting > 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the cut never waited on the flush");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cut never waited on the flush"
+        );
         tokio::task::yield_now().await;
     }
-    store_positions(&mut flush, "t", &BTreeMap::from([(0, 100)])).await.unwrap();
+    store_positions(&mut flush, "t", &BTreeMap::from([(0, 100)]))
+        .await
+        .unwrap();
     flush.commit().await.unwrap();
     let cut = cut.await.unwrap();
-    assert_eq!(cut.offsets, BTreeMap::from([(0, 100)]), "the cut sees the whole flush");
+    assert_eq!(
+        cut.offsets,
+        BTreeMap::from([(0, 100)]),
+        "the cut sees the whole flush"
+    );
 }
 
 #[sqlx::test(migrator = "crate::pg::MIGRATOR")]
 async fn dead_letters_keep_reason_position_and_bounded_payload(pool: PgPool) {
     let letters = [
-        DeadLetter::new(2, 10, Rejection::NotJson { detail: "eof".into() }, b"{not json at all", 4),
-        DeadLetter::new(2, 11, Rejection::MissingField { field: "ts".into() }, b"{}", 4),
+        DeadLetter::new(
+            2,
+            10,
+            Rejection::NotJson {
+                detail: "eof".into(),
+            },
+            b"{not json at all",
+            4,
+        ),
+        DeadLetter::new(
+            2,
+            11,
+            Rejection::MissingField { field: "ts".into() },
+            b"{}",
+            4,
+        ),
     ];
     let mut tx = pool.begin().await.unwrap();
-    assert_eq!(insert_dead_letters(&mut tx, Layer::Speed, "t", &letters).await.unwrap(), 2);
-    assert_eq!(insert_dead_letters(&mut tx, Layer::Speed, "t", &letters).await.unwrap(), 0, "idempotent");
+    assert_eq!(
+        insert_dead_letters(&mut tx, Layer::Speed, "t", &letters)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        insert_dead_letters(&mut tx, Layer::Speed, "t", &letters)
+            .await
+            .unwrap(),
+        0,
+        "idempotent"
+    );
     tx.commit().await.unwrap();
     let rows: Vec<(String, i32, i64, String, String, Vec<u8>, i32)> = sqlx::query_as(
         "SELECT layer, partition, \"offset\", reason_code, reason, payload, payload_len FROM braid_internal.dead_letters ORDER BY \"offset\"",
@@ -99,7 +168,18 @@ async fn dead_letters_keep_reason_position_and_bounded_payload(pool: PgPool) {
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(rows[0], ("speed".into(), 2, 10, "not_json".into(), "not JSON: eof".into(), b"{not".to_vec(), 16));
+    assert_eq!(
+        rows[0],
+        (
+            "speed".into(),
+            2,
+            10,
+            "not_json".into(),
+            "not JSON: eof".into(),
+            b"{not".to_vec(),
+            16
+        )
+    );
     assert_eq!(rows[1].3, "missing_field");
     assert_eq!(rows[1].4, "missing required field `ts`");
 }
@@ -109,7 +189,9 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
     store_start_if_absent(&pool, "t", 0, 10).await.unwrap();
     store_start_if_absent(&pool, "t", 1, 20).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    advance_positions(&mut tx, "t", &[(0, 10, 15), (1, 20, 21)]).await.unwrap();
+    advance_positions(&mut tx, "t", &[(0, 10, 15), (1, 20, 21)])
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let mut stale = pool.begin().await.unwrap();
     match advance_positions(&mut stale, "t", &[(0, 10, 18), (1, 21, 22)]).await {
@@ -117,5 +199,8 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
         other => panic!("expected a fence, got {other:?}"),
     }
     stale.rollback().await.unwrap();
-    assert_eq!(load_positions(&pool, "t").await.unwrap(), BTreeMap::from([(0, 15), (1, 21)]));
+    assert_eq!(
+        load_positions(&pool, "t").await.unwrap(),
+        BTreeMap::from([(0, 15), (1, 21)])
+    );
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::oracle::{self, RawMessage};
-use crate::support::{high_watermarks, log_of, read_topic, wait_until, Pipeline};
+use crate::support::{Pipeline, Running, high_watermarks, log_of, read_topic, wait_until};
 
 /// What the independent reader sees.
 struct DeltaContents {
@@ -21,7 +21,11 @@ struct DeltaContents {
 fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
     let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = crate::support::repo_root().join("tests/interop/read_delta.py");
-    let output = std::process::Command::new(&python).arg(script).arg(&pipeline.lake).output().expect("python runs");
+    let output = std::process::Command::new(&python)
+        .arg(script)
+        .arg(&pipeline.lake)
+        .output()
+        .expect("python runs");
     assert!(
         output.status.success(),
         "the independent reader failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
@@ -32,23 +36,54 @@ fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f[0].as_str().unwrap().to_string(), f[1].as_str().unwrap().to_string(), f[2].as_bool().unwrap()))
+        .map(|f| {
+            (
+                f[0].as_str().unwrap().to_string(),
+                f[1].as_str().unwrap().to_string(),
+                f[2].as_bool().unwrap(),
+            )
+        })
         .collect();
-    let rows = parsed["rows"].as_array().unwrap().iter().map(|r| r.as_object().unwrap().clone()).collect();
+    let rows = parsed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_object().unwrap().clone())
+        .collect();
     DeltaContents { schema, rows }
 }
 
 /// Waits until the Delta log's positions reach the topic's end.
-async fn wait_committed(pipeline: &Pipeline) {
+async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
     let ends = high_watermarks(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
-    let config = schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
-    wait_until("the sink to commit the whole topic", Duration::from_secs(180), || async {
-        let Some(uri) = pipeline.lake.to_str() else { return false };
-        let Ok(table) = batch_layer::sink::open_or_create(uri, &Default::default(), &config.schema).await else { return false };
-        let positions = batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions).await.unwrap_or_default();
-        ends.iter().all(|(p, end)| positions.get(p) == Some(end))
-    })
+    let config =
+        schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
+    wait_until(
+        "the sink to commit the whole topic",
+        Duration::from_secs(180),
+        || {
+            for sink in sinks.iter_mut() {
+                sink.assert_running("a sink");
+            }
+            async {
+                let Some(uri) = pipeline.lake.to_str() else {
+                    return false;
+                };
+                let Ok(table) =
+                    batch_layer::sink::open_or_create(uri, &Default::default(), &config.schema)
+                        .await
+                else {
+                    return false;
+                };
+                let positions =
+                    batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions)
+                        .await
+                        .unwrap_or_default();
+                ends.iter().all(|(p, end)| positions.get(p) == Some(end))
+            }
+        },
+    )
     .await;
 }
 
@@ -57,11 +92,27 @@ fn expected_row(topic: &str, message: &RawMessage) -> BTreeMap<String, Value> {
     let event: serde_json::Map<String, Value> = serde_json::from_slice(&message.payload).unwrap();
     let ts = DateTime::parse_from_rfc3339(event["ts"].as_str().unwrap()).unwrap();
     let mut row = BTreeMap::new();
-    for name in ["event_id", "event_type", "user_id", "page", "country", "device", "price_cents", "duration_ms", "is_new_user"] {
-        row.insert(name.to_string(), event.get(name).cloned().unwrap_or(Value::Null));
+    for name in [
+        "event_id",
+        "event_type",
+        "user_id",
+        "page",
+        "country",
+        "device",
+        "price_cents",
+        "duration_ms",
+        "is_new_user",
+    ] {
+        row.insert(
+            name.to_string(),
+            event.get(name).cloned().unwrap_or(Value::Null),
+        );
     }
     row.insert("ts".into(), Value::from(ts.timestamp_micros()));
-    row.insert("event_date".into(), Value::from(ts.with_timezone(&chrono::Utc).date_naive().to_string()));
+    row.insert(
+        "event_date".into(),
+        Value::from(ts.with_timezone(&chrono::Utc).date_naive().to_string()),
+    );
     row.insert("_topic".into(), Value::from(topic));
     row.insert("_partition".into(), Value::from(message.partition));
     row.insert("_offset".into(), Value::from(message.offset));
@@ -72,10 +123,18 @@ fn expected_row(topic: &str, message: &RawMessage) -> BTreeMap<String, Value> {
 fn assert_exactly_once(pipeline: &Pipeline, messages: &[RawMessage], contents: &DeltaContents) {
     let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
     for row in &contents.rows {
-        *seen.entry((row["_partition"].as_i64().unwrap(), row["_offset"].as_i64().unwrap())).or_default() += 1;
+        *seen
+            .entry((
+                row["_partition"].as_i64().unwrap(),
+                row["_offset"].as_i64().unwrap(),
+            ))
+            .or_default() += 1;
     }
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(duplicated.is_empty(), "positions written more than once: {duplicated:?}");
+    assert!(
+        duplicated.is_empty(),
+        "positions written more than once: {duplicated:?}"
+    );
     let expected: BTreeSet<(i64, i64)> = messages
         .iter()
         .filter(|m| oracle::refusal(&m.payload).is_none())
@@ -84,15 +143,21 @@ fn assert_exactly_once(pipeline: &Pipeline, messages: &[RawMessage], contents: &
     let actual: BTreeSet<(i64, i64)> = seen.keys().copied().collect();
     let missing: Vec<_> = expected.difference(&actual).take(5).collect();
     let extra: Vec<_> = actual.difference(&expected).take(5).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "{}: missing {missing:?}, unexpected {extra:?}", pipeline.topic);
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{}: missing {missing:?}, unexpected {extra:?}",
+        pipeline.topic
+    );
 }
 
 #[sqlx::test(migrations = false)]
-async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees_them(pool: PgPool) {
+async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees_them(
+    pool: PgPool,
+) {
     let pipeline = Pipeline::new("sink-exact", &pool).await;
     pipeline.produce(15_000, 21, 3);
     let mut sink = pipeline.start_sink("a", "a");
-    wait_committed(&pipeline).await;
+    wait_committed(&pipeline, &mut [&mut sink]).await;
     sink.kill();
 
     let messages = read_topic(&pipeline.topic);
@@ -100,7 +165,11 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
     assert_exactly_once(&pipeline, &messages, &contents);
 
     // Schema: typed fields, the partition column, lineage.
-    let schema: Vec<(&str, &str, bool)> = contents.schema.iter().map(|(n, t, null)| (n.as_str(), t.as_str(), *null)).collect();
+    let schema: Vec<(&str, &str, bool)> = contents
+        .schema
+        .iter()
+        .map(|(n, t, null)| (n.as_str(), t.as_str(), *null))
+        .collect();
     assert_eq!(
         schema,
         [
@@ -122,12 +191,23 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
         ]
     );
     // Values: every column of every row equals the message it came from.
-    let by_position: BTreeMap<(i64, i64), &RawMessage> = messages.iter().map(|m| ((i64::from(m.partition), m.offset), m)).collect();
+    let by_position: BTreeMap<(i64, i64), &RawMessage> = messages
+        .iter()
+        .map(|m| ((i64::from(m.partition), m.offset), m))
+        .collect();
     for row in &contents.rows {
-        let position = (row["_partition"].as_i64().unwrap(), row["_offset"].as_i64().unwrap());
+        let position = (
+            row["_partition"].as_i64().unwrap(),
+            row["_offset"].as_i64().unwrap(),
+        );
         let expected = expected_row(&pipeline.topic, by_position[&position]);
-        let mut actual: BTreeMap<String, Value> = row.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        assert!(actual.remove("_ingested_at").is_some_and(|v| v.as_i64().is_some()));
+        let mut actual: BTreeMap<String, Value> =
+            row.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert!(
+            actual
+                .remove("_ingested_at")
+                .is_some_and(|v| v.as_i64().is_some())
+        );
         assert_eq!(actual, expected, "row at {position:?}");
     }
 
@@ -137,10 +217,13 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
             .fetch_all(&pool)
             .await
             .unwrap();
-    let actual: BTreeMap<(i32, i64), String> = letters.into_iter().map(|(p, o, c)| ((p, o), c)).collect();
+    let actual: BTreeMap<(i32, i64), String> =
+        letters.into_iter().map(|(p, o, c)| ((p, o), c)).collect();
     let expected: BTreeMap<(i32, i64), String> = messages
         .iter()
-        .filter_map(|m| oracle::refusal(&m.payload).map(|code| ((m.partition, m.offset), code.to_string())))
+        .filter_map(|m| {
+            oracle::refusal(&m.payload).map(|code| ((m.partition, m.offset), code.to_string()))
+        })
         .collect();
     assert!(!expected.is_empty());
     assert_eq!(actual, expected);
@@ -159,13 +242,18 @@ async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: P
     }
     assert!(producer.wait_success());
     let mut sink = pipeline.start_sink("final", "only");
-    wait_committed(&pipeline).await;
+    wait_committed(&pipeline, &mut [&mut sink]).await;
     sink.kill();
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 80_001);
     assert_exactly_once(&pipeline, &messages, &read_with_python(&pipeline));
-    let committed_before_the_end = (0..10).filter(|k| log_of(&pipeline, "sink", &format!("kill{k}")).contains("partitions assigned")).count();
-    assert!(committed_before_the_end >= 5, "most killed sinks should have been running, not starting");
+    let committed_before_the_end = (0..10)
+        .filter(|k| log_of(&pipeline, "sink", &format!("kill{k}")).contains("partitions assigned"))
+        .count();
+    assert!(
+        committed_before_the_end >= 5,
+        "most killed sinks should have been running, not starting"
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -174,17 +262,105 @@ async fn two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool:
     pipeline.produce(1, 95, 4);
     let mut producer = pipeline.produce_in_background(40_000, 23, 10_000, 4);
     let mut first = pipeline.start_sink("first", "first");
-    wait_until("the first sink to commit", Duration::from_secs(60), || async {
-        log_of(&pipeline, "sink", "first").contains("partitions assigned") && pipeline.lake.join("_delta_log/00000000000000000002.json").exists()
-    })
+    wait_until(
+        "the first sink to commit",
+        Duration::from_secs(60),
+        || async {
+            log_of(&pipeline, "sink", "first").contains("partitions assigned")
+                && pipeline
+                    .lake
+                    .join("_delta_log/00000000000000000002.json")
+                    .exists()
+        },
+    )
     .await;
     let mut second = pipeline.start_sink("second", "second");
     assert!(producer.wait_success());
-    wait_committed(&pipeline).await;
+    wait_committed(&pipeline, &mut [&mut first, &mut second]).await;
     first.kill();
     second.kill();
-    assert!(log_of(&pipeline, "sink", "first").contains("partitions revoked"), "the second sink must have caused a rebalance");
+    assert!(
+        log_of(&pipeline, "sink", "first").contains("partitions revoked"),
+        "the second sink must have caused a rebalance"
+    );
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 40_001);
     assert_exactly_once(&pipeline, &messages, &read_with_python(&pipeline));
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(pool: PgPool) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let pipeline = Pipeline::new("sink-evolve", &pool).await;
+    pipeline.produce(2_000, 24, 2);
+    let mut sink = pipeline.start_sink("before", "a");
+    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sink.kill();
+
+    // The config gains an optional field; new events carry it.
+    let demo = std::fs::read_to_string(crate::support::repo_root().join("braid.toml")).unwrap();
+    let evolved = demo.replacen(
+        "[[views]]",
+        "[[schema.fields]]\nname = \"referrer\"\ntype = \"string\"\nrequired = false\n\n[[views]]",
+        1,
+    );
+    let config_path = std::env::temp_dir().join(format!("{}.toml", pipeline.topic));
+    std::fs::write(&config_path, evolved).unwrap();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::support::kafka_brokers())
+        .create()
+        .unwrap();
+    for i in 0..50 {
+        let payload = format!(
+            r#"{{"event_id":"new-{i}","ts":"2026-01-02T00:00:00Z","event_type":"click","user_id":"u1","page":"/p","country":"US","device":"mobile","referrer":"https://example.test/{i}"}}"#
+        );
+        producer
+            .send(BaseRecord::to(&pipeline.topic).key("u1").payload(&payload))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let mut sink = Running(
+        pipeline
+            .braid()
+            .args([
+                "--config".as_ref(),
+                config_path.as_os_str(),
+                "sink".as_ref(),
+            ])
+            .stderr(crate::support::log_file(&format!(
+                "{}-sink-after",
+                pipeline.topic
+            )))
+            .spawn()
+            .unwrap(),
+    );
+    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sink.kill();
+
+    let contents = read_with_python(&pipeline);
+    let referrer = contents
+        .schema
+        .iter()
+        .find(|(name, _, _)| name == "referrer")
+        .expect("a referrer column");
+    assert_eq!((referrer.1.as_str(), referrer.2), ("string", true));
+    assert_eq!(
+        contents.rows.len(),
+        2_050
+            - read_topic(&pipeline.topic)
+                .iter()
+                .filter(|m| oracle::refusal(&m.payload).is_some())
+                .count()
+    );
+    for row in &contents.rows {
+        let event_id = row["event_id"].as_str().unwrap();
+        match event_id.strip_prefix("new-") {
+            Some(i) => assert_eq!(
+                row["referrer"],
+                Value::from(format!("https://example.test/{i}"))
+            ),
+            None => assert_eq!(row["referrer"], Value::Null, "an old row reads as null"),
+        }
+    }
 }

@@ -10,16 +10,25 @@ use rand::Rng;
 use sqlx::PgPool;
 
 use crate::oracle::{self, RawMessage};
-use crate::support::{high_watermarks, read_topic, stderr, wait_until, Pipeline};
+use crate::support::{Pipeline, Running, high_watermarks, read_topic, stderr, wait_until};
 use compare::{assert_rows_equal, speed_rows};
 
 /// Waits until the speed layer's stored positions reach the topic's end.
-async fn wait_caught_up(pool: &PgPool, topic: &str) {
+async fn wait_caught_up(pool: &PgPool, topic: &str, processes: &mut [&mut Running]) {
     let ends = high_watermarks(topic);
-    wait_until("the speed layer to reach the end of the topic", Duration::from_secs(120), || async {
-        let stored = schemas::pg::load_positions(pool, topic).await.unwrap();
-        ends.iter().all(|(p, end)| stored.get(p) == Some(end))
-    })
+    wait_until(
+        "the speed layer to reach the end of the topic",
+        Duration::from_secs(120),
+        || {
+            for process in processes.iter_mut() {
+                process.assert_running("a speed process");
+            }
+            async {
+                let stored = schemas::pg::load_positions(pool, topic).await.unwrap();
+                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
+            }
+        },
+    )
     .await;
 }
 
@@ -34,7 +43,7 @@ async fn aggregates_equal_an_independent_fold_and_refused_records_are_dead_lette
     let pipeline = Pipeline::new("speed-exact", &pool).await;
     pipeline.produce(20_000, 1, 3);
     let mut speed = pipeline.start_speed("a", "a");
-    wait_caught_up(&pool, &pipeline.topic).await;
+    wait_caught_up(&pool, &pipeline.topic, &mut [&mut speed]).await;
     speed.kill();
 
     let messages = read_topic(&pipeline.topic);
@@ -47,7 +56,10 @@ async fn aggregates_equal_an_independent_fold_and_refused_records_are_dead_lette
             expected_refusals.insert((m.partition, m.offset), code);
         }
     }
-    assert!(expected_refusals.len() > 300, "the stream should hold malformed records");
+    assert!(
+        expected_refusals.len() > 300,
+        "the stream should hold malformed records"
+    );
     let letters: Vec<(i32, i64, String, String, i32)> = sqlx::query_as(
         "SELECT partition, \"offset\", reason_code, reason, payload_len FROM braid_internal.dead_letters WHERE layer = 'speed' AND topic = $1",
     )
@@ -55,12 +67,21 @@ async fn aggregates_equal_an_independent_fold_and_refused_records_are_dead_lette
     .fetch_all(&pool)
     .await
     .unwrap();
-    let actual: BTreeMap<(i32, i64), &str> = letters.iter().map(|(p, o, code, _, _)| ((*p, *o), code.as_str())).collect();
-    assert_eq!(actual, expected_refusals, "every refused record, with its reason, exactly once");
+    let actual: BTreeMap<(i32, i64), &str> = letters
+        .iter()
+        .map(|(p, o, code, _, _)| ((*p, *o), code.as_str()))
+        .collect();
+    assert_eq!(
+        actual, expected_refusals,
+        "every refused record, with its reason, exactly once"
+    );
     assert_eq!(letters.len(), actual.len());
     for (p, o, _, reason, length) in &letters {
         assert!(!reason.is_empty());
-        let original = messages.iter().find(|m| m.partition == *p && m.offset == *o).unwrap();
+        let original = messages
+            .iter()
+            .find(|m| m.partition == *p && m.offset == *o)
+            .unwrap();
         assert_eq!(*length as usize, original.payload.len());
     }
 }
@@ -80,13 +101,22 @@ async fn sigkill_at_random_moments_leaves_the_same_final_answer(pool: PgPool) {
     }
     assert!(producer.wait_success());
     let mut speed = pipeline.start_speed("final", "only");
-    wait_caught_up(&pool, &pipeline.topic).await;
+    wait_caught_up(&pool, &pipeline.topic, &mut [&mut speed]).await;
     speed.kill();
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 100_001);
     assert_matches_oracle(&pool, &messages).await;
-    let (letters,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.dead_letters").fetch_one(&pool).await.unwrap();
-    assert_eq!(letters as usize, messages.iter().filter(|m| oracle::refusal(&m.payload).is_some()).count());
+    let (letters,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.dead_letters")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        letters as usize,
+        messages
+            .iter()
+            .filter(|m| oracle::refusal(&m.payload).is_some())
+            .count()
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -95,17 +125,29 @@ async fn two_processes_with_a_rebalance_in_the_middle_still_match(pool: PgPool) 
     pipeline.produce(1, 98, 4);
     let mut producer = pipeline.produce_in_background(40_000, 3, 10_000, 4);
     let mut first = pipeline.start_speed("first", "first");
-    wait_until("the first process to store positions", Duration::from_secs(60), || async {
-        schemas::pg::load_positions(&pool, &pipeline.topic).await.unwrap().values().sum::<i64>() > 2_000
-    })
+    wait_until(
+        "the first process to store positions",
+        Duration::from_secs(60),
+        || async {
+            schemas::pg::load_positions(&pool, &pipeline.topic)
+                .await
+                .unwrap()
+                .values()
+                .sum::<i64>()
+                > 2_000
+        },
+    )
     .await;
     let mut second = pipeline.start_speed("second", "second");
     assert!(producer.wait_success());
-    wait_caught_up(&pool, &pipeline.topic).await;
+    wait_caught_up(&pool, &pipeline.topic, &mut [&mut first, &mut second]).await;
     first.kill();
     second.kill();
     let log = crate::support::log_of(&pipeline, "speed", "first");
-    assert!(log.contains("partitions revoked"), "the second process must have caused a rebalance");
+    assert!(
+        log.contains("partitions revoked"),
+        "the second process must have caused a rebalance"
+    );
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 40_001);
     assert_matches_oracle(&pool, &messages).await;
@@ -120,13 +162,18 @@ async fn a_cut_taken_while_flushes_run_splits_records_at_the_recorded_offsets(po
     let mut cuts = Vec::new();
     for threshold in [3_000, 12_000, 22_000] {
         wait_until("positions to advance", Duration::from_secs(60), || async {
-            schemas::pg::load_positions(&pool, &pipeline.topic).await.unwrap().values().sum::<i64>() > threshold
+            schemas::pg::load_positions(&pool, &pipeline.topic)
+                .await
+                .unwrap()
+                .values()
+                .sum::<i64>()
+                > threshold
         })
         .await;
         cuts.push(schemas::pg::take_cut(&pool, &pipeline.topic).await.unwrap());
     }
     assert!(producer.wait_success());
-    wait_caught_up(&pool, &pipeline.topic).await;
+    wait_caught_up(&pool, &pipeline.topic, &mut [&mut speed]).await;
     speed.kill();
     let messages = read_topic(&pipeline.topic);
 
@@ -134,17 +181,32 @@ async fn a_cut_taken_while_flushes_run_splits_records_at_the_recorded_offsets(po
     for cut in &cuts {
         let segment: Vec<RawMessage> = messages
             .iter()
-            .filter(|m| m.offset >= lower.get(&m.partition).copied().unwrap_or(0) && m.offset < cut.offsets.get(&m.partition).copied().unwrap_or(0))
+            .filter(|m| {
+                m.offset >= lower.get(&m.partition).copied().unwrap_or(0)
+                    && m.offset < cut.offsets.get(&m.partition).copied().unwrap_or(0)
+            })
             .cloned()
             .collect();
         assert!(!segment.is_empty());
         let actual = speed_rows(&pool, cut.epoch, cut.epoch).await;
-        assert_rows_equal(&oracle::demo_views(&segment), &actual, &format!("epoch {}", cut.epoch));
+        assert_rows_equal(
+            &oracle::demo_views(&segment),
+            &actual,
+            &format!("epoch {}", cut.epoch),
+        );
         lower = cut.offsets.clone();
     }
     let last = cuts.last().unwrap();
-    let rest: Vec<RawMessage> = messages.iter().filter(|m| m.offset >= last.offsets.get(&m.partition).copied().unwrap_or(0)).cloned().collect();
-    assert_rows_equal(&oracle::demo_views(&rest), &speed_rows(&pool, last.next_epoch, i64::MAX).await, "after the last cut");
+    let rest: Vec<RawMessage> = messages
+        .iter()
+        .filter(|m| m.offset >= last.offsets.get(&m.partition).copied().unwrap_or(0))
+        .cloned()
+        .collect();
+    assert_rows_equal(
+        &oracle::demo_views(&rest),
+        &speed_rows(&pool, last.next_epoch, i64::MAX).await,
+        "after the last cut",
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -153,11 +215,18 @@ async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool)
     use rdkafka::client::DefaultClientContext;
     let pipeline = Pipeline::new("speed-retention", &pool).await;
     pipeline.produce(200, 5, 1);
-    let admin: AdminClient<DefaultClientContext> =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", crate::support::kafka_brokers()).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", crate::support::kafka_brokers())
+        .create()
+        .unwrap();
     let mut deleted = rdkafka::TopicPartitionList::new();
-    deleted.add_partition_offset(&pipeline.topic, 0, rdkafka::Offset::Offset(100)).unwrap();
-    admin.delete_records(&deleted, &AdminOptions::new()).await.unwrap();
+    deleted
+        .add_partition_offset(&pipeline.topic, 0, rdkafka::Offset::Offset(100))
+        .unwrap();
+    admin
+        .delete_records(&deleted, &AdminOptions::new())
+        .await
+        .unwrap();
 
     sqlx::query("INSERT INTO braid_internal.speed_positions (topic, partition, next_offset) VALUES ($1, 0, 10)")
         .bind(&pipeline.topic)
@@ -172,6 +241,15 @@ async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool)
     .unwrap();
     assert!(!output.status.success());
     let text = stderr(&output);
-    assert!(text.contains("partition 0 of") && text.contains("offset 10 is out of range"), "{text}");
-    assert_eq!(schemas::pg::load_positions(&pool, &pipeline.topic).await.unwrap()[&0], 10, "nothing skipped");
+    assert!(
+        text.contains("partition 0 of") && text.contains("offset 10 is out of range"),
+        "{text}"
+    );
+    assert_eq!(
+        schemas::pg::load_positions(&pool, &pipeline.topic)
+            .await
+            .unwrap()[&0],
+        10,
+        "nothing skipped"
+    );
 }
