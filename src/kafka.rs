@@ -16,6 +16,20 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
+/// A consumer's client config: [`client_config`] plus fetch sizes that suit a consumer that
+/// processes records quickly. librdkafka fetches at most 1 MiB per partition by default, which
+/// capped the speed layer near 140k records/s on a local broker (docs/benchmarks.md). Options
+/// given in `[kafka.options]` win.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    for (key, value) in [("max.partition.fetch.bytes", "10485760"), ("fetch.max.bytes", "104857600")] {
+        if !kafka.options.contains_key(key) {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
 /// Creates `topic` with `partitions` partitions unless it exists. Returns whether it was created.
 pub async fn ensure_topic(
     kafka: &KafkaConfig,

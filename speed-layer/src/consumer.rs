@@ -247,19 +247,9 @@ pub fn run(
             fatal: None,
         }),
     };
-    let mut client = settings.client.clone();
-    // librdkafka fetches at most 1 MiB per partition by default, which caps a local consumer
-    // near 140k records/s; larger fetches let it run at the rate of the work. Options given in
-    // [kafka.options] win.
-    for (key, value) in [
-        ("max.partition.fetch.bytes", "10485760"),
-        ("fetch.max.bytes", "104857600"),
-    ] {
-        if client.get(key).is_none() {
-            client.set(key, value);
-        }
-    }
-    let consumer: BaseConsumer<SpeedContext> = client
+    let consumer: BaseConsumer<SpeedContext> = settings
+        .client
+        .clone()
         .set("group.id", &settings.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -40,6 +40,25 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<BraidConfig> {
     Ok(config)
 }
 
+/// Runs a blocking component (the speed layer, the sink) on a thread of its own, inside a
+/// tracing span named after it, and waits for its result without blocking the runtime.
+pub async fn on_thread<T, E>(name: &'static str, component: impl FnOnce() -> Result<T, E> + Send + 'static) -> anyhow::Result<T>
+where
+    T: Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let span = tracing::info_span!("component", name);
+            let _entered = span.enter();
+            let _ = done.send(component());
+        })
+        .with_context(|| format!("starting the {name} thread"))?;
+    Ok(finished.await.with_context(|| format!("the {name} thread ended without a result"))??)
+}
+
 /// Says that a layer is not built yet, and fails.
 fn not_built(command: &str, what: &str) -> ExitCode {
     eprintln!(

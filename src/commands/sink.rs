@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use batch_layer::sink::{SinkSettings, SinkSummary};
 use schemas::BraidConfig;
 
@@ -15,7 +14,7 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
     SinkSettings {
         topic: config.kafka.topic.clone(),
         group: config.kafka.sink_group.clone(),
-        client: crate::kafka::client_config(&config.kafka),
+        client: crate::kafka::consumer_config(&config.kafka),
         table_uri: config.lake.uri.clone(),
         storage_options: config.lake.storage_options.clone().into_iter().collect(),
         flush_interval: Duration::from_millis(config.sink.flush_interval_ms),
@@ -48,21 +47,5 @@ pub async fn spawn(
 ) -> anyhow::Result<SinkSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("delta-sink".into())
-        .spawn(move || {
-            let span = tracing::info_span!("sink");
-            let _entered = span.enter();
-            let _ = done.send(batch_layer::sink::run(
-                settings,
-                pool,
-                runtime,
-                stop.shared(),
-            ));
-        })
-        .context("starting the sink thread")?;
-    Ok(finished
-        .await
-        .context("the sink thread ended without a result")??)
+    super::on_thread("sink", move || batch_layer::sink::run(settings, pool, runtime, stop.shared())).await
 }

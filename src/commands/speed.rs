@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use schemas::BraidConfig;
 
 use crate::cli::SpeedArgs;
@@ -14,7 +13,7 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
     speed_layer::SpeedSettings {
         topic: config.kafka.topic.clone(),
         group: config.kafka.speed_group.clone(),
-        client: crate::kafka::client_config(&config.kafka),
+        client: crate::kafka::consumer_config(&config.kafka),
         flush_interval: Duration::from_millis(config.speed.flush_interval_ms),
         flush_max_records: config.speed.flush_max_records,
         dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
@@ -45,16 +44,5 @@ pub async fn spawn(
 ) -> anyhow::Result<speed_layer::SpeedSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("speed-layer".into())
-        .spawn(move || {
-            let span = tracing::info_span!("speed");
-            let _entered = span.enter();
-            let _ = done.send(speed_layer::run(settings, pool, runtime, stop.shared()));
-        })
-        .context("starting the speed-layer thread")?;
-    Ok(finished
-        .await
-        .context("the speed-layer thread ended without a result")??)
+    super::on_thread("speed", move || speed_layer::run(settings, pool, runtime, stop.shared())).await
 }

@@ -28,16 +28,8 @@ const SECTIONS: [&str; 6] = ["home", "product", "search", "cart", "blog", "help"
 const PAGES: usize = 500;
 const USERS: usize = 50_000;
 
-/// The kinds of malformed record the generator emits, one per rejection reason.
-pub const MALFORMED_KINDS: [&str; 7] = [
-    "not_json",
-    "not_object",
-    "missing_field",
-    "wrong_type",
-    "bad_event_time",
-    "event_time_out_of_range",
-    "too_large",
-];
+/// The kinds of malformed record the generator emits: one per rejection reason.
+pub const MALFORMED_KINDS: [&str; 7] = schemas::Rejection::CODES;
 
 /// How the generator shapes the stream.
 #[derive(Debug, Clone)]

@@ -1,0 +1,37 @@
+# Shared set-up of the benchmark scripts (sourced, not run): services, kcat, the release
+# binary, a fresh database, and small helpers.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+eval "$(scripts/services.sh up)"
+command -v kcat >/dev/null || { apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }; }
+cargo build --release --bin braid >&2
+BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/braid
+
+now() { date +%s.%N; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }
+
+# A fresh database for this run; sets DATABASE_URL to it and drops it on exit.
+fresh_database() {
+  BENCH_DB=$1
+  psql "$DATABASE_URL" -qc "CREATE DATABASE $BENCH_DB" >/dev/null
+  BENCH_SERVER_URL=${DATABASE_URL%/*}
+  export DATABASE_URL=$BENCH_SERVER_URL/$BENCH_DB
+  trap 'psql "$BENCH_SERVER_URL/braid" -qc "DROP DATABASE IF EXISTS $BENCH_DB" >/dev/null' EXIT
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+
+# Fills $BRAID__KAFKA__TOPIC with the demo stream, then times kcat reading it (the peer figure).
+fill_topic_and_time_kcat() {
+  local events=$1 partitions=$2
+  echo "events: $events on $partitions partitions (demo clickstream, 0.1% malformed, 2% late)"
+  local t0 t1 consumed
+  t0=$(now)
+  RUST_LOG=warn "$BIN" generate --rate 0 --count "$events" --seed 1 --partitions "$partitions" --malformed-fraction 0.001 >/dev/null
+  t1=$(now)
+  echo "produce (braid generate, lz4, acks=all): $(rate "$events" "$t0" "$t1") events/s"
+  t0=$(now)
+  consumed=$(kcat -C -b "$KAFKA_BROKERS" -t "$BRAID__KAFKA__TOPIC" -o beginning -e -q -f '%o\n' | wc -l)
+  t1=$(now)
+  echo "plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s ($consumed events)"
+}
