@@ -1,41 +1,42 @@
-//! The Kafka side of the sink: one thread polls, validates and buffers; commits go through the
-//! runtime's handle. Positions come from the Delta log and are set in the rebalance callback.
+//! The Kafka side of the sink: one thread polls, validates and buffers; commits run in the
+//! background, one at a time (see [`super::commit`]). Positions come from the Delta log and
+//! are set in the rebalance callback.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use deltalake::DeltaTable;
-use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::config::Compression;
-use schemas::pg::{self, DeadLetter, Layer};
+use schemas::pg::DeadLetter;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
 use super::columns::BatchBuilder;
+use super::commit::{Committer, InFlight, Pending};
 use super::metrics as m;
-use super::table::{app_id, open_or_create, positions_in_log};
+use super::table::{open_or_create, positions_in_log};
 use super::{SinkError, SinkSettings, SinkSummary};
 
 struct State {
-    table: DeltaTable,
+    /// The table; `None` while a background commit owns it.
+    table: Option<DeltaTable>,
     builder: BatchBuilder,
-    /// The finished batch of a commit that failed and will be retried.
-    pending: Option<RecordBatch>,
     next_offsets: BTreeMap<i32, i64>,
     dead_letters: Vec<DeadLetter>,
     buffered_bytes: u64,
+    /// The commit running in the background, if any.
+    in_flight: Option<InFlight>,
+    /// A buffer whose commit failed and must be retried before any later one.
+    failed: Option<Pending>,
     /// The Delta log's position of every assigned partition (`None`: never committed).
     expected: BTreeMap<i32, Option<i64>>,
     summary: SinkSummary,
@@ -43,24 +44,52 @@ struct State {
 }
 
 impl State {
-    fn is_empty(&self) -> bool {
-        self.next_offsets.is_empty()
+    /// Takes the buffer as a commit-ready batch, or `None` if nothing was read.
+    fn take_buffer(&mut self) -> Result<Option<Pending>, SinkError> {
+        if self.next_offsets.is_empty() {
+            return Ok(None);
+        }
+        let pending = Pending {
+            batch: self.builder.finish()?,
+            next_offsets: std::mem::take(&mut self.next_offsets),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+            input_bytes: std::mem::take(&mut self.buffered_bytes),
+        };
+        Ok(Some(pending))
     }
 
-    fn clear(&mut self) {
+    /// Drops everything read but not committed (after a fence or a revoke).
+    fn drop_uncommitted(&mut self) {
         let _ = self.builder.finish();
-        self.pending = None;
         self.next_offsets.clear();
         self.dead_letters.clear();
         self.buffered_bytes = 0;
+        self.failed = None;
+    }
+
+    /// Books a committed buffer: positions move, totals and metrics grow.
+    fn record(&mut self, pending: &Pending, started: Instant) {
+        let rows = pending.batch.num_rows() as u64;
+        for letter in &pending.dead_letters {
+            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code()).increment(1);
+        }
+        metrics::counter!(m::RECORDS_COMMITTED_TOTAL).increment(rows);
+        metrics::counter!(m::INPUT_BYTES_TOTAL).increment(pending.input_bytes);
+        metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        self.summary.committed_records += rows;
+        self.summary.dead_letters += pending.dead_letters.len() as u64;
+        self.summary.commits += 1;
+        for (&partition, &offset) in &pending.next_offsets {
+            self.expected.insert(partition, Some(offset));
+        }
+        let version = self.table.as_ref().and_then(DeltaTable::version);
+        tracing::debug!(rows, ?version, seconds = started.elapsed().as_secs_f64(), "committed");
     }
 }
 
 struct SinkContext {
-    pool: PgPool,
     runtime: Handle,
-    topic: String,
-    writer_properties: WriterProperties,
+    committer: Committer,
     state: Mutex<State>,
 }
 
@@ -68,120 +97,103 @@ impl ClientContext for SinkContext {}
 
 impl SinkContext {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Writes and commits the buffer: dead letters first (idempotent), then one Delta commit
-    /// with the Parquet files and one application transaction per partition.
-    fn commit(&self, state: &mut State) -> Result<bool, SinkError> {
-        if state.is_empty() {
-            return Ok(false);
+    /// Waits for the background commit, if any, and books or keeps its buffer.
+    fn settle(&self, state: &mut State) -> Result<(), SinkError> {
+        let Some(in_flight) = state.in_flight.take() else { return Ok(()) };
+        let started = in_flight.started;
+        let (table, pending, result) = self.runtime.block_on(in_flight.finish());
+        state.table = table;
+        match (result, pending) {
+            (Ok(()), Some(pending)) => state.record(&pending, started),
+            (Err(e), pending) => {
+                state.failed = pending;
+                return Err(e);
+            }
+            (Ok(()), None) => {}
         }
-        let started = Instant::now();
-        let batch = match state.pending.take() {
-            Some(batch) => batch,
-            None => state.builder.finish()?,
-        };
-        let result = self.runtime.block_on(self.write_and_commit(state, &batch));
-        if result.is_err() {
-            state.pending = Some(batch);
-            return result.map(|_| false);
-        }
-        let rows = batch.num_rows() as u64;
-        for letter in &state.dead_letters {
-            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
-                .increment(1);
-        }
-        metrics::counter!(m::RECORDS_COMMITTED_TOTAL).increment(rows);
-        metrics::counter!(m::INPUT_BYTES_TOTAL).increment(state.buffered_bytes);
-        metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
-        state.summary.committed_records += rows;
-        state.summary.dead_letters += state.dead_letters.len() as u64;
-        state.summary.commits += 1;
-        let committed: Vec<(i32, i64)> = state.next_offsets.iter().map(|(&p, &o)| (p, o)).collect();
-        for (partition, offset) in committed {
-            state.expected.insert(partition, Some(offset));
-        }
-        tracing::debug!(rows, version = ?state.table.version(), seconds = started.elapsed().as_secs_f64(), "committed");
-        state.clear();
-        Ok(true)
-    }
-
-    async fn write_and_commit(
-        &self,
-        state: &mut State,
-        batch: &RecordBatch,
-    ) -> Result<(), SinkError> {
-        if !state.dead_letters.is_empty() {
-            let mut tx = self.pool.begin().await?;
-            pg::insert_dead_letters(&mut tx, Layer::Sink, &self.topic, &state.dead_letters).await?;
-            tx.commit().await?;
-        }
-        state.table.update_state().await?;
-        let partitions: Vec<i32> = state.next_offsets.keys().copied().collect();
-        let in_log = positions_in_log(&state.table, &self.topic, &partitions).await?;
-        let moved: Vec<i32> = partitions
-            .iter()
-            .copied()
-            .filter(|p| in_log.get(p).copied() != state.expected.get(p).copied().flatten())
-            .collect();
-        if !moved.is_empty() {
-            return Err(SinkError::Fenced { partitions: moved });
-        }
-        let transactions: Vec<Transaction> = state
-            .next_offsets
-            .iter()
-            .map(|(&partition, &next)| Transaction::new(app_id(&self.topic, partition), next))
-            .collect();
-        let mut writer = RecordBatchWriter::for_table(&state.table)?
-            .with_writer_properties(self.writer_properties.clone())
-            .with_commit_properties(
-                CommitProperties::default().with_application_transactions(transactions),
-            );
-        if batch.num_rows() > 0 {
-            writer.write(batch.clone()).await?;
-        }
-        writer.flush_and_commit(&mut state.table).await?;
         Ok(())
     }
 
-    fn assign(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        state: &mut State,
-        tpl: &mut TopicPartitionList,
-    ) -> Result<(), SinkError> {
-        let partitions: Vec<i32> = tpl
-            .elements_for_topic(&self.topic)
-            .iter()
-            .map(|e| e.partition())
-            .collect();
+    /// Commits a failed buffer again, synchronously.
+    fn retry_failed(&self, state: &mut State) -> Result<(), SinkError> {
+        let Some(pending) = state.failed.take() else { return Ok(()) };
+        let started = Instant::now();
+        let expected = state.expected.clone();
+        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        match self.runtime.block_on(self.committer.commit(table, &pending, &expected)) {
+            Ok(()) => {
+                state.record(&pending, started);
+                Ok(())
+            }
+            Err(e) => {
+                state.failed = Some(pending);
+                Err(e)
+            }
+        }
+    }
+
+    /// Settles the previous commit, then starts committing the current buffer in the background.
+    fn start_commit(&self, state: &mut State) -> Result<(), SinkError> {
+        self.settle(state)?;
+        self.retry_failed(state)?;
+        if let Some(pending) = state.take_buffer()? {
+            let table = state.table.take().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+            let _guard = self.runtime.enter();
+            state.in_flight = Some(self.committer.spawn(table, pending, state.expected.clone()));
+        }
+        Ok(())
+    }
+
+    /// Commits everything read so far and waits for it (before a revoke or a stop).
+    fn commit_all(&self, state: &mut State) -> Result<(), SinkError> {
+        self.start_commit(state)?;
+        self.settle(state)
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, state: &mut State, tpl: &mut TopicPartitionList) -> Result<(), SinkError> {
+        self.settle(state)?;
+        let topic = &self.committer.topic;
+        let partitions: Vec<i32> = tpl.elements_for_topic(topic).iter().map(|e| e.partition()).collect();
+        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
         let positions = self.runtime.block_on(async {
-            state.table.update_state().await?;
-            positions_in_log(&state.table, &self.topic, &partitions).await
+            table.update_state().await?;
+            positions_in_log(table, topic, &partitions).await
         })?;
         state.expected.clear();
         for &partition in &partitions {
             let position = positions.get(&partition).copied();
             state.expected.insert(partition, position);
-            let offset = position.map_or(Offset::Beginning, Offset::Offset);
-            tpl.set_partition_offset(&self.topic, partition, offset)?;
+            tpl.set_partition_offset(topic, partition, position.map_or(Offset::Beginning, Offset::Offset))?;
         }
         tracing::info!(positions = ?state.expected, "partitions assigned; consuming from the Delta log's positions");
         consumer.assign(tpl)?;
         Ok(())
     }
+
+    /// After a fence: forget everything uncommitted and read again from the Delta log's positions.
+    fn reseek(&self, consumer: &BaseConsumer<Self>, state: &mut State) -> Result<(), SinkError> {
+        state.drop_uncommitted();
+        let topic = &self.committer.topic;
+        let assigned: Vec<i32> = state.expected.keys().copied().collect();
+        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        let positions = self.runtime.block_on(async {
+            table.update_state().await?;
+            positions_in_log(table, topic, &assigned).await
+        })?;
+        for partition in assigned {
+            let position = positions.get(&partition).copied();
+            state.expected.insert(partition, position);
+            consumer.seek(topic, partition, position.map_or(Offset::Beginning, Offset::Offset), Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
 }
 
 impl ConsumerContext for SinkContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let mut state = self.state();
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             if let Err(e) = self.assign(consumer, &mut state, tpl) {
@@ -189,10 +201,12 @@ impl ConsumerContext for SinkContext {
             }
             return;
         }
-        if let Err(e) = self.commit(&mut state) {
+        // Eager protocol: everything is revoked. Commit what was read while the partitions are
+        // still ours; if that fails, drop it: the next owner reads it again from the log's positions.
+        if let Err(e) = self.commit_all(&mut state) {
             tracing::warn!(error = %e, "commit on revoke failed; the next owner re-reads those records");
         }
-        state.clear();
+        state.drop_uncommitted();
         state.expected.clear();
         tracing::info!("partitions revoked");
         if let Err(e) = consumer.unassign() {
@@ -211,29 +225,19 @@ fn writer_properties(compression: Compression) -> WriterProperties {
 
 /// Runs the sink until `stop` is set or an unrecoverable error occurs. Blocking: call it from
 /// a plain thread; `runtime` runs the Delta and database calls.
-pub fn run(
-    settings: SinkSettings,
-    pool: PgPool,
-    runtime: Handle,
-    stop: Arc<AtomicBool>,
-) -> Result<SinkSummary, SinkError> {
-    let table = runtime.block_on(open_or_create(
-        &settings.table_uri,
-        &settings.storage_options,
-        &settings.schema,
-    ))?;
+pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<AtomicBool>) -> Result<SinkSummary, SinkError> {
+    let table = runtime.block_on(open_or_create(&settings.table_uri, &settings.storage_options, &settings.schema))?;
     let context = SinkContext {
-        pool,
         runtime,
-        topic: settings.topic.clone(),
-        writer_properties: writer_properties(settings.compression),
+        committer: Committer { pool, topic: settings.topic.clone(), writer_properties: writer_properties(settings.compression) },
         state: Mutex::new(State {
-            table,
+            table: Some(table),
             builder: BatchBuilder::new(&settings.schema),
-            pending: None,
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             buffered_bytes: 0,
+            in_flight: None,
+            failed: None,
             expected: BTreeMap::new(),
             summary: SinkSummary::default(),
             fatal: None,
@@ -249,22 +253,13 @@ pub fn run(
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&settings.topic])?;
-    tracing::info!(
-        topic = settings.topic,
-        group = settings.group,
-        table = settings.table_uri,
-        "sink consuming"
-    );
+    tracing::info!(topic = settings.topic, group = settings.group, table = settings.table_uri, "sink consuming");
 
     let mut last_commit = Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let polled = if stopping {
-            None
-        } else {
-            consumer.poll(Duration::from_millis(50))
-        };
+        let polled = if stopping { None } else { consumer.poll(Duration::from_millis(50)) };
         let ctx = consumer.context();
         let mut state = ctx.state();
         if let Some(fatal) = state.fatal.take() {
@@ -283,22 +278,11 @@ pub fn run(
                 match settings.schema.validate(payload) {
                     Ok(record) => {
                         let now = chrono::Utc::now().timestamp_micros();
-                        state.builder.append(
-                            &record,
-                            &settings.topic,
-                            partition,
-                            message.offset(),
-                            now,
-                        );
+                        state.builder.append(&record, &settings.topic, partition, message.offset(), now);
                     }
                     Err(rejection) => {
-                        let letter = DeadLetter::new(
-                            partition,
-                            message.offset(),
-                            rejection,
-                            payload,
-                            settings.dead_letter_max_payload_bytes,
-                        );
+                        let letter =
+                            DeadLetter::new(partition, message.offset(), rejection, payload, settings.dead_letter_max_payload_bytes);
                         state.dead_letters.push(letter);
                     }
                 }
@@ -314,14 +298,13 @@ pub fn run(
             Some(Err(error)) => tracing::warn!(%error, "kafka reported an error; continuing"),
             None => {}
         }
-        let due = state.buffered_bytes >= settings.flush_max_bytes
-            || last_commit.elapsed() >= settings.flush_interval
-            || stopping;
+        let due = state.buffered_bytes >= settings.flush_max_bytes || last_commit.elapsed() >= settings.flush_interval || stopping;
         if !due {
             continue;
         }
-        match ctx.commit(&mut state) {
-            Ok(_) => {
+        let result = if stopping { ctx.commit_all(&mut state) } else { ctx.start_commit(&mut state) };
+        match result {
+            Ok(()) => {
                 last_commit = Instant::now();
                 backoff = Duration::from_millis(200);
                 if stopping {
@@ -330,26 +313,8 @@ pub fn run(
                 }
             }
             Err(SinkError::Fenced { partitions }) => {
-                tracing::warn!(
-                    ?partitions,
-                    "commit fenced; re-reading from the Delta log's positions"
-                );
-                state.clear();
-                let assigned: Vec<i32> = state.expected.keys().copied().collect();
-                let positions = ctx.runtime.block_on(async {
-                    state.table.update_state().await?;
-                    positions_in_log(&state.table, &settings.topic, &assigned).await
-                })?;
-                for partition in assigned {
-                    let position = positions.get(&partition).copied();
-                    state.expected.insert(partition, position);
-                    consumer.seek(
-                        &settings.topic,
-                        partition,
-                        position.map_or(Offset::Beginning, Offset::Offset),
-                        Duration::from_secs(10),
-                    )?;
-                }
+                tracing::warn!(?partitions, "commit fenced; re-reading from the Delta log's positions");
+                ctx.reseek(&consumer, &mut state)?;
             }
             Err(error) if error.is_retryable() => {
                 metrics::counter!(m::COMMIT_RETRIES_TOTAL).increment(1);

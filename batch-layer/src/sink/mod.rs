@@ -6,6 +6,7 @@
 //! that no version references (vacuum removes them), never duplicates or gaps.
 
 mod columns;
+mod commit;
 mod consumer;
 mod error;
 pub mod metrics;

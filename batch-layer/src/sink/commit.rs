@@ -1,0 +1,103 @@
+//! Writing a buffer to the Delta table: dead letters, a fence on the log's positions, then one
+//! commit of the Parquet files with one application transaction per partition. Commits run in
+//! the background, one at a time, while the consumer thread fills the next buffer.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
+use schemas::pg::{self, DeadLetter, Layer};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+
+use super::table::{app_id, positions_in_log};
+use super::SinkError;
+
+/// One buffer, ready to commit.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// The valid records, in the table's layout.
+    pub batch: RecordBatch,
+    /// The next offset of every partition the buffer read.
+    pub next_offsets: BTreeMap<i32, i64>,
+    /// Refused records.
+    pub dead_letters: Vec<DeadLetter>,
+    /// Input bytes the buffer covers.
+    pub input_bytes: u64,
+}
+
+/// What a commit needs besides the table and the buffer.
+#[derive(Debug, Clone)]
+pub struct Committer {
+    /// Where dead letters go.
+    pub pool: PgPool,
+    /// The source topic.
+    pub topic: String,
+    /// Parquet settings.
+    pub writer_properties: WriterProperties,
+}
+
+/// A commit running in the background. It owns the table until it ends.
+pub struct InFlight {
+    handle: JoinHandle<(DeltaTable, Pending, Result<(), SinkError>)>,
+    /// When it started.
+    pub started: Instant,
+}
+
+impl InFlight {
+    /// Waits for the commit; returns the table, the buffer and the outcome.
+    pub async fn finish(self) -> (Option<DeltaTable>, Option<Pending>, Result<(), SinkError>) {
+        match self.handle.await {
+            Ok((table, pending, result)) => (Some(table), Some(pending), result),
+            Err(join) => (None, None, Err(SinkError::Rebalance(format!("the commit task failed: {join}")))),
+        }
+    }
+}
+
+impl Committer {
+    /// Starts committing `pending` in the background; `expected` is the Delta log's position
+    /// of every partition as this process last committed it.
+    pub fn spawn(&self, mut table: DeltaTable, pending: Pending, expected: BTreeMap<i32, Option<i64>>) -> InFlight {
+        let committer = self.clone();
+        let handle = tokio::spawn(async move {
+            let result = committer.commit(&mut table, &pending, &expected).await;
+            (table, pending, result)
+        });
+        InFlight { handle, started: Instant::now() }
+    }
+
+    /// Commits `pending`: dead letters first (idempotent), then the fence, then one Delta commit.
+    pub async fn commit(&self, table: &mut DeltaTable, pending: &Pending, expected: &BTreeMap<i32, Option<i64>>) -> Result<(), SinkError> {
+        if !pending.dead_letters.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            pg::insert_dead_letters(&mut tx, Layer::Sink, &self.topic, &pending.dead_letters).await?;
+            tx.commit().await?;
+        }
+        table.update_state().await?;
+        let partitions: Vec<i32> = pending.next_offsets.keys().copied().collect();
+        let in_log = positions_in_log(table, &self.topic, &partitions).await?;
+        let moved: Vec<i32> =
+            partitions.iter().copied().filter(|p| in_log.get(p).copied() != expected.get(p).copied().flatten()).collect();
+        if !moved.is_empty() {
+            return Err(SinkError::Fenced { partitions: moved });
+        }
+        let transactions: Vec<Transaction> = pending
+            .next_offsets
+            .iter()
+            .map(|(&partition, &next)| Transaction::new(app_id(&self.topic, partition), next))
+            .collect();
+        let mut writer = RecordBatchWriter::for_table(table)?
+            .with_writer_properties(self.writer_properties.clone())
+            .with_commit_properties(CommitProperties::default().with_application_transactions(transactions));
+        if pending.batch.num_rows() > 0 {
+            writer.write(pending.batch.clone()).await?;
+        }
+        writer.flush_and_commit(table).await?;
+        Ok(())
+    }
+}
