@@ -42,6 +42,26 @@ rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -INT $pid; wait $pid || true
 echo "braid sink: $(rate "$EVENTS" "$t0" "$t1") records/s, $(python3 -c "print(f'{$input_bytes / 1e6 / ($t1 - $t0):,.1f}')") MB/s of input, from process start to committed (defaults: flush at 128 MB or 10 s)"
 echo "braid sink peak RSS: $((rss / 1024)) MiB"
+# Sustained rate from the Delta log itself: records in commits 2..n over the time between the
+# first and the last commit (leaves out start-up and the wait for the last time-based flush).
+python3 - "$BRAID__LAKE__URI/_delta_log" <<'PY'
+import json, os, sys
+log = sys.argv[1]
+commits = []
+for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+    ts, rows = None, 0
+    for line in open(os.path.join(log, name)):
+        action = json.loads(line)
+        if "commitInfo" in action:
+            ts = action["commitInfo"].get("timestamp")
+        if "add" in action and action["add"].get("stats"):
+            rows += json.loads(action["add"]["stats"]).get("numRecords", 0)
+    if rows:
+        commits.append((ts, rows))
+if len(commits) >= 2:
+    span = (commits[-1][0] - commits[0][0]) / 1000
+    print(f"braid sink sustained: {sum(r for _, r in commits[1:]) / span:,.0f} records/s between the first and last of {len(commits)} data commits")
+PY
 files=$(find "$BRAID__LAKE__URI" -name '*.parquet' | wc -l)
 echo "table: $files Parquet files, $(du -sh "$BRAID__LAKE__URI" | cut -f1) on disk for $(python3 -c "print(f'{$input_bytes/1e6:,.0f}')") MB of JSON input; file sizes: $(find "$BRAID__LAKE__URI" -name '*.parquet' -printf '%s\n' | sort -n | awk '{a[NR]=$1} END {printf "min %.1f MB, median %.1f MB, max %.1f MB", a[1]/1e6, a[int((NR+1)/2)]/1e6, a[NR]/1e6}')"
 rm -rf "$BRAID__LAKE__URI"
