@@ -75,7 +75,7 @@ pub enum Command {
     /// resumes from there. Refused records go to the dead-letter table (layer 'sink').
     Sink(SinkArgs),
     /// Batch layer: recompute views from the Delta table and publish them atomically.
-    Batch,
+    Batch(BatchArgs),
     /// Scheduler: run batch recomputes, compaction and vacuum on their cron schedules.
     Jobs,
     /// Serving: the REST API over the merged views.
@@ -104,6 +104,34 @@ pub struct SinkArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9465.
     #[arg(long, env = "BRAID_SINK_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// `braid batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: BatchCommand,
+}
+
+/// `braid batch` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BatchCommand {
+    /// Recompute views from the whole Delta table and publish them atomically.
+    ///
+    /// Takes a cut of the speed layer (its stored positions become the boundary and the epoch
+    /// moves on), waits until the Delta sink has committed up to the cut, pins that Delta
+    /// version, computes every view with Polars over exactly the records below the cut, loads
+    /// the rows under a new run id and, in one transaction, makes them active and deletes the
+    /// speed rows they cover. Only one batch run acts at a time; a second exits with code 3.
+    Run {
+        /// Recompute only this view.
+        #[arg(long, env = "BRAID_BATCH_VIEW")]
+        view: Option<String>,
+        /// Seconds to wait for the Delta sink to reach the cut.
+        #[arg(long, env = "BRAID_BATCH_WAIT_TIMEOUT", default_value_t = 300)]
+        wait_timeout: u64,
+    },
 }
 
 /// Options of `braid up`.

@@ -22,7 +22,10 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 /// given in `[kafka.options]` win.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
-    for (key, value) in [("max.partition.fetch.bytes", "10485760"), ("fetch.max.bytes", "104857600")] {
+    for (key, value) in [
+        ("max.partition.fetch.bytes", "10485760"),
+        ("fetch.max.bytes", "104857600"),
+    ] {
         if !kafka.options.contains_key(key) {
             config.set(key, value);
         }

@@ -2,7 +2,8 @@
 //!
 //! - [`sink`]: the master dataset. Every valid record lands in a Delta Lake table, exactly
 //!   once, with its Kafka lineage; positions live in the Delta log as application transactions.
-//!
-//! Batch recomputes (Polars over a pinned Delta version) are not built yet.
+//! - [`recompute`]: batch recomputes with Polars over a pinned Delta version, published
+//!   atomically against a cut of the speed layer.
 
+pub mod recompute;
 pub mod sink;

@@ -1,5 +1,6 @@
 //! Each subcommand's entry point.
 
+pub mod batch;
 mod migrate;
 mod services;
 pub mod sink;
@@ -42,7 +43,10 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<BraidConfig> {
 
 /// Runs a blocking component (the speed layer, the sink) on a thread of its own, inside a
 /// tracing span named after it, and waits for its result without blocking the runtime.
-pub async fn on_thread<T, E>(name: &'static str, component: impl FnOnce() -> Result<T, E> + Send + 'static) -> anyhow::Result<T>
+pub async fn on_thread<T, E>(
+    name: &'static str,
+    component: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> anyhow::Result<T>
 where
     T: Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
@@ -56,7 +60,9 @@ where
             let _ = done.send(component());
         })
         .with_context(|| format!("starting the {name} thread"))?;
-    Ok(finished.await.with_context(|| format!("the {name} thread ended without a result"))??)
+    Ok(finished
+        .await
+        .with_context(|| format!("the {name} thread ended without a result"))??)
 }
 
 /// Says that a layer is not built yet, and fails.
@@ -105,7 +111,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(load_config(&cli)?, args).await,
         Command::Speed(args) => speed::run(load_config(&cli)?, args).await,
         Command::Sink(args) => sink::run(load_config(&cli)?, args).await,
-        Command::Batch => Ok(not_built("batch", "the batch layer")),
+        Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
         Command::Jobs => Ok(not_built("jobs", "the job scheduler")),
         Command::Serve => Ok(not_built("serve", "the serving API")),
         Command::Replay => Ok(not_built("replay", "replay")),

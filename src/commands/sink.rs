@@ -47,5 +47,8 @@ pub async fn spawn(
 ) -> anyhow::Result<SinkSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
-    super::on_thread("sink", move || batch_layer::sink::run(settings, pool, runtime, stop.shared())).await
+    super::on_thread("sink", move || {
+        batch_layer::sink::run(settings, pool, runtime, stop.shared())
+    })
+    .await
 }

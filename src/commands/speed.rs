@@ -44,5 +44,8 @@ pub async fn spawn(
 ) -> anyhow::Result<speed_layer::SpeedSummary> {
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
-    super::on_thread("speed", move || speed_layer::run(settings, pool, runtime, stop.shared())).await
+    super::on_thread("speed", move || {
+        speed_layer::run(settings, pool, runtime, stop.shared())
+    })
+    .await
 }

@@ -9,7 +9,7 @@ use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
 /// Components that `braid up` will run once they exist.
-const NOT_BUILT_YET: [&str; 3] = ["job scheduler", "serving API", "batch layer"];
+const NOT_BUILT_YET: [&str; 2] = ["job scheduler", "serving API"];
 
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {

@@ -2,7 +2,9 @@
 //! scripts/services.sh (DATABASE_URL and KAFKA_BROKERS must point at them).
 //! One test binary with modules, so the workspace links it once.
 
+mod batch;
 mod cli;
+mod compare;
 mod compose;
 mod database;
 mod kafka_roundtrip;

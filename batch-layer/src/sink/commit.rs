@@ -5,18 +5,18 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::DeltaTable;
 use schemas::pg::{self, DeadLetter, Layer};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
-use super::table::{app_id, positions_in_log};
 use super::SinkError;
+use super::table::{app_id, positions_in_log};
 
 /// One buffer, ready to commit.
 #[derive(Debug, Clone)]
@@ -54,7 +54,13 @@ impl InFlight {
     pub async fn finish(self) -> (Option<DeltaTable>, Option<Pending>, Result<(), SinkError>) {
         match self.handle.await {
             Ok((table, pending, result)) => (Some(table), Some(pending), result),
-            Err(join) => (None, None, Err(SinkError::Rebalance(format!("the commit task failed: {join}")))),
+            Err(join) => (
+                None,
+                None,
+                Err(SinkError::Rebalance(format!(
+                    "the commit task failed: {join}"
+                ))),
+            ),
         }
     }
 }
@@ -62,27 +68,44 @@ impl InFlight {
 impl Committer {
     /// Starts committing `pending` in the background; `expected` is the Delta log's position
     /// of every partition as this process last committed it.
-    pub fn spawn(&self, mut table: DeltaTable, pending: Pending, expected: BTreeMap<i32, Option<i64>>) -> InFlight {
+    pub fn spawn(
+        &self,
+        mut table: DeltaTable,
+        pending: Pending,
+        expected: BTreeMap<i32, Option<i64>>,
+    ) -> InFlight {
         let committer = self.clone();
         let handle = tokio::spawn(async move {
             let result = committer.commit(&mut table, &pending, &expected).await;
             (table, pending, result)
         });
-        InFlight { handle, started: Instant::now() }
+        InFlight {
+            handle,
+            started: Instant::now(),
+        }
     }
 
     /// Commits `pending`: dead letters first (idempotent), then the fence, then one Delta commit.
-    pub async fn commit(&self, table: &mut DeltaTable, pending: &Pending, expected: &BTreeMap<i32, Option<i64>>) -> Result<(), SinkError> {
+    pub async fn commit(
+        &self,
+        table: &mut DeltaTable,
+        pending: &Pending,
+        expected: &BTreeMap<i32, Option<i64>>,
+    ) -> Result<(), SinkError> {
         if !pending.dead_letters.is_empty() {
             let mut tx = self.pool.begin().await?;
-            pg::insert_dead_letters(&mut tx, Layer::Sink, &self.topic, &pending.dead_letters).await?;
+            pg::insert_dead_letters(&mut tx, Layer::Sink, &self.topic, &pending.dead_letters)
+                .await?;
             tx.commit().await?;
         }
         table.update_state().await?;
         let partitions: Vec<i32> = pending.next_offsets.keys().copied().collect();
         let in_log = positions_in_log(table, &self.topic, &partitions).await?;
-        let moved: Vec<i32> =
-            partitions.iter().copied().filter(|p| in_log.get(p).copied() != expected.get(p).copied().flatten()).collect();
+        let moved: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| in_log.get(p).copied() != expected.get(p).copied().flatten())
+            .collect();
         if !moved.is_empty() {
             return Err(SinkError::Fenced { partitions: moved });
         }
@@ -93,7 +116,9 @@ impl Committer {
             .collect();
         let mut writer = RecordBatchWriter::for_table(table)?
             .with_writer_properties(self.writer_properties.clone())
-            .with_commit_properties(CommitProperties::default().with_application_transactions(transactions));
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(transactions),
+            );
         if pending.batch.num_rows() > 0 {
             writer.write(pending.batch.clone()).await?;
         }

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use deltalake::DeltaTable;
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::DeltaTable;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -71,7 +71,8 @@ impl State {
     fn record(&mut self, pending: &Pending, started: Instant) {
         let rows = pending.batch.num_rows() as u64;
         for letter in &pending.dead_letters {
-            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code()).increment(1);
+            metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
+                .increment(1);
         }
         metrics::counter!(m::RECORDS_COMMITTED_TOTAL).increment(rows);
         metrics::counter!(m::INPUT_BYTES_TOTAL).increment(pending.input_bytes);
@@ -83,7 +84,12 @@ impl State {
             self.expected.insert(partition, Some(offset));
         }
         let version = self.table.as_ref().and_then(DeltaTable::version);
-        tracing::debug!(rows, ?version, seconds = started.elapsed().as_secs_f64(), "committed");
+        tracing::debug!(
+            rows,
+            ?version,
+            seconds = started.elapsed().as_secs_f64(),
+            "committed"
+        );
     }
 }
 
@@ -97,12 +103,16 @@ impl ClientContext for SinkContext {}
 
 impl SinkContext {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Waits for the background commit, if any, and books or keeps its buffer.
     fn settle(&self, state: &mut State) -> Result<(), SinkError> {
-        let Some(in_flight) = state.in_flight.take() else { return Ok(()) };
+        let Some(in_flight) = state.in_flight.take() else {
+            return Ok(());
+        };
         let started = in_flight.started;
         let (table, pending, result) = self.runtime.block_on(in_flight.finish());
         state.table = table;
@@ -119,11 +129,19 @@ impl SinkContext {
 
     /// Commits a failed buffer again, synchronously.
     fn retry_failed(&self, state: &mut State) -> Result<(), SinkError> {
-        let Some(pending) = state.failed.take() else { return Ok(()) };
+        let Some(pending) = state.failed.take() else {
+            return Ok(());
+        };
         let started = Instant::now();
         let expected = state.expected.clone();
-        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
-        match self.runtime.block_on(self.committer.commit(table, &pending, &expected)) {
+        let table = state
+            .table
+            .as_mut()
+            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        match self
+            .runtime
+            .block_on(self.committer.commit(table, &pending, &expected))
+        {
             Ok(()) => {
                 state.record(&pending, started);
                 Ok(())
@@ -140,7 +158,10 @@ impl SinkContext {
         self.settle(state)?;
         self.retry_failed(state)?;
         if let Some(pending) = state.take_buffer()? {
-            let table = state.table.take().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+            let table = state
+                .table
+                .take()
+                .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
             let _guard = self.runtime.enter();
             state.in_flight = Some(self.committer.spawn(table, pending, state.expected.clone()));
         }
@@ -153,11 +174,23 @@ impl SinkContext {
         self.settle(state)
     }
 
-    fn assign(&self, consumer: &BaseConsumer<Self>, state: &mut State, tpl: &mut TopicPartitionList) -> Result<(), SinkError> {
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        state: &mut State,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), SinkError> {
         self.settle(state)?;
         let topic = &self.committer.topic;
-        let partitions: Vec<i32> = tpl.elements_for_topic(topic).iter().map(|e| e.partition()).collect();
-        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let table = state
+            .table
+            .as_mut()
+            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
         let positions = self.runtime.block_on(async {
             table.update_state().await?;
             positions_in_log(table, topic, &partitions).await
@@ -166,7 +199,11 @@ impl SinkContext {
         for &partition in &partitions {
             let position = positions.get(&partition).copied();
             state.expected.insert(partition, position);
-            tpl.set_partition_offset(topic, partition, position.map_or(Offset::Beginning, Offset::Offset))?;
+            tpl.set_partition_offset(
+                topic,
+                partition,
+                position.map_or(Offset::Beginning, Offset::Offset),
+            )?;
         }
         tracing::info!(positions = ?state.expected, "partitions assigned; consuming from the Delta log's positions");
         consumer.assign(tpl)?;
@@ -178,7 +215,10 @@ impl SinkContext {
         state.drop_uncommitted();
         let topic = &self.committer.topic;
         let assigned: Vec<i32> = state.expected.keys().copied().collect();
-        let table = state.table.as_mut().ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        let table = state
+            .table
+            .as_mut()
+            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
         let positions = self.runtime.block_on(async {
             table.update_state().await?;
             positions_in_log(table, topic, &assigned).await
@@ -186,14 +226,24 @@ impl SinkContext {
         for partition in assigned {
             let position = positions.get(&partition).copied();
             state.expected.insert(partition, position);
-            consumer.seek(topic, partition, position.map_or(Offset::Beginning, Offset::Offset), Duration::from_secs(10))?;
+            consumer.seek(
+                topic,
+                partition,
+                position.map_or(Offset::Beginning, Offset::Offset),
+                Duration::from_secs(10),
+            )?;
         }
         Ok(())
     }
 }
 
 impl ConsumerContext for SinkContext {
-    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
         let mut state = self.state();
         if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
             if let Err(e) = self.assign(consumer, &mut state, tpl) {
@@ -225,11 +275,24 @@ fn writer_properties(compression: Compression) -> WriterProperties {
 
 /// Runs the sink until `stop` is set or an unrecoverable error occurs. Blocking: call it from
 /// a plain thread; `runtime` runs the Delta and database calls.
-pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<AtomicBool>) -> Result<SinkSummary, SinkError> {
-    let table = runtime.block_on(open_or_create(&settings.table_uri, &settings.storage_options, &settings.schema))?;
+pub fn run(
+    settings: SinkSettings,
+    pool: PgPool,
+    runtime: Handle,
+    stop: Arc<AtomicBool>,
+) -> Result<SinkSummary, SinkError> {
+    let table = runtime.block_on(open_or_create(
+        &settings.table_uri,
+        &settings.storage_options,
+        &settings.schema,
+    ))?;
     let context = SinkContext {
         runtime,
-        committer: Committer { pool, topic: settings.topic.clone(), writer_properties: writer_properties(settings.compression) },
+        committer: Committer {
+            pool,
+            topic: settings.topic.clone(),
+            writer_properties: writer_properties(settings.compression),
+        },
         state: Mutex::new(State {
             table: Some(table),
             builder: BatchBuilder::new(&settings.schema),
@@ -253,13 +316,22 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&settings.topic])?;
-    tracing::info!(topic = settings.topic, group = settings.group, table = settings.table_uri, "sink consuming");
+    tracing::info!(
+        topic = settings.topic,
+        group = settings.group,
+        table = settings.table_uri,
+        "sink consuming"
+    );
 
     let mut last_commit = Instant::now();
     let mut backoff = Duration::from_millis(200);
     loop {
         let stopping = stop.load(Ordering::Relaxed);
-        let polled = if stopping { None } else { consumer.poll(Duration::from_millis(50)) };
+        let polled = if stopping {
+            None
+        } else {
+            consumer.poll(Duration::from_millis(50))
+        };
         let ctx = consumer.context();
         let mut state = ctx.state();
         if let Some(fatal) = state.fatal.take() {
@@ -278,11 +350,22 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
                 match settings.schema.validate(payload) {
                     Ok(record) => {
                         let now = chrono::Utc::now().timestamp_micros();
-                        state.builder.append(&record, &settings.topic, partition, message.offset(), now);
+                        state.builder.append(
+                            &record,
+                            &settings.topic,
+                            partition,
+                            message.offset(),
+                            now,
+                        );
                     }
                     Err(rejection) => {
-                        let letter =
-                            DeadLetter::new(partition, message.offset(), rejection, payload, settings.dead_letter_max_payload_bytes);
+                        let letter = DeadLetter::new(
+                            partition,
+                            message.offset(),
+                            rejection,
+                            payload,
+                            settings.dead_letter_max_payload_bytes,
+                        );
                         state.dead_letters.push(letter);
                     }
                 }
@@ -298,11 +381,17 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
             Some(Err(error)) => tracing::warn!(%error, "kafka reported an error; continuing"),
             None => {}
         }
-        let due = state.buffered_bytes >= settings.flush_max_bytes || last_commit.elapsed() >= settings.flush_interval || stopping;
+        let due = state.buffered_bytes >= settings.flush_max_bytes
+            || last_commit.elapsed() >= settings.flush_interval
+            || stopping;
         if !due {
             continue;
         }
-        let result = if stopping { ctx.commit_all(&mut state) } else { ctx.start_commit(&mut state) };
+        let result = if stopping {
+            ctx.commit_all(&mut state)
+        } else {
+            ctx.start_commit(&mut state)
+        };
         match result {
             Ok(()) => {
                 last_commit = Instant::now();
@@ -313,7 +402,10 @@ pub fn run(settings: SinkSettings, pool: PgPool, runtime: Handle, stop: Arc<Atom
                 }
             }
             Err(SinkError::Fenced { partitions }) => {
-                tracing::warn!(?partitions, "commit fenced; re-reading from the Delta log's positions");
+                tracing::warn!(
+                    ?partitions,
+                    "commit fenced; re-reading from the Delta log's positions"
+                );
                 ctx.reseek(&consumer, &mut state)?;
             }
             Err(error) if error.is_retryable() => {

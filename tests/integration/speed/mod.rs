@@ -1,17 +1,15 @@
 //! The speed layer against the real broker and database, checked against the independent
 //! fold in `oracle`: exactness, SIGKILL, rebalances, cuts, dead letters, lost offsets.
 
-mod compare;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::Rng;
 use sqlx::PgPool;
 
+use crate::compare::{assert_rows_equal, speed_rows};
 use crate::oracle::{self, RawMessage};
 use crate::support::{Pipeline, Running, high_watermarks, read_topic, stderr, wait_until};
-use compare::{assert_rows_equal, speed_rows};
 
 /// Waits until the speed layer's stored positions reach the topic's end.
 async fn wait_caught_up(pool: &PgPool, topic: &str, processes: &mut [&mut Running]) {

@@ -1,0 +1,119 @@
+//! The batch computation of a view with Polars: a lazy scan of a pinned version's Parquet
+//! files, only the records below the cut, the view's filter, group-by and bucket, and the
+//! mergeable metrics. The same definitions as the speed layer, from the schemas crate.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use schemas::arrow::{OFFSET, PARTITION};
+use schemas::view::{Filter, FilterOp, MetricKind, View};
+use schemas::{EventSchema, FieldType, Value};
+
+/// The bucket-start column of a computed view (microseconds since the epoch).
+pub const BUCKET_START: &str = "bucket_start";
+
+/// A lazy scan of exactly the records with `_offset < cut[_partition]`. Partitions missing from
+/// the cut are left out: the speed layer had no position for them, so they are all its own.
+pub fn records_below_cut(
+    files: &[String],
+    cut: &BTreeMap<i32, i64>,
+) -> PolarsResult<Option<LazyFrame>> {
+    if files.is_empty() || cut.is_empty() {
+        return Ok(None);
+    }
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            enabled: Some(false),
+            ..Default::default()
+        },
+        allow_missing_columns: true,
+        ..Default::default()
+    };
+    let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
+    let scan = LazyFrame::scan_parquet_files(paths, args)?;
+    let below = cut
+        .iter()
+        .map(|(&partition, &offset)| {
+            col(PARTITION)
+                .eq(lit(partition))
+                .and(col(OFFSET).lt(lit(offset)))
+        })
+        .reduce(Expr::or)
+        .expect("the cut is not empty");
+    Ok(Some(scan.filter(below)))
+}
+
+fn literal(value: &Value) -> Expr {
+    match value {
+        Value::String(s) => lit(s.as_str()),
+        Value::I64(v) | Value::Timestamp(v) => lit(*v),
+        Value::F64(v) => lit(*v),
+        Value::Bool(v) => lit(*v),
+    }
+}
+
+/// The filter as a Polars predicate, with the same null semantics as the speed layer: an
+/// absent field never passes.
+fn predicate(filter: &Filter, schema: &EventSchema) -> Expr {
+    let field_type = schema.fields[filter.field_index].field_type;
+    let column = match field_type {
+        FieldType::Timestamp => col(filter.field.as_str()).cast(DataType::Int64),
+        _ => col(filter.field.as_str()),
+    };
+    let first = literal(&filter.values[0]);
+    let test = match filter.op {
+        FilterOp::Eq => column.clone().eq(first),
+        FilterOp::Ne => column.clone().neq(first),
+        FilterOp::Lt => column.clone().lt(first),
+        FilterOp::Le => column.clone().lt_eq(first),
+        FilterOp::Gt => column.clone().gt(first),
+        FilterOp::Ge => column.clone().gt_eq(first),
+        FilterOp::In => filter
+            .values
+            .iter()
+            .map(|v| column.clone().eq(literal(v)))
+            .reduce(Expr::or)
+            .expect("in has values"),
+    };
+    column.is_not_null().and(test.fill_null(lit(false)))
+}
+
+/// The view's rows: group columns, `bucket_start` (µs) and one column per metric, named as in
+/// the PostgreSQL layout. Counts and sums start at zero; min and max of no values are null.
+pub fn compute_view(
+    records: LazyFrame,
+    view: &View,
+    schema: &EventSchema,
+) -> PolarsResult<DataFrame> {
+    let event_time = schema.event_time_field().name.as_str();
+    let width = view.bucket.micros();
+    let mut frame = records;
+    if let Some(filter) = &view.filter {
+        frame = frame.filter(predicate(filter, schema));
+    }
+    // The floor of the event time to the bucket width, like the speed layer's div_euclid:
+    // ((t % w) + w) % w is the non-negative remainder whatever the sign convention of `%`.
+    let micros = col(event_time).cast(DataType::Int64);
+    let bucket = micros.clone() - ((micros % lit(width)) + lit(width)) % lit(width);
+    let mut keys: Vec<Expr> = view.group_by.iter().map(|g| col(g.as_str())).collect();
+    keys.push(bucket.alias(BUCKET_START));
+    let aggregates: Vec<Expr> = view
+        .metrics
+        .iter()
+        .map(|metric| {
+            let field = metric.field.as_deref().unwrap_or_default();
+            let value = match metric.field_type {
+                Some(FieldType::Timestamp) => col(field).cast(DataType::Int64),
+                _ => col(field),
+            };
+            let aggregate = match metric.kind {
+                MetricKind::Count => len().cast(DataType::Int64),
+                MetricKind::Sum => value.sum(),
+                MetricKind::Min => value.min(),
+                MetricKind::Max => value.max(),
+            };
+            aggregate.alias(metric.column.as_str())
+        })
+        .collect();
+    frame.group_by(keys).agg(aggregates).collect()
+}

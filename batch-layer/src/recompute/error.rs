@@ -1,0 +1,47 @@
+//! The batch layer's errors: whose fault, and whether to retry.
+
+/// Why a batch run failed. Nothing is published by a failed run.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// Another batch run holds the lock; this one did nothing.
+    #[error("another batch run is in progress; this one did nothing")]
+    AlreadyRunning,
+    /// The Delta sink did not reach the cut in time.
+    #[error(
+        "the Delta sink has not reached the cut after {waited_s} s on partitions {lagging} (partition: committed / needed); is `braid sink` running?"
+    )]
+    SinkBehind {
+        /// How long the run waited.
+        waited_s: u64,
+        /// The lagging partitions, `p: committed / needed`.
+        lagging: String,
+    },
+    /// `--view` named a view that is not configured.
+    #[error("no view named `{0}` in the configuration")]
+    UnknownView(String),
+    /// The database failed; retry.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The Delta table could not be read; retry.
+    #[error("delta table error: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    /// The Polars computation failed.
+    #[error("polars error: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+    /// Loading rows failed.
+    #[error("loading batch rows failed: {0}")]
+    Load(String),
+    /// The sink's table could not be opened.
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+}
+
+impl BatchError {
+    /// Whether running again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BatchError::SinkBehind { .. } | BatchError::Database(_) | BatchError::Delta(_)
+        )
+    }
+}

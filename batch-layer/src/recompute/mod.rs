@@ -1,0 +1,232 @@
+//! Batch recompute: views from the Delta table, published atomically against a cut.
+//!
+//! A run takes a cut (the speed layer's stored positions become cut(e, p) and the epoch moves
+//! to e + 1), waits until the Delta log's positions reach the cut, pins that version, computes
+//! each view with Polars over exactly the records below the cut, COPYs the rows under a new run
+//! id and, in one transaction, makes the runs active with covered epoch e + 1 and deletes the
+//! speed rows below it. Readers see the old run or the new one, never a mixture.
+
+mod compute;
+mod error;
+mod load;
+mod publish;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use schemas::EventSchema;
+use schemas::pg_layout::ViewLayout;
+use schemas::view::View;
+use sqlx::PgPool;
+
+pub use compute::{BUCKET_START, compute_view, records_below_cut};
+pub use error::BatchError;
+pub use publish::ViewRun;
+
+use crate::sink::{open_or_create, positions_in_log};
+
+/// What a batch run needs.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// The source topic (positions and cuts are per topic).
+    pub topic: String,
+    /// The Delta table.
+    pub table_uri: String,
+    /// Object-store options for the table.
+    pub storage_options: HashMap<String, String>,
+    /// The event schema.
+    pub schema: EventSchema,
+    /// Every configured view.
+    pub views: Vec<View>,
+    /// How long to wait for the sink to reach the cut.
+    pub wait_timeout: Duration,
+}
+
+/// What a published run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The epoch the cut closed.
+    pub cut_epoch: i64,
+    /// The covered epoch of the published runs (speed rows at or above it are added on top).
+    pub covered_epoch: i64,
+    /// The pinned Delta version.
+    pub delta_version: Option<i64>,
+    /// Records below the cut that the run read.
+    pub rows_read: u64,
+    /// Per view: name, run id, rows written.
+    pub views: Vec<(String, i64, u64)>,
+}
+
+/// The advisory-lock key of batch runs: one at a time per database.
+const BATCH_LOCK: &str = "braid.batch";
+
+/// Runs one batch recompute of every view (or only `only`). Holds an advisory lock: a second
+/// concurrent run returns [`BatchError::AlreadyRunning`] and changes nothing.
+pub async fn run_batch(
+    settings: &BatchSettings,
+    pool: &PgPool,
+    only: Option<&str>,
+) -> Result<BatchOutcome, BatchError> {
+    let views: Vec<View> = match only {
+        Some(name) => vec![
+            settings
+                .views
+                .iter()
+                .find(|v| v.name == name)
+                .cloned()
+                .ok_or_else(|| BatchError::UnknownView(name.into()))?,
+        ],
+        None => settings.views.clone(),
+    };
+    let mut lock = pool.acquire().await?;
+    let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind(BATCH_LOCK)
+        .fetch_one(&mut *lock)
+        .await?;
+    if !locked {
+        return Err(BatchError::AlreadyRunning);
+    }
+    let result = run_locked(settings, pool, &views).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(BATCH_LOCK)
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // Never return a connection that may still hold the lock to the pool.
+        let _ = lock.detach();
+    }
+    result
+}
+
+async fn run_locked(
+    settings: &BatchSettings,
+    pool: &PgPool,
+    views: &[View],
+) -> Result<BatchOutcome, BatchError> {
+    publish::clean_interrupted(pool, &settings.views).await?;
+    schemas::pg::ensure_view_tables(pool, views)
+        .await
+        .map_err(|e| BatchError::Load(e.to_string()))?;
+    let cut = schemas::pg::take_cut(pool, &settings.topic).await?;
+    tracing::info!(epoch = cut.epoch, offsets = ?cut.offsets, "took a cut");
+    // Register the runs now, so that `running` is visible while the run waits and computes.
+    let mut run_ids = Vec::with_capacity(views.len());
+    for view in views {
+        run_ids.push(publish::begin_run(pool, view, cut.epoch).await?);
+    }
+    let computed = compute_runs(settings, pool, views, &run_ids, &cut.offsets).await;
+    let (runs, rows_read, delta_version) = match computed {
+        Ok(done) => done,
+        Err(error) => {
+            for &run_id in &run_ids {
+                publish::fail_run(pool, run_id, &error.to_string()).await;
+            }
+            return Err(error);
+        }
+    };
+    publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await?;
+    let outcome = BatchOutcome {
+        cut_epoch: cut.epoch,
+        covered_epoch: cut.next_epoch,
+        delta_version,
+        rows_read,
+        views: runs
+            .iter()
+            .map(|r| (r.view.name.clone(), r.run_id, r.rows_written))
+            .collect(),
+    };
+    tracing::info!(?outcome, "published the batch run");
+    Ok(outcome)
+}
+
+/// Waits for the sink, pins the Delta version and computes and loads every view.
+async fn compute_runs(
+    settings: &BatchSettings,
+    pool: &PgPool,
+    views: &[View],
+    run_ids: &[i64],
+    cut: &BTreeMap<i32, i64>,
+) -> Result<(Vec<ViewRun>, u64, Option<i64>), BatchError> {
+    let mut table = open_or_create(
+        &settings.table_uri,
+        &settings.storage_options,
+        &settings.schema,
+    )
+    .await?;
+    wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
+    let delta_version = table.version().map(|v| v as i64);
+    let files: Vec<String> = table.get_file_uris()?.collect();
+    tracing::info!(version = ?delta_version, files = files.len(), "pinned the Delta version");
+    let records = compute::records_below_cut(&files, cut)?;
+    let rows_read = match &records {
+        Some(frame) => {
+            let frame = frame.clone();
+            let counted = tokio::task::spawn_blocking(move || {
+                frame.select([polars::prelude::len()]).collect()
+            })
+            .await
+            .map_err(|e| BatchError::Load(e.to_string()))??;
+            counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
+        }
+        None => 0,
+    };
+    let mut runs = Vec::with_capacity(views.len());
+    for (view, &run_id) in views.iter().zip(run_ids) {
+        let rows_written = compute_and_load(pool, settings, view, run_id, records.clone()).await?;
+        runs.push(ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written,
+        });
+    }
+    Ok((runs, rows_read, delta_version))
+}
+
+async fn compute_and_load(
+    pool: &PgPool,
+    settings: &BatchSettings,
+    view: &View,
+    run_id: i64,
+    records: Option<polars::prelude::LazyFrame>,
+) -> Result<u64, BatchError> {
+    let Some(records) = records else { return Ok(0) };
+    let (view_for_task, schema) = (view.clone(), settings.schema.clone());
+    let frame = tokio::task::spawn_blocking(move || {
+        compute::compute_view(records, &view_for_task, &schema)
+    })
+    .await
+    .map_err(|e| BatchError::Load(e.to_string()))??;
+    load::load(pool, &ViewLayout::of(view), run_id, &frame).await
+}
+
+/// Waits until the Delta log holds, for every partition of the cut, a position at or past it.
+async fn wait_for_sink(
+    table: &mut deltalake::DeltaTable,
+    topic: &str,
+    cut: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<(), BatchError> {
+    let started = Instant::now();
+    let partitions: Vec<i32> = cut.keys().copied().collect();
+    loop {
+        table.update_state().await?;
+        let committed = positions_in_log(table, topic, &partitions).await?;
+        let lagging: Vec<String> = cut
+            .iter()
+            .filter(|(p, needed)| committed.get(p).copied().unwrap_or(0) < **needed)
+            .map(|(p, needed)| {
+                format!("{p}: {} / {needed}", committed.get(p).copied().unwrap_or(0))
+            })
+            .collect();
+        if lagging.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(BatchError::SinkBehind {
+                waited_s: started.elapsed().as_secs(),
+                lagging: lagging.join(", "),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

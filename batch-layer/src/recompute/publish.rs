@@ -1,0 +1,124 @@
+//! Batch runs in PostgreSQL: registering a run, publishing it atomically, cleaning up.
+
+use schemas::pg_layout::ViewLayout;
+use schemas::view::View;
+use sqlx::PgPool;
+
+use super::BatchError;
+
+/// One view's computed run, ready to publish.
+#[derive(Debug, Clone)]
+pub struct ViewRun {
+    /// The view.
+    pub view: View,
+    /// The run id its rows were loaded under.
+    pub run_id: i64,
+    /// Rows loaded.
+    pub rows_written: u64,
+}
+
+/// Registers a new run of `view` (status `running`) and returns its id.
+pub async fn begin_run(pool: &PgPool, view: &View, cut_epoch: i64) -> Result<i64, BatchError> {
+    let (run_id,): (i64,) = sqlx::query_as(
+        "INSERT INTO braid_internal.batch_runs (view_name, fingerprint, status, cut_epoch)
+         VALUES ($1, $2, 'running', $3) RETURNING run_id",
+    )
+    .bind(&view.name)
+    .bind(&view.fingerprint)
+    .bind(cut_epoch)
+    .fetch_one(pool)
+    .await?;
+    Ok(run_id)
+}
+
+/// Marks runs left `running` by a killed process as failed and deletes their rows. Only called
+/// while holding the batch lock, so no live run is touched.
+pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), BatchError> {
+    let stale: Vec<(i64, String, String)> = sqlx::query_as(
+        "UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = 'interrupted'
+         WHERE status = 'running' RETURNING run_id, view_name, fingerprint",
+    )
+    .fetch_all(pool)
+    .await?;
+    for (run_id, name, fingerprint) in stale {
+        if let Some(view) = views
+            .iter()
+            .find(|v| v.name == name && v.fingerprint == fingerprint)
+        {
+            let layout = ViewLayout::of(view);
+            let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(run_id)
+                .execute(pool)
+                .await?;
+        }
+        tracing::info!(
+            run_id,
+            view = name,
+            "cleaned up a batch run that was interrupted"
+        );
+    }
+    Ok(())
+}
+
+/// Makes every run active with `covered_epoch`, supersedes the previous active runs and deletes
+/// the speed rows they now cover, all in one transaction; then drops the superseded rows.
+pub async fn publish(
+    pool: &PgPool,
+    runs: &[ViewRun],
+    covered_epoch: i64,
+    rows_read: u64,
+    delta_version: Option<i64>,
+) -> Result<(), BatchError> {
+    let mut tx = pool.begin().await?;
+    let mut superseded: Vec<(ViewLayout, i64)> = Vec::new();
+    for run in runs {
+        let layout = ViewLayout::of(&run.view);
+        let previous: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE braid_internal.batch_runs SET status = 'superseded'
+             WHERE view_name = $1 AND fingerprint = $2 AND status = 'active' RETURNING run_id",
+        )
+        .bind(&run.view.name)
+        .bind(&run.view.fingerprint)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE braid_internal.batch_runs SET status = 'active', covered_epoch = $2, finished_at = now(),
+             rows_read = $3, rows_written = $4, delta_version = $5 WHERE run_id = $1",
+        )
+        .bind(run.run_id)
+        .bind(covered_epoch)
+        .bind(rows_read as i64)
+        .bind(run.rows_written as i64)
+        .bind(delta_version)
+        .execute(&mut *tx)
+        .await?;
+        let delete_speed = format!("DELETE FROM {} WHERE epoch < $1", layout.speed_table);
+        sqlx::query(sqlx::AssertSqlSafe(delete_speed))
+            .bind(covered_epoch)
+            .execute(&mut *tx)
+            .await?;
+        superseded.extend(previous.into_iter().map(|(id,)| (layout.clone(), id)));
+    }
+    tx.commit().await?;
+    for (layout, run_id) in superseded {
+        let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks a run failed with its error (best effort: the run is not active either way).
+pub async fn fail_run(pool: &PgPool, run_id: i64, error: &str) {
+    let result = sqlx::query("UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = $2 WHERE run_id = $1")
+        .bind(run_id)
+        .bind(error)
+        .execute(pool)
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(run_id, error = %e, "could not mark the batch run failed");
+    }
+}

@@ -1,0 +1,278 @@
+//! The batch layer against the real services: batch rows and the exact merge checked against
+//! the oracle, concurrent runs, and a run killed in the middle.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::compare::{Source, assert_rows_equal, read_rows};
+use crate::oracle::{self, RawMessage};
+use crate::support::{Pipeline, Running, high_watermarks, read_topic, run, stderr, wait_until};
+
+/// Waits until the speed layer's stored positions reach the topic's end.
+async fn speed_caught_up(pool: &PgPool, pipeline: &Pipeline, processes: &mut [&mut Running]) {
+    let ends = high_watermarks(&pipeline.topic);
+    wait_until(
+        "the speed layer to catch up",
+        Duration::from_secs(120),
+        || {
+            for process in processes.iter_mut() {
+                process.assert_running("a pipeline process");
+            }
+            async {
+                let stored = schemas::pg::load_positions(pool, &pipeline.topic)
+                    .await
+                    .unwrap();
+                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
+            }
+        },
+    )
+    .await;
+}
+
+fn batch_run(pipeline: &Pipeline) -> std::process::Output {
+    run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]))
+}
+
+fn start_batch_run(pipeline: &Pipeline, name: &str) -> Running {
+    let log = crate::support::log_file(&format!("{}-batch-{name}", pipeline.topic));
+    let command = pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn();
+    Running(command.unwrap())
+}
+
+/// Reads the merged rows and the speed layer's stored positions in one database snapshot,
+/// and checks the rows against the oracle over exactly the records below those positions.
+async fn assert_merged_exact(pool: &PgPool, pipeline: &Pipeline, when: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let positions = schemas::pg::load_positions(&mut *tx, &pipeline.topic)
+        .await
+        .unwrap();
+    let merged = read_rows(&mut tx, Source::Merged).await;
+    tx.commit().await.unwrap();
+    let messages = read_topic(&pipeline.topic);
+    let covered: Vec<RawMessage> = messages
+        .into_iter()
+        .filter(|m| m.offset < positions.get(&m.partition).copied().unwrap_or(0))
+        .collect();
+    assert_rows_equal(&oracle::demo_views(&covered), &merged, when);
+}
+
+/// The cut of the active runs: (covered epoch, cut offsets).
+async fn active_cut(pool: &PgPool) -> (i64, BTreeMap<i32, i64>) {
+    let (cut_epoch, covered): (i64, i64) =
+        sqlx::query_as("SELECT cut_epoch, covered_epoch FROM braid_internal.batch_runs WHERE status = 'active' LIMIT 1")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let offsets: Vec<(i32, i64)> =
+        sqlx::query_as("SELECT partition, cut_offset FROM braid_internal.cuts WHERE epoch = $1")
+            .bind(cut_epoch)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    (covered, offsets.into_iter().collect())
+}
+
+#[sqlx::test(migrations = false)]
+async fn batch_rows_equal_an_independent_fold_over_the_records_below_the_cut(pool: PgPool) {
+    let pipeline = Pipeline::new("batch-exact", &pool).await;
+    pipeline.produce(20_000, 31, 3);
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    // More records after the speed layer caught up, so the cut falls inside the stream.
+    speed.kill();
+    pipeline.produce(5_000, 32, 3);
+    let published = batch_run(&pipeline);
+    assert!(published.status.success(), "{}", stderr(&published));
+    sink.kill();
+
+    let (covered, cut) = active_cut(&pool).await;
+    let messages = read_topic(&pipeline.topic);
+    let below: Vec<RawMessage> = messages
+        .iter()
+        .filter(|m| m.offset < cut.get(&m.partition).copied().unwrap_or(0))
+        .cloned()
+        .collect();
+    assert_eq!(
+        below.len(),
+        20_000,
+        "the cut is where the speed layer stood"
+    );
+    let batch = read_rows(&mut pool.acquire().await.unwrap(), Source::Batch).await;
+    assert_rows_equal(&oracle::demo_views(&below), &batch, "batch rows");
+    let leftover = read_rows(
+        &mut pool.acquire().await.unwrap(),
+        Source::Speed(0, covered - 1),
+    )
+    .await;
+    assert!(
+        leftover.values().all(|rows| rows.is_empty()),
+        "speed rows below the covered epoch are deleted"
+    );
+
+    // The speed layer resumes: the merge covers everything, exactly.
+    let mut speed = pipeline.start_speed("b", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    speed.kill();
+    assert_merged_exact(&pool, &pipeline, "after the speed layer resumed").await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn merged_totals_are_exact_at_every_moment_while_the_pipeline_runs(pool: PgPool) {
+    let pipeline = Pipeline::new("batch-merge", &pool).await;
+    pipeline.produce(1, 33, 4);
+    let mut producer = pipeline.produce_in_background(50_000, 34, 6_000, 4);
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    wait_until("the first flushes", Duration::from_secs(60), || async {
+        schemas::pg::load_positions(&pool, &pipeline.topic)
+            .await
+            .unwrap()
+            .values()
+            .sum::<i64>()
+            > 3_000
+    })
+    .await;
+    assert_merged_exact(&pool, &pipeline, "before the first batch").await;
+    let first = batch_run(&pipeline);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_merged_exact(&pool, &pipeline, "right after a publish").await;
+    let mut second = start_batch_run(&pipeline, "second");
+    assert_merged_exact(&pool, &pipeline, "while a batch runs").await;
+    assert!(second.wait_success(), "the second batch run failed");
+    assert_merged_exact(&pool, &pipeline, "after the second publish").await;
+    assert!(producer.wait_success());
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    let third = batch_run(&pipeline);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert_merged_exact(&pool, &pipeline, "at the end").await;
+    let (runs,): (i64,) =
+        sqlx::query_as("SELECT count(DISTINCT cut_epoch) FROM braid_internal.batch_runs WHERE status IN ('active', 'superseded')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(runs, 3);
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_batch_runs_at_once_one_publishes_and_the_other_stops_cleanly(pool: PgPool) {
+    let pipeline = Pipeline::new("batch-twice", &pool).await;
+    pipeline.produce(5_000, 35, 2);
+    let mut speed = pipeline.start_speed("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    // No sink yet: the first run takes its cut and waits for the lake, holding the lock.
+    let mut first = start_batch_run(&pipeline, "first");
+    wait_until(
+        "the first run to take its cut",
+        Duration::from_secs(60),
+        || async {
+            let (cuts,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.cuts")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            cuts > 0
+        },
+    )
+    .await;
+    let second = batch_run(&pipeline);
+    assert_eq!(second.status.code(), Some(3), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another batch run is in progress"),
+        "{}",
+        stderr(&second)
+    );
+    let mut sink = pipeline.start_sink("a", "a");
+    assert!(
+        first.wait_success(),
+        "the first run publishes once the sink catches up"
+    );
+    sink.kill();
+    speed.kill();
+    let (active,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'active'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(active, 3, "one active run per view");
+    assert_merged_exact(&pool, &pipeline, "after the first run published").await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_batch_run_killed_mid_run_leaves_the_previous_run_active(pool: PgPool) {
+    let pipeline = Pipeline::new("batch-kill", &pool).await;
+    pipeline.produce(8_000, 36, 2);
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    let first = batch_run(&pipeline);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let active_before: Vec<(i64,)> = sqlx::query_as(
+        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let batch_before = read_rows(&mut pool.acquire().await.unwrap(), Source::Batch).await;
+
+    // The next run waits for a stopped sink; kill it there.
+    sink.kill();
+    pipeline.produce(4_000, 37, 2);
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    let mut doomed = start_batch_run(&pipeline, "doomed");
+    wait_until(
+        "the doomed run to register its runs",
+        Duration::from_secs(60),
+        || async {
+            let (running,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'running'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            running == 3
+        },
+    )
+    .await;
+    doomed.kill();
+    let active_after: Vec<(i64,)> = sqlx::query_as(
+        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(active_after, active_before, "the previous run stays active");
+    assert_eq!(
+        read_rows(&mut pool.acquire().await.unwrap(), Source::Batch).await,
+        batch_before,
+        "nothing half-published"
+    );
+    assert_merged_exact(&pool, &pipeline, "after the kill").await;
+
+    let mut sink = pipeline.start_sink("b", "a");
+    let next = batch_run(&pipeline);
+    assert!(next.status.success(), "{}", stderr(&next));
+    sink.kill();
+    speed.kill();
+    assert_merged_exact(&pool, &pipeline, "after the next run").await;
+    let (interrupted,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'failed' AND error = 'interrupted'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        interrupted, 3,
+        "the killed run's runs are recorded as interrupted"
+    );
+}

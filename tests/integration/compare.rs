@@ -1,0 +1,149 @@
+//! Reading Braid's rows back per view, key and bucket (speed rows, active batch rows, and the
+//! merge of both), and comparing them with the oracle.
+
+use std::collections::BTreeMap;
+
+use schemas::pg_layout::ViewLayout;
+use schemas::view::{MetricKind, View};
+use sqlx::{PgConnection, Row};
+
+use crate::oracle::ViewRows;
+use crate::support::repo_root;
+
+/// Which rows to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// Speed rows with lo ≤ epoch ≤ hi.
+    Speed(i64, i64),
+    /// The active batch run's rows.
+    Batch,
+    /// The exact merge: active batch rows ⊕ speed rows at or above the covered epoch.
+    Merged,
+}
+
+const ACTIVE_RUN: &str = "SELECT run_id, covered_epoch FROM braid_internal.batch_runs \
+                          WHERE view_name = $1 AND fingerprint = $2 AND status = 'active'";
+
+/// Rows of every demo view from `source`, merged across epochs and runs, per key and bucket.
+pub async fn read_rows(
+    connection: &mut PgConnection,
+    source: Source,
+) -> BTreeMap<String, ViewRows> {
+    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let mut views = BTreeMap::new();
+    for view in &config.views {
+        views.insert(view.name.clone(), read_view(connection, view, source).await);
+    }
+    views
+}
+
+async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -> ViewRows {
+    let layout = ViewLayout::of(view);
+    let columns: Vec<&str> = layout
+        .group_columns
+        .iter()
+        .chain(&layout.metric_columns)
+        .map(|c| c.name.as_str())
+        .chain(["bucket_start"])
+        .collect();
+    let columns = columns.join(", ");
+    let (speed, batch) = (&layout.speed_table, &layout.batch_table);
+    let rows_sql = match source {
+        Source::Speed(..) => format!("SELECT {columns} FROM {speed} WHERE epoch BETWEEN $3 AND $4"),
+        Source::Batch => {
+            format!("SELECT {columns} FROM {batch} WHERE run_id = (SELECT run_id FROM active)")
+        }
+        Source::Merged => format!(
+            "SELECT {columns} FROM {batch} WHERE run_id = (SELECT run_id FROM active) UNION ALL \
+             SELECT {columns} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active), 0)"
+        ),
+    };
+    let groups: Vec<String> = layout
+        .group_columns
+        .iter()
+        .map(|c| format!("{}::text", c.name))
+        .collect();
+    let metrics: Vec<String> = view
+        .metrics
+        .iter()
+        .map(|m| match m.kind {
+            MetricKind::Count | MetricKind::Sum => format!("sum({})::bigint", m.column),
+            MetricKind::Min => format!("min({})::bigint", m.column),
+            MetricKind::Max => format!("max({})::bigint", m.column),
+        })
+        .collect();
+    let group_by: Vec<String> = layout
+        .group_columns
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(["bucket_start".to_string()])
+        .collect();
+    let sql = format!(
+        "WITH active AS ({ACTIVE_RUN}) SELECT {groups}{comma}(extract(epoch FROM bucket_start) * 1000000)::bigint, {metrics} \
+         FROM ({rows_sql}) AS r GROUP BY {group_by}",
+        groups = groups.join(", "),
+        comma = if groups.is_empty() { "" } else { ", " },
+        metrics = metrics.join(", "),
+        group_by = group_by.join(", "),
+    );
+    let (lo, hi) = match source {
+        Source::Speed(lo, hi) => (lo, hi),
+        _ => (0, 0),
+    };
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&view.name)
+        .bind(&view.fingerprint);
+    let query = if matches!(source, Source::Speed(..)) {
+        query.bind(lo).bind(hi)
+    } else {
+        query
+    };
+    let rows = query.fetch_all(&mut *connection).await.unwrap();
+    let mut out = ViewRows::new();
+    for row in rows {
+        let n = groups.len();
+        let key: Vec<Option<String>> = (0..n).map(|i| row.get::<Option<String>, _>(i)).collect();
+        let bucket: i64 = row.get(n);
+        let values: Vec<Option<i64>> = (0..metrics.len())
+            .map(|i| row.get::<Option<i64>, _>(n + 1 + i))
+            .collect();
+        out.insert((key, bucket), values);
+    }
+    out
+}
+
+/// Speed rows with lo ≤ epoch ≤ hi.
+pub async fn speed_rows(pool: &sqlx::PgPool, lo: i64, hi: i64) -> BTreeMap<String, ViewRows> {
+    read_rows(&mut pool.acquire().await.unwrap(), Source::Speed(lo, hi)).await
+}
+
+/// Asserts per view, key and bucket that Braid's rows equal the oracle's.
+pub fn assert_rows_equal(
+    expected: &BTreeMap<&'static str, ViewRows>,
+    actual: &BTreeMap<String, ViewRows>,
+    when: &str,
+) {
+    for (view, rows) in expected {
+        let got = &actual[*view];
+        let missing: Vec<_> = rows
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, _)| !rows.contains_key(*k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{when}: view {view} differs ({} expected rows, {} actual); first differences: expected {missing:?}, unexpected {extra:?}",
+            rows.len(),
+            got.len()
+        );
+    }
+    assert!(
+        expected.values().map(|r| r.len()).sum::<usize>() > 0,
+        "{when}: the comparison must cover some rows"
+    );
+}
