@@ -76,8 +76,13 @@ pub enum Command {
     Sink(SinkArgs),
     /// Batch layer: recompute views from the Delta table and publish them atomically.
     Batch(BatchArgs),
-    /// Scheduler: run batch recomputes, compaction and vacuum on their cron schedules.
-    Jobs,
+    /// Scheduler: run batch recomputes and vacuum on their cron schedules; list and trigger jobs.
+    ///
+    /// `braid jobs` runs the scheduler: the jobs in [jobs] fire on their cron expressions (six
+    /// fields, seconds first). Only one scheduler acts at a time (a PostgreSQL advisory lock);
+    /// others wait as standby and take over within a second when it dies. Every run is
+    /// recorded; failures are retried with backoff and never publish partial results.
+    Jobs(JobsArgs),
     /// Serving: the REST API over the merged views.
     Serve,
     /// Replay history: rebuild speed views, time travel, republish to Kafka.
@@ -131,6 +136,30 @@ pub enum BatchCommand {
         /// Seconds to wait for the Delta sink to reach the cut.
         #[arg(long, env = "BRAID_BATCH_WAIT_TIMEOUT", default_value_t = 300)]
         wait_timeout: u64,
+    },
+}
+
+/// `braid jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// What to do; without one, run the scheduler.
+    #[command(subcommand)]
+    pub command: Option<JobsCommand>,
+}
+
+/// `braid jobs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Show the history of job runs, newest first.
+    List {
+        /// How many runs to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Run one job now (batch or vacuum) and record it.
+    Run {
+        /// The job: batch or vacuum.
+        name: String,
     },
 }
 

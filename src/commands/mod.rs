@@ -1,6 +1,7 @@
 //! Each subcommand's entry point.
 
 pub mod batch;
+pub mod jobs;
 mod migrate;
 mod services;
 pub mod sink;
@@ -112,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Speed(args) => speed::run(load_config(&cli)?, args).await,
         Command::Sink(args) => sink::run(load_config(&cli)?, args).await,
         Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
-        Command::Jobs => Ok(not_built("jobs", "the job scheduler")),
+        Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve => Ok(not_built("serve", "the serving API")),
         Command::Replay => Ok(not_built("replay", "replay")),
     }

@@ -9,7 +9,7 @@ use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
 /// Components that `braid up` will run once they exist.
-const NOT_BUILT_YET: [&str; 2] = ["job scheduler", "serving API"];
+const NOT_BUILT_YET: [&str; 1] = ["serving API"];
 
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
@@ -34,6 +34,14 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     let sink = {
         let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
         tokio::spawn(async move { super::sink::spawn(&config, pool, stop).await })
+    };
+    let scheduler = {
+        let (context, schedules, stop) = (
+            super::jobs::context(&config, pool.clone()),
+            super::jobs::schedules(&config),
+            stop.clone(),
+        );
+        tokio::spawn(async move { jobs::run_scheduler(&context, &schedules, stop.shared()).await })
     };
     let generator = args.generate.map(|rate| {
         let generate = GenerateArgs {
@@ -82,6 +90,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         speed.flushed_records, speed.dead_letters, speed.flushes
     );
     let sink = sink.await??;
+    scheduler.await??;
     println!(
         "delta sink: {} records committed to {}, {} dead letters, {} commits",
         sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits

@@ -7,6 +7,7 @@ mod cli;
 mod compare;
 mod compose;
 mod database;
+mod jobs;
 mod kafka_roundtrip;
 mod oracle;
 mod sink;

@@ -189,6 +189,18 @@ impl Pipeline {
         self.start("sink", name, member)
     }
 
+    /// Starts `braid jobs` (the scheduler) with extra environment, e.g. schedules.
+    pub fn start_scheduler(&self, name: &str, env: &[(&str, &str)]) -> Running {
+        let log = log_file(&format!("{}-jobs-{name}", self.topic));
+        let mut command = self.braid();
+        command
+            .arg("jobs")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        Running(command.spawn().expect("braid jobs starts"))
+    }
+
     fn start(&self, command: &str, name: &str, member: &str) -> Running {
         let log = log_file(&format!("{}-{command}-{name}", self.topic));
         self.braid()

@@ -1,0 +1,92 @@
+//! The job history: one row per attempt of every job.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// What a finished job reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobReport {
+    /// The Delta version the job read or produced.
+    pub delta_version: Option<i64>,
+    /// The epoch a batch run's cut closed.
+    pub cut_epoch: Option<i64>,
+    /// Records read.
+    pub rows_read: Option<i64>,
+    /// Rows (or files) written or deleted.
+    pub rows_written: Option<i64>,
+}
+
+/// One recorded run.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRun {
+    /// Its id.
+    pub id: i64,
+    /// The job: batch, vacuum, ...
+    pub job: String,
+    /// `schedule` or `manual`.
+    pub trigger: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// See [`JobReport`].
+    pub delta_version: Option<i64>,
+    /// See [`JobReport`].
+    pub cut_epoch: Option<i64>,
+    /// See [`JobReport`].
+    pub rows_read: Option<i64>,
+    /// See [`JobReport`].
+    pub rows_written: Option<i64>,
+    /// The error of a failed run.
+    pub error: Option<String>,
+}
+
+/// Records the start of a run and returns its id.
+pub async fn start(pool: &PgPool, job: &str, trigger: &str) -> Result<i64, sqlx::Error> {
+    let (id,): (i64,) =
+        sqlx::query_as("INSERT INTO braid_internal.job_runs (job, trigger, status) VALUES ($1, $2, 'running') RETURNING id")
+            .bind(job)
+            .bind(trigger)
+            .fetch_one(pool)
+            .await?;
+    Ok(id)
+}
+
+/// Records how a run ended.
+pub async fn finish(
+    pool: &PgPool,
+    id: i64,
+    outcome: Result<&JobReport, &str>,
+) -> Result<(), sqlx::Error> {
+    let (status, report, error) = match outcome {
+        Ok(report) => ("succeeded", report.clone(), None),
+        Err(error) => ("failed", JobReport::default(), Some(error)),
+    };
+    sqlx::query(
+        "UPDATE braid_internal.job_runs SET status = $2, finished_at = now(), delta_version = $3, cut_epoch = $4,
+         rows_read = $5, rows_written = $6, error = $7 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(report.delta_version)
+    .bind(report.cut_epoch)
+    .bind(report.rows_read)
+    .bind(report.rows_written)
+    .bind(error)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The most recent runs, newest first.
+pub async fn list(pool: &PgPool, limit: i64) -> Result<Vec<JobRun>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, job, trigger, status, started_at, finished_at, delta_version, cut_epoch, rows_read, rows_written, error
+         FROM braid_internal.job_runs ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

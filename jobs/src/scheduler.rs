@@ -1,0 +1,103 @@
+//! The scheduler: cron schedules, one active scheduler per database.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cron::Schedule;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+
+use crate::runner::{JobContext, JobError, JobKind, run_job};
+
+/// The advisory-lock key that makes a scheduler the active one.
+const SCHEDULER_LOCK: &str = "braid.scheduler";
+
+/// Runs the schedules until `stop` is set. While another scheduler holds the lock this one
+/// waits as standby; it takes over within a second of the active one's connection ending.
+pub async fn run_scheduler(
+    ctx: &JobContext,
+    schedules: &[(JobKind, String)],
+    stop: Arc<AtomicBool>,
+) -> Result<(), JobError> {
+    let schedules: Vec<(JobKind, Schedule)> = schedules
+        .iter()
+        .map(|(kind, expression)| {
+            (
+                *kind,
+                Schedule::from_str(expression)
+                    .expect("cron expressions are checked when the config loads"),
+            )
+        })
+        .collect();
+    let mut announced_standby = false;
+    while !stop.load(Ordering::Relaxed) {
+        let mut lock = ctx.pool.acquire().await?;
+        let (active,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(SCHEDULER_LOCK)
+            .fetch_one(&mut *lock)
+            .await?;
+        if !active {
+            if !announced_standby {
+                tracing::info!("standby: another scheduler is active; waiting to take over");
+                announced_standby = true;
+            }
+            drop(lock);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        tracing::info!(jobs = ?schedules.iter().map(|(k, s)| format!("{} {}", k.name(), s)).collect::<Vec<_>>(), "active scheduler");
+        announced_standby = false;
+        let result = lead(ctx, &schedules, &stop, &mut lock).await;
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(SCHEDULER_LOCK)
+            .execute(&mut *lock)
+            .await;
+        let _ = lock.detach();
+        result?;
+    }
+    Ok(())
+}
+
+/// Fires due jobs while holding the lock. Returns when stopped or when the lock's connection
+/// fails (then the caller goes back to standby).
+async fn lead(
+    ctx: &JobContext,
+    schedules: &[(JobKind, Schedule)],
+    stop: &AtomicBool,
+    lock: &mut PoolConnection<Postgres>,
+) -> Result<(), JobError> {
+    let mut next: Vec<Option<DateTime<Utc>>> = schedules
+        .iter()
+        .map(|(_, s)| s.upcoming(Utc).next())
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        if sqlx::query("SELECT 1").execute(&mut **lock).await.is_err() {
+            tracing::warn!("lost the scheduler lock's connection; back to standby");
+            return Ok(());
+        }
+        let now = Utc::now();
+        for ((kind, schedule), due) in schedules.iter().zip(next.iter_mut()) {
+            if due.is_some_and(|at| at <= now) {
+                if let Err(error) = run_job(ctx, *kind, "schedule").await {
+                    tracing::error!(job = kind.name(), %error, "scheduled job failed; it runs again at its next time");
+                }
+                *due = schedule.after(&Utc::now()).next();
+            }
+        }
+        let until_next = next
+            .iter()
+            .flatten()
+            .min()
+            .map(|at| (*at - Utc::now()).to_std().unwrap_or_default());
+        tokio::time::sleep(
+            until_next
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_millis(500)),
+        )
+        .await;
+    }
+    Ok(())
+}

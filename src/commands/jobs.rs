@@ -1,0 +1,99 @@
+//! `braid jobs`: the scheduler, the history, and running a job now.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use jobs::{JobContext, JobKind};
+use schemas::BraidConfig;
+
+use crate::cli::{JobsArgs, JobsCommand};
+use crate::stop::StopFlag;
+
+/// The jobs' context from the configuration.
+pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
+    JobContext {
+        pool,
+        batch: super::batch::settings(config, Duration::from_secs(300)),
+        schema: config.schema.clone(),
+        vacuum_retention: Duration::from_secs(config.jobs.vacuum.retention_hours * 3600),
+        max_attempts: 3,
+        first_backoff: Duration::from_secs(5),
+    }
+}
+
+/// The enabled schedules. Compaction is configured but not built yet: it is skipped with a warning.
+pub fn schedules(config: &BraidConfig) -> Vec<(JobKind, String)> {
+    if config.jobs.compact.enabled {
+        tracing::warn!(
+            "jobs.compact is enabled, but compaction is not built yet in this version; skipped"
+        );
+    }
+    let mut schedules = Vec::new();
+    if config.jobs.batch.enabled {
+        schedules.push((JobKind::Batch, config.jobs.batch.schedule.clone()));
+    }
+    if config.jobs.vacuum.enabled {
+        schedules.push((JobKind::Vacuum, config.jobs.vacuum.schedule.clone()));
+    }
+    schedules
+}
+
+/// Runs the subcommand.
+pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(&config).await?;
+    super::migrate(&pool, &config).await?;
+    match &args.command {
+        None => {
+            let stop = StopFlag::default();
+            stop.stop_on_signals();
+            jobs::run_scheduler(&context(&config, pool), &schedules(&config), stop.shared())
+                .await?;
+        }
+        Some(JobsCommand::List { limit }) => {
+            println!(
+                "{:>6}  {:<7} {:<8} {:<9} {:<20} {:>7}  {:>8} {:>7} {:>10} {:>10}  error",
+                "id",
+                "job",
+                "trigger",
+                "status",
+                "started (UTC)",
+                "seconds",
+                "version",
+                "epoch",
+                "read",
+                "written"
+            );
+            for run in jobs::history::list(&pool, *limit).await? {
+                let seconds = run.finished_at.map(|f| {
+                    format!(
+                        "{:.1}",
+                        (f - run.started_at).num_milliseconds() as f64 / 1000.0
+                    )
+                });
+                let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+                println!(
+                    "{:>6}  {:<7} {:<8} {:<9} {:<20} {:>7}  {:>8} {:>7} {:>10} {:>10}  {}",
+                    run.id,
+                    run.job,
+                    run.trigger,
+                    run.status,
+                    run.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    seconds.unwrap_or_else(|| "-".into()),
+                    show(run.delta_version),
+                    show(run.cut_epoch),
+                    show(run.rows_read),
+                    show(run.rows_written),
+                    run.error.unwrap_or_default()
+                );
+            }
+        }
+        Some(JobsCommand::Run { name }) => {
+            let kind = JobKind::parse(name).ok_or_else(|| {
+                anyhow::anyhow!("unknown job `{name}`; the jobs are batch and vacuum")
+            })?;
+            let report = jobs::run_job(&context(&config, pool), kind, "manual").await?;
+            println!("{name} succeeded: {report:?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
