@@ -76,7 +76,7 @@ pub enum Command {
     Sink(SinkArgs),
     /// Batch layer: recompute views from the Delta table and publish them atomically.
     Batch(BatchArgs),
-    /// Scheduler: run batch recomputes and vacuum on their cron schedules; list and trigger jobs.
+    /// Scheduler: run batch recomputes, compaction and vacuum on their cron schedules; list and trigger jobs.
     ///
     /// `braid jobs` runs the scheduler: the jobs in [jobs] fire on their cron expressions (six
     /// fields, seconds first). Only one scheduler acts at a time (a PostgreSQL advisory lock);
@@ -156,9 +156,9 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
-    /// Run one job now (batch or vacuum) and record it.
+    /// Run one job now (batch, compact or vacuum) and record it.
     Run {
-        /// The job: batch or vacuum.
+        /// The job: batch, compact or vacuum.
         name: String,
     },
 }

@@ -2,7 +2,7 @@
 //!
 //! - [`sink`]: the master dataset. Every valid record lands in a Delta Lake table, exactly
 //!   once, with its Kafka lineage; positions live in the Delta log as application transactions.
-//! - [`maintenance`]: vacuum of the Delta table.
+//! - [`maintenance`]: compaction and vacuum of the Delta table.
 //! - [`recompute`]: batch recomputes with Polars over a pinned Delta version, published
 //!   atomically against a cut of the speed layer.
 

@@ -1,9 +1,20 @@
-//! Table maintenance: vacuum (and, later, compaction).
+//! Table maintenance: compaction of small files and vacuum.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
+use deltalake::arrow::array::{ArrayRef, Date32Array, new_null_array};
+use deltalake::arrow::datatypes::SchemaRef as ArrowSchemaRef;
+use deltalake::arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, LogicalFileView};
 use deltalake::operations::vacuum::VacuumMode;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use object_store::ObjectStoreExt as _;
 use schemas::EventSchema;
 
 use crate::sink::{SinkError, open_or_create};
@@ -45,4 +56,155 @@ pub async fn vacuum(
         version: table.version().map(|v| v as i64),
         files_deleted: metrics.files_deleted.len(),
     })
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// The table version after the compaction (unchanged if nothing was compacted).
+    pub version: Option<i64>,
+    /// Small files replaced.
+    pub files_removed: usize,
+    /// Files written in their place.
+    pub files_added: usize,
+}
+
+/// Files below this size count as small.
+pub const SMALL_FILE_BYTES: i64 = 32 * 1024 * 1024;
+/// A partition is compacted once it has this many small files.
+pub const MIN_SMALL_FILES: usize = 4;
+
+/// The batch with the partition column put back (Parquet files of a partitioned Delta table do
+/// not hold it) and columns added after the file was written filled with nulls.
+fn with_partition_column(
+    batch: &RecordBatch,
+    schema: &ArrowSchemaRef,
+    event_date: i32,
+) -> Result<RecordBatch, SinkError> {
+    let rows = batch.num_rows();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            if field.name() == schemas::arrow::EVENT_DATE {
+                Arc::new(Date32Array::from(vec![event_date; rows])) as ArrayRef
+            } else {
+                batch
+                    .column_by_name(field.name())
+                    .cloned()
+                    .unwrap_or_else(|| new_null_array(field.data_type(), rows))
+            }
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn days_since_epoch(date: &str) -> Option<i32> {
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
+}
+
+/// Rewrites the small files of each partition that has at least [`MIN_SMALL_FILES`] of them
+/// into larger ones, in one commit that removes the old files (`dataChange = false`): the rows,
+/// their lineage and the sink's application transactions stay exactly as they were. A commit
+/// that races another is retried; files of a lost attempt are orphans that vacuum removes.
+pub async fn compact(
+    uri: &str,
+    storage_options: &HashMap<String, String>,
+    schema: &EventSchema,
+    writer_properties: WriterProperties,
+) -> Result<CompactReport, SinkError> {
+    let mut table = open_or_create(uri, storage_options, schema).await?;
+    let arrow_schema = schema.delta_arrow_schema();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        table.update_state().await?;
+        let snapshot = table.snapshot()?;
+        let mut small: BTreeMap<String, Vec<LogicalFileView>> = BTreeMap::new();
+        for file in snapshot.log_data().iter() {
+            if file.size() < SMALL_FILE_BYTES {
+                let date = file
+                    .partition_values_map()
+                    .get(schemas::arrow::EVENT_DATE)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default();
+                small.entry(date).or_default().push(file);
+            }
+        }
+        small.retain(|_, files| files.len() >= MIN_SMALL_FILES);
+        if small.is_empty() {
+            return Ok(CompactReport {
+                version: table.version().map(|v| v as i64),
+                ..Default::default()
+            });
+        }
+        let store = table.object_store();
+        let mut writer =
+            RecordBatchWriter::for_table(&table)?.with_writer_properties(writer_properties.clone());
+        let mut actions: Vec<Action> = Vec::new();
+        for (date, files) in &small {
+            let days = days_since_epoch(date).ok_or_else(|| {
+                SinkError::Rebalance(format!(
+                    "partition value `{date}` of {} is not a date",
+                    schemas::arrow::EVENT_DATE
+                ))
+            })?;
+            for file in files {
+                let bytes = store
+                    .get(&file.object_store_path())
+                    .await
+                    .map_err(deltalake::DeltaTableError::from)?
+                    .bytes()
+                    .await
+                    .map_err(deltalake::DeltaTableError::from)?;
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .map_err(deltalake::DeltaTableError::from)?
+                    .build()
+                    .map_err(deltalake::DeltaTableError::from)?;
+                for batch in reader {
+                    writer
+                        .write(with_partition_column(&batch?, &arrow_schema, days)?)
+                        .await?;
+                }
+                actions.push(Action::Remove(file.remove_action(false)));
+            }
+        }
+        let removed = actions.len();
+        let added = writer.flush().await?;
+        let files_added = added.len();
+        actions.extend(added.into_iter().map(|mut add| {
+            add.data_change = false;
+            Action::Add(add)
+        }));
+        let operation = DeltaOperation::Optimize {
+            predicate: None,
+            target_size: SMALL_FILE_BYTES,
+        };
+        match CommitBuilder::default()
+            .with_actions(actions)
+            .build(Some(snapshot), table.log_store(), operation)
+            .await
+        {
+            Ok(committed) => {
+                let version = committed.version() as i64;
+                tracing::info!(
+                    version,
+                    files_removed = removed,
+                    files_added,
+                    "compacted the Delta table"
+                );
+                return Ok(CompactReport {
+                    version: Some(version),
+                    files_removed: removed,
+                    files_added,
+                });
+            }
+            Err(error) if attempts < 5 => {
+                tracing::warn!(%error, "compaction commit lost a race; trying again")
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }

@@ -14,6 +14,8 @@ use crate::history::{self, JobReport};
 pub enum JobKind {
     /// Batch recompute of every view.
     Batch,
+    /// Compaction of the Delta table's small files.
+    Compact,
     /// Vacuum of the Delta table.
     Vacuum,
 }
@@ -23,6 +25,7 @@ impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Batch => "batch",
+            JobKind::Compact => "compact",
             JobKind::Vacuum => "vacuum",
         }
     }
@@ -31,6 +34,7 @@ impl JobKind {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "batch" => Some(JobKind::Batch),
+            "compact" => Some(JobKind::Compact),
             "vacuum" => Some(JobKind::Vacuum),
             _ => None,
         }
@@ -48,6 +52,8 @@ pub struct JobContext {
     pub schema: EventSchema,
     /// Vacuum retention.
     pub vacuum_retention: Duration,
+    /// Parquet compression of compacted files.
+    pub compression: schemas::config::Compression,
     /// Attempts per job before it is recorded as failed for good.
     pub max_attempts: u32,
     /// The first retry's delay; doubled per attempt.
@@ -60,9 +66,9 @@ pub enum JobError {
     /// The batch recompute failed.
     #[error("batch: {0}")]
     Batch(#[from] BatchError),
-    /// The vacuum failed.
-    #[error("vacuum: {0}")]
-    Vacuum(#[from] batch_layer::sink::SinkError),
+    /// Compaction or vacuum failed.
+    #[error("table maintenance: {0}")]
+    Maintenance(#[from] batch_layer::sink::SinkError),
     /// The history could not be written.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -72,7 +78,7 @@ impl JobError {
     fn is_retryable(&self) -> bool {
         match self {
             JobError::Batch(e) => e.is_retryable(),
-            JobError::Vacuum(e) => e.is_retryable(),
+            JobError::Maintenance(e) => e.is_retryable(),
             JobError::Database(_) => true,
         }
     }
@@ -97,6 +103,22 @@ async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError>
                 cut_epoch: Some(outcome.cut_epoch),
                 rows_read: Some(outcome.rows_read as i64),
                 rows_written: Some(outcome.views.iter().map(|(_, _, rows)| *rows as i64).sum()),
+            })
+        }
+        JobKind::Compact => {
+            let properties = batch_layer::sink::writer_properties(ctx.compression);
+            let report = batch_layer::maintenance::compact(
+                &ctx.batch.table_uri,
+                &ctx.batch.storage_options,
+                &ctx.schema,
+                properties,
+            )
+            .await?;
+            Ok(JobReport {
+                delta_version: report.version,
+                rows_written: Some(report.files_added as i64),
+                rows_read: Some(report.files_removed as i64),
+                ..Default::default()
             })
         }
         JobKind::Vacuum => {

@@ -16,6 +16,7 @@ pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
         batch: super::batch::settings(config, Duration::from_secs(300)),
         schema: config.schema.clone(),
         vacuum_retention: Duration::from_secs(config.jobs.vacuum.retention_hours * 3600),
+        compression: config.sink.compression,
         max_attempts: 3,
         first_backoff: Duration::from_secs(5),
     }
@@ -89,7 +90,7 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
         }
         Some(JobsCommand::Run { name }) => {
             let kind = JobKind::parse(name).ok_or_else(|| {
-                anyhow::anyhow!("unknown job `{name}`; the jobs are batch and vacuum")
+                anyhow::anyhow!("unknown job `{name}`; the jobs are batch, compact and vacuum")
             })?;
             let report = jobs::run_job(&context(&config, pool), kind, "manual").await?;
             println!("{name} succeeded: {report:?}");

@@ -8,14 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
-use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use schemas::config::Compression;
 use schemas::pg::DeadLetter;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
@@ -24,7 +21,7 @@ use super::columns::BatchBuilder;
 use super::commit::{Committer, InFlight, Pending};
 use super::metrics as m;
 use super::table::{open_or_create, positions_in_log};
-use super::{SinkError, SinkSettings, SinkSummary};
+use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
 
 struct State {
     /// The table; `None` while a background commit owns it.
@@ -263,14 +260,6 @@ impl ConsumerContext for SinkContext {
             tracing::warn!(error = %e, "unassign failed");
         }
     }
-}
-
-fn writer_properties(compression: Compression) -> WriterProperties {
-    let codec = match compression {
-        Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
-        Compression::Snappy => ParquetCompression::SNAPPY,
-    };
-    WriterProperties::builder().set_compression(codec).build()
 }
 
 /// Runs the sink until `stop` is set or an unrecoverable error occurs. Blocking: call it from

@@ -15,6 +15,8 @@ pub mod table;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
 use rdkafka::config::ClientConfig;
 use schemas::EventSchema;
 use schemas::config::Compression;
@@ -22,6 +24,15 @@ use schemas::config::Compression;
 pub use consumer::run;
 pub use error::SinkError;
 pub use table::{app_id, open_or_create, positions_in_log};
+
+/// Parquet writer settings for the configured compression.
+pub fn writer_properties(compression: Compression) -> WriterProperties {
+    let codec = match compression {
+        Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
+        Compression::Snappy => ParquetCompression::SNAPPY,
+    };
+    WriterProperties::builder().set_compression(codec).build()
+}
 
 /// What the sink needs to run.
 #[derive(Debug, Clone)]

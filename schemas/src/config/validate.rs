@@ -211,6 +211,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
     check_cron("jobs.batch.schedule", &raw.jobs.batch.schedule)?;
     check_cron("jobs.compact.schedule", &raw.jobs.compact.schedule)?;
     check_cron("jobs.vacuum.schedule", &raw.jobs.vacuum.schedule)?;
+    require(
+        raw.jobs.vacuum.retention_hours >= 1,
+        "jobs.vacuum.retention_hours",
+        "must be at least 1: vacuum also deletes files no version references yet, which a running sink may be about to commit",
+    )?;
     raw.serving.listen.parse::<SocketAddr>().map_err(|_| {
         ConfigError::invalid(
             "serving.listen",

@@ -364,3 +364,41 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
         }
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once(pool: PgPool) {
+    let pipeline = Pipeline::new("sink-compact", &pool).await;
+    pipeline.produce(1, 25, 2);
+    let mut producer = pipeline.produce_in_background(30_000, 26, 5_000, 2);
+    let mut sink = pipeline.start_sink("a", "a");
+    wait_until("enough small files", Duration::from_secs(60), || async {
+        std::fs::read_dir(pipeline.lake.join("_delta_log"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            > 10
+    })
+    .await;
+    for job in ["compact", "vacuum", "compact"] {
+        let output = crate::support::run(pipeline.braid().args(["jobs", "run", job]));
+        assert!(
+            output.status.success(),
+            "{job}: {}",
+            crate::support::stderr(&output)
+        );
+    }
+    assert!(producer.wait_success());
+    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sink.kill();
+    let (removed,): (Option<i64>,) =
+        sqlx::query_as("SELECT sum(rows_read)::bigint FROM braid_internal.job_runs WHERE job = 'compact' AND status = 'succeeded'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        removed.unwrap_or(0) >= 4,
+        "compaction replaced small files ({removed:?})"
+    );
+    let messages = read_topic(&pipeline.topic);
+    assert_eq!(messages.len(), 30_001);
+    assert_exactly_once(&pipeline, &messages, &read_with_python(&pipeline));
+}
