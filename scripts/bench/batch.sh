@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmark: a batch recompute of every demo view over a large Delta table, beside DuckDB
+# computing the same aggregates over the same Parquet files in the same run.
+#   BENCH_EVENTS      events (default 10000000; the issue's large run is 50000000)
+#   BENCH_PARTITIONS  partitions (default 4)
+EVENTS=${BENCH_EVENTS:-10000000}
+PARTITIONS=${BENCH_PARTITIONS:-4}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+PYTHON=.braid/venv/bin/python
+"$PYTHON" -c 'import duckdb, deltalake' 2>/dev/null || .braid/venv/bin/pip install -q -r tests/interop/requirements.txt duckdb==1.4.2
+
+stamp=$(date +%s)
+export BRAID__KAFKA__TOPIC=bench.batch.$stamp
+export BRAID__KAFKA__SPEED_GROUP=bench.batch.speed.$stamp
+export BRAID__KAFKA__SINK_GROUP=bench.batch.sink.$stamp
+export BRAID__LAKE__URI=$PWD/.braid/bench/lake-$stamp
+fresh_database "bench_batch_$stamp"
+echo "events: $EVENTS on $PARTITIONS partitions (demo clickstream, 0.1% malformed)"
+RUST_LOG=warn "$BIN" generate --rate 0 --count "$EVENTS" --seed 1 --partitions "$PARTITIONS" --malformed-fraction 0.001 >/dev/null
+RUST_LOG=warn "$BIN" migrate
+
+# Fill the lake and the speed layer's positions (so the cut covers every record), one after the other.
+run_until() { # run_until COMMAND CHECK: runs `braid COMMAND` until CHECK prints a number >= EVENTS
+  RUST_LOG=warn "$BIN" "$1" & local pid=$!
+  until [ "$($2)" -ge "$EVENTS" ]; do kill -0 $pid || { echo "braid $1 died" >&2; exit 1; }; sleep 0.5; done
+  kill -INT $pid; wait $pid || true
+}
+speed_total() { psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions"; }
+sink_total() { "$PYTHON" -c "
+import deltalake, sys
+t = deltalake.DeltaTable(sys.argv[1]); print(sum(t.transaction_version(f'braid-sink:{sys.argv[2]}:{p}') or 0 for p in range(int(sys.argv[3]))))
+" "$BRAID__LAKE__URI" "$BRAID__KAFKA__TOPIC" "$PARTITIONS" 2>/dev/null || echo 0; }
+run_until sink sink_total
+run_until speed speed_total
+files=$(find "$BRAID__LAKE__URI" -name '*.parquet' | wc -l)
+echo "table: $files Parquet files, $(du -sh "$BRAID__LAKE__URI" | cut -f1)"
+
+/usr/bin/time -f '%e %M' -o /tmp/braid-batch-time.txt env RUST_LOG=warn "$BIN" batch run > /tmp/braid-batch-out.txt
+read -r seconds kib < /tmp/braid-batch-time.txt
+rows=$(grep -o '[0-9]* records read' /tmp/braid-batch-out.txt | cut -d' ' -f1)
+echo "braid batch run: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end: cut, wait, Polars, COPY, publish), peak RSS $((kib / 1024)) MiB"
+"$PYTHON" scripts/bench/batch_duckdb.py "$BRAID__LAKE__URI"
+rm -rf "$BRAID__LAKE__URI"

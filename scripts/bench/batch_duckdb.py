@@ -1,0 +1,41 @@
+"""The peer of the batch benchmark: DuckDB computing the demo views' aggregates over the same
+Parquet files (the Delta table's active files), timed in the same run.
+
+Usage: python batch_duckdb.py TABLE_PATH
+"""
+
+import resource
+import sys
+import time
+
+import deltalake
+import duckdb
+
+VIEWS = {
+    "page_views": """
+        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), coalesce(sum(duration_ms), 0), max(duration_ms)
+        FROM events WHERE event_type = 'page_view' GROUP BY ALL""",
+    "purchases_by_country": """
+        SELECT country, device, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), coalesce(sum(price_cents), 0),
+               min(price_cents), max(price_cents)
+        FROM events WHERE event_type = 'purchase' GROUP BY ALL""",
+    "events_by_type": """
+        SELECT event_type, (epoch_us(ts) // 10000000) * 10000000 AS bucket, count(*) FROM events GROUP BY ALL""",
+}
+
+
+def main(path):
+    files = deltalake.DeltaTable(path).file_uris()
+    connection = duckdb.connect()
+    connection.execute("SET threads = 2")
+    started = time.perf_counter()
+    connection.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet({files!r})")
+    rows = connection.execute("SELECT count(*) FROM events").fetchone()[0]
+    groups = {name: len(connection.execute(sql).fetchall()) for name, sql in VIEWS.items()}
+    seconds = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"duckdb: {rows / seconds:,.0f} rows/s ({rows} rows, {seconds:.2f} s, {len(files)} files, groups {groups}), peak RSS {peak_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
