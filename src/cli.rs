@@ -133,9 +133,9 @@ pub enum BatchCommand {
         /// Recompute only this view.
         #[arg(long, env = "BRAID_BATCH_VIEW")]
         view: Option<String>,
-        /// Seconds to wait for the Delta sink to reach the cut.
-        #[arg(long, env = "BRAID_BATCH_WAIT_TIMEOUT", default_value_t = 300)]
-        wait_timeout: u64,
+        /// Seconds to wait for the Delta sink to reach the cut (default: jobs.batch.wait_timeout_s).
+        #[arg(long, env = "BRAID_BATCH_WAIT_TIMEOUT")]
+        wait_timeout: Option<u64>,
     },
 }
 

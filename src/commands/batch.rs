@@ -28,7 +28,8 @@ pub async fn run(config: BraidConfig, args: &BatchArgs) -> anyhow::Result<ExitCo
     let BatchCommand::Run { view, wait_timeout } = &args.command;
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
-    let settings = settings(&config, Duration::from_secs(*wait_timeout));
+    let wait_timeout = wait_timeout.unwrap_or(config.jobs.batch.wait_timeout_s);
+    let settings = settings(&config, Duration::from_secs(wait_timeout));
     match run_batch(&settings, &pool, view.as_deref()).await {
         Ok(outcome) => {
             println!(

@@ -13,12 +13,12 @@ use crate::stop::StopFlag;
 pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
     JobContext {
         pool,
-        batch: super::batch::settings(config, Duration::from_secs(300)),
+        batch: super::batch::settings(config, Duration::from_secs(config.jobs.batch.wait_timeout_s)),
         schema: config.schema.clone(),
         vacuum_retention: Duration::from_secs(config.jobs.vacuum.retention_hours * 3600),
         compression: config.sink.compression,
-        max_attempts: 3,
-        first_backoff: Duration::from_secs(5),
+        max_attempts: config.jobs.retry_attempts,
+        first_backoff: Duration::from_millis(config.jobs.retry_backoff_ms),
     }
 }
 

@@ -184,14 +184,7 @@ impl SinkContext {
             .iter()
             .map(|e| e.partition())
             .collect();
-        let table = state
-            .table
-            .as_mut()
-            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
-        let positions = self.runtime.block_on(async {
-            table.update_state().await?;
-            positions_in_log(table, topic, &partitions).await
-        })?;
+        let positions = self.log_positions(state, &partitions)?;
         state.expected.clear();
         for &partition in &partitions {
             let position = positions.get(&partition).copied();
@@ -207,19 +200,25 @@ impl SinkContext {
         Ok(())
     }
 
+    /// The Delta log's latest positions of `partitions`.
+    fn log_positions(&self, state: &mut State, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+        let topic = &self.committer.topic;
+        let table = state
+            .table
+            .as_mut()
+            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
+        self.runtime.block_on(async {
+            table.update_state().await?;
+            positions_in_log(table, topic, partitions).await
+        })
+    }
+
     /// After a fence: forget everything uncommitted and read again from the Delta log's positions.
     fn reseek(&self, consumer: &BaseConsumer<Self>, state: &mut State) -> Result<(), SinkError> {
         state.drop_uncommitted();
         let topic = &self.committer.topic;
         let assigned: Vec<i32> = state.expected.keys().copied().collect();
-        let table = state
-            .table
-            .as_mut()
-            .ok_or_else(|| SinkError::Rebalance("the table is lost".into()))?;
-        let positions = self.runtime.block_on(async {
-            table.update_state().await?;
-            positions_in_log(table, topic, &assigned).await
-        })?;
+        let positions = self.log_positions(state, &assigned)?;
         for partition in assigned {
             let position = positions.get(&partition).copied();
             state.expected.insert(partition, position);

@@ -126,12 +126,28 @@ pub struct VacuumSchedule {
     pub retention_hours: u64,
 }
 
+/// The batch job: a schedule and how long a run waits for the sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchJobConfig {
+    /// A cron expression with six fields, seconds first.
+    pub schedule: String,
+    /// Whether the scheduler runs it.
+    pub enabled: bool,
+    /// Seconds a run waits for the Delta sink to reach its cut before it fails (and is retried).
+    pub wait_timeout_s: u64,
+}
+
 /// `[jobs]`: the scheduler's jobs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobsConfig {
+    /// Attempts per job run before it is recorded as failed for good.
+    pub retry_attempts: u32,
+    /// Delay before the first retry, in milliseconds; doubled for each further one.
+    pub retry_backoff_ms: u64,
     /// Batch recompute of every view.
-    pub batch: JobSchedule,
+    pub batch: BatchJobConfig,
     /// Delta compaction (optimize small files).
     pub compact: JobSchedule,
     /// Delta vacuum.
