@@ -13,7 +13,10 @@ use crate::stop::StopFlag;
 pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
     JobContext {
         pool,
-        batch: super::batch::settings(config, Duration::from_secs(config.jobs.batch.wait_timeout_s)),
+        batch: super::batch::settings(
+            config,
+            Duration::from_secs(config.jobs.batch.wait_timeout_s),
+        ),
         schema: config.schema.clone(),
         vacuum_retention: Duration::from_secs(config.jobs.vacuum.retention_hours * 3600),
         compression: config.sink.compression,

@@ -201,7 +201,11 @@ impl SinkContext {
     }
 
     /// The Delta log's latest positions of `partitions`.
-    fn log_positions(&self, state: &mut State, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+    fn log_positions(
+        &self,
+        state: &mut State,
+        partitions: &[i32],
+    ) -> Result<BTreeMap<i32, i64>, SinkError> {
         let topic = &self.committer.topic;
         let table = state
             .table

@@ -209,8 +209,16 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be at least 1",
     )?;
     check_cron("jobs.batch.schedule", &raw.jobs.batch.schedule)?;
-    require(raw.jobs.retry_attempts >= 1, "jobs.retry_attempts", "must be at least 1")?;
-    require(raw.jobs.batch.wait_timeout_s >= 1, "jobs.batch.wait_timeout_s", "must be at least 1")?;
+    require(
+        raw.jobs.retry_attempts >= 1,
+        "jobs.retry_attempts",
+        "must be at least 1",
+    )?;
+    require(
+        raw.jobs.batch.wait_timeout_s >= 1,
+        "jobs.batch.wait_timeout_s",
+        "must be at least 1",
+    )?;
     check_cron("jobs.compact.schedule", &raw.jobs.compact.schedule)?;
     check_cron("jobs.vacuum.schedule", &raw.jobs.vacuum.schedule)?;
     require(

@@ -117,13 +117,24 @@ async fn the_scheduler_fires_on_schedule_records_every_run_and_hands_over_to_a_s
 }
 
 #[sqlx::test(migrations = false)]
-async fn a_failing_job_is_retried_with_backoff_recorded_each_time_and_publishes_nothing(pool: PgPool) {
+async fn a_failing_job_is_retried_with_backoff_recorded_each_time_and_publishes_nothing(
+    pool: PgPool,
+) {
     let pipeline = Pipeline::new("jobs-retry", &pool).await;
     pipeline.produce(2_000, 42, 2);
     let mut speed = pipeline.start_speed("a", "a");
-    crate::support::wait_until("the speed layer to store positions", Duration::from_secs(60), || async {
-        schemas::pg::load_positions(&pool, &pipeline.topic).await.unwrap().values().sum::<i64>() == 2_000
-    })
+    crate::support::wait_until(
+        "the speed layer to store positions",
+        Duration::from_secs(60),
+        || async {
+            schemas::pg::load_positions(&pool, &pipeline.topic)
+                .await
+                .unwrap()
+                .values()
+                .sum::<i64>()
+                == 2_000
+        },
+    )
     .await;
     speed.kill();
     // No sink: every attempt times out waiting for the lake.
@@ -133,12 +144,24 @@ async fn a_failing_job_is_retried_with_backoff_recorded_each_time_and_publishes_
         ("BRAID__JOBS__RETRY_BACKOFF_MS", "200"),
     ]));
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("has not reached the cut"), "{}", stderr(&output));
-    let attempts: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT status, error FROM braid_internal.job_runs WHERE job = 'batch' ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert!(
+        stderr(&output).contains("has not reached the cut"),
+        "{}",
+        stderr(&output)
+    );
+    let attempts: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT status, error FROM braid_internal.job_runs WHERE job = 'batch' ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(attempts.len(), 3, "{attempts:?}");
-    assert!(attempts.iter().all(|(status, error)| status == "failed" && error.as_deref().is_some_and(|e| e.contains("partitions"))));
+    assert!(attempts.iter().all(|(status, error)| status == "failed"
+        && error.as_deref().is_some_and(|e| e.contains("partitions"))));
     let (active,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'active'").fetch_one(&pool).await.unwrap();
+        sqlx::query_as("SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'active'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(active, 0, "a failed run publishes nothing");
 }
