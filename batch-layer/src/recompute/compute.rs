@@ -78,13 +78,34 @@ fn predicate(filter: &Filter, schema: &EventSchema) -> Expr {
     column.is_not_null().and(test.fill_null(lit(false)))
 }
 
-/// The view's rows: group columns, `bucket_start` (µs) and one column per metric, named as in
-/// the PostgreSQL layout. Counts and sums start at zero; min and max of no values are null.
-pub fn compute_view(
+/// The count of the records and every view's rows, computed together so that Polars scans
+/// the files once for all of them (common subplans are shared across the plans).
+pub fn compute_all(
     records: LazyFrame,
-    view: &View,
+    views: &[View],
     schema: &EventSchema,
-) -> PolarsResult<DataFrame> {
+) -> PolarsResult<(u64, Vec<DataFrame>)> {
+    let optimizations = records.get_current_optimizations();
+    let mut plans = vec![records.clone().select([len()]).logical_plan];
+    plans.extend(
+        views
+            .iter()
+            .map(|view| view_plan(records.clone(), view, schema).logical_plan),
+    );
+    let mut frames = LazyFrame::collect_all_with_engine(plans, Engine::InMemory, optimizations)?;
+    let views = frames.split_off(1);
+    let count = frames[0]
+        .column("len")?
+        .get(0)?
+        .extract::<u64>()
+        .unwrap_or(0);
+    Ok((count, views))
+}
+
+/// The plan of a view's rows: group columns, `bucket_start` (µs) and one column per metric,
+/// named as in the PostgreSQL layout. Counts and sums start at zero; min and max of no values
+/// are null.
+fn view_plan(records: LazyFrame, view: &View, schema: &EventSchema) -> LazyFrame {
     let event_time = schema.event_time_field().name.as_str();
     let width = view.bucket.micros();
     let mut frame = records;
@@ -115,5 +136,5 @@ pub fn compute_view(
             aggregate.alias(metric.column.as_str())
         })
         .collect();
-    frame.group_by(keys).agg(aggregates).collect()
+    frame.group_by(keys).agg(aggregates)
 }
