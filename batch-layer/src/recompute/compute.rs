@@ -78,34 +78,13 @@ fn predicate(filter: &Filter, schema: &EventSchema) -> Expr {
     column.is_not_null().and(test.fill_null(lit(false)))
 }
 
-/// The count of the records and every view's rows, computed together so that Polars scans
-/// the files once for all of them (common subplans are shared across the plans).
-pub fn compute_all(
+/// The view's rows: group columns, `bucket_start` (µs) and one column per metric, named as in
+/// the PostgreSQL layout. Counts and sums start at zero; min and max of no values are null.
+pub fn compute_view(
     records: LazyFrame,
-    views: &[View],
+    view: &View,
     schema: &EventSchema,
-) -> PolarsResult<(u64, Vec<DataFrame>)> {
-    let optimizations = records.get_current_optimizations();
-    let mut plans = vec![records.clone().select([len()]).logical_plan];
-    plans.extend(
-        views
-            .iter()
-            .map(|view| view_plan(records.clone(), view, schema).logical_plan),
-    );
-    let mut frames = LazyFrame::collect_all_with_engine(plans, Engine::InMemory, optimizations)?;
-    let views = frames.split_off(1);
-    let count = frames[0]
-        .column("len")?
-        .get(0)?
-        .extract::<u64>()
-        .unwrap_or(0);
-    Ok((count, views))
-}
-
-/// The plan of a view's rows: group columns, `bucket_start` (µs) and one column per metric,
-/// named as in the PostgreSQL layout. Counts and sums start at zero; min and max of no values
-/// are null.
-fn view_plan(records: LazyFrame, view: &View, schema: &EventSchema) -> LazyFrame {
+) -> PolarsResult<DataFrame> {
     let event_time = schema.event_time_field().name.as_str();
     let width = view.bucket.micros();
     let mut frame = records;
@@ -136,5 +115,5 @@ fn view_plan(records: LazyFrame, view: &View, schema: &EventSchema) -> LazyFrame
             aggregate.alias(metric.column.as_str())
         })
         .collect();
-    frame.group_by(keys).agg(aggregates)
+    frame.group_by(keys).agg(aggregates).collect()
 }

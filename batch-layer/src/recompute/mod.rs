@@ -19,7 +19,7 @@ use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
 use sqlx::PgPool;
 
-pub use compute::{BUCKET_START, compute_all, records_below_cut};
+pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use error::BatchError;
 pub use publish::ViewRun;
 
@@ -158,23 +158,21 @@ async fn compute_runs(
     let files: Vec<String> = table.get_file_uris()?.collect();
     tracing::info!(version = ?delta_version, files = files.len(), "pinned the Delta version");
     let records = compute::records_below_cut(&files, cut)?;
-    let (rows_read, frames) = match records {
-        Some(records) => {
-            let (views, schema) = (views.to_vec(), settings.schema.clone());
-            let (count, frames) =
-                tokio::task::spawn_blocking(move || compute::compute_all(records, &views, &schema))
-                    .await
-                    .map_err(|e| BatchError::Load(e.to_string()))??;
-            (count, frames.into_iter().map(Some).collect())
+    let rows_read = match &records {
+        Some(frame) => {
+            let frame = frame.clone();
+            let counted = tokio::task::spawn_blocking(move || {
+                frame.select([polars::prelude::len()]).collect()
+            })
+            .await
+            .map_err(|e| BatchError::Load(e.to_string()))??;
+            counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
         }
-        None => (0, vec![None; views.len()]),
+        None => 0,
     };
     let mut runs = Vec::with_capacity(views.len());
-    for ((view, &run_id), frame) in views.iter().zip(run_ids).zip(frames) {
-        let rows_written = match frame {
-            Some(frame) => load::load(pool, &ViewLayout::of(view), run_id, &frame).await?,
-            None => 0,
-        };
+    for (view, &run_id) in views.iter().zip(run_ids) {
+        let rows_written = compute_and_load(pool, settings, view, run_id, records.clone()).await?;
         runs.push(ViewRun {
             view: view.clone(),
             run_id,
@@ -182,6 +180,23 @@ async fn compute_runs(
         });
     }
     Ok((runs, rows_read, delta_version))
+}
+
+async fn compute_and_load(
+    pool: &PgPool,
+    settings: &BatchSettings,
+    view: &View,
+    run_id: i64,
+    records: Option<polars::prelude::LazyFrame>,
+) -> Result<u64, BatchError> {
+    let Some(records) = records else { return Ok(0) };
+    let (view_for_task, schema) = (view.clone(), settings.schema.clone());
+    let frame = tokio::task::spawn_blocking(move || {
+        compute::compute_view(records, &view_for_task, &schema)
+    })
+    .await
+    .map_err(|e| BatchError::Load(e.to_string()))??;
+    load::load(pool, &ViewLayout::of(view), run_id, &frame).await
 }
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.
