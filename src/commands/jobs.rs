@@ -25,21 +25,22 @@ pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
     }
 }
 
-/// The enabled schedules. Compaction is configured but not built yet: it is skipped with a warning.
+/// The enabled schedules, in the order they are listed in `[jobs]`.
 pub fn schedules(config: &BraidConfig) -> Vec<(JobKind, String)> {
-    if config.jobs.compact.enabled {
-        tracing::warn!(
-            "jobs.compact is enabled, but compaction is not built yet in this version; skipped"
-        );
-    }
-    let mut schedules = Vec::new();
-    if config.jobs.batch.enabled {
-        schedules.push((JobKind::Batch, config.jobs.batch.schedule.clone()));
-    }
-    if config.jobs.vacuum.enabled {
-        schedules.push((JobKind::Vacuum, config.jobs.vacuum.schedule.clone()));
-    }
-    schedules
+    let jobs = &config.jobs;
+    [
+        (JobKind::Batch, jobs.batch.enabled, &jobs.batch.schedule),
+        (
+            JobKind::Compact,
+            jobs.compact.enabled,
+            &jobs.compact.schedule,
+        ),
+        (JobKind::Vacuum, jobs.vacuum.enabled, &jobs.vacuum.schedule),
+    ]
+    .into_iter()
+    .filter(|(_, enabled, _)| *enabled)
+    .map(|(kind, _, schedule)| (kind, schedule.clone()))
+    .collect()
 }
 
 /// Runs the subcommand.
@@ -100,4 +101,27 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_enabled_job_is_scheduled() {
+        let demo = include_str!("../../braid.toml");
+        let all = BraidConfig::load_from(Some(("braid.toml", demo)), []).unwrap();
+        let kinds: Vec<JobKind> = schedules(&all).into_iter().map(|(kind, _)| kind).collect();
+        assert_eq!(kinds, [JobKind::Batch, JobKind::Compact, JobKind::Vacuum]);
+        let env = [(
+            "BRAID__JOBS__COMPACT__ENABLED".to_string(),
+            "false".to_string(),
+        )];
+        let without_compact = BraidConfig::load_from(Some(("braid.toml", demo)), env).unwrap();
+        let kinds: Vec<JobKind> = schedules(&without_compact)
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .collect();
+        assert_eq!(kinds, [JobKind::Batch, JobKind::Vacuum]);
+    }
 }
