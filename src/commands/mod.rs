@@ -66,6 +66,30 @@ where
         .with_context(|| format!("the {name} thread ended without a result"))??)
 }
 
+/// Serves metrics if asked, migrates, then runs a long-lived component until Ctrl-C or SIGTERM
+/// and logs its totals.
+async fn run_until_stopped<T, F, Fut>(
+    config: BraidConfig,
+    metrics_listen: Option<std::net::SocketAddr>,
+    component: F,
+) -> anyhow::Result<ExitCode>
+where
+    T: std::fmt::Debug,
+    F: FnOnce(BraidConfig, sqlx::PgPool, StopFlag) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    if let Some(address) = metrics_listen {
+        crate::metrics::serve(address)?;
+    }
+    let pool = connect(&config).await?;
+    migrate(&pool, &config).await?;
+    let stop = StopFlag::default();
+    stop.stop_on_signals();
+    let summary = component(config, pool, stop).await?;
+    tracing::info!(?summary, "finished");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Says that a layer is not built yet, and fails.
 fn not_built(command: &str, what: &str) -> ExitCode {
     eprintln!(
@@ -110,8 +134,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => up::run(load_config(&cli)?, args).await,
-        Command::Speed(args) => speed::run(load_config(&cli)?, args).await,
-        Command::Sink(args) => sink::run(load_config(&cli)?, args).await,
+        Command::Speed(args) => {
+            run_until_stopped(
+                load_config(&cli)?,
+                args.metrics_listen,
+                |config, pool, stop| async move { speed::spawn(&config, pool, stop).await },
+            )
+            .await
+        }
+        Command::Sink(args) => {
+            run_until_stopped(
+                load_config(&cli)?,
+                args.metrics_listen,
+                |config, pool, stop| async move { sink::spawn(&config, pool, stop).await },
+            )
+            .await
+        }
         Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve => Ok(not_built("serve", "the serving API")),

@@ -1,12 +1,10 @@
 //! `braid sink`: the Delta sink.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use batch_layer::sink::{SinkSettings, SinkSummary};
 use schemas::BraidConfig;
 
-use crate::cli::SinkArgs;
 use crate::stop::StopFlag;
 
 /// The sink's settings from the configuration.
@@ -23,20 +21,6 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
         dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
         schema: config.schema.clone(),
     }
-}
-
-/// Migrates, then runs the sink on its own thread until Ctrl-C or SIGTERM.
-pub async fn run(config: BraidConfig, args: &SinkArgs) -> anyhow::Result<ExitCode> {
-    if let Some(address) = args.metrics_listen {
-        crate::metrics::serve(address)?;
-    }
-    let pool = super::connect(&config).await?;
-    super::migrate(&pool, &config).await?;
-    let stop = StopFlag::default();
-    stop.stop_on_signals();
-    let summary = spawn(&config, pool, stop).await?;
-    tracing::info!(?summary, "sink finished");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the sink on a dedicated thread and waits for it.

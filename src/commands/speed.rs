@@ -1,11 +1,9 @@
 //! `braid speed`: the speed layer.
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use schemas::BraidConfig;
 
-use crate::cli::SpeedArgs;
 use crate::stop::StopFlag;
 
 /// The speed layer's settings from the configuration.
@@ -20,20 +18,6 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
         schema: config.schema.clone(),
         views: config.views.clone(),
     }
-}
-
-/// Migrates, then runs the speed layer on its own thread until Ctrl-C or SIGTERM.
-pub async fn run(config: BraidConfig, args: &SpeedArgs) -> anyhow::Result<ExitCode> {
-    if let Some(address) = args.metrics_listen {
-        crate::metrics::serve(address)?;
-    }
-    let pool = super::connect(&config).await?;
-    super::migrate(&pool, &config).await?;
-    let stop = StopFlag::default();
-    stop.stop_on_signals();
-    let summary = spawn(&config, pool, stop).await?;
-    tracing::info!(?summary, "speed layer finished");
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs the speed layer on a dedicated thread and waits for it.
