@@ -41,6 +41,16 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
 pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> {
     schemas::pg::migrate(pool).await?;
     schemas::pg::ensure_view_tables(pool, &config.views).await?;
+    let bi_password = std::env::var("BRAID_BI_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    serving::sql::install(
+        pool,
+        &config.views,
+        &config.serving.bi_role,
+        bi_password.as_deref(),
+    )
+    .await?;
     tracing::info!(views = config.views.len(), "database migrated");
     Ok(())
 }

@@ -19,6 +19,8 @@ pub enum Source {
     Batch,
     /// The exact merge: active batch rows ⊕ speed rows at or above the covered epoch.
     Merged,
+    /// The same merge as Braid's SQL views in the `serving` schema answer it.
+    Serving,
 }
 
 const ACTIVE_RUN: &str = "SELECT run_id, covered_epoch FROM braid_internal.batch_runs \
@@ -53,6 +55,7 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         Source::Batch => {
             format!("SELECT {columns} FROM {batch} WHERE run_id = (SELECT run_id FROM active)")
         }
+        Source::Serving => format!("SELECT {columns} FROM {}", layout.serving_view),
         Source::Merged => format!(
             "SELECT {columns} FROM {batch} WHERE run_id = (SELECT run_id FROM active) UNION ALL \
              SELECT {columns} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active), 0)"

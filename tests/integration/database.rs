@@ -74,3 +74,68 @@ fn an_unreachable_database_is_named_without_its_password() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[sqlx::test(migrations = false)]
+async fn the_bi_role_reads_the_serving_views_and_nothing_else(pool: PgPool) {
+    let url = url_of(&pool).await;
+    let (database,): (String,) = sqlx::query_as("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let role = format!(
+        "bi_{}",
+        &database[database.len().saturating_sub(12)..]
+            .to_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let output = run(braid()
+        .args(["migrate", "--database-url", &url])
+        .env("BRAID__SERVING__BI_ROLE", &role)
+        .env("BRAID_BI_PASSWORD", "it's \"quoted\""));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (scheme_host, rest) = url.split_once('@').unwrap();
+    let scheme = &scheme_host[..scheme_host.find("://").unwrap() + 3];
+    let bi_url = format!("{scheme}{role}:{}@{rest}", "it%27s%20%22quoted%22");
+    let bi = sqlx::PgPool::connect(&bi_url)
+        .await
+        .expect("the BI role logs in with its password");
+
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM serving.page_views")
+        .fetch_one(&bi)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    for (what, statement) in [
+        (
+            "read metadata",
+            "SELECT * FROM braid_internal.speed_positions",
+        ),
+        (
+            "read speed rows",
+            "SELECT * FROM braid_internal.dead_letters",
+        ),
+        ("write a serving view", "DELETE FROM serving.page_views"),
+        ("create a table", "CREATE TABLE public.mine (x int)"),
+        ("create in serving", "CREATE VIEW serving.mine AS SELECT 1"),
+    ] {
+        let error = sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&bi)
+            .await
+            .expect_err(what);
+        let code = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        assert!(
+            matches!(code.as_deref(), Some("42501") | Some("55000")),
+            "{what}: {error}"
+        );
+    }
+    bi.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role}"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}

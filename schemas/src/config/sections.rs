@@ -164,6 +164,9 @@ pub struct ServingConfig {
     pub max_limit: u32,
     /// The widest time range a query may ask for, in days.
     pub max_range_days: u32,
+    /// The read-only login role for BI tools, created by `braid migrate` when the environment
+    /// variable BRAID_BI_PASSWORD holds its password. It can read the `serving` schema only.
+    pub bi_role: String,
 }
 
 /// `[schema]`: the event schema.

@@ -246,6 +246,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be at least 1",
     )?;
 
+    require(
+        is_identifier(&raw.serving.bi_role, 63),
+        "serving.bi_role",
+        "must be lowercase letters, digits and `_`, starting with a letter or `_`",
+    )?;
     let schema = event_schema(&raw.schema)?;
     let mut names = HashSet::new();
     let mut views = Vec::with_capacity(raw.views.len());

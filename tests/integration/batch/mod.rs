@@ -60,7 +60,12 @@ async fn assert_merged_exact(pool: &PgPool, pipeline: &Pipeline, when: &str) {
         .await
         .unwrap();
     let merged = read_rows(&mut tx, Source::Merged).await;
+    let served = read_rows(&mut tx, Source::Serving).await;
     tx.commit().await.unwrap();
+    assert_eq!(
+        served, merged,
+        "{when}: the serving SQL views answer the merge"
+    );
     let messages = read_topic(&pipeline.topic);
     let covered: Vec<RawMessage> = messages
         .into_iter()
