@@ -80,6 +80,19 @@ impl ViewLayout {
         }
     }
 
+    /// The group-by column names.
+    pub fn group_names(&self) -> Vec<&str> {
+        self.group_columns.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// The metric column names.
+    pub fn metric_names(&self) -> Vec<&str> {
+        self.metric_columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     fn column_definitions(&self) -> String {
         self.group_columns
             .iter()

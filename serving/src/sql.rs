@@ -12,16 +12,12 @@ use sqlx::PgPool;
 /// (`[a-z_][a-z0-9_]*` and hex), so they can stand in the statement.
 pub fn merged_select(view: &View) -> String {
     let layout = ViewLayout::of(view);
-    let groups: Vec<&str> = layout
-        .group_columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let groups: Vec<&str> = layout.group_names();
     let stored: Vec<&str> = groups
         .iter()
         .copied()
         .chain(["bucket_start"])
-        .chain(layout.metric_columns.iter().map(|c| c.name.as_str()))
+        .chain(layout.metric_names())
         .collect();
     let stored = stored.join(", ");
     let mut outputs: Vec<String> = groups

@@ -28,16 +28,8 @@ impl ViewWriter {
     /// Builds the upsert statement from the view's layout (identifiers from validated config).
     pub fn new(view: &View) -> Self {
         let layout = ViewLayout::of(view);
-        let groups: Vec<&str> = layout
-            .group_columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
-        let metrics: Vec<&str> = layout
-            .metric_columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
+        let groups: Vec<&str> = layout.group_names();
+        let metrics: Vec<&str> = layout.metric_names();
         let mut array_types = vec!["timestamptz"];
         array_types.extend(layout.group_columns.iter().map(|c| c.pg_type));
         array_types.extend(layout.metric_columns.iter().map(|c| c.pg_type));

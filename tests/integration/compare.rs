@@ -42,10 +42,9 @@ pub async fn read_rows(
 async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -> ViewRows {
     let layout = ViewLayout::of(view);
     let columns: Vec<&str> = layout
-        .group_columns
-        .iter()
-        .chain(&layout.metric_columns)
-        .map(|c| c.name.as_str())
+        .group_names()
+        .into_iter()
+        .chain(layout.metric_names())
         .chain(["bucket_start"])
         .collect();
     let columns = columns.join(", ");

@@ -55,6 +55,15 @@ pub async fn url_of(pool: &sqlx::PgPool) -> String {
     format!("{server}/{database}")
 }
 
+/// How many records the speed layer has stored positions past, over all partitions.
+pub async fn stored_total(pool: &sqlx::PgPool, topic: &str) -> i64 {
+    schemas::pg::load_positions(pool, topic)
+        .await
+        .unwrap()
+        .values()
+        .sum()
+}
+
 /// Polls `condition` until it holds or `timeout` passes; panics with `what` on timeout.
 pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut condition: F)
 where

@@ -67,11 +67,7 @@ pub async fn load(
     run_id: i64,
     frame: &DataFrame,
 ) -> Result<u64, BatchError> {
-    let groups: Vec<&str> = layout
-        .group_columns
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
+    let groups: Vec<&str> = layout.group_names();
     let metrics: Vec<(&str, &str)> = layout
         .metric_columns
         .iter()

@@ -143,12 +143,7 @@ async fn merged_totals_are_exact_at_every_moment_while_the_pipeline_runs(pool: P
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
     wait_until("the first flushes", Duration::from_secs(60), || async {
-        schemas::pg::load_positions(&pool, &pipeline.topic)
-            .await
-            .unwrap()
-            .values()
-            .sum::<i64>()
-            > 3_000
+        crate::support::stored_total(&pool, &pipeline.topic).await > 3_000
     })
     .await;
     assert_merged_exact(&pool, &pipeline, "before the first batch").await;

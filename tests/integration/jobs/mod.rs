@@ -126,14 +126,7 @@ async fn a_failing_job_is_retried_with_backoff_recorded_each_time_and_publishes_
     crate::support::wait_until(
         "the speed layer to store positions",
         Duration::from_secs(60),
-        || async {
-            schemas::pg::load_positions(&pool, &pipeline.topic)
-                .await
-                .unwrap()
-                .values()
-                .sum::<i64>()
-                == 2_000
-        },
+        || async { crate::support::stored_total(&pool, &pipeline.topic).await == 2_000 },
     )
     .await;
     speed.kill();

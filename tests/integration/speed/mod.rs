@@ -126,14 +126,7 @@ async fn two_processes_with_a_rebalance_in_the_middle_still_match(pool: PgPool) 
     wait_until(
         "the first process to store positions",
         Duration::from_secs(60),
-        || async {
-            schemas::pg::load_positions(&pool, &pipeline.topic)
-                .await
-                .unwrap()
-                .values()
-                .sum::<i64>()
-                > 2_000
-        },
+        || async { crate::support::stored_total(&pool, &pipeline.topic).await > 2_000 },
     )
     .await;
     let mut second = pipeline.start_speed("second", "second");
@@ -160,12 +153,7 @@ async fn a_cut_taken_while_flushes_run_splits_records_at_the_recorded_offsets(po
     let mut cuts = Vec::new();
     for threshold in [3_000, 12_000, 22_000] {
         wait_until("positions to advance", Duration::from_secs(60), || async {
-            schemas::pg::load_positions(&pool, &pipeline.topic)
-                .await
-                .unwrap()
-                .values()
-                .sum::<i64>()
-                > threshold
+            crate::support::stored_total(&pool, &pipeline.topic).await > threshold
         })
         .await;
         cuts.push(schemas::pg::take_cut(&pool, &pipeline.topic).await.unwrap());
