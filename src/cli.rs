@@ -83,8 +83,18 @@ pub enum Command {
     /// others wait as standby and take over within a second when it dies. Every run is
     /// recorded; failures are retried with backoff and never publish partial results.
     Jobs(JobsArgs),
-    /// Serving: the REST API over the merged views.
-    Serve,
+    /// Serving: the REST API over the exact merge of batch and speed rows.
+    ///
+    /// GET /v1/views lists the views and their state; GET /v1/views/{view} answers merged rows
+    /// (from, to, granularity, group_by, filter.<field>, order, limit); /rolling and /top answer
+    /// windows ending now; /healthz, /readyz, /metrics and /openapi.json describe the server.
+    /// Every answer carries its provenance: the active batch run, its covered epoch, and the
+    /// speed layer's positions and freshness, all read in one snapshot with the rows.
+    ///
+    /// Admin endpoints (POST /v1/admin/jobs/{job}, GET /v1/jobs) need
+    /// `Authorization: Bearer <token>` where the token is the environment variable
+    /// BRAID_ADMIN_TOKEN; without it they are off.
+    Serve(ServeArgs),
     /// Replay history: rebuild speed views, time travel, republish to Kafka.
     Replay,
     /// Produce a realistic demo clickstream to Kafka, or print it as JSON lines.
@@ -101,6 +111,14 @@ pub struct SpeedArgs {
     /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9464.
     #[arg(long, env = "BRAID_METRICS_LISTEN", value_name = "HOST:PORT")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+/// Options of `braid serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Listen on this address; overrides serving.listen.
+    #[arg(long, env = "BRAID_SERVING_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Options of `braid sink`.

@@ -18,6 +18,13 @@ impl StopFlag {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Resolves once a stop was asked for (checked every 100 ms).
+    pub async fn stopped(&self) {
+        while !self.is_stopped() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// The underlying flag, for blocking loops in other crates.
     pub fn shared(&self) -> Arc<AtomicBool> {
         self.0.clone()

@@ -9,5 +9,5 @@ pub mod history;
 pub mod runner;
 pub mod scheduler;
 
-pub use runner::{JobContext, JobError, JobKind, run_job};
+pub use runner::{JobContext, JobError, JobKind, run_job, run_job_reporting};
 pub use scheduler::run_scheduler;

@@ -148,11 +148,25 @@ pub async fn run_job(
     kind: JobKind,
     trigger: &str,
 ) -> Result<JobReport, JobError> {
+    run_job_reporting(ctx, kind, trigger, None).await
+}
+
+/// [`run_job`], sending the history id of the first attempt to `first_id` once it is recorded
+/// (the API answers with it before the job ends).
+pub async fn run_job_reporting(
+    ctx: &JobContext,
+    kind: JobKind,
+    trigger: &str,
+    mut first_id: Option<tokio::sync::oneshot::Sender<i64>>,
+) -> Result<JobReport, JobError> {
     let mut backoff = ctx.first_backoff;
     let mut tries = 0;
     loop {
         tries += 1;
         let id = history::start(&ctx.pool, kind.name(), trigger).await?;
+        if let Some(sender) = first_id.take() {
+            let _ = sender.send(id);
+        }
         let result = attempt(ctx, kind).await;
         match &result {
             Ok(report) => history::finish(&ctx.pool, id, Ok(report)).await?,

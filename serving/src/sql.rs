@@ -44,14 +44,10 @@ pub fn merged_select(view: &View) -> String {
         };
         outputs.push(merged);
     }
-    if view.metrics.iter().any(|m| m.kind == MetricKind::Count) {
-        for metric in view.metrics.iter().filter(|m| m.kind == MetricKind::Sum) {
-            let field = metric.field.as_deref().unwrap_or_default();
-            outputs.push(format!(
-                "sum({})::double precision / NULLIF(sum(count), 0) AS avg_{field}",
-                metric.column
-            ));
-        }
+    for (avg, sum) in avg_columns(view) {
+        outputs.push(format!(
+            "sum({sum})::double precision / NULLIF(sum(count), 0) AS {avg}"
+        ));
     }
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
     format!(
@@ -69,6 +65,23 @@ pub fn merged_select(view: &View) -> String {
         speed = layout.speed_table,
         group_by = group_by.join(", "),
     )
+}
+
+/// `avg_<field>` for every sum of a view that also counts, with the sum's column.
+pub fn avg_columns(view: &View) -> Vec<(String, String)> {
+    if !view.metrics.iter().any(|m| m.kind == MetricKind::Count) {
+        return Vec::new();
+    }
+    view.metrics
+        .iter()
+        .filter(|m| m.kind == MetricKind::Sum)
+        .map(|m| {
+            (
+                format!("avg_{}", m.field.as_deref().unwrap_or_default()),
+                m.column.clone(),
+            )
+        })
+        .collect()
 }
 
 /// Why installing the serving schema failed.

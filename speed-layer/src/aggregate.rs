@@ -254,6 +254,8 @@ pub struct MicroBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Valid records folded in.
     pub valid_records: u64,
+    /// The newest event time among the valid records, in microseconds since the epoch.
+    pub newest_event_micros: Option<i64>,
 }
 
 impl MicroBatch {
@@ -264,6 +266,7 @@ impl MicroBatch {
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             valid_records: 0,
+            newest_event_micros: None,
         }
     }
 
@@ -273,6 +276,7 @@ impl MicroBatch {
             view.add(record);
         }
         self.valid_records += 1;
+        self.newest_event_micros = self.newest_event_micros.max(Some(record.event_time_micros));
         self.next_offsets.insert(partition, offset + 1);
     }
 
@@ -301,6 +305,7 @@ impl MicroBatch {
         self.next_offsets.clear();
         self.dead_letters.clear();
         self.valid_records = 0;
+        self.newest_event_micros = None;
     }
 
     /// Distinct (view, group, bucket) rows the flush will upsert.

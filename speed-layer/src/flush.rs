@@ -214,7 +214,7 @@ pub async fn flush(
         .collect::<Result<_, _>>()?;
     let mut tx = pool.begin().await?;
     let epoch = pg::current_epoch_for_share(&mut tx).await?;
-    pg::advance_positions(&mut tx, topic, &moves)
+    pg::advance_positions(&mut tx, topic, &moves, batch.newest_event_micros)
         .await
         .map_err(|e| match e {
             AdvanceError::Fenced(fenced) => SpeedError::Fenced(fenced),

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod jobs;
 mod migrate;
+pub mod serve;
 mod services;
 pub mod sink;
 pub mod speed;
@@ -152,7 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
-        Command::Serve => Ok(not_built("serve", "the serving API")),
+        Command::Serve(args) => serve::run(load_config(&cli)?, args).await,
         Command::Replay => Ok(not_built("replay", "replay")),
     }
 }

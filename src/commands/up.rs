@@ -8,16 +8,10 @@ use schemas::BraidConfig;
 use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
-/// Components that `braid up` will run once they exist.
-const NOT_BUILT_YET: [&str; 1] = ["serving API"];
-
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
-    for component in NOT_BUILT_YET {
-        tracing::warn!(component, "not built yet in this version; skipped");
-    }
     let stop = StopFlag::default();
     stop.stop_on_signals();
     if let Some(seconds) = args.duration {
@@ -42,6 +36,12 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             stop.clone(),
         );
         tokio::spawn(async move { jobs::run_scheduler(&context, &schedules, stop.shared()).await })
+    };
+    let api = {
+        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            super::serve::serve_until_stopped(&config, pool, None, None, stop).await
+        })
     };
     let generator = args.generate.map(|rate| {
         let generate = GenerateArgs {
@@ -68,11 +68,13 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
          Kafka topic   {topic} on {brokers} (demo events, when --generate is given)\n  \
          PostgreSQL    {database}: speed rows in braid_internal.speed_<view>_<fingerprint>, \
          refused records in braid_internal.dead_letters\n  \
-         Delta table   {lake}\n\
+         Delta table   {lake}\n  \
+         REST API      http://{listen}/v1/views (GET /openapi.json describes it)\n\
          Ctrl-C stops.",
         topic = config.kafka.topic,
         brokers = config.kafka.brokers,
         lake = config.lake.uri,
+        listen = config.serving.listen,
     );
     let summary = match generator {
         Some(handle) => Some(handle.await??),
@@ -91,6 +93,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     );
     let sink = sink.await??;
     scheduler.await??;
+    api.await??;
     println!(
         "delta sink: {} records committed to {}, {} dead letters, {} commits",
         sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits

@@ -90,11 +90,13 @@ pub enum AdvanceError {
 
 /// Moves each partition from its `expected` stored position to `next`, inside the flush's
 /// transaction, only if the stored position is still the expected one.
-/// `moves` holds (partition, expected, next).
+/// `moves` holds (partition, expected, next). `newest_event_micros`, the newest event time the
+/// flush covers, raises the partitions' `newest_event_time` (the API's freshness).
 pub async fn advance_positions(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,
     moves: &[(i32, i64, i64)],
+    newest_event_micros: Option<i64>,
 ) -> Result<(), AdvanceError> {
     if moves.is_empty() {
         return Ok(());
@@ -103,7 +105,8 @@ pub async fn advance_positions(
     let expected: Vec<i64> = moves.iter().map(|m| m.1).collect();
     let next: Vec<i64> = moves.iter().map(|m| m.2).collect();
     let moved: Vec<(i32,)> = sqlx::query_as(
-        "UPDATE braid_internal.speed_positions s SET next_offset = m.next, updated_at = now()
+        "UPDATE braid_internal.speed_positions s SET next_offset = m.next, updated_at = now(),
+           newest_event_time = greatest(s.newest_event_time, timestamptz 'epoch' + $5::bigint * interval '1 microsecond')
          FROM UNNEST($2::int[], $3::bigint[], $4::bigint[]) AS m(p, expected, next)
          WHERE s.topic = $1 AND s.partition = m.p AND s.next_offset = m.expected
          RETURNING s.partition",
@@ -112,6 +115,7 @@ pub async fn advance_positions(
     .bind(&partitions)
     .bind(&expected)
     .bind(&next)
+    .bind(newest_event_micros)
     .fetch_all(&mut **tx)
     .await?;
     if moved.len() == moves.len() {

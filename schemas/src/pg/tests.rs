@@ -189,12 +189,17 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
     store_start_if_absent(&pool, "t", 0, 10).await.unwrap();
     store_start_if_absent(&pool, "t", 1, 20).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
-    advance_positions(&mut tx, "t", &[(0, 10, 15), (1, 20, 21)])
-        .await
-        .unwrap();
+    advance_positions(
+        &mut tx,
+        "t",
+        &[(0, 10, 15), (1, 20, 21)],
+        Some(1_700_000_000_000_000),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut stale = pool.begin().await.unwrap();
-    match advance_positions(&mut stale, "t", &[(0, 10, 18), (1, 21, 22)]).await {
+    match advance_positions(&mut stale, "t", &[(0, 10, 18), (1, 21, 22)], None).await {
         Err(AdvanceError::Fenced(fenced)) => assert_eq!(fenced.partitions, [0]),
         other => panic!("expected a fence, got {other:?}"),
     }
@@ -202,5 +207,15 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
     assert_eq!(
         load_positions(&pool, "t").await.unwrap(),
         BTreeMap::from([(0, 15), (1, 21)])
+    );
+    let (newest,): (i64,) = sqlx::query_as(
+        "SELECT (extract(epoch FROM max(newest_event_time)) * 1e6)::bigint FROM braid_internal.speed_positions",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        newest, 1_700_000_000_000_000,
+        "the flush's newest event time is kept"
     );
 }

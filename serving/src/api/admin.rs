@@ -1,0 +1,186 @@
+//! Admin endpoints: start a job now, and read the job history. They need the bearer token
+//! the server was started with (BRAID_ADMIN_TOKEN) and are off when it has none.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Why a job could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// No job has this name.
+    #[error("unknown job `{name}`; the jobs are {known}")]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The jobs there are, comma-separated.
+        known: String,
+    },
+    /// A parameter of the job is wrong.
+    #[error("{message}")]
+    BadParameter {
+        /// The parameter.
+        parameter: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The job could not start (the database refused, ...).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Starts jobs on behalf of the API. `braid serve` implements it with the real jobs.
+pub trait JobLauncher: Send + Sync {
+    /// Starts `job` with `parameters` (a JSON object) in the background and returns the id of
+    /// its first recorded run in the job history.
+    fn launch(
+        &self,
+        job: &str,
+        parameters: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>>;
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Passes when the request carries the admin token.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let expected = state
+        .settings
+        .admin_token
+        .as_deref()
+        .ok_or(ApiError::AdminDisabled)?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthorized)?;
+    if same_secret(given.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// POST /v1/admin/jobs/{job}: starts a job; the body, if any, is a JSON object of parameters.
+pub async fn start_job(
+    State(state): State<AppState>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let parameters: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad("body", format!("the body is not JSON: {e}")))?
+    };
+    if !parameters.is_object() {
+        return Err(ApiError::bad(
+            "body",
+            "the body must be a JSON object of job parameters",
+        ));
+    }
+    let launcher = state
+        .jobs
+        .as_ref()
+        .ok_or_else(|| ApiError::Conflict("this server cannot run jobs".into()))?;
+    let id = launcher
+        .launch(&job, parameters)
+        .await
+        .map_err(|error| match error {
+            LaunchError::UnknownJob { .. } => ApiError::NotFound(error.to_string()),
+            LaunchError::BadParameter { parameter, message } => ApiError::bad(parameter, message),
+            LaunchError::Failed(message) => ApiError::Internal(message),
+        })?;
+    tracing::info!(job, id, "job started through the API");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, format!("/v1/jobs/{id}"))],
+        axum::Json(json!({ "job": job, "id": id, "status_url": format!("/v1/jobs/{id}") })),
+    )
+        .into_response())
+}
+
+const JOB_COLUMNS: &str = "id, job, trigger, status, started_at, finished_at, delta_version, cut_epoch, \
+                           rows_read, rows_written, progress, error";
+
+/// GET /v1/jobs?limit=N: the most recent runs, newest first.
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let mut limit = 50_i64;
+    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=1000).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            "limit",
+                            format!("`{value}` is not a whole number from 1 to 1000"),
+                        )
+                    })?;
+            }
+            other => {
+                return Err(ApiError::bad(
+                    other,
+                    format!("unknown parameter `{other}`; this endpoint takes limit"),
+                ));
+            }
+        }
+    }
+    let (jobs,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT coalesce(json_agg(j ORDER BY id DESC), '[]'::json)::text FROM \
+         (SELECT {JOB_COLUMNS} FROM braid_internal.job_runs ORDER BY id DESC LIMIT $1) j"
+    )))
+    .bind(limit)
+    .fetch_one(&state.pool)
+    .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"jobs\":{jobs}}}"),
+    )
+        .into_response())
+}
+
+/// GET /v1/jobs/{id}: one run, with its progress.
+pub async fn job(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad("id", format!("`{id}` is not a job id (a whole number)")))?;
+    let job: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT row_to_json(j)::text FROM (SELECT {JOB_COLUMNS} FROM braid_internal.job_runs WHERE id = $1) j"
+    )))
+    .bind(id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (job,) = job.ok_or_else(|| ApiError::NotFound(format!("no job run has id {id}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], job).into_response())
+}

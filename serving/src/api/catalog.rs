@@ -1,0 +1,108 @@
+//! GET /v1/views: every view's definition and state.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, SecondsFormat, Utc};
+use schemas::record::Value as FieldValue;
+use schemas::view::View;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::query::{avg_columns, speed_state_sql};
+use super::{AppState, provenance};
+
+fn field_value(value: &FieldValue) -> Value {
+    match value {
+        FieldValue::String(s) => json!(s),
+        FieldValue::I64(i) => json!(i),
+        FieldValue::F64(f) => json!(f),
+        FieldValue::Bool(b) => json!(b),
+        FieldValue::Timestamp(micros) => json!(
+            DateTime::<Utc>::from_timestamp_micros(*micros)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        ),
+    }
+}
+
+/// A view's definition as the API shows it.
+pub fn definition(view: &View) -> Value {
+    json!({
+        "name": view.name,
+        "fingerprint": view.fingerprint,
+        "bucket": view.bucket.to_string(),
+        "filter": view.filter.as_ref().map(|f| json!({
+            "field": f.field,
+            "op": serde_json::to_value(f.op).unwrap_or(Value::Null),
+            "values": f.values.iter().map(field_value).collect::<Vec<_>>(),
+        })),
+        "group_by": view.group_by.iter().zip(&view.group_by_types).map(|(name, t)| json!({
+            "name": name,
+            "type": t.name(),
+        })).collect::<Vec<_>>(),
+        "metrics": view.metrics.iter().map(|m| json!({
+            "column": m.column,
+            "kind": serde_json::to_value(m.kind).unwrap_or(Value::Null),
+            "field": m.field,
+        })).collect::<Vec<_>>(),
+        "averages": avg_columns(view).into_iter().map(|(avg, _)| avg).collect::<Vec<_>>(),
+        "sql_view": schemas::pg_layout::ViewLayout::of(view).serving_view,
+        "path": format!("/v1/views/{}", view.name),
+    })
+}
+
+type ActiveRun = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+);
+
+/// GET /v1/views.
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let runs: Vec<ActiveRun> = sqlx::query_as(
+        "SELECT view_name, fingerprint, run_id, covered_epoch, delta_version, finished_at \
+         FROM braid_internal.batch_runs WHERE status = 'active'",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let (speed,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT ({})::text",
+        speed_state_sql("$1")
+    )))
+    .bind(&state.settings.topic)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let views: Vec<Value> = state
+        .settings
+        .views
+        .iter()
+        .map(|view| {
+            let run = runs
+                .iter()
+                .find(|r| r.0 == view.name && r.1 == view.fingerprint);
+            let mut shown = definition(view);
+            shown["batch"] = run.map_or(Value::Null, |r| {
+                json!({
+                    "run_id": r.2,
+                    "covered_epoch": r.3,
+                    "delta_version": r.4,
+                    "finished_at": r.5.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+                })
+            });
+            shown
+        })
+        .collect();
+    Ok(Json(json!({
+        "topic": state.settings.topic,
+        "views": views,
+        "speed": provenance::speed(&speed, &state.kafka.status(), (state.clock)())?,
+        "merge": provenance::MERGE_RULE,
+    })))
+}

@@ -1,0 +1,434 @@
+//! Query parameters: the table that both the parser and the OpenAPI document are built from,
+//! and their validation against a view. Every error names the parameter.
+
+use chrono::{DateTime, TimeZone, Utc};
+use schemas::duration::HumanDuration;
+use schemas::event_schema::FieldType;
+use schemas::view::View;
+
+use super::error::ApiError;
+
+/// The endpoints that take view query parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// GET /v1/views/{view}: merged rows per key and time bucket.
+    Series,
+    /// GET /v1/views/{view}/rolling: totals per key over a window ending now.
+    Rolling,
+    /// GET /v1/views/{view}/top: the top keys by a metric over a window ending now.
+    Top,
+}
+
+/// One query parameter, as documented.
+#[derive(Debug)]
+pub struct ParamSpec {
+    /// Its name.
+    pub name: &'static str,
+    /// The endpoints that accept it.
+    pub endpoints: &'static [Endpoint],
+    /// The endpoints that require it.
+    pub required_on: &'static [Endpoint],
+    /// OpenAPI type and format.
+    pub schema: (&'static str, Option<&'static str>),
+    /// What it does.
+    pub description: &'static str,
+}
+
+use Endpoint::{Rolling, Series, Top};
+
+/// Every query parameter of the view endpoints. `filter.<field>` parameters come in addition,
+/// one per group field of the view.
+pub const PARAMETERS: &[ParamSpec] = &[
+    ParamSpec {
+        name: "from",
+        endpoints: &[Series],
+        required_on: &[],
+        schema: ("string", Some("date-time")),
+        description: "Start of the range (RFC 3339, inclusive), rounded down to the granularity. Default: 24 hours before `to`.",
+    },
+    ParamSpec {
+        name: "to",
+        endpoints: &[Series],
+        required_on: &[],
+        schema: ("string", Some("date-time")),
+        description: "End of the range (RFC 3339, exclusive), rounded up to the granularity. Default: now.",
+    },
+    ParamSpec {
+        name: "granularity",
+        endpoints: &[Series],
+        required_on: &[],
+        schema: ("string", None),
+        description: "Bucket width of the answer, e.g. `1m`, `1h`: the view's bucket (the default) or a multiple of it; buckets are rolled up exactly.",
+    },
+    ParamSpec {
+        name: "window",
+        endpoints: &[Rolling, Top],
+        required_on: &[Rolling, Top],
+        schema: ("string", None),
+        description: "Length of the window ending now, e.g. `5m`: a multiple of the view's bucket. It ends at the end of the current bucket.",
+    },
+    ParamSpec {
+        name: "group_by",
+        endpoints: &[Series, Rolling, Top],
+        required_on: &[],
+        schema: ("string", None),
+        description: "Comma-separated subset of the view's group fields to keep; the others are summed over. Default: all of them. Empty: one total.",
+    },
+    ParamSpec {
+        name: "order",
+        endpoints: &[Series, Rolling],
+        required_on: &[],
+        schema: ("string", None),
+        description: "Comma-separated output columns, each optionally followed by `:asc` or `:desc`, e.g. `count:desc`. Default: group fields, then bucket_start.",
+    },
+    ParamSpec {
+        name: "limit",
+        endpoints: &[Series, Rolling],
+        required_on: &[],
+        schema: ("integer", None),
+        description: "Most rows to return (at most serving.max_limit, the default). `truncated` says when more matched.",
+    },
+    ParamSpec {
+        name: "metric",
+        endpoints: &[Top],
+        required_on: &[Top],
+        schema: ("string", None),
+        description: "The metric column to rank keys by, e.g. `count` or `sum_price_cents`.",
+    },
+    ParamSpec {
+        name: "k",
+        endpoints: &[Top],
+        required_on: &[],
+        schema: ("integer", None),
+        description: "How many keys to return (default 10, at most serving.max_limit).",
+    },
+];
+
+/// The prefix of filter parameters: `filter.country=DE&filter.country=FR`.
+pub const FILTER_PREFIX: &str = "filter.";
+
+/// Server-side caps on what a query may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest `limit` or `k`.
+    pub max_limit: u32,
+    /// The widest range or window, in seconds.
+    pub max_range_seconds: i64,
+}
+
+/// Values a group field must take (any of them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValues {
+    /// A string field.
+    Text(Vec<String>),
+    /// An i64 field.
+    Int(Vec<i64>),
+    /// A bool field.
+    Bool(Vec<bool>),
+}
+
+/// A validated query over one view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// Rows with bucket_start ≥ from ...
+    pub from: DateTime<Utc>,
+    /// ... and bucket_start < to.
+    pub to: DateTime<Utc>,
+    /// Bucket width of the answer in seconds; `None` sums the whole range.
+    pub granularity: Option<i64>,
+    /// Group fields kept, as indexes into the view's `group_by`.
+    pub group_by: Vec<usize>,
+    /// Equality filters on group fields (index into `group_by`, accepted values).
+    pub filters: Vec<(usize, FilterValues)>,
+    /// Output columns to order by, with `true` for descending.
+    pub order: Vec<(String, bool)>,
+    /// Most rows to return.
+    pub limit: i64,
+}
+
+/// The raw parameters of one request, consumed as they are validated.
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    /// Parses a query string and refuses parameters `endpoint` does not know, or repeated ones.
+    pub fn parse(raw: Option<&str>, endpoint: Endpoint, view: &View) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            if let Some(field) = name.strip_prefix(FILTER_PREFIX) {
+                if !view.group_by.iter().any(|g| g == field) {
+                    return Err(ApiError::bad(
+                        name,
+                        format!(
+                            "`{field}` is not a group field of view `{}`; filters apply to {}",
+                            view.name,
+                            list_or_none(&view.group_by)
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let Some(spec) = PARAMETERS.iter().find(|p| p.name == name) else {
+                return Err(ApiError::bad(
+                    name,
+                    format!(
+                        "unknown parameter `{name}`; this endpoint takes {} and filter.<group field>",
+                        known(endpoint).join(", ")
+                    ),
+                ));
+            };
+            if !spec.endpoints.contains(&endpoint) {
+                return Err(ApiError::bad(
+                    name,
+                    format!(
+                        "`{name}` does not apply to this endpoint; it takes {}",
+                        known(endpoint).join(", ")
+                    ),
+                ));
+            }
+            if pairs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(ApiError::bad(name, format!("`{name}` is given twice")));
+            }
+        }
+        if let Some(missing) = PARAMETERS
+            .iter()
+            .find(|p| p.required_on.contains(&endpoint) && !pairs.iter().any(|(k, _)| k == p.name))
+        {
+            return Err(ApiError::bad(
+                missing.name,
+                format!("`{}` is required: {}", missing.name, missing.description),
+            ));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// The value of a single-valued parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `from`/`to` style timestamp.
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.get(name)
+            .map(|text| {
+                DateTime::parse_from_rfc3339(text)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|e| {
+                        ApiError::bad(
+                            name,
+                            format!(
+                                "`{text}` is not an RFC 3339 time ({e}); e.g. 2026-11-25T10:00:00Z"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    /// A duration that must be a positive multiple of the view's bucket and within the cap.
+    pub fn bucket_multiple(
+        &self,
+        name: &str,
+        view: &View,
+        limits: &Limits,
+    ) -> Result<Option<i64>, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(None);
+        };
+        let seconds = HumanDuration::parse(text)
+            .map_err(|e| ApiError::bad(name, format!("`{text}`: {e}")))?
+            .seconds();
+        let bucket = view.bucket.seconds();
+        if seconds % bucket != 0 {
+            return Err(ApiError::bad(
+                name,
+                format!(
+                    "`{text}` is not a multiple of view `{}`'s bucket {}",
+                    view.name, view.bucket
+                ),
+            ));
+        }
+        if seconds > limits.max_range_seconds {
+            return Err(ApiError::bad(
+                name,
+                format!(
+                    "`{text}` is longer than the server allows ({} days, serving.max_range_days)",
+                    limits.max_range_seconds / 86_400
+                ),
+            ));
+        }
+        Ok(Some(seconds))
+    }
+
+    /// A positive integer no larger than the cap.
+    pub fn count(&self, name: &str, default: i64, limits: &Limits) -> Result<i64, ApiError> {
+        let Some(text) = self.get(name) else {
+            return Ok(default);
+        };
+        let value: i64 = text
+            .parse()
+            .map_err(|_| ApiError::bad(name, format!("`{text}` is not a whole number")))?;
+        if value < 1 || value > i64::from(limits.max_limit) {
+            return Err(ApiError::bad(
+                name,
+                format!(
+                    "{value} is out of range: 1 to {} (serving.max_limit)",
+                    limits.max_limit
+                ),
+            ));
+        }
+        Ok(value)
+    }
+
+    /// The kept group fields.
+    pub fn group_by(&self, view: &View) -> Result<Vec<usize>, ApiError> {
+        let Some(text) = self.get("group_by") else {
+            return Ok((0..view.group_by.len()).collect());
+        };
+        let mut kept = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let index = view
+                .group_by
+                .iter()
+                .position(|g| g == name)
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "group_by",
+                        format!(
+                            "`{name}` is not a group field of view `{}`; its group fields are {}",
+                            view.name,
+                            list_or_none(&view.group_by)
+                        ),
+                    )
+                })?;
+            if kept.contains(&index) {
+                return Err(ApiError::bad(
+                    "group_by",
+                    format!("`{name}` is listed twice"),
+                ));
+            }
+            kept.push(index);
+        }
+        Ok(kept)
+    }
+
+    /// The filters, typed like their fields.
+    pub fn filters(&self, view: &View) -> Result<Vec<(usize, FilterValues)>, ApiError> {
+        let mut filters: Vec<(usize, FilterValues)> = Vec::new();
+        for (name, text) in &self.pairs {
+            let Some(field) = name.strip_prefix(FILTER_PREFIX) else {
+                continue;
+            };
+            let index = view
+                .group_by
+                .iter()
+                .position(|g| g == field)
+                .expect("checked by parse");
+            let bad = |expected: &str| {
+                ApiError::bad(
+                    name,
+                    format!("`{text}` is not {expected}: `{field}` is {expected}"),
+                )
+            };
+            let entry = match filters.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, values)) => values,
+                None => {
+                    let empty = match view.group_by_types[index] {
+                        FieldType::I64 => FilterValues::Int(Vec::new()),
+                        FieldType::Bool => FilterValues::Bool(Vec::new()),
+                        _ => FilterValues::Text(Vec::new()),
+                    };
+                    filters.push((index, empty));
+                    &mut filters.last_mut().expect("just pushed").1
+                }
+            };
+            match entry {
+                FilterValues::Text(values) => values.push(text.clone()),
+                FilterValues::Int(values) => {
+                    values.push(text.parse().map_err(|_| bad("an integer"))?)
+                }
+                FilterValues::Bool(values) => {
+                    values.push(text.parse().map_err(|_| bad("`true` or `false`"))?)
+                }
+            }
+        }
+        Ok(filters)
+    }
+
+    /// The ordering, checked against the output columns.
+    pub fn order(
+        &self,
+        columns: &[String],
+        default: Vec<(String, bool)>,
+    ) -> Result<Vec<(String, bool)>, ApiError> {
+        let Some(text) = self.get("order") else {
+            return Ok(default);
+        };
+        let mut order = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let (column, direction) = item.split_once(':').unwrap_or((item, "asc"));
+            let descending = match direction {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return Err(ApiError::bad(
+                        "order",
+                        format!("direction `{other}` of `{column}` must be `asc` or `desc`"),
+                    ));
+                }
+            };
+            if !columns.iter().any(|c| c == column) {
+                return Err(ApiError::bad(
+                    "order",
+                    format!(
+                        "`{column}` is not an output column; these are {}",
+                        columns.join(", ")
+                    ),
+                ));
+            }
+            order.push((column.to_string(), descending));
+        }
+        Ok(order)
+    }
+}
+
+/// The names of the parameters `endpoint` takes.
+fn known(endpoint: Endpoint) -> Vec<&'static str> {
+    PARAMETERS
+        .iter()
+        .filter(|p| p.endpoints.contains(&endpoint))
+        .map(|p| p.name)
+        .collect()
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none (the view has no group fields)".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `time` rounded down to a multiple of `seconds` since the Unix epoch.
+pub fn floor_to(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    let micros = seconds * 1_000_000;
+    Utc.timestamp_micros(time.timestamp_micros().div_euclid(micros) * micros)
+        .single()
+        .unwrap_or(time)
+}
+
+/// `time` rounded up to a multiple of `seconds` since the Unix epoch.
+pub fn ceil_to(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
+    let floor = floor_to(time, seconds);
+    if floor == time {
+        time
+    } else {
+        floor + chrono::Duration::seconds(seconds)
+    }
+}

@@ -1,0 +1,242 @@
+//! One statement per request: the exact merge of the active batch run and the speed rows,
+//! filtered, rolled up to the asked granularity, ordered and limited, rendered as JSON by
+//! PostgreSQL, together with the provenance read in the same snapshot. Identifiers come from
+//! the validated view; every value is a bound parameter.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use schemas::pg_layout::ViewLayout;
+use schemas::view::{MetricKind, View};
+use sqlx::PgPool;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+
+use super::error::ApiError;
+use super::params::{FilterValues, Selection};
+pub use crate::sql::avg_columns;
+
+/// A value bound to a placeholder.
+enum Bind {
+    Text(String),
+    Int(i64),
+    Time(DateTime<Utc>),
+    Texts(Vec<String>),
+    Ints(Vec<i64>),
+    Bools(Vec<bool>),
+}
+
+/// A statement under construction: text and the values of its placeholders, in order.
+#[derive(Default)]
+struct Statement {
+    binds: Vec<Bind>,
+}
+
+impl Statement {
+    /// Adds a value and returns its placeholder.
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+}
+
+/// The JSON text PostgreSQL rendered for one request.
+#[derive(Debug)]
+pub struct Answer {
+    /// The rows, a JSON array of objects named by output column.
+    pub rows: String,
+    /// Whether more rows matched than the limit let through.
+    pub truncated: bool,
+    /// The active batch run (`run_id`, `covered_epoch`, `delta_version`, `finished_at`) or null.
+    pub batch: Option<String>,
+    /// The speed layer's stored positions and newest event time.
+    pub speed: String,
+}
+
+/// The answer's columns: kept group fields, bucket_start when bucketed, metrics, averages.
+pub fn output_columns(view: &View, group_by: &[usize], bucketed: bool) -> Vec<String> {
+    group_by
+        .iter()
+        .map(|&i| view.group_by[i].clone())
+        .chain(bucketed.then(|| "bucket_start".to_string()))
+        .chain(view.metrics.iter().map(|m| m.column.clone()))
+        .chain(avg_columns(view).into_iter().map(|(avg, _)| avg))
+        .collect()
+}
+
+const UTC_SECONDS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS"Z"'"#;
+const UTC_MICROS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
+
+/// Renders the statement for `selection` over `view`, reading positions of `topic`.
+fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statement) {
+    let layout = ViewLayout::of(view);
+    let mut st = Statement::default();
+    let name = st.bind(Bind::Text(view.name.clone()));
+    let fingerprint = st.bind(Bind::Text(view.fingerprint.clone()));
+    let from = st.bind(Bind::Time(selection.from));
+    let to = st.bind(Bind::Time(selection.to));
+    let limit = st.bind(Bind::Int(selection.limit));
+    let topic = st.bind(Bind::Text(topic.to_string()));
+    let mut filters = String::new();
+    for (index, values) in &selection.filters {
+        let placeholder = st.bind(match values {
+            FilterValues::Text(v) => Bind::Texts(v.clone()),
+            FilterValues::Int(v) => Bind::Ints(v.clone()),
+            FilterValues::Bool(v) => Bind::Bools(v.clone()),
+        });
+        let _ = write!(
+            filters,
+            " AND {} = ANY({placeholder})",
+            view.group_by[*index]
+        );
+    }
+    let stored: Vec<&str> = layout
+        .group_names()
+        .into_iter()
+        .chain(["bucket_start"])
+        .chain(layout.metric_names())
+        .collect();
+    let stored = stored.join(", ");
+    let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
+
+    let mut outputs: Vec<String> = selection
+        .group_by
+        .iter()
+        .map(|&i| view.group_by[i].clone())
+        .collect();
+    if let Some(seconds) = selection.granularity {
+        let width = st.bind(Bind::Int(seconds));
+        outputs.push(format!(
+            "date_bin({width} * interval '1 second', bucket_start, timestamptz 'epoch') AS bucket_start"
+        ));
+    }
+    let keys = outputs.len();
+    let mut shown: Vec<String> = outputs.clone();
+    if selection.granularity.is_some() {
+        shown[keys - 1] =
+            format!("to_char(bucket_start AT TIME ZONE 'UTC', {UTC_SECONDS}) AS bucket_start");
+    }
+    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
+        let c = &metric.column;
+        outputs.push(match (metric.kind, column.pg_type) {
+            (MetricKind::Count, _) | (MetricKind::Sum, "bigint") => {
+                format!("sum({c})::bigint AS {c}")
+            }
+            (MetricKind::Sum, _) => format!("sum({c}) AS {c}"),
+            (MetricKind::Min, _) => format!("min({c}) AS {c}"),
+            (MetricKind::Max, _) => format!("max({c}) AS {c}"),
+        });
+        shown.push(if column.pg_type == "timestamptz" {
+            format!("to_char({c} AT TIME ZONE 'UTC', {UTC_MICROS}) AS {c}")
+        } else {
+            c.clone()
+        });
+    }
+    for (avg, sum) in avg_columns(view) {
+        outputs.push(format!(
+            "sum({sum})::double precision / NULLIF(sum(count), 0) AS {avg}"
+        ));
+        shown.push(avg);
+    }
+    let group_by = if keys == 0 {
+        String::new()
+    } else {
+        format!(
+            "GROUP BY {}",
+            (1..=keys)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let order: Vec<String> = selection
+        .order
+        .iter()
+        .map(|(column, descending)| {
+            format!(
+                "{column} {} NULLS LAST",
+                if *descending { "DESC" } else { "ASC" }
+            )
+        })
+        .collect();
+    let order = if order.is_empty() {
+        String::new()
+    } else {
+        format!("ORDER BY {}", order.join(", "))
+    };
+    let sql = format!(
+        "WITH active$ AS ( \
+           SELECT run_id, covered_epoch, delta_version, finished_at FROM braid_internal.batch_runs \
+           WHERE view_name = {name} AND fingerprint = {fingerprint} AND status = 'active'), \
+         stored$ AS ( \
+           SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active$) AND {range} \
+           UNION ALL \
+           SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}), \
+         merged$ AS ( \
+           SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1), \
+         shown$ AS (SELECT {shown} FROM merged$ {order} LIMIT {limit}) \
+         SELECT \
+           (SELECT coalesce(json_agg(shown$ {order}), '[]'::json) FROM shown$)::text, \
+           (SELECT count(*) FROM merged$) > {limit}, \
+           (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
+              'delta_version', delta_version, \
+              'finished_at', to_char(finished_at AT TIME ZONE 'UTC', {UTC_MICROS})) FROM active$)::text, \
+           ({speed_state})::text",
+        speed_state = speed_state_sql(&topic),
+        batch = layout.batch_table,
+        speed = layout.speed_table,
+        outputs = outputs.join(", "),
+        shown = shown.join(", "),
+    );
+    (sql, st)
+}
+
+/// A sub-select rendering the speed layer's state for the topic bound at `topic`: its stored
+/// positions, the newest event time they cover and the last flush.
+pub fn speed_state_sql(topic: &str) -> String {
+    format!(
+        "SELECT json_build_object( \
+           'positions', coalesce(json_agg(json_build_object('partition', partition, 'next_offset', next_offset) \
+              ORDER BY partition), '[]'::json), \
+           'newest_event_time', to_char(max(newest_event_time) AT TIME ZONE 'UTC', {UTC_MICROS}), \
+           'last_flush_at', to_char(max(updated_at) AT TIME ZONE 'UTC', {UTC_MICROS})) \
+         FROM braid_internal.speed_positions WHERE topic = {topic}"
+    )
+}
+
+type Row = (String, bool, Option<String>, String);
+
+fn bind_all<'q>(
+    mut query: QueryAs<'q, sqlx::Postgres, Row, PgArguments>,
+    binds: Vec<Bind>,
+) -> QueryAs<'q, sqlx::Postgres, Row, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(v) => query.bind(v),
+            Bind::Int(v) => query.bind(v),
+            Bind::Time(v) => query.bind(v),
+            Bind::Texts(v) => query.bind(v),
+            Bind::Ints(v) => query.bind(v),
+            Bind::Bools(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+/// Runs `selection` over `view` in one statement (one snapshot).
+pub async fn run(
+    pool: &PgPool,
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> Result<Answer, ApiError> {
+    let (sql, statement) = statement(view, selection, topic);
+    let query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
+    let (rows, truncated, batch, speed) = bind_all(query, statement.binds).fetch_one(pool).await?;
+    Ok(Answer {
+        rows,
+        truncated,
+        batch,
+        speed,
+    })
+}

@@ -1,0 +1,177 @@
+//! Admin endpoints need the token and are off without one; the OpenAPI document lists every
+//! route and parameter; bodies have a cap.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::fixture::{get, send, start, state};
+use crate::api::{JobLauncher, LaunchError, MAX_BODY_BYTES, ROUTES};
+
+/// Records a job run the way the real runner does, and runs nothing.
+struct RecordingLauncher(PgPool);
+
+impl JobLauncher for RecordingLauncher {
+    fn launch(
+        &self,
+        job: &str,
+        _parameters: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>> {
+        let job = job.to_string();
+        Box::pin(async move {
+            if job != "batch" {
+                return Err(LaunchError::UnknownJob {
+                    name: job,
+                    known: "batch".into(),
+                });
+            }
+            sqlx::query_scalar(
+                "INSERT INTO braid_internal.job_runs (job, trigger, status) VALUES ($1, 'api', 'running') RETURNING id",
+            )
+            .bind(job)
+            .fetch_one(&self.0)
+            .await
+            .map_err(|e| LaunchError::Failed(e.to_string()))
+        })
+    }
+}
+
+fn post(uri: &str, token: Option<&str>, body: Body) -> Request<Body> {
+    let mut request = Request::post(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(body).unwrap()
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn admin_endpoints_are_off_without_a_token(pool: PgPool) {
+    let state = state(pool, start(), None);
+    let (status, body) = send(
+        &state,
+        post("/v1/admin/jobs/batch", Some("guess"), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "admin_disabled");
+    let (status, _) = get(&state, "/v1/jobs").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn admin_endpoints_need_the_right_bearer_token(pool: PgPool) {
+    let mut state = state(pool.clone(), start(), Some("s3cret-token"));
+    state.jobs = Some(Arc::new(RecordingLauncher(pool)));
+    for token in [None, Some("wrong"), Some("s3cret-token-and-more"), Some("")] {
+        let (status, body) = send(&state, post("/v1/admin/jobs/batch", token, Body::empty())).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+    }
+    let (status, _) = get(&state, "/v1/jobs/1").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = send(
+        &state,
+        post("/v1/admin/jobs/batch", Some("s3cret-token"), Body::empty()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let read = Request::get(format!("/v1/jobs/{id}"))
+        .header("authorization", "Bearer s3cret-token")
+        .body(Body::empty())
+        .unwrap();
+    let (status, job) = send(&state, read).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["job"], "batch");
+    assert_eq!(job["trigger"], "api");
+
+    let (status, body) = send(
+        &state,
+        post(
+            "/v1/admin/jobs/rebuild_everything",
+            Some("s3cret-token"),
+            Body::empty(),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = send(
+        &state,
+        post(
+            "/v1/admin/jobs/batch",
+            Some("s3cret-token"),
+            Body::from("[1,2]"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["parameter"], "body");
+    let (status, _) = send(
+        &state,
+        post(
+            "/v1/admin/jobs/batch",
+            Some("s3cret-token"),
+            Body::from(vec![b' '; MAX_BODY_BYTES + 1]),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn the_openapi_document_lists_every_route_and_parameter(pool: PgPool) {
+    let mut state = state(pool, start(), None);
+    state.metrics = Some(Arc::new(|| "# no metrics yet\n".to_string()));
+    let (status, document) = get(&state, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(document["openapi"], "3.0.3");
+    for (method, path, _) in ROUTES {
+        assert!(
+            document["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    let series = &document["paths"]["/v1/views/{view}"]["get"]["parameters"];
+    let names: Vec<&str> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "view",
+        "from",
+        "to",
+        "granularity",
+        "group_by",
+        "order",
+        "limit",
+        "filter.country",
+        "filter.store",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert_eq!(
+        series[0]["schema"]["enum"],
+        serde_json::json!(["sales", "all_events"])
+    );
+    // Every route the document names answers something other than "no route".
+    for (method, path, _) in ROUTES {
+        let uri = path
+            .replace("{view}", "sales")
+            .replace("{id}", "1")
+            .replace("{job}", "batch");
+        let request = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(&uri)
+            .body(Body::empty())
+            .unwrap();
+        let (_, body) = send(&state, request).await;
+        assert_ne!(body["error"]["code"], "not_found", "{method} {uri}: {body}");
+    }
+}

@@ -1,0 +1,242 @@
+//! GET /v1/views/{view}, /rolling and /top.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use schemas::view::View;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use super::params::{Endpoint, Params, Selection, ceil_to, floor_to};
+use super::query::{self, output_columns};
+use super::{AppState, provenance};
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The default order: group fields, then bucket_start, ascending.
+fn natural_order(view: &View, group_by: &[usize], bucketed: bool) -> Vec<(String, bool)> {
+    group_by
+        .iter()
+        .map(|&i| (view.group_by[i].clone(), false))
+        .chain(bucketed.then(|| ("bucket_start".to_string(), false)))
+        .collect()
+}
+
+/// Appends the natural order as a tie-break, so that answers are deterministic.
+fn with_tie_break(
+    mut order: Vec<(String, bool)>,
+    natural: Vec<(String, bool)>,
+) -> Vec<(String, bool)> {
+    for key in natural {
+        if !order.iter().any(|(c, _)| *c == key.0) {
+            order.push(key);
+        }
+    }
+    order
+}
+
+/// Runs the selection and answers with `envelope` plus rows, truncation and provenance.
+async fn answer(
+    state: &AppState,
+    view: &View,
+    selection: &Selection,
+    mut envelope: Value,
+) -> Result<Response, ApiError> {
+    let answer = query::run(&state.pool, view, selection, &state.settings.topic).await?;
+    envelope["truncated"] = json!(answer.truncated);
+    envelope["provenance"] = provenance::of_answer(
+        answer.batch.as_deref(),
+        &answer.speed,
+        &state.kafka.status(),
+        (state.clock)(),
+    )?;
+    // The rows are JSON that PostgreSQL rendered: splice them in rather than parse them again.
+    let rest = serde_json::to_string(&envelope)
+        .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
+    let body = format!("{{\"rows\":{},{}", answer.rows, &rest[1..]);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+fn group_names(view: &View, group_by: &[usize]) -> Vec<String> {
+    group_by.iter().map(|&i| view.group_by[i].clone()).collect()
+}
+
+fn order_text(order: &[(String, bool)]) -> Vec<String> {
+    order
+        .iter()
+        .map(|(c, d)| format!("{c}:{}", if *d { "desc" } else { "asc" }))
+        .collect()
+}
+
+/// GET /v1/views/{view}: merged rows per key and bucket over [from, to).
+pub async fn series(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let view = state.view(&name)?;
+    let limits = state.settings.limits;
+    let params = Params::parse(raw.as_deref(), Endpoint::Series, view)?;
+    let granularity = params
+        .bucket_multiple("granularity", view, &limits)?
+        .unwrap_or_else(|| view.bucket.seconds());
+    let to = ceil_to(
+        params.time("to")?.unwrap_or_else(|| (state.clock)()),
+        granularity,
+    );
+    let from = floor_to(
+        params.time("from")?.unwrap_or(to - Duration::hours(24)),
+        granularity,
+    );
+    if from >= to {
+        return Err(ApiError::bad(
+            "from",
+            format!(
+                "the range is empty or reversed: from {} is not before to {} (after rounding to the granularity)",
+                rfc3339(from),
+                rfc3339(to)
+            ),
+        ));
+    }
+    if (to - from).num_seconds() > limits.max_range_seconds {
+        return Err(ApiError::bad(
+            "from",
+            format!(
+                "the range from {} to {} is longer than the server allows ({} days, serving.max_range_days)",
+                rfc3339(from),
+                rfc3339(to),
+                limits.max_range_seconds / 86_400
+            ),
+        ));
+    }
+    let group_by = params.group_by(view)?;
+    let columns = output_columns(view, &group_by, true);
+    let natural = natural_order(view, &group_by, true);
+    let order = with_tie_break(params.order(&columns, natural.clone())?, natural);
+    let selection = Selection {
+        from,
+        to,
+        granularity: Some(granularity),
+        group_by: group_by.clone(),
+        filters: params.filters(view)?,
+        limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
+        order,
+    };
+    let envelope = json!({
+        "view": view.name,
+        "granularity": schemas::duration::HumanDuration::from_seconds(granularity).map(|d| d.to_string()),
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "group_by": group_names(view, &group_by),
+        "order": order_text(&selection.order),
+        "limit": selection.limit,
+        "columns": columns,
+    });
+    answer(&state, view, &selection, envelope).await
+}
+
+/// The window [end - window, end) where end is the end of the bucket holding now.
+fn window(state: &AppState, view: &View, seconds: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let bucket = view.bucket.seconds();
+    let end = floor_to((state.clock)(), bucket) + Duration::seconds(bucket);
+    (end - Duration::seconds(seconds), end)
+}
+
+/// GET /v1/views/{view}/rolling: totals per key over the window ending now.
+pub async fn rolling(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let view = state.view(&name)?;
+    let limits = state.settings.limits;
+    let params = Params::parse(raw.as_deref(), Endpoint::Rolling, view)?;
+    let seconds = params
+        .bucket_multiple("window", view, &limits)?
+        .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
+    let (from, to) = window(&state, view, seconds);
+    let group_by = params.group_by(view)?;
+    let columns = output_columns(view, &group_by, false);
+    let natural = natural_order(view, &group_by, false);
+    let selection = Selection {
+        from,
+        to,
+        granularity: None,
+        group_by: group_by.clone(),
+        filters: params.filters(view)?,
+        limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
+        order: with_tie_break(params.order(&columns, natural.clone())?, natural),
+    };
+    let envelope = json!({
+        "view": view.name,
+        "window": params.get("window"),
+        "window_start": rfc3339(from),
+        "window_end": rfc3339(to),
+        "group_by": group_names(view, &group_by),
+        "order": order_text(&selection.order),
+        "limit": selection.limit,
+        "columns": columns,
+    });
+    answer(&state, view, &selection, envelope).await
+}
+
+/// GET /v1/views/{view}/top: the k keys with the largest `metric` over the window ending now.
+pub async fn top(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let view = state.view(&name)?;
+    let limits = state.settings.limits;
+    let params = Params::parse(raw.as_deref(), Endpoint::Top, view)?;
+    let seconds = params
+        .bucket_multiple("window", view, &limits)?
+        .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
+    let (from, to) = window(&state, view, seconds);
+    let group_by = params.group_by(view)?;
+    let columns = output_columns(view, &group_by, false);
+    let metric = params.get("metric").unwrap_or_default();
+    if group_by.iter().any(|&i| view.group_by[i] == metric) || !columns.iter().any(|c| c == metric)
+    {
+        let metrics: Vec<&String> = columns[group_by.len()..].iter().collect();
+        return Err(ApiError::bad(
+            "metric",
+            format!(
+                "`{metric}` is not a metric of view `{}`; its metrics are {}",
+                view.name,
+                metrics
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let k = params.count("k", 10.min(i64::from(limits.max_limit)), &limits)?;
+    let selection = Selection {
+        from,
+        to,
+        granularity: None,
+        group_by: group_by.clone(),
+        filters: params.filters(view)?,
+        limit: k,
+        order: with_tie_break(
+            vec![(metric.to_string(), true)],
+            natural_order(view, &group_by, false),
+        ),
+    };
+    let envelope = json!({
+        "view": view.name,
+        "metric": metric,
+        "k": k,
+        "window": params.get("window"),
+        "window_start": rfc3339(from),
+        "window_end": rfc3339(to),
+        "group_by": group_names(view, &group_by),
+        "columns": columns,
+    });
+    answer(&state, view, &selection, envelope).await
+}

@@ -1,0 +1,159 @@
+//! `braid serve`: the REST API.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use jobs::{JobContext, JobKind};
+use schemas::BraidConfig;
+use serde_json::Value;
+use serving::api::{JobLauncher, KafkaWatch, LaunchError, Limits};
+use serving::{AppState, ServingSettings};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::cli::ServeArgs;
+use crate::stop::StopFlag;
+
+/// The longest a query may run before PostgreSQL cancels it (the API answers 503).
+const STATEMENT_TIMEOUT_MS: &str = "5000";
+
+/// The environment variable holding the admin token.
+pub const ADMIN_TOKEN_ENV: &str = "BRAID_ADMIN_TOKEN";
+
+/// Starts jobs for the admin endpoints with the scheduler's own runner.
+struct JobRunner {
+    context: JobContext,
+}
+
+impl JobLauncher for JobRunner {
+    fn launch(
+        &self,
+        job: &str,
+        parameters: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>> {
+        let job = job.to_string();
+        Box::pin(async move {
+            let kind = JobKind::parse(&job).ok_or_else(|| LaunchError::UnknownJob {
+                name: job.clone(),
+                known: "batch, compact, vacuum".into(),
+            })?;
+            if let Some(name) = parameters.as_object().and_then(|o| o.keys().next()) {
+                return Err(LaunchError::BadParameter {
+                    parameter: name.clone(),
+                    message: format!("job `{job}` takes no parameters; `{name}` is not one"),
+                });
+            }
+            let (first_id, recorded) = tokio::sync::oneshot::channel();
+            let context = self.context.clone();
+            tokio::spawn(async move {
+                let _ = jobs::run_job_reporting(&context, kind, "api", Some(first_id)).await;
+            });
+            recorded.await.map_err(|_| {
+                LaunchError::Failed(format!(
+                    "job `{job}` could not be recorded in the job history; see the server log"
+                ))
+            })
+        })
+    }
+}
+
+/// A pool whose statements PostgreSQL cancels after [`STATEMENT_TIMEOUT_MS`], and that gives
+/// up on a connection after 2 s so that requests answer 503 quickly while the database is down.
+async fn serving_pool(config: &BraidConfig) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = config
+        .postgres
+        .url
+        .parse()
+        .context("postgres.url is not a PostgreSQL URL")?;
+    let options = options.options([("statement_timeout", STATEMENT_TIMEOUT_MS)]);
+    PgPoolOptions::new()
+        .max_connections(config.postgres.max_connections)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {} (postgres.url)",
+                super::migrate::redacted(&config.postgres.url)
+            )
+        })
+}
+
+/// The application state for `config`, with the real jobs and Kafka watch.
+pub fn state(
+    config: &BraidConfig,
+    pool: PgPool,
+    admin_token: Option<String>,
+) -> anyhow::Result<AppState> {
+    let kafka = KafkaWatch::spawn(
+        &crate::kafka::client_config(&config.kafka),
+        config.kafka.topic.clone(),
+        Duration::from_secs(1),
+    )
+    .context("starting the Kafka watch (kafka.brokers)")?;
+    let settings = ServingSettings {
+        views: config.views.clone(),
+        topic: config.kafka.topic.clone(),
+        limits: Limits {
+            max_limit: config.serving.max_limit,
+            max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
+        },
+        admin_token,
+    };
+    let mut state = AppState::new(pool.clone(), settings, kafka);
+    state.jobs = Some(Arc::new(JobRunner {
+        context: super::jobs::context(config, pool),
+    }));
+    Ok(state)
+}
+
+/// Runs the API until Ctrl-C or SIGTERM.
+pub async fn run(config: BraidConfig, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let pool = serving_pool(&config).await?;
+    super::migrate(&pool, &config).await?;
+    let stop = StopFlag::default();
+    stop.stop_on_signals();
+    let render: serving::api::MetricsRender = Arc::new(move || recorder.render());
+    serve_until_stopped(&config, pool, args.listen, Some(render), stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the API on `listen` (default serving.listen) until `stop` is set.
+pub async fn serve_until_stopped(
+    config: &BraidConfig,
+    pool: PgPool,
+    listen: Option<std::net::SocketAddr>,
+    metrics: Option<serving::api::MetricsRender>,
+    stop: StopFlag,
+) -> anyhow::Result<()> {
+    let admin_token = std::env::var(ADMIN_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let admin = admin_token.is_some();
+    let mut state = state(config, pool, admin_token)?;
+    state.metrics = metrics;
+    let address =
+        listen.unwrap_or_else(|| config.serving.listen.parse().expect("validated at load"));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (serving.listen or --listen)"))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        views = config.views.len(),
+        admin_endpoints = if admin { "on" } else { "off (BRAID_ADMIN_TOKEN is not set)" },
+        "serving the API; GET /openapi.json describes it"
+    );
+    axum::serve(listener, serving::app(state))
+        .with_graceful_shutdown(async move { stop.stopped().await })
+        .await
+        .context("serving the API")?;
+    tracing::info!("the API stopped");
+    Ok(())
+}
