@@ -95,8 +95,18 @@ pub enum Command {
     /// `Authorization: Bearer <token>` where the token is the environment variable
     /// BRAID_ADMIN_TOKEN; without it they are off.
     Serve(ServeArgs),
-    /// Replay history: rebuild speed views, time travel, republish to Kafka.
-    Replay,
+    /// Replay history: rebuild the speed rows from Kafka after fixing a speed-layer bug.
+    ///
+    /// Kafka can replay only what it still retains; the Delta table holds everything, so
+    /// history beyond Kafka's retention is recomputed by batch runs (and, when the speed layer
+    /// itself fell behind retention, by `braid recover --from-lake`).
+    Replay(ReplayArgs),
+    /// Recover a speed layer whose stored positions Kafka no longer holds, from the lake.
+    ///
+    /// Takes a cut at the Delta sink's positions and moves the speed layer's positions there,
+    /// in one transaction. The next batch run covers the gap from the lake, and the merged
+    /// answer is exact again.
+    Recover(RecoverArgs),
     /// Produce a realistic demo clickstream to Kafka, or print it as JSON lines.
     Generate(GenerateArgs),
     /// Apply database migrations and create the per-view tables.
@@ -113,12 +123,56 @@ pub struct SpeedArgs {
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
+/// `braid replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// What to replay.
+    #[command(subcommand)]
+    pub command: ReplayCommand,
+}
+
+/// `braid replay` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// Rebuild the speed rows from Kafka, starting at the last cut.
+    ///
+    /// In one transaction that holds the epoch (so no flush interleaves): deletes the speed
+    /// rows written after the last cut and moves the stored positions back to it. Running
+    /// speed processes are fenced on their next flush and re-read from there. Records below
+    /// the cut belong to the batch layer, so an earlier start is refused. Then waits, with
+    /// progress, until the speed layer has read again up to where it was.
+    Speed {
+        /// The cut to start from; only the last cut is accepted (default: the last cut).
+        #[arg(long, env = "BRAID_REPLAY_FROM_CUT", value_name = "EPOCH")]
+        from_cut: Option<i64>,
+        /// Return at once instead of waiting for the speed layer to catch up.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this many seconds (the replay itself stays done).
+        #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+        wait_timeout: u64,
+    },
+}
+
+/// Options of `braid recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Recover from the Delta table (the only source there is today).
+    #[arg(long, required = true)]
+    pub from_lake: bool,
+}
+
 /// Options of `braid serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Listen on this address; overrides serving.listen.
     #[arg(long, env = "BRAID_SERVING_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<std::net::SocketAddr>,
+
+    /// Print the SQL statement that answers this GET /v1/views/{view}?... URI (values written
+    /// as literals) and exit, e.g. to run it directly with psql or pgbench.
+    #[arg(long, value_name = "URI")]
+    pub print_sql: Option<String>,
 }
 
 /// Options of `braid sink`.
@@ -237,6 +291,13 @@ pub struct GenerateArgs {
     /// Partitions of the topic if it has to be created.
     #[arg(long, env = "BRAID_GENERATE_PARTITIONS", default_value_t = 4)]
     pub partitions: i32,
+
+    /// Event time between consecutive events of a logical clock (seeded or --start), in
+    /// microseconds. Default: 1 s / --rate, or 1 ms with --rate 0. E.g. 60000 spreads 1.44M
+    /// events over 24 hours of event time, however fast they are produced.
+    #[arg(long, env = "BRAID_GENERATE_EVENT_INTERVAL_US", value_name = "MICROS",
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub event_interval_us: Option<i64>,
 }
 
 /// Options of `braid services`.

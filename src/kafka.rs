@@ -51,3 +51,27 @@ pub async fn ensure_topic(
         None => anyhow::bail!("Kafka returned no result for creating topic {topic}"),
     }
 }
+
+/// The (low, high) watermarks of every partition of `topic`. Blocking: call off the runtime.
+pub fn watermarks(
+    kafka: &KafkaConfig,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<i32, (i64, i64)>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = client_config(kafka).create()?;
+    let timeout = std::time::Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| anyhow::anyhow!("reading the partitions of {topic} from {}: {e}", kafka.brokers))?;
+    let mut marks = std::collections::BTreeMap::new();
+    for found in metadata.topics() {
+        if let Some(error) = found.error() {
+            anyhow::bail!("Kafka topic {topic}: {error:?}");
+        }
+        for partition in found.partitions() {
+            let marks_of = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+            marks.insert(partition.id(), marks_of);
+        }
+    }
+    Ok(marks)
+}

@@ -9,4 +9,5 @@ pub mod generate;
 pub mod kafka;
 pub mod logging;
 pub mod metrics;
+pub mod progress;
 pub mod stop;

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod jobs;
 mod migrate;
+pub mod replay;
 pub mod serve;
 mod services;
 pub mod sink;
@@ -91,14 +92,6 @@ where
     Ok(ExitCode::SUCCESS)
 }
 
-/// Says that a layer is not built yet, and fails.
-fn not_built(command: &str, what: &str) -> ExitCode {
-    eprintln!(
-        "braid {command}: {what} is not built yet in this version of Braid; see README.md for what works today."
-    );
-    ExitCode::from(2)
-}
-
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
@@ -154,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve(args) => serve::run(load_config(&cli)?, args).await,
-        Command::Replay => Ok(not_built("replay", "replay")),
+        Command::Replay(args) => replay::run(load_config(&cli)?, args).await,
+        Command::Recover(_) => replay::recover_from_lake(load_config(&cli)?).await,
     }
 }

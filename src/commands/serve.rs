@@ -83,6 +83,19 @@ async fn serving_pool(config: &BraidConfig) -> anyhow::Result<PgPool> {
         })
 }
 
+/// What the API serves, from `config`.
+fn settings(config: &BraidConfig, admin_token: Option<String>) -> ServingSettings {
+    ServingSettings {
+        views: config.views.clone(),
+        topic: config.kafka.topic.clone(),
+        limits: Limits {
+            max_limit: config.serving.max_limit,
+            max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
+        },
+        admin_token,
+    }
+}
+
 /// The application state for `config`, with the real jobs and Kafka watch.
 pub fn state(
     config: &BraidConfig,
@@ -95,16 +108,7 @@ pub fn state(
         Duration::from_secs(1),
     )
     .context("starting the Kafka watch (kafka.brokers)")?;
-    let settings = ServingSettings {
-        views: config.views.clone(),
-        topic: config.kafka.topic.clone(),
-        limits: Limits {
-            max_limit: config.serving.max_limit,
-            max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
-        },
-        admin_token,
-    };
-    let mut state = AppState::new(pool.clone(), settings, kafka);
+    let mut state = AppState::new(pool.clone(), settings(config, admin_token), kafka);
     state.jobs = Some(Arc::new(JobRunner {
         context: super::jobs::context(config, pool),
     }));
@@ -113,6 +117,14 @@ pub fn state(
 
 /// Runs the API until Ctrl-C or SIGTERM.
 pub async fn run(config: BraidConfig, args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(uri) = &args.print_sql {
+        let pool = PgPoolOptions::new().connect_lazy(&config.postgres.url)?;
+        let settings_only = AppState::new(pool, settings(&config, None), KafkaWatch::unwatched());
+        let sql = serving::api::series_sql(&settings_only, uri)
+            .map_err(|e| anyhow::anyhow!("--print-sql {uri}: {e}"))?;
+        println!("{sql};");
+        return Ok(ExitCode::SUCCESS);
+    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;

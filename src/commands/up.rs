@@ -54,6 +54,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             stdout: false,
             topic: None,
             partitions: 4,
+            event_interval_us: None,
         };
         let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {

@@ -47,10 +47,10 @@ impl EventClock {
                 .timestamp_micros(),
             None => chrono::Utc::now().timestamp_micros(),
         };
-        let step_micros = if args.rate == 0 {
-            1_000
-        } else {
-            (1_000_000 / i64::from(args.rate)).max(1)
+        let step_micros = match (args.event_interval_us, args.rate) {
+            (Some(step), _) => step,
+            (None, 0) => 1_000,
+            (None, rate) => (1_000_000 / i64::from(rate)).max(1),
         };
         Ok(EventClock::Logical {
             start_micros,

@@ -14,23 +14,10 @@ fn generate_to_stdout_is_byte_for_byte_reproducible() {
 }
 
 #[test]
-fn layers_that_do_not_exist_yet_say_so_and_fail() {
-    for command in ["serve", "replay"] {
-        let output = run(braid().arg(command));
-        assert_eq!(output.status.code(), Some(2), "braid {command}");
-        assert!(
-            stderr(&output).contains("not built yet"),
-            "braid {command}: {}",
-            stderr(&output)
-        );
-    }
-}
-
-#[test]
 fn every_subcommand_has_help() {
     for command in [
-        "up", "speed", "sink", "batch", "jobs", "serve", "replay", "generate", "migrate",
-        "services",
+        "up", "speed", "sink", "batch", "jobs", "serve", "replay", "recover", "generate",
+        "migrate", "services",
     ] {
         let output = run(braid().args([command, "--help"]));
         assert!(output.status.success(), "braid {command} --help");

@@ -4,8 +4,10 @@
 mod cut;
 mod dead_letters;
 mod positions;
+mod replay;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};
+pub use replay::{ReplayError, SpeedReset, cut_at_positions, last_cut, reset_speed_to_last_cut};
 pub use dead_letters::{DeadLetter, Layer, insert_dead_letters};
 pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,

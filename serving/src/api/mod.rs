@@ -135,6 +135,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/openapi.json", "This document."),
 ];
 
+/// The SQL statement that answers `GET path_and_query` (a /v1/views/{view} URI), with its
+/// values as literals: what the benchmark runs directly with pgbench beside the API.
+pub fn series_sql(state: &AppState, path_and_query: &str) -> Result<String, ApiError> {
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let name = path
+        .strip_prefix("/v1/views/")
+        .filter(|n| !n.contains('/'))
+        .ok_or_else(|| ApiError::NotFound(format!("`{path}` is not /v1/views/{{view}}")))?;
+    let view = state.view(name)?;
+    let (selection, _) = views::series_selection(state, view, Some(query))?;
+    Ok(query::with_literals(view, &selection, &state.settings.topic))
+}
+
 /// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -223,6 +223,45 @@ fn bind_all<'q>(
     query
 }
 
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The statement of `selection` with its values written as literals, for running the same
+/// query outside the API (the benchmark's pgbench floor). Not used to answer requests.
+pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String {
+    let (sql, statement) = statement(view, selection, topic);
+    let literals: Vec<String> = statement
+        .binds
+        .iter()
+        .map(|bind| match bind {
+            Bind::Text(v) => format!("{}::text", quote(v)),
+            Bind::Int(v) => format!("{v}::bigint"),
+            Bind::Time(v) => format!("{}::timestamptz", quote(&v.to_rfc3339())),
+            Bind::Texts(v) => format!(
+                "ARRAY[{}]::text[]",
+                v.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
+            ),
+            Bind::Ints(v) => format!("ARRAY{v:?}::bigint[]"),
+            Bind::Bools(v) => format!("ARRAY{v:?}::boolean[]"),
+        })
+        .collect();
+    // One pass, so that a literal holding `$2` is never rewritten.
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql.as_str();
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        match rest[at + 1..at + 1 + digits].parse::<usize>() {
+            Ok(n) if (1..=literals.len()).contains(&n) => out.push_str(&literals[n - 1]),
+            _ => out.push_str(&rest[at..at + 1 + digits]),
+        }
+        rest = &rest[at + 1 + digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Runs `selection` over `view` in one statement (one snapshot).
 pub async fn run(
     pool: &PgPool,

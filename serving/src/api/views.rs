@@ -78,8 +78,18 @@ pub async fn series(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let view = state.view(&name)?;
+    let (selection, envelope) = series_selection(&state, view, raw.as_deref())?;
+    answer(&state, view, &selection, envelope).await
+}
+
+/// The validated selection of a GET /v1/views/{view} and the envelope of its answer.
+pub fn series_selection(
+    state: &AppState,
+    view: &View,
+    raw: Option<&str>,
+) -> Result<(Selection, Value), ApiError> {
     let limits = state.settings.limits;
-    let params = Params::parse(raw.as_deref(), Endpoint::Series, view)?;
+    let params = Params::parse(raw, Endpoint::Series, view)?;
     let granularity = params
         .bucket_multiple("granularity", view, &limits)?
         .unwrap_or_else(|| view.bucket.seconds());
@@ -135,7 +145,7 @@ pub async fn series(
         "limit": selection.limit,
         "columns": columns,
     });
-    answer(&state, view, &selection, envelope).await
+    Ok((selection, envelope))
 }
 
 /// The window [end - window, end) where end is the end of the bucket holding now.
