@@ -146,11 +146,65 @@ pub enum ReplayCommand {
         #[arg(long, env = "BRAID_REPLAY_FROM_CUT", value_name = "EPOCH")]
         from_cut: Option<i64>,
         /// Return at once instead of waiting for the speed layer to catch up.
-        #[arg(long)]
+        #[arg(long, env = "BRAID_REPLAY_NO_WAIT")]
         no_wait: bool,
         /// Give up waiting after this many seconds (the replay itself stays done).
-        #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+        #[arg(
+            long,
+            env = "BRAID_REPLAY_WAIT_TIMEOUT",
+            default_value_t = 3600,
+            value_name = "SECONDS"
+        )]
         wait_timeout: u64,
+    },
+    /// Compute a view from the Delta table as it was at a version or a time (time travel).
+    ///
+    /// Reads every record of that table version (the lake keeps everything Kafka no longer
+    /// does), computes the view with the batch layer's code and writes a Parquet or CSV file,
+    /// sorted by group and bucket. Live views and batch runs are untouched.
+    AsOf {
+        /// The Delta table version to read.
+        #[arg(
+            long,
+            env = "BRAID_AS_OF_VERSION",
+            required_unless_present = "timestamp",
+            conflicts_with = "timestamp"
+        )]
+        version: Option<i64>,
+        /// Read the latest version committed at or before this instant (RFC 3339).
+        #[arg(long, env = "BRAID_AS_OF_TIMESTAMP", value_name = "RFC3339")]
+        timestamp: Option<String>,
+        /// The view to compute.
+        #[arg(long, env = "BRAID_AS_OF_VIEW")]
+        view: String,
+        /// The output file: FILE.parquet or FILE.csv.
+        #[arg(long, env = "BRAID_AS_OF_OUT", value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Republish records from the Delta table into a Kafka topic, for downstream systems.
+    ///
+    /// Selects the records with from ≤ event time < to in the table's latest version and sends
+    /// them in (partition, offset) order with their original key and a JSON payload re-encoded
+    /// from the stored fields. Headers mark them: braid-replayed, braid-replay-id, braid-source
+    /// (partition:offset) and braid-source-topic. Resumable: run the same command again after an
+    /// interruption and the records the target topic already holds for this replay id are
+    /// skipped, so each selected record is published once.
+    Publish {
+        /// Start of the event-time range (RFC 3339, inclusive).
+        #[arg(long, env = "BRAID_PUBLISH_FROM", value_name = "RFC3339")]
+        from: String,
+        /// End of the event-time range (RFC 3339, exclusive).
+        #[arg(long, env = "BRAID_PUBLISH_TO", value_name = "RFC3339")]
+        to: String,
+        /// The topic to publish to (created with the source's partition count if missing).
+        #[arg(long, env = "BRAID_PUBLISH_TOPIC")]
+        topic: String,
+        /// Records per second at most (default: as fast as the broker takes them).
+        #[arg(long, env = "BRAID_PUBLISH_RATE", value_name = "RECORDS_PER_SECOND")]
+        rate: Option<u32>,
+        /// The replay's identity for resuming (default: source topic, from and to).
+        #[arg(long, env = "BRAID_PUBLISH_ID")]
+        id: Option<String>,
     },
 }
 

@@ -60,9 +60,12 @@ pub fn watermarks(
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = client_config(kafka).create()?;
     let timeout = std::time::Duration::from_secs(10);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| anyhow::anyhow!("reading the partitions of {topic} from {}: {e}", kafka.brokers))?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        anyhow::anyhow!(
+            "reading the partitions of {topic} from {}: {e}",
+            kafka.brokers
+        )
+    })?;
     let mut marks = std::collections::BTreeMap::new();
     for found in metadata.topics() {
         if let Some(error) = found.error() {

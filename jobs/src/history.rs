@@ -54,6 +54,16 @@ pub async fn start(pool: &PgPool, job: &str, trigger: &str) -> Result<i64, sqlx:
     Ok(id)
 }
 
+/// Records a running job's progress (shown by `braid jobs list` and GET /v1/jobs/{id}).
+pub async fn set_progress(pool: &PgPool, id: i64, progress: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE braid_internal.job_runs SET progress = $2::jsonb WHERE id = $1")
+        .bind(id)
+        .bind(progress)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Records how a run ended.
 pub async fn finish(
     pool: &PgPool,

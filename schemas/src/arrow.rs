@@ -2,7 +2,8 @@
 //!
 //! Columns: the schema's typed fields (in declaration order), then `event_date` (the
 //! partition column, the UTC date of the event time), then the lineage columns `_topic`,
-//! `_partition`, `_offset` and `_ingested_at`.
+//! `_partition`, `_offset`, `_ingested_at` and `_key` (the Kafka message key, nullable; added
+//! to older tables as a nullable column).
 
 use std::sync::Arc;
 
@@ -20,9 +21,11 @@ pub const PARTITION: &str = "_partition";
 pub const OFFSET: &str = "_offset";
 /// Lineage: when the sink wrote the record.
 pub const INGESTED_AT: &str = "_ingested_at";
+/// The Kafka message key (binary, null when the message had none).
+pub const KEY: &str = "_key";
 
 /// Names that declared fields may not take, because the derived columns use them.
-pub const RESERVED_COLUMNS: [&str; 5] = [EVENT_DATE, TOPIC, PARTITION, OFFSET, INGESTED_AT];
+pub const RESERVED_COLUMNS: [&str; 6] = [EVENT_DATE, TOPIC, PARTITION, OFFSET, INGESTED_AT, KEY];
 
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -52,6 +55,7 @@ impl EventSchema {
         fields.push(Field::new(PARTITION, DataType::Int32, false));
         fields.push(Field::new(OFFSET, DataType::Int64, false));
         fields.push(Field::new(INGESTED_AT, utc_micros(), false));
+        fields.push(Field::new(KEY, DataType::Binary, true));
         Arc::new(Schema::new(fields))
     }
 }
@@ -92,7 +96,8 @@ mod tests {
                 "_topic",
                 "_partition",
                 "_offset",
-                "_ingested_at"
+                "_ingested_at",
+                "_key"
             ]
         );
         assert_eq!(arrow.field(0).data_type(), &utc_micros());

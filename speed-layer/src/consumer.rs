@@ -322,6 +322,27 @@ pub fn run(
                 backoff = Duration::from_millis(100);
                 if outcome.is_some() {
                     commit_for_monitoring(&consumer, &settings.topic, &state.expected);
+                } else if !stopping && !state.expected.is_empty() {
+                    // Idle: no flush will be fenced, so look whether an operator moved the
+                    // stored positions (a replay) and follow them.
+                    let positions = ctx
+                        .runtime
+                        .block_on(pg::load_positions(&ctx.pool, &settings.topic))?;
+                    let moved = state
+                        .expected
+                        .iter()
+                        .any(|(p, e)| positions.get(p).is_some_and(|s| s != e));
+                    if moved {
+                        tracing::warn!(
+                            "stored positions were moved by another process; re-reading from them"
+                        );
+                        seek_to_stored(
+                            &consumer,
+                            &settings.topic,
+                            &mut state.expected,
+                            &positions,
+                        )?;
+                    }
                 }
                 if last_lag.elapsed() >= Duration::from_secs(5) {
                     last_lag = Instant::now();
@@ -333,24 +354,15 @@ pub fn run(
                 }
             }
             Err(SpeedError::Fenced(fenced)) => {
-                // Another process owns these partitions now. Drop the batch and re-read from
-                // the stored positions of the partitions still assigned here.
+                // Another process owns these partitions now, or an operator moved them
+                // (`braid replay speed`, `braid recover`). Drop the batch and re-read from the
+                // stored positions of the partitions still assigned here.
                 tracing::warn!(%fenced, "flush fenced; re-reading from the stored positions");
                 state.batch.clear();
                 let positions = ctx
                     .runtime
                     .block_on(pg::load_positions(&ctx.pool, &settings.topic))?;
-                for (partition, expected) in state.expected.iter_mut() {
-                    if let Some(&stored) = positions.get(partition) {
-                        *expected = stored;
-                        consumer.seek(
-                            &settings.topic,
-                            *partition,
-                            Offset::Offset(stored),
-                            Duration::from_secs(10),
-                        )?;
-                    }
-                }
+                seek_to_stored(&consumer, &settings.topic, &mut state.expected, &positions)?;
             }
             Err(error) if error.is_retryable() => {
                 metrics::counter!(m::FLUSH_RETRIES_TOTAL).increment(1);
@@ -413,4 +425,25 @@ fn report_lag(consumer: &BaseConsumer<SpeedContext>, topic: &str, positions: &BT
                 .set((high - offset).max(0) as f64);
         }
     }
+}
+
+/// Moves every assigned partition to its stored position.
+fn seek_to_stored(
+    consumer: &BaseConsumer<SpeedContext>,
+    topic: &str,
+    expected: &mut BTreeMap<i32, i64>,
+    stored: &BTreeMap<i32, i64>,
+) -> Result<(), SpeedError> {
+    for (partition, expected) in expected.iter_mut() {
+        if let Some(&position) = stored.get(partition) {
+            *expected = position;
+            consumer.seek(
+                topic,
+                *partition,
+                Offset::Offset(position),
+                Duration::from_secs(10),
+            )?;
+        }
+    }
+    Ok(())
 }

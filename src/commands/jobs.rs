@@ -91,6 +91,12 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
                     run.error.unwrap_or_default()
                 );
             }
+            for (view, fingerprint) in schemas::pg::backfilling_views(&pool, &config.views).await? {
+                println!(
+                    "view {view} (definition {fingerprint}) is backfilling: its history is missing \
+                     until a batch run of this definition publishes (braid jobs run batch)"
+                );
+            }
         }
         Some(JobsCommand::Run { name }) => {
             let kind = JobKind::parse(name).ok_or_else(|| {

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod jobs;
 mod migrate;
+pub mod publish;
 pub mod replay;
 pub mod serve;
 mod services;

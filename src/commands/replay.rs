@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use batch_layer::recompute::{AsOf, compute_as_of};
 use schemas::BraidConfig;
 use schemas::pg_layout::ViewLayout;
 
@@ -21,29 +22,97 @@ async fn watermarks(config: &BraidConfig) -> anyhow::Result<BTreeMap<i32, (i64, 
 
 /// Runs `braid replay`.
 pub async fn run(config: BraidConfig, args: &ReplayArgs) -> anyhow::Result<ExitCode> {
-    let ReplayCommand::Speed { from_cut, no_wait, wait_timeout } = &args.command;
-    replay_speed(&config, *from_cut, *no_wait, Duration::from_secs(*wait_timeout)).await
+    match &args.command {
+        ReplayCommand::Speed {
+            from_cut,
+            no_wait,
+            wait_timeout,
+        } => {
+            replay_speed(
+                &config,
+                *from_cut,
+                *no_wait,
+                Duration::from_secs(*wait_timeout),
+            )
+            .await
+        }
+        ReplayCommand::AsOf {
+            version,
+            timestamp,
+            view,
+            out,
+        } => {
+            let as_of = match (version, timestamp) {
+                (Some(version), _) => AsOf::Version(*version),
+                (None, Some(text)) => AsOf::Timestamp(
+                    chrono::DateTime::parse_from_rfc3339(text)
+                        .with_context(|| {
+                            format!("--timestamp: `{text}` is not an RFC 3339 instant")
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+                (None, None) => anyhow::bail!("give --version or --timestamp"),
+            };
+            let view = config
+                .views
+                .iter()
+                .find(|v| v.name == *view)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--view: no view named `{view}` in the configuration")
+                })?;
+            let storage = config.lake.storage_options.clone().into_iter().collect();
+            let outcome =
+                compute_as_of(&config.lake.uri, &storage, &config.schema, view, as_of, out).await?;
+            println!(
+                "wrote {} rows of view {} to {}, computed from {} records of Delta version {}",
+                outcome.rows,
+                view.name,
+                out.display(),
+                outcome.records,
+                outcome.version
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplayCommand::Publish {
+            from,
+            to,
+            topic,
+            rate,
+            id,
+        } => {
+            super::publish::run(
+                &config,
+                super::publish::PublishRequest {
+                    from: from.clone(),
+                    to: to.clone(),
+                    topic: topic.clone(),
+                    rate: *rate,
+                    id: id.clone(),
+                },
+            )
+            .await
+        }
+    }
 }
 
-async fn replay_speed(
+/// Deletes the speed rows after the last cut and moves the positions back to it, after
+/// checking that Kafka still holds every record from there. Recorded as the job `job`.
+pub async fn reset_speed(
     config: &BraidConfig,
+    pool: &sqlx::PgPool,
     from_cut: Option<i64>,
-    no_wait: bool,
-    wait_timeout: Duration,
-) -> anyhow::Result<ExitCode> {
-    let pool = super::connect(config).await?;
-    super::migrate(&pool, config).await?;
+) -> anyhow::Result<schemas::pg::SpeedReset> {
     let topic = &config.kafka.topic;
     let marks = watermarks(config).await?;
     // Kafka must still hold every record from the cut on; otherwise only the lake can help.
-    let last = schemas::pg::last_cut(&pool, topic).await?;
+    let last = schemas::pg::last_cut(pool, topic).await?;
     let cut: BTreeMap<i32, i64> = match last {
         Some(epoch) => sqlx::query_as::<_, (i32, i64)>(
             "SELECT partition, cut_offset FROM braid_internal.cuts WHERE topic = $1 AND epoch = $2",
         )
         .bind(topic)
         .bind(epoch)
-        .fetch_all(&pool)
+        .fetch_all(pool)
         .await?
         .into_iter()
         .collect(),
@@ -65,17 +134,71 @@ async fn replay_speed(
         .map(|v| ViewLayout::of(v).speed_table)
         .collect();
     let reset =
-        schemas::pg::reset_speed_to_last_cut(&pool, topic, &tables, from_cut, &starts).await?;
-    let from = reset
-        .cut_epoch
-        .map_or("the start of the topic (no cut yet)".to_string(), |e| format!("cut {e}"));
+        schemas::pg::reset_speed_to_last_cut(pool, topic, &tables, from_cut, &starts).await?;
     tracing::info!(
-        from = %from,
+        cut = ?reset.cut_epoch,
         deleted_rows = reset.deleted_rows,
         records_to_replay = reset.records_to_replay(),
         moved = ?reset.moved,
         "speed rows after the cut deleted and positions moved back; running speed processes re-read from there"
     );
+    Ok(reset)
+}
+
+/// Runs `operation` recorded in the job history as `name`, triggered by `trigger`.
+pub async fn recorded<T, F>(
+    pool: &sqlx::PgPool,
+    name: &str,
+    job: i64,
+    operation: F,
+    report: impl FnOnce(&T) -> jobs::history::JobReport,
+) -> anyhow::Result<T>
+where
+    F: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let result = operation.await;
+    match &result {
+        Ok(value) => jobs::history::finish(pool, job, Ok(&report(value))).await?,
+        Err(error) => {
+            tracing::error!(job = name, error = format!("{error:#}"), "job failed");
+            jobs::history::finish(pool, job, Err(&format!("{error:#}"))).await?
+        }
+    }
+    result
+}
+
+fn reset_report(reset: &schemas::pg::SpeedReset) -> jobs::history::JobReport {
+    jobs::history::JobReport {
+        cut_epoch: reset.cut_epoch,
+        rows_read: Some(reset.records_to_replay()),
+        rows_written: Some(reset.deleted_rows as i64),
+        ..Default::default()
+    }
+}
+
+async fn replay_speed(
+    config: &BraidConfig,
+    from_cut: Option<i64>,
+    no_wait: bool,
+    wait_timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(config).await?;
+    super::migrate(&pool, config).await?;
+    let topic = &config.kafka.topic;
+    let job = jobs::history::start(&pool, "replay_speed", "cli").await?;
+    let reset = recorded(
+        &pool,
+        "replay_speed",
+        job,
+        reset_speed(config, &pool, from_cut),
+        reset_report,
+    )
+    .await?;
+    let from = reset
+        .cut_epoch
+        .map_or("the start of the topic (no cut yet)".to_string(), |e| {
+            format!("cut {e}")
+        });
     println!(
         "replaying {topic} from {from}: deleted {} speed rows; {} records to read again",
         reset.deleted_rows,
@@ -102,7 +225,9 @@ async fn replay_speed(
         progress.update(done.max(0) as u64);
         if done as u64 >= total {
             progress.finish(total);
-            println!("the speed layer has read again up to where it was; the speed rows are rebuilt");
+            println!(
+                "the speed layer has read again up to where it was; the speed rows are rebuilt"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         if stop.is_stopped() || started.elapsed() >= wait_timeout {
@@ -117,12 +242,18 @@ async fn replay_speed(
     }
 }
 
-/// Runs `braid recover --from-lake`.
-pub async fn recover_from_lake(config: BraidConfig) -> anyhow::Result<ExitCode> {
-    let pool = super::connect(&config).await?;
-    super::migrate(&pool, &config).await?;
+/// What `recover --from-lake` did: the cut, per partition (before, after), and the sink's
+/// committed positions.
+pub type Recovery = (
+    schemas::pg::Cut,
+    BTreeMap<i32, (i64, i64)>,
+    BTreeMap<i32, i64>,
+);
+
+/// Takes a cut at the Delta sink's positions and moves the speed layer there.
+pub async fn recover(config: &BraidConfig, pool: &sqlx::PgPool) -> anyhow::Result<Recovery> {
     let topic = &config.kafka.topic;
-    let marks = watermarks(&config).await?;
+    let marks = watermarks(config).await?;
     let partitions: Vec<i32> = marks.keys().copied().collect();
     let storage = config.lake.storage_options.clone().into_iter().collect();
     let table = batch_layer::sink::open_or_create(&config.lake.uri, &storage, &config.schema)
@@ -134,7 +265,43 @@ pub async fn recover_from_lake(config: BraidConfig) -> anyhow::Result<ExitCode> 
         "the Delta table at {} holds no records of {topic} yet: nothing to recover from",
         config.lake.uri
     );
-    let (cut, moved) = schemas::pg::cut_at_positions(&pool, topic, &sink).await?;
+    let (cut, moved) = schemas::pg::cut_at_positions(pool, topic, &sink).await?;
+    tracing::info!(
+        cut = cut.epoch,
+        ?moved,
+        "took a cut at the Delta sink's positions"
+    );
+    Ok((cut, moved, sink))
+}
+
+fn recovery_report(recovery: &Recovery) -> jobs::history::JobReport {
+    jobs::history::JobReport {
+        cut_epoch: Some(recovery.0.epoch),
+        rows_read: Some(
+            recovery
+                .1
+                .values()
+                .map(|(before, after)| after - before)
+                .sum(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// Runs `braid recover --from-lake`.
+pub async fn recover_from_lake(config: BraidConfig) -> anyhow::Result<ExitCode> {
+    let pool = super::connect(&config).await?;
+    super::migrate(&pool, &config).await?;
+    let marks = watermarks(&config).await?;
+    let job = jobs::history::start(&pool, "recover", "cli").await?;
+    let (cut, moved, sink) = recorded(
+        &pool,
+        "recover",
+        job,
+        recover(&config, &pool),
+        recovery_report,
+    )
+    .await?;
     for (partition, (before, after)) in &moved {
         let low = marks.get(partition).map_or(0, |m| m.0);
         println!(

@@ -24,9 +24,78 @@ const STATEMENT_TIMEOUT_MS: &str = "5000";
 /// The environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "BRAID_ADMIN_TOKEN";
 
-/// Starts jobs for the admin endpoints with the scheduler's own runner.
+/// Starts jobs for the admin endpoints: the scheduler's jobs (batch, compact, vacuum) with its
+/// own runner, and the replays (replay_speed, recover, replay_publish).
 struct JobRunner {
     context: JobContext,
+    config: BraidConfig,
+}
+
+/// The jobs the admin endpoint can start.
+const JOBS: &str = "batch, compact, vacuum, replay_speed, recover, replay_publish";
+
+/// The parameters object, refusing keys `job` does not take.
+fn parameters_of<'a>(
+    job: &str,
+    parameters: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, LaunchError> {
+    let object = parameters
+        .as_object()
+        .ok_or_else(|| LaunchError::BadParameter {
+            parameter: "body".into(),
+            message: "the body must be a JSON object".into(),
+        })?;
+    if let Some(name) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(LaunchError::BadParameter {
+            parameter: name.clone(),
+            message: format!(
+                "job `{job}` does not take `{name}`; it takes {}",
+                if allowed.is_empty() {
+                    "no parameters".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        });
+    }
+    Ok(object)
+}
+
+fn text(
+    object: &serde_json::Map<String, Value>,
+    name: &str,
+    required: bool,
+) -> Result<Option<String>, LaunchError> {
+    match object.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None if !required => Ok(None),
+        _ => Err(LaunchError::BadParameter {
+            parameter: name.into(),
+            message: format!("`{name}` must be given as a string"),
+        }),
+    }
+}
+
+fn whole(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<i64>, LaunchError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| LaunchError::BadParameter {
+                parameter: name.into(),
+                message: format!("`{name}` must be a whole number"),
+            }),
+    }
+}
+
+impl JobRunner {
+    async fn record(&self, job: &str) -> Result<i64, LaunchError> {
+        jobs::history::start(&self.context.pool, job, "api")
+            .await
+            .map_err(|e| LaunchError::Failed(format!("recording job `{job}`: {e}")))
+    }
 }
 
 impl JobLauncher for JobRunner {
@@ -37,16 +106,66 @@ impl JobLauncher for JobRunner {
     ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>> {
         let job = job.to_string();
         Box::pin(async move {
+            let pool = self.context.pool.clone();
+            let config = self.config.clone();
+            match job.as_str() {
+                "replay_speed" => {
+                    let object = parameters_of(&job, &parameters, &["from_cut"])?;
+                    let from_cut = whole(object, "from_cut")?;
+                    let id = self.record(&job).await?;
+                    tokio::spawn(async move {
+                        let reset = super::replay::reset_speed(&config, &pool, from_cut);
+                        let _ = super::replay::recorded(&pool, "replay_speed", id, reset, |r| {
+                            jobs::history::JobReport {
+                                cut_epoch: r.cut_epoch,
+                                rows_read: Some(r.records_to_replay()),
+                                rows_written: Some(r.deleted_rows as i64),
+                                ..Default::default()
+                            }
+                        })
+                        .await;
+                    });
+                    return Ok(id);
+                }
+                "recover" => {
+                    parameters_of(&job, &parameters, &[])?;
+                    let id = self.record(&job).await?;
+                    tokio::spawn(async move {
+                        let recovery = super::replay::recover(&config, &pool);
+                        let _ = super::replay::recorded(&pool, "recover", id, recovery, |r| {
+                            jobs::history::JobReport {
+                                cut_epoch: Some(r.0.epoch),
+                                ..Default::default()
+                            }
+                        })
+                        .await;
+                    });
+                    return Ok(id);
+                }
+                "replay_publish" => {
+                    let object =
+                        parameters_of(&job, &parameters, &["from", "to", "topic", "rate", "id"])?;
+                    let request = super::publish::PublishRequest {
+                        from: text(object, "from", true)?.unwrap_or_default(),
+                        to: text(object, "to", true)?.unwrap_or_default(),
+                        topic: text(object, "topic", true)?.unwrap_or_default(),
+                        rate: whole(object, "rate")?
+                            .map(|r| r.clamp(1, i64::from(u32::MAX)) as u32),
+                        id: text(object, "id", false)?,
+                    };
+                    let id = self.record(&job).await?;
+                    tokio::spawn(async move {
+                        let _ = super::publish::execute(&config, &pool, id, &request).await;
+                    });
+                    return Ok(id);
+                }
+                _ => {}
+            }
             let kind = JobKind::parse(&job).ok_or_else(|| LaunchError::UnknownJob {
                 name: job.clone(),
-                known: "batch, compact, vacuum".into(),
+                known: JOBS.into(),
             })?;
-            if let Some(name) = parameters.as_object().and_then(|o| o.keys().next()) {
-                return Err(LaunchError::BadParameter {
-                    parameter: name.clone(),
-                    message: format!("job `{job}` takes no parameters; `{name}` is not one"),
-                });
-            }
+            parameters_of(&job, &parameters, &[])?;
             let (first_id, recorded) = tokio::sync::oneshot::channel();
             let context = self.context.clone();
             tokio::spawn(async move {
@@ -111,6 +230,7 @@ pub fn state(
     let mut state = AppState::new(pool.clone(), settings(config, admin_token), kafka);
     state.jobs = Some(Arc::new(JobRunner {
         context: super::jobs::context(config, pool),
+        config: config.clone(),
     }));
     Ok(state)
 }

@@ -11,6 +11,7 @@ mod http;
 mod jobs;
 mod kafka_roundtrip;
 mod oracle;
+mod replay;
 mod serving;
 mod sink;
 mod speed;

@@ -13,8 +13,12 @@ pub struct RawMessage {
     pub partition: i32,
     /// Offset.
     pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
     /// Payload bytes.
     pub payload: Vec<u8>,
+    /// Headers (name, value).
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 /// A group key rendered as text (NULL as `None`) and a bucket start in microseconds.

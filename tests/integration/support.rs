@@ -283,7 +283,16 @@ pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    let total: i64 = ends.values().sum();
+    // Retention may have deleted the start of a partition: count from its low watermark.
+    let total: i64 = ends
+        .iter()
+        .map(|(&p, &end)| {
+            let (low, _) = consumer
+                .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
+                .unwrap();
+            end - low
+        })
+        .sum();
     let mut messages = Vec::with_capacity(total as usize);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while (messages.len() as i64) < total {
@@ -295,10 +304,26 @@ pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
         if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
             let message = message.unwrap();
             if message.offset() < ends[&message.partition()] {
+                use rdkafka::message::Headers;
+                let headers = message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|header| {
+                                (
+                                    header.key.to_string(),
+                                    header.value.unwrap_or_default().to_vec(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 messages.push(crate::oracle::RawMessage {
                     partition: message.partition(),
                     offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().unwrap_or_default().to_vec(),
+                    headers,
                 });
             }
         }

@@ -2,7 +2,7 @@
 
 Usage: python read_delta.py TABLE_PATH
 Prints one JSON object: the table version, its schema and every row (sorted by partition and
-offset). Timestamps are integer microseconds since the epoch, dates ISO strings.
+offset). Timestamps are integer microseconds since the epoch, dates ISO strings, bytes UTF-8 text.
 """
 
 import datetime
@@ -21,6 +21,8 @@ def plain(value):
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(value, datetime.date):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
     return value
 
 

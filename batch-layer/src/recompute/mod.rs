@@ -6,6 +6,7 @@
 //! id and, in one transaction, makes the runs active with covered epoch e + 1 and deletes the
 //! speed rows below it. Readers see the old run or the new one, never a mixture.
 
+mod as_of;
 mod compute;
 mod error;
 mod load;
@@ -19,6 +20,7 @@ use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
 use sqlx::PgPool;
 
+pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use error::BatchError;
 pub use publish::ViewRun;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
@@ -67,6 +67,7 @@ pub struct BatchBuilder {
     partition: Int32Builder,
     offset: Int64Builder,
     ingested_at: TimestampMicrosecondBuilder,
+    key: BinaryBuilder,
     rows: usize,
 }
 
@@ -87,11 +88,12 @@ impl BatchBuilder {
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
             ingested_at: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
+            key: BinaryBuilder::new(),
             rows: 0,
         }
     }
 
-    /// Appends a valid record and its position.
+    /// Appends a valid record, its position and its message key.
     pub fn append(
         &mut self,
         record: &Record,
@@ -99,6 +101,7 @@ impl BatchBuilder {
         partition: i32,
         offset: i64,
         ingested_at_micros: i64,
+        key: Option<&[u8]>,
     ) {
         for (column, value) in self.fields.iter_mut().zip(&record.values) {
             column.append(value.as_ref());
@@ -109,6 +112,7 @@ impl BatchBuilder {
         self.partition.append_value(partition);
         self.offset.append_value(offset);
         self.ingested_at.append_value(ingested_at_micros);
+        self.key.append_option(key);
         self.rows += 1;
     }
 
@@ -120,6 +124,7 @@ impl BatchBuilder {
         columns.push(Arc::new(self.partition.finish()));
         columns.push(Arc::new(self.offset.finish()));
         columns.push(Arc::new(self.ingested_at.finish()));
+        columns.push(Arc::new(self.key.finish()));
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
     }

@@ -348,6 +348,7 @@ pub fn run(
                             partition,
                             message.offset(),
                             now,
+                            message.key(),
                         );
                     }
                     Err(rejection) => {

@@ -7,11 +7,11 @@ mod positions;
 mod replay;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};
-pub use replay::{ReplayError, SpeedReset, cut_at_positions, last_cut, reset_speed_to_last_cut};
 pub use dead_letters::{DeadLetter, Layer, insert_dead_letters};
 pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
 };
+pub use replay::{ReplayError, SpeedReset, cut_at_positions, last_cut, reset_speed_to_last_cut};
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -72,6 +72,40 @@ pub async fn ensure_view_tables(
         sqlx::raw_sql(sqlx::AssertSqlSafe(layout.create_batch_table_sql()))
             .execute(pool)
             .await?;
+        // A definition first seen after records were consumed lacks their history.
+        sqlx::query(
+            "INSERT INTO braid_internal.view_definitions (view_name, fingerprint, needs_backfill) \
+             VALUES ($1, $2, EXISTS (SELECT 1 FROM braid_internal.speed_positions WHERE next_offset > 0) \
+                          OR EXISTS (SELECT 1 FROM braid_internal.batch_runs)) \
+             ON CONFLICT (view_name, fingerprint) DO NOTHING",
+        )
+        .bind(&view.name)
+        .bind(&view.fingerprint)
+        .execute(pool)
+        .await?;
     }
     Ok(())
+}
+
+/// The views whose definition lacks history: first seen after records were consumed, and no
+/// batch run of that definition is active yet. (name, fingerprint) pairs.
+pub async fn backfilling_views(
+    pool: &PgPool,
+    views: &[crate::view::View],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
+    let fingerprints: Vec<String> = views.iter().map(|v| v.fingerprint.clone()).collect();
+    sqlx::query_as(
+        "SELECT d.view_name, d.fingerprint FROM braid_internal.view_definitions d \
+         JOIN UNNEST($1::text[], $2::text[]) AS v(name, fingerprint) \
+           ON d.view_name = v.name AND d.fingerprint = v.fingerprint \
+         WHERE d.needs_backfill AND NOT EXISTS ( \
+           SELECT 1 FROM braid_internal.batch_runs r WHERE r.view_name = d.view_name \
+             AND r.fingerprint = d.fingerprint AND r.status = 'active') \
+         ORDER BY 1",
+    )
+    .bind(&names)
+    .bind(&fingerprints)
+    .fetch_all(pool)
+    .await
 }

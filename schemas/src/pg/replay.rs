@@ -57,7 +57,10 @@ pub struct SpeedReset {
 impl SpeedReset {
     /// Records the speed layer will read again.
     pub fn records_to_replay(&self) -> i64 {
-        self.moved.values().map(|(before, after)| before - after).sum()
+        self.moved
+            .values()
+            .map(|(before, after)| before - after)
+            .sum()
     }
 }
 
@@ -91,10 +94,18 @@ pub async fn reset_speed_to_last_cut(
             .await?;
     match (asked, last) {
         (Some(asked), Some(last)) if asked < last => {
-            return Err(ReplayError::BeforeLastCut { topic: topic.into(), asked, last });
+            return Err(ReplayError::BeforeLastCut {
+                topic: topic.into(),
+                asked,
+                last,
+            });
         }
         (Some(asked), last) if Some(asked) != last => {
-            return Err(ReplayError::NoSuchCut { topic: topic.into(), asked, last });
+            return Err(ReplayError::NoSuchCut {
+                topic: topic.into(),
+                asked,
+                last,
+            });
         }
         _ => {}
     }
@@ -141,7 +152,11 @@ pub async fn reset_speed_to_last_cut(
         moved.insert(partition, (before, after));
     }
     tx.commit().await?;
-    Ok(SpeedReset { cut_epoch: last, moved, deleted_rows })
+    Ok(SpeedReset {
+        cut_epoch: last,
+        moved,
+        deleted_rows,
+    })
 }
 
 /// Takes a cut at `targets` (e.g. the Delta sink's positions) and moves the speed layer's
@@ -191,5 +206,12 @@ pub async fn cut_at_positions(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((Cut { epoch, next_epoch: epoch + 1, offsets }, moved))
+    Ok((
+        Cut {
+            epoch,
+            next_epoch: epoch + 1,
+            offsets,
+        },
+        moved,
+    ))
 }

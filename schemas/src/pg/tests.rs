@@ -23,7 +23,8 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
             "dead_letters",
             "epoch",
             "job_runs",
-            "speed_positions"
+            "speed_positions",
+            "view_definitions"
         ]
     );
     let mut tx = pool.begin().await.unwrap();

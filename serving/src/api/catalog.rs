@@ -78,6 +78,11 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     .bind(&state.settings.topic)
     .fetch_one(&mut *tx)
     .await?;
+    let backfilling: Vec<(String, String)> = sqlx::query_as(
+        "SELECT view_name, fingerprint FROM braid_internal.view_definitions WHERE needs_backfill",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     let views: Vec<Value> = state
         .settings
@@ -88,6 +93,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
                 .iter()
                 .find(|r| r.0 == view.name && r.1 == view.fingerprint);
             let mut shown = definition(view);
+            let needs_backfill = backfilling
+                .iter()
+                .any(|(name, fingerprint)| *name == view.name && *fingerprint == view.fingerprint);
+            shown["backfilling"] = json!(needs_backfill && run.is_none());
             shown["batch"] = run.map_or(Value::Null, |r| {
                 json!({
                     "run_id": r.2,

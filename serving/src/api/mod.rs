@@ -147,7 +147,11 @@ pub fn series_sql(state: &AppState, path_and_query: &str) -> Result<String, ApiE
         .ok_or_else(|| ApiError::NotFound(format!("`{path}` is not /v1/views/{{view}}")))?;
     let view = state.view(name)?;
     let (selection, _) = views::series_selection(state, view, Some(query))?;
-    Ok(query::with_literals(view, &selection, &state.settings.topic))
+    Ok(query::with_literals(
+        view,
+        &selection,
+        &state.settings.topic,
+    ))
 }
 
 /// The router.

@@ -51,6 +51,8 @@ pub struct Answer {
     pub batch: Option<String>,
     /// The speed layer's stored positions and newest event time.
     pub speed: String,
+    /// Whether the view's definition still lacks history no batch run has covered yet.
+    pub backfilling: bool,
 }
 
 /// The answer's columns: kept group fields, bucket_start when bucketed, metrics, averages.
@@ -181,7 +183,10 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
            (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
               'delta_version', delta_version, \
               'finished_at', to_char(finished_at AT TIME ZONE 'UTC', {UTC_MICROS})) FROM active$)::text, \
-           ({speed_state})::text",
+           ({speed_state})::text, \
+           coalesce((SELECT needs_backfill FROM braid_internal.view_definitions \
+              WHERE view_name = {name} AND fingerprint = {fingerprint}), false) \
+             AND NOT EXISTS (SELECT 1 FROM active$)",
         speed_state = speed_state_sql(&topic),
         batch = layout.batch_table,
         speed = layout.speed_table,
@@ -204,7 +209,7 @@ pub fn speed_state_sql(topic: &str) -> String {
     )
 }
 
-type Row = (String, bool, Option<String>, String);
+type Row = (String, bool, Option<String>, String, bool);
 
 fn bind_all<'q>(
     mut query: QueryAs<'q, sqlx::Postgres, Row, PgArguments>,
@@ -251,7 +256,10 @@ pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String 
     let mut rest = sql.as_str();
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
-        let digits = rest[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        let digits = rest[at + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
         match rest[at + 1..at + 1 + digits].parse::<usize>() {
             Ok(n) if (1..=literals.len()).contains(&n) => out.push_str(&literals[n - 1]),
             _ => out.push_str(&rest[at..at + 1 + digits]),
@@ -271,11 +279,13 @@ pub async fn run(
 ) -> Result<Answer, ApiError> {
     let (sql, statement) = statement(view, selection, topic);
     let query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    let (rows, truncated, batch, speed) = bind_all(query, statement.binds).fetch_one(pool).await?;
+    let (rows, truncated, batch, speed, backfilling) =
+        bind_all(query, statement.binds).fetch_one(pool).await?;
     Ok(Answer {
         rows,
         truncated,
         batch,
         speed,
+        backfilling,
     })
 }

@@ -53,6 +53,7 @@ async fn answer(
         &state.kafka.status(),
         (state.clock)(),
     )?;
+    envelope["provenance"]["backfilling"] = json!(answer.backfilling);
     // The rows are JSON that PostgreSQL rendered: splice them in rather than parse them again.
     let rest = serde_json::to_string(&envelope)
         .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;

@@ -116,6 +116,12 @@ fn expected_row(topic: &str, message: &RawMessage) -> BTreeMap<String, Value> {
     row.insert("_topic".into(), Value::from(topic));
     row.insert("_partition".into(), Value::from(message.partition));
     row.insert("_offset".into(), Value::from(message.offset));
+    row.insert(
+        "_key".into(),
+        message.key.as_ref().map_or(Value::Null, |k| {
+            Value::from(String::from_utf8_lossy(k).into_owned())
+        }),
+    );
     row
 }
 
@@ -188,6 +194,7 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
             ("_partition", "int32", false),
             ("_offset", "int64", false),
             ("_ingested_at", "timestamp[us, tz=UTC]", false),
+            ("_key", "binary", true),
         ]
     );
     // Values: every column of every row equals the message it came from.

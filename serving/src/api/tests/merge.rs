@@ -302,6 +302,19 @@ async fn rolling_and_top_total_the_window_ending_now(pool: PgPool) {
 async fn the_catalog_lists_definitions_and_the_active_run(pool: PgPool) {
     store(&pool, &sales(), Some(3)).await;
     store_positions(&pool).await;
+    let config = super::fixture::config();
+    // Both definitions were first seen after records were consumed; only `sales` has a run.
+    for view in &config.views {
+        sqlx::query(
+            "INSERT INTO braid_internal.view_definitions (view_name, fingerprint, needs_backfill) VALUES ($1, $2, true) \
+             ON CONFLICT (view_name, fingerprint) DO UPDATE SET needs_backfill = true",
+        )
+            .bind(&view.name)
+            .bind(&view.fingerprint)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     let state = state(pool.clone(), start() + Duration::hours(2), None);
     let (status, body) = get(&state, "/v1/views").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -311,6 +324,8 @@ async fn the_catalog_lists_definitions_and_the_active_run(pool: PgPool) {
     assert_eq!(views[0]["batch"]["covered_epoch"], 3);
     assert_eq!(views[0]["averages"], serde_json::json!(["avg_cents"]));
     assert!(views[1]["batch"].is_null(), "no run of all_events");
+    assert_eq!(views[0]["backfilling"], false, "sales has an active run");
+    assert_eq!(views[1]["backfilling"], true, "all_events lacks history");
     assert_eq!(
         body["speed"]["newest_event_time"],
         "2026-03-01T12:00:00.000000Z"
@@ -325,4 +340,11 @@ async fn the_catalog_lists_definitions_and_the_active_run(pool: PgPool) {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["rows"][0]["count"], 900, "{body}");
+    assert_eq!(body["provenance"]["backfilling"], true);
+    let (_, body) = get(
+        &state,
+        "/v1/views/sales?from=2026-03-01T10:00:00Z&to=2026-03-01T12:00:00Z",
+    )
+    .await;
+    assert_eq!(body["provenance"]["backfilling"], false);
 }

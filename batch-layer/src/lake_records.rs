@@ -1,0 +1,115 @@
+//! Records read back from the Delta table for republishing: position, key and a JSON payload
+//! re-encoded from the stored fields (declared fields only, in schema order; absent optional
+//! fields are left out; timestamps in RFC 3339 UTC).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use polars::prelude::*;
+use schemas::arrow::{KEY, OFFSET, PARTITION};
+use schemas::{EventSchema, FieldType};
+use serde_json::{Map, Value};
+
+use crate::recompute::BatchError;
+use crate::sink::open_or_create;
+
+/// One record of the lake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LakeRecord {
+    /// Source partition.
+    pub partition: i32,
+    /// Source offset.
+    pub offset: i64,
+    /// The Kafka key the record arrived with.
+    pub key: Option<Vec<u8>>,
+    /// The record as JSON.
+    pub payload: Vec<u8>,
+}
+
+/// The records with `from ≤ event time < to` in the table's latest version, ordered by
+/// partition and offset, and that version.
+pub async fn records_between(
+    table_uri: &str,
+    storage_options: &HashMap<String, String>,
+    schema: &EventSchema,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(i64, Vec<LakeRecord>), BatchError> {
+    let table = open_or_create(table_uri, storage_options, schema).await?;
+    let version = table.version().map_or(-1, |v| v as i64);
+    let files: Vec<String> = table.get_file_uris()?.collect();
+    let schema = schema.clone();
+    tokio::task::spawn_blocking(move || -> Result<(i64, Vec<LakeRecord>), BatchError> {
+        if files.is_empty() {
+            return Ok((version, Vec::new()));
+        }
+        let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
+        let args = ScanArgsParquet {
+            allow_missing_columns: true,
+            hive_options: HiveOptions {
+                enabled: Some(false),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let event_time = col(schema.event_time_field().name.as_str()).cast(DataType::Int64);
+        let mut wanted: Vec<Expr> = schema.fields.iter().map(|f| col(f.name.as_str())).collect();
+        wanted.extend([col(PARTITION), col(OFFSET), col(KEY)]);
+        let frame = LazyFrame::scan_parquet_files(paths, args)?
+            .filter(
+                event_time
+                    .clone()
+                    .gt_eq(lit(from.timestamp_micros()))
+                    .and(event_time.lt(lit(to.timestamp_micros()))),
+            )
+            .select(wanted)
+            .sort([PARTITION, OFFSET], SortMultipleOptions::default())
+            .collect()?;
+        let mut records = Vec::with_capacity(frame.height());
+        let columns = frame.columns();
+        let fields = schema.fields.len();
+        for row in 0..frame.height() {
+            let mut object = Map::new();
+            for (field, column) in schema.fields.iter().zip(&columns[..fields]) {
+                let value = match (field.field_type, column.get(row)?) {
+                    (_, AnyValue::Null) => continue,
+                    (FieldType::Timestamp, AnyValue::Datetime(v, unit, _)) => {
+                        let micros = match unit {
+                            TimeUnit::Nanoseconds => v / 1_000,
+                            TimeUnit::Microseconds => v,
+                            TimeUnit::Milliseconds => v * 1_000,
+                        };
+                        Value::from(
+                            DateTime::<Utc>::from_timestamp_micros(micros)
+                                .unwrap_or_default()
+                                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                        )
+                    }
+                    (_, AnyValue::String(s)) => Value::from(s),
+                    (_, AnyValue::StringOwned(s)) => Value::from(s.as_str()),
+                    (_, AnyValue::Int64(v)) => Value::from(v),
+                    (_, AnyValue::Float64(v)) => Value::from(v),
+                    (_, AnyValue::Boolean(v)) => Value::from(v),
+                    (_, other) => Value::from(other.to_string()),
+                };
+                object.insert(field.name.clone(), value);
+            }
+            let partition = columns[fields].get(row)?.extract::<i32>().unwrap_or(-1);
+            let offset = columns[fields + 1].get(row)?.extract::<i64>().unwrap_or(-1);
+            let key = match columns[fields + 2].get(row)? {
+                AnyValue::Binary(k) => Some(k.to_vec()),
+                AnyValue::BinaryOwned(k) => Some(k),
+                _ => None,
+            };
+            records.push(LakeRecord {
+                partition,
+                offset,
+                key,
+                payload: serde_json::to_vec(&object).unwrap_or_default(),
+            });
+        }
+        Ok((version, records))
+    })
+    .await
+    .map_err(|e| BatchError::Load(e.to_string()))?
+}
