@@ -162,6 +162,7 @@ pub enum ReplayCommand {
     /// Reads every record of that table version (the lake keeps everything Kafka no longer
     /// does), computes the view with the batch layer's code and writes a Parquet or CSV file,
     /// sorted by group and bucket. Live views and batch runs are untouched.
+    #[command(disable_version_flag = true)]
     AsOf {
         /// The Delta table version to read.
         #[arg(

@@ -8,8 +8,10 @@ use anyhow::Context;
 use batch_layer::lake_records::{LakeRecord, records_between};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::BraidConfig;
 
@@ -97,6 +99,25 @@ fn already_published(
         }
     }
     Ok(seen)
+}
+
+/// Waits for the `count` oldest deliveries; fails on the first refused one.
+async fn settle(
+    pending: &mut futures::stream::FuturesOrdered<rdkafka::producer::DeliveryFuture>,
+    count: usize,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    for _ in 0..count {
+        match pending.next().await {
+            None => break,
+            Some(Ok(Ok(_))) => {}
+            Some(Ok(Err((error, _)))) => {
+                anyhow::bail!("Kafka refused a republished record: {error}")
+            }
+            Some(Err(_)) => anyhow::bail!("a delivery report was lost (the producer closed)"),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the republish from the command line, recorded as a job.
@@ -255,13 +276,24 @@ async fn publish(
         if let Some(key) = &record.key {
             message = message.key(key);
         }
-        pending.push_back(producer.send(message, Duration::from_secs(30)));
-        sent += 1;
-        while pending.len() >= 10_000 {
-            use futures::StreamExt;
-            if let Some(Err((error, _))) = pending.next().await {
-                anyhow::bail!("Kafka refused a republished record: {error}");
+        // Enqueue now (the rate applies to sending); when librdkafka's queue is full, wait
+        // for the oldest deliveries and try again.
+        loop {
+            match producer.send_result(message) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    message = returned;
+                    settle(&mut pending, 1).await?;
+                }
+                Err((error, _)) => anyhow::bail!("Kafka refused a republished record: {error}"),
             }
+        }
+        sent += 1;
+        if pending.len() >= 10_000 {
+            settle(&mut pending, 1_000).await?;
         }
         progress.update(sent);
         if last_recorded.elapsed() >= Duration::from_secs(1) {
@@ -270,14 +302,8 @@ async fn publish(
             jobs::history::set_progress(pool, job, &state.to_string()).await?;
         }
     }
-    {
-        use futures::StreamExt;
-        while let Some(delivered) = pending.next().await {
-            if let Err((error, _)) = delivered {
-                anyhow::bail!("Kafka refused a republished record: {error}");
-            }
-        }
-    }
+    let remaining = pending.len();
+    settle(&mut pending, remaining).await?;
     producer.flush(Duration::from_secs(30))?;
     progress.finish(sent);
     anyhow::ensure!(
