@@ -72,7 +72,8 @@ pick = lambda q: total[min(len(total) - 1, int(q * len(total)))]
 print(f"same SQL directly (pgbench -M prepared, {sys.argv[1]} transactions/s offered, latency from the scheduled start): "
       f"{len(total):,} transactions, p50 {pick(0.5):.2f} ms, p99 {pick(0.99):.2f} ms")
 PY
-grep -E 'tps|latency average' /tmp/braid-pgbench.txt | sed 's/^/  pgbench: /'
+grep -E 'tps|latency average|aborted|error' /tmp/braid-pgbench.txt | head -5 | sed 's/^/  pgbench: /'
+echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print(f"planning {p[\"Planning Time\"]:.2f} ms, execution {p[\"Execution Time\"]:.2f} ms")')"
 
 python3 scripts/bench/freshness.py "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"
-echo "speed.flush_interval_ms = $(RUST_LOG=warn "$BIN" --help >/dev/null; echo "${BRAID__SPEED__FLUSH_INTERVAL_MS:-500}")"
+echo "speed.flush_interval_ms = ${BRAID__SPEED__FLUSH_INTERVAL_MS:-500} (the floor of freshness: a record waits for the next flush)"

@@ -9,6 +9,17 @@ use serde_json::Value;
 
 /// Sends `method path` to `address` with an optional bearer token; returns status and body.
 pub fn request(address: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    request_with_body(address, method, path, token, "")
+}
+
+/// [`request`] with a JSON body.
+pub fn request_with_body(
+    address: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
     let mut stream =
         TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
     stream
@@ -17,7 +28,8 @@ pub fn request(address: &str, method: &str, path: &str, token: Option<&str>) -> 
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = Vec::new();

@@ -66,8 +66,12 @@ pub fn output_columns(view: &View, group_by: &[usize], bucketed: bool) -> Vec<St
         .collect()
 }
 
-const UTC_SECONDS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS"Z"'"#;
-const UTC_MICROS: &str = r#"'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"#;
+/// RFC 3339 text of a timestamptz expression in UTC (JSON's ISO 8601 form, whatever the
+/// session's DateStyle; fractions only when there are any). Written without a `:` so that the
+/// statement also runs unchanged under pgbench, which reads `:name` as a variable.
+fn utc_text(expression: &str) -> String {
+    format!("((to_json(({expression}) AT TIME ZONE 'UTC') #>> '{{}}') || 'Z')")
+}
 
 /// Renders the statement for `selection` over `view`, reading positions of `topic`.
 fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statement) {
@@ -115,8 +119,7 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
     let keys = outputs.len();
     let mut shown: Vec<String> = outputs.clone();
     if selection.granularity.is_some() {
-        shown[keys - 1] =
-            format!("to_char(bucket_start AT TIME ZONE 'UTC', {UTC_SECONDS}) AS bucket_start");
+        shown[keys - 1] = format!("{} AS bucket_start", utc_text("bucket_start"));
     }
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
         let c = &metric.column;
@@ -129,7 +132,7 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
             (MetricKind::Max, _) => format!("max({c}) AS {c}"),
         });
         shown.push(if column.pg_type == "timestamptz" {
-            format!("to_char({c} AT TIME ZONE 'UTC', {UTC_MICROS}) AS {c}")
+            format!("{} AS {c}", utc_text(c))
         } else {
             c.clone()
         });
@@ -182,12 +185,13 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
            (SELECT count(*) FROM merged$) > {limit}, \
            (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
               'delta_version', delta_version, \
-              'finished_at', to_char(finished_at AT TIME ZONE 'UTC', {UTC_MICROS})) FROM active$)::text, \
+              'finished_at', {finished}) FROM active$)::text, \
            ({speed_state})::text, \
            coalesce((SELECT needs_backfill FROM braid_internal.view_definitions \
               WHERE view_name = {name} AND fingerprint = {fingerprint}), false) \
              AND NOT EXISTS (SELECT 1 FROM active$)",
         speed_state = speed_state_sql(&topic),
+        finished = utc_text("finished_at"),
         batch = layout.batch_table,
         speed = layout.speed_table,
         outputs = outputs.join(", "),
@@ -203,9 +207,11 @@ pub fn speed_state_sql(topic: &str) -> String {
         "SELECT json_build_object( \
            'positions', coalesce(json_agg(json_build_object('partition', partition, 'next_offset', next_offset) \
               ORDER BY partition), '[]'::json), \
-           'newest_event_time', to_char(max(newest_event_time) AT TIME ZONE 'UTC', {UTC_MICROS}), \
-           'last_flush_at', to_char(max(updated_at) AT TIME ZONE 'UTC', {UTC_MICROS})) \
-         FROM braid_internal.speed_positions WHERE topic = {topic}"
+           'newest_event_time', {newest}, \
+           'last_flush_at', {flushed}) \
+         FROM braid_internal.speed_positions WHERE topic = {topic}",
+        newest = utc_text("max(newest_event_time)"),
+        flushed = utc_text("max(updated_at)"),
     )
 }
 
@@ -242,7 +248,11 @@ pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String 
         .map(|bind| match bind {
             Bind::Text(v) => format!("{}::text", quote(v)),
             Bind::Int(v) => format!("{v}::bigint"),
-            Bind::Time(v) => format!("{}::timestamptz", quote(&v.to_rfc3339())),
+            // No `:` in the text (see utc_text).
+            Bind::Time(v) => format!(
+                "(timestamptz 'epoch' + {} * interval '1 microsecond')",
+                v.timestamp_micros()
+            ),
             Bind::Texts(v) => format!(
                 "ARRAY[{}]::text[]",
                 v.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")

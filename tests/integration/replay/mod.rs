@@ -538,3 +538,71 @@ async fn publish_copies_exactly_the_selected_records_once_even_when_interrupted(
         }
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn replays_run_as_admin_jobs_through_the_api(pool: PgPool) {
+    use crate::http::{free_address, ready, request, request_with_body};
+    let pipeline = Pipeline::new("replay-api", &pool).await;
+    pipeline.produce(2_000, 95, 2);
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    batch_run(&pipeline);
+    let address = free_address();
+    let log = crate::support::log_file(&format!("{}-serve", pipeline.topic));
+    let mut api = Running(
+        pipeline
+            .braid()
+            .args(["serve", "--listen", &address])
+            .env("BRAID_ADMIN_TOKEN", "t")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the API to be ready", Duration::from_secs(60), || {
+        api.assert_running("braid serve");
+        let address = address.clone();
+        async move { ready(&address) }
+    })
+    .await;
+    let before = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+
+    let (status, body) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_publish", Some("t"), r#"{"from":"2026-01-01T00:00:00Z","topic":"x"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["parameter"], "to");
+    let (status, body) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_speed", Some("t"), r#"{"from_cut":"one"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["parameter"], "from_cut");
+
+    let (status, started) = request(&address, "POST", "/v1/admin/jobs/replay_speed", Some("t"));
+    assert_eq!(status, 202, "{started}");
+    let job = format!("/v1/jobs/{}", started["id"]);
+    wait_until("the replay job to end", Duration::from_secs(60), || {
+        let (address, job) = (address.clone(), job.clone());
+        async move { request(&address, "GET", &job, Some("t")).1["status"] != "running" }
+    })
+    .await;
+    let (_, finished) = request(&address, "GET", &job, Some("t"));
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["job"], "replay_speed");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    let after = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+    assert_eq!(before, after, "the merged totals are the same after the replay");
+
+    let target = format!("{}.api-replayed", pipeline.topic);
+    let body = format!(r#"{{"from":"2025-12-31T00:00:00Z","to":"2026-01-02T00:00:00Z","topic":"{target}"}}"#);
+    let (status, started) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_publish", Some("t"), &body);
+    assert_eq!(status, 202, "{started}");
+    let job = format!("/v1/jobs/{}", started["id"]);
+    wait_until("the publish job to end", Duration::from_secs(60), || {
+        let (address, job) = (address.clone(), job.clone());
+        async move { request(&address, "GET", &job, Some("t")).1["status"] != "running" }
+    })
+    .await;
+    let (_, finished) = request(&address, "GET", &job, Some("t"));
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let valid = read_topic(&pipeline.topic).iter().filter(|m| oracle::refusal(&m.payload).is_none()).count();
+    assert_eq!(finished["rows_written"], valid as i64, "{finished}");
+    assert_eq!(read_topic(&target).len(), valid);
+}
