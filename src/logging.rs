@@ -16,8 +16,7 @@ pub enum LogFormat {
 }
 
 /// The filter used when RUST_LOG is unset: info for Braid, quieter for chatty dependencies.
-pub const DEFAULT_FILTER: &str =
-    "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::writer::stats=error,deltalake=warn,sqlx=warn,rdkafka=warn";
+pub const DEFAULT_FILTER: &str = "info,buoyant_kernel=warn,deltalake_core=warn,deltalake_core::writer::stats=error,deltalake=warn,sqlx=warn,rdkafka=warn";
 
 /// Installs the global subscriber. Safe to call once per process.
 pub fn init(format: LogFormat) {

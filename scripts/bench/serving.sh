@@ -73,7 +73,7 @@ print(f"same SQL directly (pgbench -M prepared, {sys.argv[1]} transactions/s off
       f"{len(total):,} transactions, p50 {pick(0.5):.2f} ms, p99 {pick(0.99):.2f} ms")
 PY
 grep -E 'tps|latency average|aborted|error' /tmp/braid-pgbench.txt | head -5 | sed 's/^/  pgbench: /'
-echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print(f"planning {p[\"Planning Time\"]:.2f} ms, execution {p[\"Execution Time\"]:.2f} ms")')"
+echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print("planning %.2f ms, execution %.2f ms" % (p["Planning Time"], p["Execution Time"]))')"
 
-python3 scripts/bench/freshness.py "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"
+"${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"
 echo "speed.flush_interval_ms = ${BRAID__SPEED__FLUSH_INTERVAL_MS:-500} (the floor of freshness: a record waits for the next flush)"

@@ -5,6 +5,7 @@
 //! [`app`] builds the router from an [`AppState`]; `braid serve` binds it to a socket.
 
 pub mod admin;
+mod answer_json;
 mod catalog;
 mod error;
 mod health;

@@ -6,11 +6,12 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use schemas::pg_layout::ViewLayout;
+use schemas::pg_layout::{ViewLayout, pg_type};
 use schemas::view::{MetricKind, View};
 use sqlx::PgPool;
+use sqlx::Row;
 use sqlx::postgres::PgArguments;
-use sqlx::query::QueryAs;
+use sqlx::query::Query;
 
 use super::error::ApiError;
 use super::params::{FilterValues, Selection};
@@ -40,7 +41,28 @@ impl Statement {
     }
 }
 
-/// The JSON text PostgreSQL rendered for one request.
+/// One output column of the answer: its name (a validated identifier) and PostgreSQL type.
+#[derive(Debug, Clone)]
+pub struct OutputColumn {
+    /// The name.
+    pub name: String,
+    /// Its PostgreSQL type, as in `schemas::pg_layout`.
+    pub pg_type: &'static str,
+    /// `"name":`, ready to write.
+    pub json_key: String,
+}
+
+impl OutputColumn {
+    fn new(name: &str, pg_type: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            pg_type,
+            json_key: format!("{}:", serde_json::Value::from(name)),
+        }
+    }
+}
+
+/// One request's answer.
 #[derive(Debug)]
 pub struct Answer {
     /// The rows, a JSON array of objects named by output column.
@@ -74,7 +96,11 @@ fn utc_text(expression: &str) -> String {
 }
 
 /// Renders the statement for `selection` over `view`, reading positions of `topic`.
-fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statement) {
+fn statement(
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> (String, Statement, Vec<OutputColumn>) {
     let layout = ViewLayout::of(view);
     let mut st = Statement::default();
     let name = st.bind(Bind::Text(view.name.clone()));
@@ -117,9 +143,13 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
         ));
     }
     let keys = outputs.len();
-    let mut shown: Vec<String> = outputs.clone();
+    let mut columns: Vec<OutputColumn> = selection
+        .group_by
+        .iter()
+        .map(|&i| OutputColumn::new(&view.group_by[i], pg_type(view.group_by_types[i])))
+        .collect();
     if selection.granularity.is_some() {
-        shown[keys - 1] = format!("{} AS bucket_start", utc_text("bucket_start"));
+        columns.push(OutputColumn::new("bucket_start", "timestamptz"));
     }
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
         let c = &metric.column;
@@ -131,17 +161,13 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
             (MetricKind::Min, _) => format!("min({c}) AS {c}"),
             (MetricKind::Max, _) => format!("max({c}) AS {c}"),
         });
-        shown.push(if column.pg_type == "timestamptz" {
-            format!("{} AS {c}", utc_text(c))
-        } else {
-            c.clone()
-        });
+        columns.push(OutputColumn::new(c, column.pg_type));
     }
     for (avg, sum) in avg_columns(view) {
         outputs.push(format!(
             "sum({sum})::double precision / NULLIF(sum(count), 0) AS {avg}"
         ));
-        shown.push(avg);
+        columns.push(OutputColumn::new(&avg, "double precision"));
     }
     let group_by = if keys == 0 {
         String::new()
@@ -178,26 +204,37 @@ fn statement(view: &View, selection: &Selection, topic: &str) -> (String, Statem
            UNION ALL \
            SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}), \
          merged$ AS ( \
-           SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1), \
-         shown$ AS (SELECT {shown} FROM merged$ {order} LIMIT {limit}) \
-         SELECT \
-           (SELECT coalesce(json_agg(shown$ {order}), '[]'::json) FROM shown$)::text, \
-           (SELECT count(*) FROM merged$) > {limit}, \
+           SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1) \
+         SELECT 0 AS part$, 0::bigint AS ord$, {nulls}, \
+           (SELECT count(*) FROM merged$) > {limit} AS truncated$, \
            (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
               'delta_version', delta_version, \
-              'finished_at', {finished}) FROM active$)::text, \
-           ({speed_state})::text, \
+              'finished_at', {finished}) FROM active$)::text AS batch$, \
+           ({speed_state})::text AS speed$, \
            coalesce((SELECT needs_backfill FROM braid_internal.view_definitions \
               WHERE view_name = {name} AND fingerprint = {fingerprint}), false) \
-             AND NOT EXISTS (SELECT 1 FROM active$)",
+             AND NOT EXISTS (SELECT 1 FROM active$) AS backfilling$ \
+         UNION ALL \
+         SELECT 1, row_number() OVER ({order}), {names}, NULL, NULL, NULL, NULL \
+         FROM (SELECT * FROM merged$ {order} LIMIT {limit}) AS page$ \
+         ORDER BY part$, ord$",
         speed_state = speed_state_sql(&topic),
         finished = utc_text("finished_at"),
         batch = layout.batch_table,
         speed = layout.speed_table,
         outputs = outputs.join(", "),
-        shown = shown.join(", "),
+        nulls = columns
+            .iter()
+            .map(|c| format!("NULL::{} AS {}", c.pg_type, c.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+        names = columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
-    (sql, st)
+    (sql, st, columns)
 }
 
 /// A sub-select rendering the speed layer's state for the topic bound at `topic`: its stored
@@ -215,12 +252,10 @@ pub fn speed_state_sql(topic: &str) -> String {
     )
 }
 
-type Row = (String, bool, Option<String>, String, bool);
-
 fn bind_all<'q>(
-    mut query: QueryAs<'q, sqlx::Postgres, Row, PgArguments>,
+    mut query: Query<'q, sqlx::Postgres, PgArguments>,
     binds: Vec<Bind>,
-) -> QueryAs<'q, sqlx::Postgres, Row, PgArguments> {
+) -> Query<'q, sqlx::Postgres, PgArguments> {
     for bind in binds {
         query = match bind {
             Bind::Text(v) => query.bind(v),
@@ -241,7 +276,7 @@ fn quote(text: &str) -> String {
 /// The statement of `selection` with its values written as literals, for running the same
 /// query outside the API (the benchmark's pgbench floor). Not used to answer requests.
 pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String {
-    let (sql, statement) = statement(view, selection, topic);
+    let (sql, statement, _) = statement(view, selection, topic);
     let literals: Vec<String> = statement
         .binds
         .iter()
@@ -280,22 +315,37 @@ pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String 
     out
 }
 
-/// Runs `selection` over `view` in one statement (one snapshot).
+/// Runs `selection` over `view` in one statement (one snapshot): a head row with the
+/// provenance, then the rows, which are rendered as JSON here rather than by PostgreSQL (the
+/// database is the shared, busier resource).
 pub async fn run(
     pool: &PgPool,
     view: &View,
     selection: &Selection,
     topic: &str,
 ) -> Result<Answer, ApiError> {
-    let (sql, statement) = statement(view, selection, topic);
-    let query = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql));
-    let (rows, truncated, batch, speed, backfilling) =
-        bind_all(query, statement.binds).fetch_one(pool).await?;
+    let (sql, statement, columns) = statement(view, selection, topic);
+    let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), statement.binds)
+        .fetch_all(pool)
+        .await?;
+    let (head, rows) = rows
+        .split_first()
+        .ok_or_else(|| ApiError::Internal("the statement returned no head row".into()))?;
+    let after = 2 + columns.len();
+    let mut json = String::with_capacity(64 + rows.len() * 24 * (columns.len() + 1));
+    json.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        super::answer_json::write_row(&mut json, row, &columns, 2)?;
+    }
+    json.push(']');
     Ok(Answer {
-        rows,
-        truncated,
-        batch,
-        speed,
-        backfilling,
+        rows: json,
+        truncated: head.try_get(after)?,
+        batch: head.try_get(after + 1)?,
+        speed: head.try_get(after + 2)?,
+        backfilling: head.try_get(after + 3)?,
     })
 }

@@ -568,10 +568,22 @@ async fn replays_run_as_admin_jobs_through_the_api(pool: PgPool) {
     .await;
     let before = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
 
-    let (status, body) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_publish", Some("t"), r#"{"from":"2026-01-01T00:00:00Z","topic":"x"}"#);
+    let (status, body) = request_with_body(
+        &address,
+        "POST",
+        "/v1/admin/jobs/replay_publish",
+        Some("t"),
+        r#"{"from":"2026-01-01T00:00:00Z","topic":"x"}"#,
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["parameter"], "to");
-    let (status, body) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_speed", Some("t"), r#"{"from_cut":"one"}"#);
+    let (status, body) = request_with_body(
+        &address,
+        "POST",
+        "/v1/admin/jobs/replay_speed",
+        Some("t"),
+        r#"{"from_cut":"one"}"#,
+    );
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["parameter"], "from_cut");
 
@@ -588,11 +600,22 @@ async fn replays_run_as_admin_jobs_through_the_api(pool: PgPool) {
     assert_eq!(finished["job"], "replay_speed");
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     let after = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    assert_eq!(before, after, "the merged totals are the same after the replay");
+    assert_eq!(
+        before, after,
+        "the merged totals are the same after the replay"
+    );
 
     let target = format!("{}.api-replayed", pipeline.topic);
-    let body = format!(r#"{{"from":"2025-12-31T00:00:00Z","to":"2026-01-02T00:00:00Z","topic":"{target}"}}"#);
-    let (status, started) = request_with_body(&address, "POST", "/v1/admin/jobs/replay_publish", Some("t"), &body);
+    let body = format!(
+        r#"{{"from":"2025-12-31T00:00:00Z","to":"2026-01-02T00:00:00Z","topic":"{target}"}}"#
+    );
+    let (status, started) = request_with_body(
+        &address,
+        "POST",
+        "/v1/admin/jobs/replay_publish",
+        Some("t"),
+        &body,
+    );
     assert_eq!(status, 202, "{started}");
     let job = format!("/v1/jobs/{}", started["id"]);
     wait_until("the publish job to end", Duration::from_secs(60), || {
@@ -602,7 +625,10 @@ async fn replays_run_as_admin_jobs_through_the_api(pool: PgPool) {
     .await;
     let (_, finished) = request(&address, "GET", &job, Some("t"));
     assert_eq!(finished["status"], "succeeded", "{finished}");
-    let valid = read_topic(&pipeline.topic).iter().filter(|m| oracle::refusal(&m.payload).is_none()).count();
+    let valid = read_topic(&pipeline.topic)
+        .iter()
+        .filter(|m| oracle::refusal(&m.payload).is_none())
+        .count();
     assert_eq!(finished["rows_written"], valid as i64, "{finished}");
     assert_eq!(read_topic(&target).len(), valid);
 }

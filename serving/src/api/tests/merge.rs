@@ -326,10 +326,7 @@ async fn the_catalog_lists_definitions_and_the_active_run(pool: PgPool) {
     assert!(views[1]["batch"].is_null(), "no run of all_events");
     assert_eq!(views[0]["backfilling"], false, "sales has an active run");
     assert_eq!(views[1]["backfilling"], true, "all_events lacks history");
-    assert_eq!(
-        body["speed"]["newest_event_time"],
-        "2026-03-01T12:00:00Z"
-    );
+    assert_eq!(body["speed"]["newest_event_time"], "2026-03-01T12:00:00Z");
     assert_eq!(body["speed"]["event_lag_seconds"], 0.0);
 
     // A view without group fields answers one row per bucket.

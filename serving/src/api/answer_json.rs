@@ -1,0 +1,57 @@
+//! Rendering answer rows as JSON from PostgreSQL's typed values: group values and metrics as
+//! JSON strings, numbers and booleans, timestamps as RFC 3339 UTC, NULL as null.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::error::ApiError;
+use super::query::OutputColumn;
+
+fn push<T: serde::Serialize>(json: &mut String, value: Option<T>) -> Result<(), ApiError> {
+    match value {
+        Some(value) => json.push_str(
+            &serde_json::to_string(&value)
+                .map_err(|e| ApiError::Internal(format!("encoding a value: {e}")))?,
+        ),
+        None => json.push_str("null"),
+    }
+    Ok(())
+}
+
+/// Writes the object of `row`, whose output columns start at `first`.
+pub fn write_row(
+    json: &mut String,
+    row: &PgRow,
+    columns: &[OutputColumn],
+    first: usize,
+) -> Result<(), ApiError> {
+    json.push('{');
+    for (i, column) in columns.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&column.json_key);
+        let index = first + i;
+        match column.pg_type {
+            "bigint" => match row.try_get::<Option<i64>, _>(index)? {
+                Some(v) => {
+                    let _ = write!(json, "{v}");
+                }
+                None => json.push_str("null"),
+            },
+            "double precision" => push(json, row.try_get::<Option<f64>, _>(index)?)?,
+            "boolean" => push(json, row.try_get::<Option<bool>, _>(index)?)?,
+            "timestamptz" => push(
+                json,
+                row.try_get::<Option<DateTime<Utc>>, _>(index)?
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            )?,
+            _ => push(json, row.try_get::<Option<String>, _>(index)?)?,
+        }
+    }
+    json.push('}');
+    Ok(())
+}
