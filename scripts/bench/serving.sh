@@ -6,10 +6,12 @@
 #   BENCH_RATE     requests per second (default 2000)
 #   BENCH_SECONDS  length of each load run (default 30)
 #   BENCH_PROBES   freshness probes (default 200)
+#   BENCH_LOW_RATE a second, lower request rate measured the same way (default 100)
 EVENTS=${BENCH_EVENTS:-1440000}
 RATE=${BENCH_RATE:-2000}
 DURATION=${BENCH_SECONDS:-30}
 PROBES=${BENCH_PROBES:-200}
+LOW_RATE=${BENCH_LOW_RATE:-100}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OHA=$HOME/.cache/braid/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$HOME/.cache/braid/tools" >&2
@@ -44,9 +46,9 @@ URI="/v1/views/page_views?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&gran
 rows=$(curl -sf "http://$API$URI" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
 echo "query: GET $URI ($rows rows of 1-minute buckets for one key over 24 h)"
 
-"$OHA" -z "${DURATION}s" -q "$RATE" -c 16 --latency-correction --no-tui --output-format json \
-  "http://$API$URI" > /tmp/braid-oha.json
-python3 - "$RATE" <<'PY'
+"$BIN" serve --print-sql "$URI" > /tmp/braid-serving-query.sql
+oha_figures() {
+python3 - "$1" <<'PY'
 import json, sys
 r = json.load(open("/tmp/braid-oha.json"))
 p = r["latencyPercentiles"]; s = r["summary"]
@@ -55,12 +57,9 @@ print(f"API (oha, {sys.argv[1]} requests/s offered, latency from the scheduled s
       f"{s['requestsPerSec']:,.0f} requests/s, p50 {p['p50']*1000:.2f} ms, p99 {p['p99']*1000:.2f} ms, "
       f"success {s['successRate']*100:.1f} %, status codes {codes}")
 PY
-
-"$BIN" serve --print-sql "$URI" > /tmp/braid-serving-query.sql
-rm -f /tmp/braid-pgbench-log*
-(cd /tmp && "$PGBENCH" -n -M prepared -c 16 -j 2 -T "$DURATION" -R "$RATE" -f /tmp/braid-serving-query.sql \
-  --log --log-prefix=braid-pgbench-log "$DATABASE_URL" > /tmp/braid-pgbench.txt 2>&1)
-python3 - "$RATE" <<'PY'
+}
+pgbench_figures() {
+python3 - "$1" <<'PY'
 import glob, sys
 total = []
 for name in glob.glob("/tmp/braid-pgbench-log*"):
@@ -72,7 +71,17 @@ pick = lambda q: total[min(len(total) - 1, int(q * len(total)))]
 print(f"same SQL directly (pgbench -M prepared, {sys.argv[1]} transactions/s offered, latency from the scheduled start): "
       f"{len(total):,} transactions, p50 {pick(0.5):.2f} ms, p99 {pick(0.99):.2f} ms")
 PY
-grep -E 'tps|latency average|aborted|error' /tmp/braid-pgbench.txt | head -5 | sed 's/^/  pgbench: /'
+}
+for rate in $RATE $LOW_RATE; do
+  "$OHA" -z "${DURATION}s" -q "$rate" -c 16 --latency-correction --no-tui --output-format json \
+    "http://$API$URI" > /tmp/braid-oha.json
+  oha_figures "$rate"
+  rm -f /tmp/braid-pgbench-log*
+  (cd /tmp && "$PGBENCH" -n -M prepared -c 16 -j 2 -T "$DURATION" -R "$rate" -f /tmp/braid-serving-query.sql \
+    --log --log-prefix=braid-pgbench-log "$DATABASE_URL" > /tmp/braid-pgbench.txt 2>&1)
+  pgbench_figures "$rate"
+  grep -E 'tps|aborted|error' /tmp/braid-pgbench.txt | head -3 | sed 's/^/  pgbench: /'
+done
 echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print("planning %.2f ms, execution %.2f ms" % (p["Planning Time"], p["Execution Time"]))')"
 
 "${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"

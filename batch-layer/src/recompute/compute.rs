@@ -115,5 +115,13 @@ pub fn compute_view(
             aggregate.alias(metric.column.as_str())
         })
         .collect();
-    frame.group_by(keys).agg(aggregates).collect()
+    // Sorted by key and bucket, so that the loaded rows of one key sit together on disk and a
+    // query for one key reads a few pages rather than one page per row.
+    let mut order: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
+    order.push(BUCKET_START.into());
+    frame
+        .group_by(keys)
+        .agg(aggregates)
+        .sort(order, SortMultipleOptions::default().with_nulls_last(true))
+        .collect()
 }
