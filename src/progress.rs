@@ -49,11 +49,9 @@ impl Progress {
         self.last_shown = Some(Instant::now());
         if self.terminal {
             let width = 30;
-            let filled = if self.total == 0 {
-                width
-            } else {
-                (done.min(self.total) * width as u64 / self.total) as usize
-            };
+            let filled = (done.min(self.total) * width as u64)
+                .checked_div(self.total)
+                .map_or(width, |f| f as usize);
             eprint!(
                 "\r{}: [{}{}] {}   ",
                 self.what,

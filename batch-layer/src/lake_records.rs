@@ -43,19 +43,11 @@ pub async fn records_between(
         if files.is_empty() {
             return Ok((version, Vec::new()));
         }
-        let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
-        let args = ScanArgsParquet {
-            allow_missing_columns: true,
-            hive_options: HiveOptions {
-                enabled: Some(false),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+
         let event_time = col(schema.event_time_field().name.as_str()).cast(DataType::Int64);
         let mut wanted: Vec<Expr> = schema.fields.iter().map(|f| col(f.name.as_str())).collect();
         wanted.extend([col(PARTITION), col(OFFSET), col(KEY)]);
-        let frame = LazyFrame::scan_parquet_files(paths, args)?
+        let frame = crate::recompute::scan_files(&files)?
             .filter(
                 event_time
                     .clone()

@@ -385,14 +385,13 @@ fn out_of_range(
     for (&partition, &offset) in expected {
         if let Ok((low, high)) =
             consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+            && (offset < low || offset > high)
         {
-            if offset < low || offset > high {
-                return SpeedError::OffsetOutOfRange {
-                    topic: topic.to_string(),
-                    partition,
-                    offset,
-                };
-            }
+            return SpeedError::OffsetOutOfRange {
+                topic: topic.to_string(),
+                partition,
+                offset,
+            };
         }
     }
     SpeedError::OffsetOutOfRange {

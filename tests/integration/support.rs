@@ -369,3 +369,28 @@ pub fn log_of(pipeline: &Pipeline, command: &str, name: &str) -> String {
     )))
     .unwrap_or_default()
 }
+
+/// Waits until the speed layer's stored positions reach the topic's end.
+pub async fn speed_caught_up(
+    pool: &sqlx::PgPool,
+    pipeline: &Pipeline,
+    processes: &mut [&mut Running],
+) {
+    let ends = high_watermarks(&pipeline.topic);
+    wait_until(
+        "the speed layer to catch up",
+        std::time::Duration::from_secs(120),
+        || {
+            for process in processes.iter_mut() {
+                process.assert_running("a pipeline process");
+            }
+            async {
+                let stored = schemas::pg::load_positions(pool, &pipeline.topic)
+                    .await
+                    .unwrap();
+                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
+            }
+        },
+    )
+    .await;
+}

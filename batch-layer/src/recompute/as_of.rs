@@ -10,7 +10,7 @@ use polars::prelude::*;
 use schemas::EventSchema;
 use schemas::view::View;
 
-use super::compute::{BUCKET_START, compute_view};
+use super::compute::{BUCKET_START, compute_view, scan_files};
 use super::error::BatchError;
 use crate::sink::open_or_create;
 
@@ -64,16 +64,7 @@ pub async fn compute_as_of(
                 "version {version} of the table holds no records"
             )));
         }
-        let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
-        let args = ScanArgsParquet {
-            allow_missing_columns: true,
-            hive_options: HiveOptions {
-                enabled: Some(false),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let records = LazyFrame::scan_parquet_files(paths, args)?;
+        let records = scan_files(&files)?;
         let counted = records.clone().select([len()]).collect()?;
         let records_read = counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0);
         let mut keys: Vec<&str> = view.group_by.iter().map(String::as_str).collect();

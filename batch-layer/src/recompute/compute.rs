@@ -12,15 +12,9 @@ use schemas::{EventSchema, FieldType, Value};
 /// The bucket-start column of a computed view (microseconds since the epoch).
 pub const BUCKET_START: &str = "bucket_start";
 
-/// A lazy scan of exactly the records with `_offset < cut[_partition]`. Partitions missing from
-/// the cut are left out: the speed layer had no position for them, so they are all its own.
-pub fn records_below_cut(
-    files: &[String],
-    cut: &BTreeMap<i32, i64>,
-) -> PolarsResult<Option<LazyFrame>> {
-    if files.is_empty() || cut.is_empty() {
-        return Ok(None);
-    }
+/// A lazy scan of a table version's Parquet files. Partition values are not read from the
+/// paths, and columns added to the table after a file was written read as null.
+pub fn scan_files(files: &[String]) -> PolarsResult<LazyFrame> {
     let args = ScanArgsParquet {
         hive_options: HiveOptions {
             enabled: Some(false),
@@ -30,7 +24,19 @@ pub fn records_below_cut(
         ..Default::default()
     };
     let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
-    let scan = LazyFrame::scan_parquet_files(paths, args)?;
+    LazyFrame::scan_parquet_files(paths, args)
+}
+
+/// A lazy scan of exactly the records with `_offset < cut[_partition]`. Partitions missing from
+/// the cut are left out: the speed layer had no position for them, so they are all its own.
+pub fn records_below_cut(
+    files: &[String],
+    cut: &BTreeMap<i32, i64>,
+) -> PolarsResult<Option<LazyFrame>> {
+    if files.is_empty() || cut.is_empty() {
+        return Ok(None);
+    }
+    let scan = scan_files(files)?;
     let below = cut
         .iter()
         .map(|(&partition, &offset)| {

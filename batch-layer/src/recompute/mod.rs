@@ -21,7 +21,7 @@ use schemas::view::View;
 use sqlx::PgPool;
 
 pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
-pub use compute::{BUCKET_START, compute_view, records_below_cut};
+pub use compute::{BUCKET_START, compute_view, records_below_cut, scan_files};
 pub use error::BatchError;
 pub use publish::ViewRun;
 

@@ -149,11 +149,46 @@ pub fn series_selection(
     Ok((selection, envelope))
 }
 
-/// The window [end - window, end) where end is the end of the bucket holding now.
-fn window(state: &AppState, view: &View, seconds: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+/// A window query's common part: the window [end - window, end) where end is the end of the
+/// bucket holding now, the kept group fields and the filters; the envelope describes it.
+/// `limit` and `order` are the endpoint's.
+fn window_selection(
+    state: &AppState,
+    view: &View,
+    params: &Params,
+    limit: i64,
+    order: impl FnOnce(&[String], Vec<(String, bool)>) -> Result<Vec<(String, bool)>, ApiError>,
+) -> Result<(Selection, Value), ApiError> {
+    let seconds = params
+        .bucket_multiple("window", view, &state.settings.limits)?
+        .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
     let bucket = view.bucket.seconds();
-    let end = floor_to((state.clock)(), bucket) + Duration::seconds(bucket);
-    (end - Duration::seconds(seconds), end)
+    let to = floor_to((state.clock)(), bucket) + Duration::seconds(bucket);
+    let from = to - Duration::seconds(seconds);
+    let group_by = params.group_by(view)?;
+    let columns = output_columns(view, &group_by, false);
+    let natural = natural_order(view, &group_by, false);
+    let order = with_tie_break(order(&columns, natural.clone())?, natural);
+    let envelope = json!({
+        "view": view.name,
+        "window": params.get("window"),
+        "window_start": rfc3339(from),
+        "window_end": rfc3339(to),
+        "group_by": group_names(view, &group_by),
+        "order": order_text(&order),
+        "limit": limit,
+        "columns": columns,
+    });
+    let selection = Selection {
+        from,
+        to,
+        granularity: None,
+        group_by,
+        filters: params.filters(view)?,
+        limit,
+        order,
+    };
+    Ok((selection, envelope))
 }
 
 /// GET /v1/views/{view}/rolling: totals per key over the window ending now.
@@ -165,32 +200,11 @@ pub async fn rolling(
     let view = state.view(&name)?;
     let limits = state.settings.limits;
     let params = Params::parse(raw.as_deref(), Endpoint::Rolling, view)?;
-    let seconds = params
-        .bucket_multiple("window", view, &limits)?
-        .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
-    let (from, to) = window(&state, view, seconds);
-    let group_by = params.group_by(view)?;
-    let columns = output_columns(view, &group_by, false);
-    let natural = natural_order(view, &group_by, false);
-    let selection = Selection {
-        from,
-        to,
-        granularity: None,
-        group_by: group_by.clone(),
-        filters: params.filters(view)?,
-        limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
-        order: with_tie_break(params.order(&columns, natural.clone())?, natural),
-    };
-    let envelope = json!({
-        "view": view.name,
-        "window": params.get("window"),
-        "window_start": rfc3339(from),
-        "window_end": rfc3339(to),
-        "group_by": group_names(view, &group_by),
-        "order": order_text(&selection.order),
-        "limit": selection.limit,
-        "columns": columns,
-    });
+    let limit = params.count("limit", i64::from(limits.max_limit), &limits)?;
+    let (selection, envelope) =
+        window_selection(&state, view, &params, limit, |columns, natural| {
+            params.order(columns, natural)
+        })?;
     answer(&state, view, &selection, envelope).await
 }
 
@@ -203,51 +217,28 @@ pub async fn top(
     let view = state.view(&name)?;
     let limits = state.settings.limits;
     let params = Params::parse(raw.as_deref(), Endpoint::Top, view)?;
-    let seconds = params
-        .bucket_multiple("window", view, &limits)?
-        .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
-    let (from, to) = window(&state, view, seconds);
-    let group_by = params.group_by(view)?;
-    let columns = output_columns(view, &group_by, false);
-    let metric = params.get("metric").unwrap_or_default();
-    if group_by.iter().any(|&i| view.group_by[i] == metric) || !columns.iter().any(|c| c == metric)
-    {
-        let metrics: Vec<&String> = columns[group_by.len()..].iter().collect();
-        return Err(ApiError::bad(
-            "metric",
-            format!(
-                "`{metric}` is not a metric of view `{}`; its metrics are {}",
-                view.name,
-                metrics
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
     let k = params.count("k", 10.min(i64::from(limits.max_limit)), &limits)?;
-    let selection = Selection {
-        from,
-        to,
-        granularity: None,
-        group_by: group_by.clone(),
-        filters: params.filters(view)?,
-        limit: k,
-        order: with_tie_break(
-            vec![(metric.to_string(), true)],
-            natural_order(view, &group_by, false),
-        ),
-    };
-    let envelope = json!({
-        "view": view.name,
-        "metric": metric,
-        "k": k,
-        "window": params.get("window"),
-        "window_start": rfc3339(from),
-        "window_end": rfc3339(to),
-        "group_by": group_names(view, &group_by),
-        "columns": columns,
-    });
+    let metric = params.get("metric").unwrap_or_default().to_string();
+    let (selection, mut envelope) = window_selection(&state, view, &params, k, |columns, _| {
+        let metrics = &columns[columns.len() - view.metrics.len() - avg_count(view)..];
+        if !metrics.contains(&metric) {
+            return Err(ApiError::bad(
+                "metric",
+                format!(
+                    "`{metric}` is not a metric of view `{}`; its metrics are {}",
+                    view.name,
+                    metrics.join(", ")
+                ),
+            ));
+        }
+        Ok(vec![(metric.clone(), true)])
+    })?;
+    envelope["metric"] = json!(metric);
+    envelope["k"] = json!(k);
     answer(&state, view, &selection, envelope).await
+}
+
+/// How many `avg_<field>` columns the view's answers carry.
+fn avg_count(view: &View) -> usize {
+    crate::sql::avg_columns(view).len()
 }

@@ -8,28 +8,7 @@ use sqlx::PgPool;
 
 use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, Running, high_watermarks, read_topic, run, stderr, wait_until};
-
-/// Waits until the speed layer's stored positions reach the topic's end.
-async fn speed_caught_up(pool: &PgPool, pipeline: &Pipeline, processes: &mut [&mut Running]) {
-    let ends = high_watermarks(&pipeline.topic);
-    wait_until(
-        "the speed layer to catch up",
-        Duration::from_secs(120),
-        || {
-            for process in processes.iter_mut() {
-                process.assert_running("a pipeline process");
-            }
-            async {
-                let stored = schemas::pg::load_positions(pool, &pipeline.topic)
-                    .await
-                    .unwrap();
-                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
-            }
-        },
-    )
-    .await;
-}
+use crate::support::{Pipeline, Running, read_topic, run, speed_caught_up, stderr, wait_until};
 
 fn batch_run(pipeline: &Pipeline) -> std::process::Output {
     run(pipeline

@@ -10,28 +10,9 @@ use sqlx::PgPool;
 
 use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, Running, high_watermarks, read_topic, run, stderr, wait_until};
-
-/// Waits until the speed layer's stored positions reach the topic's end.
-async fn speed_caught_up(pool: &PgPool, pipeline: &Pipeline, processes: &mut [&mut Running]) {
-    let ends = high_watermarks(&pipeline.topic);
-    wait_until(
-        "the speed layer to catch up",
-        Duration::from_secs(120),
-        || {
-            for process in processes.iter_mut() {
-                process.assert_running("a pipeline process");
-            }
-            async {
-                let stored = schemas::pg::load_positions(pool, &pipeline.topic)
-                    .await
-                    .unwrap();
-                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
-            }
-        },
-    )
-    .await;
-}
+use crate::support::{
+    Pipeline, Running, high_watermarks, read_topic, run, speed_caught_up, stderr, wait_until,
+};
 
 /// Waits until the Delta sink has committed up to the topic's end.
 async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
@@ -246,19 +227,22 @@ async fn as_of_a_version_equals_the_fold_over_the_records_that_version_holds(poo
     sink_caught_up(&pipeline, &mut sink).await;
     assert!(lake_state(&pipeline).await.0 > then, "the table moved on");
 
+    let as_of = |view: &str, out: &std::path::Path| {
+        run(pipeline
+            .braid()
+            .args([
+                "replay",
+                "as-of",
+                "--version",
+                &then.to_string(),
+                "--view",
+                view,
+                "--out",
+            ])
+            .arg(out))
+    };
     let out = std::env::temp_dir().join(format!("{}-as-of.csv", pipeline.topic));
-    let output = run(pipeline
-        .braid()
-        .args([
-            "replay",
-            "as-of",
-            "--version",
-            &then.to_string(),
-            "--view",
-            "purchases_by_country",
-            "--out",
-        ])
-        .arg(&out));
+    let output = as_of("purchases_by_country", &out);
     assert!(output.status.success(), "{}", stderr(&output));
     let below: Vec<RawMessage> = read_topic(&pipeline.topic)
         .into_iter()
@@ -280,18 +264,7 @@ async fn as_of_a_version_equals_the_fold_over_the_records_that_version_holds(poo
     );
 
     let parquet = out.with_extension("parquet");
-    let output = run(pipeline
-        .braid()
-        .args([
-            "replay",
-            "as-of",
-            "--version",
-            &then.to_string(),
-            "--view",
-            "page_views",
-            "--out",
-        ])
-        .arg(&parquet));
+    let output = as_of("page_views", &parquet);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(std::fs::read(&parquet).unwrap().starts_with(b"PAR1"));
     let bad = run(pipeline.braid().args([
@@ -402,7 +375,8 @@ async fn a_changed_view_is_backfilling_until_its_first_batch_run_and_never_mixes
         };
         entry[2] = entry[2].max(values[2]);
     }
-    let rows: Vec<(Option<String>, i64, i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+    type PageRow = (Option<String>, i64, i64, Option<i64>, Option<i64>);
+    let rows: Vec<PageRow> = sqlx::query_as(
         "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, sum_duration_ms::bigint, max_duration_ms FROM serving.page_views",
     )
     .fetch_all(&pool)
