@@ -8,6 +8,7 @@
 #   scripts/services.sh status   say what runs where
 #   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
 #   scripts/services.sh reset    stop both and delete their state
+#   scripts/services.sh crash-postgres | crash-kafka   faults for scripts/chaos (then `up`)
 #
 # If DATABASE_URL (or KAFKA_BROKERS) is already set, that service is taken as given: nothing is
 # installed or started for it, and `up` only checks that it answers.
@@ -226,5 +227,15 @@ case "${1:-}" in
     if pg_answers; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $(pg_home)/data)"; else echo "postgres: not running"; fi
     if kafka_running && kafka_answers; then echo "kafka: running on $OWN_KAFKA_BROKERS (pid $(kafka_pid), logs $KAFKA_HOME/logs)"; else echo "kafka: not running"; fi ;;
   env) print_env ;;
+  # Faults for scripts/chaos: an immediate shutdown of PostgreSQL (no checkpoint, clients cut
+  # off, as in a crash) and a SIGKILL of the broker. `up` starts them again.
+  crash-postgres)
+    [ -f "$(pg_home)/data/postmaster.pid" ] || die "PostgreSQL is not running"
+    log "stopping PostgreSQL immediately (crash)"
+    as_pg_user "$(pg_bin)/pg_ctl" -D "$(pg_home)/data" -m immediate -w stop >/dev/null ;;
+  crash-kafka)
+    kafka_running || die "Kafka is not running"
+    log "killing Kafka (SIGKILL)"
+    kill -9 "$(kafka_pid)" ;;
   *) sed -n '2,20p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac

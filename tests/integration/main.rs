@@ -3,6 +3,7 @@
 //! One test binary with modules, so the workspace links it once.
 
 mod batch;
+mod chaos;
 mod cli;
 mod compare;
 mod compose;
