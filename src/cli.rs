@@ -290,6 +290,15 @@ pub enum JobsCommand {
     },
 }
 
+/// A generated workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Page views, clicks and purchases (braid.toml).
+    Clickstream,
+    /// The Yahoo Streaming Benchmark's ad events (scripts/bench/ysb.toml).
+    Ysb,
+}
+
 /// Options of `braid up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -346,6 +355,11 @@ pub struct GenerateArgs {
     /// Partitions of the topic if it has to be created.
     #[arg(long, env = "BRAID_GENERATE_PARTITIONS", default_value_t = 4)]
     pub partitions: i32,
+
+    /// What to generate: the demo clickstream (for braid.toml), or the Yahoo Streaming
+    /// Benchmark's ad events (for scripts/bench/ysb.toml; no late or malformed records).
+    #[arg(long, env = "BRAID_GENERATE_WORKLOAD", value_enum, default_value_t = Workload::Clickstream)]
+    pub workload: Workload,
 
     /// Event time between consecutive events of a logical clock (seeded or --start), in
     /// microseconds. Default: 1 s / --rate, or 1 ms with --rate 0. E.g. 60000 spreads 1.44M

@@ -55,6 +55,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             topic: None,
             partitions: 4,
             event_interval_us: None,
+            workload: crate::cli::Workload::Clickstream,
         };
         let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {

@@ -81,7 +81,7 @@ pub struct Clickstream {
     sequence: u64,
 }
 
-fn rfc3339_millis(micros: i64) -> String {
+pub(crate) fn rfc3339_millis(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
         .unwrap_or_else(|| micros.to_string())

@@ -1,5 +1,6 @@
 //! `braid generate`: the demo clickstream, to Kafka or to standard output.
 
+pub mod ads;
 pub mod clickstream;
 mod produce;
 pub mod sampler;
@@ -89,15 +90,39 @@ pub fn check_args(args: &GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A generated stream: the demo clickstream or the YSB ad events.
+pub enum Stream {
+    /// `--workload clickstream`.
+    Clickstream(Clickstream),
+    /// `--workload ysb`.
+    Ads(ads::AdStream),
+}
+
+impl Stream {
+    /// The next message at `now_micros`.
+    pub fn next_message(&mut self, now_micros: i64) -> GeneratedMessage {
+        match self {
+            Stream::Clickstream(s) => s.next_message(now_micros),
+            Stream::Ads(s) => s.next_message(now_micros),
+        }
+    }
+}
+
 /// The stream these options describe.
-pub fn clickstream(args: &GenerateArgs) -> Clickstream {
-    Clickstream::new(ClickstreamOptions {
-        seed: args
-            .seed
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64),
-        late_fraction: args.late_fraction,
-        malformed_fraction: args.malformed_fraction,
-    })
+pub fn stream(args: &GenerateArgs) -> Stream {
+    let seed = args
+        .seed
+        .unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
+    match args.workload {
+        crate::cli::Workload::Clickstream => {
+            Stream::Clickstream(Clickstream::new(ClickstreamOptions {
+                seed,
+                late_fraction: args.late_fraction,
+                malformed_fraction: args.malformed_fraction,
+            }))
+        }
+        crate::cli::Workload::Ysb => Stream::Ads(ads::AdStream::new(seed)),
+    }
 }
 
 /// Writes the stream as JSON lines (the raw payloads, one per line). Stops quietly when the
@@ -105,7 +130,7 @@ pub fn clickstream(args: &GenerateArgs) -> Clickstream {
 pub fn write_lines(args: &GenerateArgs, out: impl Write) -> anyhow::Result<u64> {
     check_args(args)?;
     let clock = EventClock::for_args(args)?;
-    let mut stream = clickstream(args);
+    let mut stream = stream(args);
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut written = 0;
     while args.count.is_none_or(|count| written < count) {

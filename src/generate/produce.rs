@@ -11,7 +11,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use schemas::config::KafkaConfig;
 
-use super::{EventClock, check_args, clickstream};
+use super::{EventClock, check_args};
 use crate::cli::GenerateArgs;
 use crate::stop::StopFlag;
 
@@ -61,7 +61,7 @@ pub async fn produce(
 ) -> anyhow::Result<ProduceSummary> {
     check_args(args)?;
     let clock = EventClock::for_args(args)?;
-    let mut stream = clickstream(args);
+    let mut stream = super::stream(args);
     let counts = Arc::new(DeliveryCounts::default());
     let producer: ThreadedProducer<CountingContext> = crate::kafka::client_config(kafka)
         .set("enable.idempotence", "true")
@@ -77,7 +77,7 @@ pub async fn produce(
         topic,
         rate = args.rate,
         count = args.count,
-        "producing the demo clickstream"
+        "producing generated events"
     );
     while args.count.is_none_or(|count| summary.sent < count) && !stop.is_stopped() {
         if args.rate > 0 {

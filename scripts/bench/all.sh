@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command: every benchmark in release mode against the local
+# services, each figure beside its peer or floor measured in the same run, then the figures,
+# the commands and the machine written into docs/benchmarks.md (the section between the
+# `bench:all` markers). Bounded: each benchmark has a time limit, the whole run about 30 min.
+#   BENCH_LARGE=1   batch recompute over 50 million events instead of 10 million
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+batch_events=10000000
+[ "${BENCH_LARGE:-0}" = 1 ] && batch_events=50000000
+run() { # run NAME MINUTES COMMAND...
+  local name=$1 minutes=$2; shift 2
+  echo "### $name" | tee -a "$log"
+  echo '```' >>"$log"; echo "\$ $*" >>"$log"
+  timeout "${minutes}m" "$@" 2>&1 | grep -Ev 'Compiling|Finished|^services:|WARN|ERROR buoyant' | tee -a "$log"
+  local status=${PIPESTATUS[0]}
+  [ "$status" = 0 ] || echo "(exited with status $status)" | tee -a "$log"
+  echo '```' >>"$log"
+}
+run "Speed layer" 6 scripts/bench/speed.sh
+run "Delta sink" 6 scripts/bench/sink.sh
+run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
+run "Serving API and end-to-end freshness" 10 scripts/bench/serving.sh
+run "Yahoo Streaming Benchmark workload" 8 scripts/bench/ysb.sh
+python3 - docs/benchmarks.md "$log" "$started" <<'PY'
+import sys
+doc, log, started = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(doc).read()
+start, end = "<!-- bench:all:start -->", "<!-- bench:all:end -->"
+section = (f"{start}\n## Latest full run: `scripts/bench/all.sh`\n\nStarted {started}. Every figure below "
+           "was measured in this one run, on the machine described above.\n\n" + open(log).read() + end)
+if start in text:
+    text = text[:text.index(start)] + section + text[text.index(end) + len(end):]
+else:
+    text = text.replace("\n## Speed layer", "\n" + section + "\n\n## Speed layer", 1)
+open(doc, "w").write(text)
+PY
+echo "docs/benchmarks.md updated"

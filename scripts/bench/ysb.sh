@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Benchmark: the Yahoo Streaming Benchmark workload (scripts/bench/ysb.toml): ad events, keep
+# views, count per ad per 10 s window; campaigns (100 of 10 ads) mapped when reading.
+#   1. The speed layer's sustained rate over a filled topic, beside kcat on the same topic.
+#   2. Freshness after a window closes: with a live stream at BENCH_LIVE_RATE events/s, how long
+#      after a window's end its count in PostgreSQL reaches its final value (p50/p99 over windows).
+# For reference only: published Flink figures on this workload are about 75k events/s per core.
+#   BENCH_EVENTS     events in the topic for part 1 (default 3000000)
+#   BENCH_LIVE_RATE  events/s for part 2 (default 20000), BENCH_LIVE_SECONDS (default 60)
+EVENTS=${BENCH_EVENTS:-3000000}
+LIVE_RATE=${BENCH_LIVE_RATE:-20000}
+LIVE_SECONDS=${BENCH_LIVE_SECONDS:-60}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export BRAID_CONFIG=$PWD/scripts/bench/ysb.toml
+stamp=$(date +%s)
+export BRAID__KAFKA__TOPIC=bench.ysb.$stamp
+export BRAID__KAFKA__SPEED_GROUP=bench.ysb.speed.$stamp
+fresh_database "bench_ysb_$stamp"
+RUST_LOG=warn "$BIN" migrate
+
+echo "YSB: $EVENTS ad events on 4 partitions"
+RUST_LOG=warn "$BIN" generate --workload ysb --rate 0 --count "$EVENTS" --seed 1 --partitions 4 >/dev/null
+t0=$(now)
+consumed=$(kcat -C -b "$KAFKA_BROKERS" -t "$BRAID__KAFKA__TOPIC" -o beginning -e -q -f '%o\n' | wc -l)
+t1=$(now)
+echo "plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s ($consumed events)"
+views=$("$BIN" generate --workload ysb --stdout --count "$EVENTS" --seed 1 | grep -c '"event_type":"view"')
+
+total() { psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions"; }
+t0=$(now)
+RUST_LOG=warn "$BIN" speed & pid=$!
+until [ "$(total)" -ge "$EVENTS" ]; do kill -0 $pid || { echo "braid speed died" >&2; exit 1; }; sleep 0.1; done
+t1=$(now)
+echo "braid speed on YSB: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up (2 cores; Flink's published ~75k/s per core is for reference only)"
+read -r windows counted <<<"$(psql "$DATABASE_URL" -tAF' ' -c "SELECT count(*), coalesce(sum(views), 0) FROM (
+  SELECT 'campaign-' || lpad((substr(ad_id, 4)::int / 10)::text, 3, '0') AS campaign, bucket_start, sum(count) AS views
+  FROM serving.ad_views GROUP BY 1, 2) AS per_campaign")"
+echo "campaign windows: $windows (campaign, 10 s window) rows; views counted $counted, views in the generated stream $views"
+[ "$counted" = "$views" ] || { echo "the counts differ" >&2; exit 1; }
+
+echo "live: $LIVE_RATE events/s for $LIVE_SECONDS s with wall-clock event times"
+live_start=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+RUST_LOG=warn "$BIN" generate --workload ysb --rate "$LIVE_RATE" --count $((LIVE_RATE * LIVE_SECONDS)) --partitions 4 >/dev/null & gen=$!
+python3 - "$DATABASE_URL" "$live_start" "$gen" <<'PY'
+import datetime, os, subprocess, sys, time
+url, start, producer = sys.argv[1], sys.argv[2], int(sys.argv[3])
+query = f"SELECT extract(epoch FROM bucket_start)::bigint, sum(count) FROM serving.ad_views WHERE bucket_start >= '{start}' GROUP BY 1"
+def poll():
+    out = subprocess.run(["psql", url, "-tAF", " ", "-c", query], capture_output=True, text=True, check=True).stdout
+    return {int(w): int(c) for w, c in (line.split() for line in out.split("\n") if line.strip())}
+seen = []  # (time, {window: count})
+def running():
+    try:
+        os.kill(producer, 0); return True
+    except OSError:
+        return False
+while running():
+    seen.append((time.time(), poll())); time.sleep(0.1)
+for _ in range(100):  # 10 more seconds for the last windows to settle
+    seen.append((time.time(), poll())); time.sleep(0.1)
+final = seen[-1][1]
+latencies = []
+for window, count in final.items():
+    end = window + 10
+    if end > seen[-1][0] - 10 or end < seen[0][0]:
+        continue  # windows still open at the end, or closed before polling began
+    first = next(t for t, counts in seen if counts.get(window) == count)
+    latencies.append(max(0.0, first - end) * 1000)
+latencies.sort()
+pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
+print(f"freshness after a window closes ({len(latencies)} windows, polled every 100 ms): p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms")
+PY
+wait $gen || true
+kill -INT $pid; wait $pid || true
