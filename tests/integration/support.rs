@@ -394,3 +394,37 @@ pub async fn speed_caught_up(
     )
     .await;
 }
+
+/// Waits until the Delta sink has committed up to the topic's end.
+pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
+    let ends = high_watermarks(&pipeline.topic);
+    let partitions: Vec<i32> = ends.keys().copied().collect();
+    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let uri = pipeline.lake.to_string_lossy().to_string();
+    wait_until(
+        "the sink to catch up",
+        std::time::Duration::from_secs(180),
+        || {
+            sink.assert_running("braid sink");
+            let (uri, schema, topic, partitions, ends) = (
+                uri.clone(),
+                config.schema.clone(),
+                pipeline.topic.clone(),
+                partitions.clone(),
+                ends.clone(),
+            );
+            async move {
+                let Ok(table) =
+                    batch_layer::sink::open_or_create(&uri, &Default::default(), &schema).await
+                else {
+                    return false;
+                };
+                let committed = batch_layer::sink::positions_in_log(&table, &topic, &partitions)
+                    .await
+                    .unwrap_or_default();
+                ends.iter().all(|(p, end)| committed.get(p) == Some(end))
+            }
+        },
+    )
+    .await;
+}

@@ -18,7 +18,7 @@ use crate::compare::{Source, read_rows};
 use crate::http::{free_address, get, ready};
 use crate::oracle;
 use crate::support::{
-    Pipeline, Running, high_watermarks, log_file, read_topic, repo_root, run, speed_caught_up,
+    Pipeline, Running, log_file, read_topic, repo_root, run, sink_caught_up, speed_caught_up,
     stderr, wait_until,
 };
 
@@ -160,36 +160,7 @@ async fn settle_and_check(
         &mut [&mut processes.speed, &mut processes.sink],
     )
     .await;
-    let ends = high_watermarks(&pipeline.topic);
-    let partitions: Vec<i32> = ends.keys().copied().collect();
-    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
-    let uri = pipeline.lake.to_string_lossy().to_string();
-    wait_until(
-        "the sink to commit everything",
-        Duration::from_secs(180),
-        || {
-            processes.sink.assert_running("braid sink");
-            let (uri, schema, topic, partitions, ends) = (
-                uri.clone(),
-                config.schema.clone(),
-                pipeline.topic.clone(),
-                partitions.clone(),
-                ends.clone(),
-            );
-            async move {
-                let Ok(table) =
-                    batch_layer::sink::open_or_create(&uri, &Default::default(), &schema).await
-                else {
-                    return false;
-                };
-                let committed = batch_layer::sink::positions_in_log(&table, &topic, &partitions)
-                    .await
-                    .unwrap_or_default();
-                ends.iter().all(|(p, end)| committed.get(p) == Some(end))
-            }
-        },
-    )
-    .await;
+    sink_caught_up(pipeline, &mut processes.sink).await;
     processes.scheduler.kill();
     let batch = run(pipeline
         .braid()

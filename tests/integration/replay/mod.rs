@@ -11,39 +11,9 @@ use sqlx::PgPool;
 use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
 use crate::support::{
-    Pipeline, Running, high_watermarks, read_topic, run, speed_caught_up, stderr, wait_until,
+    Pipeline, Running, high_watermarks, read_topic, run, sink_caught_up, speed_caught_up, stderr,
+    wait_until,
 };
-
-/// Waits until the Delta sink has committed up to the topic's end.
-async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
-    let ends = high_watermarks(&pipeline.topic);
-    let partitions: Vec<i32> = ends.keys().copied().collect();
-    let config =
-        schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
-    let uri = pipeline.lake.to_string_lossy().to_string();
-    wait_until("the sink to catch up", Duration::from_secs(120), || {
-        sink.assert_running("braid sink");
-        let (uri, schema, topic, partitions, ends) = (
-            uri.clone(),
-            config.schema.clone(),
-            pipeline.topic.clone(),
-            partitions.clone(),
-            ends.clone(),
-        );
-        async move {
-            let Ok(table) =
-                batch_layer::sink::open_or_create(&uri, &Default::default(), &schema).await
-            else {
-                return false;
-            };
-            let committed = batch_layer::sink::positions_in_log(&table, &topic, &partitions)
-                .await
-                .unwrap();
-            ends.iter().all(|(p, end)| committed.get(p) == Some(end))
-        }
-    })
-    .await;
-}
 
 fn batch_run(pipeline: &Pipeline) {
     let output = run(pipeline
