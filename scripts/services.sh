@@ -103,8 +103,16 @@ CONF
   if pg_answers; then log "PostgreSQL already answers on 127.0.0.1:$PG_PORT"; return; fi
   port_open 127.0.0.1 "$PG_PORT" && die "port $PG_PORT is taken by something that is not Braid's PostgreSQL; set BRAID_PG_PORT"
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  as_pg_user "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null \
-    || { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not start (log: $home/postgres.log)"; }
+  # The port may be held for a moment by an outgoing connection's local port (it lies in the
+  # kernel's ephemeral range): try again a few times before giving up.
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    as_pg_user "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null && break
+    grep -q "Address already in use" "$home/postgres.log" && [ "$attempt" -lt 5 ] \
+      || { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not start (log: $home/postgres.log)"; }
+    log "port $PG_PORT is in use for a moment; trying again"
+    sleep 2
+  done
   wait_for "PostgreSQL" 60 pg_answers || die "PostgreSQL does not answer (log: $home/postgres.log)"
   if ! PGPASSWORD=$PG_PASSWORD "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
       "select 1 from pg_database where datname = 'braid'" | grep -q 1; then

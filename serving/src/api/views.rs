@@ -54,7 +54,7 @@ async fn answer(
         (state.clock)(),
     )?;
     envelope["provenance"]["backfilling"] = json!(answer.backfilling);
-    // The rows are JSON that PostgreSQL rendered: splice them in rather than parse them again.
+    // The rows are already JSON (api/answer_json.rs): splice them in rather than build a Value.
     let rest = serde_json::to_string(&envelope)
         .map_err(|e| ApiError::Internal(format!("encoding the answer: {e}")))?;
     let body = format!("{{\"rows\":{},{}", answer.rows, &rest[1..]);
