@@ -107,7 +107,7 @@ CONF
   # kernel's ephemeral range): try again a few times before giving up.
   local attempt
   for attempt in 1 2 3 4 5; do
-    as_pg_user "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null && break
+    as_pg_user "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null && break
     grep -q "Address already in use" "$home/postgres.log" && [ "$attempt" -lt 5 ] \
       || { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not start (log: $home/postgres.log)"; }
     log "port $PG_PORT is in use for a moment; trying again"

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95 or later (https://rustup.rs)" >&2; exit 1; }
-eval "$(scripts/services.sh up)"
+services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
+eval "$services_env"
 echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS" >&2
 
 # The independent Delta reader (Python deltalake from PyPI) used by the sink tests.

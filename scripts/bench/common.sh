@@ -2,7 +2,8 @@
 # binary, a fresh database, and small helpers.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-eval "$(scripts/services.sh up)"
+services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
+eval "$services_env"
 command -v kcat >/dev/null || { apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }; }
 cargo build --release --bin braid --example freshness >&2
 BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/braid

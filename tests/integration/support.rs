@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The repository root.
+/// The repository root: the checkout `cargo test` runs in. Read at run time, because a build
+/// cache shared between checkouts (CI reuses one) can hold a test binary compiled in another.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// A `braid` command run from the repository root (so ./braid.toml is the demo config).
