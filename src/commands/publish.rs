@@ -142,17 +142,18 @@ pub async fn execute(
     job: i64,
     request: &PublishRequest,
 ) -> anyhow::Result<(u64, u64)> {
-    let result = checked(config, pool, job, request).await;
-    let report = jobs::history::JobReport {
-        rows_read: result.as_ref().ok().map(|(selected, _)| *selected as i64),
-        rows_written: result.as_ref().ok().map(|(_, sent)| *sent as i64),
-        ..Default::default()
-    };
-    match &result {
-        Ok(_) => jobs::history::finish(pool, job, Ok(&report)).await?,
-        Err(error) => jobs::history::finish(pool, job, Err(&format!("{error:#}"))).await?,
-    }
-    result
+    super::replay::recorded(
+        pool,
+        "replay_publish",
+        job,
+        checked(config, pool, job, request),
+        |(selected, sent)| jobs::history::JobReport {
+            rows_read: Some(*selected as i64),
+            rows_written: Some(*sent as i64),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 async fn checked(

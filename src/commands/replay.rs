@@ -106,16 +106,8 @@ pub async fn reset_speed(
     let marks = watermarks(config).await?;
     // Kafka must still hold every record from the cut on; otherwise only the lake can help.
     let last = schemas::pg::last_cut(pool, topic).await?;
-    let cut: BTreeMap<i32, i64> = match last {
-        Some(epoch) => sqlx::query_as::<_, (i32, i64)>(
-            "SELECT partition, cut_offset FROM braid_internal.cuts WHERE topic = $1 AND epoch = $2",
-        )
-        .bind(topic)
-        .bind(epoch)
-        .fetch_all(pool)
-        .await?
-        .into_iter()
-        .collect(),
+    let cut = match last {
+        Some(epoch) => schemas::pg::cut_offsets(pool, topic, epoch).await?,
         None => BTreeMap::new(),
     };
     for (partition, (low, _)) in &marks {
@@ -167,7 +159,8 @@ where
     result
 }
 
-fn reset_report(reset: &schemas::pg::SpeedReset) -> jobs::history::JobReport {
+/// The job-history report of a speed replay.
+pub fn reset_report(reset: &schemas::pg::SpeedReset) -> jobs::history::JobReport {
     jobs::history::JobReport {
         cut_epoch: reset.cut_epoch,
         rows_read: Some(reset.records_to_replay()),
@@ -274,7 +267,8 @@ pub async fn recover(config: &BraidConfig, pool: &sqlx::PgPool) -> anyhow::Resul
     Ok((cut, moved, sink))
 }
 
-fn recovery_report(recovery: &Recovery) -> jobs::history::JobReport {
+/// The job-history report of a recovery from the lake.
+pub fn recovery_report(recovery: &Recovery) -> jobs::history::JobReport {
     jobs::history::JobReport {
         cut_epoch: Some(recovery.0.epoch),
         rows_read: Some(

@@ -115,14 +115,13 @@ impl JobLauncher for JobRunner {
                     let id = self.record(&job).await?;
                     tokio::spawn(async move {
                         let reset = super::replay::reset_speed(&config, &pool, from_cut);
-                        let _ = super::replay::recorded(&pool, "replay_speed", id, reset, |r| {
-                            jobs::history::JobReport {
-                                cut_epoch: r.cut_epoch,
-                                rows_read: Some(r.records_to_replay()),
-                                rows_written: Some(r.deleted_rows as i64),
-                                ..Default::default()
-                            }
-                        })
+                        let _ = super::replay::recorded(
+                            &pool,
+                            "replay_speed",
+                            id,
+                            reset,
+                            super::replay::reset_report,
+                        )
                         .await;
                     });
                     return Ok(id);
@@ -132,12 +131,13 @@ impl JobLauncher for JobRunner {
                     let id = self.record(&job).await?;
                     tokio::spawn(async move {
                         let recovery = super::replay::recover(&config, &pool);
-                        let _ = super::replay::recorded(&pool, "recover", id, recovery, |r| {
-                            jobs::history::JobReport {
-                                cut_epoch: Some(r.0.epoch),
-                                ..Default::default()
-                            }
-                        })
+                        let _ = super::replay::recorded(
+                            &pool,
+                            "recover",
+                            id,
+                            recovery,
+                            super::replay::recovery_report,
+                        )
                         .await;
                     });
                     return Ok(id);

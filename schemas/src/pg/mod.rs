@@ -11,7 +11,9 @@ pub use dead_letters::{DeadLetter, Layer, insert_dead_letters};
 pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
 };
-pub use replay::{ReplayError, SpeedReset, cut_at_positions, last_cut, reset_speed_to_last_cut};
+pub use replay::{
+    ReplayError, SpeedReset, cut_at_positions, cut_offsets, last_cut, reset_speed_to_last_cut,
+};
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;

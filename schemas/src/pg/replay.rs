@@ -72,6 +72,22 @@ pub async fn last_cut(pool: &PgPool, topic: &str) -> Result<Option<i64>, sqlx::E
         .await
 }
 
+/// cut(epoch, p) of every partition of `topic`.
+pub async fn cut_offsets(
+    db: impl sqlx::PgExecutor<'_>,
+    topic: &str,
+    epoch: i64,
+) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, cut_offset FROM braid_internal.cuts WHERE topic = $1 AND epoch = $2",
+    )
+    .bind(topic)
+    .bind(epoch)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// Deletes the speed rows written after the last cut of `topic` (epochs above it) from
 /// `speed_tables`, and moves the stored positions back to that cut. Partitions the cut does
 /// not know (and every partition when there is no cut) go back to `starts`, the first offset
@@ -109,16 +125,8 @@ pub async fn reset_speed_to_last_cut(
         }
         _ => {}
     }
-    let cut: BTreeMap<i32, i64> = match last {
-        Some(epoch) => sqlx::query_as::<_, (i32, i64)>(
-            "SELECT partition, cut_offset FROM braid_internal.cuts WHERE topic = $1 AND epoch = $2",
-        )
-        .bind(topic)
-        .bind(epoch)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect(),
+    let cut = match last {
+        Some(epoch) => cut_offsets(&mut *tx, topic, epoch).await?,
         None => BTreeMap::new(),
     };
     let mut deleted_rows = 0;
