@@ -14,13 +14,13 @@
 # installed or started for it, and `up` only checks that it answers.
 #
 # Settings (environment): BRAID_STATE_DIR (default .braid in the repository), BRAID_PG_PORT
-# (55432), BRAID_KAFKA_PORT (59092; the controller uses the next port), BRAID_KAFKA_HEAP (1g).
+# (15432), BRAID_KAFKA_PORT (19092; the controller uses the next port), BRAID_KAFKA_HEAP (1g).
 set -euo pipefail
 
 ROOT=${BRAID_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 STATE=${BRAID_STATE_DIR:-$ROOT/.braid}
-PG_PORT=${BRAID_PG_PORT:-55432}
-KAFKA_PORT=${BRAID_KAFKA_PORT:-59092}
+PG_PORT=${BRAID_PG_PORT:-15432}
+KAFKA_PORT=${BRAID_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
 KAFKA_HEAP=${BRAID_KAFKA_HEAP:-1g}
 KAFKA_VERSION=4.1.1

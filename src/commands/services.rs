@@ -1,25 +1,29 @@
 //! `braid services`: runs scripts/services.sh from the repository.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
 use crate::cli::ServicesAction;
 
-/// Finds scripts/services.sh: under BRAID_ROOT, the working directory, or the source tree
-/// this binary was built from.
+/// Finds scripts/services.sh: under BRAID_ROOT, else in the working directory or one of its
+/// parents, else beside the executable or one of its parents (`target/release/braid` of a
+/// checkout). The executable's location is read at run time: a build cache shared between
+/// checkouts can hold a binary built in another checkout.
 fn script() -> anyhow::Result<PathBuf> {
-    let roots = [
-        std::env::var_os("BRAID_ROOT").map(PathBuf::from),
-        std::env::current_dir().ok(),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
-    ];
-    roots
+    let in_root =
+        |root: &Path| Some(root.join("scripts/services.sh")).filter(|path| path.is_file());
+    if let Some(root) = std::env::var_os("BRAID_ROOT") {
+        return in_root(Path::new(&root)).context(
+            "BRAID_ROOT is set but has no scripts/services.sh; point it at the repository",
+        );
+    }
+    let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+    starts
         .into_iter()
         .flatten()
-        .map(|root| root.join("scripts/services.sh"))
-        .find(|path| path.is_file())
+        .find_map(|start| start.ancestors().find_map(in_root))
         .context(
             "scripts/services.sh not found; run braid from the repository or set BRAID_ROOT to it",
         )

@@ -36,7 +36,7 @@ pub struct RawConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Bootstrap servers, comma separated, e.g. `127.0.0.1:59092`.
+    /// Bootstrap servers, comma separated, e.g. `127.0.0.1:19092`.
     pub brokers: String,
     /// The source topic.
     pub topic: String,

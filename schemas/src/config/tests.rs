@@ -21,7 +21,7 @@ fn demo_config_loads_with_defaults_beneath() {
     let config = load(DEMO, &[]).unwrap();
     assert_eq!(config.kafka.topic, "braid.clickstream");
     assert_eq!(
-        config.kafka.brokers, "127.0.0.1:59092",
+        config.kafka.brokers, "127.0.0.1:19092",
         "from the embedded defaults"
     );
     assert_eq!(config.speed.flush_interval_ms, 500);
