@@ -65,7 +65,7 @@ pub async fn compute_as_of(
             )));
         }
         let records = scan_files(&files)?;
-        let counted = records.clone().select([len()]).collect()?;
+        let counted = super::compute::collect_streaming(records.clone().select([len()]))?;
         let records_read = counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0);
         let mut keys: Vec<&str> = view.group_by.iter().map(String::as_str).collect();
         keys.push(BUCKET_START);

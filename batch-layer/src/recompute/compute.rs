@@ -27,6 +27,15 @@ pub fn scan_files(files: &[String]) -> PolarsResult<LazyFrame> {
     LazyFrame::scan_parquet_files(paths, args)
 }
 
+/// Runs a query on Polars' streaming engine: the scan is read in morsels and aggregated as it
+/// goes, so memory follows the number of groups rather than the number of records, and reading
+/// overlaps computing.
+pub fn collect_streaming(frame: LazyFrame) -> PolarsResult<DataFrame> {
+    frame
+        .collect_with_engine(Engine::Streaming)
+        .map(|result| result.unwrap_single())
+}
+
 /// A lazy scan of exactly the records with `_offset < cut[_partition]`. Partitions missing from
 /// the cut are left out: the speed layer had no position for them, so they are all its own.
 pub fn records_below_cut(
@@ -125,9 +134,10 @@ pub fn compute_view(
     // query for one key reads a few pages rather than one page per row.
     let mut order: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
     order.push(BUCKET_START.into());
-    frame
-        .group_by(keys)
-        .agg(aggregates)
-        .sort(order, SortMultipleOptions::default().with_nulls_last(true))
-        .collect()
+    collect_streaming(
+        frame
+            .group_by(keys)
+            .agg(aggregates)
+            .sort(order, SortMultipleOptions::default().with_nulls_last(true)),
+    )
 }

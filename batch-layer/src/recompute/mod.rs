@@ -160,18 +160,22 @@ async fn compute_runs(
     let files: Vec<String> = table.get_file_uris()?.collect();
     tracing::info!(version = ?delta_version, files = files.len(), "pinned the Delta version");
     let records = compute::records_below_cut(&files, cut)?;
+    let counting = Instant::now();
     let rows_read = match &records {
         Some(frame) => {
-            let frame = frame.clone();
-            let counted = tokio::task::spawn_blocking(move || {
-                frame.select([polars::prelude::len()]).collect()
-            })
-            .await
-            .map_err(|e| BatchError::Load(e.to_string()))??;
+            let frame = frame.clone().select([polars::prelude::len()]);
+            let counted = tokio::task::spawn_blocking(move || compute::collect_streaming(frame))
+                .await
+                .map_err(|e| BatchError::Load(e.to_string()))??;
             counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
         }
         None => 0,
     };
+    tracing::info!(
+        rows_read,
+        seconds = counting.elapsed().as_secs_f64(),
+        "counted the records below the cut"
+    );
     let mut runs = Vec::with_capacity(views.len());
     for (view, &run_id) in views.iter().zip(run_ids) {
         let rows_written = compute_and_load(pool, settings, view, run_id, records.clone()).await?;
@@ -193,12 +197,23 @@ async fn compute_and_load(
 ) -> Result<u64, BatchError> {
     let Some(records) = records else { return Ok(0) };
     let (view_for_task, schema) = (view.clone(), settings.schema.clone());
+    let computing = Instant::now();
     let frame = tokio::task::spawn_blocking(move || {
         compute::compute_view(records, &view_for_task, &schema)
     })
     .await
     .map_err(|e| BatchError::Load(e.to_string()))??;
-    load::load(pool, &ViewLayout::of(view), run_id, &frame).await
+    let compute_seconds = computing.elapsed().as_secs_f64();
+    let loading = Instant::now();
+    let rows = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
+    tracing::info!(
+        view = view.name,
+        rows,
+        compute_seconds,
+        load_seconds = loading.elapsed().as_secs_f64(),
+        "computed and loaded the view"
+    );
+    Ok(rows)
 }
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.

@@ -3,7 +3,7 @@
 //! the background, one at a time, while the consumer thread fills the next buffer.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -44,24 +44,32 @@ pub struct Committer {
 
 /// A commit running in the background. It owns the table until it ends.
 pub struct InFlight {
-    handle: JoinHandle<(DeltaTable, Pending, Result<(), SinkError>)>,
-    /// When it started.
-    pub started: Instant,
+    handle: JoinHandle<Settled>,
+}
+
+/// How a background commit ended.
+pub struct Settled {
+    /// The table, unless the task itself failed.
+    pub table: Option<DeltaTable>,
+    /// The buffer, unless the task itself failed.
+    pub pending: Option<Pending>,
+    /// The outcome.
+    pub result: Result<(), SinkError>,
+    /// How long the write and commit took (not the time it then waited to be settled).
+    pub took: Duration,
 }
 
 impl InFlight {
-    /// Waits for the commit; returns the table, the buffer and the outcome.
-    pub async fn finish(self) -> (Option<DeltaTable>, Option<Pending>, Result<(), SinkError>) {
-        match self.handle.await {
-            Ok((table, pending, result)) => (Some(table), Some(pending), result),
-            Err(join) => (
-                None,
-                None,
-                Err(SinkError::Rebalance(format!(
-                    "the commit task failed: {join}"
-                ))),
-            ),
-        }
+    /// Waits for the commit and says how it ended.
+    pub async fn finish(self) -> Settled {
+        self.handle.await.unwrap_or_else(|join| Settled {
+            table: None,
+            pending: None,
+            result: Err(SinkError::Rebalance(format!(
+                "the commit task failed: {join}"
+            ))),
+            took: Duration::ZERO,
+        })
     }
 }
 
@@ -76,13 +84,16 @@ impl Committer {
     ) -> InFlight {
         let committer = self.clone();
         let handle = tokio::spawn(async move {
+            let started = Instant::now();
             let result = committer.commit(&mut table, &pending, &expected).await;
-            (table, pending, result)
+            Settled {
+                table: Some(table),
+                pending: Some(pending),
+                result,
+                took: started.elapsed(),
+            }
         });
-        InFlight {
-            handle,
-            started: Instant::now(),
-        }
+        InFlight { handle }
     }
 
     /// Commits `pending`: dead letters first (idempotent), then the fence, then one Delta commit.

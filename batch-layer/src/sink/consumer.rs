@@ -65,7 +65,7 @@ impl State {
     }
 
     /// Books a committed buffer: positions move, totals and metrics grow.
-    fn record(&mut self, pending: &Pending, started: Instant) {
+    fn record(&mut self, pending: &Pending, took: Duration) {
         let rows = pending.batch.num_rows() as u64;
         for letter in &pending.dead_letters {
             metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
@@ -73,7 +73,7 @@ impl State {
         }
         metrics::counter!(m::RECORDS_COMMITTED_TOTAL).increment(rows);
         metrics::counter!(m::INPUT_BYTES_TOTAL).increment(pending.input_bytes);
-        metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(m::COMMIT_DURATION_SECONDS).record(took.as_secs_f64());
         self.summary.committed_records += rows;
         self.summary.dead_letters += pending.dead_letters.len() as u64;
         self.summary.commits += 1;
@@ -81,10 +81,12 @@ impl State {
             self.expected.insert(partition, Some(offset));
         }
         let version = self.table.as_ref().and_then(DeltaTable::version);
-        tracing::debug!(
+        tracing::info!(
             rows,
+            dead_letters = pending.dead_letters.len(),
+            input_bytes = pending.input_bytes,
             ?version,
-            seconds = started.elapsed().as_secs_f64(),
+            seconds = took.as_secs_f64(),
             "committed"
         );
     }
@@ -110,11 +112,10 @@ impl SinkContext {
         let Some(in_flight) = state.in_flight.take() else {
             return Ok(());
         };
-        let started = in_flight.started;
-        let (table, pending, result) = self.runtime.block_on(in_flight.finish());
-        state.table = table;
-        match (result, pending) {
-            (Ok(()), Some(pending)) => state.record(&pending, started),
+        let settled = self.runtime.block_on(in_flight.finish());
+        state.table = settled.table;
+        match (settled.result, settled.pending) {
+            (Ok(()), Some(pending)) => state.record(&pending, settled.took),
             (Err(e), pending) => {
                 state.failed = pending;
                 return Err(e);
@@ -140,7 +141,7 @@ impl SinkContext {
             .block_on(self.committer.commit(table, &pending, &expected))
         {
             Ok(()) => {
-                state.record(&pending, started);
+                state.record(&pending, started.elapsed());
                 Ok(())
             }
             Err(e) => {
