@@ -24,7 +24,7 @@ run "Speed layer" 6 scripts/bench/speed.sh
 run "Delta sink" 6 scripts/bench/sink.sh
 run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
 run "Serving API and end-to-end freshness" 10 scripts/bench/serving.sh
-run "Yahoo Streaming Benchmark workload" 8 scripts/bench/ysb.sh
+run "Yahoo Streaming Benchmark workload" 11 scripts/bench/ysb.sh
 python3 - docs/benchmarks.md "$log" "$started" <<'PY'
 import sys
 doc, log, started = sys.argv[1], sys.argv[2], sys.argv[3]

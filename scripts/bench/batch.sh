@@ -35,9 +35,26 @@ run_until speed speed_total
 files=$(find "$BRAID__LAKE__URI" -name '*.parquet' | wc -l)
 echo "table: $files Parquet files, $(du -sh "$BRAID__LAKE__URI" | cut -f1)"
 
-/usr/bin/time -f '%e %M' -o /tmp/braid-batch-time.txt env RUST_LOG=warn "$BIN" batch run > /tmp/braid-batch-out.txt
-read -r seconds kib < /tmp/braid-batch-time.txt
-rows=$(grep -o '[0-9]* records read' /tmp/braid-batch-out.txt | cut -d' ' -f1)
+out=$(mktemp -d)
+/usr/bin/time -f '%e %M' -o "$out/time" env RUST_LOG=warn,batch_layer::recompute=info "$BIN" batch run >"$out/stdout" 2>"$out/log"
+read -r seconds kib < "$out/time"
+rows=$(grep -o '[0-9]* records read' "$out/stdout" | cut -d' ' -f1)
 echo "braid batch run: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end: cut, wait, Polars, COPY, publish), peak RSS $((kib / 1024)) MiB"
+# Where the time went, from the run's own log (Polars' streaming engine, one query per view).
+python3 - "$out/log" <<'PY'
+import re, sys
+phases = []
+for line in open(sys.argv[1]):
+    if "counted the records below the cut" in line:
+        phases.append(f"count {float(re.search(r'seconds=([0-9.]+)', line).group(1)):.2f} s")
+    elif "computed and loaded the view" in line:
+        view = re.search(r'view="?([A-Za-z0-9_]+)', line).group(1)
+        rows = re.search(r'rows=([0-9]+)', line).group(1)
+        compute = float(re.search(r'compute_seconds=([0-9.]+)', line).group(1))
+        load = float(re.search(r'load_seconds=([0-9.]+)', line).group(1))
+        phases.append(f"{view} compute {compute:.2f} s + COPY {load:.2f} s ({rows} rows)")
+print("  phases: " + "; ".join(phases))
+PY
+rm -rf "$out"
 "$PYTHON" scripts/bench/batch_duckdb.py "$BRAID__LAKE__URI"
 rm -rf "$BRAID__LAKE__URI"

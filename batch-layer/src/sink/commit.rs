@@ -73,6 +73,18 @@ impl InFlight {
     }
 }
 
+/// Logs a commit as it ends (the consumer thread books it later, when it settles).
+pub fn committed_log(table: &DeltaTable, pending: &Pending, took: Duration) {
+    tracing::info!(
+        rows = pending.batch.num_rows(),
+        dead_letters = pending.dead_letters.len(),
+        input_bytes = pending.input_bytes,
+        version = table.version(),
+        seconds = took.as_secs_f64(),
+        "committed"
+    );
+}
+
 impl Committer {
     /// Starts committing `pending` in the background; `expected` is the Delta log's position
     /// of every partition as this process last committed it.
@@ -86,6 +98,9 @@ impl Committer {
         let handle = tokio::spawn(async move {
             let started = Instant::now();
             let result = committer.commit(&mut table, &pending, &expected).await;
+            if result.is_ok() {
+                committed_log(&table, &pending, started.elapsed());
+            }
             Settled {
                 table: Some(table),
                 pending: Some(pending),

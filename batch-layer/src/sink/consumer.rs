@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::runtime::Handle;
 
 use super::columns::BatchBuilder;
-use super::commit::{Committer, InFlight, Pending};
+use super::commit::{Committer, InFlight, Pending, committed_log};
 use super::metrics as m;
 use super::table::{open_or_create, positions_in_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
@@ -80,15 +80,6 @@ impl State {
         for (&partition, &offset) in &pending.next_offsets {
             self.expected.insert(partition, Some(offset));
         }
-        let version = self.table.as_ref().and_then(DeltaTable::version);
-        tracing::info!(
-            rows,
-            dead_letters = pending.dead_letters.len(),
-            input_bytes = pending.input_bytes,
-            ?version,
-            seconds = took.as_secs_f64(),
-            "committed"
-        );
     }
 }
 
@@ -141,6 +132,7 @@ impl SinkContext {
             .block_on(self.committer.commit(table, &pending, &expected))
         {
             Ok(()) => {
+                committed_log(table, &pending, started.elapsed());
                 state.record(&pending, started.elapsed());
                 Ok(())
             }
