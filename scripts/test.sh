@@ -11,13 +11,8 @@ eval "$services_env"
 echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS" >&2
 
 # The independent Delta reader (Python deltalake from PyPI) used by the sink tests.
-venv=.braid/venv
-if ! "$venv/bin/python" -c 'import deltalake, pyarrow' 2>/dev/null; then
-  echo "test: installing the Python Delta reader into $venv" >&2
-  python3 -m venv "$venv" 2>/dev/null || { apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q -r tests/interop/requirements.txt
-fi
-export BRAID_PYTHON=$PWD/$venv/bin/python
+BRAID_PYTHON=$(scripts/python-env.sh) || { echo "test: the Python environment could not be installed; see above" >&2; exit 1; }
+export BRAID_PYTHON
 
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi

@@ -6,8 +6,7 @@
 EVENTS=${BENCH_EVENTS:-10000000}
 PARTITIONS=${BENCH_PARTITIONS:-4}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-PYTHON=.braid/venv/bin/python
-"$PYTHON" -c 'import duckdb, deltalake' 2>/dev/null || .braid/venv/bin/pip install -q -r tests/interop/requirements.txt duckdb==1.4.2
+PYTHON=$(scripts/python-env.sh duckdb==1.4.2)
 
 stamp=$(date +%s)
 export BRAID__KAFKA__TOPIC=bench.batch.$stamp
