@@ -5,6 +5,7 @@
 # `bench:all` markers). Bounded: each benchmark has a time limit, the whole run about 30 min.
 #   BENCH_LARGE=1   batch recompute over 50 million events instead of 10 million
 set -uo pipefail
+export CARGO_TERM_COLOR=never
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -15,7 +16,8 @@ run() { # run NAME MINUTES COMMAND...
   local name=$1 minutes=$2; shift 2
   echo "### $name" | tee -a "$log"
   echo '```' >>"$log"; echo "\$ $*" >>"$log"
-  timeout "${minutes}m" "$@" 2>&1 | grep -Ev 'Compiling|Finished|^services:|WARN|ERROR buoyant' | tee -a "$log"
+  timeout "${minutes}m" "$@" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' \
+    | grep -Ev 'Compiling|Finished|^services:|^python-env:|WARN|ERROR buoyant' | tee -a "$log"
   local status=${PIPESTATUS[0]}
   [ "$status" = 0 ] || echo "(exited with status $status)" | tee -a "$log"
   echo '```' >>"$log"
