@@ -89,4 +89,5 @@ pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
 print(f"freshness after a window closes ({len(latencies)} windows, polled every 100 ms): p50 {pick(0.5):.0f} ms, p99 {pick(0.99):.0f} ms")
 PY
 wait $gen || true
+echo "braid speed memory after the 3M-event catch-up and $LIVE_SECONDS s live: resident $(awk '/VmRSS/ {print int($2 / 1024)}' /proc/$pid/status) MiB, peak $(awk '/VmHWM/ {print int($2 / 1024)}' /proc/$pid/status) MiB"
 kill -INT $pid; wait $pid || true

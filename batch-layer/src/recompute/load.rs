@@ -80,6 +80,7 @@ pub async fn load(
     for (name, pg_type) in &metrics {
         columns.push((frame.column(name)?, pg_type));
     }
+    let formatting = std::time::Instant::now();
     let mut csv = String::with_capacity(frame.height() * 64);
     for row in 0..frame.height() {
         let _ = write!(csv, "{run_id}");
@@ -99,8 +100,18 @@ pub async fn load(
         layout.batch_table,
         names.join(", ")
     );
+    let csv_seconds = formatting.elapsed().as_secs_f64();
+    let copying = std::time::Instant::now();
     let mut connection = pool.acquire().await?;
     let mut copy = connection.copy_in_raw(&statement).await?;
     copy.send(csv.into_bytes()).await?;
-    Ok(copy.finish().await?)
+    let rows = copy.finish().await?;
+    tracing::debug!(
+        table = layout.batch_table,
+        rows,
+        csv_seconds,
+        copy_seconds = copying.elapsed().as_secs_f64(),
+        "copied"
+    );
+    Ok(rows)
 }
