@@ -65,7 +65,10 @@ t0 = time.time()
 while running():
     high = produced(); done, fresh = stored()
     lags.append(max(0, high - done))
-    if fresh is not None and done > before:
+    # Only once every partition has stored an event of this phase (the newest stored event
+    # time of a partition that has not is older than the phase: the filled topic's, or the
+    # previous phase's).
+    if fresh is not None and fresh < time.time() - t0:
         freshness.append(fresh * 1000)
     time.sleep(0.5)
 t1 = time.time()
