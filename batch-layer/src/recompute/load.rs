@@ -60,13 +60,23 @@ fn push_field(
     Ok(())
 }
 
-/// COPYs the view's rows into its batch table under `run_id`; returns the rows written.
+/// What a load did.
+pub struct Loaded {
+    /// Rows written.
+    pub rows: u64,
+    /// Time spent writing the CSV text.
+    pub csv_seconds: f64,
+    /// Time spent in PostgreSQL's COPY.
+    pub copy_seconds: f64,
+}
+
+/// COPYs the view's rows into its batch table under `run_id`.
 pub async fn load(
     pool: &PgPool,
     layout: &ViewLayout,
     run_id: i64,
     frame: &DataFrame,
-) -> Result<u64, BatchError> {
+) -> Result<Loaded, BatchError> {
     let groups: Vec<&str> = layout.group_names();
     let metrics: Vec<(&str, &str)> = layout
         .metric_columns
@@ -105,13 +115,9 @@ pub async fn load(
     let mut connection = pool.acquire().await?;
     let mut copy = connection.copy_in_raw(&statement).await?;
     copy.send(csv.into_bytes()).await?;
-    let rows = copy.finish().await?;
-    tracing::debug!(
-        table = layout.batch_table,
-        rows,
+    Ok(Loaded {
+        rows: copy.finish().await?,
         csv_seconds,
-        copy_seconds = copying.elapsed().as_secs_f64(),
-        "copied"
-    );
-    Ok(rows)
+        copy_seconds: copying.elapsed().as_secs_f64(),
+    })
 }

@@ -204,16 +204,16 @@ async fn compute_and_load(
     .await
     .map_err(|e| BatchError::Load(e.to_string()))??;
     let compute_seconds = computing.elapsed().as_secs_f64();
-    let loading = Instant::now();
-    let rows = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
+    let loaded = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
     tracing::info!(
         view = view.name,
-        rows,
+        rows = loaded.rows,
         compute_seconds,
-        load_seconds = loading.elapsed().as_secs_f64(),
+        csv_seconds = loaded.csv_seconds,
+        copy_seconds = loaded.copy_seconds,
         "computed and loaded the view"
     );
-    Ok(rows)
+    Ok(loaded.rows)
 }
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.
