@@ -98,14 +98,15 @@ impl Committer {
         let handle = tokio::spawn(async move {
             let started = Instant::now();
             let result = committer.commit(&mut table, &pending, &expected).await;
+            let took = started.elapsed();
             if result.is_ok() {
-                committed_log(&table, &pending, started.elapsed());
+                committed_log(&table, &pending, took);
             }
             Settled {
                 table: Some(table),
                 pending: Some(pending),
                 result,
-                took: started.elapsed(),
+                took,
             }
         });
         InFlight { handle }

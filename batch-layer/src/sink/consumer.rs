@@ -132,8 +132,9 @@ impl SinkContext {
             .block_on(self.committer.commit(table, &pending, &expected))
         {
             Ok(()) => {
-                committed_log(table, &pending, started.elapsed());
-                state.record(&pending, started.elapsed());
+                let took = started.elapsed();
+                committed_log(table, &pending, took);
+                state.record(&pending, took);
                 Ok(())
             }
             Err(e) => {
