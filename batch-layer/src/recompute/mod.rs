@@ -176,44 +176,61 @@ async fn compute_runs(
         seconds = counting.elapsed().as_secs_f64(),
         "counted the records below the cut"
     );
-    let mut runs = Vec::with_capacity(views.len());
-    for (view, &run_id) in views.iter().zip(run_ids) {
-        let rows_written = compute_and_load(pool, settings, view, run_id, records.clone()).await?;
-        runs.push(ViewRun {
-            view: view.clone(),
-            run_id,
-            rows_written,
-        });
-    }
+    let runs = match records {
+        Some(records) => compute_and_load(pool, settings, views, run_ids, records).await?,
+        None => views
+            .iter()
+            .zip(run_ids)
+            .map(|(view, &run_id)| ViewRun {
+                view: view.clone(),
+                run_id,
+                rows_written: 0,
+            })
+            .collect(),
+    };
     Ok((runs, rows_read, delta_version))
 }
 
+/// Computes every view and COPYs its rows, one view after the other, except that the next
+/// view computes (Polars, off the runtime) while the previous one is copied into PostgreSQL.
 async fn compute_and_load(
     pool: &PgPool,
     settings: &BatchSettings,
-    view: &View,
-    run_id: i64,
-    records: Option<polars::prelude::LazyFrame>,
-) -> Result<u64, BatchError> {
-    let Some(records) = records else { return Ok(0) };
-    let (view_for_task, schema) = (view.clone(), settings.schema.clone());
-    let computing = Instant::now();
-    let frame = tokio::task::spawn_blocking(move || {
-        compute::compute_view(records, &view_for_task, &schema)
-    })
-    .await
-    .map_err(|e| BatchError::Load(e.to_string()))??;
-    let compute_seconds = computing.elapsed().as_secs_f64();
-    let loaded = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
-    tracing::info!(
-        view = view.name,
-        rows = loaded.rows,
-        compute_seconds,
-        csv_seconds = loaded.csv_seconds,
-        copy_seconds = loaded.copy_seconds,
-        "computed and loaded the view"
-    );
-    Ok(loaded.rows)
+    views: &[View],
+    run_ids: &[i64],
+    records: polars::prelude::LazyFrame,
+) -> Result<Vec<ViewRun>, BatchError> {
+    let compute = |view: &View| {
+        let (records, view, schema) = (records.clone(), view.clone(), settings.schema.clone());
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let frame = compute::compute_view(records, &view, &schema);
+            (frame, started.elapsed().as_secs_f64())
+        })
+    };
+    let mut runs = Vec::with_capacity(views.len());
+    let mut computing = views.first().map(compute);
+    for (index, (view, &run_id)) in views.iter().zip(run_ids).enumerate() {
+        let Some(task) = computing.take() else { break };
+        let (frame, compute_seconds) = task.await.map_err(|e| BatchError::Load(e.to_string()))?;
+        let frame = frame?;
+        computing = views.get(index + 1).map(compute);
+        let loaded = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
+        tracing::info!(
+            view = view.name,
+            rows = loaded.rows,
+            compute_seconds,
+            csv_seconds = loaded.csv_seconds,
+            copy_seconds = loaded.copy_seconds,
+            "computed and loaded the view"
+        );
+        runs.push(ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written: loaded.rows,
+        });
+    }
+    Ok(runs)
 }
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.
