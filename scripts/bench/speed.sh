@@ -82,11 +82,12 @@ verdict = "keeps up: lag under one second of events at the end" if max(last) < p
 print(f"  {produced_rate:,.0f} events/s produced; lag behind the broker ({len(lags)} samples): p50 {pick(lags, 0.5):,} events, p99 {pick(lags, 0.99):,}, max {lags[-1]:,} ({lags[-1] / produced_rate:.2f} s of events), last three {last}: {verdict}")
 if freshness:
     print(f"  speed-layer freshness (now minus the newest stored event time, slowest partition): p50 {pick(freshness, 0.5):.0f} ms, p99 {pick(freshness, 0.99):.0f} ms, max {freshness[-1]:.0f} ms")
+# Let the speed layer catch up before the next rate (at most 60 s).
+high, deadline = produced(), time.time() + 60
+while stored()[0] < high and time.time() < deadline:
+    time.sleep(0.1)
 PY
 wait $gen || true
-# Let the speed layer catch up before the next rate (at most 60 s).
-high=$(kcat -Q -b "$KAFKA_BROKERS" $(for p in $(seq 0 $((PARTITIONS - 1))); do echo "-t $BRAID__KAFKA__TOPIC:$p:-1"; done) | grep -o 'offset [0-9]*' | awk '{s += $2} END {print s}')
-for _ in $(seq 600); do [ "$(total)" -ge "$high" ] && break; sleep 0.1; done
 done
 rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -INT $pid; wait $pid || true
