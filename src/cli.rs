@@ -344,6 +344,13 @@ pub struct GenerateArgs {
     )]
     pub malformed_fraction: f64,
 
+    /// Fraction of valid records with hostile values that every store must still take: i64
+    /// prices and durations at the type's bounds (their sums overflow i64), control characters,
+    /// quotes and long strings in group-by fields, epoch-millisecond times, repeated keys and
+    /// deeply nested unknown fields.
+    #[arg(long, env = "BRAID_GENERATE_HOSTILE_FRACTION", default_value_t = 0.0)]
+    pub hostile_fraction: f64,
+
     /// Write JSON lines to standard output instead of producing to Kafka.
     #[arg(long)]
     pub stdout: bool,

@@ -82,6 +82,7 @@ mod tests {
             ],
             event_time_index: 0,
             max_record_bytes: 10,
+            max_string_bytes: 16,
             event_time_min_micros: 0,
             event_time_max_micros: 1,
         };

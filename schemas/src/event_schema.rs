@@ -68,6 +68,10 @@ pub struct EventSchema {
     pub event_time_index: usize,
     /// Messages larger than this many bytes are rejected before parsing.
     pub max_record_bytes: usize,
+    /// String values longer than this many bytes (UTF-8) are rejected
+    /// (`schema.max_group_value_bytes`): any string field can be a group key, and a group key
+    /// must fit in a PostgreSQL index entry.
+    pub max_string_bytes: usize,
     /// Event times before this instant (microseconds since the epoch) are rejected.
     pub event_time_min_micros: i64,
     /// Event times at or after this instant (microseconds since the epoch) are rejected.

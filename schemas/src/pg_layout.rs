@@ -13,6 +13,38 @@ pub const META_SCHEMA: &str = "braid_internal";
 /// The schema holding the merged views read by the API and BI tools.
 pub const SERVING_SCHEMA: &str = "serving";
 
+/// The largest entry a PostgreSQL btree index takes on 8 kB pages (`BTMaxItemSize`).
+pub const BTREE_ENTRY_LIMIT: usize = 2704;
+/// The largest `schema.max_group_value_bytes`: one string group column with its bucket and
+/// epoch must fit in [`BTREE_ENTRY_LIMIT`].
+pub const MAX_INDEXABLE_STRING_BYTES: usize = 2600;
+
+/// The largest key index entry a view's tables can need, in bytes: every string group value at
+/// its limit with its length header, 8 bytes per other group column, the bucket and the epoch
+/// (or run id), and the entry's header and null bitmap.
+pub fn largest_key_entry_bytes(group_types: &[FieldType], max_string_bytes: usize) -> usize {
+    const ENTRY_HEADER: usize = 16;
+    const TEXT_HEADER: usize = 4;
+    let groups: usize = group_types
+        .iter()
+        .map(|t| match t {
+            FieldType::String => max_string_bytes + TEXT_HEADER,
+            _ => 8,
+        })
+        .sum();
+    ENTRY_HEADER + groups + 8 + 8
+}
+
+/// The PostgreSQL type of a metric column. Sums of i64 fields are `numeric`, accumulated as
+/// i128 in both layers, so that they never overflow and never wrap.
+pub fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
+    match (kind, field_type) {
+        (MetricKind::Count, _) | (_, None) => "bigint",
+        (MetricKind::Sum, Some(FieldType::I64)) => "numeric",
+        (_, Some(field_type)) => pg_type(field_type),
+    }
+}
+
 /// The PostgreSQL type of a field.
 pub fn pg_type(field_type: FieldType) -> &'static str {
     match field_type {
@@ -65,10 +97,7 @@ impl ViewLayout {
             .iter()
             .map(|m| Column {
                 name: m.column.clone(),
-                pg_type: match (m.kind, m.field_type) {
-                    (MetricKind::Count, _) | (_, None) => "bigint",
-                    (_, Some(field_type)) => pg_type(field_type),
-                },
+                pg_type: metric_pg_type(m.kind, m.field_type),
             })
             .collect();
         Self {
@@ -171,6 +200,7 @@ mod tests {
             ],
             event_time_index: 0,
             max_record_bytes: 10,
+            max_string_bytes: 16,
             event_time_min_micros: 0,
             event_time_max_micros: 1,
         };
@@ -203,7 +233,7 @@ mod tests {
             types,
             [
                 ("count", "bigint"),
-                ("sum_cents", "bigint"),
+                ("sum_cents", "numeric"),
                 ("max_score", "double precision"),
                 ("min_ts", "timestamptz")
             ]

@@ -6,7 +6,7 @@
 use chrono::DateTime;
 use serde_json::Value as Json;
 
-use crate::event_schema::{EventSchema, FieldType};
+use crate::event_schema::{EventSchema, FieldDef, FieldType};
 
 /// A typed field value.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +86,43 @@ pub enum Rejection {
         /// Why it cannot be parsed.
         detail: String,
     },
+    /// A string field holds a character that PostgreSQL `text` cannot store (NUL, `\u0000`).
+    #[error("field `{field}` holds a NUL character (\\u0000) at byte {at}, which PostgreSQL text cannot store")]
+    UnstorableText {
+        /// The field name.
+        field: String,
+        /// The byte position of the first NUL in the decoded string.
+        at: usize,
+    },
+    /// A string field is longer than `schema.max_group_value_bytes` (any string field can be a
+    /// group key, and a group key must fit in a PostgreSQL index entry).
+    #[error("field `{field}` is {size} bytes, over schema.max_group_value_bytes = {limit}")]
+    StringTooLong {
+        /// The field name.
+        field: String,
+        /// The string's length in bytes (UTF-8).
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A timestamp field (other than the event time) lies outside the years 1 to 9999, the
+    /// range every store (PostgreSQL, Delta, Polars) holds alike.
+    #[error("field `{field}` = {value} is outside the storable range [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z)")]
+    TimestampOutOfRange {
+        /// The field name.
+        field: String,
+        /// The value, RFC 3339 or microseconds.
+        value: String,
+    },
+    /// An f64 field's magnitude is at or above 1e200, where sums could overflow to infinity
+    /// (PostgreSQL refuses a float overflow).
+    #[error("field `{field}` = {value} has a magnitude at or above 1e200; sums of such values could overflow")]
+    NumberOutOfRange {
+        /// The field name.
+        field: String,
+        /// The value, in scientific notation.
+        value: String,
+    },
     /// The event time parses but lies outside `[schema.event_time_min, schema.event_time_max)`.
     #[error("event time `{field}` = {value} is outside the accepted range [{min}, {max})")]
     EventTimeOutOfRange {
@@ -97,6 +134,14 @@ pub enum Rejection {
         min: String,
         /// The upper bound, RFC 3339.
         max: String,
+    },
+    /// The record passed validation, yet PostgreSQL refused to store it (a data error,
+    /// SQLSTATE class 22, 23 or 54). Not a validation result: the speed layer isolates the
+    /// record after its flush was refused, and the batch layer leaves the same position out.
+    #[error("refused by the database: {detail}")]
+    RefusedByDatabase {
+        /// The database's message, with its SQLSTATE.
+        detail: String,
     },
 }
 
@@ -111,11 +156,16 @@ impl Rejection {
             Rejection::WrongType { .. } => "wrong_type",
             Rejection::BadEventTime { .. } => "bad_event_time",
             Rejection::EventTimeOutOfRange { .. } => "event_time_out_of_range",
+            Rejection::UnstorableText { .. } => "unstorable_text",
+            Rejection::StringTooLong { .. } => "string_too_long",
+            Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
+            Rejection::NumberOutOfRange { .. } => "number_out_of_range",
+            Rejection::RefusedByDatabase { .. } => "refused_by_database",
         }
     }
 
-    /// Every reason code, for metrics that want to pre-register them.
-    pub const CODES: [&'static str; 7] = [
+    /// Every reason code validation gives, for metrics that want to pre-register them.
+    pub const CODES: [&'static str; 11] = [
         "too_large",
         "not_json",
         "not_object",
@@ -123,7 +173,41 @@ impl Rejection {
         "wrong_type",
         "bad_event_time",
         "event_time_out_of_range",
+        "unstorable_text",
+        "string_too_long",
+        "timestamp_out_of_range",
+        "number_out_of_range",
     ];
+
+    /// The code of a record the database refused after validation passed it.
+    pub const REFUSED_BY_DATABASE: &'static str = "refused_by_database";
+}
+
+/// The earliest timestamp every store holds alike: 0001-01-01T00:00:00Z, in microseconds.
+pub const STORABLE_TIME_MIN_MICROS: i64 = -62_135_596_800_000_000;
+/// The first timestamp past the storable range: 10000-01-01T00:00:00Z, in microseconds.
+pub const STORABLE_TIME_MAX_MICROS: i64 = 253_402_300_800_000_000;
+/// f64 values must have a magnitude below this, so that no sum of them can reach infinity.
+pub const F64_MAGNITUDE_LIMIT: f64 = 1e200;
+/// The most characters of input a rejection's text quotes.
+const QUOTE_MAX_CHARS: usize = 120;
+
+/// Quotes input text inside a rejection's message: control characters (NUL among them) escaped,
+/// at most [`QUOTE_MAX_CHARS`] characters, so that the message is always storable and loggable.
+pub fn quote_input(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len().min(QUOTE_MAX_CHARS) + 2);
+    for (index, c) in text.chars().enumerate() {
+        if index == QUOTE_MAX_CHARS {
+            quoted.push('…');
+            break;
+        }
+        if c.is_control() {
+            quoted.extend(c.escape_default());
+        } else {
+            quoted.push(c);
+        }
+    }
+    quoted
 }
 
 /// Renders microseconds since the epoch as RFC 3339, or the raw number if out of chrono's range.
@@ -150,7 +234,7 @@ fn parse_timestamp(value: &Json) -> Result<i64, String> {
     match value {
         Json::String(text) => DateTime::parse_from_rfc3339(text)
             .map(|t| t.timestamp_micros())
-            .map_err(|e| format!("`{text}` is not RFC 3339 ({e})")),
+            .map_err(|e| format!("`{}` is not RFC 3339 ({e})", quote_input(text))),
         Json::Number(n) => n
             .as_i64()
             .and_then(|millis| millis.checked_mul(1_000))
@@ -285,13 +369,25 @@ impl EventSchema {
             };
             let value = match field.field_type {
                 FieldType::String => match raw {
-                    Json::String(text) => Value::String(text),
+                    Json::String(text) => Value::String(self.storable_string(field, text)?),
                     _ => return Err(wrong("a string")),
                 },
                 FieldType::I64 => {
                     Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?)
                 }
-                FieldType::F64 => Value::F64(raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?),
+                FieldType::F64 => {
+                    let value = raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?;
+                    // JSON has no NaN or infinity; serde_json refuses numbers beyond f64.
+                    if value.abs() >= F64_MAGNITUDE_LIMIT {
+                        return Err(Rejection::NumberOutOfRange {
+                            field: field.name.clone(),
+                            value: format!("{value:e}"),
+                        });
+                    }
+                    // -0.0 and 0.0 compare equal but print apart: min and max would depend on
+                    // the order in which each engine meets them.
+                    Value::F64(if value == 0.0 { 0.0 } else { value })
+                }
                 FieldType::Bool => Value::Bool(raw.as_bool().ok_or_else(|| wrong("a boolean"))?),
                 FieldType::Timestamp if index == self.event_time_index => {
                     let micros =
@@ -310,9 +406,16 @@ impl EventSchema {
                     Value::Timestamp(micros)
                 }
                 FieldType::Timestamp => {
-                    Value::Timestamp(parse_timestamp(&raw).map_err(|_| {
+                    let micros = parse_timestamp(&raw).map_err(|_| {
                         wrong("a timestamp (RFC 3339 string or epoch milliseconds)")
-                    })?)
+                    })?;
+                    if !(STORABLE_TIME_MIN_MICROS..STORABLE_TIME_MAX_MICROS).contains(&micros) {
+                        return Err(Rejection::TimestampOutOfRange {
+                            field: field.name.clone(),
+                            value: micros_to_rfc3339(micros),
+                        });
+                    }
+                    Value::Timestamp(micros)
                 }
             };
             values.push(Some(value));
@@ -328,12 +431,30 @@ impl EventSchema {
             event_time_micros,
         })
     }
+
+    /// A string every store can hold: no NUL (PostgreSQL text refuses it), at most
+    /// `max_string_bytes` bytes (a group key must fit in an index entry).
+    fn storable_string(&self, field: &FieldDef, text: String) -> Result<String, Rejection> {
+        if text.len() > self.max_string_bytes {
+            return Err(Rejection::StringTooLong {
+                field: field.name.clone(),
+                size: text.len(),
+                limit: self.max_string_bytes,
+            });
+        }
+        if let Some(at) = text.bytes().position(|b| b == 0) {
+            return Err(Rejection::UnstorableText {
+                field: field.name.clone(),
+                at,
+            });
+        }
+        Ok(text)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_schema::FieldDef;
 
     fn schema() -> EventSchema {
         let field = |name: &str, field_type, required| FieldDef {
@@ -352,6 +473,7 @@ mod tests {
             ],
             event_time_index: 0,
             max_record_bytes: 200,
+            max_string_bytes: 16,
             event_time_min_micros: 946_684_800_000_000, // 2000-01-01
             event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
         }
@@ -493,7 +615,7 @@ mod tests {
 
     #[test]
     fn codes_are_listed() {
-        assert_eq!(Rejection::CODES.len(), 7);
+        assert_eq!(Rejection::CODES.len(), 11);
         assert!(Rejection::CODES.contains(&reject(b"x").code()));
     }
 }

@@ -238,7 +238,7 @@ impl ViewConfig {
             metrics,
             fingerprint: String::new(),
         };
-        view.fingerprint = view.compute_fingerprint();
+        view.fingerprint = view.compute_fingerprint(schema);
         Ok(view)
     }
 }
@@ -387,8 +387,11 @@ impl View {
         event_time_micros.div_euclid(width) * width
     }
 
-    fn compute_fingerprint(&self) -> String {
-        let mut canonical = String::from("braid-view-v1\n");
+    /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
+    /// is part of the definition (it decides every record's bucket).
+    fn compute_fingerprint(&self, schema: &EventSchema) -> String {
+        let mut canonical = String::from("braid-view-v2\n");
+        let _ = writeln!(canonical, "event_time={}", schema.event_time_field().name);
         let _ = writeln!(canonical, "bucket={}", self.bucket.seconds());
         if let Some(filter) = &self.filter {
             let _ = writeln!(
@@ -434,6 +437,7 @@ mod tests {
             ],
             event_time_index: 0,
             max_record_bytes: 1000,
+            max_string_bytes: 512,
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
         }

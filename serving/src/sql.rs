@@ -27,20 +27,12 @@ pub fn merged_select(view: &View) -> String {
         .collect();
     for metric in &view.metrics {
         let c = &metric.column;
-        let merged = match (
-            metric.kind,
-            layout
-                .metric_columns
-                .iter()
-                .find(|m| &m.name == c)
-                .map(|m| m.pg_type),
-        ) {
-            (MetricKind::Count, _) | (MetricKind::Sum, Some("bigint")) => {
-                format!("sum({c})::bigint AS {c}")
-            }
-            (MetricKind::Sum, _) => format!("sum({c}) AS {c}"),
-            (MetricKind::Min, _) => format!("min({c}) AS {c}"),
-            (MetricKind::Max, _) => format!("max({c}) AS {c}"),
+        // Sums of i64 fields are numeric and stay numeric: they may exceed bigint.
+        let merged = match metric.kind {
+            MetricKind::Count => format!("sum({c})::bigint AS {c}"),
+            MetricKind::Sum => format!("sum({c}) AS {c}"),
+            MetricKind::Min => format!("min({c}) AS {c}"),
+            MetricKind::Max => format!("max({c}) AS {c}"),
         };
         outputs.push(merged);
     }

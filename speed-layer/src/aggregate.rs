@@ -125,8 +125,11 @@ impl Groups {
 /// The running value of one metric. Sums start at zero; min and max at "no value".
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MetricValue {
-    /// count, or sum/min/max of an i64 or timestamp field (microseconds).
+    /// count, or min/max of an i64 or timestamp field (microseconds).
     Int(Option<i64>),
+    /// sum of an i64 field: i128, like the batch layer's, stored as `numeric`, so it never
+    /// overflows (2^63 records of any i64 value still fit).
+    WideSum(i128),
     /// sum/min/max of an f64 field.
     Float(Option<f64>),
 }
@@ -137,7 +140,7 @@ pub fn initial(metric: &Metric) -> MetricValue {
     match (metric.kind, metric.field_type) {
         (MetricKind::Count, _) => MetricValue::Int(Some(0)),
         (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
-        (MetricKind::Sum, _) => MetricValue::Int(Some(0)),
+        (MetricKind::Sum, _) => MetricValue::WideSum(0),
         (_, Some(FieldType::F64)) => MetricValue::Float(None),
         (_, _) => MetricValue::Int(None),
     }
@@ -168,10 +171,13 @@ impl MetricValue {
         self.merge(kind, incoming);
     }
 
-    /// Combines two partial values: sums add, min and max combine. Sums of i64 wrap on
-    /// overflow, as in the batch engine.
+    /// Combines two partial values: sums add, min and max combine.
     pub fn merge(&mut self, kind: MetricKind, other: MetricValue) {
         *self = match (*self, other) {
+            (MetricValue::WideSum(a), MetricValue::WideSum(b)) => MetricValue::WideSum(a + b),
+            (MetricValue::WideSum(a), MetricValue::Int(b)) => {
+                MetricValue::WideSum(a + i128::from(b.unwrap_or(0)))
+            }
             (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
                 MetricKind::Count | MetricKind::Sum => combine_option(a, b, i64::wrapping_add),
                 MetricKind::Min => combine_option(a, b, i64::min),
@@ -349,7 +355,7 @@ mod tests {
             *purchases.groups.get(&key, minute0).unwrap(),
             [
                 MetricValue::Int(Some(2)),
-                MetricValue::Int(Some(700)),
+                MetricValue::WideSum(700),
                 MetricValue::Int(Some(200)),
                 MetricValue::Int(Some(500))
             ]
@@ -359,7 +365,7 @@ mod tests {
             *purchases.groups.get(&key, minute0 + 60_000_000).unwrap(),
             [
                 MetricValue::Int(Some(1)),
-                MetricValue::Int(Some(0)),
+                MetricValue::WideSum(0),
                 MetricValue::Int(None),
                 MetricValue::Int(None)
             ]
@@ -380,12 +386,13 @@ mod tests {
         a.merge(MetricKind::Min, MetricValue::Float(Some(1.5)));
         a.merge(MetricKind::Min, MetricValue::Float(None));
         assert_eq!(a, MetricValue::Float(Some(1.5)));
-        let mut s = MetricValue::Int(Some(i64::MAX));
-        s.merge(MetricKind::Sum, MetricValue::Int(Some(1)));
+        let mut s = MetricValue::WideSum(i128::from(i64::MAX));
+        s.merge(MetricKind::Sum, MetricValue::Int(Some(i64::MAX)));
+        s.merge(MetricKind::Sum, MetricValue::WideSum(2));
         assert_eq!(
             s,
-            MetricValue::Int(Some(i64::MIN)),
-            "wraps like the batch engine"
+            MetricValue::WideSum(i128::from(i64::MAX) * 2 + 2),
+            "i64 sums never wrap"
         );
     }
 }

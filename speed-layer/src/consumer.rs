@@ -16,7 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use schemas::EventSchema;
+use schemas::{EventSchema, Rejection};
 use schemas::pg::{self, DeadLetter};
 use schemas::view::View;
 use sqlx::PgPool;
@@ -65,8 +65,29 @@ struct State {
     batch: MicroBatch,
     /// The stored position of every assigned partition, as of this process's last write.
     expected: BTreeMap<i32, i64>,
+    /// After the database refused a flush for its data: the end (next offset) of that flush
+    /// per partition. Until every partition has passed its end, each record is flushed alone,
+    /// so that the one the database refuses can be dead-lettered and the rest counted.
+    isolating: BTreeMap<i32, i64>,
+    /// While isolating: the one message the batch holds, for its dead letter.
+    isolated: Option<IsolatedMessage>,
     summary: SpeedSummary,
     fatal: Option<SpeedError>,
+}
+
+/// A message kept while isolating, in case the database refuses it.
+struct IsolatedMessage {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+impl State {
+    /// Forgets an isolation (after a fence or a rebalance: the records are read again).
+    fn stop_isolating(&mut self) {
+        self.isolating.clear();
+        self.isolated = None;
+    }
 }
 
 struct SpeedContext {
@@ -102,6 +123,11 @@ impl SpeedContext {
         state
             .expected
             .extend(state.batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
+        let expected = &state.expected;
+        state
+            .isolating
+            .retain(|p, end| expected.get(p).is_some_and(|at| at < end));
+        state.isolated = None;
         for letter in &state.batch.dead_letters {
             metrics::counter!(m::DEAD_LETTERS_TOTAL, "reason" => letter.rejection.code())
                 .increment(1);
@@ -195,6 +221,7 @@ impl ConsumerContext for SpeedContext {
                             "partitions assigned; consuming from the stored positions"
                         );
                         state.expected = positions;
+                        state.stop_isolating();
                         if let Err(e) = consumer.assign(tpl) {
                             state.fatal = Some(e.into());
                         }
@@ -217,6 +244,7 @@ impl ConsumerContext for SpeedContext {
                     tracing::warn!(error = %e, "flush on revoke failed; the next owner re-reads those records");
                 }
                 state.batch.clear();
+                state.stop_isolating();
                 state.expected.clear();
                 tracing::info!(?revoked, "partitions revoked");
                 if let Err(e) = consumer.unassign() {
@@ -243,6 +271,8 @@ pub fn run(
         state: Mutex::new(State {
             batch: MicroBatch::new(&settings.views),
             expected: BTreeMap::new(),
+            isolating: BTreeMap::new(),
+            isolated: None,
             summary: SpeedSummary::default(),
             fatal: None,
         }),
@@ -300,6 +330,13 @@ pub fn run(
                         settings.dead_letter_max_payload_bytes,
                     )),
                 }
+                if !state.isolating.is_empty() {
+                    state.isolated = Some(IsolatedMessage {
+                        partition,
+                        offset: message.offset(),
+                        payload: payload.to_vec(),
+                    });
+                }
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 return Err(out_of_range(&consumer, &settings.topic, &state.expected));
@@ -311,6 +348,7 @@ pub fn run(
         let records = state.batch.len();
         let due = records >= settings.flush_max_records
             || stopping
+            || state.isolated.is_some()
             || ((records % 256 == 0 || polled_nothing)
                 && last_flush.elapsed() >= settings.flush_interval);
         if !due {
@@ -359,10 +397,49 @@ pub fn run(
                 // stored positions of the partitions still assigned here.
                 tracing::warn!(%fenced, "flush fenced; re-reading from the stored positions");
                 state.batch.clear();
+                state.stop_isolating();
                 let positions = ctx
                     .runtime
                     .block_on(pg::load_positions(&ctx.pool, &settings.topic))?;
                 seek_to_stored(&consumer, &settings.topic, &mut state.expected, &positions)?;
+            }
+            Err(SpeedError::Database(error)) if pg::is_data_error(&error) => {
+                let detail = pg::database_message(&error);
+                match state.isolated.take() {
+                    Some(message) => {
+                        // The batch holds this one message: it is what the database refuses.
+                        tracing::warn!(
+                            partition = message.partition,
+                            offset = message.offset,
+                            error = detail,
+                            "the database refused a record that passed validation; dead-lettered as refused_by_database"
+                        );
+                        metrics::counter!(m::REFUSED_BY_DATABASE_TOTAL).increment(1);
+                        state.batch.clear();
+                        state.batch.add_dead_letter(DeadLetter::new(
+                            message.partition,
+                            message.offset,
+                            Rejection::RefusedByDatabase { detail },
+                            &message.payload,
+                            settings.dead_letter_max_payload_bytes,
+                        ));
+                        ctx.flush_state(&mut state)?;
+                    }
+                    None => {
+                        // Some record of this batch is refused for its data: read the batch
+                        // again, one record per flush, to find it. Nothing was committed.
+                        tracing::warn!(
+                            error = detail,
+                            ends = ?state.batch.next_offsets,
+                            "the database refused a flush for its data; re-reading it one record at a time to isolate the record"
+                        );
+                        metrics::counter!(m::ISOLATIONS_TOTAL).increment(1);
+                        state.isolating = std::mem::take(&mut state.batch.next_offsets);
+                        state.batch.clear();
+                        let stored = state.expected.clone();
+                        seek_to_stored(&consumer, &settings.topic, &mut state.expected, &stored)?;
+                    }
+                }
             }
             Err(error) if error.is_retryable() => {
                 metrics::counter!(m::FLUSH_RETRIES_TOTAL).increment(1);

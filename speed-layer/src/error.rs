@@ -43,9 +43,11 @@ pub enum SpeedError {
 }
 
 impl SpeedError {
-    /// Whether retrying the same operation may succeed.
+    /// Whether retrying the same operation may succeed. A data error (the database refused
+    /// the values) is not: the consumer isolates the record instead.
     pub fn is_retryable(&self) -> bool {
         match self {
+            SpeedError::Database(e) if schemas::pg::is_data_error(e) => false,
             SpeedError::Database(e) => !matches!(
                 e,
                 sqlx::Error::Configuration(_)

@@ -88,7 +88,11 @@ impl ViewWriter {
             .iter()
             .map(|t| MetricColumn::new(t, rows))
             .collect();
-        for ((key, bucket), values) in deltas.groups.iter() {
+        // In key order, so that two processes upserting the same hot keys lock their rows in
+        // the same order and never deadlock.
+        let mut sorted: Vec<_> = deltas.groups.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((key, bucket), values) in sorted {
             buckets.push(micros_to_time(*bucket));
             for (column, value) in groups.iter_mut().zip(key) {
                 column.push(value);
@@ -112,6 +116,7 @@ impl ViewWriter {
                 MetricColumn::Int(v) => query.bind(v),
                 MetricColumn::Float(v) => query.bind(v),
                 MetricColumn::Time(v) => query.bind(v),
+                MetricColumn::Numeric(v) => query.bind(v),
             };
         }
         query
@@ -151,6 +156,8 @@ impl GroupColumn {
 
 enum MetricColumn {
     Int(Vec<Option<i64>>),
+    /// `numeric` values as decimal text (sqlx has no i128; PostgreSQL casts the text array).
+    Numeric(Vec<Option<String>>),
     Float(Vec<Option<f64>>),
     Time(Vec<Option<DateTime<Utc>>>),
 }
@@ -160,6 +167,7 @@ impl MetricColumn {
         match pg_type {
             "double precision" => MetricColumn::Float(Vec::with_capacity(rows)),
             "timestamptz" => MetricColumn::Time(Vec::with_capacity(rows)),
+            "numeric" => MetricColumn::Numeric(Vec::with_capacity(rows)),
             _ => MetricColumn::Int(Vec::with_capacity(rows)),
         }
     }
@@ -169,6 +177,8 @@ impl MetricColumn {
             (MetricColumn::Int(v), MetricValue::Int(x)) => v.push(x),
             (MetricColumn::Float(v), MetricValue::Float(x)) => v.push(x),
             (MetricColumn::Time(v), MetricValue::Int(x)) => v.push(x.map(micros_to_time)),
+            (MetricColumn::Numeric(v), MetricValue::WideSum(x)) => v.push(Some(x.to_string())),
+            (MetricColumn::Numeric(v), _) => v.push(None),
             (MetricColumn::Int(v), _) => v.push(None),
             (MetricColumn::Float(v), _) => v.push(None),
             (MetricColumn::Time(v), _) => v.push(None),
@@ -289,13 +299,17 @@ mod tests {
             .await
             .unwrap();
         let table = ViewLayout::of(&config.views[1]).speed_table;
-        let (n, sum, min): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT count, sum_price_cents, min_price_cents FROM {table}"
+        let (n, sum, min): (i64, String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count, sum_price_cents::text, min_price_cents FROM {table}"
         )))
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!((n, sum, min), (2, 1000, 500), "one row, upserted twice");
+        assert_eq!(
+            (n, sum.as_str(), min),
+            (2, "1000", 500),
+            "one row, upserted twice"
+        );
         assert_eq!(
             schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
             12
@@ -303,6 +317,84 @@ mod tests {
         assert_eq!(
             count(&pool, "SELECT count(*) FROM braid_internal.dead_letters").await,
             1
+        );
+    }
+
+    fn purchase(config: &schemas::BraidConfig, offset: i64, price: i64) -> MicroBatch {
+        let mut batch = MicroBatch::new(&config.views);
+        let event = format!(
+            r#"{{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":{price}}}"#
+        );
+        batch.add_record(0, offset, &config.schema.validate(event.as_bytes()).unwrap());
+        batch
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn sums_past_i64_are_stored_exactly_across_flushes(pool: PgPool) {
+        let config = config();
+        schemas::pg::ensure_view_tables(&pool, &config.views)
+            .await
+            .unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 0)
+            .await
+            .unwrap();
+        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        for offset in 0..3 {
+            flush(
+                &pool,
+                "t",
+                &writers,
+                &purchase(&config, offset, i64::MAX),
+                &BTreeMap::from([(0, offset)]),
+            )
+            .await
+            .unwrap();
+        }
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        let (sum,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT sum_price_cents::text FROM {table}"
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(sum, (i128::from(i64::MAX) * 3).to_string());
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_data_error_is_classified_and_never_retried(pool: PgPool) {
+        let config = config();
+        schemas::pg::ensure_view_tables(&pool, &config.views)
+            .await
+            .unwrap();
+        schemas::pg::store_start_if_absent(&pool, "t", 0, 0)
+            .await
+            .unwrap();
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} ADD CHECK (min_price_cents > 0)"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        let refused = flush(
+            &pool,
+            "t",
+            &writers,
+            &purchase(&config, 0, -1),
+            &BTreeMap::from([(0, 0)]),
+        )
+        .await
+        .unwrap_err();
+        match &refused {
+            SpeedError::Database(e) => assert!(schemas::pg::is_data_error(e), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!refused.is_retryable(), "a data error is not transient");
+        assert_eq!(
+            schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
+            0,
+            "nothing was committed"
         );
     }
 

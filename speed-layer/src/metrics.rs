@@ -14,3 +14,8 @@ pub const FLUSH_DURATION_SECONDS: &str = "braid_speed_flush_duration_seconds";
 pub const PARTITION_LAG_RECORDS: &str = "braid_speed_partition_lag_records";
 /// Flushes that failed and were retried.
 pub const FLUSH_RETRIES_TOTAL: &str = "braid_speed_flush_retries_total";
+/// Records that passed validation but that PostgreSQL refused to store (a data error found by
+/// isolating a refused flush); each is a dead letter with reason `refused_by_database`.
+pub const REFUSED_BY_DATABASE_TOTAL: &str = "braid_speed_refused_by_database_total";
+/// Flushes the database refused for their data, which started an isolation re-read.
+pub const ISOLATIONS_TOTAL: &str = "braid_speed_isolations_total";

@@ -61,8 +61,19 @@ pub async fn run(config: BraidConfig, args: &ReplayArgs) -> anyhow::Result<ExitC
                     anyhow::anyhow!("--view: no view named `{view}` in the configuration")
                 })?;
             let storage = config.lake.storage_options.clone().into_iter().collect();
-            let outcome =
-                compute_as_of(&config.lake.uri, &storage, &config.schema, view, as_of, out).await?;
+            // The records the speed layer's database refused are left out here too.
+            let pool = super::connect(&config).await?;
+            let refused = schemas::pg::refused_by_database(&pool, &config.kafka.topic).await?;
+            let outcome = compute_as_of(
+                &config.lake.uri,
+                &storage,
+                &config.schema,
+                view,
+                as_of,
+                &refused,
+                out,
+            )
+            .await?;
             println!(
                 "wrote {} rows of view {} to {}, computed from {} records of Delta version {}",
                 outcome.rows,

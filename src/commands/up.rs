@@ -51,6 +51,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             start: None,
             late_fraction: 0.02,
             malformed_fraction: 0.01,
+            hostile_fraction: 0.0,
             stdout: false,
             topic: None,
             partitions: 4,

@@ -28,8 +28,19 @@ const SECTIONS: [&str; 6] = ["home", "product", "search", "cart", "blog", "help"
 const PAGES: usize = 500;
 const USERS: usize = 50_000;
 
-/// The kinds of malformed record the generator emits: one per rejection reason.
-pub const MALFORMED_KINDS: [&str; 7] = schemas::Rejection::CODES;
+/// The kinds of malformed record the generator emits: one per rejection reason the demo schema
+/// can give (it has no f64 field and no timestamp field besides the event time).
+pub const MALFORMED_KINDS: [&str; 9] = [
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "wrong_type",
+    "bad_event_time",
+    "event_time_out_of_range",
+    "unstorable_text",
+    "string_too_long",
+];
 
 /// How the generator shapes the stream.
 #[derive(Debug, Clone)]
@@ -40,6 +51,8 @@ pub struct ClickstreamOptions {
     pub late_fraction: f64,
     /// Fraction of malformed records.
     pub malformed_fraction: f64,
+    /// Fraction of valid records with hostile values (see [`hostile_payload`]).
+    pub hostile_fraction: f64,
 }
 
 /// One generated Kafka message.
@@ -131,7 +144,14 @@ impl Clickstream {
         let malformed = rng
             .random_bool(self.options.malformed_fraction)
             .then(|| MALFORMED_KINDS[rng.random_range(0..MALFORMED_KINDS.len())]);
+        let hostile = malformed.is_none()
+            && self.options.hostile_fraction > 0.0
+            && rng.random_bool(self.options.hostile_fraction);
         let payload = match malformed {
+            None if hostile => {
+                let variant = rng.random_range(0..HOSTILE_VARIANTS);
+                hostile_payload(variant, &event, event_micros)
+            }
             None => serde_json::to_vec(&event).expect("events serialise"),
             Some(kind) => malformed_payload(kind, &event),
         };
@@ -142,6 +162,53 @@ impl Clickstream {
             late,
         }
     }
+}
+
+/// How many kinds of hostile valid record [`hostile_payload`] makes.
+const HOSTILE_VARIANTS: u32 = 8;
+
+/// A record that the demo schema accepts, with values every store must still take alike.
+fn hostile_payload(variant: u32, event: &Event<'_>, event_micros: i64) -> Vec<u8> {
+    let mut value = serde_json::to_value(event).expect("events serialise");
+    let object = value.as_object_mut().expect("an event is an object");
+    let mut set = |name: &str, v: serde_json::Value| {
+        object.insert(name.into(), v);
+    };
+    match variant {
+        // i64 at its bounds: two of them in one group and bucket overflow an i64 sum.
+        0 => {
+            set("price_cents", i64::MAX.into());
+            set("duration_ms", i64::MAX.into());
+        }
+        1 => {
+            set("price_cents", i64::MIN.into());
+            set("duration_ms", (i64::MIN + 1).into());
+        }
+        // Control characters (all but NUL are storable), quotes, commas, backslashes and
+        // characters outside the BMP in group-by fields.
+        2 => set("page", "/x\u{1}\t\n\"',\\;--\u{7f}\u{feff}😀".into()),
+        // A group value exactly at schema.max_group_value_bytes (512), multi-byte characters.
+        3 => set("country", "é".repeat(256).into()),
+        // The event time as epoch milliseconds.
+        4 => set("ts", event_micros.div_euclid(1_000).into()),
+        // An unknown field nested deep (below serde_json's recursion limit of 128).
+        5 => set(
+            "extra",
+            serde_json::from_str(&format!("{}1{}", "[".repeat(100), "]".repeat(100)))
+                .expect("nested arrays parse"),
+        ),
+        // A repeated key: the last value counts, in every reader.
+        6 => {
+            let text = serde_json::to_string(&value).expect("serialises");
+            return format!("{{\"page\":\"/first\",{}", &text[1..]).into_bytes();
+        }
+        // An empty string and a string of spaces as group values.
+        _ => {
+            set("page", "".into());
+            set("device", "   ".into());
+        }
+    }
+    serde_json::to_vec(&value).expect("serialises")
 }
 
 /// A record that the default schema refuses with the rejection `kind`.
@@ -183,6 +250,20 @@ fn malformed_payload(kind: &str, event: &Event<'_>) -> Vec<u8> {
                 serde_json::Value::String("x".repeat(70_000)),
             );
         }
+        // A NUL in a group-by field: PostgreSQL text cannot hold it.
+        "unstorable_text" => {
+            object.insert(
+                "page".into(),
+                serde_json::Value::String(format!("{}\u{0}evil", event.page)),
+            );
+        }
+        // Over schema.max_group_value_bytes (512).
+        "string_too_long" => {
+            object.insert(
+                "user_id".into(),
+                serde_json::Value::String("u".repeat(600)),
+            );
+        }
         other => unreachable!("unknown malformed kind {other}"),
     }
     serde_json::to_vec(&value).expect("serialises")
@@ -197,6 +278,7 @@ mod tests {
             seed,
             late_fraction: 0.1,
             malformed_fraction,
+            hostile_fraction: 0.2,
         })
     }
 

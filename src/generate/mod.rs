@@ -76,6 +76,7 @@ pub fn check_args(args: &GenerateArgs) -> anyhow::Result<()> {
     for (name, value) in [
         ("--late-fraction", args.late_fraction),
         ("--malformed-fraction", args.malformed_fraction),
+        ("--hostile-fraction", args.hostile_fraction),
     ] {
         anyhow::ensure!(
             (0.0..=1.0).contains(&value),
@@ -119,6 +120,7 @@ pub fn stream(args: &GenerateArgs) -> Stream {
                 seed,
                 late_fraction: args.late_fraction,
                 malformed_fraction: args.malformed_fraction,
+                hostile_fraction: args.hostile_fraction,
             }))
         }
         crate::cli::Workload::Ysb => Stream::Ads(ads::AdStream::new(seed)),

@@ -69,9 +69,10 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         .metrics
         .iter()
         .map(|m| match m.kind {
-            MetricKind::Count | MetricKind::Sum => format!("sum({})::bigint", m.column),
-            MetricKind::Min => format!("min({})::bigint", m.column),
-            MetricKind::Max => format!("max({})::bigint", m.column),
+            // As text: sums of i64 fields are numeric and may exceed bigint.
+            MetricKind::Count | MetricKind::Sum => format!("sum({})::text", m.column),
+            MetricKind::Min => format!("min({})::text", m.column),
+            MetricKind::Max => format!("max({})::text", m.column),
         })
         .collect();
     let group_by: Vec<String> = layout
@@ -106,8 +107,11 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         let n = groups.len();
         let key: Vec<Option<String>> = (0..n).map(|i| row.get::<Option<String>, _>(i)).collect();
         let bucket: i64 = row.get(n);
-        let values: Vec<Option<i64>> = (0..metrics.len())
-            .map(|i| row.get::<Option<i64>, _>(n + 1 + i))
+        let values: Vec<Option<i128>> = (0..metrics.len())
+            .map(|i| {
+                row.get::<Option<String>, _>(n + 1 + i)
+                    .map(|text| text.parse::<i128>().unwrap())
+            })
             .collect();
         out.insert((key, bucket), values);
     }

@@ -8,6 +8,7 @@ mod cli;
 mod compare;
 mod compose;
 mod database;
+mod hostile;
 mod http;
 mod jobs;
 mod kafka_roundtrip;

@@ -24,12 +24,14 @@ pub struct RawMessage {
 /// A group key rendered as text (NULL as `None`) and a bucket start in microseconds.
 pub type Key = (Vec<Option<String>>, i64);
 
-/// Metric values in the view's order; `None` for a min/max over no values.
-pub type Metrics = Vec<Option<i64>>;
+/// Metric values in the view's order; `None` for a min/max over no values. i128, so that sums
+/// of extreme i64 values are folded exactly.
+pub type Metrics = Vec<Option<i128>>;
 
 /// The expected rows of one view.
 pub type ViewRows = BTreeMap<Key, Metrics>;
 
+const MAX_STRING_BYTES: usize = 512; // schema.max_group_value_bytes
 const MIN_TIME: i64 = 946_684_800_000_000; // 2000-01-01
 const MAX_TIME: i64 = 4_102_444_800_000_000; // 2100-01-01
 
@@ -65,6 +67,10 @@ pub fn refusal(payload: &[u8]) -> Option<&'static str> {
         };
         match kind {
             "string" if !v.is_string() => return Some("wrong_type"),
+            "string" if v.as_str().unwrap().len() > MAX_STRING_BYTES => {
+                return Some("string_too_long");
+            }
+            "string" if v.as_str().unwrap().contains('\0') => return Some("unstorable_text"),
             "int?" if v.as_i64().is_none() => return Some("wrong_type"),
             "bool?" if !v.is_boolean() => return Some("wrong_type"),
             "time" => match event_time(v) {
@@ -85,7 +91,7 @@ fn event_time(v: &Value) -> Option<i64> {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|t| t.timestamp_micros()),
-        Value::Number(n) => n.as_i64().map(|ms| ms * 1000),
+        Value::Number(n) => n.as_i64().and_then(|ms| ms.checked_mul(1000)),
         _ => None,
     }
 }
@@ -94,8 +100,8 @@ fn text(object: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
     object.get(name).and_then(Value::as_str).map(str::to_string)
 }
 
-fn int(object: &serde_json::Map<String, Value>, name: &str) -> Option<i64> {
-    object.get(name).and_then(Value::as_i64)
+fn int(object: &serde_json::Map<String, Value>, name: &str) -> Option<i128> {
+    object.get(name).and_then(Value::as_i64).map(i128::from)
 }
 
 fn bucket(micros: i64, seconds: i64) -> i64 {
@@ -106,9 +112,9 @@ fn fold(
     rows: &mut ViewRows,
     key: Key,
     count: bool,
-    sums: &[Option<i64>],
-    mins: &[Option<i64>],
-    maxs: &[Option<i64>],
+    sums: &[Option<i128>],
+    mins: &[Option<i128>],
+    maxs: &[Option<i128>],
 ) {
     let entry = rows.entry(key).or_insert_with(|| {
         let mut v = vec![Some(0)];
@@ -205,6 +211,7 @@ fn the_oracle_agrees_with_the_generator_about_validity() {
         seed: 11,
         late_fraction: 0.1,
         malformed_fraction: 0.3,
+        hostile_fraction: 0.3,
     });
     for i in 0..3_000 {
         let message = stream.next_message(1_767_225_600_000_000 + i * 1_000);

@@ -1,7 +1,7 @@
 //! Time travel: a view computed from the Delta table as it was at a version or a time, written
 //! to a Parquet or CSV file. Live views and runs are untouched.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use polars::prelude::*;
 use schemas::EventSchema;
 use schemas::view::View;
 
-use super::compute::{BUCKET_START, compute_view, scan_files};
+use super::compute::{BUCKET_START, compute_view, records_except_refused};
 use super::error::BatchError;
 use crate::sink::open_or_create;
 
@@ -34,14 +34,16 @@ pub struct AsOfOutcome {
     pub rows: u64,
 }
 
-/// Computes `view` over every record of the table at `as_of` and writes it to `out`
-/// (`.parquet` or `.csv`, chosen by the extension). Rows are sorted by group and bucket.
+/// Computes `view` over every record of the table at `as_of` (less the positions the speed
+/// layer's database refused, `refused`) and writes it to `out` (`.parquet` or `.csv`, chosen by
+/// the extension). Rows are sorted by group and bucket.
 pub async fn compute_as_of(
     table_uri: &str,
     storage_options: &HashMap<String, String>,
     schema: &EventSchema,
     view: &View,
     as_of: AsOf,
+    refused: &BTreeMap<i32, Vec<i64>>,
     out: &Path,
 ) -> Result<AsOfOutcome, BatchError> {
     let format = OutputFormat::of(out)?;
@@ -57,14 +59,19 @@ pub async fn compute_as_of(
         files = files.len(),
         "reading the Delta table as of this version"
     );
-    let (view, schema, out) = (view.clone(), schema.clone(), out.to_path_buf());
+    let (view, schema, out, refused) = (
+        view.clone(),
+        schema.clone(),
+        out.to_path_buf(),
+        refused.clone(),
+    );
     tokio::task::spawn_blocking(move || -> Result<AsOfOutcome, BatchError> {
         if files.is_empty() {
             return Err(BatchError::Load(format!(
                 "version {version} of the table holds no records"
             )));
         }
-        let records = scan_files(&files)?;
+        let records = records_except_refused(&files, &refused)?;
         let counted = super::compute::collect_streaming(records.clone().select([len()]))?;
         let records_read = counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0);
         let mut keys: Vec<&str> = view.group_by.iter().map(String::as_str).collect();

@@ -36,11 +36,14 @@ pub fn collect_streaming(frame: LazyFrame) -> PolarsResult<DataFrame> {
         .map(|result| result.unwrap_single())
 }
 
-/// A lazy scan of exactly the records with `_offset < cut[_partition]`. Partitions missing from
-/// the cut are left out: the speed layer had no position for them, so they are all its own.
+/// A lazy scan of exactly the records with `_offset < cut[_partition]`, less the positions the
+/// speed layer dead-lettered as `refused_by_database` (`refused`: partition → offsets), so that
+/// both layers leave out the same records. Partitions missing from the cut are left out: the
+/// speed layer had no position for them, so they are all its own.
 pub fn records_below_cut(
     files: &[String],
     cut: &BTreeMap<i32, i64>,
+    refused: &BTreeMap<i32, Vec<i64>>,
 ) -> PolarsResult<Option<LazyFrame>> {
     if files.is_empty() || cut.is_empty() {
         return Ok(None);
@@ -49,13 +52,38 @@ pub fn records_below_cut(
     let below = cut
         .iter()
         .map(|(&partition, &offset)| {
-            col(PARTITION)
-                .eq(lit(partition))
-                .and(col(OFFSET).lt(lit(offset)))
+            let mut keep = col(OFFSET).lt(lit(offset));
+            for &refused in refused.get(&partition).into_iter().flatten() {
+                keep = keep.and(col(OFFSET).neq(lit(refused)));
+            }
+            col(PARTITION).eq(lit(partition)).and(keep)
         })
         .reduce(Expr::or)
         .expect("the cut is not empty");
     Ok(Some(scan.filter(below)))
+}
+
+/// The records of a table version less the positions the speed layer refused (see
+/// [`records_below_cut`]).
+pub fn records_except_refused(
+    files: &[String],
+    refused: &BTreeMap<i32, Vec<i64>>,
+) -> PolarsResult<LazyFrame> {
+    let scan = scan_files(files)?;
+    let mut keep: Option<Expr> = None;
+    for (&partition, offsets) in refused {
+        for &offset in offsets {
+            let other = col(PARTITION).neq(lit(partition)).or(col(OFFSET).neq(lit(offset)));
+            keep = Some(match keep {
+                Some(k) => k.and(other),
+                None => other,
+            });
+        }
+    }
+    Ok(match keep {
+        Some(keep) => scan.filter(keep),
+        None => scan,
+    })
 }
 
 fn literal(value: &Value) -> Expr {
@@ -117,8 +145,10 @@ pub fn compute_view(
         .iter()
         .map(|metric| {
             let field = metric.field.as_deref().unwrap_or_default();
-            let value = match metric.field_type {
-                Some(FieldType::Timestamp) => col(field).cast(DataType::Int64),
+            let value = match (metric.kind, metric.field_type) {
+                (_, Some(FieldType::Timestamp)) => col(field).cast(DataType::Int64),
+                // i64 sums in i128, like the speed layer's: never overflow, never wrap.
+                (MetricKind::Sum, Some(FieldType::I64)) => col(field).cast(DataType::Int128),
                 _ => col(field),
             };
             let aggregate = match metric.kind {

@@ -37,11 +37,12 @@ pub enum BatchError {
 }
 
 impl BatchError {
-    /// Whether running again later may succeed.
+    /// Whether running again later may succeed. A data error from the database (SQLSTATE
+    /// class 22, 23 or 54) fails the same way again, so it is not.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            BatchError::SinkBehind { .. } | BatchError::Database(_) | BatchError::Delta(_)
-        )
+        match self {
+            BatchError::Database(e) => !schemas::pg::is_data_error(e),
+            other => matches!(other, BatchError::SinkBehind { .. } | BatchError::Delta(_)),
+        }
     }
 }

@@ -38,6 +38,9 @@ fn push_field(
             line.push('"');
         }
         AnyValue::Boolean(b) => line.push(if b { 't' } else { 'f' }),
+        AnyValue::Int128(v) => {
+            let _ = write!(line, "{v}");
+        }
         AnyValue::Float64(f) if f.is_infinite() => {
             line.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" })
         }

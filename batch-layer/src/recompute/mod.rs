@@ -159,7 +159,14 @@ async fn compute_runs(
     let delta_version = table.version().map(|v| v as i64);
     let files: Vec<String> = table.get_file_uris()?.collect();
     tracing::info!(version = ?delta_version, files = files.len(), "pinned the Delta version");
-    let records = compute::records_below_cut(&files, cut)?;
+    let refused = schemas::pg::refused_by_database(pool, &settings.topic).await?;
+    if !refused.is_empty() {
+        tracing::info!(
+            records = refused.values().map(Vec::len).sum::<usize>(),
+            "leaving out the records the speed layer's database refused"
+        );
+    }
+    let records = compute::records_below_cut(&files, cut, &refused)?;
     let counting = Instant::now();
     let rows_read = match &records {
         Some(frame) => {

@@ -37,8 +37,14 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    /// Whether retrying the same operation may succeed.
+    /// Whether retrying the same operation may succeed. A data error from the database
+    /// (SQLSTATE class 22, 23 or 54) fails the same way again, so it is not retried: the sink
+    /// stops and says so. (Dead letters are the sink's only rows in PostgreSQL, and their
+    /// values are made storable before they are written, so this is a last guard.)
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Delta(_) | SinkError::Database(_))
+        match self {
+            SinkError::Database(e) => !schemas::pg::is_data_error(e),
+            other => matches!(other, SinkError::Delta(_)),
+        }
     }
 }

@@ -5,6 +5,8 @@
 //! the Delta log. A crash between writing Parquet files and committing leaves orphan files
 //! that no version references (vacuum removes them), never duplicates or gaps.
 
+#[cfg(test)]
+mod agreement_tests;
 mod columns;
 mod commit;
 mod consumer;

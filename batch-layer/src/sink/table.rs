@@ -129,6 +129,7 @@ mod tests {
             fields,
             event_time_index: 0,
             max_record_bytes: 100,
+            max_string_bytes: 100,
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
         }

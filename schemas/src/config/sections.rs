@@ -178,6 +178,10 @@ pub struct SchemaConfig {
     pub event_time: Option<String>,
     /// Messages larger than this are dead-lettered as `too_large`.
     pub max_record_bytes: usize,
+    /// String values longer than this many bytes are dead-lettered as `string_too_long`. It
+    /// applies to every string field, since any string field can become a view's group key,
+    /// and every view's group key must fit in a PostgreSQL index entry (checked at start).
+    pub max_group_value_bytes: usize,
     /// Event times before this RFC 3339 instant are dead-lettered.
     pub event_time_min: String,
     /// Event times at or after this RFC 3339 instant are dead-lettered.

@@ -9,6 +9,9 @@ use chrono::DateTime;
 use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
 use crate::arrow::RESERVED_COLUMNS;
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
+use crate::pg_layout::{BTREE_ENTRY_LIMIT, MAX_INDEXABLE_STRING_BYTES, largest_key_entry_bytes};
+use crate::view::View;
+use crate::record::{STORABLE_TIME_MAX_MICROS, STORABLE_TIME_MIN_MICROS};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -107,6 +110,13 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
         "schema.max_record_bytes",
         "must be greater than zero",
     )?;
+    require(
+        (1..=MAX_INDEXABLE_STRING_BYTES).contains(&config.max_group_value_bytes),
+        "schema.max_group_value_bytes",
+        &format!(
+            "must be 1 to {MAX_INDEXABLE_STRING_BYTES} bytes: a group key must fit in a PostgreSQL index entry"
+        ),
+    )?;
     let min = parse_instant("schema.event_time_min", &config.event_time_min)?;
     let max = parse_instant("schema.event_time_max", &config.event_time_max)?;
     require(
@@ -114,13 +124,46 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
         "schema.event_time_max",
         "must be later than schema.event_time_min",
     )?;
+    let storable = STORABLE_TIME_MIN_MICROS..=STORABLE_TIME_MAX_MICROS;
+    require(
+        storable.contains(&min),
+        "schema.event_time_min",
+        "must lie in the years 1 to 9999, the range every store holds",
+    )?;
+    require(
+        storable.contains(&max),
+        "schema.event_time_max",
+        "must lie in the years 1 to 9999 (or be 10000-01-01T00:00:00Z), the range every store holds",
+    )?;
     Ok(EventSchema {
         fields: config.fields.clone(),
         event_time_index,
         max_record_bytes: config.max_record_bytes,
+        max_string_bytes: config.max_group_value_bytes,
         event_time_min_micros: min,
         event_time_max_micros: max,
     })
+}
+
+/// A view's group key at its largest (every string at `schema.max_group_value_bytes`) must fit in
+/// a PostgreSQL index entry, or a valid record could be refused by the database.
+fn check_key_fits_an_index(key: &str, view: &View, schema: &EventSchema) -> Result<()> {
+    let entry = largest_key_entry_bytes(&view.group_by_types, schema.max_string_bytes);
+    let strings = view
+        .group_by_types
+        .iter()
+        .filter(|t| **t == FieldType::String)
+        .count();
+    require(
+        entry <= BTREE_ENTRY_LIMIT,
+        key,
+        &format!(
+            "view `{}`: its {strings} string group-by fields of up to schema.max_group_value_bytes = {} bytes each \
+             make a key of up to {entry} bytes, over PostgreSQL's index entry limit of {BTREE_ENTRY_LIMIT}; \
+             lower schema.max_group_value_bytes or group by fewer string fields",
+            view.name, schema.max_string_bytes
+        ),
+    )
 }
 
 pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
@@ -261,10 +304,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
             &key,
             &format!("view `{}` is declared twice", view.name),
         )?;
-        views.push(
-            view.validate(&schema)
-                .map_err(|e| ConfigError::invalid(&key, e.to_string()))?,
-        );
+        let view = view
+            .validate(&schema)
+            .map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
+        check_key_fits_an_index(&key, &view, &schema)?;
+        views.push(view);
     }
 
     Ok(BraidConfig {

@@ -1,5 +1,7 @@
 //! The dead-letter store: refused records with their reason and position.
 
+use std::collections::BTreeMap;
+
 use sqlx::{Postgres, Transaction};
 
 use crate::record::Rejection;
@@ -58,6 +60,19 @@ impl DeadLetter {
     }
 }
 
+/// The most characters of a reason stored.
+const REASON_MAX_CHARS: usize = 1000;
+
+/// A reason text PostgreSQL always takes, whatever the input held: NUL escaped, bounded.
+/// (Rejections quote input through `record::quote_input` already; this is the last guard.)
+fn storable_reason(reason: &str) -> String {
+    let mut text: String = reason.chars().take(REASON_MAX_CHARS).collect();
+    if text.len() < reason.len() {
+        text.push('…');
+    }
+    text.replace('\0', "\\0")
+}
+
 /// Inserts dead letters inside the caller's transaction (the one that stores the offsets).
 /// A letter already stored for the same layer and position is left as it is.
 pub async fn insert_dead_letters(
@@ -72,7 +87,10 @@ pub async fn insert_dead_letters(
     let partitions: Vec<i32> = letters.iter().map(|l| l.partition).collect();
     let offsets: Vec<i64> = letters.iter().map(|l| l.offset).collect();
     let codes: Vec<&str> = letters.iter().map(|l| l.rejection.code()).collect();
-    let reasons: Vec<String> = letters.iter().map(|l| l.rejection.to_string()).collect();
+    let reasons: Vec<String> = letters
+        .iter()
+        .map(|l| storable_reason(&l.rejection.to_string()))
+        .collect();
     let payloads: Vec<&[u8]> = letters
         .iter()
         .map(|l| l.payload_prefix.as_slice())
@@ -95,4 +113,26 @@ pub async fn insert_dead_letters(
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// The positions of `topic` that the speed layer dead-lettered as `refused_by_database`, per
+/// partition: records that passed validation but that PostgreSQL refused. The batch layer
+/// leaves them out too, so that both layers agree.
+pub async fn refused_by_database(
+    db: impl sqlx::PgExecutor<'_>,
+    topic: &str,
+) -> Result<BTreeMap<i32, Vec<i64>>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, \"offset\" FROM braid_internal.dead_letters \
+         WHERE layer = 'speed' AND topic = $1 AND reason_code = $2 ORDER BY partition, \"offset\"",
+    )
+    .bind(topic)
+    .bind(Rejection::REFUSED_BY_DATABASE)
+    .fetch_all(db)
+    .await?;
+    let mut refused: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (partition, offset) in rows {
+        refused.entry(partition).or_default().push(offset);
+    }
+    Ok(refused)
 }

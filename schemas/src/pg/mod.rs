@@ -7,7 +7,7 @@ mod positions;
 mod replay;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};
-pub use dead_letters::{DeadLetter, Layer, insert_dead_letters};
+pub use dead_letters::{DeadLetter, Layer, insert_dead_letters, refused_by_database};
 pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
 };
@@ -47,6 +47,29 @@ impl StoreError {
                     .is_some_and(|code| code == "40001" || code == "40P01")
             }
         }
+    }
+}
+
+/// Whether the database refused a statement because of the values in it: SQLSTATE class 22
+/// (data exception: a value out of range, a NUL in text, an overflow), 23 (integrity
+/// constraint violation) or 54 (program limit exceeded: an index entry too large). The same
+/// values fail the same way again, so such an error is never retried as if transient.
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| matches!(code.get(..2), Some("22" | "23" | "54")))
+}
+
+/// The database's message with its SQLSTATE, for a dead letter or a log line.
+pub fn database_message(error: &sqlx::Error) -> String {
+    match error.as_database_error() {
+        Some(d) => format!(
+            "{} (SQLSTATE {})",
+            d.message(),
+            d.code().as_deref().unwrap_or("?")
+        ),
+        None => error.to_string(),
     }
 }
 

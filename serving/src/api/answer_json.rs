@@ -21,6 +21,11 @@ fn push<T: serde::Serialize>(json: &mut String, value: Option<T>) -> Result<(), 
     Ok(())
 }
 
+fn is_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Writes the object of `row`, whose output columns start at `first`.
 pub fn write_row(
     json: &mut String,
@@ -43,6 +48,17 @@ pub fn write_row(
                 None => json.push_str("null"),
             },
             "double precision" => push(json, row.try_get::<Option<f64>, _>(index)?)?,
+            "numeric" => match row.try_get::<Option<String>, _>(index)? {
+                // An integer sum, as PostgreSQL prints it: digits with an optional sign.
+                Some(v) if is_integer_text(&v) => json.push_str(&v),
+                Some(v) => {
+                    return Err(ApiError::Internal(format!(
+                        "column {} holds `{v}`, not an integer sum",
+                        column.name
+                    )));
+                }
+                None => json.push_str("null"),
+            },
             "boolean" => push(json, row.try_get::<Option<bool>, _>(index)?)?,
             "timestamptz" => push(
                 json,

@@ -30,7 +30,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     let database = match database {
         Ok(Ok(_)) => json!({ "reachable": true }),
-        Ok(Err(error)) => json!({ "reachable": false, "error": error.to_string() }),
+        Ok(Err(error)) => {
+            // The detail (host, role, database) is for the operator's log, not for callers.
+            tracing::warn!(%error, "readiness: the database did not answer");
+            json!({ "reachable": false, "error": "database_unreachable" })
+        }
         Err(_) => json!({ "reachable": false, "error": "no answer within 2 s" }),
     };
     let kafka = state.kafka.status();

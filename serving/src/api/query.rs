@@ -53,6 +53,15 @@ pub struct OutputColumn {
 }
 
 impl OutputColumn {
+    /// The type the column has on the wire: `numeric` sums travel as text (sqlx has no i128),
+    /// and are written into the JSON as the exact integer they are.
+    pub fn wire_type(&self) -> &'static str {
+        match self.pg_type {
+            "numeric" => "text",
+            other => other,
+        }
+    }
+
     fn new(name: &str, pg_type: &'static str) -> Self {
         Self {
             name: name.to_string(),
@@ -154,9 +163,7 @@ fn statement(
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
         let c = &metric.column;
         outputs.push(match (metric.kind, column.pg_type) {
-            (MetricKind::Count, _) | (MetricKind::Sum, "bigint") => {
-                format!("sum({c})::bigint AS {c}")
-            }
+            (MetricKind::Count, _) => format!("sum({c})::bigint AS {c}"),
             (MetricKind::Sum, _) => format!("sum({c}) AS {c}"),
             (MetricKind::Min, _) => format!("min({c}) AS {c}"),
             (MetricKind::Max, _) => format!("max({c}) AS {c}"),
@@ -225,12 +232,15 @@ fn statement(
         outputs = outputs.join(", "),
         nulls = columns
             .iter()
-            .map(|c| format!("NULL::{} AS {}", c.pg_type, c.name))
+            .map(|c| format!("NULL::{} AS {}", c.wire_type(), c.name))
             .collect::<Vec<_>>()
             .join(", "),
         names = columns
             .iter()
-            .map(|c| c.name.as_str())
+            .map(|c| match c.wire_type() {
+                "text" if c.pg_type == "numeric" => format!("{}::text", c.name),
+                _ => c.name.clone(),
+            })
             .collect::<Vec<_>>()
             .join(", "),
     );

@@ -207,6 +207,31 @@ async fn settle_and_check(
     .fetch_one(pool)
     .await
     .unwrap();
+    // Both layers refuse the same records for the same reasons as an independent check does.
+    let reasons: BTreeSet<(i32, i64, String)> = messages
+        .iter()
+        .filter_map(|m| oracle::refusal(&m.payload).map(|c| (m.partition, m.offset, c.to_string())))
+        .collect();
+    let mut disagreeing = Vec::new();
+    for layer in ["speed", "sink"] {
+        let stored: BTreeSet<(i32, i64, String)> = sqlx::query_as(
+            "SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = $1",
+        )
+        .bind(layer)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+        if stored != reasons {
+            disagreeing.push(format!(
+                "{layer}: {} dead letters, {} expected, {} differ",
+                stored.len(),
+                reasons.len(),
+                stored.symmetric_difference(&reasons).count()
+            ));
+        }
+    }
     let expected = oracle::demo_views(messages.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     let exact = std::panic::catch_unwind(|| {
@@ -218,7 +243,9 @@ async fn settle_and_check(
             .unwrap_or_else(|| "the merged answer differs".into())
     })
     .and_then(|()| {
-        if letters as usize == refused {
+        if !disagreeing.is_empty() {
+            Err(format!("dead letters differ: {}", disagreeing.join("; ")))
+        } else if letters as usize == refused {
             Ok(())
         } else {
             Err(format!(
@@ -235,12 +262,24 @@ async fn settle_and_check(
     (outcome, exact)
 }
 
+/// The generated stream of a scenario: fractions of malformed and of hostile-but-valid records.
+#[derive(Clone, Copy)]
+struct Stream<'a> {
+    malformed: &'a str,
+    hostile: &'a str,
+}
+
+const NORMAL: Stream<'static> = Stream {
+    malformed: "0.01",
+    hostile: "0",
+};
+
 /// Runs the pipeline on `events` generated records while `fault` is called every 1-3 s.
 /// `throughout` names the standing fault of a scenario that injects none at moments.
 async fn scenario(
     pool: &PgPool,
     name: &str,
-    malformed: &str,
+    stream: Stream<'_>,
     throughout: &str,
     mut fault: impl FnMut(&Pipeline, &mut Processes, usize) -> String,
 ) {
@@ -262,7 +301,9 @@ async fn scenario(
             "--late-fraction",
             "0.1",
             "--malformed-fraction",
-            malformed,
+            stream.malformed,
+            "--hostile-fraction",
+            stream.hostile,
             "--seed",
             "7",
             "--partitions",
@@ -320,7 +361,7 @@ async fn chaos_sigkill_of_speed_sink_and_scheduler(pool: PgPool) {
     scenario(
         &pool,
         "sigkill",
-        "0.01",
+        NORMAL,
         "none",
         |pipeline, processes, n| format!("SIGKILL {}", processes.kill_and_restart(pipeline, n)),
     )
@@ -334,7 +375,7 @@ async fn chaos_postgres_restart_under_load(pool: PgPool) {
     scenario(
         &pool,
         "postgres-restart",
-        "0.01",
+        NORMAL,
         "none",
         |_, processes, _| {
             if crashes >= if short() { 1 } else { 3 } {
@@ -358,7 +399,7 @@ async fn chaos_postgres_restart_under_load(pool: PgPool) {
 #[ignore = "kills the broker; run by scripts/chaos against its own services"]
 async fn chaos_kafka_broker_restart_under_load(pool: PgPool) {
     let mut crashes = 0;
-    scenario(&pool, "kafka-restart", "0.01", "none", |_, _, _| {
+    scenario(&pool, "kafka-restart", NORMAL, "none", |_, _, _| {
         if crashes >= if short() { 1 } else { 3 } {
             return String::new();
         }
@@ -376,7 +417,10 @@ async fn chaos_bad_input_storm(pool: PgPool) {
     scenario(
         &pool,
         "bad-input-storm",
-        "0.5",
+        Stream {
+            malformed: "0.5",
+            hostile: "0",
+        },
         "half the records malformed (every rejection kind)",
         |_, _, _| String::new(),
     )
@@ -390,9 +434,33 @@ async fn chaos_batch_runs_and_compaction_racing_the_sink(pool: PgPool) {
     scenario(
         &pool,
         "batch-and-compaction-race",
-        "0.01",
+        NORMAL,
         "batch every 3 s, compaction every 5 s",
         |_, _, _| String::new(),
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+#[ignore = "kills processes at random; run by scripts/chaos"]
+async fn chaos_hostile_input(pool: PgPool) {
+    // Values a store would refuse (NUL, over-long group values, out-of-range times) and values
+    // every store must take (i64 bounds whose sums overflow i64, control characters, quotes,
+    // repeated keys, deep nesting), while the speed layer and the sink are SIGKILLed.
+    scenario(
+        &pool,
+        "hostile-input",
+        Stream {
+            malformed: "0.2",
+            hostile: "0.3",
+        },
+        "none",
+        |pipeline, processes, n| {
+            format!(
+                "SIGKILL {} amid hostile input",
+                processes.kill_and_restart(pipeline, n % 2)
+            )
+        },
     )
     .await;
 }

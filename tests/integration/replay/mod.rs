@@ -174,7 +174,7 @@ fn purchases_from_csv(text: &str) -> oracle::ViewRows {
     for line in lines {
         let fields: Vec<&str> = line.split(',').collect();
         let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let number = |s: &str| (!s.is_empty()).then(|| s.parse::<i64>().unwrap());
+        let number = |s: &str| (!s.is_empty()).then(|| s.parse::<i128>().unwrap());
         let bucket = chrono::DateTime::parse_from_rfc3339(fields[2])
             .unwrap()
             .timestamp_micros();
@@ -345,9 +345,9 @@ async fn a_changed_view_is_backfilling_until_its_first_batch_run_and_never_mixes
         };
         entry[2] = entry[2].max(values[2]);
     }
-    type PageRow = (Option<String>, i64, i64, Option<i64>, Option<i64>);
+    type PageRow = (Option<String>, i64, i64, Option<String>, Option<i64>);
     let rows: Vec<PageRow> = sqlx::query_as(
-        "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, sum_duration_ms::bigint, max_duration_ms FROM serving.page_views",
+        "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, sum_duration_ms::text, max_duration_ms FROM serving.page_views",
     )
     .fetch_all(&pool)
     .await
@@ -359,7 +359,14 @@ async fn a_changed_view_is_backfilling_until_its_first_batch_run_and_never_mixes
             0,
             "a row of the old 1-minute definition: {page:?} at {bucket}"
         );
-        got.insert((vec![page], bucket), vec![Some(count), sum, max]);
+        got.insert(
+            (vec![page], bucket),
+            vec![
+                Some(i128::from(count)),
+                sum.map(|s| s.parse().unwrap()),
+                max.map(i128::from),
+            ],
+        );
     }
     assert_rows_equal(
         &BTreeMap::from([("page_views", expected)]),

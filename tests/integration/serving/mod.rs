@@ -50,7 +50,13 @@ fn rows_of(answer: &Value, groups: &[&str], metrics: &[&str]) -> ViewRows {
         let bucket = chrono::DateTime::parse_from_rfc3339(row["bucket_start"].as_str().unwrap())
             .unwrap()
             .timestamp_micros();
-        let values = metrics.iter().map(|m| row[*m].as_i64()).collect();
+        let values = metrics
+            .iter()
+            .map(|m| match &row[*m] {
+                Value::Null => None,
+                number => Some(number.to_string().parse::<i128>().expect("an integer")),
+            })
+            .collect();
         rows.insert((key, bucket), values);
     }
     rows

@@ -67,7 +67,14 @@ async fn admin_endpoints_are_off_without_a_token(pool: PgPool) {
 async fn admin_endpoints_need_the_right_bearer_token(pool: PgPool) {
     let mut state = state(pool.clone(), start(), Some("s3cret-token"));
     state.jobs = Some(Arc::new(RecordingLauncher(pool)));
-    for token in [None, Some("wrong"), Some("s3cret-token-and-more"), Some("")] {
+    // "s3cret-tokeN": wrong, and exactly as long as the right one.
+    for token in [
+        None,
+        Some("wrong"),
+        Some("s3cret-token-and-more"),
+        Some(""),
+        Some("s3cret-tokeN"),
+    ] {
         let (status, body) = send(&state, post("/v1/admin/jobs/batch", token, Body::empty())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
     }

@@ -136,6 +136,14 @@ async fn a_database_that_is_down_answers_503_with_retry_after() {
     let (status, body) = get(&state, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["database"]["reachable"], false, "{body}");
+    assert_eq!(
+        body["database"]["error"], "database_unreachable",
+        "a code, not the database's message with its host and role: {body}"
+    );
+    assert!(
+        !body.to_string().contains("127.0.0.1:9") && !body.to_string().contains("braid@"),
+        "{body}"
+    );
     let (status, _) = get(&state, "/healthz").await;
     assert_eq!(status, StatusCode::OK, "the process itself is healthy");
 }
