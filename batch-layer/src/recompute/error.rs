@@ -31,6 +31,26 @@ pub enum BatchError {
     /// Loading rows failed.
     #[error("loading batch rows failed: {0}")]
     Load(String),
+    /// At publish, the run was no longer `running`: another run cleaned it up as interrupted
+    /// (this run had lost its lock). Nothing was published.
+    #[error("batch run {run_id} is no longer running (another run cleaned it up); nothing was published")]
+    RunNoLongerRunning {
+        /// The run.
+        run_id: i64,
+    },
+    /// At publish, an active run of the view already covered this run's epoch: a newer cut was
+    /// published meanwhile. Nothing was published.
+    #[error(
+        "view `{view}`: an active run already covers epoch {active_covered}, at or past this run's {covered}; nothing was published"
+    )]
+    NewerCutPublished {
+        /// The view.
+        view: String,
+        /// The active run's covered epoch.
+        active_covered: i64,
+        /// This run's covered epoch.
+        covered: i64,
+    },
     /// The sink's table could not be opened.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),

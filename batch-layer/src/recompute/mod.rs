@@ -126,7 +126,13 @@ async fn run_locked(
             return Err(error);
         }
     };
-    publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await?;
+    if let Err(error) = publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await
+    {
+        for &run_id in &run_ids {
+            publish::fail_run(pool, run_id, &error.to_string()).await;
+        }
+        return Err(error);
+    }
     let outcome = BatchOutcome {
         cut_epoch: cut.epoch,
         covered_epoch: cut.next_epoch,

@@ -61,8 +61,14 @@ pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), Batc
     Ok(())
 }
 
+/// The transaction-level lock every publish takes.
+const PUBLISH_LOCK: &str = "braid.batch.publish";
+
 /// Makes every run active with `covered_epoch`, supersedes the previous active runs and deletes
 /// the speed rows they now cover, all in one transaction; then drops the superseded rows.
+/// Inside that transaction it refuses, changing nothing, when a run is no longer `running`
+/// (another run cleaned it up as interrupted) or when an active run already covers
+/// `covered_epoch` (a newer cut was published).
 pub async fn publish(
     pool: &PgPool,
     runs: &[ViewRun],
@@ -71,9 +77,33 @@ pub async fn publish(
     delta_version: Option<i64>,
 ) -> Result<(), BatchError> {
     let mut tx = pool.begin().await?;
+    // The run's standing is checked here, under a lock held by this transaction, not trusted
+    // from the session lock taken at the start: that lock lives on one pooled connection and
+    // can be lost, after which another run may have cleaned this one up and published.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(PUBLISH_LOCK)
+        .execute(&mut *tx)
+        .await?;
     let mut superseded: Vec<(ViewLayout, i64)> = Vec::new();
     for run in runs {
         let layout = ViewLayout::of(&run.view);
+        let active: Option<(i64,)> = sqlx::query_as(
+            "SELECT covered_epoch FROM braid_internal.batch_runs
+             WHERE view_name = $1 AND fingerprint = $2 AND status = 'active'",
+        )
+        .bind(&run.view.name)
+        .bind(&run.view.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((active_covered,)) = active
+            && active_covered >= covered_epoch
+        {
+            return Err(BatchError::NewerCutPublished {
+                view: run.view.name.clone(),
+                active_covered,
+                covered: covered_epoch,
+            });
+        }
         let previous: Vec<(i64,)> = sqlx::query_as(
             "UPDATE braid_internal.batch_runs SET status = 'superseded'
              WHERE view_name = $1 AND fingerprint = $2 AND status = 'active' RETURNING run_id",
@@ -82,9 +112,9 @@ pub async fn publish(
         .bind(&run.view.fingerprint)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(
+        let made_active = sqlx::query(
             "UPDATE braid_internal.batch_runs SET status = 'active', covered_epoch = $2, finished_at = now(),
-             rows_read = $3, rows_written = $4, delta_version = $5 WHERE run_id = $1",
+             rows_read = $3, rows_written = $4, delta_version = $5 WHERE run_id = $1 AND status = 'running'",
         )
         .bind(run.run_id)
         .bind(covered_epoch)
@@ -93,6 +123,9 @@ pub async fn publish(
         .bind(delta_version)
         .execute(&mut *tx)
         .await?;
+        if made_active.rows_affected() != 1 {
+            return Err(BatchError::RunNoLongerRunning { run_id: run.run_id });
+        }
         let delete_speed = format!("DELETE FROM {} WHERE epoch < $1", layout.speed_table);
         sqlx::query(sqlx::AssertSqlSafe(delete_speed))
             .bind(covered_epoch)
@@ -120,5 +153,76 @@ pub async fn fail_run(pool: &PgPool, run_id: i64, error: &str) {
         .await;
     if let Err(e) = result {
         tracing::warn!(run_id, error = %e, "could not mark the batch run failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views() -> Vec<View> {
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../../braid.toml"))), [])
+            .unwrap()
+            .views
+    }
+
+    fn run(view: &View, run_id: i64) -> ViewRun {
+        ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written: 0,
+        }
+    }
+
+    async fn status(pool: &PgPool, run_id: i64) -> (String, Option<i64>) {
+        sqlx::query_as("SELECT status, covered_epoch FROM braid_internal.batch_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// Run A lost its lock; run B cleaned A up as interrupted and published cut 2. A's publish
+    /// of cut 1 must change nothing.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_run_cleaned_up_by_another_cannot_publish(pool: PgPool) {
+        let views = views();
+        schemas::pg::ensure_view_tables(&pool, &views).await.unwrap();
+        let view = &views[0];
+        let a = begin_run(&pool, view, 1).await.unwrap();
+        clean_interrupted(&pool, &views).await.unwrap();
+        let b = begin_run(&pool, view, 2).await.unwrap();
+        publish(&pool, &[run(view, b)], 3, 0, Some(1)).await.unwrap();
+        let refused = publish(&pool, &[run(view, a)], 2, 0, Some(1)).await;
+        assert!(
+            matches!(refused, Err(BatchError::NewerCutPublished { active_covered: 3, covered: 2, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(status(&pool, b).await, ("active".into(), Some(3)));
+        assert_eq!(status(&pool, a).await.0, "failed");
+    }
+
+    /// Run A was cleaned up as interrupted by run B, which has not published yet: A's row is no
+    /// longer `running`, so A cannot make itself active.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_run_that_is_no_longer_running_cannot_publish(pool: PgPool) {
+        let views = views();
+        schemas::pg::ensure_view_tables(&pool, &views).await.unwrap();
+        let view = &views[0];
+        let a = begin_run(&pool, view, 1).await.unwrap();
+        clean_interrupted(&pool, &views).await.unwrap();
+        let refused = publish(&pool, &[run(view, a)], 2, 0, Some(1)).await;
+        assert!(
+            matches!(refused, Err(BatchError::RunNoLongerRunning { run_id }) if run_id == a),
+            "{refused:?}"
+        );
+        assert_eq!(status(&pool, a).await.0, "failed");
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'active'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(active, 0, "nothing was published");
     }
 }
