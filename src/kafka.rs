@@ -22,6 +22,9 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
 /// given in `[kafka.options]` win.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
+    // Both layers read committed records only: aborted records and transaction markers are
+    // skipped alike. The config refuses any other value.
+    config.set("isolation.level", "read_committed");
     for (key, value) in [
         ("max.partition.fetch.bytes", "10485760"),
         ("fetch.max.bytes", "104857600"),

@@ -614,6 +614,59 @@ mod tests {
     }
 
     #[test]
+    fn what_a_store_would_refuse_is_refused_with_the_field_named() {
+        let nul = reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"a\u0000b","qty":1}"#);
+        assert_eq!(
+            nul,
+            Rejection::UnstorableText {
+                field: "user".into(),
+                at: 1
+            }
+        );
+        assert_eq!(nul.code(), "unstorable_text");
+        let long = reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"12345678901234567","qty":1}"#);
+        assert_eq!(long.code(), "string_too_long");
+        assert!(long.to_string().contains("schema.max_group_value_bytes"), "{long}");
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":1e200}"#).code(),
+            "number_out_of_range"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":-62135596800001}"#)
+                .code(),
+            "timestamp_out_of_range"
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":253402300800000}"#)
+                .code(),
+            "timestamp_out_of_range"
+        );
+        // A NUL in the event-time text is quoted escaped, so the reason is always storable.
+        let time = reject(b"{\"ts\":\"2026\\u0000x\",\"user\":\"u\",\"qty\":1}");
+        assert_eq!(time.code(), "bad_event_time");
+        assert!(!time.to_string().contains('\0') && time.to_string().contains("\\u{0}"), "{time}");
+        // Lone surrogates never reach a store: serde_json refuses them.
+        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"\ud800","qty":1}"#).code(), "not_json");
+    }
+
+    #[test]
+    fn storable_values_are_kept_and_negative_zero_is_zero() {
+        let record = schema()
+            .validate(br#"{"ts":"2026-01-01T00:00:00Z","user":"\u0001\t\"","qty":-9223372036854775808,"price":-0.0,"seen_at":-62135596800000}"#)
+            .unwrap();
+        assert_eq!(record.get(1), Some(&Value::String("\u{1}\t\"".into())));
+        assert_eq!(record.get(2), Some(&Value::I64(i64::MIN)));
+        match record.get(3) {
+            Some(Value::F64(x)) => assert!(x.to_bits() == 0.0f64.to_bits()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            record.get(5),
+            Some(&Value::Timestamp(STORABLE_TIME_MIN_MICROS))
+        );
+    }
+
+    #[test]
     fn codes_are_listed() {
         assert_eq!(Rejection::CODES.len(), 11);
         assert!(Rejection::CODES.contains(&reject(b"x").code()));

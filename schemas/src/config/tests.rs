@@ -171,6 +171,18 @@ fn value_checks_name_the_key_and_reason() {
         ),
         (
             DEMO.into(),
+            vec![("BRAID__KAFKA__OPTIONS__ISOLATION.LEVEL", "read_uncommitted")],
+            "kafka.options.isolation.level",
+            "committed records only",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__SCHEMA__MAX_GROUP_VALUE_BYTES", "4000")],
+            "schema.max_group_value_bytes",
+            "index entry",
+        ),
+        (
+            DEMO.into(),
             vec![("BRAID__LAKE__URI", "gs://bucket/t")],
             "lake.uri",
             "scheme `gs` is not supported",

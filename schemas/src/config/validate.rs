@@ -206,6 +206,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         )?;
     }
 
+    require(
+        !kafka.options.contains_key("isolation.level"),
+        "kafka.options.isolation.level",
+        "both layers read committed records only (read_committed), so that an offset means the same record to each; it cannot be changed",
+    )?;
+
     let uri = raw.lake.uri.trim();
     require(
         !uri.is_empty(),
