@@ -265,6 +265,19 @@ mod tests {
         batch
     }
 
+    /// The demo views' tables, partition 0 of topic `t` stored at `start`, and their writers.
+    async fn set_up(pool: &PgPool, start: i64) -> (schemas::BraidConfig, Vec<ViewWriter>) {
+        let config = config();
+        schemas::pg::ensure_view_tables(pool, &config.views)
+            .await
+            .unwrap();
+        schemas::pg::store_start_if_absent(pool, "t", 0, start)
+            .await
+            .unwrap();
+        let writers = config.views.iter().map(ViewWriter::new).collect();
+        (config, writers)
+    }
+
     async fn count(pool: &PgPool, sql: &str) -> i64 {
         let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(pool)
@@ -275,14 +288,7 @@ mod tests {
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_flush_writes_rows_positions_and_dead_letters_together(pool: PgPool) {
-        let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views)
-            .await
-            .unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 7)
-            .await
-            .unwrap();
-        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        let (config, writers) = set_up(&pool, 7).await;
         let batch = batch(&config);
         let outcome = flush(&pool, "t", &writers, &batch, &BTreeMap::from([(0, 7)]))
             .await
@@ -331,14 +337,7 @@ mod tests {
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn sums_past_i64_are_stored_exactly_across_flushes(pool: PgPool) {
-        let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views)
-            .await
-            .unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 0)
-            .await
-            .unwrap();
-        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        let (config, writers) = set_up(&pool, 0).await;
         for offset in 0..3 {
             flush(
                 &pool,
@@ -362,13 +361,7 @@ mod tests {
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_data_error_is_classified_and_never_retried(pool: PgPool) {
-        let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views)
-            .await
-            .unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 0)
-            .await
-            .unwrap();
+        let (config, writers) = set_up(&pool, 0).await;
         let table = ViewLayout::of(&config.views[1]).speed_table;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "ALTER TABLE {table} ADD CHECK (min_price_cents > 0)"
@@ -376,7 +369,6 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
         let refused = flush(
             &pool,
             "t",
@@ -400,14 +392,7 @@ mod tests {
 
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_fenced_flush_writes_nothing(pool: PgPool) {
-        let config = config();
-        schemas::pg::ensure_view_tables(&pool, &config.views)
-            .await
-            .unwrap();
-        schemas::pg::store_start_if_absent(&pool, "t", 0, 7)
-            .await
-            .unwrap();
-        let writers: Vec<ViewWriter> = config.views.iter().map(ViewWriter::new).collect();
+        let (config, writers) = set_up(&pool, 7).await;
         // This process believes partition 0 is at 3, but the stored position is 7.
         let result = flush(
             &pool,
