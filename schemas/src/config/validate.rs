@@ -133,7 +133,7 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
     require(
         storable.contains(&max),
         "schema.event_time_max",
-        "must lie in the years 1 to 9999 (or be 10000-01-01T00:00:00Z), the range every store holds",
+        "must lie in the years 1 to 9999, the range every store holds",
     )?;
     Ok(EventSchema {
         fields: config.fields.clone(),
