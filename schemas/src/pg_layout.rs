@@ -37,7 +37,7 @@ pub fn largest_key_entry_bytes(group_types: &[FieldType], max_string_bytes: usiz
 
 /// The PostgreSQL type of a metric column. Sums of i64 fields are `numeric`, accumulated as
 /// i128 in both layers, so that they never overflow and never wrap.
-pub fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
+fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
     match (kind, field_type) {
         (MetricKind::Count, _) | (_, None) => "bigint",
         (MetricKind::Sum, Some(FieldType::I64)) => "numeric",

@@ -52,15 +52,31 @@ pub fn records_below_cut(
     let below = cut
         .iter()
         .map(|(&partition, &offset)| {
-            let mut keep = col(OFFSET).lt(lit(offset));
-            for &refused in refused.get(&partition).into_iter().flatten() {
-                keep = keep.and(col(OFFSET).neq(lit(refused)));
-            }
-            col(PARTITION).eq(lit(partition)).and(keep)
+            col(PARTITION)
+                .eq(lit(partition))
+                .and(col(OFFSET).lt(lit(offset)))
         })
         .reduce(Expr::or)
         .expect("the cut is not empty");
-    Ok(Some(scan.filter(below)))
+    let keep = match not_refused(refused) {
+        Some(not_refused) => below.and(not_refused),
+        None => below,
+    };
+    Ok(Some(scan.filter(keep)))
+}
+
+/// A predicate true for every position but the refused ones; `None` when none were refused.
+fn not_refused(refused: &BTreeMap<i32, Vec<i64>>) -> Option<Expr> {
+    refused
+        .iter()
+        .flat_map(|(&partition, offsets)| {
+            offsets.iter().map(move |&offset| {
+                col(PARTITION)
+                    .neq(lit(partition))
+                    .or(col(OFFSET).neq(lit(offset)))
+            })
+        })
+        .reduce(Expr::and)
 }
 
 /// The records of a table version less the positions the speed layer refused (see
@@ -70,17 +86,7 @@ pub fn records_except_refused(
     refused: &BTreeMap<i32, Vec<i64>>,
 ) -> PolarsResult<LazyFrame> {
     let scan = scan_files(files)?;
-    let mut keep: Option<Expr> = None;
-    for (&partition, offsets) in refused {
-        for &offset in offsets {
-            let other = col(PARTITION).neq(lit(partition)).or(col(OFFSET).neq(lit(offset)));
-            keep = Some(match keep {
-                Some(k) => k.and(other),
-                None => other,
-            });
-        }
-    }
-    Ok(match keep {
+    Ok(match not_refused(refused) {
         Some(keep) => scan.filter(keep),
         None => scan,
     })
