@@ -11,6 +11,7 @@ mod database;
 mod hostile;
 mod http;
 mod jobs;
+mod kafka_admin;
 mod kafka_roundtrip;
 mod oracle;
 mod replay;

@@ -211,6 +211,48 @@ impl SinkContext {
         })
     }
 
+    /// At the end of `partition`: if the consumer stands past the last record it read
+    /// (transaction markers, aborted records) or never read one because the partition's
+    /// records all expired, buffer that position so the next commit records it, possibly in a
+    /// commit without rows. A batch whose cut lies there would otherwise wait for ever.
+    /// The end-of-partition event comes after every message and marker before it, so the
+    /// consumer's position is current; after a seek it is unset until something is read.
+    fn note_end_of_partition(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        state: &mut State,
+        partition: i32,
+    ) -> Result<(), SinkError> {
+        let Some(&expected) = state.expected.get(&partition) else {
+            return Ok(());
+        };
+        let topic = &self.committer.topic;
+        let position = consumer
+            .position()?
+            .find_partition(topic, partition)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
+        let reached = match (position, expected) {
+            (Some(offset), _) => offset,
+            // Nothing read since the sink started at the log start: every earlier record expired.
+            (None, None) => consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?.0,
+            (None, Some(_)) => return Ok(()),
+        };
+        let known = state
+            .next_offsets
+            .get(&partition)
+            .copied()
+            .or(expected)
+            .unwrap_or(0);
+        if reached > known {
+            tracing::debug!(partition, reached, known, "position past the last record read; recording it");
+            state.next_offsets.insert(partition, reached);
+        }
+        Ok(())
+    }
+
     /// After a fence: forget everything uncommitted and read again from the Delta log's positions.
     fn reseek(&self, consumer: &BaseConsumer<Self>, state: &mut State) -> Result<(), SinkError> {
         state.drop_uncommitted();
@@ -299,6 +341,7 @@ pub fn run(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "error")
+        .set("enable.partition.eof", "true")
         .set("partition.assignment.strategy", "range")
         .create_with_context(context)?;
     consumer.subscribe(&[&settings.topic])?;
@@ -364,6 +407,11 @@ pub fn run(
                      nothing was skipped; the master dataset would have a gap",
                     settings.topic
                 )));
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                if let Err(error) = ctx.note_end_of_partition(&consumer, &mut state, partition) {
+                    tracing::warn!(%error, partition, "could not read the position at the end of a partition; trying again at its next end");
+                }
             }
             Some(Err(error)) => tracing::warn!(%error, "kafka reported an error; continuing"),
             None => {}

@@ -10,10 +10,17 @@ use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
 use crate::support::{Pipeline, Running, read_topic, run, speed_caught_up, stderr, wait_until};
 
+mod idle_partitions;
+
 fn batch_run(pipeline: &Pipeline) -> std::process::Output {
+    batch_run_within(pipeline, 120)
+}
+
+/// `braid batch run`, waiting at most `seconds` for the sink to reach the cut.
+fn batch_run_within(pipeline: &Pipeline, seconds: u64) -> std::process::Output {
     run(pipeline
         .braid()
-        .args(["batch", "run", "--wait-timeout", "120"]))
+        .args(["batch", "run", "--wait-timeout", &seconds.to_string()]))
 }
 
 fn start_batch_run(pipeline: &Pipeline, name: &str) -> Running {

@@ -89,8 +89,6 @@ async fn replay_speed_rebuilds_the_speed_rows_and_leaves_the_merged_totals_as_th
 
 #[sqlx::test(migrations = false)]
 async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(pool: PgPool) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
     let pipeline = Pipeline::new("replay-recover", &pool).await;
     pipeline.produce(3_000, 61, 2);
     let mut speed = pipeline.start_speed("a", "a");
@@ -106,20 +104,8 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
         .map(|m| ((m.partition, m.offset), m))
         .collect();
     // Retention deletes everything Kafka holds.
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", crate::support::kafka_brokers())
-        .create()
-        .unwrap();
-    let mut deleted = rdkafka::TopicPartitionList::new();
-    for (partition, end) in high_watermarks(&pipeline.topic) {
-        deleted
-            .add_partition_offset(&pipeline.topic, partition, rdkafka::Offset::Offset(end))
-            .unwrap();
-    }
-    admin
-        .delete_records(&deleted, &AdminOptions::new())
-        .await
-        .unwrap();
+    crate::kafka_admin::delete_records_below(&pipeline.topic, &high_watermarks(&pipeline.topic))
+        .await;
     let stuck = run(pipeline.braid().arg("speed"));
     assert!(!stuck.status.success(), "the speed layer cannot go on");
     assert!(

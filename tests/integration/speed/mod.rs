@@ -197,22 +197,9 @@ async fn a_cut_taken_while_flushes_run_splits_records_at_the_recorded_offsets(po
 
 #[sqlx::test(migrations = false)]
 async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
     let pipeline = Pipeline::new("speed-retention", &pool).await;
     pipeline.produce(200, 5, 1);
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", crate::support::kafka_brokers())
-        .create()
-        .unwrap();
-    let mut deleted = rdkafka::TopicPartitionList::new();
-    deleted
-        .add_partition_offset(&pipeline.topic, 0, rdkafka::Offset::Offset(100))
-        .unwrap();
-    admin
-        .delete_records(&deleted, &AdminOptions::new())
-        .await
-        .unwrap();
+    crate::kafka_admin::delete_records_below(&pipeline.topic, &[(0, 100)].into()).await;
 
     sqlx::query("INSERT INTO braid_internal.speed_positions (topic, partition, next_offset) VALUES ($1, 0, 10)")
         .bind(&pipeline.topic)
