@@ -1,16 +1,15 @@
-//! Records read back from the Delta table for republishing: position, key and a JSON payload
+//! Records of the configured topic read back from the Delta table for republishing: position, key and a JSON payload
 //! re-encoded from the stored fields (declared fields only, in schema order; absent optional
 //! fields are left out; timestamps in RFC 3339 UTC).
-
-use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
 use schemas::arrow::{KEY, OFFSET, PARTITION};
-use schemas::{EventSchema, FieldType};
+use schemas::FieldType;
 use serde_json::{Map, Value};
 
-use crate::recompute::BatchError;
+use crate::lake::Lake;
+use crate::recompute::{BatchError, PinnedFiles};
 use crate::sink::open_or_create;
 
 /// One record of the lake.
@@ -29,25 +28,24 @@ pub struct LakeRecord {
 /// The records with `from ≤ event time < to` in the table's latest version, ordered by
 /// partition and offset, and that version.
 pub async fn records_between(
-    table_uri: &str,
-    storage_options: &HashMap<String, String>,
-    schema: &EventSchema,
+    lake: &Lake,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<(i64, Vec<LakeRecord>), BatchError> {
-    let table = open_or_create(table_uri, storage_options, schema).await?;
-    let version = table.version().map_or(-1, |v| v as i64);
-    let files: Vec<String> = table.get_file_uris()?.collect();
-    let schema = schema.clone();
+    let table = open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
+    let pinned = PinnedFiles::of(&table, &lake.topic)?;
+    let version = pinned.version.unwrap_or(-1);
+    let schema = lake.schema.clone();
     tokio::task::spawn_blocking(move || -> Result<(i64, Vec<LakeRecord>), BatchError> {
-        if files.is_empty() {
+        if pinned.is_empty() {
             return Ok((version, Vec::new()));
         }
 
         let event_time = col(schema.event_time_field().name.as_str()).cast(DataType::Int64);
         let mut wanted: Vec<Expr> = schema.fields.iter().map(|f| col(f.name.as_str())).collect();
         wanted.extend([col(PARTITION), col(OFFSET), col(KEY)]);
-        let frame = crate::recompute::scan_files(&files)?
+        let frame = pinned
+            .scan()?
             .filter(
                 event_time
                     .clone()

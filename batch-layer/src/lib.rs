@@ -6,6 +6,7 @@
 //! - [`recompute`]: batch recomputes with Polars over a pinned Delta version, published
 //!   atomically against a cut of the speed layer.
 
+pub mod lake;
 pub mod lake_records;
 pub mod maintenance;
 pub mod recompute;

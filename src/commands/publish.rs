@@ -203,9 +203,8 @@ async fn publish(
     rate: Option<u32>,
     replay_id: &str,
 ) -> anyhow::Result<(u64, u64)> {
-    let storage = config.lake.storage_options.clone().into_iter().collect();
     let (version, records) =
-        records_between(&config.lake.uri, &storage, &config.schema, from, to).await?;
+        records_between(&batch_layer::lake::Lake::of(config), from, to).await?;
     let selected = records.len() as u64;
     let source_partitions = crate::kafka::watermarks(&config.kafka, &config.kafka.topic)
         .map(|m| m.len() as i32)

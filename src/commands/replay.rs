@@ -60,14 +60,11 @@ pub async fn run(config: BraidConfig, args: &ReplayArgs) -> anyhow::Result<ExitC
                 .ok_or_else(|| {
                     anyhow::anyhow!("--view: no view named `{view}` in the configuration")
                 })?;
-            let storage = config.lake.storage_options.clone().into_iter().collect();
             // The records the speed layer's database refused are left out here too.
             let pool = super::connect(&config).await?;
             let refused = schemas::pg::refused_by_database(&pool, &config.kafka.topic).await?;
             let outcome = compute_as_of(
-                &config.lake.uri,
-                &storage,
-                &config.schema,
+                &batch_layer::lake::Lake::of(&config),
                 view,
                 as_of,
                 &refused,

@@ -1,17 +1,18 @@
 //! Time travel: a view computed from the Delta table as it was at a version or a time, written
 //! to a Parquet or CSV file. Live views and runs are untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use polars::prelude::*;
-use schemas::EventSchema;
 use schemas::view::View;
 
 use super::compute::{BUCKET_START, compute_view, records_except_refused};
 use super::error::BatchError;
+use super::pinned::PinnedFiles;
+use crate::lake::Lake;
 use crate::sink::open_or_create;
 
 /// Which state of the table to read.
@@ -38,40 +39,38 @@ pub struct AsOfOutcome {
 /// layer's database refused, `refused`) and writes it to `out` (`.parquet` or `.csv`, chosen by
 /// the extension). Rows are sorted by group and bucket.
 pub async fn compute_as_of(
-    table_uri: &str,
-    storage_options: &HashMap<String, String>,
-    schema: &EventSchema,
+    lake: &Lake,
     view: &View,
     as_of: AsOf,
     refused: &BTreeMap<i32, Vec<i64>>,
     out: &Path,
 ) -> Result<AsOfOutcome, BatchError> {
     let format = OutputFormat::of(out)?;
-    let mut table = open_or_create(table_uri, storage_options, schema).await?;
+    let mut table = open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
     match as_of {
         AsOf::Version(version) => table.load_version(version as _).await?,
         AsOf::Timestamp(time) => table.load_with_datetime(time).await?,
     }
-    let version = table.version().map_or(-1, |v| v as i64);
-    let files: Vec<String> = table.get_file_uris()?.collect();
+    let pinned = PinnedFiles::of(&table, &lake.topic)?;
+    let version = pinned.version.unwrap_or(-1);
     tracing::info!(
         version,
-        files = files.len(),
+        files = pinned.len(),
         "reading the Delta table as of this version"
     );
     let (view, schema, out, refused) = (
         view.clone(),
-        schema.clone(),
+        lake.schema.clone(),
         out.to_path_buf(),
         refused.clone(),
     );
     tokio::task::spawn_blocking(move || -> Result<AsOfOutcome, BatchError> {
-        if files.is_empty() {
+        if pinned.is_empty() {
             return Err(BatchError::Load(format!(
                 "version {version} of the table holds no records"
             )));
         }
-        let records = records_except_refused(&files, &refused)?;
+        let records = records_except_refused(&pinned, &refused)?;
         let counted = super::compute::collect_streaming(records.clone().select([len()]))?;
         let records_read = counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0);
         let mut keys: Vec<&str> = view.group_by.iter().map(String::as_str).collect();

@@ -9,23 +9,10 @@ use schemas::arrow::{OFFSET, PARTITION};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
+use super::pinned::PinnedFiles;
+
 /// The bucket-start column of a computed view (microseconds since the epoch).
 pub const BUCKET_START: &str = "bucket_start";
-
-/// A lazy scan of a table version's Parquet files. Partition values are not read from the
-/// paths, and columns added to the table after a file was written read as null.
-pub fn scan_files(files: &[String]) -> PolarsResult<LazyFrame> {
-    let args = ScanArgsParquet {
-        hive_options: HiveOptions {
-            enabled: Some(false),
-            ..Default::default()
-        },
-        allow_missing_columns: true,
-        ..Default::default()
-    };
-    let paths = files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
-    LazyFrame::scan_parquet_files(paths, args)
-}
 
 /// Runs a query on Polars' streaming engine: the scan is read in morsels and aggregated as it
 /// goes, so memory follows the number of groups rather than the number of records, and reading
@@ -36,19 +23,19 @@ pub fn collect_streaming(frame: LazyFrame) -> PolarsResult<DataFrame> {
         .map(|result| result.unwrap_single())
 }
 
-/// A lazy scan of exactly the records with `_offset < cut[_partition]`, less the positions the
+/// A lazy scan of exactly the topic's records with `_offset < cut[_partition]`, less the positions the
 /// speed layer dead-lettered as `refused_by_database` (`refused`: partition → offsets), so that
 /// both layers leave out the same records. Partitions missing from the cut are left out: the
 /// speed layer had no position for them, so they are all its own.
 pub fn records_below_cut(
-    files: &[String],
+    pinned: &PinnedFiles,
     cut: &BTreeMap<i32, i64>,
     refused: &BTreeMap<i32, Vec<i64>>,
 ) -> PolarsResult<Option<LazyFrame>> {
-    if files.is_empty() || cut.is_empty() {
+    if pinned.is_empty() || cut.is_empty() {
         return Ok(None);
     }
-    let scan = scan_files(files)?;
+    let scan = pinned.scan()?;
     let below = cut
         .iter()
         .map(|(&partition, &offset)| {
@@ -82,10 +69,10 @@ fn not_refused(refused: &BTreeMap<i32, Vec<i64>>) -> Option<Expr> {
 /// The records of a table version less the positions the speed layer refused (see
 /// [`records_below_cut`]).
 pub fn records_except_refused(
-    files: &[String],
+    pinned: &PinnedFiles,
     refused: &BTreeMap<i32, Vec<i64>>,
 ) -> PolarsResult<LazyFrame> {
-    let scan = scan_files(files)?;
+    let scan = pinned.scan()?;
     Ok(match not_refused(refused) {
         Some(keep) => scan.filter(keep),
         None => scan,

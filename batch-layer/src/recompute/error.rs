@@ -51,6 +51,14 @@ pub enum BatchError {
         /// This run's covered epoch.
         covered: i64,
     },
+    /// The table has a column of a type the sink never writes (someone else wrote to it).
+    #[error("the Delta table's column `{column}` has type {delta_type}, which Braid does not read; is `lake.uri` another table?")]
+    UnreadableColumn {
+        /// The column.
+        column: String,
+        /// Its Delta type.
+        delta_type: String,
+    },
     /// The sink's table could not be opened.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),

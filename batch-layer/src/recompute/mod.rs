@@ -10,6 +10,9 @@ mod as_of;
 mod compute;
 mod error;
 mod load;
+mod pinned;
+#[cfg(test)]
+mod pinned_tests;
 mod publish;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,7 +24,8 @@ use schemas::view::View;
 use sqlx::PgPool;
 
 pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
-pub use compute::{BUCKET_START, compute_view, records_below_cut, scan_files};
+pub use compute::{BUCKET_START, compute_view, records_below_cut};
+pub use pinned::PinnedFiles;
 pub use error::BatchError;
 pub use publish::ViewRun;
 
@@ -162,9 +166,9 @@ async fn compute_runs(
     )
     .await?;
     wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
-    let delta_version = table.version().map(|v| v as i64);
-    let files: Vec<String> = table.get_file_uris()?.collect();
-    tracing::info!(version = ?delta_version, files = files.len(), "pinned the Delta version");
+    let pinned = PinnedFiles::of(&table, &settings.topic)?;
+    let delta_version = pinned.version;
+    tracing::info!(version = ?delta_version, files = pinned.len(), "pinned the Delta version");
     let refused = schemas::pg::refused_by_database(pool, &settings.topic).await?;
     if !refused.is_empty() {
         tracing::info!(
@@ -172,7 +176,7 @@ async fn compute_runs(
             "leaving out the records the speed layer's database refused"
         );
     }
-    let records = compute::records_below_cut(&files, cut, &refused)?;
+    let records = compute::records_below_cut(&pinned, cut, &refused)?;
     let counting = Instant::now();
     let rows_read = match &records {
         Some(frame) => {

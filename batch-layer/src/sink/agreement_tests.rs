@@ -12,7 +12,7 @@ use schemas::{BraidConfig, Record, Rejection, Value};
 use speed_layer::aggregate::{KeyValue, MetricValue, MicroBatch};
 
 use super::columns::BatchBuilder;
-use crate::recompute::{BUCKET_START, compute_view, scan_files};
+use crate::recompute::{BUCKET_START, compute_view};
 
 /// A schema with every field type, optional fields, and views that group, filter and take
 /// every metric but the order-dependent float sum.
@@ -213,7 +213,15 @@ fn through_the_lake(
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-    let scan = scan_files(&[path.to_string_lossy().into_owned()]).unwrap();
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions {
+            enabled: Some(false),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let scan = LazyFrame::scan_parquet(PlRefPath::from(path.to_string_lossy().as_ref()), args)
+        .unwrap();
     let read = scan
         .clone()
         .sort(["_offset"], SortMultipleOptions::default())

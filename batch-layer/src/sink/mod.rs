@@ -7,7 +7,7 @@
 
 #[cfg(test)]
 mod agreement_tests;
-mod columns;
+pub(crate) mod columns;
 mod commit;
 mod consumer;
 mod error;

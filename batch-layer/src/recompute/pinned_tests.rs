@@ -1,0 +1,145 @@
+//! A batch reads the pinned version with the snapshot's schema and only the configured topic's
+//! records, whatever order the files are listed in.
+
+use std::collections::{BTreeMap, HashMap};
+
+use deltalake::DeltaTable;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use polars::prelude::*;
+use schemas::BraidConfig;
+
+use super::compute::{compute_view, records_below_cut};
+use super::pinned::PinnedFiles;
+use crate::sink::columns::BatchBuilder;
+use crate::sink::open_or_create;
+
+const BEFORE: &str = r#"
+[kafka]
+topic = "events"
+[schema]
+event_time = "ts"
+fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
+"#;
+
+/// The same schema after an optional field was added, and a view grouped by it.
+const AFTER: &str = r#"
+[kafka]
+topic = "events"
+[schema]
+event_time = "ts"
+fields = [
+  { name = "ts", type = "timestamp" },
+  { name = "n", type = "i64" },
+  { name = "tag", type = "string", required = false },
+]
+[[views]]
+name = "by_tag"
+group_by = ["tag"]
+bucket = "1d"
+metrics = ["count", "sum(n)"]
+"#;
+
+fn config(text: &str) -> BraidConfig {
+    BraidConfig::load_from(Some(("pinned.toml", text)), []).expect("the test config is valid")
+}
+
+fn payload(offset: i64, tag: Option<&str>) -> Vec<u8> {
+    let mut record = serde_json::json!({ "ts": "2026-03-01T10:00:00Z", "n": offset });
+    if let Some(tag) = tag {
+        record["tag"] = tag.into();
+    }
+    serde_json::to_vec(&record).unwrap()
+}
+
+/// Appends one file of records (`offset`, payload) of `topic`, partition 0; returns the new
+/// file's URI.
+async fn append(
+    table: &mut DeltaTable,
+    config: &BraidConfig,
+    topic: &str,
+    records: &[(i64, Vec<u8>)],
+) -> String {
+    let before: Vec<String> = table.get_file_uris().unwrap().collect();
+    let mut builder = BatchBuilder::new(&config.schema);
+    for (offset, payload) in records {
+        let record = config.schema.validate(payload).expect("a valid record");
+        builder.append(&record, topic, 0, *offset, 0, None);
+    }
+    let mut writer = RecordBatchWriter::for_table(table).unwrap();
+    writer.write(builder.finish().unwrap()).await.unwrap();
+    writer.flush_and_commit(table).await.unwrap();
+    table
+        .get_file_uris()
+        .unwrap()
+        .find(|f| !before.contains(f))
+        .expect("the append added a file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic() {
+    let dir = std::env::temp_dir().join(format!("braid-pinned-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uri = dir.to_str().unwrap();
+    let (before, after) = (config(BEFORE), config(AFTER));
+    let options = HashMap::new();
+
+    let mut table = open_or_create(uri, &options, &before.schema).await.unwrap();
+    let old: Vec<(i64, Vec<u8>)> = (0..40).map(|o| (o, payload(o, None))).collect();
+    let old_file = append(&mut table, &before, "events", &old).await;
+    // Another topic's records at the same partition and offsets (kafka.topic changed, lake.uri
+    // did not).
+    let foreign: Vec<(i64, Vec<u8>)> = (0..30).map(|o| (o, payload(o, Some("x")))).collect();
+    let foreign_file = append(&mut table, &before, "old-topic", &foreign).await;
+
+    let mut table = open_or_create(uri, &options, &after.schema).await.unwrap();
+    let tags = ["a", "b", "c"];
+    let new: Vec<(i64, Vec<u8>)> = (40..100)
+        .map(|o| (o, payload(o, Some(tags[o as usize % 3]))))
+        .collect();
+    let new_file = append(&mut table, &after, "events", &new).await;
+
+    // The oracle: a fold over the configured topic's records.
+    let mut expected: BTreeMap<Option<String>, (i64, i128)> = BTreeMap::new();
+    for (offset, tag) in old
+        .iter()
+        .map(|(o, _)| (*o, None))
+        .chain(new.iter().map(|(o, _)| (*o, Some(tags[*o as usize % 3].to_string()))))
+    {
+        let entry = expected.entry(tag).or_default();
+        entry.0 += 1;
+        entry.1 += i128::from(offset);
+    }
+
+    let view = &after.views[0];
+    let orders = [
+        [&old_file, &foreign_file, &new_file],
+        [&new_file, &old_file, &foreign_file],
+        [&foreign_file, &new_file, &old_file],
+    ];
+    for order in orders {
+        let mut pinned = PinnedFiles::of(&table, "events").unwrap();
+        pinned.reorder(|files| *files = order.iter().map(|f| (*f).clone()).collect());
+        let records = records_below_cut(&pinned, &[(0, 100)].into(), &BTreeMap::new())
+            .unwrap()
+            .expect("records below the cut");
+        let frame = compute_view(records, view, &after.schema)
+            .unwrap_or_else(|e| panic!("files in order {order:?}: {e}"));
+        let mut computed: BTreeMap<Option<String>, (i64, i128)> = BTreeMap::new();
+        let counts = frame.column(&view.metrics[0].column).unwrap();
+        let sums = frame.column(&view.metrics[1].column).unwrap();
+        for row in 0..frame.height() {
+            let tag = match frame.column("tag").unwrap().get(row).unwrap() {
+                AnyValue::Null => None,
+                value => Some(value.str_value().to_string()),
+            };
+            let count = counts.get(row).unwrap().extract::<i64>().unwrap();
+            let sum = match sums.get(row).unwrap() {
+                AnyValue::Int128(v) => v,
+                other => panic!("sum(n) is {other:?}"),
+            };
+            computed.insert(tag, (count, sum));
+        }
+        assert_eq!(computed, expected, "files in order {order:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
