@@ -84,16 +84,6 @@ impl JobError {
     }
 }
 
-/// Versions that running or active batch runs read: vacuum keeps their files.
-async fn pinned_versions(pool: &PgPool) -> Result<Vec<u64>, sqlx::Error> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT DISTINCT delta_version FROM braid_internal.batch_runs WHERE status IN ('running', 'active') AND delta_version IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(v,)| v as u64).collect())
-}
-
 async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError> {
     match kind {
         JobKind::Batch => {
@@ -122,7 +112,7 @@ async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError>
             })
         }
         JobKind::Vacuum => {
-            let keep = pinned_versions(&ctx.pool).await?;
+            let keep = batch_layer::recompute::pinned_versions(&ctx.pool).await?;
             let storage: HashMap<String, String> = ctx.batch.storage_options.clone();
             let report = batch_layer::maintenance::vacuum(
                 &ctx.batch.table_uri,

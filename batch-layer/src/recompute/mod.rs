@@ -13,6 +13,10 @@ mod load;
 mod pinned;
 #[cfg(test)]
 mod pinned_tests;
+#[cfg(test)]
+mod test_lake;
+#[cfg(test)]
+mod vacuum_race_tests;
 mod publish;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +31,7 @@ pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use pinned::PinnedFiles;
 pub use error::BatchError;
-pub use publish::ViewRun;
+pub use publish::{ViewRun, pinned_versions};
 
 use crate::sink::{open_or_create, positions_in_log};
 
@@ -159,16 +163,8 @@ async fn compute_runs(
     run_ids: &[i64],
     cut: &BTreeMap<i32, i64>,
 ) -> Result<(Vec<ViewRun>, u64, Option<i64>), BatchError> {
-    let mut table = open_or_create(
-        &settings.table_uri,
-        &settings.storage_options,
-        &settings.schema,
-    )
-    .await?;
-    wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
-    let pinned = PinnedFiles::of(&table, &settings.topic)?;
+    let pinned = pin(settings, pool, run_ids, cut).await?;
     let delta_version = pinned.version;
-    tracing::info!(version = ?delta_version, files = pinned.len(), "pinned the Delta version");
     let refused = schemas::pg::refused_by_database(pool, &settings.topic).await?;
     if !refused.is_empty() {
         tracing::info!(
@@ -206,6 +202,29 @@ async fn compute_runs(
             .collect(),
     };
     Ok((runs, rows_read, delta_version))
+}
+
+/// Waits for the sink to reach the cut, pins the table's version and records it on the runs at
+/// once, so a vacuum running meanwhile keeps the files the runs are about to read.
+async fn pin(
+    settings: &BatchSettings,
+    pool: &PgPool,
+    run_ids: &[i64],
+    cut: &BTreeMap<i32, i64>,
+) -> Result<PinnedFiles, BatchError> {
+    let mut table = open_or_create(
+        &settings.table_uri,
+        &settings.storage_options,
+        &settings.schema,
+    )
+    .await?;
+    wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
+    let pinned = PinnedFiles::of(&table, &settings.topic)?;
+    if let Some(version) = pinned.version {
+        publish::record_pinned_version(pool, run_ids, version).await?;
+    }
+    tracing::info!(version = ?pinned.version, files = pinned.len(), "pinned the Delta version");
+    Ok(pinned)
 }
 
 /// Computes every view and COPYs its rows, one view after the other, except that the next

@@ -3,14 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use deltalake::DeltaTable;
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use polars::prelude::*;
 use schemas::BraidConfig;
 
 use super::compute::{compute_view, records_below_cut};
 use super::pinned::PinnedFiles;
-use crate::sink::columns::BatchBuilder;
+use super::test_lake::append;
 use crate::sink::open_or_create;
 
 const BEFORE: &str = r#"
@@ -43,37 +41,7 @@ fn config(text: &str) -> BraidConfig {
     BraidConfig::load_from(Some(("pinned.toml", text)), []).expect("the test config is valid")
 }
 
-fn payload(offset: i64, tag: Option<&str>) -> Vec<u8> {
-    let mut record = serde_json::json!({ "ts": "2026-03-01T10:00:00Z", "n": offset });
-    if let Some(tag) = tag {
-        record["tag"] = tag.into();
-    }
-    serde_json::to_vec(&record).unwrap()
-}
-
-/// Appends one file of records (`offset`, payload) of `topic`, partition 0; returns the new
-/// file's URI.
-async fn append(
-    table: &mut DeltaTable,
-    config: &BraidConfig,
-    topic: &str,
-    records: &[(i64, Vec<u8>)],
-) -> String {
-    let before: Vec<String> = table.get_file_uris().unwrap().collect();
-    let mut builder = BatchBuilder::new(&config.schema);
-    for (offset, payload) in records {
-        let record = config.schema.validate(payload).expect("a valid record");
-        builder.append(&record, topic, 0, *offset, 0, None);
-    }
-    let mut writer = RecordBatchWriter::for_table(table).unwrap();
-    writer.write(builder.finish().unwrap()).await.unwrap();
-    writer.flush_and_commit(table).await.unwrap();
-    table
-        .get_file_uris()
-        .unwrap()
-        .find(|f| !before.contains(f))
-        .expect("the append added a file")
-}
+use super::test_lake::payload;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic() {

@@ -31,6 +31,34 @@ pub async fn begin_run(pool: &PgPool, view: &View, cut_epoch: i64) -> Result<i64
     Ok(run_id)
 }
 
+/// Records the table version `run_ids` read, as soon as it is pinned, so that a vacuum keeps
+/// its files while the runs compute (see [`pinned_versions`]).
+pub async fn record_pinned_version(
+    pool: &PgPool,
+    run_ids: &[i64],
+    version: i64,
+) -> Result<(), BatchError> {
+    sqlx::query(
+        "UPDATE braid_internal.batch_runs SET delta_version = $2 WHERE run_id = ANY($1) AND status = 'running'",
+    )
+    .bind(run_ids)
+    .bind(version)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The table versions that running or active batch runs read: vacuum keeps their files.
+pub async fn pinned_versions(pool: &PgPool) -> Result<Vec<u64>, BatchError> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT DISTINCT delta_version FROM braid_internal.batch_runs
+         WHERE status IN ('running', 'active') AND delta_version IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(v,)| v as u64).collect())
+}
+
 /// Marks runs left `running` by a killed process as failed and deletes their rows. Only called
 /// while holding the batch lock, so no live run is touched.
 pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), BatchError> {
