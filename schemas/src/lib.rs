@@ -22,6 +22,7 @@ pub mod event_schema;
 pub mod pg;
 pub mod pg_layout;
 pub mod record;
+pub mod validation_rules;
 pub mod view;
 
 pub use config::{BraidConfig, ConfigError};

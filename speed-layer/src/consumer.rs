@@ -18,6 +18,7 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::{EventSchema, Rejection};
 use schemas::pg::{self, DeadLetter};
+use schemas::validation_rules::ValidationRules;
 use schemas::view::View;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
@@ -93,6 +94,8 @@ impl State {
 struct SpeedContext {
     pool: PgPool,
     runtime: Handle,
+    /// The validation rules this process runs; checked against the recorded ones per flush.
+    rules: ValidationRules,
     topic: String,
     writers: Vec<ViewWriter>,
     state: Mutex<State>,
@@ -113,6 +116,13 @@ impl SpeedContext {
         if state.batch.is_empty() {
             return Ok(None);
         }
+        // Stop, rather than flush, once the recorded rules changed (the sink may now accept
+        // other records than this process).
+        self.runtime.block_on(pg::check_validation_rules(
+            &self.pool,
+            &self.topic,
+            &self.rules,
+        ))?;
         let outcome = self.runtime.block_on(flush(
             &self.pool,
             &self.topic,
@@ -263,9 +273,13 @@ pub fn run(
     runtime: Handle,
     stop: Arc<AtomicBool>,
 ) -> Result<SpeedSummary, SpeedError> {
+    let rules = ValidationRules::of(&settings.schema);
+    runtime.block_on(pg::check_validation_rules(&pool, &settings.topic, &rules))?;
+    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
     let context = SpeedContext {
         pool,
         runtime,
+        rules,
         topic: settings.topic.clone(),
         writers: settings.views.iter().map(ViewWriter::new).collect(),
         state: Mutex::new(State {

@@ -37,9 +37,23 @@ pub enum SpeedError {
     /// Kafka failed in a way the consumer cannot recover from.
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// This process's validation rules differ from the ones recorded for the topic: the sink
+    /// would accept other records than this layer. The operator's to fix; not retried.
+    #[error(transparent)]
+    RulesDiffer(#[from] schemas::pg::RulesDiffer),
     /// Loading or storing positions during a rebalance failed.
     #[error("rebalance failed: {0}")]
     Rebalance(String),
+}
+
+impl From<schemas::pg::RulesError> for SpeedError {
+    fn from(error: schemas::pg::RulesError) -> Self {
+        match error {
+            schemas::pg::RulesError::Differ(differ) => SpeedError::RulesDiffer(differ),
+            schemas::pg::RulesError::Database(db) => SpeedError::Database(db),
+            schemas::pg::RulesError::Unreadable(e) => SpeedError::Rebalance(e.to_string()),
+        }
+    }
 }
 
 impl SpeedError {

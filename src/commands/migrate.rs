@@ -55,6 +55,23 @@ pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Records the config's validation rules for its topic (`braid migrate` only: the operator
+/// accepts a changed schema; the layers refuse to run other rules).
+pub async fn record_rules(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> {
+    let rules = schemas::validation_rules::ValidationRules::of(&config.schema);
+    let changed = schemas::pg::record_validation_rules(pool, &config.kafka.topic, &rules).await?;
+    if !changed.is_empty() {
+        let changed: Vec<String> = changed.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            topic = config.kafka.topic,
+            fingerprint = rules.fingerprint(),
+            changed = changed.join("; "),
+            "recorded new validation rules; layers still running the old ones stop at their next flush"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::redacted;

@@ -126,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             let pool = connect(&config).await?;
             migrate(&pool, &config).await.context("braid migrate")?;
+            migrate::record_rules(&pool, &config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => up::run(load_config(&cli)?, args).await,

@@ -15,6 +15,7 @@ mod kafka_admin;
 mod kafka_roundtrip;
 mod oracle;
 mod replay;
+mod rules_drift;
 mod serving;
 mod sink;
 mod speed;

@@ -12,11 +12,16 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use schemas::pg::{self, DeadLetter, Layer};
+use schemas::validation_rules::ValidationRules;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::SinkError;
 use super::table::{app_id, positions_in_log};
+
+/// The key of the commit-info entry holding the fingerprint of the validation rules the
+/// commit's records passed.
+pub const VALIDATION_RULES_KEY: &str = "braidValidationRules";
 
 /// One buffer, ready to commit.
 #[derive(Debug, Clone)]
@@ -40,6 +45,9 @@ pub struct Committer {
     pub topic: String,
     /// Parquet settings.
     pub writer_properties: WriterProperties,
+    /// The validation rules this process runs: checked against the recorded ones before every
+    /// commit, and their fingerprint written into the commit's info.
+    pub rules: ValidationRules,
 }
 
 /// A commit running in the background. It owns the table until it ends.
@@ -125,6 +133,9 @@ impl Committer {
                 .await?;
             tx.commit().await?;
         }
+        // Stop, rather than commit, once the recorded rules changed (the speed layer may now
+        // accept other records than this process).
+        pg::check_validation_rules(&self.pool, &self.topic, &self.rules).await?;
         table.update_state().await?;
         let partitions: Vec<i32> = pending.next_offsets.keys().copied().collect();
         let in_log = positions_in_log(table, &self.topic, &partitions).await?;
@@ -144,7 +155,12 @@ impl Committer {
         let mut writer = RecordBatchWriter::for_table(table)?
             .with_writer_properties(self.writer_properties.clone())
             .with_commit_properties(
-                CommitProperties::default().with_application_transactions(transactions),
+                CommitProperties::default()
+                    .with_application_transactions(transactions)
+                    .with_metadata([(
+                        VALIDATION_RULES_KEY.to_string(),
+                        self.rules.fingerprint().into(),
+                    )]),
             );
         if pending.batch.num_rows() > 0 {
             writer.write(pending.batch.clone()).await?;

@@ -14,6 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use schemas::pg::DeadLetter;
+use schemas::validation_rules::ValidationRules;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
@@ -314,12 +315,16 @@ pub fn run(
         &settings.storage_options,
         &settings.schema,
     ))?;
+    let rules = ValidationRules::of(&settings.schema);
+    runtime.block_on(schemas::pg::check_validation_rules(&pool, &settings.topic, &rules))?;
+    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
     let context = SinkContext {
         runtime,
         committer: Committer {
             pool,
             topic: settings.topic.clone(),
             writer_properties: writer_properties(settings.compression),
+            rules,
         },
         state: Mutex::new(State {
             table: Some(table),

@@ -31,9 +31,23 @@ pub enum SinkError {
     /// Kafka failed in a way the consumer cannot recover from.
     #[error("kafka error: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// This process's validation rules differ from the ones recorded for the topic: the speed
+    /// layer would accept other records than this sink. The operator's to fix; not retried.
+    #[error(transparent)]
+    RulesDiffer(#[from] schemas::pg::RulesDiffer),
     /// Loading positions during a rebalance failed.
     #[error("rebalance failed: {0}")]
     Rebalance(String),
+}
+
+impl From<schemas::pg::RulesError> for SinkError {
+    fn from(error: schemas::pg::RulesError) -> Self {
+        match error {
+            schemas::pg::RulesError::Differ(differ) => SinkError::RulesDiffer(differ),
+            schemas::pg::RulesError::Database(db) => SinkError::Database(db),
+            schemas::pg::RulesError::Unreadable(e) => SinkError::Rebalance(e.to_string()),
+        }
+    }
 }
 
 impl SinkError {

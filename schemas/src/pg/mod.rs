@@ -5,11 +5,15 @@ mod cut;
 mod dead_letters;
 mod positions;
 mod replay;
+mod validation_rules;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};
 pub use dead_letters::{DeadLetter, Layer, insert_dead_letters, refused_by_database};
 pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
+};
+pub use validation_rules::{
+    RulesDiffer, RulesError, check_validation_rules, record_validation_rules,
 };
 pub use replay::{
     ReplayError, SpeedReset, cut_at_positions, cut_offsets, last_cut, reset_speed_to_last_cut,

@@ -24,6 +24,7 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
             "epoch",
             "job_runs",
             "speed_positions",
+            "validation_rules",
             "view_definitions"
         ]
     );

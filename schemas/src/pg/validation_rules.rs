@@ -1,0 +1,108 @@
+//! The validation rules recorded per topic (owner of `braid_internal.validation_rules`).
+
+use sqlx::PgPool;
+
+use crate::validation_rules::{RuleDifference, ValidationRules};
+
+/// A process's validation rules differ from the ones recorded for its topic.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the validation rules of topic `{topic}` differ from the recorded ones: {}. Both layers must \
+     accept the same records: run every layer with the same [schema], and record a changed schema \
+     with `braid migrate` before restarting the layers",
+    differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+)]
+pub struct RulesDiffer {
+    /// The topic.
+    pub topic: String,
+    /// What differs, by config key.
+    pub differences: Vec<RuleDifference>,
+}
+
+/// Why checking the rules failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// The rules differ: the operator's to fix; retrying fails the same way.
+    #[error(transparent)]
+    Differ(#[from] RulesDiffer),
+    /// The database failed; retry.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The recorded rules are not a JSON object of strings (edited by hand?).
+    #[error("the recorded validation rules cannot be read: {0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
+/// Checks `rules` against the ones recorded for `topic`, recording them if none are.
+pub async fn check_validation_rules(
+    pool: &PgPool,
+    topic: &str,
+    rules: &ValidationRules,
+) -> Result<(), RulesError> {
+    let fingerprint = rules.fingerprint();
+    let recorded: Option<(String,)> = sqlx::query_as(
+        "SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1",
+    )
+    .bind(topic)
+    .fetch_optional(pool)
+    .await?;
+    if recorded.as_ref().is_some_and(|(f,)| *f == fingerprint) {
+        return Ok(());
+    }
+    // None recorded yet (record these), or different (say how). One statement: the insert's
+    // result, or the row another process recorded first.
+    let (stored,): (String,) = sqlx::query_as(
+        "WITH inserted AS (
+            INSERT INTO braid_internal.validation_rules (topic, fingerprint, rules) VALUES ($1, $2, $3::jsonb)
+            ON CONFLICT (topic) DO NOTHING RETURNING rules)
+         SELECT rules::text FROM inserted
+         UNION ALL SELECT rules::text FROM braid_internal.validation_rules WHERE topic = $1
+         LIMIT 1",
+    )
+    .bind(topic)
+    .bind(&fingerprint)
+    .bind(rules.to_json())
+    .fetch_one(pool)
+    .await?;
+    let differences = rules.differences(&ValidationRules::from_json(&stored)?);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(RulesDiffer {
+        topic: topic.to_string(),
+        differences,
+    }
+    .into())
+}
+
+/// Records `rules` for `topic` (`braid migrate`: the operator accepts a changed schema), and
+/// returns how they differ from the rules recorded before.
+pub async fn record_validation_rules(
+    pool: &PgPool,
+    topic: &str,
+    rules: &ValidationRules,
+) -> Result<Vec<RuleDifference>, RulesError> {
+    let mut tx = pool.begin().await?;
+    let before: Option<(String,)> = sqlx::query_as(
+        "SELECT rules::text FROM braid_internal.validation_rules WHERE topic = $1 FOR UPDATE",
+    )
+    .bind(topic)
+    .fetch_optional(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO braid_internal.validation_rules (topic, fingerprint, rules) VALUES ($1, $2, $3::jsonb)
+         ON CONFLICT (topic) DO UPDATE
+           SET fingerprint = EXCLUDED.fingerprint, rules = EXCLUDED.rules, recorded_at = now()
+         WHERE braid_internal.validation_rules.fingerprint <> EXCLUDED.fingerprint",
+    )
+    .bind(topic)
+    .bind(rules.fingerprint())
+    .bind(rules.to_json())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    match before {
+        Some((old,)) => Ok(rules.differences(&ValidationRules::from_json(&old)?)),
+        None => Ok(Vec::new()),
+    }
+}

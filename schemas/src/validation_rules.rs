@@ -1,0 +1,164 @@
+//! The rules that decide whether a record is valid, by config key. Two processes with equal
+//! rules accept and refuse exactly the same records, so the speed layer and the sink must run
+//! equal rules: `schemas::pg::check_validation_rules` compares a process's rules with the ones
+//! recorded for the topic, and the sink writes their fingerprint into every Delta commit.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::EventSchema;
+use crate::record::micros_to_rfc3339;
+
+/// Every setting validation depends on, keyed by where it is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ValidationRules(BTreeMap<String, String>);
+
+/// One rule that differs between the recorded rules and a process's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDifference {
+    /// The config key.
+    pub key: String,
+    /// The recorded value (`None`: not recorded).
+    pub recorded: Option<String>,
+    /// This process's value (`None`: not in this process's config).
+    pub here: Option<String>,
+}
+
+impl fmt::Display for RuleDifference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+        write!(
+            f,
+            "{}: recorded {}, this process {}",
+            self.key,
+            show(&self.recorded),
+            show(&self.here)
+        )
+    }
+}
+
+impl ValidationRules {
+    /// The rules of `schema`.
+    pub fn of(schema: &EventSchema) -> Self {
+        let mut rules = BTreeMap::new();
+        rules.insert(
+            "schema.event_time".into(),
+            schema.event_time_field().name.clone(),
+        );
+        rules.insert(
+            "schema.max_record_bytes".into(),
+            schema.max_record_bytes.to_string(),
+        );
+        rules.insert(
+            "schema.max_group_value_bytes".into(),
+            schema.max_string_bytes.to_string(),
+        );
+        rules.insert(
+            "schema.event_time_min".into(),
+            micros_to_rfc3339(schema.event_time_min_micros),
+        );
+        rules.insert(
+            "schema.event_time_max".into(),
+            micros_to_rfc3339(schema.event_time_max_micros),
+        );
+        for field in &schema.fields {
+            let required = if field.required { "required" } else { "optional" };
+            rules.insert(
+                format!("schema.fields.{}", field.name),
+                format!("{}, {required}", field.field_type.name()),
+            );
+        }
+        Self(rules)
+    }
+
+    /// The rules as a JSON object (how they are recorded).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).expect("a map of strings serialises")
+    }
+
+    /// Rules recorded as a JSON object; anything else is a decoding error.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// A short stable digest of the rules.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.to_json().as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The rules that differ from `recorded`, by key.
+    pub fn differences(&self, recorded: &ValidationRules) -> Vec<RuleDifference> {
+        let keys: std::collections::BTreeSet<&String> =
+            self.0.keys().chain(recorded.0.keys()).collect();
+        keys.into_iter()
+            .filter_map(|key| {
+                let (old, new) = (recorded.0.get(key), self.0.get(key));
+                (old != new).then(|| RuleDifference {
+                    key: key.clone(),
+                    recorded: old.cloned(),
+                    here: new.cloned(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BraidConfig;
+
+    fn rules(env: &[(&str, &str)]) -> ValidationRules {
+        let config = BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../braid.toml"))),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        ValidationRules::of(&config.schema)
+    }
+
+    #[test]
+    fn every_setting_validation_depends_on_is_a_rule_and_named_when_it_differs() {
+        let base = rules(&[]);
+        assert!(base.differences(&base).is_empty());
+        for (key, value, named) in [
+            ("BRAID__SCHEMA__MAX_RECORD_BYTES", "2048", "schema.max_record_bytes"),
+            ("BRAID__SCHEMA__MAX_GROUP_VALUE_BYTES", "64", "schema.max_group_value_bytes"),
+            ("BRAID__SCHEMA__EVENT_TIME_MIN", "2001-01-01T00:00:00Z", "schema.event_time_min"),
+            ("BRAID__SCHEMA__EVENT_TIME_MAX", "2101-01-01T00:00:00Z", "schema.event_time_max"),
+        ] {
+            let changed = rules(&[(key, value)]);
+            assert_ne!(changed.fingerprint(), base.fingerprint(), "{key}");
+            let differences = changed.differences(&base);
+            assert_eq!(differences.len(), 1, "{key}: {differences:?}");
+            assert_eq!(differences[0].key, named);
+            let shown = value.trim_end_matches("T00:00:00Z");
+            assert!(differences[0].to_string().contains(shown), "{}", differences[0]);
+        }
+        let mut schema = BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+            .unwrap()
+            .schema;
+        schema.fields[1].required = !schema.fields[1].required;
+        let flipped = ValidationRules::of(&schema);
+        let differences = flipped.differences(&base);
+        assert_eq!(
+            differences.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+            vec![format!("schema.fields.{}", schema.fields[1].name)]
+        );
+        schema.fields.push(crate::FieldDef {
+            name: "extra".into(),
+            field_type: crate::FieldType::Bool,
+            required: false,
+        });
+        let grown = ValidationRules::of(&schema);
+        assert!(grown
+            .differences(&flipped)
+            .iter()
+            .any(|d| d.key == "schema.fields.extra" && d.recorded.is_none()));
+    }
+}
