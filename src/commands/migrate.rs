@@ -44,13 +44,7 @@ pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> 
     let bi_password = std::env::var("BRAID_BI_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    serving::sql::install(
-        pool,
-        &config.views,
-        &config.serving.bi_role,
-        bi_password.as_deref(),
-    )
-    .await?;
+    serving::sql::install(pool, &config.views, &config.serving, bi_password.as_deref()).await?;
     tracing::info!(views = config.views.len(), "database migrated");
     Ok(())
 }

@@ -180,26 +180,44 @@ impl JobLauncher for JobRunner {
     }
 }
 
+/// The API's pool and the jobs' pool. They are separate so that a job started through the
+/// admin API neither holds the connections requests need nor runs under their statement timeout.
+#[derive(Debug, Clone)]
+pub struct ServePools {
+    /// Requests: statements cancelled after [`STATEMENT_TIMEOUT_MS`], 2 s to get a connection.
+    pub api: PgPool,
+    /// Jobs started through the admin API: no statement timeout.
+    pub jobs: PgPool,
+}
+
+impl ServePools {
+    /// The API's own pool for `config`, and `jobs` for the jobs.
+    pub async fn new(config: &BraidConfig, jobs: PgPool) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = config
+            .postgres
+            .url
+            .parse()
+            .context("postgres.url is not a PostgreSQL URL")?;
+        let api = api_pool(options, config.postgres.max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to PostgreSQL at {} (postgres.url)",
+                    super::migrate::redacted(&config.postgres.url)
+                )
+            })?;
+        Ok(Self { api, jobs })
+    }
+}
+
 /// A pool whose statements PostgreSQL cancels after [`STATEMENT_TIMEOUT_MS`], and that gives
 /// up on a connection after 2 s so that requests answer 503 quickly while the database is down.
-async fn serving_pool(config: &BraidConfig) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = config
-        .postgres
-        .url
-        .parse()
-        .context("postgres.url is not a PostgreSQL URL")?;
-    let options = options.options([("statement_timeout", STATEMENT_TIMEOUT_MS)]);
+async fn api_pool(options: PgConnectOptions, max_connections: u32) -> sqlx::Result<PgPool> {
     PgPoolOptions::new()
-        .max_connections(config.postgres.max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(2))
-        .connect_with(options)
+        .connect_with(options.options([("statement_timeout", STATEMENT_TIMEOUT_MS)]))
         .await
-        .with_context(|| {
-            format!(
-                "cannot connect to PostgreSQL at {} (postgres.url)",
-                super::migrate::redacted(&config.postgres.url)
-            )
-        })
 }
 
 /// What the API serves, from `config`.
@@ -218,7 +236,7 @@ fn settings(config: &BraidConfig, admin_token: Option<String>) -> ServingSetting
 /// The application state for `config`, with the real jobs and Kafka watch.
 pub fn state(
     config: &BraidConfig,
-    pool: PgPool,
+    pools: ServePools,
     admin_token: Option<String>,
 ) -> anyhow::Result<AppState> {
     let kafka = KafkaWatch::spawn(
@@ -227,9 +245,9 @@ pub fn state(
         Duration::from_secs(1),
     )
     .context("starting the Kafka watch (kafka.brokers)")?;
-    let mut state = AppState::new(pool.clone(), settings(config, admin_token), kafka);
+    let mut state = AppState::new(pools.api, settings(config, admin_token), kafka);
     state.jobs = Some(Arc::new(JobRunner {
-        context: super::jobs::context(config, pool),
+        context: super::jobs::context(config, pools.jobs),
         config: config.clone(),
     }));
     Ok(state)
@@ -248,19 +266,20 @@ pub async fn run(config: BraidConfig, args: &ServeArgs) -> anyhow::Result<ExitCo
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let pool = serving_pool(&config).await?;
+    let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
+    let pools = ServePools::new(&config, pool).await?;
     let stop = StopFlag::default();
     stop.stop_on_signals();
     let render: serving::api::MetricsRender = Arc::new(move || recorder.render());
-    serve_until_stopped(&config, pool, args.listen, Some(render), stop).await?;
+    serve_until_stopped(&config, pools, args.listen, Some(render), stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the API on `listen` (default serving.listen) until `stop` is set.
 pub async fn serve_until_stopped(
     config: &BraidConfig,
-    pool: PgPool,
+    pools: ServePools,
     listen: Option<std::net::SocketAddr>,
     metrics: Option<serving::api::MetricsRender>,
     stop: StopFlag,
@@ -269,7 +288,7 @@ pub async fn serve_until_stopped(
         .ok()
         .filter(|t| !t.trim().is_empty());
     let admin = admin_token.is_some();
-    let mut state = state(config, pool, admin_token)?;
+    let mut state = state(config, pools, admin_token)?;
     state.metrics = metrics;
     let address =
         listen.unwrap_or_else(|| config.serving.listen.parse().expect("validated at load"));
@@ -288,4 +307,34 @@ pub async fn serve_until_stopped(
         .context("serving the API")?;
     tracing::info!("the API stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn statement_timeout(pool: &PgPool) -> String {
+        let (value,): (String,) = sqlx::query_as("SHOW statement_timeout")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        value
+    }
+
+    /// Requests run under the statement timeout on their own connections; jobs started through
+    /// the admin API run without it, on others.
+    #[sqlx::test(migrations = false)]
+    async fn requests_have_a_statement_timeout_and_jobs_their_own_pool(pool: PgPool) {
+        let options = (*pool.connect_options()).clone();
+        let pools = ServePools {
+            api: api_pool(options, 2).await.unwrap(),
+            jobs: pool.clone(),
+        };
+        assert_eq!(statement_timeout(&pools.api).await, "5s");
+        assert_eq!(statement_timeout(&pools.jobs).await, "0");
+        // Every API connection busy: a job still gets one.
+        let _held = (pools.api.acquire().await.unwrap(), pools.api.acquire().await.unwrap());
+        let job = tokio::time::timeout(Duration::from_secs(5), pools.jobs.acquire()).await;
+        assert!(job.is_ok_and(|c| c.is_ok()), "a job waits for the API's connections");
+    }
 }

@@ -38,9 +38,10 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         tokio::spawn(async move { jobs::run_scheduler(&context, &schedules, stop.shared()).await })
     };
     let api = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
+        let pools = super::serve::ServePools::new(&config, pool.clone()).await?;
+        let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {
-            super::serve::serve_until_stopped(&config, pool, None, None, stop).await
+            super::serve::serve_until_stopped(&config, pools, None, None, stop).await
         })
     };
     let generator = args.generate.map(|rate| {

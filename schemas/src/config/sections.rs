@@ -166,7 +166,15 @@ pub struct ServingConfig {
     pub max_range_days: u32,
     /// The read-only login role for BI tools, created by `braid migrate` when the environment
     /// variable BRAID_BI_PASSWORD holds its password. It can read the `serving` schema only.
+    /// Braid refuses to take over a role of this name that it did not create.
     pub bi_role: String,
+    /// The BI role's statement timeout, in milliseconds: a runaway dashboard query is cancelled.
+    pub bi_statement_timeout_ms: u64,
+    /// The BI role's idle-in-transaction timeout, in milliseconds: a BI session left idle in an
+    /// open transaction is ended, so it cannot hold locks on the serving views for ever.
+    pub bi_idle_in_transaction_timeout_ms: u64,
+    /// How many sessions the BI role may open at once.
+    pub bi_connection_limit: u32,
 }
 
 /// `[schema]`: the event schema.

@@ -284,6 +284,24 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
             ),
         )
     })?;
+    for (value, key) in [
+        (raw.serving.bi_statement_timeout_ms, "serving.bi_statement_timeout_ms"),
+        (
+            raw.serving.bi_idle_in_transaction_timeout_ms,
+            "serving.bi_idle_in_transaction_timeout_ms",
+        ),
+    ] {
+        require(
+            (1..=86_400_000).contains(&value),
+            key,
+            "must be between 1 and 86400000 (one day), in milliseconds",
+        )?;
+    }
+    require(
+        raw.serving.bi_connection_limit >= 1,
+        "serving.bi_connection_limit",
+        "must be at least 1",
+    )?;
     require(
         raw.serving.max_limit > 0,
         "serving.max_limit",

@@ -327,6 +327,13 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
     }
     producer.flush(Duration::from_secs(30)).unwrap();
 
+    // The documented procedure: record the changed schema's rules, then restart the layers.
+    let migrated = crate::support::run(pipeline.braid().args([
+        "--config".as_ref(),
+        config_path.as_os_str(),
+        "migrate".as_ref(),
+    ]));
+    assert!(migrated.status.success(), "{}", crate::support::stderr(&migrated));
     let mut sink = Running(
         pipeline
             .braid()

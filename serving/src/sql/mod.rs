@@ -1,7 +1,13 @@
 //! The `serving` schema: merged views for BI tools and the read-only role that reads them.
 
+mod bi_role;
+#[cfg(test)]
+mod tests;
+
+use schemas::config::ServingConfig;
 use schemas::pg_layout::ViewLayout;
 use schemas::view::{MetricKind, View};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 /// The SELECT of a view's merged rows: active batch rows ⊕ speed rows with epoch ≥ the active
@@ -82,60 +88,95 @@ pub enum ServingSqlError {
     /// The database refused a statement.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A serving view whose definition changed could not be replaced within the lock timeout:
+    /// a session holds it (a BI tool idle in a transaction?). Nothing was changed; retry once
+    /// that session ends.
+    #[error(
+        "serving view {view} is in use by another session (a BI tool idle in a transaction?) and was not \
+         replaced within {LOCK_TIMEOUT}; nothing was changed. End that session (pg_stat_activity) and retry"
+    )]
+    ViewInUse {
+        /// The view.
+        view: String,
+    },
+    /// `serving.bi_role` names a role Braid did not create: Braid will not change its password,
+    /// rights or limits.
+    #[error(
+        "serving.bi_role: role `{role}` exists and was not created by Braid; choose another name \
+         (Braid will not take over an existing role's password and rights). If an older Braid \
+         created it, adopt it with: COMMENT ON ROLE {role} IS '{mark}'",
+        mark = bi_role::MARK
+    )]
+    RoleNotOurs {
+        /// The role.
+        role: String,
+    },
 }
 
-/// (Re)creates `serving.<view>` for every view and, when `bi_password` is given, the login
-/// role `bi_role` that may read the `serving` schema and nothing else.
+/// How long installing waits for a lock on a serving view before giving up.
+pub const LOCK_TIMEOUT: &str = "5s";
+
+/// The comment that marks a serving view with the digest of its definition.
+fn definition_comment(select: &str) -> String {
+    let digest = Sha256::digest(select.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("braid definition {hex}")
+}
+
+/// Creates `serving.<view>` for every view whose definition changed (or that is missing), and,
+/// when `bi_password` is given, the login role `serving.bi_role` that may read the `serving`
+/// schema and nothing else. A view whose definition is unchanged is not touched, so a restart
+/// never waits on a BI session; a changed one is replaced under a lock timeout.
 pub async fn install(
     pool: &PgPool,
     views: &[View],
-    bi_role: &str,
+    serving: &ServingConfig,
     bi_password: Option<&str>,
 ) -> Result<(), ServingSqlError> {
     let mut tx = pool.begin().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
+    )))
+    .execute(&mut *tx)
+    .await?;
     for view in views {
         let layout = ViewLayout::of(view);
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP VIEW IF EXISTS {serving}; CREATE VIEW {serving} AS {select}",
+        let select = merged_select(view);
+        let comment = definition_comment(&select);
+        let (current,): (Option<String>,) =
+            sqlx::query_as("SELECT obj_description(to_regclass($1), 'pg_class')")
+                .bind(&layout.serving_view)
+                .fetch_one(&mut *tx)
+                .await?;
+        if current.as_deref() == Some(comment.as_str()) {
+            continue;
+        }
+        // Identifiers come only from validated configuration; the comment is hex.
+        let replaced = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP VIEW IF EXISTS {serving}; CREATE VIEW {serving} AS {select}; \
+             COMMENT ON VIEW {serving} IS '{comment}'",
             serving = layout.serving_view,
-            select = merged_select(view),
         )))
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match replaced {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                return Err(ServingSqlError::ViewInUse {
+                    view: layout.serving_view,
+                });
+            }
+            other => other?,
+        };
+        tracing::info!(view = layout.serving_view, "serving view (re)created");
     }
     tx.commit().await?;
-    let Some(password) = bi_password else {
-        tracing::info!(
-            "BRAID_BI_PASSWORD is not set: the read-only role for BI tools was not created or changed"
-        );
-        return Ok(());
-    };
-    let (exists,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(bi_role)
-            .fetch_one(pool)
-            .await?;
-    let verb = if exists { "ALTER" } else { "CREATE" };
-    // Utility statements take no parameters: let the server quote the role and the password.
-    let statements: Vec<(String,)> = sqlx::query_as(
-        "SELECT format($3 || ' ROLE %I LOGIN PASSWORD %L NOSUPERUSER NOCREATEDB NOCREATEROLE', $1::text, $2::text)
-         UNION ALL SELECT format('GRANT USAGE ON SCHEMA serving TO %I', $1::text)
-         UNION ALL SELECT format('GRANT SELECT ON ALL TABLES IN SCHEMA serving TO %I', $1::text)
-         UNION ALL SELECT format('ALTER DEFAULT PRIVILEGES IN SCHEMA serving GRANT SELECT ON TABLES TO %I', $1::text)",
-    )
-    .bind(bi_role)
-    .bind(password)
-    .bind(verb)
-    .fetch_all(pool)
-    .await?;
-    for (statement,) in statements {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(pool)
-            .await?;
+    match bi_password {
+        Some(password) => bi_role::install(pool, serving, password).await,
+        None => {
+            tracing::info!(
+                "BRAID_BI_PASSWORD is not set: the read-only role for BI tools was not created or changed"
+            );
+            Ok(())
+        }
     }
-    tracing::info!(
-        role = bi_role,
-        "read-only role for BI tools ready: it can read the serving schema only"
-    );
-    Ok(())
 }
