@@ -98,9 +98,9 @@ async fn the_bi_role_is_limited_and_braid_never_takes_over_a_role_it_did_not_cre
     .await
     .unwrap();
     assert_eq!(limit, 3);
-    assert!(settings.contains(&"statement_timeout=12s".to_string()), "{settings:?}");
+    assert!(settings.contains(&"statement_timeout=12000ms".to_string()), "{settings:?}");
     assert!(
-        settings.contains(&"idle_in_transaction_session_timeout=34s".to_string()),
+        settings.contains(&"idle_in_transaction_session_timeout=34000ms".to_string()),
         "{settings:?}"
     );
     assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "the server got a verifier only");
