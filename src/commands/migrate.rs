@@ -8,18 +8,9 @@ use schemas::BraidConfig;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-/// The URL with its password hidden, for messages.
+/// The URL with its passwords hidden, for messages.
 pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    schemas::config::secrets::redact_url(url)
 }
 
 /// Opens the connection pool, failing fast with the (redacted) URL if the database does not answer.
@@ -64,22 +55,4 @@ pub async fn record_rules(pool: &PgPool, config: &BraidConfig) -> anyhow::Result
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn passwords_are_hidden() {
-        assert_eq!(
-            redacted("postgres://braid:secret@127.0.0.1:5432/braid"),
-            "postgres://braid:***@127.0.0.1:5432/braid"
-        );
-        assert_eq!(
-            redacted("postgres://braid@host/db"),
-            "postgres://braid@host/db"
-        );
-        assert_eq!(redacted("postgres://host/db"), "postgres://host/db");
-    }
 }

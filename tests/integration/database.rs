@@ -73,6 +73,21 @@ fn an_unreachable_database_is_named_without_its_password() {
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
+
+    // A password given as a query parameter, and a Kafka SASL password from the environment,
+    // reach no log line either.
+    let output = run(braid()
+        .args([
+            "speed",
+            "--database-url",
+            "postgres://braid@127.0.0.1:1/braid?password=hunter3&sslmode=disable",
+        ])
+        .env("BRAID_KAFKA_OPTION_SASL_PASSWORD", "hunter4")
+        .env("RUST_LOG", "debug"));
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(text.contains("password=***"), "{text}");
+    assert!(!text.contains("hunter3") && !text.contains("hunter4"), "{text}");
 }
 
 #[sqlx::test(migrations = false)]

@@ -1,7 +1,60 @@
 //! `BRAID__SECTION__KEY=value` overrides. A value takes the type of the value it replaces
 //! (string, integer, float, boolean or array); a new key is a string.
+//!
+//! librdkafka's keys hold dots, which shells cannot put in a variable name, so
+//! `BRAID_KAFKA_OPTION_SASL_PASSWORD=...` sets `kafka.options."sasl.password"` (underscores
+//! become dots), and `BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE=/run/secrets/kafka` reads the value
+//! from a file (a trailing newline is dropped), so secrets need not sit in the environment.
 
 use super::{ConfigError, ENV_PREFIX};
+
+/// The prefix of librdkafka option variables.
+pub const KAFKA_OPTION_PREFIX: &str = "BRAID_KAFKA_OPTION_";
+
+/// Sets `kafka.options` from `BRAID_KAFKA_OPTION_<KEY>` and `BRAID_KAFKA_OPTION_<KEY>_FILE`.
+pub(super) fn apply_kafka_options(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let mut options: Vec<&(String, String)> = env
+        .iter()
+        .filter(|(name, _)| name.starts_with(KAFKA_OPTION_PREFIX))
+        .collect();
+    options.sort();
+    for (var, raw) in options {
+        let error = |reason: String| ConfigError::Env {
+            var: var.clone(),
+            reason,
+        };
+        let name = &var[KAFKA_OPTION_PREFIX.len()..];
+        let (name, value) = match name.strip_suffix("_FILE") {
+            Some(name) => {
+                let text = std::fs::read_to_string(raw)
+                    .map_err(|e| error(format!("cannot read the file `{raw}`: {e}")))?;
+                (name, text.trim_end_matches(['\n', '\r']).to_string())
+            }
+            None => (name, raw.clone()),
+        };
+        if name.is_empty() || name.split('_').any(str::is_empty) {
+            return Err(error(format!(
+                "name a librdkafka option with its dots as underscores, e.g. {KAFKA_OPTION_PREFIX}SASL_PASSWORD"
+            )));
+        }
+        let key = name.to_lowercase().replace('_', ".");
+        let kafka = table
+            .entry("kafka")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| error("`kafka` is a value, not a section".into()))?;
+        let options = kafka
+            .entry("options")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| error("`kafka.options` is a value, not a section".into()))?;
+        options.insert(key, toml::Value::String(value));
+    }
+    Ok(())
+}
 
 pub(super) fn apply_overrides(
     table: &mut toml::Table,

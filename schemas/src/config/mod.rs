@@ -2,6 +2,7 @@
 //! environment variables. Unknown keys are refused, and every error names the key and why.
 
 mod env;
+pub mod secrets;
 mod sections;
 mod validate;
 
@@ -123,7 +124,9 @@ impl BraidConfig {
         if let Some((origin, text)) = file {
             merge(&mut merged, parse(origin, text)?);
         }
-        env::apply_overrides(&mut merged, env)?;
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        env::apply_overrides(&mut merged, env.iter().cloned())?;
+        env::apply_kafka_options(&mut merged, &env)?;
         let raw: RawConfig =
             serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| {
                 let key = e.path().to_string();

@@ -1,8 +1,11 @@
 //! The configuration sections, as written in `braid.toml`. Every struct refuses unknown keys.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use super::secrets::{RedactedOptions, redact_url};
 
 use crate::event_schema::FieldDef;
 use crate::view::ViewConfig;
@@ -33,7 +36,7 @@ pub struct RawConfig {
 }
 
 /// `[kafka]`: the source topic and consumer groups.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma separated, e.g. `127.0.0.1:19092`.
@@ -50,7 +53,7 @@ pub struct KafkaConfig {
 }
 
 /// `[lake]`: the Delta table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LakeConfig {
     /// A local path (relative paths are taken from the working directory) or `s3://bucket/prefix`.
@@ -61,7 +64,7 @@ pub struct LakeConfig {
 }
 
 /// `[postgres]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresConfig {
     /// Connection URL, `postgres://user:password@host:port/database`.
@@ -197,4 +200,36 @@ pub struct SchemaConfig {
     /// The declared fields, in order: `[[schema.fields]]` with name, type, required.
     #[serde(default)]
     pub fields: Vec<FieldDef>,
+}
+
+// Printed with secrets hidden: configs reach logs and error messages.
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("speed_group", &self.speed_group)
+            .field("sink_group", &self.sink_group)
+            .field("options", &RedactedOptions(&self.options))
+            .finish()
+    }
+}
+
+impl fmt::Debug for LakeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LakeConfig")
+            .field("uri", &self.uri)
+            .field("storage_options", &RedactedOptions(&self.storage_options))
+            .finish()
+    }
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
 }

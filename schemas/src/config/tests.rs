@@ -294,3 +294,43 @@ fn missing_file_is_a_read_error_naming_the_path() {
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("/nonexistent/braid.toml"), "{err}");
 }
+
+#[test]
+fn kafka_options_come_from_variables_with_underscores_and_from_files() {
+    let dir = std::env::temp_dir().join(format!("braid-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("sasl");
+    std::fs::write(&secret, "from a file\n").unwrap();
+    let config = BraidConfig::load_from(
+        Some(("braid.toml", DEMO)),
+        [
+            ("BRAID_KAFKA_OPTION_SASL_USERNAME".to_string(), "braid".to_string()),
+            (
+                "BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE".to_string(),
+                secret.display().to_string(),
+            ),
+            ("BRAID_KAFKA_OPTION_SECURITY_PROTOCOL".to_string(), "SASL_PLAINTEXT".to_string()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.kafka.options["sasl.username"], "braid");
+    assert_eq!(config.kafka.options["sasl.password"], "from a file");
+    assert_eq!(config.kafka.options["security.protocol"], "SASL_PLAINTEXT");
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("from a file"), "secrets never print: {printed}");
+
+    let missing = BraidConfig::load_from(
+        Some(("braid.toml", DEMO)),
+        [(
+            "BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE".to_string(),
+            "/nonexistent/secret".to_string(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        missing.contains("BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE") && missing.contains("/nonexistent/secret"),
+        "{missing}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
