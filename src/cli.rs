@@ -215,6 +215,10 @@ pub struct RecoverArgs {
     /// Recover from the Delta table (the only source there is today).
     #[arg(long, required = true)]
     pub from_lake: bool,
+    /// Recover even though no partition is behind Kafka's retention (the speed layer then skips
+    /// records it could still read, until the next batch run covers them).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Options of `braid serve`.

@@ -1,6 +1,9 @@
 //! Kafka client settings shared by Braid's producers and consumers.
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
@@ -34,6 +37,40 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
         }
     }
     config
+}
+
+/// Refuses a source topic whose `cleanup.policy` includes `compact`. Compaction deletes records
+/// behind the two layers' backs at different moments, so an offset would name a record one
+/// layer read and the other never saw, and the merged answer could not be exact. A topic that
+/// does not exist yet passes (it is created without compaction).
+pub async fn refuse_compacted_source(kafka: &KafkaConfig) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
+    let results = admin
+        .describe_configs(
+            [&ResourceSpecifier::Topic(&kafka.topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .with_context(|| format!("describing topic {} (kafka.brokers)", kafka.topic))?;
+    for result in results {
+        let resource = match result {
+            Ok(resource) => resource,
+            Err(RDKafkaErrorCode::UnknownTopicOrPartition) => continue,
+            Err(code) => anyhow::bail!("describing topic {}: {code}", kafka.topic),
+        };
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|entry| entry.value.clone())
+            .unwrap_or_default();
+        anyhow::ensure!(
+            !policy.contains("compact"),
+            "kafka.topic `{}` has cleanup.policy={policy}: compaction removes records at different \
+             moments for the speed layer and the sink, so the same offsets would mean different \
+             records to them and no answer could be exact. Use a topic with cleanup.policy=delete",
+            kafka.topic
+        );
+    }
+    Ok(())
 }
 
 /// Creates `topic` with `partitions` partitions unless it exists. Returns whether it was created.

@@ -150,6 +150,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve(args) => serve::run(load_config(&cli)?, args).await,
         Command::Replay(args) => replay::run(load_config(&cli)?, args).await,
-        Command::Recover(_) => replay::recover_from_lake(load_config(&cli)?).await,
+        Command::Recover(args) => replay::recover_from_lake(load_config(&cli)?, args.force).await,
     }
 }

@@ -252,10 +252,33 @@ pub type Recovery = (
 );
 
 /// Takes a cut at the Delta sink's positions and moves the speed layer there.
-pub async fn recover(config: &BraidConfig, pool: &sqlx::PgPool) -> anyhow::Result<Recovery> {
+pub async fn recover(
+    config: &BraidConfig,
+    pool: &sqlx::PgPool,
+    force: bool,
+) -> anyhow::Result<Recovery> {
     let topic = &config.kafka.topic;
     let marks = watermarks(config).await?;
     let partitions: Vec<i32> = marks.keys().copied().collect();
+    let stored = schemas::pg::load_positions(pool, topic).await?;
+    let behind: Vec<String> = marks
+        .iter()
+        .filter_map(|(p, (low, _))| {
+            let at = stored.get(p).copied().unwrap_or(0);
+            (at < *low).then(|| format!("{p}: {at} < {low}"))
+        })
+        .collect();
+    if behind.is_empty() && !force {
+        anyhow::bail!(
+            "the speed layer is not behind Kafka's retention on any partition of {topic} (each \
+             stored position is at or past Kafka's first offset): it can still read every record it \
+             needs, and recovering would make it skip them until the next batch run. Nothing was \
+             changed. Pass --force to recover anyway"
+        );
+    }
+    if !behind.is_empty() {
+        tracing::info!(partitions = behind.join(", "), "the speed layer is behind Kafka's retention (partition: stored < first offset)");
+    }
     let storage = config.lake.storage_options.clone().into_iter().collect();
     let table = batch_layer::sink::open_or_create(&config.lake.uri, &storage, &config.schema)
         .await
@@ -291,7 +314,7 @@ pub fn recovery_report(recovery: &Recovery) -> jobs::history::JobReport {
 }
 
 /// Runs `braid recover --from-lake`.
-pub async fn recover_from_lake(config: BraidConfig) -> anyhow::Result<ExitCode> {
+pub async fn recover_from_lake(config: BraidConfig, force: bool) -> anyhow::Result<ExitCode> {
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
     let marks = watermarks(&config).await?;
@@ -300,7 +323,7 @@ pub async fn recover_from_lake(config: BraidConfig) -> anyhow::Result<ExitCode> 
         &pool,
         "recover",
         job,
-        recover(&config, &pool),
+        recover(&config, &pool, force),
         recovery_report,
     )
     .await?;

@@ -127,10 +127,20 @@ impl JobLauncher for JobRunner {
                     return Ok(id);
                 }
                 "recover" => {
-                    parameters_of(&job, &parameters, &[])?;
+                    let object = parameters_of(&job, &parameters, &["force"])?;
+                    let force = match object.get("force") {
+                        None => false,
+                        Some(Value::Bool(force)) => *force,
+                        Some(_) => {
+                            return Err(LaunchError::BadParameter {
+                                parameter: "force".into(),
+                                message: "`force` must be true or false".into(),
+                            });
+                        }
+                    };
                     let id = self.record(&job).await?;
                     tokio::spawn(async move {
-                        let recovery = super::replay::recover(&config, &pool);
+                        let recovery = super::replay::recover(&config, &pool, force);
                         let _ = super::replay::recorded(
                             &pool,
                             "recover",

@@ -29,6 +29,7 @@ pub async fn spawn(
     pool: sqlx::PgPool,
     stop: StopFlag,
 ) -> anyhow::Result<SinkSummary> {
+    crate::kafka::refuse_compacted_source(&config.kafka).await?;
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     super::on_thread("sink", move || {

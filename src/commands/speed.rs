@@ -26,6 +26,7 @@ pub async fn spawn(
     pool: sqlx::PgPool,
     stop: StopFlag,
 ) -> anyhow::Result<speed_layer::SpeedSummary> {
+    crate::kafka::refuse_compacted_source(&config.kafka).await?;
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     super::on_thread("speed", move || {

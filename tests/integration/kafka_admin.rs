@@ -36,3 +36,18 @@ pub async fn grow_partitions(topic: &str, total: usize) {
         result.expect("the topic grows");
     }
 }
+
+/// Creates `topic` with one partition and the given topic configs.
+pub async fn create_topic_with(topic: &str, configs: &[(&str, &str)]) {
+    let mut new = rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(1));
+    for (key, value) in configs {
+        new = new.set(key, value);
+    }
+    let results = admin()
+        .create_topics(&[new], &AdminOptions::new())
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("the topic is created");
+    }
+}

@@ -103,6 +103,14 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
         .into_iter()
         .map(|m| ((m.partition, m.offset), m))
         .collect();
+    // Kafka still holds everything the speed layer needs: recovering would skip it.
+    let refused = run(pipeline.braid().args(["recover", "--from-lake"]));
+    assert!(!refused.status.success(), "recover ran with nothing lost");
+    assert!(
+        stderr(&refused).contains("not behind Kafka's retention") && stderr(&refused).contains("--force"),
+        "{}",
+        stderr(&refused)
+    );
     // Retention deletes everything Kafka holds.
     crate::kafka_admin::delete_records_below(&pipeline.topic, &high_watermarks(&pipeline.topic))
         .await;

@@ -226,3 +226,23 @@ async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool)
         "nothing skipped"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_compacted_source_topic_is_refused_by_both_layers(pool: PgPool) {
+    let pipeline = Pipeline::new("speed-compacted", &pool).await;
+    crate::kafka_admin::create_topic_with(&pipeline.topic, &[("cleanup.policy", "compact")]).await;
+    for layer in ["speed", "sink"] {
+        let output = tokio::task::spawn_blocking({
+            let pipeline = pipeline.clone();
+            move || pipeline.braid().arg(layer).output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(!output.status.success(), "{layer} ran on a compacted topic");
+        let text = stderr(&output);
+        assert!(
+            text.contains("kafka.topic") && text.contains("cleanup.policy=compact"),
+            "{layer}: {text}"
+        );
+    }
+}
