@@ -80,6 +80,14 @@ impl Groups {
         self.table.iter()
     }
 
+    /// Every group, ordered by key and bucket. Flushes write rows in this order, so two
+    /// processes upserting the same hot keys lock the rows in the same order and never deadlock.
+    pub fn in_key_order(&self) -> Vec<&(GroupBucket, Vec<MetricValue>)> {
+        let mut sorted: Vec<_> = self.table.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sorted
+    }
+
     /// The values of one group and bucket.
     pub fn get(&self, key: &[Option<KeyValue>], bucket: i64) -> Option<&Vec<MetricValue>> {
         let hash = hash_group(key.iter().map(|k| k.as_ref().map(KeyValue::as_ref)), bucket);
@@ -327,6 +335,28 @@ mod tests {
     fn config() -> schemas::BraidConfig {
         schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
             .unwrap()
+    }
+
+    #[test]
+    fn groups_come_out_in_key_and_bucket_order_whatever_the_hash_order() {
+        let config = config();
+        let mut batch = MicroBatch::new(&config.views);
+        for i in 0..300 {
+            let event = format!(
+                r#"{{"event_id":"e{i}","ts":"2026-01-01T00:{:02}:05Z","event_type":"page_view","user_id":"u","page":"/p{}","country":"US","device":"mobile","duration_ms":1}}"#,
+                (i * 7) % 60,
+                (i * 37) % 101
+            );
+            batch.add_record(0, i, &config.schema.validate(event.as_bytes()).unwrap());
+        }
+        for deltas in batch.views.iter().filter(|d| d.groups.len() > 1) {
+            let keys: Vec<&GroupBucket> = deltas.groups.in_key_order().iter().map(|(k, _)| k).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{}: out of order", deltas.view.name);
+        }
+        assert!(
+            batch.views.iter().any(|d| d.groups.len() > 100),
+            "some view has many groups"
+        );
     }
 
     #[test]

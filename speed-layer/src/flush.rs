@@ -90,9 +90,7 @@ impl ViewWriter {
             .collect();
         // In key order, so that two processes upserting the same hot keys lock their rows in
         // the same order and never deadlock.
-        let mut sorted: Vec<_> = deltas.groups.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for ((key, bucket), values) in sorted {
+        for ((key, bucket), values) in deltas.groups.in_key_order() {
             buckets.push(micros_to_time(*bucket));
             for (column, value) in groups.iter_mut().zip(key) {
                 column.push(value);
