@@ -45,6 +45,11 @@ fn instant(flag: &str, text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 /// The source positions the target topic already holds for `replay_id`. Blocking.
+///
+/// Reads each partition up to the high watermark taken first. A partition is done when a record
+/// at or past that mark arrives or the consumer reaches its end: transaction markers, aborted
+/// records and compacted gaps occupy offsets that never arrive as records, so counting records
+/// would wait for ever.
 fn already_published(
     config: &BraidConfig,
     topic: &str,
@@ -54,34 +59,42 @@ fn already_published(
     let consumer: BaseConsumer = crate::kafka::consumer_config(&config.kafka)
         .set("group.id", format!("braid-replay-publish-check:{topic}"))
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()?;
     let mut assignment = TopicPartitionList::new();
-    let mut remaining = 0;
+    let mut reading: BTreeSet<i32> = BTreeSet::new();
     for (&partition, &(low, high)) in &marks {
         if high > low {
             assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
-            remaining += high - low;
+            reading.insert(partition);
         }
     }
     let mut seen = BTreeSet::new();
-    if remaining == 0 {
+    if reading.is_empty() {
         return Ok(seen);
     }
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while remaining > 0 {
+    while !reading.is_empty() {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "reading {topic} back took more than 5 minutes"
+            "reading {topic} back took more than 5 minutes (partitions {reading:?} unfinished)"
         );
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                reading.remove(&partition);
+                continue;
+            }
+            Some(other) => other?,
         };
-        let message = message?;
-        if message.offset() >= marks[&message.partition()].1 {
+        let end = marks[&message.partition()].1;
+        if message.offset() + 1 >= end {
+            reading.remove(&message.partition());
+        }
+        if message.offset() >= end {
             continue;
         }
-        remaining -= 1;
         let Some(headers) = message.headers() else {
             continue;
         };

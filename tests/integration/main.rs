@@ -20,3 +20,4 @@ mod serving;
 mod sink;
 mod speed;
 mod support;
+mod transactional;

@@ -267,70 +267,110 @@ pub fn log_file(name: &str) -> std::fs::File {
     std::fs::File::create(dir.join(format!("{name}.log"))).unwrap()
 }
 
-/// Reads every message of `topic` from the beginning up to the current high watermarks.
+/// Reads every committed message of `topic` from the beginning up to the current high
+/// watermarks, as both layers read it (`read_committed`: aborted records and transaction markers
+/// are skipped). A partition is done at its end-of-partition event or once a message reaches its
+/// high watermark, never by counting offsets, which markers occupy too.
 pub fn read_topic(topic: &str) -> Vec<crate::oracle::RawMessage> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("group.id", format!("{topic}.oracle"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
         .create()
         .unwrap();
     let ends = high_watermarks(topic);
     let mut assignment = TopicPartitionList::new();
-    for &partition in ends.keys() {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
+    let mut reading = std::collections::BTreeSet::new();
+    for (&partition, &end) in &ends {
+        let (low, _) = consumer
+            .fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))
             .unwrap();
+        if end > low {
+            assignment
+                .add_partition_offset(topic, partition, Offset::Beginning)
+                .unwrap();
+            reading.insert(partition);
+        }
+    }
+    let mut messages = Vec::new();
+    if reading.is_empty() {
+        return messages;
     }
     consumer.assign(&assignment).unwrap();
-    // Retention may have deleted the start of a partition: count from its low watermark.
-    let total: i64 = ends
-        .iter()
-        .map(|(&p, &end)| {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !reading.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "read {} messages; partitions {reading:?} of {topic} did not reach their end",
+            messages.len()
+        );
+        let message = match consumer.poll(std::time::Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                reading.remove(&partition);
+                continue;
+            }
+            Some(other) => other.unwrap(),
+        };
+        let end = ends[&message.partition()];
+        if message.offset() + 1 >= end {
+            reading.remove(&message.partition());
+        }
+        if message.offset() < end {
+            use rdkafka::message::Headers;
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| {
+                            (
+                                header.key.to_string(),
+                                header.value.unwrap_or_default().to_vec(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            messages.push(crate::oracle::RawMessage {
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    messages.sort_by_key(|m| (m.partition, m.offset));
+    messages
+}
+
+/// Per partition, the position after the last committed record (the low watermark when there
+/// is none): where a layer that has read everything stands, before any trailing transaction
+/// markers.
+pub fn committed_ends(topic: &str) -> std::collections::BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    let mut ends: std::collections::BTreeMap<i32, i64> = high_watermarks(topic)
+        .keys()
+        .map(|&p| {
             let (low, _) = consumer
                 .fetch_watermarks(topic, p, std::time::Duration::from_secs(10))
                 .unwrap();
-            end - low
+            (p, low)
         })
-        .sum();
-    let mut messages = Vec::with_capacity(total as usize);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while (messages.len() as i64) < total {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "read only {} of {total} messages",
-            messages.len()
-        );
-        if let Some(message) = consumer.poll(std::time::Duration::from_millis(100)) {
-            let message = message.unwrap();
-            if message.offset() < ends[&message.partition()] {
-                use rdkafka::message::Headers;
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|header| {
-                                (
-                                    header.key.to_string(),
-                                    header.value.unwrap_or_default().to_vec(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                messages.push(crate::oracle::RawMessage {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                    headers,
-                });
-            }
-        }
+        .collect();
+    for message in read_topic(topic) {
+        ends.insert(message.partition, message.offset + 1);
     }
-    messages
+    ends
 }
 
 /// The high watermark of every partition of `topic`.
@@ -372,13 +412,14 @@ pub fn log_of(pipeline: &Pipeline, command: &str, name: &str) -> String {
     .unwrap_or_default()
 }
 
-/// Waits until the speed layer's stored positions reach the topic's end.
+/// Waits until the speed layer's stored positions reach the topic's last committed records
+/// (not the high watermarks: transaction markers after them never arrive as records).
 pub async fn speed_caught_up(
     pool: &sqlx::PgPool,
     pipeline: &Pipeline,
     processes: &mut [&mut Running],
 ) {
-    let ends = high_watermarks(&pipeline.topic);
+    let ends = committed_ends(&pipeline.topic);
     wait_until(
         "the speed layer to catch up",
         std::time::Duration::from_secs(120),
@@ -390,16 +431,17 @@ pub async fn speed_caught_up(
                 let stored = schemas::pg::load_positions(pool, &pipeline.topic)
                     .await
                     .unwrap();
-                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
+                ends.iter()
+                    .all(|(p, end)| stored.get(p).is_some_and(|at| at >= end))
             }
         },
     )
     .await;
 }
 
-/// Waits until the Delta sink has committed up to the topic's end.
+/// Waits until the Delta sink has committed past the topic's last committed records.
 pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
-    let ends = high_watermarks(&pipeline.topic);
+    let ends = committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
     let uri = pipeline.lake.to_string_lossy().to_string();
@@ -424,7 +466,8 @@ pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
                 let committed = batch_layer::sink::positions_in_log(&table, &topic, &partitions)
                     .await
                     .unwrap_or_default();
-                ends.iter().all(|(p, end)| committed.get(p) == Some(end))
+                ends.iter()
+                    .all(|(p, end)| committed.get(p).is_some_and(|at| at >= end))
             }
         },
     )

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, Running, high_watermarks, log_of, read_topic, wait_until};
+use crate::support::{Pipeline, Running, log_of, read_topic, wait_until};
 
 /// What the independent reader sees.
 struct DeltaContents {
@@ -53,9 +53,9 @@ fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
     DeltaContents { schema, rows }
 }
 
-/// Waits until the Delta log's positions reach the topic's end.
+/// Waits until the Delta log's positions reach the topic's last committed records.
 async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
-    let ends = high_watermarks(&pipeline.topic);
+    let ends = crate::support::committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
     let config =
         schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
@@ -80,7 +80,8 @@ async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
                     batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions)
                         .await
                         .unwrap_or_default();
-                ends.iter().all(|(p, end)| positions.get(p) == Some(end))
+                ends.iter()
+                    .all(|(p, end)| positions.get(p).is_some_and(|at| at >= end))
             }
         },
     )

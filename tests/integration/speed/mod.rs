@@ -9,11 +9,11 @@ use sqlx::PgPool;
 
 use crate::compare::{assert_rows_equal, speed_rows};
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, Running, high_watermarks, read_topic, stderr, wait_until};
+use crate::support::{Pipeline, Running, read_topic, stderr, wait_until};
 
-/// Waits until the speed layer's stored positions reach the topic's end.
+/// Waits until the speed layer's stored positions reach the topic's last committed records.
 async fn wait_caught_up(pool: &PgPool, topic: &str, processes: &mut [&mut Running]) {
-    let ends = high_watermarks(topic);
+    let ends = crate::support::committed_ends(topic);
     wait_until(
         "the speed layer to reach the end of the topic",
         Duration::from_secs(120),
@@ -23,7 +23,8 @@ async fn wait_caught_up(pool: &PgPool, topic: &str, processes: &mut [&mut Runnin
             }
             async {
                 let stored = schemas::pg::load_positions(pool, topic).await.unwrap();
-                ends.iter().all(|(p, end)| stored.get(p) == Some(end))
+                ends.iter()
+                    .all(|(p, end)| stored.get(p).is_some_and(|at| at >= end))
             }
         },
     )
@@ -230,7 +231,7 @@ async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool)
 #[sqlx::test(migrations = false)]
 async fn a_compacted_source_topic_is_refused_by_both_layers(pool: PgPool) {
     let pipeline = Pipeline::new("speed-compacted", &pool).await;
-    crate::kafka_admin::create_topic_with(&pipeline.topic, &[("cleanup.policy", "compact")]).await;
+    crate::kafka_admin::create_topic_with(&pipeline.topic, 1, &[("cleanup.policy", "compact")]).await;
     for layer in ["speed", "sink"] {
         let output = tokio::task::spawn_blocking({
             let pipeline = pipeline.clone();
