@@ -31,7 +31,7 @@ pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use pinned::PinnedFiles;
 pub use error::BatchError;
-pub use publish::{ViewRun, pinned_versions};
+pub use publish::{PUBLISH_LOCK, ViewRun, pinned_versions};
 
 use crate::sink::{open_or_create, positions_in_log};
 

@@ -90,7 +90,7 @@ pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), Batc
 }
 
 /// The transaction-level lock every publish takes.
-const PUBLISH_LOCK: &str = "braid.batch.publish";
+pub const PUBLISH_LOCK: &str = "braid.batch.publish";
 
 /// Makes every run active with `covered_epoch`, supersedes the previous active runs and deletes
 /// the speed rows they now cover, all in one transaction; then drops the superseded rows.

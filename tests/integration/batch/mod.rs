@@ -11,6 +11,9 @@ use crate::oracle::{self, RawMessage};
 use crate::support::{Pipeline, Running, read_topic, run, speed_caught_up, stderr, wait_until};
 
 mod idle_partitions;
+mod publish_gate;
+
+use publish_gate::PublishGate;
 
 fn batch_run(pipeline: &Pipeline) -> std::process::Output {
     batch_run_within(pipeline, 120)
@@ -136,8 +139,12 @@ async fn merged_totals_are_exact_at_every_moment_while_the_pipeline_runs(pool: P
     let first = batch_run(&pipeline);
     assert!(first.status.success(), "{}", stderr(&first));
     assert_merged_exact(&pool, &pipeline, "right after a publish").await;
+    // Held at its publish: the second run has taken its cut and loaded its rows.
+    let gate = PublishGate::close(&pool).await;
     let mut second = start_batch_run(&pipeline, "second");
+    gate.wait_for_a_run(&pool).await;
     assert_merged_exact(&pool, &pipeline, "while a batch runs").await;
+    gate.open().await;
     assert!(second.wait_success(), "the second batch run failed");
     assert_merged_exact(&pool, &pipeline, "after the second publish").await;
     assert!(producer.wait_success());
@@ -213,26 +220,32 @@ async fn a_batch_run_killed_mid_run_leaves_the_previous_run_active(pool: PgPool)
     .unwrap();
     let batch_before = read_rows(&mut pool.acquire().await.unwrap(), Source::Batch).await;
 
-    // The next run waits for a stopped sink; kill it there.
-    sink.kill();
+    // The next run is killed in its publish, after its COPY: its rows are loaded under its run
+    // ids and it holds the publish transaction's lock queue.
     pipeline.produce(4_000, 37, 2);
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    let gate = PublishGate::close(&pool).await;
     let mut doomed = start_batch_run(&pipeline, "doomed");
-    wait_until(
-        "the doomed run to register its runs",
-        Duration::from_secs(60),
-        || async {
-            let (running,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM braid_internal.batch_runs WHERE status = 'running'",
-            )
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-            running == 3
-        },
-    )
-    .await;
+    gate.wait_for_a_run(&pool).await;
+    let config =
+        schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
+    let mut loaded = 0;
+    for view in &config.views {
+        let layout = schemas::pg_layout::ViewLayout::of(view);
+        let (rows,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {} WHERE run_id IN \
+             (SELECT run_id FROM braid_internal.batch_runs WHERE status = 'running')",
+            layout.batch_table
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        loaded += rows;
+    }
+    assert!(loaded > 0, "the doomed run had copied its rows when it was killed");
     doomed.kill();
+    gate.open().await;
+    sink.kill();
     let active_after: Vec<(i64,)> = sqlx::query_as(
         "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' ORDER BY 1",
     )
