@@ -100,8 +100,23 @@ pub struct Metric {
     pub field_index: Option<usize>,
     /// The field's type (`None` for count).
     pub field_type: Option<FieldType>,
-    /// The column name: `count`, `sum_price`, `min_price`, ...
+    /// The column name: `count`, `count_price`, `sum_price`, `min_price`, ...
     pub column: String,
+    /// Whether the field is required (every valid record has it); false for `count`.
+    pub field_required: bool,
+}
+
+/// An average a view answers: `avg_<field>` = the sum's column / the count's column, where the
+/// count counts exactly the records the sum added (records that have the field).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Average {
+    /// The output column, `avg_<field>`.
+    pub column: String,
+    /// The sum's column.
+    pub sum: String,
+    /// The column counting the records the sum added: `count_<field>`, or `count` for a
+    /// required field.
+    pub count: String,
 }
 
 /// A validated view, ready for both layers.
@@ -193,10 +208,12 @@ impl ViewConfig {
                     field_index: None,
                     field_type: None,
                     column: "count".into(),
+                    field_required: false,
                 },
                 (kind, Some(name)) => {
                     let (index, field_type) = field(name, "metric")?;
                     let allowed = match kind {
+                        MetricKind::Count => true,
                         MetricKind::Sum => field_type.is_summable(),
                         _ => field_type.is_ordered(),
                     };
@@ -213,6 +230,7 @@ impl ViewConfig {
                         field_index: Some(index),
                         field_type: Some(field_type),
                         column: format!("{}_{name}", kind_name(kind)),
+                        field_required: schema.fields[index].required,
                     }
                 }
                 (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
@@ -252,22 +270,27 @@ fn kind_name(kind: MetricKind) -> &'static str {
     }
 }
 
-/// Parses `count`, `sum(f)`, `min(f)`, `max(f)`.
+/// Parses `count`, `count(f)`, `sum(f)`, `min(f)`, `max(f)`.
 fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
     let text = text.trim();
     if text == "count" {
         return Ok((MetricKind::Count, None));
     }
-    let bad = || format!("metric `{text}` is not one of count, sum(field), min(field), max(field)");
+    let bad = || {
+        format!(
+            "metric `{text}` is not one of count, count(field), sum(field), min(field), max(field)"
+        )
+    };
     let (function, rest) = text.split_once('(').ok_or_else(bad)?;
     let field = rest.strip_suffix(')').ok_or_else(bad)?.trim();
     let kind = match function.trim() {
+        "count" => MetricKind::Count,
         "sum" => MetricKind::Sum,
         "min" => MetricKind::Min,
         "max" => MetricKind::Max,
         "avg" => {
             return Err(format!(
-                "metric `{text}`: avg is derived when reading, as sum/count; declare sum({field}) and count instead"
+                "metric `{text}`: avg is derived when reading, as sum/count; declare sum({field}) and count({field}) (or count, for a required field) instead"
             ));
         }
         _ => return Err(bad()),
@@ -389,6 +412,37 @@ impl View {
 
     /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
     /// is part of the definition (it decides every record's bucket).
+    /// The averages the view answers: one per summed field that it also counts. An optional
+    /// field is averaged only with `count(field)`: dividing by `count`, which includes the
+    /// records without the field, would bias the average toward zero.
+    pub fn averages(&self) -> Vec<Average> {
+        self.metrics
+            .iter()
+            .filter(|m| m.kind == MetricKind::Sum)
+            .filter_map(|sum| {
+                let field = sum.field.as_deref()?;
+                let of_field = self
+                    .metrics
+                    .iter()
+                    .find(|m| m.kind == MetricKind::Count && m.field.as_deref() == Some(field));
+                let count = match of_field {
+                    Some(count) => count.column.clone(),
+                    None if sum.field_required
+                        && self.metrics.iter().any(|m| m.column == "count") =>
+                    {
+                        "count".to_string()
+                    }
+                    None => return None,
+                };
+                Some(Average {
+                    column: format!("avg_{field}"),
+                    sum: sum.column.clone(),
+                    count,
+                })
+            })
+            .collect()
+    }
+
     fn compute_fingerprint(&self, schema: &EventSchema) -> String {
         let mut canonical = String::from("braid-view-v2\n");
         let _ = writeln!(canonical, "event_time={}", schema.event_time_field().name);
@@ -419,6 +473,41 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_optional_field_is_averaged_only_over_the_records_that_have_it() {
+        let text = r#"
+[schema]
+event_time = "ts"
+fields = [
+  { name = "ts", type = "timestamp" },
+  { name = "kept", type = "i64" },
+  { name = "maybe", type = "i64", required = false },
+  { name = "other", type = "f64", required = false },
+]
+[[views]]
+name = "v"
+bucket = "1m"
+metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
+"#;
+        let config = crate::BraidConfig::load_from(Some(("t.toml", text)), []).unwrap();
+        let view = &config.views[0];
+        assert_eq!(
+            view.averages(),
+            vec![
+                Average { column: "avg_kept".into(), sum: "sum_kept".into(), count: "count".into() },
+                Average {
+                    column: "avg_maybe".into(),
+                    sum: "sum_maybe".into(),
+                    count: "count_maybe".into()
+                },
+            ],
+            "no avg_other: dividing by every record would bias it"
+        );
+        let counted = view.metrics.iter().find(|m| m.column == "count_maybe").unwrap();
+        assert_eq!(counted.kind, MetricKind::Count);
+        assert_eq!(counted.field.as_deref(), Some("maybe"));
+    }
     use crate::event_schema::FieldDef;
 
     fn schema() -> EventSchema {

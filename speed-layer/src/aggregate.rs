@@ -252,7 +252,16 @@ impl ViewDeltas {
             .groups
             .values_mut(parts, bucket, || metrics.iter().map(initial).collect());
         for (value, metric) in values.iter_mut().zip(metrics) {
-            value.add(metric.kind, metric.field_index.and_then(|i| record.get(i)));
+            match metric.field_index {
+                // `count`: every record.
+                None => value.add(metric.kind, None),
+                // `count(f)`, sums, min and max: records whose field is present.
+                Some(index) => {
+                    if let Some(field) = record.get(index) {
+                        value.add(metric.kind, Some(field));
+                    }
+                }
+            }
         }
     }
 }
@@ -387,17 +396,20 @@ mod tests {
                 MetricValue::Int(Some(2)),
                 MetricValue::WideSum(700),
                 MetricValue::Int(Some(200)),
-                MetricValue::Int(Some(500))
+                MetricValue::Int(Some(500)),
+                MetricValue::Int(Some(2)),
             ]
         );
-        // A purchase without a price counts, sums nothing, and leaves min and max unset.
+        // A purchase without a price counts, sums nothing, leaves min and max unset, and is
+        // not counted by count(price_cents).
         assert_eq!(
             *purchases.groups.get(&key, minute0 + 60_000_000).unwrap(),
             [
                 MetricValue::Int(Some(1)),
                 MetricValue::WideSum(0),
                 MetricValue::Int(None),
-                MetricValue::Int(None)
+                MetricValue::Int(None),
+                MetricValue::Int(Some(0)),
             ]
         );
         assert_eq!(batch.views[0].groups.len(), 1, "one page view");

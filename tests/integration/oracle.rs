@@ -115,12 +115,14 @@ fn fold(
     sums: &[Option<i128>],
     mins: &[Option<i128>],
     maxs: &[Option<i128>],
+    present: &[Option<i128>],
 ) {
     let entry = rows.entry(key).or_insert_with(|| {
         let mut v = vec![Some(0)];
         v.extend(sums.iter().map(|_| Some(0)));
         v.extend(mins.iter().map(|_| None));
         v.extend(maxs.iter().map(|_| None));
+        v.extend(present.iter().map(|_| Some(0)));
         v
     });
     let mut i = 0;
@@ -146,11 +148,17 @@ fn fold(
         };
         i += 1;
     }
+    for p in present {
+        if p.is_some() {
+            entry[i] = entry[i].map(|c| c + 1);
+        }
+        i += 1;
+    }
 }
 
 /// The demo views over the valid messages, keyed by view name. Metric order follows
-/// braid.toml: page_views [count, sum, max], purchases_by_country [count, sum, min, max],
-/// events_by_type [count].
+/// braid.toml: page_views [count, sum, max, count(f)], purchases_by_country [count, sum, min,
+/// max, count(f)], events_by_type [count].
 pub fn demo_views<'a>(
     messages: impl IntoIterator<Item = &'a RawMessage>,
 ) -> BTreeMap<&'static str, ViewRows> {
@@ -176,6 +184,7 @@ pub fn demo_views<'a>(
                 &[d],
                 &[],
                 &[d],
+                &[d],
             );
         }
         if event_type == "purchase" {
@@ -188,12 +197,14 @@ pub fn demo_views<'a>(
                 &[p],
                 &[p],
                 &[p],
+                &[p],
             );
         }
         fold(
             views.get_mut("events_by_type").unwrap(),
             (vec![Some(event_type)], bucket(ts, 10)),
             true,
+            &[],
             &[],
             &[],
             &[],

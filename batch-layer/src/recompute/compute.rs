@@ -145,7 +145,9 @@ pub fn compute_view(
                 _ => col(field),
             };
             let aggregate = match metric.kind {
-                MetricKind::Count => len().cast(DataType::Int64),
+                // `count`: every record; `count(f)`: records whose field is present.
+                MetricKind::Count if metric.field.is_none() => len().cast(DataType::Int64),
+                MetricKind::Count => col(field).count().cast(DataType::Int64),
                 MetricKind::Sum => value.sum(),
                 MetricKind::Min => value.min(),
                 MetricKind::Max => value.max(),

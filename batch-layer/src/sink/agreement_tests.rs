@@ -35,7 +35,7 @@ fields = [
 name = "by_name"
 group_by = ["name"]
 bucket = "1h"
-metrics = ["count", "sum(n)", "min(n)", "max(n)", "min(x)", "max(x)", "min(at)", "max(at)"]
+metrics = ["count", "sum(n)", "min(n)", "max(n)", "min(x)", "max(x)", "min(at)", "max(at)", "count(n)", "count(tag)", "count(at)"]
 [[views]]
 name = "by_tag_flag"
 filter = { field = "n", op = "ge", value = -5 }

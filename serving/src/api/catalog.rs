@@ -8,7 +8,7 @@ use schemas::view::View;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::query::{avg_columns, speed_state_sql};
+use super::query::speed_state_sql;
 use super::{AppState, provenance};
 
 fn field_value(value: &FieldValue) -> Value {
@@ -44,7 +44,7 @@ pub fn definition(view: &View) -> Value {
             "kind": serde_json::to_value(m.kind).unwrap_or(Value::Null),
             "field": m.field,
         })).collect::<Vec<_>>(),
-        "averages": avg_columns(view).into_iter().map(|(avg, _)| avg).collect::<Vec<_>>(),
+        "averages": view.averages().into_iter().map(|a| a.column).collect::<Vec<_>>(),
         "sql_view": schemas::pg_layout::ViewLayout::of(view).serving_view,
         "path": format!("/v1/views/{}", view.name),
     })

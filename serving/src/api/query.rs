@@ -15,7 +15,6 @@ use sqlx::query::Query;
 
 use super::error::ApiError;
 use super::params::{FilterValues, Selection};
-pub use crate::sql::avg_columns;
 
 /// A value bound to a placeholder.
 enum Bind {
@@ -93,7 +92,7 @@ pub fn output_columns(view: &View, group_by: &[usize], bucketed: bool) -> Vec<St
         .map(|&i| view.group_by[i].clone())
         .chain(bucketed.then(|| "bucket_start".to_string()))
         .chain(view.metrics.iter().map(|m| m.column.clone()))
-        .chain(avg_columns(view).into_iter().map(|(avg, _)| avg))
+        .chain(view.averages().into_iter().map(|a| a.column))
         .collect()
 }
 
@@ -170,11 +169,14 @@ fn statement(
         });
         columns.push(OutputColumn::new(c, column.pg_type));
     }
-    for (avg, sum) in avg_columns(view) {
+    for average in view.averages() {
         outputs.push(format!(
-            "sum({sum})::double precision / NULLIF(sum(count), 0) AS {avg}"
+            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {avg}",
+            sum = average.sum,
+            count = average.count,
+            avg = average.column,
         ));
-        columns.push(OutputColumn::new(&avg, "double precision"));
+        columns.push(OutputColumn::new(&average.column, "double precision"));
     }
     let group_by = if keys == 0 {
         String::new()

@@ -240,5 +240,5 @@ pub async fn top(
 
 /// How many `avg_<field>` columns the view's answers carry.
 fn avg_count(view: &View) -> usize {
-    crate::sql::avg_columns(view).len()
+    view.averages().len()
 }

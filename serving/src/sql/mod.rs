@@ -12,7 +12,8 @@ use sqlx::PgPool;
 
 /// The SELECT of a view's merged rows: active batch rows ⊕ speed rows with epoch ≥ the active
 /// run's covered epoch (all speed rows before the first batch run), per group and bucket;
-/// counts and sums add, min and max combine, and `avg_<field>` = sum / count.
+/// counts and sums add, min and max combine, and `avg_<field>` = sum / the count of records
+/// that have the field ([`View::averages`]).
 ///
 /// Identifiers, the view's name and its fingerprint come from validated configuration
 /// (`[a-z_][a-z0-9_]*` and hex), so they can stand in the statement.
@@ -42,9 +43,12 @@ pub fn merged_select(view: &View) -> String {
         };
         outputs.push(merged);
     }
-    for (avg, sum) in avg_columns(view) {
+    for average in view.averages() {
         outputs.push(format!(
-            "sum({sum})::double precision / NULLIF(sum(count), 0) AS {avg}"
+            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {avg}",
+            sum = average.sum,
+            count = average.count,
+            avg = average.column,
         ));
     }
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
@@ -63,23 +67,6 @@ pub fn merged_select(view: &View) -> String {
         speed = layout.speed_table,
         group_by = group_by.join(", "),
     )
-}
-
-/// `avg_<field>` for every sum of a view that also counts, with the sum's column.
-pub fn avg_columns(view: &View) -> Vec<(String, String)> {
-    if !view.metrics.iter().any(|m| m.kind == MetricKind::Count) {
-        return Vec::new();
-    }
-    view.metrics
-        .iter()
-        .filter(|m| m.kind == MetricKind::Sum)
-        .map(|m| {
-            (
-                format!("avg_{}", m.field.as_deref().unwrap_or_default()),
-                m.column.clone(),
-            )
-        })
-        .collect()
 }
 
 /// Why installing the serving schema failed.

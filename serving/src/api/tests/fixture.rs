@@ -45,7 +45,7 @@ required = false
 name = "sales"
 group_by = ["country", "store"]
 bucket = "1m"
-metrics = ["count", "sum(cents)", "min(cents)", "max(cents)"]
+metrics = ["count", "sum(cents)", "min(cents)", "max(cents)", "count(cents)"]
 
 [[views]]
 name = "all_events"
@@ -96,8 +96,8 @@ pub fn config() -> BraidConfig {
     BraidConfig::load_from(Some(("test.toml", CONFIG)), []).unwrap()
 }
 
-/// The metrics of a group: count, sum, min, max.
-pub type Totals = (i64, Option<i64>, Option<i64>, Option<i64>);
+/// The metrics of a group: count, sum, min, max, and the count of records with cents.
+pub type Totals = (i64, Option<i64>, Option<i64>, Option<i64>, i64);
 
 /// Adds one record's cents to `totals`.
 pub fn add(totals: &mut Totals, cents: Option<i64>) {
@@ -106,6 +106,7 @@ pub fn add(totals: &mut Totals, cents: Option<i64>) {
         totals.1 = Some(totals.1.unwrap_or(0) + c);
         totals.2 = Some(totals.2.map_or(c, |m| m.min(c)));
         totals.3 = Some(totals.3.map_or(c, |m| m.max(c)));
+        totals.4 += 1;
     }
 }
 
@@ -188,8 +189,8 @@ async fn insert(
 ) {
     for ((country, store, bucket), t) in rows {
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO {table} ({id_column}, bucket_start, country, store, count, sum_cents, min_cents, max_cents) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            "INSERT INTO {table} ({id_column}, bucket_start, country, store, count, sum_cents, min_cents, max_cents, count_cents) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         )))
         .bind(id)
         .bind(Utc.timestamp_micros(*bucket).unwrap())
@@ -199,6 +200,7 @@ async fn insert(
         .bind(t.1)
         .bind(t.2)
         .bind(t.3)
+        .bind(t.4)
         .execute(pool)
         .await
         .unwrap();
