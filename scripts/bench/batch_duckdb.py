@@ -13,11 +13,11 @@ import duckdb
 
 VIEWS = {
     "page_views": """
-        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), coalesce(sum(duration_ms), 0), max(duration_ms)
+        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), coalesce(sum(duration_ms), 0), max(duration_ms), count(duration_ms)
         FROM events WHERE event_type = 'page_view' GROUP BY ALL""",
     "purchases_by_country": """
         SELECT country, device, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), coalesce(sum(price_cents), 0),
-               min(price_cents), max(price_cents)
+               min(price_cents), max(price_cents), count(price_cents)
         FROM events WHERE event_type = 'purchase' GROUP BY ALL""",
     "events_by_type": """
         SELECT event_type, (epoch_us(ts) // 10000000) * 10000000 AS bucket, count(*) FROM events GROUP BY ALL""",

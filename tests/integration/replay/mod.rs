@@ -162,7 +162,7 @@ fn purchases_from_csv(text: &str) -> oracle::ViewRows {
     let mut lines = text.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "country,device,bucket_start,count,sum_price_cents,min_price_cents,max_price_cents"
+        "country,device,bucket_start,count,sum_price_cents,min_price_cents,max_price_cents,count_price_cents"
     );
     let mut rows = oracle::ViewRows::new();
     for line in lines {

@@ -69,7 +69,7 @@ async fn assert_api_exact(address: &str, topic: &str, when: &str) {
         (
             "page_views",
             &["page"],
-            &["count", "sum_duration_ms", "max_duration_ms"],
+            &["count", "sum_duration_ms", "max_duration_ms", "count_duration_ms"],
         ),
         (
             "purchases_by_country",
@@ -79,6 +79,7 @@ async fn assert_api_exact(address: &str, topic: &str, when: &str) {
                 "sum_price_cents",
                 "min_price_cents",
                 "max_price_cents",
+                "count_price_cents",
             ],
         ),
         ("events_by_type", &["event_type"], &["count"]),
