@@ -34,11 +34,25 @@ pub async fn run_scheduler(
         .collect();
     let mut announced_standby = false;
     while !stop.load(Ordering::Relaxed) {
-        let mut lock = ctx.pool.acquire().await?;
-        let (active,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(SCHEDULER_LOCK)
-            .fetch_one(&mut *lock)
-            .await?;
+        // The database may be restarting: a failed attempt to take the lock is retried, never
+        // the end of the scheduler.
+        let attempt = async {
+            let mut lock = ctx.pool.acquire().await?;
+            let (active,): (bool,) =
+                sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
+                    .bind(SCHEDULER_LOCK)
+                    .fetch_one(&mut *lock)
+                    .await?;
+            Ok::<_, sqlx::Error>((lock, active))
+        };
+        let (mut lock, active) = match attempt.await {
+            Ok(taken) => taken,
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach the database to take the scheduler lock; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         if !active {
             if !announced_standby {
                 tracing::info!("standby: another scheduler is active; waiting to take over");
