@@ -299,7 +299,7 @@ pub enum JobsCommand {
 pub enum Workload {
     /// Page views, clicks and purchases (braid.toml).
     Clickstream,
-    /// The Yahoo Streaming Benchmark's ad events (scripts/bench/ysb.toml).
+    /// The Yahoo Streaming Benchmark's ad events (examples/ysb.toml).
     Ysb,
 }
 
@@ -368,7 +368,7 @@ pub struct GenerateArgs {
     pub partitions: i32,
 
     /// What to generate: the demo clickstream (for braid.toml), or the Yahoo Streaming
-    /// Benchmark's ad events (for scripts/bench/ysb.toml; no late or malformed records).
+    /// Benchmark's ad events (for examples/ysb.toml; no late or malformed records).
     #[arg(long, env = "BRAID_GENERATE_WORKLOAD", value_enum, default_value_t = Workload::Clickstream)]
     pub workload: Workload,
 

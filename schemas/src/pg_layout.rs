@@ -45,6 +45,45 @@ fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static s
     }
 }
 
+/// How partial values of one metric combine — the one merge rule of every reader and writer:
+/// the speed layer's upsert, the serving SQL views and the API.
+pub mod merge {
+    use crate::view::{Average, Metric, MetricKind};
+
+    /// The aggregate that merges the rows of `metric` into one, named as the column: counts and
+    /// sums add (counts stay `bigint`; sums of i64 fields stay `numeric`), min and max combine.
+    pub fn aggregate(metric: &Metric) -> String {
+        let c = &metric.column;
+        match metric.kind {
+            MetricKind::Count => format!("sum({c})::bigint AS {c}"),
+            MetricKind::Sum => format!("sum({c}) AS {c}"),
+            MetricKind::Min => format!("min({c}) AS {c}"),
+            MetricKind::Max => format!("max({c}) AS {c}"),
+        }
+    }
+
+    /// The upsert assignment that folds a new partial value (`EXCLUDED`) into a stored row `t`.
+    pub fn upsert(metric: &Metric) -> String {
+        let c = &metric.column;
+        match metric.kind {
+            MetricKind::Count | MetricKind::Sum => format!("{c} = t.{c} + EXCLUDED.{c}"),
+            MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
+            MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
+        }
+    }
+
+    /// The merged average: the merged sum over the merged count of the records that have the
+    /// field, null when there are none.
+    pub fn average(average: &Average) -> String {
+        format!(
+            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {column}",
+            sum = average.sum,
+            count = average.count,
+            column = average.column,
+        )
+    }
+}
+
 /// The PostgreSQL type of a field.
 pub fn pg_type(field_type: FieldType) -> &'static str {
     match field_type {

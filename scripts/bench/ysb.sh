@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: the Yahoo Streaming Benchmark workload (scripts/bench/ysb.toml): ad events, keep
+# Benchmark: the Yahoo Streaming Benchmark workload (examples/ysb.toml): ad events, keep
 # views, count per ad per 10 s window; campaigns (100 of 10 ads) mapped when reading.
 #   1. The speed layer's sustained rate over a filled topic, beside kcat on the same topic.
 #   2. Freshness after a window closes: with a live stream at BENCH_LIVE_RATE events/s, how long
@@ -11,7 +11,7 @@ EVENTS=${BENCH_EVENTS:-3000000}
 LIVE_RATE=${BENCH_LIVE_RATE:-20000}
 LIVE_SECONDS=${BENCH_LIVE_SECONDS:-240}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-export BRAID_CONFIG=$PWD/scripts/bench/ysb.toml
+export BRAID_CONFIG=$PWD/examples/ysb.toml
 stamp=$(date +%s)
 export BRAID__KAFKA__TOPIC=bench.ysb.$stamp
 export BRAID__KAFKA__SPEED_GROUP=bench.ysb.speed.$stamp

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use schemas::FieldType;
 use schemas::pg::{self, AdvanceError, Layer};
-use schemas::pg_layout::ViewLayout;
-use schemas::view::{MetricKind, View};
+use schemas::pg_layout::{ViewLayout, merge};
+use schemas::view::View;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres};
@@ -38,18 +38,7 @@ impl ViewWriter {
             .enumerate()
             .map(|(i, t)| format!("${}::{t}[]", i + 2))
             .collect();
-        let updates: Vec<String> = view
-            .metrics
-            .iter()
-            .map(|m| {
-                let c = &m.column;
-                match m.kind {
-                    MetricKind::Count | MetricKind::Sum => format!("{c} = t.{c} + EXCLUDED.{c}"),
-                    MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
-                    MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
-                }
-            })
-            .collect();
+        let updates: Vec<String> = view.metrics.iter().map(merge::upsert).collect();
         let columns: Vec<&str> = std::iter::once("bucket_start")
             .chain(groups.iter().copied())
             .chain(metrics.iter().copied())

@@ -78,7 +78,7 @@ mod tests {
     #[test]
     fn ads_map_to_a_hundred_campaigns_and_the_ysb_config_accepts_every_event() {
         let config = schemas::BraidConfig::load_from(
-            Some(("ysb.toml", include_str!("../../scripts/bench/ysb.toml"))),
+            Some(("ysb.toml", include_str!("../../examples/ysb.toml"))),
             [],
         )
         .unwrap();

@@ -1,52 +1,15 @@
 //! Admin endpoints: start a job now, and read the job history. They need the bearer token
 //! the server was started with (BRAID_ADMIN_TOKEN) and are off when it has none.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::AppState;
 use super::error::ApiError;
-
-/// Why a job could not be started.
-#[derive(Debug, thiserror::Error)]
-pub enum LaunchError {
-    /// No job has this name.
-    #[error("unknown job `{name}`; the jobs are {known}")]
-    UnknownJob {
-        /// The name asked for.
-        name: String,
-        /// The jobs there are, comma-separated.
-        known: String,
-    },
-    /// A parameter of the job is wrong.
-    #[error("{message}")]
-    BadParameter {
-        /// The parameter.
-        parameter: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// The job could not start (the database refused, ...).
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// Starts jobs on behalf of the API. `braid serve` implements it with the real jobs.
-pub trait JobLauncher: Send + Sync {
-    /// Starts `job` with `parameters` (a JSON object) in the background and returns the id of
-    /// its first recorded run in the job history.
-    fn launch(
-        &self,
-        job: &str,
-        parameters: Value,
-    ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>>;
-}
+use super::launcher::LaunchError;
+use super::state::AppState;
 
 /// Compares in time independent of where the first difference is and of either length: both
 /// sides are hashed to 32 bytes first, then every byte is compared.

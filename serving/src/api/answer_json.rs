@@ -8,7 +8,37 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::error::ApiError;
-use super::query::OutputColumn;
+
+/// One output column of the answer: its name (a validated identifier) and PostgreSQL type.
+#[derive(Debug, Clone)]
+pub struct OutputColumn {
+    /// The name.
+    pub name: String,
+    /// Its PostgreSQL type, as in `schemas::pg_layout`.
+    pub pg_type: &'static str,
+    /// `"name":`, ready to write.
+    pub json_key: String,
+}
+
+impl OutputColumn {
+    /// The type the column has on the wire: `numeric` sums travel as text (sqlx has no i128),
+    /// and are written into the JSON as the exact integer they are.
+    pub fn wire_type(&self) -> &'static str {
+        match self.pg_type {
+            "numeric" => "text",
+            other => other,
+        }
+    }
+
+    /// A column named `name` of PostgreSQL type `pg_type`.
+    pub fn new(name: &str, pg_type: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            pg_type,
+            json_key: format!("{}:", serde_json::Value::from(name)),
+        }
+    }
+}
 
 fn push<T: serde::Serialize>(json: &mut String, value: Option<T>) -> Result<(), ApiError> {
     match value {

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::query::speed_state_sql;
-use super::{AppState, provenance};
+use super::provenance;
+use super::state::AppState;
 
 fn field_value(value: &FieldValue) -> Value {
     match value {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
 
-use super::AppState;
+use super::state::AppState;
 use super::error::ApiError;
 
 /// How old Kafka's last successful check may be for the server to count as ready.

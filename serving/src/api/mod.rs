@@ -10,15 +10,17 @@ mod catalog;
 mod error;
 mod health;
 mod kafka_watch;
+mod launcher;
 mod openapi;
 pub mod params;
 mod provenance;
 mod query;
+mod routes;
+mod state;
 #[cfg(test)]
 mod tests;
 mod views;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -26,115 +28,13 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use chrono::{DateTime, Utc};
-use schemas::view::View;
-use sqlx::PgPool;
 
-pub use admin::{JobLauncher, LaunchError};
+pub use launcher::{JobLauncher, LaunchError};
 pub use error::ApiError;
 pub use kafka_watch::{KafkaStatus, KafkaWatch};
 pub use params::Limits;
-
-/// The largest request body accepted, in bytes (admin requests carry small JSON bodies).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Where "now" comes from: the wall clock in production, a fixed instant in tests.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-/// Renders the Prometheus exposition of the process's metrics.
-pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
-
-/// What the API serves, from the validated configuration.
-#[derive(Debug, Clone)]
-pub struct ServingSettings {
-    /// The views, by name.
-    pub views: Vec<View>,
-    /// The Kafka topic whose speed positions are reported.
-    pub topic: String,
-    /// Caps on queries.
-    pub limits: Limits,
-    /// The bearer token of the admin endpoints; `None` turns them off.
-    pub admin_token: Option<String>,
-}
-
-/// Everything a handler needs. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub pool: PgPool,
-    /// What is served.
-    pub settings: Arc<ServingSettings>,
-    /// Kafka's last known state.
-    pub kafka: KafkaWatch,
-    /// The clock.
-    pub clock: Clock,
-    /// Starts admin jobs; `None` when this server cannot run them.
-    pub jobs: Option<Arc<dyn JobLauncher>>,
-    /// Renders /metrics; `None` when no recorder is installed.
-    pub metrics: Option<MetricsRender>,
-}
-
-impl AppState {
-    /// A state with the wall clock, no job launcher and no metrics.
-    pub fn new(pool: PgPool, settings: ServingSettings, kafka: KafkaWatch) -> Self {
-        Self {
-            pool,
-            settings: Arc::new(settings),
-            kafka,
-            clock: Arc::new(Utc::now),
-            jobs: None,
-            metrics: None,
-        }
-    }
-
-    /// The view named `name`.
-    pub fn view(&self, name: &str) -> Result<&View, ApiError> {
-        self.settings
-            .views
-            .iter()
-            .find(|v| v.name == name)
-            .ok_or_else(|| ApiError::UnknownView(name.to_string()))
-    }
-}
-
-/// The routes, as documented in /openapi.json: (method, path, summary).
-pub const ROUTES: &[(&str, &str, &str)] = &[
-    (
-        "get",
-        "/v1/views",
-        "The views: definitions and state (active batch run, speed freshness).",
-    ),
-    (
-        "get",
-        "/v1/views/{view}",
-        "Merged rows of a view per key and time bucket.",
-    ),
-    (
-        "get",
-        "/v1/views/{view}/rolling",
-        "Totals per key over a sliding window ending now.",
-    ),
-    (
-        "get",
-        "/v1/views/{view}/top",
-        "The top keys by a metric over a window ending now.",
-    ),
-    ("get", "/v1/jobs", "Recent job runs (admin token)."),
-    (
-        "get",
-        "/v1/jobs/{id}",
-        "One job run with its progress (admin token).",
-    ),
-    (
-        "post",
-        "/v1/admin/jobs/{job}",
-        "Start a job now: batch, compact or vacuum (admin token).",
-    ),
-    ("get", "/healthz", "The process is up."),
-    ("get", "/readyz", "The database and Kafka are reachable."),
-    ("get", "/metrics", "Prometheus metrics."),
-    ("get", "/openapi.json", "This document."),
-];
+pub use routes::{MAX_BODY_BYTES, ROUTES};
+pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 
 /// The SQL statement that answers `GET path_and_query` (a /v1/views/{view} URI), with its
 /// values as literals: what the benchmark runs directly with pgbench beside the API.

@@ -5,9 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use super::AppState;
+use super::state::AppState;
 use super::params::{Endpoint, FILTER_PREFIX, PARAMETERS};
-use super::{MAX_BODY_BYTES, ROUTES};
+use super::routes::{MAX_BODY_BYTES, ROUTES};
 
 fn endpoint_of(path: &str) -> Option<Endpoint> {
     match path {

@@ -6,13 +6,14 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use schemas::pg_layout::{ViewLayout, pg_type};
-use schemas::view::{MetricKind, View};
+use schemas::pg_layout::{ViewLayout, merge, pg_type};
+use schemas::view::View;
 use sqlx::PgPool;
 use sqlx::Row;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 
+use super::answer_json::OutputColumn;
 use super::error::ApiError;
 use super::params::{FilterValues, Selection};
 
@@ -37,36 +38,6 @@ impl Statement {
     fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
         format!("${}", self.binds.len())
-    }
-}
-
-/// One output column of the answer: its name (a validated identifier) and PostgreSQL type.
-#[derive(Debug, Clone)]
-pub struct OutputColumn {
-    /// The name.
-    pub name: String,
-    /// Its PostgreSQL type, as in `schemas::pg_layout`.
-    pub pg_type: &'static str,
-    /// `"name":`, ready to write.
-    pub json_key: String,
-}
-
-impl OutputColumn {
-    /// The type the column has on the wire: `numeric` sums travel as text (sqlx has no i128),
-    /// and are written into the JSON as the exact integer they are.
-    pub fn wire_type(&self) -> &'static str {
-        match self.pg_type {
-            "numeric" => "text",
-            other => other,
-        }
-    }
-
-    fn new(name: &str, pg_type: &'static str) -> Self {
-        Self {
-            name: name.to_string(),
-            pg_type,
-            json_key: format!("{}:", serde_json::Value::from(name)),
-        }
     }
 }
 
@@ -160,22 +131,11 @@ fn statement(
         columns.push(OutputColumn::new("bucket_start", "timestamptz"));
     }
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
-        let c = &metric.column;
-        outputs.push(match (metric.kind, column.pg_type) {
-            (MetricKind::Count, _) => format!("sum({c})::bigint AS {c}"),
-            (MetricKind::Sum, _) => format!("sum({c}) AS {c}"),
-            (MetricKind::Min, _) => format!("min({c}) AS {c}"),
-            (MetricKind::Max, _) => format!("max({c}) AS {c}"),
-        });
-        columns.push(OutputColumn::new(c, column.pg_type));
+        outputs.push(merge::aggregate(metric));
+        columns.push(OutputColumn::new(&metric.column, column.pg_type));
     }
     for average in view.averages() {
-        outputs.push(format!(
-            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {avg}",
-            sum = average.sum,
-            count = average.count,
-            avg = average.column,
-        ));
+        outputs.push(merge::average(&average));
         columns.push(OutputColumn::new(&average.column, "double precision"));
     }
     let group_by = if keys == 0 {

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::params::{Endpoint, Params, Selection, ceil_to, floor_to};
 use super::query::{self, output_columns};
-use super::{AppState, provenance};
+use super::provenance;
+use super::state::AppState;
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)

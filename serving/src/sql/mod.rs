@@ -5,8 +5,8 @@ mod bi_role;
 mod tests;
 
 use schemas::config::ServingConfig;
-use schemas::pg_layout::ViewLayout;
-use schemas::view::{MetricKind, View};
+use schemas::pg_layout::{ViewLayout, merge};
+use schemas::view::View;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
@@ -32,25 +32,8 @@ pub fn merged_select(view: &View) -> String {
         .map(|g| g.to_string())
         .chain(["bucket_start".to_string()])
         .collect();
-    for metric in &view.metrics {
-        let c = &metric.column;
-        // Sums of i64 fields are numeric and stay numeric: they may exceed bigint.
-        let merged = match metric.kind {
-            MetricKind::Count => format!("sum({c})::bigint AS {c}"),
-            MetricKind::Sum => format!("sum({c}) AS {c}"),
-            MetricKind::Min => format!("min({c}) AS {c}"),
-            MetricKind::Max => format!("max({c}) AS {c}"),
-        };
-        outputs.push(merged);
-    }
-    for average in view.averages() {
-        outputs.push(format!(
-            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {avg}",
-            sum = average.sum,
-            count = average.count,
-            avg = average.column,
-        ));
-    }
+    outputs.extend(view.metrics.iter().map(merge::aggregate));
+    outputs.extend(view.averages().iter().map(merge::average));
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
     format!(
         "WITH active AS (SELECT run_id, covered_epoch FROM braid_internal.batch_runs \

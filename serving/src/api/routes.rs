@@ -1,0 +1,44 @@
+//! The routes the API serves, as /openapi.json documents them, and the body limit.
+
+/// The largest request body accepted, in bytes (admin requests carry small JSON bodies).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The routes, as documented in /openapi.json: (method, path, summary).
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/v1/views",
+        "The views: definitions and state (active batch run, speed freshness).",
+    ),
+    (
+        "get",
+        "/v1/views/{view}",
+        "Merged rows of a view per key and time bucket.",
+    ),
+    (
+        "get",
+        "/v1/views/{view}/rolling",
+        "Totals per key over a sliding window ending now.",
+    ),
+    (
+        "get",
+        "/v1/views/{view}/top",
+        "The top keys by a metric over a window ending now.",
+    ),
+    ("get", "/v1/jobs", "Recent job runs (admin token)."),
+    (
+        "get",
+        "/v1/jobs/{id}",
+        "One job run with its progress (admin token).",
+    ),
+    (
+        "post",
+        "/v1/admin/jobs/{job}",
+        "Start a job now: batch, compact or vacuum (admin token).",
+    ),
+    ("get", "/healthz", "The process is up."),
+    ("get", "/readyz", "The database and Kafka are reachable."),
+    ("get", "/metrics", "Prometheus metrics."),
+    ("get", "/openapi.json", "This document."),
+];
+
