@@ -146,10 +146,10 @@ pub async fn compact(
         let mut actions: Vec<Action> = Vec::new();
         for (date, files) in &small {
             let days = days_since_epoch(date).ok_or_else(|| {
-                SinkError::Rebalance(format!(
-                    "partition value `{date}` of {} is not a date",
-                    schemas::arrow::EVENT_DATE
-                ))
+                SinkError::BadPartitionValue {
+                    column: schemas::arrow::EVENT_DATE,
+                    value: date.clone(),
+                }
             })?;
             for file in files {
                 let bytes = store

@@ -18,32 +18,18 @@ pub enum SpeedError {
         /// The partition.
         partition: i32,
     },
-    /// Kafka no longer holds records the speed layer still needs (retention deleted them).
-    /// The operator decides: `braid recover --from-lake` moves the speed layer to the sink's
-    /// positions and lets the next batch run cover the gap.
-    #[error(
-        "partition {partition} of {topic}: offset {offset} is out of range; Kafka has deleted records the speed layer \
-         has not consumed (retention). Nothing was skipped. Move the speed layer past the gap deliberately \
-         (braid recover --from-lake) so the next batch run covers it from the lake"
-    )]
-    OffsetOutOfRange {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// The stored position that Kafka no longer has.
-        offset: i64,
-    },
-    /// Kafka failed in a way the consumer cannot recover from.
-    #[error("kafka error: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The ingest loop failed: Kafka, an assignment, or a retention gap (Kafka no longer holds
+    /// records the speed layer still needs; the operator decides: `braid recover --from-lake`
+    /// moves the speed layer to the sink's positions and lets the next batch run cover the gap).
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
     /// This process's validation rules differ from the ones recorded for the topic: the sink
     /// would accept other records than this layer. The operator's to fix; not retried.
     #[error(transparent)]
     RulesDiffer(#[from] schemas::pg::RulesDiffer),
-    /// Loading or storing positions during a rebalance failed.
-    #[error("rebalance failed: {0}")]
-    Rebalance(String),
+    /// The recorded validation rules cannot be read (edited by hand?).
+    #[error("the recorded validation rules cannot be read: {0}")]
+    RulesUnreadable(serde_json::Error),
 }
 
 impl From<schemas::pg::RulesError> for SpeedError {
@@ -51,7 +37,7 @@ impl From<schemas::pg::RulesError> for SpeedError {
         match error {
             schemas::pg::RulesError::Differ(differ) => SpeedError::RulesDiffer(differ),
             schemas::pg::RulesError::Database(db) => SpeedError::Database(db),
-            schemas::pg::RulesError::Unreadable(e) => SpeedError::Rebalance(e.to_string()),
+            schemas::pg::RulesError::Unreadable(e) => SpeedError::RulesUnreadable(e),
         }
     }
 }

@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .topic
                 .clone()
                 .unwrap_or_else(|| config.kafka.topic.clone());
-            if crate::kafka::ensure_topic(&config.kafka, &topic, args.partitions).await? {
+            if ingest::kafka::ensure_topic(&config.kafka, &topic, args.partitions).await? {
                 tracing::info!(topic, partitions = args.partitions, "created the topic");
             }
             let stop = StopFlag::default();

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ingest::kafka::Watermarks;
 use batch_layer::lake_records::{LakeRecord, records_between};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -55,15 +56,15 @@ fn already_published(
     topic: &str,
     replay_id: &str,
 ) -> anyhow::Result<BTreeSet<String>> {
-    let marks = crate::kafka::watermarks(&config.kafka, topic)?;
-    let consumer: BaseConsumer = crate::kafka::consumer_config(&config.kafka)
+    let marks = ingest::kafka::watermarks(&config.kafka, topic)?;
+    let consumer: BaseConsumer = ingest::kafka::consumer_config(&config.kafka)
         .set("group.id", format!("braid-replay-publish-check:{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     let mut reading: BTreeSet<i32> = BTreeSet::new();
-    for (&partition, &(low, high)) in &marks {
+    for (&partition, &Watermarks { low, high }) in &marks {
         if high > low {
             assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
             reading.insert(partition);
@@ -88,7 +89,7 @@ fn already_published(
             }
             Some(other) => other?,
         };
-        let end = marks[&message.partition()].1;
+        let end = marks[&message.partition()].high;
         if message.offset() + 1 >= end {
             reading.remove(&message.partition());
         }
@@ -219,11 +220,11 @@ async fn publish(
     let (version, records) =
         records_between(&batch_layer::lake::Lake::of(config), from, to).await?;
     let selected = records.len() as u64;
-    let source_partitions = crate::kafka::watermarks(&config.kafka, &config.kafka.topic)
+    let source_partitions = ingest::kafka::watermarks(&config.kafka, &config.kafka.topic)
         .map(|m| m.len() as i32)
         .unwrap_or(1)
         .max(1);
-    crate::kafka::ensure_topic(&config.kafka, topic, source_partitions).await?;
+    ingest::kafka::ensure_topic(&config.kafka, topic, source_partitions).await?;
     let seen = {
         let (config, topic, replay_id) = (config.clone(), topic.to_string(), replay_id.to_string());
         tokio::task::spawn_blocking(move || already_published(&config, &topic, &replay_id))
@@ -241,8 +242,8 @@ async fn publish(
         topic,
         "republishing from the lake"
     );
-    let target_partitions = crate::kafka::watermarks(&config.kafka, topic)?.len().max(1) as i32;
-    let producer: FutureProducer = crate::kafka::client_config(&config.kafka)
+    let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?.len().max(1) as i32;
+    let producer: FutureProducer = ingest::kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ingest::kafka::Watermarks;
 use batch_layer::recompute::{AsOf, compute_as_of};
 use schemas::BraidConfig;
 use schemas::pg_layout::ViewLayout;
@@ -13,11 +14,11 @@ use crate::cli::{ReplayArgs, ReplayCommand};
 use crate::progress::Progress;
 use crate::stop::StopFlag;
 
-/// Kafka's (low, high) watermarks of the configured topic.
-async fn watermarks(config: &BraidConfig) -> anyhow::Result<BTreeMap<i32, (i64, i64)>> {
+/// Kafka's watermarks of the configured topic.
+async fn watermarks(config: &BraidConfig) -> anyhow::Result<BTreeMap<i32, Watermarks>> {
     let kafka = config.kafka.clone();
     let topic = config.kafka.topic.clone();
-    tokio::task::spawn_blocking(move || crate::kafka::watermarks(&kafka, &topic)).await?
+    Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
 }
 
 /// Runs `braid replay`.
@@ -118,7 +119,7 @@ pub async fn reset_speed(
         Some(epoch) => schemas::pg::cut_offsets(pool, topic, epoch).await?,
         None => BTreeMap::new(),
     };
-    for (partition, (low, _)) in &marks {
+    for (partition, Watermarks { low, .. }) in &marks {
         let start = cut.get(partition).copied().unwrap_or(0);
         anyhow::ensure!(
             start >= *low,
@@ -127,7 +128,7 @@ pub async fn reset_speed(
              `braid recover --from-lake`, then `braid batch run`"
         );
     }
-    let starts: BTreeMap<i32, i64> = marks.iter().map(|(p, (low, _))| (*p, *low)).collect();
+    let starts: BTreeMap<i32, i64> = marks.iter().map(|(p, m)| (*p, m.low)).collect();
     let tables: Vec<String> = config
         .views
         .iter()
@@ -263,7 +264,7 @@ pub async fn recover(
     let stored = schemas::pg::load_positions(pool, topic).await?;
     let behind: Vec<String> = marks
         .iter()
-        .filter_map(|(p, (low, _))| {
+        .filter_map(|(p, Watermarks { low, .. })| {
             let at = stored.get(p).copied().unwrap_or(0);
             (at < *low).then(|| format!("{p}: {at} < {low}"))
         })
@@ -328,7 +329,7 @@ pub async fn recover_from_lake(config: BraidConfig, force: bool) -> anyhow::Resu
     )
     .await?;
     for (partition, (before, after)) in &moved {
-        let low = marks.get(partition).map_or(0, |m| m.0);
+        let low = marks.get(partition).map_or(0, |m| m.low);
         println!(
             "partition {partition}: speed position {before} -> {after} (Kafka holds from {low}; \
              the Delta sink has committed up to {})",

@@ -250,7 +250,7 @@ pub fn state(
     admin_token: Option<String>,
 ) -> anyhow::Result<AppState> {
     let kafka = KafkaWatch::spawn(
-        &crate::kafka::client_config(&config.kafka),
+        &ingest::kafka::client_config(&config.kafka),
         config.kafka.topic.clone(),
         Duration::from_secs(1),
     )

@@ -12,7 +12,7 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
     SinkSettings {
         topic: config.kafka.topic.clone(),
         group: config.kafka.sink_group.clone(),
-        client: crate::kafka::consumer_config(&config.kafka),
+        client: ingest::kafka::consumer_config(&config.kafka),
         table_uri: config.lake.uri.clone(),
         storage_options: config.lake.storage_options.clone().into_iter().collect(),
         flush_interval: Duration::from_millis(config.sink.flush_interval_ms),
@@ -29,7 +29,7 @@ pub async fn spawn(
     pool: sqlx::PgPool,
     stop: StopFlag,
 ) -> anyhow::Result<SinkSummary> {
-    crate::kafka::refuse_compacted_source(&config.kafka).await?;
+    ingest::kafka::refuse_compacted_source(&config.kafka).await?;
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     super::on_thread("sink", move || {

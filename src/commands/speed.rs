@@ -11,7 +11,7 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
     speed_layer::SpeedSettings {
         topic: config.kafka.topic.clone(),
         group: config.kafka.speed_group.clone(),
-        client: crate::kafka::consumer_config(&config.kafka),
+        client: ingest::kafka::consumer_config(&config.kafka),
         flush_interval: Duration::from_millis(config.speed.flush_interval_ms),
         flush_max_records: config.speed.flush_max_records,
         dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
@@ -26,7 +26,7 @@ pub async fn spawn(
     pool: sqlx::PgPool,
     stop: StopFlag,
 ) -> anyhow::Result<speed_layer::SpeedSummary> {
-    crate::kafka::refuse_compacted_source(&config.kafka).await?;
+    ingest::kafka::refuse_compacted_source(&config.kafka).await?;
     let settings = settings(config);
     let runtime = tokio::runtime::Handle::current();
     super::on_thread("speed", move || {

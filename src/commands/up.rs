@@ -61,7 +61,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         };
         let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {
-            crate::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions)
+            ingest::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions)
                 .await?;
             crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
         })
@@ -93,7 +93,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     let speed = speed.await??;
     println!(
         "speed layer: {} records aggregated, {} dead letters, {} flushes",
-        speed.flushed_records, speed.dead_letters, speed.flushes
+        speed.committed_records, speed.dead_letters, speed.commits
     );
     let sink = sink.await??;
     scheduler.await??;

@@ -63,7 +63,7 @@ pub async fn produce(
     let clock = EventClock::for_args(args)?;
     let mut stream = super::stream(args);
     let counts = Arc::new(DeliveryCounts::default());
-    let producer: ThreadedProducer<CountingContext> = crate::kafka::client_config(kafka)
+    let producer: ThreadedProducer<CountingContext> = ingest::kafka::client_config(kafka)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")

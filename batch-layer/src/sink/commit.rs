@@ -73,9 +73,7 @@ impl InFlight {
         self.handle.await.unwrap_or_else(|join| Settled {
             table: None,
             pending: None,
-            result: Err(SinkError::Rebalance(format!(
-                "the commit task failed: {join}"
-            ))),
+            result: Err(SinkError::CommitTask(join)),
             took: Duration::ZERO,
         })
     }

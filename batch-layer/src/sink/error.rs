@@ -28,16 +28,32 @@ pub enum SinkError {
         /// What differs.
         reason: String,
     },
-    /// Kafka failed in a way the consumer cannot recover from.
-    #[error("kafka error: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The ingest loop failed: Kafka, an assignment, or a retention gap (Kafka deleted records
+    /// the sink has not written; nothing was skipped).
+    #[error(transparent)]
+    Ingest(#[from] ingest::IngestError),
     /// This process's validation rules differ from the ones recorded for the topic: the speed
     /// layer would accept other records than this sink. The operator's to fix; not retried.
     #[error(transparent)]
     RulesDiffer(#[from] schemas::pg::RulesDiffer),
-    /// Loading positions during a rebalance failed.
-    #[error("rebalance failed: {0}")]
-    Rebalance(String),
+    /// The recorded validation rules cannot be read (edited by hand?).
+    #[error("the recorded validation rules cannot be read: {0}")]
+    RulesUnreadable(serde_json::Error),
+    /// The background commit task ended without reporting (it panicked or was cancelled); its
+    /// buffer is lost to this process and read again by whoever resumes from the log.
+    #[error("the commit task failed: {0}")]
+    CommitTask(#[from] tokio::task::JoinError),
+    /// The table was not given back by a commit that failed (a bug).
+    #[error("the Delta table is lost: a background commit did not give it back")]
+    TableLost,
+    /// A file of the table has a partition value that is not a date (someone else wrote it).
+    #[error("partition value `{value}` of {column} is not a date (YYYY-MM-DD)")]
+    BadPartitionValue {
+        /// The partition column.
+        column: &'static str,
+        /// The value found.
+        value: String,
+    },
 }
 
 impl From<schemas::pg::RulesError> for SinkError {
@@ -45,7 +61,7 @@ impl From<schemas::pg::RulesError> for SinkError {
         match error {
             schemas::pg::RulesError::Differ(differ) => SinkError::RulesDiffer(differ),
             schemas::pg::RulesError::Database(db) => SinkError::Database(db),
-            schemas::pg::RulesError::Unreadable(e) => SinkError::Rebalance(e.to_string()),
+            schemas::pg::RulesError::Unreadable(e) => SinkError::RulesUnreadable(e),
         }
     }
 }

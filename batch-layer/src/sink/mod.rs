@@ -11,7 +11,6 @@ pub(crate) mod columns;
 mod commit;
 mod consumer;
 mod error;
-pub mod metrics;
 pub mod table;
 
 use std::collections::HashMap;
@@ -62,14 +61,4 @@ pub struct SinkSettings {
 }
 
 /// Totals of one run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SinkSummary {
-    /// Messages read.
-    pub consumed: u64,
-    /// Valid records committed to the table.
-    pub committed_records: u64,
-    /// Dead letters stored.
-    pub dead_letters: u64,
-    /// Delta commits made.
-    pub commits: u64,
-}
+pub type SinkSummary = ingest::consumer::Summary;

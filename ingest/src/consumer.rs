@@ -1,0 +1,533 @@
+//! The loop: one thread polls, validates and buffers; the layer commits when due. Positions
+//! come from the layer's store and are set in the rebalance callback, before any fetch; a
+//! revoke commits what is buffered first. Every commit is fenced by the layer on the positions
+//! this process expects, so a process that missed a rebalance never commits twice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use schemas::pg::DeadLetter;
+use schemas::{EventSchema, Rejection};
+
+use crate::error::{Disposition, IngestError};
+use crate::layer::{Committed, Layer, Received, StartAt};
+use crate::metrics as m;
+
+/// What the loop needs besides the layer.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// The source topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Kafka client settings: brokers and pass-through options (see [`crate::kafka`]).
+    pub client: ClientConfig,
+    /// Commit at least this often.
+    pub flush_interval: Duration,
+    /// Commit early at this many buffered messages.
+    pub flush_max_records: Option<u64>,
+    /// Commit early at this many buffered input bytes.
+    pub flush_max_bytes: Option<u64>,
+    /// Dead letters keep at most this many payload bytes.
+    pub dead_letter_max_payload_bytes: usize,
+    /// The event schema: the one validator of both layers.
+    pub schema: EventSchema,
+}
+
+/// Totals of one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages read.
+    pub consumed: u64,
+    /// Valid records committed.
+    pub committed_records: u64,
+    /// Dead letters committed.
+    pub dead_letters: u64,
+    /// Commits made.
+    pub commits: u64,
+}
+
+/// The message kept while isolating, in case the store refuses it.
+struct Isolated {
+    partition: i32,
+    offset: i64,
+    payload: Vec<u8>,
+}
+
+/// What the polling thread and the rebalance callback share.
+struct Shared<L: Layer> {
+    layer: L,
+    /// After the store refused a commit for its data: the end (next offset) of that commit per
+    /// partition. Until every partition has passed its end, each message is committed alone,
+    /// so the one the store refuses can be dead-lettered and the others kept.
+    isolating: BTreeMap<i32, i64>,
+    /// While isolating: the one message the buffer holds.
+    isolated: Option<Isolated>,
+    summary: Summary,
+    fatal: Option<L::Error>,
+}
+
+impl<L: Layer> Shared<L> {
+    fn stop_isolating(&mut self) {
+        self.isolating.clear();
+        self.isolated = None;
+    }
+
+    /// Books a commit: totals and metrics; an isolation ends once every partition passed its end.
+    fn book(&mut self, committed: &Committed) {
+        let layer = self.layer.name();
+        metrics::counter!(m::RECORDS_COMMITTED_TOTAL, "layer" => layer).increment(committed.records);
+        for reason in &committed.dead_letters {
+            metrics::counter!(m::DEAD_LETTERS_TOTAL, "layer" => layer, "reason" => *reason)
+                .increment(1);
+        }
+        metrics::histogram!(m::COMMIT_DURATION_SECONDS, "layer" => layer)
+            .record(committed.took.as_secs_f64());
+        self.summary.committed_records += committed.records;
+        self.summary.dead_letters += committed.dead_letters.len() as u64;
+        self.summary.commits += 1;
+        let positions = self.layer.positions();
+        self.isolating.retain(|p, end| {
+            positions
+                .get(p)
+                .is_some_and(|at| !matches!(at, StartAt::Offset(o) if o >= end))
+        });
+        self.isolated = None;
+    }
+}
+
+struct Context<L: Layer> {
+    topic: String,
+    shared: Mutex<Shared<L>>,
+}
+
+impl<L: Layer> ClientContext for Context<L> {}
+
+impl<L: Layer> Context<L> {
+    fn shared(&self) -> MutexGuard<'_, Shared<L>> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        shared: &mut Shared<L>,
+        tpl: &mut TopicPartitionList,
+    ) -> Result<(), L::Error> {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let mut low_watermark = |partition: i32| -> Result<i64, IngestError> {
+            Ok(consumer
+                .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?
+                .0)
+        };
+        let starts = shared.layer.assign(&partitions, &mut low_watermark)?;
+        for (&partition, start) in &starts {
+            let offset = match start {
+                StartAt::Offset(offset) => Offset::Offset(*offset),
+                StartAt::Beginning => Offset::Beginning,
+            };
+            tpl.set_partition_offset(&self.topic, partition, offset)
+                .map_err(IngestError::from)?;
+        }
+        tracing::info!(layer = shared.layer.name(), positions = ?starts, "partitions assigned; consuming from the stored positions");
+        shared.stop_isolating();
+        consumer.assign(tpl).map_err(IngestError::from)?;
+        Ok(())
+    }
+}
+
+impl<L: Layer> ConsumerContext for Context<L> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut shared = self.shared();
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            if let Err(error) = self.assign(consumer, &mut shared, tpl) {
+                shared.fatal = Some(error);
+            }
+            return;
+        }
+        // Eager protocol: everything is revoked. Commit what was read while the partitions are
+        // still ours; if that fails, drop it: the positions were not stored either, so the next
+        // owner reads those records again.
+        match shared.layer.commit_all() {
+            Ok(Some(committed)) => shared.book(&committed),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(layer = shared.layer.name(), %error, "commit on revoke failed; the next owner re-reads those records"),
+        }
+        shared.layer.drop_uncommitted();
+        shared.layer.revoked();
+        shared.stop_isolating();
+        tracing::info!(layer = shared.layer.name(), "partitions revoked");
+        if let Err(error) = consumer.unassign() {
+            tracing::warn!(%error, "unassign failed");
+        }
+    }
+}
+
+/// Runs `layer` until `stop` is set or an unrecoverable error occurs. Blocking: call it from a
+/// plain thread.
+pub fn run<L: Layer>(
+    settings: IngestSettings,
+    layer: L,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, L::Error> {
+    let name = layer.name();
+    let context = Context {
+        topic: settings.topic.clone(),
+        shared: Mutex::new(Shared {
+            layer,
+            isolating: BTreeMap::new(),
+            isolated: None,
+            summary: Summary::default(),
+            fatal: None,
+        }),
+    };
+    let consumer: BaseConsumer<Context<L>> = settings
+        .client
+        .clone()
+        .set("group.id", &settings.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Never reset silently: an out-of-range position is an error the operator must see.
+        .set("auto.offset.reset", "error")
+        // Reaching the end of a partition is an event: the position may lie past the last record.
+        .set("enable.partition.eof", "true")
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(context)
+        .map_err(IngestError::from)?;
+    consumer
+        .subscribe(&[&settings.topic])
+        .map_err(IngestError::from)?;
+    tracing::info!(
+        layer = name,
+        topic = settings.topic,
+        group = settings.group,
+        "consuming"
+    );
+
+    let mut last_commit = Instant::now();
+    let mut last_lag = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        let polled = if stopping {
+            None
+        } else {
+            consumer.poll(Duration::from_millis(50))
+        };
+        let ctx = consumer.context();
+        let mut shared = ctx.shared();
+        if let Some(fatal) = shared.fatal.take() {
+            return Err(fatal);
+        }
+        let polled_nothing = polled.is_none();
+        match polled {
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                if !shared.layer.is_assigned(partition) {
+                    continue; // fetched before a revoke: no longer ours
+                }
+                let payload = message.payload().unwrap_or_default();
+                shared.summary.consumed += 1;
+                metrics::counter!(m::RECORDS_CONSUMED_TOTAL, "layer" => name).increment(1);
+                metrics::counter!(m::INPUT_BYTES_TOTAL, "layer" => name)
+                    .increment(payload.len() as u64);
+                let received = Received {
+                    partition,
+                    offset: message.offset(),
+                    key: message.key(),
+                    payload,
+                };
+                match settings.schema.validate(payload) {
+                    Ok(record) => shared.layer.add_record(&received, &record),
+                    Err(rejection) => shared.layer.add_dead_letter(DeadLetter::new(
+                        partition,
+                        message.offset(),
+                        rejection,
+                        payload,
+                        settings.dead_letter_max_payload_bytes,
+                    )),
+                }
+                if !shared.isolating.is_empty() {
+                    shared.isolated = Some(Isolated {
+                        partition,
+                        offset: message.offset(),
+                        payload: payload.to_vec(),
+                    });
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                end_of_partition(&consumer, &mut shared, &settings.topic, partition);
+            }
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                return Err(out_of_range(&consumer, &shared.layer, &settings.topic).into());
+            }
+            Some(Err(error)) => tracing::warn!(layer = name, %error, "kafka reported an error; continuing"),
+            None => {}
+        }
+        // Reading the clock costs as much as folding a record: look at it every 256 messages.
+        let buffered = shared.layer.buffered();
+        let due = settings.flush_max_records.is_some_and(|max| buffered.records >= max)
+            || settings.flush_max_bytes.is_some_and(|max| buffered.bytes >= max)
+            || stopping
+            || shared.isolated.is_some()
+            || ((buffered.records % 256 == 0 || polled_nothing)
+                && last_commit.elapsed() >= settings.flush_interval);
+        if !due {
+            continue;
+        }
+        let result = if stopping {
+            shared.layer.commit_all()
+        } else {
+            shared.layer.commit()
+        };
+        match result {
+            Ok(committed) => {
+                last_commit = Instant::now();
+                backoff = Duration::from_millis(100);
+                let committed_any = committed.is_some();
+                if let Some(committed) = committed {
+                    shared.book(&committed);
+                    commit_for_monitoring(&consumer, &settings.topic, &offsets(&shared.layer.positions()));
+                }
+                if !committed_any && !stopping && shared.layer.follows_moved_positions() {
+                    follow_moved_positions(&consumer, &mut shared, &settings.topic)?;
+                }
+                if last_lag.elapsed() >= Duration::from_secs(5) {
+                    last_lag = Instant::now();
+                    report_lag(&consumer, name, &settings.topic, &offsets(&shared.layer.positions()));
+                }
+                if stopping {
+                    tracing::info!(layer = name, summary = ?shared.summary, "stopped cleanly");
+                    return Ok(shared.summary.clone());
+                }
+            }
+            Err(error) => match L::classify(&error) {
+                Disposition::Fenced => {
+                    // Another process owns these partitions now, or an operator moved them. Drop
+                    // the buffer and re-read from the stored positions.
+                    tracing::warn!(layer = name, %error, "commit fenced; re-reading from the stored positions");
+                    shared.layer.drop_uncommitted();
+                    shared.stop_isolating();
+                    let positions = shared.layer.reload()?;
+                    seek(&consumer, &settings.topic, &positions)?;
+                }
+                Disposition::DataRefused => {
+                    isolate(&consumer, &mut shared, &settings, &error)?;
+                }
+                Disposition::Retryable => {
+                    metrics::counter!(m::COMMIT_RETRIES_TOTAL, "layer" => name).increment(1);
+                    tracing::warn!(layer = name, %error, retry_in_ms = backoff.as_millis() as u64, "commit failed; nothing was committed; retrying");
+                    drop(shared);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Disposition::Fatal => return Err(error),
+            },
+        }
+    }
+}
+
+/// The store refused a commit for the values of some record that passed validation. With one
+/// message buffered, that message is the one: dead-letter it as `refused_by_database` and go
+/// on. Otherwise read the buffer again, one message per commit, to find it.
+fn isolate<L: Layer>(
+    consumer: &BaseConsumer<Context<L>>,
+    shared: &mut Shared<L>,
+    settings: &IngestSettings,
+    error: &L::Error,
+) -> Result<(), L::Error> {
+    let name = shared.layer.name();
+    let detail = error.to_string();
+    match shared.isolated.take() {
+        Some(message) => {
+            tracing::warn!(
+                layer = name,
+                partition = message.partition,
+                offset = message.offset,
+                error = detail,
+                "the store refused a record that passed validation; dead-lettered as refused_by_database"
+            );
+            metrics::counter!(m::REFUSED_BY_STORE_TOTAL, "layer" => name).increment(1);
+            shared.layer.drop_uncommitted();
+            shared.layer.add_dead_letter(DeadLetter::new(
+                message.partition,
+                message.offset,
+                Rejection::RefusedByDatabase { detail },
+                &message.payload,
+                settings.dead_letter_max_payload_bytes,
+            ));
+            if let Some(committed) = shared.layer.commit_all()? {
+                shared.book(&committed);
+            }
+        }
+        None => {
+            tracing::warn!(
+                layer = name,
+                error = detail,
+                ends = ?shared.layer.buffered_ends(),
+                "the store refused a commit for its data; re-reading it one record at a time to isolate the record"
+            );
+            metrics::counter!(m::ISOLATIONS_TOTAL, "layer" => name).increment(1);
+            shared.isolating = shared.layer.buffered_ends();
+            shared.layer.drop_uncommitted();
+            let positions = shared.layer.positions();
+            seek(consumer, &settings.topic, &positions)?;
+        }
+    }
+    Ok(())
+}
+
+/// At the end of `partition`: tell the layer where the consumer stands when that lies past the
+/// last record it read (transaction markers, aborted records), or, when it has read nothing
+/// since starting at the log start, the partition's low watermark (every earlier record
+/// expired). The end-of-partition event comes after every message and marker before it, so the
+/// consumer's position is current; a seek unsets it until something is read.
+fn end_of_partition<L: Layer>(
+    consumer: &BaseConsumer<Context<L>>,
+    shared: &mut Shared<L>,
+    topic: &str,
+    partition: i32,
+) {
+    if !shared.layer.is_assigned(partition) {
+        return;
+    }
+    let position = consumer.position().ok().and_then(|tpl| {
+        tpl.find_partition(topic, partition)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            })
+    });
+    let reached = match position {
+        Some(offset) => offset,
+        None if !shared.layer.has_position(partition) => {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok((low, _)) => low,
+                Err(error) => {
+                    tracing::warn!(%error, partition, "could not read the low watermark at the end of a partition; trying again at its next end");
+                    return;
+                }
+            }
+        }
+        None => return,
+    };
+    shared.layer.skip_to(partition, reached);
+}
+
+/// When idle: an operator may have moved the stored positions (a replay); follow them.
+fn follow_moved_positions<L: Layer>(
+    consumer: &BaseConsumer<Context<L>>,
+    shared: &mut Shared<L>,
+    topic: &str,
+) -> Result<(), L::Error> {
+    let before = shared.layer.positions();
+    if before.is_empty() {
+        return Ok(());
+    }
+    let stored = shared.layer.reload()?;
+    if stored != before {
+        tracing::warn!(layer = shared.layer.name(), "stored positions were moved by another process; re-reading from them");
+        seek(consumer, topic, &stored)?;
+    }
+    Ok(())
+}
+
+/// Names the partition whose position Kafka no longer has.
+fn out_of_range<L: Layer>(
+    consumer: &BaseConsumer<Context<L>>,
+    layer: &L,
+    topic: &str,
+) -> IngestError {
+    let positions = offsets(&layer.positions());
+    let gone = positions.iter().find(|(partition, offset)| {
+        consumer
+            .fetch_watermarks(topic, **partition, Duration::from_secs(10))
+            .is_ok_and(|(low, high)| **offset < low || **offset > high)
+    });
+    let (partition, offset) = gone.map_or((-1, -1), |(&p, &o)| (p, o));
+    IngestError::OffsetOutOfRange {
+        layer: layer.name(),
+        topic: topic.to_string(),
+        partition,
+        offset,
+        remedy: layer.retention_remedy(),
+    }
+}
+
+/// The stored offsets among `positions` (partitions with none are left out).
+fn offsets(positions: &BTreeMap<i32, StartAt>) -> BTreeMap<i32, i64> {
+    positions
+        .iter()
+        .filter_map(|(&p, start)| match start {
+            StartAt::Offset(offset) => Some((p, *offset)),
+            StartAt::Beginning => None,
+        })
+        .collect()
+}
+
+/// Moves every partition in `positions` there.
+fn seek<L: Layer>(
+    consumer: &BaseConsumer<Context<L>>,
+    topic: &str,
+    positions: &BTreeMap<i32, StartAt>,
+) -> Result<(), IngestError> {
+    for (&partition, start) in positions {
+        let offset = match start {
+            StartAt::Offset(offset) => Offset::Offset(*offset),
+            StartAt::Beginning => Offset::Beginning,
+        };
+        consumer.seek(topic, partition, offset, Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
+/// Commits the layer's positions to Kafka too, so standard tools can show the group's lag.
+/// Never used to resume.
+fn commit_for_monitoring<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (&partition, &offset) in positions {
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    if tpl.count() > 0
+        && let Err(error) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        tracing::debug!(%error, "monitoring commit failed");
+    }
+}
+
+fn report_lag<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    layer: &'static str,
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+) {
+    for (&partition, &offset) in positions {
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {
+            metrics::gauge!(m::PARTITION_LAG_RECORDS, "layer" => layer, "partition" => partition.to_string())
+                .set((high - offset).max(0) as f64);
+        }
+    }
+}

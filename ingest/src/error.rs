@@ -1,0 +1,46 @@
+//! The ingest loop's own errors, and how a layer's errors are classified.
+
+/// What the loop does after a failed commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Another process moved the positions (a missed rebalance, or an operator's replay):
+    /// nothing was committed; drop the buffer and read again from the stored positions.
+    Fenced,
+    /// The store refused the values of some record that passed validation: nothing was
+    /// committed; read the buffer again one record per commit to find it and dead-letter it.
+    DataRefused,
+    /// Transient (connection loss, a timeout): nothing was committed; retry with backoff.
+    Retryable,
+    /// Retrying cannot help: stop and say why.
+    Fatal,
+}
+
+/// Errors of the loop itself.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Kafka failed in a way the consumer cannot recover from.
+    #[error("kafka error: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Kafka no longer holds records the layer still needs (retention deleted them). Nothing
+    /// was skipped.
+    #[error(
+        "partition {partition} of {topic}: offset {offset} is out of range; Kafka has deleted records the {layer} \
+         has not consumed (retention). Nothing was skipped. {remedy}"
+    )]
+    OffsetOutOfRange {
+        /// The layer.
+        layer: &'static str,
+        /// The topic.
+        topic: String,
+        /// The partition (-1 when no partition could be named).
+        partition: i32,
+        /// The position Kafka no longer has.
+        offset: i64,
+        /// What the operator can do.
+        remedy: &'static str,
+    },
+    /// Setting the positions of newly assigned partitions failed; the process stops rather
+    /// than read from anywhere else.
+    #[error("assigning partitions failed: {0}")]
+    Assignment(String),
+}

@@ -1,0 +1,187 @@
+//! Kafka client settings shared by Braid's producers and consumers, watermarks, topic creation,
+//! and the check that refuses a compacted source topic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use schemas::config::KafkaConfig;
+
+/// Kafka's first and next offsets of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    /// The first offset Kafka still holds.
+    pub low: i64,
+    /// The offset the next record will get.
+    pub high: i64,
+}
+
+/// Why talking to Kafka about a topic failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    /// The brokers could not be asked (unreachable, refused).
+    #[error("asking Kafka at {brokers} (kafka.brokers): {source}")]
+    Client {
+        /// The brokers.
+        brokers: String,
+        /// What failed.
+        #[source]
+        source: KafkaError,
+    },
+    /// Kafka answered with an error about the topic.
+    #[error("Kafka topic {topic}: {code}")]
+    Topic {
+        /// The topic.
+        topic: String,
+        /// Kafka's error.
+        code: RDKafkaErrorCode,
+    },
+    /// The source topic is compacted.
+    #[error(
+        "kafka.topic `{topic}` has cleanup.policy={policy}: compaction removes records at different \
+         moments for the speed layer and the sink, so the same offsets would mean different records \
+         to them and no answer could be exact. Use a topic with cleanup.policy=delete"
+    )]
+    CompactedSource {
+        /// The topic.
+        topic: String,
+        /// Its cleanup policy.
+        policy: String,
+    },
+}
+
+fn client_error(kafka: &KafkaConfig) -> impl Fn(KafkaError) -> KafkaSetupError + '_ {
+    move |source| KafkaSetupError::Client {
+        brokers: kafka.brokers.clone(),
+        source,
+    }
+}
+
+/// A client config with the brokers and every pass-through option of `[kafka.options]`.
+pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in &kafka.options {
+        config.set(key, value);
+    }
+    config
+}
+
+/// A consumer's client config: [`client_config`] plus fetch sizes that suit a consumer that
+/// processes records quickly. librdkafka fetches at most 1 MiB per partition by default, which
+/// capped the speed layer near 140k records/s on a local broker (docs/benchmarks.md). Options
+/// given in `[kafka.options]` win.
+pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka);
+    // Both layers read committed records only: aborted records and transaction markers are
+    // skipped alike. The config refuses any other value.
+    config.set("isolation.level", "read_committed");
+    for (key, value) in [
+        ("max.partition.fetch.bytes", "10485760"),
+        ("fetch.max.bytes", "104857600"),
+    ] {
+        if !kafka.options.contains_key(key) {
+            config.set(key, value);
+        }
+    }
+    config
+}
+
+/// Refuses a source topic whose `cleanup.policy` includes `compact`. Compaction deletes records
+/// behind the two layers' backs at different moments, so an offset would name a record one
+/// layer read and the other never saw, and the merged answer could not be exact. A topic that
+/// does not exist yet passes (it is created without compaction).
+pub async fn refuse_compacted_source(kafka: &KafkaConfig) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka).create().map_err(client_error(kafka))?;
+    let results = admin
+        .describe_configs(
+            [&ResourceSpecifier::Topic(&kafka.topic)],
+            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .map_err(client_error(kafka))?;
+    for result in results {
+        let resource = match result {
+            Ok(resource) => resource,
+            Err(RDKafkaErrorCode::UnknownTopicOrPartition) => continue,
+            Err(code) => {
+                return Err(KafkaSetupError::Topic {
+                    topic: kafka.topic.clone(),
+                    code,
+                });
+            }
+        };
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|entry| entry.value.clone())
+            .unwrap_or_default();
+        if policy.contains("compact") {
+            return Err(KafkaSetupError::CompactedSource {
+                topic: kafka.topic.clone(),
+                policy,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists. Returns whether it was created.
+pub async fn ensure_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<bool, KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka).create().map_err(client_error(kafka))?;
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&new_topic], &AdminOptions::new())
+        .await
+        .map_err(client_error(kafka))?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(KafkaSetupError::Topic {
+            topic: topic.to_string(),
+            code,
+        }),
+        None => Err(KafkaSetupError::Topic {
+            topic: topic.to_string(),
+            code: RDKafkaErrorCode::Unknown,
+        }),
+    }
+}
+
+/// The watermarks of every partition of `topic`. Blocking: call off the runtime.
+pub fn watermarks(
+    kafka: &KafkaConfig,
+    topic: &str,
+) -> Result<BTreeMap<i32, Watermarks>, KafkaSetupError> {
+    let consumer: BaseConsumer = client_config(kafka).create().map_err(client_error(kafka))?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(client_error(kafka))?;
+    let mut marks = BTreeMap::new();
+    for found in metadata.topics() {
+        if let Some(error) = found.error() {
+            return Err(KafkaSetupError::Topic {
+                topic: topic.to_string(),
+                code: RDKafkaErrorCode::from(error),
+            });
+        }
+        for partition in found.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition.id(), timeout)
+                .map_err(client_error(kafka))?;
+            marks.insert(partition.id(), Watermarks { low, high });
+        }
+    }
+    Ok(marks)
+}
