@@ -356,7 +356,7 @@ fn isolate<L: Layer>(
     error: &L::Error,
 ) -> Result<(), L::Error> {
     let name = shared.layer.name();
-    let detail = error.to_string();
+    let detail = L::refusal_detail(error);
     match shared.isolated.take() {
         Some(message) => {
             tracing::warn!(

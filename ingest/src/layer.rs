@@ -66,6 +66,12 @@ pub trait Layer: Send + 'static {
     /// How the loop handles `error`.
     fn classify(error: &Self::Error) -> Disposition;
 
+    /// For an error classified [`Disposition::DataRefused`]: the store's own words, kept in the
+    /// `refused_by_database` dead letter (e.g. PostgreSQL's message and SQLSTATE).
+    fn refusal_detail(error: &Self::Error) -> String {
+        error.to_string()
+    }
+
     /// Newly assigned `partitions`: where to read each from. `low_watermark` reads Kafka's first
     /// offset of a partition, for a layer that stores it as a start.
     fn assign(

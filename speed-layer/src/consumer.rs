@@ -124,6 +124,13 @@ impl Layer for SpeedLayer {
         }
     }
 
+    fn refusal_detail(error: &SpeedError) -> String {
+        match error {
+            SpeedError::Database(db) => pg::database_message(db),
+            other => other.to_string(),
+        }
+    }
+
     fn assign(
         &mut self,
         partitions: &[i32],
