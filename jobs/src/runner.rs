@@ -68,7 +68,7 @@ pub enum JobError {
     Batch(#[from] BatchError),
     /// Compaction or vacuum failed.
     #[error("table maintenance: {0}")]
-    Maintenance(#[from] batch_layer::sink::SinkError),
+    Maintenance(#[from] batch_layer::lake::LakeError),
     /// The history could not be written.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -97,7 +97,7 @@ async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError>
         }
         JobKind::Compact => {
             let properties = batch_layer::sink::writer_properties(ctx.compression);
-            let report = batch_layer::maintenance::compact(
+            let report = batch_layer::lake::maintenance::compact(
                 &ctx.batch.table_uri,
                 &ctx.batch.storage_options,
                 &ctx.schema,
@@ -114,7 +114,7 @@ async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError>
         JobKind::Vacuum => {
             let keep = batch_layer::recompute::pinned_versions(&ctx.pool).await?;
             let storage: HashMap<String, String> = ctx.batch.storage_options.clone();
-            let report = batch_layer::maintenance::vacuum(
+            let report = batch_layer::lake::maintenance::vacuum(
                 &ctx.batch.table_uri,
                 &storage,
                 &ctx.schema,

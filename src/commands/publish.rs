@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ingest::kafka::Watermarks;
-use batch_layer::lake_records::{LakeRecord, records_between};
+use batch_layer::lake::records::{LakeRecord, records_between};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;

@@ -281,10 +281,10 @@ pub async fn recover(
         tracing::info!(partitions = behind.join(", "), "the speed layer is behind Kafka's retention (partition: stored < first offset)");
     }
     let storage = config.lake.storage_options.clone().into_iter().collect();
-    let table = batch_layer::sink::open_or_create(&config.lake.uri, &storage, &config.schema)
+    let table = batch_layer::lake::open_or_create(&config.lake.uri, &storage, &config.schema)
         .await
         .with_context(|| format!("opening the Delta table at {} (lake.uri)", config.lake.uri))?;
-    let sink = batch_layer::sink::positions_in_log(&table, topic, &partitions).await?;
+    let sink = batch_layer::lake::positions_in_log(&table, topic, &partitions).await?;
     anyhow::ensure!(
         !sink.is_empty(),
         "the Delta table at {} holds no records of {topic} yet: nothing to recover from",

@@ -21,7 +21,7 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
     // The Delta commits carry the fingerprint of the rules the sink ran.
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
     let rules = schemas::validation_rules::ValidationRules::of(&config.schema);
-    let mut table = batch_layer::sink::open_or_create(
+    let mut table = batch_layer::lake::open_or_create(
         pipeline.lake.to_str().unwrap(),
         &Default::default(),
         &config.schema,

@@ -459,11 +459,11 @@ pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
             );
             async move {
                 let Ok(table) =
-                    batch_layer::sink::open_or_create(&uri, &Default::default(), &schema).await
+                    batch_layer::lake::open_or_create(&uri, &Default::default(), &schema).await
                 else {
                     return false;
                 };
-                let committed = batch_layer::sink::positions_in_log(&table, &topic, &partitions)
+                let committed = batch_layer::lake::positions_in_log(&table, &topic, &partitions)
                     .await
                     .unwrap_or_default();
                 ends.iter()

@@ -11,9 +11,8 @@ use schemas::view::View;
 
 use super::compute::{BUCKET_START, compute_view, records_except_refused};
 use super::error::BatchError;
-use super::pinned::PinnedFiles;
-use crate::lake::Lake;
-use crate::sink::open_or_create;
+use crate::lake::PinnedFiles;
+use crate::lake::{Lake, open_or_create};
 
 /// Which state of the table to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,9 +65,7 @@ pub async fn compute_as_of(
     );
     tokio::task::spawn_blocking(move || -> Result<AsOfOutcome, BatchError> {
         if pinned.is_empty() {
-            return Err(BatchError::Load(format!(
-                "version {version} of the table holds no records"
-            )));
+            return Err(BatchError::EmptyVersion { version });
         }
         let records = records_except_refused(&pinned, &refused)?;
         let counted = super::compute::collect_streaming(records.clone().select([len()]))?;
@@ -85,8 +82,7 @@ pub async fn compute_as_of(
             rows,
         })
     })
-    .await
-    .map_err(|e| BatchError::Load(e.to_string()))?
+    .await?
 }
 
 /// The output file's format.
@@ -101,15 +97,17 @@ impl OutputFormat {
         match out.extension().and_then(|e| e.to_str()) {
             Some("parquet") => Ok(Self::Parquet),
             Some("csv") => Ok(Self::Csv),
-            _ => Err(BatchError::Load(format!(
-                "--out {}: the file must end in .parquet or .csv",
-                out.display()
-            ))),
+            _ => Err(BatchError::OutputFormat {
+                path: out.display().to_string(),
+            }),
         }
     }
 
     fn write(self, frame: &mut DataFrame, out: &Path) -> Result<(), BatchError> {
-        let io = |e: std::io::Error| BatchError::Load(format!("writing {}: {e}", out.display()));
+        let io = |source: std::io::Error| BatchError::WriteOutput {
+            path: out.display().to_string(),
+            source,
+        };
         match self {
             Self::Parquet => {
                 let mut timed = frame

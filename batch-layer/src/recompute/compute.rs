@@ -9,7 +9,7 @@ use schemas::arrow::{OFFSET, PARTITION};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
-use super::pinned::PinnedFiles;
+use crate::lake::PinnedFiles;
 
 /// The bucket-start column of a computed view (microseconds since the epoch).
 pub const BUCKET_START: &str = "bucket_start";

@@ -22,15 +22,47 @@ pub enum BatchError {
     /// The database failed; retry.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Creating the views' tables failed.
+    #[error(transparent)]
+    Store(#[from] schemas::pg::StoreError),
     /// The Delta table could not be read; retry.
     #[error("delta table error: {0}")]
     Delta(#[from] deltalake::DeltaTableError),
     /// The Polars computation failed.
     #[error("polars error: {0}")]
     Polars(#[from] polars::error::PolarsError),
-    /// Loading rows failed.
-    #[error("loading batch rows failed: {0}")]
-    Load(String),
+    /// A computation on a blocking thread ended without reporting (it panicked).
+    #[error("a batch computation failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// `replay as-of` asked for a version that holds no records.
+    #[error("version {version} of the table holds no records")]
+    EmptyVersion {
+        /// The version.
+        version: i64,
+    },
+    /// The output file's extension names no format Braid writes.
+    #[error("--out {path}: the file must end in .parquet or .csv")]
+    OutputFormat {
+        /// The path given.
+        path: String,
+    },
+    /// Writing the output file failed.
+    #[error("writing {path}: {source}")]
+    WriteOutput {
+        /// The file.
+        path: String,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A computed frame held a value of a type its column cannot have (a bug).
+    #[error("column `{column}` of a computed view holds an unexpected value {value}")]
+    UnexpectedValue {
+        /// The column.
+        column: String,
+        /// The value, printed.
+        value: String,
+    },
     /// At publish, the run was no longer `running`: another run cleaned it up as interrupted
     /// (this run had lost its lock). Nothing was published.
     #[error("batch run {run_id} is no longer running (another run cleaned it up); nothing was published")]
@@ -51,17 +83,9 @@ pub enum BatchError {
         /// This run's covered epoch.
         covered: i64,
     },
-    /// The table has a column of a type the sink never writes (someone else wrote to it).
-    #[error("the Delta table's column `{column}` has type {delta_type}, which Braid does not read; is `lake.uri` another table?")]
-    UnreadableColumn {
-        /// The column.
-        column: String,
-        /// Its Delta type.
-        delta_type: String,
-    },
-    /// The sink's table could not be opened.
+    /// The table could not be opened or read.
     #[error(transparent)]
-    Sink(#[from] crate::sink::SinkError),
+    Lake(#[from] crate::lake::LakeError),
 }
 
 impl BatchError {
@@ -70,6 +94,8 @@ impl BatchError {
     pub fn is_retryable(&self) -> bool {
         match self {
             BatchError::Database(e) => !schemas::pg::is_data_error(e),
+            BatchError::Lake(e) => e.is_retryable(),
+            BatchError::Store(e) => e.is_retryable(),
             other => matches!(other, BatchError::SinkBehind { .. } | BatchError::Delta(_)),
         }
     }

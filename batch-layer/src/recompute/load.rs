@@ -50,13 +50,19 @@ fn push_field(
         other if pg_type == "timestamptz" => {
             let micros = other
                 .extract::<i64>()
-                .ok_or_else(|| BatchError::Load(format!("not a timestamp: {other:?}")))?;
+                .ok_or_else(|| BatchError::UnexpectedValue {
+                    column: column.name().to_string(),
+                    value: format!("{other:?}"),
+                })?;
             line.push_str(&timestamp(micros));
         }
         other => {
             let integer = other
                 .extract::<i64>()
-                .ok_or_else(|| BatchError::Load(format!("unexpected value {other:?}")))?;
+                .ok_or_else(|| BatchError::UnexpectedValue {
+                    column: column.name().to_string(),
+                    value: format!("{other:?}"),
+                })?;
             let _ = write!(line, "{integer}");
         }
     }

@@ -10,7 +10,6 @@ mod as_of;
 mod compute;
 mod error;
 mod load;
-mod pinned;
 #[cfg(test)]
 mod pinned_tests;
 #[cfg(test)]
@@ -29,11 +28,10 @@ use sqlx::PgPool;
 
 pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
-pub use pinned::PinnedFiles;
 pub use error::BatchError;
 pub use publish::{PUBLISH_LOCK, ViewRun, pinned_versions};
 
-use crate::sink::{open_or_create, positions_in_log};
+use crate::lake::{PinnedFiles, open_or_create, positions_in_log};
 
 /// What a batch run needs.
 #[derive(Debug, Clone)]
@@ -114,9 +112,7 @@ async fn run_locked(
     views: &[View],
 ) -> Result<BatchOutcome, BatchError> {
     publish::clean_interrupted(pool, &settings.views).await?;
-    schemas::pg::ensure_view_tables(pool, views)
-        .await
-        .map_err(|e| BatchError::Load(e.to_string()))?;
+    schemas::pg::ensure_view_tables(pool, views).await?;
     let cut = schemas::pg::take_cut(pool, &settings.topic).await?;
     tracing::info!(epoch = cut.epoch, offsets = ?cut.offsets, "took a cut");
     // Register the runs now, so that `running` is visible while the run waits and computes.
@@ -178,8 +174,7 @@ async fn compute_runs(
         Some(frame) => {
             let frame = frame.clone().select([polars::prelude::len()]);
             let counted = tokio::task::spawn_blocking(move || compute::collect_streaming(frame))
-                .await
-                .map_err(|e| BatchError::Load(e.to_string()))??;
+                .await??;
             counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
         }
         None => 0,
@@ -248,7 +243,7 @@ async fn compute_and_load(
     let mut computing = views.first().map(compute);
     for (index, (view, &run_id)) in views.iter().zip(run_ids).enumerate() {
         let Some(task) = computing.take() else { break };
-        let (frame, compute_seconds) = task.await.map_err(|e| BatchError::Load(e.to_string()))?;
+        let (frame, compute_seconds) = task.await?;
         let frame = frame?;
         computing = views.get(index + 1).map(compute);
         let loaded = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;

@@ -7,9 +7,9 @@ use polars::prelude::*;
 use schemas::BraidConfig;
 
 use super::compute::{compute_view, records_below_cut};
-use super::pinned::PinnedFiles;
+use crate::lake::PinnedFiles;
 use super::test_lake::append;
-use crate::sink::open_or_create;
+use crate::lake::open_or_create;
 
 const BEFORE: &str = r#"
 [kafka]

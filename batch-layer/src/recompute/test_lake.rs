@@ -6,7 +6,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use schemas::BraidConfig;
 
-use crate::sink::app_id;
+use crate::lake::app_id;
 use crate::sink::columns::BatchBuilder;
 
 /// A record of the test schemas (`ts`, `n`, optional `tag`) at one instant.

@@ -11,8 +11,9 @@ use sqlx::PgPool;
 use super::compute::{collect_streaming, records_below_cut};
 use super::test_lake::{append, payload};
 use super::{BatchSettings, pin, pinned_versions, publish};
-use crate::maintenance::{MIN_SMALL_FILES, compact, vacuum};
-use crate::sink::{open_or_create, writer_properties};
+use crate::lake::maintenance::{MIN_SMALL_FILES, compact, vacuum};
+use crate::lake::open_or_create;
+use crate::sink::writer_properties;
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn vacuum_keeps_the_files_a_running_batch_pinned(pool: PgPool) {

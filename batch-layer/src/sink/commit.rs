@@ -17,7 +17,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::SinkError;
-use super::table::{app_id, positions_in_log};
+use crate::lake::{app_id, positions_in_log};
 
 /// The key of the commit-info entry holding the fingerprint of the validation rules the
 /// commit's records passed.

@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 
 use super::columns::BatchBuilder;
 use super::commit::{Committer, InFlight, Pending, committed_log};
-use super::table::{open_or_create, positions_in_log};
+use crate::lake::{open_or_create, positions_in_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
 
 /// The sink's store and buffer.
@@ -146,7 +146,7 @@ impl SinkLayer {
         let table = self.table()?;
         runtime.block_on(async {
             table.update_state().await?;
-            positions_in_log(table, &topic, partitions).await
+            Ok(positions_in_log(table, &topic, partitions).await?)
         })
     }
 

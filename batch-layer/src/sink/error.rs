@@ -19,15 +19,9 @@ pub enum SinkError {
         /// The partitions whose position in the Delta log moved.
         partitions: Vec<i32>,
     },
-    /// The table's schema cannot take the configured schema (only additive, optional fields
-    /// can be added to an existing table).
-    #[error("the Delta table at {uri} cannot take the configured schema: {reason}")]
-    SchemaMismatch {
-        /// The table.
-        uri: String,
-        /// What differs.
-        reason: String,
-    },
+    /// Opening the table or reading its positions failed.
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
     /// The ingest loop failed: Kafka, an assignment, or a retention gap (Kafka deleted records
     /// the sink has not written; nothing was skipped).
     #[error(transparent)]
@@ -46,14 +40,6 @@ pub enum SinkError {
     /// The table was not given back by a commit that failed (a bug).
     #[error("the Delta table is lost: a background commit did not give it back")]
     TableLost,
-    /// A file of the table has a partition value that is not a date (someone else wrote it).
-    #[error("partition value `{value}` of {column} is not a date (YYYY-MM-DD)")]
-    BadPartitionValue {
-        /// The partition column.
-        column: &'static str,
-        /// The value found.
-        value: String,
-    },
 }
 
 impl From<schemas::pg::RulesError> for SinkError {
@@ -74,6 +60,7 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Database(e) => !schemas::pg::is_data_error(e),
+            SinkError::Lake(e) => e.is_retryable(),
             other => matches!(other, SinkError::Delta(_)),
         }
     }

@@ -11,7 +11,6 @@ pub(crate) mod columns;
 mod commit;
 mod consumer;
 mod error;
-pub mod table;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,7 +23,6 @@ use schemas::config::Compression;
 
 pub use consumer::run;
 pub use error::SinkError;
-pub use table::{app_id, open_or_create, positions_in_log};
 
 /// Parquet writer settings for the configured compression.
 pub fn writer_properties(compression: Compression) -> WriterProperties {

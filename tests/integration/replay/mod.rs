@@ -143,7 +143,7 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
 async fn lake_state(pipeline: &Pipeline) -> (i64, BTreeMap<i32, i64>) {
     let config =
         schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
-    let table = batch_layer::sink::open_or_create(
+    let table = batch_layer::lake::open_or_create(
         &pipeline.lake.to_string_lossy(),
         &Default::default(),
         &config.schema,
@@ -151,7 +151,7 @@ async fn lake_state(pipeline: &Pipeline) -> (i64, BTreeMap<i32, i64>) {
     .await
     .unwrap();
     let partitions: Vec<i32> = high_watermarks(&pipeline.topic).keys().copied().collect();
-    let positions = batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions)
+    let positions = batch_layer::lake::positions_in_log(&table, &pipeline.topic, &partitions)
         .await
         .unwrap();
     (table.version().unwrap() as i64, positions)

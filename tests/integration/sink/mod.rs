@@ -71,13 +71,13 @@ async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
                     return false;
                 };
                 let Ok(table) =
-                    batch_layer::sink::open_or_create(uri, &Default::default(), &config.schema)
+                    batch_layer::lake::open_or_create(uri, &Default::default(), &config.schema)
                         .await
                 else {
                     return false;
                 };
                 let positions =
-                    batch_layer::sink::positions_in_log(&table, &pipeline.topic, &partitions)
+                    batch_layer::lake::positions_in_log(&table, &pipeline.topic, &partitions)
                         .await
                         .unwrap_or_default();
                 ends.iter()

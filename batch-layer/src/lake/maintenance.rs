@@ -17,7 +17,8 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use object_store::ObjectStoreExt as _;
 use schemas::EventSchema;
 
-use crate::sink::{SinkError, open_or_create};
+use super::LakeError;
+use super::table::open_or_create;
 
 /// What a vacuum did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub async fn vacuum(
     schema: &EventSchema,
     retention: Duration,
     keep_versions: &[u64],
-) -> Result<VacuumReport, SinkError> {
+) -> Result<VacuumReport, LakeError> {
     let table = open_or_create(uri, storage_options, schema).await?;
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let (table, metrics) = table
@@ -80,7 +81,7 @@ fn with_partition_column(
     batch: &RecordBatch,
     schema: &ArrowSchemaRef,
     event_date: i32,
-) -> Result<RecordBatch, SinkError> {
+) -> Result<RecordBatch, LakeError> {
     let rows = batch.num_rows();
     let columns: Vec<ArrayRef> = schema
         .fields()
@@ -113,7 +114,7 @@ pub async fn compact(
     storage_options: &HashMap<String, String>,
     schema: &EventSchema,
     writer_properties: WriterProperties,
-) -> Result<CompactReport, SinkError> {
+) -> Result<CompactReport, LakeError> {
     let mut table = open_or_create(uri, storage_options, schema).await?;
     let arrow_schema = schema.delta_arrow_schema();
     let mut attempts = 0;
@@ -146,7 +147,7 @@ pub async fn compact(
         let mut actions: Vec<Action> = Vec::new();
         for (date, files) in &small {
             let days = days_since_epoch(date).ok_or_else(|| {
-                SinkError::BadPartitionValue {
+                LakeError::BadPartitionValue {
                     column: schemas::arrow::EVENT_DATE,
                     value: date.clone(),
                 }

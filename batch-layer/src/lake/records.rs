@@ -8,9 +8,9 @@ use schemas::arrow::{KEY, OFFSET, PARTITION};
 use schemas::FieldType;
 use serde_json::{Map, Value};
 
-use crate::lake::Lake;
-use crate::recompute::{BatchError, PinnedFiles};
-use crate::sink::open_or_create;
+use super::pinned::PinnedFiles;
+use super::table::open_or_create;
+use super::{Lake, LakeError};
 
 /// One record of the lake.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,12 +31,12 @@ pub async fn records_between(
     lake: &Lake,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<(i64, Vec<LakeRecord>), BatchError> {
+) -> Result<(i64, Vec<LakeRecord>), LakeError> {
     let table = open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
     let pinned = PinnedFiles::of(&table, &lake.topic)?;
     let version = pinned.version.unwrap_or(-1);
     let schema = lake.schema.clone();
-    tokio::task::spawn_blocking(move || -> Result<(i64, Vec<LakeRecord>), BatchError> {
+    tokio::task::spawn_blocking(move || -> Result<(i64, Vec<LakeRecord>), LakeError> {
         if pinned.is_empty() {
             return Ok((version, Vec::new()));
         }
@@ -100,6 +100,5 @@ pub async fn records_between(
         }
         Ok((version, records))
     })
-    .await
-    .map_err(|e| BatchError::Load(e.to_string()))?
+    .await?
 }

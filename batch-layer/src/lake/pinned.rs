@@ -13,7 +13,7 @@ use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
 use polars::prelude::*;
 use schemas::arrow::TOPIC;
 
-use super::error::BatchError;
+use super::LakeError;
 
 /// The files of one table version, with its schema and the topic whose records count.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ pub struct PinnedFiles {
 
 impl PinnedFiles {
     /// The files and schema of the version `table` is loaded at.
-    pub fn of(table: &DeltaTable, topic: &str) -> Result<Self, BatchError> {
+    pub fn of(table: &DeltaTable, topic: &str) -> Result<Self, LakeError> {
         let files: Vec<String> = table.get_file_uris()?.collect();
         let mut schema = Schema::default();
         for field in table.snapshot()?.schema().fields() {
@@ -79,9 +79,9 @@ impl PinnedFiles {
 }
 
 /// The Polars type of a Delta column of the types the sink writes.
-fn polars_type(column: &str, delta: &DeltaType) -> Result<DataType, BatchError> {
+fn polars_type(column: &str, delta: &DeltaType) -> Result<DataType, LakeError> {
     let DeltaType::Primitive(primitive) = delta else {
-        return Err(BatchError::UnreadableColumn {
+        return Err(LakeError::UnreadableColumn {
             column: column.to_string(),
             delta_type: format!("{delta:?}"),
         });
@@ -97,7 +97,7 @@ fn polars_type(column: &str, delta: &DeltaType) -> Result<DataType, BatchError> 
         PrimitiveType::Timestamp => DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
         PrimitiveType::TimestampNtz => DataType::Datetime(TimeUnit::Microseconds, None),
         other => {
-            return Err(BatchError::UnreadableColumn {
+            return Err(LakeError::UnreadableColumn {
                 column: column.to_string(),
                 delta_type: format!("{other:?}"),
             });

@@ -8,7 +8,7 @@ use deltalake::kernel::{StructField, StructType};
 use deltalake::protocol::SaveMode;
 use schemas::EventSchema;
 
-use super::SinkError;
+use super::LakeError;
 
 /// The application-transaction id of one partition of `topic`.
 pub fn app_id(topic: &str, partition: i32) -> String {
@@ -21,7 +21,7 @@ pub async fn open_or_create(
     uri: &str,
     storage_options: &HashMap<String, String>,
     schema: &EventSchema,
-) -> Result<DeltaTable, SinkError> {
+) -> Result<DeltaTable, LakeError> {
     let url = deltalake::table::builder::ensure_table_uri(uri)?;
     let table =
         DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone()).await?;
@@ -48,14 +48,14 @@ async fn evolve(
     table: DeltaTable,
     wanted: &StructType,
     uri: &str,
-) -> Result<DeltaTable, SinkError> {
+) -> Result<DeltaTable, LakeError> {
     let current = table.snapshot()?.schema();
     let mut missing: Vec<StructField> = Vec::new();
     for field in wanted.fields() {
         match current.field(field.name()) {
             Some(existing) if existing.data_type() == field.data_type() => {}
             Some(existing) => {
-                return Err(SinkError::SchemaMismatch {
+                return Err(LakeError::SchemaMismatch {
                     uri: uri.to_string(),
                     reason: format!(
                         "column `{}` is {:?} in the table but {:?} in the config",
@@ -67,7 +67,7 @@ async fn evolve(
             }
             None if field.is_nullable() => missing.push(field.clone()),
             None => {
-                return Err(SinkError::SchemaMismatch {
+                return Err(LakeError::SchemaMismatch {
                     uri: uri.to_string(),
                     reason: format!(
                         "new field `{}` must be optional (required = false): old files have no value for it",
@@ -90,7 +90,7 @@ pub async fn positions_in_log(
     table: &DeltaTable,
     topic: &str,
     partitions: &[i32],
-) -> Result<BTreeMap<i32, i64>, SinkError> {
+) -> Result<BTreeMap<i32, i64>, LakeError> {
     let snapshot = table.snapshot()?;
     let log_store = table.log_store();
     let mut positions = BTreeMap::new();
