@@ -1,48 +1,27 @@
 //! Running one job, recording every attempt, retrying failures with backoff.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use batch_layer::recompute::{BatchError, BatchSettings, run_batch};
-use schemas::EventSchema;
+use batch_layer::lake::maintenance::{CompactReport, VacuumReport};
+use batch_layer::recompute::{BatchError, BatchOutcome, BatchSettings, run_batch};
+use schemas::pg::SpeedReset;
+use schemas::{BraidConfig, EventSchema};
 use sqlx::PgPool;
 
 use crate::history::{self, JobReport};
+use crate::kind::JobKind;
+use crate::procedures::recover::Recovery;
+use crate::procedures::republish::Published;
+use crate::procedures::{self, ProcedureError};
 
-/// The jobs the scheduler knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobKind {
-    /// Batch recompute of every view.
-    Batch,
-    /// Compaction of the Delta table's small files.
-    Compact,
-    /// Vacuum of the Delta table.
-    Vacuum,
-}
-
-impl JobKind {
-    /// The job's name in the config, the history and `braid jobs run NAME`.
-    pub fn name(self) -> &'static str {
-        match self {
-            JobKind::Batch => "batch",
-            JobKind::Compact => "compact",
-            JobKind::Vacuum => "vacuum",
-        }
-    }
-
-    /// Parses a job name.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "batch" => Some(JobKind::Batch),
-            "compact" => Some(JobKind::Compact),
-            "vacuum" => Some(JobKind::Vacuum),
-            _ => None,
-        }
-    }
-}
+/// Reports a running job's progress: (done, total).
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// What the jobs need.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct JobContext {
     /// The database.
     pub pool: PgPool,
@@ -58,6 +37,68 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The first retry's delay; doubled per attempt.
     pub first_backoff: Duration,
+    /// The whole configuration (the operators' procedures read Kafka and the lake).
+    pub config: Arc<BraidConfig>,
+    /// Set to stop a long job (a republish) part way; it can be resumed.
+    pub stop: Arc<AtomicBool>,
+    /// Where a long job reports its progress, if anywhere.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("batch", &self.batch)
+            .field("vacuum_retention", &self.vacuum_retention)
+            .field("max_attempts", &self.max_attempts)
+            .field("progress", &self.progress.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a job did.
+#[derive(Debug, Clone)]
+pub enum JobOutput {
+    /// A batch run published.
+    Batch(BatchOutcome),
+    /// A compaction.
+    Compact(CompactReport),
+    /// A vacuum.
+    Vacuum(VacuumReport),
+    /// A speed replay.
+    ReplaySpeed(SpeedReset),
+    /// A recovery from the lake.
+    Recover(Recovery),
+    /// A republish.
+    ReplayPublish(Published),
+}
+
+impl JobOutput {
+    /// What the job history records of it.
+    pub fn report(&self) -> JobReport {
+        match self {
+            JobOutput::Batch(outcome) => JobReport {
+                delta_version: outcome.delta_version,
+                cut_epoch: Some(outcome.cut_epoch),
+                rows_read: Some(outcome.rows_read as i64),
+                rows_written: Some(outcome.views.iter().map(|(_, _, rows)| *rows as i64).sum()),
+            },
+            JobOutput::Compact(report) => JobReport {
+                delta_version: report.version,
+                rows_written: Some(report.files_added as i64),
+                rows_read: Some(report.files_removed as i64),
+                ..Default::default()
+            },
+            JobOutput::Vacuum(report) => JobReport {
+                delta_version: report.version,
+                rows_written: Some(report.files_deleted as i64),
+                ..Default::default()
+            },
+            JobOutput::ReplaySpeed(reset) => procedures::replay_speed::report(reset),
+            JobOutput::Recover(recovery) => procedures::recover::report(recovery),
+            JobOutput::ReplayPublish(published) => procedures::republish::report(published),
+        }
+    }
 }
 
 /// Why a job failed.
@@ -69,6 +110,9 @@ pub enum JobError {
     /// Compaction or vacuum failed.
     #[error("table maintenance: {0}")]
     Maintenance(#[from] batch_layer::lake::LakeError),
+    /// An operator's procedure failed.
+    #[error(transparent)]
+    Procedure(#[from] ProcedureError),
     /// The history could not be written.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -79,56 +123,67 @@ impl JobError {
         match self {
             JobError::Batch(e) => e.is_retryable(),
             JobError::Maintenance(e) => e.is_retryable(),
+            JobError::Procedure(e) => e.is_retryable(),
             JobError::Database(_) => true,
         }
     }
 }
 
-async fn attempt(ctx: &JobContext, kind: JobKind) -> Result<JobReport, JobError> {
-    match kind {
-        JobKind::Batch => {
-            let outcome = run_batch(&ctx.batch, &ctx.pool, None).await?;
-            Ok(JobReport {
-                delta_version: outcome.delta_version,
-                cut_epoch: Some(outcome.cut_epoch),
-                rows_read: Some(outcome.rows_read as i64),
-                rows_written: Some(outcome.views.iter().map(|(_, _, rows)| *rows as i64).sum()),
-            })
-        }
+async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput, JobError> {
+    Ok(match kind {
+        JobKind::Batch => JobOutput::Batch(run_batch(&ctx.batch, &ctx.pool, None).await?),
         JobKind::Compact => {
             let properties = batch_layer::sink::writer_properties(ctx.compression);
-            let report = batch_layer::lake::maintenance::compact(
-                &ctx.batch.table_uri,
-                &ctx.batch.storage_options,
-                &ctx.schema,
-                properties,
+            JobOutput::Compact(
+                batch_layer::lake::maintenance::compact(
+                    &ctx.batch.table_uri,
+                    &ctx.batch.storage_options,
+                    &ctx.schema,
+                    properties,
+                )
+                .await?,
             )
-            .await?;
-            Ok(JobReport {
-                delta_version: report.version,
-                rows_written: Some(report.files_added as i64),
-                rows_read: Some(report.files_removed as i64),
-                ..Default::default()
-            })
         }
         JobKind::Vacuum => {
             let keep = batch_layer::recompute::pinned_versions(&ctx.pool).await?;
             let storage: HashMap<String, String> = ctx.batch.storage_options.clone();
-            let report = batch_layer::lake::maintenance::vacuum(
-                &ctx.batch.table_uri,
-                &storage,
-                &ctx.schema,
-                ctx.vacuum_retention,
-                &keep,
+            JobOutput::Vacuum(
+                batch_layer::lake::maintenance::vacuum(
+                    &ctx.batch.table_uri,
+                    &storage,
+                    &ctx.schema,
+                    ctx.vacuum_retention,
+                    &keep,
+                )
+                .await?,
             )
-            .await?;
-            Ok(JobReport {
-                delta_version: report.version,
-                rows_written: Some(report.files_deleted as i64),
-                ..Default::default()
-            })
         }
-    }
+        JobKind::ReplaySpeed { from_cut } => JobOutput::ReplaySpeed(
+            procedures::replay_speed::reset_speed(&ctx.config, &ctx.pool, *from_cut).await?,
+        ),
+        JobKind::Recover { force } => JobOutput::Recover(
+            procedures::recover::recover(&ctx.config, &ctx.pool, *force).await?,
+        ),
+        JobKind::ReplayPublish(request) => {
+            let shown = ctx.progress.clone();
+            let mut progress = move |done: u64, total: u64| {
+                if let Some(show) = &shown {
+                    show(done, total);
+                }
+            };
+            JobOutput::ReplayPublish(
+                procedures::republish::republish(
+                    &ctx.config,
+                    &ctx.pool,
+                    id,
+                    request,
+                    &mut progress,
+                    &ctx.stop,
+                )
+                .await?,
+            )
+        }
+    })
 }
 
 /// Runs `kind` now, recording each attempt in the history; retryable failures are tried again
@@ -137,7 +192,7 @@ pub async fn run_job(
     ctx: &JobContext,
     kind: JobKind,
     trigger: &str,
-) -> Result<JobReport, JobError> {
+) -> Result<JobOutput, JobError> {
     run_job_reporting(ctx, kind, trigger, None).await
 }
 
@@ -148,7 +203,7 @@ pub async fn run_job_reporting(
     kind: JobKind,
     trigger: &str,
     mut first_id: Option<tokio::sync::oneshot::Sender<i64>>,
-) -> Result<JobReport, JobError> {
+) -> Result<JobOutput, JobError> {
     let mut backoff = ctx.first_backoff;
     let mut tries = 0;
     loop {
@@ -157,15 +212,15 @@ pub async fn run_job_reporting(
         if let Some(sender) = first_id.take() {
             let _ = sender.send(id);
         }
-        let result = attempt(ctx, kind).await;
+        let result = attempt(ctx, &kind, id).await;
         match &result {
-            Ok(report) => history::finish(&ctx.pool, id, Ok(report)).await?,
+            Ok(output) => history::finish(&ctx.pool, id, Ok(&output.report())).await?,
             Err(error) => history::finish(&ctx.pool, id, Err(&error.to_string())).await?,
         }
         match result {
-            Ok(report) => {
-                tracing::info!(job = kind.name(), trigger, ?report, "job succeeded");
-                return Ok(report);
+            Ok(output) => {
+                tracing::info!(job = kind.name(), trigger, report = ?output.report(), "job succeeded");
+                return Ok(output);
             }
             Err(error) if error.is_retryable() && tries < ctx.max_attempts => {
                 tracing::warn!(job = kind.name(), %error, retry_in_s = backoff.as_secs_f64(), "job failed; retrying");

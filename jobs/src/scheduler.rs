@@ -10,7 +10,8 @@ use cron::Schedule;
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 
-use crate::runner::{JobContext, JobError, JobKind, run_job};
+use crate::kind::JobKind;
+use crate::runner::{JobContext, JobError, run_job};
 
 /// The advisory-lock key that makes a scheduler the active one.
 const SCHEDULER_LOCK: &str = "braid.scheduler";
@@ -26,7 +27,7 @@ pub async fn run_scheduler(
         .iter()
         .map(|(kind, expression)| {
             (
-                *kind,
+                kind.clone(),
                 Schedule::from_str(expression)
                     .expect("cron expressions are checked when the config loads"),
             )
@@ -95,7 +96,7 @@ async fn lead(
         let now = Utc::now();
         for ((kind, schedule), due) in schedules.iter().zip(next.iter_mut()) {
             if due.is_some_and(|at| at <= now) {
-                if let Err(error) = run_job(ctx, *kind, "schedule").await {
+                if let Err(error) = run_job(ctx, kind.clone(), "schedule").await {
                     tracing::error!(job = kind.name(), %error, "scheduled job failed; it runs again at its next time");
                 }
                 *due = schedule.after(&Utc::now()).next();

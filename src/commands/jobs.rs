@@ -1,6 +1,7 @@
 //! `braid jobs`: the scheduler, the history, and running a job now.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jobs::{JobContext, JobKind};
@@ -22,6 +23,9 @@ pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
         compression: config.sink.compression,
         max_attempts: config.jobs.retry_attempts,
         first_backoff: Duration::from_millis(config.jobs.retry_backoff_ms),
+        config: Arc::new(config.clone()),
+        stop: Arc::default(),
+        progress: None,
     }
 }
 
@@ -100,10 +104,13 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
         }
         Some(JobsCommand::Run { name }) => {
             let kind = JobKind::parse(name).ok_or_else(|| {
-                anyhow::anyhow!("unknown job `{name}`; the jobs are batch, compact and vacuum")
+                anyhow::anyhow!(
+                    "unknown job `{name}`; `braid jobs run` runs batch, compact and vacuum \
+                     (the replays have their own commands: braid replay, braid recover)"
+                )
             })?;
-            let report = jobs::run_job(&context(&config, pool), kind, "manual").await?;
-            println!("{name} succeeded: {report:?}");
+            let output = jobs::run_job(&context(&config, pool), kind, "manual").await?;
+            println!("{name} succeeded: {:?}", output.report());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use jobs::{JobContext, JobKind};
+use jobs::{JobContext, JobKind, JobRequestError};
 use schemas::BraidConfig;
 use serde_json::Value;
 use serving::api::{JobLauncher, KafkaWatch, LaunchError, Limits};
@@ -24,78 +24,10 @@ const STATEMENT_TIMEOUT_MS: &str = "5000";
 /// The environment variable holding the admin token.
 pub const ADMIN_TOKEN_ENV: &str = "BRAID_ADMIN_TOKEN";
 
-/// Starts jobs for the admin endpoints: the scheduler's jobs (batch, compact, vacuum) with its
-/// own runner, and the replays (replay_speed, recover, replay_publish).
+/// Starts jobs for the admin endpoints: every `jobs::JobKind`, parsed from the request by the
+/// jobs crate and run by its runner, as the scheduler and the CLI run them.
 struct JobRunner {
     context: JobContext,
-    config: BraidConfig,
-}
-
-/// The jobs the admin endpoint can start.
-const JOBS: &str = "batch, compact, vacuum, replay_speed, recover, replay_publish";
-
-/// The parameters object, refusing keys `job` does not take.
-fn parameters_of<'a>(
-    job: &str,
-    parameters: &'a Value,
-    allowed: &[&str],
-) -> Result<&'a serde_json::Map<String, Value>, LaunchError> {
-    let object = parameters
-        .as_object()
-        .ok_or_else(|| LaunchError::BadParameter {
-            parameter: "body".into(),
-            message: "the body must be a JSON object".into(),
-        })?;
-    if let Some(name) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(LaunchError::BadParameter {
-            parameter: name.clone(),
-            message: format!(
-                "job `{job}` does not take `{name}`; it takes {}",
-                if allowed.is_empty() {
-                    "no parameters".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            ),
-        });
-    }
-    Ok(object)
-}
-
-fn text(
-    object: &serde_json::Map<String, Value>,
-    name: &str,
-    required: bool,
-) -> Result<Option<String>, LaunchError> {
-    match object.get(name) {
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        None if !required => Ok(None),
-        _ => Err(LaunchError::BadParameter {
-            parameter: name.into(),
-            message: format!("`{name}` must be given as a string"),
-        }),
-    }
-}
-
-fn whole(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<i64>, LaunchError> {
-    match object.get(name) {
-        None => Ok(None),
-        Some(value) => value
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| LaunchError::BadParameter {
-                parameter: name.into(),
-                message: format!("`{name}` must be a whole number"),
-            }),
-    }
-}
-
-impl JobRunner {
-    async fn record(&self, job: &str) -> Result<i64, LaunchError> {
-        jobs::history::start(&self.context.pool, job, "api")
-            .await
-            .map_err(|e| LaunchError::Failed(format!("recording job `{job}`: {e}")))
-    }
 }
 
 impl JobLauncher for JobRunner {
@@ -106,76 +38,15 @@ impl JobLauncher for JobRunner {
     ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>> {
         let job = job.to_string();
         Box::pin(async move {
-            let pool = self.context.pool.clone();
-            let config = self.config.clone();
-            match job.as_str() {
-                "replay_speed" => {
-                    let object = parameters_of(&job, &parameters, &["from_cut"])?;
-                    let from_cut = whole(object, "from_cut")?;
-                    let id = self.record(&job).await?;
-                    tokio::spawn(async move {
-                        let reset = super::replay::reset_speed(&config, &pool, from_cut);
-                        let _ = super::replay::recorded(
-                            &pool,
-                            "replay_speed",
-                            id,
-                            reset,
-                            super::replay::reset_report,
-                        )
-                        .await;
-                    });
-                    return Ok(id);
+            let kind = JobKind::from_request(&job, &parameters).map_err(|error| match error {
+                JobRequestError::UnknownJob { name } => LaunchError::UnknownJob {
+                    name,
+                    known: jobs::JOB_NAMES.into(),
+                },
+                JobRequestError::BadParameter { parameter, message } => {
+                    LaunchError::BadParameter { parameter, message }
                 }
-                "recover" => {
-                    let object = parameters_of(&job, &parameters, &["force"])?;
-                    let force = match object.get("force") {
-                        None => false,
-                        Some(Value::Bool(force)) => *force,
-                        Some(_) => {
-                            return Err(LaunchError::BadParameter {
-                                parameter: "force".into(),
-                                message: "`force` must be true or false".into(),
-                            });
-                        }
-                    };
-                    let id = self.record(&job).await?;
-                    tokio::spawn(async move {
-                        let recovery = super::replay::recover(&config, &pool, force);
-                        let _ = super::replay::recorded(
-                            &pool,
-                            "recover",
-                            id,
-                            recovery,
-                            super::replay::recovery_report,
-                        )
-                        .await;
-                    });
-                    return Ok(id);
-                }
-                "replay_publish" => {
-                    let object =
-                        parameters_of(&job, &parameters, &["from", "to", "topic", "rate", "id"])?;
-                    let request = super::publish::PublishRequest {
-                        from: text(object, "from", true)?.unwrap_or_default(),
-                        to: text(object, "to", true)?.unwrap_or_default(),
-                        topic: text(object, "topic", true)?.unwrap_or_default(),
-                        rate: whole(object, "rate")?
-                            .map(|r| r.clamp(1, i64::from(u32::MAX)) as u32),
-                        id: text(object, "id", false)?,
-                    };
-                    let id = self.record(&job).await?;
-                    tokio::spawn(async move {
-                        let _ = super::publish::execute(&config, &pool, id, &request).await;
-                    });
-                    return Ok(id);
-                }
-                _ => {}
-            }
-            let kind = JobKind::parse(&job).ok_or_else(|| LaunchError::UnknownJob {
-                name: job.clone(),
-                known: JOBS.into(),
             })?;
-            parameters_of(&job, &parameters, &[])?;
             let (first_id, recorded) = tokio::sync::oneshot::channel();
             let context = self.context.clone();
             tokio::spawn(async move {
@@ -258,7 +129,6 @@ pub fn state(
     let mut state = AppState::new(pools.api, settings(config, admin_token), kafka);
     state.jobs = Some(Arc::new(JobRunner {
         context: super::jobs::context(config, pools.jobs),
-        config: config.clone(),
     }));
     Ok(state)
 }

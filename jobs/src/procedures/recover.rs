@@ -1,0 +1,87 @@
+//! `recover --from-lake`: take a cut at the Delta sink's positions and move the speed layer
+//! there, in one transaction. The next batch run covers the skipped records from the lake.
+
+use std::collections::BTreeMap;
+
+use ingest::kafka::Watermarks;
+use schemas::BraidConfig;
+use schemas::pg::Cut;
+use sqlx::PgPool;
+
+use super::ProcedureError;
+use crate::history::JobReport;
+
+/// What a recovery did.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// The cut taken at the sink's positions.
+    pub cut: Cut,
+    /// Per partition: the speed layer's position before and after.
+    pub moved: BTreeMap<i32, (i64, i64)>,
+    /// The sink's committed positions.
+    pub sink: BTreeMap<i32, i64>,
+}
+
+impl Recovery {
+    /// Records the speed layer skipped, which the next batch run covers from the lake.
+    pub fn skipped(&self) -> i64 {
+        self.moved.values().map(|(before, after)| after - before).sum()
+    }
+}
+
+/// Kafka's watermarks of the configured topic.
+pub async fn watermarks(config: &BraidConfig) -> Result<BTreeMap<i32, Watermarks>, ProcedureError> {
+    let kafka = config.kafka.clone();
+    let topic = config.kafka.topic.clone();
+    Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
+}
+
+/// Recovers the speed layer from the lake. Refused, changing nothing, when no partition is
+/// behind Kafka's retention, unless `force`.
+pub async fn recover(
+    config: &BraidConfig,
+    pool: &PgPool,
+    force: bool,
+) -> Result<Recovery, ProcedureError> {
+    let topic = &config.kafka.topic;
+    let marks = watermarks(config).await?;
+    let partitions: Vec<i32> = marks.keys().copied().collect();
+    let stored = schemas::pg::load_positions(pool, topic).await?;
+    let behind: Vec<String> = marks
+        .iter()
+        .filter_map(|(p, Watermarks { low, .. })| {
+            let at = stored.get(p).copied().unwrap_or(0);
+            (at < *low).then(|| format!("{p}: {at} < {low}"))
+        })
+        .collect();
+    if behind.is_empty() && !force {
+        return Err(ProcedureError::NotBehindRetention {
+            topic: topic.clone(),
+        });
+    }
+    if !behind.is_empty() {
+        tracing::info!(partitions = behind.join(", "), "the speed layer is behind Kafka's retention (partition: stored < first offset)");
+    }
+    let lake = batch_layer::lake::Lake::of(config);
+    let table =
+        batch_layer::lake::open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
+    let sink = batch_layer::lake::positions_in_log(&table, topic, &partitions).await?;
+    if sink.is_empty() {
+        return Err(ProcedureError::LakeHoldsNothing {
+            uri: lake.uri,
+            topic: topic.clone(),
+        });
+    }
+    let (cut, moved) = schemas::pg::cut_at_positions(pool, topic, &sink).await?;
+    tracing::info!(cut = cut.epoch, ?moved, "took a cut at the Delta sink's positions");
+    Ok(Recovery { cut, moved, sink })
+}
+
+/// The job-history report of a recovery.
+pub fn report(recovery: &Recovery) -> JobReport {
+    JobReport {
+        cut_epoch: Some(recovery.cut.epoch),
+        rows_read: Some(recovery.skipped()),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,66 @@
+//! `replay speed`: delete the speed rows after the last cut and move the positions back to it,
+//! after checking that Kafka still holds every record from there. Running speed processes read
+//! those records again.
+
+use std::collections::BTreeMap;
+
+use ingest::kafka::Watermarks;
+use schemas::BraidConfig;
+use schemas::pg::SpeedReset;
+use schemas::pg_layout::ViewLayout;
+use sqlx::PgPool;
+
+use super::ProcedureError;
+use crate::history::JobReport;
+
+/// Replays the speed layer from the last cut (`from_cut`, when given, must be it).
+pub async fn reset_speed(
+    config: &BraidConfig,
+    pool: &PgPool,
+    from_cut: Option<i64>,
+) -> Result<SpeedReset, ProcedureError> {
+    let topic = &config.kafka.topic;
+    let marks = super::recover::watermarks(config).await?;
+    // Kafka must still hold every record from the cut on; otherwise only the lake can help.
+    let cut = match schemas::pg::last_cut(pool, topic).await? {
+        Some(epoch) => schemas::pg::cut_offsets(pool, topic, epoch).await?,
+        None => BTreeMap::new(),
+    };
+    for (&partition, &Watermarks { low, .. }) in &marks {
+        let start = cut.get(&partition).copied().unwrap_or(0);
+        if start < low {
+            return Err(ProcedureError::ReplayPastRetention {
+                topic: topic.clone(),
+                partition,
+                start,
+                low,
+            });
+        }
+    }
+    let starts: BTreeMap<i32, i64> = marks.iter().map(|(p, m)| (*p, m.low)).collect();
+    let tables: Vec<String> = config
+        .views
+        .iter()
+        .map(|v| ViewLayout::of(v).speed_table)
+        .collect();
+    let reset =
+        schemas::pg::reset_speed_to_last_cut(pool, topic, &tables, from_cut, &starts).await?;
+    tracing::info!(
+        cut = ?reset.cut_epoch,
+        deleted_rows = reset.deleted_rows,
+        records_to_replay = reset.records_to_replay(),
+        moved = ?reset.moved,
+        "speed rows after the cut deleted and positions moved back; running speed processes re-read from there"
+    );
+    Ok(reset)
+}
+
+/// The job-history report of a speed replay.
+pub fn report(reset: &SpeedReset) -> JobReport {
+    JobReport {
+        cut_epoch: reset.cut_epoch,
+        rows_read: Some(reset.records_to_replay()),
+        rows_written: Some(reset.deleted_rows as i64),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,295 @@
+//! `replay publish`: records of an event-time range from the lake back into a Kafka topic,
+//! resumable and each once: every record carries its source position and the replay's id in
+//! headers, and a run first reads the target back to skip what an earlier run of the same
+//! replay already published.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use batch_layer::lake::records::{LakeRecord, records_between};
+use chrono::{DateTime, Utc};
+use ingest::kafka::Watermarks;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use schemas::BraidConfig;
+use sqlx::PgPool;
+
+use super::ProcedureError;
+use crate::history::{self, JobReport};
+
+/// Header naming the replay a republished record belongs to.
+pub const REPLAY_ID_HEADER: &str = "braid-replay-id";
+/// Header holding the record's source position, `partition:offset`.
+pub const SOURCE_HEADER: &str = "braid-source";
+
+/// What a republish is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// Inclusive start of the event-time range (RFC 3339).
+    pub from: String,
+    /// Exclusive end (RFC 3339).
+    pub to: String,
+    /// The target topic.
+    pub topic: String,
+    /// Records per second at most.
+    pub rate: Option<u32>,
+    /// The replay id; default from the source topic and range.
+    pub id: Option<String>,
+}
+
+/// How far a republish got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Records of the range in the lake.
+    pub selected: u64,
+    /// Records this run sent (the others were already there).
+    pub sent: u64,
+}
+
+/// The job-history report of a republish.
+pub fn report(published: &Published) -> JobReport {
+    JobReport {
+        rows_read: Some(published.selected as i64),
+        rows_written: Some(published.sent as i64),
+        ..Default::default()
+    }
+}
+
+fn instant(parameter: &'static str, text: &str) -> Result<DateTime<Utc>, ProcedureError> {
+    Ok(DateTime::parse_from_rfc3339(text)
+        .map_err(|_| ProcedureError::BadRequest {
+            parameter,
+            message: format!("`{text}` is not an RFC 3339 instant"),
+        })?
+        .with_timezone(&Utc))
+}
+
+/// The source positions the target topic already holds for `replay_id`. Blocking.
+///
+/// Reads each partition up to the high watermark taken first. A partition is done when a record
+/// at or past that mark arrives or the consumer reaches its end: transaction markers, aborted
+/// records and compacted gaps occupy offsets that never arrive as records, so counting records
+/// would wait for ever.
+fn already_published(
+    config: &BraidConfig,
+    topic: &str,
+    replay_id: &str,
+) -> Result<BTreeSet<String>, ProcedureError> {
+    let marks = ingest::kafka::watermarks(&config.kafka, topic)?;
+    let consumer: BaseConsumer = ingest::kafka::consumer_config(&config.kafka)
+        .set("group.id", format!("braid-replay-publish-check:{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    let mut reading: BTreeSet<i32> = BTreeSet::new();
+    for (&partition, &Watermarks { low, high }) in &marks {
+        if high > low {
+            assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
+            reading.insert(partition);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    if reading.is_empty() {
+        return Ok(seen);
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !reading.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(ProcedureError::ReadBackTimeout {
+                topic: topic.to_string(),
+                unfinished: reading.into_iter().collect(),
+            });
+        }
+        let message = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                reading.remove(&partition);
+                continue;
+            }
+            Some(other) => other?,
+        };
+        let end = marks[&message.partition()].high;
+        if message.offset() + 1 >= end {
+            reading.remove(&message.partition());
+        }
+        if message.offset() >= end {
+            continue;
+        }
+        let Some(headers) = message.headers() else {
+            continue;
+        };
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        if header(REPLAY_ID_HEADER).as_deref() == Some(replay_id)
+            && let Some(source) = header(SOURCE_HEADER)
+        {
+            seen.insert(source);
+        }
+    }
+    Ok(seen)
+}
+
+/// Waits for the `count` oldest deliveries; fails on the first refused one.
+async fn settle(
+    pending: &mut futures::stream::FuturesOrdered<rdkafka::producer::DeliveryFuture>,
+    count: usize,
+) -> Result<(), ProcedureError> {
+    use futures::StreamExt;
+    for _ in 0..count {
+        match pending.next().await {
+            None => break,
+            Some(Ok(Ok(_))) => {}
+            Some(Ok(Err((error, _)))) => return Err(ProcedureError::Refused(error)),
+            Some(Err(_)) => return Err(ProcedureError::DeliveryLost),
+        }
+    }
+    Ok(())
+}
+
+/// Republishes as the job `job` (recorded as running), reporting `(sent, to send)` to
+/// `progress` as it goes and stopping early when `stop` is set.
+pub async fn republish(
+    config: &BraidConfig,
+    pool: &PgPool,
+    job: i64,
+    request: &PublishRequest,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+    stop: &AtomicBool,
+) -> Result<Published, ProcedureError> {
+    let from = instant("from", &request.from)?;
+    let to = instant("to", &request.to)?;
+    if from >= to {
+        return Err(ProcedureError::BadRequest {
+            parameter: "from",
+            message: format!("{} must be before to {}", request.from, request.to),
+        });
+    }
+    let source = &config.kafka.topic;
+    if request.topic == *source {
+        return Err(ProcedureError::BadRequest {
+            parameter: "topic",
+            message: format!("must differ from the source topic {source}"),
+        });
+    }
+    let replay_id = request
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("{source}:{}:{}", request.from, request.to));
+    let topic = request.topic.as_str();
+    let (version, records) =
+        records_between(&batch_layer::lake::Lake::of(config), from, to).await?;
+    let selected = records.len() as u64;
+    let source_partitions = ingest::kafka::watermarks(&config.kafka, &config.kafka.topic)
+        .map(|m| m.len() as i32)
+        .unwrap_or(1)
+        .max(1);
+    ingest::kafka::ensure_topic(&config.kafka, topic, source_partitions).await?;
+    let seen = {
+        let (config, topic, replay_id) = (config.clone(), topic.to_string(), replay_id.clone());
+        tokio::task::spawn_blocking(move || already_published(&config, &topic, &replay_id))
+            .await??
+    };
+    let todo: Vec<&LakeRecord> = records
+        .iter()
+        .filter(|r| !seen.contains(&format!("{}:{}", r.partition, r.offset)))
+        .collect();
+    tracing::info!(
+        version,
+        selected,
+        already = seen.len(),
+        to_send = todo.len(),
+        topic,
+        "republishing from the lake"
+    );
+    let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?.len().max(1) as i32;
+    let producer: FutureProducer = ingest::kafka::client_config(&config.kafka)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .create()?;
+    let started = Instant::now();
+    let mut last_recorded = Instant::now();
+    let mut pending = futures::stream::FuturesOrdered::new();
+    let mut sent = 0u64;
+    let total = todo.len() as u64;
+    for record in &todo {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(rate) = request.rate {
+            let due = Duration::from_secs_f64(sent as f64 / f64::from(rate.max(1)));
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let source = format!("{}:{}", record.partition, record.offset);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "braid-replayed",
+                value: Some("true"),
+            })
+            .insert(Header {
+                key: REPLAY_ID_HEADER,
+                value: Some(&replay_id),
+            })
+            .insert(Header {
+                key: SOURCE_HEADER,
+                value: Some(&source),
+            })
+            .insert(Header {
+                key: "braid-source-topic",
+                value: Some(&config.kafka.topic),
+            });
+        let mut message = FutureRecord::to(topic)
+            .payload(&record.payload)
+            .partition(record.partition % target_partitions)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key);
+        }
+        // Enqueue now (the rate applies to sending); when librdkafka's queue is full, wait
+        // for the oldest deliveries and try again.
+        loop {
+            match producer.send_result(message) {
+                Ok(delivery) => {
+                    pending.push_back(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    message = returned;
+                    settle(&mut pending, 1).await?;
+                }
+                Err((error, _)) => return Err(ProcedureError::Refused(error)),
+            }
+        }
+        sent += 1;
+        if pending.len() >= 10_000 {
+            settle(&mut pending, 1_000).await?;
+        }
+        progress(sent, total);
+        if last_recorded.elapsed() >= Duration::from_secs(1) {
+            last_recorded = Instant::now();
+            let state = serde_json::json!({ "selected": selected, "already": seen.len(), "sent": sent, "to_send": total });
+            history::set_progress(pool, job, &state.to_string()).await?;
+        }
+    }
+    let remaining = pending.len();
+    settle(&mut pending, remaining).await?;
+    producer.flush(Duration::from_secs(30))?;
+    if stop.load(Ordering::Relaxed) {
+        return Err(ProcedureError::Interrupted { sent, total });
+    }
+    Ok(Published { selected, sent })
+}
