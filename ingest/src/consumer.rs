@@ -109,7 +109,11 @@ struct Context<L: Layer> {
     shared: Mutex<Shared<L>>,
 }
 
-impl<L: Layer> ClientContext for Context<L> {}
+impl<L: Layer> ClientContext for Context<L> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::kafka::report_client_error(&error, reason);
+    }
+}
 
 impl<L: Layer> Context<L> {
     fn shared(&self) -> MutexGuard<'_, Shared<L>> {

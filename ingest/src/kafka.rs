@@ -12,6 +12,29 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use schemas::config::KafkaConfig;
 
+/// Reports librdkafka's errors, except reaching the end of a partition: a consumer with
+/// `enable.partition.eof` gets that as an event of its own, and it is no error.
+pub fn report_client_error(error: &KafkaError, reason: &str) {
+    match error {
+        KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_) => {
+            tracing::trace!(reason, "end of partition");
+        }
+        other => tracing::error!(error = %other, reason, "librdkafka reported an error"),
+    }
+}
+
+/// A client context that reports errors with [`report_client_error`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        report_client_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 /// Kafka's first and next offsets of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermarks {

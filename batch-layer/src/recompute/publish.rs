@@ -1,5 +1,6 @@
 //! Batch runs in PostgreSQL: registering a run, publishing it atomically, cleaning up.
 
+use schemas::pg::batch_runs::{self, RunTotals};
 use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
 use sqlx::PgPool;
@@ -19,16 +20,7 @@ pub struct ViewRun {
 
 /// Registers a new run of `view` (status `running`) and returns its id.
 pub async fn begin_run(pool: &PgPool, view: &View, cut_epoch: i64) -> Result<i64, BatchError> {
-    let (run_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO braid_internal.batch_runs (view_name, fingerprint, status, cut_epoch)
-         VALUES ($1, $2, 'running', $3) RETURNING run_id",
-    )
-    .bind(&view.name)
-    .bind(&view.fingerprint)
-    .bind(cut_epoch)
-    .fetch_one(pool)
-    .await?;
-    Ok(run_id)
+    Ok(batch_runs::begin(pool, view, cut_epoch).await?)
 }
 
 /// Records the table version `run_ids` read, as soon as it is pinned, so that a vacuum keeps
@@ -38,51 +30,32 @@ pub async fn record_pinned_version(
     run_ids: &[i64],
     version: i64,
 ) -> Result<(), BatchError> {
-    sqlx::query(
-        "UPDATE braid_internal.batch_runs SET delta_version = $2 WHERE run_id = ANY($1) AND status = 'running'",
-    )
-    .bind(run_ids)
-    .bind(version)
-    .execute(pool)
-    .await?;
-    Ok(())
+    Ok(batch_runs::record_pinned_version(pool, run_ids, version).await?)
 }
 
 /// The table versions that running or active batch runs read: vacuum keeps their files.
 pub async fn pinned_versions(pool: &PgPool) -> Result<Vec<u64>, BatchError> {
-    let rows: Vec<(i64,)> = sqlx::query_as(
-        "SELECT DISTINCT delta_version FROM braid_internal.batch_runs
-         WHERE status IN ('running', 'active') AND delta_version IS NOT NULL",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(|(v,)| v as u64).collect())
+    Ok(batch_runs::pinned_versions(pool).await?)
 }
 
 /// Marks runs left `running` by a killed process as failed and deletes their rows. Only called
 /// while holding the batch lock, so no live run is touched.
 pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), BatchError> {
-    let stale: Vec<(i64, String, String)> = sqlx::query_as(
-        "UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = 'interrupted'
-         WHERE status = 'running' RETURNING run_id, view_name, fingerprint",
-    )
-    .fetch_all(pool)
-    .await?;
-    for (run_id, name, fingerprint) in stale {
+    for stale in batch_runs::clean_interrupted(pool).await? {
         if let Some(view) = views
             .iter()
-            .find(|v| v.name == name && v.fingerprint == fingerprint)
+            .find(|v| v.name == stale.view_name && v.fingerprint == stale.fingerprint)
         {
             let layout = ViewLayout::of(view);
             let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
             sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(run_id)
+                .bind(stale.run_id)
                 .execute(pool)
                 .await?;
         }
         tracing::info!(
-            run_id,
-            view = name,
+            run_id = stale.run_id,
+            view = stale.view_name,
             "cleaned up a batch run that was interrupted"
         );
     }
@@ -115,15 +88,7 @@ pub async fn publish(
     let mut superseded: Vec<(ViewLayout, i64)> = Vec::new();
     for run in runs {
         let layout = ViewLayout::of(&run.view);
-        let active: Option<(i64,)> = sqlx::query_as(
-            "SELECT covered_epoch FROM braid_internal.batch_runs
-             WHERE view_name = $1 AND fingerprint = $2 AND status = 'active'",
-        )
-        .bind(&run.view.name)
-        .bind(&run.view.fingerprint)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some((active_covered,)) = active
+        if let Some(active_covered) = batch_runs::active_covered_epoch(&mut tx, &run.view).await?
             && active_covered >= covered_epoch
         {
             return Err(BatchError::NewerCutPublished {
@@ -132,26 +97,13 @@ pub async fn publish(
                 covered: covered_epoch,
             });
         }
-        let previous: Vec<(i64,)> = sqlx::query_as(
-            "UPDATE braid_internal.batch_runs SET status = 'superseded'
-             WHERE view_name = $1 AND fingerprint = $2 AND status = 'active' RETURNING run_id",
-        )
-        .bind(&run.view.name)
-        .bind(&run.view.fingerprint)
-        .fetch_all(&mut *tx)
-        .await?;
-        let made_active = sqlx::query(
-            "UPDATE braid_internal.batch_runs SET status = 'active', covered_epoch = $2, finished_at = now(),
-             rows_read = $3, rows_written = $4, delta_version = $5 WHERE run_id = $1 AND status = 'running'",
-        )
-        .bind(run.run_id)
-        .bind(covered_epoch)
-        .bind(rows_read as i64)
-        .bind(run.rows_written as i64)
-        .bind(delta_version)
-        .execute(&mut *tx)
-        .await?;
-        if made_active.rows_affected() != 1 {
+        let previous = batch_runs::supersede(&mut tx, &run.view).await?;
+        let totals = RunTotals {
+            rows_read,
+            rows_written: run.rows_written,
+            delta_version,
+        };
+        if !batch_runs::activate(&mut tx, run.run_id, covered_epoch, totals).await? {
             return Err(BatchError::RunNoLongerRunning { run_id: run.run_id });
         }
         let delete_speed = format!("DELETE FROM {} WHERE epoch < $1", layout.speed_table);
@@ -159,7 +111,7 @@ pub async fn publish(
             .bind(covered_epoch)
             .execute(&mut *tx)
             .await?;
-        superseded.extend(previous.into_iter().map(|(id,)| (layout.clone(), id)));
+        superseded.extend(previous.into_iter().map(|id| (layout.clone(), id)));
     }
     tx.commit().await?;
     for (layout, run_id) in superseded {
@@ -174,12 +126,7 @@ pub async fn publish(
 
 /// Marks a run failed with its error (best effort: the run is not active either way).
 pub async fn fail_run(pool: &PgPool, run_id: i64, error: &str) {
-    let result = sqlx::query("UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = $2 WHERE run_id = $1")
-        .bind(run_id)
-        .bind(error)
-        .execute(pool)
-        .await;
-    if let Err(e) = result {
+    if let Err(e) = batch_runs::fail(pool, run_id, error).await {
         tracing::warn!(run_id, error = %e, "could not mark the batch run failed");
     }
 }

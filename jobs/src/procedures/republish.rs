@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use batch_layer::lake::records::{LakeRecord, records_between};
 use chrono::{DateTime, Utc};
-use ingest::kafka::Watermarks;
+use ingest::kafka::{QuietEof, Watermarks};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -81,11 +81,11 @@ fn already_published(
     replay_id: &str,
 ) -> Result<BTreeSet<String>, ProcedureError> {
     let marks = ingest::kafka::watermarks(&config.kafka, topic)?;
-    let consumer: BaseConsumer = ingest::kafka::consumer_config(&config.kafka)
+    let consumer: BaseConsumer<QuietEof> = ingest::kafka::consumer_config(&config.kafka)
         .set("group.id", format!("braid-replay-publish-check:{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()?;
+        .create_with_context(QuietEof)?;
     let mut assignment = TopicPartitionList::new();
     let mut reading: BTreeSet<i32> = BTreeSet::new();
     for (&partition, &Watermarks { low, high }) in &marks {

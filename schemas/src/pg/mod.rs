@@ -1,15 +1,19 @@
 //! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
 //! letters. Every value is a bound parameter.
 
+pub mod batch_runs;
 mod cut;
 mod dead_letters;
+pub mod job_runs;
 mod positions;
 mod replay;
 mod validation_rules;
+pub mod view_definitions;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};
 pub use dead_letters::{DeadLetter, Layer, insert_dead_letters, refused_by_database};
 pub use positions::{
+    any_consumed, speed_state_select,
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
 };
 pub use validation_rules::{
@@ -88,6 +92,7 @@ mod tests;
 
 /// Creates the speed and batch tables of every view (idempotent). Tables are named from the
 /// view's fingerprint, so a changed definition gets new tables and never mixes with old rows.
+/// A definition first seen after records were consumed is recorded as needing a backfill.
 pub async fn ensure_view_tables(
     pool: &PgPool,
     views: &[crate::view::View],
@@ -101,40 +106,25 @@ pub async fn ensure_view_tables(
         sqlx::raw_sql(sqlx::AssertSqlSafe(layout.create_batch_table_sql()))
             .execute(pool)
             .await?;
-        // A definition first seen after records were consumed lacks their history.
-        sqlx::query(
-            "INSERT INTO braid_internal.view_definitions (view_name, fingerprint, needs_backfill) \
-             VALUES ($1, $2, EXISTS (SELECT 1 FROM braid_internal.speed_positions WHERE next_offset > 0) \
-                          OR EXISTS (SELECT 1 FROM braid_internal.batch_runs)) \
-             ON CONFLICT (view_name, fingerprint) DO NOTHING",
-        )
-        .bind(&view.name)
-        .bind(&view.fingerprint)
-        .execute(pool)
-        .await?;
     }
+    let has_history = positions::any_consumed(pool).await? || batch_runs::any(pool).await?;
+    view_definitions::record(pool, views, has_history).await?;
     Ok(())
 }
 
 /// The views whose definition lacks history: first seen after records were consumed, and no
-/// batch run of that definition is active yet. (name, fingerprint) pairs.
+/// batch run of that definition is active yet.
 pub async fn backfilling_views(
     pool: &PgPool,
     views: &[crate::view::View],
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let names: Vec<String> = views.iter().map(|v| v.name.clone()).collect();
-    let fingerprints: Vec<String> = views.iter().map(|v| v.fingerprint.clone()).collect();
-    sqlx::query_as(
-        "SELECT d.view_name, d.fingerprint FROM braid_internal.view_definitions d \
-         JOIN UNNEST($1::text[], $2::text[]) AS v(name, fingerprint) \
-           ON d.view_name = v.name AND d.fingerprint = v.fingerprint \
-         WHERE d.needs_backfill AND NOT EXISTS ( \
-           SELECT 1 FROM braid_internal.batch_runs r WHERE r.view_name = d.view_name \
-             AND r.fingerprint = d.fingerprint AND r.status = 'active') \
-         ORDER BY 1",
-    )
-    .bind(&names)
-    .bind(&fingerprints)
-    .fetch_all(pool)
-    .await
+    let needing = view_definitions::needing_backfill(pool).await?;
+    let active = batch_runs::active_definitions(pool, views).await?;
+    let mut backfilling: Vec<(String, String)> = views
+        .iter()
+        .map(|v| (v.name.clone(), v.fingerprint.clone()))
+        .filter(|definition| needing.contains(definition) && !active.contains(definition))
+        .collect();
+    backfilling.sort();
+    Ok(backfilling)
 }

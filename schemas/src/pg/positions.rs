@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{PgExecutor, Postgres, Transaction};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 /// The stored next offset of every partition of `topic` that has one.
 pub async fn load_positions(
@@ -130,4 +130,28 @@ pub async fn advance_positions(
             .collect(),
     }
     .into())
+}
+
+/// Whether the speed layer has consumed any record of any topic.
+pub async fn any_consumed(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let (any,): (bool,) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM braid_internal.speed_positions WHERE next_offset > 0)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(any)
+}
+
+/// A sub-select rendering the speed layer's state for the topic `topic` (an SQL expression): its
+/// stored positions, the newest event time they cover and the last flush, the times rendered by
+/// the given expressions over `max(newest_event_time)` and `max(updated_at)`.
+pub fn speed_state_select(topic: &str, newest: &str, flushed: &str) -> String {
+    format!(
+        "SELECT json_build_object( \
+           'positions', coalesce(json_agg(json_build_object('partition', partition, 'next_offset', next_offset) \
+              ORDER BY partition), '[]'::json), \
+           'newest_event_time', {newest}, \
+           'last_flush_at', {flushed}) \
+         FROM braid_internal.speed_positions WHERE topic = {topic}"
+    )
 }

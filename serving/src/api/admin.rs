@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use schemas::pg::job_runs;
+
 use super::error::ApiError;
 use super::launcher::LaunchError;
 use super::state::AppState;
@@ -83,9 +85,6 @@ pub async fn start_job(
         .into_response())
 }
 
-const JOB_COLUMNS: &str = "id, job, trigger, status, started_at, finished_at, delta_version, cut_epoch, \
-                           rows_read, rows_written, progress, error";
-
 /// GET /v1/jobs?limit=N: the most recent runs, newest first.
 pub async fn list_jobs(
     State(state): State<AppState>,
@@ -116,13 +115,7 @@ pub async fn list_jobs(
             }
         }
     }
-    let (jobs,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT coalesce(json_agg(j ORDER BY id DESC), '[]'::json)::text FROM \
-         (SELECT {JOB_COLUMNS} FROM braid_internal.job_runs ORDER BY id DESC LIMIT $1) j"
-    )))
-    .bind(limit)
-    .fetch_one(&state.pool)
-    .await?;
+    let jobs = job_runs::list_json(&state.pool, limit).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/json")],
         format!("{{\"jobs\":{jobs}}}"),
@@ -140,12 +133,8 @@ pub async fn job(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad("id", format!("`{id}` is not a job id (a whole number)")))?;
-    let job: Option<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT row_to_json(j)::text FROM (SELECT {JOB_COLUMNS} FROM braid_internal.job_runs WHERE id = $1) j"
-    )))
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let (job,) = job.ok_or_else(|| ApiError::NotFound(format!("no job run has id {id}")))?;
+    let job = job_runs::one_json(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job run has id {id}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], job).into_response())
 }

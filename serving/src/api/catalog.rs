@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemas::pg::{batch_runs, view_definitions};
 use schemas::record::Value as FieldValue;
 use schemas::view::View;
 use serde_json::{Value, json};
@@ -51,27 +52,13 @@ pub fn definition(view: &View) -> Value {
     })
 }
 
-type ActiveRun = (
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<DateTime<Utc>>,
-);
-
 /// GET /v1/views.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let mut tx = state.pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let runs: Vec<ActiveRun> = sqlx::query_as(
-        "SELECT view_name, fingerprint, run_id, covered_epoch, delta_version, finished_at \
-         FROM braid_internal.batch_runs WHERE status = 'active'",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let runs = batch_runs::active_runs(&mut tx).await?;
     let (speed,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT ({})::text",
         speed_state_sql("$1")
@@ -79,11 +66,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     .bind(&state.settings.topic)
     .fetch_one(&mut *tx)
     .await?;
-    let backfilling: Vec<(String, String)> = sqlx::query_as(
-        "SELECT view_name, fingerprint FROM braid_internal.view_definitions WHERE needs_backfill",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
+    let backfilling = view_definitions::needing_backfill(&mut *tx).await?;
     tx.commit().await?;
     let views: Vec<Value> = state
         .settings
@@ -92,7 +75,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
         .map(|view| {
             let run = runs
                 .iter()
-                .find(|r| r.0 == view.name && r.1 == view.fingerprint);
+                .find(|r| r.view_name == view.name && r.fingerprint == view.fingerprint);
             let mut shown = definition(view);
             let needs_backfill = backfilling
                 .iter()
@@ -100,10 +83,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             shown["backfilling"] = json!(needs_backfill && run.is_none());
             shown["batch"] = run.map_or(Value::Null, |r| {
                 json!({
-                    "run_id": r.2,
-                    "covered_epoch": r.3,
-                    "delta_version": r.4,
-                    "finished_at": r.5.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+                    "run_id": r.run_id,
+                    "covered_epoch": r.covered_epoch,
+                    "delta_version": r.delta_version,
+                    "finished_at": r.finished_at.map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
                 })
             });
             shown

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use schemas::pg::{batch_runs, view_definitions};
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 use sqlx::PgPool;
@@ -165,9 +166,7 @@ fn statement(
         format!("ORDER BY {}", order.join(", "))
     };
     let sql = format!(
-        "WITH active$ AS ( \
-           SELECT run_id, covered_epoch, delta_version, finished_at FROM braid_internal.batch_runs \
-           WHERE view_name = {name} AND fingerprint = {fingerprint} AND status = 'active'), \
+        "WITH active$ AS ({active}), \
          stored$ AS ( \
            SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active$) AND {range} \
            UNION ALL \
@@ -180,14 +179,15 @@ fn statement(
               'delta_version', delta_version, \
               'finished_at', {finished}) FROM active$)::text AS batch$, \
            ({speed_state})::text AS speed$, \
-           coalesce((SELECT needs_backfill FROM braid_internal.view_definitions \
-              WHERE view_name = {name} AND fingerprint = {fingerprint}), false) \
+           coalesce(({needs_backfill}), false) \
              AND NOT EXISTS (SELECT 1 FROM active$) AS backfilling$ \
          UNION ALL \
          SELECT 1, row_number() OVER ({order}), {names}, NULL, NULL, NULL, NULL \
          FROM (SELECT * FROM merged$ {order} LIMIT {limit}) AS page$ \
          ORDER BY part$, ord$",
         speed_state = speed_state_sql(&topic),
+        active = batch_runs::active_run_select(&name, &fingerprint),
+        needs_backfill = view_definitions::needs_backfill_select(&name, &fingerprint),
         finished = utc_text("finished_at"),
         batch = layout.batch_table,
         speed = layout.speed_table,
@@ -212,15 +212,10 @@ fn statement(
 /// A sub-select rendering the speed layer's state for the topic bound at `topic`: its stored
 /// positions, the newest event time they cover and the last flush.
 pub fn speed_state_sql(topic: &str) -> String {
-    format!(
-        "SELECT json_build_object( \
-           'positions', coalesce(json_agg(json_build_object('partition', partition, 'next_offset', next_offset) \
-              ORDER BY partition), '[]'::json), \
-           'newest_event_time', {newest}, \
-           'last_flush_at', {flushed}) \
-         FROM braid_internal.speed_positions WHERE topic = {topic}",
-        newest = utc_text("max(newest_event_time)"),
-        flushed = utc_text("max(updated_at)"),
+    schemas::pg::speed_state_select(
+        topic,
+        &utc_text("max(newest_event_time)"),
+        &utc_text("max(updated_at)"),
     )
 }
 

@@ -5,6 +5,7 @@ mod bi_role;
 mod tests;
 
 use schemas::config::ServingConfig;
+use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge};
 use schemas::view::View;
 use sha2::{Digest, Sha256};
@@ -36,15 +37,16 @@ pub fn merged_select(view: &View) -> String {
     outputs.extend(view.averages().iter().map(merge::average));
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
     format!(
-        "WITH active AS (SELECT run_id, covered_epoch FROM braid_internal.batch_runs \
-           WHERE view_name = '{name}' AND fingerprint = '{fingerprint}' AND status = 'active') \
+        "WITH active AS ({active}) \
          SELECT {outputs} FROM ( \
            SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active) \
            UNION ALL \
            SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active), 0) \
          ) AS rows GROUP BY {group_by}",
-        name = view.name,
-        fingerprint = view.fingerprint,
+        active = batch_runs::active_run_select(
+            &format!("'{}'", view.name),
+            &format!("'{}'", view.fingerprint)
+        ),
         outputs = outputs.join(", "),
         batch = layout.batch_table,
         speed = layout.speed_table,
