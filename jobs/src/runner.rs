@@ -81,7 +81,7 @@ impl JobOutput {
                 delta_version: outcome.delta_version,
                 cut_epoch: Some(outcome.cut_epoch),
                 rows_read: Some(outcome.rows_read as i64),
-                rows_written: Some(outcome.views.iter().map(|(_, _, rows)| *rows as i64).sum()),
+                rows_written: Some(outcome.views.iter().map(|v| v.rows_written as i64).sum()),
             },
             JobOutput::Compact(report) => JobReport {
                 delta_version: report.version,

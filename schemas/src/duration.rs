@@ -124,3 +124,30 @@ mod tests {
         }
     }
 }
+
+macro_rules! config_duration {
+    ($name:ident, $unit:literal, $to_duration:expr) => {
+        #[doc = concat!("A configured duration in whole ", $unit, "; the unit is in the key's name (`_", $unit, "`).")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            /// As a `Duration`.
+            pub fn duration(self) -> std::time::Duration {
+                let to: fn(u64) -> std::time::Duration = $to_duration;
+                to(self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} {}", self.0, $unit)
+            }
+        }
+    };
+}
+
+config_duration!(Millis, "ms", std::time::Duration::from_millis);
+config_duration!(Seconds, "s", std::time::Duration::from_secs);
+config_duration!(Hours, "hours", |h| std::time::Duration::from_secs(h.saturating_mul(3600)));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use schemas::FieldType;
-use schemas::pg::{self, AdvanceError, Layer};
+use schemas::pg::{self, AdvanceError, Layer, PositionMove};
 use schemas::pg_layout::{ViewLayout, merge};
 use schemas::view::View;
 use sqlx::postgres::PgArguments;
@@ -199,13 +199,17 @@ pub async fn flush(
     expected: &BTreeMap<i32, i64>,
 ) -> Result<FlushOutcome, SpeedError> {
     let started = Instant::now();
-    let moves: Vec<(i32, i64, i64)> = batch
+    let moves: Vec<PositionMove> = batch
         .next_offsets
         .iter()
         .map(|(&partition, &next)| {
             expected
                 .get(&partition)
-                .map(|&from| (partition, from, next))
+                .map(|&from| PositionMove {
+                    partition,
+                    expected: from,
+                    next,
+                })
                 .ok_or(SpeedError::UnassignedPartition { partition })
         })
         .collect::<Result<_, _>>()?;

@@ -28,7 +28,7 @@ pub async fn run(config: BraidConfig, args: &BatchArgs) -> anyhow::Result<ExitCo
     let BatchCommand::Run { view, wait_timeout } = &args.command;
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
-    let wait_timeout = wait_timeout.unwrap_or(config.jobs.batch.wait_timeout_s);
+    let wait_timeout = wait_timeout.unwrap_or(config.jobs.batch.wait_timeout_s.0);
     let settings = settings(&config, Duration::from_secs(wait_timeout));
     match run_batch(&settings, &pool, view.as_deref()).await {
         Ok(outcome) => {
@@ -41,8 +41,8 @@ pub async fn run(config: BraidConfig, args: &BatchArgs) -> anyhow::Result<ExitCo
                     .map_or("none".into(), |v| v.to_string()),
                 outcome.rows_read
             );
-            for (name, run_id, rows) in &outcome.views {
-                println!("  {name}: run {run_id}, {rows} rows");
+            for view in &outcome.views {
+                println!("  {}: run {}, {} rows", view.view, view.run_id, view.rows_written);
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jobs::{JobContext, JobKind};
 use schemas::BraidConfig;
@@ -16,13 +15,13 @@ pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
         pool,
         batch: super::batch::settings(
             config,
-            Duration::from_secs(config.jobs.batch.wait_timeout_s),
+            config.jobs.batch.wait_timeout_s.duration(),
         ),
         schema: config.schema.clone(),
-        vacuum_retention: Duration::from_secs(config.jobs.vacuum.retention_hours * 3600),
+        vacuum_retention: config.jobs.vacuum.retention_hours.duration(),
         compression: config.sink.compression,
         max_attempts: config.jobs.retry_attempts,
-        first_backoff: Duration::from_millis(config.jobs.retry_backoff_ms),
+        first_backoff: config.jobs.retry_backoff_ms.duration(),
         config: Arc::new(config.clone()),
         stop: Arc::default(),
         progress: None,

@@ -135,8 +135,8 @@ async fn replay_speed(
         let done: i64 = reset
             .moved
             .iter()
-            .map(|(p, (before, after))| {
-                stored.get(p).copied().unwrap_or(*after).min(*before) - after
+            .map(|(p, moved)| {
+                stored.get(p).copied().unwrap_or(moved.after).min(moved.before) - moved.after
             })
             .sum();
         progress.update(done.max(0) as u64);
@@ -171,7 +171,7 @@ pub async fn recover_from_lake(config: BraidConfig, force: bool) -> anyhow::Resu
         unreachable!("a recovery reports a recovery");
     };
     let (cut, moved, sink) = (&recovery.cut, &recovery.moved, &recovery.sink);
-    for (partition, (before, after)) in moved {
+    for (partition, schemas::pg::Moved { before, after }) in moved {
         let low = marks.get(partition).map_or(0, |m| m.low);
         println!(
             "partition {partition}: speed position {before} -> {after} (Kafka holds from {low}; \

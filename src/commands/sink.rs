@@ -1,6 +1,5 @@
 //! `braid sink`: the Delta sink.
 
-use std::time::Duration;
 
 use batch_layer::sink::{SinkSettings, SinkSummary};
 use schemas::BraidConfig;
@@ -15,7 +14,7 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
         client: ingest::kafka::consumer_config(&config.kafka),
         table_uri: config.lake.uri.clone(),
         storage_options: config.lake.storage_options.clone().into_iter().collect(),
-        flush_interval: Duration::from_millis(config.sink.flush_interval_ms),
+        flush_interval: config.sink.flush_interval_ms.duration(),
         flush_max_bytes: config.sink.flush_max_bytes,
         compression: config.sink.compression,
         dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,

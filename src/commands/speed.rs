@@ -1,6 +1,5 @@
 //! `braid speed`: the speed layer.
 
-use std::time::Duration;
 
 use schemas::BraidConfig;
 
@@ -12,7 +11,7 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
         topic: config.kafka.topic.clone(),
         group: config.kafka.speed_group.clone(),
         client: ingest::kafka::consumer_config(&config.kafka),
-        flush_interval: Duration::from_millis(config.speed.flush_interval_ms),
+        flush_interval: config.speed.flush_interval_ms.duration(),
         flush_max_records: config.speed.flush_max_records,
         dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
         schema: config.schema.clone(),

@@ -61,8 +61,19 @@ pub struct BatchOutcome {
     pub delta_version: Option<i64>,
     /// Records below the cut that the run read.
     pub rows_read: u64,
-    /// Per view: name, run id, rows written.
-    pub views: Vec<(String, i64, u64)>,
+    /// What each view's run wrote.
+    pub views: Vec<ViewRunSummary>,
+}
+
+/// What one view's run wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewRunSummary {
+    /// The view.
+    pub view: String,
+    /// The run's id.
+    pub run_id: i64,
+    /// Rows written.
+    pub rows_written: u64,
 }
 
 /// The advisory-lock key of batch runs: one at a time per database.
@@ -144,7 +155,11 @@ async fn run_locked(
         rows_read,
         views: runs
             .iter()
-            .map(|r| (r.view.name.clone(), r.run_id, r.rows_written))
+            .map(|r| ViewRunSummary {
+                view: r.view.name.clone(),
+                run_id: r.run_id,
+                rows_written: r.rows_written,
+            })
             .collect(),
     };
     tracing::info!(?outcome, "published the batch run");

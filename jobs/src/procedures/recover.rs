@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ingest::kafka::Watermarks;
 use schemas::BraidConfig;
-use schemas::pg::Cut;
+use schemas::pg::{Cut, CutAtPositions, Moved};
 use sqlx::PgPool;
 
 use super::ProcedureError;
@@ -17,7 +17,7 @@ pub struct Recovery {
     /// The cut taken at the sink's positions.
     pub cut: Cut,
     /// Per partition: the speed layer's position before and after.
-    pub moved: BTreeMap<i32, (i64, i64)>,
+    pub moved: BTreeMap<i32, Moved>,
     /// The sink's committed positions.
     pub sink: BTreeMap<i32, i64>,
 }
@@ -25,7 +25,7 @@ pub struct Recovery {
 impl Recovery {
     /// Records the speed layer skipped, which the next batch run covers from the lake.
     pub fn skipped(&self) -> i64 {
-        self.moved.values().map(|(before, after)| after - before).sum()
+        self.moved.values().map(|m| m.after - m.before).sum()
     }
 }
 
@@ -72,7 +72,7 @@ pub async fn recover(
             topic: topic.clone(),
         });
     }
-    let (cut, moved) = schemas::pg::cut_at_positions(pool, topic, &sink).await?;
+    let CutAtPositions { cut, moved } = schemas::pg::cut_at_positions(pool, topic, &sink).await?;
     tracing::info!(cut = cut.epoch, ?moved, "took a cut at the Delta sink's positions");
     Ok(Recovery { cut, moved, sink })
 }

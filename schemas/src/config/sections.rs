@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::secrets::{RedactedOptions, redact_url};
+use crate::duration::{Hours, Millis, Seconds};
 
 use crate::event_schema::FieldDef;
 use crate::view::ViewConfig;
@@ -78,7 +79,7 @@ pub struct PostgresConfig {
 #[serde(deny_unknown_fields)]
 pub struct SpeedConfig {
     /// Flush the in-memory aggregates at least this often, in milliseconds.
-    pub flush_interval_ms: u64,
+    pub flush_interval_ms: Millis,
     /// Flush early once this many records are buffered.
     pub flush_max_records: u64,
     /// Dead letters keep at most this many bytes of the raw message (and its full length).
@@ -100,7 +101,7 @@ pub enum Compression {
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Commit at least this often, in milliseconds.
-    pub flush_interval_ms: u64,
+    pub flush_interval_ms: Millis,
     /// Commit early once this many bytes of input are buffered.
     pub flush_max_bytes: u64,
     /// Parquet compression.
@@ -126,7 +127,7 @@ pub struct VacuumSchedule {
     /// Whether the scheduler runs it.
     pub enabled: bool,
     /// Files unreferenced for longer than this many hours are deleted.
-    pub retention_hours: u64,
+    pub retention_hours: Hours,
 }
 
 /// The batch job: a schedule and how long a run waits for the sink.
@@ -138,7 +139,7 @@ pub struct BatchJobConfig {
     /// Whether the scheduler runs it.
     pub enabled: bool,
     /// Seconds a run waits for the Delta sink to reach its cut before it fails (and is retried).
-    pub wait_timeout_s: u64,
+    pub wait_timeout_s: Seconds,
 }
 
 /// `[jobs]`: the scheduler's jobs.
@@ -148,7 +149,7 @@ pub struct JobsConfig {
     /// Attempts per job run before it is recorded as failed for good.
     pub retry_attempts: u32,
     /// Delay before the first retry, in milliseconds; doubled for each further one.
-    pub retry_backoff_ms: u64,
+    pub retry_backoff_ms: Millis,
     /// Batch recompute of every view.
     pub batch: BatchJobConfig,
     /// Delta compaction (optimize small files).
@@ -172,10 +173,10 @@ pub struct ServingConfig {
     /// Braid refuses to take over a role of this name that it did not create.
     pub bi_role: String,
     /// The BI role's statement timeout, in milliseconds: a runaway dashboard query is cancelled.
-    pub bi_statement_timeout_ms: u64,
+    pub bi_statement_timeout_ms: Millis,
     /// The BI role's idle-in-transaction timeout, in milliseconds: a BI session left idle in an
     /// open transaction is ended, so it cannot hold locks on the serving views for ever.
-    pub bi_idle_in_transaction_timeout_ms: u64,
+    pub bi_idle_in_transaction_timeout_ms: Millis,
     /// How many sessions the BI role may open at once.
     pub bi_connection_limit: u32,
 }

@@ -24,7 +24,7 @@ fn demo_config_loads_with_defaults_beneath() {
         config.kafka.brokers, "127.0.0.1:19092",
         "from the embedded defaults"
     );
-    assert_eq!(config.speed.flush_interval_ms, 500);
+    assert_eq!(config.speed.flush_interval_ms.duration(), std::time::Duration::from_millis(500));
     assert_eq!(config.schema.event_time_field().name, "ts");
     let names: Vec<_> = config.views.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
@@ -47,7 +47,7 @@ fn environment_overrides_the_file_with_the_replaced_type() {
     )
     .unwrap();
     assert_eq!(config.kafka.brokers, "10.1.1.1:9092");
-    assert_eq!(config.speed.flush_interval_ms, 250);
+    assert_eq!(config.speed.flush_interval_ms.0, 250);
     assert!(!config.jobs.batch.enabled);
     assert_eq!(
         config

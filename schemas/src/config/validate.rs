@@ -238,7 +238,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be at least 1",
     )?;
     require(
-        raw.speed.flush_interval_ms > 0,
+        raw.speed.flush_interval_ms.0 > 0,
         "speed.flush_interval_ms",
         "must be at least 1",
     )?;
@@ -248,7 +248,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be at least 1",
     )?;
     require(
-        raw.sink.flush_interval_ms > 0,
+        raw.sink.flush_interval_ms.0 > 0,
         "sink.flush_interval_ms",
         "must be at least 1",
     )?;
@@ -264,14 +264,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be at least 1",
     )?;
     require(
-        raw.jobs.batch.wait_timeout_s >= 1,
+        raw.jobs.batch.wait_timeout_s.0 >= 1,
         "jobs.batch.wait_timeout_s",
         "must be at least 1",
     )?;
     check_cron("jobs.compact.schedule", &raw.jobs.compact.schedule)?;
     check_cron("jobs.vacuum.schedule", &raw.jobs.vacuum.schedule)?;
     require(
-        raw.jobs.vacuum.retention_hours >= 1,
+        raw.jobs.vacuum.retention_hours.0 >= 1,
         "jobs.vacuum.retention_hours",
         "must be at least 1: vacuum also deletes files no version references yet, which a running sink may be about to commit",
     )?;
@@ -285,9 +285,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         )
     })?;
     for (value, key) in [
-        (raw.serving.bi_statement_timeout_ms, "serving.bi_statement_timeout_ms"),
+        (raw.serving.bi_statement_timeout_ms.0, "serving.bi_statement_timeout_ms"),
         (
-            raw.serving.bi_idle_in_transaction_timeout_ms,
+            raw.serving.bi_idle_in_transaction_timeout_ms.0,
             "serving.bi_idle_in_transaction_timeout_ms",
         ),
     ] {

@@ -88,22 +88,42 @@ pub enum AdvanceError {
     Database(#[from] sqlx::Error),
 }
 
-/// Moves each partition from its `expected` stored position to `next`, inside the flush's
-/// transaction, only if the stored position is still the expected one.
-/// `moves` holds (partition, expected, next). `newest_event_micros`, the newest event time the
-/// flush covers, raises the partitions' `newest_event_time` (the API's freshness).
+/// One partition's stored position moving forward in a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositionMove {
+    /// The partition.
+    pub partition: i32,
+    /// The position this process expects to be stored (the fence).
+    pub expected: i64,
+    /// The position after the flush.
+    pub next: i64,
+}
+
+/// A partition's stored position before and after an operator moved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moved {
+    /// Before.
+    pub before: i64,
+    /// After.
+    pub after: i64,
+}
+
+/// Moves each partition from its expected stored position to the next, inside the flush's
+/// transaction, only if the stored position is still the expected one. `newest_event_micros`,
+/// the newest event time the flush covers, raises the partitions' `newest_event_time` (the
+/// API's freshness).
 pub async fn advance_positions(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,
-    moves: &[(i32, i64, i64)],
+    moves: &[PositionMove],
     newest_event_micros: Option<i64>,
 ) -> Result<(), AdvanceError> {
     if moves.is_empty() {
         return Ok(());
     }
-    let partitions: Vec<i32> = moves.iter().map(|m| m.0).collect();
-    let expected: Vec<i64> = moves.iter().map(|m| m.1).collect();
-    let next: Vec<i64> = moves.iter().map(|m| m.2).collect();
+    let partitions: Vec<i32> = moves.iter().map(|m| m.partition).collect();
+    let expected: Vec<i64> = moves.iter().map(|m| m.expected).collect();
+    let next: Vec<i64> = moves.iter().map(|m| m.next).collect();
     let moved: Vec<(i32,)> = sqlx::query_as(
         "UPDATE braid_internal.speed_positions s SET next_offset = m.next, updated_at = now(),
            newest_event_time = greatest(s.newest_event_time, timestamptz 'epoch' + $5::bigint * interval '1 microsecond')

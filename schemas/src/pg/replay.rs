@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use super::cut::Cut;
+use super::positions::Moved;
 
 /// Why a replay was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub struct SpeedReset {
     /// The cut replayed from; `None` when the topic has no cut (replay from its start).
     pub cut_epoch: Option<i64>,
     /// Per partition: (stored position before, position after).
-    pub moved: BTreeMap<i32, (i64, i64)>,
+    pub moved: BTreeMap<i32, Moved>,
     /// Speed rows deleted over all views.
     pub deleted_rows: u64,
 }
@@ -59,7 +60,7 @@ impl SpeedReset {
     pub fn records_to_replay(&self) -> i64 {
         self.moved
             .values()
-            .map(|(before, after)| before - after)
+            .map(|m| m.before - m.after)
             .sum()
     }
 }
@@ -157,7 +158,7 @@ pub async fn reset_speed_to_last_cut(
         .bind(after)
         .execute(&mut *tx)
         .await?;
-        moved.insert(partition, (before, after));
+        moved.insert(partition, Moved { before, after });
     }
     tx.commit().await?;
     Ok(SpeedReset {
@@ -167,6 +168,15 @@ pub async fn reset_speed_to_last_cut(
     })
 }
 
+/// A cut taken at given positions, and how each partition's stored position moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CutAtPositions {
+    /// The cut.
+    pub cut: Cut,
+    /// Per partition: the stored position before and after.
+    pub moved: BTreeMap<i32, Moved>,
+}
+
 /// Takes a cut at `targets` (e.g. the Delta sink's positions) and moves the speed layer's
 /// stored positions there, in one transaction. A partition already past its target keeps its
 /// position (the speed layer never goes back here, so nothing is counted twice).
@@ -174,7 +184,7 @@ pub async fn cut_at_positions(
     pool: &PgPool,
     topic: &str,
     targets: &BTreeMap<i32, i64>,
-) -> Result<(Cut, BTreeMap<i32, (i64, i64)>), sqlx::Error> {
+) -> Result<CutAtPositions, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (epoch,): (i64,) =
         sqlx::query_as("SELECT current_epoch FROM braid_internal.epoch FOR UPDATE")
@@ -206,7 +216,7 @@ pub async fn cut_at_positions(
         .bind(after)
         .execute(&mut *tx)
         .await?;
-        moved.insert(partition, (before, after));
+        moved.insert(partition, Moved { before, after });
         offsets.insert(partition, after);
     }
     sqlx::query("UPDATE braid_internal.epoch SET current_epoch = $1")
@@ -214,12 +224,12 @@ pub async fn cut_at_positions(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((
-        Cut {
+    Ok(CutAtPositions {
+        cut: Cut {
             epoch,
             next_epoch: epoch + 1,
             offsets,
         },
         moved,
-    ))
+    })
 }

@@ -52,8 +52,8 @@ pub async fn install(
     .bind(verb)
     .bind(serving.bi_connection_limit as i32)
     .bind(MARK)
-    .bind(format!("{}ms", serving.bi_statement_timeout_ms))
-    .bind(format!("{}ms", serving.bi_idle_in_transaction_timeout_ms))
+    .bind(format!("{}ms", serving.bi_statement_timeout_ms.0))
+    .bind(format!("{}ms", serving.bi_idle_in_transaction_timeout_ms.0))
     .fetch_all(pool)
     .await?;
     let mut tx = pool.begin().await?;
@@ -65,8 +65,8 @@ pub async fn install(
     tx.commit().await?;
     tracing::info!(
         role,
-        statement_timeout_ms = serving.bi_statement_timeout_ms,
-        idle_in_transaction_timeout_ms = serving.bi_idle_in_transaction_timeout_ms,
+        statement_timeout_ms = serving.bi_statement_timeout_ms.0,
+        idle_in_transaction_timeout_ms = serving.bi_idle_in_transaction_timeout_ms.0,
         connection_limit = serving.bi_connection_limit,
         "read-only role for BI tools ready: it can read the serving schema only"
     );

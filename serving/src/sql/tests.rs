@@ -83,8 +83,8 @@ async fn the_bi_role_is_limited_and_braid_never_takes_over_a_role_it_did_not_cre
 
     let ours = format!("bi_{suffix}");
     let mut config = config("1h", &ours);
-    config.serving.bi_statement_timeout_ms = 12_000;
-    config.serving.bi_idle_in_transaction_timeout_ms = 34_000;
+    config.serving.bi_statement_timeout_ms = schemas::duration::Millis(12_000);
+    config.serving.bi_idle_in_transaction_timeout_ms = schemas::duration::Millis(34_000);
     config.serving.bi_connection_limit = 3;
     for password in ["first secret", "second secret"] {
         install(&pool, &config.views, &config.serving, Some(password)).await.unwrap();
