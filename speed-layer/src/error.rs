@@ -23,23 +23,11 @@ pub enum SpeedError {
     /// moves the speed layer to the sink's positions and lets the next batch run cover the gap).
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
-    /// This process's validation rules differ from the ones recorded for the topic: the sink
-    /// would accept other records than this layer. The operator's to fix; not retried.
+    /// Checking the validation rules failed: they differ from the ones recorded for the topic
+    /// (the other layer would accept other records; the operator's to fix, not retried), or
+    /// the database could not be asked (retried).
     #[error(transparent)]
-    RulesDiffer(#[from] schemas::pg::RulesDiffer),
-    /// The recorded validation rules cannot be read (edited by hand?).
-    #[error("the recorded validation rules cannot be read: {0}")]
-    RulesUnreadable(serde_json::Error),
-}
-
-impl From<schemas::pg::RulesError> for SpeedError {
-    fn from(error: schemas::pg::RulesError) -> Self {
-        match error {
-            schemas::pg::RulesError::Differ(differ) => SpeedError::RulesDiffer(differ),
-            schemas::pg::RulesError::Database(db) => SpeedError::Database(db),
-            schemas::pg::RulesError::Unreadable(e) => SpeedError::RulesUnreadable(e),
-        }
-    }
+    Rules(#[from] schemas::pg::RulesError),
 }
 
 impl SpeedError {
@@ -54,6 +42,7 @@ impl SpeedError {
                     | sqlx::Error::ColumnNotFound(_)
                     | sqlx::Error::TypeNotFound { .. }
             ),
+            SpeedError::Rules(e) => e.is_retryable(),
             _ => false,
         }
     }

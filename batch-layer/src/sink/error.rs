@@ -26,13 +26,11 @@ pub enum SinkError {
     /// the sink has not written; nothing was skipped).
     #[error(transparent)]
     Ingest(#[from] ingest::IngestError),
-    /// This process's validation rules differ from the ones recorded for the topic: the speed
-    /// layer would accept other records than this sink. The operator's to fix; not retried.
+    /// Checking the validation rules failed: they differ from the ones recorded for the topic
+    /// (the other layer would accept other records; the operator's to fix, not retried), or
+    /// the database could not be asked (retried).
     #[error(transparent)]
-    RulesDiffer(#[from] schemas::pg::RulesDiffer),
-    /// The recorded validation rules cannot be read (edited by hand?).
-    #[error("the recorded validation rules cannot be read: {0}")]
-    RulesUnreadable(serde_json::Error),
+    Rules(#[from] schemas::pg::RulesError),
     /// The background commit task ended without reporting (it panicked or was cancelled); its
     /// buffer is lost to this process and read again by whoever resumes from the log.
     #[error("the commit task failed: {0}")]
@@ -40,16 +38,6 @@ pub enum SinkError {
     /// The table was not given back by a commit that failed (a bug).
     #[error("the Delta table is lost: a background commit did not give it back")]
     TableLost,
-}
-
-impl From<schemas::pg::RulesError> for SinkError {
-    fn from(error: schemas::pg::RulesError) -> Self {
-        match error {
-            schemas::pg::RulesError::Differ(differ) => SinkError::RulesDiffer(differ),
-            schemas::pg::RulesError::Database(db) => SinkError::Database(db),
-            schemas::pg::RulesError::Unreadable(e) => SinkError::RulesUnreadable(e),
-        }
-    }
 }
 
 impl SinkError {
@@ -61,6 +49,7 @@ impl SinkError {
         match self {
             SinkError::Database(e) => !schemas::pg::is_data_error(e),
             SinkError::Lake(e) => e.is_retryable(),
+            SinkError::Rules(e) => e.is_retryable(),
             other => matches!(other, SinkError::Delta(_)),
         }
     }

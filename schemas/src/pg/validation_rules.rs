@@ -33,6 +33,13 @@ pub enum RulesError {
     Unreadable(#[from] serde_json::Error),
 }
 
+impl RulesError {
+    /// Whether asking again may succeed: only when the database could not be asked.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RulesError::Database(e) if !super::is_data_error(e))
+    }
+}
+
 /// Checks `rules` against the ones recorded for `topic`, recording them if none are.
 pub async fn check_validation_rules(
     pool: &PgPool,
