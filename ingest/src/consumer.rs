@@ -83,7 +83,7 @@ impl<L: Layer> Shared<L> {
 
     /// Books a commit: totals and metrics; an isolation ends once every partition passed its end.
     fn book(&mut self, committed: &Committed) {
-        let layer = self.layer.name();
+        let layer = L::NAME;
         metrics::counter!(m::RECORDS_COMMITTED_TOTAL, "layer" => layer).increment(committed.records);
         for reason in &committed.dead_letters {
             metrics::counter!(m::DEAD_LETTERS_TOTAL, "layer" => layer, "reason" => *reason)
@@ -147,7 +147,7 @@ impl<L: Layer> Context<L> {
             tpl.set_partition_offset(&self.topic, partition, offset)
                 .map_err(IngestError::from)?;
         }
-        tracing::info!(layer = shared.layer.name(), positions = ?starts, "partitions assigned; consuming from the stored positions");
+        tracing::info!(layer = L::NAME, positions = ?starts, "partitions assigned; consuming from the stored positions");
         shared.stop_isolating();
         consumer.assign(tpl).map_err(IngestError::from)?;
         Ok(())
@@ -174,12 +174,12 @@ impl<L: Layer> ConsumerContext for Context<L> {
         match shared.layer.commit_all() {
             Ok(Some(committed)) => shared.book(&committed),
             Ok(None) => {}
-            Err(error) => tracing::warn!(layer = shared.layer.name(), %error, "commit on revoke failed; the next owner re-reads those records"),
+            Err(error) => tracing::warn!(layer = L::NAME, %error, "commit on revoke failed; the next owner re-reads those records"),
         }
         shared.layer.drop_uncommitted();
         shared.layer.revoked();
         shared.stop_isolating();
-        tracing::info!(layer = shared.layer.name(), "partitions revoked");
+        tracing::info!(layer = L::NAME, "partitions revoked");
         if let Err(error) = consumer.unassign() {
             tracing::warn!(%error, "unassign failed");
         }
@@ -193,7 +193,7 @@ pub fn run<L: Layer>(
     layer: L,
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, L::Error> {
-    let name = layer.name();
+    let name = L::NAME;
     let context = Context {
         topic: settings.topic.clone(),
         shared: Mutex::new(Shared {
@@ -359,7 +359,7 @@ fn isolate<L: Layer>(
     settings: &IngestSettings,
     error: &L::Error,
 ) -> Result<(), L::Error> {
-    let name = shared.layer.name();
+    let name = L::NAME;
     let detail = L::refusal_detail(error);
     match shared.isolated.take() {
         Some(message) => {
@@ -449,7 +449,7 @@ fn follow_moved_positions<L: Layer>(
     }
     let stored = shared.layer.reload()?;
     if stored != before {
-        tracing::warn!(layer = shared.layer.name(), "stored positions were moved by another process; re-reading from them");
+        tracing::warn!(layer = L::NAME, "stored positions were moved by another process; re-reading from them");
         seek(consumer, topic, &stored)?;
     }
     Ok(())
@@ -469,11 +469,11 @@ fn out_of_range<L: Layer>(
     });
     let (partition, offset) = gone.map_or((-1, -1), |(&p, &o)| (p, o));
     IngestError::OffsetOutOfRange {
-        layer: layer.name(),
+        layer: L::NAME,
         topic: topic.to_string(),
         partition,
         offset,
-        remedy: layer.retention_remedy(),
+        remedy: L::RETENTION_REMEDY,
     }
 }
 

@@ -58,10 +58,10 @@ pub trait Layer: Send + 'static {
     type Error: std::error::Error + From<IngestError> + Send + 'static;
 
     /// `speed` or `sink`: the `layer` label of metrics and the name in logs and messages.
-    fn name(&self) -> &'static str;
+    const NAME: &'static str;
 
     /// What the operator can do when Kafka deleted records the layer still needs.
-    fn retention_remedy(&self) -> &'static str;
+    const RETENTION_REMEDY: &'static str;
 
     /// How the loop handles `error`.
     fn classify(error: &Self::Error) -> Disposition;

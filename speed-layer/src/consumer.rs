@@ -105,15 +105,9 @@ impl SpeedLayer {
 
 impl Layer for SpeedLayer {
     type Error = SpeedError;
-
-    fn name(&self) -> &'static str {
-        "speed"
-    }
-
-    fn retention_remedy(&self) -> &'static str {
-        "Move the speed layer past the gap deliberately (braid recover --from-lake) so the next \
-         batch run covers it from the lake"
-    }
+    const NAME: &'static str = "speed";
+    const RETENTION_REMEDY: &'static str = "Move the speed layer past the gap deliberately \
+        (braid recover --from-lake) so the next batch run covers it from the lake";
 
     fn classify(error: &SpeedError) -> Disposition {
         match error {

@@ -160,15 +160,9 @@ impl SinkLayer {
 
 impl Layer for SinkLayer {
     type Error = SinkError;
-
-    fn name(&self) -> &'static str {
-        "sink"
-    }
-
-    fn retention_remedy(&self) -> &'static str {
-        "The master dataset would have a gap there: produce those records again, or accept the \
-         gap deliberately by moving the sink's consumer past it"
-    }
+    const NAME: &'static str = "sink";
+    const RETENTION_REMEDY: &'static str = "The master dataset would have a gap there: produce \
+        those records again, or accept the gap deliberately by moving the sink's consumer past it";
 
     fn classify(error: &SinkError) -> Disposition {
         match error {
