@@ -6,14 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use ingest::{Buffered, Committed, Disposition, IngestError, IngestSettings, Layer, Received, StartAt};
-use rdkafka::config::ClientConfig;
 use schemas::pg::{self, DeadLetter};
 use schemas::validation_rules::ValidationRules;
 use schemas::view::View;
-use schemas::{EventSchema, Record};
+use schemas::Record;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
@@ -25,20 +23,8 @@ use crate::metrics as m;
 /// What the speed layer needs to run.
 #[derive(Debug, Clone)]
 pub struct SpeedSettings {
-    /// The source topic.
-    pub topic: String,
-    /// The consumer group.
-    pub group: String,
-    /// Kafka client settings: brokers and pass-through options.
-    pub client: ClientConfig,
-    /// Flush at least this often.
-    pub flush_interval: Duration,
-    /// Flush early at this many buffered records.
-    pub flush_max_records: u64,
-    /// Dead letters keep at most this many payload bytes.
-    pub dead_letter_max_payload_bytes: usize,
-    /// The event schema.
-    pub schema: EventSchema,
+    /// The ingest loop's settings (topic, group, flush interval and size, schema).
+    pub ingest: IngestSettings,
     /// The views to maintain.
     pub views: Vec<View>,
 }
@@ -262,28 +248,19 @@ pub fn run(
     runtime: Handle,
     stop: Arc<AtomicBool>,
 ) -> Result<SpeedSummary, SpeedError> {
-    let rules = ValidationRules::of(&settings.schema);
-    runtime.block_on(pg::check_validation_rules(&pool, &settings.topic, &rules))?;
+    let topic = settings.ingest.topic.clone();
+    let rules = ValidationRules::of(&settings.ingest.schema);
+    runtime.block_on(pg::check_validation_rules(&pool, &topic, &rules))?;
     tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
     tracing::info!(views = settings.views.len(), "speed layer starting");
     let layer = SpeedLayer {
         pool,
         runtime,
         rules,
-        topic: settings.topic.clone(),
+        topic,
         writers: settings.views.iter().map(ViewWriter::new).collect(),
         batch: MicroBatch::new(&settings.views),
         expected: BTreeMap::new(),
     };
-    let ingest = IngestSettings {
-        topic: settings.topic,
-        group: settings.group,
-        client: settings.client,
-        flush_interval: settings.flush_interval,
-        flush_max_records: Some(settings.flush_max_records),
-        flush_max_bytes: None,
-        dead_letter_max_payload_bytes: settings.dead_letter_max_payload_bytes,
-        schema: settings.schema,
-    };
-    ingest::run(ingest, layer, stop)
+    ingest::run(settings.ingest, layer, stop)
 }

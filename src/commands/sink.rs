@@ -9,16 +9,19 @@ use crate::stop::StopFlag;
 /// The sink's settings from the configuration.
 pub fn settings(config: &BraidConfig) -> SinkSettings {
     SinkSettings {
-        topic: config.kafka.topic.clone(),
-        group: config.kafka.sink_group.clone(),
-        client: ingest::kafka::consumer_config(&config.kafka),
+        ingest: ingest::IngestSettings {
+            topic: config.kafka.topic.clone(),
+            group: config.kafka.sink_group.clone(),
+            client: ingest::kafka::consumer_config(&config.kafka),
+            flush_interval: config.sink.flush_interval_ms.duration(),
+            flush_max_records: None,
+            flush_max_bytes: Some(config.sink.flush_max_bytes),
+            dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
+            schema: config.schema.clone(),
+        },
         table_uri: config.lake.uri.clone(),
         storage_options: config.lake.storage_options.clone().into_iter().collect(),
-        flush_interval: config.sink.flush_interval_ms.duration(),
-        flush_max_bytes: config.sink.flush_max_bytes,
         compression: config.sink.compression,
-        dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
-        schema: config.schema.clone(),
     }
 }
 

@@ -8,13 +8,16 @@ use crate::stop::StopFlag;
 /// The speed layer's settings from the configuration.
 pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
     speed_layer::SpeedSettings {
-        topic: config.kafka.topic.clone(),
-        group: config.kafka.speed_group.clone(),
-        client: ingest::kafka::consumer_config(&config.kafka),
-        flush_interval: config.speed.flush_interval_ms.duration(),
-        flush_max_records: config.speed.flush_max_records,
-        dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
-        schema: config.schema.clone(),
+        ingest: ingest::IngestSettings {
+            topic: config.kafka.topic.clone(),
+            group: config.kafka.speed_group.clone(),
+            client: ingest::kafka::consumer_config(&config.kafka),
+            flush_interval: config.speed.flush_interval_ms.duration(),
+            flush_max_records: Some(config.speed.flush_max_records),
+            flush_max_bytes: None,
+            dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
+            schema: config.schema.clone(),
+        },
         views: config.views.clone(),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
-use ingest::{Buffered, Committed, Disposition, IngestError, IngestSettings, Layer, Received, StartAt};
+use ingest::{Buffered, Committed, Disposition, IngestError, Layer, Received, StartAt};
 use schemas::Record;
 use schemas::pg::DeadLetter;
 use schemas::validation_rules::ValidationRules;
@@ -295,25 +295,26 @@ pub fn run(
     runtime: Handle,
     stop: Arc<AtomicBool>,
 ) -> Result<SinkSummary, SinkError> {
-    let rules = ValidationRules::of(&settings.schema);
-    runtime.block_on(schemas::pg::check_validation_rules(&pool, &settings.topic, &rules))?;
+    let topic = settings.ingest.topic.clone();
+    let rules = ValidationRules::of(&settings.ingest.schema);
+    runtime.block_on(schemas::pg::check_validation_rules(&pool, &topic, &rules))?;
     tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
     let table = runtime.block_on(open_or_create(
         &settings.table_uri,
         &settings.storage_options,
-        &settings.schema,
+        &settings.ingest.schema,
     ))?;
     tracing::info!(table = settings.table_uri, "sink starting");
     let layer = SinkLayer {
         runtime,
         committer: Committer {
             pool,
-            topic: settings.topic.clone(),
+            topic,
             writer_properties: writer_properties(settings.compression),
             rules,
         },
         table: Some(table),
-        builder: BatchBuilder::new(&settings.schema),
+        builder: BatchBuilder::new(&settings.ingest.schema),
         next_offsets: BTreeMap::new(),
         dead_letters: Vec::new(),
         buffered: Buffered::default(),
@@ -322,15 +323,5 @@ pub fn run(
         failed: None,
         expected: BTreeMap::new(),
     };
-    let ingest = IngestSettings {
-        topic: settings.topic,
-        group: settings.group,
-        client: settings.client,
-        flush_interval: settings.flush_interval,
-        flush_max_records: None,
-        flush_max_bytes: Some(settings.flush_max_bytes),
-        dead_letter_max_payload_bytes: settings.dead_letter_max_payload_bytes,
-        schema: settings.schema,
-    };
-    ingest::run(ingest, layer, stop)
+    ingest::run(settings.ingest, layer, stop)
 }

@@ -13,12 +13,10 @@ mod consumer;
 mod error;
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
-use rdkafka::config::ClientConfig;
-use schemas::EventSchema;
+use ingest::IngestSettings;
 use schemas::config::Compression;
 
 pub use consumer::run;
@@ -36,26 +34,15 @@ pub fn writer_properties(compression: Compression) -> WriterProperties {
 /// What the sink needs to run.
 #[derive(Debug, Clone)]
 pub struct SinkSettings {
-    /// The source topic.
-    pub topic: String,
-    /// The consumer group (not the speed layer's).
-    pub group: String,
-    /// Kafka client settings: brokers and pass-through options.
-    pub client: ClientConfig,
+    /// The ingest loop's settings (topic, group — not the speed layer's —, flush interval and
+    /// input bytes, schema).
+    pub ingest: IngestSettings,
     /// The table: a local path or an s3:// URI.
     pub table_uri: String,
     /// Object-store options for the table.
     pub storage_options: HashMap<String, String>,
-    /// Commit at least this often.
-    pub flush_interval: Duration,
-    /// Commit early once this many bytes of input are buffered.
-    pub flush_max_bytes: u64,
     /// Parquet compression.
     pub compression: Compression,
-    /// Dead letters keep at most this many payload bytes.
-    pub dead_letter_max_payload_bytes: usize,
-    /// The event schema.
-    pub schema: EventSchema,
 }
 
 /// Totals of one run.
