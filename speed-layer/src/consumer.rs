@@ -249,9 +249,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<SpeedSummary, SpeedError> {
     let topic = settings.ingest.topic.clone();
-    let rules = ValidationRules::of(&settings.ingest.schema);
-    runtime.block_on(pg::check_validation_rules(&pool, &topic, &rules))?;
-    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
+    let rules = runtime.block_on(pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
     tracing::info!(views = settings.views.len(), "speed layer starting");
     let layer = SpeedLayer {
         pool,

@@ -12,7 +12,6 @@ use deltalake::DeltaTable;
 use ingest::{Buffered, Committed, Disposition, IngestError, Layer, Received, StartAt};
 use schemas::Record;
 use schemas::pg::DeadLetter;
-use schemas::validation_rules::ValidationRules;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
@@ -296,9 +295,8 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<SinkSummary, SinkError> {
     let topic = settings.ingest.topic.clone();
-    let rules = ValidationRules::of(&settings.ingest.schema);
-    runtime.block_on(schemas::pg::check_validation_rules(&pool, &topic, &rules))?;
-    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
+    let rules =
+        runtime.block_on(schemas::pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
     let table = runtime.block_on(open_or_create(
         &settings.table_uri,
         &settings.storage_options,

@@ -17,7 +17,7 @@ pub use positions::{
     AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
 };
 pub use validation_rules::{
-    RulesDiffer, RulesError, check_validation_rules, record_validation_rules,
+    RulesDiffer, RulesError, agreed_rules, check_validation_rules, record_validation_rules,
 };
 pub use replay::{
     CutAtPositions, ReplayError, SpeedReset, cut_at_positions, cut_offsets, last_cut, reset_speed_to_last_cut,

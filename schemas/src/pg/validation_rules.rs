@@ -82,6 +82,18 @@ pub async fn check_validation_rules(
     .into())
 }
 
+/// The rules of `schema`, once checked against the ones recorded for `topic` (a layer's start).
+pub async fn agreed_rules(
+    pool: &PgPool,
+    topic: &str,
+    schema: &crate::EventSchema,
+) -> Result<ValidationRules, RulesError> {
+    let rules = ValidationRules::of(schema);
+    check_validation_rules(pool, topic, &rules).await?;
+    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
+    Ok(rules)
+}
+
 /// Records `rules` for `topic` (`braid migrate`: the operator accepts a changed schema), and
 /// returns how they differ from the rules recorded before.
 pub async fn record_validation_rules(
