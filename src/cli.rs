@@ -227,11 +227,6 @@ pub struct ServeArgs {
     /// Listen on this address; overrides serving.listen.
     #[arg(long, env = "BRAID_SERVING_LISTEN", value_name = "HOST:PORT")]
     pub listen: Option<std::net::SocketAddr>,
-
-    /// Print the SQL statement that answers this GET /v1/views/{view}?... URI (values written
-    /// as literals) and exit, e.g. to run it directly with psql or pgbench.
-    #[arg(long, value_name = "URI")]
-    pub print_sql: Option<String>,
 }
 
 /// Options of `braid sink`.

@@ -161,6 +161,17 @@ impl ViewLayout {
             .collect()
     }
 
+    /// The columns a merge reads from both the speed and the batch table, comma-separated:
+    /// groups, `bucket_start`, metrics.
+    pub fn stored_columns(&self) -> String {
+        self.group_names()
+            .into_iter()
+            .chain(["bucket_start"])
+            .chain(self.metric_names())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn column_definitions(&self) -> String {
         self.group_columns
             .iter()

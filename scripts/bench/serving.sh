@@ -46,7 +46,8 @@ URI="/v1/views/page_views?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&gran
 rows=$(curl -sf "http://$API$URI" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
 echo "query: GET $URI ($rows rows of 1-minute buckets for one key over 24 h)"
 
-"$BIN" serve --print-sql "$URI" > /tmp/braid-serving-query.sql
+# The statement the API runs for that URI, values as literals (the benchmark's own support).
+cargo run -q --release -p serving --example bench_statement -- "$URI" > /tmp/braid-serving-query.sql
 oha_figures() {
 python3 - "$1" <<'PY'
 import json, sys

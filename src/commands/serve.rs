@@ -135,14 +135,6 @@ pub fn state(
 
 /// Runs the API until Ctrl-C or SIGTERM.
 pub async fn run(config: BraidConfig, args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    if let Some(uri) = &args.print_sql {
-        let pool = PgPoolOptions::new().connect_lazy(&config.postgres.url)?;
-        let settings_only = AppState::new(pool, settings(&config, None), KafkaWatch::unwatched());
-        let sql = serving::api::series_sql(&settings_only, uri)
-            .map_err(|e| anyhow::anyhow!("--print-sql {uri}: {e}"))?;
-        println!("{sql};");
-        return Ok(ExitCode::SUCCESS);
-    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;

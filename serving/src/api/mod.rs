@@ -33,12 +33,16 @@ pub use launcher::{JobLauncher, LaunchError};
 pub use error::ApiError;
 pub use kafka_watch::{KafkaStatus, KafkaWatch};
 pub use params::Limits;
+pub use query::{Bind, BoundStatement};
 pub use routes::{MAX_BODY_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 
-/// The SQL statement that answers `GET path_and_query` (a /v1/views/{view} URI), with its
-/// values as literals: what the benchmark runs directly with pgbench beside the API.
-pub fn series_sql(state: &AppState, path_and_query: &str) -> Result<String, ApiError> {
+/// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values
+/// of its placeholders: the same statement the API runs.
+pub fn series_statement(
+    state: &AppState,
+    path_and_query: &str,
+) -> Result<BoundStatement, ApiError> {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
@@ -48,7 +52,7 @@ pub fn series_sql(state: &AppState, path_and_query: &str) -> Result<String, ApiE
         .ok_or_else(|| ApiError::NotFound(format!("`{path}` is not /v1/views/{{view}}")))?;
     let view = state.view(name)?;
     let (selection, _) = views::series_selection(state, view, Some(query))?;
-    Ok(query::with_literals(
+    Ok(query::bound_statement(
         view,
         &selection,
         &state.settings.topic,

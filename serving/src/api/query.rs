@@ -19,12 +19,19 @@ use super::error::ApiError;
 use super::params::{FilterValues, Selection};
 
 /// A value bound to a placeholder.
-enum Bind {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    /// `text`.
     Text(String),
+    /// `bigint`.
     Int(i64),
+    /// `timestamptz`.
     Time(DateTime<Utc>),
+    /// `text[]`.
     Texts(Vec<String>),
+    /// `bigint[]`.
     Ints(Vec<i64>),
+    /// `boolean[]`.
     Bools(Vec<bool>),
 }
 
@@ -32,6 +39,17 @@ enum Bind {
 #[derive(Default)]
 struct Statement {
     binds: Vec<Bind>,
+}
+
+/// The one statement that answers a request, with the values of its placeholders `$1`, `$2`,
+/// ... in order: what the API runs, for tools that run it elsewhere (EXPLAIN, a benchmark's
+/// pgbench floor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundStatement {
+    /// The SQL text; identifiers come from validated configuration.
+    pub sql: String,
+    /// The placeholders' values.
+    pub values: Vec<Bind>,
 }
 
 impl Statement {
@@ -102,13 +120,7 @@ fn statement(
             view.group_by[*index]
         );
     }
-    let stored: Vec<&str> = layout
-        .group_names()
-        .into_iter()
-        .chain(["bucket_start"])
-        .chain(layout.metric_names())
-        .collect();
-    let stored = stored.join(", ");
+    let stored = layout.stored_columns();
     let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
 
     let mut outputs: Vec<String> = selection
@@ -236,50 +248,13 @@ fn bind_all<'q>(
     query
 }
 
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-/// The statement of `selection` with its values written as literals, for running the same
-/// query outside the API (the benchmark's pgbench floor). Not used to answer requests.
-pub fn with_literals(view: &View, selection: &Selection, topic: &str) -> String {
+/// The statement that answers `selection` over `view`, reading positions of `topic`.
+pub fn bound_statement(view: &View, selection: &Selection, topic: &str) -> BoundStatement {
     let (sql, statement, _) = statement(view, selection, topic);
-    let literals: Vec<String> = statement
-        .binds
-        .iter()
-        .map(|bind| match bind {
-            Bind::Text(v) => format!("{}::text", quote(v)),
-            Bind::Int(v) => format!("{v}::bigint"),
-            // No `:` in the text (see utc_text).
-            Bind::Time(v) => format!(
-                "(timestamptz 'epoch' + {} * interval '1 microsecond')",
-                v.timestamp_micros()
-            ),
-            Bind::Texts(v) => format!(
-                "ARRAY[{}]::text[]",
-                v.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
-            ),
-            Bind::Ints(v) => format!("ARRAY{v:?}::bigint[]"),
-            Bind::Bools(v) => format!("ARRAY{v:?}::boolean[]"),
-        })
-        .collect();
-    // One pass, so that a literal holding `$2` is never rewritten.
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql.as_str();
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let digits = rest[at + 1..]
-            .bytes()
-            .take_while(u8::is_ascii_digit)
-            .count();
-        match rest[at + 1..at + 1 + digits].parse::<usize>() {
-            Ok(n) if (1..=literals.len()).contains(&n) => out.push_str(&literals[n - 1]),
-            _ => out.push_str(&rest[at..at + 1 + digits]),
-        }
-        rest = &rest[at + 1 + digits..];
+    BoundStatement {
+        sql,
+        values: statement.binds,
     }
-    out.push_str(rest);
-    out
 }
 
 /// Runs `selection` over `view` in one statement (one snapshot): a head row with the

@@ -21,13 +21,7 @@ use sqlx::PgPool;
 pub fn merged_select(view: &View) -> String {
     let layout = ViewLayout::of(view);
     let groups: Vec<&str> = layout.group_names();
-    let stored: Vec<&str> = groups
-        .iter()
-        .copied()
-        .chain(["bucket_start"])
-        .chain(layout.metric_names())
-        .collect();
-    let stored = stored.join(", ");
+    let stored = layout.stored_columns();
     let mut outputs: Vec<String> = groups
         .iter()
         .map(|g| g.to_string())
