@@ -13,13 +13,14 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use schemas::pg::DeadLetter;
 use schemas::{EventSchema, Rejection};
 
 use crate::error::{Disposition, IngestError};
 use crate::layer::{Committed, Layer, Received, StartAt};
 use crate::metrics as m;
+use schemas::position::{Offset, Partition, Positions};
 
 /// What the loop needs besides the layer.
 #[derive(Debug, Clone)]
@@ -57,8 +58,8 @@ pub struct Summary {
 
 /// The message kept while isolating, in case the store refuses it.
 struct Isolated {
-    partition: i32,
-    offset: i64,
+    partition: Partition,
+    offset: Offset,
     payload: Vec<u8>,
 }
 
@@ -68,7 +69,7 @@ struct Shared<L: Layer> {
     /// After the store refused a commit for its data: the end (next offset) of that commit per
     /// partition. Until every partition has passed its end, each message is committed alone,
     /// so the one the store refuses can be dead-lettered and the others kept.
-    isolating: BTreeMap<i32, i64>,
+    isolating: Positions,
     /// While isolating: the one message the buffer holds.
     isolated: Option<Isolated>,
     summary: Summary,
@@ -133,7 +134,7 @@ impl<L: Layer> Context<L> {
             .iter()
             .map(|e| e.partition())
             .collect();
-        let mut low_watermark = |partition: i32| -> Result<i64, IngestError> {
+        let mut low_watermark = |partition: Partition| -> Result<i64, IngestError> {
             Ok(consumer
                 .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?
                 .0)
@@ -141,8 +142,8 @@ impl<L: Layer> Context<L> {
         let starts = shared.layer.assign(&partitions, &mut low_watermark)?;
         for (&partition, start) in &starts {
             let offset = match start {
-                StartAt::Offset(offset) => Offset::Offset(*offset),
-                StartAt::Beginning => Offset::Beginning,
+                StartAt::Offset(offset) => rdkafka::Offset::Offset(*offset),
+                StartAt::Beginning => rdkafka::Offset::Beginning,
             };
             tpl.set_partition_offset(&self.topic, partition, offset)
                 .map_err(IngestError::from)?;
@@ -409,7 +410,7 @@ fn end_of_partition<L: Layer>(
     consumer: &BaseConsumer<Context<L>>,
     shared: &mut Shared<L>,
     topic: &str,
-    partition: i32,
+    partition: Partition,
 ) {
     if !shared.layer.is_assigned(partition) {
         return;
@@ -417,7 +418,7 @@ fn end_of_partition<L: Layer>(
     let position = consumer.position().ok().and_then(|tpl| {
         tpl.find_partition(topic, partition)
             .and_then(|element| match element.offset() {
-                Offset::Offset(offset) => Some(offset),
+                rdkafka::Offset::Offset(offset) => Some(offset),
                 _ => None,
             })
     });
@@ -478,7 +479,7 @@ fn out_of_range<L: Layer>(
 }
 
 /// The stored offsets among `positions` (partitions with none are left out).
-fn offsets(positions: &BTreeMap<i32, StartAt>) -> BTreeMap<i32, i64> {
+fn offsets(positions: &BTreeMap<Partition, StartAt>) -> Positions {
     positions
         .iter()
         .filter_map(|(&p, start)| match start {
@@ -492,12 +493,12 @@ fn offsets(positions: &BTreeMap<i32, StartAt>) -> BTreeMap<i32, i64> {
 fn seek<L: Layer>(
     consumer: &BaseConsumer<Context<L>>,
     topic: &str,
-    positions: &BTreeMap<i32, StartAt>,
+    positions: &BTreeMap<Partition, StartAt>,
 ) -> Result<(), IngestError> {
     for (&partition, start) in positions {
         let offset = match start {
-            StartAt::Offset(offset) => Offset::Offset(*offset),
-            StartAt::Beginning => Offset::Beginning,
+            StartAt::Offset(offset) => rdkafka::Offset::Offset(*offset),
+            StartAt::Beginning => rdkafka::Offset::Beginning,
         };
         consumer.seek(topic, partition, offset, Duration::from_secs(10))?;
     }
@@ -509,11 +510,11 @@ fn seek<L: Layer>(
 fn commit_for_monitoring<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
-    positions: &BTreeMap<i32, i64>,
+    positions: &Positions,
 ) {
     let mut tpl = TopicPartitionList::new();
     for (&partition, &offset) in positions {
-        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+        let _ = tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset));
     }
     if tpl.count() > 0
         && let Err(error) = consumer.commit(&tpl, CommitMode::Async)
@@ -526,7 +527,7 @@ fn report_lag<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     layer: &'static str,
     topic: &str,
-    positions: &BTreeMap<i32, i64>,
+    positions: &Positions,
 ) {
     for (&partition, &offset) in positions {
         if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {

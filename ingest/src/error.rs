@@ -1,5 +1,7 @@
 //! The ingest loop's own errors, and how a layer's errors are classified.
 
+use schemas::position::{Offset, Partition};
+
 /// What the loop does after a failed commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -33,9 +35,9 @@ pub enum IngestError {
         /// The topic.
         topic: String,
         /// The partition (-1 when no partition could be named).
-        partition: i32,
+        partition: Partition,
         /// The position Kafka no longer has.
-        offset: i64,
+        offset: Offset,
         /// What the operator can do.
         remedy: &'static str,
     },

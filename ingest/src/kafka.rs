@@ -11,6 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use schemas::config::KafkaConfig;
+use schemas::position::Partition;
 
 /// Reports librdkafka's errors, except reaching the end of a partition: a consumer with
 /// `enable.partition.eof` gets that as an event of its own, and it is no error.
@@ -185,7 +186,7 @@ pub async fn ensure_topic(
 pub fn watermarks(
     kafka: &KafkaConfig,
     topic: &str,
-) -> Result<BTreeMap<i32, Watermarks>, KafkaSetupError> {
+) -> Result<BTreeMap<Partition, Watermarks>, KafkaSetupError> {
     let consumer: BaseConsumer = client_config(kafka).create().map_err(client_error(kafka))?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer

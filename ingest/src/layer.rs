@@ -7,14 +7,15 @@ use schemas::Record;
 use schemas::pg::DeadLetter;
 
 use crate::error::{Disposition, IngestError};
+use schemas::position::{Offset, Partition, Positions};
 
 /// One message as read from Kafka.
 #[derive(Debug, Clone, Copy)]
 pub struct Received<'a> {
     /// Its partition.
-    pub partition: i32,
+    pub partition: Partition,
     /// Its offset.
-    pub offset: i64,
+    pub offset: Offset,
     /// Its key.
     pub key: Option<&'a [u8]>,
     /// Its payload.
@@ -76,15 +77,15 @@ pub trait Layer: Send + 'static {
     /// offset of a partition, for a layer that stores it as a start.
     fn assign(
         &mut self,
-        partitions: &[i32],
+        partitions: &[Partition],
         low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<i32, StartAt>, Self::Error>;
+    ) -> Result<BTreeMap<Partition, StartAt>, Self::Error>;
 
     /// Whether `partition` is assigned here (a message fetched before a revoke is not).
-    fn is_assigned(&self, partition: i32) -> bool;
+    fn is_assigned(&self, partition: Partition) -> bool;
 
     /// Whether the layer has a stored position for `partition`.
-    fn has_position(&self, partition: i32) -> bool;
+    fn has_position(&self, partition: Partition) -> bool;
 
     /// Buffers a valid record.
     fn add_record(&mut self, message: &Received<'_>, record: &Record);
@@ -95,13 +96,13 @@ pub trait Layer: Send + 'static {
     /// The partition's next position is at least `position`: the offsets before it hold no
     /// record to buffer (transaction markers, aborted records, or records that expired before
     /// the layer read them). The next commit records it, with no rows if need be.
-    fn skip_to(&mut self, partition: i32, position: i64);
+    fn skip_to(&mut self, partition: Partition, position: Offset);
 
     /// How much is buffered.
     fn buffered(&self) -> Buffered;
 
     /// The next position of every partition the buffer covers.
-    fn buffered_ends(&self) -> BTreeMap<i32, i64>;
+    fn buffered_ends(&self) -> Positions;
 
     /// Commits the buffer, fenced on the positions this process last committed. May return
     /// before the write ends; the next call waits for it first. Returns what a commit that
@@ -116,14 +117,14 @@ pub trait Layer: Send + 'static {
 
     /// Re-reads the stored positions of the assigned partitions (after a fence, or to follow
     /// an operator's move) and expects them from now on. Returns where to read each from.
-    fn reload(&mut self) -> Result<BTreeMap<i32, StartAt>, Self::Error>;
+    fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, Self::Error>;
 
     /// The partitions were revoked: forget their positions.
     fn revoked(&mut self);
 
     /// Where each assigned partition stands in the store, as this process last committed or
     /// loaded it.
-    fn positions(&self) -> BTreeMap<i32, StartAt>;
+    fn positions(&self) -> BTreeMap<Partition, StartAt>;
 
     /// Whether operators move this layer's stored positions while it runs (`braid replay
     /// speed`, `braid recover`): when idle, the loop then looks whether they moved and follows.

@@ -21,6 +21,7 @@ pub mod event_schema;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pg_layout;
+pub mod position;
 pub mod record;
 pub mod validation_rules;
 pub mod view;

@@ -10,6 +10,7 @@ use rustc_hash::FxBuildHasher;
 use schemas::pg::DeadLetter;
 use schemas::view::{Metric, MetricKind, View};
 use schemas::{Record, Value};
+use schemas::position::{Offset, Partition, Positions};
 
 /// One group-by value. Absent optional fields group under `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -272,7 +273,7 @@ pub struct MicroBatch {
     /// Deltas per view, in configuration order.
     pub views: Vec<ViewDeltas>,
     /// The next offset of every partition this batch consumed from.
-    pub next_offsets: BTreeMap<i32, i64>,
+    pub next_offsets: Positions,
     /// Refused records.
     pub dead_letters: Vec<DeadLetter>,
     /// Valid records folded in.
@@ -294,7 +295,7 @@ impl MicroBatch {
     }
 
     /// Folds a valid record at (partition, offset) into every view.
-    pub fn add_record(&mut self, partition: i32, offset: i64, record: &Record) {
+    pub fn add_record(&mut self, partition: Partition, offset: Offset, record: &Record) {
         for view in &mut self.views {
             view.add(record);
         }

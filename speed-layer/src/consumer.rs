@@ -19,6 +19,7 @@ use crate::aggregate::MicroBatch;
 use crate::error::SpeedError;
 use crate::flush::{ViewWriter, flush};
 use crate::metrics as m;
+use schemas::position::{Offset, Partition, Positions};
 
 /// What the speed layer needs to run.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ struct SpeedLayer {
     writers: Vec<ViewWriter>,
     batch: MicroBatch,
     /// The stored position of every assigned partition, as of this process's last write.
-    expected: BTreeMap<i32, i64>,
+    expected: Positions,
 }
 
 impl SpeedLayer {
@@ -50,9 +51,9 @@ impl SpeedLayer {
     /// which is stored first.
     fn positions_for(
         &self,
-        partitions: &[i32],
+        partitions: &[Partition],
         low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<i32, i64>, SpeedError> {
+    ) -> Result<Positions, SpeedError> {
         let stored = self
             .runtime
             .block_on(pg::load_positions(&self.pool, &self.topic))?;
@@ -81,7 +82,7 @@ impl SpeedLayer {
         Ok(positions)
     }
 
-    fn starts(&self) -> BTreeMap<i32, StartAt> {
+    fn starts(&self) -> BTreeMap<Partition, StartAt> {
         self.expected
             .iter()
             .map(|(&p, &o)| (p, StartAt::Offset(o)))
@@ -113,18 +114,18 @@ impl Layer for SpeedLayer {
 
     fn assign(
         &mut self,
-        partitions: &[i32],
+        partitions: &[Partition],
         low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<i32, StartAt>, SpeedError> {
+    ) -> Result<BTreeMap<Partition, StartAt>, SpeedError> {
         self.expected = self.positions_for(partitions, low_watermark)?;
         Ok(self.starts())
     }
 
-    fn is_assigned(&self, partition: i32) -> bool {
+    fn is_assigned(&self, partition: Partition) -> bool {
         self.expected.contains_key(&partition)
     }
 
-    fn has_position(&self, partition: i32) -> bool {
+    fn has_position(&self, partition: Partition) -> bool {
         self.expected.contains_key(&partition)
     }
 
@@ -137,7 +138,7 @@ impl Layer for SpeedLayer {
         self.batch.add_dead_letter(letter);
     }
 
-    fn skip_to(&mut self, partition: i32, position: i64) {
+    fn skip_to(&mut self, partition: Partition, position: Offset) {
         let known = self
             .batch
             .next_offsets
@@ -157,7 +158,7 @@ impl Layer for SpeedLayer {
         }
     }
 
-    fn buffered_ends(&self) -> BTreeMap<i32, i64> {
+    fn buffered_ends(&self) -> Positions {
         self.batch.next_offsets.clone()
     }
 
@@ -215,7 +216,7 @@ impl Layer for SpeedLayer {
         self.batch.clear();
     }
 
-    fn reload(&mut self) -> Result<BTreeMap<i32, StartAt>, SpeedError> {
+    fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, SpeedError> {
         let stored = self
             .runtime
             .block_on(pg::load_positions(&self.pool, &self.topic))?;
@@ -231,7 +232,7 @@ impl Layer for SpeedLayer {
         self.expected.clear();
     }
 
-    fn positions(&self) -> BTreeMap<i32, StartAt> {
+    fn positions(&self) -> BTreeMap<Partition, StartAt> {
         self.starts()
     }
 

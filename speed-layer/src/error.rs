@@ -1,6 +1,7 @@
 //! The speed layer's errors: whose fault, and whether to retry.
 
 use schemas::pg::Fenced;
+use schemas::position::Partition;
 
 /// Why the speed layer stopped or a flush failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +17,7 @@ pub enum SpeedError {
     #[error("partition {partition} has no expected position")]
     UnassignedPartition {
         /// The partition.
-        partition: i32,
+        partition: Partition,
     },
     /// The ingest loop failed: Kafka, an assignment, or a retention gap (Kafka no longer holds
     /// records the speed layer still needs; the operator decides: `braid recover --from-lake`

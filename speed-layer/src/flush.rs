@@ -1,7 +1,6 @@
 //! The flush: one transaction that reads the epoch under a shared lock, advances the fenced
 //! positions, stores dead letters and upserts every view's deltas under that epoch.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -15,6 +14,7 @@ use sqlx::{PgPool, Postgres};
 
 use crate::aggregate::{KeyValue, MetricValue, MicroBatch, ViewDeltas};
 use crate::error::SpeedError;
+use schemas::position::Positions;
 
 /// The prepared upsert of one view.
 #[derive(Debug, Clone)]
@@ -196,7 +196,7 @@ pub async fn flush(
     topic: &str,
     writers: &[ViewWriter],
     batch: &MicroBatch,
-    expected: &BTreeMap<i32, i64>,
+    expected: &Positions,
 ) -> Result<FlushOutcome, SpeedError> {
     let started = Instant::now();
     let moves: Vec<PositionMove> = batch
@@ -240,6 +240,9 @@ pub async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    use schemas::position::Offset;
     use crate::aggregate::MicroBatch;
 
     fn config() -> schemas::BraidConfig {
@@ -317,7 +320,7 @@ mod tests {
         );
     }
 
-    fn purchase(config: &schemas::BraidConfig, offset: i64, price: i64) -> MicroBatch {
+    fn purchase(config: &schemas::BraidConfig, offset: Offset, price: i64) -> MicroBatch {
         let mut batch = MicroBatch::new(&config.views);
         let event = format!(
             r#"{{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":{price}}}"#

@@ -11,14 +11,15 @@ use serde_json::{Map, Value};
 use super::pinned::PinnedFiles;
 use super::table::open_or_create;
 use super::{Lake, LakeError};
+use schemas::position::{Offset, Partition};
 
 /// One record of the lake.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LakeRecord {
     /// Source partition.
-    pub partition: i32,
+    pub partition: Partition,
     /// Source offset.
-    pub offset: i64,
+    pub offset: Offset,
     /// The Kafka key the record arrived with.
     pub key: Option<Vec<u8>>,
     /// The record as JSON.

@@ -9,9 +9,10 @@ use deltalake::protocol::SaveMode;
 use schemas::EventSchema;
 
 use super::LakeError;
+use schemas::position::{Partition, Positions};
 
 /// The application-transaction id of one partition of `topic`.
-pub fn app_id(topic: &str, partition: i32) -> String {
+pub fn app_id(topic: &str, partition: Partition) -> String {
     format!("braid-sink:{topic}:{partition}")
 }
 
@@ -89,8 +90,8 @@ async fn evolve(
 pub async fn positions_in_log(
     table: &DeltaTable,
     topic: &str,
-    partitions: &[i32],
-) -> Result<BTreeMap<i32, i64>, LakeError> {
+    partitions: &[Partition],
+) -> Result<Positions, LakeError> {
     let snapshot = table.snapshot()?;
     let log_store = table.log_store();
     let mut positions = BTreeMap::new();

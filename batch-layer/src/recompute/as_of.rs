@@ -13,6 +13,7 @@ use super::compute::{BUCKET_START, compute_view, records_except_refused};
 use super::error::BatchError;
 use crate::lake::PinnedFiles;
 use crate::lake::{Lake, open_or_create};
+use schemas::position::{Offset, Partition};
 
 /// Which state of the table to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub async fn compute_as_of(
     lake: &Lake,
     view: &View,
     as_of: AsOf,
-    refused: &BTreeMap<i32, Vec<i64>>,
+    refused: &BTreeMap<Partition, Vec<Offset>>,
     out: &Path,
 ) -> Result<AsOfOutcome, BatchError> {
     let format = OutputFormat::of(out)?;

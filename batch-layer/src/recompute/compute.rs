@@ -10,6 +10,7 @@ use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
 use crate::lake::PinnedFiles;
+use schemas::position::{Offset, Partition, Positions};
 
 /// The bucket-start column of a computed view (microseconds since the epoch).
 pub const BUCKET_START: &str = "bucket_start";
@@ -29,8 +30,8 @@ pub fn collect_streaming(frame: LazyFrame) -> PolarsResult<DataFrame> {
 /// speed layer had no position for them, so they are all its own.
 pub fn records_below_cut(
     pinned: &PinnedFiles,
-    cut: &BTreeMap<i32, i64>,
-    refused: &BTreeMap<i32, Vec<i64>>,
+    cut: &Positions,
+    refused: &BTreeMap<Partition, Vec<Offset>>,
 ) -> PolarsResult<Option<LazyFrame>> {
     if pinned.is_empty() || cut.is_empty() {
         return Ok(None);
@@ -53,7 +54,7 @@ pub fn records_below_cut(
 }
 
 /// A predicate true for every position but the refused ones; `None` when none were refused.
-fn not_refused(refused: &BTreeMap<i32, Vec<i64>>) -> Option<Expr> {
+fn not_refused(refused: &BTreeMap<Partition, Vec<Offset>>) -> Option<Expr> {
     refused
         .iter()
         .flat_map(|(&partition, offsets)| {
@@ -70,7 +71,7 @@ fn not_refused(refused: &BTreeMap<i32, Vec<i64>>) -> Option<Expr> {
 /// [`records_below_cut`]).
 pub fn records_except_refused(
     pinned: &PinnedFiles,
-    refused: &BTreeMap<i32, Vec<i64>>,
+    refused: &BTreeMap<Partition, Vec<Offset>>,
 ) -> PolarsResult<LazyFrame> {
     let scan = pinned.scan()?;
     Ok(match not_refused(refused) {

@@ -18,7 +18,7 @@ mod test_lake;
 mod vacuum_race_tests;
 mod publish;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use schemas::EventSchema;
@@ -32,6 +32,7 @@ pub use error::BatchError;
 pub use publish::{PUBLISH_LOCK, ViewRun, pinned_versions};
 
 use crate::lake::{PinnedFiles, open_or_create, positions_in_log};
+use schemas::position::Positions;
 
 /// What a batch run needs.
 #[derive(Debug, Clone)]
@@ -172,7 +173,7 @@ async fn compute_runs(
     pool: &PgPool,
     views: &[View],
     run_ids: &[i64],
-    cut: &BTreeMap<i32, i64>,
+    cut: &Positions,
 ) -> Result<(Vec<ViewRun>, u64, Option<i64>), BatchError> {
     let pinned = pin(settings, pool, run_ids, cut).await?;
     let delta_version = pinned.version;
@@ -220,7 +221,7 @@ async fn pin(
     settings: &BatchSettings,
     pool: &PgPool,
     run_ids: &[i64],
-    cut: &BTreeMap<i32, i64>,
+    cut: &Positions,
 ) -> Result<PinnedFiles, BatchError> {
     let mut table = open_or_create(
         &settings.table_uri,
@@ -283,7 +284,7 @@ async fn compute_and_load(
 async fn wait_for_sink(
     table: &mut deltalake::DeltaTable,
     topic: &str,
-    cut: &BTreeMap<i32, i64>,
+    cut: &Positions,
     timeout: Duration,
 ) -> Result<(), BatchError> {
     let started = Instant::now();

@@ -10,6 +10,7 @@ use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
 use schemas::{EventSchema, FieldType, Record, Value};
+use schemas::position::{Offset, Partition};
 
 enum Column {
     String(StringBuilder),
@@ -98,8 +99,8 @@ impl BatchBuilder {
         &mut self,
         record: &Record,
         topic: &str,
-        partition: i32,
-        offset: i64,
+        partition: Partition,
+        offset: Offset,
         ingested_at_micros: i64,
         key: Option<&[u8]>,
     ) {

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::SinkError;
 use crate::lake::{app_id, positions_in_log};
+use schemas::position::{Offset, Partition, Positions};
 
 /// The key of the commit-info entry holding the fingerprint of the validation rules the
 /// commit's records passed.
@@ -29,7 +30,7 @@ pub struct Pending {
     /// The valid records, in the table's layout.
     pub batch: RecordBatch,
     /// The next offset of every partition the buffer read.
-    pub next_offsets: BTreeMap<i32, i64>,
+    pub next_offsets: Positions,
     /// Refused records.
     pub dead_letters: Vec<DeadLetter>,
     /// Input bytes the buffer covers.
@@ -98,7 +99,7 @@ impl Committer {
         &self,
         mut table: DeltaTable,
         pending: Pending,
-        expected: BTreeMap<i32, Option<i64>>,
+        expected: BTreeMap<Partition, Option<Offset>>,
     ) -> InFlight {
         let committer = self.clone();
         let handle = tokio::spawn(async move {
@@ -123,7 +124,7 @@ impl Committer {
         &self,
         table: &mut DeltaTable,
         pending: &Pending,
-        expected: &BTreeMap<i32, Option<i64>>,
+        expected: &BTreeMap<Partition, Option<Offset>>,
     ) -> Result<(), SinkError> {
         if !pending.dead_letters.is_empty() {
             let mut tx = self.pool.begin().await?;

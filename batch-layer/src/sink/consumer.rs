@@ -19,6 +19,7 @@ use super::columns::BatchBuilder;
 use super::commit::{Committer, InFlight, Pending, committed_log};
 use crate::lake::{open_or_create, positions_in_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
+use schemas::position::{Offset, Partition, Positions};
 
 /// The sink's store and buffer.
 struct SinkLayer {
@@ -27,7 +28,7 @@ struct SinkLayer {
     /// The table; `None` while a background commit owns it.
     table: Option<DeltaTable>,
     builder: BatchBuilder,
-    next_offsets: BTreeMap<i32, i64>,
+    next_offsets: Positions,
     dead_letters: Vec<DeadLetter>,
     buffered: Buffered,
     /// When the buffer took its first record: every record of a buffer is stamped
@@ -38,7 +39,7 @@ struct SinkLayer {
     /// A buffer whose commit failed and must be retried before any later one.
     failed: Option<Pending>,
     /// The Delta log's position of every assigned partition (`None`: never committed).
-    expected: BTreeMap<i32, Option<i64>>,
+    expected: BTreeMap<Partition, Option<Offset>>,
 }
 
 /// What a committed buffer wrote, for the loop.
@@ -139,7 +140,7 @@ impl SinkLayer {
     }
 
     /// The Delta log's latest positions of `partitions`.
-    fn log_positions(&mut self, partitions: &[i32]) -> Result<BTreeMap<i32, i64>, SinkError> {
+    fn log_positions(&mut self, partitions: &[Partition]) -> Result<Positions, SinkError> {
         let topic = self.committer.topic.clone();
         let runtime = self.runtime.clone();
         let table = self.table()?;
@@ -149,7 +150,7 @@ impl SinkLayer {
         })
     }
 
-    fn starts(&self) -> BTreeMap<i32, StartAt> {
+    fn starts(&self) -> BTreeMap<Partition, StartAt> {
         self.expected
             .iter()
             .map(|(&p, &o)| (p, o.map_or(StartAt::Beginning, StartAt::Offset)))
@@ -173,9 +174,9 @@ impl Layer for SinkLayer {
 
     fn assign(
         &mut self,
-        partitions: &[i32],
+        partitions: &[Partition],
         _low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<i32, StartAt>, SinkError> {
+    ) -> Result<BTreeMap<Partition, StartAt>, SinkError> {
         self.settle()?;
         let positions = self.log_positions(partitions)?;
         self.expected = partitions
@@ -185,11 +186,11 @@ impl Layer for SinkLayer {
         Ok(self.starts())
     }
 
-    fn is_assigned(&self, partition: i32) -> bool {
+    fn is_assigned(&self, partition: Partition) -> bool {
         self.expected.contains_key(&partition)
     }
 
-    fn has_position(&self, partition: i32) -> bool {
+    fn has_position(&self, partition: Partition) -> bool {
         self.expected.get(&partition).is_some_and(Option::is_some)
     }
 
@@ -218,7 +219,7 @@ impl Layer for SinkLayer {
         self.dead_letters.push(letter);
     }
 
-    fn skip_to(&mut self, partition: i32, position: i64) {
+    fn skip_to(&mut self, partition: Partition, position: Offset) {
         let known = self
             .next_offsets
             .get(&partition)
@@ -235,7 +236,7 @@ impl Layer for SinkLayer {
         self.buffered
     }
 
-    fn buffered_ends(&self) -> BTreeMap<i32, i64> {
+    fn buffered_ends(&self) -> Positions {
         self.next_offsets.clone()
     }
 
@@ -266,7 +267,7 @@ impl Layer for SinkLayer {
         self.failed = None;
     }
 
-    fn reload(&mut self) -> Result<BTreeMap<i32, StartAt>, SinkError> {
+    fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, SinkError> {
         self.settle().ok();
         let assigned: Vec<i32> = self.expected.keys().copied().collect();
         let positions = self.log_positions(&assigned)?;
@@ -281,7 +282,7 @@ impl Layer for SinkLayer {
         self.expected.clear();
     }
 
-    fn positions(&self) -> BTreeMap<i32, StartAt> {
+    fn positions(&self) -> BTreeMap<Partition, StartAt> {
         self.starts()
     }
 }

@@ -11,6 +11,7 @@ pub mod republish;
 
 use batch_layer::lake::LakeError;
 use ingest::kafka::KafkaSetupError;
+use schemas::position::Partition;
 
 /// Why a procedure failed. Nothing half-done is left: each either changed nothing or did its
 /// whole step (a republish resumes where it stopped).
@@ -44,7 +45,7 @@ pub enum ProcedureError {
         /// The topic.
         topic: String,
         /// The partition.
-        partition: i32,
+        partition: Partition,
         /// Where the replay would start.
         start: i64,
         /// Kafka's first offset.

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use super::ProcedureError;
 use crate::history::JobReport;
+use schemas::position::{Partition, Positions};
 
 /// What a recovery did.
 #[derive(Debug, Clone)]
@@ -17,9 +18,9 @@ pub struct Recovery {
     /// The cut taken at the sink's positions.
     pub cut: Cut,
     /// Per partition: the speed layer's position before and after.
-    pub moved: BTreeMap<i32, Moved>,
+    pub moved: BTreeMap<Partition, Moved>,
     /// The sink's committed positions.
-    pub sink: BTreeMap<i32, i64>,
+    pub sink: Positions,
 }
 
 impl Recovery {
@@ -30,7 +31,7 @@ impl Recovery {
 }
 
 /// Kafka's watermarks of the configured topic.
-pub async fn watermarks(config: &BraidConfig) -> Result<BTreeMap<i32, Watermarks>, ProcedureError> {
+pub async fn watermarks(config: &BraidConfig) -> Result<BTreeMap<Partition, Watermarks>, ProcedureError> {
     let kafka = config.kafka.clone();
     let topic = config.kafka.topic.clone();
     Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 
 use super::ProcedureError;
 use crate::history::JobReport;
+use schemas::position::Positions;
 
 /// Replays the speed layer from the last cut (`from_cut`, when given, must be it).
 pub async fn reset_speed(
@@ -37,7 +38,7 @@ pub async fn reset_speed(
             });
         }
     }
-    let starts: BTreeMap<i32, i64> = marks.iter().map(|(p, m)| (*p, m.low)).collect();
+    let starts: Positions = marks.iter().map(|(p, m)| (*p, m.low)).collect();
     let tables: Vec<String> = config
         .views
         .iter()

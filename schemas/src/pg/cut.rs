@@ -4,9 +4,9 @@
 //! ([`take_cut`]) takes the same row FOR UPDATE, so every flush commits wholly before or
 //! wholly after a cut.
 
-use std::collections::BTreeMap;
 
 use sqlx::{PgPool, Postgres, Transaction};
+use crate::position::Positions;
 
 /// A closed epoch and where it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub struct Cut {
     /// The new current epoch (`epoch + 1`).
     pub next_epoch: i64,
     /// cut(epoch, p): the stored next offset of each partition when the cut was taken.
-    pub offsets: BTreeMap<i32, i64>,
+    pub offsets: Positions,
 }
 
 /// Reads the current epoch under a shared lock, inside a flush transaction.

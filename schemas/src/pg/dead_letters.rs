@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use sqlx::{Postgres, Transaction};
 
 use crate::record::Rejection;
+use crate::position::{Offset, Partition};
 
 /// Which layer refused the record. Both refuse the same records; each stores its own row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +30,9 @@ impl Layer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
     /// The partition it came from.
-    pub partition: i32,
+    pub partition: Partition,
     /// Its offset.
-    pub offset: i64,
+    pub offset: Offset,
     /// Why it was refused.
     pub rejection: Rejection,
     /// A bounded prefix of the raw payload.
@@ -43,8 +44,8 @@ pub struct DeadLetter {
 impl DeadLetter {
     /// Keeps at most `max_payload_bytes` of the payload, and its full length.
     pub fn new(
-        partition: i32,
-        offset: i64,
+        partition: Partition,
+        offset: Offset,
         rejection: Rejection,
         payload: &[u8],
         max_payload_bytes: usize,
@@ -121,7 +122,7 @@ pub async fn insert_dead_letters(
 pub async fn refused_by_database(
     db: impl sqlx::PgExecutor<'_>,
     topic: &str,
-) -> Result<BTreeMap<i32, Vec<i64>>, sqlx::Error> {
+) -> Result<BTreeMap<Partition, Vec<Offset>>, sqlx::Error> {
     let rows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT partition, \"offset\" FROM braid_internal.dead_letters \
          WHERE layer = 'speed' AND topic = $1 AND reason_code = $2 ORDER BY partition, \"offset\"",
@@ -130,7 +131,7 @@ pub async fn refused_by_database(
     .bind(Rejection::REFUSED_BY_DATABASE)
     .fetch_all(db)
     .await?;
-    let mut refused: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut refused: BTreeMap<Partition, Vec<Offset>> = BTreeMap::new();
     for (partition, offset) in rows {
         refused.entry(partition).or_default().push(offset);
     }

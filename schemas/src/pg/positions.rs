@@ -1,14 +1,14 @@
 //! The speed layer's stored positions: the next offset to consume, per partition.
 
-use std::collections::BTreeMap;
 
 use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+use crate::position::{Offset, Partition, Positions};
 
 /// The stored next offset of every partition of `topic` that has one.
 pub async fn load_positions(
     db: impl PgExecutor<'_>,
     topic: &str,
-) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+) -> Result<Positions, sqlx::Error> {
     let rows: Vec<(i32, i64)> =
         sqlx::query_as("SELECT partition, next_offset FROM braid_internal.speed_positions WHERE topic = $1 ORDER BY partition")
             .bind(topic)
@@ -22,8 +22,8 @@ pub async fn load_positions(
 pub async fn store_start_if_absent(
     db: impl PgExecutor<'_>,
     topic: &str,
-    partition: i32,
-    offset: i64,
+    partition: Partition,
+    offset: Offset,
 ) -> Result<i64, sqlx::Error> {
     let (stored,): (i64,) = sqlx::query_as(
         "WITH inserted AS (
@@ -46,7 +46,7 @@ pub async fn store_start_if_absent(
 pub async fn store_positions(
     tx: &mut Transaction<'_, Postgres>,
     topic: &str,
-    next_offsets: &BTreeMap<i32, i64>,
+    next_offsets: &Positions,
 ) -> Result<(), sqlx::Error> {
     if next_offsets.is_empty() {
         return Ok(());
@@ -92,7 +92,7 @@ pub enum AdvanceError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PositionMove {
     /// The partition.
-    pub partition: i32,
+    pub partition: Partition,
     /// The position this process expects to be stored (the fence).
     pub expected: i64,
     /// The position after the flush.

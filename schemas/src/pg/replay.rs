@@ -10,6 +10,7 @@ use sqlx::PgPool;
 
 use super::cut::Cut;
 use super::positions::Moved;
+use crate::position::{Partition, Positions};
 
 /// Why a replay was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +51,7 @@ pub struct SpeedReset {
     /// The cut replayed from; `None` when the topic has no cut (replay from its start).
     pub cut_epoch: Option<i64>,
     /// Per partition: (stored position before, position after).
-    pub moved: BTreeMap<i32, Moved>,
+    pub moved: BTreeMap<Partition, Moved>,
     /// Speed rows deleted over all views.
     pub deleted_rows: u64,
 }
@@ -78,7 +79,7 @@ pub async fn cut_offsets(
     db: impl sqlx::PgExecutor<'_>,
     topic: &str,
     epoch: i64,
-) -> Result<BTreeMap<i32, i64>, sqlx::Error> {
+) -> Result<Positions, sqlx::Error> {
     let rows: Vec<(i32, i64)> = sqlx::query_as(
         "SELECT partition, cut_offset FROM braid_internal.cuts WHERE topic = $1 AND epoch = $2",
     )
@@ -98,7 +99,7 @@ pub async fn reset_speed_to_last_cut(
     topic: &str,
     speed_tables: &[String],
     asked: Option<i64>,
-    starts: &BTreeMap<i32, i64>,
+    starts: &Positions,
 ) -> Result<SpeedReset, ReplayError> {
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT current_epoch FROM braid_internal.epoch FOR UPDATE")
@@ -174,7 +175,7 @@ pub struct CutAtPositions {
     /// The cut.
     pub cut: Cut,
     /// Per partition: the stored position before and after.
-    pub moved: BTreeMap<i32, Moved>,
+    pub moved: BTreeMap<Partition, Moved>,
 }
 
 /// Takes a cut at `targets` (e.g. the Delta sink's positions) and moves the speed layer's
@@ -183,7 +184,7 @@ pub struct CutAtPositions {
 pub async fn cut_at_positions(
     pool: &PgPool,
     topic: &str,
-    targets: &BTreeMap<i32, i64>,
+    targets: &Positions,
 ) -> Result<CutAtPositions, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let (epoch,): (i64,) =

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use schemas::position::Positions;
 
 /// What the last check found.
 #[derive(Debug, Clone, Default)]
@@ -19,7 +20,7 @@ pub struct KafkaStatus {
     /// Why the last check failed.
     pub error: Option<String>,
     /// The topic's high watermark per partition, from the last successful check.
-    pub high_watermarks: BTreeMap<i32, i64>,
+    pub high_watermarks: Positions,
 }
 
 /// A shared, periodically refreshed [`KafkaStatus`]. Cloning shares it.
@@ -89,7 +90,7 @@ fn check(
     consumer: &BaseConsumer,
     topic: &str,
     timeout: Duration,
-) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+) -> Result<Positions, rdkafka::error::KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let mut marks = BTreeMap::new();
     for found in metadata.topics() {
