@@ -157,7 +157,14 @@ impl Params {
         let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        for (i, (name, _)) in pairs.iter().enumerate() {
+        for (i, (name, value)) in pairs.iter().enumerate() {
+            // No text PostgreSQL takes holds a NUL: refuse it here, naming the parameter.
+            if value.contains('\0') {
+                return Err(ApiError::bad(
+                    name,
+                    format!("`{name}` holds a NUL character (%00), which no value can contain"),
+                ));
+            }
             if let Some(field) = name.strip_prefix(FILTER_PREFIX) {
                 if !view.group_by.iter().any(|g| g == field) {
                     return Err(ApiError::bad(
