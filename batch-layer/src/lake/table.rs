@@ -2,7 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use deltalake::DeltaTable;
+use deltalake::logstore::LogStore as _;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{StructField, StructType};
 use deltalake::protocol::SaveMode;
@@ -24,8 +25,14 @@ pub async fn open_or_create(
     schema: &EventSchema,
 ) -> Result<DeltaTable, LakeError> {
     let url = deltalake::table::builder::ensure_table_uri(uri)?;
-    let table =
-        DeltaTable::try_from_url_with_storage_options(url.clone(), storage_options.clone()).await?;
+    let mut table = DeltaTableBuilder::from_url(url)?
+        .with_storage_options(storage_options.clone())
+        .build()?;
+    // Load only a table that exists: loading an empty location makes the Delta kernel log an
+    // ERROR ("No files in log segment") although nothing is wrong on a first start.
+    if table.log_store().is_delta_table_location().await? {
+        table.load().await?;
+    }
     let wanted: StructType = schema.delta_arrow_schema().as_ref().try_into_kernel()?;
     if table.version().is_none() {
         tracing::info!(uri, "creating the Delta table");
@@ -134,6 +141,48 @@ mod tests {
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
         }
+    }
+
+    /// Counts ERROR events of the Delta libraries, from any thread.
+    struct DeltaErrors;
+
+    static DELTA_ERRORS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DeltaErrors {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let target = event.metadata().target();
+            if *event.metadata().level() == tracing::Level::ERROR
+                && (target.starts_with("buoyant_kernel") || target.starts_with("deltalake"))
+            {
+                DELTA_ERRORS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// A first start finds no table and creates one: an expected state, logged at INFO, not
+    /// the Delta kernel's ERROR about an empty log.
+    #[tokio::test]
+    async fn creating_the_table_on_a_first_start_logs_no_error() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        let _ = tracing_subscriber::registry().with(DeltaErrors).try_init();
+        let dir = std::env::temp_dir().join(format!("braid-first-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let before = DELTA_ERRORS.load(std::sync::atomic::Ordering::SeqCst);
+        let table = open_or_create(dir.to_str().unwrap(), &HashMap::new(), &schema(None))
+            .await
+            .unwrap();
+        assert_eq!(table.version(), Some(0));
+        assert_eq!(
+            DELTA_ERRORS.load(std::sync::atomic::Ordering::SeqCst),
+            before,
+            "the Delta libraries logged an ERROR on a first start"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
