@@ -145,7 +145,7 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
             )
         }
         JobKind::Vacuum => {
-            let keep = batch_layer::recompute::pinned_versions(&ctx.pool).await?;
+            let keep = schemas::pg::batch_runs::pinned_versions(&ctx.pool).await?;
             let storage: HashMap<String, String> = ctx.batch.storage_options.clone();
             JobOutput::Vacuum(
                 batch_layer::lake::maintenance::vacuum(

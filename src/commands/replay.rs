@@ -163,7 +163,7 @@ async fn replay_speed(
 pub async fn recover_from_lake(config: BraidConfig, force: bool) -> anyhow::Result<ExitCode> {
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
-    let marks = jobs::procedures::recover::watermarks(&config).await?;
+    let marks = jobs::procedures::watermarks(&config).await?;
     let context = super::jobs::context(&config, pool);
     let JobOutput::Recover(recovery) =
         jobs::run_job(&context, JobKind::Recover { force }, "cli").await?

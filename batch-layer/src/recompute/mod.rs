@@ -29,7 +29,7 @@ use sqlx::PgPool;
 pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use error::BatchError;
-pub use publish::{PUBLISH_LOCK, ViewRun, pinned_versions};
+pub use publish::{PUBLISH_LOCK, ViewRun};
 
 use crate::lake::{PinnedFiles, open_or_create, positions_in_log};
 use schemas::position::Positions;
@@ -232,7 +232,7 @@ async fn pin(
     wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
     let pinned = PinnedFiles::of(&table, &settings.topic)?;
     if let Some(version) = pinned.version {
-        publish::record_pinned_version(pool, run_ids, version).await?;
+        schemas::pg::batch_runs::record_pinned_version(pool, run_ids, version).await?;
     }
     tracing::info!(version = ?pinned.version, files = pinned.len(), "pinned the Delta version");
     Ok(pinned)

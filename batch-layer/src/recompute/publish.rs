@@ -23,21 +23,6 @@ pub async fn begin_run(pool: &PgPool, view: &View, cut_epoch: i64) -> Result<i64
     Ok(batch_runs::begin(pool, view, cut_epoch).await?)
 }
 
-/// Records the table version `run_ids` read, as soon as it is pinned, so that a vacuum keeps
-/// its files while the runs compute (see [`pinned_versions`]).
-pub async fn record_pinned_version(
-    pool: &PgPool,
-    run_ids: &[i64],
-    version: i64,
-) -> Result<(), BatchError> {
-    Ok(batch_runs::record_pinned_version(pool, run_ids, version).await?)
-}
-
-/// The table versions that running or active batch runs read: vacuum keeps their files.
-pub async fn pinned_versions(pool: &PgPool) -> Result<Vec<u64>, BatchError> {
-    Ok(batch_runs::pinned_versions(pool).await?)
-}
-
 /// Marks runs left `running` by a killed process as failed and deletes their rows. Only called
 /// while holding the batch lock, so no live run is touched.
 pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), BatchError> {

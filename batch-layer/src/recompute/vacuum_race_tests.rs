@@ -10,7 +10,9 @@ use sqlx::PgPool;
 
 use super::compute::{collect_streaming, records_below_cut};
 use super::test_lake::{append, payload};
-use super::{BatchSettings, pin, pinned_versions, publish};
+use schemas::pg::batch_runs::pinned_versions;
+
+use super::{BatchSettings, pin, publish};
 use crate::lake::maintenance::{MIN_SMALL_FILES, compact, vacuum};
 use crate::lake::open_or_create;
 use crate::sink::writer_properties;

@@ -268,7 +268,12 @@ impl Layer for SinkLayer {
     }
 
     fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, SinkError> {
-        self.settle().ok();
+        // Take the table back from a commit still in flight. Whatever it did not commit is
+        // read again from the log's positions, so a failed buffer must not be retried later.
+        if let Err(error) = self.settle() {
+            tracing::warn!(%error, "a commit in flight failed; its records are read again from the log's positions");
+        }
+        self.failed = None;
         let assigned: Vec<i32> = self.expected.keys().copied().collect();
         let positions = self.log_positions(&assigned)?;
         for partition in assigned {

@@ -9,8 +9,11 @@ pub mod recover;
 pub mod replay_speed;
 pub mod republish;
 
+use std::collections::BTreeMap;
+
 use batch_layer::lake::LakeError;
-use ingest::kafka::KafkaSetupError;
+use ingest::kafka::{KafkaSetupError, Watermarks};
+use schemas::BraidConfig;
 use schemas::position::Partition;
 
 /// Why a procedure failed. Nothing half-done is left: each either changed nothing or did its
@@ -111,3 +114,13 @@ impl ProcedureError {
         ) || matches!(self, ProcedureError::Lake(e) if e.is_retryable())
     }
 }
+
+/// Kafka's watermarks of the configured topic.
+pub async fn watermarks(
+    config: &BraidConfig,
+) -> Result<BTreeMap<Partition, Watermarks>, ProcedureError> {
+    let kafka = config.kafka.clone();
+    let topic = config.kafka.topic.clone();
+    Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
+}
+

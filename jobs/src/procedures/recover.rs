@@ -30,13 +30,6 @@ impl Recovery {
     }
 }
 
-/// Kafka's watermarks of the configured topic.
-pub async fn watermarks(config: &BraidConfig) -> Result<BTreeMap<Partition, Watermarks>, ProcedureError> {
-    let kafka = config.kafka.clone();
-    let topic = config.kafka.topic.clone();
-    Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
-}
-
 /// Recovers the speed layer from the lake. Refused, changing nothing, when no partition is
 /// behind Kafka's retention, unless `force`.
 pub async fn recover(
@@ -45,7 +38,7 @@ pub async fn recover(
     force: bool,
 ) -> Result<Recovery, ProcedureError> {
     let topic = &config.kafka.topic;
-    let marks = watermarks(config).await?;
+    let marks = super::watermarks(config).await?;
     let partitions: Vec<i32> = marks.keys().copied().collect();
     let stored = schemas::pg::load_positions(pool, topic).await?;
     let behind: Vec<String> = marks

@@ -21,7 +21,7 @@ pub async fn reset_speed(
     from_cut: Option<i64>,
 ) -> Result<SpeedReset, ProcedureError> {
     let topic = &config.kafka.topic;
-    let marks = super::recover::watermarks(config).await?;
+    let marks = super::watermarks(config).await?;
     // Kafka must still hold every record from the cut on; otherwise only the lake can help.
     let cut = match schemas::pg::last_cut(pool, topic).await? {
         Some(epoch) => schemas::pg::cut_offsets(pool, topic, epoch).await?,
