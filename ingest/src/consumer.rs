@@ -85,7 +85,8 @@ impl<L: Layer> Shared<L> {
     /// Books a commit: totals and metrics; an isolation ends once every partition passed its end.
     fn book(&mut self, committed: &Committed) {
         let layer = L::NAME;
-        metrics::counter!(m::RECORDS_COMMITTED_TOTAL, "layer" => layer).increment(committed.records);
+        metrics::counter!(m::RECORDS_COMMITTED_TOTAL, "layer" => layer)
+            .increment(committed.records);
         for reason in &committed.dead_letters {
             metrics::counter!(m::DEAD_LETTERS_TOTAL, "layer" => layer, "reason" => *reason)
                 .increment(1);
@@ -175,7 +176,9 @@ impl<L: Layer> ConsumerContext for Context<L> {
         match shared.layer.commit_all() {
             Ok(Some(committed)) => shared.book(&committed),
             Ok(None) => {}
-            Err(error) => tracing::warn!(layer = L::NAME, %error, "commit on revoke failed; the next owner re-reads those records"),
+            Err(error) => {
+                tracing::warn!(layer = L::NAME, %error, "commit on revoke failed; the next owner re-reads those records")
+            }
         }
         shared.layer.drop_uncommitted();
         shared.layer.revoked();
@@ -285,13 +288,19 @@ pub fn run<L: Layer>(
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 return Err(out_of_range(&consumer, &shared.layer, &settings.topic).into());
             }
-            Some(Err(error)) => tracing::warn!(layer = name, %error, "kafka reported an error; continuing"),
+            Some(Err(error)) => {
+                tracing::warn!(layer = name, %error, "kafka reported an error; continuing")
+            }
             None => {}
         }
         // Reading the clock costs as much as folding a record: look at it every 256 messages.
         let buffered = shared.layer.buffered();
-        let due = settings.flush_max_records.is_some_and(|max| buffered.records >= max)
-            || settings.flush_max_bytes.is_some_and(|max| buffered.bytes >= max)
+        let due = settings
+            .flush_max_records
+            .is_some_and(|max| buffered.records >= max)
+            || settings
+                .flush_max_bytes
+                .is_some_and(|max| buffered.bytes >= max)
             || stopping
             || shared.isolated.is_some()
             || ((buffered.records % 256 == 0 || polled_nothing)
@@ -311,14 +320,23 @@ pub fn run<L: Layer>(
                 let committed_any = committed.is_some();
                 if let Some(committed) = committed {
                     shared.book(&committed);
-                    commit_for_monitoring(&consumer, &settings.topic, &offsets(&shared.layer.positions()));
+                    commit_for_monitoring(
+                        &consumer,
+                        &settings.topic,
+                        &offsets(&shared.layer.positions()),
+                    );
                 }
                 if !committed_any && !stopping && shared.layer.follows_moved_positions() {
                     follow_moved_positions(&consumer, &mut shared, &settings.topic)?;
                 }
                 if last_lag.elapsed() >= Duration::from_secs(5) {
                     last_lag = Instant::now();
-                    report_lag(&consumer, name, &settings.topic, &offsets(&shared.layer.positions()));
+                    report_lag(
+                        &consumer,
+                        name,
+                        &settings.topic,
+                        &offsets(&shared.layer.positions()),
+                    );
                 }
                 if stopping {
                     tracing::info!(layer = name, summary = ?shared.summary, "stopped cleanly");
@@ -450,7 +468,10 @@ fn follow_moved_positions<L: Layer>(
     }
     let stored = shared.layer.reload()?;
     if stored != before {
-        tracing::warn!(layer = L::NAME, "stored positions were moved by another process; re-reading from them");
+        tracing::warn!(
+            layer = L::NAME,
+            "stored positions were moved by another process; re-reading from them"
+        );
         seek(consumer, topic, &stored)?;
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use crate::procedures::ProcedureError;
 use crate::procedures::republish::PublishRequest;
 
 /// A job and its parameters.
@@ -91,7 +92,10 @@ fn text(
     }
 }
 
-fn whole(object: &serde_json::Map<String, Value>, name: &str) -> Result<Option<i64>, JobRequestError> {
+fn whole(
+    object: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<i64>, JobRequestError> {
     match object.get(name) {
         None => Ok(None),
         Some(value) => value
@@ -141,9 +145,14 @@ impl JobKind {
             }
             "replay_speed" => {
                 let object = parameters_of(name, parameters, &["from_cut"])?;
-                Ok(JobKind::ReplaySpeed {
-                    from_cut: whole(object, "from_cut")?,
-                })
+                let from_cut = whole(object, "from_cut")?;
+                if from_cut.is_some_and(|cut| cut < 0) {
+                    return Err(bad(
+                        "from_cut",
+                        "`from_cut` is a cut number, 0 or more".into(),
+                    ));
+                }
+                Ok(JobKind::ReplaySpeed { from_cut })
             }
             "recover" => {
                 let object = parameters_of(name, parameters, &["force"])?;
@@ -154,13 +163,19 @@ impl JobKind {
             "replay_publish" => {
                 let object =
                     parameters_of(name, parameters, &["from", "to", "topic", "rate", "id"])?;
-                Ok(JobKind::ReplayPublish(PublishRequest {
+                let request = PublishRequest {
                     from: text(object, "from", true)?.unwrap_or_default(),
                     to: text(object, "to", true)?.unwrap_or_default(),
                     topic: text(object, "topic", true)?.unwrap_or_default(),
                     rate: whole(object, "rate")?.map(|r| r.clamp(1, i64::from(u32::MAX)) as u32),
                     id: text(object, "id", false)?,
-                }))
+                };
+                match request.checked_range() {
+                    Err(ProcedureError::BadRequest { parameter, message }) => {
+                        Err(bad(parameter, format!("`{parameter}`: {message}")))
+                    }
+                    _ => Ok(JobKind::ReplayPublish(request)),
+                }
             }
             _ => Err(JobRequestError::UnknownJob {
                 name: name.to_string(),
@@ -184,10 +199,15 @@ mod tests {
             Ok(JobKind::Batch)
         );
         let refused = JobKind::from_request("batch", &serde_json::json!({"x": 1})).unwrap_err();
-        assert!(refused.to_string().contains("does not take `x`"), "{refused}");
+        assert!(
+            refused.to_string().contains("does not take `x`"),
+            "{refused}"
+        );
         let unknown = JobKind::from_request("nope", &serde_json::json!({})).unwrap_err();
         assert!(unknown.to_string().contains(JOB_NAMES), "{unknown}");
         let wrong = JobKind::from_request("recover", &serde_json::json!({"force": "yes"}));
-        assert!(matches!(wrong, Err(JobRequestError::BadParameter { parameter, .. }) if parameter == "force"));
+        assert!(
+            matches!(wrong, Err(JobRequestError::BadParameter { parameter, .. }) if parameter == "force")
+        );
     }
 }

@@ -161,9 +161,9 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
         JobKind::ReplaySpeed { from_cut } => JobOutput::ReplaySpeed(
             procedures::replay_speed::reset_speed(&ctx.config, &ctx.pool, *from_cut).await?,
         ),
-        JobKind::Recover { force } => JobOutput::Recover(
-            procedures::recover::recover(&ctx.config, &ctx.pool, *force).await?,
-        ),
+        JobKind::Recover { force } => {
+            JobOutput::Recover(procedures::recover::recover(&ctx.config, &ctx.pool, *force).await?)
+        }
         JobKind::ReplayPublish(request) => {
             let shown = ctx.progress.clone();
             let mut progress = move |done: u64, total: u64| {

@@ -39,11 +39,10 @@ pub async fn run_scheduler(
         // the end of the scheduler.
         let attempt = async {
             let mut lock = ctx.pool.acquire().await?;
-            let (active,): (bool,) =
-                sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
-                    .bind(SCHEDULER_LOCK)
-                    .fetch_one(&mut *lock)
-                    .await?;
+            let (active,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(SCHEDULER_LOCK)
+                .fetch_one(&mut *lock)
+                .await?;
             Ok::<_, sqlx::Error>((lock, active))
         };
         let (mut lock, active) = match attempt.await {

@@ -150,4 +150,6 @@ macro_rules! config_duration {
 
 config_duration!(Millis, "ms", std::time::Duration::from_millis);
 config_duration!(Seconds, "s", std::time::Duration::from_secs);
-config_duration!(Hours, "hours", |h| std::time::Duration::from_secs(h.saturating_mul(3600)));
+config_duration!(Hours, "hours", |h| std::time::Duration::from_secs(
+    h.saturating_mul(3600)
+));

@@ -87,7 +87,9 @@ pub enum Rejection {
         detail: String,
     },
     /// A string field holds a character that PostgreSQL `text` cannot store (NUL, `\u0000`).
-    #[error("field `{field}` holds a NUL character (\\u0000) at byte {at}, which PostgreSQL text cannot store")]
+    #[error(
+        "field `{field}` holds a NUL character (\\u0000) at byte {at}, which PostgreSQL text cannot store"
+    )]
     UnstorableText {
         /// The field name.
         field: String,
@@ -107,7 +109,9 @@ pub enum Rejection {
     },
     /// A timestamp field (other than the event time) lies outside the years 1 to 9999, the
     /// range every store (PostgreSQL, Delta, Polars) holds alike.
-    #[error("field `{field}` = {value} is outside the storable range [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z)")]
+    #[error(
+        "field `{field}` = {value} is outside the storable range [0001-01-01T00:00:00Z, 10000-01-01T00:00:00Z)"
+    )]
     TimestampOutOfRange {
         /// The field name.
         field: String,
@@ -116,7 +120,9 @@ pub enum Rejection {
     },
     /// An f64 field's magnitude is at or above 1e200, where sums could overflow to infinity
     /// (PostgreSQL refuses a float overflow).
-    #[error("field `{field}` = {value} has a magnitude at or above 1e200; sums of such values could overflow")]
+    #[error(
+        "field `{field}` = {value} has a magnitude at or above 1e200; sums of such values could overflow"
+    )]
     NumberOutOfRange {
         /// The field name.
         field: String,
@@ -626,27 +632,40 @@ mod tests {
         assert_eq!(nul.code(), "unstorable_text");
         let long = reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"12345678901234567","qty":1}"#);
         assert_eq!(long.code(), "string_too_long");
-        assert!(long.to_string().contains("schema.max_group_value_bytes"), "{long}");
+        assert!(
+            long.to_string().contains("schema.max_group_value_bytes"),
+            "{long}"
+        );
         assert_eq!(
             reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":1e200}"#).code(),
             "number_out_of_range"
         );
         assert_eq!(
-            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":-62135596800001}"#)
-                .code(),
+            reject(
+                br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":-62135596800001}"#
+            )
+            .code(),
             "timestamp_out_of_range"
         );
         assert_eq!(
-            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":253402300800000}"#)
-                .code(),
+            reject(
+                br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":253402300800000}"#
+            )
+            .code(),
             "timestamp_out_of_range"
         );
         // A NUL in the event-time text is quoted escaped, so the reason is always storable.
         let time = reject(b"{\"ts\":\"2026\\u0000x\",\"user\":\"u\",\"qty\":1}");
         assert_eq!(time.code(), "bad_event_time");
-        assert!(!time.to_string().contains('\0') && time.to_string().contains("\\u{0}"), "{time}");
+        assert!(
+            !time.to_string().contains('\0') && time.to_string().contains("\\u{0}"),
+            "{time}"
+        );
         // Lone surrogates never reach a store: serde_json refuses them.
-        assert_eq!(reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"\ud800","qty":1}"#).code(), "not_json");
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"\ud800","qty":1}"#).code(),
+            "not_json"
+        );
     }
 
     #[test]

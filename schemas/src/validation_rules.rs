@@ -66,7 +66,11 @@ impl ValidationRules {
             micros_to_rfc3339(schema.event_time_max_micros),
         );
         for field in &schema.fields {
-            let required = if field.required { "required" } else { "optional" };
+            let required = if field.required {
+                "required"
+            } else {
+                "optional"
+            };
             rules.insert(
                 format!("schema.fields.{}", field.name),
                 format!("{}, {required}", field.field_type.name()),
@@ -127,10 +131,26 @@ mod tests {
         let base = rules(&[]);
         assert!(base.differences(&base).is_empty());
         for (key, value, named) in [
-            ("BRAID__SCHEMA__MAX_RECORD_BYTES", "2048", "schema.max_record_bytes"),
-            ("BRAID__SCHEMA__MAX_GROUP_VALUE_BYTES", "64", "schema.max_group_value_bytes"),
-            ("BRAID__SCHEMA__EVENT_TIME_MIN", "2001-01-01T00:00:00Z", "schema.event_time_min"),
-            ("BRAID__SCHEMA__EVENT_TIME_MAX", "2101-01-01T00:00:00Z", "schema.event_time_max"),
+            (
+                "BRAID__SCHEMA__MAX_RECORD_BYTES",
+                "2048",
+                "schema.max_record_bytes",
+            ),
+            (
+                "BRAID__SCHEMA__MAX_GROUP_VALUE_BYTES",
+                "64",
+                "schema.max_group_value_bytes",
+            ),
+            (
+                "BRAID__SCHEMA__EVENT_TIME_MIN",
+                "2001-01-01T00:00:00Z",
+                "schema.event_time_min",
+            ),
+            (
+                "BRAID__SCHEMA__EVENT_TIME_MAX",
+                "2101-01-01T00:00:00Z",
+                "schema.event_time_max",
+            ),
         ] {
             let changed = rules(&[(key, value)]);
             assert_ne!(changed.fingerprint(), base.fingerprint(), "{key}");
@@ -138,16 +158,24 @@ mod tests {
             assert_eq!(differences.len(), 1, "{key}: {differences:?}");
             assert_eq!(differences[0].key, named);
             let shown = value.trim_end_matches("T00:00:00Z");
-            assert!(differences[0].to_string().contains(shown), "{}", differences[0]);
+            assert!(
+                differences[0].to_string().contains(shown),
+                "{}",
+                differences[0]
+            );
         }
-        let mut schema = BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
-            .unwrap()
-            .schema;
+        let mut schema =
+            BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+                .unwrap()
+                .schema;
         schema.fields[1].required = !schema.fields[1].required;
         let flipped = ValidationRules::of(&schema);
         let differences = flipped.differences(&base);
         assert_eq!(
-            differences.iter().map(|d| d.key.clone()).collect::<Vec<_>>(),
+            differences
+                .iter()
+                .map(|d| d.key.clone())
+                .collect::<Vec<_>>(),
             vec![format!("schema.fields.{}", schema.fields[1].name)]
         );
         schema.fields.push(crate::FieldDef {
@@ -156,9 +184,11 @@ mod tests {
             required: false,
         });
         let grown = ValidationRules::of(&schema);
-        assert!(grown
-            .differences(&flipped)
-            .iter()
-            .any(|d| d.key == "schema.fields.extra" && d.recorded.is_none()));
+        assert!(
+            grown
+                .differences(&flipped)
+                .iter()
+                .any(|d| d.key == "schema.fields.extra" && d.recorded.is_none())
+        );
     }
 }

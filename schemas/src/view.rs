@@ -495,7 +495,11 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
         assert_eq!(
             view.averages(),
             vec![
-                Average { column: "avg_kept".into(), sum: "sum_kept".into(), count: "count".into() },
+                Average {
+                    column: "avg_kept".into(),
+                    sum: "sum_kept".into(),
+                    count: "count".into()
+                },
                 Average {
                     column: "avg_maybe".into(),
                     sum: "sum_maybe".into(),
@@ -504,7 +508,11 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             ],
             "no avg_other: dividing by every record would bias it"
         );
-        let counted = view.metrics.iter().find(|m| m.column == "count_maybe").unwrap();
+        let counted = view
+            .metrics
+            .iter()
+            .find(|m| m.column == "count_maybe")
+            .unwrap();
         assert_eq!(counted.kind, MetricKind::Count);
         assert_eq!(counted.field.as_deref(), Some("maybe"));
     }

@@ -73,7 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         admin_token: None,
     };
     let state = AppState::new(pool, settings, KafkaWatch::unwatched());
-    let statement = serving::api::series_statement(&state, &uri).map_err(|e| format!("{uri}: {e}"))?;
+    let statement =
+        serving::api::series_statement(&state, &uri).map_err(|e| format!("{uri}: {e}"))?;
     let literals: Vec<String> = statement.values.iter().map(literal).collect();
     println!("{};", with_literals(&statement.sql, &literals));
     Ok(())

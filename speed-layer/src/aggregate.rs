@@ -8,9 +8,9 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
+use schemas::position::{Offset, Partition, Positions};
 use schemas::view::{Metric, MetricKind, View};
 use schemas::{Record, Value};
-use schemas::position::{Offset, Partition, Positions};
 
 /// One group-by value. Absent optional fields group under `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -360,8 +360,17 @@ mod tests {
             batch.add_record(0, i, &config.schema.validate(event.as_bytes()).unwrap());
         }
         for deltas in batch.views.iter().filter(|d| d.groups.len() > 1) {
-            let keys: Vec<&GroupBucket> = deltas.groups.in_key_order().iter().map(|(k, _)| k).collect();
-            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{}: out of order", deltas.view.name);
+            let keys: Vec<&GroupBucket> = deltas
+                .groups
+                .in_key_order()
+                .iter()
+                .map(|(k, _)| k)
+                .collect();
+            assert!(
+                keys.windows(2).all(|w| w[0] < w[1]),
+                "{}: out of order",
+                deltas.view.name
+            );
         }
         assert!(
             batch.views.iter().any(|d| d.groups.len() > 100),

@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use ingest::{Buffered, Committed, Disposition, IngestError, IngestSettings, Layer, Received, StartAt};
+use ingest::{
+    Buffered, Committed, Disposition, IngestError, IngestSettings, Layer, Received, StartAt,
+};
+use schemas::Record;
 use schemas::pg::{self, DeadLetter};
 use schemas::validation_rules::ValidationRules;
 use schemas::view::View;
-use schemas::Record;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 

@@ -242,8 +242,8 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    use schemas::position::Offset;
     use crate::aggregate::MicroBatch;
+    use schemas::position::Offset;
 
     fn config() -> schemas::BraidConfig {
         schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
@@ -325,7 +325,11 @@ mod tests {
         let event = format!(
             r#"{{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":{price}}}"#
         );
-        batch.add_record(0, offset, &config.schema.validate(event.as_bytes()).unwrap());
+        batch.add_record(
+            0,
+            offset,
+            &config.schema.validate(event.as_bytes()).unwrap(),
+        );
         batch
     }
 

@@ -42,7 +42,10 @@ pub async fn run(config: BraidConfig, args: &BatchArgs) -> anyhow::Result<ExitCo
                 outcome.rows_read
             );
             for view in &outcome.views {
-                println!("  {}: run {}, {} rows", view.view, view.run_id, view.rows_written);
+                println!(
+                    "  {}: run {}, {} rows",
+                    view.view, view.run_id, view.rows_written
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -13,10 +13,7 @@ use crate::stop::StopFlag;
 pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
     JobContext {
         pool,
-        batch: super::batch::settings(
-            config,
-            config.jobs.batch.wait_timeout_s.duration(),
-        ),
+        batch: super::batch::settings(config, config.jobs.batch.wait_timeout_s.duration()),
         schema: config.schema.clone(),
         vacuum_retention: config.jobs.vacuum.retention_hours.duration(),
         compression: config.sink.compression,

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use batch_layer::recompute::{AsOf, compute_as_of};
 use jobs::procedures::republish::PublishRequest;
 use jobs::{JobKind, JobOutput};
-use batch_layer::recompute::{AsOf, compute_as_of};
 use schemas::BraidConfig;
 
 use crate::cli::{ReplayArgs, ReplayCommand};
@@ -136,7 +136,12 @@ async fn replay_speed(
             .moved
             .iter()
             .map(|(p, moved)| {
-                stored.get(p).copied().unwrap_or(moved.after).min(moved.before) - moved.after
+                stored
+                    .get(p)
+                    .copied()
+                    .unwrap_or(moved.after)
+                    .min(moved.before)
+                    - moved.after
             })
             .sum();
         progress.update(done.max(0) as u64);

@@ -205,8 +205,14 @@ mod tests {
         assert_eq!(statement_timeout(&pools.api).await, "5s");
         assert_eq!(statement_timeout(&pools.jobs).await, "0");
         // Every API connection busy: a job still gets one.
-        let _held = (pools.api.acquire().await.unwrap(), pools.api.acquire().await.unwrap());
+        let _held = (
+            pools.api.acquire().await.unwrap(),
+            pools.api.acquire().await.unwrap(),
+        );
         let job = tokio::time::timeout(Duration::from_secs(5), pools.jobs.acquire()).await;
-        assert!(job.is_ok_and(|c| c.is_ok()), "a job waits for the API's connections");
+        assert!(
+            job.is_ok_and(|c| c.is_ok()),
+            "a job waits for the API's connections"
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! `braid sink`: the Delta sink.
 
-
 use batch_layer::sink::{SinkSettings, SinkSummary};
 use schemas::BraidConfig;
 

@@ -1,6 +1,5 @@
 //! `braid speed`: the speed layer.
 
-
 use schemas::BraidConfig;
 
 use crate::stop::StopFlag;

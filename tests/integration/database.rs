@@ -87,7 +87,10 @@ fn an_unreachable_database_is_named_without_its_password() {
     assert!(!output.status.success());
     let text = stderr(&output);
     assert!(text.contains("password=***"), "{text}");
-    assert!(!text.contains("hunter3") && !text.contains("hunter4"), "{text}");
+    assert!(
+        !text.contains("hunter3") && !text.contains("hunter4"),
+        "{text}"
+    );
 }
 
 #[sqlx::test(migrations = false)]

@@ -39,8 +39,11 @@ pub async fn grow_partitions(topic: &str, total: usize) {
 
 /// Creates `topic` with `partitions` partitions and the given topic configs.
 pub async fn create_topic_with(topic: &str, partitions: i32, configs: &[(&str, &str)]) {
-    let mut new =
-        rdkafka::admin::NewTopic::new(topic, partitions, rdkafka::admin::TopicReplication::Fixed(1));
+    let mut new = rdkafka::admin::NewTopic::new(
+        topic,
+        partitions,
+        rdkafka::admin::TopicReplication::Fixed(1),
+    );
     for (key, value) in configs {
         new = new.set(key, value);
     }

@@ -34,7 +34,9 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
         .expect("a commit")
         .unwrap();
     assert_eq!(
-        last.info.get("braidValidationRules").and_then(|v| v.as_str()),
+        last.info
+            .get("braidValidationRules")
+            .and_then(|v| v.as_str()),
         Some(rules.fingerprint().as_str()),
         "{last:?}"
     );
@@ -45,14 +47,21 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
         .arg("speed")
         .env(CHANGED.0, CHANGED.1)
         .stdout(std::process::Stdio::null())
-        .stderr(crate::support::log_file(&format!("{}-speed-a", pipeline.topic)))
+        .stderr(crate::support::log_file(&format!(
+            "{}-speed-a",
+            pipeline.topic
+        )))
         .spawn()
         .map(crate::support::Running)
         .unwrap();
-    wait_until("the speed layer with other rules to stop", Duration::from_secs(60), || {
-        let ended = speed.0.try_wait().unwrap();
-        async move { ended.is_some() }
-    })
+    wait_until(
+        "the speed layer with other rules to stop",
+        Duration::from_secs(60),
+        || {
+            let ended = speed.0.try_wait().unwrap();
+            async move { ended.is_some() }
+        },
+    )
     .await;
     assert!(!speed.wait_success(), "the speed layer ran other rules");
     let text = crate::support::log_of(&pipeline, "speed", "a");
@@ -65,10 +74,14 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
     let migrated = run(pipeline.braid().arg("migrate").env(CHANGED.0, CHANGED.1));
     assert!(migrated.status.success(), "{}", stderr(&migrated));
     pipeline.produce(50, 96, 2);
-    wait_until("the sink with the old rules to stop", Duration::from_secs(60), || {
-        let ended = sink.0.try_wait().unwrap();
-        async move { ended.is_some() }
-    })
+    wait_until(
+        "the sink with the old rules to stop",
+        Duration::from_secs(60),
+        || {
+            let ended = sink.0.try_wait().unwrap();
+            async move { ended.is_some() }
+        },
+    )
     .await;
     assert!(!sink.wait_success(), "the sink stops with an error");
     let log = crate::support::log_of(&pipeline, "sink", "a");
@@ -80,7 +93,10 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
         .arg("sink")
         .env(CHANGED.0, CHANGED.1)
         .stdout(std::process::Stdio::null())
-        .stderr(crate::support::log_file(&format!("{}-sink-b", pipeline.topic)))
+        .stderr(crate::support::log_file(&format!(
+            "{}-sink-b",
+            pipeline.topic
+        )))
         .spawn()
         .map(crate::support::Running)
         .unwrap();

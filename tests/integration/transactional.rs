@@ -47,7 +47,12 @@ fn produce_transactions(topic: &str) {
                 let id = format!("r{round}-p{partition}-{i}");
                 let payload = page_view(&id, round * PER_PARTITION + i);
                 producer
-                    .send(BaseRecord::to(topic).partition(partition).key("u1").payload(&payload))
+                    .send(
+                        BaseRecord::to(topic)
+                            .partition(partition)
+                            .key("u1")
+                            .payload(&payload),
+                    )
                     .unwrap();
                 producer.poll(Duration::ZERO);
             }
@@ -81,7 +86,11 @@ async fn only_committed_records_count_and_no_wait_hangs_on_transaction_markers(p
     );
     let ends = high_watermarks(&pipeline.topic);
     for partition in 0..PARTITIONS {
-        let last = messages.iter().filter(|m| m.partition == partition).map(|m| m.offset).max();
+        let last = messages
+            .iter()
+            .filter(|m| m.partition == partition)
+            .map(|m| m.offset)
+            .max();
         assert!(
             last.is_some_and(|l| l + 1 < ends[&partition]),
             "partition {partition} ends with markers and aborted records"
@@ -97,12 +106,18 @@ async fn only_committed_records_count_and_no_wait_hangs_on_transaction_markers(p
 
     // The cut is where the speed layer stands, before the trailing markers: the sink has
     // recorded positions past them, so the batch does not wait.
-    let published = run(pipeline.braid().args(["batch", "run", "--wait-timeout", "60"]));
+    let published = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "60"]));
     assert!(published.status.success(), "{}", stderr(&published));
     let batch = read_rows(&mut pool.acquire().await.unwrap(), Source::Batch).await;
     assert_rows_equal(&oracle::demo_views(&messages), &batch, "batch rows");
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    assert_rows_equal(&oracle::demo_views(&messages), &merged, "merged after the batch");
+    assert_rows_equal(
+        &oracle::demo_views(&messages),
+        &merged,
+        "merged after the batch",
+    );
     let (dead,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.dead_letters")
         .fetch_one(&pool)
         .await
@@ -128,13 +143,23 @@ async fn replay_publish_resumes_into_a_topic_with_transaction_markers(pool: PgPo
 
     let publish = || {
         run(pipeline.braid().args([
-            "replay", "publish", "--from", "2000-01-01T00:00:00Z", "--to", "2100-01-01T00:00:00Z",
-            "--topic", &target,
+            "replay",
+            "publish",
+            "--from",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            "2100-01-01T00:00:00Z",
+            "--topic",
+            &target,
         ]))
     };
     for attempt in ["first", "again"] {
         let published = publish();
-        assert!(published.status.success(), "{attempt}: {}", stderr(&published));
+        assert!(
+            published.status.success(),
+            "{attempt}: {}",
+            stderr(&published)
+        );
     }
     let valid = read_topic(&pipeline.topic)
         .into_iter()
@@ -144,5 +169,9 @@ async fn replay_publish_resumes_into_a_topic_with_transaction_markers(pool: PgPo
         .into_iter()
         .filter(|m| m.headers.iter().any(|(k, _)| k == "braid-replay-id"))
         .collect();
-    assert_eq!(replayed.len(), valid, "each valid record published once, the second run added none");
+    assert_eq!(
+        replayed.len(),
+        valid,
+        "each valid record published once, the second run added none"
+    );
 }

@@ -146,11 +146,9 @@ pub async fn compact(
             RecordBatchWriter::for_table(&table)?.with_writer_properties(writer_properties.clone());
         let mut actions: Vec<Action> = Vec::new();
         for (date, files) in &small {
-            let days = days_since_epoch(date).ok_or_else(|| {
-                LakeError::BadPartitionValue {
-                    column: schemas::arrow::EVENT_DATE,
-                    value: date.clone(),
-                }
+            let days = days_since_epoch(date).ok_or_else(|| LakeError::BadPartitionValue {
+                column: schemas::arrow::EVENT_DATE,
+                value: date.clone(),
             })?;
             for file in files {
                 let bytes = store

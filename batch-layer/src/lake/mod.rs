@@ -69,7 +69,9 @@ pub enum LakeError {
         reason: String,
     },
     /// The table has a column of a type the sink never writes (someone else wrote to it).
-    #[error("the Delta table's column `{column}` has type {delta_type}, which Braid does not read; is `lake.uri` another table?")]
+    #[error(
+        "the Delta table's column `{column}` has type {delta_type}, which Braid does not read; is `lake.uri` another table?"
+    )]
     UnreadableColumn {
         /// The column.
         column: String,

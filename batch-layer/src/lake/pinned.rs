@@ -72,7 +72,11 @@ impl PinnedFiles {
             allow_missing_columns: true,
             ..Default::default()
         };
-        let paths = self.files.iter().map(|f| PlRefPath::from(f.as_str())).collect();
+        let paths = self
+            .files
+            .iter()
+            .map(|f| PlRefPath::from(f.as_str()))
+            .collect();
         Ok(LazyFrame::scan_parquet_files(paths, args)?
             .filter(col(TOPIC).eq(lit(self.topic.as_str()))))
     }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use polars::prelude::*;
-use schemas::arrow::{KEY, OFFSET, PARTITION};
 use schemas::FieldType;
+use schemas::arrow::{KEY, OFFSET, PARTITION};
 use serde_json::{Map, Value};
 
 use super::pinned::PinnedFiles;

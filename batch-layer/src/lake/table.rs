@@ -2,11 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use deltalake::logstore::LogStore as _;
-use deltalake::{DeltaTable, DeltaTableBuilder};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{StructField, StructType};
+use deltalake::logstore::LogStore as _;
 use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use schemas::EventSchema;
 
 use super::LakeError;

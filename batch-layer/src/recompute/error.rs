@@ -65,7 +65,9 @@ pub enum BatchError {
     },
     /// At publish, the run was no longer `running`: another run cleaned it up as interrupted
     /// (this run had lost its lock). Nothing was published.
-    #[error("batch run {run_id} is no longer running (another run cleaned it up); nothing was published")]
+    #[error(
+        "batch run {run_id} is no longer running (another run cleaned it up); nothing was published"
+    )]
     RunNoLongerRunning {
         /// The run.
         run_id: i64,

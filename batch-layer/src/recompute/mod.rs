@@ -12,11 +12,11 @@ mod error;
 mod load;
 #[cfg(test)]
 mod pinned_tests;
+mod publish;
 #[cfg(test)]
 mod test_lake;
 #[cfg(test)]
 mod vacuum_race_tests;
-mod publish;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -142,7 +142,8 @@ async fn run_locked(
             return Err(error);
         }
     };
-    if let Err(error) = publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await
+    if let Err(error) =
+        publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await
     {
         for &run_id in &run_ids {
             publish::fail_run(pool, run_id, &error.to_string()).await;
@@ -189,8 +190,8 @@ async fn compute_runs(
     let rows_read = match &records {
         Some(frame) => {
             let frame = frame.clone().select([polars::prelude::len()]);
-            let counted = tokio::task::spawn_blocking(move || compute::collect_streaming(frame))
-                .await??;
+            let counted =
+                tokio::task::spawn_blocking(move || compute::collect_streaming(frame)).await??;
             counted.column("len")?.get(0)?.extract::<u64>().unwrap_or(0)
         }
         None => 0,

@@ -7,8 +7,8 @@ use polars::prelude::*;
 use schemas::BraidConfig;
 
 use super::compute::{compute_view, records_below_cut};
-use crate::lake::PinnedFiles;
 use super::test_lake::append;
+use crate::lake::PinnedFiles;
 use crate::lake::open_or_create;
 
 const BEFORE: &str = r#"
@@ -68,11 +68,10 @@ async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic(
 
     // The oracle: a fold over the configured topic's records.
     let mut expected: BTreeMap<Option<String>, (i64, i128)> = BTreeMap::new();
-    for (offset, tag) in old
-        .iter()
-        .map(|(o, _)| (*o, None))
-        .chain(new.iter().map(|(o, _)| (*o, Some(tags[*o as usize % 3].to_string()))))
-    {
+    for (offset, tag) in old.iter().map(|(o, _)| (*o, None)).chain(
+        new.iter()
+            .map(|(o, _)| (*o, Some(tags[*o as usize % 3].to_string()))),
+    ) {
         let entry = expected.entry(tag).or_default();
         entry.0 += 1;
         entry.1 += i128::from(offset);

@@ -121,9 +121,12 @@ mod tests {
     use super::*;
 
     fn views() -> Vec<View> {
-        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../../braid.toml"))), [])
-            .unwrap()
-            .views
+        schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../../braid.toml"))),
+            [],
+        )
+        .unwrap()
+        .views
     }
 
     fn run(view: &View, run_id: i64) -> ViewRun {
@@ -135,11 +138,13 @@ mod tests {
     }
 
     async fn status(pool: &PgPool, run_id: i64) -> (String, Option<i64>) {
-        sqlx::query_as("SELECT status, covered_epoch FROM braid_internal.batch_runs WHERE run_id = $1")
-            .bind(run_id)
-            .fetch_one(pool)
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT status, covered_epoch FROM braid_internal.batch_runs WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
     }
 
     /// Run A lost its lock; run B cleaned A up as interrupted and published cut 2. A's publish
@@ -147,15 +152,26 @@ mod tests {
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_run_cleaned_up_by_another_cannot_publish(pool: PgPool) {
         let views = views();
-        schemas::pg::ensure_view_tables(&pool, &views).await.unwrap();
+        schemas::pg::ensure_view_tables(&pool, &views)
+            .await
+            .unwrap();
         let view = &views[0];
         let a = begin_run(&pool, view, 1).await.unwrap();
         clean_interrupted(&pool, &views).await.unwrap();
         let b = begin_run(&pool, view, 2).await.unwrap();
-        publish(&pool, &[run(view, b)], 3, 0, Some(1)).await.unwrap();
+        publish(&pool, &[run(view, b)], 3, 0, Some(1))
+            .await
+            .unwrap();
         let refused = publish(&pool, &[run(view, a)], 2, 0, Some(1)).await;
         assert!(
-            matches!(refused, Err(BatchError::NewerCutPublished { active_covered: 3, covered: 2, .. })),
+            matches!(
+                refused,
+                Err(BatchError::NewerCutPublished {
+                    active_covered: 3,
+                    covered: 2,
+                    ..
+                })
+            ),
             "{refused:?}"
         );
         assert_eq!(status(&pool, b).await, ("active".into(), Some(3)));
@@ -167,7 +183,9 @@ mod tests {
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_run_that_is_no_longer_running_cannot_publish(pool: PgPool) {
         let views = views();
-        schemas::pg::ensure_view_tables(&pool, &views).await.unwrap();
+        schemas::pg::ensure_view_tables(&pool, &views)
+            .await
+            .unwrap();
         let view = &views[0];
         let a = begin_run(&pool, view, 1).await.unwrap();
         clean_interrupted(&pool, &views).await.unwrap();

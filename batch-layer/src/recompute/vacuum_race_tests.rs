@@ -19,8 +19,11 @@ use crate::sink::writer_properties;
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn vacuum_keeps_the_files_a_running_batch_pinned(pool: PgPool) {
-    let config = BraidConfig::load_from(Some(("braid.toml", include_str!("../../../braid.toml"))), [])
-        .unwrap();
+    let config = BraidConfig::load_from(
+        Some(("braid.toml", include_str!("../../../braid.toml"))),
+        [],
+    )
+    .unwrap();
     let schema_text = r#"
 [kafka]
 topic = "vacuum-race"
@@ -45,7 +48,9 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
     }
 
     let view = &config.views[0];
-    schemas::pg::ensure_view_tables(&pool, std::slice::from_ref(view)).await.unwrap();
+    schemas::pg::ensure_view_tables(&pool, std::slice::from_ref(view))
+        .await
+        .unwrap();
     let run_id = publish::begin_run(&pool, view, 1).await.unwrap();
     let settings = BatchSettings {
         topic: "vacuum-race".into(),
@@ -60,10 +65,18 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
 
     // While the run computes: compaction replaces every file it pinned, and a vacuum with no
     // retention deletes whatever no kept version needs.
-    let compacted = compact(&uri, &options, &lake.schema, writer_properties(schemas::config::Compression::Zstd))
-        .await
-        .unwrap();
-    assert_eq!(compacted.files_removed, MIN_SMALL_FILES, "compaction replaced the pinned files");
+    let compacted = compact(
+        &uri,
+        &options,
+        &lake.schema,
+        writer_properties(schemas::config::Compression::Zstd),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        compacted.files_removed, MIN_SMALL_FILES,
+        "compaction replaced the pinned files"
+    );
     let keep = pinned_versions(&pool).await.unwrap();
     vacuum(&uri, &options, &lake.schema, Duration::ZERO, &keep)
         .await
@@ -76,7 +89,13 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
         .await
         .unwrap()
         .expect("the pinned files are still there");
-    let read = counted.column("len").unwrap().get(0).unwrap().extract::<i64>().unwrap();
+    let read = counted
+        .column("len")
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .extract::<i64>()
+        .unwrap();
     assert_eq!(read, offset, "every record below the cut is read");
     std::fs::remove_dir_all(&dir).unwrap();
 }

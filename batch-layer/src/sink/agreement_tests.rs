@@ -157,33 +157,35 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
         prop::option::of(0usize..140),
         any::<prop::sample::Index>(),
     );
-    let object = (fields, extras).prop_map(|((ts, name, tag, n, x, at, flag), (again, depth, at_index))| {
-        let mut members: Vec<String> = [
-            ("ts", ts),
-            ("name", name),
-            ("tag", tag),
-            ("n", n),
-            ("x", x),
-            ("at", at),
-            ("flag", flag),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| value.map(|v| format!("\"{key}\":{v}")))
-        .collect();
-        if let Some(depth) = depth {
-            members.push(format!(
-                "\"deep\":{}1{}",
-                "[".repeat(depth),
-                "]".repeat(depth)
-            ));
-        }
-        if let Some(again) = again {
-            // A repeated key, escaped: the last value of "name" counts.
-            let position = at_index.index(members.len() + 1);
-            members.insert(position, format!("\"na\\u006de\":{again}"));
-        }
-        format!("{{{}}}", members.join(",")).into_bytes()
-    });
+    let object = (fields, extras).prop_map(
+        |((ts, name, tag, n, x, at, flag), (again, depth, at_index))| {
+            let mut members: Vec<String> = [
+                ("ts", ts),
+                ("name", name),
+                ("tag", tag),
+                ("n", n),
+                ("x", x),
+                ("at", at),
+                ("flag", flag),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|v| format!("\"{key}\":{v}")))
+            .collect();
+            if let Some(depth) = depth {
+                members.push(format!(
+                    "\"deep\":{}1{}",
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                ));
+            }
+            if let Some(again) = again {
+                // A repeated key, escaped: the last value of "name" counts.
+                let position = at_index.index(members.len() + 1);
+                members.insert(position, format!("\"na\\u006de\":{again}"));
+            }
+            format!("{{{}}}", members.join(",")).into_bytes()
+        },
+    );
     prop_oneof![
         8 => object,
         1 => prop_oneof![
@@ -207,7 +209,9 @@ fn through_the_lake(
     for (offset, record) in records.iter().enumerate() {
         builder.append(record, "hostile", 0, offset as i64, 0, None);
     }
-    let batch = builder.finish().expect("a validated record always fits the table");
+    let batch = builder
+        .finish()
+        .expect("a validated record always fits the table");
     let path = dir.join("part-0.parquet");
     let file = std::fs::File::create(&path).unwrap();
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
@@ -220,8 +224,8 @@ fn through_the_lake(
         },
         ..Default::default()
     };
-    let scan = LazyFrame::scan_parquet(PlRefPath::from(path.to_string_lossy().as_ref()), args)
-        .unwrap();
+    let scan =
+        LazyFrame::scan_parquet(PlRefPath::from(path.to_string_lossy().as_ref()), args).unwrap();
     let read = scan
         .clone()
         .sort(["_offset"], SortMultipleOptions::default())
@@ -245,7 +249,9 @@ fn lake_value(frame: &DataFrame, config: &BraidConfig, index: usize, row: usize)
         FieldType::Bool => Value::Bool(matches!(value, AnyValue::Boolean(true))),
         FieldType::Timestamp => match value {
             AnyValue::Datetime(micros, TimeUnit::Microseconds, _)
-            | AnyValue::DatetimeOwned(micros, TimeUnit::Microseconds, _) => Value::Timestamp(micros),
+            | AnyValue::DatetimeOwned(micros, TimeUnit::Microseconds, _) => {
+                Value::Timestamp(micros)
+            }
             other => panic!("field {} reads back as {other:?}", field.name),
         },
     })

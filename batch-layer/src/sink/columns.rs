@@ -9,8 +9,8 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use deltalake::arrow::record_batch::RecordBatch;
-use schemas::{EventSchema, FieldType, Record, Value};
 use schemas::position::{Offset, Partition};
+use schemas::{EventSchema, FieldType, Record, Value};
 
 enum Column {
     String(StringBuilder),

@@ -17,8 +17,8 @@ use tokio::runtime::Handle;
 
 use super::columns::BatchBuilder;
 use super::commit::{Committer, InFlight, Pending, committed_log};
-use crate::lake::{open_or_create, positions_in_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
+use crate::lake::{open_or_create, positions_in_log};
 use schemas::position::{Offset, Partition, Positions};
 
 /// The sink's store and buffer.
@@ -215,7 +215,8 @@ impl Layer for SinkLayer {
     fn add_dead_letter(&mut self, letter: DeadLetter) {
         self.buffered.records += 1;
         self.buffered.bytes += letter.payload_len.max(0) as u64;
-        self.next_offsets.insert(letter.partition, letter.offset + 1);
+        self.next_offsets
+            .insert(letter.partition, letter.offset + 1);
         self.dead_letters.push(letter);
     }
 
@@ -227,7 +228,12 @@ impl Layer for SinkLayer {
             .or(self.expected.get(&partition).copied().flatten())
             .unwrap_or(0);
         if position > known {
-            tracing::debug!(partition, position, known, "position past the last record read; recording it");
+            tracing::debug!(
+                partition,
+                position,
+                known,
+                "position past the last record read; recording it"
+            );
             self.next_offsets.insert(partition, position);
         }
     }
@@ -301,8 +307,11 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<SinkSummary, SinkError> {
     let topic = settings.ingest.topic.clone();
-    let rules =
-        runtime.block_on(schemas::pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
+    let rules = runtime.block_on(schemas::pg::agreed_rules(
+        &pool,
+        &topic,
+        &settings.ingest.schema,
+    ))?;
     let table = runtime.block_on(open_or_create(
         &settings.table_uri,
         &settings.storage_options,

@@ -123,4 +123,3 @@ pub async fn watermarks(
     let topic = config.kafka.topic.clone();
     Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
 }
-

@@ -54,7 +54,10 @@ pub async fn recover(
         });
     }
     if !behind.is_empty() {
-        tracing::info!(partitions = behind.join(", "), "the speed layer is behind Kafka's retention (partition: stored < first offset)");
+        tracing::info!(
+            partitions = behind.join(", "),
+            "the speed layer is behind Kafka's retention (partition: stored < first offset)"
+        );
     }
     let lake = batch_layer::lake::Lake::of(config);
     let table =
@@ -67,7 +70,11 @@ pub async fn recover(
         });
     }
     let CutAtPositions { cut, moved } = schemas::pg::cut_at_positions(pool, topic, &sink).await?;
-    tracing::info!(cut = cut.epoch, ?moved, "took a cut at the Delta sink's positions");
+    tracing::info!(
+        cut = cut.epoch,
+        ?moved,
+        "took a cut at the Delta sink's positions"
+    );
     Ok(Recovery { cut, moved, sink })
 }
 

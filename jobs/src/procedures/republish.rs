@@ -42,6 +42,33 @@ pub struct PublishRequest {
     pub id: Option<String>,
 }
 
+impl PublishRequest {
+    /// The range as instants, and a check of everything that can be checked without Kafka:
+    /// both ends are RFC 3339 and in order, the topic is a legal Kafka topic name. The admin
+    /// API calls it before starting the job, so that a bad request is a 400 naming the
+    /// parameter rather than a job that fails later.
+    pub fn checked_range(&self) -> Result<(DateTime<Utc>, DateTime<Utc>), ProcedureError> {
+        let from = instant("from", &self.from)?;
+        let to = instant("to", &self.to)?;
+        if from >= to {
+            return Err(ProcedureError::BadRequest {
+                parameter: "from",
+                message: format!("{} must be before to {}", self.from, self.to),
+            });
+        }
+        if !schemas::config::is_topic_name(&self.topic) {
+            return Err(ProcedureError::BadRequest {
+                parameter: "topic",
+                message: format!(
+                    "`{}` is not a Kafka topic name: 1 to 249 characters of letters, digits, `.`, `_` and `-`",
+                    self.topic
+                ),
+            });
+        }
+        Ok((from, to))
+    }
+}
+
 /// How far a republish got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -168,14 +195,7 @@ pub async fn republish(
     progress: &mut (dyn FnMut(u64, u64) + Send),
     stop: &AtomicBool,
 ) -> Result<Published, ProcedureError> {
-    let from = instant("from", &request.from)?;
-    let to = instant("to", &request.to)?;
-    if from >= to {
-        return Err(ProcedureError::BadRequest {
-            parameter: "from",
-            message: format!("{} must be before to {}", request.from, request.to),
-        });
-    }
+    let (from, to) = request.checked_range()?;
     let source = &config.kafka.topic;
     if request.topic == *source {
         return Err(ProcedureError::BadRequest {
@@ -213,7 +233,9 @@ pub async fn republish(
         topic,
         "republishing from the lake"
     );
-    let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?.len().max(1) as i32;
+    let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?
+        .len()
+        .max(1) as i32;
     let producer: FutureProducer = ingest::kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")

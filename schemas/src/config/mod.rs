@@ -9,6 +9,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use sections::*;
+pub use validate::is_topic_name;
 
 use crate::event_schema::EventSchema;
 use crate::view::View;

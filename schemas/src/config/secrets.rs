@@ -10,9 +10,17 @@ pub const HIDDEN: &str = "***";
 /// Whether an option key (librdkafka or object store) names a secret.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "token", "credential", "private", ".pem", "sasl.oauthbearer.config"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "secret",
+        "token",
+        "credential",
+        "private",
+        ".pem",
+        "sasl.oauthbearer.config",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// `url` with the password of its user info and any `password`-like query parameter hidden.
@@ -54,7 +62,11 @@ impl fmt::Debug for RedactedOptions<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
             .entries(self.0.iter().map(|(key, value)| {
-                let shown = if is_secret_key(key) { HIDDEN } else { value.as_str() };
+                let shown = if is_secret_key(key) {
+                    HIDDEN
+                } else {
+                    value.as_str()
+                };
                 (key, shown)
             }))
             .finish()
@@ -75,7 +87,10 @@ mod tests {
             redact_url("postgres://braid@host/db?password=secret&sslmode=require&sslpassword=x"),
             "postgres://braid@host/db?password=***&sslmode=require&sslpassword=***"
         );
-        assert_eq!(redact_url("postgres://braid@host/db"), "postgres://braid@host/db");
+        assert_eq!(
+            redact_url("postgres://braid@host/db"),
+            "postgres://braid@host/db"
+        );
         assert_eq!(redact_url("postgres://host/db"), "postgres://host/db");
     }
 

@@ -24,7 +24,10 @@ fn demo_config_loads_with_defaults_beneath() {
         config.kafka.brokers, "127.0.0.1:19092",
         "from the embedded defaults"
     );
-    assert_eq!(config.speed.flush_interval_ms.duration(), std::time::Duration::from_millis(500));
+    assert_eq!(
+        config.speed.flush_interval_ms.duration(),
+        std::time::Duration::from_millis(500)
+    );
     assert_eq!(config.schema.event_time_field().name, "ts");
     let names: Vec<_> = config.views.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
@@ -304,12 +307,18 @@ fn kafka_options_come_from_variables_with_underscores_and_from_files() {
     let config = BraidConfig::load_from(
         Some(("braid.toml", DEMO)),
         [
-            ("BRAID_KAFKA_OPTION_SASL_USERNAME".to_string(), "braid".to_string()),
+            (
+                "BRAID_KAFKA_OPTION_SASL_USERNAME".to_string(),
+                "braid".to_string(),
+            ),
             (
                 "BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE".to_string(),
                 secret.display().to_string(),
             ),
-            ("BRAID_KAFKA_OPTION_SECURITY_PROTOCOL".to_string(), "SASL_PLAINTEXT".to_string()),
+            (
+                "BRAID_KAFKA_OPTION_SECURITY_PROTOCOL".to_string(),
+                "SASL_PLAINTEXT".to_string(),
+            ),
         ],
     )
     .unwrap();
@@ -317,7 +326,10 @@ fn kafka_options_come_from_variables_with_underscores_and_from_files() {
     assert_eq!(config.kafka.options["sasl.password"], "from a file");
     assert_eq!(config.kafka.options["security.protocol"], "SASL_PLAINTEXT");
     let printed = format!("{config:?}");
-    assert!(!printed.contains("from a file"), "secrets never print: {printed}");
+    assert!(
+        !printed.contains("from a file"),
+        "secrets never print: {printed}"
+    );
 
     let missing = BraidConfig::load_from(
         Some(("braid.toml", DEMO)),
@@ -329,7 +341,8 @@ fn kafka_options_come_from_variables_with_underscores_and_from_files() {
     .unwrap_err()
     .to_string();
     assert!(
-        missing.contains("BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE") && missing.contains("/nonexistent/secret"),
+        missing.contains("BRAID_KAFKA_OPTION_SASL_PASSWORD_FILE")
+            && missing.contains("/nonexistent/secret"),
         "{missing}"
     );
     std::fs::remove_dir_all(&dir).unwrap();

@@ -10,8 +10,8 @@ use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
 use crate::arrow::RESERVED_COLUMNS;
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
 use crate::pg_layout::{BTREE_ENTRY_LIMIT, MAX_INDEXABLE_STRING_BYTES, largest_key_entry_bytes};
-use crate::view::View;
 use crate::record::{STORABLE_TIME_MAX_MICROS, STORABLE_TIME_MIN_MICROS};
+use crate::view::View;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -24,7 +24,7 @@ fn require(condition: bool, key: &str, reason: &str) -> Result<()> {
 }
 
 /// Kafka topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn is_topic_name(name: &str) -> bool {
+pub fn is_topic_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 249
         && name != "."
@@ -285,7 +285,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         )
     })?;
     for (value, key) in [
-        (raw.serving.bi_statement_timeout_ms.0, "serving.bi_statement_timeout_ms"),
+        (
+            raw.serving.bi_statement_timeout_ms.0,
+            "serving.bi_statement_timeout_ms",
+        ),
         (
             raw.serving.bi_idle_in_transaction_timeout_ms.0,
             "serving.bi_idle_in_transaction_timeout_ms",

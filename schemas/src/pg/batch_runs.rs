@@ -191,10 +191,9 @@ pub async fn active_runs(db: &mut PgConnection) -> Result<Vec<ActiveRun>, sqlx::
 
 /// Whether any batch run was ever registered.
 pub async fn any(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    let (any,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM braid_internal.batch_runs)")
-            .fetch_one(pool)
-            .await?;
+    let (any,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM braid_internal.batch_runs)")
+        .fetch_one(pool)
+        .await?;
     Ok(any)
 }
 

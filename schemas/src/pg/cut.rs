@@ -4,9 +4,8 @@
 //! ([`take_cut`]) takes the same row FOR UPDATE, so every flush commits wholly before or
 //! wholly after a cut.
 
-
-use sqlx::{PgPool, Postgres, Transaction};
 use crate::position::Positions;
+use sqlx::{PgPool, Postgres, Transaction};
 
 /// A closed epoch and where it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]

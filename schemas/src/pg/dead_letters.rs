@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use sqlx::{Postgres, Transaction};
 
-use crate::record::Rejection;
 use crate::position::{Offset, Partition};
+use crate::record::Rejection;
 
 /// Which layer refused the record. Both refuse the same records; each stores its own row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,15 @@ pub mod view_definitions;
 pub use cut::{Cut, current_epoch_for_share, take_cut};
 pub use dead_letters::{DeadLetter, Layer, insert_dead_letters, refused_by_database};
 pub use positions::{
-    Moved, PositionMove, any_consumed, speed_state_select,
-    AdvanceError, Fenced, advance_positions, load_positions, store_positions, store_start_if_absent,
+    AdvanceError, Fenced, Moved, PositionMove, advance_positions, any_consumed, load_positions,
+    speed_state_select, store_positions, store_start_if_absent,
+};
+pub use replay::{
+    CutAtPositions, ReplayError, SpeedReset, cut_at_positions, cut_offsets, last_cut,
+    reset_speed_to_last_cut,
 };
 pub use validation_rules::{
     RulesDiffer, RulesError, agreed_rules, check_validation_rules, record_validation_rules,
-};
-pub use replay::{
-    CutAtPositions, ReplayError, SpeedReset, cut_at_positions, cut_offsets, last_cut, reset_speed_to_last_cut,
 };
 
 use sqlx::PgPool;

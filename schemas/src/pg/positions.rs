@@ -1,8 +1,7 @@
 //! The speed layer's stored positions: the next offset to consume, per partition.
 
-
-use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 use crate::position::{Offset, Partition, Positions};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
 
 /// The stored next offset of every partition of `topic` that has one.
 pub async fn load_positions(

@@ -59,10 +59,7 @@ pub struct SpeedReset {
 impl SpeedReset {
     /// Records the speed layer will read again.
     pub fn records_to_replay(&self) -> i64 {
-        self.moved
-            .values()
-            .map(|m| m.before - m.after)
-            .sum()
+        self.moved.values().map(|m| m.before - m.after).sum()
     }
 }
 

@@ -194,14 +194,43 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
     advance_positions(
         &mut tx,
         "t",
-        &[PositionMove { partition: 0, expected: 10, next: 15 }, PositionMove { partition: 1, expected: 20, next: 21 }],
+        &[
+            PositionMove {
+                partition: 0,
+                expected: 10,
+                next: 15,
+            },
+            PositionMove {
+                partition: 1,
+                expected: 20,
+                next: 21,
+            },
+        ],
         Some(1_700_000_000_000_000),
     )
     .await
     .unwrap();
     tx.commit().await.unwrap();
     let mut stale = pool.begin().await.unwrap();
-    match advance_positions(&mut stale, "t", &[PositionMove { partition: 0, expected: 10, next: 18 }, PositionMove { partition: 1, expected: 21, next: 22 }], None).await {
+    match advance_positions(
+        &mut stale,
+        "t",
+        &[
+            PositionMove {
+                partition: 0,
+                expected: 10,
+                next: 18,
+            },
+            PositionMove {
+                partition: 1,
+                expected: 21,
+                next: 22,
+            },
+        ],
+        None,
+    )
+    .await
+    {
         Err(AdvanceError::Fenced(fenced)) => assert_eq!(fenced.partitions, [0]),
         other => panic!("expected a fence, got {other:?}"),
     }

@@ -47,12 +47,11 @@ pub async fn check_validation_rules(
     rules: &ValidationRules,
 ) -> Result<(), RulesError> {
     let fingerprint = rules.fingerprint();
-    let recorded: Option<(String,)> = sqlx::query_as(
-        "SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1",
-    )
-    .bind(topic)
-    .fetch_optional(pool)
-    .await?;
+    let recorded: Option<(String,)> =
+        sqlx::query_as("SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1")
+            .bind(topic)
+            .fetch_optional(pool)
+            .await?;
     if recorded.as_ref().is_some_and(|(f,)| *f == fingerprint) {
         return Ok(());
     }
@@ -90,7 +89,10 @@ pub async fn agreed_rules(
 ) -> Result<ValidationRules, RulesError> {
     let rules = ValidationRules::of(schema);
     check_validation_rules(pool, topic, &rules).await?;
-    tracing::info!(fingerprint = rules.fingerprint(), "validation rules agree with the recorded ones");
+    tracing::info!(
+        fingerprint = rules.fingerprint(),
+        "validation rules agree with the recorded ones"
+    );
     Ok(rules)
 }
 

@@ -2,6 +2,7 @@
 //! the server was started with (BRAID_ADMIN_TOKEN) and are off when it has none.
 
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,7 @@ use schemas::pg::job_runs;
 
 use super::error::ApiError;
 use super::launcher::LaunchError;
+use super::request_input::{body_bytes, path_text, query_pairs};
 use super::state::AppState;
 
 /// Compares in time independent of where the first difference is and of either length: both
@@ -47,11 +49,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 /// POST /v1/admin/jobs/{job}: starts a job; the body, if any, is a JSON object of parameters.
 pub async fn start_job(
     State(state): State<AppState>,
-    Path(job): Path<String>,
+    job: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
+    let job = path_text(job, "job")?;
+    let body = body_bytes(body)?;
     let parameters: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
@@ -93,8 +97,9 @@ pub async fn list_jobs(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let mut limit = 50_i64;
-    for (name, value) in form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
+    for pair in query_pairs(raw.as_deref())? {
+        let (name, value) = (pair.name, pair.value);
+        match name.as_str() {
             "limit" => {
                 limit = value
                     .parse()
@@ -127,9 +132,10 @@ pub async fn list_jobs(
 pub async fn job(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
+    let id = path_text(id, "id")?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad("id", format!("`{id}` is not a job id (a whole number)")))?;

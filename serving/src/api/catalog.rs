@@ -9,8 +9,8 @@ use schemas::view::View;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::query::speed_state_sql;
 use super::provenance;
+use super::query::speed_state_sql;
 use super::state::AppState;
 
 fn field_value(value: &FieldValue) -> Value {

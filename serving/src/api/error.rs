@@ -34,6 +34,29 @@ pub enum ApiError {
     /// The admin action was refused by the component that runs it.
     #[error("{0}")]
     Conflict(String),
+    /// The request body is larger than the server takes.
+    #[error(
+        "the request body is larger than the server takes ({} bytes)",
+        super::routes::MAX_BODY_BYTES
+    )]
+    PayloadTooLarge,
+    /// The request target (path and query) is longer than the server takes.
+    #[error(
+        "the request's path and query are {length} bytes, more than the server takes ({} bytes)",
+        super::request_input::MAX_URI_BYTES
+    )]
+    UriTooLong {
+        /// The target's length in bytes.
+        length: usize,
+    },
+    /// The path exists, but not for this method.
+    #[error("{path} does not take {method}; GET /openapi.json lists the routes and their methods")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The path called.
+        path: String,
+    },
     /// The database cannot be reached right now (our side; retry).
     #[error("the database is unavailable; retry shortly")]
     Unavailable,
@@ -62,6 +85,9 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::AdminDisabled => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable | Self::TooSlow => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,6 +102,9 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::AdminDisabled => "admin_disabled",
             Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unavailable => "database_unavailable",
             Self::TooSlow => "query_timeout",
             Self::Internal(_) => "internal",

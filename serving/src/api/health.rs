@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde_json::json;
 
-use super::state::AppState;
 use super::error::ApiError;
+use super::state::AppState;
 
 /// How old Kafka's last successful check may be for the server to count as ready.
 const KAFKA_CHECK_MAX_AGE: chrono::Duration = chrono::Duration::seconds(15);

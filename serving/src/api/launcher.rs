@@ -40,4 +40,3 @@ pub trait JobLauncher: Send + Sync {
         parameters: Value,
     ) -> Pin<Box<dyn Future<Output = Result<i64, LaunchError>> + Send + '_>>;
 }
-

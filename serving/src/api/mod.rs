@@ -15,6 +15,7 @@ mod openapi;
 pub mod params;
 mod provenance;
 mod query;
+mod request_input;
 mod routes;
 mod state;
 #[cfg(test)]
@@ -29,11 +30,12 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
-pub use launcher::{JobLauncher, LaunchError};
 pub use error::ApiError;
 pub use kafka_watch::{KafkaStatus, KafkaWatch};
+pub use launcher::{JobLauncher, LaunchError};
 pub use params::Limits;
 pub use query::{Bind, BoundStatement};
+pub use request_input::MAX_URI_BYTES;
 pub use routes::{MAX_BODY_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 
@@ -74,7 +76,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::document))
         .fallback(not_found)
+        .method_not_allowed_fallback(request_input::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(request_input::refuse_long_uris))
         .layer(middleware::from_fn(measure))
         .with_state(state)
 }

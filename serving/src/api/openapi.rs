@@ -5,9 +5,10 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use super::state::AppState;
 use super::params::{Endpoint, FILTER_PREFIX, PARAMETERS};
+use super::request_input::MAX_URI_BYTES;
 use super::routes::{MAX_BODY_BYTES, ROUTES};
+use super::state::AppState;
 
 fn endpoint_of(path: &str) -> Option<Endpoint> {
     match path {
@@ -57,6 +58,13 @@ pub fn build(state: &AppState) -> Value {
         if path.contains("{job}") {
             parameters.push(json!({ "name": "job", "in": "path", "required": true, "schema": { "type": "string" } }));
         }
+        if *path == "/v1/jobs" {
+            parameters.push(json!({
+                "name": "limit", "in": "query", "required": false,
+                "schema": { "type": "integer", "minimum": 1, "maximum": 1000 },
+                "description": "Most runs to return, newest first (default 50).",
+            }));
+        }
         if let Some(endpoint) = endpoint_of(path) {
             for spec in PARAMETERS
                 .iter()
@@ -97,6 +105,26 @@ pub fn build(state: &AppState) -> Value {
                 error_response("No such view, job or job run."),
             );
         }
+        if *method == "post" {
+            responses.insert(
+                "409".into(),
+                error_response("This server cannot run jobs, or the job refused to start."),
+            );
+            responses.insert(
+                "413".into(),
+                error_response(&format!("The body is larger than {MAX_BODY_BYTES} bytes.")),
+            );
+        }
+        responses.insert(
+            "405".into(),
+            error_response("The path does not take this method."),
+        );
+        responses.insert(
+            "414".into(),
+            error_response(&format!(
+                "The path and query are longer than {MAX_URI_BYTES} bytes."
+            )),
+        );
         if admin {
             responses.insert(
                 "401".into(),

@@ -7,6 +7,7 @@ use schemas::event_schema::FieldType;
 use schemas::view::View;
 
 use super::error::ApiError;
+use super::request_input::query_pairs;
 
 /// The endpoints that take view query parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,17 +155,11 @@ pub struct Params {
 impl Params {
     /// Parses a query string and refuses parameters `endpoint` does not know, or repeated ones.
     pub fn parse(raw: Option<&str>, endpoint: Endpoint, view: &View) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        let pairs: Vec<(String, String)> = query_pairs(raw)?
+            .into_iter()
+            .map(|pair| (pair.name, pair.value))
             .collect();
-        for (i, (name, value)) in pairs.iter().enumerate() {
-            // No text PostgreSQL takes holds a NUL: refuse it here, naming the parameter.
-            if value.contains('\0') {
-                return Err(ApiError::bad(
-                    name,
-                    format!("`{name}` holds a NUL character (%00), which no value can contain"),
-                ));
-            }
+        for (i, (name, _)) in pairs.iter().enumerate() {
             if let Some(field) = name.strip_prefix(FILTER_PREFIX) {
                 if !view.group_by.iter().any(|g| g == field) {
                     return Err(ApiError::bad(

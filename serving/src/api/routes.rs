@@ -41,4 +41,3 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/metrics", "Prometheus metrics."),
     ("get", "/openapi.json", "This document."),
 ];
-

@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use schemas::view::View;
 use sqlx::PgPool;
 
-use super::launcher::JobLauncher;
 use super::error::ApiError;
 use super::kafka_watch::KafkaWatch;
+use super::launcher::JobLauncher;
 use super::params::Limits;
 
 /// Where "now" comes from: the wall clock in production, a fixed instant in tests.
@@ -70,4 +70,3 @@ impl AppState {
             .ok_or_else(|| ApiError::UnknownView(name.to_string()))
     }
 }
-

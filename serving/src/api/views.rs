@@ -1,5 +1,6 @@
 //! GET /v1/views/{view}, /rolling and /top.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -9,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::params::{Endpoint, Params, Selection, ceil_to, floor_to};
-use super::query::{self, output_columns};
 use super::provenance;
+use super::query::{self, output_columns};
+use super::request_input::path_text;
 use super::state::AppState;
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -76,9 +78,10 @@ fn order_text(order: &[(String, bool)]) -> Vec<String> {
 /// GET /v1/views/{view}: merged rows per key and bucket over [from, to).
 pub async fn series(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let name = path_text(name, "view")?;
     let view = state.view(&name)?;
     let (selection, envelope) = series_selection(&state, view, raw.as_deref())?;
     answer(&state, view, &selection, envelope).await
@@ -195,9 +198,10 @@ fn window_selection(
 /// GET /v1/views/{view}/rolling: totals per key over the window ending now.
 pub async fn rolling(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let name = path_text(name, "view")?;
     let view = state.view(&name)?;
     let limits = state.settings.limits;
     let params = Params::parse(raw.as_deref(), Endpoint::Rolling, view)?;
@@ -212,9 +216,10 @@ pub async fn rolling(
 /// GET /v1/views/{view}/top: the k keys with the largest `metric` over the window ending now.
 pub async fn top(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let name = path_text(name, "view")?;
     let view = state.view(&name)?;
     let limits = state.settings.limits;
     let params = Params::parse(raw.as_deref(), Endpoint::Top, view)?;

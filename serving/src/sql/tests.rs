@@ -27,18 +27,27 @@ metrics = ["count"]
 }
 
 async fn prepare(pool: &PgPool, config: &BraidConfig) {
-    schemas::pg::ensure_view_tables(pool, &config.views).await.unwrap();
+    schemas::pg::ensure_view_tables(pool, &config.views)
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
-async fn a_view_is_replaced_only_when_its_definition_changes_and_never_waits_for_ever(pool: PgPool) {
+async fn a_view_is_replaced_only_when_its_definition_changes_and_never_waits_for_ever(
+    pool: PgPool,
+) {
     let hourly = config("1h", "unused");
     prepare(&pool, &hourly).await;
-    install(&pool, &hourly.views, &hourly.serving, None).await.unwrap();
+    install(&pool, &hourly.views, &hourly.serving, None)
+        .await
+        .unwrap();
 
     // A BI session reads the view and stays idle in its transaction.
     let mut bi = pool.begin().await.unwrap();
-    sqlx::query("SELECT * FROM serving.by_page").fetch_all(&mut *bi).await.unwrap();
+    sqlx::query("SELECT * FROM serving.by_page")
+        .fetch_all(&mut *bi)
+        .await
+        .unwrap();
 
     let again = tokio::time::timeout(
         Duration::from_secs(20),
@@ -61,7 +70,9 @@ async fn a_view_is_replaced_only_when_its_definition_changes_and_never_waits_for
         "{blocked:?}"
     );
     bi.rollback().await.unwrap();
-    install(&pool, &daily.views, &daily.serving, None).await.unwrap();
+    install(&pool, &daily.views, &daily.serving, None)
+        .await
+        .unwrap();
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -87,7 +98,9 @@ async fn the_bi_role_is_limited_and_braid_never_takes_over_a_role_it_did_not_cre
     config.serving.bi_idle_in_transaction_timeout_ms = schemas::duration::Millis(34_000);
     config.serving.bi_connection_limit = 3;
     for password in ["first secret", "second secret"] {
-        install(&pool, &config.views, &config.serving, Some(password)).await.unwrap();
+        install(&pool, &config.views, &config.serving, Some(password))
+            .await
+            .unwrap();
     }
     let (limit, settings, stored): (i32, Vec<String>, String) = sqlx::query_as(
         "SELECT r.rolconnlimit, r.rolconfig, a.rolpassword FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid
@@ -98,12 +111,18 @@ async fn the_bi_role_is_limited_and_braid_never_takes_over_a_role_it_did_not_cre
     .await
     .unwrap();
     assert_eq!(limit, 3);
-    assert!(settings.contains(&"statement_timeout=12000ms".to_string()), "{settings:?}");
+    assert!(
+        settings.contains(&"statement_timeout=12000ms".to_string()),
+        "{settings:?}"
+    );
     assert!(
         settings.contains(&"idle_in_transaction_session_timeout=34000ms".to_string()),
         "{settings:?}"
     );
-    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "the server got a verifier only");
+    assert!(
+        stored.starts_with("SCRAM-SHA-256$4096:"),
+        "the server got a verifier only"
+    );
 
     for role in [&foreign, &ours] {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!(

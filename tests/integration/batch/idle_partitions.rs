@@ -28,7 +28,11 @@ async fn a_batch_goes_on_past_partitions_with_no_records_and_with_only_expired_o
     sink.kill();
 
     let (_, cut) = active_cut(&pool).await;
-    assert_eq!(cut.get(&1), Some(&ends[&1]), "the cut of partition 1 is its low watermark");
+    assert_eq!(
+        cut.get(&1),
+        Some(&ends[&1]),
+        "the cut of partition 1 is its low watermark"
+    );
     assert_eq!(cut.get(&3).copied().unwrap_or(0), 0);
     let below: Vec<RawMessage> = read_topic(&pipeline.topic)
         .into_iter()

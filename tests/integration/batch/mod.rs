@@ -242,7 +242,10 @@ async fn a_batch_run_killed_mid_run_leaves_the_previous_run_active(pool: PgPool)
         .unwrap();
         loaded += rows;
     }
-    assert!(loaded > 0, "the doomed run had copied its rows when it was killed");
+    assert!(
+        loaded > 0,
+        "the doomed run had copied its rows when it was killed"
+    );
     doomed.kill();
     gate.open().await;
     sink.kill();

@@ -39,16 +39,57 @@ fn purchase(id: &str, price_cents: i64) -> String {
 fn refused_by_validation() -> Vec<(String, &'static str)> {
     let base = r#""event_type":"click","user_id":"u3","country":"FR","device":"tablet""#;
     vec![
-        (format!(r#"{{"event_id":"n1","ts":"2026-01-03T00:01:00Z","page":"/a\u0000b",{base}}}"#), "unstorable_text"),
-        (format!(r#"{{"event_id":"n2\u0000","ts":"2026-01-03T00:01:00Z","page":"/a",{base}}}"#), "unstorable_text"),
-        (format!(r#"{{"event_id":"n3","ts":"2026-01-03T00:01:00Z\u0000 and more","page":"/a",{base}}}"#), "bad_event_time"),
-        (format!(r#"{{"event_id":"n4","ts":"2026-01-03T00:01:00Z","page":"{}",{base}}}"#, "p".repeat(3_000)), "string_too_long"),
-        (format!(r#"{{"event_id":"n5","ts":"2026-01-03T00:01:00Z","page":"\ud800",{base}}}"#), "not_json"),
-        (format!(r#"{{"event_id":"n6","ts":-62135596800001,"page":"/a",{base}}}"#), "event_time_out_of_range"),
-        (format!(r#"{{"event_id":"n7","ts":9223372036854775807,"page":"/a",{base}}}"#), "bad_event_time"),
-        (format!(r#"{{"event_id":"n8","ts":"2026-01-03T00:01:00Z","page":"/a","price_cents":9223372036854775808,{base}}}"#), "wrong_type"),
-        (format!(r#"{{"event_id":"n9","ts":"2026-01-03T00:01:00Z","page":"/a","duration_ms":1e400,{base}}}"#), "not_json"),
-        (format!(r#"{{"event_id":"n10","ts":"2026-01-03T00:01:00Z","page":"/a","is_new_user":NaN,{base}}}"#), "not_json"),
+        (
+            format!(r#"{{"event_id":"n1","ts":"2026-01-03T00:01:00Z","page":"/a\u0000b",{base}}}"#),
+            "unstorable_text",
+        ),
+        (
+            format!(r#"{{"event_id":"n2\u0000","ts":"2026-01-03T00:01:00Z","page":"/a",{base}}}"#),
+            "unstorable_text",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"n3","ts":"2026-01-03T00:01:00Z\u0000 and more","page":"/a",{base}}}"#
+            ),
+            "bad_event_time",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"n4","ts":"2026-01-03T00:01:00Z","page":"{}",{base}}}"#,
+                "p".repeat(3_000)
+            ),
+            "string_too_long",
+        ),
+        (
+            format!(r#"{{"event_id":"n5","ts":"2026-01-03T00:01:00Z","page":"\ud800",{base}}}"#),
+            "not_json",
+        ),
+        (
+            format!(r#"{{"event_id":"n6","ts":-62135596800001,"page":"/a",{base}}}"#),
+            "event_time_out_of_range",
+        ),
+        (
+            format!(r#"{{"event_id":"n7","ts":9223372036854775807,"page":"/a",{base}}}"#),
+            "bad_event_time",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"n8","ts":"2026-01-03T00:01:00Z","page":"/a","price_cents":9223372036854775808,{base}}}"#
+            ),
+            "wrong_type",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"n9","ts":"2026-01-03T00:01:00Z","page":"/a","duration_ms":1e400,{base}}}"#
+            ),
+            "not_json",
+        ),
+        (
+            format!(
+                r#"{{"event_id":"n10","ts":"2026-01-03T00:01:00Z","page":"/a","is_new_user":NaN,{base}}}"#
+            ),
+            "not_json",
+        ),
     ]
 }
 
@@ -82,17 +123,38 @@ async fn hostile_records_stop_neither_layer_and_both_layers_agree_on_them(pool: 
     let pipeline = Pipeline::new("hostile", &pool).await;
     // A normal stream with malformed and hostile-but-valid records, on two partitions.
     let generated = run(pipeline.braid().args([
-        "generate", "--rate", "0", "--count", "3000", "--seed", "13", "--partitions", "2",
-        "--late-fraction", "0.1", "--malformed-fraction", "0.1", "--hostile-fraction", "0.2",
+        "generate",
+        "--rate",
+        "0",
+        "--count",
+        "3000",
+        "--seed",
+        "13",
+        "--partitions",
+        "2",
+        "--late-fraction",
+        "0.1",
+        "--malformed-fraction",
+        "0.1",
+        "--hostile-fraction",
+        "0.2",
     ]));
-    assert!(generated.status.success(), "generate: {}", stderr(&generated));
+    assert!(
+        generated.status.success(),
+        "generate: {}",
+        stderr(&generated)
+    );
 
     // A record that passes validation but that the database refuses: the speed table of
     // page_views takes no page '/refused/by/db' (a constraint added here, as a store could have
     // one validation does not know). The speed layer must isolate it, dead-letter it as
     // refused_by_database, and count every other record.
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
-    let page_views = config.views.iter().find(|v| v.name == "page_views").unwrap();
+    let page_views = config
+        .views
+        .iter()
+        .find(|v| v.name == "page_views")
+        .unwrap();
     let speed_table = schemas::pg_layout::ViewLayout::of(page_views).speed_table;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER TABLE {speed_table} ADD CONSTRAINT no_refused_page CHECK (page IS DISTINCT FROM '/refused/by/db')"
@@ -105,7 +167,10 @@ async fn hostile_records_stop_neither_layer_and_both_layers_agree_on_them(pool: 
         .set("bootstrap.servers", kafka_brokers())
         .create()
         .unwrap();
-    let refusals: Vec<String> = refused_by_validation().into_iter().map(|(p, _)| p).collect();
+    let refusals: Vec<String> = refused_by_validation()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     send(&producer, &pipeline.topic, 0, &refusals);
     // i64 sums that overflow within one flush: two prices at i64::MAX in one key and bucket.
     send(
@@ -158,24 +223,38 @@ async fn hostile_records_stop_neither_layer_and_both_layers_agree_on_them(pool: 
     // independent check of the payload also gives.
     let expected: BTreeSet<(i32, i64, String)> = messages
         .iter()
-        .filter_map(|m| oracle::refusal(&m.payload).map(|code| (m.partition, m.offset, code.to_string())))
+        .filter_map(|m| {
+            oracle::refusal(&m.payload).map(|code| (m.partition, m.offset, code.to_string()))
+        })
         .collect();
     for (payload, code) in refused_by_validation() {
-        let message = messages.iter().find(|m| m.payload == payload.as_bytes()).unwrap();
+        let message = messages
+            .iter()
+            .find(|m| m.payload == payload.as_bytes())
+            .unwrap();
         assert!(
             expected.contains(&(message.partition, message.offset, code.to_string())),
             "the oracle refuses {payload:.80} as {code}"
         );
     }
     let kinds: BTreeSet<&str> = expected.iter().map(|(_, _, c)| c.as_str()).collect();
-    assert!(kinds.len() >= 9, "the stream covers every rejection kind of the demo schema: {kinds:?}");
+    assert!(
+        kinds.len() >= 9,
+        "the stream covers every rejection kind of the demo schema: {kinds:?}"
+    );
     let sink_letters = dead_letters(&pool, "sink").await;
     assert_eq!(sink_letters, expected, "the sink's dead letters");
     let mut speed_expected = expected.clone();
-    speed_expected.insert((refused_position.0, refused_position.1, "refused_by_database".into()));
-    wait_until("the speed layer's dead letters", Duration::from_secs(30), || async {
-        dead_letters(&pool, "speed").await == speed_expected
-    })
+    speed_expected.insert((
+        refused_position.0,
+        refused_position.1,
+        "refused_by_database".into(),
+    ));
+    wait_until(
+        "the speed layer's dead letters",
+        Duration::from_secs(30),
+        || async { dead_letters(&pool, "speed").await == speed_expected },
+    )
     .await;
     let (reason,): (String,) = sqlx::query_as(
         "SELECT reason FROM braid_internal.dead_letters WHERE reason_code = 'refused_by_database'",
@@ -183,10 +262,14 @@ async fn hostile_records_stop_neither_layer_and_both_layers_agree_on_them(pool: 
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert!(reason.contains("no_refused_page") && reason.contains("23514"), "{reason}");
+    assert!(
+        reason.contains("no_refused_page") && reason.contains("23514"),
+        "{reason}"
+    );
     let speed_log = crate::support::log_of(&pipeline, "speed", "0");
     assert!(
-        speed_log.contains("refused_by_database") && speed_log.contains(&format!("offset={}", refused_position.1)),
+        speed_log.contains("refused_by_database")
+            && speed_log.contains(&format!("offset={}", refused_position.1)),
         "the speed layer logs the refused record with its position"
     );
 
@@ -200,18 +283,37 @@ async fn hostile_records_stop_neither_layer_and_both_layers_agree_on_them(pool: 
     let truth = oracle::demo_views(accepted.iter());
     let big = &truth["purchases_by_country"];
     assert!(
-        big.values().any(|v| v[1].is_some_and(|sum| sum > i128::from(i64::MAX))),
+        big.values()
+            .any(|v| v[1].is_some_and(|sum| sum > i128::from(i64::MAX))),
         "the stream holds a sum past i64"
     );
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     assert_rows_equal(&truth, &merged, "speed rows alone");
 
-    let batch = run(pipeline.braid().args(["batch", "run", "--wait-timeout", "120"]));
-    assert!(batch.status.success(), "the batch run publishes: {}", stderr(&batch));
+    let batch = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]));
+    assert!(
+        batch.status.success(),
+        "the batch run publishes: {}",
+        stderr(&batch)
+    );
     let mut connection = pool.acquire().await.unwrap();
-    assert_rows_equal(&truth, &read_rows(&mut connection, Source::Batch).await, "the batch rows");
-    assert_rows_equal(&truth, &read_rows(&mut connection, Source::Merged).await, "after the batch run");
-    assert_rows_equal(&truth, &read_rows(&mut connection, Source::Serving).await, "the SQL views");
+    assert_rows_equal(
+        &truth,
+        &read_rows(&mut connection, Source::Batch).await,
+        "the batch rows",
+    );
+    assert_rows_equal(
+        &truth,
+        &read_rows(&mut connection, Source::Merged).await,
+        "after the batch run",
+    );
+    assert_rows_equal(
+        &truth,
+        &read_rows(&mut connection, Source::Serving).await,
+        "the SQL views",
+    );
     speed.assert_running("braid speed");
     sink.assert_running("braid sink");
 }

@@ -107,7 +107,8 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
     let refused = run(pipeline.braid().args(["recover", "--from-lake"]));
     assert!(!refused.status.success(), "recover ran with nothing lost");
     assert!(
-        stderr(&refused).contains("not behind Kafka's retention") && stderr(&refused).contains("--force"),
+        stderr(&refused).contains("not behind Kafka's retention")
+            && stderr(&refused).contains("--force"),
         "{}",
         stderr(&refused)
     );

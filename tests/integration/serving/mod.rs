@@ -2,6 +2,8 @@
 //! while events keep flowing and late events arrive. At every moment the API's rows equal the
 //! oracle over exactly the records below the positions the same answer reports.
 
+mod fuzz;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -69,7 +71,12 @@ async fn assert_api_exact(address: &str, topic: &str, when: &str) {
         (
             "page_views",
             &["page"],
-            &["count", "sum_duration_ms", "max_duration_ms", "count_duration_ms"],
+            &[
+                "count",
+                "sum_duration_ms",
+                "max_duration_ms",
+                "count_duration_ms",
+            ],
         ),
         (
             "purchases_by_country",

@@ -248,11 +248,15 @@ async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: P
         let mut sink = pipeline.start_sink(&name, "only");
         if kill % 2 == 0 {
             // Even kills land while the sink consumes and commits: after its assignment.
-            wait_until("the sink to be assigned its partitions", Duration::from_secs(60), || {
-                sink.assert_running("a sink before its kill");
-                let log = log_of(&pipeline, "sink", &name);
-                async move { log.contains("partitions assigned") }
-            })
+            wait_until(
+                "the sink to be assigned its partitions",
+                Duration::from_secs(60),
+                || {
+                    sink.assert_running("a sink before its kill");
+                    let log = log_of(&pipeline, "sink", &name);
+                    async move { log.contains("partitions assigned") }
+                },
+            )
             .await;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_200))).await;
         } else {
@@ -271,7 +275,10 @@ async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: P
     let assigned = (0..10)
         .filter(|k| log_of(&pipeline, "sink", &format!("kill{k}")).contains("partitions assigned"))
         .count();
-    assert!(assigned >= 5, "at least the even kills came while the sink ran ({assigned})");
+    assert!(
+        assigned >= 5,
+        "at least the even kills came while the sink ran ({assigned})"
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -294,10 +301,14 @@ async fn two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool:
     .await;
     let mut second = pipeline.start_sink("second", "second");
     // Wait for the rebalance itself rather than hope it lands before the stream ends.
-    wait_until("the second sink to cause a rebalance", Duration::from_secs(60), || async {
-        log_of(&pipeline, "sink", "first").contains("partitions revoked")
-            && log_of(&pipeline, "sink", "second").contains("partitions assigned")
-    })
+    wait_until(
+        "the second sink to cause a rebalance",
+        Duration::from_secs(60),
+        || async {
+            log_of(&pipeline, "sink", "first").contains("partitions revoked")
+                && log_of(&pipeline, "sink", "second").contains("partitions assigned")
+        },
+    )
     .await;
     let stream_still_running = producer.0.try_wait().unwrap().is_none();
     assert!(producer.wait_success());
@@ -351,7 +362,11 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
         config_path.as_os_str(),
         "migrate".as_ref(),
     ]));
-    assert!(migrated.status.success(), "{}", crate::support::stderr(&migrated));
+    assert!(
+        migrated.status.success(),
+        "{}",
+        crate::support::stderr(&migrated)
+    );
     let mut sink = Running(
         pipeline
             .braid()

@@ -231,7 +231,8 @@ async fn a_position_kafka_no_longer_holds_stops_with_a_clear_error(pool: PgPool)
 #[sqlx::test(migrations = false)]
 async fn a_compacted_source_topic_is_refused_by_both_layers(pool: PgPool) {
     let pipeline = Pipeline::new("speed-compacted", &pool).await;
-    crate::kafka_admin::create_topic_with(&pipeline.topic, 1, &[("cleanup.policy", "compact")]).await;
+    crate::kafka_admin::create_topic_with(&pipeline.topic, 1, &[("cleanup.policy", "compact")])
+        .await;
     for layer in ["speed", "sink"] {
         let output = tokio::task::spawn_blocking({
             let pipeline = pipeline.clone();

@@ -51,7 +51,10 @@ async fn every_bad_parameter_is_a_400_that_names_it(pool: PgPool) {
         ("/v1/views/all_events?filter.country=DE", "filter.country"),
         // PostgreSQL cannot store or compare a NUL in text: refused here, never a 500.
         ("/v1/views/sales?filter.country=%00abc", "filter.country"),
-        ("/v1/views/sales?filter.country=DE&filter.store=1%00", "filter.store"),
+        (
+            "/v1/views/sales?filter.country=DE&filter.store=1%00",
+            "filter.store",
+        ),
         ("/v1/views/sales?order=count%00", "order"),
     ];
     for (uri, parameter) in cases {
