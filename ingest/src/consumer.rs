@@ -112,6 +112,10 @@ struct Context<L: Layer> {
 }
 
 impl<L: Layer> ClientContext for Context<L> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::kafka::report_client_log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         crate::kafka::report_client_error(&error, reason);
     }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::types::RDKafkaErrorCode;
 use schemas::config::KafkaConfig;
 use schemas::position::Partition;
@@ -20,15 +20,57 @@ pub fn report_client_error(error: &KafkaError, reason: &str) {
         KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_) => {
             tracing::trace!(reason, "end of partition");
         }
-        other => tracing::error!(error = %other, reason, "librdkafka reported an error"),
+        other => tracing::error!(
+            error = %other,
+            reason,
+            "librdkafka reported an error; it reconnects and retries on its own: check kafka.brokers and the brokers if this repeats"
+        ),
     }
 }
 
-/// A client context that reports errors with [`report_client_error`].
+/// librdkafka's warnings about states it resolves itself by retrying: a fresh broker still
+/// loading its coordinators, a coordinator that moved. They are INFO, not WARN, so that the
+/// first start of a broker does not page anyone.
+const SELF_RESOLVING: &[&str] = &[
+    "Coordinator load in progress",
+    "COORDINATOR_LOAD_IN_PROGRESS",
+    "Not coordinator",
+    "NOT_COORDINATOR",
+    "Coordinator not available",
+    "COORDINATOR_NOT_AVAILABLE",
+];
+
+/// Forwards one librdkafka log line to tracing at its level, except that warnings about
+/// states librdkafka retries on its own ([`SELF_RESOLVING`]) are INFO.
+pub fn report_client_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    let self_resolving = SELF_RESOLVING.iter().any(|s| message.contains(s));
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Warning if !self_resolving => {
+            tracing::warn!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Warning | RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}");
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// A client context that reports errors with [`report_client_error`] and logs with
+/// [`report_client_log`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QuietEof;
 
 impl rdkafka::ClientContext for QuietEof {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        report_client_log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         report_client_error(&error, reason);
     }
@@ -121,8 +163,9 @@ pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
 /// layer read and the other never saw, and the merged answer could not be exact. A topic that
 /// does not exist yet passes (it is created without compaction).
 pub async fn refuse_compacted_source(kafka: &KafkaConfig) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka).create().map_err(client_error(kafka))?;
+    let admin: AdminClient<QuietEof> = client_config(kafka)
+        .create_with_context(QuietEof)
+        .map_err(client_error(kafka))?;
     let results = admin
         .describe_configs(
             [&ResourceSpecifier::Topic(&kafka.topic)],
@@ -161,8 +204,9 @@ pub async fn ensure_topic(
     topic: &str,
     partitions: i32,
 ) -> Result<bool, KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(kafka).create().map_err(client_error(kafka))?;
+    let admin: AdminClient<QuietEof> = client_config(kafka)
+        .create_with_context(QuietEof)
+        .map_err(client_error(kafka))?;
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = admin
         .create_topics([&new_topic], &AdminOptions::new())
@@ -187,7 +231,9 @@ pub fn watermarks(
     kafka: &KafkaConfig,
     topic: &str,
 ) -> Result<BTreeMap<Partition, Watermarks>, KafkaSetupError> {
-    let consumer: BaseConsumer = client_config(kafka).create().map_err(client_error(kafka))?;
+    let consumer: BaseConsumer<QuietEof> = client_config(kafka)
+        .create_with_context(QuietEof)
+        .map_err(client_error(kafka))?;
     let timeout = Duration::from_secs(10);
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
@@ -208,4 +254,44 @@ pub fn watermarks(
         }
     }
     Ok(marks)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use std::sync::{Arc, Mutex};
+
+    use rdkafka::config::RDKafkaLogLevel;
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+
+    use super::report_client_log;
+
+    struct Levels(Arc<Mutex<Vec<Level>>>);
+
+    impl<S: Subscriber> Layer<S> for Levels {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            self.0.lock().unwrap().push(*event.metadata().level());
+        }
+    }
+
+    #[test]
+    fn warnings_librdkafka_resolves_itself_are_info_and_others_stay_warnings() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Levels(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            // Logged by every idempotent producer on a broker that has just started.
+            report_client_log(
+                RDKafkaLogLevel::Warning,
+                "GETPID",
+                "Failed to acquire idempotence PID from broker localhost:9092/1: Broker: Coordinator load in progress: retrying",
+            );
+            report_client_log(
+                RDKafkaLogLevel::Warning,
+                "CONFWARN",
+                "Configuration property x is deprecated",
+            );
+            report_client_log(RDKafkaLogLevel::Error, "FAIL", "all brokers are down");
+        });
+        assert_eq!(*seen.lock().unwrap(), [Level::INFO, Level::WARN, Level::ERROR]);
+    }
 }

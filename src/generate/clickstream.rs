@@ -133,8 +133,8 @@ impl Clickstream {
             event_type,
             user_id: user_id.clone(),
             page,
-            country: weighted(rng, &COUNTRIES),
-            device: weighted(rng, &DEVICES),
+            country: *weighted(rng, &COUNTRIES),
+            device: *weighted(rng, &DEVICES),
             // Prices spread over 1.99 to 499.99, with cheap items more common.
             price_cents: (event_type == "purchase")
                 .then(|| (199.0 * 251f64.powf(rng.random::<f64>())) as i64),
@@ -259,7 +259,10 @@ fn malformed_payload(kind: &str, event: &Event<'_>) -> Vec<u8> {
         }
         // Over schema.max_group_value_bytes (512).
         "string_too_long" => {
-            object.insert("user_id".into(), serde_json::Value::String("u".repeat(600)));
+            object.insert(
+                "user_id".into(),
+                serde_json::Value::String("u".repeat(600)),
+            );
         }
         other => unreachable!("unknown malformed kind {other}"),
     }

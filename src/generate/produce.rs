@@ -36,7 +36,15 @@ struct DeliveryCounts {
 
 struct CountingContext(Arc<DeliveryCounts>);
 
-impl ClientContext for CountingContext {}
+impl ClientContext for CountingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        ingest::kafka::report_client_log(level, facility, message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        ingest::kafka::report_client_error(&error, reason);
+    }
+}
 
 impl ProducerContext for CountingContext {
     type DeliveryOpaque = ();
@@ -44,7 +52,7 @@ impl ProducerContext for CountingContext {
         match result {
             Ok(_) => self.0.delivered.fetch_add(1, Ordering::Relaxed),
             Err((error, _)) => {
-                tracing::warn!(%error, "a message could not be delivered");
+                tracing::warn!(%error, "a demo message could not be delivered; it is counted as failed and not resent");
                 self.0.failed.fetch_add(1, Ordering::Relaxed)
             }
         };

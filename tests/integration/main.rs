@@ -14,6 +14,7 @@ mod jobs;
 mod kafka_admin;
 mod kafka_roundtrip;
 mod oracle;
+mod quiet_run;
 mod replay;
 mod rules_drift;
 mod serving;

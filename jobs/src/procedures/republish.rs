@@ -236,11 +236,11 @@ pub async fn republish(
     let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?
         .len()
         .max(1) as i32;
-    let producer: FutureProducer = ingest::kafka::client_config(&config.kafka)
+    let producer: FutureProducer<QuietEof> = ingest::kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
-        .create()?;
+        .create_with_context(QuietEof)?;
     let started = Instant::now();
     let mut last_recorded = Instant::now();
     let mut pending = futures::stream::FuturesOrdered::new();
