@@ -189,7 +189,7 @@ impl<L: Layer> ConsumerContext for Context<L> {
         shared.stop_isolating();
         tracing::info!(layer = L::NAME, "partitions revoked");
         if let Err(error) = consumer.unassign() {
-            tracing::warn!(%error, "unassign failed");
+            tracing::warn!(%error, "unassigning the revoked partitions failed; continuing: the group's next assignment replaces them");
         }
     }
 }
@@ -293,7 +293,7 @@ pub fn run<L: Layer>(
                 return Err(out_of_range(&consumer, &shared.layer, &settings.topic).into());
             }
             Some(Err(error)) => {
-                tracing::warn!(layer = name, %error, "kafka reported an error; continuing")
+                tracing::warn!(layer = name, %error, "Kafka reported an error; continuing (librdkafka retries on its own): check kafka.brokers if this repeats")
             }
             None => {}
         }

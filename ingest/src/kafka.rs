@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::types::RDKafkaErrorCode;
 use schemas::config::KafkaConfig;
 use schemas::position::Partition;
@@ -292,6 +292,9 @@ mod log_tests {
             );
             report_client_log(RDKafkaLogLevel::Error, "FAIL", "all brokers are down");
         });
-        assert_eq!(*seen.lock().unwrap(), [Level::INFO, Level::WARN, Level::ERROR]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Level::INFO, Level::WARN, Level::ERROR]
+        );
     }
 }

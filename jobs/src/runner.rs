@@ -228,7 +228,7 @@ pub async fn run_job_reporting(
                 backoff *= 2;
             }
             Err(error) => {
-                tracing::error!(job = kind.name(), %error, "job failed");
+                tracing::error!(job = kind.name(), %error, "job failed; recorded as failed in the job history (braid jobs list); it is not retried further");
                 return Err(error);
             }
         }

@@ -259,10 +259,7 @@ fn malformed_payload(kind: &str, event: &Event<'_>) -> Vec<u8> {
         }
         // Over schema.max_group_value_bytes (512).
         "string_too_long" => {
-            object.insert(
-                "user_id".into(),
-                serde_json::Value::String("u".repeat(600)),
-            );
+            object.insert("user_id".into(), serde_json::Value::String("u".repeat(600)));
         }
         other => unreachable!("unknown malformed kind {other}"),
     }

@@ -49,7 +49,9 @@ async fn a_normal_run_logs_no_error_and_no_warn(pool: PgPool) {
     for job in ["batch", "compact", "vacuum"] {
         let ran = format!("job=\"{job}\" trigger=\"schedule\"");
         assert!(
-            first.lines().any(|l| l.contains("job succeeded") && l.contains(&ran)),
+            first
+                .lines()
+                .any(|l| l.contains("job succeeded") && l.contains(&ran)),
             "the scheduler ran {job} during the run:\n{first}"
         );
     }
@@ -57,10 +59,18 @@ async fn a_normal_run_logs_no_error_and_no_warn(pool: PgPool) {
     for job in ["batch", "compact", "vacuum"] {
         let mut command = pipeline.braid();
         command.args(["jobs", "run", job]).env_remove("RUST_LOG");
-        checked(&format!("braid jobs run {job}"), &run(&mut command), &mut alarms);
+        checked(
+            &format!("braid jobs run {job}"),
+            &run(&mut command),
+            &mut alarms,
+        );
     }
     let mut command = pipeline.braid();
     command.arg("migrate").env_remove("RUST_LOG");
     checked("braid migrate (again)", &run(&mut command), &mut alarms);
-    assert!(alarms.is_empty(), "a normal run logged:\n{}", alarms.join("\n"));
+    assert!(
+        alarms.is_empty(),
+        "a normal run logged:\n{}",
+        alarms.join("\n")
+    );
 }

@@ -112,7 +112,7 @@ pub async fn publish(
 /// Marks a run failed with its error (best effort: the run is not active either way).
 pub async fn fail_run(pool: &PgPool, run_id: i64, error: &str) {
     if let Err(e) = batch_runs::fail(pool, run_id, error).await {
-        tracing::warn!(run_id, error = %e, "could not mark the batch run failed");
+        tracing::warn!(run_id, error = %e, "could not mark the batch run failed; it is not active either way and serving ignores it: check the database");
     }
 }
 

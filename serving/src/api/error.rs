@@ -124,7 +124,7 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => {
-                tracing::warn!(%error, "database unavailable");
+                tracing::warn!(%error, "database unavailable; requests answer 503 with Retry-After until it is back: check postgres.url and the server");
                 Self::Unavailable
             }
             sqlx::Error::Database(db) => match db.code().as_deref() {
@@ -132,7 +132,7 @@ impl From<sqlx::Error> for ApiError {
                 Some("57014") => Self::TooSlow,
                 // admin_shutdown, crash_shutdown, cannot_connect_now, connection exceptions.
                 Some(code) if code.starts_with("57P") || code.starts_with("08") => {
-                    tracing::warn!(%error, "database unavailable");
+                    tracing::warn!(%error, "database unavailable; requests answer 503 with Retry-After until it is back: check postgres.url and the server");
                     Self::Unavailable
                 }
                 _ => Self::Internal(error.to_string()),
@@ -145,7 +145,10 @@ impl From<sqlx::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(detail) = &self {
-            tracing::error!(detail, "request failed");
+            tracing::error!(
+                detail,
+                "request failed with 500: this is a bug in Braid; please report it with this line"
+            );
         }
         let status = self.status();
         let parameter = match &self {

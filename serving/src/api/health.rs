@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         Ok(Ok(_)) => json!({ "reachable": true }),
         Ok(Err(error)) => {
             // The detail (host, role, database) is for the operator's log, not for callers.
-            tracing::warn!(%error, "readiness: the database did not answer");
+            tracing::warn!(%error, "readiness: the database did not answer; /readyz answers 503 until it does: check postgres.url and the server");
             json!({ "reachable": false, "error": "database_unreachable" })
         }
         Err(_) => json!({ "reachable": false, "error": "no answer within 2 s" }),

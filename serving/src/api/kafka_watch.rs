@@ -61,7 +61,7 @@ impl KafkaWatch {
                         }
                         Err(error) => {
                             if status.reachable {
-                                tracing::warn!(%error, "Kafka is unreachable");
+                                tracing::warn!(%error, "Kafka is unreachable; answers still come from PostgreSQL, /readyz reports it, and it is checked again shortly: check kafka.brokers");
                             }
                             status.reachable = false;
                             status.error = Some(error.to_string());
