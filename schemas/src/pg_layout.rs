@@ -39,6 +39,7 @@ pub fn largest_key_entry_bytes(group_types: &[FieldType], max_string_bytes: usiz
 /// i128 in both layers, so that they never overflow and never wrap.
 fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
     match (kind, field_type) {
+        (MetricKind::Decayed, _) => "double precision",
         (MetricKind::Count, _) | (_, None) => "bigint",
         (MetricKind::Sum, Some(FieldType::I64)) => "numeric",
         (_, Some(field_type)) => pg_type(field_type),
@@ -48,13 +49,18 @@ fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static s
 /// How partial values of one metric combine — the one merge rule of every reader and writer:
 /// the speed layer's upsert, the serving SQL views and the API.
 pub mod merge {
-    use crate::view::{Average, Metric, MetricKind};
+    use crate::view::{Average, MAX_DECAY_HALF_LIVES, Metric, MetricKind};
 
     /// The aggregate that merges the rows of `metric` into one, named as the column: counts and
     /// sums add (counts stay `bigint`; sums of i64 fields stay `numeric`), min and max combine.
-    pub fn aggregate(metric: &Metric) -> String {
+    /// Decayed scores add once each row is decayed from its bucket's start to `now` (an SQL
+    /// expression of type timestamptz: `now()` or a placeholder); see [`decay_factor`].
+    pub fn aggregate(metric: &Metric, now: &str) -> String {
         let c = &metric.column;
         match metric.kind {
+            MetricKind::Decayed => {
+                format!("sum({c} * {}) AS {c}", decay_factor(metric, now))
+            }
             MetricKind::Count => format!("sum({c})::bigint AS {c}"),
             MetricKind::Sum => format!("sum({c}) AS {c}"),
             MetricKind::Min => format!("min({c}) AS {c}"),
@@ -62,11 +68,26 @@ pub mod merge {
         }
     }
 
+    /// The factor that decays a row of a decayed metric from its `bucket_start` to `now`:
+    /// `2^((bucket_start − now) / half_life)`, at most 1 (a bucket after `now`, from events
+    /// stamped in the future, counts as of its start) and at least 2^-600
+    /// ([`MAX_DECAY_HALF_LIVES`]: PostgreSQL raises an error on underflow).
+    pub fn decay_factor(metric: &Metric, now: &str) -> String {
+        let half_life = metric
+            .half_life
+            .map_or(1, crate::duration::HumanDuration::seconds);
+        format!(
+            "power(2::double precision, greatest(-{MAX_DECAY_HALF_LIVES}::double precision, least(0::double precision,              extract(epoch FROM (bucket_start - {now}))::double precision / {half_life})))"
+        )
+    }
+
     /// The upsert assignment that folds a new partial value (`EXCLUDED`) into a stored row `t`.
     pub fn upsert(metric: &Metric) -> String {
         let c = &metric.column;
         match metric.kind {
-            MetricKind::Count | MetricKind::Sum => format!("{c} = t.{c} + EXCLUDED.{c}"),
+            MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
+                format!("{c} = t.{c} + EXCLUDED.{c}")
+            }
             MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
             MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
         }

@@ -87,6 +87,11 @@ pub enum MetricKind {
     Min,
     /// Largest value of an ordered field.
     Max,
+    /// A decayed score: per bucket, the sum over its records of `w · 2^((t − bucket_start) /
+    /// half_life)`, where `w` is 1 (`decayed(count, …)`) or the field's value (`decayed(sum(f),
+    /// …)`) and `t` the event time. A plain sum, so batch and speed add; readers decay each
+    /// bucket to the time asked (now) by `2^((bucket_start − now) / half_life)`.
+    Decayed,
 }
 
 /// A validated metric.
@@ -104,6 +109,31 @@ pub struct Metric {
     pub column: String,
     /// Whether the field is required (every valid record has it); false for `count`.
     pub field_required: bool,
+    /// The half-life of a decayed metric (`None` for the others).
+    pub half_life: Option<HumanDuration>,
+}
+
+/// The largest bucket width of a decayed metric, in half-lives: within a bucket, weights reach
+/// `2^(bucket / half_life)`, which must stay far from f64's range (2^1024).
+pub const MAX_BUCKET_HALF_LIVES: i64 = 256;
+
+/// Readers decay a bucket by at most this many half-lives (a weight of 2^-600 ≈ 2.4e-181):
+/// older buckets count as this old, so that PostgreSQL never underflows (it raises an error
+/// where f64 would round to zero). Their share of any answer is below 1e-180 of a record.
+pub const MAX_DECAY_HALF_LIVES: i64 = 600;
+
+impl Metric {
+    /// The half-life in microseconds of a decayed metric.
+    pub fn half_life_micros(&self) -> Option<i64> {
+        self.half_life.map(HumanDuration::micros)
+    }
+
+    /// The weight of one record at `event_micros` in the bucket starting at `bucket_micros`:
+    /// `2^((t − bucket_start) / half_life)`. The speed layer and the batch layer both use this
+    /// formula (the batch layer as a Polars expression of the same operations).
+    pub fn decay_weight(half_life_micros: i64, event_micros: i64, bucket_micros: i64) -> f64 {
+        ((event_micros - bucket_micros) as f64 / half_life_micros as f64).exp2()
+    }
 }
 
 /// An average a view answers: `avg_<field>` = the sum's column / the count's column, where the
@@ -209,7 +239,11 @@ impl ViewConfig {
                     field_type: None,
                     column: "count".into(),
                     field_required: false,
+                    half_life: None,
                 },
+                (MetricKind::Decayed, decayed) => {
+                    decayed_metric(text, decayed, &bucket, schema).map_err(error)?
+                }
                 (kind, Some(name)) => {
                     let (index, field_type) = field(name, "metric")?;
                     let allowed = match kind {
@@ -231,6 +265,7 @@ impl ViewConfig {
                         field_type: Some(field_type),
                         column: format!("{}_{name}", kind_name(kind)),
                         field_required: schema.fields[index].required,
+                        half_life: None,
                     }
                 }
                 (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
@@ -267,7 +302,64 @@ fn kind_name(kind: MetricKind) -> &'static str {
         MetricKind::Sum => "sum",
         MetricKind::Min => "min",
         MetricKind::Max => "max",
+        MetricKind::Decayed => "decayed",
     }
+}
+
+/// `decayed(count, H)` or `decayed(sum(field), H)`: `inner` is the text inside the parentheses.
+fn decayed_metric(
+    text: &str,
+    inner: Option<&str>,
+    bucket: &HumanDuration,
+    schema: &EventSchema,
+) -> Result<Metric, String> {
+    let usage = || {
+        format!(
+            "metric `{text}`: write decayed(count, HALF_LIFE) or decayed(sum(FIELD), HALF_LIFE), e.g. decayed(count, 10m)"
+        )
+    };
+    let (what, half_life) = inner.and_then(|i| i.rsplit_once(',')).ok_or_else(usage)?;
+    let half_life = HumanDuration::parse(half_life.trim())
+        .map_err(|e| format!("metric `{text}`: half-life: {e}"))?;
+    if bucket.micros() > half_life.micros() * MAX_BUCKET_HALF_LIVES {
+        return Err(format!(
+            "metric `{text}`: the bucket {bucket} is more than {MAX_BUCKET_HALF_LIVES} half-lives; use a half-life of at least 1/{MAX_BUCKET_HALF_LIVES} of the bucket"
+        ));
+    }
+    let what = what.trim();
+    let (field, column) = if what == "count" {
+        (None, "decayed_count".to_string())
+    } else {
+        let name = what
+            .strip_prefix("sum(")
+            .and_then(|r| r.strip_suffix(')'))
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(usage)?;
+        let index = schema
+            .field_index(name)
+            .ok_or_else(|| format!("metric `{text}`: field `{name}` is not in the schema"))?;
+        let field_type = schema.fields[index].field_type;
+        if field_type != FieldType::I64 {
+            return Err(format!(
+                "metric `{text}`: field `{name}` is {}; decayed sums take i64 fields",
+                field_type.name()
+            ));
+        }
+        (
+            Some((name, index, field_type)),
+            format!("decayed_sum_{name}"),
+        )
+    };
+    Ok(Metric {
+        kind: MetricKind::Decayed,
+        field: field.map(|(name, _, _)| name.to_string()),
+        field_index: field.map(|(_, index, _)| index),
+        field_type: field.map(|(_, _, field_type)| field_type),
+        column,
+        field_required: field.is_some_and(|(_, index, _)| schema.fields[index].required),
+        half_life: Some(half_life),
+    })
 }
 
 /// Parses `count`, `count(f)`, `sum(f)`, `min(f)`, `max(f)`.
@@ -278,11 +370,14 @@ fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
     }
     let bad = || {
         format!(
-            "metric `{text}` is not one of count, count(field), sum(field), min(field), max(field)"
+            "metric `{text}` is not one of count, count(field), sum(field), min(field), max(field), decayed(count, HALF_LIFE), decayed(sum(field), HALF_LIFE)"
         )
     };
     let (function, rest) = text.split_once('(').ok_or_else(bad)?;
     let field = rest.strip_suffix(')').ok_or_else(bad)?.trim();
+    if function.trim() == "decayed" {
+        return Ok((MetricKind::Decayed, Some(field)));
+    }
     let kind = match function.trim() {
         "count" => MetricKind::Count,
         "sum" => MetricKind::Sum,
@@ -458,12 +553,17 @@ impl View {
             let _ = writeln!(canonical, "group={name}:{}", field_type.name());
         }
         for metric in &self.metrics {
-            let _ = writeln!(
+            let _ = write!(
                 canonical,
                 "metric={}:{}",
                 metric.column,
                 metric.field_type.map_or("", FieldType::name)
             );
+            // Only decayed metrics have a half-life: other views keep their fingerprints.
+            if let Some(half_life) = metric.half_life {
+                let _ = write!(canonical, ":half_life={}", half_life.seconds());
+            }
+            canonical.push('\n');
         }
         let digest = Sha256::digest(canonical.as_bytes());
         digest[..5].iter().map(|b| format!("{b:02x}")).collect()
@@ -563,6 +663,64 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
         assert_eq!(v.fingerprint.len(), 10);
         assert_eq!(v.bucket_start_micros(61_500_000), 60_000_000);
         assert_eq!(v.bucket_start_micros(-1), -60_000_000);
+    }
+
+    #[test]
+    fn decayed_metrics_validate_with_their_half_life_in_the_fingerprint() {
+        let decayed = GOOD.replace(
+            "\"max(score)\"]",
+            "\"max(score)\", \"decayed(count, 10m)\", \"decayed( sum(cents) , 1h)\"]",
+        );
+        let v = view(&decayed).unwrap();
+        let last: Vec<_> = v.metrics[4..]
+            .iter()
+            .map(|m| {
+                (
+                    m.column.as_str(),
+                    m.half_life.map(|h| h.seconds()),
+                    m.field.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            last,
+            [
+                ("decayed_count", Some(600), None),
+                ("decayed_sum_cents", Some(3600), Some("cents"))
+            ]
+        );
+        assert_ne!(
+            v.fingerprint,
+            view(&decayed.replace("10m)", "20m)")).unwrap().fingerprint,
+            "the half-life is part of the definition"
+        );
+        for (metric, complaint) in [
+            ("decayed(count)", "write decayed(count, HALF_LIFE)"),
+            ("decayed(count, soon)", "half-life"),
+            ("decayed(count, 1s)", "more than 256 half-lives"),
+            ("decayed(sum(score), 1m)", "decayed sums take i64 fields"),
+            ("decayed(sum(nope), 1m)", "`nope` is not in the schema"),
+            ("decayed(max(cents), 1m)", "write decayed(count, HALF_LIFE)"),
+        ] {
+            let error = view(
+                &GOOD
+                    .replace("\"max(score)\"]", &format!("\"{metric}\"]"))
+                    .replace("\"1m\"", "\"1h\""),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(complaint), "{metric}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_record_weighs_two_to_the_half_lives_since_its_bucket_started() {
+        let half_life = 600_000_000;
+        assert_eq!(Metric::decay_weight(half_life, 5_000_000, 5_000_000), 1.0);
+        assert_eq!(Metric::decay_weight(half_life, 605_000_000, 5_000_000), 2.0);
+        assert!(
+            (Metric::decay_weight(half_life, 305_000_000, 5_000_000) - 2f64.sqrt()).abs() < 1e-15
+        );
     }
 
     #[test]

@@ -148,6 +148,7 @@ pub fn initial(metric: &Metric) -> MetricValue {
     use schemas::FieldType;
     match (metric.kind, metric.field_type) {
         (MetricKind::Count, _) => MetricValue::Int(Some(0)),
+        (MetricKind::Decayed, _) => MetricValue::Float(Some(0.0)),
         (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
         (MetricKind::Sum, _) => MetricValue::WideSum(0),
         (_, Some(FieldType::F64)) => MetricValue::Float(None),
@@ -188,12 +189,16 @@ impl MetricValue {
                 MetricValue::WideSum(a + i128::from(b.unwrap_or(0)))
             }
             (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
-                MetricKind::Count | MetricKind::Sum => combine_option(a, b, i64::wrapping_add),
+                MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
+                    combine_option(a, b, i64::wrapping_add)
+                }
                 MetricKind::Min => combine_option(a, b, i64::min),
                 MetricKind::Max => combine_option(a, b, i64::max),
             }),
             (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match kind {
-                MetricKind::Count | MetricKind::Sum => combine_option(a, b, |x, y| x + y),
+                MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
+                    combine_option(a, b, |x, y| x + y)
+                }
                 MetricKind::Min => combine_option(a, b, f64::min),
                 MetricKind::Max => combine_option(a, b, f64::max),
             }),
@@ -253,6 +258,20 @@ impl ViewDeltas {
             .groups
             .values_mut(parts, bucket, || metrics.iter().map(initial).collect());
         for (value, metric) in values.iter_mut().zip(metrics) {
+            if let Some(half_life) = metric.half_life_micros() {
+                // Decayed scores: the record's weight times its decay from the bucket's start.
+                let weight = match metric.field_index {
+                    None => Some(1.0),
+                    Some(index) => match record.get(index) {
+                        Some(Value::I64(v)) => Some(*v as f64),
+                        _ => None, // an absent field adds nothing
+                    },
+                };
+                if let (Some(w), MetricValue::Float(Some(sum))) = (weight, value) {
+                    *sum += w * Metric::decay_weight(half_life, record.event_time_micros, bucket);
+                }
+                continue;
+            }
             match metric.field_index {
                 // `count`: every record.
                 None => value.add(metric.kind, None),

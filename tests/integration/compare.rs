@@ -70,7 +70,9 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         .iter()
         .map(|m| match m.kind {
             // As text: sums of i64 fields are numeric and may exceed bigint.
-            MetricKind::Count | MetricKind::Sum => format!("sum({})::text", m.column),
+            MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
+                format!("sum({})::text", m.column)
+            }
             MetricKind::Min => format!("min({})::text", m.column),
             MetricKind::Max => format!("max({})::text", m.column),
         })

@@ -86,7 +86,8 @@ pub fn refusal(payload: &[u8]) -> Option<&'static str> {
     None
 }
 
-fn event_time(v: &Value) -> Option<i64> {
+/// A demo event's time in microseconds (RFC 3339 text or epoch milliseconds).
+pub fn event_time(v: &Value) -> Option<i64> {
     match v {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
@@ -96,15 +97,18 @@ fn event_time(v: &Value) -> Option<i64> {
     }
 }
 
-fn text(object: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+/// A string field.
+pub fn text(object: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
     object.get(name).and_then(Value::as_str).map(str::to_string)
 }
 
-fn int(object: &serde_json::Map<String, Value>, name: &str) -> Option<i128> {
+/// An i64 field.
+pub fn int(object: &serde_json::Map<String, Value>, name: &str) -> Option<i128> {
     object.get(name).and_then(Value::as_i64).map(i128::from)
 }
 
-fn bucket(micros: i64, seconds: i64) -> i64 {
+/// The start of the bucket of `seconds` holding `micros`.
+pub fn bucket(micros: i64, seconds: i64) -> i64 {
     micros.div_euclid(seconds * 1_000_000) * seconds * 1_000_000
 }
 

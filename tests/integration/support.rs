@@ -91,6 +91,8 @@ pub struct Pipeline {
     pub database_url: String,
     /// The Delta table's folder.
     pub lake: PathBuf,
+    /// A config file other than braid.toml, for every command of the pipeline.
+    pub config: Option<PathBuf>,
 }
 
 impl Pipeline {
@@ -102,6 +104,7 @@ impl Pipeline {
             topic,
             database_url: url_of(pool).await,
             lake,
+            config: None,
         };
         let migrated = run(pipeline.braid().arg("migrate"));
         assert!(
@@ -124,6 +127,9 @@ impl Pipeline {
             .env("BRAID__LAKE__URI", &self.lake)
             .env("DATABASE_URL", &self.database_url)
             .env("KAFKA_BROKERS", kafka_brokers());
+        if let Some(config) = &self.config {
+            command.env("BRAID_CONFIG", config);
+        }
         command
     }
 

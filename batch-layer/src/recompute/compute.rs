@@ -131,9 +131,16 @@ pub fn compute_view(
     // The floor of the event time to the bucket width, like the speed layer's div_euclid:
     // ((t % w) + w) % w is the non-negative remainder whatever the sign convention of `%`.
     let micros = col(event_time).cast(DataType::Int64);
-    let bucket = micros.clone() - ((micros % lit(width)) + lit(width)) % lit(width);
+    let bucket = micros.clone() - ((micros.clone() % lit(width)) + lit(width)) % lit(width);
+    // A record's decay from its bucket's start, as [`schemas::view::Metric::decay_weight`]
+    // computes it: 2^((t − bucket_start) / half_life), in f64.
+    let decay = |half_life: i64| {
+        lit(2.0f64).pow(
+            ((micros.clone() - bucket.clone()).cast(DataType::Float64)) / lit(half_life as f64),
+        )
+    };
     let mut keys: Vec<Expr> = view.group_by.iter().map(|g| col(g.as_str())).collect();
-    keys.push(bucket.alias(BUCKET_START));
+    keys.push(bucket.clone().alias(BUCKET_START));
     let aggregates: Vec<Expr> = view
         .metrics
         .iter()
@@ -152,6 +159,15 @@ pub fn compute_view(
                 MetricKind::Sum => value.sum(),
                 MetricKind::Min => value.min(),
                 MetricKind::Max => value.max(),
+                MetricKind::Decayed => {
+                    let half_life = metric.half_life_micros().expect("a decayed metric");
+                    let weight = match metric.field {
+                        None => lit(1.0f64),
+                        Some(_) => col(field).cast(DataType::Float64),
+                    };
+                    // Absent fields are null and add nothing; a bucket of none sums to 0.
+                    (weight * decay(half_life)).sum()
+                }
             };
             aggregate.alias(metric.column.as_str())
         })

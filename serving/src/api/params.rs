@@ -94,7 +94,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         endpoints: &[Top],
         required_on: &[Top],
         schema: ("string", None),
-        description: "The metric column to rank keys by, e.g. `count` or `sum_price_cents`.",
+        description: "The metric column to rank keys by, e.g. `count`, `sum_price_cents` or `decayed_count` (decayed to the request's time, given in `decayed_to`).",
     },
     ParamSpec {
         name: "k",
@@ -145,6 +145,8 @@ pub struct Selection {
     pub order: Vec<(String, bool)>,
     /// Most rows to return.
     pub limit: i64,
+    /// The time decayed metrics are decayed to: the server's clock when the request arrived.
+    pub decayed_to: DateTime<Utc>,
 }
 
 /// The raw parameters of one request, consumed as they are validated.

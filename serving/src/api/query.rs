@@ -143,8 +143,14 @@ fn statement(
     if selection.granularity.is_some() {
         columns.push(OutputColumn::new("bucket_start", "timestamptz"));
     }
+    // Bound only for views with a decayed metric, so that other views' statements stay as they were.
+    let decayed_to = if view.metrics.iter().any(|m| m.half_life.is_some()) {
+        st.bind(Bind::Time(selection.decayed_to))
+    } else {
+        String::new()
+    };
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
-        outputs.push(merge::aggregate(metric));
+        outputs.push(merge::aggregate(metric, &decayed_to));
         columns.push(OutputColumn::new(&metric.column, column.pg_type));
     }
     for average in view.averages() {

@@ -19,6 +19,13 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// Says, for a view with decayed metrics, the time their scores are decayed to.
+fn with_decayed_to(envelope: &mut Value, view: &View, now: DateTime<Utc>) {
+    if view.metrics.iter().any(|m| m.half_life.is_some()) {
+        envelope["decayed_to"] = json!(now.to_rfc3339_opts(SecondsFormat::Micros, true));
+    }
+}
+
 /// The default order: group fields, then bucket_start, ascending.
 fn natural_order(view: &View, group_by: &[usize], bucketed: bool) -> Vec<(String, bool)> {
     group_by
@@ -98,10 +105,8 @@ pub fn series_selection(
     let granularity = params
         .bucket_multiple("granularity", view, &limits)?
         .unwrap_or_else(|| view.bucket.seconds());
-    let to = ceil_to(
-        params.time("to")?.unwrap_or_else(|| (state.clock)()),
-        granularity,
-    );
+    let now = (state.clock)();
+    let to = ceil_to(params.time("to")?.unwrap_or(now), granularity);
     let from = floor_to(
         params.time("from")?.unwrap_or(to - Duration::hours(24)),
         granularity,
@@ -139,6 +144,7 @@ pub fn series_selection(
         filters: params.filters(view)?,
         limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
         order,
+        decayed_to: now,
     };
     let envelope = json!({
         "view": view.name,
@@ -150,6 +156,8 @@ pub fn series_selection(
         "limit": selection.limit,
         "columns": columns,
     });
+    let mut envelope = envelope;
+    with_decayed_to(&mut envelope, view, now);
     Ok((selection, envelope))
 }
 
@@ -167,7 +175,8 @@ fn window_selection(
         .bucket_multiple("window", view, &state.settings.limits)?
         .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
     let bucket = view.bucket.seconds();
-    let to = floor_to((state.clock)(), bucket) + Duration::seconds(bucket);
+    let now = (state.clock)();
+    let to = floor_to(now, bucket) + Duration::seconds(bucket);
     let from = to - Duration::seconds(seconds);
     let group_by = params.group_by(view)?;
     let columns = output_columns(view, &group_by, false);
@@ -183,6 +192,8 @@ fn window_selection(
         "limit": limit,
         "columns": columns,
     });
+    let mut envelope = envelope;
+    with_decayed_to(&mut envelope, view, now);
     let selection = Selection {
         from,
         to,
@@ -191,6 +202,7 @@ fn window_selection(
         filters: params.filters(view)?,
         limit,
         order,
+        decayed_to: now,
     };
     Ok((selection, envelope))
 }

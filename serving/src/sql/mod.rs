@@ -13,8 +13,8 @@ use sqlx::PgPool;
 
 /// The SELECT of a view's merged rows: active batch rows ⊕ speed rows with epoch ≥ the active
 /// run's covered epoch (all speed rows before the first batch run), per group and bucket;
-/// counts and sums add, min and max combine, and `avg_<field>` = sum / the count of records
-/// that have the field ([`View::averages`]).
+/// counts and sums add, min and max combine, `avg_<field>` = sum / the count of records
+/// that have the field ([`View::averages`]), and decayed scores are decayed to `now()`.
 ///
 /// Identifiers, the view's name and its fingerprint come from validated configuration
 /// (`[a-z_][a-z0-9_]*` and hex), so they can stand in the statement.
@@ -27,7 +27,7 @@ pub fn merged_select(view: &View) -> String {
         .map(|g| g.to_string())
         .chain(["bucket_start".to_string()])
         .collect();
-    outputs.extend(view.metrics.iter().map(merge::aggregate));
+    outputs.extend(view.metrics.iter().map(|m| merge::aggregate(m, "now()")));
     outputs.extend(view.averages().iter().map(merge::average));
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
     format!(

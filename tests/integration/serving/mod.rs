@@ -2,6 +2,7 @@
 //! while events keep flowing and late events arrive. At every moment the API's rows equal the
 //! oracle over exactly the records below the positions the same answer reports.
 
+mod decayed;
 mod fuzz;
 
 use std::collections::BTreeMap;
