@@ -23,6 +23,7 @@ pub mod pg;
 pub mod pg_layout;
 pub mod position;
 pub mod record;
+pub mod sketch;
 pub mod validation_rules;
 pub mod view;
 
