@@ -77,8 +77,11 @@ pg_answers() { PGPASSWORD=$PG_PASSWORD "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_POR
 
 pg_up() {
   [ -n "$(pg_bin)" ] || apt_install postgresql
-  local bin home data
+  local bin home data major
   bin=$(pg_bin); home=$(pg_home); data=$home/data
+  # Views with distinct(field) metrics need the hll extension (postgresql-hll) of this major version.
+  major=$(basename "$(dirname "$bin")")
+  [ -f "/usr/lib/postgresql/$major/lib/hll.so" ] || apt_install "postgresql-$major-hll"
   mkdir -p "$home"
   [ "$(id -u)" = 0 ] && chown postgres: "$home"
   if [ ! -f "$data/PG_VERSION" ]; then

@@ -40,6 +40,7 @@ pub fn largest_key_entry_bytes(group_types: &[FieldType], max_string_bytes: usiz
 fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
     match (kind, field_type) {
         (MetricKind::Decayed, _) => "double precision",
+        (MetricKind::Distinct, _) => "hll",
         (MetricKind::Count, _) | (_, None) => "bigint",
         (MetricKind::Sum, Some(FieldType::I64)) => "numeric",
         (_, Some(field_type)) => pg_type(field_type),
@@ -61,6 +62,7 @@ pub mod merge {
             MetricKind::Decayed => {
                 format!("sum({c} * {}) AS {c}", decay_factor(metric, now))
             }
+            MetricKind::Distinct => format!("{} AS {c}", distinct_count(c)),
             MetricKind::Count => format!("sum({c})::bigint AS {c}"),
             MetricKind::Sum => format!("sum({c}) AS {c}"),
             MetricKind::Min => format!("min({c}) AS {c}"),
@@ -81,6 +83,20 @@ pub mod merge {
         )
     }
 
+    /// The estimated distinct count of the union of a column's sketches; 0 when no record had
+    /// the field. `hll_union_agg` unions sketches exactly (the larger of each register).
+    pub fn distinct_count(column: &str) -> String {
+        format!("coalesce(hll_cardinality(hll_union_agg({column})), 0)::double precision")
+    }
+
+    /// The type of a metric's merged value: what [`aggregate`] answers.
+    pub fn answer_type(metric: &Metric, stored: &'static str) -> &'static str {
+        match metric.kind {
+            MetricKind::Distinct => "double precision",
+            _ => stored,
+        }
+    }
+
     /// The upsert assignment that folds a new partial value (`EXCLUDED`) into a stored row `t`.
     pub fn upsert(metric: &Metric) -> String {
         let c = &metric.column;
@@ -88,6 +104,11 @@ pub mod merge {
             MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
                 format!("{c} = t.{c} + EXCLUDED.{c}")
             }
+            // hll_union is strict: a side without sketch (no record had the field) keeps the other.
+            MetricKind::Distinct => format!(
+                "{c} = CASE WHEN t.{c} IS NULL THEN EXCLUDED.{c} WHEN EXCLUDED.{c} IS NULL THEN t.{c} \
+                 ELSE hll_union(t.{c}, EXCLUDED.{c}) END"
+            ),
             MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
             MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
         }

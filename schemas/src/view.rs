@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::duration::HumanDuration;
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
 use crate::record::{Record, Value};
+use crate::sketch::SketchParams;
 
 /// A view as written in `[[views]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,9 @@ pub enum MetricKind {
     /// …)`) and `t` the event time. A plain sum, so batch and speed add; readers decay each
     /// bucket to the time asked (now) by `2^((bucket_start − now) / half_life)`.
     Decayed,
+    /// How many distinct values a field takes, estimated by a HyperLogLog sketch that
+    /// PostgreSQL's `hll` extension merges ([`crate::sketch`]).
+    Distinct,
 }
 
 /// A validated metric.
@@ -111,6 +115,8 @@ pub struct Metric {
     pub field_required: bool,
     /// The half-life of a decayed metric (`None` for the others).
     pub half_life: Option<HumanDuration>,
+    /// The precision of a distinct metric's sketches (`None` for the others).
+    pub sketch: Option<SketchParams>,
 }
 
 /// The largest bucket width of a decayed metric, in half-lives: within a bucket, weights reach
@@ -240,9 +246,13 @@ impl ViewConfig {
                     column: "count".into(),
                     field_required: false,
                     half_life: None,
+                    sketch: None,
                 },
                 (MetricKind::Decayed, decayed) => {
                     decayed_metric(text, decayed, &bucket, schema).map_err(error)?
+                }
+                (MetricKind::Distinct, inner) => {
+                    distinct_metric(text, inner, schema).map_err(error)?
                 }
                 (kind, Some(name)) => {
                     let (index, field_type) = field(name, "metric")?;
@@ -266,6 +276,7 @@ impl ViewConfig {
                         column: format!("{}_{name}", kind_name(kind)),
                         field_required: schema.fields[index].required,
                         half_life: None,
+                        sketch: None,
                     }
                 }
                 (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
@@ -303,6 +314,7 @@ fn kind_name(kind: MetricKind) -> &'static str {
         MetricKind::Min => "min",
         MetricKind::Max => "max",
         MetricKind::Decayed => "decayed",
+        MetricKind::Distinct => "distinct",
     }
 }
 
@@ -359,6 +371,57 @@ fn decayed_metric(
         column,
         field_required: field.is_some_and(|(_, index, _)| schema.fields[index].required),
         half_life: Some(half_life),
+        sketch: None,
+    })
+}
+
+/// `distinct(field)` or `distinct(field, LOG2M, REGWIDTH)`: `inner` is the text inside the
+/// parentheses.
+fn distinct_metric(
+    text: &str,
+    inner: Option<&str>,
+    schema: &EventSchema,
+) -> Result<Metric, String> {
+    let usage = || {
+        format!(
+            "metric `{text}`: write distinct(FIELD), or distinct(FIELD, LOG2M, REGWIDTH) for another precision (default {}, {})",
+            crate::sketch::DEFAULT_LOG2M,
+            crate::sketch::DEFAULT_REGWIDTH
+        )
+    };
+    let parts: Vec<&str> = inner.ok_or_else(usage)?.split(',').map(str::trim).collect();
+    let sketch = match parts[1..] {
+        [] => SketchParams::default(),
+        [log2m, regwidth] => {
+            let number = |t: &str| t.parse::<u8>().map_err(|_| usage());
+            SketchParams::new(number(log2m)?, number(regwidth)?)
+                .map_err(|e| format!("metric `{text}`: {e}"))?
+        }
+        _ => return Err(usage()),
+    };
+    let name = parts[0];
+    if name.is_empty() {
+        return Err(usage());
+    }
+    let index = schema
+        .field_index(name)
+        .ok_or_else(|| format!("metric `{text}`: field `{name}` is not in the schema"))?;
+    let field_type = schema.fields[index].field_type;
+    if !matches!(field_type, FieldType::String | FieldType::I64) {
+        return Err(format!(
+            "metric `{text}`: field `{name}` is {}; distinct counts take string and i64 fields",
+            field_type.name()
+        ));
+    }
+    Ok(Metric {
+        kind: MetricKind::Distinct,
+        field: Some(name.to_string()),
+        field_index: Some(index),
+        field_type: Some(field_type),
+        column: format!("distinct_{name}"),
+        field_required: schema.fields[index].required,
+        half_life: None,
+        sketch: Some(sketch),
     })
 }
 
@@ -370,13 +433,15 @@ fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
     }
     let bad = || {
         format!(
-            "metric `{text}` is not one of count, count(field), sum(field), min(field), max(field), decayed(count, HALF_LIFE), decayed(sum(field), HALF_LIFE)"
+            "metric `{text}` is not one of count, count(field), sum(field), min(field), max(field), distinct(field), decayed(count, HALF_LIFE), decayed(sum(field), HALF_LIFE)"
         )
     };
     let (function, rest) = text.split_once('(').ok_or_else(bad)?;
     let field = rest.strip_suffix(')').ok_or_else(bad)?.trim();
-    if function.trim() == "decayed" {
-        return Ok((MetricKind::Decayed, Some(field)));
+    match function.trim() {
+        "decayed" => return Ok((MetricKind::Decayed, Some(field))),
+        "distinct" => return Ok((MetricKind::Distinct, Some(field))),
+        _ => {}
     }
     let kind = match function.trim() {
         "count" => MetricKind::Count,
@@ -562,6 +627,9 @@ impl View {
             // Only decayed metrics have a half-life: other views keep their fingerprints.
             if let Some(half_life) = metric.half_life {
                 let _ = write!(canonical, ":half_life={}", half_life.seconds());
+            }
+            if let Some(sketch) = metric.sketch {
+                let _ = write!(canonical, ":sketch={}/{}", sketch.log2m, sketch.regwidth);
             }
             canonical.push('\n');
         }

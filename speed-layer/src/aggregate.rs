@@ -9,6 +9,7 @@ use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
 use schemas::position::{Offset, Partition, Positions};
+use schemas::sketch::Sketch;
 use schemas::view::{Metric, MetricKind, View};
 use schemas::{Record, Value};
 
@@ -139,8 +140,11 @@ pub enum MetricValue {
     /// sum of an i64 field: i128, like the batch layer's, stored as `numeric`, so it never
     /// overflows (2^63 records of any i64 value still fit).
     WideSum(i128),
-    /// sum/min/max of an f64 field.
+    /// sum/min/max of an f64 field; decayed scores.
     Float(Option<f64>),
+    /// A distinct count's sketch: its index in [`ViewDeltas::sketches`], `None` until a
+    /// record has the field.
+    Sketch(Option<u32>),
 }
 
 /// The initial value of a metric.
@@ -149,6 +153,7 @@ pub fn initial(metric: &Metric) -> MetricValue {
     match (metric.kind, metric.field_type) {
         (MetricKind::Count, _) => MetricValue::Int(Some(0)),
         (MetricKind::Decayed, _) => MetricValue::Float(Some(0.0)),
+        (MetricKind::Distinct, _) => MetricValue::Sketch(None),
         (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
         (MetricKind::Sum, _) => MetricValue::WideSum(0),
         (_, Some(FieldType::F64)) => MetricValue::Float(None),
@@ -189,16 +194,18 @@ impl MetricValue {
                 MetricValue::WideSum(a + i128::from(b.unwrap_or(0)))
             }
             (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
-                MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
-                    combine_option(a, b, i64::wrapping_add)
-                }
+                MetricKind::Count
+                | MetricKind::Sum
+                | MetricKind::Decayed
+                | MetricKind::Distinct => combine_option(a, b, i64::wrapping_add),
                 MetricKind::Min => combine_option(a, b, i64::min),
                 MetricKind::Max => combine_option(a, b, i64::max),
             }),
             (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match kind {
-                MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
-                    combine_option(a, b, |x, y| x + y)
-                }
+                MetricKind::Count
+                | MetricKind::Sum
+                | MetricKind::Decayed
+                | MetricKind::Distinct => combine_option(a, b, |x, y| x + y),
                 MetricKind::Min => combine_option(a, b, f64::min),
                 MetricKind::Max => combine_option(a, b, f64::max),
             }),
@@ -214,6 +221,8 @@ pub struct ViewDeltas {
     pub view: View,
     /// Metric values per group key and bucket, in the view's metric order.
     pub groups: Groups,
+    /// The sketches of distinct metrics, indexed by [`MetricValue::Sketch`].
+    pub sketches: Vec<Sketch>,
 }
 
 impl ViewDeltas {
@@ -221,6 +230,7 @@ impl ViewDeltas {
         Self {
             view,
             groups: Groups::default(),
+            sketches: Vec::new(),
         }
     }
 
@@ -269,6 +279,20 @@ impl ViewDeltas {
                 };
                 if let (Some(w), MetricValue::Float(Some(sum))) = (weight, value) {
                     *sum += w * Metric::decay_weight(half_life, record.event_time_micros, bucket);
+                }
+                continue;
+            }
+            if let (Some(params), MetricValue::Sketch(slot)) = (metric.sketch, &mut *value) {
+                let hash = metric
+                    .field_index
+                    .and_then(|index| record.get(index))
+                    .and_then(schemas::sketch::hash_value);
+                if let Some(hash) = hash {
+                    let index = *slot.get_or_insert_with(|| {
+                        self.sketches.push(Sketch::new(params));
+                        (self.sketches.len() - 1) as u32
+                    });
+                    self.sketches[index as usize].add_hash(hash);
                 }
                 continue;
             }
@@ -344,6 +368,7 @@ impl MicroBatch {
     pub fn clear(&mut self) {
         for view in &mut self.views {
             view.groups.clear();
+            view.sketches.clear();
         }
         self.next_offsets.clear();
         self.dead_letters.clear();

@@ -36,7 +36,11 @@ impl ViewWriter {
         let unnest_args: Vec<String> = array_types
             .iter()
             .enumerate()
-            .map(|(i, t)| format!("${}::{t}[]", i + 2))
+            .map(|(i, t)| match *t {
+                // Sketches travel as bytea; the extension casts bytea to hll.
+                "hll" => format!("${}::bytea[]::hll[]", i + 2),
+                t => format!("${}::{t}[]", i + 2),
+            })
             .collect();
         let updates: Vec<String> = view.metrics.iter().map(merge::upsert).collect();
         let columns: Vec<&str> = std::iter::once("bucket_start")
@@ -85,7 +89,12 @@ impl ViewWriter {
                 column.push(value);
             }
             for (column, value) in metrics.iter_mut().zip(values) {
-                column.push(*value);
+                match (column, value) {
+                    (MetricColumn::Sketch(v), MetricValue::Sketch(index)) => {
+                        v.push(index.map(|i| deltas.sketches[i as usize].to_bytes()))
+                    }
+                    (column, value) => column.push(*value),
+                }
             }
         }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str()))
@@ -104,6 +113,7 @@ impl ViewWriter {
                 MetricColumn::Float(v) => query.bind(v),
                 MetricColumn::Time(v) => query.bind(v),
                 MetricColumn::Numeric(v) => query.bind(v),
+                MetricColumn::Sketch(v) => query.bind(v),
             };
         }
         query
@@ -147,6 +157,8 @@ enum MetricColumn {
     Numeric(Vec<Option<String>>),
     Float(Vec<Option<f64>>),
     Time(Vec<Option<DateTime<Utc>>>),
+    /// `hll` sketches in the extension's storage format (bound as `bytea`).
+    Sketch(Vec<Option<Vec<u8>>>),
 }
 
 impl MetricColumn {
@@ -155,6 +167,7 @@ impl MetricColumn {
             "double precision" => MetricColumn::Float(Vec::with_capacity(rows)),
             "timestamptz" => MetricColumn::Time(Vec::with_capacity(rows)),
             "numeric" => MetricColumn::Numeric(Vec::with_capacity(rows)),
+            "hll" => MetricColumn::Sketch(Vec::with_capacity(rows)),
             _ => MetricColumn::Int(Vec::with_capacity(rows)),
         }
     }
@@ -169,6 +182,7 @@ impl MetricColumn {
             (MetricColumn::Int(v), _) => v.push(None),
             (MetricColumn::Float(v), _) => v.push(None),
             (MetricColumn::Time(v), _) => v.push(None),
+            (MetricColumn::Sketch(v), _) => v.push(None),
         }
     }
 }

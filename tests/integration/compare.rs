@@ -74,6 +74,11 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
                 format!("sum({})::text", m.column)
             }
             MetricKind::Min => format!("min({})::text", m.column),
+            // The estimate, rounded (serving::distinct compares sketches exactly).
+            MetricKind::Distinct => format!(
+                "round(coalesce(hll_cardinality(hll_union_agg({})), 0))::bigint::text",
+                m.column
+            ),
             MetricKind::Max => format!("max({})::text", m.column),
         })
         .collect();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::arrow::{OFFSET, PARTITION};
+use schemas::sketch::{Sketch, murmur3_x64_128_h1};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
@@ -168,6 +169,8 @@ pub fn compute_view(
                     // Absent fields are null and add nothing; a bucket of none sums to 0.
                     (weight * decay(half_life)).sum()
                 }
+                // The group's distinct values; [`sketch_columns`] turns them into sketches.
+                MetricKind::Distinct => col(field).drop_nulls().unique(),
             };
             aggregate.alias(metric.column.as_str())
         })
@@ -176,10 +179,46 @@ pub fn compute_view(
     // query for one key reads a few pages rather than one page per row.
     let mut order: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
     order.push(BUCKET_START.into());
-    collect_streaming(
+    let computed = collect_streaming(
         frame
             .group_by(keys)
             .agg(aggregates)
             .sort(order, SortMultipleOptions::default().with_nulls_last(true)),
-    )
+    )?;
+    sketch_columns(computed, view)
+}
+
+/// Replaces each distinct metric's column of distinct values by the group's sketch, in the
+/// `hll` extension's storage format, built as the speed layer builds it
+/// ([`schemas::sketch`]); null when no record of the group had the field.
+fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> {
+    for metric in &view.metrics {
+        let Some(params) = metric.sketch else {
+            continue;
+        };
+        let name = metric.column.as_str();
+        let values = frame.column(name)?.list()?.clone();
+        let mut sketches: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
+        for group in values.amortized_iter() {
+            let mut sketch = Sketch::new(params);
+            let mut any = false;
+            if let Some(group) = group {
+                let group = group.as_ref();
+                if let Ok(texts) = group.str() {
+                    for text in texts.iter().flatten() {
+                        sketch.add_hash(murmur3_x64_128_h1(text.as_bytes()));
+                        any = true;
+                    }
+                } else {
+                    for number in group.i64()?.iter().flatten() {
+                        sketch.add_hash(murmur3_x64_128_h1(&number.to_le_bytes()));
+                        any = true;
+                    }
+                }
+            }
+            sketches.push(any.then(|| sketch.to_bytes()));
+        }
+        frame.replace(name, Series::new(name.into(), sketches).into_column())?;
+    }
+    Ok(frame)
 }

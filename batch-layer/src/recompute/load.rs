@@ -47,6 +47,19 @@ fn push_field(
         AnyValue::Float64(f) => {
             let _ = write!(line, "{f}");
         }
+        // An hll sketch: the extension's text form, \x and hex digits.
+        AnyValue::Binary(bytes) => {
+            line.push_str("\\x");
+            for byte in bytes {
+                let _ = write!(line, "{byte:02x}");
+            }
+        }
+        AnyValue::BinaryOwned(bytes) => {
+            line.push_str("\\x");
+            for byte in &bytes {
+                let _ = write!(line, "{byte:02x}");
+            }
+        }
         other if pg_type == "timestamptz" => {
             let micros = other
                 .extract::<i64>()

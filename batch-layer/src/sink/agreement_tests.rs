@@ -35,7 +35,7 @@ fields = [
 name = "by_name"
 group_by = ["name"]
 bucket = "1h"
-metrics = ["count", "sum(n)", "min(n)", "max(n)", "min(x)", "max(x)", "min(at)", "max(at)", "count(n)", "count(tag)", "count(at)"]
+metrics = ["count", "sum(n)", "min(n)", "max(n)", "min(x)", "max(x)", "min(at)", "max(at)", "count(n)", "count(tag)", "count(at)", "distinct(tag)", "distinct(n, 6, 4)"]
 [[views]]
 name = "by_tag_flag"
 filter = { field = "n", op = "ge", value = -5 }
@@ -275,8 +275,13 @@ fn key_text(value: &Option<KeyValue>) -> Option<String> {
     })
 }
 
-fn metric_text(value: &MetricValue) -> Option<String> {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn metric_text(value: &MetricValue, sketches: &[schemas::sketch::Sketch]) -> Option<String> {
     match value {
+        MetricValue::Sketch(index) => index.map(|i| hex(&sketches[i as usize].to_bytes())),
         MetricValue::Int(v) => v.map(|v| v.to_string()),
         MetricValue::WideSum(v) => Some(v.to_string()),
         MetricValue::Float(v) => v.map(|v| format!("{:?}", v)),
@@ -291,6 +296,8 @@ fn any_text(value: AnyValue<'_>) -> Option<String> {
         AnyValue::Boolean(b) => Some(b.to_string()),
         AnyValue::Float64(f) => Some(format!("{:?}", f)),
         AnyValue::Int128(v) => Some(v.to_string()),
+        AnyValue::Binary(b) => Some(hex(b)),
+        AnyValue::BinaryOwned(b) => Some(hex(&b)),
         other => Some(other.extract::<i64>().expect("an integer").to_string()),
     }
 }
@@ -363,7 +370,7 @@ proptest! {
                 .groups
                 .iter()
                 .map(|((key, bucket), values)| {
-                    ((key.iter().map(key_text).collect(), *bucket), values.iter().map(metric_text).collect())
+                    ((key.iter().map(key_text).collect(), *bucket), values.iter().map(|v| metric_text(v, &deltas.sketches)).collect())
                 })
                 .collect();
             let computed = compute_view(scan.clone(), view, &config.schema).unwrap();

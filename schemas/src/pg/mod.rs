@@ -39,13 +39,27 @@ pub enum StoreError {
     /// A query failed. Usually transient (connection loss) and worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Views count distinct values and the database cannot provide the `hll` extension.
+    #[error(
+        "views {views} count distinct values, which needs PostgreSQL's `hll` extension (postgresql-hll): \
+         install it on the database server (Debian and Ubuntu: apt-get install postgresql-NN-hll; \
+         managed services such as Amazon RDS, Azure Database for PostgreSQL and Google Cloud SQL offer it) \
+         and run `braid migrate` as a role allowed to CREATE EXTENSION, or remove the distinct(...) \
+         metrics. PostgreSQL said: {reason}"
+    )]
+    HllUnavailable {
+        /// The views with distinct metrics, comma-separated.
+        views: String,
+        /// PostgreSQL's error.
+        reason: String,
+    },
 }
 
 impl StoreError {
     /// Whether retrying the operation may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Migrate(_) => false,
+            StoreError::Migrate(_) | StoreError::HllUnavailable { .. } => false,
             StoreError::Database(e) => {
                 matches!(
                     e,
@@ -98,6 +112,26 @@ pub async fn ensure_view_tables(
     pool: &PgPool,
     views: &[crate::view::View],
 ) -> Result<(), StoreError> {
+    let counting_distinct: Vec<&str> = views
+        .iter()
+        .filter(|v| {
+            v.metrics
+                .iter()
+                .any(|m| m.kind == crate::view::MetricKind::Distinct)
+        })
+        .map(|v| v.name.as_str())
+        .collect();
+    if !counting_distinct.is_empty() {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS hll")
+            .execute(pool)
+            .await
+            .map_err(|e| StoreError::HllUnavailable {
+                views: counting_distinct.join(", "),
+                reason: e
+                    .as_database_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            })?;
+    }
     for view in views {
         let layout = crate::pg_layout::ViewLayout::of(view);
         // Identifiers come only from validated configuration (schemas::event_schema::is_identifier).

@@ -151,7 +151,10 @@ fn statement(
     };
     for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
         outputs.push(merge::aggregate(metric, &decayed_to));
-        columns.push(OutputColumn::new(&metric.column, column.pg_type));
+        columns.push(OutputColumn::new(
+            &metric.column,
+            merge::answer_type(metric, column.pg_type),
+        ));
     }
     for average in view.averages() {
         outputs.push(merge::average(&average));

@@ -3,6 +3,7 @@
 //! oracle over exactly the records below the positions the same answer reports.
 
 mod decayed;
+mod distinct;
 mod fuzz;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,218 @@
+//! Distinct counts (issue 17, first half): `distinct(user_id)` from the speed layer ⊕ a batch
+//! run equals, per page and bucket and for rollups over hours, days and all pages, the
+//! cardinality of the sketch that PostgreSQL's own `hll_add_agg` builds over the same records
+//! (an independent engine, fed the records the test read from Kafka), and that estimate is
+//! within the documented error of the exact distinct count.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::http::{free_address, get, ready};
+use crate::oracle;
+use crate::support::{
+    Pipeline, Running, log_file, read_topic, run, sink_caught_up, speed_caught_up, stderr,
+    wait_until,
+};
+
+const VIEW: &str = r#"
+[[views]]
+name = "unique_visitors"
+group_by = ["page"]
+bucket = "1m"
+metrics = ["count", "distinct(user_id)"]
+"#;
+const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
+/// 1.04 / √2048: the relative standard error of the default precision.
+const STANDARD_ERROR: f64 = 0.023;
+
+/// The valid records' (page, event time, user) as the test reads them from Kafka.
+fn visits(pipeline: &Pipeline) -> Vec<(Option<String>, DateTime<Utc>, Option<String>)> {
+    read_topic(&pipeline.topic)
+        .iter()
+        .filter(|m| oracle::refusal(&m.payload).is_none())
+        .map(|m| {
+            let value: Value = serde_json::from_slice(&m.payload).unwrap();
+            let object = value.as_object().unwrap();
+            let micros = oracle::event_time(&object["ts"]).unwrap();
+            (
+                oracle::text(object, "page"),
+                DateTime::from_timestamp_micros(micros).unwrap(),
+                oracle::text(object, "user_id"),
+            )
+        })
+        .collect()
+}
+
+/// (page or none, bucket start as RFC 3339 or none) -> (PostgreSQL's estimate, exact count).
+type Reference = BTreeMap<(Option<String>, Option<String>), (f64, i64)>;
+
+/// PostgreSQL's answer over the records: `hll_add_agg` at the precision Braid stores
+/// sketches at, grouped by `groups` (SQL over the table `visits`).
+async fn reference(pool: &PgPool, page: &str, bucket: &str) -> Reference {
+    let sql = format!(
+        "SELECT {page}, {bucket}, \
+                coalesce(hll_cardinality(hll_add_agg(hll_hash_text(user_id), 11, 5, 0, 0)), 0), \
+                count(DISTINCT user_id) \
+         FROM visits GROUP BY 1, 2"
+    );
+    let rows: Vec<(Option<String>, Option<String>, f64, i64)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    rows.into_iter()
+        .map(|(page, bucket, estimate, exact)| ((page, bucket), (estimate, exact)))
+        .collect()
+}
+
+fn check(answer: &Value, expected: &Reference, bucketed: bool, what: &str) {
+    let rows = answer["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what}: {answer}"));
+    assert_eq!(rows.len(), expected.len(), "{what}: {answer}");
+    for row in rows {
+        let key = (
+            row["page"].as_str().map(str::to_string),
+            bucketed.then(|| row["bucket_start"].as_str().unwrap().to_string()),
+        );
+        let (estimate, exact) = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("{what}: {key:?} is not in PostgreSQL's answer"));
+        let answered = row["distinct_user_id"].as_f64().unwrap();
+        assert_eq!(
+            answered, *estimate,
+            "{what} {key:?}: Braid's merged sketch against hll_add_agg's"
+        );
+        let bound = 3.0 * STANDARD_ERROR * *exact as f64 + 1.0;
+        assert!(
+            (answered - *exact as f64).abs() <= bound,
+            "{what} {key:?}: the estimate {answered} is further than {bound} from the exact {exact}"
+        );
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool: PgPool) {
+    let mut pipeline = Pipeline::new("distinct", &pool).await;
+    let config = std::env::temp_dir().join(format!("{}.toml", pipeline.topic));
+    let demo = std::fs::read_to_string(crate::support::repo_root().join("braid.toml")).unwrap();
+    std::fs::write(&config, format!("{demo}\n{VIEW}")).unwrap();
+    pipeline.config = Some(config);
+    let migrated = run(pipeline.braid().arg("migrate"));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    pipeline.produce(3000, 17, 2);
+    let mut speed = pipeline.start_speed("distinct", "a");
+    let mut sink = pipeline.start_sink("distinct", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    sink_caught_up(&pipeline, &mut sink).await;
+    let batch = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]));
+    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
+    // The same event times again after the cut: buckets that batch and speed rows share.
+    pipeline.produce(1500, 18, 2);
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+
+    let address = free_address();
+    let mut api = Running(
+        pipeline
+            .braid()
+            .args(["serve", "--listen", &address])
+            .env("BRAID__SERVING__MAX_LIMIT", "100000")
+            .stdout(std::process::Stdio::null())
+            .stderr(log_file(&format!("{}-serve", pipeline.topic)))
+            .spawn()
+            .expect("braid serve starts"),
+    );
+    wait_until("the API to be ready", Duration::from_secs(60), || {
+        api.assert_running("braid serve");
+        let address = address.clone();
+        async move { ready(&address) }
+    })
+    .await;
+
+    // The records, into PostgreSQL, for hll_add_agg and count(DISTINCT).
+    let visits = visits(&pipeline);
+    let (pages, times, users): (Vec<_>, Vec<_>, Vec<_>) =
+        visits
+            .into_iter()
+            .fold((vec![], vec![], vec![]), |mut acc, (p, t, u)| {
+                acc.0.push(p);
+                acc.1.push(t);
+                acc.2.push(u);
+                acc
+            });
+    sqlx::query(
+        "CREATE TABLE visits AS SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) \
+         AS v(page, ts, user_id)",
+    )
+    .bind(&pages)
+    .bind(&times)
+    .bind(&users)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let utc = |expression: &str| {
+        format!("to_char({expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
+    };
+
+    let (status, minutes) = get(
+        &address,
+        &format!("/v1/views/unique_visitors?{RANGE}&limit=100000"),
+    );
+    assert_eq!(status, 200, "{minutes}");
+    assert!(
+        minutes["provenance"]["batch"]["covered_epoch"].is_i64(),
+        "a batch run is part of the answer: {minutes}"
+    );
+    let per_minute = reference(&pool, "page", &utc("date_trunc('minute', ts)")).await;
+    assert!(per_minute.len() > 100, "{} page minutes", per_minute.len());
+    check(&minutes, &per_minute, true, "per page and minute");
+
+    let (status, hours) = get(
+        &address,
+        &format!("/v1/views/unique_visitors?{RANGE}&granularity=1h&limit=100000"),
+    );
+    assert_eq!(status, 200, "{hours}");
+    check(
+        &hours,
+        &reference(&pool, "page", &utc("date_trunc('hour', ts)")).await,
+        true,
+        "per page and hour",
+    );
+
+    let (status, days) = get(
+        &address,
+        &format!("/v1/views/unique_visitors?{RANGE}&granularity=1d&group_by="),
+    );
+    assert_eq!(status, 200, "{days}");
+    check(
+        &days,
+        &reference(&pool, "NULL::text", &utc("date_trunc('day', ts)")).await,
+        true,
+        "all pages per day",
+    );
+
+    // BI tools roll the merged sketches of serving.<view> up themselves.
+    let rolled: Vec<(Option<String>, f64)> = sqlx::query_as(
+        "SELECT page, coalesce(hll_cardinality(hll_union_agg(distinct_user_id_sketch)), 0) \
+         FROM serving.unique_visitors GROUP BY page",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let per_page = reference(&pool, "page", "NULL::text").await;
+    assert_eq!(rolled.len(), per_page.len());
+    for (page, estimate) in rolled {
+        assert_eq!(
+            estimate,
+            per_page[&(page.clone(), None)].0,
+            "serving.unique_visitors, {page:?}"
+        );
+    }
+    api.assert_running("braid serve");
+}
