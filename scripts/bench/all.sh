@@ -23,6 +23,7 @@ run() { # run NAME MINUTES COMMAND...
   echo '```' >>"$log"
 }
 run "Speed layer" 6 scripts/bench/speed.sh
+run "Distinct counts in the speed layer" 5 scripts/bench/distinct.sh
 run "Delta sink" 6 scripts/bench/sink.sh
 run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
 run "Serving API and end-to-end freshness" 10 scripts/bench/serving.sh

@@ -21,6 +21,15 @@ VIEWS = {
         FROM events WHERE event_type = 'purchase' GROUP BY ALL""",
     "events_by_type": """
         SELECT event_type, (epoch_us(ts) // 10000000) * 10000000 AS bucket, count(*) FROM events GROUP BY ALL""",
+    # Braid keeps a HyperLogLog sketch per group; DuckDB's HyperLogLog estimate is the peer.
+    "unique_visitors": """
+        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*), approx_count_distinct(user_id)
+        FROM events GROUP BY ALL""",
+    "trending_pages": """
+        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*),
+               sum(pow(2, (epoch_us(ts) % 60000000) / 600e6)),
+               sum(duration_ms * pow(2, (epoch_us(ts) % 60000000) / 600e6))
+        FROM events GROUP BY ALL""",
 }
 
 

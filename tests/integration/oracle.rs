@@ -160,7 +160,9 @@ fn fold(
     }
 }
 
-/// The demo views over the valid messages, keyed by view name. Metric order follows
+/// The demo views over the valid messages, keyed by view name (unique_visitors and
+/// trending_pages are checked against PostgreSQL's sketches and a float fold in serving::distinct
+/// and serving::decayed). Metric order follows
 /// braid.toml: page_views [count, sum, max, count(f)], purchases_by_country [count, sum, min,
 /// max, count(f)], events_by_type [count].
 pub fn demo_views<'a>(

@@ -94,7 +94,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         endpoints: &[Top],
         required_on: &[Top],
         schema: ("string", None),
-        description: "The metric column to rank keys by, e.g. `count`, `sum_price_cents` or `decayed_count` (decayed to the request's time, given in `decayed_to`).",
+        description: "The metric column to rank keys by, e.g. `count`, `sum_price_cents`, `distinct_user_id` (an estimate from merged sketches) or `decayed_count` (decayed to the request's time, given in `decayed_to`).",
     },
     ParamSpec {
         name: "k",

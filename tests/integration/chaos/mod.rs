@@ -234,6 +234,7 @@ async fn settle_and_check(
     }
     let expected = oracle::demo_views(messages.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+    let sketches = crate::compare::distinct_sketches_match(pool, &messages).await;
     let exact = std::panic::catch_unwind(|| {
         crate::compare::assert_rows_equal(&expected, &merged, "after the faults")
     })
@@ -242,6 +243,7 @@ async fn settle_and_check(
             .cloned()
             .unwrap_or_else(|| "the merged answer differs".into())
     })
+    .and_then(|()| sketches)
     .and_then(|()| {
         if !disagreeing.is_empty() {
             Err(format!("dead letters differ: {}", disagreeing.join("; ")))

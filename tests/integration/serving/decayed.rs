@@ -21,14 +21,6 @@ const HALF_LIFE_S: f64 = 600.0;
 /// How far back readers decay at most, in half-lives (schemas::view::MAX_DECAY_HALF_LIVES).
 const MAX_DECAY: f64 = 600.0;
 
-const VIEW: &str = r#"
-[[views]]
-name = "trending_pages"
-group_by = ["page"]
-bucket = "1m"
-metrics = ["count", "decayed(count, 10m)", "decayed(sum(duration_ms), 10m)"]
-"#;
-
 /// Per (page, bucket start µs): the undecayed scores (count, sum of duration_ms), each
 /// record weighted by 2^((t − bucket_start) / H).
 type Scores = BTreeMap<(Option<String>, i64), (f64, f64)>;
@@ -112,13 +104,7 @@ fn check_rows(answer: &Value, expected: &BTreeMap<Option<String>, (f64, f64)>, w
 
 #[sqlx::test(migrations = false)]
 async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: PgPool) {
-    let mut pipeline = Pipeline::new("decayed", &pool).await;
-    let config = std::env::temp_dir().join(format!("{}.toml", pipeline.topic));
-    let demo = std::fs::read_to_string(crate::support::repo_root().join("braid.toml")).unwrap();
-    std::fs::write(&config, format!("{demo}\n{VIEW}")).unwrap();
-    pipeline.config = Some(config);
-    let migrated = run(pipeline.braid().arg("migrate"));
-    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let pipeline = Pipeline::new("decayed", &pool).await;
     // Event times over the last 40 minutes (late ones up to 30 minutes earlier), so that the
     // scores decay by a few half-lives, not by the clamp.
     let produce = |seed: u64, start: DateTime<Utc>| {

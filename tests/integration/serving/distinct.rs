@@ -18,13 +18,6 @@ use crate::support::{
     wait_until,
 };
 
-const VIEW: &str = r#"
-[[views]]
-name = "unique_visitors"
-group_by = ["page"]
-bucket = "1m"
-metrics = ["count", "distinct(user_id)"]
-"#;
 const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 /// 1.04 / √2048: the relative standard error of the default precision.
 const STANDARD_ERROR: f64 = 0.023;
@@ -97,13 +90,7 @@ fn check(answer: &Value, expected: &Reference, bucketed: bool, what: &str) {
 
 #[sqlx::test(migrations = false)]
 async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool: PgPool) {
-    let mut pipeline = Pipeline::new("distinct", &pool).await;
-    let config = std::env::temp_dir().join(format!("{}.toml", pipeline.topic));
-    let demo = std::fs::read_to_string(crate::support::repo_root().join("braid.toml")).unwrap();
-    std::fs::write(&config, format!("{demo}\n{VIEW}")).unwrap();
-    pipeline.config = Some(config);
-    let migrated = run(pipeline.braid().arg("migrate"));
-    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let pipeline = Pipeline::new("distinct", &pool).await;
     pipeline.produce(3000, 17, 2);
     let mut speed = pipeline.start_speed("distinct", "a");
     let mut sink = pipeline.start_sink("distinct", "a");
@@ -169,7 +156,12 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
         minutes["provenance"]["batch"]["covered_epoch"].is_i64(),
         "a batch run is part of the answer: {minutes}"
     );
-    let per_minute = reference(&pool, "page", &utc("date_trunc('minute', ts)")).await;
+    let per_minute = reference(
+        &pool,
+        "page",
+        &utc("date_bin('1 minute', ts, timestamptz 'epoch')"),
+    )
+    .await;
     assert!(per_minute.len() > 100, "{} page minutes", per_minute.len());
     check(&minutes, &per_minute, true, "per page and minute");
 
@@ -180,7 +172,12 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     assert_eq!(status, 200, "{hours}");
     check(
         &hours,
-        &reference(&pool, "page", &utc("date_trunc('hour', ts)")).await,
+        &reference(
+            &pool,
+            "page",
+            &utc("date_bin('1 hour', ts, timestamptz 'epoch')"),
+        )
+        .await,
         true,
         "per page and hour",
     );
@@ -192,7 +189,12 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     assert_eq!(status, 200, "{days}");
     check(
         &days,
-        &reference(&pool, "NULL::text", &utc("date_trunc('day', ts)")).await,
+        &reference(
+            &pool,
+            "NULL::text",
+            &utc("date_bin('1 day', ts, timestamptz 'epoch')"),
+        )
+        .await,
         true,
         "all pages per day",
     );
