@@ -108,7 +108,8 @@ impl<L: Layer> Shared<L> {
 
 struct Context<L: Layer> {
     topic: String,
-    shared: Mutex<Shared<L>>,
+    /// Shared with the next client when a fatal error makes this one unusable.
+    shared: Arc<Mutex<Shared<L>>>,
 }
 
 impl<L: Layer> ClientContext for Context<L> {
@@ -194,23 +195,14 @@ impl<L: Layer> ConsumerContext for Context<L> {
     }
 }
 
-/// Runs `layer` until `stop` is set or an unrecoverable error occurs. Blocking: call it from a
-/// plain thread.
-pub fn run<L: Layer>(
-    settings: IngestSettings,
-    layer: L,
-    stop: Arc<AtomicBool>,
-) -> Result<Summary, L::Error> {
-    let name = L::NAME;
+/// A consumer of `settings.topic` in `settings.group` whose context shares `state`.
+fn subscribed<L: Layer>(
+    settings: &IngestSettings,
+    state: Arc<Mutex<Shared<L>>>,
+) -> Result<BaseConsumer<Context<L>>, L::Error> {
     let context = Context {
         topic: settings.topic.clone(),
-        shared: Mutex::new(Shared {
-            layer,
-            isolating: BTreeMap::new(),
-            isolated: None,
-            summary: Summary::default(),
-            fatal: None,
-        }),
+        shared: state,
     };
     let consumer: BaseConsumer<Context<L>> = settings
         .client
@@ -229,11 +221,30 @@ pub fn run<L: Layer>(
         .subscribe(&[&settings.topic])
         .map_err(IngestError::from)?;
     tracing::info!(
-        layer = name,
+        layer = L::NAME,
         topic = settings.topic,
         group = settings.group,
         "consuming"
     );
+    Ok(consumer)
+}
+
+/// Runs `layer` until `stop` is set or an unrecoverable error occurs. Blocking: call it from a
+/// plain thread.
+pub fn run<L: Layer>(
+    settings: IngestSettings,
+    layer: L,
+    stop: Arc<AtomicBool>,
+) -> Result<Summary, L::Error> {
+    let name = L::NAME;
+    let state = Arc::new(Mutex::new(Shared {
+        layer,
+        isolating: BTreeMap::new(),
+        isolated: None,
+        summary: Summary::default(),
+        fatal: None,
+    }));
+    let mut consumer = subscribed(&settings, Arc::clone(&state))?;
 
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
@@ -291,6 +302,17 @@ pub fn run<L: Layer>(
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
                 return Err(out_of_range(&consumer, &shared.layer, &settings.topic).into());
+            }
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                // The client is unusable (e.g. its static membership was fenced while the broker
+                // restarted). Nothing is lost: a new client resumes from the stored positions.
+                tracing::warn!(layer = name, error = %code, "the Kafka client hit a fatal error; replacing it with a new client that resumes from the stored positions");
+                shared.layer.drop_uncommitted();
+                shared.stop_isolating();
+                drop(shared);
+                drop(consumer);
+                consumer = subscribed(&settings, Arc::clone(&state))?;
+                continue;
             }
             Some(Err(error)) => {
                 tracing::warn!(layer = name, %error, "Kafka reported an error; continuing (librdkafka retries on its own): check kafka.brokers if this repeats")

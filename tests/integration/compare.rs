@@ -172,7 +172,7 @@ pub fn assert_rows_equal(
 /// PostgreSQL's own `hll_add_agg` builds from the valid `messages`: byte for byte, so a lost or
 /// doubled record anywhere shows. Returns what differs.
 pub async fn distinct_sketches_match(
-    pool: &sqlx::PgPool,
+    connection: &mut PgConnection,
     messages: &[crate::oracle::RawMessage],
 ) -> Result<(), String> {
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
@@ -193,7 +193,10 @@ pub async fn distinct_sketches_match(
         times.push(chrono::DateTime::from_timestamp_micros(micros).unwrap());
         users.push(crate::oracle::text(object, "user_id"));
     }
-    let mut connection = pool.acquire().await.unwrap();
+    sqlx::query("DROP TABLE IF EXISTS pg_temp.visits")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
     sqlx::query(
         "CREATE TEMP TABLE visits AS SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) \
          AS v(page, ts, user_id)",

@@ -43,7 +43,7 @@ pub enum ApiError {
     /// The request target (path and query) is longer than the server takes.
     #[error(
         "the request's path and query are {length} bytes, more than the server takes ({} bytes)",
-        super::request_input::MAX_URI_BYTES
+        super::routes::MAX_URI_BYTES
     )]
     UriTooLong {
         /// The target's length in bytes.

@@ -35,8 +35,7 @@ pub use kafka_watch::{KafkaStatus, KafkaWatch};
 pub use launcher::{JobLauncher, LaunchError};
 pub use params::Limits;
 pub use query::{Bind, BoundStatement};
-pub use request_input::MAX_URI_BYTES;
-pub use routes::{MAX_BODY_BYTES, ROUTES};
+pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values

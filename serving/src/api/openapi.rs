@@ -6,8 +6,7 @@ use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use super::params::{Endpoint, FILTER_PREFIX, PARAMETERS};
-use super::request_input::MAX_URI_BYTES;
-use super::routes::{MAX_BODY_BYTES, ROUTES};
+use super::routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 use super::state::AppState;
 
 fn endpoint_of(path: &str) -> Option<Endpoint> {

@@ -12,10 +12,7 @@ use axum::response::{IntoResponse, Response};
 use percent_encoding::percent_decode;
 
 use super::error::ApiError;
-
-/// The longest request target (path and query) accepted, in bytes. Longer targets answer 414.
-/// Every legitimate query fits many times over; past 64 KiB the HTTP parser refuses on its own.
-pub const MAX_URI_BYTES: usize = 8 * 1024;
+use super::routes::MAX_URI_BYTES;
 
 /// One `name=value` pair of a query string, both percent-decoded and UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,11 @@
-//! The routes the API serves, as /openapi.json documents them, and the body limit.
+//! The routes the API serves, as /openapi.json documents them, and the size limits.
 
 /// The largest request body accepted, in bytes (admin requests carry small JSON bodies).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest request target (path and query) accepted, in bytes. Longer targets answer 414.
+/// Every legitimate query fits many times over; past 64 KiB the HTTP parser refuses on its own.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// The routes, as documented in /openapi.json: (method, path, summary).
 pub const ROUTES: &[(&str, &str, &str)] = &[

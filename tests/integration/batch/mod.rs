@@ -50,17 +50,22 @@ async fn assert_merged_exact(pool: &PgPool, pipeline: &Pipeline, when: &str) {
         .unwrap();
     let merged = read_rows(&mut tx, Source::Merged).await;
     let served = read_rows(&mut tx, Source::Serving).await;
-    tx.commit().await.unwrap();
-    assert_eq!(
-        served, merged,
-        "{when}: the serving SQL views answer the merge"
-    );
     let messages = read_topic(&pipeline.topic);
     let covered: Vec<RawMessage> = messages
         .into_iter()
         .filter(|m| m.offset < positions.get(&m.partition).copied().unwrap_or(0))
         .collect();
+    // Distinct counts: the merged sketches of the same snapshot, byte for byte.
+    let sketches = crate::compare::distinct_sketches_match(&mut tx, &covered).await;
+    tx.commit().await.unwrap();
+    assert_eq!(
+        served, merged,
+        "{when}: the serving SQL views answer the merge"
+    );
     assert_rows_equal(&oracle::demo_views(&covered), &merged, when);
+    if let Err(difference) = sketches {
+        panic!("{when}: {difference}");
+    }
 }
 
 /// The cut of the active runs: (covered epoch, cut offsets).

@@ -234,7 +234,9 @@ async fn settle_and_check(
     }
     let expected = oracle::demo_views(messages.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    let sketches = crate::compare::distinct_sketches_match(pool, &messages).await;
+    let sketches =
+        crate::compare::distinct_sketches_match(&mut pool.acquire().await.unwrap(), &messages)
+            .await;
     let exact = std::panic::catch_unwind(|| {
         crate::compare::assert_rows_equal(&expected, &merged, "after the faults")
     })

@@ -4,18 +4,14 @@
 //! relative, per page and bucket, over a rolling window, and in the top-k order.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::http::{free_address, get, ready};
+use crate::http::get;
 use crate::oracle::{self, RawMessage};
-use crate::support::{
-    Pipeline, Running, log_file, read_topic, run, sink_caught_up, speed_caught_up, stderr,
-    wait_until,
-};
+use crate::support::{Pipeline, read_topic, run, sink_caught_up, speed_caught_up, stderr};
 
 const HALF_LIFE_S: f64 = 600.0;
 /// How far back readers decay at most, in half-lives (schemas::view::MAX_DECAY_HALF_LIVES).
@@ -142,22 +138,7 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
     produce(8, Utc::now() - chrono::Duration::minutes(20));
     speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
 
-    let address = free_address();
-    let mut api = Running(
-        pipeline
-            .braid()
-            .args(["serve", "--listen", &address])
-            .stdout(std::process::Stdio::null())
-            .stderr(log_file(&format!("{}-serve", pipeline.topic)))
-            .spawn()
-            .expect("braid serve starts"),
-    );
-    wait_until("the API to be ready", Duration::from_secs(60), || {
-        api.assert_running("braid serve");
-        let address = address.clone();
-        async move { ready(&address) }
-    })
-    .await;
+    let (mut api, address) = super::serve_ready(&pipeline, "decayed", &[]).await;
     let scores = fold(&read_topic(&pipeline.topic));
     assert!(
         scores.len() > 50,

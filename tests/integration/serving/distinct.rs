@@ -5,18 +5,14 @@
 //! within the documented error of the exact distinct count.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::http::{free_address, get, ready};
+use crate::http::get;
 use crate::oracle;
-use crate::support::{
-    Pipeline, Running, log_file, read_topic, run, sink_caught_up, speed_caught_up, stderr,
-    wait_until,
-};
+use crate::support::{Pipeline, read_topic, run, sink_caught_up, speed_caught_up, stderr};
 
 const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 /// 1.04 / √2048: the relative standard error of the default precision.
@@ -104,22 +100,11 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     pipeline.produce(1500, 18, 2);
     speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
 
-    let address = free_address();
-    let mut api = Running(
-        pipeline
-            .braid()
-            .args(["serve", "--listen", &address])
-            .env("BRAID__SERVING__MAX_LIMIT", "100000")
-            .stdout(std::process::Stdio::null())
-            .stderr(log_file(&format!("{}-serve", pipeline.topic)))
-            .spawn()
-            .expect("braid serve starts"),
-    );
-    wait_until("the API to be ready", Duration::from_secs(60), || {
-        api.assert_running("braid serve");
-        let address = address.clone();
-        async move { ready(&address) }
-    })
+    let (mut api, address) = super::serve_ready(
+        &pipeline,
+        "distinct",
+        &[("BRAID__SERVING__MAX_LIMIT", "100000")],
+    )
     .await;
 
     // The records, into PostgreSQL, for hll_add_agg and count(DISTINCT).

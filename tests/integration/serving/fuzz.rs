@@ -15,8 +15,7 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::http::{free_address, ready};
-use crate::support::{Pipeline, Running, log_file, log_of, wait_until};
+use crate::support::{Pipeline, log_of};
 
 const TOKEN: &str = "fuzz-admin-token";
 /// Generated values per parameter, on top of the fixed hostile list.
@@ -353,6 +352,30 @@ fn check(case: &Case<'_>, answer: Option<Answer>) {
     }
 }
 
+/// Sends requests to the server under test and checks every answer.
+struct Prober {
+    address: String,
+    requests: usize,
+}
+
+impl Prober {
+    /// Sends one request for `case`, checks its answer with [`check`], and returns its status.
+    fn probe(
+        &mut self,
+        case: &Case<'_>,
+        method: &str,
+        target: &str,
+        headers: &[(&str, Vec<u8>)],
+        body: &[u8],
+    ) -> u16 {
+        let answer = exchange(&self.address, &request_bytes(method, target, headers, body));
+        let status = answer.as_ref().map_or(0, |a| a.status);
+        check(case, answer);
+        self.requests += 1;
+        status
+    }
+}
+
 /// Builds the request target of `operation` with `hostile` (a parameter name and raw bytes)
 /// in place of that parameter's valid value, or as an extra query parameter.
 fn target(operation: &Operation, hostile: Option<(&str, &[u8])>) -> String {
@@ -393,30 +416,12 @@ fn auth(operation: &Operation) -> Vec<(&'static str, Vec<u8>)> {
     }
 }
 
-fn start_serve(pipeline: &Pipeline, address: &str) -> Running {
-    let child = pipeline
-        .braid()
-        .args(["serve", "--listen", address])
-        .env("BRAID_ADMIN_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file(&format!("{}-serve-fuzz", pipeline.topic)))
-        .spawn()
-        .expect("braid serve starts");
-    Running(child)
-}
-
 #[sqlx::test(migrations = false)]
 async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: PgPool) {
     let pipeline = Pipeline::new("serving-fuzz", &pool).await;
     pipeline.produce(200, 22, 1);
-    let address = free_address();
-    let mut api = start_serve(&pipeline, &address);
-    wait_until("the API to be ready", Duration::from_secs(60), || {
-        api.assert_running("braid serve");
-        let address = address.clone();
-        async move { ready(&address) }
-    })
-    .await;
+    let (mut api, address) =
+        super::serve_ready(&pipeline, "fuzz", &[("BRAID_ADMIN_TOKEN", TOKEN)]).await;
     let document: Value = {
         let answer = exchange(&address, &request_bytes("GET", "/openapi.json", &[], b"")).unwrap();
         serde_json::from_slice(&answer.body).expect("the OpenAPI document")
@@ -427,7 +432,10 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
         rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha,
         ..Config::default()
     });
-    let mut requests = 0usize;
+    let mut prober = Prober {
+        address: address.clone(),
+        requests: 0,
+    };
     for operation in &operations {
         // Each parameter the document lists, made hostile in turn.
         for parameter in &operation.parameters {
@@ -447,14 +455,7 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                     ),
                 };
                 let target = target(operation, Some((&parameter.name, &value)));
-                check(
-                    &case,
-                    exchange(
-                        &address,
-                        &request_bytes(&operation.method, &target, &auth(operation), b""),
-                    ),
-                );
-                requests += 1;
+                prober.probe(&case, &operation.method, &target, &auth(operation), b"");
             }
         }
         // Parameters the document does not list, with hostile names.
@@ -475,14 +476,7 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                 ),
             };
             let target = target(operation, Some((name, b"1")));
-            check(
-                &case,
-                exchange(
-                    &address,
-                    &request_bytes(&operation.method, &target, &auth(operation), b""),
-                ),
-            );
-            requests += 1;
+            prober.probe(&case, &operation.method, &target, &auth(operation), b"");
         }
         // Raw, unencoded query text (malformed escapes, `+`, separators) after the valid part.
         for raw in [
@@ -507,14 +501,7 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                 hostile: None,
                 label: format!("{} {joined}", operation.method),
             };
-            check(
-                &case,
-                exchange(
-                    &address,
-                    &request_bytes(&operation.method, &joined, &auth(operation), b""),
-                ),
-            );
-            requests += 1;
+            prober.probe(&case, &operation.method, &joined, &auth(operation), b"");
         }
         // Hostile tokens on admin operations: never more than 401.
         if operation.admin {
@@ -535,22 +522,15 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                         String::from_utf8_lossy(&token)
                     ),
                 };
-                let answer = exchange(
-                    &address,
-                    &request_bytes(
-                        &operation.method,
-                        &target(operation, None),
-                        &[("Authorization", token)],
-                        b"",
-                    ),
+                let target = target(operation, None);
+                let status = prober.probe(
+                    &case,
+                    &operation.method,
+                    &target,
+                    &[("Authorization", token)],
+                    b"",
                 );
-                assert!(
-                    answer.as_ref().is_some_and(|a| a.status == 401),
-                    "{}",
-                    case.label
-                );
-                check(&case, answer);
-                requests += 1;
+                assert_eq!(status, 401, "{}", case.label);
             }
         }
         // A method the path does not take.
@@ -568,17 +548,14 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                 hostile: None,
                 label: format!("{other} {}", operation.path),
             };
-            let answer = exchange(
-                &address,
-                &request_bytes(other, &target(operation, None), &auth(operation), b""),
+            let status = prober.probe(
+                &case,
+                other,
+                &target(operation, None),
+                &auth(operation),
+                b"",
             );
-            assert!(
-                answer.as_ref().is_some_and(|a| a.status == 405),
-                "{}",
-                case.label
-            );
-            check(&case, answer);
-            requests += 1;
+            assert_eq!(status, 405, "{}", case.label);
         }
         // A target longer than the server takes.
         let long = format!(
@@ -591,17 +568,8 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
             hostile: None,
             label: format!("{} {} with a 12 KB query", operation.method, operation.path),
         };
-        let answer = exchange(
-            &address,
-            &request_bytes(&operation.method, &long, &auth(operation), b""),
-        );
-        assert!(
-            answer.as_ref().is_some_and(|a| a.status == 414),
-            "{}",
-            case.label
-        );
-        check(&case, answer);
-        requests += 1;
+        let status = prober.probe(&case, &operation.method, &long, &auth(operation), b"");
+        assert_eq!(status, 414, "{}", case.label);
     }
     // Hostile bodies for starting jobs: not JSON, not an object, hostile parameter values, and
     // a body over the limit. Every job name the server knows comes from a 404's message.
@@ -657,19 +625,16 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
                 String::from_utf8_lossy(&body[..body.len().min(80)])
             ),
         };
-        let answer = exchange(
-            &address,
-            &request_bytes("POST", &format!("/v1/admin/jobs/{job}"), &auth(post), body),
+        let status = prober.probe(
+            &case,
+            "POST",
+            &format!("/v1/admin/jobs/{job}"),
+            &auth(post),
+            body,
         );
         if body.len() > ::serving::api::MAX_BODY_BYTES {
-            assert!(
-                answer.as_ref().is_some_and(|a| a.status == 413),
-                "{}",
-                case.label
-            );
+            assert_eq!(status, 413, "{}", case.label);
         }
-        check(&case, answer);
-        requests += 1;
     }
     api.assert_running("braid serve");
     let log = log_of(&pipeline, "serve", "fuzz");
@@ -695,7 +660,8 @@ async fn hostile_parameters_on_every_documented_operation_never_get_a_5xx(pool: 
         }
     }
     eprintln!(
-        "fuzz: {requests} hostile requests over {} operations",
+        "fuzz: {} hostile requests over {} operations",
+        prober.requests,
         operations.len()
     );
 }

@@ -26,17 +26,56 @@ const TOKEN: &str = "e2e-admin-token";
 const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 
 fn start_api(pipeline: &Pipeline, address: &str) -> Running {
-    let log = log_file(&format!("{}-serve", pipeline.topic));
+    start_serve(
+        pipeline,
+        address,
+        "",
+        &[
+            ("BRAID_ADMIN_TOKEN", TOKEN),
+            ("BRAID__SERVING__MAX_LIMIT", "200000"),
+        ],
+    )
+}
+
+/// Starts `braid serve` for `pipeline` on `address` with `env`, logging to
+/// `<topic>-serve[-name].log` (see `support::log_of`).
+pub(super) fn start_serve(
+    pipeline: &Pipeline,
+    address: &str,
+    name: &str,
+    env: &[(&str, &str)],
+) -> Running {
+    let suffix = if name.is_empty() {
+        String::new()
+    } else {
+        format!("-{name}")
+    };
     let child = pipeline
         .braid()
         .args(["serve", "--listen", address])
-        .env("BRAID_ADMIN_TOKEN", TOKEN)
-        .env("BRAID__SERVING__MAX_LIMIT", "200000")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(log)
+        .stderr(log_file(&format!("{}-serve{suffix}", pipeline.topic)))
         .spawn()
         .expect("braid serve starts");
     Running(child)
+}
+
+/// [`start_serve`] on a free address, once it answers /readyz; returns it and its address.
+pub(super) async fn serve_ready(
+    pipeline: &Pipeline,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Running, String) {
+    let address = free_address();
+    let mut api = start_serve(pipeline, &address, name, env);
+    wait_until("the API to be ready", Duration::from_secs(60), || {
+        api.assert_running("braid serve");
+        let address = address.clone();
+        async move { ready(&address) }
+    })
+    .await;
+    (api, address)
 }
 
 /// One view's rows from an API answer, keyed like the oracle's.
@@ -238,13 +277,14 @@ async fn the_api_answers_the_exact_merge_while_events_flow_and_batches_run(pool:
 async fn braid_serve_reports_readiness_metrics_and_openapi(pool: PgPool) {
     let pipeline = Pipeline::new("serving-health", &pool).await;
     pipeline.produce(10, 43, 1);
-    let address = free_address();
-    let mut api = start_api(&pipeline, &address);
-    wait_until("the API to be ready", Duration::from_secs(60), || {
-        api.assert_running("braid serve");
-        let address = address.clone();
-        async move { ready(&address) }
-    })
+    let (_api, address) = serve_ready(
+        &pipeline,
+        "",
+        &[
+            ("BRAID_ADMIN_TOKEN", TOKEN),
+            ("BRAID__SERVING__MAX_LIMIT", "200000"),
+        ],
+    )
     .await;
     let (_, ready) = get(&address, "/readyz");
     assert_eq!(ready["database"]["reachable"], true);
