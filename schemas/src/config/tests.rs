@@ -32,7 +32,13 @@ fn demo_config_loads_with_defaults_beneath() {
     let names: Vec<_> = config.views.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(
         names,
-        ["page_views", "purchases_by_country", "events_by_type"]
+        [
+            "page_views",
+            "purchases_by_country",
+            "events_by_type",
+            "unique_visitors",
+            "trending_pages"
+        ]
     );
 }
 

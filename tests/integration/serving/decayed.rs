@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use crate::http::get;
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, read_topic, run, sink_caught_up, speed_caught_up, stderr};
+use crate::support::{Pipeline, read_topic, run, speed_caught_up, stderr};
 
 const HALF_LIFE_S: f64 = 600.0;
 /// How far back readers decay at most, in half-lives (schemas::view::MAX_DECAY_HALF_LIVES).
@@ -126,14 +126,7 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
         assert!(output.status.success(), "generate: {}", stderr(&output));
     };
     produce(7, Utc::now() - chrono::Duration::minutes(40));
-    let mut speed = pipeline.start_speed("decayed", "a");
-    let mut sink = pipeline.start_sink("decayed", "a");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
-    sink_caught_up(&pipeline, &mut sink).await;
-    let batch = run(pipeline
-        .braid()
-        .args(["batch", "run", "--wait-timeout", "120"]));
-    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
+    let (mut speed, _sink) = super::caught_up_with_a_batch_run(&pool, &pipeline, "decayed").await;
     // More records after the batch's cut: the answer is batch ⊕ speed.
     produce(8, Utc::now() - chrono::Duration::minutes(20));
     speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 use crate::http::get;
 use crate::oracle;
-use crate::support::{Pipeline, read_topic, run, sink_caught_up, speed_caught_up, stderr};
+use crate::support::{Pipeline, read_topic, speed_caught_up};
 
 const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 /// 1.04 / √2048: the relative standard error of the default precision.
@@ -88,14 +88,7 @@ fn check(answer: &Value, expected: &Reference, bucketed: bool, what: &str) {
 async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool: PgPool) {
     let pipeline = Pipeline::new("distinct", &pool).await;
     pipeline.produce(3000, 17, 2);
-    let mut speed = pipeline.start_speed("distinct", "a");
-    let mut sink = pipeline.start_sink("distinct", "a");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
-    sink_caught_up(&pipeline, &mut sink).await;
-    let batch = run(pipeline
-        .braid()
-        .args(["batch", "run", "--wait-timeout", "120"]));
-    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
+    let (mut speed, _sink) = super::caught_up_with_a_batch_run(&pool, &pipeline, "distinct").await;
     // The same event times again after the cut: buckets that batch and speed rows share.
     pipeline.produce(1500, 18, 2);
     speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;

@@ -61,6 +61,24 @@ pub(super) fn start_serve(
     Running(child)
 }
 
+/// Starts a speed layer and a sink named `name`, waits until both have caught up with the
+/// topic, and runs a batch; returns both, still running.
+pub(super) async fn caught_up_with_a_batch_run(
+    pool: &PgPool,
+    pipeline: &Pipeline,
+    name: &str,
+) -> (Running, Running) {
+    let mut speed = pipeline.start_speed(name, "a");
+    let mut sink = pipeline.start_sink(name, "a");
+    crate::support::speed_caught_up(pool, pipeline, &mut [&mut speed]).await;
+    crate::support::sink_caught_up(pipeline, &mut sink).await;
+    let batch = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]));
+    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
+    (speed, sink)
+}
+
 /// [`start_serve`] on a free address, once it answers /readyz; returns it and its address.
 pub(super) async fn serve_ready(
     pipeline: &Pipeline,
