@@ -472,7 +472,10 @@ mod tests {
             4,
             "events_by_type: three 10s buckets of purchases, one of page views"
         );
-        assert_eq!(batch.row_count(), 7);
+        // unique_visitors and trending_pages group every record by page: two rows each.
+        assert_eq!(batch.views[3].groups.len(), 2, "unique_visitors");
+        assert_eq!(batch.views[4].groups.len(), 2, "trending_pages");
+        assert_eq!(batch.row_count(), 11);
     }
 
     #[test]
