@@ -314,6 +314,10 @@ pub fn run<L: Layer>(
                 consumer = subscribed(&settings, Arc::clone(&state))?;
                 continue;
             }
+            // Reported once by the client's error callback, with what to do about it.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::UnknownTopicOrPartition,
+            ))) => {}
             Some(Err(error)) => {
                 tracing::warn!(layer = name, %error, "Kafka reported an error; continuing (librdkafka retries on its own): check kafka.brokers if this repeats")
             }

@@ -20,6 +20,12 @@ pub fn report_client_error(error: &KafkaError, reason: &str) {
         KafkaError::Global(RDKafkaErrorCode::PartitionEOF) | KafkaError::PartitionEOF(_) => {
             tracing::trace!(reason, "end of partition");
         }
+        KafkaError::Global(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            tracing::warn!(
+                reason,
+                "the topic does not exist (yet): waiting for it; create it (or start its producer), or check kafka.topic"
+            );
+        }
         other => tracing::error!(
             error = %other,
             reason,

@@ -8,6 +8,9 @@ use schemas::BraidConfig;
 use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
+/// Partitions of the demo topic when `--generate` creates it.
+const DEMO_PARTITIONS: i32 = 4;
+
 /// Migrates, starts every component that exists, and waits for Ctrl-C or --duration.
 pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode> {
     let pool = super::connect(&config).await?;
@@ -20,6 +23,11 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             tokio::time::sleep(Duration::from_secs(seconds)).await;
             stop.stop();
         });
+    }
+    if args.generate.is_some() {
+        // The demo's topic exists before the layers subscribe, so that they never start on a
+        // topic that is not there yet (librdkafka reports that as an error).
+        ingest::kafka::ensure_topic(&config.kafka, &config.kafka.topic, DEMO_PARTITIONS).await?;
     }
     let speed = {
         let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
@@ -55,14 +63,12 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             hostile_fraction: 0.0,
             stdout: false,
             topic: None,
-            partitions: 4,
+            partitions: DEMO_PARTITIONS,
             event_interval_us: None,
             workload: crate::cli::Workload::Clickstream,
         };
         let (config, stop) = (config.clone(), stop.clone());
         tokio::spawn(async move {
-            ingest::kafka::ensure_topic(&config.kafka, &config.kafka.topic, generate.partitions)
-                .await?;
             crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
         })
     });
