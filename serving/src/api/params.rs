@@ -97,6 +97,13 @@ pub const PARAMETERS: &[ParamSpec] = &[
         description: "The metric column to rank keys by, e.g. `count`, `sum_price_cents`, `distinct_user_id` (an estimate from merged sketches) or `decayed_count` (decayed to the request's time, given in `decayed_to`).",
     },
     ParamSpec {
+        name: "at",
+        endpoints: &[Series, Rolling, Top],
+        required_on: &[],
+        schema: ("string", Some("date-time")),
+        description: "The time decayed metrics (`decayed_…`) are decayed to (RFC 3339), e.g. to compare trends at two moments. Default: now. The answer says it in `decayed_to`.",
+    },
+    ParamSpec {
         name: "k",
         endpoints: &[Top],
         required_on: &[],

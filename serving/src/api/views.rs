@@ -106,6 +106,7 @@ pub fn series_selection(
         .bucket_multiple("granularity", view, &limits)?
         .unwrap_or_else(|| view.bucket.seconds());
     let now = (state.clock)();
+    let decayed_to = params.time("at")?.unwrap_or(now);
     let to = ceil_to(params.time("to")?.unwrap_or(now), granularity);
     let from = floor_to(
         params.time("from")?.unwrap_or(to - Duration::hours(24)),
@@ -144,7 +145,7 @@ pub fn series_selection(
         filters: params.filters(view)?,
         limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
         order,
-        decayed_to: now,
+        decayed_to,
     };
     let envelope = json!({
         "view": view.name,
@@ -157,7 +158,7 @@ pub fn series_selection(
         "columns": columns,
     });
     let mut envelope = envelope;
-    with_decayed_to(&mut envelope, view, now);
+    with_decayed_to(&mut envelope, view, decayed_to);
     Ok((selection, envelope))
 }
 
@@ -176,6 +177,7 @@ fn window_selection(
         .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
     let bucket = view.bucket.seconds();
     let now = (state.clock)();
+    let decayed_to = params.time("at")?.unwrap_or(now);
     let to = floor_to(now, bucket) + Duration::seconds(bucket);
     let from = to - Duration::seconds(seconds);
     let group_by = params.group_by(view)?;
@@ -193,7 +195,7 @@ fn window_selection(
         "columns": columns,
     });
     let mut envelope = envelope;
-    with_decayed_to(&mut envelope, view, now);
+    with_decayed_to(&mut envelope, view, decayed_to);
     let selection = Selection {
         from,
         to,
@@ -202,7 +204,7 @@ fn window_selection(
         filters: params.filters(view)?,
         limit,
         order,
-        decayed_to: now,
+        decayed_to,
     };
     Ok((selection, envelope))
 }

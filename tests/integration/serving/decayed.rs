@@ -222,6 +222,23 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
         );
     }
 
+    // Decayed to another time (`at=`): twenty minutes on, every score as the fold decays it.
+    let at =
+        (Utc::now() + chrono::Duration::minutes(20)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let (status, later) = get(
+        &address,
+        &format!("/v1/views/trending_pages/rolling?window=2h&at={at}"),
+    );
+    assert_eq!(status, 200, "{later}");
+    assert_eq!(later["decayed_to"], at.replace('Z', ".000000Z"), "{later}");
+    let expected = totals(
+        &scores,
+        micros(&later["window_start"]),
+        micros(&later["window_end"]),
+        micros(&later["decayed_to"]),
+    );
+    check_rows(&later, &expected, "rolling at=");
+
     // Per bucket, and rolled up to 10 minutes: each bucket decayed to the same time.
     let from = Utc::now() - chrono::Duration::minutes(90);
     let range = format!(
