@@ -120,12 +120,21 @@ pub fn murmur3_x64_128_h1(data: &[u8]) -> u64 {
     h1.wrapping_add(h2)
 }
 
-/// The hash of a field value, as `hll_hash_text` (strings) or `hll_hash_bigint` (i64)
-/// computes it; `None` for other types.
+/// The hash of a string, as `hll_hash_text` computes it.
+pub fn hash_text(text: &str) -> u64 {
+    murmur3_x64_128_h1(text.as_bytes())
+}
+
+/// The hash of an i64, as `hll_hash_bigint` computes it: its 8 little-endian bytes.
+pub fn hash_i64(number: i64) -> u64 {
+    murmur3_x64_128_h1(&number.to_le_bytes())
+}
+
+/// The hash of a field value ([`hash_text`], [`hash_i64`]); `None` for other types.
 pub fn hash_value(value: &Value) -> Option<u64> {
     match value {
-        Value::String(s) => Some(murmur3_x64_128_h1(s.as_bytes())),
-        Value::I64(v) => Some(murmur3_x64_128_h1(&v.to_le_bytes())),
+        Value::String(s) => Some(hash_text(s)),
+        Value::I64(v) => Some(hash_i64(*v)),
         _ => None,
     }
 }

@@ -128,6 +128,13 @@ pub const MAX_BUCKET_HALF_LIVES: i64 = 256;
 /// where f64 would round to zero). Their share of any answer is below 1e-180 of a record.
 pub const MAX_DECAY_HALF_LIVES: i64 = 600;
 
+impl View {
+    /// Whether the view has decayed metrics, whose answers depend on the time decayed to.
+    pub fn has_decayed_metrics(&self) -> bool {
+        self.metrics.iter().any(|m| m.half_life.is_some())
+    }
+}
+
 impl Metric {
     /// The half-life in microseconds of a decayed metric.
     pub fn half_life_micros(&self) -> Option<i64> {

@@ -167,20 +167,10 @@ pub fn assert_rows_equal(
     );
 }
 
-/// Compares, per page and minute, the merged `unique_visitors` sketch (active batch rows ⊕
-/// speed rows at or above the covered epoch, unioned by `hll_union_agg`) with the sketch
-/// PostgreSQL's own `hll_add_agg` builds from the valid `messages`: byte for byte, so a lost or
-/// doubled record anywhere shows. Returns what differs.
-pub async fn distinct_sketches_match(
-    connection: &mut PgConnection,
-    messages: &[crate::oracle::RawMessage],
-) -> Result<(), String> {
-    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
-    let view = config
-        .views
-        .iter()
-        .find(|v| v.name == "unique_visitors")
-        .expect("the demo view unique_visitors");
+/// Loads the valid `messages` into the session's temporary table `visits (page, ts, user_id)`,
+/// replacing what an earlier call left there: the records PostgreSQL's own `hll_add_agg` and
+/// `count(DISTINCT ...)` are run over.
+pub async fn load_visits(connection: &mut PgConnection, messages: &[crate::oracle::RawMessage]) {
     let (mut pages, mut times, mut users) = (Vec::new(), Vec::new(), Vec::new());
     for message in messages {
         if crate::oracle::refusal(&message.payload).is_some() {
@@ -207,6 +197,23 @@ pub async fn distinct_sketches_match(
     .execute(&mut *connection)
     .await
     .unwrap();
+}
+
+/// Compares, per page and minute, the merged `unique_visitors` sketch (active batch rows ⊕
+/// speed rows at or above the covered epoch, unioned by `hll_union_agg`) with the sketch
+/// PostgreSQL's own `hll_add_agg` builds from the valid `messages`: byte for byte, so a lost or
+/// doubled record anywhere shows. Returns what differs.
+pub async fn distinct_sketches_match(
+    connection: &mut PgConnection,
+    messages: &[crate::oracle::RawMessage],
+) -> Result<(), String> {
+    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let view = config
+        .views
+        .iter()
+        .find(|v| v.name == "unique_visitors")
+        .expect("the demo view unique_visitors");
+    load_visits(&mut *connection, messages).await;
     let layout = ViewLayout::of(view);
     let sql = format!(
         "WITH active AS ({ACTIVE_RUN}), \

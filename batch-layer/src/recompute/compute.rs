@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::arrow::{OFFSET, PARTITION};
-use schemas::sketch::{Sketch, murmur3_x64_128_h1};
+use schemas::sketch::{Sketch, hash_i64, hash_text};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
@@ -206,12 +206,12 @@ fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> 
                 let group = group.as_ref();
                 if let Ok(texts) = group.str() {
                     for text in texts.iter().flatten() {
-                        sketch.add_hash(murmur3_x64_128_h1(text.as_bytes()));
+                        sketch.add_hash(hash_text(text));
                         any = true;
                     }
                 } else {
                     for number in group.i64()?.iter().flatten() {
-                        sketch.add_hash(murmur3_x64_128_h1(&number.to_le_bytes()));
+                        sketch.add_hash(hash_i64(number));
                         any = true;
                     }
                 }

@@ -17,6 +17,14 @@ fn timestamp(micros: i64) -> String {
     )
 }
 
+/// Appends bytes as PostgreSQL's hex text form: `\x` and two digits per byte.
+fn push_hex(line: &mut String, bytes: &[u8]) {
+    line.push_str("\\x");
+    for byte in bytes {
+        let _ = write!(line, "{byte:02x}");
+    }
+}
+
 /// Appends one CSV field: strings always quoted (so an empty string is not NULL), NULL empty.
 fn push_field(
     line: &mut String,
@@ -48,18 +56,8 @@ fn push_field(
             let _ = write!(line, "{f}");
         }
         // An hll sketch: the extension's text form, \x and hex digits.
-        AnyValue::Binary(bytes) => {
-            line.push_str("\\x");
-            for byte in bytes {
-                let _ = write!(line, "{byte:02x}");
-            }
-        }
-        AnyValue::BinaryOwned(bytes) => {
-            line.push_str("\\x");
-            for byte in &bytes {
-                let _ = write!(line, "{byte:02x}");
-            }
-        }
+        AnyValue::Binary(bytes) => push_hex(line, bytes),
+        AnyValue::BinaryOwned(bytes) => push_hex(line, &bytes),
         other if pg_type == "timestamptz" => {
             let micros = other
                 .extract::<i64>()

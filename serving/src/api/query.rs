@@ -144,7 +144,7 @@ fn statement(
         columns.push(OutputColumn::new("bucket_start", "timestamptz"));
     }
     // Bound only for views with a decayed metric, so that other views' statements stay as they were.
-    let decayed_to = if view.metrics.iter().any(|m| m.half_life.is_some()) {
+    let decayed_to = if view.has_decayed_metrics() {
         st.bind(Bind::Time(selection.decayed_to))
     } else {
         String::new()

@@ -21,7 +21,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 
 /// Says, for a view with decayed metrics, the time their scores are decayed to.
 fn with_decayed_to(envelope: &mut Value, view: &View, now: DateTime<Utc>) {
-    if view.metrics.iter().any(|m| m.half_life.is_some()) {
+    if view.has_decayed_metrics() {
         envelope["decayed_to"] = json!(now.to_rfc3339_opts(SecondsFormat::Micros, true));
     }
 }
@@ -147,7 +147,7 @@ pub fn series_selection(
         order,
         decayed_to,
     };
-    let envelope = json!({
+    let mut envelope = json!({
         "view": view.name,
         "granularity": schemas::duration::HumanDuration::from_seconds(granularity).map(|d| d.to_string()),
         "from": rfc3339(from),
@@ -157,7 +157,6 @@ pub fn series_selection(
         "limit": selection.limit,
         "columns": columns,
     });
-    let mut envelope = envelope;
     with_decayed_to(&mut envelope, view, decayed_to);
     Ok((selection, envelope))
 }
@@ -184,7 +183,7 @@ fn window_selection(
     let columns = output_columns(view, &group_by, false);
     let natural = natural_order(view, &group_by, false);
     let order = with_tie_break(order(&columns, natural.clone())?, natural);
-    let envelope = json!({
+    let mut envelope = json!({
         "view": view.name,
         "window": params.get("window"),
         "window_start": rfc3339(from),
@@ -194,7 +193,6 @@ fn window_selection(
         "limit": limit,
         "columns": columns,
     });
-    let mut envelope = envelope;
     with_decayed_to(&mut envelope, view, decayed_to);
     let selection = Selection {
         from,

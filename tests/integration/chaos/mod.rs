@@ -245,7 +245,7 @@ async fn settle_and_check(
             .cloned()
             .unwrap_or_else(|| "the merged answer differs".into())
     })
-    .and_then(|()| sketches)
+    .and(sketches)
     .and_then(|()| {
         if !disagreeing.is_empty() {
             Err(format!("dead letters differ: {}", disagreeing.join("; ")))

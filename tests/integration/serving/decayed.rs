@@ -77,25 +77,36 @@ fn totals(scores: &Scores, from: i64, to: i64, now: i64) -> BTreeMap<Option<Stri
     totals
 }
 
-fn check_rows(answer: &Value, expected: &BTreeMap<Option<String>, (f64, f64)>, what: &str) {
+/// Checks every row of `answer` against `expected`, finding each row's entry by `key`.
+fn check_rows<K: Ord + std::fmt::Debug>(
+    answer: &Value,
+    expected: &BTreeMap<K, (f64, f64)>,
+    key: impl Fn(&Value) -> K,
+    what: &str,
+) {
     let rows = answer["rows"]
         .as_array()
         .unwrap_or_else(|| panic!("{what}: {answer}"));
     assert_eq!(rows.len(), expected.len(), "{what}: {answer}");
     for row in rows {
-        let page = row["page"].as_str().map(str::to_string);
-        let (count, sum) = expected[&page];
+        let key = key(row);
+        let (count, sum) = expected[&key];
         close(
             row["decayed_count"].as_f64().unwrap(),
             count,
-            &format!("{what}, {page:?}: decayed_count"),
+            &format!("{what}, {key:?}: decayed_count"),
         );
         close(
             row["decayed_sum_duration_ms"].as_f64().unwrap(),
             sum,
-            &format!("{what}, {page:?}: decayed_sum_duration_ms"),
+            &format!("{what}, {key:?}: decayed_sum_duration_ms"),
         );
     }
+}
+
+/// A row's page.
+fn page(row: &Value) -> Option<String> {
+    row["page"].as_str().map(str::to_string)
 }
 
 #[sqlx::test(migrations = false)]
@@ -154,6 +165,7 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
     check_rows(
         &rolling,
         &totals(&scores, window.0, window.1, now),
+        page,
         "rolling",
     );
 
@@ -237,7 +249,7 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
         micros(&later["window_end"]),
         micros(&later["decayed_to"]),
     );
-    check_rows(&later, &expected, "rolling at=");
+    check_rows(&later, &expected, page, "rolling at=");
 
     // Per bucket, and rolled up to 10 minutes: each bucket decayed to the same time.
     let from = Utc::now() - chrono::Duration::minutes(90);
@@ -264,25 +276,12 @@ async fn decayed_scores_of_batch_and_speed_equal_a_fold_and_rank_like_it(pool: P
                 total.1 += decayed(*bucket, now, *sum);
             }
         }
-        let rows = series["rows"].as_array().unwrap();
-        assert_eq!(rows.len(), expected.len(), "{granularity}: {series}");
-        for row in rows {
-            let key = (
-                row["page"].as_str().map(str::to_string),
-                micros(&row["bucket_start"]),
-            );
-            let (count, sum) = expected[&key];
-            close(
-                row["decayed_count"].as_f64().unwrap(),
-                count,
-                &format!("{granularity} {key:?}: decayed_count"),
-            );
-            close(
-                row["decayed_sum_duration_ms"].as_f64().unwrap(),
-                sum,
-                &format!("{granularity} {key:?}: decayed_sum_duration_ms"),
-            );
-        }
+        check_rows(
+            &series,
+            &expected,
+            |row| (page(row), micros(&row["bucket_start"])),
+            granularity,
+        );
     }
     api.assert_running("braid serve");
 }

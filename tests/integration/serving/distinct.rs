@@ -6,42 +6,22 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::http::get;
-use crate::oracle;
 use crate::support::{Pipeline, read_topic, speed_caught_up};
 
 const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 /// 1.04 / √2048: the relative standard error of the default precision.
 const STANDARD_ERROR: f64 = 0.023;
 
-/// The valid records' (page, event time, user) as the test reads them from Kafka.
-fn visits(pipeline: &Pipeline) -> Vec<(Option<String>, DateTime<Utc>, Option<String>)> {
-    read_topic(&pipeline.topic)
-        .iter()
-        .filter(|m| oracle::refusal(&m.payload).is_none())
-        .map(|m| {
-            let value: Value = serde_json::from_slice(&m.payload).unwrap();
-            let object = value.as_object().unwrap();
-            let micros = oracle::event_time(&object["ts"]).unwrap();
-            (
-                oracle::text(object, "page"),
-                DateTime::from_timestamp_micros(micros).unwrap(),
-                oracle::text(object, "user_id"),
-            )
-        })
-        .collect()
-}
-
 /// (page or none, bucket start as RFC 3339 or none) -> (PostgreSQL's estimate, exact count).
 type Reference = BTreeMap<(Option<String>, Option<String>), (f64, i64)>;
 
 /// PostgreSQL's answer over the records: `hll_add_agg` at the precision Braid stores
 /// sketches at, grouped by `groups` (SQL over the table `visits`).
-async fn reference(pool: &PgPool, page: &str, bucket: &str) -> Reference {
+async fn reference(connection: &mut PgConnection, page: &str, bucket: &str) -> Reference {
     let sql = format!(
         "SELECT {page}, {bucket}, \
                 coalesce(hll_cardinality(hll_add_agg(hll_hash_text(user_id), 11, 5, 0, 0)), 0), \
@@ -50,7 +30,7 @@ async fn reference(pool: &PgPool, page: &str, bucket: &str) -> Reference {
     );
     let rows: Vec<(Option<String>, Option<String>, f64, i64)> =
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(pool)
+            .fetch_all(connection)
             .await
             .unwrap();
     rows.into_iter()
@@ -101,26 +81,8 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     .await;
 
     // The records, into PostgreSQL, for hll_add_agg and count(DISTINCT).
-    let visits = visits(&pipeline);
-    let (pages, times, users): (Vec<_>, Vec<_>, Vec<_>) =
-        visits
-            .into_iter()
-            .fold((vec![], vec![], vec![]), |mut acc, (p, t, u)| {
-                acc.0.push(p);
-                acc.1.push(t);
-                acc.2.push(u);
-                acc
-            });
-    sqlx::query(
-        "CREATE TABLE visits AS SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[]) \
-         AS v(page, ts, user_id)",
-    )
-    .bind(&pages)
-    .bind(&times)
-    .bind(&users)
-    .execute(&pool)
-    .await
-    .unwrap();
+    let mut db = pool.acquire().await.unwrap();
+    crate::compare::load_visits(&mut db, &read_topic(&pipeline.topic)).await;
     let utc = |expression: &str| {
         format!("to_char({expression} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
     };
@@ -135,7 +97,7 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
         "a batch run is part of the answer: {minutes}"
     );
     let per_minute = reference(
-        &pool,
+        &mut db,
         "page",
         &utc("date_bin('1 minute', ts, timestamptz 'epoch')"),
     )
@@ -151,7 +113,7 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     check(
         &hours,
         &reference(
-            &pool,
+            &mut db,
             "page",
             &utc("date_bin('1 hour', ts, timestamptz 'epoch')"),
         )
@@ -168,7 +130,7 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     check(
         &days,
         &reference(
-            &pool,
+            &mut db,
             "NULL::text",
             &utc("date_bin('1 day', ts, timestamptz 'epoch')"),
         )
@@ -185,7 +147,7 @@ async fn distinct_counts_of_batch_and_speed_equal_postgresqls_own_sketches(pool:
     .fetch_all(&pool)
     .await
     .unwrap();
-    let per_page = reference(&pool, "page", "NULL::text").await;
+    let per_page = reference(&mut db, "page", "NULL::text").await;
     assert_eq!(rolled.len(), per_page.len());
     for (page, estimate) in rolled {
         assert_eq!(
