@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# Braid's local services: PostgreSQL (Debian's packages) and Apache Kafka (the official broker
-# jars from Maven Central, KRaft mode, single node), both on 127.0.0.1, with all state under one
-# folder (.braid/ by default).
+# Braid's local services: PostgreSQL (Debian's packages), Apache Kafka (the official broker
+# jars from Maven Central, KRaft mode, single node) and an S3-compatible object store (versitygw,
+# the Versity S3 Gateway, built from the Go module proxy, serving a folder), all on 127.0.0.1,
+# with all state under one folder (.braid/ by default).
 #
-#   scripts/services.sh up       install what is missing, start both, wait until they answer
-#   scripts/services.sh down     stop both (state is kept)
+#   scripts/services.sh up       install what is missing, start them, wait until they answer
+#   scripts/services.sh down     stop them (state is kept)
 #   scripts/services.sh status   say what runs where
 #   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
 #   scripts/services.sh reset    stop both and delete their state
 #   scripts/services.sh crash-postgres | crash-kafka   faults for scripts/chaos (then `up`)
 #
-# If DATABASE_URL (or KAFKA_BROKERS) is already set, that service is taken as given: nothing is
-# installed or started for it, and `up` only checks that it answers.
+# If DATABASE_URL, KAFKA_BROKERS or BRAID_S3_ENDPOINT is already set, that service is taken as
+# given: nothing is installed or started for it, and `up` only checks that it answers.
 #
 # Settings (environment): BRAID_STATE_DIR (default .braid in the repository), BRAID_PG_PORT
-# (15432), BRAID_KAFKA_PORT (19092; the controller uses the next port), BRAID_KAFKA_HEAP (1g).
+# (15432), BRAID_KAFKA_PORT (19092; the controller uses the next port), BRAID_KAFKA_HEAP (1g),
+# BRAID_S3_PORT (19000).
 set -euo pipefail
 
 ROOT=${BRAID_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -28,6 +30,12 @@ PG_USER=braid
 PG_PASSWORD=braid
 OWN_DATABASE_URL="postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/braid"
 OWN_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT"
+S3_PORT=${BRAID_S3_PORT:-19000}
+VERSITYGW_VERSION=v1.8.0
+S3_BUCKET=braid
+S3_ACCESS_KEY=braid-local
+S3_SECRET_KEY=braid-local-secret
+OWN_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 
 log() { echo "services: $*" >&2; }
 die() { echo "services: error: $*" >&2; exit 1; }
@@ -201,6 +209,49 @@ kafka_down() {
   rm -f "$KAFKA_HOME/kafka.pid"
 }
 
+# ---------------------------------------------------------------- S3 (versitygw)
+# versitygw is a production S3 gateway (Apache-2.0); its posix backend keeps each bucket as a
+# folder. It enforces conditional writes (PUT with If-None-Match: * answers 412 when the object
+# exists), which Delta commits on S3 rely on; tests/integration/s3.rs checks that it does.
+S3_HOME=$STATE/s3
+s3_pid() { cat "$S3_HOME/versitygw.pid" 2>/dev/null || true; }
+s3_running() { local pid; pid=$(s3_pid); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+s3_answers() { port_open 127.0.0.1 "$S3_PORT" && grep -q "listening on" "$S3_HOME/versitygw.log" 2>/dev/null; }
+
+s3_install() {
+  [ -x "$S3_HOME/bin/versitygw-$VERSITYGW_VERSION" ] && return
+  command -v go >/dev/null || die "building versitygw needs Go 1.24 or later (https://go.dev/dl); or set BRAID_S3_ENDPOINT to an S3-compatible server"
+  log "building versitygw $VERSITYGW_VERSION from the Go module proxy (a few minutes, once)"
+  mkdir -p "$S3_HOME/bin"
+  GOBIN="$S3_HOME/bin" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" >&2 \
+    || die "could not build versitygw $VERSITYGW_VERSION"
+  mv "$S3_HOME/bin/versitygw" "$S3_HOME/bin/versitygw-$VERSITYGW_VERSION"
+}
+
+s3_up() {
+  s3_install
+  mkdir -p "$S3_HOME/data/$S3_BUCKET"
+  if s3_running && s3_answers; then log "the S3 server already answers on $OWN_S3_ENDPOINT"; return; fi
+  s3_running && { log "versitygw $(s3_pid) does not answer; restarting it"; kill -9 "$(s3_pid)" || true; }
+  port_open 127.0.0.1 "$S3_PORT" && die "port $S3_PORT is taken by something that is not Braid's S3 server; set BRAID_S3_PORT"
+  log "starting versitygw (S3) on $OWN_S3_ENDPOINT, bucket $S3_BUCKET in $S3_HOME/data"
+  : >"$S3_HOME/versitygw.log"
+  # The keys go through the environment, not the command line (process lists show arguments).
+  ROOT_ACCESS_KEY=$S3_ACCESS_KEY ROOT_SECRET_KEY=$S3_SECRET_KEY setsid nohup "$S3_HOME/bin/versitygw-$VERSITYGW_VERSION" \
+    --port "127.0.0.1:$S3_PORT" posix "$S3_HOME/data" >"$S3_HOME/versitygw.log" 2>&1 </dev/null &
+  echo $! >"$S3_HOME/versitygw.pid"
+  wait_for "the S3 server" 60 s3_answers || { tail -n 20 "$S3_HOME/versitygw.log" >&2; die "versitygw did not start (log: $S3_HOME/versitygw.log)"; }
+}
+
+s3_down() {
+  s3_running || return 0
+  log "stopping the S3 server"
+  local pid; pid=$(s3_pid)
+  kill "$pid" 2>/dev/null || true
+  wait_for "S3 server shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+  rm -f "$S3_HOME/versitygw.pid"
+}
+
 # ---------------------------------------------------------------- given services
 url_host_port() { # postgres://user:pw@host:port/db -> host port
   local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}; rest=${rest%%\?*}
@@ -219,11 +270,22 @@ check_given() {
     port_open "${first%:*}" "${first##*:}" || die "KAFKA_BROKERS points at $first, which does not answer"
     log "using the given Kafka at $KAFKA_BROKERS"
   fi
+  if [ -n "${BRAID_S3_ENDPOINT:-}" ]; then
+    read -r host port < <(url_host_port "$BRAID_S3_ENDPOINT")
+    port_open "$host" "$port" || die "BRAID_S3_ENDPOINT points at $host:$port, which does not answer"
+    log "using the given S3 server at $BRAID_S3_ENDPOINT (bucket ${BRAID_S3_BUCKET:-unset})"
+  fi
 }
 
 print_env() {
   echo "export DATABASE_URL='${DATABASE_URL:-$OWN_DATABASE_URL}'"
   echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-$OWN_KAFKA_BROKERS}'"
+  # For the tests' tables on S3 (Braid itself takes lake.uri and [lake.storage_options], and the
+  # credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY as the AWS SDK does).
+  echo "export BRAID_S3_ENDPOINT='${BRAID_S3_ENDPOINT:-$OWN_S3_ENDPOINT}'"
+  echo "export BRAID_S3_BUCKET='${BRAID_S3_BUCKET:-$S3_BUCKET}'"
+  echo "export BRAID_S3_ACCESS_KEY_ID='${BRAID_S3_ACCESS_KEY_ID:-$S3_ACCESS_KEY}'"
+  echo "export BRAID_S3_SECRET_ACCESS_KEY='${BRAID_S3_SECRET_ACCESS_KEY:-$S3_SECRET_KEY}'"
 }
 
 case "${1:-}" in
@@ -231,12 +293,14 @@ case "${1:-}" in
     check_given
     [ -n "${DATABASE_URL:-}" ] || pg_up
     [ -n "${KAFKA_BROKERS:-}" ] || kafka_up
+    [ -n "${BRAID_S3_ENDPOINT:-}" ] || s3_up
     print_env ;;
-  down) kafka_down; pg_down ;;
-  reset) kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
+  down) s3_down; kafka_down; pg_down ;;
+  reset) s3_down; kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
   status)
     if pg_answers; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $(pg_home)/data)"; else echo "postgres: not running"; fi
-    if kafka_running && kafka_answers; then echo "kafka: running on $OWN_KAFKA_BROKERS (pid $(kafka_pid), logs $KAFKA_HOME/logs)"; else echo "kafka: not running"; fi ;;
+    if kafka_running && kafka_answers; then echo "kafka: running on $OWN_KAFKA_BROKERS (pid $(kafka_pid), logs $KAFKA_HOME/logs)"; else echo "kafka: not running"; fi
+    if s3_running && s3_answers; then echo "s3: versitygw running on $OWN_S3_ENDPOINT (pid $(s3_pid), bucket $S3_BUCKET, data $S3_HOME/data)"; else echo "s3: not running"; fi ;;
   env) print_env ;;
   # Faults for scripts/chaos: an immediate shutdown of PostgreSQL (no checkpoint, clients cut
   # off, as in a crash) and a SIGKILL of the broker. `up` starts them again.

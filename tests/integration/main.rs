@@ -17,6 +17,7 @@ mod oracle;
 mod quiet_run;
 mod replay;
 mod rules_drift;
+mod s3;
 mod serving;
 mod sink;
 mod speed;

@@ -21,13 +21,11 @@ async fn layers_refuse_validation_rules_that_differ_from_the_recorded_ones(pool:
     // The Delta commits carry the fingerprint of the rules the sink ran.
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
     let rules = schemas::validation_rules::ValidationRules::of(&config.schema);
-    let mut table = batch_layer::lake::open_or_create(
-        pipeline.lake.to_str().unwrap(),
-        &Default::default(),
-        &config.schema,
-    )
-    .await
-    .unwrap();
+    let mut table = pipeline
+        .lake
+        .open(&config.schema)
+        .await
+        .expect("the table opens");
     table.update_state().await.unwrap();
     let last = futures::StreamExt::next(&mut table.history(Some(1)))
         .await

@@ -82,6 +82,130 @@ where
     }
 }
 
+/// Where a test's Delta table lives: a folder in the temp dir, or a prefix in the bucket of
+/// the S3-compatible server that scripts/services.sh starts.
+#[derive(Debug, Clone)]
+pub enum TestLake {
+    /// A local folder.
+    Local(PathBuf),
+    /// `s3://bucket/prefix` on the local S3 server.
+    S3(S3Lake),
+}
+
+/// A table on the local S3-compatible server, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct S3Lake {
+    /// `s3://bucket/prefix`.
+    pub uri: String,
+    /// The server's URL.
+    pub endpoint: String,
+    /// Its access key id (given to processes as `AWS_ACCESS_KEY_ID`, as the AWS SDK reads it).
+    pub access_key_id: String,
+    /// Its secret key.
+    pub secret_access_key: String,
+}
+
+impl S3Lake {
+    /// A fresh prefix named `name` in the bucket of scripts/services.sh. Tests fail (not skip)
+    /// without the server.
+    pub fn new(name: &str) -> Self {
+        let var = |key: &str| {
+            std::env::var(key).unwrap_or_else(|_| {
+                panic!("{key} is not set: start the services with scripts/services.sh up and eval its env")
+            })
+        };
+        Self {
+            uri: format!("s3://{}/{name}", var("BRAID_S3_BUCKET")),
+            endpoint: var("BRAID_S3_ENDPOINT"),
+            access_key_id: var("BRAID_S3_ACCESS_KEY_ID"),
+            secret_access_key: var("BRAID_S3_SECRET_ACCESS_KEY"),
+        }
+    }
+
+    /// The `[lake.storage_options]` of such a table. Credentials are not among them: processes
+    /// read them from the environment.
+    pub fn config_options(&self) -> std::collections::HashMap<String, String> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}
+
+impl TestLake {
+    /// The table's URI, as `lake.uri` takes it.
+    pub fn uri(&self) -> String {
+        match self {
+            TestLake::Local(path) => path.to_string_lossy().into_owned(),
+            TestLake::S3(s3) => s3.uri.clone(),
+        }
+    }
+
+    /// The storage options for an in-process reader (credentials included).
+    pub fn storage_options(&self) -> std::collections::HashMap<String, String> {
+        match self {
+            TestLake::Local(_) => Default::default(),
+            TestLake::S3(s3) => {
+                let mut options = s3.config_options();
+                options.insert("AWS_ACCESS_KEY_ID".into(), s3.access_key_id.clone());
+                options.insert("AWS_SECRET_ACCESS_KEY".into(), s3.secret_access_key.clone());
+                options
+            }
+        }
+    }
+
+    /// The local folder (`None` on S3).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            TestLake::Local(path) => Some(path),
+            TestLake::S3(_) => None,
+        }
+    }
+
+    /// Sets what a `braid` process needs to reach the table.
+    pub fn configure(&self, command: &mut Command) {
+        command.env("BRAID__LAKE__URI", self.uri());
+        if let TestLake::S3(s3) = self {
+            for (key, value) in s3.config_options() {
+                command.env(format!("BRAID__LAKE__STORAGE_OPTIONS__{key}"), value);
+            }
+            command
+                .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key);
+        }
+    }
+
+    /// What the independent reader (tests/interop/read_delta.py, Python deltalake) sees: the
+    /// version, schema and rows, as JSON.
+    pub fn read_with_python(&self) -> serde_json::Value {
+        let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
+        let options = serde_json::to_string(&self.storage_options()).unwrap();
+        let output = Command::new(&python)
+            .arg(repo_root().join("tests/interop/read_delta.py"))
+            .arg(self.uri())
+            .env("BRAID_STORAGE_OPTIONS", options)
+            .output()
+            .expect("python runs");
+        assert!(
+            output.status.success(),
+            "the independent reader failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    }
+
+    /// The table opened at its latest version (`None` if it cannot be opened yet).
+    pub async fn open(&self, schema: &schemas::EventSchema) -> Option<deltalake::DeltaTable> {
+        batch_layer::lake::open_or_create(&self.uri(), &self.storage_options(), schema)
+            .await
+            .ok()
+    }
+}
+
 /// One pipeline under test: its own topic, consumer groups, database and Delta table.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -89,17 +213,29 @@ pub struct Pipeline {
     pub topic: String,
     /// The database URL.
     pub database_url: String,
-    /// The Delta table's folder.
-    pub lake: PathBuf,
+    /// The Delta table.
+    pub lake: TestLake,
     /// A config file other than braid.toml, for every command of the pipeline.
     pub config: Option<PathBuf>,
 }
 
 impl Pipeline {
-    /// A pipeline for `test` on the database of `pool`, migrated.
+    /// A pipeline for `test` on the database of `pool`, migrated, with its table in a local
+    /// folder.
     pub async fn new(test: &str, pool: &sqlx::PgPool) -> Self {
         let topic = unique_topic(test);
-        let lake = std::env::temp_dir().join("braid-test-lakes").join(&topic);
+        let lake = TestLake::Local(std::env::temp_dir().join("braid-test-lakes").join(&topic));
+        Self::with_lake(topic, lake, pool).await
+    }
+
+    /// A pipeline for `test` whose table is on the local S3-compatible server.
+    pub async fn on_s3(test: &str, pool: &sqlx::PgPool) -> Self {
+        let topic = unique_topic(test);
+        let lake = TestLake::S3(S3Lake::new(&topic));
+        Self::with_lake(topic, lake, pool).await
+    }
+
+    async fn with_lake(topic: String, lake: TestLake, pool: &sqlx::PgPool) -> Self {
         let pipeline = Self {
             topic,
             database_url: url_of(pool).await,
@@ -124,9 +260,9 @@ impl Pipeline {
             .env("BRAID__KAFKA__SINK_GROUP", format!("{}.sink", self.topic))
             .env("BRAID__SPEED__FLUSH_INTERVAL_MS", "100")
             .env("BRAID__SINK__FLUSH_INTERVAL_MS", "300")
-            .env("BRAID__LAKE__URI", &self.lake)
             .env("DATABASE_URL", &self.database_url)
             .env("KAFKA_BROKERS", kafka_brokers());
+        self.lake.configure(&mut command);
         if let Some(config) = &self.config {
             command.env("BRAID_CONFIG", config);
         }
@@ -450,23 +586,20 @@ pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
     let ends = committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
-    let uri = pipeline.lake.to_string_lossy().to_string();
     wait_until(
         "the sink to catch up",
         std::time::Duration::from_secs(180),
         || {
             sink.assert_running("braid sink");
-            let (uri, schema, topic, partitions, ends) = (
-                uri.clone(),
+            let (lake, schema, topic, partitions, ends) = (
+                pipeline.lake.clone(),
                 config.schema.clone(),
                 pipeline.topic.clone(),
                 partitions.clone(),
                 ends.clone(),
             );
             async move {
-                let Ok(table) =
-                    batch_layer::lake::open_or_create(&uri, &Default::default(), &schema).await
-                else {
+                let Some(table) = lake.open(&schema).await else {
                     return false;
                 };
                 let committed = batch_layer::lake::positions_in_log(&table, &topic, &partitions)

@@ -1,12 +1,14 @@
 """An independent reader of Braid's Delta table (the `deltalake` package from PyPI, via pyarrow).
 
-Usage: python read_delta.py TABLE_PATH
+Usage: python read_delta.py TABLE_URI   (a path or s3://bucket/prefix)
+Storage options (endpoint, credentials) come as a JSON object in BRAID_STORAGE_OPTIONS.
 Prints one JSON object: the table version, its schema and every row (sorted by partition and
 offset). Timestamps are integer microseconds since the epoch, dates ISO strings, bytes UTF-8 text.
 """
 
 import datetime
 import json
+import os
 import sys
 
 import deltalake
@@ -26,8 +28,9 @@ def plain(value):
     return value
 
 
-def main(path):
-    table = deltalake.DeltaTable(path)
+def main(uri):
+    options = json.loads(os.environ.get("BRAID_STORAGE_OPTIONS") or "{}")
+    table = deltalake.DeltaTable(uri, storage_options=options or None)
     data = table.to_pyarrow_table()
     schema = [[f.name, str(f.type), f.nullable] for f in data.schema]
     rows = [{k: plain(v) for k, v in row.items()} for row in data.to_pylist()]

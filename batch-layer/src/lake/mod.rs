@@ -5,11 +5,13 @@
 //! - [`pinned`]: the files of one version, scanned with that version's schema, one topic's
 //!   records only;
 //! - [`records`]: records read back for republishing;
-//! - [`maintenance`]: compaction and vacuum.
+//! - [`maintenance`]: compaction and vacuum;
+//! - [`store`]: local folder or S3, and the conditional-put check concurrent writers rely on.
 
 pub mod maintenance;
 pub mod pinned;
 pub mod records;
+pub mod store;
 pub mod table;
 
 pub use pinned::PinnedFiles;
@@ -78,6 +80,24 @@ pub enum LakeError {
         /// Its Delta type.
         delta_type: String,
     },
+    /// The object store refused or failed an operation Braid made directly (not through
+    /// delta-rs); retry.
+    #[error("object store error while {operation}: {source}")]
+    Store {
+        /// What Braid was doing.
+        operation: &'static str,
+        /// The store's error.
+        source: object_store::Error,
+    },
+    /// The object store overwrote an object on a second conditional put: concurrent commits
+    /// to it would lose data. The operator's fault (configuration), not retryable.
+    #[error(
+        "the object store of {uri} does not enforce conditional writes (a second PUT with If-None-Match: * overwrote the first), so two writers could overwrite each other's Delta commits; use a store that does (AWS S3, MinIO, versitygw, Cloudflare R2, ...), or, if only one process ever writes the table, set lake.storage_options.AWS_S3_ALLOW_UNSAFE_RENAME = \"true\""
+    )]
+    NoConditionalPut {
+        /// The table.
+        uri: String,
+    },
     /// A file of the table has a partition value that is not a date (someone else wrote it).
     #[error("partition value `{value}` of {column} is not a date (YYYY-MM-DD)")]
     BadPartitionValue {
@@ -91,6 +111,6 @@ pub enum LakeError {
 impl LakeError {
     /// Whether running again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, LakeError::Delta(_))
+        matches!(self, LakeError::Delta(_) | LakeError::Store { .. })
     }
 }

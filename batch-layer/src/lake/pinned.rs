@@ -7,9 +7,17 @@
 //! an old file would fail or drop the column depending on file order. The topic filter keeps
 //! another topic's records out when `kafka.topic` changes but `lake.uri` does not: their
 //! partition numbers and offsets would otherwise be counted as this topic's.
+//!
+//! Files on S3 are read by Polars' own object-store client with the table's storage options
+//! (and, like delta-rs, the `AWS_*` environment variables).
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
 
 use deltalake::DeltaTable;
 use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
+use object_store::aws::AmazonS3ConfigKey;
+use polars::prelude::cloud::CloudOptions;
 use polars::prelude::*;
 use schemas::arrow::TOPIC;
 
@@ -23,12 +31,23 @@ pub struct PinnedFiles {
     files: Vec<String>,
     schema: SchemaRef,
     topic: String,
+    /// How Polars reaches files on S3 (`None` for local files).
+    cloud: Option<CloudOptions>,
 }
 
 impl PinnedFiles {
-    /// The files and schema of the version `table` is loaded at.
-    pub fn of(table: &DeltaTable, topic: &str) -> Result<Self, LakeError> {
+    /// The files and schema of the version `table` is loaded at; `storage_options` are the
+    /// table's (for files on S3).
+    pub fn of(
+        table: &DeltaTable,
+        topic: &str,
+        storage_options: &HashMap<String, String>,
+    ) -> Result<Self, LakeError> {
         let files: Vec<String> = table.get_file_uris()?.collect();
+        let cloud = files
+            .first()
+            .filter(|f| super::store::is_object_store(f))
+            .map(|_| s3_options(storage_options));
         let mut schema = Schema::default();
         for field in table.snapshot()?.schema().fields() {
             schema.insert(
@@ -41,6 +60,7 @@ impl PinnedFiles {
             files,
             schema: Arc::new(schema),
             topic: topic.to_string(),
+            cloud,
         })
     }
 
@@ -70,6 +90,7 @@ impl PinnedFiles {
             },
             schema: Some(self.schema.clone()),
             allow_missing_columns: true,
+            cloud_options: self.cloud.clone(),
             ..Default::default()
         };
         let paths = self
@@ -80,6 +101,20 @@ impl PinnedFiles {
         Ok(LazyFrame::scan_parquet_files(paths, args)?
             .filter(col(TOPIC).eq(lit(self.topic.as_str()))))
     }
+}
+
+/// Polars' S3 options from the table's storage options: the keys object_store knows (in any
+/// case, as delta-rs takes them); delta-rs's own keys are left out.
+fn s3_options(storage_options: &HashMap<String, String>) -> CloudOptions {
+    let known: Vec<(AmazonS3ConfigKey, String)> = storage_options
+        .iter()
+        .filter_map(|(key, value)| {
+            AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase())
+                .ok()
+                .map(|key| (key, value.clone()))
+        })
+        .collect();
+    CloudOptions::default().with_aws(known)
 }
 
 /// The Polars type of a Delta column of the types the sink writes.

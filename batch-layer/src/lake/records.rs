@@ -34,7 +34,7 @@ pub async fn records_between(
     to: DateTime<Utc>,
 ) -> Result<(i64, Vec<LakeRecord>), LakeError> {
     let table = open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
-    let pinned = PinnedFiles::of(&table, &lake.topic)?;
+    let pinned = PinnedFiles::of(&table, &lake.topic, &lake.storage_options)?;
     let version = pinned.version.unwrap_or(-1);
     let schema = lake.schema.clone();
     tokio::task::spawn_blocking(move || -> Result<(i64, Vec<LakeRecord>), LakeError> {

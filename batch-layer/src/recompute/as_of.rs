@@ -51,7 +51,7 @@ pub async fn compute_as_of(
         AsOf::Version(version) => table.load_version(version as _).await?,
         AsOf::Timestamp(time) => table.load_with_datetime(time).await?,
     }
-    let pinned = PinnedFiles::of(&table, &lake.topic)?;
+    let pinned = PinnedFiles::of(&table, &lake.topic, &lake.storage_options)?;
     let version = pinned.version.unwrap_or(-1);
     tracing::info!(
         version,

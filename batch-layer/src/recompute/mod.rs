@@ -231,7 +231,7 @@ async fn pin(
     )
     .await?;
     wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
-    let pinned = PinnedFiles::of(&table, &settings.topic)?;
+    let pinned = PinnedFiles::of(&table, &settings.topic, &settings.storage_options)?;
     if let Some(version) = pinned.version {
         schemas::pg::batch_runs::record_pinned_version(pool, run_ids, version).await?;
     }

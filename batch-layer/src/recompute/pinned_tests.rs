@@ -84,7 +84,7 @@ async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic(
         [&foreign_file, &new_file, &old_file],
     ];
     for order in orders {
-        let mut pinned = PinnedFiles::of(&table, "events").unwrap();
+        let mut pinned = PinnedFiles::of(&table, "events", &Default::default()).unwrap();
         pinned.reorder(|files| *files = order.iter().map(|f| (*f).clone()).collect());
         let records = records_below_cut(&pinned, &[(0, 100)].into(), &BTreeMap::new())
             .unwrap()

@@ -86,11 +86,21 @@ async fn active_cut(pool: &PgPool) -> (i64, BTreeMap<i32, i64>) {
 
 #[sqlx::test(migrations = false)]
 async fn batch_rows_equal_an_independent_fold_over_the_records_below_the_cut(pool: PgPool) {
-    let pipeline = Pipeline::new("batch-exact", &pool).await;
+    batch_rows_equal_a_fold(&pool, Pipeline::new("batch-exact", &pool).await).await;
+}
+
+/// The same with the lake on the S3-compatible server: the sink writes, the batch reads the
+/// pinned version's files from S3 (Polars' object-store client).
+#[sqlx::test(migrations = false)]
+async fn on_s3_batch_rows_equal_an_independent_fold_over_the_records_below_the_cut(pool: PgPool) {
+    batch_rows_equal_a_fold(&pool, Pipeline::on_s3("batch-exact-s3", &pool).await).await;
+}
+
+async fn batch_rows_equal_a_fold(pool: &PgPool, pipeline: Pipeline) {
     pipeline.produce(20_000, 31, 3);
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed_caught_up(pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     // More records after the speed layer caught up, so the cut falls inside the stream.
     speed.kill();
     pipeline.produce(5_000, 32, 3);
@@ -98,7 +108,7 @@ async fn batch_rows_equal_an_independent_fold_over_the_records_below_the_cut(poo
     assert!(published.status.success(), "{}", stderr(&published));
     sink.kill();
 
-    let (covered, cut) = active_cut(&pool).await;
+    let (covered, cut) = active_cut(pool).await;
     let messages = read_topic(&pipeline.topic);
     let below: Vec<RawMessage> = messages
         .iter()
@@ -124,9 +134,9 @@ async fn batch_rows_equal_an_independent_fold_over_the_records_below_the_cut(poo
 
     // The speed layer resumes: the merge covers everything, exactly.
     let mut speed = pipeline.start_speed("b", "a");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed]).await;
+    speed_caught_up(pool, &pipeline, &mut [&mut speed]).await;
     speed.kill();
-    assert_merged_exact(&pool, &pipeline, "after the speed layer resumed").await;
+    assert_merged_exact(pool, &pipeline, "after the speed layer resumed").await;
 }
 
 #[sqlx::test(migrations = false)]

@@ -177,12 +177,7 @@ async fn settle_and_check(
         .filter(|m| oracle::refusal(&m.payload).is_none())
         .map(|m| (i64::from(m.partition), m.offset))
         .collect();
-    let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
-    let read = run(std::process::Command::new(python)
-        .arg(repo_root().join("tests/interop/read_delta.py"))
-        .arg(&pipeline.lake));
-    assert!(read.status.success(), "the Delta reader: {}", stderr(&read));
-    let contents: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let contents = pipeline.lake.read_with_python();
     let mut seen: BTreeMap<(i64, i64), usize> = BTreeMap::new();
     for row in contents["rows"].as_array().unwrap() {
         *seen

@@ -144,13 +144,11 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
 async fn lake_state(pipeline: &Pipeline) -> (i64, BTreeMap<i32, i64>) {
     let config =
         schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
-    let table = batch_layer::lake::open_or_create(
-        &pipeline.lake.to_string_lossy(),
-        &Default::default(),
-        &config.schema,
-    )
-    .await
-    .unwrap();
+    let table = pipeline
+        .lake
+        .open(&config.schema)
+        .await
+        .expect("the table opens");
     let partitions: Vec<i32> = high_watermarks(&pipeline.topic).keys().copied().collect();
     let positions = batch_layer::lake::positions_in_log(&table, &pipeline.topic, &partitions)
         .await

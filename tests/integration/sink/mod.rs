@@ -19,19 +19,7 @@ struct DeltaContents {
 }
 
 fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
-    let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = crate::support::repo_root().join("tests/interop/read_delta.py");
-    let output = std::process::Command::new(&python)
-        .arg(script)
-        .arg(&pipeline.lake)
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "the independent reader failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let parsed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let parsed = pipeline.lake.read_with_python();
     let schema = parsed["schema"]
         .as_array()
         .unwrap()
@@ -53,12 +41,17 @@ fn read_with_python(pipeline: &Pipeline) -> DeltaContents {
     DeltaContents { schema, rows }
 }
 
+fn demo_schema() -> schemas::EventSchema {
+    schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml")))
+        .unwrap()
+        .schema
+}
+
 /// Waits until the Delta log's positions reach the topic's last committed records.
 async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
     let ends = crate::support::committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
-    let config =
-        schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml"))).unwrap();
+    let schema = demo_schema();
     wait_until(
         "the sink to commit the whole topic",
         Duration::from_secs(180),
@@ -67,13 +60,7 @@ async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
                 sink.assert_running("a sink");
             }
             async {
-                let Some(uri) = pipeline.lake.to_str() else {
-                    return false;
-                };
-                let Ok(table) =
-                    batch_layer::lake::open_or_create(uri, &Default::default(), &config.schema)
-                        .await
-                else {
+                let Some(table) = pipeline.lake.open(&schema).await else {
                     return false;
                 };
                 let positions =
@@ -239,7 +226,15 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
 
 #[sqlx::test(migrations = false)]
 async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: PgPool) {
-    let pipeline = Pipeline::new("sink-sigkill", &pool).await;
+    sigkill_at_random_moments(Pipeline::new("sink-sigkill", &pool).await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn on_s3_sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: PgPool) {
+    sigkill_at_random_moments(Pipeline::on_s3("sink-sigkill-s3", &pool).await).await;
+}
+
+async fn sigkill_at_random_moments(pipeline: Pipeline) {
     pipeline.produce(1, 96, 4);
     let mut producer = pipeline.produce_in_background(80_000, 22, 8_000, 4);
     let mut rng = rand::rng();
@@ -283,7 +278,15 @@ async fn sigkill_at_random_moments_still_writes_each_record_exactly_once(pool: P
 
 #[sqlx::test(migrations = false)]
 async fn two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool: PgPool) {
-    let pipeline = Pipeline::new("sink-rebalance", &pool).await;
+    rebalance_in_the_middle(Pipeline::new("sink-rebalance", &pool).await).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn on_s3_two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool: PgPool) {
+    rebalance_in_the_middle(Pipeline::on_s3("sink-rebalance-s3", &pool).await).await;
+}
+
+async fn rebalance_in_the_middle(pipeline: Pipeline) {
     pipeline.produce(1, 95, 4);
     let mut producer = pipeline.produce_in_background(40_000, 23, 4_000, 4);
     let mut first = pipeline.start_sink("first", "first");
@@ -294,8 +297,10 @@ async fn two_sinks_with_a_rebalance_in_the_middle_still_write_exactly_once(pool:
             log_of(&pipeline, "sink", "first").contains("partitions assigned")
                 && pipeline
                     .lake
-                    .join("_delta_log/00000000000000000002.json")
-                    .exists()
+                    .open(&demo_schema())
+                    .await
+                    .and_then(|table| table.version())
+                    .is_some_and(|version| version >= 2)
         },
     )
     .await;
@@ -419,7 +424,8 @@ async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once(po
     let mut producer = pipeline.produce_in_background(30_000, 26, 5_000, 2);
     let mut sink = pipeline.start_sink("a", "a");
     wait_until("enough small files", Duration::from_secs(60), || async {
-        std::fs::read_dir(pipeline.lake.join("_delta_log"))
+        let log = pipeline.lake.local_dir().unwrap().join("_delta_log");
+        std::fs::read_dir(log)
             .map(|d| d.count())
             .unwrap_or(0)
             > 10
