@@ -31,31 +31,55 @@ async fn the_s3_server_refuses_a_second_put_of_the_same_delta_log_version() {
         ..Default::default()
     };
     store
-        .put_opts(&commit, PutPayload::from_static(b"{\"writer\":\"first\"}\n"), create())
+        .put_opts(
+            &commit,
+            PutPayload::from_static(b"{\"writer\":\"first\"}\n"),
+            create(),
+        )
         .await
         .expect("the first commit of version 0");
     let second = store
-        .put_opts(&commit, PutPayload::from_static(b"{\"writer\":\"second\"}\n"), create())
+        .put_opts(
+            &commit,
+            PutPayload::from_static(b"{\"writer\":\"second\"}\n"),
+            create(),
+        )
         .await;
     assert!(
         matches!(
             second,
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. })
+            Err(object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. })
         ),
         "a second commit of version 0 must be refused, got {second:?}"
     );
     let kept = store.get(&commit).await.unwrap().bytes().await.unwrap();
-    assert_eq!(&kept[..], b"{\"writer\":\"first\"}\n", "the first commit is kept");
+    assert_eq!(
+        &kept[..],
+        b"{\"writer\":\"first\"}\n",
+        "the first commit is kept"
+    );
 
     // A plain put still overwrites (the server is not refusing every second write).
     let scratch = Path::from(format!("{prefix}/scratch"));
-    store.put(&scratch, PutPayload::from_static(b"1")).await.unwrap();
-    store.put(&scratch, PutPayload::from_static(b"2")).await.unwrap();
-    assert_eq!(&store.get(&scratch).await.unwrap().bytes().await.unwrap()[..], b"2");
+    store
+        .put(&scratch, PutPayload::from_static(b"1"))
+        .await
+        .unwrap();
+    store
+        .put(&scratch, PutPayload::from_static(b"2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &store.get(&scratch).await.unwrap().bytes().await.unwrap()[..],
+        b"2"
+    );
 
     // Braid's start-up probe reaches the same verdict.
     assert_eq!(
-        batch_layer::lake::store::probe_conditional_put(&store).await.unwrap(),
+        batch_layer::lake::store::probe_conditional_put(&store)
+            .await
+            .unwrap(),
         batch_layer::lake::store::ConditionalPut::Enforced
     );
 }
@@ -76,13 +100,11 @@ async fn a_table_on_s3_is_created_and_reopened_at_its_version() {
         crate::support::TestLake::S3(s3) => s3.clone(),
         crate::support::TestLake::Local(_) => unreachable!(),
     };
-    let listed: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
-        store(&S3Lake::new("unused")).list(Some(&Path::from(format!(
-            "{}/_delta_log",
-            uri.rsplit_once('/').unwrap().1
-        )))),
-    )
-    .await
-    .unwrap();
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect::<Vec<_>>(store(&S3Lake::new("unused")).list(Some(
+            &Path::from(format!("{}/_delta_log", uri.rsplit_once('/').unwrap().1)),
+        )))
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1, "one commit on the server: {listed:?}");
 }

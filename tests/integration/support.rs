@@ -158,14 +158,6 @@ impl TestLake {
         }
     }
 
-    /// The local folder (`None` on S3).
-    pub fn local_dir(&self) -> Option<&std::path::Path> {
-        match self {
-            TestLake::Local(path) => Some(path),
-            TestLake::S3(_) => None,
-        }
-    }
-
     /// Sets what a `braid` process needs to reach the table.
     pub fn configure(&self, command: &mut Command) {
         command.env("BRAID__LAKE__URI", self.uri());

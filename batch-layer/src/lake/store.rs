@@ -58,16 +58,24 @@ pub async fn probe_conditional_put(store: &dyn ObjectStore) -> Result<Conditiona
         ..Default::default()
     };
     store
-        .put_opts(&path, PutPayload::from_static(b"{\"first\":true}"), create())
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"{\"first\":true}"),
+            create(),
+        )
         .await
         .map_err(probe_failed)?;
     let second = store
-        .put_opts(&path, PutPayload::from_static(b"{\"second\":true}"), create())
+        .put_opts(
+            &path,
+            PutPayload::from_static(b"{\"second\":true}"),
+            create(),
+        )
         .await;
     let found = match second {
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-            ConditionalPut::Enforced
-        }
+        Err(
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+        ) => ConditionalPut::Enforced,
         Ok(_) => ConditionalPut::Ignored,
         Err(other) => {
             let _ = store.delete(&path).await;
@@ -103,7 +111,10 @@ pub async fn check_store(
     }
     match probe_conditional_put(table.object_store().as_ref()).await? {
         ConditionalPut::Enforced => {
-            tracing::debug!(uri, "the object store refuses a second create: commits are safe");
+            tracing::debug!(
+                uri,
+                "the object store refuses a second create: commits are safe"
+            );
         }
         ConditionalPut::Ignored if allows_unsafe_writes(storage_options) => {
             tracing::warn!(
@@ -176,7 +187,10 @@ mod tests {
         ) -> BoxStream<'static, object_store::Result<Path>> {
             self.0.delete_stream(locations)
         }
-        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
             self.0.list(prefix)
         }
         async fn list_with_delimiter(
@@ -218,11 +232,20 @@ mod tests {
     #[test]
     fn only_an_explicit_true_allows_unsafe_writes() {
         let options = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         assert!(!allows_unsafe_writes(&options(&[])));
-        assert!(!allows_unsafe_writes(&options(&[("AWS_S3_ALLOW_UNSAFE_RENAME", "false")])));
-        assert!(allows_unsafe_writes(&options(&[("aws_s3_allow_unsafe_rename", "TRUE")])));
+        assert!(!allows_unsafe_writes(&options(&[(
+            "AWS_S3_ALLOW_UNSAFE_RENAME",
+            "false"
+        )])));
+        assert!(allows_unsafe_writes(&options(&[(
+            "aws_s3_allow_unsafe_rename",
+            "TRUE"
+        )])));
         assert!(is_object_store("s3://b/p") && is_object_store("s3a://b/p"));
         assert!(!is_object_store("/tmp/lake") && !is_object_store("file:///tmp/lake"));
     }

@@ -89,11 +89,32 @@ async fn replay_speed_rebuilds_the_speed_rows_and_leaves_the_merged_totals_as_th
 
 #[sqlx::test(migrations = false)]
 async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(pool: PgPool) {
-    let pipeline = Pipeline::new("replay-recover", &pool).await;
+    recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind_on(
+        &pool,
+        Pipeline::new("replay-recover", &pool).await,
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn on_s3_recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
+    pool: PgPool,
+) {
+    recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind_on(
+        &pool,
+        Pipeline::on_s3("replay-recover-s3", &pool).await,
+    )
+    .await;
+}
+
+async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind_on(
+    pool: &PgPool,
+    pipeline: Pipeline,
+) {
     pipeline.produce(3_000, 61, 2);
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed_caught_up(pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     batch_run(&pipeline);
     // The speed layer stops; the stream goes on and only the sink keeps up.
     speed.kill();
@@ -127,7 +148,7 @@ async fn recover_from_the_lake_brings_back_a_speed_layer_that_kafka_left_behind(
     assert!(recovered.status.success(), "{}", stderr(&recovered));
     let mut speed = pipeline.start_speed("b", "b");
     pipeline.produce(1_000, 63, 2);
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed_caught_up(pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     for message in read_topic(&pipeline.topic) {
         messages.insert((message.partition, message.offset), message);
     }
@@ -181,7 +202,26 @@ fn purchases_from_csv(text: &str) -> oracle::ViewRows {
 
 #[sqlx::test(migrations = false)]
 async fn as_of_a_version_equals_the_fold_over_the_records_that_version_holds(pool: PgPool) {
-    let pipeline = Pipeline::new("replay-as-of", &pool).await;
+    as_of_a_version_equals_the_fold_over_the_records_that_version_holds_on(
+        &pool,
+        Pipeline::new("replay-as-of", &pool).await,
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn on_s3_as_of_a_version_equals_the_fold_over_the_records_that_version_holds(pool: PgPool) {
+    as_of_a_version_equals_the_fold_over_the_records_that_version_holds_on(
+        &pool,
+        Pipeline::on_s3("replay-as-of-s3", &pool).await,
+    )
+    .await;
+}
+
+async fn as_of_a_version_equals_the_fold_over_the_records_that_version_holds_on(
+    pool: &PgPool,
+    pipeline: Pipeline,
+) {
     pipeline.produce(3_000, 71, 2);
     let mut sink = pipeline.start_sink("a", "a");
     sink_caught_up(&pipeline, &mut sink).await;
@@ -246,7 +286,7 @@ async fn as_of_a_version_equals_the_fold_over_the_records_that_version_holds(poo
         stderr(&bad)
     );
     let (runs,): (i64,) = sqlx::query_as("SELECT count(*) FROM braid_internal.batch_runs")
-        .fetch_one(&pool)
+        .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(runs, 0, "time travel leaves the live views alone");
@@ -370,7 +410,28 @@ async fn a_changed_view_is_backfilling_until_its_first_batch_run_and_never_mixes
 
 #[sqlx::test(migrations = false)]
 async fn publish_copies_exactly_the_selected_records_once_even_when_interrupted(pool: PgPool) {
-    let pipeline = Pipeline::new("replay-publish", &pool).await;
+    publish_copies_exactly_the_selected_records_once_even_when_interrupted_on(
+        &pool,
+        Pipeline::new("replay-publish", &pool).await,
+    )
+    .await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn on_s3_publish_copies_exactly_the_selected_records_once_even_when_interrupted(
+    pool: PgPool,
+) {
+    publish_copies_exactly_the_selected_records_once_even_when_interrupted_on(
+        &pool,
+        Pipeline::on_s3("replay-publish-s3", &pool).await,
+    )
+    .await;
+}
+
+async fn publish_copies_exactly_the_selected_records_once_even_when_interrupted_on(
+    _pool: &PgPool,
+    pipeline: Pipeline,
+) {
     pipeline.produce(4_000, 91, 2);
     let mut sink = pipeline.start_sink("a", "a");
     sink_caught_up(&pipeline, &mut sink).await;
