@@ -174,17 +174,33 @@ impl TestLake {
     /// What the independent reader (tests/interop/read_delta.py, Python deltalake) sees: the
     /// version, schema and rows, as JSON.
     pub fn read_with_python(&self) -> serde_json::Value {
+        self.read_with("read_delta.py")
+    }
+
+    /// The (partition, offset) of every row as DuckDB's `delta_scan` sees them
+    /// (tests/interop/read_delta_duckdb.py), sorted, duplicates kept.
+    pub fn positions_read_by_duckdb(&self) -> Vec<(i64, i64)> {
+        let read = self.read_with("read_delta_duckdb.py");
+        read["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_i64().unwrap(), p[1].as_i64().unwrap()))
+            .collect()
+    }
+
+    fn read_with(&self, script: &str) -> serde_json::Value {
         let python = std::env::var("BRAID_PYTHON").unwrap_or_else(|_| "python3".into());
         let options = serde_json::to_string(&self.storage_options()).unwrap();
         let output = Command::new(&python)
-            .arg(repo_root().join("tests/interop/read_delta.py"))
+            .arg(repo_root().join("tests/interop").join(script))
             .arg(self.uri())
             .env("BRAID_STORAGE_OPTIONS", options)
             .output()
             .expect("python runs");
         assert!(
             output.status.success(),
-            "the independent reader failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
+            "the independent reader {script} failed (BRAID_PYTHON={python}; scripts/test.sh installs it): {}",
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_slice(&output.stdout).unwrap()
