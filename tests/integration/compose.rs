@@ -11,7 +11,10 @@ use crate::support::repo_root;
 
 fn compose() -> Value {
     let text = std::fs::read_to_string(repo_root().join("docker-compose.yml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    let mut value: Value = serde_yaml::from_str(&text).unwrap();
+    // `<<: *anchor` merges, as Docker Compose applies them.
+    value.apply_merge().unwrap();
+    value
 }
 
 fn environment(service: &Value) -> BTreeMap<String, String> {
@@ -38,7 +41,16 @@ fn compose_services_agree_with_the_code() {
     let compose = compose();
     let services = compose["services"].as_mapping().expect("services");
     let names: Vec<&str> = services.keys().map(|k| k.as_str().unwrap()).collect();
-    for expected in ["kafka", "postgres", "speed", "sink", "jobs", "serve"] {
+    for expected in [
+        "kafka",
+        "postgres",
+        "s3",
+        "s3-bucket",
+        "speed",
+        "sink",
+        "jobs",
+        "serve",
+    ] {
         assert!(
             names.contains(&expected),
             "service {expected} missing from {names:?}"
@@ -102,6 +114,38 @@ fn compose_services_agree_with_the_code() {
         assert!(
             url.ends_with(&format!("/{}", postgres_env["POSTGRES_DB"])),
             "{name}: database differs"
+        );
+
+        // The lake is the bucket on the s3 service, reached with its keys.
+        assert!(
+            config.lake.uri.starts_with("s3://braid/"),
+            "{name}: lake.uri is {}",
+            config.lake.uri
+        );
+        let s3 = &compose["services"]["s3"];
+        let s3_env = environment(s3);
+        let s3_port = s3["command"][1].as_str().unwrap().trim_start_matches(':');
+        let endpoint = config
+            .lake
+            .storage_options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("AWS_ENDPOINT_URL"))
+            .map(|(_, v)| v.clone())
+            .expect("an endpoint in the storage options");
+        assert_eq!(
+            endpoint,
+            format!("http://s3:{s3_port}"),
+            "{name}: the endpoint"
+        );
+        assert_eq!(
+            env.get("AWS_ACCESS_KEY_ID"),
+            s3_env.get("ROOT_ACCESS_KEY"),
+            "{name}: the key"
+        );
+        assert_eq!(
+            env.get("AWS_SECRET_ACCESS_KEY"),
+            s3_env.get("ROOT_SECRET_KEY"),
+            "{name}: the secret"
         );
 
         if name == "serve" {
