@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs Braid's whole test suite against real PostgreSQL and Kafka, starting them first if needed
+# Runs Braid's whole test suite against real PostgreSQL, Kafka and S3, starting them first if needed
 # (scripts/services.sh installs them on a machine that has neither). Extra arguments go to
 # `cargo test`, e.g. scripts/test.sh -p schemas.
 set -euo pipefail
@@ -13,6 +13,9 @@ echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka a
 # The independent Delta reader (Python deltalake from PyPI) used by the sink tests.
 BRAID_PYTHON=$(scripts/python-env.sh) || { echo "test: the Python environment could not be installed; see above" >&2; exit 1; }
 export BRAID_PYTHON
+# Apache Spark (local mode) for the batch.engine = "spark" test.
+BRAID_SPARK_SUBMIT=$(scripts/spark-env.sh) || { echo "test: Spark could not be installed; see above" >&2; exit 1; }
+export BRAID_SPARK_SUBMIT
 
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi

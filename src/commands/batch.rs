@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use batch_layer::recompute::{BatchError, BatchSettings, run_batch};
+use batch_layer::recompute::{BatchError, BatchSettings, Engine, run_batch};
 use schemas::BraidConfig;
 
 use crate::cli::{BatchArgs, BatchCommand};
@@ -20,6 +20,10 @@ pub fn settings(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
         schema: config.schema.clone(),
         views: config.views.clone(),
         wait_timeout,
+        engine: match config.batch.engine {
+            schemas::config::BatchEngine::Polars => Engine::Polars,
+            schemas::config::BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
+        },
     }
 }
 

@@ -105,7 +105,7 @@ impl PinnedFiles {
 
 /// Polars' S3 options from the table's storage options: the keys object_store knows (in any
 /// case, as delta-rs takes them); delta-rs's own keys are left out.
-fn s3_options(storage_options: &HashMap<String, String>) -> CloudOptions {
+pub fn s3_options(storage_options: &HashMap<String, String>) -> CloudOptions {
     let known: Vec<(AmazonS3ConfigKey, String)> = storage_options
         .iter()
         .filter_map(|(key, value)| {

@@ -191,7 +191,7 @@ pub fn compute_view(
 /// Replaces each distinct metric's column of distinct values by the group's sketch, in the
 /// `hll` extension's storage format, built as the speed layer builds it
 /// ([`schemas::sketch`]); null when no record of the group had the field.
-fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> {
+pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> {
     for metric in &view.metrics {
         let Some(params) = metric.sketch else {
             continue;

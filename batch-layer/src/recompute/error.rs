@@ -88,6 +88,48 @@ pub enum BatchError {
     /// The table could not be opened or read.
     #[error(transparent)]
     Lake(#[from] crate::lake::LakeError),
+    /// spark-submit could not be started (not installed, not on PATH): the operator's to fix.
+    #[error(
+        "cannot start `{program}` (batch.spark.submit): {source}; install Spark (pip install pyspark) or set batch.spark.submit to its spark-submit"
+    )]
+    SparkStart {
+        /// The program.
+        program: String,
+        /// Why it did not start.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Spark job failed; nothing was published. Retried like any failed run.
+    #[error("the Spark job failed ({status}): {error}")]
+    SparkFailed {
+        /// How the process ended.
+        status: String,
+        /// The job's own error text (the last error lines of its output).
+        error: String,
+    },
+    /// The Spark job ran past `batch.spark.timeout_s` and was killed; nothing was published.
+    #[error("the Spark job ran past batch.spark.timeout_s ({seconds} s) and was killed")]
+    SparkTimedOut {
+        /// The limit.
+        seconds: u64,
+    },
+    /// Preparing or reading the job's files failed (the job file, the staged rows).
+    #[error("{operation}: {source}")]
+    SparkFiles {
+        /// What Braid was doing.
+        operation: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Listing or deleting the staged rows failed.
+    #[error("{operation}: {source}")]
+    Staging {
+        /// What Braid was doing.
+        operation: String,
+        /// The object store's error.
+        source: object_store::Error,
+    },
 }
 
 impl BatchError {
@@ -98,7 +140,14 @@ impl BatchError {
             BatchError::Database(e) => !schemas::pg::is_data_error(e),
             BatchError::Lake(e) => e.is_retryable(),
             BatchError::Store(e) => e.is_retryable(),
-            other => matches!(other, BatchError::SinkBehind { .. } | BatchError::Delta(_)),
+            other => matches!(
+                other,
+                BatchError::SinkBehind { .. }
+                    | BatchError::Delta(_)
+                    | BatchError::SparkFailed { .. }
+                    | BatchError::SparkTimedOut { .. }
+                    | BatchError::Staging { .. }
+            ),
         }
     }
 }

@@ -13,6 +13,7 @@ mod load;
 #[cfg(test)]
 mod pinned_tests;
 mod publish;
+pub mod spark;
 #[cfg(test)]
 mod test_lake;
 #[cfg(test)]
@@ -49,6 +50,18 @@ pub struct BatchSettings {
     pub views: Vec<View>,
     /// How long to wait for the sink to reach the cut.
     pub wait_timeout: Duration,
+    /// Which engine computes the views.
+    pub engine: Engine,
+}
+
+/// Which engine computes a batch run's views.
+#[derive(Debug, Clone, Default)]
+pub enum Engine {
+    /// Polars, in this process.
+    #[default]
+    Polars,
+    /// A Spark job, started as configured.
+    Spark(schemas::config::SparkConfig),
 }
 
 /// What a published run did.
@@ -185,6 +198,13 @@ async fn compute_runs(
             "leaving out the records the speed layer's database refused"
         );
     }
+    if let Engine::Spark(spark) = &settings.engine {
+        let runs = compute_with_spark(
+            settings, pool, spark, &pinned, views, run_ids, cut, &refused,
+        )
+        .await?;
+        return Ok((runs.0, runs.1, delta_version));
+    }
     let records = compute::records_below_cut(&pinned, cut, &refused)?;
     let counting = Instant::now();
     let rows_read = match &records {
@@ -214,6 +234,70 @@ async fn compute_runs(
             .collect(),
     };
     Ok((runs, rows_read, delta_version))
+}
+
+/// Computes every view with one Spark job over the pinned version below the cut, then loads
+/// the rows it staged. Returns the runs and the records read.
+#[allow(clippy::too_many_arguments)]
+async fn compute_with_spark(
+    settings: &BatchSettings,
+    pool: &PgPool,
+    spark: &schemas::config::SparkConfig,
+    pinned: &PinnedFiles,
+    views: &[View],
+    run_ids: &[i64],
+    cut: &Positions,
+    refused: &std::collections::BTreeMap<
+        schemas::position::Partition,
+        Vec<schemas::position::Offset>,
+    >,
+) -> Result<(Vec<ViewRun>, u64), BatchError> {
+    let (Some(version), false) = (pinned.version, pinned.is_empty() || cut.is_empty()) else {
+        // Nothing to read: no records below the cut, as with Polars.
+        let runs = views
+            .iter()
+            .zip(run_ids)
+            .map(|(view, &run_id)| ViewRun {
+                view: view.clone(),
+                run_id,
+                rows_written: 0,
+            })
+            .collect();
+        return Ok((runs, 0));
+    };
+    let job = spark::SparkJob {
+        config: spark,
+        table_uri: &settings.table_uri,
+        storage_options: &settings.storage_options,
+        version,
+        topic: &settings.topic,
+        cut,
+        refused,
+        schema: &settings.schema,
+        label: format!("run-{}", run_ids.first().copied().unwrap_or_default()),
+    };
+    let output = spark::compute(&job, views).await?;
+    let mut runs = Vec::with_capacity(views.len());
+    for ((view, &run_id), frame) in views.iter().zip(run_ids).zip(&output.frames) {
+        let rows = if frame.height() == 0 {
+            0
+        } else {
+            load::load(pool, &ViewLayout::of(view), run_id, frame)
+                .await?
+                .rows
+        };
+        tracing::info!(
+            view = view.name,
+            rows,
+            "loaded the view's rows from the Spark job"
+        );
+        runs.push(ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written: rows,
+        });
+    }
+    Ok((runs, output.rows_read))
 }
 
 /// Waits for the sink to reach the cut, pins the table's version and records it on the runs at

@@ -35,6 +35,8 @@ pub struct BraidConfig {
     pub sink: SinkConfig,
     /// `[jobs]`.
     pub jobs: JobsConfig,
+    /// `[batch]`.
+    pub batch: BatchConfig,
     /// `[serving]`.
     pub serving: ServingConfig,
     /// The validated event schema.

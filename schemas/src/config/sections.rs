@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub sink: SinkConfig,
     /// Scheduled jobs.
     pub jobs: JobsConfig,
+    /// Which engine computes batch runs.
+    pub batch: BatchConfig,
     /// The REST API.
     pub serving: ServingConfig,
     /// The event schema.
@@ -140,6 +142,66 @@ pub struct BatchJobConfig {
     pub enabled: bool,
     /// Seconds a run waits for the Delta sink to reach its cut before it fails (and is retried).
     pub wait_timeout_s: Seconds,
+}
+
+/// `[batch]`: which engine computes batch runs. Only the computation moves between engines:
+/// the cut, the wait for the sink, the pinned version, the run records and the atomic publish
+/// are Braid's whichever computes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// `polars` (in the Braid process, the default) or `spark` (a Spark job, see `[batch.spark]`).
+    pub engine: BatchEngine,
+    /// How Spark jobs are started, for `engine = "spark"`.
+    pub spark: SparkConfig,
+}
+
+/// The engine of batch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchEngine {
+    /// Polars, in the Braid process: one machine, no cluster to run.
+    Polars,
+    /// Apache Spark, started with spark-submit: history larger than one machine.
+    Spark,
+}
+
+/// `[batch.spark]`: how a batch run starts its Spark job.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparkConfig {
+    /// The spark-submit program: a path, or a name looked up on PATH.
+    pub submit: String,
+    /// The master URL: `local[*]`, `spark://host:7077`, `yarn`, `k8s://https://host:443`.
+    pub master: String,
+    /// Maven coordinates Spark resolves at start (`--packages`): delta-spark, and hadoop-aws for
+    /// a lake on S3. They must match the Spark version that `submit` runs.
+    pub packages: Vec<String>,
+    /// Spark properties (`spark.driver.memory`, `spark.executor.instances`, ...). They reach
+    /// spark-submit in a properties file readable only by Braid's user, never on its command
+    /// line; the values of keys that look secret (key, secret, password, token) are redacted in
+    /// logs.
+    #[serde(default)]
+    pub conf: BTreeMap<String, String>,
+    /// Seconds a job may run before Braid kills it; the run then fails and is retried.
+    pub timeout_s: Seconds,
+    /// Where jobs write their rows before Braid loads them (a folder or `s3://…` that both the
+    /// Spark cluster and Braid reach). Empty: `_braid_staging` inside `lake.uri`.
+    #[serde(default)]
+    pub staging_uri: String,
+}
+
+impl std::fmt::Debug for SparkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SparkConfig")
+            .field("submit", &self.submit)
+            .field("master", &self.master)
+            .field("packages", &self.packages)
+            .field("conf", &RedactedOptions(&self.conf))
+            .field("timeout_s", &self.timeout_s)
+            .field("staging_uri", &self.staging_uri)
+            .finish()
+    }
 }
 
 /// `[jobs]`: the scheduler's jobs.

@@ -345,6 +345,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         speed: raw.speed,
         sink: raw.sink,
         jobs: raw.jobs,
+        batch: raw.batch,
         serving: raw.serving,
         schema,
         views,

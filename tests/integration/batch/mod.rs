@@ -12,6 +12,7 @@ use crate::support::{Pipeline, Running, read_topic, run, speed_caught_up, stderr
 
 mod idle_partitions;
 mod publish_gate;
+pub mod spark;
 
 use publish_gate::PublishGate;
 

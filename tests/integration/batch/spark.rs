@@ -1,0 +1,259 @@
+//! `batch.engine = "spark"`: the rows a Spark job (local mode, from scripts/spark-env.sh)
+//! computes equal the rows Polars computes on the same pinned version and cut, row for row and
+//! metric for metric, for every view; and a failing job publishes nothing and records the
+//! job's own error.
+//!
+//! Floating-point metrics (decayed scores, sums of f64 fields) are sums in whatever order each
+//! engine adds, and Spark's `pow` is Java's: they must agree to a relative 1e-12, every other
+//! column (keys, buckets, counts, i64 sums, min, max, the distinct metrics' sketch bytes)
+//! exactly.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::support::{Pipeline, repo_root, run, speed_caught_up, stderr};
+
+/// The spark-submit wrapper scripts/spark-env.sh installs (scripts/test.sh sets it). Tests
+/// fail, not skip, without it.
+pub fn spark_submit() -> String {
+    std::env::var("BRAID_SPARK_SUBMIT").expect(
+        "BRAID_SPARK_SUBMIT is not set: run scripts/test.sh, or export BRAID_SPARK_SUBMIT=$(scripts/spark-env.sh)",
+    )
+}
+
+/// `braid batch run` with the Spark engine, local mode; `packages` is a TOML array.
+pub fn spark_batch_run(pipeline: &Pipeline, packages: &str) -> std::process::Output {
+    run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"])
+        .env("BRAID__BATCH__ENGINE", "spark")
+        .env("BRAID__BATCH__SPARK__SUBMIT", spark_submit())
+        .env("BRAID__BATCH__SPARK__MASTER", "local[2]")
+        .env("BRAID__BATCH__SPARK__PACKAGES", packages)
+        .env("BRAID__BATCH__SPARK__CONF__SPARK.DRIVER.MEMORY", "1g")
+        .env("BRAID__BATCH__SPARK__CONF__SPARK.UI.ENABLED", "false"))
+}
+
+/// The active run of each view: (view, run id, cut epoch, Delta version).
+async fn active_runs(pool: &PgPool) -> BTreeMap<String, (i64, i64, Option<i64>)> {
+    let rows: Vec<(String, i64, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT view_name, run_id, cut_epoch, delta_version FROM braid_internal.batch_runs WHERE status = 'active'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(v, r, e, d)| (v, (r, e, d)))
+        .collect()
+}
+
+/// One run's rows of a view: key (group columns and bucket, as JSON text) → metric columns.
+async fn run_rows(
+    pool: &PgPool,
+    view: &schemas::view::View,
+    run_id: i64,
+) -> BTreeMap<String, serde_json::Map<String, Value>> {
+    let layout = schemas::pg_layout::ViewLayout::of(view);
+    // The table name comes from the validated view definition.
+    let rows: Vec<(Value,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT to_jsonb(t) - 'run_id' FROM {} t WHERE run_id = $1",
+        layout.batch_table
+    )))
+    .bind(run_id)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut keyed = BTreeMap::new();
+    for (row,) in rows {
+        let mut row = row.as_object().unwrap().clone();
+        let mut key: Vec<Value> = vec![row.remove("bucket_start").unwrap()];
+        for group in layout.group_names() {
+            key.push(row.remove(group).unwrap());
+        }
+        keyed.insert(Value::from(key).to_string(), row);
+    }
+    keyed
+}
+
+/// Whether two metric values agree: exactly, or to a relative 1e-12 for doubles.
+fn agree(polars: &Value, spark: &Value, double: bool) -> bool {
+    match (polars.as_f64(), spark.as_f64()) {
+        (Some(a), Some(b)) if double => a == b || (a - b).abs() <= 1e-12 * a.abs().max(b.abs()),
+        _ => polars == spark,
+    }
+}
+
+/// Runs a Polars batch and a Spark batch on the same records and cut, and compares their rows.
+pub async fn spark_rows_equal_polars_rows(
+    pool: &PgPool,
+    pipeline: &Pipeline,
+    config: &schemas::BraidConfig,
+    packages: &str,
+) {
+    let polars = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]));
+    assert!(
+        polars.status.success(),
+        "the Polars run: {}",
+        stderr(&polars)
+    );
+    let by_polars = active_runs(pool).await;
+    let mut polars_rows = BTreeMap::new();
+    for view in &config.views {
+        polars_rows.insert(
+            view.name.clone(),
+            run_rows(pool, view, by_polars[&view.name].0).await,
+        );
+    }
+
+    let spark = spark_batch_run(pipeline, packages);
+    assert!(spark.status.success(), "the Spark run: {}", stderr(&spark));
+    assert!(
+        stderr(&spark).contains("the Spark job ended"),
+        "the run went through Spark: {}",
+        stderr(&spark)
+    );
+    let by_spark = active_runs(pool).await;
+    let cut_offsets = |epoch: i64| async move {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(
+            "SELECT partition, cut_offset FROM braid_internal.cuts WHERE epoch = $1 ORDER BY partition",
+        )
+        .bind(epoch)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        rows
+    };
+    for view in &config.views {
+        let (polars_run, polars_epoch, polars_version) = by_polars[&view.name];
+        let (spark_run, spark_epoch, spark_version) = by_spark[&view.name];
+        assert_ne!(
+            polars_run, spark_run,
+            "{}: the Spark run published",
+            view.name
+        );
+        assert_eq!(
+            polars_version, spark_version,
+            "{}: the same pinned version",
+            view.name
+        );
+        assert_eq!(
+            cut_offsets(polars_epoch).await,
+            cut_offsets(spark_epoch).await,
+            "{}: the same cut",
+            view.name
+        );
+        let layout = schemas::pg_layout::ViewLayout::of(view);
+        let doubles: Vec<&str> = layout
+            .metric_columns
+            .iter()
+            .filter(|c| c.pg_type == "double precision")
+            .map(|c| c.name.as_str())
+            .collect();
+        let expected = &polars_rows[&view.name];
+        let actual = run_rows(pool, view, spark_run).await;
+        assert!(
+            !expected.is_empty(),
+            "{}: the Polars run wrote rows",
+            view.name
+        );
+        let missing: Vec<&String> = expected
+            .keys()
+            .filter(|k| !actual.contains_key(*k))
+            .take(3)
+            .collect();
+        let extra: Vec<&String> = actual
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .take(3)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{}: {} rows from Polars, {} from Spark; missing from Spark {missing:?}, only in Spark {extra:?}",
+            view.name,
+            expected.len(),
+            actual.len()
+        );
+        for (key, polars_row) in expected {
+            let spark_row = &actual[key];
+            for (column, polars_value) in polars_row {
+                let spark_value = spark_row.get(column).unwrap_or(&Value::Null);
+                assert!(
+                    agree(
+                        polars_value,
+                        spark_value,
+                        doubles.contains(&column.as_str())
+                    ),
+                    "{} {key} {column}: Polars {polars_value}, Spark {spark_value}",
+                    view.name
+                );
+            }
+        }
+    }
+}
+
+/// The demo config's views (count, sum, min, max, avg, distinct, decayed; filters and
+/// multi-key group-bys) over the demo stream with late and malformed records.
+#[sqlx::test(migrations = false)]
+async fn spark_batch_rows_equal_polars_batch_rows_for_the_demo_views(pool: PgPool) {
+    let pipeline = Pipeline::new("batch-spark-demo", &pool).await;
+    pipeline.produce(8_000, 41, 3);
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed.kill();
+    // The sink stops once the Polars run has waited for it, so both runs pin one version.
+    crate::support::sink_caught_up(&pipeline, &mut sink).await;
+    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    sink.kill();
+    spark_rows_equal_polars_rows(&pool, &pipeline, &config, default_packages()).await;
+
+    // A job that fails publishes nothing; the run records the job's own error.
+    let before = active_runs(&pool).await;
+    let failed = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "60"])
+        .env("BRAID__BATCH__ENGINE", "spark")
+        .env("BRAID__BATCH__SPARK__SUBMIT", spark_submit())
+        .env("BRAID__BATCH__SPARK__MASTER", "local[1]")
+        .env("BRAID__BATCH__SPARK__PACKAGES", "[]")
+        .env("BRAID__BATCH__SPARK__CONF__SPARK.UI.ENABLED", "false"));
+    assert!(
+        !failed.status.success(),
+        "a job without delta-spark cannot read the table"
+    );
+    assert_eq!(
+        active_runs(&pool).await,
+        before,
+        "a failed job publishes nothing"
+    );
+    let (error,): (String,) = sqlx::query_as(
+        "SELECT error FROM braid_internal.batch_runs WHERE status = 'failed' ORDER BY run_id DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(
+        error.contains("Spark job failed") && error.contains("delta"),
+        "the run records the job's error: {error}"
+    );
+    let staged = pipeline_staging(&pipeline);
+    assert!(
+        !staged.exists() || std::fs::read_dir(&staged).unwrap().next().is_none(),
+        "staged rows are removed"
+    );
+}
+
+/// The staging folder of a local lake.
+fn pipeline_staging(pipeline: &Pipeline) -> PathBuf {
+    PathBuf::from(pipeline.lake.uri()).join("_braid_staging")
+}
+
+/// delta-spark, as the default config has it (a TOML array, as the variable takes it).
+pub fn default_packages() -> &'static str {
+    r#"["io.delta:delta-spark_4.2_2.13:4.4.0"]"#
+}
