@@ -225,6 +225,8 @@ pub struct Pipeline {
     pub lake: TestLake,
     /// A config file other than braid.toml, for every command of the pipeline.
     pub config: Option<PathBuf>,
+    /// More environment for every command of the pipeline (e.g. `BRAID__BATCH__ENGINE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Pipeline {
@@ -249,6 +251,7 @@ impl Pipeline {
             database_url: url_of(pool).await,
             lake,
             config: None,
+            env: Vec::new(),
         };
         let migrated = run(pipeline.braid().arg("migrate"));
         assert!(
@@ -271,6 +274,7 @@ impl Pipeline {
             .env("DATABASE_URL", &self.database_url)
             .env("KAFKA_BROKERS", kafka_brokers());
         self.lake.configure(&mut command);
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         if let Some(config) = &self.config {
             command.env("BRAID_CONFIG", config);
         }
@@ -593,7 +597,11 @@ pub async fn speed_caught_up(
 pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
     let ends = committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
-    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let file = pipeline
+        .config
+        .clone()
+        .unwrap_or_else(|| repo_root().join("braid.toml"));
+    let config = schemas::BraidConfig::load(Some(&file)).unwrap();
     wait_until(
         "the sink to catch up",
         std::time::Duration::from_secs(180),

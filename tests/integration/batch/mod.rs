@@ -142,35 +142,50 @@ async fn batch_rows_equal_a_fold(pool: &PgPool, pipeline: Pipeline) {
 
 #[sqlx::test(migrations = false)]
 async fn merged_totals_are_exact_at_every_moment_while_the_pipeline_runs(pool: PgPool) {
-    let pipeline = Pipeline::new("batch-merge", &pool).await;
+    merged_totals_exact_while_running(&pool, Pipeline::new("batch-merge", &pool).await).await;
+}
+
+/// The same with the lake on S3 and every batch run computed by Spark (local mode, reading
+/// the table through S3A).
+#[sqlx::test(migrations = false)]
+#[ignore = "Spark on S3: a 700 MB jar download once, a minute or more per run; scripts/spark-tests.sh runs it"]
+async fn on_s3_with_spark_merged_totals_are_exact_at_every_moment_while_the_pipeline_runs(
+    pool: PgPool,
+) {
+    let mut pipeline = Pipeline::on_s3("batch-merge-spark-s3", &pool).await;
+    pipeline.env = spark::spark_engine_env(spark::S3_PACKAGES);
+    merged_totals_exact_while_running(&pool, pipeline).await;
+}
+
+async fn merged_totals_exact_while_running(pool: &PgPool, pipeline: Pipeline) {
     pipeline.produce(1, 33, 4);
     let mut producer = pipeline.produce_in_background(50_000, 34, 6_000, 4);
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
     wait_until("the first flushes", Duration::from_secs(60), || async {
-        crate::support::stored_total(&pool, &pipeline.topic).await > 3_000
+        crate::support::stored_total(pool, &pipeline.topic).await > 3_000
     })
     .await;
-    assert_merged_exact(&pool, &pipeline, "before the first batch").await;
+    assert_merged_exact(pool, &pipeline, "before the first batch").await;
     let first = batch_run(&pipeline);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_merged_exact(&pool, &pipeline, "right after a publish").await;
+    assert_merged_exact(pool, &pipeline, "right after a publish").await;
     // Held at its publish: the second run has taken its cut and loaded its rows.
-    let gate = PublishGate::close(&pool).await;
+    let gate = PublishGate::close(pool).await;
     let mut second = start_batch_run(&pipeline, "second");
-    gate.wait_for_a_run(&pool).await;
-    assert_merged_exact(&pool, &pipeline, "while a batch runs").await;
+    gate.wait_for_a_run(pool).await;
+    assert_merged_exact(pool, &pipeline, "while a batch runs").await;
     gate.open().await;
     assert!(second.wait_success(), "the second batch run failed");
-    assert_merged_exact(&pool, &pipeline, "after the second publish").await;
+    assert_merged_exact(pool, &pipeline, "after the second publish").await;
     assert!(producer.wait_success());
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed_caught_up(pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     let third = batch_run(&pipeline);
     assert!(third.status.success(), "{}", stderr(&third));
-    assert_merged_exact(&pool, &pipeline, "at the end").await;
+    assert_merged_exact(pool, &pipeline, "at the end").await;
     let (runs,): (i64,) =
         sqlx::query_as("SELECT count(DISTINCT cut_epoch) FROM braid_internal.batch_runs WHERE status IN ('active', 'superseded')")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .unwrap();
     assert_eq!(runs, 3);

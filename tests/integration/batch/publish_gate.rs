@@ -25,9 +25,9 @@ impl PublishGate {
     }
 
     /// Waits until a batch run of this database waits at the gate: it has taken its cut, loaded
-    /// its rows and begun to publish.
+    /// its rows and begun to publish. (A Spark run on two cores takes minutes.)
     pub async fn wait_for_a_run(&self, pool: &PgPool) {
-        wait_until("a batch run to reach its publish", Duration::from_secs(120), || async {
+        wait_until("a batch run to reach its publish", Duration::from_secs(600), || async {
             let (waiting,): (i64,) = sqlx::query_as(
                 "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
                  WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted",

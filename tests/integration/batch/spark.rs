@@ -24,17 +24,38 @@ pub fn spark_submit() -> String {
     )
 }
 
+/// delta-spark and Hadoop's S3A connector (hadoop-aws of the Hadoop that pyspark 4.2.0 ships,
+/// 3.5.0), for a lake on S3; a TOML array.
+pub const S3_PACKAGES: &str =
+    r#"["io.delta:delta-spark_4.2_2.13:4.4.0", "org.apache.hadoop:hadoop-aws:3.5.0"]"#;
+
+/// The environment that makes batch runs use Spark in local mode; `packages` is a TOML array.
+pub fn spark_engine_env(packages: &str) -> Vec<(String, String)> {
+    [
+        ("BRAID__BATCH__ENGINE", "spark".to_string()),
+        ("BRAID__BATCH__SPARK__SUBMIT", spark_submit()),
+        ("BRAID__BATCH__SPARK__MASTER", "local[2]".to_string()),
+        ("BRAID__BATCH__SPARK__PACKAGES", packages.to_string()),
+        (
+            "BRAID__BATCH__SPARK__CONF__SPARK.DRIVER.MEMORY",
+            "1g".to_string(),
+        ),
+        (
+            "BRAID__BATCH__SPARK__CONF__SPARK.UI.ENABLED",
+            "false".to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 /// `braid batch run` with the Spark engine, local mode; `packages` is a TOML array.
 pub fn spark_batch_run(pipeline: &Pipeline, packages: &str) -> std::process::Output {
     run(pipeline
         .braid()
         .args(["batch", "run", "--wait-timeout", "120"])
-        .env("BRAID__BATCH__ENGINE", "spark")
-        .env("BRAID__BATCH__SPARK__SUBMIT", spark_submit())
-        .env("BRAID__BATCH__SPARK__MASTER", "local[2]")
-        .env("BRAID__BATCH__SPARK__PACKAGES", packages)
-        .env("BRAID__BATCH__SPARK__CONF__SPARK.DRIVER.MEMORY", "1g")
-        .env("BRAID__BATCH__SPARK__CONF__SPARK.UI.ENABLED", "false"))
+        .envs(spark_engine_env(packages)))
 }
 
 /// The active run of each view: (view, run id, cut epoch, Delta version).
@@ -256,4 +277,37 @@ fn pipeline_staging(pipeline: &Pipeline) -> PathBuf {
 /// delta-spark, as the default config has it (a TOML array, as the variable takes it).
 pub fn default_packages() -> &'static str {
     r#"["io.delta:delta-spark_4.2_2.13:4.4.0"]"#
+}
+
+/// The YSB workload's views (examples/ysb.toml) over its generated ad events.
+#[sqlx::test(migrations = false)]
+#[ignore = "a second Spark comparison; scripts/spark-tests.sh runs it"]
+async fn spark_batch_rows_equal_polars_batch_rows_for_the_ysb_views(pool: PgPool) {
+    let mut pipeline = Pipeline::new("batch-spark-ysb", &pool).await;
+    let config_path = repo_root().join("examples/ysb.toml");
+    pipeline.config = Some(config_path.clone());
+    let migrated = run(pipeline.braid().arg("migrate"));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let generated = run(pipeline.braid().args([
+        "generate",
+        "--workload",
+        "ysb",
+        "--rate",
+        "0",
+        "--count",
+        "20000",
+        "--seed",
+        "5",
+        "--partitions",
+        "3",
+    ]));
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut sink = pipeline.start_sink("a", "a");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    speed.kill();
+    crate::support::sink_caught_up(&pipeline, &mut sink).await;
+    sink.kill();
+    let config = schemas::BraidConfig::load(Some(&config_path)).unwrap();
+    spark_rows_equal_polars_rows(&pool, &pipeline, &config, default_packages()).await;
 }

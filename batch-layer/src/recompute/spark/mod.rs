@@ -391,30 +391,37 @@ mod staging {
     use std::collections::HashMap;
 
     use futures::TryStreamExt as _;
-    use object_store::ObjectStoreExt as _;
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
     use super::BatchError;
     use crate::lake::store::is_object_store;
 
+    /// The S3 store and prefix of `uri`, configured as delta-rs and Polars configure theirs:
+    /// the `AWS_*` environment, then the table's storage options.
     fn store(
         uri: &str,
         options: &HashMap<String, String>,
-    ) -> Result<(Box<dyn object_store::ObjectStore>, object_store::path::Path), BatchError> {
+    ) -> Result<(object_store::aws::AmazonS3, object_store::path::Path), BatchError> {
+        use std::str::FromStr as _;
         let failed = |source| BatchError::Staging {
             operation: format!("opening the staging folder {uri}"),
             source,
         };
-        let url = url::Url::parse(uri).map_err(|e| {
-            failed(object_store::Error::Generic {
-                store: "S3",
-                source: Box::new(e),
-            })
-        })?;
-        let options: Vec<(String, String)> = options
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect();
-        object_store::parse_url_opts(&url, options).map_err(failed)
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(uri);
+        for (key, value) in options {
+            if let Ok(key) =
+                object_store::aws::AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase())
+            {
+                builder = builder.with_config(key, value.clone());
+            }
+        }
+        let store = builder.build().map_err(failed)?;
+        let prefix = uri
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, key)| key)
+            .unwrap_or_default();
+        Ok((store, object_store::path::Path::from(prefix)))
     }
 
     /// The Parquet part files under `uri`, as URIs Polars reads.
