@@ -61,7 +61,7 @@ fn compose_services_agree_with_the_code() {
     let kafka_env = environment(&compose["services"]["kafka"]);
     let advertised = &kafka_env["KAFKA_ADVERTISED_LISTENERS"];
 
-    for name in ["speed", "sink", "jobs", "serve"] {
+    for name in ["speed", "sink", "jobs", "serve", "jobs-spark"] {
         let service = &compose["services"][name];
         let command: Vec<String> = match &service["command"] {
             Value::Sequence(items) => items
@@ -76,7 +76,7 @@ fn compose_services_agree_with_the_code() {
         });
         assert_eq!(
             command.first().map(String::as_str),
-            Some(name),
+            Some(name.trim_end_matches("-spark")),
             "{name} runs `braid {name}`"
         );
 
@@ -116,6 +116,26 @@ fn compose_services_agree_with_the_code() {
             "{name}: database differs"
         );
 
+        let wanted_engine = if name == "jobs-spark" {
+            schemas::config::BatchEngine::Spark
+        } else {
+            schemas::config::BatchEngine::Polars
+        };
+        assert_eq!(
+            config.batch.engine, wanted_engine,
+            "{name}: the batch engine"
+        );
+        if name == "jobs-spark" {
+            assert!(
+                config
+                    .batch
+                    .spark
+                    .packages
+                    .iter()
+                    .any(|p| p.starts_with("org.apache.hadoop:hadoop-aws:")),
+                "{name}: the S3A connector for the lake on S3"
+            );
+        }
         // The lake is the bucket on the s3 service, reached with its keys.
         assert!(
             config.lake.uri.starts_with("s3://braid/"),
