@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Benchmark: a batch recompute of every demo view over a large Delta table, beside DuckDB
-# computing the same aggregates over the same Parquet files in the same run.
+# Benchmark: a batch recompute of every demo view over a large Delta table with Polars, then
+# with Spark (batch.engine = "spark", local mode on this machine's cores), beside DuckDB computing
+# the same aggregates over the same Parquet files, all in the same run.
 #   BENCH_EVENTS      events (default 10000000; the issue's large run is 50000000)
 #   BENCH_PARTITIONS  partitions (default 4)
+#   BENCH_SPARK       0 to leave Spark out (default 1)
 EVENTS=${BENCH_EVENTS:-10000000}
 PARTITIONS=${BENCH_PARTITIONS:-4}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -55,6 +57,25 @@ for line in open(sys.argv[1]):
         phases.append(f"{view} compute {compute:.2f} s + CSV {csv:.2f} s + COPY {copy:.2f} s ({rows} rows)")
 print("  phases: " + "; ".join(phases))
 PY
+
+if [ "${BENCH_SPARK:-1}" != 0 ]; then
+  # The same records and cut (the speed layer stands still): a second run, computed by Spark.
+  # spark-submit runs under /usr/bin/time, for the peak RSS of the JVM it becomes.
+  submit=$(scripts/spark-env.sh)
+  cat >"$out/submit" <<WRAP
+#!/usr/bin/env bash
+exec /usr/bin/time -f '%M' -o '$out/spark-rss' '$submit' "\$@"
+WRAP
+  chmod +x "$out/submit"
+  /usr/bin/time -f '%e %M' -o "$out/time" env RUST_LOG=warn,batch_layer::recompute=info \
+    BRAID__BATCH__ENGINE=spark BRAID__BATCH__SPARK__SUBMIT="$out/submit" BRAID__BATCH__SPARK__MASTER='local[2]' \
+    BRAID__BATCH__SPARK__CONF__SPARK.DRIVER.MEMORY=4g BRAID__BATCH__SPARK__CONF__SPARK.UI.ENABLED=false \
+    "$BIN" batch run >"$out/stdout" 2>"$out/log" || { tail -n 20 "$out/log" >&2; echo "the Spark run failed" >&2; exit 1; }
+  read -r seconds kib < "$out/time"
+  rows=$(grep -o '[0-9]* records read' "$out/stdout" | cut -d' ' -f1)
+  job=$(grep -o 'the Spark job ended seconds=[0-9.]*' "$out/log" | grep -o '[0-9.]*$')
+  echo "braid batch run, Spark local[2]: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end, of which the Spark job $(printf %.1f "$job") s including JVM start and package resolution), peak RSS braid $((kib / 1024)) MiB + Spark JVM $(($(cat "$out/spark-rss") / 1024)) MiB"
+fi
 rm -rf "$out"
 "$PYTHON" scripts/bench/batch_duckdb.py "$BRAID__LAKE__URI"
 rm -rf "$BRAID__LAKE__URI"

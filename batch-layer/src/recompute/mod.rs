@@ -199,11 +199,25 @@ async fn compute_runs(
         );
     }
     if let Engine::Spark(spark) = &settings.engine {
-        let runs = compute_with_spark(
-            settings, pool, spark, &pinned, views, run_ids, cut, &refused,
-        )
-        .await?;
-        return Ok((runs.0, runs.1, delta_version));
+        let Some(version) = pinned
+            .version
+            .filter(|_| !pinned.is_empty() && !cut.is_empty())
+        else {
+            return Ok((empty_runs(views, run_ids), 0, delta_version));
+        };
+        let job = spark::SparkJob {
+            config: spark,
+            table_uri: &settings.table_uri,
+            storage_options: &settings.storage_options,
+            version,
+            topic: &settings.topic,
+            cut,
+            refused: &refused,
+            schema: &settings.schema,
+            label: format!("run-{}", run_ids.first().copied().unwrap_or_default()),
+        };
+        let (runs, rows_read) = compute_with_spark(pool, &job, views, run_ids).await?;
+        return Ok((runs, rows_read, delta_version));
     }
     let records = compute::records_below_cut(&pinned, cut, &refused)?;
     let counting = Instant::now();
@@ -223,60 +237,33 @@ async fn compute_runs(
     );
     let runs = match records {
         Some(records) => compute_and_load(pool, settings, views, run_ids, records).await?,
-        None => views
-            .iter()
-            .zip(run_ids)
-            .map(|(view, &run_id)| ViewRun {
-                view: view.clone(),
-                run_id,
-                rows_written: 0,
-            })
-            .collect(),
+        None => empty_runs(views, run_ids),
     };
     Ok((runs, rows_read, delta_version))
 }
 
-/// Computes every view with one Spark job over the pinned version below the cut, then loads
-/// the rows it staged. Returns the runs and the records read.
-#[allow(clippy::too_many_arguments)]
+/// Runs that wrote nothing (no records below the cut).
+fn empty_runs(views: &[View], run_ids: &[i64]) -> Vec<ViewRun> {
+    views
+        .iter()
+        .zip(run_ids)
+        .map(|(view, &run_id)| ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written: 0,
+        })
+        .collect()
+}
+
+/// Computes every view with one Spark job, then loads the rows it staged. Returns the runs
+/// and the records read.
 async fn compute_with_spark(
-    settings: &BatchSettings,
     pool: &PgPool,
-    spark: &schemas::config::SparkConfig,
-    pinned: &PinnedFiles,
+    job: &spark::SparkJob<'_>,
     views: &[View],
     run_ids: &[i64],
-    cut: &Positions,
-    refused: &std::collections::BTreeMap<
-        schemas::position::Partition,
-        Vec<schemas::position::Offset>,
-    >,
 ) -> Result<(Vec<ViewRun>, u64), BatchError> {
-    let (Some(version), false) = (pinned.version, pinned.is_empty() || cut.is_empty()) else {
-        // Nothing to read: no records below the cut, as with Polars.
-        let runs = views
-            .iter()
-            .zip(run_ids)
-            .map(|(view, &run_id)| ViewRun {
-                view: view.clone(),
-                run_id,
-                rows_written: 0,
-            })
-            .collect();
-        return Ok((runs, 0));
-    };
-    let job = spark::SparkJob {
-        config: spark,
-        table_uri: &settings.table_uri,
-        storage_options: &settings.storage_options,
-        version,
-        topic: &settings.topic,
-        cut,
-        refused,
-        schema: &settings.schema,
-        label: format!("run-{}", run_ids.first().copied().unwrap_or_default()),
-    };
-    let output = spark::compute(&job, views).await?;
+    let output = spark::compute(job, views).await?;
     let mut runs = Vec::with_capacity(views.len());
     for ((view, &run_id), frame) in views.iter().zip(run_ids).zip(&output.frames) {
         let rows = if frame.height() == 0 {

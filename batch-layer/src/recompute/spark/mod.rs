@@ -424,6 +424,23 @@ mod staging {
         Ok((store, object_store::path::Path::from(prefix)))
     }
 
+    /// The store of `uri` and every object under it.
+    async fn list(
+        uri: &str,
+        options: &HashMap<String, String>,
+    ) -> Result<(object_store::aws::AmazonS3, Vec<object_store::ObjectMeta>), BatchError> {
+        let (store, prefix) = store(uri, options)?;
+        let listed = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| BatchError::Staging {
+                operation: format!("listing {uri}"),
+                source,
+            })?;
+        Ok((store, listed))
+    }
+
     /// The Parquet part files under `uri`, as URIs Polars reads.
     pub async fn part_files(
         uri: &str,
@@ -449,15 +466,7 @@ mod staging {
             files.sort();
             return Ok(files);
         }
-        let (store, prefix) = store(uri, options)?;
-        let listed: Vec<object_store::ObjectMeta> = store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| BatchError::Staging {
-            operation: format!("listing {uri}"),
-            source,
-        })?;
+        let (_, listed) = list(uri, options).await?;
         let bucket = uri
             .strip_prefix("s3://")
             .and_then(|rest| rest.split('/').next())
@@ -482,15 +491,7 @@ mod staging {
                 _ => Ok(()),
             };
         }
-        let (store, prefix) = store(uri, options)?;
-        let listed: Vec<object_store::ObjectMeta> = store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| BatchError::Staging {
-            operation: format!("listing {uri}"),
-            source,
-        })?;
+        let (store, listed) = list(uri, options).await?;
         for meta in listed {
             store
                 .delete(&meta.location)
