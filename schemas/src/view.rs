@@ -741,6 +741,54 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
     }
 
     #[test]
+    fn distinct_metrics_name_what_is_wrong_and_put_their_precision_in_the_fingerprint() {
+        let with = |metric: &str| view(&GOOD.replace("\"max(score)\"]", &format!("{metric:?}]")));
+        let default = with("distinct(country)").unwrap();
+        let metric = &default.metrics[3];
+        assert_eq!(metric.column, "distinct_country");
+        assert_eq!(metric.sketch, Some(SketchParams::default()));
+        let precise = with("distinct(country, 14, 6)").unwrap();
+        assert_eq!(
+            precise.metrics[3].sketch,
+            Some(SketchParams::new(14, 6).unwrap())
+        );
+        assert_ne!(
+            default.fingerprint, precise.fingerprint,
+            "another precision is another view"
+        );
+        assert_eq!(
+            with("distinct( cents )").unwrap().metrics[3].column,
+            "distinct_cents"
+        );
+        for (metric, expected) in [
+            (
+                "distinct(score)",
+                "field `score` is f64; distinct counts take string and i64 fields",
+            ),
+            ("distinct(ts)", "field `ts` is timestamp"),
+            ("distinct(nope)", "field `nope` is not in the schema"),
+            ("distinct()", "write distinct(FIELD)"),
+            (
+                "distinct",
+                "is not one of count, count(field), sum(field), min(field), max(field), distinct(field)",
+            ),
+            ("distinct(country, 14)", "write distinct(FIELD)"),
+            ("distinct(country, x, 5)", "write distinct(FIELD)"),
+            ("distinct(country, 3, 5)", "log2m 3 is outside 4..=17"),
+            (
+                "distinct(country, 11, 8)",
+                "the register width 8 is outside 1..=7",
+            ),
+        ] {
+            let error = with(metric).unwrap_err().to_string();
+            assert!(
+                error.contains(expected) && error.contains("view `sales`"),
+                "{metric}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn decayed_metrics_validate_with_their_half_life_in_the_fingerprint() {
         let decayed = GOOD.replace(
             "\"max(score)\"]",
