@@ -252,9 +252,10 @@ pub enum BatchCommand {
     ///
     /// Takes a cut of the speed layer (its stored positions become the boundary and the epoch
     /// moves on), waits until the Delta sink has committed up to the cut, pins that Delta
-    /// version, computes every view with Polars over exactly the records below the cut, loads
-    /// the rows under a new run id and, in one transaction, makes them active and deletes the
-    /// speed rows they cover. Only one batch run acts at a time; a second exits with code 3.
+    /// version, computes every view over exactly the records below the cut (with Polars in this
+    /// process, or with a Spark job when batch.engine = "spark": see [batch.spark]), loads the
+    /// rows under a new run id and, in one transaction, makes them active and deletes the speed
+    /// rows they cover. Only one batch run acts at a time; a second exits with code 3.
     Run {
         /// Recompute only this view.
         #[arg(long, env = "BRAID_BATCH_VIEW")]
