@@ -56,6 +56,14 @@ async fn a_normal_run_logs_no_error_and_no_warn(pool: PgPool) {
         );
     }
     checked("braid up (restart)", &up("8"), &mut alarms);
+    // The layers stop independently, so the sink may stand behind the speed layer's positions,
+    // and a batch run waits for the sink to reach them: let it catch up first, as a deployment's
+    // always-running sink would (otherwise the run below waits out its timeout, rightly).
+    let mut sink = pipeline.start_sink("catch-up", "catch-up");
+    crate::support::sink_caught_up(&pipeline, &mut sink).await;
+    sink.kill();
+    let sink_log = crate::support::log_of(&pipeline, "sink", "catch-up");
+    alarms.extend(alarming(&sink_log).into_iter().map(|l| format!("braid sink (catch-up): {l}")));
     for job in ["batch", "compact", "vacuum"] {
         let mut command = pipeline.braid();
         command.args(["jobs", "run", job]).env_remove("RUST_LOG");
