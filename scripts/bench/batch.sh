@@ -74,7 +74,7 @@ WRAP
   read -r seconds kib < "$out/time"
   rows=$(grep -o '[0-9]* records read' "$out/stdout" | cut -d' ' -f1)
   job=$(grep -o 'the Spark job ended seconds=[0-9.]*' "$out/log" | grep -o '[0-9.]*$')
-  echo "braid batch run, Spark local[2]: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end, of which the Spark job $(printf %.1f "$job") s including JVM start and package resolution), peak RSS braid $((kib / 1024)) MiB + Spark JVM $(($(cat "$out/spark-rss") / 1024)) MiB"
+  echo "braid batch run, Spark local[2]: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end, of which the Spark job $(printf %.1f "$job") s including JVM start and package resolution), peak RSS of the Spark JVM $(($(cat "$out/spark-rss") / 1024)) MiB (GNU time counts braid with its children, so braid's own is not separable here)"
 fi
 rm -rf "$out"
 "$PYTHON" scripts/bench/batch_duckdb.py "$BRAID__LAKE__URI"
