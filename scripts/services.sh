@@ -200,14 +200,18 @@ PROPS
   wait_for "Kafka" 120 kafka_answers || { tail -n 20 "$KAFKA_HOME/logs/kafka.out" >&2; die "Kafka did not start (logs: $KAFKA_HOME/logs)"; }
 }
 
-kafka_down() {
-  kafka_running || return 0
-  log "stopping Kafka"
-  local pid; pid=$(kafka_pid)
-  kill "$pid" 2>/dev/null || true
-  wait_for "Kafka shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
-  rm -f "$KAFKA_HOME/kafka.pid"
+# stop_pidfile WHAT PIDFILE: SIGTERM, up to 30 s to exit, then SIGKILL; removes the pid file.
+stop_pidfile() {
+  local pid; pid=$(cat "$2" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping $1"
+    kill "$pid" 2>/dev/null || true
+    wait_for "$1 shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$2"
 }
+
+kafka_down() { stop_pidfile Kafka "$KAFKA_HOME/kafka.pid"; }
 
 # ---------------------------------------------------------------- S3 (versitygw)
 # versitygw is a production S3 gateway (Apache-2.0); its posix backend keeps each bucket as a
@@ -243,14 +247,7 @@ s3_up() {
   wait_for "the S3 server" 60 s3_answers || { tail -n 20 "$S3_HOME/versitygw.log" >&2; die "versitygw did not start (log: $S3_HOME/versitygw.log)"; }
 }
 
-s3_down() {
-  s3_running || return 0
-  log "stopping the S3 server"
-  local pid; pid=$(s3_pid)
-  kill "$pid" 2>/dev/null || true
-  wait_for "S3 server shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
-  rm -f "$S3_HOME/versitygw.pid"
-}
+s3_down() { stop_pidfile "the S3 server" "$S3_HOME/versitygw.pid"; }
 
 # ---------------------------------------------------------------- given services
 url_host_port() { # postgres://user:pw@host:port/db -> host port
