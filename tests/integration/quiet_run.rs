@@ -63,7 +63,11 @@ async fn a_normal_run_logs_no_error_and_no_warn(pool: PgPool) {
     crate::support::sink_caught_up(&pipeline, &mut sink).await;
     sink.kill();
     let sink_log = crate::support::log_of(&pipeline, "sink", "catch-up");
-    alarms.extend(alarming(&sink_log).into_iter().map(|l| format!("braid sink (catch-up): {l}")));
+    alarms.extend(
+        alarming(&sink_log)
+            .into_iter()
+            .map(|l| format!("braid sink (catch-up): {l}")),
+    );
     for job in ["batch", "compact", "vacuum"] {
         let mut command = pipeline.braid();
         command.args(["jobs", "run", job]).env_remove("RUST_LOG");

@@ -12,11 +12,9 @@
 //! (and, like delta-rs, the `AWS_*` environment variables).
 
 use std::collections::HashMap;
-use std::str::FromStr as _;
 
 use deltalake::DeltaTable;
 use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
-use object_store::aws::AmazonS3ConfigKey;
 use polars::prelude::cloud::CloudOptions;
 use polars::prelude::*;
 use schemas::arrow::TOPIC;
@@ -103,18 +101,9 @@ impl PinnedFiles {
     }
 }
 
-/// Polars' S3 options from the table's storage options: the keys object_store knows (in any
-/// case, as delta-rs takes them); delta-rs's own keys are left out.
+/// Polars' S3 options from the table's storage options ([`super::store::s3_config`]).
 pub fn s3_options(storage_options: &HashMap<String, String>) -> CloudOptions {
-    let known: Vec<(AmazonS3ConfigKey, String)> = storage_options
-        .iter()
-        .filter_map(|(key, value)| {
-            AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase())
-                .ok()
-                .map(|key| (key, value.clone()))
-        })
-        .collect();
-    CloudOptions::default().with_aws(known)
+    CloudOptions::default().with_aws(super::store::s3_config(storage_options))
 }
 
 /// The Polars type of a Delta column of the types the sink writes.

@@ -10,9 +10,11 @@
 //! "true"`, by which the operator says that only one writer ever runs.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr as _;
 use std::sync::{Mutex, OnceLock};
 
 use deltalake::DeltaTable;
+use object_store::aws::AmazonS3ConfigKey;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload, path::Path};
 
 use super::LakeError;
@@ -23,9 +25,30 @@ pub const ALLOW_UNSAFE_RENAME: &str = "AWS_S3_ALLOW_UNSAFE_RENAME";
 
 /// Whether the storage options set [`ALLOW_UNSAFE_RENAME`] to true (keys in any case).
 pub fn allows_unsafe_writes(storage_options: &HashMap<String, String>) -> bool {
+    option(storage_options, &[ALLOW_UNSAFE_RENAME]).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The value of the first of `names` among the storage options, keys compared in any case (as
+/// delta-rs and object_store take them).
+pub fn option<'a>(storage_options: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
     storage_options
         .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case(ALLOW_UNSAFE_RENAME) && v.eq_ignore_ascii_case("true"))
+        .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The storage options that object_store's S3 client knows, typed (delta-rs's own keys, such
+/// as [`ALLOW_UNSAFE_RENAME`], are left out): what Braid's own S3 clients (Polars' reads, the
+/// Spark staging folder) are configured with, beside the `AWS_*` environment.
+pub fn s3_config(storage_options: &HashMap<String, String>) -> Vec<(AmazonS3ConfigKey, String)> {
+    storage_options
+        .iter()
+        .filter_map(|(key, value)| {
+            AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase())
+                .ok()
+                .map(|key| (key, value.clone()))
+        })
+        .collect()
 }
 
 /// Whether `uri` names an object store (as opposed to a local folder).

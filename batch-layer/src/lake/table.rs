@@ -28,9 +28,9 @@ pub async fn open_or_create(
     let mut table = DeltaTableBuilder::from_url(url)?
         .with_storage_options(storage_options.clone())
         .build()?;
+    super::store::check_store(uri, &table, storage_options).await?;
     // Load only a table that exists: loading an empty location makes the Delta kernel log an
     // ERROR ("No files in log segment") although nothing is wrong on a first start.
-    super::store::check_store(uri, &table, storage_options).await?;
     if table.log_store().is_delta_table_location().await? {
         table.load().await?;
     }

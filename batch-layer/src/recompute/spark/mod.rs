@@ -25,7 +25,7 @@ use schemas::view::View;
 
 use super::BatchError;
 use super::compute::{BUCKET_START, sketch_columns};
-use crate::lake::store::is_object_store;
+use crate::lake::store::{is_object_store, option};
 use schemas::position::{Offset, Partition, Positions};
 
 /// The job, kept in the repository and embedded here.
@@ -71,14 +71,6 @@ fn for_spark(uri: &str) -> String {
         Some(rest) => format!("s3a://{rest}"),
         None => uri.to_string(),
     }
-}
-
-/// A storage option's value, whatever the case of its key.
-fn option<'a>(options: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
-    options
-        .iter()
-        .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
-        .map(|(_, v)| v.as_str())
 }
 
 /// The Spark properties of a job: S3A settings derived from the lake's storage options (so
@@ -247,11 +239,16 @@ async fn run_and_read(
         &format!("braid_batch_job-{unique}.py"),
         JOB_SCRIPT.as_bytes(),
     )?;
-    let log_path = dir.join(format!("braid-spark-{unique}.log"));
-    let log = std::fs::File::create(&log_path).map_err(|source| BatchError::SparkFiles {
-        operation: format!("creating {}", log_path.display()),
-        source,
-    })?;
+    // The job's output: read for its error and row count, removed on every path.
+    let log_file = PrivateFile::write(&dir, &format!("braid-spark-{unique}.log"), b"")?;
+    let log_path = &log_file.0;
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_path)
+        .map_err(|source| BatchError::SparkFiles {
+            operation: format!("opening {}", log_path.display()),
+            source,
+        })?;
     let mut command = tokio::process::Command::new(&job.config.submit);
     command
         .arg("--master")
@@ -321,8 +318,7 @@ async fn run_and_read(
             });
         }
     };
-    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&log_path);
+    let output = std::fs::read_to_string(log_path).unwrap_or_default();
     if !status.success() {
         return Err(BatchError::SparkFailed {
             status: status.to_string(),
@@ -402,19 +398,14 @@ mod staging {
         uri: &str,
         options: &HashMap<String, String>,
     ) -> Result<(object_store::aws::AmazonS3, object_store::path::Path), BatchError> {
-        use std::str::FromStr as _;
         let failed = |source| BatchError::Staging {
             operation: format!("opening the staging folder {uri}"),
             source,
         };
-        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(uri);
-        for (key, value) in options {
-            if let Ok(key) =
-                object_store::aws::AmazonS3ConfigKey::from_str(&key.to_ascii_lowercase())
-            {
-                builder = builder.with_config(key, value.clone());
-            }
-        }
+        let builder = crate::lake::store::s3_config(options).into_iter().fold(
+            object_store::aws::AmazonS3Builder::from_env().with_url(uri),
+            |builder, (key, value)| builder.with_config(key, value),
+        );
         let store = builder.build().map_err(failed)?;
         let prefix = uri
             .strip_prefix("s3://")
