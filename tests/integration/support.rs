@@ -595,32 +595,34 @@ pub async fn speed_caught_up(
 
 /// Waits until the Delta sink has committed past the topic's last committed records.
 pub async fn sink_caught_up(pipeline: &Pipeline, sink: &mut Running) {
+    sinks_caught_up(pipeline, &mut [sink]).await;
+}
+
+/// Waits until the Delta log's positions reach the topic's last committed records, with every
+/// one of `sinks` (one consumer group) running meanwhile.
+pub async fn sinks_caught_up(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
     let ends = committed_ends(&pipeline.topic);
     let partitions: Vec<i32> = ends.keys().copied().collect();
     let file = pipeline
         .config
         .clone()
         .unwrap_or_else(|| repo_root().join("braid.toml"));
-    let config = schemas::BraidConfig::load(Some(&file)).unwrap();
+    let schema = schemas::BraidConfig::load(Some(&file)).unwrap().schema;
     wait_until(
         "the sink to catch up",
         std::time::Duration::from_secs(180),
         || {
-            sink.assert_running("braid sink");
-            let (lake, schema, topic, partitions, ends) = (
-                pipeline.lake.clone(),
-                config.schema.clone(),
-                pipeline.topic.clone(),
-                partitions.clone(),
-                ends.clone(),
-            );
-            async move {
-                let Some(table) = lake.open(&schema).await else {
+            for sink in sinks.iter_mut() {
+                sink.assert_running("braid sink");
+            }
+            async {
+                let Some(table) = pipeline.lake.open(&schema).await else {
                     return false;
                 };
-                let committed = batch_layer::lake::positions_in_log(&table, &topic, &partitions)
-                    .await
-                    .unwrap_or_default();
+                let committed =
+                    batch_layer::lake::positions_in_log(&table, &pipeline.topic, &partitions)
+                        .await
+                        .unwrap_or_default();
                 ends.iter()
                     .all(|(p, end)| committed.get(p).is_some_and(|at| at >= end))
             }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::oracle::{self, RawMessage};
-use crate::support::{Pipeline, Running, log_of, read_topic, wait_until};
+use crate::support::{Pipeline, Running, log_of, read_topic, sinks_caught_up, wait_until};
 
 /// What the independent reader sees.
 struct DeltaContents {
@@ -46,34 +46,6 @@ fn demo_schema() -> schemas::EventSchema {
     schemas::BraidConfig::load(Some(&crate::support::repo_root().join("braid.toml")))
         .unwrap()
         .schema
-}
-
-/// Waits until the Delta log's positions reach the topic's last committed records.
-async fn wait_committed(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
-    let ends = crate::support::committed_ends(&pipeline.topic);
-    let partitions: Vec<i32> = ends.keys().copied().collect();
-    let schema = demo_schema();
-    wait_until(
-        "the sink to commit the whole topic",
-        Duration::from_secs(180),
-        || {
-            for sink in sinks.iter_mut() {
-                sink.assert_running("a sink");
-            }
-            async {
-                let Some(table) = pipeline.lake.open(&schema).await else {
-                    return false;
-                };
-                let positions =
-                    batch_layer::lake::positions_in_log(&table, &pipeline.topic, &partitions)
-                        .await
-                        .unwrap_or_default();
-                ends.iter()
-                    .all(|(p, end)| positions.get(p).is_some_and(|at| at >= end))
-            }
-        },
-    )
-    .await;
 }
 
 /// The row the table must hold for a valid message, computed without Braid's code.
@@ -174,7 +146,7 @@ async fn the_table_holds_exactly_the_valid_records_as_an_independent_reader_sees
     let pipeline = Pipeline::new("sink-exact", &pool).await;
     pipeline.produce(15_000, 21, 3);
     let mut sink = pipeline.start_sink("a", "a");
-    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sinks_caught_up(&pipeline, &mut [&mut sink]).await;
     sink.kill();
 
     let messages = read_topic(&pipeline.topic);
@@ -285,7 +257,7 @@ async fn sigkill_at_random_moments(pipeline: Pipeline) {
     }
     assert!(producer.wait_success());
     let mut sink = pipeline.start_sink("final", "only");
-    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sinks_caught_up(&pipeline, &mut [&mut sink]).await;
     sink.kill();
     let messages = read_topic(&pipeline.topic);
     assert_eq!(messages.len(), 80_001);
@@ -340,7 +312,7 @@ async fn rebalance_in_the_middle(pipeline: Pipeline) {
     .await;
     let stream_still_running = producer.0.try_wait().unwrap().is_none();
     assert!(producer.wait_success());
-    wait_committed(&pipeline, &mut [&mut first, &mut second]).await;
+    sinks_caught_up(&pipeline, &mut [&mut first, &mut second]).await;
     first.kill();
     second.kill();
     assert!(
@@ -358,7 +330,7 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
     let pipeline = Pipeline::new("sink-evolve", &pool).await;
     pipeline.produce(2_000, 24, 2);
     let mut sink = pipeline.start_sink("before", "a");
-    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sinks_caught_up(&pipeline, &mut [&mut sink]).await;
     sink.kill();
 
     // The config gains an optional field; new events carry it.
@@ -410,7 +382,7 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
             .spawn()
             .unwrap(),
     );
-    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sinks_caught_up(&pipeline, &mut [&mut sink]).await;
     sink.kill();
 
     let contents = read_with_python(&pipeline);
@@ -484,7 +456,7 @@ async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once_on
         );
     }
     assert!(producer.wait_success());
-    wait_committed(&pipeline, &mut [&mut sink]).await;
+    sinks_caught_up(&pipeline, &mut [&mut sink]).await;
     sink.kill();
     let (removed,): (Option<i64>,) =
         sqlx::query_as("SELECT sum(rows_read)::bigint FROM braid_internal.job_runs WHERE job = 'compact' AND status = 'succeeded'")
