@@ -198,6 +198,18 @@ fn value_checks_name_the_key_and_reason() {
         ),
         (
             DEMO.into(),
+            vec![("BRAID__BATCH__ENGINE", "flink")],
+            "batch.engine",
+            "unknown variant `flink`, expected `polars` or `spark`",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__BATCH__SPARK__TIMEOUT_S", "-1")],
+            "batch.spark.timeout_s",
+            "-1",
+        ),
+        (
+            DEMO.into(),
             vec![("BRAID__POSTGRES__URL", "mysql://x")],
             "postgres.url",
             "postgres://",
