@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cron::Schedule;
-use sqlx::Postgres;
-use sqlx::pool::PoolConnection;
+use schemas::pg::leader::LeaderLock;
 
 use crate::kind::JobKind;
 use crate::runner::{JobContext, JobError, run_job};
@@ -37,39 +36,26 @@ pub async fn run_scheduler(
     while !stop.load(Ordering::Relaxed) {
         // The database may be restarting: a failed attempt to take the lock is retried, never
         // the end of the scheduler.
-        let attempt = async {
-            let mut lock = ctx.pool.acquire().await?;
-            let (active,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1))")
-                .bind(SCHEDULER_LOCK)
-                .fetch_one(&mut *lock)
-                .await?;
-            Ok::<_, sqlx::Error>((lock, active))
-        };
-        let (mut lock, active) = match attempt.await {
-            Ok(taken) => taken,
+        let mut lock = match LeaderLock::try_take(&ctx.pool, SCHEDULER_LOCK).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                if !announced_standby {
+                    tracing::info!("standby: another scheduler is active; waiting to take over");
+                    announced_standby = true;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot reach the database to take the scheduler lock; trying again in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
-        if !active {
-            if !announced_standby {
-                tracing::info!("standby: another scheduler is active; waiting to take over");
-                announced_standby = true;
-            }
-            drop(lock);
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
         tracing::info!(jobs = ?schedules.iter().map(|(k, s)| format!("{} {}", k.name(), s)).collect::<Vec<_>>(), "active scheduler");
         announced_standby = false;
         let result = lead(ctx, &schedules, &stop, &mut lock).await;
-        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
-            .bind(SCHEDULER_LOCK)
-            .execute(&mut *lock)
-            .await;
-        let _ = lock.detach();
+        lock.release().await;
         result?;
     }
     Ok(())
@@ -81,14 +67,14 @@ async fn lead(
     ctx: &JobContext,
     schedules: &[(JobKind, Schedule)],
     stop: &AtomicBool,
-    lock: &mut PoolConnection<Postgres>,
+    lock: &mut LeaderLock,
 ) -> Result<(), JobError> {
     let mut next: Vec<Option<DateTime<Utc>>> = schedules
         .iter()
         .map(|(_, s)| s.upcoming(Utc).next())
         .collect();
     while !stop.load(Ordering::Relaxed) {
-        if sqlx::query("SELECT 1").execute(&mut **lock).await.is_err() {
+        if !lock.still_held().await {
             tracing::warn!("lost the scheduler lock's connection; back to standby");
             return Ok(());
         }

@@ -11,9 +11,11 @@
 //!   checked against the schema and fingerprinted;
 //! - [`arrow`] and [`pg_layout`]: the Delta table's Arrow schema and the PostgreSQL tables
 //!   derived from the same definitions;
+//! - [`alert`]: alert rules over the merged views, validated against the views;
 //! - [`pg`] (feature `postgres`): migrations and the metadata store (positions, epochs,
 //!   cuts, dead letters).
 
+pub mod alert;
 pub mod arrow;
 pub mod config;
 pub mod duration;

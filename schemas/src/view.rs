@@ -162,6 +162,18 @@ pub struct Average {
     pub count: String,
 }
 
+/// Values a group field must take (any of them): a request's `filter.<field>` parameters or
+/// an alert rule's `where`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterValues {
+    /// A string field.
+    Text(Vec<String>),
+    /// An i64 field.
+    Int(Vec<i64>),
+    /// A bool field.
+    Bool(Vec<bool>),
+}
+
 /// A validated view, ready for both layers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct View {

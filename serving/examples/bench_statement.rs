@@ -71,6 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
         },
         admin_token: None,
+        alert_rules: Vec::new(),
     };
     let state = AppState::new(pool, settings, KafkaWatch::unwatched());
     let statement =

@@ -19,6 +19,7 @@ use schemas::position::Positions;
 /// The prepared upsert of one view.
 #[derive(Debug, Clone)]
 pub struct ViewWriter {
+    view: String,
     sql: String,
     metric_types: Vec<&'static str>,
     group_types: Vec<FieldType>,
@@ -62,6 +63,7 @@ impl ViewWriter {
             updates = updates.join(", "),
         );
         Self {
+            view: view.name.clone(),
             sql,
             metric_types: layout.metric_columns.iter().map(|c| c.pg_type).collect(),
             group_types: view.group_by_types.clone(),
@@ -236,11 +238,14 @@ pub async fn flush(
             AdvanceError::Database(db) => SpeedError::Database(db),
         })?;
     pg::insert_dead_letters(&mut tx, Layer::Speed, topic, &batch.dead_letters).await?;
+    let mut touched = Vec::new();
     for (writer, deltas) in writers.iter().zip(&batch.views) {
         if !deltas.groups.is_empty() {
             writer.bind(epoch, deltas).execute(&mut *tx).await?;
+            touched.push(writer.view.clone());
         }
     }
+    pg::view_changes::notify(&mut tx, &touched).await?;
     tx.commit().await?;
     Ok(FlushOutcome {
         epoch,

@@ -111,6 +111,7 @@ fn settings(config: &BraidConfig, admin_token: Option<String>) -> ServingSetting
             max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
         },
         admin_token,
+        alert_rules: config.alerts.iter().map(|r| r.name.clone()).collect(),
     }
 }
 

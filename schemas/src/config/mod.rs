@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub use sections::*;
 pub use validate::is_topic_name;
 
+use crate::alert::AlertRule;
 use crate::event_schema::EventSchema;
 use crate::view::View;
 
@@ -43,6 +44,10 @@ pub struct BraidConfig {
     pub schema: EventSchema,
     /// The validated views.
     pub views: Vec<View>,
+    /// `[alerting]`.
+    pub alerting: AlertingConfig,
+    /// The validated alert rules.
+    pub alerts: Vec<AlertRule>,
     /// The file the configuration was read from, if any.
     pub file: Option<PathBuf>,
 }

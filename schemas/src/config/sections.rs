@@ -9,6 +9,7 @@ use super::secrets::{RedactedOptions, redact_url};
 use crate::duration::{Hours, Millis, Seconds};
 
 use crate::event_schema::FieldDef;
+use crate::alert::{AlertRuleConfig, WebhookConfig};
 use crate::view::ViewConfig;
 
 /// The whole file, before cross-checks. See [`crate::config::BraidConfig`] for the validated form.
@@ -36,6 +37,35 @@ pub struct RawConfig {
     /// The views, declared once for both layers.
     #[serde(default)]
     pub views: Vec<ViewConfig>,
+    /// How alerts are evaluated and delivered.
+    pub alerting: AlertingConfig,
+    /// Alert rules over the merged views.
+    #[serde(default)]
+    pub alerts: Vec<AlertRuleConfig>,
+}
+
+/// `[alerting]`: the evaluator and its receivers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    /// Every rule is evaluated at least this often, so that `for` and `keep_firing_for` elapse
+    /// without traffic.
+    pub evaluation_interval_ms: Millis,
+    /// A rule whose view a speed flush or a batch publish touched is evaluated again at most
+    /// this often (the flushes in between are folded into one evaluation).
+    pub min_interval_ms: Millis,
+    /// The most instances one evaluation considers per rule (keys past it are left out, with
+    /// a warning).
+    pub max_instances: u32,
+    /// The first retry of a failed delivery waits this long; each further retry doubles it.
+    pub retry_initial_ms: Millis,
+    /// The longest wait between two attempts of one delivery.
+    pub retry_max_ms: Millis,
+    /// A webhook request that takes longer fails (and is retried).
+    pub webhook_timeout_ms: Millis,
+    /// Webhooks by name, referred to as `webhook:<name>` in a rule's `notify`.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookConfig>,
 }
 
 /// `[kafka]`: the source topic and consumer groups.

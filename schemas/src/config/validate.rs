@@ -7,6 +7,7 @@ use std::str::FromStr;
 use chrono::DateTime;
 
 use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
+use crate::alert::AlertRule;
 use crate::arrow::RESERVED_COLUMNS;
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
 use crate::pg_layout::{BTREE_ENTRY_LIMIT, MAX_INDEXABLE_STRING_BYTES, largest_key_entry_bytes};
@@ -337,6 +338,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         check_key_fits_an_index(&key, &view, &schema)?;
         views.push(view);
     }
+    let alerts = alerts(&raw, &views)?;
 
     Ok(BraidConfig {
         kafka: raw.kafka,
@@ -349,6 +351,67 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         serving: raw.serving,
         schema,
         views,
+        alerting: raw.alerting,
+        alerts,
         file: None,
     })
+}
+
+/// `[alerting]` and `[[alerts]]`, checked against the views.
+fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
+    let alerting = &raw.alerting;
+    for (value, key) in [
+        (alerting.evaluation_interval_ms.0, "alerting.evaluation_interval_ms"),
+        (alerting.retry_initial_ms.0, "alerting.retry_initial_ms"),
+        (alerting.webhook_timeout_ms.0, "alerting.webhook_timeout_ms"),
+    ] {
+        require(value > 0, key, "must be at least 1")?;
+    }
+    require(
+        alerting.retry_max_ms >= alerting.retry_initial_ms,
+        "alerting.retry_max_ms",
+        "must be at least alerting.retry_initial_ms",
+    )?;
+    require(
+        alerting.max_instances > 0,
+        "alerting.max_instances",
+        "must be at least 1",
+    )?;
+    for (name, webhook) in &alerting.webhooks {
+        let key = format!("alerting.webhooks.{name}");
+        require(
+            is_identifier(name, 63),
+            &key,
+            "the name must be lowercase letters, digits and `_`, starting with a letter or `_`",
+        )?;
+        require(
+            webhook.url.starts_with("http://") || webhook.url.starts_with("https://"),
+            &format!("{key}.url"),
+            "must start with http:// or https://",
+        )?;
+        if let Some(var) = &webhook.token_env {
+            require(
+                !var.is_empty()
+                    && var
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                &format!("{key}.token_env"),
+                "must name an environment variable (A-Z, 0-9, _), not hold the token",
+            )?;
+        }
+    }
+    let mut names = HashSet::new();
+    let mut rules = Vec::with_capacity(raw.alerts.len());
+    for (index, rule) in raw.alerts.iter().enumerate() {
+        require(
+            names.insert(rule.name.as_str()),
+            &format!("alerts[{index}].name"),
+            &format!("rule `{}` is declared twice", rule.name),
+        )?;
+        rules.push(
+            rule.validate(views, &alerting.webhooks)
+                .map_err(|e| ConfigError::invalid(format!("alerts[{index}].{}", e.key), format!("rule `{}`: {}", rule.name, e.reason)))?,
+        );
+    }
+    Ok(rules)
 }

@@ -1,13 +1,16 @@
 //! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
 //! letters. Every value is a bound parameter.
 
+pub mod alerts;
 pub mod batch_runs;
 mod cut;
 mod dead_letters;
 pub mod job_runs;
+pub mod leader;
 mod positions;
 mod replay;
 mod validation_rules;
+pub mod view_changes;
 pub mod view_definitions;
 
 pub use cut::{Cut, current_epoch_for_share, take_cut};

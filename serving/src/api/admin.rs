@@ -28,7 +28,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 }
 
 /// Passes when the request carries the admin token.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = state
         .settings
         .admin_token

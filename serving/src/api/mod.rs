@@ -5,6 +5,7 @@
 //! [`app`] builds the router from an [`AppState`]; `braid serve` binds it to a socket.
 
 pub mod admin;
+pub mod alerts;
 mod answer_json;
 mod catalog;
 mod error;
@@ -21,6 +22,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 mod views;
+mod window_totals;
 
 use std::time::Instant;
 
@@ -37,6 +39,7 @@ pub use params::Limits;
 pub use query::{Bind, BoundStatement};
 pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
+pub use window_totals::{WindowRequest, WindowTotals, window_bounds, window_totals};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values
 /// of its placeholders: the same statement the API runs.
@@ -67,6 +70,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/views/{view}", get(views::series))
         .route("/v1/views/{view}/rolling", get(views::rolling))
         .route("/v1/views/{view}/top", get(views::top))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/history", get(alerts::history))
+        .route("/v1/admin/alerts/{name}/silence", post(alerts::silence))
         .route("/v1/jobs", get(admin::list_jobs))
         .route("/v1/jobs/{id}", get(admin::job))
         .route("/v1/admin/jobs/{job}", post(admin::start_job))

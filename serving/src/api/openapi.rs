@@ -57,6 +57,27 @@ pub fn build(state: &AppState) -> Value {
         if path.contains("{job}") {
             parameters.push(json!({ "name": "job", "in": "path", "required": true, "schema": { "type": "string" } }));
         }
+        if path.contains("{name}") {
+            parameters.push(json!({
+                "name": "name", "in": "path", "required": true,
+                "schema": { "type": "string", "enum": state.settings.alert_rules },
+                "description": "The alert rule's name, as configured in [[alerts]].",
+            }));
+        }
+        if path.starts_with("/v1/alerts") {
+            parameters.push(json!({
+                "name": "rule", "in": "query", "required": false,
+                "schema": { "type": "string", "enum": state.settings.alert_rules },
+                "description": "Only this rule's instances or transitions.",
+            }));
+        }
+        if *path == "/v1/alerts/history" {
+            parameters.push(json!({
+                "name": "limit", "in": "query", "required": false,
+                "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
+                "description": "Most transitions to return, newest first (default 100).",
+            }));
+        }
         if *path == "/v1/jobs" {
             parameters.push(json!({
                 "name": "limit", "in": "query", "required": false,
@@ -90,7 +111,8 @@ pub fn build(state: &AppState) -> Value {
         }
         let admin = path.starts_with("/v1/admin") || path.starts_with("/v1/jobs");
         let mut responses = Map::new();
-        let ok = if *method == "post" { "202" } else { "200" };
+        let starts_job = *method == "post" && path.starts_with("/v1/admin/jobs");
+        let ok = if starts_job { "202" } else { "200" };
         responses.insert(ok.into(), json!({ "description": "Success." }));
         if endpoint_of(path).is_some() || admin {
             responses.insert(
@@ -104,11 +126,13 @@ pub fn build(state: &AppState) -> Value {
                 error_response("No such view, job or job run."),
             );
         }
-        if *method == "post" {
+        if starts_job {
             responses.insert(
                 "409".into(),
                 error_response("This server cannot run jobs, or the job refused to start."),
             );
+        }
+        if *method == "post" {
             responses.insert(
                 "413".into(),
                 error_response(&format!("The body is larger than {MAX_BODY_BYTES} bytes.")),

@@ -124,16 +124,7 @@ pub struct Limits {
     pub max_range_seconds: i64,
 }
 
-/// Values a group field must take (any of them).
-#[derive(Debug, Clone, PartialEq)]
-pub enum FilterValues {
-    /// A string field.
-    Text(Vec<String>),
-    /// An i64 field.
-    Int(Vec<i64>),
-    /// A bool field.
-    Bool(Vec<bool>),
-}
+pub use schemas::view::FilterValues;
 
 /// A validated query over one view.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,6 +29,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/views/{view}/top",
         "The top keys by a metric over a window ending now.",
     ),
+    (
+        "get",
+        "/v1/alerts",
+        "Alert instances and their states (pending, firing, resolved, inactive).",
+    ),
+    (
+        "get",
+        "/v1/alerts/history",
+        "Alert transitions, newest first, with value, window, provenance and deliveries.",
+    ),
+    (
+        "post",
+        "/v1/admin/alerts/{name}/silence",
+        "Silence a rule's notifications for a duration (admin token).",
+    ),
     ("get", "/v1/jobs", "Recent job runs (admin token)."),
     (
         "get",

@@ -29,6 +29,8 @@ pub struct ServingSettings {
     pub limits: Limits,
     /// The bearer token of the admin endpoints; `None` turns them off.
     pub admin_token: Option<String>,
+    /// The names of the configured alert rules.
+    pub alert_rules: Vec<String>,
 }
 
 /// Everything a handler needs. Cheap to clone.

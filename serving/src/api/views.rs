@@ -14,6 +14,7 @@ use super::provenance;
 use super::query::{self, output_columns};
 use super::request_input::path_text;
 use super::state::AppState;
+use super::window_totals::window_bounds;
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -174,11 +175,9 @@ fn window_selection(
     let seconds = params
         .bucket_multiple("window", view, &state.settings.limits)?
         .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
-    let bucket = view.bucket.seconds();
     let now = (state.clock)();
     let decayed_to = params.time("at")?.unwrap_or(now);
-    let to = floor_to(now, bucket) + Duration::seconds(bucket);
-    let from = to - Duration::seconds(seconds);
+    let (from, to) = window_bounds(view, now, seconds);
     let group_by = params.group_by(view)?;
     let columns = output_columns(view, &group_by, false);
     let natural = natural_order(view, &group_by, false);

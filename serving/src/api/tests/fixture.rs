@@ -233,6 +233,7 @@ pub fn state(pool: PgPool, now: DateTime<Utc>, admin_token: Option<&str>) -> App
                 max_range_seconds: 10 * 86_400,
             },
             admin_token: admin_token.map(str::to_string),
+            alert_rules: config.alerts.iter().map(|r| r.name.clone()).collect(),
         },
         KafkaWatch::unwatched(),
     );

@@ -1,0 +1,249 @@
+//! The evaluator: one active process per database (advisory lock `braid.alerts`, as the
+//! scheduler has), the others standby. The active one evaluates a rule when a speed flush or a
+//! batch publish changed its view (a PostgreSQL notification, at most once per
+//! `alerting.min_interval_ms` per rule) and every `alerting.evaluation_interval_ms`, and runs
+//! the delivery workers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use schemas::BraidConfig;
+use schemas::alert::AlertRule;
+use schemas::pg::alerts::AlertState;
+use schemas::pg::leader::LeaderLock;
+use schemas::pg::view_changes;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::Notify;
+
+use crate::error::AlertError;
+use crate::evaluate::{evaluate, record};
+use crate::notify::{RetryPolicy, Workers};
+
+/// The advisory-lock key of the active evaluator.
+pub const EVALUATOR_LOCK: &str = "braid.alerts";
+
+/// How often a standby tries to take over, and the leader checks its lock.
+const LOCK_CHECK: Duration = Duration::from_millis(500);
+
+/// Where "now" comes from.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// What the evaluator needs.
+#[derive(Clone)]
+pub struct EvaluatorContext {
+    /// The database.
+    pub pool: PgPool,
+    /// The validated configuration (rules, views, receivers).
+    pub config: Arc<BraidConfig>,
+    /// The clock.
+    pub clock: Clock,
+}
+
+/// Runs until `stop`: standby while another evaluator is active, leader otherwise. Returns
+/// early only for the operator's errors (a webhook's token variable missing).
+pub async fn run_evaluator(ctx: &EvaluatorContext, stop: Arc<AtomicBool>) -> Result<(), AlertError> {
+    if ctx.config.alerts.is_empty() {
+        tracing::info!("no [[alerts]] rules are configured; the evaluator has nothing to do");
+    }
+    let mut announced_standby = false;
+    while !stop.load(Ordering::Relaxed) {
+        let lock = match LeaderLock::try_take(&ctx.pool, EVALUATOR_LOCK).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                if !announced_standby {
+                    tracing::info!("standby: another alert evaluator is active; waiting to take over");
+                    announced_standby = true;
+                }
+                tokio::time::sleep(LOCK_CHECK).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot reach the database to take the evaluator lock; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        announced_standby = false;
+        tracing::info!(rules = ctx.config.alerts.len(), pid = lock.backend_pid(), "active alert evaluator");
+        metrics::gauge!("braid_alerts_leader").set(1.0);
+        let result = lead(ctx, &stop, lock).await;
+        metrics::gauge!("braid_alerts_leader").set(0.0);
+        result?;
+    }
+    Ok(())
+}
+
+/// Per rule: when it was last evaluated and whether its view changed since.
+struct Due {
+    last: Option<Instant>,
+    changed: bool,
+}
+
+async fn lead(ctx: &EvaluatorContext, stop: &AtomicBool, mut lock: LeaderLock) -> Result<(), AlertError> {
+    let alerting = &ctx.config.alerting;
+    let workers = match Workers::new(&ctx.config).await {
+        Ok(workers) => workers,
+        Err(error) => {
+            lock.release().await;
+            return Err(error);
+        }
+    };
+    let wake = Arc::new(Notify::new());
+    let term = Arc::new(AtomicBool::new(false));
+    let retry = RetryPolicy {
+        initial: alerting.retry_initial_ms.duration(),
+        max: alerting.retry_max_ms.duration(),
+    };
+    let handles = workers.spawn(ctx.pool.clone(), retry, wake.clone(), term.clone());
+    let mut listener = listen(&ctx.pool).await;
+    let mut due: Vec<Due> = ctx.config.alerts.iter().map(|_| Due { last: None, changed: true }).collect();
+    let periodic = alerting.evaluation_interval_ms.duration();
+    let min_interval = alerting.min_interval_ms.duration();
+    let mut last_check = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if last_check.elapsed() >= LOCK_CHECK {
+            if !lock.still_held().await {
+                tracing::warn!("lost the alert evaluator lock's connection; back to standby");
+                break;
+            }
+            last_check = Instant::now();
+        }
+        let mut lost = false;
+        for (rule, d) in ctx.config.alerts.iter().zip(due.iter_mut()) {
+            let since = d.last.map(|t| t.elapsed());
+            let run = since.is_none_or(|s| s >= periodic || (d.changed && s >= min_interval));
+            if !run {
+                continue;
+            }
+            d.last = Some(Instant::now());
+            d.changed = false;
+            match evaluate_and_record(ctx, rule, lock.backend_pid()).await {
+                Ok(transitions) if transitions > 0 => wake.notify_waiters(),
+                Ok(_) => {}
+                Err(AlertError::LostLeadership) => {
+                    tracing::warn!(rule = rule.name, "the evaluator lost its lock; nothing written; back to standby");
+                    lost = true;
+                    break;
+                }
+                Err(error) => tracing::warn!(rule = rule.name, %error, "alert evaluation failed; it runs again at its next turn"),
+            }
+        }
+        if lost {
+            break;
+        }
+        let next = next_wake(&due, periodic, min_interval).min(LOCK_CHECK);
+        match listener.as_mut() {
+            Some(l) => {
+                if let Ok(received) = tokio::time::timeout(next, l.try_recv()).await {
+                    match received {
+                        Ok(Some(notification)) => mark_changed(ctx, &mut due, notification.payload()),
+                        // The connection was lost; sqlx reconnects on the next call. Evaluate
+                        // everything, since notifications may have been missed.
+                        Ok(None) => due.iter_mut().for_each(|d| d.changed = true),
+                        Err(error) => {
+                            tracing::warn!(%error, "the view-change listener failed; reconnecting");
+                            listener = None;
+                        }
+                    }
+                }
+            }
+            None => {
+                tokio::time::sleep(next).await;
+                listener = listen(&ctx.pool).await;
+                due.iter_mut().for_each(|d| d.changed = true);
+            }
+        }
+    }
+    term.store(true, Ordering::Relaxed);
+    wake.notify_waiters();
+    for handle in handles {
+        let _ = handle.await;
+    }
+    lock.release().await;
+    Ok(())
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let attempt = async {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(view_changes::CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    };
+    match attempt.await {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for view changes; evaluating on the interval only until it can");
+            None
+        }
+    }
+}
+
+fn mark_changed(ctx: &EvaluatorContext, due: &mut [Due], view: &str) {
+    for (rule, d) in ctx.config.alerts.iter().zip(due.iter_mut()) {
+        if rule.view == view {
+            d.changed = true;
+        }
+    }
+}
+
+/// How long until some rule is due.
+fn next_wake(due: &[Due], periodic: Duration, min_interval: Duration) -> Duration {
+    due.iter()
+        .map(|d| {
+            let since = d.last.map_or(periodic, |t| t.elapsed());
+            let wait = if d.changed { min_interval } else { periodic };
+            wait.saturating_sub(since)
+        })
+        .min()
+        .unwrap_or(periodic)
+}
+
+/// Evaluates one rule and writes the outcome; returns how many transitions it recorded.
+pub async fn evaluate_and_record(
+    ctx: &EvaluatorContext,
+    rule: &AlertRule,
+    leader_pid: i32,
+) -> Result<usize, AlertError> {
+    let view = ctx
+        .config
+        .views
+        .iter()
+        .find(|v| v.name == rule.view)
+        .ok_or_else(|| AlertError::UnknownView {
+            rule: rule.name.clone(),
+            view: rule.view.clone(),
+        })?;
+    let started = Instant::now();
+    let now = (ctx.clock)();
+    let evaluation = evaluate(&ctx.pool, view, &ctx.config.kafka.topic, rule, now, ctx.config.alerting.max_instances).await?;
+    if evaluation.truncated {
+        tracing::warn!(rule = rule.name, max = ctx.config.alerting.max_instances, "more keys matched than alerting.max_instances; the rest were not evaluated");
+    }
+    let receivers: Vec<String> = rule.notify.iter().map(ToString::to_string).collect();
+    let ids = record(&ctx.pool, leader_pid, &evaluation, &receivers).await?;
+    let firing = evaluation.instances.iter().filter(|i| i.after == AlertState::Firing).count();
+    metrics::counter!("braid_alerts_evaluations_total", "rule" => rule.name.clone()).increment(1);
+    metrics::histogram!("braid_alerts_evaluation_duration_seconds", "rule" => rule.name.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::gauge!("braid_alerts_firing", "rule" => rule.name.clone()).set(firing as f64);
+    let changed: HashSet<&str> = evaluation
+        .updates
+        .iter()
+        .filter_map(|u| u.transition.as_ref().map(|t| t.fingerprint.as_str()))
+        .collect();
+    for instance in evaluation.instances.iter().filter(|i| changed.contains(i.fingerprint.as_str())) {
+        tracing::info!(
+            rule = rule.name,
+            labels = %serde_json::Value::Object(instance.labels.clone()),
+            value = ?instance.value,
+            from = %instance.before,
+            to = %instance.after,
+            "alert transition"
+        );
+    }
+    Ok(ids.len())
+}

@@ -1,0 +1,18 @@
+//! Braid's alerts: rules over the exact merged views, evaluated by one active process.
+//!
+//! - [`state_machine`]: inactive → pending → firing → resolved, as Prometheus defines them;
+//! - [`evaluate`]: one rule over the merged window (the API's own statement), written in one
+//!   transaction fenced by the evaluator's lock;
+//! - [`evaluator`]: leader and standby, evaluations on view changes and on an interval;
+//! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries.
+//!
+//! State and history live in `braid_internal.alert_*` (`schemas::pg::alerts`).
+
+mod error;
+pub mod evaluate;
+pub mod evaluator;
+pub mod notify;
+pub mod state_machine;
+
+pub use error::AlertError;
+pub use evaluator::{Clock, EvaluatorContext, run_evaluator};

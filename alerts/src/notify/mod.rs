@@ -1,0 +1,184 @@
+//! Delivery: every transition to each of its rule's receivers, at least once. The evaluator
+//! records a `pending` delivery per receiver in the transaction that records the transition
+//! (an outbox), and one worker per receiver sends what is due, oldest first, recording each
+//! attempt; a failure is retried with doubling backoff. A receiver that is down delays only its
+//! own deliveries, never an evaluation; a SIGKILL between the send and its record means one more
+//! send after the next evaluator takes over, which the idempotency key lets a receiver recognise.
+
+mod kafka;
+pub mod payload;
+mod webhook;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use schemas::BraidConfig;
+use schemas::alert::Receiver;
+use schemas::pg::alerts::{self, Transition};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::error::AlertError;
+
+/// Deliveries read per round.
+const BATCH: i64 = 100;
+
+/// Longest wait between two looks at the outbox, in case a wake-up was missed.
+const IDLE_LOOK: Duration = Duration::from_secs(1);
+
+/// How a failed delivery is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after `attempts` failed attempts (1, 2, ...): initial · 2^(attempts-1), capped.
+    pub fn backoff(self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+        self.initial.saturating_mul(1 << doublings).min(self.max)
+    }
+}
+
+/// A receiver's sender.
+enum Sender {
+    Webhook(webhook::Webhook),
+    Kafka(kafka::KafkaTopic),
+}
+
+impl Sender {
+    async fn send(&self, transition: &Transition) -> Result<(), String> {
+        match self {
+            Sender::Webhook(w) => w.send(transition).await,
+            Sender::Kafka(k) => k.send(transition).await,
+        }
+    }
+}
+
+/// Every receiver the rules name, once.
+pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
+    let mut all: Vec<Receiver> = config.alerts.iter().flat_map(|r| r.notify.iter().cloned()).collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// A worker per receiver, ready to run.
+pub struct Workers {
+    senders: Vec<(String, Sender)>,
+}
+
+impl Workers {
+    /// Builds each receiver's client (and creates missing alert topics).
+    pub async fn new(config: &BraidConfig) -> Result<Self, AlertError> {
+        let timeout = config.alerting.webhook_timeout_ms.duration();
+        let mut senders = Vec::new();
+        for receiver in receivers(config) {
+            let sender = match &receiver {
+                Receiver::Webhook(name) => {
+                    let webhook = config.alerting.webhooks.get(name).ok_or_else(|| AlertError::Receiver {
+                        receiver: receiver.to_string(),
+                        reason: "not declared".into(),
+                    })?;
+                    Sender::Webhook(webhook::Webhook::new(name, webhook, timeout)?)
+                }
+                Receiver::Kafka(topic) => Sender::Kafka(kafka::KafkaTopic::new(&config.kafka, topic, timeout).await?),
+            };
+            senders.push((receiver.to_string(), sender));
+        }
+        Ok(Self { senders })
+    }
+
+    /// Runs one task per receiver until `stop`; `wake` makes them look at once.
+    pub fn spawn(
+        self,
+        pool: PgPool,
+        retry: RetryPolicy,
+        wake: Arc<Notify>,
+        stop: Arc<AtomicBool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.senders
+            .into_iter()
+            .map(|(name, sender)| {
+                let (pool, wake, stop) = (pool.clone(), wake.clone(), stop.clone());
+                tokio::spawn(async move { deliver(&pool, &name, &sender, retry, &wake, &stop).await })
+            })
+            .collect()
+    }
+}
+
+async fn deliver(
+    pool: &PgPool,
+    receiver: &str,
+    sender: &Sender,
+    retry: RetryPolicy,
+    wake: &Notify,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let due = match alerts::due_deliveries(pool, receiver, Utc::now(), BATCH).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(receiver, %error, "cannot read the alert outbox; trying again");
+                tokio::time::sleep(IDLE_LOOK).await;
+                continue;
+            }
+        };
+        for delivery in &due {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let id = delivery.transition.id;
+            let result = sender.send(&delivery.transition).await;
+            let recorded = match result {
+                Ok(()) => {
+                    metrics::counter!("braid_alerts_notifications_total", "receiver" => receiver.to_string()).increment(1);
+                    tracing::info!(receiver, transition = id, rule = delivery.transition.rule, to = %delivery.transition.to, "alert transition delivered");
+                    alerts::mark_delivered(pool, id, receiver).await
+                }
+                Err(error) => {
+                    metrics::counter!("braid_alerts_notification_failures_total", "receiver" => receiver.to_string()).increment(1);
+                    let wait = retry.backoff(delivery.attempts + 1);
+                    tracing::warn!(receiver, transition = id, attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, %error, "alert delivery failed; retrying");
+                    let next: DateTime<Utc> = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    alerts::mark_failed(pool, id, receiver, &error, next).await
+                }
+            };
+            if let Err(error) = recorded {
+                tracing::warn!(receiver, transition = id, %error, "cannot record a delivery attempt; it will be attempted again");
+            }
+        }
+        if !due.is_empty() {
+            continue;
+        }
+        let until_due = match alerts::next_due(pool, receiver).await {
+            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(IDLE_LOOK),
+            _ => IDLE_LOOK,
+        };
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(until_due) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
+        let retry = RetryPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(4),
+        };
+        let waits: Vec<u128> = (1..=6).map(|a| retry.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 4000, 4000]);
+    }
+}

@@ -1,0 +1,527 @@
+//! `braid_internal.alert_instances`, `alert_transitions`, `alert_deliveries`,
+//! `alert_silences` and `alert_evaluations`: the only module with their SQL. JSON columns are
+//! bound and read as text (`$n::jsonb`, `col::text`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, PgPool, Postgres, Transaction};
+
+/// The state of an instance, as operators know it from Prometheus and Grafana.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    /// The condition holds, not yet for the rule's `for`.
+    Pending,
+    /// The condition held for `for` (and, after it stopped, for less than `keep_firing_for`).
+    Firing,
+    /// It fired and then stopped holding for `keep_firing_for`.
+    Resolved,
+    /// It was pending and stopped holding before it fired (or never held).
+    Inactive,
+}
+
+impl AlertState {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+            AlertState::Inactive => "inactive",
+        }
+    }
+}
+
+impl fmt::Display for AlertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored state that is none of the four (the table's CHECK makes this unreachable).
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not an alert state")]
+pub struct UnknownState(String);
+
+impl FromStr for AlertState {
+    type Err = UnknownState;
+    fn from_str(text: &str) -> Result<Self, UnknownState> {
+        Ok(match text {
+            "pending" => AlertState::Pending,
+            "firing" => AlertState::Firing,
+            "resolved" => AlertState::Resolved,
+            "inactive" => AlertState::Inactive,
+            other => return Err(UnknownState(other.to_string())),
+        })
+    }
+}
+
+fn decode_state(text: String) -> Result<AlertState, sqlx::Error> {
+    text.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+/// One instance's stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Hash of rule and labels.
+    pub fingerprint: String,
+    /// The rule.
+    pub rule: String,
+    /// The labels, a JSON object.
+    pub labels: String,
+    /// The state.
+    pub state: AlertState,
+    /// The value at the last evaluation (`None`: no rows in the window).
+    pub value: Option<f64>,
+    /// When the condition started holding (pending and firing).
+    pub active_since: Option<DateTime<Utc>>,
+    /// The last evaluation at which the condition held.
+    pub last_true_at: Option<DateTime<Utc>>,
+    /// The instance's last transition.
+    pub last_transition_id: Option<i64>,
+    /// The last evaluation.
+    pub evaluated_at: DateTime<Utc>,
+}
+
+type InstanceRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<f64>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    DateTime<Utc>,
+);
+
+fn instance(row: InstanceRow) -> Result<Instance, sqlx::Error> {
+    Ok(Instance {
+        fingerprint: row.0,
+        rule: row.1,
+        labels: row.2,
+        state: decode_state(row.3)?,
+        value: row.4,
+        active_since: row.5,
+        last_true_at: row.6,
+        last_transition_id: row.7,
+        evaluated_at: row.8,
+    })
+}
+
+const INSTANCE_COLUMNS: &str = "fingerprint, rule, labels::text, state, value, active_since, \
+     last_true_at, last_transition_id, evaluated_at";
+
+/// The instances of `rule`, or of every rule, in rule and fingerprint order.
+pub async fn instances(
+    executor: impl PgExecutor<'_>,
+    rule: Option<&str>,
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTANCE_COLUMNS} FROM braid_internal.alert_instances \
+         WHERE $1::text IS NULL OR rule = $1 ORDER BY rule, fingerprint"
+    )))
+    .bind(rule)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter().map(instance).collect()
+}
+
+/// A transition to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTransition {
+    /// The instance.
+    pub fingerprint: String,
+    /// The rule.
+    pub rule: String,
+    /// The labels, a JSON object.
+    pub labels: String,
+    /// The state before.
+    pub from: AlertState,
+    /// The state after.
+    pub to: AlertState,
+    /// The value evaluated (`None`: no rows in the window).
+    pub value: Option<f64>,
+    /// When it happened (the evaluation's clock).
+    pub at: DateTime<Utc>,
+}
+
+/// What one evaluation of a rule read: the rule's comparison, the window and the merged
+/// answer's provenance (active batch run, speed positions), the same for all its transitions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationRecord {
+    /// The rule.
+    pub rule: String,
+    /// The metric compared.
+    pub metric: String,
+    /// `gt`, `lt`, ...
+    pub op: String,
+    /// The threshold.
+    pub threshold: f64,
+    /// The window's start (inclusive).
+    pub window_start: DateTime<Utc>,
+    /// The window's end (exclusive).
+    pub window_end: DateTime<Utc>,
+    /// The active batch run, JSON, if any.
+    pub batch: Option<String>,
+    /// The speed positions, JSON.
+    pub speed: String,
+    /// When it ran.
+    pub at: DateTime<Utc>,
+}
+
+/// One instance's new stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceUpdate {
+    /// The instance's state after the evaluation.
+    pub instance: Instance,
+    /// The transition that led there, if the state changed.
+    pub transition: Option<NewTransition>,
+}
+
+/// Records one evaluation in `tx`: every instance's new state, its transitions with one
+/// pending delivery per receiver (`silenced` while the rule is silenced), and the evaluation.
+/// Returns the transitions' ids.
+pub async fn record_evaluation(
+    tx: &mut Transaction<'_, Postgres>,
+    evaluation: &EvaluationRecord,
+    updates: &[InstanceUpdate],
+    receivers: &[String],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let silenced: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM braid_internal.alert_silences WHERE rule = $1 AND until > $2)",
+    )
+    .bind(&evaluation.rule)
+    .bind(evaluation.at)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut ids = Vec::new();
+    for update in updates {
+        let mut last_transition_id = update.instance.last_transition_id;
+        if let Some(t) = &update.transition {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO braid_internal.alert_transitions \
+                   (fingerprint, rule, labels, from_state, to_state, value, metric, op, threshold, \
+                    window_start, window_end, batch, speed, at) \
+                 VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14) \
+                 RETURNING id",
+            )
+            .bind(&t.fingerprint)
+            .bind(&t.rule)
+            .bind(&t.labels)
+            .bind(t.from.as_str())
+            .bind(t.to.as_str())
+            .bind(t.value)
+            .bind(&evaluation.metric)
+            .bind(&evaluation.op)
+            .bind(evaluation.threshold)
+            .bind(evaluation.window_start)
+            .bind(evaluation.window_end)
+            .bind(&evaluation.batch)
+            .bind(&evaluation.speed)
+            .bind(t.at)
+            .fetch_one(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO braid_internal.alert_deliveries (transition_id, receiver, status) \
+                 SELECT $1, r, $3 FROM unnest($2::text[]) AS r",
+            )
+            .bind(id)
+            .bind(receivers)
+            .bind(if silenced { "silenced" } else { "pending" })
+            .execute(&mut **tx)
+            .await?;
+            ids.push(id);
+            last_transition_id = Some(id);
+        }
+        let i = &update.instance;
+        sqlx::query(
+            "INSERT INTO braid_internal.alert_instances \
+               (fingerprint, rule, labels, state, value, active_since, last_true_at, \
+                last_transition_id, evaluated_at) \
+             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (fingerprint) DO UPDATE SET state = EXCLUDED.state, value = EXCLUDED.value, \
+               active_since = EXCLUDED.active_since, last_true_at = EXCLUDED.last_true_at, \
+               last_transition_id = EXCLUDED.last_transition_id, evaluated_at = EXCLUDED.evaluated_at",
+        )
+        .bind(&i.fingerprint)
+        .bind(&i.rule)
+        .bind(&i.labels)
+        .bind(i.state.as_str())
+        .bind(i.value)
+        .bind(i.active_since)
+        .bind(i.last_true_at)
+        .bind(last_transition_id)
+        .bind(i.evaluated_at)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO braid_internal.alert_evaluations (rule, evaluated_at, evaluations, batch, speed, instances) \
+         VALUES ($1, $2, 1, $3::jsonb, $4::jsonb, $5) \
+         ON CONFLICT (rule) DO UPDATE SET evaluated_at = EXCLUDED.evaluated_at, \
+           evaluations = alert_evaluations.evaluations + 1, batch = EXCLUDED.batch, \
+           speed = EXCLUDED.speed, instances = EXCLUDED.instances",
+    )
+    .bind(&evaluation.rule)
+    .bind(evaluation.at)
+    .bind(&evaluation.batch)
+    .bind(&evaluation.speed)
+    .bind(i32::try_from(updates.len()).unwrap_or(i32::MAX))
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids)
+}
+
+/// A rule's last evaluation: when, how many so far, and the batch run it read (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastEvaluation {
+    /// When.
+    pub evaluated_at: DateTime<Utc>,
+    /// Evaluations recorded so far.
+    pub evaluations: i64,
+    /// The active batch run it read, JSON.
+    pub batch: Option<String>,
+    /// The speed positions it read, JSON.
+    pub speed: String,
+}
+
+/// The last evaluation of `rule`.
+pub async fn last_evaluation(
+    pool: &PgPool,
+    rule: &str,
+) -> Result<Option<LastEvaluation>, sqlx::Error> {
+    let row: Option<(DateTime<Utc>, i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT evaluated_at, evaluations, batch::text, speed::text \
+         FROM braid_internal.alert_evaluations WHERE rule = $1",
+    )
+    .bind(rule)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| LastEvaluation {
+        evaluated_at: r.0,
+        evaluations: r.1,
+        batch: r.2,
+        speed: r.3,
+    }))
+}
+
+/// A recorded transition with its deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    /// Its id (increasing).
+    pub id: i64,
+    /// The instance.
+    pub fingerprint: String,
+    /// The rule.
+    pub rule: String,
+    /// The labels, JSON.
+    pub labels: String,
+    /// The state before.
+    pub from: AlertState,
+    /// The state after.
+    pub to: AlertState,
+    /// The value evaluated.
+    pub value: Option<f64>,
+    /// The metric compared.
+    pub metric: String,
+    /// The comparison.
+    pub op: String,
+    /// The threshold.
+    pub threshold: f64,
+    /// The window's start.
+    pub window_start: DateTime<Utc>,
+    /// The window's end.
+    pub window_end: DateTime<Utc>,
+    /// The active batch run the merge read, JSON.
+    pub batch: Option<String>,
+    /// The speed positions the merge read, JSON.
+    pub speed: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Per receiver: status, attempts, last error, JSON array.
+    pub deliveries: String,
+}
+
+const TRANSITION_SELECT: &str = "SELECT t.id, t.fingerprint, t.rule, t.labels::text, t.from_state, \
+       t.to_state, t.value, t.metric, t.op, t.threshold, t.window_start, t.window_end, \
+       t.batch::text, t.speed::text, t.at, \
+       coalesce((SELECT json_agg(json_build_object('receiver', d.receiver, 'status', d.status, \
+           'attempts', d.attempts, 'last_error', d.last_error) ORDER BY d.receiver) \
+         FROM braid_internal.alert_deliveries d WHERE d.transition_id = t.id), '[]'::json)::text \
+     FROM braid_internal.alert_transitions t";
+
+type TransitionRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<f64>,
+    String,
+    String,
+    f64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    String,
+);
+
+fn transition(r: TransitionRow) -> Result<Transition, sqlx::Error> {
+    Ok(Transition {
+        id: r.0,
+        fingerprint: r.1,
+        rule: r.2,
+        labels: r.3,
+        from: decode_state(r.4)?,
+        to: decode_state(r.5)?,
+        value: r.6,
+        metric: r.7,
+        op: r.8,
+        threshold: r.9,
+        window_start: r.10,
+        window_end: r.11,
+        batch: r.12,
+        speed: r.13,
+        at: r.14,
+        deliveries: r.15,
+    })
+}
+
+/// The latest `limit` transitions of `rule` (or of every rule), newest first.
+pub async fn history(
+    pool: &PgPool,
+    rule: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Transition>, sqlx::Error> {
+    let rows: Vec<TransitionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{TRANSITION_SELECT} WHERE $1::text IS NULL OR t.rule = $1 ORDER BY t.id DESC LIMIT $2"
+    )))
+    .bind(rule)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(transition).collect()
+}
+
+/// A delivery that is due: the transition and how many attempts it had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDelivery {
+    /// The transition.
+    pub transition: Transition,
+    /// Attempts so far.
+    pub attempts: i32,
+}
+
+/// Up to `limit` pending deliveries to `receiver` due at `now`, oldest transition first.
+pub async fn due_deliveries(
+    pool: &PgPool,
+    receiver: &str,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<DueDelivery>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT attempts, transition_id FROM braid_internal.alert_deliveries \
+         WHERE receiver = $1 AND status = 'pending' AND next_attempt_at <= $2 \
+         ORDER BY transition_id LIMIT $3",
+    )
+    .bind(receiver)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    for (attempts, id) in rows {
+        let row: TransitionRow =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{TRANSITION_SELECT} WHERE t.id = $1")))
+                .bind(id)
+                .fetch_one(pool)
+                .await?;
+        due.push(DueDelivery {
+            transition: transition(row)?,
+            attempts,
+        });
+    }
+    Ok(due)
+}
+
+/// When the next pending delivery to `receiver` is due, if any is pending.
+pub async fn next_due(pool: &PgPool, receiver: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(next_attempt_at) FROM braid_internal.alert_deliveries \
+         WHERE receiver = $1 AND status = 'pending'",
+    )
+    .bind(receiver)
+    .fetch_one(pool)
+    .await
+}
+
+/// Records a successful delivery (one more attempt).
+pub async fn mark_delivered(
+    pool: &PgPool,
+    transition_id: i64,
+    receiver: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE braid_internal.alert_deliveries SET status = 'delivered', attempts = attempts + 1, \
+           delivered_at = now(), last_error = NULL WHERE transition_id = $1 AND receiver = $2",
+    )
+    .bind(transition_id)
+    .bind(receiver)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt and when to try again.
+pub async fn mark_failed(
+    pool: &PgPool,
+    transition_id: i64,
+    receiver: &str,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE braid_internal.alert_deliveries SET attempts = attempts + 1, last_error = $3, \
+           next_attempt_at = $4 WHERE transition_id = $1 AND receiver = $2",
+    )
+    .bind(transition_id)
+    .bind(receiver)
+    .bind(error)
+    .bind(next_attempt_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Silences `rule`'s notifications until `until` (transitions are still recorded).
+pub async fn silence(pool: &PgPool, rule: &str, until: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO braid_internal.alert_silences (rule, until) VALUES ($1, $2) \
+         ON CONFLICT (rule) DO UPDATE SET until = EXCLUDED.until, created_at = now()",
+    )
+    .bind(rule)
+    .bind(until)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Until when `rule` is silenced, if it is at `now`.
+pub async fn silenced_until(
+    pool: &PgPool,
+    rule: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT until FROM braid_internal.alert_silences WHERE rule = $1 AND until > $2",
+    )
+    .bind(rule)
+    .bind(now)
+    .fetch_optional(pool)
+    .await
+}

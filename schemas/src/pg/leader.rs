@@ -1,0 +1,64 @@
+//! One active process per role (the scheduler, the alert evaluator): a session advisory lock
+//! held on a connection of its own. A process that does not get it is standby and tries
+//! again; when the active process dies its connection closes and the lock is free.
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgExecutor, PgPool, Postgres};
+
+/// A held advisory lock and the connection that holds it.
+pub struct LeaderLock {
+    connection: PoolConnection<Postgres>,
+    key: &'static str,
+    backend_pid: i32,
+}
+
+impl LeaderLock {
+    /// Takes the lock named `key` if it is free (`pg_try_advisory_lock(hashtext(key))`).
+    pub async fn try_take(pool: &PgPool, key: &'static str) -> Result<Option<Self>, sqlx::Error> {
+        let mut connection = pool.acquire().await?;
+        let (taken, backend_pid): (bool, i32) =
+            sqlx::query_as("SELECT pg_try_advisory_lock(hashtext($1)), pg_backend_pid()")
+                .bind(key)
+                .fetch_one(&mut *connection)
+                .await?;
+        Ok(taken.then_some(Self {
+            connection,
+            key,
+            backend_pid,
+        }))
+    }
+
+    /// Whether the lock's connection still answers (if it does not, the lock is gone).
+    pub async fn still_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.connection)
+            .await
+            .is_ok()
+    }
+
+    /// The server process holding the lock, for [`held_by`] checks inside other transactions.
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    /// Releases the lock and closes its connection (a pooled connection could keep it).
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(self.key)
+            .execute(&mut *self.connection)
+            .await;
+        let _ = self.connection.detach();
+    }
+}
+
+/// Whether the server process `backend_pid` still holds an advisory lock: a fence that a
+/// leader's writes check inside their own transaction, so that a leader whose lock
+/// connection was lost (and whose successor may already run) writes nothing.
+pub async fn held_by(executor: impl PgExecutor<'_>, backend_pid: i32) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted)",
+    )
+    .bind(backend_pid)
+    .fetch_one(executor)
+    .await
+}

@@ -1,0 +1,157 @@
+//! GET /v1/alerts (current instances), GET /v1/alerts/history (transitions with their
+//! deliveries) and POST /v1/admin/alerts/{name}/silence (admin token).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use schemas::duration::HumanDuration;
+use schemas::pg::alerts;
+use serde_json::{Value, json};
+
+use super::admin::authorize;
+use super::error::ApiError;
+use super::request_input::{body_bytes, path_text, query_pairs};
+use super::state::AppState;
+
+fn time(t: DateTime<Utc>) -> Value {
+    json!(t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Parses a stored JSON column (written by Braid, so always JSON).
+fn stored_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// The `rule` and `limit` parameters; anything else is refused by name.
+fn rule_and_limit(state: &AppState, raw: Option<&str>, takes_limit: bool) -> Result<(Option<String>, i64), ApiError> {
+    let mut rule = None;
+    let mut limit = 100_i64;
+    let takes = if takes_limit { "rule and limit" } else { "rule" };
+    for pair in query_pairs(raw)? {
+        match pair.name.as_str() {
+            "rule" => {
+                if !state.settings.alert_rules.contains(&pair.value) {
+                    return Err(ApiError::NotFound(format!(
+                        "no alert rule is named `{}`; GET /v1/alerts lists them",
+                        pair.value
+                    )));
+                }
+                rule = Some(pair.value);
+            }
+            "limit" if takes_limit => {
+                limit = pair
+                    .value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=10_000).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad("limit", format!("`{}` is not a whole number from 1 to 10000", pair.value))
+                    })?;
+            }
+            other => {
+                return Err(ApiError::bad(
+                    other,
+                    format!("unknown parameter `{other}`; this endpoint takes {takes}"),
+                ));
+            }
+        }
+    }
+    Ok((rule, limit))
+}
+
+/// GET /v1/alerts?rule=NAME: every instance and its state, with the rules.
+pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let (rule, _) = rule_and_limit(&state, raw.as_deref(), false)?;
+    let instances = alerts::instances(&state.pool, rule.as_deref()).await?;
+    let now = (state.clock)();
+    let mut rules = Vec::new();
+    for name in state.settings.alert_rules.iter().filter(|n| rule.as_ref().is_none_or(|r| r == *n)) {
+        let until = alerts::silenced_until(&state.pool, name, now).await?;
+        rules.push(json!({ "rule": name, "silenced_until": until.map(time) }));
+    }
+    let instances: Vec<Value> = instances
+        .into_iter()
+        .map(|i| {
+            json!({
+                "rule": i.rule,
+                "fingerprint": i.fingerprint,
+                "labels": stored_json(&i.labels),
+                "state": i.state.as_str(),
+                "value": i.value,
+                "active_since": i.active_since.map(time),
+                "last_true_at": i.last_true_at.map(time),
+                "evaluated_at": time(i.evaluated_at),
+                "last_transition_id": i.last_transition_id,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "rules": rules, "alerts": instances })).into_response())
+}
+
+/// GET /v1/alerts/history?rule=NAME&limit=N: transitions, newest first, each with the value,
+/// threshold, window and provenance it was evaluated on, and its deliveries.
+pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let (rule, limit) = rule_and_limit(&state, raw.as_deref(), true)?;
+    let transitions: Vec<Value> = alerts::history(&state.pool, rule.as_deref(), limit)
+        .await?
+        .into_iter()
+        .map(|t| transition_json(&t))
+        .collect();
+    Ok(axum::Json(json!({ "transitions": transitions })).into_response())
+}
+
+/// A transition as the API, the CLI and the notifications show it.
+pub fn transition_json(t: &alerts::Transition) -> Value {
+    json!({
+        "id": t.id,
+        "rule": t.rule,
+        "fingerprint": t.fingerprint,
+        "labels": stored_json(&t.labels),
+        "from": t.from.as_str(),
+        "to": t.to.as_str(),
+        "value": t.value,
+        "metric": t.metric,
+        "op": t.op,
+        "threshold": t.threshold,
+        "window_start": time(t.window_start),
+        "window_end": time(t.window_end),
+        "provenance": { "batch": t.batch.as_deref().map(stored_json), "speed": stored_json(&t.speed) },
+        "at": time(t.at),
+        "deliveries": stored_json(&t.deliveries),
+    })
+}
+
+/// POST /v1/admin/alerts/{name}/silence with `{"duration": "30m"}`: no notifications for the
+/// rule until then (transitions are still recorded, their deliveries marked `silenced`).
+pub async fn silence(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let name = path_text(name, "name")?;
+    if !state.settings.alert_rules.contains(&name) {
+        return Err(ApiError::NotFound(format!(
+            "no alert rule is named `{name}`; GET /v1/alerts lists them"
+        )));
+    }
+    let body = body_bytes(body)?;
+    let parameters: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("body", format!("the body is not JSON: {e}; send {{\"duration\": \"30m\"}}")))?;
+    let text = parameters
+        .get("duration")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad("duration", "`duration` is required, e.g. {\"duration\": \"30m\"}"))?;
+    if let Some(other) = parameters.as_object().and_then(|o| o.keys().find(|k| *k != "duration")) {
+        return Err(ApiError::bad(other, format!("unknown field `{other}`; the body takes duration")));
+    }
+    let duration = HumanDuration::parse(text).map_err(|e| ApiError::bad("duration", e.to_string()))?;
+    let until = (state.clock)() + Duration::seconds(duration.seconds());
+    alerts::silence(&state.pool, &name, until).await?;
+    tracing::info!(rule = name, until = %until, "alert rule silenced through the API");
+    Ok(axum::Json(json!({ "rule": name, "silenced_until": time(until) })).into_response())
+}

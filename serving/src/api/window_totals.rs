@@ -1,0 +1,88 @@
+//! The merged totals over a rolling window ending now, typed, for readers other than the
+//! HTTP handlers (the alert evaluator, `braid alerts test`): the same statement, and so the same
+//! exact merge and provenance, as GET /v1/views/{view}/rolling.
+
+use chrono::{DateTime, Duration, Utc};
+use schemas::view::{FilterValues, View};
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+
+use super::error::ApiError;
+use super::params::{Selection, floor_to};
+use super::query;
+
+/// A window query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowRequest {
+    /// The window's width in seconds, a multiple of the view's bucket.
+    pub window_seconds: i64,
+    /// Group fields kept (index into the view's `group_by`).
+    pub group_by: Vec<usize>,
+    /// Equality filters on group fields.
+    pub filters: Vec<(usize, FilterValues)>,
+    /// The time the window ends at (rounded up to the end of its bucket); decayed metrics are
+    /// decayed to it.
+    pub now: DateTime<Utc>,
+    /// The most rows returned.
+    pub limit: i64,
+}
+
+/// The answer: one JSON object per kept key (group fields, metrics, averages), and the
+/// provenance read in the same snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowTotals {
+    /// The window's first bucket start.
+    pub window_start: DateTime<Utc>,
+    /// The end of the bucket holding `now`.
+    pub window_end: DateTime<Utc>,
+    /// Rows, in group-field order.
+    pub rows: Vec<Map<String, Value>>,
+    /// Whether more keys matched than the limit.
+    pub truncated: bool,
+    /// The active batch run, JSON, if any.
+    pub batch: Option<String>,
+    /// The speed layer's stored positions, JSON.
+    pub speed: String,
+}
+
+/// The window of `seconds` ending at the end of the bucket holding `now`.
+pub fn window_bounds(view: &View, now: DateTime<Utc>, seconds: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let bucket = view.bucket.seconds();
+    let end = floor_to(now, bucket) + Duration::seconds(bucket);
+    (end - Duration::seconds(seconds), end)
+}
+
+/// Runs `request` over `view`, reading the speed positions of `topic`.
+pub async fn window_totals(
+    pool: &PgPool,
+    view: &View,
+    topic: &str,
+    request: &WindowRequest,
+) -> Result<WindowTotals, ApiError> {
+    let (from, to) = window_bounds(view, request.now, request.window_seconds);
+    let selection = Selection {
+        from,
+        to,
+        granularity: None,
+        group_by: request.group_by.clone(),
+        filters: request.filters.clone(),
+        order: request
+            .group_by
+            .iter()
+            .map(|&i| (view.group_by[i].clone(), false))
+            .collect(),
+        limit: request.limit,
+        decayed_to: request.now,
+    };
+    let answer = query::run(pool, view, &selection, topic).await?;
+    let rows: Vec<Map<String, Value>> = serde_json::from_str(&answer.rows)
+        .map_err(|e| ApiError::Internal(format!("reading back the rows' JSON: {e}")))?;
+    Ok(WindowTotals {
+        window_start: from,
+        window_end: to,
+        rows,
+        truncated: answer.truncated,
+        batch: answer.batch,
+        speed: answer.speed,
+    })
+}
