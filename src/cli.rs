@@ -95,6 +95,18 @@ pub enum Command {
     /// `Authorization: Bearer <token>` where the token is the environment variable
     /// BRAID_ADMIN_TOKEN; without it they are off.
     Serve(ServeArgs),
+    /// Alerts: evaluate the [[alerts]] rules on the exact merged views; list, history, test.
+    ///
+    /// `braid alerts run` is the evaluator (also part of `braid up`). A rule watches one metric
+    /// of one view over a rolling window ending now, one instance per value of its group_by
+    /// fields, through the states inactive -> pending -> firing -> resolved (`for` and
+    /// `keep_firing_for` as in Prometheus). It evaluates after every speed flush or batch publish
+    /// that touched the view and every alerting.evaluation_interval_ms. State and every
+    /// transition (value, threshold, window, and the batch run and speed positions the merge
+    /// read) are kept in PostgreSQL; transitions go to the rule's receivers (webhook:<name>,
+    /// kafka:<topic>) at least once, retried with backoff. Only one evaluator acts at a time (a
+    /// PostgreSQL advisory lock); others wait as standby and take over within a second.
+    Alerts(AlertsArgs),
     /// Replay history: rebuild the speed rows from Kafka after fixing a speed-layer bug.
     ///
     /// Kafka can replay only what it still retains; the Delta table holds everything, so
@@ -287,6 +299,46 @@ pub enum JobsCommand {
     Run {
         /// The job: batch, compact or vacuum.
         name: String,
+    },
+}
+
+/// `braid alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: AlertsCommand,
+}
+
+/// `braid alerts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Run the evaluator (leader or standby) and its notification workers until Ctrl-C.
+    Run {
+        /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9466.
+        #[arg(long, env = "BRAID_ALERTS_METRICS_LISTEN", value_name = "HOST:PORT")]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// Show every rule's instances and their states.
+    List {
+        /// Only this rule.
+        #[arg(long, env = "BRAID_ALERTS_RULE")]
+        rule: Option<String>,
+    },
+    /// Show transitions, newest first, with value, window, provenance and deliveries.
+    History {
+        /// Only this rule.
+        #[arg(long, env = "BRAID_ALERTS_RULE")]
+        rule: Option<String>,
+        /// How many transitions to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Evaluate RULE now and print each instance's value and the state it would enter. Writes
+    /// nothing and notifies no one.
+    Test {
+        /// The rule's name, as in [[alerts]].
+        rule: String,
     },
 }
 

@@ -30,7 +30,9 @@ pub enum AlertError {
     #[error("this evaluator lost its lock (another one may be active); nothing was written")]
     LostLeadership,
     /// A webhook's token variable is not set (the operator's: not retried).
-    #[error("[alerting.webhooks.{webhook}] token_env names `{var}`, which is not set in the environment")]
+    #[error(
+        "[alerting.webhooks.{webhook}] token_env names `{var}`, which is not set in the environment"
+    )]
     MissingToken {
         /// The webhook.
         webhook: String,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use schemas::alert::{AlertRule, Labels, fingerprint};
-use schemas::pg::alerts::{self, AlertState, EvaluationRecord, Instance, InstanceUpdate, NewTransition};
+use schemas::pg::alerts::{
+    self, AlertState, EvaluationRecord, Instance, InstanceUpdate, NewTransition,
+};
 use schemas::pg::leader;
 use schemas::view::View;
 use serde_json::Value;
@@ -84,7 +86,10 @@ pub async fn evaluate(
             .iter()
             .map(|&i| {
                 let field = &view.group_by[i];
-                (field.clone(), row.get(field).cloned().unwrap_or(Value::Null))
+                (
+                    field.clone(),
+                    row.get(field).cloned().unwrap_or(Value::Null),
+                )
             })
             .collect();
         let value = number(row.get(&rule.metric));
@@ -97,11 +102,29 @@ pub async fn evaluate(
     for (fp, (labels, value)) in &observed {
         let before = stored.iter().find(|i| &i.fingerprint == fp);
         seen.push(fp.clone());
-        evaluate_one(rule, now, fp, labels, *value, before, &mut instances, &mut updates);
+        evaluate_one(
+            rule,
+            now,
+            fp,
+            labels,
+            *value,
+            before,
+            &mut instances,
+            &mut updates,
+        );
     }
     for instance in stored.iter().filter(|i| !seen.contains(&i.fingerprint)) {
         let labels: Labels = serde_json::from_str(&instance.labels).unwrap_or_default();
-        evaluate_one(rule, now, &instance.fingerprint, &labels, None, Some(instance), &mut instances, &mut updates);
+        evaluate_one(
+            rule,
+            now,
+            &instance.fingerprint,
+            &labels,
+            None,
+            Some(instance),
+            &mut instances,
+            &mut updates,
+        );
     }
     Ok(RuleEvaluation {
         record: EvaluationRecord {
@@ -190,7 +213,9 @@ pub async fn record(
     if !leader::held_by(&mut *tx, leader_pid).await? {
         return Err(AlertError::LostLeadership);
     }
-    let ids = alerts::record_evaluation(&mut tx, &evaluation.record, &evaluation.updates, receivers).await?;
+    let ids =
+        alerts::record_evaluation(&mut tx, &evaluation.record, &evaluation.updates, receivers)
+            .await?;
     tx.commit().await?;
     Ok(ids)
 }

@@ -45,7 +45,10 @@ pub struct EvaluatorContext {
 
 /// Runs until `stop`: standby while another evaluator is active, leader otherwise. Returns
 /// early only for the operator's errors (a webhook's token variable missing).
-pub async fn run_evaluator(ctx: &EvaluatorContext, stop: Arc<AtomicBool>) -> Result<(), AlertError> {
+pub async fn run_evaluator(
+    ctx: &EvaluatorContext,
+    stop: Arc<AtomicBool>,
+) -> Result<(), AlertError> {
     if ctx.config.alerts.is_empty() {
         tracing::info!("no [[alerts]] rules are configured; the evaluator has nothing to do");
     }
@@ -55,7 +58,9 @@ pub async fn run_evaluator(ctx: &EvaluatorContext, stop: Arc<AtomicBool>) -> Res
             Ok(Some(lock)) => lock,
             Ok(None) => {
                 if !announced_standby {
-                    tracing::info!("standby: another alert evaluator is active; waiting to take over");
+                    tracing::info!(
+                        "standby: another alert evaluator is active; waiting to take over"
+                    );
                     announced_standby = true;
                 }
                 tokio::time::sleep(LOCK_CHECK).await;
@@ -68,7 +73,11 @@ pub async fn run_evaluator(ctx: &EvaluatorContext, stop: Arc<AtomicBool>) -> Res
             }
         };
         announced_standby = false;
-        tracing::info!(rules = ctx.config.alerts.len(), pid = lock.backend_pid(), "active alert evaluator");
+        tracing::info!(
+            rules = ctx.config.alerts.len(),
+            pid = lock.backend_pid(),
+            "active alert evaluator"
+        );
         metrics::gauge!("braid_alerts_leader").set(1.0);
         let result = lead(ctx, &stop, lock).await;
         metrics::gauge!("braid_alerts_leader").set(0.0);
@@ -83,7 +92,11 @@ struct Due {
     changed: bool,
 }
 
-async fn lead(ctx: &EvaluatorContext, stop: &AtomicBool, mut lock: LeaderLock) -> Result<(), AlertError> {
+async fn lead(
+    ctx: &EvaluatorContext,
+    stop: &AtomicBool,
+    mut lock: LeaderLock,
+) -> Result<(), AlertError> {
     let alerting = &ctx.config.alerting;
     let workers = match Workers::new(&ctx.config).await {
         Ok(workers) => workers,
@@ -100,7 +113,15 @@ async fn lead(ctx: &EvaluatorContext, stop: &AtomicBool, mut lock: LeaderLock) -
     };
     let handles = workers.spawn(ctx.pool.clone(), retry, wake.clone(), term.clone());
     let mut listener = listen(&ctx.pool).await;
-    let mut due: Vec<Due> = ctx.config.alerts.iter().map(|_| Due { last: None, changed: true }).collect();
+    let mut due: Vec<Due> = ctx
+        .config
+        .alerts
+        .iter()
+        .map(|_| Due {
+            last: None,
+            changed: true,
+        })
+        .collect();
     let periodic = alerting.evaluation_interval_ms.duration();
     let min_interval = alerting.min_interval_ms.duration();
     let mut last_check = Instant::now();
@@ -125,11 +146,16 @@ async fn lead(ctx: &EvaluatorContext, stop: &AtomicBool, mut lock: LeaderLock) -
                 Ok(transitions) if transitions > 0 => wake.notify_waiters(),
                 Ok(_) => {}
                 Err(AlertError::LostLeadership) => {
-                    tracing::warn!(rule = rule.name, "the evaluator lost its lock; nothing written; back to standby");
+                    tracing::warn!(
+                        rule = rule.name,
+                        "the evaluator lost its lock; nothing written; back to standby"
+                    );
                     lost = true;
                     break;
                 }
-                Err(error) => tracing::warn!(rule = rule.name, %error, "alert evaluation failed; it runs again at its next turn"),
+                Err(error) => {
+                    tracing::warn!(rule = rule.name, %error, "alert evaluation failed; it runs again at its next turn")
+                }
             }
         }
         if lost {
@@ -140,7 +166,9 @@ async fn lead(ctx: &EvaluatorContext, stop: &AtomicBool, mut lock: LeaderLock) -
             Some(l) => {
                 if let Ok(received) = tokio::time::timeout(next, l.try_recv()).await {
                     match received {
-                        Ok(Some(notification)) => mark_changed(ctx, &mut due, notification.payload()),
+                        Ok(Some(notification)) => {
+                            mark_changed(ctx, &mut due, notification.payload())
+                        }
                         // The connection was lost; sqlx reconnects on the next call. Evaluate
                         // everything, since notifications may have been missed.
                         Ok(None) => due.iter_mut().for_each(|d| d.changed = true),
@@ -219,13 +247,29 @@ pub async fn evaluate_and_record(
         })?;
     let started = Instant::now();
     let now = (ctx.clock)();
-    let evaluation = evaluate(&ctx.pool, view, &ctx.config.kafka.topic, rule, now, ctx.config.alerting.max_instances).await?;
+    let evaluation = evaluate(
+        &ctx.pool,
+        view,
+        &ctx.config.kafka.topic,
+        rule,
+        now,
+        ctx.config.alerting.max_instances,
+    )
+    .await?;
     if evaluation.truncated {
-        tracing::warn!(rule = rule.name, max = ctx.config.alerting.max_instances, "more keys matched than alerting.max_instances; the rest were not evaluated");
+        tracing::warn!(
+            rule = rule.name,
+            max = ctx.config.alerting.max_instances,
+            "more keys matched than alerting.max_instances; the rest were not evaluated"
+        );
     }
     let receivers: Vec<String> = rule.notify.iter().map(ToString::to_string).collect();
     let ids = record(&ctx.pool, leader_pid, &evaluation, &receivers).await?;
-    let firing = evaluation.instances.iter().filter(|i| i.after == AlertState::Firing).count();
+    let firing = evaluation
+        .instances
+        .iter()
+        .filter(|i| i.after == AlertState::Firing)
+        .count();
     metrics::counter!("braid_alerts_evaluations_total", "rule" => rule.name.clone()).increment(1);
     metrics::histogram!("braid_alerts_evaluation_duration_seconds", "rule" => rule.name.clone())
         .record(started.elapsed().as_secs_f64());
@@ -235,7 +279,11 @@ pub async fn evaluate_and_record(
         .iter()
         .filter_map(|u| u.transition.as_ref().map(|t| t.fingerprint.as_str()))
         .collect();
-    for instance in evaluation.instances.iter().filter(|i| changed.contains(i.fingerprint.as_str())) {
+    for instance in evaluation
+        .instances
+        .iter()
+        .filter(|i| changed.contains(i.fingerprint.as_str()))
+    {
         tracing::info!(
             rule = rule.name,
             labels = %serde_json::Value::Object(instance.labels.clone()),

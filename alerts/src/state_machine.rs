@@ -49,12 +49,15 @@ pub fn condition_holds(rule: &AlertRule, value: Option<f64>) -> bool {
 /// The next standing of an instance evaluated at `now` with `holds`.
 pub fn step(rule: &AlertRule, before: Standing, holds: bool, now: DateTime<Utc>) -> Step {
     use AlertState::*;
-    let held_for = |since: Option<DateTime<Utc>>| {
-        since.map_or(Duration::zero(), |since| now - since)
-    };
+    let held_for =
+        |since: Option<DateTime<Utc>>| since.map_or(Duration::zero(), |since| now - since);
     let next = match (before.state, holds) {
         (Inactive | Resolved, true) => {
-            let state = if rule.for_seconds == 0 { Firing } else { Pending };
+            let state = if rule.for_seconds == 0 {
+                Firing
+            } else {
+                Pending
+            };
             Standing {
                 state,
                 active_since: Some(now),
@@ -101,7 +104,7 @@ pub fn step(rule: &AlertRule, before: Standing, holds: bool, now: DateTime<Utc>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use schemas::alert::{CompareOp, AlertRule};
+    use schemas::alert::{AlertRule, CompareOp};
     use schemas::duration::HumanDuration;
 
     fn rule(for_seconds: i64, keep_firing_for_seconds: i64) -> AlertRule {
@@ -129,7 +132,12 @@ mod tests {
         let mut standing = Standing::NEW;
         let mut entered = Vec::new();
         for (second, value) in values.iter().enumerate() {
-            let step = step(rule, standing, condition_holds(rule, *value), at(second as i64));
+            let step = step(
+                rule,
+                standing,
+                condition_holds(rule, *value),
+                at(second as i64),
+            );
             if step.changed_from.is_some() {
                 entered.push((second as i64, step.next.state));
             }
@@ -141,7 +149,17 @@ mod tests {
     #[test]
     fn pending_then_firing_after_for_then_resolved_after_keep_firing_for() {
         use AlertState::*;
-        let values = [Some(5.0), Some(11.0), Some(12.0), Some(13.0), Some(1.0), None, Some(2.0), None, None];
+        let values = [
+            Some(5.0),
+            Some(11.0),
+            Some(12.0),
+            Some(13.0),
+            Some(1.0),
+            None,
+            Some(2.0),
+            None,
+            None,
+        ];
         assert_eq!(
             run(&rule(2, 3), &values),
             [(1, Pending), (3, Firing), (6, Resolved)]
@@ -152,7 +170,10 @@ mod tests {
     fn pending_that_stops_holding_goes_inactive_and_never_fires() {
         use AlertState::*;
         let values = [Some(11.0), Some(12.0), Some(1.0), Some(11.0)];
-        assert_eq!(run(&rule(5, 0), &values), [(0, Pending), (2, Inactive), (3, Pending)]);
+        assert_eq!(
+            run(&rule(5, 0), &values),
+            [(0, Pending), (2, Inactive), (3, Pending)]
+        );
     }
 
     #[test]
@@ -167,7 +188,14 @@ mod tests {
     #[test]
     fn a_flap_shorter_than_keep_firing_for_does_not_resolve() {
         use AlertState::*;
-        let values = [Some(11.0), Some(1.0), Some(11.0), Some(1.0), Some(1.0), Some(1.0)];
+        let values = [
+            Some(11.0),
+            Some(1.0),
+            Some(11.0),
+            Some(1.0),
+            Some(1.0),
+            Some(1.0),
+        ];
         assert_eq!(run(&rule(0, 2), &values), [(0, Firing), (4, Resolved)]);
     }
 

@@ -163,7 +163,11 @@ fn hold_seconds(key: &'static str, text: &str) -> Result<i64, AlertRuleError> {
     if text.starts_with('-') {
         return Err(refuse(key, format!("`{text}` is negative; use 0s or more")));
     }
-    if text.trim_end_matches(['s', 'm', 'h', 'd']).chars().all(|c| c == '0') && !text.is_empty()
+    if text
+        .trim_end_matches(['s', 'm', 'h', 'd'])
+        .chars()
+        .all(|c| c == '0')
+        && !text.is_empty()
     {
         return Ok(0);
     }
@@ -192,16 +196,20 @@ fn where_values(
     field: &str,
     value: &toml::Value,
 ) -> Result<(usize, FilterValues), AlertRuleError> {
-    let index = view.group_by.iter().position(|g| g == field).ok_or_else(|| {
-        refuse(
-            "where",
-            format!(
-                "`{field}` is not a group field of view `{}`; its group fields are [{}]",
-                view.name,
-                view.group_by.join(", ")
-            ),
-        )
-    })?;
+    let index = view
+        .group_by
+        .iter()
+        .position(|g| g == field)
+        .ok_or_else(|| {
+            refuse(
+                "where",
+                format!(
+                    "`{field}` is not a group field of view `{}`; its group fields are [{}]",
+                    view.name,
+                    view.group_by.join(", ")
+                ),
+            )
+        })?;
     let items: Vec<&toml::Value> = match value {
         toml::Value::Array(items) if !items.is_empty() => items.iter().collect(),
         toml::Value::Array(_) => {
@@ -213,10 +221,7 @@ fn where_values(
     let wrong = |item: &toml::Value| {
         refuse(
             "where",
-            format!(
-                "`{field}` is a {} field; `{item}` is not one",
-                kind.name()
-            ),
+            format!("`{field}` is a {} field; `{item}` is not one", kind.name()),
         )
     };
     let values = match kind {
@@ -281,7 +286,8 @@ impl AlertRuleConfig {
                 ),
             ));
         }
-        let window = HumanDuration::parse(&self.window).map_err(|e| refuse("window", e.to_string()))?;
+        let window =
+            HumanDuration::parse(&self.window).map_err(|e| refuse("window", e.to_string()))?;
         let bucket = view.bucket.seconds();
         if window.seconds() < bucket {
             return Err(refuse(
@@ -405,7 +411,11 @@ pub fn fingerprint(rule: &str, labels: &Labels) -> String {
     let mut hasher = Sha256::new();
     hasher.update(rule.as_bytes());
     hasher.update([0]);
-    hasher.update(serde_json::Value::Object(labels.clone()).to_string().as_bytes());
+    hasher.update(
+        serde_json::Value::Object(labels.clone())
+            .to_string()
+            .as_bytes(),
+    );
     let digest = hasher.finalize();
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

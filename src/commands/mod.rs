@@ -1,5 +1,6 @@
 //! Each subcommand's entry point.
 
+pub mod alerts;
 pub mod batch;
 pub mod jobs;
 mod migrate;
@@ -149,6 +150,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Batch(args) => batch::run(load_config(&cli)?, args).await,
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve(args) => serve::run(load_config(&cli)?, args).await,
+        Command::Alerts(args) => alerts::run(load_config(&cli)?, args).await,
         Command::Replay(args) => replay::run(load_config(&cli)?, args).await,
         Command::Recover(args) => replay::recover_from_lake(load_config(&cli)?, args.force).await,
     }

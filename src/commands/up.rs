@@ -45,6 +45,10 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         );
         tokio::spawn(async move { jobs::run_scheduler(&context, &schedules, stop.shared()).await })
     };
+    let evaluator = {
+        let (context, stop) = (super::alerts::context(&config, pool.clone()), stop.clone());
+        tokio::spawn(async move { alerts::run_evaluator(&context, stop.shared()).await })
+    };
     let api = {
         let pools = super::serve::ServePools::new(&config, pool.clone()).await?;
         let (config, stop) = (config.clone(), stop.clone());
@@ -79,12 +83,14 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
          PostgreSQL    {database}: speed rows in braid_internal.speed_<view>_<fingerprint>, \
          refused records in braid_internal.dead_letters\n  \
          Delta table   {lake}\n  \
-         REST API      http://{listen}/v1/views (GET /openapi.json describes it)\n\
+         REST API      http://{listen}/v1/views (GET /openapi.json describes it)\n  \
+         Alerts        http://{listen}/v1/alerts ({rules} rules; braid alerts list)\n\
          Ctrl-C stops.",
         topic = config.kafka.topic,
         brokers = config.kafka.brokers,
         lake = config.lake.uri,
         listen = config.serving.listen,
+        rules = config.alerts.len(),
     );
     let summary = match generator {
         Some(handle) => Some(handle.await??),
@@ -103,6 +109,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     );
     let sink = sink.await??;
     scheduler.await??;
+    evaluator.await??;
     api.await??;
     println!(
         "delta sink: {} records committed to {}, {} dead letters, {} commits",

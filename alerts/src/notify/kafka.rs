@@ -23,7 +23,11 @@ pub struct KafkaTopic {
 
 impl KafkaTopic {
     /// Creates the topic if it is missing and an idempotent producer.
-    pub async fn new(kafka: &KafkaConfig, topic: &str, timeout: Duration) -> Result<Self, AlertError> {
+    pub async fn new(
+        kafka: &KafkaConfig,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Self, AlertError> {
         let receiver = format!("kafka:{topic}");
         let failed = |reason: String| AlertError::Receiver {
             receiver: receiver.clone(),

@@ -40,7 +40,9 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The wait after `attempts` failed attempts (1, 2, ...): initial · 2^(attempts-1), capped.
     pub fn backoff(self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1)).unwrap_or(0).min(20);
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
         self.initial.saturating_mul(1 << doublings).min(self.max)
     }
 }
@@ -62,7 +64,11 @@ impl Sender {
 
 /// Every receiver the rules name, once.
 pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
-    let mut all: Vec<Receiver> = config.alerts.iter().flat_map(|r| r.notify.iter().cloned()).collect();
+    let mut all: Vec<Receiver> = config
+        .alerts
+        .iter()
+        .flat_map(|r| r.notify.iter().cloned())
+        .collect();
     all.sort();
     all.dedup();
     all
@@ -79,16 +85,21 @@ impl Workers {
         let timeout = config.alerting.webhook_timeout_ms.duration();
         let mut senders = Vec::new();
         for receiver in receivers(config) {
-            let sender = match &receiver {
-                Receiver::Webhook(name) => {
-                    let webhook = config.alerting.webhooks.get(name).ok_or_else(|| AlertError::Receiver {
-                        receiver: receiver.to_string(),
-                        reason: "not declared".into(),
-                    })?;
-                    Sender::Webhook(webhook::Webhook::new(name, webhook, timeout)?)
-                }
-                Receiver::Kafka(topic) => Sender::Kafka(kafka::KafkaTopic::new(&config.kafka, topic, timeout).await?),
-            };
+            let sender =
+                match &receiver {
+                    Receiver::Webhook(name) => {
+                        let webhook = config.alerting.webhooks.get(name).ok_or_else(|| {
+                            AlertError::Receiver {
+                                receiver: receiver.to_string(),
+                                reason: "not declared".into(),
+                            }
+                        })?;
+                        Sender::Webhook(webhook::Webhook::new(name, webhook, timeout)?)
+                    }
+                    Receiver::Kafka(topic) => {
+                        Sender::Kafka(kafka::KafkaTopic::new(&config.kafka, topic, timeout).await?)
+                    }
+                };
             senders.push((receiver.to_string(), sender));
         }
         Ok(Self { senders })
@@ -106,7 +117,9 @@ impl Workers {
             .into_iter()
             .map(|(name, sender)| {
                 let (pool, wake, stop) = (pool.clone(), wake.clone(), stop.clone());
-                tokio::spawn(async move { deliver(&pool, &name, &sender, retry, &wake, &stop).await })
+                tokio::spawn(
+                    async move { deliver(&pool, &name, &sender, retry, &wake, &stop).await },
+                )
             })
             .collect()
     }
@@ -145,7 +158,8 @@ async fn deliver(
                     metrics::counter!("braid_alerts_notification_failures_total", "receiver" => receiver.to_string()).increment(1);
                     let wait = retry.backoff(delivery.attempts + 1);
                     tracing::warn!(receiver, transition = id, attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, %error, "alert delivery failed; retrying");
-                    let next: DateTime<Utc> = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+                    let next: DateTime<Utc> =
+                        Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                     alerts::mark_failed(pool, id, receiver, &error, next).await
                 }
             };
@@ -157,7 +171,10 @@ async fn deliver(
             continue;
         }
         let until_due = match alerts::next_due(pool, receiver).await {
-            Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default().min(IDLE_LOOK),
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(IDLE_LOOK),
             _ => IDLE_LOOK,
         };
         tokio::select! {

@@ -13,7 +13,10 @@ pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// The idempotency key of `transition` for `receiver`.
 pub fn idempotency_key(transition: &Transition, receiver: &str) -> String {
-    format!("braid-{}-{}-{receiver}", transition.fingerprint, transition.id)
+    format!(
+        "braid-{}-{}-{receiver}",
+        transition.fingerprint, transition.id
+    )
 }
 
 /// Alertmanager's status: `firing` or `resolved`; Braid adds `pending` for the transitions
@@ -28,16 +31,23 @@ fn status(state: AlertState) -> &'static str {
 
 /// The body sent for `transition` to `receiver`.
 pub fn body(transition: &Transition, receiver: &str) -> Value {
-    let mut labels: Map<String, Value> = serde_json::from_str(&transition.labels).unwrap_or_default();
+    let mut labels: Map<String, Value> =
+        serde_json::from_str(&transition.labels).unwrap_or_default();
     labels.insert("alertname".into(), json!(transition.rule));
     let at = transition.at.to_rfc3339_opts(SecondsFormat::Millis, true);
-    let value = transition.value.map_or_else(|| "no data".to_string(), |v| v.to_string());
+    let value = transition
+        .value
+        .map_or_else(|| "no data".to_string(), |v| v.to_string());
     let summary = format!(
         "{} {} is {value} over [{}, {}) ({} {}); {} -> {}",
         transition.rule,
         transition.metric,
-        transition.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
-        transition.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
+        transition
+            .window_start
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
+        transition
+            .window_end
+            .to_rfc3339_opts(SecondsFormat::Secs, true),
         transition.op,
         transition.threshold,
         transition.from,

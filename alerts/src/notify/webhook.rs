@@ -49,7 +49,10 @@ impl Webhook {
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(IDEMPOTENCY_HEADER, idempotency_key(transition, &self.receiver))
+            .header(
+                IDEMPOTENCY_HEADER,
+                idempotency_key(transition, &self.receiver),
+            )
             .body(body(transition, &self.receiver).to_string());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

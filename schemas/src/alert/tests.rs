@@ -67,7 +67,10 @@ fn a_good_rule_loads_with_its_parts_typed() {
         )]
     );
     assert_eq!(
-        demo.notify.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        demo.notify
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>(),
         ["webhook:ops", "kafka:braid.alerts"]
     );
 }
@@ -75,16 +78,25 @@ fn a_good_rule_loads_with_its_parts_typed() {
 #[test]
 fn an_unknown_view_is_refused_naming_the_key() {
     let (key, reason) = refused(&with("view", "\"nope\""));
-    assert!(key.starts_with("alerts[") && key.ends_with("].view"), "{key}");
+    assert!(
+        key.starts_with("alerts[") && key.ends_with("].view"),
+        "{key}"
+    );
     assert!(reason.contains("unknown view `nope`"), "{reason}");
-    assert!(reason.contains("events_by_type"), "lists the views: {reason}");
+    assert!(
+        reason.contains("events_by_type"),
+        "lists the views: {reason}"
+    );
 }
 
 #[test]
 fn an_unknown_metric_is_refused_naming_the_key() {
     let (key, reason) = refused(&with("metric", "\"sum_price\""));
     assert!(key.ends_with("].metric"), "{key}");
-    assert!(reason.contains("`sum_price` is not a numeric metric"), "{reason}");
+    assert!(
+        reason.contains("`sum_price` is not a numeric metric"),
+        "{reason}"
+    );
     assert!(reason.contains("[count]"), "{reason}");
 }
 
@@ -93,7 +105,10 @@ fn a_window_shorter_than_the_bucket_or_not_a_multiple_is_refused() {
     // events_by_type has 10 s buckets.
     let (key, reason) = refused(&with("window", "\"5s\""));
     assert!(key.ends_with("].window"), "{key}");
-    assert!(reason.contains("shorter than view `events_by_type`'s bucket `10s`"), "{reason}");
+    assert!(
+        reason.contains("shorter than view `events_by_type`'s bucket `10s`"),
+        "{reason}"
+    );
     let (key, reason) = refused(&with("window", "\"15s\""));
     assert!(key.ends_with("].window"), "{key}");
     assert!(reason.contains("not a whole number"), "{reason}");
@@ -107,14 +122,25 @@ fn a_negative_or_malformed_hold_time_is_refused() {
     let (key, reason) = refused(&with("keep_firing_for", "\"soon\""));
     assert!(key.ends_with("].keep_firing_for"), "{key}");
     assert!(reason.contains("not a duration"), "{reason}");
-    assert_eq!(load(&with("for", "\"0s\"")).unwrap().alerts.last().unwrap().for_seconds, 0);
+    assert_eq!(
+        load(&with("for", "\"0s\""))
+            .unwrap()
+            .alerts
+            .last()
+            .unwrap()
+            .for_seconds,
+        0
+    );
 }
 
 #[test]
 fn where_group_by_and_notify_are_checked() {
     let (key, reason) = refused(&with("group_by", "[\"country\"]"));
     assert!(key.ends_with("].group_by"), "{key}");
-    assert!(reason.contains("`country` is not a group field"), "{reason}");
+    assert!(
+        reason.contains("`country` is not a group field"),
+        "{reason}"
+    );
     let (key, reason) = refused(&with("where", "{ event_type = 3 }"));
     assert!(key.ends_with("].where"), "{key}");
     assert!(reason.contains("string field"), "{reason}");
@@ -126,7 +152,10 @@ fn where_group_by_and_notify_are_checked() {
     let (key, _) = refused(&with("op", "\"above\""));
     assert!(key.ends_with("].op"), "{key}");
     let (key, _) = refused(&format!("{GOOD}\nunknown_key = 1"));
-    assert!(key.contains("unknown_key") || key.contains("alerts"), "{key}");
+    assert!(
+        key.contains("unknown_key") || key.contains("alerts"),
+        "{key}"
+    );
 }
 
 #[test]
@@ -140,7 +169,10 @@ fn a_rule_declared_twice_and_a_token_in_place_of_its_variable_are_refused() {
     match BraidConfig::load_from(Some(("test.toml", &text)), std::iter::empty()) {
         Err(ConfigError::Invalid { key, reason }) => {
             assert_eq!(key, "alerting.webhooks.ops.token_env");
-            assert!(!reason.contains("s3cr3t"), "the value is not echoed: {reason}");
+            assert!(
+                !reason.contains("s3cr3t"),
+                "the value is not echoed: {reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -152,7 +184,10 @@ fn the_fingerprint_depends_on_rule_and_labels_only() {
     a.insert("event_type".into(), "purchase".into());
     let mut b = super::Labels::new();
     b.insert("event_type".into(), "click".into());
-    assert_eq!(super::fingerprint("r", &a), super::fingerprint("r", &a.clone()));
+    assert_eq!(
+        super::fingerprint("r", &a),
+        super::fingerprint("r", &a.clone())
+    );
     assert_ne!(super::fingerprint("r", &a), super::fingerprint("r", &b));
     assert_ne!(super::fingerprint("r", &a), super::fingerprint("s", &a));
     assert_eq!(super::fingerprint("r", &a).len(), 16);

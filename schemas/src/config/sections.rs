@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::secrets::{RedactedOptions, redact_url};
 use crate::duration::{Hours, Millis, Seconds};
 
-use crate::event_schema::FieldDef;
 use crate::alert::{AlertRuleConfig, WebhookConfig};
+use crate::event_schema::FieldDef;
 use crate::view::ViewConfig;
 
 /// The whole file, before cross-checks. See [`crate::config::BraidConfig`] for the validated form.

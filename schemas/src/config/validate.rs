@@ -361,7 +361,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
 fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
     let alerting = &raw.alerting;
     for (value, key) in [
-        (alerting.evaluation_interval_ms.0, "alerting.evaluation_interval_ms"),
+        (
+            alerting.evaluation_interval_ms.0,
+            "alerting.evaluation_interval_ms",
+        ),
         (alerting.retry_initial_ms.0, "alerting.retry_initial_ms"),
         (alerting.webhook_timeout_ms.0, "alerting.webhook_timeout_ms"),
     ] {
@@ -408,10 +411,12 @@ fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
             &format!("alerts[{index}].name"),
             &format!("rule `{}` is declared twice", rule.name),
         )?;
-        rules.push(
-            rule.validate(views, &alerting.webhooks)
-                .map_err(|e| ConfigError::invalid(format!("alerts[{index}].{}", e.key), format!("rule `{}`: {}", rule.name, e.reason)))?,
-        );
+        rules.push(rule.validate(views, &alerting.webhooks).map_err(|e| {
+            ConfigError::invalid(
+                format!("alerts[{index}].{}", e.key),
+                format!("rule `{}`: {}", rule.name, e.reason),
+            )
+        })?);
     }
     Ok(rules)
 }

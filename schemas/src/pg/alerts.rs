@@ -436,11 +436,12 @@ pub async fn due_deliveries(
     .await?;
     let mut due = Vec::with_capacity(rows.len());
     for (attempts, id) in rows {
-        let row: TransitionRow =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{TRANSITION_SELECT} WHERE t.id = $1")))
-                .bind(id)
-                .fetch_one(pool)
-                .await?;
+        let row: TransitionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{TRANSITION_SELECT} WHERE t.id = $1"
+        )))
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
         due.push(DueDelivery {
             transition: transition(row)?,
             attempts,

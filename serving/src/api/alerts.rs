@@ -26,10 +26,18 @@ fn stored_json(text: &str) -> Value {
 }
 
 /// The `rule` and `limit` parameters; anything else is refused by name.
-fn rule_and_limit(state: &AppState, raw: Option<&str>, takes_limit: bool) -> Result<(Option<String>, i64), ApiError> {
+fn rule_and_limit(
+    state: &AppState,
+    raw: Option<&str>,
+    takes_limit: bool,
+) -> Result<(Option<String>, i64), ApiError> {
     let mut rule = None;
     let mut limit = 100_i64;
-    let takes = if takes_limit { "rule and limit" } else { "rule" };
+    let takes = if takes_limit {
+        "rule and limit"
+    } else {
+        "rule"
+    };
     for pair in query_pairs(raw)? {
         match pair.name.as_str() {
             "rule" => {
@@ -48,7 +56,10 @@ fn rule_and_limit(state: &AppState, raw: Option<&str>, takes_limit: bool) -> Res
                     .ok()
                     .filter(|l| (1..=10_000).contains(l))
                     .ok_or_else(|| {
-                        ApiError::bad("limit", format!("`{}` is not a whole number from 1 to 10000", pair.value))
+                        ApiError::bad(
+                            "limit",
+                            format!("`{}` is not a whole number from 1 to 10000", pair.value),
+                        )
                     })?;
             }
             other => {
@@ -63,12 +74,20 @@ fn rule_and_limit(state: &AppState, raw: Option<&str>, takes_limit: bool) -> Res
 }
 
 /// GET /v1/alerts?rule=NAME: every instance and its state, with the rules.
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let (rule, _) = rule_and_limit(&state, raw.as_deref(), false)?;
     let instances = alerts::instances(&state.pool, rule.as_deref()).await?;
     let now = (state.clock)();
     let mut rules = Vec::new();
-    for name in state.settings.alert_rules.iter().filter(|n| rule.as_ref().is_none_or(|r| r == *n)) {
+    for name in state
+        .settings
+        .alert_rules
+        .iter()
+        .filter(|n| rule.as_ref().is_none_or(|r| r == *n))
+    {
         let until = alerts::silenced_until(&state.pool, name, now).await?;
         rules.push(json!({ "rule": name, "silenced_until": until.map(time) }));
     }
@@ -93,7 +112,10 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
 
 /// GET /v1/alerts/history?rule=NAME&limit=N: transitions, newest first, each with the value,
 /// threshold, window and provenance it was evaluated on, and its deliveries.
-pub async fn history(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn history(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let (rule, limit) = rule_and_limit(&state, raw.as_deref(), true)?;
     let transitions: Vec<Value> = alerts::history(&state.pool, rule.as_deref(), limit)
         .await?
@@ -140,16 +162,32 @@ pub async fn silence(
         )));
     }
     let body = body_bytes(body)?;
-    let parameters: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad("body", format!("the body is not JSON: {e}; send {{\"duration\": \"30m\"}}")))?;
+    let parameters: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad(
+            "body",
+            format!("the body is not JSON: {e}; send {{\"duration\": \"30m\"}}"),
+        )
+    })?;
     let text = parameters
         .get("duration")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad("duration", "`duration` is required, e.g. {\"duration\": \"30m\"}"))?;
-    if let Some(other) = parameters.as_object().and_then(|o| o.keys().find(|k| *k != "duration")) {
-        return Err(ApiError::bad(other, format!("unknown field `{other}`; the body takes duration")));
+        .ok_or_else(|| {
+            ApiError::bad(
+                "duration",
+                "`duration` is required, e.g. {\"duration\": \"30m\"}",
+            )
+        })?;
+    if let Some(other) = parameters
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "duration"))
+    {
+        return Err(ApiError::bad(
+            other,
+            format!("unknown field `{other}`; the body takes duration"),
+        ));
     }
-    let duration = HumanDuration::parse(text).map_err(|e| ApiError::bad("duration", e.to_string()))?;
+    let duration =
+        HumanDuration::parse(text).map_err(|e| ApiError::bad("duration", e.to_string()))?;
     let until = (state.clock)() + Duration::seconds(duration.seconds());
     alerts::silence(&state.pool, &name, until).await?;
     tracing::info!(rule = name, until = %until, "alert rule silenced through the API");

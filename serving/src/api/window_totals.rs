@@ -46,7 +46,11 @@ pub struct WindowTotals {
 }
 
 /// The window of `seconds` ending at the end of the bucket holding `now`.
-pub fn window_bounds(view: &View, now: DateTime<Utc>, seconds: i64) -> (DateTime<Utc>, DateTime<Utc>) {
+pub fn window_bounds(
+    view: &View,
+    now: DateTime<Utc>,
+    seconds: i64,
+) -> (DateTime<Utc>, DateTime<Utc>) {
     let bucket = view.bucket.seconds();
     let end = floor_to(now, bucket) + Duration::seconds(bucket);
     (end - Duration::seconds(seconds), end)

@@ -1,0 +1,148 @@
+//! `braid alerts`: the evaluator, the instances, the history, and a dry evaluation.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use alerts::EvaluatorContext;
+use chrono::{SecondsFormat, Utc};
+use schemas::BraidConfig;
+use schemas::pg::alerts as store;
+
+use crate::cli::{AlertsArgs, AlertsCommand};
+use crate::stop::StopFlag;
+
+/// The evaluator's context from the configuration, with the wall clock.
+pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> EvaluatorContext {
+    EvaluatorContext {
+        pool,
+        config: Arc::new(config.clone()),
+        clock: Arc::new(Utc::now),
+    }
+}
+
+fn show(value: Option<f64>) -> String {
+    value.map_or_else(|| "no data".to_string(), |v| v.to_string())
+}
+
+fn check_rule(config: &BraidConfig, rule: Option<&str>) -> anyhow::Result<()> {
+    if let Some(name) = rule {
+        anyhow::ensure!(
+            config.alerts.iter().any(|r| r.name == name),
+            alerts::AlertError::UnknownRule(name.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// Runs the subcommand.
+pub async fn run(config: BraidConfig, args: &AlertsArgs) -> anyhow::Result<ExitCode> {
+    if let AlertsCommand::Run {
+        metrics_listen: Some(address),
+    } = &args.command
+    {
+        crate::metrics::serve(*address)?;
+    }
+    let pool = super::connect(&config).await?;
+    super::migrate(&pool, &config).await?;
+    match &args.command {
+        AlertsCommand::Run { .. } => {
+            let stop = StopFlag::default();
+            stop.stop_on_signals();
+            alerts::run_evaluator(&context(&config, pool), stop.shared()).await?;
+        }
+        AlertsCommand::List { rule } => {
+            check_rule(&config, rule.as_deref())?;
+            println!(
+                "{:<24} {:<16} {:<9} {:>14}  {:<24} labels",
+                "rule", "fingerprint", "state", "value", "evaluated (UTC)"
+            );
+            for i in store::instances(&pool, rule.as_deref()).await? {
+                println!(
+                    "{:<24} {:<16} {:<9} {:>14}  {:<24} {}",
+                    i.rule,
+                    i.fingerprint,
+                    i.state,
+                    show(i.value),
+                    i.evaluated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    i.labels
+                );
+            }
+        }
+        AlertsCommand::History { rule, limit } => {
+            check_rule(&config, rule.as_deref())?;
+            for t in store::history(&pool, rule.as_deref(), *limit).await? {
+                println!(
+                    "#{} {} {} {} -> {}  {} = {} ({} {}) over [{}, {})  labels {}\n    batch {}  speed {}\n    deliveries {}",
+                    t.id,
+                    t.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    t.rule,
+                    t.from,
+                    t.to,
+                    t.metric,
+                    show(t.value),
+                    t.op,
+                    t.threshold,
+                    t.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    t.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    t.labels,
+                    t.batch.as_deref().unwrap_or("none"),
+                    t.speed,
+                    t.deliveries,
+                );
+            }
+        }
+        AlertsCommand::Test { rule } => {
+            let found = config
+                .alerts
+                .iter()
+                .find(|r| &r.name == rule)
+                .ok_or_else(|| alerts::AlertError::UnknownRule(rule.clone()))?;
+            let view = config
+                .views
+                .iter()
+                .find(|v| v.name == found.view)
+                .expect("rules are validated against the views");
+            let evaluation = alerts::evaluate::evaluate(
+                &pool,
+                view,
+                &config.kafka.topic,
+                found,
+                Utc::now(),
+                config.alerting.max_instances,
+            )
+            .await?;
+            let record = &evaluation.record;
+            println!(
+                "rule {}: {} {} {} over [{}, {}) of view {} (nothing is written, no one is notified)",
+                found.name,
+                found.metric,
+                found.op.name(),
+                found.threshold,
+                record
+                    .window_start
+                    .to_rfc3339_opts(SecondsFormat::Secs, true),
+                record.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                view.name
+            );
+            println!(
+                "  merged from batch run {} and speed positions {}",
+                record.batch.as_deref().unwrap_or("none"),
+                record.speed
+            );
+            if evaluation.instances.is_empty() {
+                println!("  no key has rows in the window and no instance is stored");
+            }
+            for i in &evaluation.instances {
+                println!(
+                    "  {} value {} holds {} state {} -> {}",
+                    serde_json::Value::Object(i.labels.clone()),
+                    show(i.value),
+                    i.holds,
+                    i.before,
+                    i.after
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
