@@ -2,6 +2,7 @@
 //! scripts/services.sh (DATABASE_URL and KAFKA_BROKERS must point at them).
 //! One test binary with modules, so the workspace links it once.
 
+mod alerts;
 mod batch;
 mod chaos;
 mod cli;
