@@ -257,10 +257,11 @@ async fn pipeline_with(
     (pipeline, alerts_topic)
 }
 
-fn start_evaluator(pipeline: &Pipeline, name: &str) -> Running {
+fn start_evaluator(pipeline: &Pipeline, name: &str, env: &[(&str, &str)]) -> Running {
     let child = pipeline
         .braid()
         .args(["alerts", "run"])
+        .envs(env.iter().copied())
         .env("ALERT_TEST_TOKEN", WEBHOOK_TOKEN)
         .stdout(std::process::Stdio::null())
         .stderr(log_file(&format!("{}-alerts-{name}", pipeline.topic)))
@@ -373,7 +374,7 @@ async fn one_key_goes_pending_firing_and_resolved_with_values_equal_to_the_fold(
         .await;
     let mut producer = Producer::new(&pipeline.topic, 2).await;
     let mut speed = pipeline.start_speed("a", "a");
-    let mut evaluator = start_evaluator(&pipeline, "a");
+    let mut evaluator = start_evaluator(&pipeline, "a", &[]);
     producer.send("/cold", Utc::now(), 2).await;
     producer.send("/hot", Utc::now(), 8).await;
     let started = Instant::now();
@@ -530,7 +531,9 @@ async fn a_late_event_fires_and_a_batch_publish_that_changes_nothing_changes_no_
     let mut producer = Producer::new(&pipeline.topic, 2).await;
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
-    let mut evaluator = start_evaluator(&pipeline, "a");
+    // No periodic evaluation within the test: every evaluation after the first is woken by a
+    // speed flush or a batch publish that touched the view.
+    let mut evaluator = start_evaluator(&pipeline, "a", &[("BRAID__ALERTING__EVALUATION_INTERVAL_MS", "600000")]);
     // Three page views 30 s late: 3 is not above 3.
     producer
         .send("/late", Utc::now() - chrono::Duration::seconds(30), 3)
@@ -660,7 +663,7 @@ async fn deliveries_survive_a_receiver_outage_and_a_sigkill_of_the_evaluator_who
         .await;
     let mut producer = Producer::new(&pipeline.topic, 2).await;
     let mut speed = pipeline.start_speed("a", "a");
-    let mut first = start_evaluator(&pipeline, "first");
+    let mut first = start_evaluator(&pipeline, "first", &[]);
     wait_until(
         "the first evaluator to lead",
         Duration::from_secs(30),
@@ -672,7 +675,7 @@ async fn deliveries_survive_a_receiver_outage_and_a_sigkill_of_the_evaluator_who
     )
     .await;
     let leader_pid = lock_holders(&pool).await[0];
-    let mut second = start_evaluator(&pipeline, "second");
+    let mut second = start_evaluator(&pipeline, "second", &[]);
     // The receiver is down while the first burst's transitions are recorded and the leader dies.
     receiver.stop().await;
     let outage = Instant::now();
