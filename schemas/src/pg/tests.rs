@@ -18,6 +18,11 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
     assert_eq!(
         names,
         [
+            "alert_deliveries",
+            "alert_evaluations",
+            "alert_instances",
+            "alert_silences",
+            "alert_transitions",
             "batch_runs",
             "cuts",
             "dead_letters",
