@@ -49,6 +49,7 @@ fn compose_services_agree_with_the_code() {
         "speed",
         "sink",
         "jobs",
+        "alerts",
         "serve",
     ] {
         assert!(
@@ -61,7 +62,7 @@ fn compose_services_agree_with_the_code() {
     let kafka_env = environment(&compose["services"]["kafka"]);
     let advertised = &kafka_env["KAFKA_ADVERTISED_LISTENERS"];
 
-    for name in ["speed", "sink", "jobs", "serve", "jobs-spark"] {
+    for name in ["speed", "sink", "jobs", "alerts", "serve", "jobs-spark"] {
         let service = &compose["services"][name];
         let command: Vec<String> = match &service["command"] {
             Value::Sequence(items) => items

@@ -533,7 +533,11 @@ async fn a_late_event_fires_and_a_batch_publish_that_changes_nothing_changes_no_
     let mut sink = pipeline.start_sink("a", "a");
     // No periodic evaluation within the test: every evaluation after the first is woken by a
     // speed flush or a batch publish that touched the view.
-    let mut evaluator = start_evaluator(&pipeline, "a", &[("BRAID__ALERTING__EVALUATION_INTERVAL_MS", "600000")]);
+    let mut evaluator = start_evaluator(
+        &pipeline,
+        "a",
+        &[("BRAID__ALERTING__EVALUATION_INTERVAL_MS", "600000")],
+    );
     // Three page views 30 s late: 3 is not above 3.
     producer
         .send("/late", Utc::now() - chrono::Duration::seconds(30), 3)
