@@ -114,16 +114,17 @@ pub fn build(state: &AppState) -> Value {
         let starts_job = *method == "post" && path.starts_with("/v1/admin/jobs");
         let ok = if starts_job { "202" } else { "200" };
         responses.insert(ok.into(), json!({ "description": "Success." }));
-        if endpoint_of(path).is_some() || admin {
+        let alerts = path.starts_with("/v1/alerts") || path.starts_with("/v1/admin/alerts");
+        if endpoint_of(path).is_some() || admin || alerts {
             responses.insert(
                 "400".into(),
                 error_response("A bad parameter; `parameter` names it."),
             );
         }
-        if path.contains('{') {
+        if path.contains('{') || alerts {
             responses.insert(
                 "404".into(),
-                error_response("No such view, job or job run."),
+                error_response("No such view, job, job run or alert rule."),
             );
         }
         if starts_job {
