@@ -51,3 +51,16 @@ pub enum AlertError {
     #[error("no alert rule is named `{0}`; `braid alerts list` shows the configured rules")]
     UnknownRule(String),
 }
+
+impl AlertError {
+    /// Whether trying again may succeed (the database or a receiver was away); `false` for the
+    /// operator's errors, which stop the evaluator with their message.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            AlertError::MissingToken { .. }
+                | AlertError::UnknownView { .. }
+                | AlertError::UnknownRule(_)
+        )
+    }
+}

@@ -44,7 +44,8 @@ pub struct EvaluatorContext {
 }
 
 /// Runs until `stop`: standby while another evaluator is active, leader otherwise. Returns
-/// early only for the operator's errors (a webhook's token variable missing).
+/// early only for the operator's errors (a webhook's token variable missing); a receiver that
+/// cannot be set up (Kafka away) makes it step down and try again.
 pub async fn run_evaluator(
     ctx: &EvaluatorContext,
     stop: Arc<AtomicBool>,
@@ -52,6 +53,8 @@ pub async fn run_evaluator(
     if ctx.config.alerts.is_empty() {
         tracing::info!("no [[alerts]] rules are configured; the evaluator has nothing to do");
     }
+    // A webhook's missing token is the operator's error: found at start, leader or not.
+    crate::notify::check_tokens(&ctx.config)?;
     let mut announced_standby = false;
     while !stop.load(Ordering::Relaxed) {
         let lock = match LeaderLock::try_take(&ctx.pool, EVALUATOR_LOCK).await {
@@ -81,7 +84,13 @@ pub async fn run_evaluator(
         metrics::gauge!("braid_alerts_leader").set(1.0);
         let result = lead(ctx, &stop, lock).await;
         metrics::gauge!("braid_alerts_leader").set(0.0);
-        result?;
+        match result {
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "the evaluator stepped down; trying to lead again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => other?,
+        }
     }
     Ok(())
 }

@@ -248,12 +248,9 @@ fn where_values(
 }
 
 impl AlertRuleConfig {
-    /// Checks the rule against the views and the declared webhooks.
-    pub fn validate(
-        &self,
-        views: &[View],
-        webhooks: &BTreeMap<String, WebhookConfig>,
-    ) -> Result<AlertRule, AlertRuleError> {
+    /// Checks the rule against the views and the names of the declared webhooks. A Kafka
+    /// receiver's topic name is checked with the rest of the configuration.
+    pub fn validate(&self, views: &[View], webhooks: &[&str]) -> Result<AlertRule, AlertRuleError> {
         if !is_identifier(&self.name, 63) {
             return Err(refuse(
                 "name",
@@ -338,7 +335,7 @@ impl AlertRuleConfig {
         let mut seen = HashSet::new();
         for target in &self.notify {
             let receiver = match target.split_once(':') {
-                Some(("webhook", name)) if webhooks.contains_key(name) => {
+                Some(("webhook", name)) if webhooks.contains(&name) => {
                     Receiver::Webhook(name.to_string())
                 }
                 Some(("webhook", name)) => {
@@ -346,13 +343,11 @@ impl AlertRuleConfig {
                         "notify",
                         format!(
                             "`{target}`: no [alerting.webhooks.{name}] is declared; declared: [{}]",
-                            webhooks.keys().cloned().collect::<Vec<_>>().join(", ")
+                            webhooks.join(", ")
                         ),
                     ));
                 }
-                Some(("kafka", topic)) if crate::config::is_topic_name(topic) => {
-                    Receiver::Kafka(topic.to_string())
-                }
+                Some(("kafka", topic)) if !topic.is_empty() => Receiver::Kafka(topic.to_string()),
                 _ => {
                     return Err(refuse(
                         "notify",
@@ -378,27 +373,6 @@ impl AlertRuleConfig {
             group_by,
             notify,
         })
-    }
-}
-
-/// `[alerting.webhooks.<name>]`: an HTTP endpoint that receives transitions as JSON POSTs.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// `http://` or `https://` URL.
-    pub url: String,
-    /// The environment variable holding a bearer token for the `Authorization` header.
-    /// The token itself never goes in the file.
-    #[serde(default)]
-    pub token_env: Option<String>,
-}
-
-impl fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookConfig")
-            .field("url", &crate::config::secrets::redact_url(&self.url))
-            .field("token_env", &self.token_env)
-            .finish()
     }
 }
 

@@ -71,22 +71,23 @@ pub async fn run(config: BraidConfig, args: &AlertsArgs) -> anyhow::Result<ExitC
         AlertsCommand::History { rule, limit } => {
             check_rule(&config, rule.as_deref())?;
             for t in store::history(&pool, rule.as_deref(), *limit).await? {
+                let e = &t.evaluation;
                 println!(
                     "#{} {} {} {} -> {}  {} = {} ({} {}) over [{}, {})  labels {}\n    batch {}  speed {}\n    deliveries {}",
                     t.id,
-                    t.at.to_rfc3339_opts(SecondsFormat::Millis, true),
-                    t.rule,
+                    e.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    e.rule,
                     t.from,
                     t.to,
-                    t.metric,
+                    e.metric,
                     show(t.value),
-                    t.op,
-                    t.threshold,
-                    t.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
-                    t.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    e.op,
+                    e.threshold,
+                    e.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    e.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
                     t.labels,
-                    t.batch.as_deref().unwrap_or("none"),
-                    t.speed,
+                    e.batch.as_deref().unwrap_or("none"),
+                    e.speed,
                     t.deliveries,
                 );
             }

@@ -630,3 +630,19 @@ pub async fn sinks_caught_up(pipeline: &Pipeline, sinks: &mut [&mut Running]) {
     )
     .await;
 }
+
+/// The speed positions an answer's provenance reports (`{"positions": [{"partition",
+/// "next_offset"}, ...]}`), by partition.
+pub fn reported_positions(speed: &serde_json::Value) -> std::collections::BTreeMap<i32, i64> {
+    speed["positions"]
+        .as_array()
+        .expect("provenance lists positions")
+        .iter()
+        .map(|p| {
+            (
+                p["partition"].as_i64().unwrap() as i32,
+                p["next_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}

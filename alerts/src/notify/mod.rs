@@ -74,6 +74,26 @@ pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
     all
 }
 
+/// Checks that every webhook's token variable is set.
+pub fn check_tokens(config: &BraidConfig) -> Result<(), AlertError> {
+    for receiver in receivers(config) {
+        if let Receiver::Webhook(name) = receiver
+            && let Some(var) = config
+                .alerting
+                .webhooks
+                .get(&name)
+                .and_then(|w| w.token_env.as_ref())
+            && std::env::var_os(var).is_none()
+        {
+            return Err(AlertError::MissingToken {
+                webhook: name,
+                var: var.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A worker per receiver, ready to run.
 pub struct Workers {
     senders: Vec<(String, Sender)>,
@@ -151,7 +171,7 @@ async fn deliver(
             let recorded = match result {
                 Ok(()) => {
                     metrics::counter!("braid_alerts_notifications_total", "receiver" => receiver.to_string()).increment(1);
-                    tracing::info!(receiver, transition = id, rule = delivery.transition.rule, to = %delivery.transition.to, "alert transition delivered");
+                    tracing::info!(receiver, transition = id, rule = delivery.transition.evaluation.rule, to = %delivery.transition.to, "alert transition delivered");
                     alerts::mark_delivered(pool, id, receiver).await
                 }
                 Err(error) => {

@@ -31,25 +31,22 @@ fn status(state: AlertState) -> &'static str {
 
 /// The body sent for `transition` to `receiver`.
 pub fn body(transition: &Transition, receiver: &str) -> Value {
+    let e = &transition.evaluation;
     let mut labels: Map<String, Value> =
         serde_json::from_str(&transition.labels).unwrap_or_default();
-    labels.insert("alertname".into(), json!(transition.rule));
-    let at = transition.at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    labels.insert("alertname".into(), json!(e.rule));
+    let at = e.at.to_rfc3339_opts(SecondsFormat::Millis, true);
     let value = transition
         .value
         .map_or_else(|| "no data".to_string(), |v| v.to_string());
     let summary = format!(
         "{} {} is {value} over [{}, {}) ({} {}); {} -> {}",
-        transition.rule,
-        transition.metric,
-        transition
-            .window_start
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-        transition
-            .window_end
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-        transition.op,
-        transition.threshold,
+        e.rule,
+        e.metric,
+        e.window_start.to_rfc3339_opts(SecondsFormat::Secs, true),
+        e.window_end.to_rfc3339_opts(SecondsFormat::Secs, true),
+        e.op,
+        e.threshold,
         transition.from,
         transition.to,
     );
@@ -58,9 +55,9 @@ pub fn body(transition: &Transition, receiver: &str) -> Value {
         "version": "4",
         "receiver": receiver,
         "status": status(transition.to),
-        "groupKey": format!("{}:{}", transition.rule, transition.fingerprint),
+        "groupKey": format!("{}:{}", e.rule, transition.fingerprint),
         "truncatedAlerts": 0,
-        "groupLabels": { "alertname": transition.rule },
+        "groupLabels": { "alertname": e.rule },
         "commonLabels": labels,
         "commonAnnotations": { "summary": summary },
         "externalURL": "",

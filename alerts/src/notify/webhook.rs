@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use schemas::alert::WebhookConfig;
+use schemas::config::WebhookConfig;
 use schemas::pg::alerts::Transition;
 
 use super::payload::{IDEMPOTENCY_HEADER, body, idempotency_key};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::secrets::{RedactedOptions, redact_url};
 use crate::duration::{Hours, Millis, Seconds};
 
-use crate::alert::{AlertRuleConfig, WebhookConfig};
+use crate::alert::AlertRuleConfig;
 use crate::event_schema::FieldDef;
 use crate::view::ViewConfig;
 
@@ -323,6 +323,27 @@ impl fmt::Debug for PostgresConfig {
         f.debug_struct("PostgresConfig")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `[alerting.webhooks.<name>]`: an HTTP endpoint that receives transitions as JSON POSTs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The environment variable holding a bearer token for the `Authorization` header.
+    /// The token itself never goes in the file.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field("token_env", &self.token_env)
             .finish()
     }
 }

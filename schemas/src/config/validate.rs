@@ -403,6 +403,7 @@ fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
             )?;
         }
     }
+    let webhooks: Vec<&str> = alerting.webhooks.keys().map(String::as_str).collect();
     let mut names = HashSet::new();
     let mut rules = Vec::with_capacity(raw.alerts.len());
     for (index, rule) in raw.alerts.iter().enumerate() {
@@ -411,12 +412,26 @@ fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
             &format!("alerts[{index}].name"),
             &format!("rule `{}` is declared twice", rule.name),
         )?;
-        rules.push(rule.validate(views, &alerting.webhooks).map_err(|e| {
+        rules.push(rule.validate(views, &webhooks).map_err(|e| {
             ConfigError::invalid(
                 format!("alerts[{index}].{}", e.key),
                 format!("rule `{}`: {}", rule.name, e.reason),
             )
         })?);
+    }
+    for (index, rule) in rules.iter().enumerate() {
+        for receiver in &rule.notify {
+            if let crate::alert::Receiver::Kafka(topic) = receiver {
+                require(
+                    is_topic_name(topic),
+                    &format!("alerts[{index}].notify"),
+                    &format!(
+                        "rule `{}`: `kafka:{topic}`: a topic name is 1 to 249 characters of letters, digits, `.`, `_` and `-`",
+                        rule.name
+                    ),
+                )?;
+            }
+        }
     }
     Ok(rules)
 }

@@ -314,8 +314,6 @@ pub struct Transition {
     pub id: i64,
     /// The instance.
     pub fingerprint: String,
-    /// The rule.
-    pub rule: String,
     /// The labels, JSON.
     pub labels: String,
     /// The state before.
@@ -324,22 +322,8 @@ pub struct Transition {
     pub to: AlertState,
     /// The value evaluated.
     pub value: Option<f64>,
-    /// The metric compared.
-    pub metric: String,
-    /// The comparison.
-    pub op: String,
-    /// The threshold.
-    pub threshold: f64,
-    /// The window's start.
-    pub window_start: DateTime<Utc>,
-    /// The window's end.
-    pub window_end: DateTime<Utc>,
-    /// The active batch run the merge read, JSON.
-    pub batch: Option<String>,
-    /// The speed positions the merge read, JSON.
-    pub speed: String,
-    /// When.
-    pub at: DateTime<Utc>,
+    /// The evaluation it came from: rule, comparison, window, provenance and time.
+    pub evaluation: EvaluationRecord,
     /// Per receiver: status, attempts, last error, JSON array.
     pub deliveries: String,
 }
@@ -375,19 +359,21 @@ fn transition(r: TransitionRow) -> Result<Transition, sqlx::Error> {
     Ok(Transition {
         id: r.0,
         fingerprint: r.1,
-        rule: r.2,
         labels: r.3,
         from: decode_state(r.4)?,
         to: decode_state(r.5)?,
         value: r.6,
-        metric: r.7,
-        op: r.8,
-        threshold: r.9,
-        window_start: r.10,
-        window_end: r.11,
-        batch: r.12,
-        speed: r.13,
-        at: r.14,
+        evaluation: EvaluationRecord {
+            rule: r.2,
+            metric: r.7,
+            op: r.8,
+            threshold: r.9,
+            window_start: r.10,
+            window_end: r.11,
+            batch: r.12,
+            speed: r.13,
+            at: r.14,
+        },
         deliveries: r.15,
     })
 }

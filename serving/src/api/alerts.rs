@@ -127,21 +127,22 @@ pub async fn history(
 
 /// A transition as the API, the CLI and the notifications show it.
 pub fn transition_json(t: &alerts::Transition) -> Value {
+    let e = &t.evaluation;
     json!({
         "id": t.id,
-        "rule": t.rule,
+        "rule": e.rule,
         "fingerprint": t.fingerprint,
         "labels": stored_json(&t.labels),
         "from": t.from.as_str(),
         "to": t.to.as_str(),
         "value": t.value,
-        "metric": t.metric,
-        "op": t.op,
-        "threshold": t.threshold,
-        "window_start": time(t.window_start),
-        "window_end": time(t.window_end),
-        "provenance": { "batch": t.batch.as_deref().map(stored_json), "speed": stored_json(&t.speed) },
-        "at": time(t.at),
+        "metric": e.metric,
+        "op": e.op,
+        "threshold": e.threshold,
+        "window_start": time(e.window_start),
+        "window_end": time(e.window_end),
+        "provenance": { "batch": e.batch.as_deref().map(stored_json), "speed": stored_json(&e.speed) },
+        "at": time(e.at),
         "deliveries": stored_json(&t.deliveries),
     })
 }

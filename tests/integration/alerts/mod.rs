@@ -103,56 +103,31 @@ struct Seen {
     at: DateTime<Utc>,
 }
 
+/// The transitions of `rule`, oldest first.
 async fn transitions(pool: &PgPool, rule: &str) -> Vec<Seen> {
-    let rows: Vec<(
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<f64>,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Option<String>,
-        String,
-        DateTime<Utc>,
-    )> = sqlx::query_as(
-        "SELECT id, rule, fingerprint, labels::text, from_state, to_state, value, window_start, \
-               window_end, batch::text, speed::text, at \
-             FROM braid_internal.alert_transitions WHERE rule = $1 ORDER BY id",
-    )
-    .bind(rule)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    rows.into_iter()
-        .map(|r| {
-            let labels: Value = serde_json::from_str(&r.3).unwrap();
-            let speed: Value = serde_json::from_str(&r.10).unwrap();
-            let positions = speed["positions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| {
-                    (
-                        p["partition"].as_i64().unwrap() as i32,
-                        p["next_offset"].as_i64().unwrap(),
-                    )
-                })
-                .collect();
+    let mut recorded = schemas::pg::alerts::history(pool, Some(rule), 100_000)
+        .await
+        .unwrap();
+    recorded.reverse();
+    recorded
+        .into_iter()
+        .map(|t| {
+            let labels: Value = serde_json::from_str(&t.labels).unwrap();
+            let e = t.evaluation;
             Seen {
-                id: r.0,
-                fingerprint: r.2,
+                id: t.id,
+                fingerprint: t.fingerprint,
                 page: labels["page"].as_str().map(str::to_string),
-                from: r.4,
-                to: r.5,
-                value: r.6,
-                window_start: r.7,
-                window_end: r.8,
-                batch: r.9.map(|b| serde_json::from_str(&b).unwrap()),
-                positions,
-                at: r.11,
+                from: t.from.to_string(),
+                to: t.to.to_string(),
+                value: t.value,
+                window_start: e.window_start,
+                window_end: e.window_end,
+                batch: e.batch.map(|b| serde_json::from_str(&b).unwrap()),
+                positions: crate::support::reported_positions(
+                    &serde_json::from_str(&e.speed).unwrap(),
+                ),
+                at: e.at,
             }
         })
         .collect()
@@ -514,6 +489,19 @@ async fn one_key_goes_pending_firing_and_resolved_with_values_equal_to_the_fold(
     let tested = run(pipeline.braid().args(["alerts", "test", "hot_page"]));
     assert!(tested.status.success(), "{}", stderr(&tested));
     assert!(String::from_utf8_lossy(&tested.stdout).contains("nothing is written"));
+    let tokenless = run(pipeline
+        .braid()
+        .args(["alerts", "run"])
+        .env_remove("ALERT_TEST_TOKEN"));
+    assert!(
+        !tokenless.status.success(),
+        "a webhook without its token stops the start"
+    );
+    assert!(
+        stderr(&tokenless).contains("token_env names `ALERT_TEST_TOKEN`, which is not set"),
+        "{}",
+        stderr(&tokenless)
+    );
     let unknown = run(pipeline.braid().args(["alerts", "test", "nope"]));
     assert!(!unknown.status.success());
     assert!(
@@ -721,50 +709,30 @@ async fn deliveries_survive_a_receiver_outage_and_a_sigkill_of_the_evaluator_who
         takeover < Duration::from_secs(5),
         "the standby took over after {takeover:?}"
     );
-    let resolved = |count: usize| {
-        let pool = pool.clone();
-        async move {
-            transitions(&pool, "burst_page")
-                .await
-                .iter()
-                .filter(|t| t.to == "resolved")
-                .count()
-                >= count
-        }
+    let wait_resolved = async |count: usize, second: &mut Running| {
+        wait_until(
+            &format!("burst {count} to resolve"),
+            Duration::from_secs(60),
+            || {
+                second.assert_running("the second evaluator");
+                let pool = pool.clone();
+                async move {
+                    let seen = transitions(&pool, "burst_page").await;
+                    seen.iter().filter(|t| t.to == "resolved").count() >= count
+                }
+            },
+        )
+        .await;
     };
-    wait_until(
-        "the first burst to resolve",
-        Duration::from_secs(60),
-        || {
-            second.assert_running("the second evaluator");
-            resolved(1)
-        },
-    )
-    .await;
+    wait_resolved(1, &mut second).await;
     producer.send("/burst", Utc::now(), 4).await;
     // The outage lasts at least 8 s whatever the timing above.
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(outage.elapsed())).await;
     receiver.restart().await;
     eprintln!("the receiver was down for {:?}", outage.elapsed());
-    wait_until(
-        "the second burst to resolve",
-        Duration::from_secs(60),
-        || {
-            second.assert_running("the second evaluator");
-            resolved(2)
-        },
-    )
-    .await;
+    wait_resolved(2, &mut second).await;
     producer.send("/burst", Utc::now(), 4).await;
-    wait_until(
-        "the third burst to resolve",
-        Duration::from_secs(60),
-        || {
-            second.assert_running("the second evaluator");
-            resolved(3)
-        },
-    )
-    .await;
+    wait_resolved(3, &mut second).await;
     let seen = transitions(&pool, "burst_page").await;
     let path: Vec<&str> = seen.iter().map(|t| t.to.as_str()).collect();
     assert_eq!(

@@ -162,17 +162,7 @@ async fn assert_api_exact(address: &str, topic: &str, when: &str) {
     // Read after the answers, so the topic holds every record below their positions.
     let messages = read_topic(topic);
     for ((view, groups, metrics), answer) in views.into_iter().zip(answers) {
-        let positions: BTreeMap<i32, i64> = answer["provenance"]["speed"]["positions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["partition"].as_i64().unwrap() as i32,
-                    p["next_offset"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let positions = crate::support::reported_positions(&answer["provenance"]["speed"]);
         let covered = messages.iter().filter(|m| {
             positions
                 .get(&m.partition)
