@@ -107,6 +107,16 @@ pub enum Command {
     /// kafka:<topic>) at least once, retried with backoff. Only one evaluator acts at a time (a
     /// PostgreSQL advisory lock); others wait as standby and take over within a second.
     Alerts(AlertsArgs),
+    /// Dimensions: attributes of key fields (campaign per ad), for views to group and filter by.
+    ///
+    /// A [[dimensions]] entry names a key field of the event schema, its attributes and a
+    /// source. Views grouped by the key answer by attribute too (group_by=campaign_id,
+    /// filter.region=eu in the API; attribute columns in serving.<view>), joined when read:
+    /// both layers keep raw keys, so the merge stays exact, and a change of the dimension applies
+    /// to all history at once. A key missing from the dimension rolls up under null.
+    /// `load NAME` replaces a CSV- or Parquet-sourced table; `follow` keeps Kafka-sourced ones
+    /// current (braid up runs it too); a PostgreSQL table the user owns is read in place.
+    Dimensions(DimensionsArgs),
     /// Replay history: rebuild the speed rows from Kafka after fixing a speed-layer bug.
     ///
     /// Kafka can replay only what it still retains; the Delta table holds everything, so
@@ -340,6 +350,31 @@ pub enum AlertsCommand {
         /// The rule's name, as in [[alerts]].
         rule: String,
     },
+}
+
+/// `braid dimensions`.
+#[derive(Debug, Args)]
+pub struct DimensionsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DimensionsCommand,
+}
+
+/// `braid dimensions` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DimensionsCommand {
+    /// Replace the rows of dimension NAME with its file (source.csv or source.file), in one
+    /// transaction. A row that does not fit refuses the whole load, naming row and column.
+    Load {
+        /// The dimension's name, as in [[dimensions]].
+        name: String,
+    },
+    /// Follow every dimension whose source is a kafka_topic until Ctrl-C: each message (a JSON
+    /// object of the key and attributes; no payload deletes the key) is applied with its
+    /// position in one transaction; a malformed one is dead-lettered (layer 'dimension').
+    Follow,
+    /// Show each dimension, its source and how many rows its table holds.
+    List,
 }
 
 /// A generated workload.

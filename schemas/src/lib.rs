@@ -18,6 +18,7 @@
 pub mod alert;
 pub mod arrow;
 pub mod config;
+pub mod dimension;
 pub mod duration;
 pub mod event_schema;
 #[cfg(feature = "postgres")]

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::dimension::Attribute;
 use crate::duration::HumanDuration;
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
 use crate::record::{Record, Value};
@@ -193,6 +194,9 @@ pub struct View {
     pub metrics: Vec<Metric>,
     /// A short hash of everything that affects the view's rows. Changes when the definition does.
     pub fingerprint: String,
+    /// Attributes of dimensions keyed on one of its group fields, which answers may group and
+    /// filter by (joined when read; not part of the stored rows or the fingerprint).
+    pub attributes: Vec<Attribute>,
 }
 
 /// Why a view definition was refused. Always names the view.
@@ -320,6 +324,7 @@ impl ViewConfig {
             bucket,
             metrics,
             fingerprint: String::new(),
+            attributes: Vec::new(),
         };
         view.fingerprint = view.compute_fingerprint(schema);
         Ok(view)
@@ -587,6 +592,38 @@ impl View {
     pub fn bucket_start_micros(&self, event_time_micros: i64) -> i64 {
         let width = self.bucket.micros();
         event_time_micros.div_euclid(width) * width
+    }
+
+    /// The columns an answer may group and filter by: the group fields, then the attributes of
+    /// the dimensions keyed on them. Index `i` of an answer's group columns refers to this list.
+    pub fn served_names(&self) -> Vec<&str> {
+        self.group_by
+            .iter()
+            .map(String::as_str)
+            .chain(self.attributes.iter().map(|a| a.name.as_str()))
+            .collect()
+    }
+
+    /// The name of served column `i` (see [`Self::served_names`]).
+    pub fn served_name(&self, i: usize) -> &str {
+        match self.group_by.get(i) {
+            Some(name) => name,
+            None => &self.attributes[i - self.group_by.len()].name,
+        }
+    }
+
+    /// The type of served column `i`.
+    pub fn served_type(&self, i: usize) -> FieldType {
+        match self.group_by_types.get(i) {
+            Some(t) => *t,
+            None => self.attributes[i - self.group_by.len()].attribute_type,
+        }
+    }
+
+    /// The attribute served as column `i`, if it is one.
+    pub fn served_attribute(&self, i: usize) -> Option<&Attribute> {
+        i.checked_sub(self.group_by.len())
+            .and_then(|a| self.attributes.get(a))
     }
 
     /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field

@@ -32,6 +32,8 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
 pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> {
     schemas::pg::migrate(pool).await?;
     schemas::pg::ensure_view_tables(pool, &config.views).await?;
+    // Before the serving views, which join the dimension tables.
+    schemas::pg::dimensions::prepare(pool, &config.dimensions).await?;
     let bi_password = std::env::var("BRAID_BI_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod batch;
+pub mod dimensions;
 pub mod jobs;
 mod migrate;
 pub mod publish;
@@ -151,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(args) => jobs::run(load_config(&cli)?, args).await,
         Command::Serve(args) => serve::run(load_config(&cli)?, args).await,
         Command::Alerts(args) => alerts::run(load_config(&cli)?, args).await,
+        Command::Dimensions(args) => dimensions::run(load_config(&cli)?, args).await,
         Command::Replay(args) => replay::run(load_config(&cli)?, args).await,
         Command::Recover(args) => replay::recover_from_lake(load_config(&cli)?, args.force).await,
     }

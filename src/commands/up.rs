@@ -49,6 +49,12 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         let (context, stop) = (super::alerts::context(&config, pool.clone()), stop.clone());
         tokio::spawn(async move { alerts::run_evaluator(&context, stop.shared()).await })
     };
+    let follower = {
+        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
+        tokio::spawn(async move {
+            dimensions::follow(&pool, &config.kafka, &config.dimensions, stop.shared()).await
+        })
+    };
     let api = {
         let pools = super::serve::ServePools::new(&config, pool.clone()).await?;
         let (config, stop) = (config.clone(), stop.clone());
@@ -110,6 +116,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     let sink = sink.await??;
     scheduler.await??;
     evaluator.await??;
+    follower.await??;
     api.await??;
     println!(
         "delta sink: {} records committed to {}, {} dead letters, {} commits",

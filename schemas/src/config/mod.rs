@@ -8,10 +8,11 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::event_schema::is_topic_name;
 pub use sections::*;
-pub use validate::is_topic_name;
 
 use crate::alert::AlertRule;
+use crate::dimension::Dimension;
 use crate::event_schema::EventSchema;
 use crate::view::View;
 
@@ -48,6 +49,8 @@ pub struct BraidConfig {
     pub alerting: AlertingConfig,
     /// The validated alert rules.
     pub alerts: Vec<AlertRule>,
+    /// The validated dimensions.
+    pub dimensions: Vec<Dimension>,
     /// The file the configuration was read from, if any.
     pub file: Option<PathBuf>,
 }

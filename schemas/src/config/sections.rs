@@ -9,6 +9,7 @@ use super::secrets::{RedactedOptions, redact_url};
 use crate::duration::{Hours, Millis, Seconds};
 
 use crate::alert::AlertRuleConfig;
+use crate::dimension::DimensionConfig;
 use crate::event_schema::FieldDef;
 use crate::view::ViewConfig;
 
@@ -42,6 +43,9 @@ pub struct RawConfig {
     /// Alert rules over the merged views.
     #[serde(default)]
     pub alerts: Vec<AlertRuleConfig>,
+    /// Dimensions: attributes of key fields, joined to views when they are read.
+    #[serde(default)]
+    pub dimensions: Vec<DimensionConfig>,
 }
 
 /// `[alerting]`: the evaluator and its receivers.

@@ -9,7 +9,8 @@ use chrono::DateTime;
 use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
 use crate::alert::AlertRule;
 use crate::arrow::RESERVED_COLUMNS;
-use crate::event_schema::{EventSchema, FieldType, is_identifier};
+use crate::dimension::{Dimension, DimensionSource};
+use crate::event_schema::{EventSchema, FieldType, is_identifier, is_topic_name};
 use crate::pg_layout::{BTREE_ENTRY_LIMIT, MAX_INDEXABLE_STRING_BYTES, largest_key_entry_bytes};
 use crate::record::{STORABLE_TIME_MAX_MICROS, STORABLE_TIME_MIN_MICROS};
 use crate::view::View;
@@ -22,17 +23,6 @@ fn require(condition: bool, key: &str, reason: &str) -> Result<()> {
     } else {
         Err(ConfigError::invalid(key, reason))
     }
-}
-
-/// Kafka topic names: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
-pub fn is_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn parse_instant(key: &str, text: &str) -> Result<i64> {
@@ -338,6 +328,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         check_key_fits_an_index(&key, &view, &schema)?;
         views.push(view);
     }
+    let dimensions = dimensions(&raw, &schema, &mut views)?;
     let alerts = alerts(&raw, &views)?;
 
     Ok(BraidConfig {
@@ -353,8 +344,76 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         views,
         alerting: raw.alerting,
         alerts,
+        dimensions,
         file: None,
     })
+}
+
+/// `[[dimensions]]`, checked against the schema and the views; each view gets the attributes of
+/// the dimensions keyed on one of its group fields.
+fn dimensions(raw: &RawConfig, schema: &EventSchema, views: &mut [View]) -> Result<Vec<Dimension>> {
+    let mut dimensions: Vec<Dimension> = Vec::with_capacity(raw.dimensions.len());
+    for (index, config) in raw.dimensions.iter().enumerate() {
+        let key = |k: &str| format!("dimensions[{index}].{k}");
+        let dimension = config.validate(schema).map_err(|e| {
+            ConfigError::invalid(
+                key(e.key),
+                format!("dimension `{}`: {}", config.name, e.reason),
+            )
+        })?;
+        require(
+            !dimensions.iter().any(|d| d.name == dimension.name),
+            &key("name"),
+            &format!("dimension `{}` is declared twice", dimension.name),
+        )?;
+        for attribute in &dimension.attributes {
+            if let Some(other) = dimensions
+                .iter()
+                .find(|d| d.attributes.iter().any(|a| a.name == attribute.name))
+            {
+                return Err(ConfigError::invalid(
+                    key("attributes"),
+                    format!(
+                        "attribute `{}` is also an attribute of dimension `{}`",
+                        attribute.name, other.name
+                    ),
+                ));
+            }
+            for view in views.iter() {
+                let columns = view
+                    .metrics
+                    .iter()
+                    .map(|m| m.column.clone())
+                    .chain(view.averages().into_iter().map(|a| a.column));
+                for column in columns {
+                    require(
+                        column != attribute.name,
+                        &key("attributes"),
+                        &format!(
+                            "attribute `{}` has the name of a column of view `{}`",
+                            attribute.name, view.name
+                        ),
+                    )?;
+                }
+            }
+        }
+        if let DimensionSource::KafkaTopic(topic) = &dimension.source {
+            require(
+                *topic != raw.kafka.topic,
+                &key("source.kafka_topic"),
+                "must differ from kafka.topic (the event stream)",
+            )?;
+        }
+        dimensions.push(dimension);
+    }
+    for view in views.iter_mut() {
+        view.attributes = dimensions
+            .iter()
+            .filter(|d| view.group_by.contains(&d.key))
+            .flat_map(|d| d.attributes.iter().cloned())
+            .collect();
+    }
+    Ok(dimensions)
 }
 
 /// `[alerting]` and `[[alerts]]`, checked against the views.

@@ -14,6 +14,8 @@ pub enum Layer {
     Speed,
     /// The Delta sink.
     Sink,
+    /// A dimension's follower (messages of a dimension topic).
+    Dimension,
 }
 
 impl Layer {
@@ -22,6 +24,7 @@ impl Layer {
         match self {
             Layer::Speed => "speed",
             Layer::Sink => "sink",
+            Layer::Dimension => "dimension",
         }
     }
 }

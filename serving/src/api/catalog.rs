@@ -41,6 +41,12 @@ pub fn definition(view: &View) -> Value {
             "name": name,
             "type": t.name(),
         })).collect::<Vec<_>>(),
+        "attributes": view.attributes.iter().map(|a| json!({
+            "name": a.name,
+            "type": a.attribute_type.name(),
+            "dimension": a.dimension,
+            "key": a.key,
+        })).collect::<Vec<_>>(),
         "metrics": view.metrics.iter().map(|m| json!({
             "column": m.column,
             "kind": serde_json::to_value(m.kind).unwrap_or(Value::Null),

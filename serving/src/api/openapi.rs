@@ -37,7 +37,7 @@ pub fn build(state: &AppState) -> Value {
         .settings
         .views
         .iter()
-        .flat_map(|v| v.group_by.iter().map(String::as_str))
+        .flat_map(|v| v.served_names())
         .collect();
     group_fields.sort_unstable();
     group_fields.dedup();

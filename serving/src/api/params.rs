@@ -135,9 +135,9 @@ pub struct Selection {
     pub to: DateTime<Utc>,
     /// Bucket width of the answer in seconds; `None` sums the whole range.
     pub granularity: Option<i64>,
-    /// Group fields kept, as indexes into the view's `group_by`.
+    /// Group fields and attributes kept, as indexes into [`View::served_names`].
     pub group_by: Vec<usize>,
-    /// Equality filters on group fields (index into `group_by`, accepted values).
+    /// Equality filters on group fields and attributes (index into [`View::served_names`], accepted values).
     pub filters: Vec<(usize, FilterValues)>,
     /// Output columns to order by, with `true` for descending.
     pub order: Vec<(String, bool)>,
@@ -161,13 +161,24 @@ impl Params {
             .collect();
         for (i, (name, _)) in pairs.iter().enumerate() {
             if let Some(field) = name.strip_prefix(FILTER_PREFIX) {
-                if !view.group_by.iter().any(|g| g == field) {
+                let served = served_names(view);
+                if !served.iter().any(|g| g == field) {
                     return Err(ApiError::bad(
                         name,
                         format!(
-                            "`{field}` is not a group field of view `{}`; filters apply to {}",
+                            "`{field}` is not a group field or attribute of view `{}`; filters apply to {}",
                             view.name,
-                            list_or_none(&view.group_by)
+                            list_or_none(&served)
+                        ),
+                    ));
+                }
+                if view.served_type(served.iter().position(|g| g == field).expect("just found"))
+                    == FieldType::F64
+                {
+                    return Err(ApiError::bad(
+                        name,
+                        format!(
+                            "`{field}` is an f64 attribute; answers group by it but do not filter on it"
                         ),
                     ));
                 }
@@ -294,21 +305,18 @@ impl Params {
             return Ok((0..view.group_by.len()).collect());
         };
         let mut kept = Vec::new();
+        let served = served_names(view);
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let index = view
-                .group_by
-                .iter()
-                .position(|g| g == name)
-                .ok_or_else(|| {
-                    ApiError::bad(
-                        "group_by",
-                        format!(
-                            "`{name}` is not a group field of view `{}`; its group fields are {}",
-                            view.name,
-                            list_or_none(&view.group_by)
-                        ),
-                    )
-                })?;
+            let index = served.iter().position(|g| g == name).ok_or_else(|| {
+                ApiError::bad(
+                    "group_by",
+                    format!(
+                        "`{name}` is not a group field or attribute of view `{}`; it has {}",
+                        view.name,
+                        list_or_none(&served)
+                    ),
+                )
+            })?;
             if kept.contains(&index) {
                 return Err(ApiError::bad(
                     "group_by",
@@ -328,9 +336,9 @@ impl Params {
                 continue;
             };
             let index = view
-                .group_by
+                .served_names()
                 .iter()
-                .position(|g| g == field)
+                .position(|g| *g == field)
                 .expect("checked by parse");
             let bad = |expected: &str| {
                 ApiError::bad(
@@ -341,7 +349,7 @@ impl Params {
             let entry = match filters.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, values)) => values,
                 None => {
-                    let empty = match view.group_by_types[index] {
+                    let empty = match view.served_type(index) {
                         FieldType::I64 => FilterValues::Int(Vec::new()),
                         FieldType::Bool => FilterValues::Bool(Vec::new()),
                         _ => FilterValues::Text(Vec::new()),
@@ -433,4 +441,12 @@ pub fn ceil_to(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
     } else {
         floor + chrono::Duration::seconds(seconds)
     }
+}
+
+/// The group fields and attributes of `view`, owned (for messages).
+fn served_names(view: &View) -> Vec<String> {
+    view.served_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect()
 }

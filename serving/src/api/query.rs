@@ -79,7 +79,7 @@ pub struct Answer {
 pub fn output_columns(view: &View, group_by: &[usize], bucketed: bool) -> Vec<String> {
     group_by
         .iter()
-        .map(|&i| view.group_by[i].clone())
+        .map(|&i| view.served_name(i).to_string())
         .chain(bucketed.then(|| "bucket_start".to_string()))
         .chain(view.metrics.iter().map(|m| m.column.clone()))
         .chain(view.averages().into_iter().map(|a| a.column))
@@ -107,26 +107,41 @@ fn statement(
     let to = st.bind(Bind::Time(selection.to));
     let limit = st.bind(Bind::Int(selection.limit));
     let topic = st.bind(Bind::Text(topic.to_string()));
+    // Filters on group fields apply to the stored rows; filters on attributes after the join.
     let mut filters = String::new();
+    let mut attribute_filters = String::new();
     for (index, values) in &selection.filters {
         let placeholder = st.bind(match values {
             FilterValues::Text(v) => Bind::Texts(v.clone()),
             FilterValues::Int(v) => Bind::Ints(v.clone()),
             FilterValues::Bool(v) => Bind::Bools(v.clone()),
         });
+        let target = if view.served_attribute(*index).is_some() {
+            &mut attribute_filters
+        } else {
+            &mut filters
+        };
         let _ = write!(
-            filters,
+            target,
             " AND {} = ANY({placeholder})",
-            view.group_by[*index]
+            view.served_name(*index)
         );
     }
     let stored = layout.stored_columns();
     let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
+    let attributes: Vec<usize> = selection
+        .group_by
+        .iter()
+        .chain(selection.filters.iter().map(|(i, _)| i))
+        .copied()
+        .filter(|&i| view.served_attribute(i).is_some())
+        .collect();
+    let joined = joins(view, &attributes, &attribute_filters);
 
     let mut outputs: Vec<String> = selection
         .group_by
         .iter()
-        .map(|&i| view.group_by[i].clone())
+        .map(|&i| view.served_name(i).to_string())
         .collect();
     if let Some(seconds) = selection.granularity {
         let width = st.bind(Bind::Int(seconds));
@@ -138,7 +153,7 @@ fn statement(
     let mut columns: Vec<OutputColumn> = selection
         .group_by
         .iter()
-        .map(|&i| OutputColumn::new(&view.group_by[i], pg_type(view.group_by_types[i])))
+        .map(|&i| OutputColumn::new(view.served_name(i), pg_type(view.served_type(i))))
         .collect();
     if selection.granularity.is_some() {
         columns.push(OutputColumn::new("bucket_start", "timestamptz"));
@@ -188,10 +203,10 @@ fn statement(
     };
     let sql = format!(
         "WITH active$ AS ({active}), \
-         stored$ AS ( \
+         stored$ AS ({joined_head} \
            SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active$) AND {range} \
            UNION ALL \
-           SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}), \
+           SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}{joined_tail}), \
          merged$ AS ( \
            SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1) \
          SELECT 0 AS part$, 0::bigint AS ord$, {nulls}, \
@@ -207,6 +222,8 @@ fn statement(
          FROM (SELECT * FROM merged$ {order} LIMIT {limit}) AS page$ \
          ORDER BY part$, ord$",
         speed_state = speed_state_sql(&topic),
+        joined_head = joined.head,
+        joined_tail = joined.tail,
         active = batch_runs::active_run_select(&name, &fingerprint),
         needs_backfill = view_definitions::needs_backfill_select(&name, &fingerprint),
         finished = utc_text("finished_at"),
@@ -228,6 +245,56 @@ fn statement(
             .join(", "),
     );
     (sql, st, columns)
+}
+
+/// The text around the stored rows' UNION that joins the dimensions of the attributes an
+/// answer uses (none: empty). A key missing from a dimension joins to nulls: its rows stay, under
+/// a null attribute.
+struct Joined {
+    head: String,
+    tail: String,
+}
+
+fn joins(view: &View, attributes: &[usize], attribute_filters: &str) -> Joined {
+    let mut tables: Vec<(&str, &str)> = Vec::new();
+    let mut columns = Vec::new();
+    for &i in attributes {
+        let attribute = view.served_attribute(i).expect("attributes only");
+        let alias = match tables
+            .iter()
+            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
+        {
+            Some(n) => n,
+            None => {
+                tables.push((&attribute.table, &attribute.key));
+                tables.len() - 1
+            }
+        };
+        let column = format!("j{alias}$.{name} AS {name}", name = attribute.name);
+        if !columns.contains(&column) {
+            columns.push(column);
+        }
+    }
+    if tables.is_empty() {
+        return Joined {
+            head: String::new(),
+            tail: String::new(),
+        };
+    }
+    let mut tail = String::from(") AS rows$");
+    for (n, (table, key)) in tables.iter().enumerate() {
+        let _ = write!(
+            tail,
+            " LEFT JOIN {table} AS j{n}$ ON j{n}$.{key} = rows$.{key}"
+        );
+    }
+    if !attribute_filters.is_empty() {
+        let _ = write!(tail, " WHERE true{attribute_filters}");
+    }
+    Joined {
+        head: format!("SELECT rows$.*, {} FROM (", columns.join(", ")),
+        tail,
+    }
 }
 
 /// A sub-select rendering the speed layer's state for the topic bound at `topic`: its stored

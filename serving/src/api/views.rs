@@ -31,7 +31,7 @@ fn with_decayed_to(envelope: &mut Value, view: &View, now: DateTime<Utc>) {
 fn natural_order(view: &View, group_by: &[usize], bucketed: bool) -> Vec<(String, bool)> {
     group_by
         .iter()
-        .map(|&i| (view.group_by[i].clone(), false))
+        .map(|&i| (view.served_name(i).to_string(), false))
         .chain(bucketed.then(|| ("bucket_start".to_string(), false)))
         .collect()
 }
@@ -73,7 +73,10 @@ async fn answer(
 }
 
 fn group_names(view: &View, group_by: &[usize]) -> Vec<String> {
-    group_by.iter().map(|&i| view.group_by[i].clone()).collect()
+    group_by
+        .iter()
+        .map(|&i| view.served_name(i).to_string())
+        .collect()
 }
 
 fn order_text(order: &[(String, bool)]) -> Vec<String> {

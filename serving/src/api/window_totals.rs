@@ -16,7 +16,7 @@ use super::query;
 pub struct WindowRequest {
     /// The window's width in seconds, a multiple of the view's bucket.
     pub window_seconds: i64,
-    /// Group fields kept (index into the view's `group_by`).
+    /// Group fields and attributes kept (index into [`View::served_names`]).
     pub group_by: Vec<usize>,
     /// Equality filters on group fields.
     pub filters: Vec<(usize, FilterValues)>,
@@ -73,7 +73,7 @@ pub async fn window_totals(
         order: request
             .group_by
             .iter()
-            .map(|&i| (view.group_by[i].clone(), false))
+            .map(|&i| (view.served_name(i).to_string(), false))
             .collect(),
         limit: request.limit,
         decayed_to: request.now,

@@ -38,7 +38,7 @@ pub fn merged_select(view: &View) -> String {
     );
     outputs.extend(view.averages().iter().map(merge::average));
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
-    format!(
+    let merged = format!(
         "WITH active AS ({active}) \
          SELECT {outputs} FROM ( \
            SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active) \
@@ -53,6 +53,39 @@ pub fn merged_select(view: &View) -> String {
         batch = layout.batch_table,
         speed = layout.speed_table,
         group_by = group_by.join(", "),
+    );
+    with_attributes(view, merged)
+}
+
+/// The merged rows with the view's attributes joined (a key missing from its dimension gets
+/// nulls), so that BI tools group by campaign as they group by ad.
+fn with_attributes(view: &View, merged: String) -> String {
+    if view.attributes.is_empty() {
+        return merged;
+    }
+    let mut tables: Vec<(&str, &str)> = Vec::new();
+    let mut columns = Vec::new();
+    for attribute in &view.attributes {
+        let n = match tables
+            .iter()
+            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
+        {
+            Some(n) => n,
+            None => {
+                tables.push((&attribute.table, &attribute.key));
+                tables.len() - 1
+            }
+        };
+        columns.push(format!("d{n}.{name}", name = attribute.name));
+    }
+    let joins: String = tables
+        .iter()
+        .enumerate()
+        .map(|(n, (table, key))| format!(" LEFT JOIN {table} AS d{n} ON d{n}.{key} = merged.{key}"))
+        .collect();
+    format!(
+        "SELECT merged.*, {} FROM ({merged}) AS merged{joins}",
+        columns.join(", ")
     )
 }
 

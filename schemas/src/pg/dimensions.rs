@@ -1,0 +1,360 @@
+//! Dimension tables: the ones Braid keeps (`braid_dimensions.<name>`, loaded from files or
+//! followed from Kafka) are created here and replaced in one transaction; a user's own table is
+//! checked (it exists, has the key and attribute columns, and the key is unique, so that a join
+//! never multiplies a view's rows). Identifiers come from validated config.
+
+use sqlx::PgPool;
+
+use crate::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource};
+use crate::pg_layout::pg_type;
+
+/// Why a dimension's table is not usable. Each names the config key.
+#[derive(Debug, thiserror::Error)]
+pub enum DimensionTableError {
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The user's table is not there.
+    #[error(
+        "dimensions[{index}].source.postgres_table: table `{table}` does not exist (dimension `{dimension}`)"
+    )]
+    MissingTable {
+        /// The dimension's position.
+        index: usize,
+        /// Its name.
+        dimension: String,
+        /// The table.
+        table: String,
+    },
+    /// The user's table lacks a column.
+    #[error(
+        "dimensions[{index}].{key}: table `{table}` has no column `{column}` (dimension `{dimension}`)"
+    )]
+    MissingColumn {
+        /// The dimension's position.
+        index: usize,
+        /// `key` or `attributes`.
+        key: &'static str,
+        /// Its name.
+        dimension: String,
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+    /// The user's table does not keep the key unique.
+    #[error(
+        "dimensions[{index}].key: table `{table}` has no primary key or unique index on `{column}` alone; \
+         a key with two rows would count its records twice (dimension `{dimension}`)"
+    )]
+    KeyNotUnique {
+        /// The dimension's position.
+        index: usize,
+        /// Its name.
+        dimension: String,
+        /// The table.
+        table: String,
+        /// The key column.
+        column: String,
+    },
+}
+
+/// Creates the tables Braid keeps and checks the users' tables.
+pub async fn prepare(pool: &PgPool, dimensions: &[Dimension]) -> Result<(), DimensionTableError> {
+    for (index, dimension) in dimensions.iter().enumerate() {
+        match &dimension.source {
+            DimensionSource::PostgresTable { schema, table } => {
+                check_user_table(pool, index, dimension, schema, table).await?
+            }
+            _ => {
+                let columns: Vec<String> = dimension
+                    .attributes
+                    .iter()
+                    .map(|a| format!("{} {}", a.name, pg_type(a.attribute_type)))
+                    .collect();
+                let ddl = [
+                    format!("CREATE SCHEMA IF NOT EXISTS {BRAID_DIMENSION_SCHEMA}"),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {} ({} {} PRIMARY KEY, {}, updated_at timestamptz NOT NULL DEFAULT now())",
+                        dimension.table(),
+                        dimension.key,
+                        pg_type(dimension.key_type),
+                        columns.join(", ")
+                    ),
+                ];
+                for statement in ddl {
+                    sqlx::query(sqlx::AssertSqlSafe(statement))
+                        .execute(pool)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn check_user_table(
+    pool: &PgPool,
+    index: usize,
+    dimension: &Dimension,
+    schema: &str,
+    table: &str,
+) -> Result<(), DimensionTableError> {
+    let qualified = format!("{schema}.{table}");
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(pool)
+    .await?;
+    if columns.is_empty() {
+        return Err(DimensionTableError::MissingTable {
+            index,
+            dimension: dimension.name.clone(),
+            table: qualified,
+        });
+    }
+    let wanted = std::iter::once(("key", dimension.key.as_str())).chain(
+        dimension
+            .attributes
+            .iter()
+            .map(|a| ("attributes", a.name.as_str())),
+    );
+    for (key, column) in wanted {
+        if !columns.iter().any(|c| c == column) {
+            return Err(DimensionTableError::MissingColumn {
+                index,
+                key,
+                dimension: dimension.name.clone(),
+                table: qualified,
+                column: column.to_string(),
+            });
+        }
+    }
+    let unique: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 AND a.attname = $2)",
+    )
+    .bind(&qualified)
+    .bind(&dimension.key)
+    .fetch_one(pool)
+    .await?;
+    if !unique {
+        return Err(DimensionTableError::KeyNotUnique {
+            index,
+            dimension: dimension.name.clone(),
+            table: qualified,
+            column: dimension.key.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// One typed value of a dimension row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// `text`.
+    Text(String),
+    /// `bigint`.
+    Int(i64),
+    /// `double precision`.
+    Float(f64),
+    /// `boolean`.
+    Bool(bool),
+}
+
+/// One column of rows, bound as one typed array.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnValues {
+    /// `text[]`.
+    Text(Vec<Option<String>>),
+    /// `bigint[]`.
+    Int(Vec<Option<i64>>),
+    /// `double precision[]`.
+    Float(Vec<Option<f64>>),
+    /// `boolean[]`.
+    Bool(Vec<Option<bool>>),
+}
+
+impl ColumnValues {
+    /// How many values.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnValues::Text(v) => v.len(),
+            ColumnValues::Int(v) => v.len(),
+            ColumnValues::Float(v) => v.len(),
+            ColumnValues::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends a value of the column's type (or null); a value of another type is a bug of
+    /// the caller, which types values first.
+    pub fn push(&mut self, cell: Cell) {
+        match (self, cell) {
+            (ColumnValues::Text(v), Cell::Text(x)) => v.push(Some(x)),
+            (ColumnValues::Int(v), Cell::Int(x)) => v.push(Some(x)),
+            (ColumnValues::Float(v), Cell::Float(x)) => v.push(Some(x)),
+            (ColumnValues::Bool(v), Cell::Bool(x)) => v.push(Some(x)),
+            (ColumnValues::Text(v), Cell::Null) => v.push(None),
+            (ColumnValues::Int(v), Cell::Null) => v.push(None),
+            (ColumnValues::Float(v), Cell::Null) => v.push(None),
+            (ColumnValues::Bool(v), Cell::Null) => v.push(None),
+            (column, cell) => panic!("a {cell:?} pushed to a column of another type ({column:?})"),
+        }
+    }
+
+    fn array_type(&self) -> &'static str {
+        match self {
+            ColumnValues::Text(_) => "text[]",
+            ColumnValues::Int(_) => "bigint[]",
+            ColumnValues::Float(_) => "double precision[]",
+            ColumnValues::Bool(_) => "boolean[]",
+        }
+    }
+
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self {
+            ColumnValues::Text(v) => query.bind(v.clone()),
+            ColumnValues::Int(v) => query.bind(v.clone()),
+            ColumnValues::Float(v) => query.bind(v.clone()),
+            ColumnValues::Bool(v) => query.bind(v.clone()),
+        }
+    }
+}
+
+/// Upserts rows (key, then attributes in the dimension's order) into a table Braid keeps, in
+/// `executor`'s transaction; a key repeated among the rows keeps its last row.
+pub async fn upsert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    keys: &ColumnValues,
+    attributes: &[ColumnValues],
+) -> Result<u64, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<&str> = std::iter::once(dimension.key.as_str())
+        .chain(dimension.attributes.iter().map(|a| a.name.as_str()))
+        .collect();
+    let arrays: Vec<String> = std::iter::once(keys)
+        .chain(attributes)
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
+        .collect();
+    let updates: Vec<String> = dimension
+        .attributes
+        .iter()
+        .map(|a| format!("{n} = EXCLUDED.{n}", n = a.name))
+        .chain(["updated_at = now()".to_string()])
+        .collect();
+    // DISTINCT ON keeps one row per key (the last given: ordinality descending), since ON
+    // CONFLICT cannot touch a row twice in one statement.
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) \
+         SELECT DISTINCT ON ({key}) {columns} FROM unnest({arrays}) WITH ORDINALITY AS r({columns}, ord$) \
+         ORDER BY {key}, ord$ DESC \
+         ON CONFLICT ({key}) DO UPDATE SET {updates}",
+        table = dimension.table(),
+        columns = names.join(", "),
+        key = dimension.key,
+        arrays = arrays.join(", "),
+        updates = updates.join(", "),
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for column in std::iter::once(keys).chain(attributes) {
+        query = column.bind(query);
+    }
+    Ok(query.execute(&mut **tx).await?.rows_affected())
+}
+
+/// Deletes keys from a table Braid keeps (a tombstone on a followed topic).
+pub async fn delete(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    keys: &ColumnValues,
+) -> Result<u64, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM {} WHERE {} = ANY($1::{})",
+        dimension.table(),
+        dimension.key,
+        keys.array_type()
+    );
+    Ok(keys
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Replaces every row of a table Braid keeps, in one transaction (readers see the old rows or
+/// the new, never a mix).
+pub async fn replace_all(
+    pool: &PgPool,
+    dimension: &Dimension,
+    keys: &ColumnValues,
+    attributes: &[ColumnValues],
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM {}",
+        dimension.table()
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let written = upsert(&mut tx, dimension, keys, attributes).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// The stored next offset per partition of a followed dimension's topic.
+pub async fn load_positions(
+    pool: &PgPool,
+    dimension: &str,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<i32, i64>, sqlx::Error> {
+    let rows: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition, next_offset FROM braid_internal.dimension_positions WHERE dimension = $1 AND topic = $2",
+    )
+    .bind(dimension)
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Stores next offsets in `tx`, with the rows they cover.
+pub async fn store_positions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &str,
+    topic: &str,
+    positions: &std::collections::BTreeMap<i32, i64>,
+) -> Result<(), sqlx::Error> {
+    let partitions: Vec<i32> = positions.keys().copied().collect();
+    let offsets: Vec<i64> = positions.values().copied().collect();
+    sqlx::query(
+        "INSERT INTO braid_internal.dimension_positions (dimension, topic, partition, next_offset) \
+         SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS t(p, o) \
+         ON CONFLICT (dimension, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+    )
+    .bind(dimension)
+    .bind(topic)
+    .bind(&partitions)
+    .bind(&offsets)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
