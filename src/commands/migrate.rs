@@ -32,6 +32,7 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
 pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> {
     schemas::pg::migrate(pool).await?;
     schemas::pg::ensure_view_tables(pool, &config.views).await?;
+    check_dimension_files(config)?;
     // Before the serving views, which join the dimension tables.
     schemas::pg::dimensions::prepare(pool, &config.dimensions).await?;
     let bi_password = std::env::var("BRAID_BI_PASSWORD")
@@ -39,6 +40,31 @@ pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> 
         .filter(|p| !p.is_empty());
     serving::sql::install(pool, &config.views, &config.serving, bi_password.as_deref()).await?;
     tracing::info!(views = config.views.len(), "database migrated");
+    Ok(())
+}
+
+/// Every file a dimension is loaded from exists (relative paths from the config file's folder),
+/// so that a missing file stops the start rather than the first `braid dimensions load`.
+fn check_dimension_files(config: &BraidConfig) -> anyhow::Result<()> {
+    use schemas::dimension::DimensionSource;
+    let base = config
+        .file
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new("."));
+    for (index, dimension) in config.dimensions.iter().enumerate() {
+        let (key, path) = match &dimension.source {
+            DimensionSource::Csv(path) => ("csv", path),
+            DimensionSource::Parquet(path) => ("file", path),
+            _ => continue,
+        };
+        anyhow::ensure!(
+            base.join(path).is_file(),
+            "config key `dimensions[{index}].source.{key}`: dimension `{}`: {} is not a file",
+            dimension.name,
+            base.join(path).display()
+        );
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod compare;
 mod compose;
 mod database;
+mod dimensions;
 mod hostile;
 mod http;
 mod jobs;

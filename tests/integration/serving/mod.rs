@@ -23,7 +23,7 @@ use crate::support::{
 const TOKEN: &str = "e2e-admin-token";
 /// Covers every event time the seeded generator makes (it starts 2026-01-01, late events reach
 /// 30 minutes back) and the late event injected below.
-const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
+pub(crate) const RANGE: &str = "from=2025-12-31T00:00:00Z&to=2026-01-02T00:00:00Z";
 
 fn start_api(pipeline: &Pipeline, address: &str) -> Running {
     start_serve(
@@ -97,7 +97,7 @@ pub(super) async fn serve_ready(
 }
 
 /// One view's rows from an API answer, keyed like the oracle's.
-fn rows_of(answer: &Value, groups: &[&str], metrics: &[&str]) -> ViewRows {
+pub(crate) fn rows_of(answer: &Value, groups: &[&str], metrics: &[&str]) -> ViewRows {
     let mut rows = ViewRows::new();
     for row in answer["rows"].as_array().expect("rows") {
         let key: Vec<Option<String>> = groups
