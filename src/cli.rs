@@ -384,6 +384,9 @@ pub enum Workload {
     Clickstream,
     /// The Yahoo Streaming Benchmark's ad events (examples/ysb.toml).
     Ysb,
+    /// The YSB campaign dimension: one message per ad (ad_id, campaign_id), keyed by ad_id, for
+    /// the compacted topic examples/ysb.toml follows (give --count 1000 for every ad once).
+    YsbCampaigns,
 }
 
 /// Options of `braid up`.

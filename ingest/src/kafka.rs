@@ -210,10 +210,23 @@ pub async fn ensure_topic(
     topic: &str,
     partitions: i32,
 ) -> Result<bool, KafkaSetupError> {
+    ensure_topic_with(kafka, topic, partitions, &[]).await
+}
+
+/// [`ensure_topic`] with topic configs for a new topic, e.g. `cleanup.policy = compact`.
+pub async fn ensure_topic_with(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<bool, KafkaSetupError> {
     let admin: AdminClient<QuietEof> = client_config(kafka)
         .create_with_context(QuietEof)
         .map_err(client_error(kafka))?;
-    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let mut new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (name, value) in configs {
+        new_topic = new_topic.set(name, value);
+    }
     let results = admin
         .create_topics([&new_topic], &AdminOptions::new())
         .await

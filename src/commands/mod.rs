@@ -110,7 +110,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .topic
                 .clone()
                 .unwrap_or_else(|| config.kafka.topic.clone());
-            if ingest::kafka::ensure_topic(&config.kafka, &topic, args.partitions).await? {
+            // A dimension's topic keeps the last message per key.
+            let configs: &[(&str, &str)] = match args.workload {
+                crate::cli::Workload::YsbCampaigns => &[("cleanup.policy", "compact")],
+                _ => &[],
+            };
+            if ingest::kafka::ensure_topic_with(&config.kafka, &topic, args.partitions, configs)
+                .await?
+            {
                 tracing::info!(topic, partitions = args.partitions, "created the topic");
             }
             let stop = StopFlag::default();

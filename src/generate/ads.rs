@@ -97,3 +97,30 @@ mod tests {
         assert_eq!(campaigns.len(), CAMPAIGNS);
     }
 }
+
+/// The campaign dimension of the workload: one message per ad, keyed by `ad_id`, with its
+/// `campaign_id` (`ad-0427` → `campaign-042`), for a compacted topic that `braid dimensions
+/// follow` keeps in PostgreSQL. Cycles through the ads.
+#[derive(Default)]
+pub struct CampaignStream {
+    next: usize,
+}
+
+impl CampaignStream {
+    /// The next ad's campaign.
+    pub fn next_message(&mut self) -> GeneratedMessage {
+        let ad = self.next % (CAMPAIGNS * ADS_PER_CAMPAIGN);
+        self.next += 1;
+        let ad_id = format!("ad-{ad:04}");
+        let payload = serde_json::json!({
+            "ad_id": ad_id,
+            "campaign_id": format!("campaign-{:03}", ad / ADS_PER_CAMPAIGN),
+        });
+        GeneratedMessage {
+            key: ad_id,
+            payload: payload.to_string().into_bytes(),
+            malformed: None,
+            late: false,
+        }
+    }
+}

@@ -97,6 +97,8 @@ pub enum Stream {
     Clickstream(Clickstream),
     /// `--workload ysb`.
     Ads(ads::AdStream),
+    /// `--workload ysb-campaigns`.
+    Campaigns(ads::CampaignStream),
 }
 
 impl Stream {
@@ -105,6 +107,7 @@ impl Stream {
         match self {
             Stream::Clickstream(s) => s.next_message(now_micros),
             Stream::Ads(s) => s.next_message(now_micros),
+            Stream::Campaigns(s) => s.next_message(),
         }
     }
 }
@@ -124,6 +127,7 @@ pub fn stream(args: &GenerateArgs) -> Stream {
             }))
         }
         crate::cli::Workload::Ysb => Stream::Ads(ads::AdStream::new(seed)),
+        crate::cli::Workload::YsbCampaigns => Stream::Campaigns(ads::CampaignStream::default()),
     }
 }
 
