@@ -46,8 +46,24 @@ BRAID__SERVING__MAX_LIMIT=1000000 RUST_LOG=warn "$BIN" serve --listen "$API" & a
 until curl -sf "http://$API/readyz" >/dev/null; do kill -0 $api || { echo "braid serve died" >&2; exit 1; }; sleep 0.2; done
 URI="/v1/views/ad_views?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z&group_by=campaign_id&granularity=10s&limit=1000000"
 curl -sf "http://$API$URI" > "$BRAID_BENCH_TMP/served.json"
-kill -INT $api $follower; wait $api $follower || true
 echo "per-campaign windows: GET $URI"
+# Serving latency of an attribute rollup over the 1,000 ads, beside the same query on the raw key
+# (one hour: 1,000 ads x 360 windows of stored rows read either way; 100 rows out against 1,000).
+OHA=$HOME/.cache/braid/tools/bin/oha
+[ -x "$OHA" ] || cargo install oha --locked --root "$HOME/.cache/braid/tools" >&2
+for group in campaign_id ad_id; do
+  q="/v1/views/ad_views?from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z&granularity=1h&group_by=$group&limit=10000"
+  rows=$(curl -sf "http://$API$q" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
+  "$OHA" -z "${BENCH_ROLLUP_SECONDS:-20}s" -q "${BENCH_ROLLUP_RATE:-20}" -c 4 --latency-correction --no-tui --output-format json \
+    "http://$API$q" > /tmp/braid-oha-rollup.json
+  python3 - "$group" "$rows" <<'PY'
+import json, sys
+r = json.load(open("/tmp/braid-oha-rollup.json")); p = r["latencyPercentiles"]; s = r["summary"]
+print(f"GET ad_views group_by={sys.argv[1]} over 1,000 ads, one hour ({sys.argv[2]} rows): "
+      f"{s['requestsPerSec']:,.1f} requests/s, p50 {p['p50']*1000:.1f} ms, p99 {p['p99']*1000:.1f} ms, success {s['successRate']*100:.0f} %")
+PY
+done
+kill -INT $api $follower; wait $api $follower || true
 "$BIN" generate --workload ysb --stdout --count "$EVENTS" --seed 1 | python3 -c '
 import datetime, json, sys
 from collections import Counter
