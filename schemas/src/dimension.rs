@@ -281,3 +281,40 @@ impl DimensionConfig {
         Ok(dimension)
     }
 }
+
+/// How rows aliased `rows` get `attributes`: the select-list entries (`alias.attr AS attr`, each
+/// attribute once) and the `LEFT JOIN`s, one per dimension table, aliased `{prefix}0`,
+/// `{prefix}1`, ... A key missing from a dimension joins to nulls, so no row is dropped.
+/// Identifiers come from validated config.
+pub fn attribute_joins<'a>(
+    attributes: impl IntoIterator<Item = &'a Attribute>,
+    rows: &str,
+    prefix: &str,
+) -> (Vec<String>, String) {
+    let mut tables: Vec<(&str, &str)> = Vec::new();
+    let mut columns = Vec::new();
+    for attribute in attributes {
+        let n = match tables
+            .iter()
+            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
+        {
+            Some(n) => n,
+            None => {
+                tables.push((&attribute.table, &attribute.key));
+                tables.len() - 1
+            }
+        };
+        let column = format!("{prefix}{n}.{name} AS {name}", name = attribute.name);
+        if !columns.contains(&column) {
+            columns.push(column);
+        }
+    }
+    let joins = tables
+        .iter()
+        .enumerate()
+        .map(|(n, (table, key))| {
+            format!(" LEFT JOIN {table} AS {prefix}{n} ON {prefix}{n}.{key} = {rows}.{key}")
+        })
+        .collect();
+    (columns, joins)
+}

@@ -256,44 +256,24 @@ struct Joined {
 }
 
 fn joins(view: &View, attributes: &[usize], attribute_filters: &str) -> Joined {
-    let mut tables: Vec<(&str, &str)> = Vec::new();
-    let mut columns = Vec::new();
-    for &i in attributes {
-        let attribute = view.served_attribute(i).expect("attributes only");
-        let alias = match tables
-            .iter()
-            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
-        {
-            Some(n) => n,
-            None => {
-                tables.push((&attribute.table, &attribute.key));
-                tables.len() - 1
-            }
-        };
-        let column = format!("j{alias}$.{name} AS {name}", name = attribute.name);
-        if !columns.contains(&column) {
-            columns.push(column);
-        }
-    }
-    if tables.is_empty() {
+    let used = attributes
+        .iter()
+        .map(|&i| view.served_attribute(i).expect("attributes only"));
+    let (columns, joins) = schemas::dimension::attribute_joins(used, "rows$", "j$");
+    if columns.is_empty() {
         return Joined {
             head: String::new(),
             tail: String::new(),
         };
     }
-    let mut tail = String::from(") AS rows$");
-    for (n, (table, key)) in tables.iter().enumerate() {
-        let _ = write!(
-            tail,
-            " LEFT JOIN {table} AS j{n}$ ON j{n}$.{key} = rows$.{key}"
-        );
-    }
-    if !attribute_filters.is_empty() {
-        let _ = write!(tail, " WHERE true{attribute_filters}");
-    }
+    let filtered = if attribute_filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE true{attribute_filters}")
+    };
     Joined {
         head: format!("SELECT rows$.*, {} FROM (", columns.join(", ")),
-        tail,
+        tail: format!(") AS rows${joins}{filtered}"),
     }
 }
 

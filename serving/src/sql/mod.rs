@@ -60,29 +60,10 @@ pub fn merged_select(view: &View) -> String {
 /// The merged rows with the view's attributes joined (a key missing from its dimension gets
 /// nulls), so that BI tools group by campaign as they group by ad.
 fn with_attributes(view: &View, merged: String) -> String {
-    if view.attributes.is_empty() {
+    let (columns, joins) = schemas::dimension::attribute_joins(&view.attributes, "merged", "d");
+    if columns.is_empty() {
         return merged;
     }
-    let mut tables: Vec<(&str, &str)> = Vec::new();
-    let mut columns = Vec::new();
-    for attribute in &view.attributes {
-        let n = match tables
-            .iter()
-            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
-        {
-            Some(n) => n,
-            None => {
-                tables.push((&attribute.table, &attribute.key));
-                tables.len() - 1
-            }
-        };
-        columns.push(format!("d{n}.{name}", name = attribute.name));
-    }
-    let joins: String = tables
-        .iter()
-        .enumerate()
-        .map(|(n, (table, key))| format!(" LEFT JOIN {table} AS d{n} ON d{n}.{key} = merged.{key}"))
-        .collect();
     format!(
         "SELECT merged.*, {} FROM ({merged}) AS merged{joins}",
         columns.join(", ")
