@@ -302,27 +302,22 @@ fn parse(
     let Some(payload) = payload else {
         // A tombstone: the message key is the dimension's key, as text.
         let text = key.map(String::from_utf8_lossy).unwrap_or_default();
+        let wrong = |expected: &'static str| Rejection::WrongType {
+            field: dimension.key.clone(),
+            expected,
+            found: format!("the message key `{}`", schemas::record::quote_input(&text)),
+        };
         let key = match dimension.key_type {
-            schemas::FieldType::I64 => {
-                text.trim()
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .map_err(|_| Rejection::WrongType {
-                        field: dimension.key.clone(),
-                        expected: "i64",
-                        found: format!("the message key `{}`", schemas::record::quote_input(&text)),
-                    })?
-            }
-            schemas::FieldType::Bool => {
-                text.trim()
-                    .parse::<bool>()
-                    .map(Value::from)
-                    .map_err(|_| Rejection::WrongType {
-                        field: dimension.key.clone(),
-                        expected: "bool",
-                        found: format!("the message key `{}`", schemas::record::quote_input(&text)),
-                    })?
-            }
+            schemas::FieldType::I64 => text
+                .trim()
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| wrong("i64"))?,
+            schemas::FieldType::Bool => text
+                .trim()
+                .parse::<bool>()
+                .map(Value::from)
+                .map_err(|_| wrong("bool"))?,
             _ => Value::from(text.into_owned()),
         };
         return Ok((key, Change::Delete));
