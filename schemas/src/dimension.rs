@@ -318,3 +318,6 @@ pub fn attribute_joins<'a>(
         .collect();
     (columns, joins)
 }
+
+#[cfg(test)]
+mod tests;
