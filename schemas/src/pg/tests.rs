@@ -26,6 +26,7 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
             "batch_runs",
             "cuts",
             "dead_letters",
+            "dimension_positions",
             "epoch",
             "job_runs",
             "speed_positions",
