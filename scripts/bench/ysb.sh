@@ -8,6 +8,7 @@
 # For reference only: published Flink figures on this workload are about 75k events/s per core.
 #   BENCH_EVENTS     events in the topic for part 1 (default 3000000)
 #   BENCH_LIVE_RATE  events/s for part 2 (default 20000), BENCH_LIVE_SECONDS (default 240)
+#   BENCH_ROLLUP_RATE, BENCH_ROLLUP_SECONDS  the campaign rollup's latency run (default 5/s for 20 s)
 EVENTS=${BENCH_EVENTS:-3000000}
 LIVE_RATE=${BENCH_LIVE_RATE:-20000}
 LIVE_SECONDS=${BENCH_LIVE_SECONDS:-240}
@@ -54,7 +55,7 @@ OHA=$HOME/.cache/braid/tools/bin/oha
 for group in campaign_id ad_id; do
   q="/v1/views/ad_views?from=2026-01-01T00:00:00Z&to=2026-01-01T01:00:00Z&granularity=1h&group_by=$group&limit=10000"
   rows=$(curl -sf "http://$API$q" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
-  "$OHA" -z "${BENCH_ROLLUP_SECONDS:-20}s" -q "${BENCH_ROLLUP_RATE:-20}" -c 4 --latency-correction --no-tui --output-format json \
+  "$OHA" -z "${BENCH_ROLLUP_SECONDS:-20}s" -q "${BENCH_ROLLUP_RATE:-5}" -c 4 --latency-correction --no-tui --output-format json \
     "http://$API$q" > /tmp/braid-oha-rollup.json
   python3 - "$group" "$rows" <<'PY'
 import json, sys
