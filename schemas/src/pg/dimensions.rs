@@ -42,6 +42,24 @@ pub enum DimensionTableError {
         /// The column.
         column: String,
     },
+    /// A table Braid keeps has other columns than the dimension now declares.
+    #[error(
+        "dimensions[{index}].attributes: table `{table}` was created with ({found}) but dimension `{dimension}` \
+         now declares ({declared}); drop it (DROP TABLE {table} CASCADE, then braid migrate) and load or \
+         follow the dimension again"
+    )]
+    DeclarationChanged {
+        /// The dimension's position.
+        index: usize,
+        /// Its name.
+        dimension: String,
+        /// The table.
+        table: String,
+        /// Its columns.
+        found: String,
+        /// The declared ones.
+        declared: String,
+    },
     /// The user's table does not keep the key unique.
     #[error(
         "dimensions[{index}].key: table `{table}` has no primary key or unique index on `{column}` alone; \
@@ -87,10 +105,56 @@ pub async fn prepare(pool: &PgPool, dimensions: &[Dimension]) -> Result<(), Dime
                         .execute(pool)
                         .await?;
                 }
+                check_kept_table(pool, index, dimension).await?;
             }
         }
     }
     Ok(())
+}
+
+/// A table Braid keeps was created for this dimension's key and attributes: a changed
+/// declaration is refused rather than read with the old columns (the table is dropped by the
+/// operator and loaded or followed again).
+async fn check_kept_table(
+    pool: &PgPool,
+    index: usize,
+    dimension: &Dimension,
+) -> Result<(), DimensionTableError> {
+    let found: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+           AND a.attname <> 'updated_at' ORDER BY a.attnum",
+    )
+    .bind(dimension.table())
+    .fetch_all(pool)
+    .await?;
+    let declared: Vec<(String, String)> =
+        std::iter::once((dimension.key.as_str(), dimension.key_type))
+            .chain(
+                dimension
+                    .attributes
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.attribute_type)),
+            )
+            .map(|(name, t)| (name.to_string(), pg_type(t).to_string()))
+            .collect();
+    if found == declared {
+        return Ok(());
+    }
+    let show = |columns: &[(String, String)]| {
+        columns
+            .iter()
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(DimensionTableError::DeclarationChanged {
+        index,
+        dimension: dimension.name.clone(),
+        table: dimension.table(),
+        found: show(&found),
+        declared: show(&declared),
+    })
 }
 
 async fn check_user_table(

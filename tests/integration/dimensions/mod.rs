@@ -359,6 +359,25 @@ source = { file = "pages.parquet" }
         &pq_mapping,
         "parquet",
     );
+
+    // A changed declaration is refused rather than read with the old columns.
+    let config = pipeline.config.clone().unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "name = \"csv_rank\", type = \"i64\"",
+            "name = \"csv_rank\", type = \"string\"",
+        ),
+    )
+    .unwrap();
+    let changed = migrate(&pipeline);
+    assert!(!changed.status.success());
+    assert!(
+        stderr(&changed).contains("dimensions[0].attributes: table `braid_dimensions.pages_csv` was created with (page text, csv_section text, csv_rank bigint) but dimension `pages_csv` now declares (page text, csv_section text, csv_rank text)"),
+        "{}",
+        stderr(&changed)
+    );
 }
 
 fn send(producer: &BaseProducer, topic: &str, key: &str, payload: Option<&str>) {
