@@ -2,7 +2,7 @@
 //! API's /rolling answers), each instance stepped through the state machine, and the result
 //! written in one transaction that checks this process still leads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use schemas::alert::{AlertRule, Labels, fingerprint};
@@ -96,12 +96,13 @@ pub async fn evaluate(
         observed.insert(fingerprint(&rule.name, &labels), (labels, value));
     }
     let stored: Vec<Instance> = alerts::instances(pool, Some(&rule.name)).await?;
+    // By fingerprint, so that up to alerting.max_instances keys cost linear time, not quadratic.
+    let by_fingerprint: HashMap<&str, &Instance> =
+        stored.iter().map(|i| (i.fingerprint.as_str(), i)).collect();
     let mut instances = Vec::new();
     let mut updates = Vec::new();
-    let mut seen = Vec::new();
     for (fp, (labels, value)) in &observed {
-        let before = stored.iter().find(|i| &i.fingerprint == fp);
-        seen.push(fp.clone());
+        let before = by_fingerprint.get(fp.as_str()).copied();
         evaluate_one(
             rule,
             now,
@@ -113,7 +114,10 @@ pub async fn evaluate(
             &mut updates,
         );
     }
-    for instance in stored.iter().filter(|i| !seen.contains(&i.fingerprint)) {
+    for instance in stored
+        .iter()
+        .filter(|i| !observed.contains_key(&i.fingerprint))
+    {
         let labels: Labels = serde_json::from_str(&instance.labels).unwrap_or_default();
         evaluate_one(
             rule,
