@@ -556,16 +556,23 @@ fn seek<L: Layer>(
     Ok(())
 }
 
-/// Commits the layer's positions to Kafka too, so standard tools can show the group's lag.
-/// Never used to resume.
+/// Commits the layer's positions to Kafka too, so standard tools can show the group's lag,
+/// with the commit's time as the offsets' metadata. Never used to resume.
 fn commit_for_monitoring<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
     positions: &Positions,
 ) {
     let mut tpl = TopicPartitionList::new();
+    let committed_at = schemas::position::MONITORING_METADATA_PREFIX.to_string()
+        + &std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .to_string();
     for (&partition, &offset) in positions {
-        let _ = tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset));
+        let mut element = tpl.add_partition(topic, partition);
+        let _ = element.set_offset(rdkafka::Offset::Offset(offset));
+        element.set_metadata(&committed_at);
     }
     if tpl.count() > 0
         && let Err(error) = consumer.commit(&tpl, CommitMode::Async)

@@ -10,7 +10,7 @@ use anyhow::Context;
 use jobs::{JobContext, JobKind, JobRequestError};
 use schemas::BraidConfig;
 use serde_json::Value;
-use serving::api::{JobLauncher, KafkaWatch, LaunchError, Limits};
+use serving::api::{JobLauncher, KafkaWatch, LaunchError, Limits, WatchedGroup};
 use serving::{AppState, ServingSettings};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -124,6 +124,16 @@ pub fn state(
     let kafka = KafkaWatch::spawn(
         &ingest::kafka::client_config(&config.kafka),
         config.kafka.topic.clone(),
+        vec![
+            WatchedGroup {
+                layer: "speed".into(),
+                group: config.kafka.speed_group.clone(),
+            },
+            WatchedGroup {
+                layer: "sink".into(),
+                group: config.kafka.sink_group.clone(),
+            },
+        ],
         Duration::from_secs(1),
     )
     .context("starting the Kafka watch (kafka.brokers)")?;

@@ -215,3 +215,17 @@ pub async fn active_definitions(
     .fetch_all(pool)
     .await
 }
+
+/// The `limit` most recent runs of every view as a JSON array, newest first (for the API's
+/// status page): id, view, status, epochs, Delta version, times, row counts and error.
+pub async fn recent_json(pool: &PgPool, limit: i64) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(json_agg(r ORDER BY run_id DESC), '[]'::json)::text FROM \
+         (SELECT run_id, view_name, status, cut_epoch, covered_epoch, delta_version, started_at, \
+                 finished_at, rows_read, rows_written, error \
+          FROM braid_internal.batch_runs ORDER BY run_id DESC LIMIT $1) r",
+    )
+    .bind(limit)
+    .fetch_one(pool)
+    .await
+}

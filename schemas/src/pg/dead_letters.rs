@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
+
 use sqlx::{Postgres, Transaction};
 
 use crate::position::{Offset, Partition};
@@ -139,4 +141,66 @@ pub async fn refused_by_database(
         refused.entry(partition).or_default().push(offset);
     }
     Ok(refused)
+}
+
+/// How many records one layer refused for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReasonCount {
+    /// The layer: speed, sink or dimension.
+    pub layer: String,
+    /// The reason's code, e.g. `not_json`.
+    pub reason_code: String,
+    /// Records refused.
+    pub count: i64,
+    /// When the newest of them was stored.
+    pub newest: DateTime<Utc>,
+}
+
+/// One stored dead letter, as read back.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredDeadLetter {
+    /// Its id (increasing with time).
+    pub id: i64,
+    /// The layer that refused it.
+    pub layer: String,
+    /// The topic it came from.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The reason's code.
+    pub reason_code: String,
+    /// The reason.
+    pub reason: String,
+    /// The stored prefix of the payload.
+    pub payload: Vec<u8>,
+    /// The whole payload's length in bytes.
+    pub payload_len: i32,
+    /// When it was stored.
+    pub received_at: DateTime<Utc>,
+}
+
+/// Dead letters counted per layer and reason, the most frequent first.
+pub async fn counts(db: impl sqlx::PgExecutor<'_>) -> Result<Vec<ReasonCount>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT layer, reason_code, count(*) AS count, max(received_at) AS newest \
+         FROM braid_internal.dead_letters GROUP BY layer, reason_code ORDER BY count DESC, layer, reason_code",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The `limit` most recent dead letters, newest first.
+pub async fn recent(
+    db: impl sqlx::PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<StoredDeadLetter>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, layer, topic, partition, \"offset\" AS offset, reason_code, reason, payload, payload_len, received_at \
+         FROM braid_internal.dead_letters ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }

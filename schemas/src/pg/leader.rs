@@ -62,3 +62,19 @@ pub async fn held_by(executor: impl PgExecutor<'_>, backend_pid: i32) -> Result<
     .fetch_one(executor)
     .await
 }
+
+/// The server process holding the advisory lock named `key` (as [`LeaderLock::try_take`]
+/// takes it), if any: whether a leader (scheduler, alert evaluator) is running.
+pub async fn holder(executor: impl PgExecutor<'_>, key: &str) -> Result<Option<i32>, sqlx::Error> {
+    // A one-bigint advisory lock shows its high half in classid and its low half in objid.
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks, (SELECT hashtext($1)::bigint AS k) AS key \
+         WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+           AND classid = ((key.k >> 32) & 4294967295)::text::oid \
+           AND objid = (key.k & 4294967295)::text::oid \
+         LIMIT 1",
+    )
+    .bind(key)
+    .fetch_optional(executor)
+    .await
+}

@@ -4,7 +4,7 @@
 pub mod alerts;
 pub mod batch_runs;
 mod cut;
-mod dead_letters;
+pub mod dead_letters;
 pub mod dimensions;
 pub mod job_runs;
 pub mod leader;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::ClientConfig;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use schemas::position::Positions;
 
@@ -21,6 +22,27 @@ pub struct KafkaStatus {
     pub error: Option<String>,
     /// The topic's high watermark per partition, from the last successful check.
     pub high_watermarks: Positions,
+    /// Each watched consumer group's committed positions, by layer (`speed`, `sink`).
+    pub committed: BTreeMap<String, BTreeMap<i32, CommittedPosition>>,
+}
+
+/// A consumer group's committed position on one partition, as its layer committed it for
+/// monitoring (never used to resume).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommittedPosition {
+    /// The next offset the layer will read.
+    pub next_offset: i64,
+    /// When the layer committed it (from the commit's metadata), if it said.
+    pub committed_at: Option<DateTime<Utc>>,
+}
+
+/// A consumer group whose committed positions the watch reads.
+#[derive(Debug, Clone)]
+pub struct WatchedGroup {
+    /// The layer that commits as this group: `speed` or `sink`.
+    pub layer: String,
+    /// The group's id (kafka.speed_group, kafka.sink_group).
+    pub group: String,
 }
 
 /// A shared, periodically refreshed [`KafkaStatus`]. Cloning shares it.
@@ -41,16 +63,39 @@ impl KafkaWatch {
     pub fn spawn(
         config: &ClientConfig,
         topic: String,
+        groups: Vec<WatchedGroup>,
         every: Duration,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         let consumer: BaseConsumer = config.create()?;
+        // One consumer per group, never subscribed: it only fetches the group's commits.
+        let group_consumers = groups
+            .into_iter()
+            .map(|watched| {
+                let consumer: BaseConsumer = config
+                    .clone()
+                    .set("group.id", &watched.group)
+                    .set("enable.auto.commit", "false")
+                    .create()?;
+                Ok((watched.layer, consumer))
+            })
+            .collect::<Result<Vec<_>, rdkafka::error::KafkaError>>()?;
         let watch = Self::default();
         let status: Weak<RwLock<KafkaStatus>> = Arc::downgrade(&watch.status);
         std::thread::Builder::new()
             .name("kafka-watch".into())
             .spawn(move || {
                 while let Some(status) = status.upgrade() {
-                    let checked = check(&consumer, &topic, every.max(Duration::from_secs(1)));
+                    let timeout = every.max(Duration::from_secs(1));
+                    let checked = check(&consumer, &topic, timeout);
+                    let committed = checked.as_ref().ok().map(|marks| {
+                        group_consumers
+                            .iter()
+                            .filter_map(|(layer, consumer)| {
+                                committed_positions(consumer, &topic, marks, timeout)
+                                    .map(|positions| (layer.clone(), positions))
+                            })
+                            .collect()
+                    });
                     let mut status = status.write().unwrap_or_else(|e| e.into_inner());
                     status.checked_at = Some(Utc::now());
                     match checked {
@@ -58,6 +103,7 @@ impl KafkaWatch {
                             status.reachable = true;
                             status.error = None;
                             status.high_watermarks = marks;
+                            status.committed = committed.unwrap_or_default();
                         }
                         Err(error) => {
                             if status.reachable {
@@ -100,4 +146,47 @@ fn check(
         }
     }
     Ok(marks)
+}
+
+/// `group`'s committed positions on the partitions of `marks`; `None` when the brokers did not
+/// answer (the previous check's positions are then dropped rather than shown as current).
+fn committed_positions(
+    consumer: &BaseConsumer,
+    topic: &str,
+    marks: &Positions,
+    timeout: Duration,
+) -> Option<BTreeMap<i32, CommittedPosition>> {
+    let mut wanted = TopicPartitionList::new();
+    for &partition in marks.keys() {
+        wanted.add_partition(topic, partition);
+    }
+    let committed = consumer.committed_offsets(wanted, timeout).ok()?;
+    Some(
+        committed
+            .elements()
+            .iter()
+            .filter_map(|element| match element.offset() {
+                rdkafka::Offset::Offset(next_offset) => Some((
+                    element.partition(),
+                    CommittedPosition {
+                        next_offset,
+                        committed_at: commit_time(element),
+                    },
+                )),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The commit time a Braid layer wrote into the metadata. rdkafka panics on metadata that is
+/// not UTF-8, which another tool committing as the group could write: that reads as no time.
+fn commit_time(
+    element: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>,
+) -> Option<DateTime<Utc>> {
+    let metadata = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        element.metadata().to_string()
+    }))
+    .ok()?;
+    schemas::position::monitoring_commit_ms(&metadata).and_then(DateTime::from_timestamp_millis)
 }

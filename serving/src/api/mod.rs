@@ -8,6 +8,7 @@ pub mod admin;
 pub mod alerts;
 mod answer_json;
 mod catalog;
+mod dead_letters;
 mod error;
 mod health;
 mod kafka_watch;
@@ -19,6 +20,7 @@ mod query;
 mod request_input;
 mod routes;
 mod state;
+mod status;
 #[cfg(test)]
 mod tests;
 mod views;
@@ -33,7 +35,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
-pub use kafka_watch::{KafkaStatus, KafkaWatch};
+pub use kafka_watch::{CommittedPosition, KafkaStatus, KafkaWatch, WatchedGroup};
 pub use launcher::{JobLauncher, LaunchError};
 pub use params::Limits;
 pub use query::{Bind, BoundStatement};
@@ -76,6 +78,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/jobs", get(admin::list_jobs))
         .route("/v1/jobs/{id}", get(admin::job))
         .route("/v1/admin/jobs/{job}", post(admin::start_job))
+        .route("/v1/status", get(status::status))
+        .route("/v1/dead-letters", get(dead_letters::list))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -85,6 +85,13 @@ pub fn build(state: &AppState) -> Value {
                 "description": "Most runs to return, newest first (default 50).",
             }));
         }
+        if *path == "/v1/dead-letters" {
+            parameters.push(json!({
+                "name": "recent", "in": "query", "required": false,
+                "schema": { "type": "integer", "minimum": 0, "maximum": 200 },
+                "description": "How many of the most recent dead letters to show (default 20); only with the admin token.",
+            }));
+        }
         if let Some(endpoint) = endpoint_of(path) {
             for spec in PARAMETERS
                 .iter()
@@ -115,7 +122,8 @@ pub fn build(state: &AppState) -> Value {
         let ok = if starts_job { "202" } else { "200" };
         responses.insert(ok.into(), json!({ "description": "Success." }));
         let alerts = path.starts_with("/v1/alerts") || path.starts_with("/v1/admin/alerts");
-        if endpoint_of(path).is_some() || admin || alerts {
+        let dead_letters = *path == "/v1/dead-letters";
+        if endpoint_of(path).is_some() || admin || alerts || dead_letters {
             responses.insert(
                 "400".into(),
                 error_response("A bad parameter; `parameter` names it."),
@@ -149,7 +157,7 @@ pub fn build(state: &AppState) -> Value {
                 "The path and query are longer than {MAX_URI_BYTES} bytes."
             )),
         );
-        if admin {
+        if admin || dead_letters {
             responses.insert(
                 "401".into(),
                 error_response("The bearer token is missing or wrong."),

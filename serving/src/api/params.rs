@@ -104,6 +104,13 @@ pub const PARAMETERS: &[ParamSpec] = &[
         description: "The time decayed metrics (`decayed_…`) are decayed to (RFC 3339), e.g. to compare trends at two moments. Default: now. The answer says it in `decayed_to`.",
     },
     ParamSpec {
+        name: "parts",
+        endpoints: &[Series],
+        required_on: &[],
+        schema: ("boolean", None),
+        description: "`true` adds to each row `batch_part` and `speed_part`: whether the active batch run and the speed layer contributed rows to it (the console shades its chart by them). Default: false.",
+    },
+    ParamSpec {
         name: "k",
         endpoints: &[Top],
         required_on: &[],
@@ -145,6 +152,8 @@ pub struct Selection {
     pub limit: i64,
     /// The time decayed metrics are decayed to: the server's clock when the request arrived.
     pub decayed_to: DateTime<Utc>,
+    /// Whether each row says which parts (batch, speed) it merges.
+    pub parts: bool,
 }
 
 /// The raw parameters of one request, consumed as they are validated.
@@ -224,6 +233,18 @@ impl Params {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// A `true`/`false` parameter; absent is false.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::bad(
+                name,
+                format!("`{other}` is not `true` or `false`"),
+            )),
+        }
     }
 
     /// `from`/`to` style timestamp.

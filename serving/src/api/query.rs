@@ -175,6 +175,18 @@ fn statement(
         outputs.push(merge::average(&average));
         columns.push(OutputColumn::new(&average.column, "double precision"));
     }
+    if selection.parts {
+        outputs.push("bool_or(from_batch$) AS batch_part".into());
+        outputs.push("bool_or(NOT from_batch$) AS speed_part".into());
+        columns.push(OutputColumn::new("batch_part", "boolean"));
+        columns.push(OutputColumn::new("speed_part", "boolean"));
+    }
+    // Which part a stored row comes from, only when asked (other statements stay as they were).
+    let (batch_mark, speed_mark) = if selection.parts {
+        (", true AS from_batch$", ", false AS from_batch$")
+    } else {
+        ("", "")
+    };
     let group_by = if keys == 0 {
         String::new()
     } else {
@@ -204,9 +216,9 @@ fn statement(
     let sql = format!(
         "WITH active$ AS ({active}), \
          stored$ AS ({joined_head} \
-           SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active$) AND {range} \
+           SELECT {stored}{batch_mark} FROM {batch} WHERE run_id = (SELECT run_id FROM active$) AND {range} \
            UNION ALL \
-           SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}{joined_tail}), \
+           SELECT {stored}{speed_mark} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}{joined_tail}), \
          merged$ AS ( \
            SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1) \
          SELECT 0 AS part$, 0::bigint AS ord$, {nulls}, \

@@ -55,6 +55,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/v1/admin/jobs/{job}",
         "Start a job now: batch, compact or vacuum (admin token).",
     ),
+    (
+        "get",
+        "/v1/status",
+        "Each component's health, the speed layer's and the sink's lag per partition and freshness, the latest batch runs.",
+    ),
+    (
+        "get",
+        "/v1/dead-letters",
+        "Refused records per layer and reason; with the admin token also the most recent ones, payloads as text.",
+    ),
     ("get", "/healthz", "The process is up."),
     ("get", "/readyz", "The database and Kafka are reachable."),
     ("get", "/metrics", "Prometheus metrics."),

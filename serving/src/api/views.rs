@@ -141,6 +141,11 @@ pub fn series_selection(
     let columns = output_columns(view, &group_by, true);
     let natural = natural_order(view, &group_by, true);
     let order = with_tie_break(params.order(&columns, natural.clone())?, natural);
+    let parts = params.flag("parts")?;
+    let mut shown_columns = columns.clone();
+    if parts {
+        shown_columns.extend(["batch_part".to_string(), "speed_part".to_string()]);
+    }
     let selection = Selection {
         from,
         to,
@@ -150,6 +155,7 @@ pub fn series_selection(
         limit: params.count("limit", i64::from(limits.max_limit), &limits)?,
         order,
         decayed_to,
+        parts,
     };
     let mut envelope = json!({
         "view": view.name,
@@ -159,7 +165,7 @@ pub fn series_selection(
         "group_by": group_names(view, &group_by),
         "order": order_text(&selection.order),
         "limit": selection.limit,
-        "columns": columns,
+        "columns": shown_columns,
     });
     with_decayed_to(&mut envelope, view, decayed_to);
     Ok((selection, envelope))
@@ -205,6 +211,7 @@ fn window_selection(
         limit,
         order,
         decayed_to,
+        parts: false,
     };
     Ok((selection, envelope))
 }

@@ -77,6 +77,7 @@ pub async fn window_totals(
             .collect(),
         limit: request.limit,
         decayed_to: request.now,
+        parts: false,
     };
     let answer = query::run(pool, view, &selection, topic).await?;
     let rows: Vec<Map<String, Value>> = serde_json::from_str(&answer.rows)
