@@ -2,8 +2,10 @@
 # (pyspark and delta-spark from PyPI, Java 17) for batch.engine = "spark" in local mode.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+# Node.js and npm install the console's packages (uPlot) so that build.rs embeds the console.
+RUN apt-get update && apt-get install -y --no-install-recommends nodejs npm && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release --bin braid
+RUN BRAID_CONSOLE=required cargo build --release --bin braid
 
 FROM debian:bookworm-slim AS braid
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/*

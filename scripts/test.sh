@@ -17,6 +17,12 @@ export BRAID_PYTHON
 BRAID_SPARK_SUBMIT=$(scripts/spark-env.sh) || { echo "test: Spark could not be installed; see above" >&2; exit 1; }
 export BRAID_SPARK_SUBMIT
 
+# Debian's Chromium and Node.js for the console (built into the binary, tested in a browser).
+BRAID_CHROMIUM=$(scripts/browser-env.sh) || { echo "test: the browser test's Chromium or Node.js could not be installed; see above" >&2; exit 1; }
+export BRAID_CHROMIUM
+# A console that cannot be built fails the build here, instead of being left out quietly.
+export BRAID_CONSOLE=required
+
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi
 log=$(mktemp)

@@ -8,6 +8,7 @@ mod chaos;
 mod cli;
 mod compare;
 mod compose;
+mod console;
 mod database;
 mod dimensions;
 mod hostile;

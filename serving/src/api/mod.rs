@@ -8,6 +8,7 @@ pub mod admin;
 pub mod alerts;
 mod answer_json;
 mod catalog;
+mod console;
 mod dead_letters;
 mod error;
 mod health;
@@ -68,6 +69,8 @@ pub fn series_statement(
 /// The router.
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route("/v1/views", get(catalog::list))
         .route("/v1/views/{view}", get(views::series))
         .route("/v1/views/{view}/rolling", get(views::rolling))
@@ -89,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(request_input::refuse_long_uris))
         .layer(middleware::from_fn(measure))
+        .layer(middleware::from_fn(console::security_headers))
         .with_state(state)
 }
 

@@ -4,5 +4,6 @@
 
 mod admin;
 mod bad_input;
+mod console;
 mod fixture;
 mod merge;
