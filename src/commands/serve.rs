@@ -10,7 +10,7 @@ use anyhow::Context;
 use jobs::{JobContext, JobKind, JobRequestError};
 use schemas::BraidConfig;
 use serde_json::Value;
-use serving::api::{JobLauncher, KafkaWatch, LaunchError, Limits, WatchedGroup};
+use serving::api::{AnswerCache, JobLauncher, KafkaWatch, LaunchError, Limits, WatchedGroup};
 use serving::{AppState, ServingSettings};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -138,6 +138,11 @@ pub fn state(
     )
     .context("starting the Kafka watch (kafka.brokers)")?;
     let mut state = AppState::new(pools.api, settings(config, admin_token), kafka);
+    state.answers = AnswerCache::new(
+        config.serving.answer_cache_ms.duration(),
+        config.serving.answer_cache_entries,
+    );
+    state.answers.listen(state.pool.clone());
     state.jobs = Some(Arc::new(JobRunner {
         context: super::jobs::context(config, pools.jobs),
     }));

@@ -275,6 +275,13 @@ pub struct ServingConfig {
     pub bi_idle_in_transaction_timeout_ms: Millis,
     /// How many sessions the BI role may open at once.
     pub bi_connection_limit: u32,
+    /// How long the API may answer a repeated query from memory, in milliseconds (0: never).
+    /// A cached answer is dropped as soon as its view changes (the speed layer's flush and
+    /// the batch publish notify), so this bounds only changes that do not notify (a replay of
+    /// the speed layer, a recovery); answers that join dimensions are never cached.
+    pub answer_cache_ms: Millis,
+    /// The most answers kept in memory; when full, the cache is emptied.
+    pub answer_cache_entries: usize,
 }
 
 /// `[schema]`: the event schema.

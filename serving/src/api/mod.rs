@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod alerts;
+mod answer_cache;
 mod answer_json;
 mod catalog;
 mod console;
@@ -35,6 +36,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 
+pub use answer_cache::AnswerCache;
 pub use error::ApiError;
 pub use kafka_watch::{CommittedPosition, KafkaStatus, KafkaWatch, WatchedGroup};
 pub use launcher::{JobLauncher, LaunchError};

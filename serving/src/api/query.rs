@@ -14,6 +14,9 @@ use sqlx::Row;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 
+use std::sync::Arc;
+
+use super::answer_cache::{AnswerCache, AnswerKey};
 use super::answer_json::OutputColumn;
 use super::error::ApiError;
 use super::params::{FilterValues, Selection};
@@ -335,6 +338,49 @@ pub async fn run(
     topic: &str,
 ) -> Result<Answer, ApiError> {
     let (sql, statement, columns) = statement(view, selection, topic);
+    execute(pool, sql, statement, &columns).await
+}
+
+/// [`run`], answered from `cache` when the same statement was answered since the view last
+/// changed. Answers that join dimensions (which change without notifying) or decay to the
+/// request's time are not cached.
+pub async fn run_cached(
+    pool: &PgPool,
+    cache: &AnswerCache,
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> Result<Arc<Answer>, ApiError> {
+    let joins_dimensions = selection
+        .group_by
+        .iter()
+        .chain(selection.filters.iter().map(|(i, _)| i))
+        .any(|&i| view.served_attribute(i).is_some());
+    let (sql, statement, columns) = statement(view, selection, topic);
+    if !cache.is_on() || joins_dimensions || view.has_decayed_metrics() {
+        return Ok(Arc::new(execute(pool, sql, statement, &columns).await?));
+    }
+    let key = AnswerKey {
+        view: view.name.clone(),
+        statement: format!("{sql}\n{:?}", statement.binds),
+    };
+    if let Some(answer) = cache.get(&key) {
+        metrics::counter!("braid_serving_answer_cache_hits_total").increment(1);
+        return Ok(answer);
+    }
+    metrics::counter!("braid_serving_answer_cache_misses_total").increment(1);
+    let generation = cache.generation(&view.name);
+    let answer = Arc::new(execute(pool, sql, statement, &columns).await?);
+    cache.put(key, generation, Arc::clone(&answer));
+    Ok(answer)
+}
+
+async fn execute(
+    pool: &PgPool,
+    sql: String,
+    statement: Statement,
+    columns: &[OutputColumn],
+) -> Result<Answer, ApiError> {
     let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), statement.binds)
         .fetch_all(pool)
         .await?;
@@ -348,7 +394,7 @@ pub async fn run(
         if i > 0 {
             json.push(',');
         }
-        super::answer_json::write_row(&mut json, row, &columns, 2)?;
+        super::answer_json::write_row(&mut json, row, columns, 2)?;
     }
     json.push(']');
     Ok(Answer {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use schemas::view::View;
 use sqlx::PgPool;
 
+use super::answer_cache::AnswerCache;
 use super::error::ApiError;
 use super::kafka_watch::KafkaWatch;
 use super::launcher::JobLauncher;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub jobs: Option<Arc<dyn JobLauncher>>,
     /// Renders /metrics; `None` when no recorder is installed.
     pub metrics: Option<MetricsRender>,
+    /// Recent answers (off unless the server turns it on).
+    pub answers: AnswerCache,
 }
 
 impl AppState {
@@ -60,6 +63,7 @@ impl AppState {
             clock: Arc::new(Utc::now),
             jobs: None,
             metrics: None,
+            answers: AnswerCache::off(),
         }
     }
 

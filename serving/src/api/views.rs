@@ -56,7 +56,14 @@ async fn answer(
     selection: &Selection,
     mut envelope: Value,
 ) -> Result<Response, ApiError> {
-    let answer = query::run(&state.pool, view, selection, &state.settings.topic).await?;
+    let answer = query::run_cached(
+        &state.pool,
+        &state.answers,
+        view,
+        selection,
+        &state.settings.topic,
+    )
+    .await?;
     envelope["truncated"] = json!(answer.truncated);
     envelope["provenance"] = provenance::of_answer(
         answer.batch.as_deref(),

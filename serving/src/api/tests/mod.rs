@@ -4,6 +4,7 @@
 
 mod admin;
 mod bad_input;
+mod cache;
 mod console;
 mod fixture;
 mod merge;
