@@ -114,6 +114,29 @@ pub mod merge {
         }
     }
 
+    /// Two partial values of `metric` (SQL expressions; either is NULL where its side has no
+    /// row) merged into one, as [`aggregate`] merges rows: for counts, sums, minima and maxima.
+    /// `None` for decayed scores and sketches, which are merged by [`aggregate`] only.
+    pub fn combine(metric: &Metric, a: &str, b: &str) -> Option<String> {
+        match metric.kind {
+            MetricKind::Count | MetricKind::Sum => Some(format!("coalesce({a} + {b}, {a}, {b})")),
+            MetricKind::Min => Some(format!("LEAST({a}, {b})")),
+            MetricKind::Max => Some(format!("GREATEST({a}, {b})")),
+            MetricKind::Decayed | MetricKind::Distinct => None,
+        }
+    }
+
+    /// The average of one merged row: its sum over its count of the records that have the
+    /// field, null when there are none.
+    pub fn row_average(average: &Average) -> String {
+        format!(
+            "{sum}::double precision / NULLIF({count}, 0) AS {column}",
+            sum = average.sum,
+            count = average.count,
+            column = average.column,
+        )
+    }
+
     /// The merged average: the merged sum over the merged count of the records that have the
     /// field, null when there are none.
     pub fn average(average: &Average) -> String {

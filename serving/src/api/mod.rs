@@ -26,6 +26,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 mod views;
+mod whole_keys;
 mod window_totals;
 
 use std::time::Instant;

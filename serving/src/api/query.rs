@@ -40,8 +40,8 @@ pub enum Bind {
 
 /// A statement under construction: text and the values of its placeholders, in order.
 #[derive(Default)]
-struct Statement {
-    binds: Vec<Bind>,
+pub(super) struct Statement {
+    pub(super) binds: Vec<Bind>,
 }
 
 /// The one statement that answers a request, with the values of its placeholders `$1`, `$2`,
@@ -57,7 +57,7 @@ pub struct BoundStatement {
 
 impl Statement {
     /// Adds a value and returns its placeholder.
-    fn bind(&mut self, value: Bind) -> String {
+    pub(super) fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
         format!("${}", self.binds.len())
     }
@@ -92,12 +92,24 @@ pub fn output_columns(view: &View, group_by: &[usize], bucketed: bool) -> Vec<St
 /// RFC 3339 text of a timestamptz expression in UTC (JSON's ISO 8601 form, whatever the
 /// session's DateStyle; fractions only when there are any). Written without a `:` so that the
 /// statement also runs unchanged under pgbench, which reads `:name` as a variable.
-fn utc_text(expression: &str) -> String {
+pub(super) fn utc_text(expression: &str) -> String {
     format!("((to_json(({expression}) AT TIME ZONE 'UTC') #>> '{{}}') || 'Z')")
 }
 
-/// Renders the statement for `selection` over `view`, reading positions of `topic`.
+/// Renders the statement for `selection` over `view`, reading positions of `topic`: the one
+/// for whole keys at the view's bucket when it applies (`whole_keys`), else the general one.
 fn statement(
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> (String, Statement, Vec<OutputColumn>) {
+    super::whole_keys::statement(view, selection, topic)
+        .unwrap_or_else(|| general_statement(view, selection, topic))
+}
+
+/// The general statement: the stored rows of both layers unioned, joined to the dimensions
+/// the selection uses, rolled up to the granularity by the kept fields.
+pub(super) fn general_statement(
     view: &View,
     selection: &Selection,
     topic: &str,
@@ -224,42 +236,70 @@ fn statement(
            SELECT {stored}{speed_mark} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range}{joined_tail}), \
          merged$ AS ( \
            SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1) \
-         SELECT 0 AS part$, 0::bigint AS ord$, {nulls}, \
-           (SELECT count(*) FROM merged$) > {limit} AS truncated$, \
-           (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
-              'delta_version', delta_version, \
-              'finished_at', {finished}) FROM active$)::text AS batch$, \
-           ({speed_state})::text AS speed$, \
-           coalesce(({needs_backfill}), false) \
-             AND NOT EXISTS (SELECT 1 FROM active$) AS backfilling$ \
+         SELECT {head} \
          UNION ALL \
          SELECT 1, row_number() OVER ({order}), {names}, NULL, NULL, NULL, NULL \
          FROM (SELECT * FROM merged$ {order} LIMIT {limit}) AS page$ \
          ORDER BY part$, ord$",
-        speed_state = speed_state_sql(&topic),
+        head = head_row(
+            &columns,
+            &format!("(SELECT count(*) FROM merged$) > {limit}"),
+            &topic,
+            &name,
+            &fingerprint
+        ),
         joined_head = joined.head,
         joined_tail = joined.tail,
         active = batch_runs::active_run_select(&name, &fingerprint),
-        needs_backfill = view_definitions::needs_backfill_select(&name, &fingerprint),
-        finished = utc_text("finished_at"),
         batch = layout.batch_table,
         speed = layout.speed_table,
         outputs = outputs.join(", "),
-        nulls = columns
-            .iter()
-            .map(|c| format!("NULL::{} AS {}", c.wire_type(), c.name))
-            .collect::<Vec<_>>()
-            .join(", "),
-        names = columns
-            .iter()
-            .map(|c| match c.wire_type() {
-                "text" if c.pg_type == "numeric" => format!("{}::text", c.name),
-                _ => c.name.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(", "),
+        names = row_names(&columns),
     );
     (sql, st, columns)
+}
+
+/// The head row of an answer's statement, after `SELECT`: `part$` 0, `ord$`, the output
+/// columns as NULLs of their wire types, whether more rows matched than the limit
+/// (`truncated`, an SQL boolean; NULL when the rows say it), and the provenance: the active
+/// run (`active$` must be in scope), the speed state and the backfilling flag.
+pub(super) fn head_row(
+    columns: &[OutputColumn],
+    truncated: &str,
+    topic: &str,
+    name: &str,
+    fingerprint: &str,
+) -> String {
+    let nulls = columns
+        .iter()
+        .map(|c| format!("NULL::{} AS {}", c.wire_type(), c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "0 AS part$, 0::bigint AS ord$, {nulls}, \
+         {truncated} AS truncated$, \
+         (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
+            'delta_version', delta_version, \
+            'finished_at', {finished}) FROM active$)::text AS batch$, \
+         ({speed_state})::text AS speed$, \
+         coalesce(({needs_backfill}), false) \
+           AND NOT EXISTS (SELECT 1 FROM active$) AS backfilling$",
+        finished = utc_text("finished_at"),
+        speed_state = speed_state_sql(topic),
+        needs_backfill = view_definitions::needs_backfill_select(name, fingerprint),
+    )
+}
+
+/// The output columns of an answer row as sent: `numeric` sums as text.
+pub(super) fn row_names(columns: &[OutputColumn]) -> String {
+    columns
+        .iter()
+        .map(|c| match c.wire_type() {
+            "text" if c.pg_type == "numeric" => format!("{}::text", c.name),
+            _ => c.name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The text around the stored rows' UNION that joins the dimensions of the attributes an
@@ -338,7 +378,7 @@ pub async fn run(
     topic: &str,
 ) -> Result<Answer, ApiError> {
     let (sql, statement, columns) = statement(view, selection, topic);
-    execute(pool, sql, statement, &columns).await
+    execute(pool, sql, statement, &columns, selection.limit).await
 }
 
 /// [`run`], answered from `cache` when the same statement was answered since the view last
@@ -358,7 +398,9 @@ pub async fn run_cached(
         .any(|&i| view.served_attribute(i).is_some());
     let (sql, statement, columns) = statement(view, selection, topic);
     if !cache.is_on() || joins_dimensions || view.has_decayed_metrics() {
-        return Ok(Arc::new(execute(pool, sql, statement, &columns).await?));
+        return Ok(Arc::new(
+            execute(pool, sql, statement, &columns, selection.limit).await?,
+        ));
     }
     let key = AnswerKey {
         view: view.name.clone(),
@@ -370,9 +412,21 @@ pub async fn run_cached(
     }
     metrics::counter!("braid_serving_answer_cache_misses_total").increment(1);
     let generation = cache.generation(&view.name);
-    let answer = Arc::new(execute(pool, sql, statement, &columns).await?);
+    let answer = Arc::new(execute(pool, sql, statement, &columns, selection.limit).await?);
     cache.put(key, generation, Arc::clone(&answer));
     Ok(answer)
+}
+
+/// [`run`] with the general statement whatever the selection (to compare the two).
+#[cfg(test)]
+pub(super) async fn run_general(
+    pool: &PgPool,
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> Result<Answer, ApiError> {
+    let (sql, statement, columns) = general_statement(view, selection, topic);
+    execute(pool, sql, statement, &columns, selection.limit).await
 }
 
 async fn execute(
@@ -380,14 +434,25 @@ async fn execute(
     sql: String,
     statement: Statement,
     columns: &[OutputColumn],
+    limit: i64,
 ) -> Result<Answer, ApiError> {
     let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), statement.binds)
         .fetch_all(pool)
         .await?;
-    let (head, rows) = rows
+    let (head, mut rows) = rows
         .split_first()
         .ok_or_else(|| ApiError::Internal("the statement returned no head row".into()))?;
     let after = 2 + columns.len();
+    // A NULL truncation flag: the statement returned one row past the limit when more matched.
+    let truncated = match head.try_get::<Option<bool>, _>(after)? {
+        Some(truncated) => truncated,
+        None => {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let more = rows.len() > limit;
+            rows = &rows[..rows.len().min(limit)];
+            more
+        }
+    };
     let mut json = String::with_capacity(64 + rows.len() * 24 * (columns.len() + 1));
     json.push('[');
     for (i, row) in rows.iter().enumerate() {
@@ -399,7 +464,7 @@ async fn execute(
     json.push(']');
     Ok(Answer {
         rows: json,
-        truncated: head.try_get(after)?,
+        truncated,
         batch: head.try_get(after + 1)?,
         speed: head.try_get(after + 2)?,
         backfilling: head.try_get(after + 3)?,

@@ -8,3 +8,4 @@ mod cache;
 mod console;
 mod fixture;
 mod merge;
+mod whole_keys;

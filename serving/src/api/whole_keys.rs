@@ -1,0 +1,192 @@
+//! The statement for the commonest query: whole keys (every group field kept, no dimension) at
+//! the view's own bucket, with metrics that merge pairwise (counts, sums, minima, maxima).
+//!
+//! The general statement unions the batch rows and the speed rows and aggregates them all, then
+//! sorts, materialises and numbers the result. Here nothing needs rolling up: a key's bucket
+//! has at most one batch row (the active run's) and a few speed rows (one per epoch since the
+//! run's cut). So only the speed rows are aggregated (few, once a batch run is published), and
+//! a hash full join puts each beside its batch row, merged with `merge::combine`. The answer is
+//! the same; the truncation is read from one row past the limit instead of a second count.
+
+use std::fmt::Write as _;
+
+use schemas::pg::batch_runs;
+use schemas::pg_layout::{ViewLayout, merge, pg_type};
+use schemas::view::View;
+
+use super::answer_json::OutputColumn;
+use super::params::{FilterValues, Selection};
+use super::query::{Bind, Statement, head_row, row_names};
+
+/// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
+/// that the full join can hash (`IS NOT DISTINCT FROM` cannot): the columns are equal when
+/// both are NULL or both are set and equal.
+fn same_key(column: &str, pg_type: &str) -> String {
+    let placeholder = match pg_type {
+        "text" => "''",
+        "boolean" => "false",
+        "timestamptz" => "timestamptz 'epoch'",
+        _ => "0",
+    };
+    format!(
+        "(b.{column} IS NULL) = (s.{column} IS NULL) AND \
+         coalesce(b.{column}, {placeholder}) = coalesce(s.{column}, {placeholder})"
+    )
+}
+
+/// The statement, when `selection` over `view` is such a query.
+pub(super) fn statement(
+    view: &View,
+    selection: &Selection,
+    topic: &str,
+) -> Option<(String, Statement, Vec<OutputColumn>)> {
+    let groups = view.group_by.len();
+    let whole = selection.group_by.len() == groups
+        && (0..groups).all(|i| selection.group_by.contains(&i))
+        && selection.filters.iter().all(|(i, _)| *i < groups);
+    if !whole || selection.granularity != Some(view.bucket.seconds()) {
+        return None;
+    }
+    let combined: Vec<String> = view
+        .metrics
+        .iter()
+        .map(|m| {
+            merge::combine(m, &format!("b.{}", m.column), &format!("s.{}", m.column))
+                .map(|e| format!("{e} AS {}", m.column))
+        })
+        .collect::<Option<_>>()?;
+
+    let layout = ViewLayout::of(view);
+    let mut st = Statement::default();
+    let name = st.bind(Bind::Text(view.name.clone()));
+    let fingerprint = st.bind(Bind::Text(view.fingerprint.clone()));
+    let from = st.bind(Bind::Time(selection.from));
+    let to = st.bind(Bind::Time(selection.to));
+    let limit = st.bind(Bind::Int(selection.limit));
+    let topic = st.bind(Bind::Text(topic.to_string()));
+    let mut filters = String::new();
+    for (index, values) in &selection.filters {
+        let placeholder = st.bind(match values {
+            FilterValues::Text(v) => Bind::Texts(v.clone()),
+            FilterValues::Int(v) => Bind::Ints(v.clone()),
+            FilterValues::Bool(v) => Bind::Bools(v.clone()),
+        });
+        let _ = write!(
+            filters,
+            " AND {} = ANY({placeholder})",
+            view.group_by[*index]
+        );
+    }
+    let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
+
+    let keys: Vec<&str> = selection
+        .group_by
+        .iter()
+        .map(|&i| view.group_by[i].as_str())
+        .collect();
+    let mut columns: Vec<OutputColumn> = selection
+        .group_by
+        .iter()
+        .map(|&i| OutputColumn::new(&view.group_by[i], pg_type(view.group_by_types[i])))
+        .collect();
+    columns.push(OutputColumn::new("bucket_start", "timestamptz"));
+    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
+        columns.push(OutputColumn::new(
+            &metric.column,
+            merge::answer_type(metric, column.pg_type),
+        ));
+    }
+    let averages = view.averages();
+    for average in &averages {
+        columns.push(OutputColumn::new(&average.column, "double precision"));
+    }
+    let mut parts = String::new();
+    if selection.parts {
+        parts =
+            ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part"
+                .into();
+        columns.push(OutputColumn::new("batch_part", "boolean"));
+        columns.push(OutputColumn::new("speed_part", "boolean"));
+    }
+
+    let all_keys: Vec<&str> = view
+        .group_by
+        .iter()
+        .map(String::as_str)
+        .chain(["bucket_start"])
+        .collect();
+    let merged_keys = all_keys
+        .iter()
+        .map(|k| format!("coalesce(b.{k}, s.{k}) AS {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let join_on = view
+        .group_by
+        .iter()
+        .zip(&view.group_by_types)
+        .map(|(k, t)| same_key(k, pg_type(*t)))
+        .chain(["b.bucket_start = s.bucket_start".to_string()])
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let speed_aggregates = view
+        .metrics
+        .iter()
+        .map(|m| merge::aggregate(m, ""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stored = layout.stored_columns();
+    let order: Vec<String> = selection
+        .order
+        .iter()
+        .map(|(column, descending)| {
+            format!(
+                "{column} {} NULLS LAST",
+                if *descending { "DESC" } else { "ASC" }
+            )
+        })
+        .collect();
+    let order = order.join(", ");
+    let outputs = keys
+        .iter()
+        .map(|k| (*k).to_string())
+        .chain(["bucket_start".to_string()])
+        .chain(view.metrics.iter().map(|m| m.column.clone()))
+        .chain(averages.iter().map(merge::row_average))
+        .chain(
+            selection
+                .parts
+                .then(|| vec!["batch_part".to_string(), "speed_part".to_string()])
+                .into_iter()
+                .flatten(),
+        )
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "WITH active$ AS ({active}) \
+         SELECT {head} \
+         UNION ALL \
+         SELECT 1, row_number() OVER (ORDER BY {order}), {names}, NULL, NULL, NULL, NULL FROM ( \
+            SELECT {outputs} FROM ( \
+              SELECT {merged_keys}, {combined}{parts} \
+              FROM (SELECT {stored} FROM {batch} \
+                    WHERE run_id = (SELECT run_id FROM active$) AND {range}) AS b \
+              FULL JOIN (SELECT {group_list}bucket_start, {speed_aggregates} FROM {speed} \
+                    WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range} \
+                    GROUP BY {group_list}bucket_start) AS s \
+              ON {join_on}) AS merged$ \
+            ORDER BY {order} LIMIT {limit} + 1) AS answer$ \
+         ORDER BY part$, ord$",
+        active = batch_runs::active_run_select(&name, &fingerprint),
+        head = head_row(&columns, "NULL::boolean", &topic, &name, &fingerprint),
+        names = row_names(&columns),
+        combined = combined.join(", "),
+        batch = layout.batch_table,
+        speed = layout.speed_table,
+        group_list = view
+            .group_by
+            .iter()
+            .map(|g| format!("{g}, "))
+            .collect::<String>(),
+    );
+    Some((sql, st, columns))
+}
