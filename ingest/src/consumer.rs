@@ -22,6 +22,9 @@ use crate::layer::{Committed, Layer, Received, StartAt};
 use crate::metrics as m;
 use schemas::position::{Offset, Partition, Positions};
 
+/// How long a poll waits for a message when nothing is buffered.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
 /// What the loop needs besides the layer.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -33,6 +36,10 @@ pub struct IngestSettings {
     pub client: ClientConfig,
     /// Commit at least this often.
     pub flush_interval: Duration,
+    /// Commit sooner, once this long has passed since the last commit, when everything the
+    /// brokers hold has been read (the local queue is empty): fresher at live rates, and the
+    /// same large commits under load, when there is always more to read. `None`: never sooner.
+    pub flush_when_caught_up: Option<Duration>,
     /// Commit early at this many buffered messages.
     pub flush_max_records: Option<u64>,
     /// Commit early at this many buffered input bytes.
@@ -249,13 +256,18 @@ pub fn run<L: Layer>(
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
     let mut backoff = Duration::from_millis(100);
+    // How long the next poll may wait for a message: 50 ms when nothing is buffered; no wait
+    // while records are buffered and an early commit is possible (an empty poll then says the
+    // layer has caught up); the time left until the early commit when caught up before it.
+    let mut poll_wait = IDLE_POLL;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let polled = if stopping {
             None
         } else {
-            consumer.poll(Duration::from_millis(50))
+            consumer.poll(poll_wait)
         };
+        poll_wait = IDLE_POLL;
         let ctx = consumer.context();
         let mut shared = ctx.shared();
         if let Some(fatal) = shared.fatal.take() {
@@ -323,8 +335,25 @@ pub fn run<L: Layer>(
             }
             None => {}
         }
-        // Reading the clock costs as much as folding a record: look at it every 256 messages.
+        // Reading the clock costs as much as folding a record: look at it every 256 messages,
+        // or when caught up.
         let buffered = shared.layer.buffered();
+        let mut caught_up_due = false;
+        if let Some(soonest) = settings
+            .flush_when_caught_up
+            .filter(|_| buffered.records > 0)
+        {
+            if polled_nothing {
+                let since = last_commit.elapsed();
+                if since >= soonest {
+                    caught_up_due = true;
+                } else {
+                    poll_wait = soonest - since;
+                }
+            } else {
+                poll_wait = Duration::ZERO;
+            }
+        }
         let due = settings
             .flush_max_records
             .is_some_and(|max| buffered.records >= max)
@@ -333,6 +362,7 @@ pub fn run<L: Layer>(
                 .is_some_and(|max| buffered.bytes >= max)
             || stopping
             || shared.isolated.is_some()
+            || caught_up_due
             || ((buffered.records % 256 == 0 || polled_nothing)
                 && last_commit.elapsed() >= settings.flush_interval);
         if !due {

@@ -13,6 +13,8 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
             group: config.kafka.sink_group.clone(),
             client: ingest::kafka::consumer_config(&config.kafka),
             flush_interval: config.sink.flush_interval_ms.duration(),
+            // Delta commits stay large: a file per small flush would bloat the table.
+            flush_when_caught_up: None,
             flush_max_records: None,
             flush_max_bytes: Some(config.sink.flush_max_bytes),
             dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,

@@ -12,6 +12,14 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
             group: config.kafka.speed_group.clone(),
             client: ingest::kafka::consumer_config(&config.kafka),
             flush_interval: config.speed.flush_interval_ms.duration(),
+            flush_when_caught_up: Some(
+                config
+                    .speed
+                    .flush_min_interval_ms
+                    .duration()
+                    .min(config.speed.flush_interval_ms.duration()),
+            )
+            .filter(|d| !d.is_zero()),
             flush_max_records: Some(config.speed.flush_max_records),
             flush_max_bytes: None,
             dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
