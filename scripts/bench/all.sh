@@ -26,7 +26,8 @@ run "Speed layer" 6 scripts/bench/speed.sh
 run "Distinct counts in the speed layer" 5 scripts/bench/distinct.sh
 run "Delta sink" 6 scripts/bench/sink.sh
 run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
-run "Serving API and end-to-end freshness" 10 scripts/bench/serving.sh
+run "Serving API and end-to-end freshness" 14 scripts/bench/serving.sh
+run "Freshness at 1k, 20k and 200k events/s" 8 scripts/bench/freshness.sh
 run "Yahoo Streaming Benchmark workload" 11 scripts/bench/ysb.sh
 python3 - docs/benchmarks.md "$log" "$started" <<'PY'
 import sys

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Benchmark: the REST API at a fixed request rate, measured by oha in another process, with the
-# pipeline running (speed layer and sink consuming a live stream); beside it the same SQL run
-# directly with pgbench at the same rate (the floor); then freshness from produce to visible.
+# pipeline running (speed layer and sink consuming a live stream). Beside it, in the same run:
+# the floor, pgbench reading the same 1,440 rows by index from one table (the active batch run's),
+# and the API's own statement run directly by pgbench (what a request costs the database when
+# its answer is not in the API's cache); then freshness from produce to visible.
 #   BENCH_EVENTS   events spread over 24 h of event time (default 1440000, one per 60 ms)
-#   BENCH_RATE     requests per second (default 2000)
+#   BENCH_RATE     requests per second, enough to saturate (default 3000)
 #   BENCH_SECONDS  length of each load run (default 30)
 #   BENCH_PROBES   freshness probes (default 200)
-#   BENCH_LOW_RATE a second, lower request rate measured the same way (default 100)
+#   BENCH_LOW_RATE a second, lower request rate measured the same way (default 500)
 EVENTS=${BENCH_EVENTS:-1440000}
-RATE=${BENCH_RATE:-2000}
+RATE=${BENCH_RATE:-3000}
 DURATION=${BENCH_SECONDS:-30}
 PROBES=${BENCH_PROBES:-200}
-LOW_RATE=${BENCH_LOW_RATE:-100}
+LOW_RATE=${BENCH_LOW_RATE:-500}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OHA=$HOME/.cache/braid/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$HOME/.cache/braid/tools" >&2
@@ -48,6 +50,21 @@ echo "query: GET $URI ($rows rows of 1-minute buckets for one key over 24 h)"
 
 # The statement the API runs for that URI, values as literals (the benchmark's own support).
 cargo run -q --release -p serving --example bench_statement -- "$URI" > /tmp/braid-serving-query.sql
+# The floor: the same rows of one table, read by its index, nothing merged.
+run_id=$(psql "$DATABASE_URL" -tAc "SELECT run_id FROM braid_internal.batch_runs WHERE view_name = 'page_views' AND status = 'active'")
+batch_table=$(psql "$DATABASE_URL" -tAc "SELECT 'braid_internal.' || tablename FROM pg_tables WHERE tablename LIKE 'batch_page_views_%'")
+cat > /tmp/braid-serving-floor.sql <<SQL
+SELECT page, bucket_start, count, sum_duration_ms, max_duration_ms, count_duration_ms FROM $batch_table
+WHERE run_id = $run_id AND page = '/home/0' AND bucket_start >= '2026-01-01T00:00:00Z' AND bucket_start < '2026-01-02T00:00:00Z'
+ORDER BY bucket_start;
+SQL
+echo "floor: pgbench of the plain index read of the same rows from $batch_table ($(psql "$DATABASE_URL" -tAc "SELECT count(*) FROM ($(sed 's/;$//' /tmp/braid-serving-floor.sql)) r") rows)"
+cache_counts() {
+  curl -sf "http://$API/metrics" | awk '
+    /^braid_serving_answer_cache_hits_total/ { h += $NF }
+    /^braid_serving_answer_cache_misses_total/ { m += $NF }
+    END { printf "%d %d\n", h, m }'
+}
 oha_figures() {
 python3 - "$1" <<'PY'
 import json, sys
@@ -74,16 +91,21 @@ print(f"same SQL directly (pgbench -M prepared, {sys.argv[1]} transactions/s off
 PY
 }
 for rate in $RATE $LOW_RATE; do
+  read -r h0 m0 < <(cache_counts)
   "$OHA" -z "${DURATION}s" -q "$rate" -c 16 --latency-correction --no-tui --output-format json \
     "http://$API$URI" > /tmp/braid-oha.json
+  read -r h1 m1 < <(cache_counts)
   oha_figures "$rate"
-  rm -f /tmp/braid-pgbench-log*
-  (cd /tmp && "$PGBENCH" -n -M prepared -c 16 -j 2 -T "$DURATION" -R "$rate" -f /tmp/braid-serving-query.sql \
-    --log --log-prefix=braid-pgbench-log "$DATABASE_URL" > /tmp/braid-pgbench.txt 2>&1)
-  pgbench_figures "$rate"
-  grep -E 'tps|aborted|error' /tmp/braid-pgbench.txt | head -3 | sed 's/^/  pgbench: /'
+  echo "  answer cache: $((h1 - h0)) hits, $((m1 - m0)) misses (each flush of the live stream drops the view's answers)"
+  for sql in floor query; do
+    rm -f /tmp/braid-pgbench-log*
+    (cd /tmp && "$PGBENCH" -n -M prepared -c 16 -j 2 -T "$DURATION" -R "$rate" -f "/tmp/braid-serving-$sql.sql" \
+      --log --log-prefix=braid-pgbench-log "$DATABASE_URL" > /tmp/braid-pgbench.txt 2>&1)
+    pgbench_figures "$rate" | sed "s/^same SQL directly/$( [ $sql = floor ] && echo 'floor, index read of one table' || echo "the API's statement directly")/"
+    grep -E 'tps|aborted|error' /tmp/braid-pgbench.txt | head -3 | sed 's/^/  pgbench: /'
+  done
 done
 echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print("planning %.2f ms, execution %.2f ms" % (p["Planning Time"], p["Execution Time"]))')"
 
 "${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"
-echo "speed.flush_interval_ms = ${BRAID__SPEED__FLUSH_INTERVAL_MS:-500} (the floor of freshness: a record waits for the next flush)"
+echo "speed.flush_interval_ms = ${BRAID__SPEED__FLUSH_INTERVAL_MS:-500}, flush_min_interval_ms = ${BRAID__SPEED__FLUSH_MIN_INTERVAL_MS:-50} (a caught-up layer flushes after the latter); scripts/bench/freshness.sh measures it at 1k, 20k and 200k events/s"
