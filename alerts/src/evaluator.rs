@@ -175,9 +175,11 @@ async fn lead(
             Some(l) => {
                 if let Ok(received) = tokio::time::timeout(next, l.try_recv()).await {
                     match received {
-                        Ok(Some(notification)) => {
-                            mark_changed(ctx, &mut due, notification.payload())
-                        }
+                        Ok(Some(notification)) => mark_changed(
+                            ctx,
+                            &mut due,
+                            &view_changes::ViewChange::parse(notification.payload()).view,
+                        ),
                         // The connection was lost; sqlx reconnects on the next call. Evaluate
                         // everything, since notifications may have been missed.
                         Ok(None) => due.iter_mut().for_each(|d| d.changed = true),

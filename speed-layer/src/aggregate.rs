@@ -77,6 +77,18 @@ impl Groups {
         self.table.clear();
     }
 
+    /// The earliest and latest bucket start of the groups, if there are any.
+    pub fn bucket_range(&self) -> Option<schemas::pg::view_changes::BucketRange> {
+        let mut buckets = self.table.iter().map(|((_, bucket), _)| *bucket);
+        let first = buckets.next()?;
+        let (first_micros, last_micros) =
+            buckets.fold((first, first), |(lo, hi), b| (lo.min(b), hi.max(b)));
+        Some(schemas::pg::view_changes::BucketRange {
+            first_micros,
+            last_micros,
+        })
+    }
+
     /// Every group with its metric values.
     pub fn iter(&self) -> impl Iterator<Item = &(GroupBucket, Vec<MetricValue>)> {
         self.table.iter()

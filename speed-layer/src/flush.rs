@@ -242,7 +242,10 @@ pub async fn flush(
     for (writer, deltas) in writers.iter().zip(&batch.views) {
         if !deltas.groups.is_empty() {
             writer.bind(epoch, deltas).execute(&mut *tx).await?;
-            touched.push(writer.view.clone());
+            touched.push(pg::view_changes::ViewChange {
+                view: writer.view.clone(),
+                buckets: deltas.groups.bucket_range(),
+            });
         }
     }
     pg::view_changes::notify(&mut tx, &touched).await?;

@@ -99,7 +99,11 @@ pub async fn publish(
         superseded.extend(previous.into_iter().map(|id| (layout.clone(), id)));
     }
     let published: Vec<String> = runs.iter().map(|r| r.view.name.clone()).collect();
-    schemas::pg::view_changes::notify(&mut tx, &published).await?;
+    let changes: Vec<schemas::pg::view_changes::ViewChange> = published
+        .iter()
+        .map(schemas::pg::view_changes::ViewChange::whole)
+        .collect();
+    schemas::pg::view_changes::notify(&mut tx, &changes).await?;
     tx.commit().await?;
     for (layout, run_id) in superseded {
         let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);

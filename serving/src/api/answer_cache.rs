@@ -9,12 +9,12 @@
 //! Every answer also expires after `serving.answer_cache_ms`, which bounds changes that do not
 //! notify, and the whole cache is emptied when the listener loses its connection.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use schemas::pg::view_changes;
+use schemas::pg::view_changes::{self, BucketRange, ViewChange};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
@@ -27,13 +27,36 @@ pub struct AnswerKey {
     pub view: String,
     /// The statement and its bound values, rendered.
     pub statement: String,
+    /// The bucket starts the answer reads: from `first_micros` (included) to `end_micros`
+    /// (excluded).
+    pub first_micros: i64,
+    /// See `first_micros`.
+    pub end_micros: i64,
 }
 
-/// A view's generation (and the whole cache's), read before its query runs.
+impl AnswerKey {
+    fn reads(&self, change: Option<BucketRange>) -> bool {
+        change
+            .is_none_or(|b| b.first_micros < self.end_micros && self.first_micros <= b.last_micros)
+    }
+}
+
+/// The most changes remembered per view, to check answers read before them.
+const CHANGES_KEPT: usize = 256;
+
+/// A view's generation (its count of changes, and the whole cache's), read before its query
+/// runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Generation {
     all: u64,
     view: u64,
+}
+
+/// One view's changes: how many so far, and the latest ones with their number.
+#[derive(Default)]
+struct ViewChanges {
+    count: u64,
+    latest: VecDeque<(u64, Option<BucketRange>)>,
 }
 
 struct Stored {
@@ -46,8 +69,8 @@ struct Stored {
 struct Entries {
     /// Bumped when every answer is dropped.
     all: u64,
-    /// Per view, bumped on each change; views never seen are at 0.
-    generations: HashMap<String, u64>,
+    /// Per view, its changes; views never changed are at 0.
+    generations: HashMap<String, ViewChanges>,
     answers: HashMap<AnswerKey, Stored>,
 }
 
@@ -55,8 +78,29 @@ impl Entries {
     fn generation(&self, view: &str) -> Generation {
         Generation {
             all: self.all,
-            view: self.generations.get(view).copied().unwrap_or(0),
+            view: self.generations.get(view).map_or(0, |c| c.count),
         }
+    }
+
+    /// Whether `key`'s answer, read at `generation`, may be stored: no change since then
+    /// touched what it reads (and the changes since then are all remembered).
+    fn still_current(&self, key: &AnswerKey, generation: Generation) -> bool {
+        if generation.all != self.all {
+            return false;
+        }
+        let Some(changes) = self.generations.get(&key.view) else {
+            return generation.view == 0;
+        };
+        if changes.count == generation.view {
+            return true;
+        }
+        let oldest_kept = changes.latest.front().map_or(u64::MAX, |(n, _)| *n);
+        oldest_kept <= generation.view + 1
+            && changes
+                .latest
+                .iter()
+                .filter(|(n, _)| *n > generation.view)
+                .all(|(_, range)| !key.reads(*range))
     }
 }
 
@@ -114,12 +158,12 @@ impl AnswerCache {
         if !self.is_on() {
             return None;
         }
+        // A change drops the answers it touches at once, so what is stored is current.
         let entries = self.lock();
-        let current = entries.generation(&key.view);
         entries
             .answers
             .get(key)
-            .filter(|s| s.generation == current && s.at.elapsed() < self.max_age)
+            .filter(|s| s.generation.all == entries.all && s.at.elapsed() < self.max_age)
             .map(|s| Arc::clone(&s.answer))
     }
 
@@ -129,7 +173,7 @@ impl AnswerCache {
             return;
         }
         let mut entries = self.lock();
-        if entries.generation(&key.view) != generation {
+        if !entries.still_current(&key, generation) {
             return;
         }
         if entries.answers.len() >= self.max_entries {
@@ -150,11 +194,19 @@ impl AnswerCache {
         self.listening.load(Ordering::Relaxed)
     }
 
-    /// Drops `view`'s answers: it changed.
-    pub fn changed(&self, view: &str) {
+    /// Drops the answers that read what `change` touched.
+    pub fn changed(&self, change: &ViewChange) {
         let mut entries = self.lock();
-        *entries.generations.entry(view.to_string()).or_insert(0) += 1;
-        entries.answers.retain(|key, _| key.view != view);
+        let changes = entries.generations.entry(change.view.clone()).or_default();
+        changes.count += 1;
+        let number = changes.count;
+        changes.latest.push_back((number, change.buckets));
+        if changes.latest.len() > CHANGES_KEPT {
+            changes.latest.pop_front();
+        }
+        entries
+            .answers
+            .retain(|key, _| key.view != change.view || !key.reads(change.buckets));
     }
 
     /// Drops every answer (changes may have been missed).
@@ -202,7 +254,9 @@ async fn listen_until_error(cache: &AnswerCache, pool: &PgPool) -> Result<(), sq
         }
         match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
             Err(_) => continue,
-            Ok(Ok(Some(notification))) => cache.changed(notification.payload()),
+            Ok(Ok(Some(notification))) => {
+                cache.changed(&ViewChange::parse(notification.payload()));
+            }
             // The connection was lost: sqlx reconnects on the next call, but what was sent
             // meanwhile is gone.
             Ok(Ok(None)) => cache.clear(),
@@ -229,7 +283,43 @@ mod tests {
         AnswerKey {
             view: view.into(),
             statement: "SELECT 1".into(),
+            first_micros: 0,
+            end_micros: 100,
         }
+    }
+
+    fn ranged(view: &str, first: i64, last: i64) -> ViewChange {
+        ViewChange {
+            view: view.into(),
+            buckets: Some(BucketRange {
+                first_micros: first,
+                last_micros: last,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_change_of_other_buckets_keeps_an_answer_and_one_of_its_buckets_drops_it() {
+        let cache = AnswerCache::new(Duration::from_secs(60), 10);
+        let g = cache.generation("v");
+        cache.put(key("v"), g, answer("[1]"));
+        cache.changed(&ranged("v", 100, 500)); // from the answer's end on: not read
+        assert!(cache.get(&key("v")).is_some());
+        // An answer read before that change may still be stored: it did not touch it.
+        cache.put(key("v"), g, answer("[2]"));
+        assert_eq!(cache.get(&key("v")).unwrap().rows, "[2]");
+        let before = cache.generation("v");
+        cache.changed(&ranged("v", 99, 99)); // its last bucket
+        assert!(cache.get(&key("v")).is_none());
+        cache.put(key("v"), before, answer("[old]"));
+        assert!(
+            cache.get(&key("v")).is_none(),
+            "read before a change it reads"
+        );
+        cache.changed(&ranged("v", -50, -1)); // before it: not read
+        let now = cache.generation("v");
+        cache.put(key("v"), now, answer("[3]"));
+        assert!(cache.get(&key("v")).is_some());
     }
 
     #[test]
@@ -240,7 +330,7 @@ mod tests {
         assert_eq!(cache.get(&key("v")).unwrap().rows, "[1]");
         // A query starts, the view changes, the query's (older) answer arrives.
         let started = cache.generation("v");
-        cache.changed("v");
+        cache.changed(&ViewChange::whole("v"));
         assert!(cache.get(&key("v")).is_none(), "dropped by the change");
         cache.put(key("v"), started, answer("[old]"));
         assert!(
@@ -250,7 +340,7 @@ mod tests {
         // Another view is untouched by v's change.
         let other = cache.generation("w");
         cache.put(key("w"), other, answer("[w]"));
-        cache.changed("v");
+        cache.changed(&ViewChange::whole("v"));
         assert!(cache.get(&key("w")).is_some());
         cache.clear();
         assert!(cache.get(&key("w")).is_none());
@@ -268,8 +358,8 @@ mod tests {
         assert!(cache.get(&key("v")).is_none(), "expired");
         for i in 0..5 {
             let k = AnswerKey {
-                view: "v".into(),
                 statement: format!("SELECT {i}"),
+                ..key("v")
             };
             cache.put(k, g, answer("[]"));
             assert!(cache.lock().answers.len() <= 2);

@@ -405,6 +405,8 @@ pub async fn run_cached(
     let key = AnswerKey {
         view: view.name.clone(),
         statement: format!("{sql}\n{:?}", statement.binds),
+        first_micros: selection.from.timestamp_micros(),
+        end_micros: selection.to.timestamp_micros(),
     };
     if let Some(answer) = cache.get(&key) {
         metrics::counter!("braid_serving_answer_cache_hits_total").increment(1);

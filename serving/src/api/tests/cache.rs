@@ -55,9 +55,12 @@ async fn a_change_notification_replaces_a_cached_answer(pool: PgPool) {
     assert_eq!(total(&state, &uri).await, before, "answered from memory");
     // The notification the flush sends: the next answers read the database.
     let mut tx = pool.begin().await.unwrap();
-    schemas::pg::view_changes::notify(&mut tx, &["all_events".to_string()])
-        .await
-        .unwrap();
+    schemas::pg::view_changes::notify(
+        &mut tx,
+        &[schemas::pg::view_changes::ViewChange::whole("all_events")],
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while total(&state, &uri).await != before + 5 {
