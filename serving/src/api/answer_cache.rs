@@ -63,6 +63,19 @@ struct Stored {
     answer: Arc<Answer>,
     at: Instant,
     generation: Generation,
+    /// A request is reading a newer answer for it already.
+    refreshing: bool,
+}
+
+/// A stored answer, and whether the caller should read a newer one in the background: past
+/// half its age, the first request to see it refreshes it, so that an answer in steady use
+/// never expires under its readers (who would all wait for the database at once).
+#[derive(Debug)]
+pub struct Hit {
+    /// The answer.
+    pub answer: Arc<Answer>,
+    /// Whether to refresh it.
+    pub refresh: bool,
 }
 
 #[derive(Default)]
@@ -153,18 +166,25 @@ impl AnswerCache {
         self.lock().generation(view)
     }
 
-    /// A stored answer for `key` that is young enough and of the view's current generation.
-    pub fn get(&self, key: &AnswerKey) -> Option<Arc<Answer>> {
+    /// A stored answer for `key` that is young enough and current.
+    pub fn get(&self, key: &AnswerKey) -> Option<Hit> {
         if !self.is_on() {
             return None;
         }
         // A change drops the answers it touches at once, so what is stored is current.
-        let entries = self.lock();
-        entries
-            .answers
-            .get(key)
-            .filter(|s| s.generation.all == entries.all && s.at.elapsed() < self.max_age)
-            .map(|s| Arc::clone(&s.answer))
+        let mut entries = self.lock();
+        let all = entries.all;
+        let stored = entries.answers.get_mut(key)?;
+        let age = stored.at.elapsed();
+        if stored.generation.all != all || age >= self.max_age {
+            return None;
+        }
+        let refresh = !stored.refreshing && age >= self.max_age / 2;
+        stored.refreshing |= refresh;
+        Some(Hit {
+            answer: Arc::clone(&stored.answer),
+            refresh,
+        })
     }
 
     /// Stores `answer`, read after `generation` was taken, unless the view changed since.
@@ -185,6 +205,7 @@ impl AnswerCache {
                 answer,
                 at: Instant::now(),
                 generation,
+                refreshing: false,
             },
         );
     }
@@ -307,7 +328,7 @@ mod tests {
         assert!(cache.get(&key("v")).is_some());
         // An answer read before that change may still be stored: it did not touch it.
         cache.put(key("v"), g, answer("[2]"));
-        assert_eq!(cache.get(&key("v")).unwrap().rows, "[2]");
+        assert_eq!(cache.get(&key("v")).unwrap().answer.rows, "[2]");
         let before = cache.generation("v");
         cache.changed(&ranged("v", 99, 99)); // its last bucket
         assert!(cache.get(&key("v")).is_none());
@@ -327,7 +348,7 @@ mod tests {
         let cache = AnswerCache::new(Duration::from_secs(60), 10);
         let before = cache.generation("v");
         cache.put(key("v"), before, answer("[1]"));
-        assert_eq!(cache.get(&key("v")).unwrap().rows, "[1]");
+        assert_eq!(cache.get(&key("v")).unwrap().answer.rows, "[1]");
         // A query starts, the view changes, the query's (older) answer arrives.
         let started = cache.generation("v");
         cache.changed(&ViewChange::whole("v"));
@@ -346,6 +367,23 @@ mod tests {
         assert!(cache.get(&key("w")).is_none());
         cache.put(key("w"), other, answer("[w]"));
         assert!(cache.get(&key("w")).is_none(), "read before the clear");
+    }
+
+    #[test]
+    fn past_half_its_age_one_reader_refreshes_an_answer() {
+        let cache = AnswerCache::new(Duration::from_millis(80), 10);
+        let g = cache.generation("v");
+        cache.put(key("v"), g, answer("[1]"));
+        assert!(!cache.get(&key("v")).unwrap().refresh, "young");
+        std::thread::sleep(Duration::from_millis(45));
+        assert!(
+            cache.get(&key("v")).unwrap().refresh,
+            "the first reader past half its age"
+        );
+        assert!(!cache.get(&key("v")).unwrap().refresh, "only the first");
+        cache.put(key("v"), cache.generation("v"), answer("[2]"));
+        let hit = cache.get(&key("v")).unwrap();
+        assert_eq!((hit.answer.rows.as_str(), hit.refresh), ("[2]", false));
     }
 
     #[test]

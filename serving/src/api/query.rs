@@ -408,9 +408,24 @@ pub async fn run_cached(
         first_micros: selection.from.timestamp_micros(),
         end_micros: selection.to.timestamp_micros(),
     };
-    if let Some(answer) = cache.get(&key) {
+    if let Some(hit) = cache.get(&key) {
         metrics::counter!("braid_serving_answer_cache_hits_total").increment(1);
-        return Ok(answer);
+        if hit.refresh {
+            let (pool, cache, columns, limit) = (
+                pool.clone(),
+                cache.clone(),
+                columns.clone(),
+                selection.limit,
+            );
+            let generation = cache.generation(&view.name);
+            tokio::spawn(async move {
+                // A failed refresh leaves the answer to expire; the next request reads anew.
+                if let Ok(answer) = execute(&pool, sql, statement, &columns, limit).await {
+                    cache.put(key, generation, Arc::new(answer));
+                }
+            });
+        }
+        return Ok(hit.answer);
     }
     metrics::counter!("braid_serving_answer_cache_misses_total").increment(1);
     let generation = cache.generation(&view.name);
