@@ -43,7 +43,8 @@ for rate in $RATES; do
   generator=$!
   sleep "$WARMUP"
   read -r f0 r0 < <(flush_counts); t0=$(now)
-  line=$("${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES")
+  line=$("${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES" 2>&1) \
+    || line="falls behind: ${line:-a probe was not visible within 30 s}"
   read -r f1 r1 < <(flush_counts); t1=$(now)
   kill -INT "$generator"; wait "$generator" || true
   python3 - "$rate" "$line" "$f0" "$r0" "$f1" "$r1" "$t0" "$t1" <<'PY'
