@@ -245,6 +245,7 @@ async fn every_page_shows_the_apis_numbers_updates_live_escapes_records_and_foll
     );
     let figures = result.unwrap_or_else(|| panic!("the browser test printed no result:\n{log}"));
     eprintln!("console figures: {figures}");
+    std::fs::write(shots.join("figures.json"), figures.to_string()).unwrap();
     for shot in [
         "overview.png",
         "view.png",
