@@ -22,6 +22,53 @@ use crate::layer::{Committed, Layer, Received, StartAt};
 use crate::metrics as m;
 use schemas::position::{Offset, Partition, Positions};
 
+/// Which partitions sent messages since they last reported their end.
+#[derive(Default)]
+struct Reading {
+    past_end: Vec<bool>,
+    count: usize,
+}
+
+impl Reading {
+    fn message_from(&mut self, partition: Partition) {
+        let Ok(i) = usize::try_from(partition) else {
+            return;
+        };
+        if i >= self.past_end.len() {
+            self.past_end.resize(i + 1, false);
+        }
+        if !self.past_end[i] {
+            self.past_end[i] = true;
+            self.count += 1;
+        }
+    }
+
+    fn end_of(&mut self, partition: Partition) {
+        if let Some(flag) = usize::try_from(partition)
+            .ok()
+            .and_then(|i| self.past_end.get_mut(i))
+            && *flag
+        {
+            *flag = false;
+            self.count -= 1;
+        }
+    }
+
+    /// Whether every partition that sent a message reached its end since; partitions no
+    /// longer assigned (revoked before their end) are forgotten.
+    fn at_every_end(&mut self, is_assigned: impl Fn(Partition) -> bool) -> bool {
+        if self.count > 0 {
+            for (i, flag) in self.past_end.iter_mut().enumerate() {
+                if *flag && !Partition::try_from(i).is_ok_and(&is_assigned) {
+                    *flag = false;
+                    self.count -= 1;
+                }
+            }
+        }
+        self.count == 0
+    }
+}
+
 /// How long a poll waits for a message when nothing is buffered.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
@@ -260,6 +307,7 @@ pub fn run<L: Layer>(
     // while records are buffered and an early commit is possible (an empty poll then says the
     // layer has caught up); the time left until the early commit when caught up before it.
     let mut poll_wait = IDLE_POLL;
+    let mut reading = Reading::default();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let polled = if stopping {
@@ -280,6 +328,7 @@ pub fn run<L: Layer>(
                 if !shared.layer.is_assigned(partition) {
                     continue; // fetched before a revoke: no longer ours
                 }
+                reading.message_from(partition);
                 let payload = message.payload().unwrap_or_default();
                 shared.summary.consumed += 1;
                 metrics::counter!(m::RECORDS_CONSUMED_TOTAL, "layer" => name).increment(1);
@@ -310,6 +359,7 @@ pub fn run<L: Layer>(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
+                reading.end_of(partition);
                 end_of_partition(&consumer, &mut shared, &settings.topic, partition);
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
@@ -343,7 +393,10 @@ pub fn run<L: Layer>(
             .flush_when_caught_up
             .filter(|_| buffered.records > 0)
         {
-            if polled_nothing {
+            // Caught up: nothing in librdkafka's queue, and every partition that sent a
+            // message has reached its end since (an empty queue alone may only mean that the
+            // next fetch is on its way, under load).
+            if polled_nothing && reading.at_every_end(|p| shared.layer.is_assigned(p)) {
                 let since = last_commit.elapsed();
                 if since >= soonest {
                     caught_up_due = true;
@@ -622,5 +675,29 @@ fn report_lag<C: ConsumerContext>(
             metrics::gauge!(m::PARTITION_LAG_RECORDS, "layer" => layer, "partition" => partition.to_string())
                 .set((high - offset).max(0) as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reading;
+
+    #[test]
+    fn caught_up_once_every_partition_that_sent_reached_its_end() {
+        let mut reading = Reading::default();
+        let all = |_| true;
+        assert!(reading.at_every_end(all), "nothing read yet");
+        reading.message_from(0);
+        reading.message_from(2);
+        reading.message_from(2);
+        assert!(!reading.at_every_end(all));
+        reading.end_of(0);
+        assert!(!reading.at_every_end(all), "partition 2 is still short of its end");
+        reading.end_of(2);
+        reading.end_of(2);
+        assert!(reading.at_every_end(all));
+        reading.message_from(1);
+        assert!(!reading.at_every_end(all));
+        assert!(reading.at_every_end(|p| p != 1), "revoked before its end: forgotten");
     }
 }
