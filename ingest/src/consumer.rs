@@ -308,6 +308,7 @@ pub fn run<L: Layer>(
     // layer has caught up); the time left until the early commit when caught up before it.
     let mut poll_wait = IDLE_POLL;
     let mut reading = Reading::default();
+    let mut early_gap = settings.flush_when_caught_up;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let polled = if stopping {
@@ -389,10 +390,7 @@ pub fn run<L: Layer>(
         // or when caught up.
         let buffered = shared.layer.buffered();
         let mut caught_up_due = false;
-        if let Some(soonest) = settings
-            .flush_when_caught_up
-            .filter(|_| buffered.records > 0)
-        {
+        if let Some(soonest) = early_gap.filter(|_| buffered.records > 0) {
             // Caught up: nothing in librdkafka's queue, and every partition that sent a
             // message has reached its end since (an empty queue alone may only mean that the
             // next fetch is on its way, under load).
@@ -421,6 +419,7 @@ pub fn run<L: Layer>(
         if !due {
             continue;
         }
+        let commit_started = Instant::now();
         let result = if stopping {
             shared.layer.commit_all()
         } else {
@@ -429,6 +428,12 @@ pub fn run<L: Layer>(
         match result {
             Ok(committed) => {
                 last_commit = Instant::now();
+                // Early commits wait at least four times the last commit's duration, so that
+                // committing never takes more than a fifth of the time: near capacity, small
+                // early commits would cost more than they save.
+                early_gap = settings
+                    .flush_when_caught_up
+                    .map(|soonest| soonest.max((last_commit - commit_started) * 4));
                 backoff = Duration::from_millis(100);
                 let committed_any = committed.is_some();
                 if let Some(committed) = committed {
@@ -692,12 +697,18 @@ mod tests {
         reading.message_from(2);
         assert!(!reading.at_every_end(all));
         reading.end_of(0);
-        assert!(!reading.at_every_end(all), "partition 2 is still short of its end");
+        assert!(
+            !reading.at_every_end(all),
+            "partition 2 is still short of its end"
+        );
         reading.end_of(2);
         reading.end_of(2);
         assert!(reading.at_every_end(all));
         reading.message_from(1);
         assert!(!reading.at_every_end(all));
-        assert!(reading.at_every_end(|p| p != 1), "revoked before its end: forgotten");
+        assert!(
+            reading.at_every_end(|p| p != 1),
+            "revoked before its end: forgotten"
+        );
     }
 }

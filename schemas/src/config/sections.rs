@@ -117,7 +117,8 @@ pub struct SpeedConfig {
     /// Flush the in-memory aggregates at least this often, in milliseconds.
     pub flush_interval_ms: Millis,
     /// Once the speed layer has read everything Kafka holds, flush as soon as this many
-    /// milliseconds have passed since the last flush, rather than at `flush_interval_ms`: at
+    /// milliseconds (and four times the last flush's duration) have passed since the last
+    /// flush, rather than at `flush_interval_ms`: at
     /// live rates answers are fresher, and under load or while catching up (Kafka always has
     /// more) the flushes stay large. 0 turns this off; above `flush_interval_ms` it acts as that.
     pub flush_min_interval_ms: Millis,

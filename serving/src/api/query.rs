@@ -55,7 +55,49 @@ pub struct BoundStatement {
     pub values: Vec<Bind>,
 }
 
+/// The placeholders every answer's statement binds first.
+pub(super) struct Placeholders {
+    /// The view's name.
+    pub(super) name: String,
+    /// Its fingerprint.
+    pub(super) fingerprint: String,
+    /// The first bucket start read.
+    pub(super) from: String,
+    /// The end of the buckets read.
+    pub(super) to: String,
+    /// The limit.
+    pub(super) limit: String,
+    /// The topic whose speed positions are reported.
+    pub(super) topic: String,
+}
+
 impl Statement {
+    /// Binds what every answer's statement needs, in order.
+    pub(super) fn bind_selection(
+        &mut self,
+        view: &View,
+        selection: &Selection,
+        topic: &str,
+    ) -> Placeholders {
+        Placeholders {
+            name: self.bind(Bind::Text(view.name.clone())),
+            fingerprint: self.bind(Bind::Text(view.fingerprint.clone())),
+            from: self.bind(Bind::Time(selection.from)),
+            to: self.bind(Bind::Time(selection.to)),
+            limit: self.bind(Bind::Int(selection.limit)),
+            topic: self.bind(Bind::Text(topic.to_string())),
+        }
+    }
+
+    /// Binds a filter's accepted values (an array) and returns its placeholder.
+    pub(super) fn bind_filter(&mut self, values: &FilterValues) -> String {
+        self.bind(match values {
+            FilterValues::Text(v) => Bind::Texts(v.clone()),
+            FilterValues::Int(v) => Bind::Ints(v.clone()),
+            FilterValues::Bool(v) => Bind::Bools(v.clone()),
+        })
+    }
+
     /// Adds a value and returns its placeholder.
     pub(super) fn bind(&mut self, value: Bind) -> String {
         self.binds.push(value);
@@ -116,21 +158,19 @@ pub(super) fn general_statement(
 ) -> (String, Statement, Vec<OutputColumn>) {
     let layout = ViewLayout::of(view);
     let mut st = Statement::default();
-    let name = st.bind(Bind::Text(view.name.clone()));
-    let fingerprint = st.bind(Bind::Text(view.fingerprint.clone()));
-    let from = st.bind(Bind::Time(selection.from));
-    let to = st.bind(Bind::Time(selection.to));
-    let limit = st.bind(Bind::Int(selection.limit));
-    let topic = st.bind(Bind::Text(topic.to_string()));
+    let Placeholders {
+        name,
+        fingerprint,
+        from,
+        to,
+        limit,
+        topic,
+    } = st.bind_selection(view, selection, topic);
     // Filters on group fields apply to the stored rows; filters on attributes after the join.
     let mut filters = String::new();
     let mut attribute_filters = String::new();
     for (index, values) in &selection.filters {
-        let placeholder = st.bind(match values {
-            FilterValues::Text(v) => Bind::Texts(v.clone()),
-            FilterValues::Int(v) => Bind::Ints(v.clone()),
-            FilterValues::Bool(v) => Bind::Bools(v.clone()),
-        });
+        let placeholder = st.bind_filter(values);
         let target = if view.served_attribute(*index).is_some() {
             &mut attribute_filters
         } else {

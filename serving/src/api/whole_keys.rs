@@ -15,8 +15,8 @@ use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
 use super::answer_json::OutputColumn;
-use super::params::{FilterValues, Selection};
-use super::query::{Bind, Statement, head_row, row_names};
+use super::params::Selection;
+use super::query::{Placeholders, Statement, head_row, row_names};
 
 /// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
 /// that the full join can hash (`IS NOT DISTINCT FROM` cannot): the columns are equal when
@@ -58,19 +58,17 @@ pub(super) fn statement(
 
     let layout = ViewLayout::of(view);
     let mut st = Statement::default();
-    let name = st.bind(Bind::Text(view.name.clone()));
-    let fingerprint = st.bind(Bind::Text(view.fingerprint.clone()));
-    let from = st.bind(Bind::Time(selection.from));
-    let to = st.bind(Bind::Time(selection.to));
-    let limit = st.bind(Bind::Int(selection.limit));
-    let topic = st.bind(Bind::Text(topic.to_string()));
+    let Placeholders {
+        name,
+        fingerprint,
+        from,
+        to,
+        limit,
+        topic,
+    } = st.bind_selection(view, selection, topic);
     let mut filters = String::new();
     for (index, values) in &selection.filters {
-        let placeholder = st.bind(match values {
-            FilterValues::Text(v) => Bind::Texts(v.clone()),
-            FilterValues::Int(v) => Bind::Ints(v.clone()),
-            FilterValues::Bool(v) => Bind::Bools(v.clone()),
-        });
+        let placeholder = st.bind_filter(values);
         let _ = write!(
             filters,
             " AND {} = ANY({placeholder})",
