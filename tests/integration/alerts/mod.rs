@@ -654,7 +654,10 @@ async fn deliveries_survive_a_receiver_outage_and_a_sigkill_of_the_evaluator_who
     let mut receiver = Receiver::start().await;
     let (pipeline, alerts_topic) =
         pipeline_with(&pool, "alerts-failover", &receiver.url(), |topic| {
-            rule("burst_page", "6s", 2, "1s", "1s", topic)
+            // A window long enough that a burst fires even when the speed layer, started just
+            // before, takes seconds to deliver it (a 6 s window once let a burst age out while
+            // pending, so it never fired nor resolved).
+            rule("burst_page", "10s", 2, "1s", "1s", topic)
         })
         .await;
     let mut producer = Producer::new(&pipeline.topic, 2).await;
