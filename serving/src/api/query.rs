@@ -205,36 +205,22 @@ pub(super) fn general_statement(
         ));
     }
     let keys = outputs.len();
-    let mut columns: Vec<OutputColumn> = selection
-        .group_by
-        .iter()
-        .map(|&i| OutputColumn::new(view.served_name(i), pg_type(view.served_type(i))))
-        .collect();
-    if selection.granularity.is_some() {
-        columns.push(OutputColumn::new("bucket_start", "timestamptz"));
-    }
+    let columns = answer_columns(view, selection);
     // Bound only for views with a decayed metric, so that other views' statements stay as they were.
     let decayed_to = if view.has_decayed_metrics() {
         st.bind(Bind::Time(selection.decayed_to))
     } else {
         String::new()
     };
-    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
+    for metric in &view.metrics {
         outputs.push(merge::aggregate(metric, &decayed_to));
-        columns.push(OutputColumn::new(
-            &metric.column,
-            merge::answer_type(metric, column.pg_type),
-        ));
     }
     for average in view.averages() {
         outputs.push(merge::average(&average));
-        columns.push(OutputColumn::new(&average.column, "double precision"));
     }
     if selection.parts {
         outputs.push("bool_or(from_batch$) AS batch_part".into());
         outputs.push("bool_or(NOT from_batch$) AS speed_part".into());
-        columns.push(OutputColumn::new("batch_part", "boolean"));
-        columns.push(OutputColumn::new("speed_part", "boolean"));
     }
     // Which part a stored row comes from, only when asked (other statements stay as they were).
     let (batch_mark, speed_mark) = if selection.parts {
@@ -253,20 +239,9 @@ pub(super) fn general_statement(
                 .join(", ")
         )
     };
-    let order: Vec<String> = selection
-        .order
-        .iter()
-        .map(|(column, descending)| {
-            format!(
-                "{column} {} NULLS LAST",
-                if *descending { "DESC" } else { "ASC" }
-            )
-        })
-        .collect();
-    let order = if order.is_empty() {
-        String::new()
-    } else {
-        format!("ORDER BY {}", order.join(", "))
+    let order = match order_terms(selection) {
+        terms if terms.is_empty() => String::new(),
+        terms => format!("ORDER BY {terms}"),
     };
     let sql = format!(
         "WITH active$ AS ({active}), \
@@ -297,6 +272,49 @@ pub(super) fn general_statement(
         names = row_names(&columns),
     );
     (sql, st, columns)
+}
+
+/// The answer's columns with their types: the kept group fields and attributes, `bucket_start`
+/// when bucketed, the metrics, the averages, and `batch_part`/`speed_part` when asked.
+pub(super) fn answer_columns(view: &View, selection: &Selection) -> Vec<OutputColumn> {
+    let layout = ViewLayout::of(view);
+    let mut columns: Vec<OutputColumn> = selection
+        .group_by
+        .iter()
+        .map(|&i| OutputColumn::new(view.served_name(i), pg_type(view.served_type(i))))
+        .collect();
+    if selection.granularity.is_some() {
+        columns.push(OutputColumn::new("bucket_start", "timestamptz"));
+    }
+    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
+        columns.push(OutputColumn::new(
+            &metric.column,
+            merge::answer_type(metric, column.pg_type),
+        ));
+    }
+    for average in view.averages() {
+        columns.push(OutputColumn::new(&average.column, "double precision"));
+    }
+    if selection.parts {
+        columns.push(OutputColumn::new("batch_part", "boolean"));
+        columns.push(OutputColumn::new("speed_part", "boolean"));
+    }
+    columns
+}
+
+/// The selection's order as `ORDER BY` terms (empty when it has none).
+pub(super) fn order_terms(selection: &Selection) -> String {
+    selection
+        .order
+        .iter()
+        .map(|(column, descending)| {
+            format!(
+                "{column} {} NULLS LAST",
+                if *descending { "DESC" } else { "ASC" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The head row of an answer's statement, after `SELECT`: `part$` 0, `ord$`, the output

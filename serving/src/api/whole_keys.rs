@@ -16,7 +16,7 @@ use schemas::view::View;
 
 use super::answer_json::OutputColumn;
 use super::params::Selection;
-use super::query::{Placeholders, Statement, head_row, row_names};
+use super::query::{Placeholders, Statement, answer_columns, head_row, order_terms, row_names};
 
 /// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
 /// that the full join can hash (`IS NOT DISTINCT FROM` cannot): the columns are equal when
@@ -82,30 +82,13 @@ pub(super) fn statement(
         .iter()
         .map(|&i| view.group_by[i].as_str())
         .collect();
-    let mut columns: Vec<OutputColumn> = selection
-        .group_by
-        .iter()
-        .map(|&i| OutputColumn::new(&view.group_by[i], pg_type(view.group_by_types[i])))
-        .collect();
-    columns.push(OutputColumn::new("bucket_start", "timestamptz"));
-    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
-        columns.push(OutputColumn::new(
-            &metric.column,
-            merge::answer_type(metric, column.pg_type),
-        ));
-    }
+    let columns = answer_columns(view, selection);
+    let parts = if selection.parts {
+        ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part"
+    } else {
+        ""
+    };
     let averages = view.averages();
-    for average in &averages {
-        columns.push(OutputColumn::new(&average.column, "double precision"));
-    }
-    let mut parts = String::new();
-    if selection.parts {
-        parts =
-            ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part"
-                .into();
-        columns.push(OutputColumn::new("batch_part", "boolean"));
-        columns.push(OutputColumn::new("speed_part", "boolean"));
-    }
 
     let all_keys: Vec<&str> = view
         .group_by
@@ -133,17 +116,7 @@ pub(super) fn statement(
         .collect::<Vec<_>>()
         .join(", ");
     let stored = layout.stored_columns();
-    let order: Vec<String> = selection
-        .order
-        .iter()
-        .map(|(column, descending)| {
-            format!(
-                "{column} {} NULLS LAST",
-                if *descending { "DESC" } else { "ASC" }
-            )
-        })
-        .collect();
-    let order = order.join(", ");
+    let order = order_terms(selection);
     let outputs = keys
         .iter()
         .map(|k| (*k).to_string())
