@@ -420,7 +420,9 @@ pub fn run<L: Layer>(
             continue;
         }
         let commit_started = Instant::now();
-        let result = if stopping {
+        // While isolating, each commit must end before the next message is read: a refusal
+        // then names the one message the commit held.
+        let result = if stopping || shared.isolated.is_some() {
             shared.layer.commit_all()
         } else {
             shared.layer.commit()
@@ -428,12 +430,16 @@ pub fn run<L: Layer>(
         match result {
             Ok(committed) => {
                 last_commit = Instant::now();
-                // Early commits wait at least four times the last commit's duration, so that
-                // committing never takes more than a fifth of the time: near capacity, small
-                // early commits would cost more than they save.
+                // Early commits wait at least four times the last commit's duration (the write
+                // itself, which a layer may run in the background), so that committing never
+                // takes more than a fifth of the time: near capacity, small early commits would
+                // cost more than they save.
+                let took = committed
+                    .as_ref()
+                    .map_or(last_commit - commit_started, |c| c.took);
                 early_gap = settings
                     .flush_when_caught_up
-                    .map(|soonest| soonest.max((last_commit - commit_started) * 4));
+                    .map(|soonest| soonest.max(took * 4));
                 backoff = Duration::from_millis(100);
                 let committed_any = committed.is_some();
                 if let Some(committed) = committed {

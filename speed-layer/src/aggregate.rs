@@ -349,6 +349,21 @@ impl MicroBatch {
         }
     }
 
+    /// An empty batch for the same views as `other`.
+    pub fn empty_like(other: &MicroBatch) -> Self {
+        Self {
+            views: other
+                .views
+                .iter()
+                .map(|deltas| ViewDeltas::new(deltas.view.clone()))
+                .collect(),
+            next_offsets: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            valid_records: 0,
+            newest_event_micros: None,
+        }
+    }
+
     /// Folds a valid record at (partition, offset) into every view.
     pub fn add_record(&mut self, partition: Partition, offset: Offset, record: &Record) {
         for view in &mut self.views {

@@ -12,14 +12,14 @@ use ingest::{
 };
 use schemas::Record;
 use schemas::pg::{self, DeadLetter};
-use schemas::validation_rules::ValidationRules;
 use schemas::view::View;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
 use crate::aggregate::MicroBatch;
 use crate::error::SpeedError;
-use crate::flush::{ViewWriter, flush};
+use crate::flush::{FlushOutcome, ViewWriter};
+use crate::in_flight::{Flusher, InFlight};
 use crate::metrics as m;
 use schemas::position::{Offset, Partition, Positions};
 
@@ -39,13 +39,34 @@ pub type SpeedSummary = ingest::consumer::Summary;
 struct SpeedLayer {
     pool: PgPool,
     runtime: Handle,
-    /// The validation rules this process runs; checked against the recorded ones per flush.
-    rules: ValidationRules,
     topic: String,
-    writers: Vec<ViewWriter>,
+    flusher: Flusher,
+    /// The micro-batch being read.
     batch: MicroBatch,
+    /// The flush running in the background, if any.
+    in_flight: Option<InFlight>,
+    /// A batch whose flush failed and must be written before any later one.
+    failed: Option<MicroBatch>,
+    /// An emptied batch to read the next one into (keeps its allocations).
+    spare: Option<MicroBatch>,
+    /// A flush that ended outside `commit` (settled by `reload` or `assign`), reported by the
+    /// next `commit`.
+    unreported: Option<Committed>,
     /// The stored position of every assigned partition, as of this process's last write.
     expected: Positions,
+}
+
+/// Two commits reported as one.
+fn combine(a: Option<Committed>, b: Option<Committed>) -> Option<Committed> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.records += b.records;
+            a.dead_letters.extend(b.dead_letters);
+            a.took += b.took;
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
 }
 
 impl SpeedLayer {
@@ -84,6 +105,74 @@ impl SpeedLayer {
         Ok(positions)
     }
 
+    /// Books a written batch: the expected positions move forward; returns what it wrote and
+    /// keeps the emptied batch for reuse.
+    fn written(&mut self, mut batch: MicroBatch, outcome: FlushOutcome) -> Committed {
+        self.expected
+            .extend(batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
+        metrics::counter!(m::ROWS_UPSERTED_TOTAL).increment(outcome.rows as u64);
+        tracing::debug!(
+            epoch = outcome.epoch,
+            rows = outcome.rows,
+            records = outcome.records,
+            dead_letters = outcome.dead_letters,
+            seconds = outcome.duration.as_secs_f64(),
+            "flushed"
+        );
+        let committed = Committed {
+            records: outcome.records,
+            dead_letters: batch
+                .dead_letters
+                .iter()
+                .map(|l| l.rejection.code())
+                .collect(),
+            took: outcome.duration,
+        };
+        batch.clear();
+        self.spare = Some(batch);
+        committed
+    }
+
+    /// Waits for the background flush, if any, and books it or keeps its batch to retry.
+    fn settle(&mut self) -> Result<Option<Committed>, SpeedError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let settled = in_flight.finish(&self.runtime);
+        match (settled.result, settled.batch) {
+            (Ok(outcome), Some(batch)) => Ok(Some(self.written(batch, outcome))),
+            (Err(error), batch) => {
+                self.failed = batch;
+                Err(error)
+            }
+            (Ok(_), None) => unreachable!("a flush that succeeded returns its batch"),
+        }
+    }
+
+    /// Settles the background flush outside `commit`; the next `commit` reports it.
+    fn settle_unreported(&mut self) -> Result<(), SpeedError> {
+        let settled = self.settle()?;
+        self.unreported = combine(self.unreported.take(), settled);
+        Ok(())
+    }
+
+    /// Writes a batch whose flush failed again, synchronously.
+    fn retry_failed(&mut self) -> Result<Option<Committed>, SpeedError> {
+        let Some(batch) = self.failed.take() else {
+            return Ok(None);
+        };
+        match self
+            .runtime
+            .block_on(self.flusher.flush(&batch, &self.expected))
+        {
+            Ok(outcome) => Ok(Some(self.written(batch, outcome))),
+            Err(error) => {
+                self.failed = Some(batch);
+                Err(error)
+            }
+        }
+    }
+
     fn starts(&self) -> BTreeMap<Partition, StartAt> {
         self.expected
             .iter()
@@ -119,6 +208,8 @@ impl Layer for SpeedLayer {
         partitions: &[Partition],
         low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
     ) -> Result<BTreeMap<Partition, StartAt>, SpeedError> {
+        // A flush still running would move stored positions after they were read here.
+        self.settle_unreported()?;
         self.expected = self.positions_for(partitions, low_watermark)?;
         Ok(self.starts())
     }
@@ -160,65 +251,55 @@ impl Layer for SpeedLayer {
         }
     }
 
+    /// The ends of everything read and not written: a failed batch's and the current one's.
     fn buffered_ends(&self) -> Positions {
-        self.batch.next_offsets.clone()
+        let mut ends = self
+            .failed
+            .as_ref()
+            .map(|failed| failed.next_offsets.clone())
+            .unwrap_or_default();
+        ends.extend(self.batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
+        ends
     }
 
-    /// Writes the micro-batch in one transaction with its positions and dead letters. On
-    /// success the expected positions move forward and the batch is emptied; on failure the
-    /// batch is kept and the error returned.
+    /// Settles the previous flush, writes a failed one again, then starts flushing the
+    /// micro-batch in the background (one transaction with its positions and dead letters).
+    /// Returns what the flushes that ended during the call wrote. On failure the batches are
+    /// kept and the error returned.
     fn commit(&mut self) -> Result<Option<Committed>, SpeedError> {
-        if self.batch.is_empty() {
-            return Ok(None);
+        let settled = self.settle()?;
+        let retried = self.retry_failed()?;
+        if !self.batch.is_empty() {
+            let next = match self.spare.take() {
+                Some(spare) => spare,
+                None => MicroBatch::empty_like(&self.batch),
+            };
+            let batch = std::mem::replace(&mut self.batch, next);
+            self.in_flight = Some(
+                self.flusher
+                    .spawn(&self.runtime, batch, self.expected.clone()),
+            );
         }
-        // Stop, rather than flush, once the recorded rules changed (the sink may now accept
-        // other records than this process).
-        self.runtime.block_on(pg::check_validation_rules(
-            &self.pool,
-            &self.topic,
-            &self.rules,
-        ))?;
-        let outcome = self.runtime.block_on(flush(
-            &self.pool,
-            &self.topic,
-            &self.writers,
-            &self.batch,
-            &self.expected,
-        ))?;
-        self.expected
-            .extend(self.batch.next_offsets.iter().map(|(&p, &o)| (p, o)));
-        metrics::counter!(m::ROWS_UPSERTED_TOTAL).increment(outcome.rows as u64);
-        tracing::debug!(
-            epoch = outcome.epoch,
-            rows = outcome.rows,
-            records = outcome.records,
-            dead_letters = outcome.dead_letters,
-            seconds = outcome.duration.as_secs_f64(),
-            "flushed"
-        );
-        let committed = Committed {
-            records: outcome.records,
-            dead_letters: self
-                .batch
-                .dead_letters
-                .iter()
-                .map(|l| l.rejection.code())
-                .collect(),
-            took: outcome.duration,
-        };
-        self.batch.clear();
-        Ok(Some(committed))
+        Ok(combine(self.unreported.take(), combine(settled, retried)))
     }
 
     fn commit_all(&mut self) -> Result<Option<Committed>, SpeedError> {
-        self.commit()
+        let started = self.commit()?;
+        Ok(combine(started, self.settle()?))
     }
 
     fn drop_uncommitted(&mut self) {
         self.batch.clear();
+        self.failed = None;
     }
 
     fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, SpeedError> {
+        // Whatever a flush still running did not write is read again from the stored
+        // positions, so a failed batch is not written later.
+        if let Err(error) = self.settle_unreported() {
+            tracing::warn!(%error, "a flush in flight failed; its records are read again from the stored positions");
+        }
+        self.failed = None;
         let stored = self
             .runtime
             .block_on(pg::load_positions(&self.pool, &self.topic))?;
@@ -254,13 +335,22 @@ pub fn run(
     let topic = settings.ingest.topic.clone();
     let rules = runtime.block_on(pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
     tracing::info!(views = settings.views.len(), "speed layer starting");
+    let flusher = Flusher {
+        pool: pool.clone(),
+        topic: topic.clone(),
+        rules,
+        writers: settings.views.iter().map(ViewWriter::new).collect(),
+    };
     let layer = SpeedLayer {
         pool,
         runtime,
-        rules,
         topic,
-        writers: settings.views.iter().map(ViewWriter::new).collect(),
+        flusher,
         batch: MicroBatch::new(&settings.views),
+        in_flight: None,
+        failed: None,
+        spare: None,
+        unreported: None,
         expected: BTreeMap::new(),
     };
     ingest::run(settings.ingest, layer, stop)

@@ -8,6 +8,7 @@
 //! - [`aggregate`]: the in-memory micro-batch;
 //! - [`flush`]: the one-transaction write (epoch under a shared lock, fenced positions,
 //!   dead letters, upserts);
+//! - [`in_flight`]: a flush running while the next micro-batch is read (one at a time);
 //! - [`consumer`]: the Kafka side: positions set in the rebalance callback, flush on revoke,
 //!   out-of-range offsets stop the partition with an error;
 //! - [`metrics`]: metric names.
@@ -16,6 +17,7 @@ pub mod aggregate;
 pub mod consumer;
 pub mod error;
 pub mod flush;
+pub mod in_flight;
 pub mod metrics;
 
 pub use consumer::{SpeedSettings, SpeedSummary, run};

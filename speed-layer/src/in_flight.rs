@@ -1,0 +1,86 @@
+//! A flush running on the runtime while the consumer thread reads the next micro-batch. At most
+//! one runs at a time: the next commit waits for it first, so flushes reach PostgreSQL in the
+//! order they were read, each fenced on the positions the one before it stored.
+
+use std::sync::Arc;
+
+use schemas::pg;
+use schemas::position::Positions;
+use schemas::validation_rules::ValidationRules;
+use sqlx::PgPool;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::aggregate::MicroBatch;
+use crate::error::SpeedError;
+use crate::flush::{FlushOutcome, ViewWriter, flush};
+
+/// What every flush needs besides its batch and the positions it is fenced on.
+#[derive(Debug, Clone)]
+pub struct Flusher {
+    /// The database.
+    pub pool: PgPool,
+    /// The source topic.
+    pub topic: String,
+    /// The validation rules this process runs; checked against the recorded ones per flush.
+    pub rules: ValidationRules,
+    /// One prepared upsert per view, in the batch's view order.
+    pub writers: Arc<[ViewWriter]>,
+}
+
+impl Flusher {
+    /// Checks the recorded validation rules, then writes `batch` in one transaction fenced on
+    /// `expected`. Stops, rather than flushes, once the recorded rules changed (the sink may now
+    /// accept other records than this process).
+    pub async fn flush(
+        &self,
+        batch: &MicroBatch,
+        expected: &Positions,
+    ) -> Result<FlushOutcome, SpeedError> {
+        pg::check_validation_rules(&self.pool, &self.topic, &self.rules).await?;
+        flush(&self.pool, &self.topic, &self.writers, batch, expected).await
+    }
+
+    /// Starts flushing `batch` on `runtime`.
+    pub fn spawn(&self, runtime: &Handle, batch: MicroBatch, expected: Positions) -> InFlight {
+        let flusher = self.clone();
+        InFlight {
+            handle: runtime.spawn(async move {
+                let result = flusher.flush(&batch, &expected).await;
+                (batch, result)
+            }),
+        }
+    }
+}
+
+/// A flush in the background; it owns its batch until it ends.
+#[derive(Debug)]
+pub struct InFlight {
+    handle: JoinHandle<(MicroBatch, Result<FlushOutcome, SpeedError>)>,
+}
+
+/// How a background flush ended.
+#[derive(Debug)]
+pub struct Settled {
+    /// The batch, unless the task itself failed (a panic: the batch is lost, nothing of it was
+    /// committed, and the error stops the layer; a restart reads it again).
+    pub batch: Option<MicroBatch>,
+    /// The outcome.
+    pub result: Result<FlushOutcome, SpeedError>,
+}
+
+impl InFlight {
+    /// Waits for the flush and says how it ended.
+    pub fn finish(self, runtime: &Handle) -> Settled {
+        match runtime.block_on(self.handle) {
+            Ok((batch, result)) => Settled {
+                batch: Some(batch),
+                result,
+            },
+            Err(join) => Settled {
+                batch: None,
+                result: Err(SpeedError::FlushTask(join)),
+            },
+        }
+    }
+}
