@@ -419,6 +419,9 @@ pub fn run<L: Layer>(
         if !due {
             continue;
         }
+        // Nothing read since the last commit: a commit that then wrote nothing means the layer
+        // is idle (a layer that flushes in the background may return before its write ends).
+        let idle = buffered.records == 0 && shared.layer.buffered_ends().is_empty();
         let commit_started = Instant::now();
         // While isolating, each commit must end before the next message is read: a refusal
         // then names the one message the commit held.
@@ -450,7 +453,7 @@ pub fn run<L: Layer>(
                         &offsets(&shared.layer.positions()),
                     );
                 }
-                if !committed_any && !stopping && shared.layer.follows_moved_positions() {
+                if idle && !committed_any && !stopping && shared.layer.follows_moved_positions() {
                     follow_moved_positions(&consumer, &mut shared, &settings.topic)?;
                 }
                 if last_lag.elapsed() >= Duration::from_secs(5) {

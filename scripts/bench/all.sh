@@ -2,7 +2,7 @@
 # The benchmark suite in one command: every benchmark in release mode against the local
 # services, each figure beside its peer or floor measured in the same run, then the figures,
 # the commands and the machine written into docs/benchmarks.md (the section between the
-# `bench:all` markers). Bounded: each benchmark has a time limit, the whole run about 45 min.
+# `bench:all` markers). Bounded: each benchmark has a time limit, the whole run about 55 min.
 #   BENCH_LARGE=1   batch recompute over 50 million events instead of 10 million
 set -uo pipefail
 export CARGO_TERM_COLOR=never
@@ -29,6 +29,7 @@ run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
 run "Serving API and end-to-end freshness" 14 scripts/bench/serving.sh
 run "Freshness at 1k, 20k and 200k events/s" 8 scripts/bench/freshness.sh
 run "Yahoo Streaming Benchmark workload, beside Apache Flink" 22 scripts/bench/ysb.sh
+run "Profiles of the speed layer and the sink (flame graphs in docs/img)" 10 env BENCH_PROFILE_OUT="$PWD/docs/img" scripts/bench/profile.sh
 python3 - docs/benchmarks.md "$log" "$started" <<'PY'
 import sys
 doc, log, started = sys.argv[1], sys.argv[2], sys.argv[3]
