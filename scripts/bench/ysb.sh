@@ -34,11 +34,35 @@ t1=$(now)
 echo "plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s ($consumed events)"
 
 total() { psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions"; }
+
+# The YSB query alone, which Flink runs below: examples/ysb.toml without its distinct-users view,
+# on the same topic, with a group and a database of its own.
+count_config=$BRAID_BENCH_TMP/ysb-count.toml
+python3 - examples/ysb.toml "$count_config" <<'PY'
+import sys, tomllib
+text = open(sys.argv[1]).read()
+trimmed = text[:text.index("# Unique users per ad")] + text[text.index("[[dimensions]]"):]
+assert [v["name"] for v in tomllib.loads(trimmed)["views"]] == ["ad_views"], "examples/ysb.toml changed: update this filter"
+open(sys.argv[2], "w").write(trimmed)
+PY
+count_url=${DATABASE_URL}_count
+psql "$BENCH_SERVER_URL/braid" -qc "CREATE DATABASE ${BENCH_DB}_count" >/dev/null
+trap 'psql "$BENCH_SERVER_URL/braid" -qc "DROP DATABASE IF EXISTS $BENCH_DB" -qc "DROP DATABASE IF EXISTS ${BENCH_DB}_count" >/dev/null' EXIT
+BRAID_CONFIG=$count_config DATABASE_URL=$count_url RUST_LOG=warn "$BIN" migrate
 t0=$(now)
-RUST_LOG=warn "$BIN" speed & pid=$!
+BRAID_CONFIG=$count_config DATABASE_URL=$count_url BRAID__KAFKA__SPEED_GROUP=$BRAID__KAFKA__SPEED_GROUP.count \
+  RUST_LOG=warn,sqlx=error "$BIN" speed & count_pid=$!
+until [ "$(DATABASE_URL=$count_url total)" -ge "$EVENTS" ]; do kill -0 $count_pid || { echo "braid speed died" >&2; exit 1; }; sleep 0.1; done
+t1=$(now)
+echo "braid speed, the YSB query alone (ad_views): $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak resident $(awk '/VmHWM/ {print int($2 / 1024)}' /proc/$count_pid/status) MiB"
+kill -INT $count_pid; wait $count_pid || true
+
+# examples/ysb.toml as it is: the count and unique users (a HyperLogLog sketch per ad and window).
+t0=$(now)
+RUST_LOG=warn,sqlx=error "$BIN" speed & pid=$!
 until [ "$(total)" -ge "$EVENTS" ]; do kill -0 $pid || { echo "braid speed died" >&2; exit 1; }; sleep 0.1; done
 t1=$(now)
-echo "braid speed on YSB: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up"
+echo "braid speed, examples/ysb.toml (ad_views and ad_unique_users): $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up"
 # Exactness: views per (campaign, 10 s window) from the API, rolled up by the campaign dimension
 # (followed from its compacted topic), beside a plain fold over the same generated stream (the
 # generator is deterministic for a seed). No mapping is written here: the dimension does it.

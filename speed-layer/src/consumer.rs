@@ -355,3 +355,153 @@ pub fn run(
     };
     ingest::run(settings.ingest, layer, stop)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::pg_layout::ViewLayout;
+
+    fn config() -> schemas::BraidConfig {
+        schemas::BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+            .unwrap()
+    }
+
+    fn purchase(config: &schemas::BraidConfig, price: i64) -> Record {
+        let event = format!(
+            r#"{{"event_id":"e{price}","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":{price}}}"#
+        );
+        config.schema.validate(event.as_bytes()).unwrap()
+    }
+
+    /// A speed layer on topic `t`, the demo views' tables made, partition 0 assigned at 0.
+    async fn assigned_layer(pool: &PgPool, config: &schemas::BraidConfig) -> SpeedLayer {
+        schemas::pg::ensure_view_tables(pool, &config.views)
+            .await
+            .unwrap();
+        let rules = pg::agreed_rules(pool, "t", &config.schema).await.unwrap();
+        let runtime = Handle::current();
+        let mut layer = SpeedLayer {
+            pool: pool.clone(),
+            runtime: runtime.clone(),
+            topic: "t".into(),
+            flusher: Flusher {
+                pool: pool.clone(),
+                topic: "t".into(),
+                rules,
+                writers: config.views.iter().map(ViewWriter::new).collect(),
+            },
+            batch: MicroBatch::new(&config.views),
+            in_flight: None,
+            failed: None,
+            spare: None,
+            unreported: None,
+            expected: BTreeMap::new(),
+        };
+        // The layer blocks on the runtime: call it from a blocking thread.
+        tokio::task::spawn_blocking(move || {
+            layer.assign(&[0], &mut |_| Ok(0)).unwrap();
+            layer
+        })
+        .await
+        .unwrap()
+    }
+
+    fn add(layer: &mut SpeedLayer, config: &schemas::BraidConfig, offset: Offset, price: i64) {
+        let message = Received {
+            partition: 0,
+            offset,
+            key: None,
+            payload: b"",
+        };
+        layer.add_record(&message, &purchase(config, price));
+    }
+
+    async fn stored_sum_and_position(pool: &PgPool, config: &schemas::BraidConfig) -> (i64, i64) {
+        let table = ViewLayout::of(&config.views[1]).speed_table;
+        let (sum,): (Option<i64>,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT sum(sum_price_cents)::bigint FROM {table}"
+        )))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let position = pg::load_positions(pool, "t").await.unwrap()[&0];
+        (sum.unwrap_or(0), position)
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn background_flushes_land_in_order_and_each_is_reported_once(pool: PgPool) {
+        let config = config();
+        let mut layer = assigned_layer(&pool, &config).await;
+        let prices = [100, 200, 300, 400, 500];
+        let (layer, reports) = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || {
+                let mut reports = Vec::new();
+                for (offset, price) in prices[..3].iter().enumerate() {
+                    add(&mut layer, &config, offset as Offset, *price);
+                }
+                reports.push(layer.commit().unwrap()); // starts the first flush
+                for (offset, price) in prices[3..].iter().enumerate() {
+                    add(&mut layer, &config, offset as Offset + 3, *price);
+                }
+                reports.push(layer.commit().unwrap()); // settles the first, starts the second
+                reports.push(layer.commit_all().unwrap()); // settles the second
+                (layer, reports)
+            }
+        })
+        .await
+        .unwrap();
+        let records: Vec<Option<u64>> = reports
+            .iter()
+            .map(|r| r.as_ref().map(|c| c.records))
+            .collect();
+        assert_eq!(records, [None, Some(3), Some(2)]);
+        assert_eq!(layer.positions()[&0], StartAt::Offset(5));
+        // The fold over the five purchases, and the position after the last.
+        assert_eq!(
+            stored_sum_and_position(&pool, &config).await,
+            (prices.iter().sum::<i64>(), 5)
+        );
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_fenced_background_flush_keeps_its_batch_until_dropped_and_writes_nothing(
+        pool: PgPool,
+    ) {
+        let config = config();
+        let mut layer = assigned_layer(&pool, &config).await;
+        // Another process moves partition 0 after this one read its position.
+        let mut tx = pool.begin().await.unwrap();
+        pg::store_positions(&mut tx, "t", &BTreeMap::from([(0, 100)]))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let layer = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || {
+                add(&mut layer, &config, 0, 100);
+                add(&mut layer, &config, 1, 200);
+                assert_eq!(layer.commit().unwrap(), None); // starts a flush that is fenced
+                let error = layer.commit().unwrap_err();
+                assert_eq!(SpeedLayer::classify(&error), Disposition::Fenced);
+                // The failed batch is kept and counts as read but not written.
+                assert_eq!(layer.buffered(), Buffered::default());
+                assert_eq!(layer.buffered_ends(), BTreeMap::from([(0, 2)]));
+                add(&mut layer, &config, 2, 300);
+                assert_eq!(layer.buffered_ends(), BTreeMap::from([(0, 3)]));
+                layer.drop_uncommitted();
+                assert!(layer.buffered_ends().is_empty());
+                assert_eq!(
+                    layer.reload().unwrap(),
+                    BTreeMap::from([(0, StartAt::Offset(100))])
+                );
+                assert_eq!(layer.commit().unwrap(), None, "nothing left to write");
+                layer
+            }
+        })
+        .await
+        .unwrap();
+        assert!(layer.failed.is_none());
+        assert_eq!(stored_sum_and_position(&pool, &config).await, (0, 100));
+    }
+}
