@@ -51,6 +51,22 @@ pub struct Committed {
     pub took: Duration,
 }
 
+impl Committed {
+    /// Two commits reported as one: a layer that writes in the background may settle one
+    /// commit and retry another within one call.
+    pub fn combine(a: Option<Committed>, b: Option<Committed>) -> Option<Committed> {
+        match (a, b) {
+            (Some(mut a), Some(b)) => {
+                a.records += b.records;
+                a.dead_letters.extend(b.dead_letters);
+                a.took += b.took;
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 /// A layer of the pipeline, as the ingest loop sees it: where its positions are stored and
 /// fenced, and what its buffer becomes when committed. Every call runs on the loop's thread
 /// (the rebalance callback included), one at a time.

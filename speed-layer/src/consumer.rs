@@ -56,19 +56,6 @@ struct SpeedLayer {
     expected: Positions,
 }
 
-/// Two commits reported as one.
-fn combine(a: Option<Committed>, b: Option<Committed>) -> Option<Committed> {
-    match (a, b) {
-        (Some(mut a), Some(b)) => {
-            a.records += b.records;
-            a.dead_letters.extend(b.dead_letters);
-            a.took += b.took;
-            Some(a)
-        }
-        (a, b) => a.or(b),
-    }
-}
-
 impl SpeedLayer {
     /// The stored positions of `partitions`; a partition without one starts at the log start,
     /// which is stored first.
@@ -152,7 +139,7 @@ impl SpeedLayer {
     /// Settles the background flush outside `commit`; the next `commit` reports it.
     fn settle_unreported(&mut self) -> Result<(), SpeedError> {
         let settled = self.settle()?;
-        self.unreported = combine(self.unreported.take(), settled);
+        self.unreported = Committed::combine(self.unreported.take(), settled);
         Ok(())
     }
 
@@ -280,12 +267,15 @@ impl Layer for SpeedLayer {
                     .spawn(&self.runtime, batch, self.expected.clone()),
             );
         }
-        Ok(combine(self.unreported.take(), combine(settled, retried)))
+        Ok(Committed::combine(
+            self.unreported.take(),
+            Committed::combine(settled, retried),
+        ))
     }
 
     fn commit_all(&mut self) -> Result<Option<Committed>, SpeedError> {
         let started = self.commit()?;
-        Ok(combine(started, self.settle()?))
+        Ok(Committed::combine(started, self.settle()?))
     }
 
     fn drop_uncommitted(&mut self) {

@@ -55,19 +55,6 @@ fn committed_of(pending: &Pending, took: Duration) -> Committed {
     }
 }
 
-/// Two commits reported as one.
-fn combine(a: Option<Committed>, b: Option<Committed>) -> Option<Committed> {
-    match (a, b) {
-        (Some(mut a), Some(b)) => {
-            a.records += b.records;
-            a.dead_letters.extend(b.dead_letters);
-            a.took += b.took;
-            Some(a)
-        }
-        (a, b) => a.or(b),
-    }
-}
-
 impl SinkLayer {
     fn table(&mut self) -> Result<&mut DeltaTable, SinkError> {
         self.table.as_mut().ok_or(SinkError::TableLost)
@@ -256,12 +243,12 @@ impl Layer for SinkLayer {
             let _guard = self.runtime.enter();
             self.in_flight = Some(self.committer.spawn(table, pending, self.expected.clone()));
         }
-        Ok(combine(settled, retried))
+        Ok(Committed::combine(settled, retried))
     }
 
     fn commit_all(&mut self) -> Result<Option<Committed>, SinkError> {
         let started = self.commit()?;
-        Ok(combine(started, self.settle()?))
+        Ok(Committed::combine(started, self.settle()?))
     }
 
     fn drop_uncommitted(&mut self) {

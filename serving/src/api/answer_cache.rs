@@ -18,7 +18,7 @@ use schemas::pg::view_changes::{self, BucketRange, ViewChange};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 
-use super::query::Answer;
+use super::answer_json::Answer;
 
 /// What identifies an answer: the view, and the statement's text and values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

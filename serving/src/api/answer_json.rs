@@ -101,3 +101,18 @@ pub fn write_row(
     json.push('}');
     Ok(())
 }
+
+/// One request's answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// The rows, a JSON array of objects named by output column.
+    pub rows: String,
+    /// Whether more rows matched than the limit let through.
+    pub truncated: bool,
+    /// The active batch run (`run_id`, `covered_epoch`, `delta_version`, `finished_at`) or null.
+    pub batch: Option<String>,
+    /// The speed layer's stored positions and newest event time.
+    pub speed: String,
+    /// Whether the view's definition still lacks history no batch run has covered yet.
+    pub backfilling: bool,
+}

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::provenance;
-use super::query::speed_state_sql;
 use super::state::AppState;
+use super::statement::speed_state_sql;
 
 fn field_value(value: &FieldValue) -> Value {
     match value {

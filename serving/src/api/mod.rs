@@ -22,6 +22,7 @@ mod query;
 mod request_input;
 mod routes;
 mod state;
+mod statement;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -42,9 +43,9 @@ pub use error::ApiError;
 pub use kafka_watch::{CommittedPosition, KafkaStatus, KafkaWatch, WatchedGroup};
 pub use launcher::{JobLauncher, LaunchError};
 pub use params::Limits;
-pub use query::{Bind, BoundStatement};
 pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
+pub use statement::{Bind, BoundStatement};
 pub use window_totals::{WindowRequest, WindowTotals, window_bounds, window_totals};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::kafka_watch::{CommittedPosition, KafkaStatus};
 use super::provenance;
-use super::query::speed_state_sql;
 use super::state::AppState;
+use super::statement::speed_state_sql;
 
 /// A layer behind Kafka's end that has not committed for this long is reported `stalled`.
 const STALLED_AFTER: chrono::Duration = chrono::Duration::seconds(30);

@@ -16,7 +16,7 @@ use schemas::view::View;
 
 use super::answer_json::OutputColumn;
 use super::params::Selection;
-use super::query::{Placeholders, Statement, answer_columns, head_row, order_terms, row_names};
+use super::statement::{Placeholders, Statement, answer_columns, head_row, order_terms, row_names};
 
 /// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
 /// that the full join can hash (`IS NOT DISTINCT FROM` cannot): the columns are equal when
