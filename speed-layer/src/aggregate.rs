@@ -340,23 +340,17 @@ pub struct MicroBatch {
 impl MicroBatch {
     /// An empty batch for these views.
     pub fn new(views: &[View]) -> Self {
-        Self {
-            views: views.iter().cloned().map(ViewDeltas::new).collect(),
-            next_offsets: BTreeMap::new(),
-            dead_letters: Vec::new(),
-            valid_records: 0,
-            newest_event_micros: None,
-        }
+        Self::of_views(views.iter().cloned())
     }
 
     /// An empty batch for the same views as `other`.
     pub fn empty_like(other: &MicroBatch) -> Self {
+        Self::of_views(other.views.iter().map(|deltas| deltas.view.clone()))
+    }
+
+    fn of_views(views: impl Iterator<Item = View>) -> Self {
         Self {
-            views: other
-                .views
-                .iter()
-                .map(|deltas| ViewDeltas::new(deltas.view.clone()))
-                .collect(),
+            views: views.map(ViewDeltas::new).collect(),
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             valid_records: 0,

@@ -12,6 +12,7 @@ use ingest::{
 };
 use schemas::Record;
 use schemas::pg::{self, DeadLetter};
+use schemas::validation_rules::ValidationRules;
 use schemas::view::View;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
@@ -37,9 +38,8 @@ pub type SpeedSummary = ingest::consumer::Summary;
 
 /// The speed layer's store and buffer.
 struct SpeedLayer {
-    pool: PgPool,
     runtime: Handle,
-    topic: String,
+    /// The database, the topic, the rules and the upserts every flush uses.
     flusher: Flusher,
     /// The micro-batch being read.
     batch: MicroBatch,
@@ -57,6 +57,30 @@ struct SpeedLayer {
 }
 
 impl SpeedLayer {
+    fn new(
+        pool: PgPool,
+        topic: String,
+        rules: ValidationRules,
+        views: &[View],
+        runtime: Handle,
+    ) -> Self {
+        Self {
+            runtime,
+            flusher: Flusher {
+                pool,
+                topic,
+                rules,
+                writers: views.iter().map(ViewWriter::new).collect(),
+            },
+            batch: MicroBatch::new(views),
+            in_flight: None,
+            failed: None,
+            spare: None,
+            unreported: None,
+            expected: BTreeMap::new(),
+        }
+    }
+
     /// The stored positions of `partitions`; a partition without one starts at the log start,
     /// which is stored first.
     fn positions_for(
@@ -66,7 +90,7 @@ impl SpeedLayer {
     ) -> Result<Positions, SpeedError> {
         let stored = self
             .runtime
-            .block_on(pg::load_positions(&self.pool, &self.topic))?;
+            .block_on(pg::load_positions(&self.flusher.pool, &self.flusher.topic))?;
         let mut positions = BTreeMap::new();
         for &partition in partitions {
             let position = match stored.get(&partition) {
@@ -74,8 +98,8 @@ impl SpeedLayer {
                 None => {
                     let low = low_watermark(partition)?;
                     let start = self.runtime.block_on(pg::store_start_if_absent(
-                        &self.pool,
-                        &self.topic,
+                        &self.flusher.pool,
+                        &self.flusher.topic,
                         partition,
                         low,
                     ))?;
@@ -120,20 +144,29 @@ impl SpeedLayer {
         committed
     }
 
-    /// Waits for the background flush, if any, and books it or keeps its batch to retry.
+    /// Books a flush's outcome: a written batch moves the positions; a failed one is kept and
+    /// written again before any later one.
+    fn book(
+        &mut self,
+        batch: MicroBatch,
+        result: Result<FlushOutcome, SpeedError>,
+    ) -> Result<Option<Committed>, SpeedError> {
+        match result {
+            Ok(outcome) => Ok(Some(self.written(batch, outcome))),
+            Err(error) => {
+                self.failed = Some(batch);
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for the background flush, if any, and books it.
     fn settle(&mut self) -> Result<Option<Committed>, SpeedError> {
         let Some(in_flight) = self.in_flight.take() else {
             return Ok(None);
         };
-        let settled = in_flight.finish(&self.runtime);
-        match (settled.result, settled.batch) {
-            (Ok(outcome), Some(batch)) => Ok(Some(self.written(batch, outcome))),
-            (Err(error), batch) => {
-                self.failed = batch;
-                Err(error)
-            }
-            (Ok(_), None) => unreachable!("a flush that succeeded returns its batch"),
-        }
+        let (batch, result) = in_flight.finish(&self.runtime)?;
+        self.book(batch, result)
     }
 
     /// Settles the background flush outside `commit`; the next `commit` reports it.
@@ -148,16 +181,10 @@ impl SpeedLayer {
         let Some(batch) = self.failed.take() else {
             return Ok(None);
         };
-        match self
+        let result = self
             .runtime
-            .block_on(self.flusher.flush(&batch, &self.expected))
-        {
-            Ok(outcome) => Ok(Some(self.written(batch, outcome))),
-            Err(error) => {
-                self.failed = Some(batch);
-                Err(error)
-            }
-        }
+            .block_on(self.flusher.flush(&batch, &self.expected));
+        self.book(batch, result)
     }
 
     fn starts(&self) -> BTreeMap<Partition, StartAt> {
@@ -292,7 +319,7 @@ impl Layer for SpeedLayer {
         self.failed = None;
         let stored = self
             .runtime
-            .block_on(pg::load_positions(&self.pool, &self.topic))?;
+            .block_on(pg::load_positions(&self.flusher.pool, &self.flusher.topic))?;
         for (partition, expected) in self.expected.iter_mut() {
             if let Some(&position) = stored.get(partition) {
                 *expected = position;
@@ -325,24 +352,7 @@ pub fn run(
     let topic = settings.ingest.topic.clone();
     let rules = runtime.block_on(pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
     tracing::info!(views = settings.views.len(), "speed layer starting");
-    let flusher = Flusher {
-        pool: pool.clone(),
-        topic: topic.clone(),
-        rules,
-        writers: settings.views.iter().map(ViewWriter::new).collect(),
-    };
-    let layer = SpeedLayer {
-        pool,
-        runtime,
-        topic,
-        flusher,
-        batch: MicroBatch::new(&settings.views),
-        in_flight: None,
-        failed: None,
-        spare: None,
-        unreported: None,
-        expected: BTreeMap::new(),
-    };
+    let layer = SpeedLayer::new(pool, topic, rules, &settings.views, runtime);
     ingest::run(settings.ingest, layer, stop)
 }
 
@@ -369,24 +379,13 @@ mod tests {
             .await
             .unwrap();
         let rules = pg::agreed_rules(pool, "t", &config.schema).await.unwrap();
-        let runtime = Handle::current();
-        let mut layer = SpeedLayer {
-            pool: pool.clone(),
-            runtime: runtime.clone(),
-            topic: "t".into(),
-            flusher: Flusher {
-                pool: pool.clone(),
-                topic: "t".into(),
-                rules,
-                writers: config.views.iter().map(ViewWriter::new).collect(),
-            },
-            batch: MicroBatch::new(&config.views),
-            in_flight: None,
-            failed: None,
-            spare: None,
-            unreported: None,
-            expected: BTreeMap::new(),
-        };
+        let mut layer = SpeedLayer::new(
+            pool.clone(),
+            "t".into(),
+            rules,
+            &config.views,
+            Handle::current(),
+        );
         // The layer blocks on the runtime: call it from a blocking thread.
         tokio::task::spawn_blocking(move || {
             layer.assign(&[0], &mut |_| Ok(0)).unwrap();

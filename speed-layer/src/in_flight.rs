@@ -59,28 +59,14 @@ pub struct InFlight {
     handle: JoinHandle<(MicroBatch, Result<FlushOutcome, SpeedError>)>,
 }
 
-/// How a background flush ended.
-#[derive(Debug)]
-pub struct Settled {
-    /// The batch, unless the task itself failed (a panic: the batch is lost, nothing of it was
-    /// committed, and the error stops the layer; a restart reads it again).
-    pub batch: Option<MicroBatch>,
-    /// The outcome.
-    pub result: Result<FlushOutcome, SpeedError>,
-}
-
 impl InFlight {
-    /// Waits for the flush and says how it ended.
-    pub fn finish(self, runtime: &Handle) -> Settled {
-        match runtime.block_on(self.handle) {
-            Ok((batch, result)) => Settled {
-                batch: Some(batch),
-                result,
-            },
-            Err(join) => Settled {
-                batch: None,
-                result: Err(SpeedError::FlushTask(join)),
-            },
-        }
+    /// Waits for the flush: its batch and how the write ended. `Err` when the task itself
+    /// failed (a panic: the batch is lost, nothing of it was committed, and the error stops the
+    /// layer; a restart reads it again).
+    pub fn finish(
+        self,
+        runtime: &Handle,
+    ) -> Result<(MicroBatch, Result<FlushOutcome, SpeedError>), SpeedError> {
+        runtime.block_on(self.handle).map_err(SpeedError::FlushTask)
     }
 }

@@ -16,8 +16,7 @@ use sqlx::query::Query;
 use std::sync::Arc;
 
 use super::answer_cache::{AnswerCache, AnswerKey};
-pub use super::answer_json::Answer;
-use super::answer_json::OutputColumn;
+use super::answer_json::{Answer, OutputColumn};
 use super::error::ApiError;
 use super::params::Selection;
 use super::statement::{
