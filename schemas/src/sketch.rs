@@ -139,6 +139,49 @@ pub fn hash_value(value: &Value) -> Option<u64> {
     }
 }
 
+/// Where a hashed value lands in a sketch: the register its low `log2m` bits name, and the
+/// value it raises that register to (the position of the lowest set bit of the rest, capped
+/// by the register width).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Register {
+    /// The register's index, below `2^log2m`.
+    pub index: u32,
+    /// The value, at most `2^regwidth - 1`.
+    pub value: u8,
+}
+
+impl Register {
+    /// The register a hash raises in sketches of `params`.
+    pub fn of(params: SketchParams, hash: u64) -> Self {
+        let log2m = u32::from(params.log2m);
+        let index = (hash & ((1u64 << log2m) - 1)) as u32;
+        let rest = hash >> log2m;
+        let position = if rest == 0 {
+            0
+        } else {
+            rest.trailing_zeros() + 1
+        };
+        let cap = (1u32 << params.regwidth) - 1;
+        Self {
+            index,
+            value: position.min(cap) as u8,
+        }
+    }
+
+    /// Index and value in one `u32` (`index << 8 | value`), for a column of registers.
+    pub fn packed(self) -> u32 {
+        (self.index << 8) | u32::from(self.value)
+    }
+
+    /// The inverse of [`Register::packed`].
+    pub fn unpacked(packed: u32) -> Self {
+        Self {
+            index: packed >> 8,
+            value: (packed & 0xff) as u8,
+        }
+    }
+}
+
 /// A sketch's registers, one byte each while it is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sketch {
@@ -157,18 +200,15 @@ impl Sketch {
 
     /// Adds one hashed value.
     pub fn add_hash(&mut self, hash: u64) {
-        let log2m = u32::from(self.params.log2m);
-        let index = (hash & ((1u64 << log2m) - 1)) as usize;
-        let rest = hash >> log2m;
-        let position = if rest == 0 {
-            0
-        } else {
-            rest.trailing_zeros() + 1
-        };
-        let cap = (1u32 << self.params.regwidth) - 1;
-        let value = position.min(cap) as u8;
-        if self.registers[index] < value {
-            self.registers[index] = value;
+        self.raise(Register::of(self.params, hash));
+    }
+
+    /// Raises one register to `register.value` if it is lower (adding a value whose
+    /// [`Register`] was computed elsewhere, e.g. in a batch query).
+    pub fn raise(&mut self, register: Register) {
+        let slot = &mut self.registers[register.index as usize];
+        if *slot < register.value {
+            *slot = register.value;
         }
     }
 

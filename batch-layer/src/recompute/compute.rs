@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::arrow::{OFFSET, PARTITION};
-use schemas::sketch::{Sketch, hash_i64, hash_text};
+use schemas::sketch::{Register, Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
@@ -169,8 +169,14 @@ pub fn compute_view(
                     // Absent fields are null and add nothing; a bucket of none sums to 0.
                     (weight * decay(half_life)).sum()
                 }
-                // The group's distinct values; [`sketch_columns`] turns them into sketches.
-                MetricKind::Distinct => col(field).drop_nulls().unique(),
+                // The group's distinct registers (not values: a list of small integers per
+                // group, however long the values); [`sketch_columns`] builds the sketches.
+                MetricKind::Distinct => {
+                    let params = metric
+                        .sketch
+                        .expect("a distinct metric has sketch parameters");
+                    registers(col(field), params).drop_nulls().unique()
+                }
             };
             aggregate.alias(metric.column.as_str())
         })
@@ -188,9 +194,37 @@ pub fn compute_view(
     sketch_columns(computed, view)
 }
 
-/// Replaces each distinct metric's column of distinct values by the group's sketch, in the
-/// `hll` extension's storage format, built as the speed layer builds it
-/// ([`schemas::sketch`]); null when no record of the group had the field.
+/// Each value's sketch register, packed ([`Register::packed`]); null stays null. Hashed as the
+/// speed layer hashes: strings by [`hash_text`], integers by [`hash_i64`].
+fn registers(values: Expr, params: SketchParams) -> Expr {
+    values.map(
+        move |column| {
+            let name = column.name().clone();
+            let pack = |hash: u64| Register::of(params, hash).packed();
+            let packed: UInt32Chunked = match column.dtype() {
+                DataType::String => column
+                    .str()?
+                    .iter()
+                    .map(|text| text.map(|t| pack(hash_text(t))))
+                    .collect(),
+                _ => column
+                    .cast(&DataType::Int64)?
+                    .i64()?
+                    .iter()
+                    .map(|number| number.map(|n| pack(hash_i64(n))))
+                    .collect(),
+            };
+            Ok(packed.with_name(name).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::UInt32)),
+    )
+}
+
+/// Replaces each distinct metric's column by the group's sketch, in the `hll` extension's
+/// storage format, built as the speed layer builds it ([`schemas::sketch`]); null when no
+/// record of the group had the field. The column holds per group either the registers its
+/// values raise ([`registers`], Polars) or the distinct values themselves (Spark's
+/// `collect_set`).
 pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> {
     for metric in &view.metrics {
         let Some(params) = metric.sketch else {
@@ -204,7 +238,12 @@ pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<
             let mut any = false;
             if let Some(group) = group {
                 let group = group.as_ref();
-                if let Ok(texts) = group.str() {
+                if let Ok(packed) = group.u32() {
+                    for register in packed.iter().flatten() {
+                        sketch.raise(Register::unpacked(register));
+                        any = true;
+                    }
+                } else if let Ok(texts) = group.str() {
                     for text in texts.iter().flatten() {
                         sketch.add_hash(hash_text(text));
                         any = true;

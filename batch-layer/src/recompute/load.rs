@@ -19,9 +19,12 @@ fn timestamp(micros: i64) -> String {
 
 /// Appends bytes as PostgreSQL's hex text form: `\x` and two digits per byte.
 fn push_hex(line: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    line.reserve(2 + 2 * bytes.len());
     line.push_str("\\x");
-    for byte in bytes {
-        let _ = write!(line, "{byte:02x}");
+    for &byte in bytes {
+        line.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        line.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
 }
 
@@ -140,4 +143,19 @@ pub async fn load(
         csv_seconds,
         copy_seconds: copying.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex;
+
+    #[test]
+    fn bytes_become_postgres_hex_text() {
+        let mut line = String::from("1,");
+        push_hex(&mut line, &[0x00, 0x0f, 0xab, 0xff, 0x10]);
+        assert_eq!(line, "1,\\x000fabff10");
+        let mut empty = String::new();
+        push_hex(&mut empty, &[]);
+        assert_eq!(empty, "\\x");
+    }
 }
