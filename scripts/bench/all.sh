@@ -2,7 +2,7 @@
 # The benchmark suite in one command: every benchmark in release mode against the local
 # services, each figure beside its peer or floor measured in the same run, then the figures,
 # the commands and the machine written into docs/benchmarks.md (the section between the
-# `bench:all` markers). Bounded: each benchmark has a time limit, the whole run about 55 min.
+# `bench:all` markers). Bounded: each benchmark has a time limit (the first run also installs oha, Spark and Flink inside them), the whole run about 60 min.
 #   BENCH_LARGE=1   batch recompute over 50 million events instead of 10 million
 set -uo pipefail
 export CARGO_TERM_COLOR=never
@@ -17,7 +17,7 @@ run() { # run NAME MINUTES COMMAND...
   echo "### $name" | tee -a "$log"
   echo '```' >>"$log"; echo "\$ $*" >>"$log"
   timeout "${minutes}m" "$@" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' \
-    | grep -Ev 'Compiling|Finished|^services:|^python-env:|WARN|ERROR buoyant' | tee -a "$log"
+    | grep -Ev 'Compiling|Finished|^services:|^python-env:|WARN|ERROR buoyant|^ *(Updating|Downloading|Downloaded|Installing|Installed|Locking) |be sure to add|is yanked' | tee -a "$log"
   local status=${PIPESTATUS[0]}
   [ "$status" = 0 ] || echo "(exited with status $status)" | tee -a "$log"
   echo '```' >>"$log"
@@ -26,7 +26,7 @@ run "Speed layer" 6 scripts/bench/speed.sh
 run "Distinct counts in the speed layer" 5 scripts/bench/distinct.sh
 run "Delta sink" 6 scripts/bench/sink.sh
 run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
-run "Serving API and end-to-end freshness" 14 scripts/bench/serving.sh
+run "Serving API and end-to-end freshness" 20 scripts/bench/serving.sh
 run "Freshness at 1k, 20k and 200k events/s" 8 scripts/bench/freshness.sh
 run "Yahoo Streaming Benchmark workload, beside Apache Flink" 22 scripts/bench/ysb.sh
 run "Profiles of the speed layer and the sink (flame graphs in docs/img)" 10 env BENCH_PROFILE_OUT="$PWD/docs/img" scripts/bench/profile.sh
