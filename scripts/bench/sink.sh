@@ -30,6 +30,8 @@ if os.path.isdir(log):
 print(sum(pos.values()))
 PY
 }
+# The buffer size the sink flushes at: the default unless the environment overrides it.
+flush_mib=$(( ${BRAID__SINK__FLUSH_MAX_BYTES:-$(grep -m1 "^flush_max_bytes" schemas/src/config/defaults.toml | tr -dc 0-9)} / 1048576 ))
 sink_log=$(mktemp)
 t0=$(now)
 RUST_LOG=warn,batch_layer::sink=info "$BIN" sink 2>"$sink_log" &
@@ -41,7 +43,7 @@ done
 t1=$(now)
 rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -INT $pid; wait $pid || true
-echo "braid sink: $(rate "$EVENTS" "$t0" "$t1") records/s, $(python3 -c "print(f'{$input_bytes / 1e6 / ($t1 - $t0):,.1f}')") MB/s of input, from process start to committed (defaults: flush at 128 MB or 10 s)"
+echo "braid sink: $(rate "$EVENTS" "$t0" "$t1") records/s, $(python3 -c "print(f'{$input_bytes / 1e6 / ($t1 - $t0):,.1f}')") MB/s of input, from process start to committed (flush at $flush_mib MiB of input or 10 s)"
 echo "braid sink peak RSS: $((rss / 1024)) MiB"
 # Sustained rate from the Delta log itself: records in commits 2..n-1 over the time between the
 # first and the next-to-last commit. That leaves out start-up (before the first commit) and the
@@ -63,7 +65,7 @@ for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
         commits.append((ts, rows))
 if len(commits) >= 3:
     span = (commits[-2][0] - commits[0][0]) / 1000
-    print(f"braid sink sustained: {sum(r for _, r in commits[1:-1]) / span:,.0f} records/s between the first and next-to-last of {len(commits)} data commits (full 128 MB buffers)")
+    print(f"braid sink sustained: {sum(r for _, r in commits[1:-1]) / span:,.0f} records/s between the first and next-to-last of {len(commits)} data commits (full buffers)")
 PY
 # Commit latency from the sink's own log: each commit's Parquet write and Delta commit, which run
 # in the background while the next buffer fills.
