@@ -274,6 +274,28 @@ mod tests {
     }
 
     #[test]
+    fn a_packed_register_unpacks_to_itself_at_the_largest_parameters() {
+        let params = SketchParams::new(17, 7).unwrap();
+        for hash in [
+            0,
+            1,
+            u64::MAX,
+            0x8000_0000_0000_0000,
+            (1 << 17) - 1,
+            1 << 40,
+        ] {
+            let register = Register::of(params, hash);
+            assert!(register.index < 1 << 17, "index of {hash:#x}");
+            assert_eq!(Register::unpacked(register.packed()), register, "{hash:#x}");
+        }
+        // Adding a hash and raising its register are the same thing.
+        let (mut added, mut raised) = (Sketch::new(params), Sketch::new(params));
+        added.add_hash(0xdead_beef_0000_0001);
+        raised.raise(Register::of(params, 0xdead_beef_0000_0001));
+        assert_eq!(added, raised);
+    }
+
+    #[test]
     fn a_register_keeps_the_largest_capped_run() {
         let mut sketch = Sketch::new(SketchParams::new(4, 3).unwrap());
         sketch.add_hash(0b1000_0011); // register 3, rest 0b1000: position 4

@@ -2,7 +2,8 @@
 # The benchmark suite in one command: every benchmark in release mode against the local
 # services, each figure beside its peer or floor measured in the same run, then the figures,
 # the commands and the machine written into docs/benchmarks.md (the section between the
-# `bench:all` markers). Bounded: each benchmark has a time limit (the first run also installs oha, Spark and Flink inside them), the whole run about 60 min.
+# `bench:all` markers). Bounded: each benchmark has a time limit (on a fresh machine the first
+# run also installs oha, Spark and Flink within those limits), the whole run about 60 min.
 #   BENCH_LARGE=1   batch recompute over 50 million events instead of 10 million
 set -uo pipefail
 export CARGO_TERM_COLOR=never

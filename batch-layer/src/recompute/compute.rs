@@ -194,27 +194,25 @@ pub fn compute_view(
     sketch_columns(computed, view)
 }
 
-/// Each value's sketch register, packed ([`Register::packed`]); null stays null. Hashed as the
-/// speed layer hashes: strings by [`hash_text`], integers by [`hash_i64`].
+/// The hash of each value of a distinct metric's field, as the speed layer hashes it: strings
+/// by [`hash_text`], integers by [`hash_i64`] (the only types a distinct metric accepts);
+/// null stays null.
+fn value_hashes(values: &Series) -> PolarsResult<Vec<Option<u64>>> {
+    Ok(match values.dtype() {
+        DataType::String => values.str()?.iter().map(|t| t.map(hash_text)).collect(),
+        _ => values.i64()?.iter().map(|n| n.map(hash_i64)).collect(),
+    })
+}
+
+/// Each value's sketch register, packed ([`Register::packed`]); null stays null.
 fn registers(values: Expr, params: SketchParams) -> Expr {
     values.map(
         move |column| {
-            let name = column.name().clone();
-            let pack = |hash: u64| Register::of(params, hash).packed();
-            let packed: UInt32Chunked = match column.dtype() {
-                DataType::String => column
-                    .str()?
-                    .iter()
-                    .map(|text| text.map(|t| pack(hash_text(t))))
-                    .collect(),
-                _ => column
-                    .cast(&DataType::Int64)?
-                    .i64()?
-                    .iter()
-                    .map(|number| number.map(|n| pack(hash_i64(n))))
-                    .collect(),
-            };
-            Ok(packed.with_name(name).into_column())
+            let packed: UInt32Chunked = value_hashes(column.as_materialized_series())?
+                .into_iter()
+                .map(|hash| hash.map(|h| Register::of(params, h).packed()))
+                .collect();
+            Ok(packed.with_name(column.name().clone()).into_column())
         },
         |_, field| Ok(Field::new(field.name().clone(), DataType::UInt32)),
     )
@@ -243,14 +241,9 @@ pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<
                         sketch.raise(Register::unpacked(register));
                         any = true;
                     }
-                } else if let Ok(texts) = group.str() {
-                    for text in texts.iter().flatten() {
-                        sketch.add_hash(hash_text(text));
-                        any = true;
-                    }
                 } else {
-                    for number in group.i64()?.iter().flatten() {
-                        sketch.add_hash(hash_i64(number));
+                    for hash in value_hashes(group)?.into_iter().flatten() {
+                        sketch.add_hash(hash);
                         any = true;
                     }
                 }
