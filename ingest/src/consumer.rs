@@ -4,6 +4,7 @@
 //! this process expects, so a process that missed a rebalance never commits twice.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,60 +18,17 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use schemas::pg::DeadLetter;
 use schemas::{EventSchema, Rejection};
 
+use crate::caught_up::{Reading, cached_high_watermark};
 use crate::error::{Disposition, IngestError};
 use crate::layer::{Committed, Layer, Received, StartAt};
 use crate::metrics as m;
 use schemas::position::{Offset, Partition, Positions};
 
-/// Which partitions sent messages since they last reported their end.
-#[derive(Default)]
-struct Reading {
-    past_end: Vec<bool>,
-    count: usize,
-}
-
-impl Reading {
-    fn message_from(&mut self, partition: Partition) {
-        let Ok(i) = usize::try_from(partition) else {
-            return;
-        };
-        if i >= self.past_end.len() {
-            self.past_end.resize(i + 1, false);
-        }
-        if !self.past_end[i] {
-            self.past_end[i] = true;
-            self.count += 1;
-        }
-    }
-
-    fn end_of(&mut self, partition: Partition) {
-        if let Some(flag) = usize::try_from(partition)
-            .ok()
-            .and_then(|i| self.past_end.get_mut(i))
-            && *flag
-        {
-            *flag = false;
-            self.count -= 1;
-        }
-    }
-
-    /// Whether every partition that sent a message reached its end since; partitions no
-    /// longer assigned (revoked before their end) are forgotten.
-    fn at_every_end(&mut self, is_assigned: impl Fn(Partition) -> bool) -> bool {
-        if self.count > 0 {
-            for (i, flag) in self.past_end.iter_mut().enumerate() {
-                if *flag && !Partition::try_from(i).is_ok_and(&is_assigned) {
-                    *flag = false;
-                    self.count -= 1;
-                }
-            }
-        }
-        self.count == 0
-    }
-}
-
 /// How long a poll waits for a message when nothing is buffered.
 const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// How long a poll waits when caught up and an early commit waits for the previous write.
+const WRITE_POLL: Duration = Duration::from_millis(5);
 
 /// What the loop needs besides the layer.
 #[derive(Debug, Clone)]
@@ -84,8 +42,9 @@ pub struct IngestSettings {
     /// Commit at least this often.
     pub flush_interval: Duration,
     /// Commit sooner, once this long has passed since the last commit, when everything the
-    /// brokers hold has been read (the local queue is empty): fresher at live rates, and the
-    /// same large commits under load, when there is always more to read. `None`: never sooner.
+    /// brokers hold has been read and the previous commit's write has ended: fresher at live
+    /// rates, and the same large commits under load, when there is always more to read.
+    /// `None`: never sooner.
     pub flush_when_caught_up: Option<Duration>,
     /// Commit early at this many buffered messages.
     pub flush_max_records: Option<u64>,
@@ -308,7 +267,8 @@ pub fn run<L: Layer>(
     // layer has caught up); the time left until the early commit when caught up before it.
     let mut poll_wait = IDLE_POLL;
     let mut reading = Reading::default();
-    let mut early_gap = settings.flush_when_caught_up;
+    // Validated topic names hold no NUL; without one, only librdkafka's end events count.
+    let topic_name = CString::new(settings.topic.as_str()).ok();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let polled = if stopping {
@@ -329,7 +289,7 @@ pub fn run<L: Layer>(
                 if !shared.layer.is_assigned(partition) {
                     continue; // fetched before a revoke: no longer ours
                 }
-                reading.message_from(partition);
+                reading.message_from(partition, message.offset());
                 let payload = message.payload().unwrap_or_default();
                 shared.summary.consumed += 1;
                 metrics::counter!(m::RECORDS_CONSUMED_TOTAL, "layer" => name).increment(1);
@@ -390,16 +350,31 @@ pub fn run<L: Layer>(
         // or when caught up.
         let buffered = shared.layer.buffered();
         let mut caught_up_due = false;
-        if let Some(soonest) = early_gap.filter(|_| buffered.records > 0) {
+        if let Some(soonest) = settings
+            .flush_when_caught_up
+            .filter(|_| buffered.records > 0)
+        {
             // Caught up: nothing in librdkafka's queue, and every partition that sent a
-            // message has reached its end since (an empty queue alone may only mean that the
-            // next fetch is on its way, under load).
-            if polled_nothing && reading.at_every_end(|p| shared.layer.is_assigned(p)) {
+            // message is at its end (an empty queue alone may only mean that the next fetch is
+            // on its way, under load; see `caught_up`). An early commit also waits for the
+            // previous write to end: at most one write is busy, and a commit holds what
+            // arrived while the one before it wrote, so commits grow with the load.
+            if polled_nothing
+                && reading.at_every_end(
+                    |p| shared.layer.is_assigned(p),
+                    |p| {
+                        let topic = topic_name.as_ref()?;
+                        cached_high_watermark(consumer.client(), topic, p)
+                    },
+                )
+            {
                 let since = last_commit.elapsed();
-                if since >= soonest {
-                    caught_up_due = true;
-                } else {
+                if since < soonest {
                     poll_wait = soonest - since;
+                } else if shared.layer.writing() {
+                    poll_wait = WRITE_POLL;
+                } else {
+                    caught_up_due = true;
                 }
             } else {
                 poll_wait = Duration::ZERO;
@@ -422,7 +397,6 @@ pub fn run<L: Layer>(
         // Nothing read since the last commit: a commit that then wrote nothing means the layer
         // is idle (a layer that flushes in the background may return before its write ends).
         let idle = buffered.records == 0 && shared.layer.buffered_ends().is_empty();
-        let commit_started = Instant::now();
         // While isolating, each commit must end before the next message is read: a refusal
         // then names the one message the commit held.
         let result = if stopping || shared.isolated.is_some() {
@@ -433,16 +407,6 @@ pub fn run<L: Layer>(
         match result {
             Ok(committed) => {
                 last_commit = Instant::now();
-                // Early commits wait at least four times the last commit's duration (the write
-                // itself, which a layer may run in the background), so that committing never
-                // takes more than a fifth of the time: near capacity, small early commits would
-                // cost more than they save.
-                let took = committed
-                    .as_ref()
-                    .map_or(last_commit - commit_started, |c| c.took);
-                early_gap = settings
-                    .flush_when_caught_up
-                    .map(|soonest| soonest.max(took * 4));
                 backoff = Duration::from_millis(100);
                 let committed_any = committed.is_some();
                 if let Some(committed) = committed {
@@ -689,35 +653,5 @@ fn report_lag<C: ConsumerContext>(
             metrics::gauge!(m::PARTITION_LAG_RECORDS, "layer" => layer, "partition" => partition.to_string())
                 .set((high - offset).max(0) as f64);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Reading;
-
-    #[test]
-    fn caught_up_once_every_partition_that_sent_reached_its_end() {
-        let mut reading = Reading::default();
-        let all = |_| true;
-        assert!(reading.at_every_end(all), "nothing read yet");
-        reading.message_from(0);
-        reading.message_from(2);
-        reading.message_from(2);
-        assert!(!reading.at_every_end(all));
-        reading.end_of(0);
-        assert!(
-            !reading.at_every_end(all),
-            "partition 2 is still short of its end"
-        );
-        reading.end_of(2);
-        reading.end_of(2);
-        assert!(reading.at_every_end(all));
-        reading.message_from(1);
-        assert!(!reading.at_every_end(all));
-        assert!(
-            reading.at_every_end(|p| p != 1),
-            "revoked before its end: forgotten"
-        );
     }
 }

@@ -125,6 +125,12 @@ pub trait Layer: Send + 'static {
     /// ended during the call wrote.
     fn commit(&mut self) -> Result<Option<Committed>, Self::Error>;
 
+    /// Whether a commit that returned before its write ended is still writing: the loop holds
+    /// early commits back until it ends rather than waiting for it in the next `commit`.
+    fn writing(&self) -> bool {
+        false
+    }
+
     /// Commits everything buffered and waits for it (before a revoke or a stop).
     fn commit_all(&mut self) -> Result<Option<Committed>, Self::Error>;
 

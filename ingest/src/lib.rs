@@ -7,9 +7,11 @@
 //! - [`consumer`]: the loop: poll, validate or dead-letter, positions set in the rebalance
 //!   callback, due commits, fences, retries with backoff, revokes, retention gaps, the end of
 //!   partitions, and isolating a record the layer's store refuses;
+//! - [`caught_up`]: whether everything the brokers hold has been read (early commits);
 //! - [`error`]: errors classified as fenced, data refused, retryable or fatal;
 //! - [`metrics`]: metric names, labelled by layer.
 
+pub mod caught_up;
 pub mod consumer;
 pub mod error;
 pub mod kafka;

@@ -5,8 +5,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
 eval "$services_env"
 command -v kcat >/dev/null || { apt-get install -y -qq kcat >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq kcat; }; }
-cargo build --release --bin braid --example freshness >&2
-BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/braid
+# BENCH_BIN: run this braid binary (with examples/freshness beside it) instead of building one,
+# e.g. to compare two builds within one session.
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN
+else
+  cargo build --release --bin braid --example freshness >&2
+  BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/braid
+fi
 
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }

@@ -300,6 +300,12 @@ impl Layer for SpeedLayer {
         ))
     }
 
+    fn writing(&self) -> bool {
+        self.in_flight
+            .as_ref()
+            .is_some_and(|in_flight| !in_flight.is_finished())
+    }
+
     fn commit_all(&mut self) -> Result<Option<Committed>, SpeedError> {
         let started = self.commit()?;
         Ok(Committed::combine(started, self.settle()?))

@@ -60,6 +60,11 @@ pub struct InFlight {
 }
 
 impl InFlight {
+    /// Whether the flush has ended (its outcome waits to be booked).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Waits for the flush: its batch and how the write ended. `Err` when the task itself
     /// failed (a panic: the batch is lost, nothing of it was committed, and the error stops the
     /// layer; a restart reads it again).
