@@ -15,20 +15,29 @@ mod error;
 use std::collections::HashMap;
 
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use ingest::IngestSettings;
 use schemas::config::Compression;
 
 pub use consumer::run;
 pub use error::SinkError;
 
-/// Parquet writer settings for the configured compression.
+/// Parquet writer settings for the configured compression. The Kafka key column (binary) gets
+/// no statistics: nothing prunes by it, and delta-rs warns once per file about binary columns
+/// that have them.
 pub fn writer_properties(compression: Compression) -> WriterProperties {
     let codec = match compression {
         Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
         Compression::Snappy => ParquetCompression::SNAPPY,
     };
-    WriterProperties::builder().set_compression(codec).build()
+    WriterProperties::builder()
+        .set_compression(codec)
+        .set_column_statistics_enabled(
+            ColumnPath::from(schemas::arrow::KEY),
+            EnabledStatistics::None,
+        )
+        .build()
 }
 
 /// What the sink needs to run.
