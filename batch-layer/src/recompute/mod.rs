@@ -339,7 +339,7 @@ async fn compute_and_load(
             view = view.name,
             rows = loaded.rows,
             compute_seconds,
-            csv_seconds = loaded.csv_seconds,
+            encode_seconds = loaded.encode_seconds,
             copy_seconds = loaded.copy_seconds,
             "computed and loaded the view"
         );
