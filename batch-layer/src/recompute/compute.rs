@@ -10,6 +10,7 @@ use schemas::sketch::{Register, Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::{Filter, FilterOp, MetricKind, View};
 use schemas::{EventSchema, FieldType, Value};
 
+use super::distinct;
 use crate::lake::PinnedFiles;
 use schemas::position::{Offset, Partition, Positions};
 
@@ -142,10 +143,11 @@ pub fn compute_view(
     };
     let mut keys: Vec<Expr> = view.group_by.iter().map(|g| col(g.as_str())).collect();
     keys.push(bucket.clone().alias(BUCKET_START));
+    // Distinct metrics are folded apart ([`super::distinct`]); the rest aggregate here.
     let aggregates: Vec<Expr> = view
         .metrics
         .iter()
-        .map(|metric| {
+        .filter_map(|metric| {
             let field = metric.field.as_deref().unwrap_or_default();
             let value = match (metric.kind, metric.field_type) {
                 (_, Some(FieldType::Timestamp)) => col(field).cast(DataType::Int64),
@@ -169,29 +171,34 @@ pub fn compute_view(
                     // Absent fields are null and add nothing; a bucket of none sums to 0.
                     (weight * decay(half_life)).sum()
                 }
-                // The group's distinct registers (not values: a list of small integers per
-                // group, however long the values); [`sketch_columns`] builds the sketches.
-                MetricKind::Distinct => {
-                    let params = metric
-                        .sketch
-                        .expect("a distinct metric has sketch parameters");
-                    registers(col(field), params).drop_nulls().unique()
-                }
+                MetricKind::Distinct => return None,
             };
-            aggregate.alias(metric.column.as_str())
+            Some(aggregate.alias(metric.column.as_str()))
         })
         .collect();
     // Sorted by key and bucket, so that the loaded rows of one key sit together on disk and a
     // query for one key reads a few pages rather than one page per row.
     let mut order: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
     order.push(BUCKET_START.into());
-    let computed = collect_streaming(
+    let mut computed = collect_streaming(
         frame
-            .group_by(keys)
+            .clone()
+            .group_by(keys.clone())
             .agg(aggregates)
             .sort(order, SortMultipleOptions::default().with_nulls_last(true)),
     )?;
-    sketch_columns(computed, view)
+    if view.metrics.iter().any(|m| m.kind == MetricKind::Distinct) {
+        let mut key_names: Vec<PlSmallStr> =
+            view.group_by.iter().map(|g| g.as_str().into()).collect();
+        key_names.push(BUCKET_START.into());
+        let sketches = distinct::sketch_columns(frame, &keys, key_names.clone(), &computed, view)?;
+        computed.hstack_mut(&sketches)?;
+        let columns = key_names
+            .into_iter()
+            .chain(view.metrics.iter().map(|m| m.column.as_str().into()));
+        computed = computed.select(columns)?;
+    }
+    Ok(computed)
 }
 
 /// The hash of each value of a distinct metric's field, as the speed layer hashes it: strings
@@ -205,7 +212,7 @@ fn value_hashes(values: &Series) -> PolarsResult<Vec<Option<u64>>> {
 }
 
 /// Each value's sketch register, packed ([`Register::packed`]); null stays null.
-fn registers(values: Expr, params: SketchParams) -> Expr {
+pub(super) fn registers(values: Expr, params: SketchParams) -> Expr {
     values.map(
         move |column| {
             let packed: UInt32Chunked = value_hashes(column.as_materialized_series())?
@@ -218,11 +225,10 @@ fn registers(values: Expr, params: SketchParams) -> Expr {
     )
 }
 
-/// Replaces each distinct metric's column by the group's sketch, in the `hll` extension's
-/// storage format, built as the speed layer builds it ([`schemas::sketch`]); null when no
-/// record of the group had the field. The column holds per group either the registers its
-/// values raise ([`registers`], Polars) or the distinct values themselves (Spark's
-/// `collect_set`).
+/// Replaces each distinct metric's column, the group's distinct values (Spark's
+/// `collect_set`), by the group's sketch in the `hll` extension's storage format, built as the
+/// speed layer builds it ([`schemas::sketch`]); null when no record of the group had the field.
+/// (Polars' computation folds its sketches apart: [`super::distinct`].)
 pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<DataFrame> {
     for metric in &view.metrics {
         let Some(params) = metric.sketch else {
@@ -235,17 +241,9 @@ pub(crate) fn sketch_columns(mut frame: DataFrame, view: &View) -> PolarsResult<
             let mut sketch = Sketch::new(params);
             let mut any = false;
             if let Some(group) = group {
-                let group = group.as_ref();
-                if let Ok(packed) = group.u32() {
-                    for register in packed.iter().flatten() {
-                        sketch.raise(Register::unpacked(register));
-                        any = true;
-                    }
-                } else {
-                    for hash in value_hashes(group)?.into_iter().flatten() {
-                        sketch.add_hash(hash);
-                        any = true;
-                    }
+                for hash in value_hashes(group.as_ref())?.into_iter().flatten() {
+                    sketch.add_hash(hash);
+                    any = true;
                 }
             }
             sketches.push(any.then(|| sketch.to_bytes()));

@@ -106,28 +106,59 @@ pub struct Loaded {
     pub rows: u64,
     /// Time spent encoding the rows for COPY.
     pub encode_seconds: f64,
-    /// Time spent in PostgreSQL's COPY.
+    /// Time spent in PostgreSQL's COPY (the load's time less the encoding).
     pub copy_seconds: f64,
 }
 
-/// The rows of `columns` (each with its PostgreSQL type), each led by `run_id`, in COPY's
-/// binary format.
-fn encode(run_id: i64, columns: &[(&Column, &str)], height: usize) -> Result<Vec<u8>, BatchError> {
+/// Rows are sent to PostgreSQL in pieces of about this many bytes, so that a large view is
+/// never held twice (as columns and as COPY data).
+const PIECE_BYTES: usize = 4 << 20;
+
+/// COPYs the rows of `columns` (each with its PostgreSQL type), each led by `run_id`, with
+/// `statement` (a `COPY … FROM STDIN (FORMAT binary)`).
+async fn copy_rows(
+    pool: &PgPool,
+    statement: &str,
+    run_id: i64,
+    columns: &[(&Column, &str)],
+    height: usize,
+) -> Result<Loaded, BatchError> {
     let fields = i16::try_from(columns.len() + 1).map_err(|_| BatchError::UnexpectedValue {
         column: "(all)".into(),
         value: format!("{} columns", columns.len() + 1),
     })?;
-    let mut out = Vec::with_capacity(HEADER.len() + height * (16 + 24 * columns.len()) + 2);
-    out.extend_from_slice(HEADER);
-    for row in 0..height {
-        out.extend_from_slice(&fields.to_be_bytes());
-        push_bytes(&mut out, &run_id.to_be_bytes())?;
-        for (column, pg_type) in columns {
-            push_field(&mut out, column, row, pg_type)?;
+    let started = std::time::Instant::now();
+    let mut encoding = std::time::Duration::ZERO;
+    let mut connection = pool.acquire().await?;
+    let mut copy = connection.copy_in_raw(statement).await?;
+    let mut piece = Vec::with_capacity(PIECE_BYTES + 64 * 1024);
+    piece.extend_from_slice(HEADER);
+    let mut row = 0;
+    while row < height {
+        let encoding_started = std::time::Instant::now();
+        while row < height && piece.len() < PIECE_BYTES {
+            piece.extend_from_slice(&fields.to_be_bytes());
+            push_bytes(&mut piece, &run_id.to_be_bytes())?;
+            for (column, pg_type) in columns {
+                push_field(&mut piece, column, row, pg_type)?;
+            }
+            row += 1;
+        }
+        encoding += encoding_started.elapsed();
+        if row < height {
+            copy.send(piece.as_slice()).await?;
+            piece.clear();
         }
     }
-    out.extend_from_slice(&(-1i16).to_be_bytes());
-    Ok(out)
+    piece.extend_from_slice(&(-1i16).to_be_bytes());
+    copy.send(piece).await?;
+    let rows = copy.finish().await?;
+    let encode_seconds = encoding.as_secs_f64();
+    Ok(Loaded {
+        rows,
+        encode_seconds,
+        copy_seconds: started.elapsed().as_secs_f64() - encode_seconds,
+    })
 }
 
 /// COPYs the view's rows into its batch table under `run_id`.
@@ -144,9 +175,6 @@ pub async fn load(
     for column in &layout.metric_columns {
         columns.push((frame.column(&column.name)?, column.pg_type));
     }
-    let encoding = std::time::Instant::now();
-    let rows = encode(run_id, &columns, frame.height())?;
-    let encode_seconds = encoding.elapsed().as_secs_f64();
     let names: Vec<&str> = ["run_id", BUCKET_START]
         .into_iter()
         .chain(layout.group_names())
@@ -157,15 +185,7 @@ pub async fn load(
         layout.batch_table,
         names.join(", ")
     );
-    let copying = std::time::Instant::now();
-    let mut connection = pool.acquire().await?;
-    let mut copy = connection.copy_in_raw(&statement).await?;
-    copy.send(rows).await?;
-    Ok(Loaded {
-        rows: copy.finish().await?,
-        encode_seconds,
-        copy_seconds: copying.elapsed().as_secs_f64(),
-    })
+    copy_rows(pool, &statement, run_id, &columns, frame.height()).await
 }
 
 #[cfg(test)]
@@ -175,7 +195,7 @@ mod tests {
     use schemas::sketch::{Sketch, SketchParams, hash_text};
     use sqlx::PgPool;
 
-    use super::{encode, numeric};
+    use super::{copy_rows, numeric};
 
     /// Every column type a batch table has, written by binary COPY and read back by
     /// PostgreSQL: the values it reads are the ones encoded (nulls, extremes, a sketch's bytes).
@@ -222,14 +242,10 @@ mod tests {
             (column("m"), "timestamptz"),
             (&sketches, "hll"),
         ];
-        let rows = encode(7, &columns, 2).unwrap();
-        let mut connection = pool.acquire().await.unwrap();
-        let mut copy = connection
-            .copy_in_raw("COPY t FROM STDIN (FORMAT binary)")
+        let loaded = copy_rows(&pool, "COPY t FROM STDIN (FORMAT binary)", 7, &columns, 2)
             .await
             .unwrap();
-        copy.send(rows).await.unwrap();
-        assert_eq!(copy.finish().await.unwrap(), 2);
+        assert_eq!(loaded.rows, 2);
         type Row = (
             i64,
             DateTime<Utc>,

@@ -8,6 +8,7 @@
 
 mod as_of;
 mod compute;
+mod distinct;
 mod error;
 mod load;
 #[cfg(test)]
