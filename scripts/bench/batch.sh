@@ -52,9 +52,9 @@ for line in open(sys.argv[1]):
         view = re.search(r'view="?([A-Za-z0-9_]+)', line).group(1)
         rows = re.search(r'rows=([0-9]+)', line).group(1)
         compute = float(re.search(r'compute_seconds=([0-9.]+)', line).group(1))
-        csv = float(re.search(r'csv_seconds=([0-9.]+)', line).group(1))
+        encode = float(re.search(r'encode_seconds=([0-9.]+)', line).group(1))
         copy = float(re.search(r'copy_seconds=([0-9.]+)', line).group(1))
-        phases.append(f"{view} compute {compute:.2f} s + CSV {csv:.2f} s + COPY {copy:.2f} s ({rows} rows)")
+        phases.append(f"{view} compute {compute:.2f} s + encode {encode:.2f} s + COPY {copy:.2f} s ({rows} rows)")
 print("  phases: " + "; ".join(phases))
 PY
 
