@@ -15,12 +15,12 @@ use polars::prelude::*;
 use schemas::sketch::{Register, Sketch, SketchParams};
 use schemas::view::View;
 
-/// One key column of a batch, typed so that building a key reads it without conversions.
+/// One key column of a batch, typed so that building a key reads it without conversions:
+/// views group by string, i64 and bool fields only (config validation), and by the bucket.
 enum KeyColumn<'a> {
     Text(&'a StringChunked),
     Int(&'a Int64Chunked),
     Bool(&'a BooleanChunked),
-    Other(&'a Series),
 }
 
 impl<'a> KeyColumn<'a> {
@@ -30,13 +30,15 @@ impl<'a> KeyColumn<'a> {
             DataType::String => KeyColumn::Text(series.str()?),
             DataType::Int64 => KeyColumn::Int(series.i64()?),
             DataType::Boolean => KeyColumn::Bool(series.bool()?),
-            _ => KeyColumn::Other(series),
+            other => {
+                polars_bail!(ComputeError: "group-by column `{}` is {other}; only string, i64 and bool fields can be grouped by", series.name())
+            }
         })
     }
 
     /// Appends the value at `row`: a tag (null or not), then a length where values vary in
     /// length, so that no two different keys have the same bytes.
-    fn push(&self, key: &mut Vec<u8>, row: usize) -> PolarsResult<()> {
+    fn push(&self, key: &mut Vec<u8>, row: usize) {
         fn tagged(key: &mut Vec<u8>, bytes: Option<&[u8]>) {
             match bytes {
                 None => key.push(0),
@@ -65,12 +67,7 @@ impl<'a> KeyColumn<'a> {
                     .as_ref()
                     .map(|b| &b[..]),
             ),
-            KeyColumn::Other(values) => match values.get(row)? {
-                AnyValue::Null => tagged(key, None),
-                value => tagged(key, Some(format!("{value:?}").as_bytes())),
-            },
         }
-        Ok(())
     }
 }
 
@@ -104,7 +101,7 @@ impl Raised {
         for row in 0..batch.height() {
             key.clear();
             for column in &keys {
-                column.push(&mut key, row)?;
+                column.push(&mut key, row);
             }
             let raised = match self.groups.get_mut(key.as_slice()) {
                 Some(raised) => raised,
@@ -173,11 +170,11 @@ pub fn sketch_columns(
         .map(|row| {
             key.clear();
             for column in &keys {
-                column.push(&mut key, row)?;
+                column.push(&mut key, row);
             }
-            Ok(raised.groups.get(key.as_slice()))
+            raised.groups.get(key.as_slice())
         })
-        .collect::<PolarsResult<_>>()?;
+        .collect();
     Ok(metrics
         .iter()
         .enumerate()

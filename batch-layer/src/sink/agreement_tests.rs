@@ -41,7 +41,12 @@ name = "by_tag_flag"
 filter = { field = "n", op = "ge", value = -5 }
 group_by = ["tag", "flag"]
 bucket = "1d"
-metrics = ["count", "sum(n)"]
+metrics = ["count", "sum(n)", "distinct(name)"]
+[[views]]
+name = "by_n_flag"
+group_by = ["n", "flag"]
+bucket = "1m"
+metrics = ["count", "distinct(tag)"]
 "#;
 
 fn config() -> BraidConfig {
