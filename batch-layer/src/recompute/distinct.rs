@@ -8,9 +8,9 @@
 //! sketches are built per group at the end, the way [`super::compute::sketch_columns`] and the
 //! speed layer build them.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hashbrown::HashMap;
 use polars::prelude::*;
 use schemas::sketch::{Register, Sketch, SketchParams};
 use schemas::view::View;
@@ -71,7 +71,8 @@ impl<'a> KeyColumn<'a> {
     }
 }
 
-/// The registers each group's records raised, per distinct metric, by the group's key bytes.
+/// The registers each group's records raised, per distinct metric, by the group's key bytes
+/// (hashbrown's default hasher: fast, and seeded per process, as keys come from any producer).
 struct Raised {
     key_names: Vec<PlSmallStr>,
     metrics: usize,
