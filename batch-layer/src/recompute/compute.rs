@@ -178,19 +178,14 @@ pub fn compute_view(
         .collect();
     // Sorted by key and bucket, so that the loaded rows of one key sit together on disk and a
     // query for one key reads a few pages rather than one page per row.
-    let mut order: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
-    order.push(BUCKET_START.into());
-    let mut computed = collect_streaming(
-        frame
-            .clone()
-            .group_by(keys.clone())
-            .agg(aggregates)
-            .sort(order, SortMultipleOptions::default().with_nulls_last(true)),
-    )?;
+    let mut key_names: Vec<PlSmallStr> = view.group_by.iter().map(|g| g.as_str().into()).collect();
+    key_names.push(BUCKET_START.into());
+    let mut computed =
+        collect_streaming(frame.clone().group_by(keys.clone()).agg(aggregates).sort(
+            key_names.clone(),
+            SortMultipleOptions::default().with_nulls_last(true),
+        ))?;
     if view.metrics.iter().any(|m| m.kind == MetricKind::Distinct) {
-        let mut key_names: Vec<PlSmallStr> =
-            view.group_by.iter().map(|g| g.as_str().into()).collect();
-        key_names.push(BUCKET_START.into());
         let sketches = distinct::sketch_columns(frame, &keys, key_names.clone(), &computed, view)?;
         computed.hstack_mut(&sketches)?;
         let columns = key_names
