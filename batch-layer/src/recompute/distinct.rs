@@ -5,14 +5,14 @@
 //! (group, register): about one entry per record, 1.4 GiB at 10 M records. Here the records
 //! stream through once (only the key columns and each value's packed register), and each
 //! group keeps the registers its records raised as `u32`s (4 bytes per record at most); the
-//! sketches are built per group at the end, the way [`super::compute::sketch_columns`] and the
-//! speed layer build them.
+//! sketches are built per group at the end, the way the speed layer builds them. Spark's
+//! distinct values become sketches here too ([`sketch_columns_of_values`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hashbrown::HashMap;
 use polars::prelude::*;
-use schemas::sketch::{Register, Sketch, SketchParams};
+use schemas::sketch::{Register, Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::View;
 
 /// One key column of a batch, typed so that building a key reads it without conversions:
@@ -141,9 +141,7 @@ pub fn sketch_columns(
         .collect();
     let mut select: Vec<Expr> = keys.to_vec();
     for (index, (field, params, _)) in metrics.iter().enumerate() {
-        select.push(
-            super::compute::registers(col(*field), *params).alias(Raised::register_column(index)),
-        );
+        select.push(registers(col(*field), *params).alias(Raised::register_column(index)));
     }
     let raised = Arc::new(Mutex::new(Raised {
         key_names,
@@ -196,4 +194,59 @@ pub fn sketch_columns(
             sketches.with_name((*name).into()).into_column()
         })
         .collect())
+}
+
+/// The hash of each value of a distinct metric's field, as the speed layer hashes it: strings
+/// by [`hash_text`], integers by [`hash_i64`] (the only types a distinct metric accepts);
+/// null stays null.
+fn value_hashes(values: &Series) -> PolarsResult<Vec<Option<u64>>> {
+    Ok(match values.dtype() {
+        DataType::String => values.str()?.iter().map(|t| t.map(hash_text)).collect(),
+        _ => values.i64()?.iter().map(|n| n.map(hash_i64)).collect(),
+    })
+}
+
+/// Each value's sketch register, packed ([`Register::packed`]); null stays null.
+pub(super) fn registers(values: Expr, params: SketchParams) -> Expr {
+    values.map(
+        move |column| {
+            let packed: UInt32Chunked = value_hashes(column.as_materialized_series())?
+                .into_iter()
+                .map(|hash| hash.map(|h| Register::of(params, h).packed()))
+                .collect();
+            Ok(packed.with_name(column.name().clone()).into_column())
+        },
+        |_, field| Ok(Field::new(field.name().clone(), DataType::UInt32)),
+    )
+}
+
+/// Replaces each distinct metric's column, the group's distinct values (Spark's
+/// `collect_set`), by the group's sketch in the `hll` extension's storage format, built as the
+/// speed layer builds it ([`schemas::sketch`]); null when no record of the group had the field.
+/// (Polars' computation folds its sketches: [`sketch_columns`].)
+pub(crate) fn sketch_columns_of_values(
+    mut frame: DataFrame,
+    view: &View,
+) -> PolarsResult<DataFrame> {
+    for metric in &view.metrics {
+        let Some(params) = metric.sketch else {
+            continue;
+        };
+        let name = metric.column.as_str();
+        let values = frame.column(name)?.list()?.clone();
+        let mut sketches: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
+        for group in values.amortized_iter() {
+            let mut sketch = Sketch::new(params);
+            let mut any = false;
+            if let Some(group) = group {
+                for hash in value_hashes(group.as_ref())?.into_iter().flatten() {
+                    sketch.add_hash(hash);
+                    any = true;
+                }
+            }
+            sketches.push(any.then(|| sketch.to_bytes()));
+        }
+        frame.replace(name, Series::new(name.into(), sketches).into_column())?;
+    }
+    Ok(frame)
 }

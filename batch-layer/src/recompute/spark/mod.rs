@@ -24,7 +24,8 @@ use schemas::config::SparkConfig;
 use schemas::view::View;
 
 use super::BatchError;
-use super::compute::{BUCKET_START, sketch_columns};
+use super::compute::BUCKET_START;
+use super::distinct::sketch_columns_of_values;
 use crate::lake::store::{is_object_store, option};
 use schemas::position::{Offset, Partition, Positions};
 
@@ -376,7 +377,7 @@ async fn read_view(
         let frame = LazyFrame::scan_parquet_files(paths, args)?
             .sort(order, SortMultipleOptions::default().with_nulls_last(true))
             .collect()?;
-        Ok(sketch_columns(frame, &view)?)
+        Ok(sketch_columns_of_values(frame, &view)?)
     })
     .await?
 }
