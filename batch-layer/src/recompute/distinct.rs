@@ -71,6 +71,14 @@ impl<'a> KeyColumn<'a> {
     }
 }
 
+/// The key bytes of `row`: every key column's value in turn, into `key` (emptied first).
+fn key_of(columns: &[KeyColumn<'_>], row: usize, key: &mut Vec<u8>) {
+    key.clear();
+    for column in columns {
+        column.push(key, row);
+    }
+}
+
 /// The registers each group's records raised, per distinct metric, by the group's key bytes
 /// (hashbrown's default hasher: fast, and seeded per process, as keys come from any producer).
 struct Raised {
@@ -100,10 +108,7 @@ impl Raised {
             .collect::<PolarsResult<_>>()?;
         let mut key = Vec::with_capacity(64);
         for row in 0..batch.height() {
-            key.clear();
-            for column in &keys {
-                column.push(&mut key, row);
-            }
+            key_of(&keys, row, &mut key);
             let raised = match self.groups.get_mut(key.as_slice()) {
                 Some(raised) => raised,
                 None => self
@@ -167,10 +172,7 @@ pub fn sketch_columns(
     let mut key = Vec::with_capacity(64);
     let groups: Vec<Option<&Vec<Vec<u32>>>> = (0..computed.height())
         .map(|row| {
-            key.clear();
-            for column in &keys {
-                column.push(&mut key, row);
-            }
+            key_of(&keys, row, &mut key);
             raised.groups.get(key.as_slice())
         })
         .collect();
