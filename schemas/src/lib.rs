@@ -26,6 +26,7 @@ pub mod pg;
 pub mod pg_layout;
 pub mod position;
 pub mod record;
+pub mod rfc3339;
 pub mod sketch;
 pub mod validation_rules;
 pub mod view;

@@ -223,31 +223,135 @@ pub fn micros_to_rfc3339(micros: i64) -> String {
         .unwrap_or_else(|| format!("{micros}µs"))
 }
 
-fn json_kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(n) if n.is_f64() => "a fractional number",
-        Json::Number(_) => "an integer",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+/// One declared field's JSON value as read from the payload: strings borrowed when they hold no
+/// escapes, numbers as serde_json reads them, arrays and objects only by kind (validation refuses
+/// them for every field type).
+#[derive(Debug)]
+enum RawValue<'de> {
+    Null,
+    Bool(bool),
+    /// A negative integer.
+    I64(i64),
+    /// A non-negative integer.
+    U64(u64),
+    /// A number with a fraction or an exponent.
+    F64(f64),
+    String(std::borrow::Cow<'de, str>),
+    Array,
+    Object,
+}
+
+impl RawValue<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            RawValue::Null => "null",
+            RawValue::Bool(_) => "a boolean",
+            RawValue::F64(_) => "a fractional number",
+            RawValue::I64(_) | RawValue::U64(_) => "an integer",
+            RawValue::String(_) => "a string",
+            RawValue::Array => "an array",
+            RawValue::Object => "an object",
+        }
+    }
+
+    /// The value as an i64, as `serde_json::Value::as_i64` reads it.
+    fn as_i64(&self) -> Option<i64> {
+        match *self {
+            RawValue::I64(v) => Some(v),
+            RawValue::U64(v) => i64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    /// The value as an f64, as `serde_json::Value::as_f64` reads it.
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
+            RawValue::I64(v) => Some(v as f64),
+            RawValue::U64(v) => Some(v as f64),
+            RawValue::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// A number as serde_json prints it.
+    fn number_text(&self) -> String {
+        match *self {
+            RawValue::I64(v) => v.to_string(),
+            RawValue::U64(v) => v.to_string(),
+            RawValue::F64(v) => serde_json::Number::from_f64(v)
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| v.to_string()),
+            _ => String::new(),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawValue<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawValueVisitor)
+    }
+}
+
+struct RawValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RawValueVisitor {
+    type Value = RawValue<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(RawValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawValue::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(RawValue::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(RawValue::F64(v))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(RawValue::String(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(RawValue::String(std::borrow::Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(RawValue::String(std::borrow::Cow::Owned(v)))
+    }
+    // Arrays and objects are read in full as serde_json values, so that what the parser accepts
+    // inside them is what it always accepted; only their kind is kept.
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<Json>()?.is_some() {}
+        Ok(RawValue::Array)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<String, Json>()?.is_some() {}
+        Ok(RawValue::Object)
     }
 }
 
 /// Parses a timestamp from an RFC 3339 string or integer epoch milliseconds.
-fn parse_timestamp(value: &Json) -> Result<i64, String> {
+fn parse_timestamp(value: &RawValue<'_>) -> Result<i64, String> {
     match value {
-        Json::String(text) => DateTime::parse_from_rfc3339(text)
-            .map(|t| t.timestamp_micros())
+        RawValue::String(text) => crate::rfc3339::parse_micros(text)
             .map_err(|e| format!("`{}` is not RFC 3339 ({e})", quote_input(text))),
-        Json::Number(n) => n
+        RawValue::I64(_) | RawValue::U64(_) | RawValue::F64(_) => value
             .as_i64()
             .and_then(|millis| millis.checked_mul(1_000))
-            .ok_or_else(|| format!("{n} is not an integer number of epoch milliseconds")),
+            .ok_or_else(|| {
+                format!(
+                    "{} is not an integer number of epoch milliseconds",
+                    value.number_text()
+                )
+            }),
         other => Err(format!(
             "found {}, expected an RFC 3339 string or epoch milliseconds",
-            json_kind(other)
+            other.kind()
         )),
     }
 }
@@ -278,10 +382,10 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 /// building a map of the whole object. Anything but an object is `Err(kind)`.
 struct FieldsSeed<'s>(&'s EventSchema);
 
-type RawFields = Result<Vec<Option<Json>>, &'static str>;
+type RawFields<'de> = Result<Vec<Option<RawValue<'de>>>, &'static str>;
 
 impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
-    type Value = RawFields;
+    type Value = RawFields<'de>;
     fn deserialize<D: serde::Deserializer<'de>>(
         self,
         deserializer: D,
@@ -291,17 +395,18 @@ impl<'de> serde::de::DeserializeSeed<'de> for FieldsSeed<'_> {
 }
 
 impl<'de> serde::de::Visitor<'de> for FieldsSeed<'_> {
-    type Value = RawFields;
+    type Value = RawFields<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut slots: Vec<Option<Json>> = vec![None; self.0.fields.len()];
+        let mut slots: Vec<Option<RawValue<'de>>> = Vec::with_capacity(self.0.fields.len());
+        slots.resize_with(self.0.fields.len(), || None);
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             match self.0.field_index(&key) {
-                Some(index) => slots[index] = Some(map.next_value::<Json>()?),
+                Some(index) => slots[index] = Some(map.next_value::<RawValue<'de>>()?),
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
@@ -357,12 +462,12 @@ impl EventSchema {
         let mut values = Vec::with_capacity(self.fields.len());
         for (index, (field, raw)) in self.fields.iter().zip(fields).enumerate() {
             let raw = match raw {
-                None | Some(Json::Null) if field.required => {
+                None | Some(RawValue::Null) if field.required => {
                     return Err(Rejection::MissingField {
                         field: field.name.clone(),
                     });
                 }
-                None | Some(Json::Null) => {
+                None | Some(RawValue::Null) => {
                     values.push(None);
                     continue;
                 }
@@ -371,11 +476,11 @@ impl EventSchema {
             let wrong = |expected: &'static str| Rejection::WrongType {
                 field: field.name.clone(),
                 expected,
-                found: json_kind(&raw).to_string(),
+                found: raw.kind().to_string(),
             };
             let value = match field.field_type {
                 FieldType::String => match raw {
-                    Json::String(text) => Value::String(self.storable_string(field, text)?),
+                    RawValue::String(text) => Value::String(self.storable_string(field, text)?),
                     _ => return Err(wrong("a string")),
                 },
                 FieldType::I64 => {
@@ -394,7 +499,10 @@ impl EventSchema {
                     // the order in which each engine meets them.
                     Value::F64(if value == 0.0 { 0.0 } else { value })
                 }
-                FieldType::Bool => Value::Bool(raw.as_bool().ok_or_else(|| wrong("a boolean"))?),
+                FieldType::Bool => match raw {
+                    RawValue::Bool(b) => Value::Bool(b),
+                    _ => return Err(wrong("a boolean")),
+                },
                 FieldType::Timestamp if index == self.event_time_index => {
                     let micros =
                         parse_timestamp(&raw).map_err(|detail| Rejection::BadEventTime {
@@ -440,7 +548,11 @@ impl EventSchema {
 
     /// A string every store can hold: no NUL (PostgreSQL text refuses it), at most
     /// `max_string_bytes` bytes (a group key must fit in an index entry).
-    fn storable_string(&self, field: &FieldDef, text: String) -> Result<String, Rejection> {
+    fn storable_string(
+        &self,
+        field: &FieldDef,
+        text: std::borrow::Cow<'_, str>,
+    ) -> Result<String, Rejection> {
         if text.len() > self.max_string_bytes {
             return Err(Rejection::StringTooLong {
                 field: field.name.clone(),
@@ -454,7 +566,7 @@ impl EventSchema {
                 at,
             });
         }
-        Ok(text)
+        Ok(text.into_owned())
     }
 }
 
@@ -666,6 +778,68 @@ mod tests {
             reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"\ud800","qty":1}"#).code(),
             "not_json"
         );
+    }
+
+    #[test]
+    fn numbers_and_nested_values_read_as_serde_json_reads_them() {
+        // An integer above i64::MAX is an integer, not an i64; as an f64 it is read.
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":9223372036854775808}"#),
+            Rejection::WrongType {
+                field: "qty".into(),
+                expected: "an integer (i64)",
+                found: "an integer".into()
+            }
+        );
+        let big = schema()
+            .validate(
+                br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":18446744073709551615}"#,
+            )
+            .unwrap();
+        assert_eq!(big.get(3), Some(&Value::F64(18_446_744_073_709_551_615.0)));
+        // Epoch milliseconds that are not an integer are quoted as serde_json prints them.
+        for (ts, shown) in [
+            ("1.5e3", "1500.0"),
+            ("18446744073709551615", "18446744073709551615"),
+        ] {
+            let payload = format!(r#"{{"ts":{ts},"user":"u","qty":1}}"#);
+            let rejection = reject(payload.as_bytes());
+            assert_eq!(
+                rejection,
+                Rejection::BadEventTime {
+                    field: "ts".into(),
+                    detail: format!("{shown} is not an integer number of epoch milliseconds"),
+                }
+            );
+        }
+        // Arrays and objects in a declared field: the wrong type, named; what is inside them
+        // is still parsed in full (a lone surrogate there is not JSON).
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":{"a":[1,{"b":null}]},"qty":1}"#),
+            Rejection::WrongType {
+                field: "user".into(),
+                expected: "a string",
+                found: "an object".into()
+            }
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":[1]}"#),
+            Rejection::WrongType {
+                field: "qty".into(),
+                expected: "an integer (i64)",
+                found: "an array".into()
+            }
+        );
+        assert_eq!(
+            reject(br#"{"ts":"2026-01-01T00:00:00Z","user":["\ud800"],"qty":1}"#).code(),
+            "not_json"
+        );
+        // An escaped string (not borrowed from the payload) is read like a plain one.
+        let escaped = schema()
+            .validate(br#"{"ts":"2026-01-01T00:00:00\u005a","user":"\u00e9","qty":1}"#)
+            .unwrap();
+        assert_eq!(escaped.get(1), Some(&Value::String("é".into())));
+        assert_eq!(escaped.event_time_micros, 1_767_225_600_000_000);
     }
 
     #[test]
