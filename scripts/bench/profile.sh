@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Profiles: where `braid speed` and `braid sink` spend their time catching up on a filled topic,
-# sampled with perf (Debian's linux-perf) and drawn as flame graphs (inferno, from crates.io).
+# and `braid batch run` its time over the lake the sink wrote, sampled with perf (Debian's
+# linux-perf) and drawn as flame graphs (inferno, from crates.io).
 #   BENCH_EVENTS     events in the topic (default 2000000, the demo clickstream on 4 partitions)
 #   BENCH_PROFILE_OUT  where the flame graphs go (default .braid/artifacts/profile)
 # Prints, per layer: the wall time to catch up, the CPU time it used, the share of samples per
@@ -58,11 +59,17 @@ profile() {
   local commits
   commits=$(curl -s "127.0.0.1:${BENCH_METRICS_PORT:-19556}/metrics" | awk '/commit_duration_seconds_sum/ {s = $2} /commit_duration_seconds_count/ {n = $2} END {if (n) printf "%.1f s in %d commits", s, n}')
   kill -INT "$child"; wait $perf_pid || true
-  perf script --no-inline -i "$data" 2>/dev/null | "$TOOLS/inferno-collapse-perf" > "$WORK/$layer.folded"
-  "$TOOLS/inferno-flamegraph" --title "braid $layer catching up on $EVENTS events" --width 1600 \
-    < "$WORK/$layer.folded" > "$OUT/flame-$layer.svg"
   echo "braid $layer under perf: caught up in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s wall, $cpu s CPU${commits:+; committing: $commits (metric)}; flame graph: $OUT/flame-$layer.svg"
-  python3 - "$WORK/$layer.folded" "$@" <<'PY'
+  report "$layer" "braid $layer catching up on $EVENTS events" "$@"
+}
+
+# report NAME TITLE STAGE... : folds $WORK/NAME.data into a flame graph and prints the share of
+# samples per thread and per stage (STAGE is "label=regex over frame names").
+report() {
+  local name=$1 title=$2; shift 2
+  perf script --no-inline -i "$WORK/$name.data" 2>/dev/null | "$TOOLS/inferno-collapse-perf" > "$WORK/$name.folded"
+  "$TOOLS/inferno-flamegraph" --title "$title" --width 1600 < "$WORK/$name.folded" > "$OUT/flame-$name.svg"
+  python3 - "$WORK/$name.folded" "$@" <<'PY'
 import re, sys
 from collections import Counter
 folded, stages = sys.argv[1], sys.argv[2:]
@@ -85,6 +92,7 @@ PY
 profile speed speed_done \
   "fetch handling (poll, librdkafka's queue)=poll_queue" \
   "JSON validation=EventSchema>::validate" \
+  "  of which event times (RFC 3339)=rfc3339::|parse_from_rfc3339" \
   "aggregation=ViewDeltas::add" \
   "flush (binding rows, PostgreSQL round trips)=speed_layer::flush::flush" \
   "  of which HLL sketches to bytes=Sketch::to_bytes" \
@@ -99,3 +107,20 @@ profile sink sink_done \
   "Arrow=arrow_" \
   "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$" \
   "librdkafka's fetch thread (decompress, parse)=^rdk:broker"
+
+# The batch: `braid batch run` over the lake the sink just wrote (its cut: the positions both
+# layers stored above), under perf until it exits.
+t0=$(now)
+RUST_LOG=warn perf record -q -F 499 -g --call-graph dwarf,16384 -o "$WORK/batch.data" -- \
+  /usr/bin/time -f '%U %S %M' -o "$WORK/batch.time" "$BIN" batch run >"$WORK/batch.out" 2>"$WORK/batch.log" \
+  || { cat "$WORK/batch.log" >&2; exit 1; }
+t1=$(now)
+read -r user sys kib < "$WORK/batch.time"
+echo "braid batch run under perf (five views over the $EVENTS events): $(python3 -c "print(f'{$t1 - $t0:.1f}')") s wall, $(python3 -c "print(f'{$user + $sys:.1f}')") s CPU, peak RSS $((kib / 1024)) MiB; flame graph: $OUT/flame-batch.svg"
+report batch "braid batch run over $EVENTS events" \
+  "reading Parquet=polars_parquet|polars_io::parquet" \
+  "distinct values to registers (hashing)=recompute::distinct::(registers|value_hashes)" \
+  "the distinct fold (one thread)=distinct::Raised.*add" \
+  "Polars group-bys=group_by" \
+  "COPY to PostgreSQL (binary rows)=recompute::load::" \
+  "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$"
