@@ -118,9 +118,9 @@ t1=$(now)
 read -r user sys kib < "$WORK/batch.time"
 echo "braid batch run under perf (five views over the $EVENTS events): $(python3 -c "print(f'{$t1 - $t0:.1f}')") s wall, $(python3 -c "print(f'{$user + $sys:.1f}')") s CPU, peak RSS $((kib / 1024)) MiB; flame graph: $OUT/flame-batch.svg"
 report batch "braid batch run over $EVENTS events" \
-  "reading Parquet=polars_parquet|polars_io::parquet" \
+  "reading Parquet=polars_parquet|io_sources::parquet" \
   "distinct values to registers (hashing)=recompute::distinct::(registers|value_hashes)" \
-  "the distinct fold (one thread)=distinct::Raised.*add" \
-  "Polars group-bys=group_by" \
+  "the distinct fold and its sketches (one thread; the callback sink)=distinct::sketch_columns::\\{\\{closure|distinct::key_of|distinct::Raised" \
+  "Polars group-bys (hash grouping, reductions)=polars_expr::(groups|hot_groups|reduce)" \
   "COPY to PostgreSQL (binary rows)=recompute::load::" \
   "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$"
