@@ -89,6 +89,8 @@ for stage in stages:
 PY
 }
 
+# The same stage in every profile: glibc's allocator, wherever it is called from.
+MALLOC_STAGE='malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$'
 profile speed speed_done \
   "fetch handling (poll, librdkafka's queue)=poll_queue" \
   "JSON validation=EventSchema>::validate" \
@@ -96,7 +98,7 @@ profile speed speed_done \
   "aggregation=ViewDeltas::add" \
   "flush (binding rows, PostgreSQL round trips)=speed_layer::flush::flush" \
   "  of which HLL sketches to bytes=Sketch::to_bytes" \
-  "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$" \
+  "$MALLOC_STAGE" \
   "reading the clock=clock_gettime" \
   "librdkafka's fetch thread (decompress, parse)=^rdk:broker"
 profile sink sink_done \
@@ -105,7 +107,7 @@ profile sink sink_done \
   "buffering rows (column builders)=batch_layer::sink.*(add|push|append)" \
   "Parquet encoding=parquet::" \
   "Arrow=arrow_" \
-  "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$" \
+  "$MALLOC_STAGE" \
   "librdkafka's fetch thread (decompress, parse)=^rdk:broker"
 
 # The batch: `braid batch run` over the lake the sink just wrote (its cut: the positions both
@@ -123,4 +125,4 @@ report batch "braid batch run over $EVENTS events" \
   "the distinct fold and its sketches (one thread; the callback sink)=distinct::sketch_columns::\\{\\{closure|distinct::key_of|distinct::Raised" \
   "Polars group-bys (hash grouping, reductions)=polars_expr::(groups|hot_groups|reduce)" \
   "COPY to PostgreSQL (binary rows)=recompute::load::" \
-  "malloc and free, anywhere=^(malloc|free|cfree|_int_malloc|_int_free|__libc_calloc|calloc|realloc|sysmalloc|malloc_consolidate|unlink_chunk.*)$"
+  "$MALLOC_STAGE"
