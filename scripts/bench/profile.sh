@@ -118,7 +118,9 @@ RUST_LOG=warn perf record -q -F 499 -g --call-graph dwarf,16384 -o "$WORK/batch.
   || { cat "$WORK/batch.log" >&2; exit 1; }
 t1=$(now)
 read -r user sys kib < "$WORK/batch.time"
-echo "braid batch run under perf (five views over the $EVENTS events): $(python3 -c "print(f'{$t1 - $t0:.1f}')") s wall, $(python3 -c "print(f'{$user + $sys:.1f}')") s CPU, peak RSS $((kib / 1024)) MiB; flame graph: $OUT/flame-batch.svg"
+views=$(grep -c '^  .*: run [0-9]*, [0-9]* rows$' "$WORK/batch.out")
+records=$(grep -o '[0-9]* records read' "$WORK/batch.out" | cut -d' ' -f1)
+echo "braid batch run under perf ($views views over $records records): $(python3 -c "print(f'{$t1 - $t0:.1f}')") s wall, $(python3 -c "print(f'{$user + $sys:.1f}')") s CPU, peak RSS $((kib / 1024)) MiB; flame graph: $OUT/flame-batch.svg"
 report batch "braid batch run over $EVENTS events" \
   "reading Parquet=polars_parquet|io_sources::parquet" \
   "distinct values to registers (hashing)=recompute::distinct::(registers|value_hashes)" \
