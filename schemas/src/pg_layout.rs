@@ -59,9 +59,11 @@ pub mod merge {
     pub fn aggregate(metric: &Metric, now: &str) -> String {
         let c = &metric.column;
         match metric.kind {
-            MetricKind::Decayed => {
-                format!("sum({c} * {}) AS {c}", decay_factor(metric, now))
-            }
+            MetricKind::Decayed => format!(
+                "sum({} * {}) AS {c}",
+                zero_below(c, DECAYED_READ_FLOOR),
+                decay_factor(metric, now)
+            ),
             MetricKind::Distinct => format!("{} AS {c}", distinct_count(c)),
             MetricKind::Count => format!("sum({c})::bigint AS {c}"),
             MetricKind::Sum => format!("sum({c}) AS {c}"),
@@ -80,6 +82,27 @@ pub mod merge {
             .map_or(1, crate::duration::HumanDuration::seconds);
         format!(
             "power(2::double precision, greatest(-{MAX_DECAY_HALF_LIVES}::double precision, least(0::double precision,              extract(epoch FROM (bucket_start - {now}))::double precision / {half_life})))"
+        )
+    }
+
+    /// Below this magnitude a stored decayed score reads as 0 before it is decayed: times the
+    /// smallest factor (2^-600 ≈ 2.4e-181) it stays above 1e-281, so the product never
+    /// underflows (PostgreSQL raises an error where a product of non-zero floats rounds to
+    /// zero). The layers never store such a score: a non-zero one is a sum of terms w · 2^x with
+    /// w a non-zero integer and x ≥ 0, so it is at least 2^-52; the rule guards rows stored by
+    /// older versions and keeps every reader of every stored value working.
+    pub const DECAYED_READ_FLOOR: &str = "1e-100";
+
+    /// Below this magnitude a sum reads as 0 before it is divided by its count (at most 2^63), so
+    /// the quotient is at least 1e-319 and never underflows. Validation refuses f64 values
+    /// below 1e-200 ([`crate::record::F64_MAGNITUDE_FLOOR`]), so a stored sum is 0 or at least
+    /// 2^-717: the rule only guards rows stored before that rule existed.
+    pub const AVERAGE_READ_FLOOR: &str = "1e-300";
+
+    /// `expression` (double precision), or 0 where its magnitude is below `floor`.
+    pub fn zero_below(expression: &str, floor: &str) -> String {
+        format!(
+            "(CASE WHEN abs({expression}) < {floor}::double precision THEN 0::double precision ELSE {expression} END)"
         )
     }
 
@@ -130,8 +153,11 @@ pub mod merge {
     /// field, null when there are none.
     pub fn row_average(average: &Average) -> String {
         format!(
-            "{sum}::double precision / NULLIF({count}, 0) AS {column}",
-            sum = average.sum,
+            "{sum} / NULLIF({count}, 0) AS {column}",
+            sum = zero_below(
+                &format!("{}::double precision", average.sum),
+                AVERAGE_READ_FLOOR
+            ),
             count = average.count,
             column = average.column,
         )
@@ -141,8 +167,11 @@ pub mod merge {
     /// field, null when there are none.
     pub fn average(average: &Average) -> String {
         format!(
-            "sum({sum})::double precision / NULLIF(sum({count}), 0) AS {column}",
-            sum = average.sum,
+            "{sum} / NULLIF(sum({count}), 0) AS {column}",
+            sum = zero_below(
+                &format!("sum({})::double precision", average.sum),
+                AVERAGE_READ_FLOOR
+            ),
             count = average.count,
             column = average.column,
         )

@@ -120,10 +120,11 @@ pub enum Rejection {
         /// The value, RFC 3339 or microseconds.
         value: String,
     },
-    /// An f64 field's magnitude is at or above 1e200, where sums could overflow to infinity
-    /// (PostgreSQL refuses a float overflow).
+    /// An f64 field's magnitude is at or above 1e200, where sums could overflow to infinity, or
+    /// it is not zero and below 1e-200, where an average or a product could underflow to zero
+    /// (PostgreSQL raises an error on float overflow and underflow alike).
     #[error(
-        "field `{field}` = {value} has a magnitude at or above 1e200; sums of such values could overflow"
+        "field `{field}` = {value} is outside the accepted magnitudes: 0, or at least 1e-200 and below 1e200 (sums could overflow, averages underflow)"
     )]
     NumberOutOfRange {
         /// The field name.
@@ -197,6 +198,18 @@ pub const STORABLE_TIME_MIN_MICROS: i64 = -62_135_596_800_000_000;
 pub const STORABLE_TIME_MAX_MICROS: i64 = 253_402_300_800_000_000;
 /// f64 values must have a magnitude below this, so that no sum of them can reach infinity.
 pub const F64_MAGNITUDE_LIMIT: f64 = 1e200;
+/// Non-zero f64 values must have a magnitude at least this. Every double at or above it is a
+/// multiple of 2^-717, so any sum of such values is 0 or at least 2^-717 in magnitude; divided
+/// by a count (below 2^63) or decayed by up to 2^-600 it stays far from the subnormal range, so
+/// no read expression underflows (PostgreSQL raises an error where a float product or quotient
+/// rounds to zero). Subnormal values (below 2.2e-308) are refused with it.
+pub const F64_MAGNITUDE_FLOOR: f64 = 1e-200;
+
+/// Whether an f64 value is one validation accepts: 0 (either sign), or a finite magnitude in
+/// [[`F64_MAGNITUDE_FLOOR`], [`F64_MAGNITUDE_LIMIT`]).
+pub fn f64_is_storable(value: f64) -> bool {
+    value == 0.0 || (F64_MAGNITUDE_FLOOR..F64_MAGNITUDE_LIMIT).contains(&value.abs())
+}
 /// The most characters of input a rejection's text quotes.
 const QUOTE_MAX_CHARS: usize = 120;
 
@@ -295,7 +308,7 @@ impl EventSchema {
                 FieldType::F64 => {
                     let value = raw.as_f64().ok_or_else(|| wrong("a number (f64)"))?;
                     // JSON has no NaN or infinity; serde_json refuses numbers beyond f64.
-                    if value.abs() >= F64_MAGNITUDE_LIMIT {
+                    if !f64_is_storable(value) {
                         return Err(Rejection::NumberOutOfRange {
                             field: field.name.clone(),
                             value: format!("{value:e}"),
@@ -558,6 +571,26 @@ mod tests {
             reject(br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":1e200}"#).code(),
             "number_out_of_range"
         );
+        // Below the floor, subnormals included: an average or a decayed product could round
+        // to zero, which PostgreSQL raises as an error for every reader of the row.
+        for tiny in [
+            "5e-324",
+            "-5e-324",
+            "2.2250738585072009e-308",
+            "1e-300",
+            "9.99e-201",
+        ] {
+            let payload =
+                format!(r#"{{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":{tiny}}}"#);
+            let refused = reject(payload.as_bytes());
+            assert_eq!(refused.code(), "number_out_of_range", "{tiny}");
+            assert!(refused.to_string().contains("`price`"), "{refused}");
+        }
+        for kept in ["1e-200", "-1e-200", "0", "-0.0", "2.5", "-9.99e199"] {
+            let payload =
+                format!(r#"{{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"price":{kept}}}"#);
+            assert!(schema().validate(payload.as_bytes()).is_ok(), "{kept}");
+        }
         assert_eq!(
             reject(
                 br#"{"ts":"2026-01-01T00:00:00Z","user":"u","qty":1,"seen_at":-62135596800001}"#

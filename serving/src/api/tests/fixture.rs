@@ -222,12 +222,23 @@ pub async fn store_positions(pool: &PgPool) {
 
 /// A state over `pool` with the test views, a clock fixed at `now` and `admin_token`.
 pub fn state(pool: PgPool, now: DateTime<Utc>, admin_token: Option<&str>) -> AppState {
-    let config = config();
+    state_of(&config(), TOPIC, pool, now, admin_token)
+}
+
+/// A state over `pool` with the views of `config` on `topic`, a clock fixed at `now` and
+/// `admin_token`.
+pub fn state_of(
+    config: &BraidConfig,
+    topic: &str,
+    pool: PgPool,
+    now: DateTime<Utc>,
+    admin_token: Option<&str>,
+) -> AppState {
     let mut state = AppState::new(
         pool,
         ServingSettings {
-            views: config.views,
-            topic: TOPIC.into(),
+            views: config.views.clone(),
+            topic: topic.into(),
             limits: Limits {
                 max_limit: 5000,
                 max_range_seconds: 10 * 86_400,

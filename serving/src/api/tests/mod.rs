@@ -7,5 +7,6 @@ mod bad_input;
 mod cache;
 mod console;
 mod fixture;
+mod floats;
 mod merge;
 mod whole_keys;
