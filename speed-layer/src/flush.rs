@@ -15,6 +15,7 @@ use sqlx::{PgPool, Postgres};
 use crate::aggregate::{KeyValue, MetricValue, MicroBatch, ViewDeltas};
 use crate::error::SpeedError;
 use schemas::position::Positions;
+use schemas::validation_rules::ValidationRules;
 
 /// The prepared upsert of one view.
 #[derive(Debug, Clone)]
@@ -206,10 +207,13 @@ pub struct FlushOutcome {
 
 /// Writes a micro-batch in one transaction. `expected` holds the stored position this
 /// process believes each partition has; a partition moved by someone else fences the flush
-/// and nothing is written.
+/// and nothing is written. The transaction first checks `rules` against the recorded ones
+/// (holding the recorded row `FOR SHARE` until it commits, so `braid migrate` cannot record
+/// other rules while a flush under these is open).
 pub async fn flush(
     pool: &PgPool,
     topic: &str,
+    rules: &ValidationRules,
     writers: &[ViewWriter],
     batch: &MicroBatch,
     expected: &Positions,
@@ -230,6 +234,7 @@ pub async fn flush(
         })
         .collect::<Result<_, _>>()?;
     let mut tx = pool.begin().await?;
+    pg::check_validation_rules(&mut tx, topic, rules).await?;
     let epoch = pg::current_epoch_for_share(&mut tx).await?;
     pg::advance_positions(&mut tx, topic, &moves, batch.newest_event_micros)
         .await
@@ -272,6 +277,10 @@ mod tests {
             .unwrap()
     }
 
+    fn rules(config: &schemas::BraidConfig) -> ValidationRules {
+        ValidationRules::of(&config.schema)
+    }
+
     fn batch(config: &schemas::BraidConfig) -> MicroBatch {
         let mut batch = MicroBatch::new(&config.views);
         let event = br#"{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":500}"#;
@@ -306,9 +315,16 @@ mod tests {
     async fn a_flush_writes_rows_positions_and_dead_letters_together(pool: PgPool) {
         let (config, writers) = set_up(&pool, 7).await;
         let batch = batch(&config);
-        let outcome = flush(&pool, "t", &writers, &batch, &BTreeMap::from([(0, 7)]))
-            .await
-            .unwrap();
+        let outcome = flush(
+            &pool,
+            "t",
+            &rules(&config),
+            &writers,
+            &batch,
+            &BTreeMap::from([(0, 7)]),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (outcome.epoch, outcome.records, outcome.dead_letters),
             (1, 1, 1)
@@ -317,9 +333,16 @@ mod tests {
         let mut again = batch.clone();
         again.next_offsets.insert(0, 12);
         again.dead_letters.clear();
-        flush(&pool, "t", &writers, &again, &BTreeMap::from([(0, 9)]))
-            .await
-            .unwrap();
+        flush(
+            &pool,
+            "t",
+            &rules(&config),
+            &writers,
+            &again,
+            &BTreeMap::from([(0, 9)]),
+        )
+        .await
+        .unwrap();
         let table = ViewLayout::of(&config.views[1]).speed_table;
         let (n, sum, min): (i64, String, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT count, sum_price_cents::text, min_price_cents FROM {table}"
@@ -362,6 +385,7 @@ mod tests {
             flush(
                 &pool,
                 "t",
+                &rules(&config),
                 &writers,
                 &purchase(&config, offset, i64::MAX),
                 &BTreeMap::from([(0, offset)]),
@@ -392,6 +416,7 @@ mod tests {
         let refused = flush(
             &pool,
             "t",
+            &rules(&config),
             &writers,
             &purchase(&config, 0, -1),
             &BTreeMap::from([(0, 0)]),
@@ -417,6 +442,7 @@ mod tests {
         let result = flush(
             &pool,
             "t",
+            &rules(&config),
             &writers,
             &batch(&config),
             &BTreeMap::from([(0, 3)]),
@@ -435,6 +461,105 @@ mod tests {
         assert_eq!(
             schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
             7
+        );
+    }
+
+    /// Backends of this test's database waiting on a lock.
+    async fn waiting_on_locks(pool: &PgPool) -> i64 {
+        count(
+            pool,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
+    /// Polls `condition` every 10 ms until it holds; panics after 30 s naming `what`.
+    async fn wait_for<F, Fut>(what: &str, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn braid_migrate_cannot_record_other_rules_while_a_flush_under_the_old_ones_is_open(
+        pool: PgPool,
+    ) {
+        let (config, writers) = set_up(&pool, 7).await;
+        schemas::pg::agreed_rules(&pool, "t", &config.schema)
+            .await
+            .unwrap();
+        // A cut holds the epoch row: a flush that has begun waits inside its transaction.
+        let mut cut = pool.begin().await.unwrap();
+        sqlx::query("SELECT current_epoch FROM braid_internal.epoch FOR UPDATE")
+            .execute(&mut *cut)
+            .await
+            .unwrap();
+        let flushing = tokio::spawn({
+            let (pool, config, writers) = (pool.clone(), config.clone(), writers.clone());
+            async move {
+                let batch = batch(&config);
+                flush(
+                    &pool,
+                    "t",
+                    &rules(&config),
+                    &writers,
+                    &batch,
+                    &BTreeMap::from([(0, 7)]),
+                )
+                .await
+            }
+        });
+        wait_for("the flush to wait for the cut", || async {
+            waiting_on_locks(&pool).await == 1
+        })
+        .await;
+        // `braid migrate` records a changed schema meanwhile.
+        let mut changed = config.schema.clone();
+        changed.max_record_bytes += 1;
+        let migrate = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                schemas::pg::record_validation_rules(&pool, "t", &ValidationRules::of(&changed))
+                    .await
+            }
+        });
+        wait_for("braid migrate to end or wait", || async {
+            migrate.is_finished() || waiting_on_locks(&pool).await == 2
+        })
+        .await;
+        assert!(
+            !migrate.is_finished(),
+            "other rules were recorded while a flush under the old ones was open"
+        );
+        cut.rollback().await.unwrap();
+        flushing
+            .await
+            .unwrap()
+            .expect("the open flush commits under the rules it checked");
+        let differences = migrate.await.unwrap().unwrap();
+        assert_eq!(differences.len(), 1, "{differences:?}");
+        // The next flush sees the new rules and stops.
+        let refused = flush(
+            &pool,
+            "t",
+            &rules(&config),
+            &writers,
+            &purchase(&config, 8, 1),
+            &BTreeMap::from([(0, 8)]),
+        )
+        .await;
+        assert!(
+            matches!(
+                refused,
+                Err(SpeedError::Rules(schemas::pg::RulesError::Differ(_)))
+            ),
+            "{refused:?}"
         );
     }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use schemas::pg;
 use schemas::position::Positions;
 use schemas::validation_rules::ValidationRules;
 use sqlx::PgPool;
@@ -29,16 +28,23 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Checks the recorded validation rules, then writes `batch` in one transaction fenced on
-    /// `expected`. Stops, rather than flushes, once the recorded rules changed (the sink may now
-    /// accept other records than this process).
+    /// Writes `batch` in one transaction fenced on `expected`, which first checks the recorded
+    /// validation rules. Stops, rather than flushes, once the recorded rules changed (the sink
+    /// may now accept other records than this process).
     pub async fn flush(
         &self,
         batch: &MicroBatch,
         expected: &Positions,
     ) -> Result<FlushOutcome, SpeedError> {
-        pg::check_validation_rules(&self.pool, &self.topic, &self.rules).await?;
-        flush(&self.pool, &self.topic, &self.writers, batch, expected).await
+        flush(
+            &self.pool,
+            &self.topic,
+            &self.rules,
+            &self.writers,
+            batch,
+            expected,
+        )
+        .await
     }
 
     /// Starts flushing `batch` on `runtime`.

@@ -133,8 +133,11 @@ impl Committer {
             tx.commit().await?;
         }
         // Stop, rather than commit, once the recorded rules changed (the speed layer may now
-        // accept other records than this process).
-        pg::check_validation_rules(&self.pool, &self.topic, &self.rules).await?;
+        // accept other records than this process). The check's transaction holds the recorded
+        // row `FOR SHARE` until the Delta commit has ended, so `braid migrate` cannot record
+        // other rules while a commit under these is on its way.
+        let mut rules_held = self.pool.begin().await?;
+        pg::check_validation_rules(&mut rules_held, &self.topic, &self.rules).await?;
         table.update_state().await?;
         let partitions: Vec<i32> = pending.next_offsets.keys().copied().collect();
         let in_log = positions_in_log(table, &self.topic, &partitions).await?;
@@ -165,6 +168,11 @@ impl Committer {
             writer.write(pending.batch.clone()).await?;
         }
         writer.flush_and_commit(table).await?;
+        // The Delta commit is what counts; ending the read-only transaction only releases the
+        // row (if the database went away meanwhile, the lock went with the session).
+        if let Err(error) = rules_held.rollback().await {
+            tracing::debug!(%error, "releasing the validation rules' row");
+        }
         Ok(())
     }
 }

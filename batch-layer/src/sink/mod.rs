@@ -11,6 +11,8 @@ pub(crate) mod columns;
 mod commit;
 mod consumer;
 mod error;
+#[cfg(test)]
+mod rules_window_tests;
 
 use std::collections::HashMap;
 

@@ -1,6 +1,6 @@
 //! The validation rules recorded per topic (owner of `braid_internal.validation_rules`).
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::validation_rules::{RuleDifference, ValidationRules};
 
@@ -41,17 +41,24 @@ impl RulesError {
 }
 
 /// Checks `rules` against the ones recorded for `topic`, recording them if none are.
+///
+/// Run it inside the transaction whose writes the rules must cover: it reads the recorded row
+/// `FOR SHARE`, so `braid migrate` ([`record_validation_rules`], which takes the row `FOR
+/// UPDATE`) cannot record other rules until that transaction has ended, and a transaction that
+/// starts after it sees them. A check outside the writing transaction would leave a window in
+/// which a flush commits under rules that are no longer the recorded ones.
 pub async fn check_validation_rules(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     topic: &str,
     rules: &ValidationRules,
 ) -> Result<(), RulesError> {
     let fingerprint = rules.fingerprint();
-    let recorded: Option<(String,)> =
-        sqlx::query_as("SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1")
-            .bind(topic)
-            .fetch_optional(pool)
-            .await?;
+    let recorded: Option<(String,)> = sqlx::query_as(
+        "SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1 FOR SHARE",
+    )
+    .bind(topic)
+    .fetch_optional(&mut *conn)
+    .await?;
     if recorded.as_ref().is_some_and(|(f,)| *f == fingerprint) {
         return Ok(());
     }
@@ -68,7 +75,7 @@ pub async fn check_validation_rules(
     .bind(topic)
     .bind(&fingerprint)
     .bind(rules.to_json())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     let differences = rules.differences(&ValidationRules::from_json(&stored)?);
     if differences.is_empty() {
@@ -88,7 +95,7 @@ pub async fn agreed_rules(
     schema: &crate::EventSchema,
 ) -> Result<ValidationRules, RulesError> {
     let rules = ValidationRules::of(schema);
-    check_validation_rules(pool, topic, &rules).await?;
+    check_validation_rules(&mut *pool.acquire().await?, topic, &rules).await?;
     tracing::info!(
         fingerprint = rules.fingerprint(),
         "validation rules agree with the recorded ones"
