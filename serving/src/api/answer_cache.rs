@@ -166,9 +166,10 @@ impl AnswerCache {
         self.lock().generation(view)
     }
 
-    /// A stored answer for `key` that is young enough and current.
+    /// A stored answer for `key` that is young enough and current. None while the listener is
+    /// not connected: a change made meanwhile would not be heard.
     pub fn get(&self, key: &AnswerKey) -> Option<Hit> {
-        if !self.is_on() {
+        if !self.is_on() || !self.is_listening() {
             return None;
         }
         // A change drops the answers it touches at once, so what is stored is current.
@@ -187,9 +188,10 @@ impl AnswerCache {
         })
     }
 
-    /// Stores `answer`, read after `generation` was taken, unless the view changed since.
+    /// Stores `answer`, read after `generation` was taken, unless the view changed since or
+    /// the listener is not connected (its answers could outlive a change nobody heard of).
     pub fn put(&self, key: AnswerKey, generation: Generation, answer: Arc<Answer>) {
-        if !self.is_on() {
+        if !self.is_on() || !self.is_listening() {
             return;
         }
         let mut entries = self.lock();
@@ -247,13 +249,20 @@ impl AnswerCache {
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(200);
             loop {
-                let listened = listen_until_error(&cache, &pool).await;
+                let listened = listen_until_lost(&cache, &pool).await;
+                // Nothing is stored or served until a new LISTEN is up and the cache emptied.
                 cache.listening.store(false, Ordering::Relaxed);
+                cache.clear();
                 match listened {
-                    Ok(()) => return,
+                    Ok(Listened::CacheDropped) => return,
+                    Ok(Listened::ConnectionLost) => {
+                        tracing::warn!(
+                            "the answer cache lost its change notifications; it keeps nothing until it listens again"
+                        );
+                        delay = Duration::from_millis(200);
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "the answer cache lost its change notifications; it is emptied and listens again shortly");
-                        cache.clear();
+                        tracing::warn!(%error, "the answer cache cannot listen for changes; it keeps nothing and tries again shortly");
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
@@ -263,24 +272,34 @@ impl AnswerCache {
     }
 }
 
-async fn listen_until_error(cache: &AnswerCache, pool: &PgPool) -> Result<(), sqlx::Error> {
+/// How listening ended without an error.
+enum Listened {
+    /// The cache is gone (the server stopped).
+    CacheDropped,
+    /// The connection was lost; what was notified meanwhile is gone.
+    ConnectionLost,
+}
+
+/// Listens on a connection of its own until it is lost. The cache is emptied and marked
+/// listening only once LISTEN is in place: answers read before that may predate a change it
+/// will never hear of. sqlx's listener would reconnect by itself on the next receive, but a
+/// change committed before its new LISTEN would be missed while answers were still being kept,
+/// so a lost connection ends this listener and a new one starts.
+async fn listen_until_lost(cache: &AnswerCache, pool: &PgPool) -> Result<Listened, sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    // Answers stored before the listener was up may predate a change it will never hear of.
     listener.listen(view_changes::CHANNEL).await?;
     cache.clear();
     cache.listening.store(true, Ordering::Relaxed);
     loop {
         if Arc::strong_count(&cache.entries) == 1 {
-            return Ok(()); // the server is gone
+            return Ok(Listened::CacheDropped);
         }
         match tokio::time::timeout(Duration::from_secs(5), listener.try_recv()).await {
             Err(_) => continue,
             Ok(Ok(Some(notification))) => {
                 cache.changed(&ViewChange::parse(notification.payload()));
             }
-            // The connection was lost: sqlx reconnects on the next call, but what was sent
-            // meanwhile is gone.
-            Ok(Ok(None)) => cache.clear(),
+            Ok(Ok(None)) => return Ok(Listened::ConnectionLost),
             Ok(Err(error)) => return Err(error),
         }
     }
@@ -298,6 +317,13 @@ mod tests {
             speed: "{}".into(),
             backfilling: false,
         })
+    }
+
+    /// A cache whose listener is connected (these tests send the changes themselves).
+    fn listening(max_age: Duration, max_entries: usize) -> AnswerCache {
+        let cache = AnswerCache::new(max_age, max_entries);
+        cache.listening.store(true, Ordering::Relaxed);
+        cache
     }
 
     fn key(view: &str) -> AnswerKey {
@@ -321,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_change_of_other_buckets_keeps_an_answer_and_one_of_its_buckets_drops_it() {
-        let cache = AnswerCache::new(Duration::from_secs(60), 10);
+        let cache = listening(Duration::from_secs(60), 10);
         let g = cache.generation("v");
         cache.put(key("v"), g, answer("[1]"));
         cache.changed(&ranged("v", 100, 500)); // from the answer's end on: not read
@@ -345,7 +371,7 @@ mod tests {
 
     #[test]
     fn an_answer_read_before_a_change_is_never_served_after_it() {
-        let cache = AnswerCache::new(Duration::from_secs(60), 10);
+        let cache = listening(Duration::from_secs(60), 10);
         let before = cache.generation("v");
         cache.put(key("v"), before, answer("[1]"));
         assert_eq!(cache.get(&key("v")).unwrap().answer.rows, "[1]");
@@ -371,7 +397,7 @@ mod tests {
 
     #[test]
     fn past_half_its_age_one_reader_refreshes_an_answer() {
-        let cache = AnswerCache::new(Duration::from_millis(80), 10);
+        let cache = listening(Duration::from_millis(80), 10);
         let g = cache.generation("v");
         cache.put(key("v"), g, answer("[1]"));
         assert!(!cache.get(&key("v")).unwrap().refresh, "young");
@@ -388,7 +414,7 @@ mod tests {
 
     #[test]
     fn answers_expire_and_the_cache_stays_bounded() {
-        let cache = AnswerCache::new(Duration::from_millis(30), 2);
+        let cache = listening(Duration::from_millis(30), 2);
         let g = cache.generation("v");
         cache.put(key("v"), g, answer("[1]"));
         assert!(cache.get(&key("v")).is_some());
@@ -403,7 +429,20 @@ mod tests {
             assert!(cache.lock().answers.len() <= 2);
         }
         let off = AnswerCache::off();
+        off.listening.store(true, Ordering::Relaxed);
         off.put(key("v"), off.generation("v"), answer("[1]"));
         assert!(off.get(&key("v")).is_none());
+    }
+
+    #[test]
+    fn while_the_listener_is_not_connected_nothing_is_kept_or_served() {
+        let cache = listening(Duration::from_secs(60), 10);
+        cache.put(key("v"), cache.generation("v"), answer("[1]"));
+        assert!(cache.get(&key("v")).is_some());
+        cache.listening.store(false, Ordering::Relaxed);
+        assert!(cache.get(&key("v")).is_none(), "a change may go unheard");
+        cache.put(key("w"), cache.generation("w"), answer("[w]"));
+        cache.listening.store(true, Ordering::Relaxed);
+        assert!(cache.get(&key("w")).is_none(), "stored while not listening");
     }
 }
