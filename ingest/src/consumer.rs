@@ -242,6 +242,59 @@ fn subscribed<L: Layer>(
     Ok(consumer)
 }
 
+/// The fatal errors that made the loop replace its Kafka client recently.
+#[derive(Debug, Default)]
+struct Replacements {
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl Replacements {
+    /// Fatal errors within this window count together.
+    const WINDOW: Duration = Duration::from_secs(300);
+    /// More than this many within the window stop the layer.
+    const MAX: usize = 5;
+
+    /// Books a fatal error: the backoff before the next client (200 ms doubling per recent
+    /// error, at most 10 s), or the error that stops the layer.
+    fn record(
+        &mut self,
+        layer: &'static str,
+        code: RDKafkaErrorCode,
+    ) -> Result<Duration, IngestError> {
+        let now = Instant::now();
+        while self
+            .recent
+            .front()
+            .is_some_and(|at| now.duration_since(*at) > Self::WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+        let count = self.recent.len();
+        if count > Self::MAX {
+            return Err(IngestError::ClientKeepsFailing {
+                layer,
+                count,
+                window_s: Self::WINDOW.as_secs(),
+                last: code,
+            });
+        }
+        Ok((Duration::from_millis(200) * (1 << (count - 1))).min(Duration::from_secs(10)))
+    }
+}
+
+/// Sleeps `wait`, or less once `stop` is set.
+fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + wait;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
 /// Runs `layer` until `stop` is set or an unrecoverable error occurs. Blocking: call it from a
 /// plain thread.
 pub fn run<L: Layer>(
@@ -266,6 +319,7 @@ pub fn run<L: Layer>(
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
     let mut backoff = Duration::from_millis(100);
+    let mut replacements = Replacements::default();
     // How long the next poll may wait for a message: 50 ms when nothing is buffered; no wait
     // while records are buffered and an early commit is possible (an empty poll then says the
     // layer has caught up); the time left until the early commit when caught up before it.
@@ -331,12 +385,15 @@ pub fn run<L: Layer>(
             }
             Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                 // The client is unusable (e.g. its static membership was fenced while the broker
-                // restarted). Nothing is lost: a new client resumes from the stored positions.
-                tracing::warn!(layer = name, error = %code, "the Kafka client hit a fatal error; replacing it with a new client that resumes from the stored positions");
+                // restarted). Nothing is lost: a new client resumes from the stored positions,
+                // after a backoff; fatal errors again and again stop the layer.
+                let wait = replacements.record(name, code)?;
+                tracing::warn!(layer = name, error = %code, wait_ms = wait.as_millis() as u64, "the Kafka client hit a fatal error; replacing it with a new client that resumes from the stored positions");
                 shared.layer.drop_uncommitted();
                 shared.stop_isolating();
                 drop(shared);
                 drop(consumer);
+                sleep_unless_stopped(wait, &stop);
                 consumer = subscribed(&settings, Arc::clone(&state))?;
                 continue;
             }
@@ -656,5 +713,38 @@ fn report_lag<C: ConsumerContext>(
             metrics::gauge!(m::PARTITION_LAG_RECORDS, "layer" => layer, "partition" => partition.to_string())
                 .set((high - offset).max(0) as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_errors_back_off_and_again_and_again_stop_the_layer() {
+        let mut replacements = Replacements::default();
+        let code = RDKafkaErrorCode::FencedInstanceId;
+        let waits: Vec<Duration> = (0..Replacements::MAX)
+            .map(|_| replacements.record("speed layer", code).unwrap())
+            .collect();
+        assert_eq!(waits[0], Duration::from_millis(200));
+        assert!(waits.windows(2).all(|w| w[1] > w[0]), "{waits:?}");
+        let stopped = replacements.record("speed layer", code).unwrap_err();
+        assert!(
+            matches!(stopped, IngestError::ClientKeepsFailing { count, .. } if count == Replacements::MAX + 1),
+            "{stopped:?}"
+        );
+        assert!(
+            stopped.to_string().contains("group.instance.id"),
+            "{stopped}"
+        );
+    }
+
+    #[test]
+    fn a_stop_ends_the_backoff() {
+        let stop = AtomicBool::new(true);
+        let started = Instant::now();
+        sleep_unless_stopped(Duration::from_secs(60), &stop);
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 }

@@ -41,6 +41,22 @@ pub enum IngestError {
         /// What the operator can do.
         remedy: &'static str,
     },
+    /// The Kafka client hit fatal errors again and again, each time replaced by a new one: a
+    /// new client does not help, so the layer stops rather than loop for ever. The usual cause
+    /// is two processes configured with the same static membership id, which fence each other.
+    #[error(
+        "the {layer}'s Kafka client hit {count} fatal errors within {window_s} s (the last: {last}), each time          replaced by a new client; stopping instead of trying again. Two consumers with the same          `group.instance.id` (kafka.options) fence each other: give each process its own id, or remove it"
+    )]
+    ClientKeepsFailing {
+        /// The layer.
+        layer: &'static str,
+        /// Fatal errors within the window, this one included.
+        count: usize,
+        /// The window, in seconds.
+        window_s: u64,
+        /// The last fatal error's code.
+        last: rdkafka::types::RDKafkaErrorCode,
+    },
     /// Setting the positions of newly assigned partitions failed; the process stops rather
     /// than read from anywhere else.
     #[error("assigning partitions failed: {0}")]

@@ -248,3 +248,30 @@ async fn a_compacted_source_topic_is_refused_by_both_layers(pool: PgPool) {
         );
     }
 }
+
+/// Two processes configured with the same static membership id fence each other: each fatal
+/// error replaces the client, which fences the other one. They must not ping-pong for ever: a
+/// process whose new clients keep failing stops with an error naming `group.instance.id`.
+#[sqlx::test(migrations = false)]
+async fn two_processes_with_one_group_instance_id_stop_with_a_clear_error(pool: PgPool) {
+    let pipeline = Pipeline::new("speed-same-member", &pool).await;
+    pipeline.produce(200, 21, 2);
+    let mut first = pipeline.start_speed("first", "same");
+    let mut second = pipeline.start_speed("second", "same");
+    wait_until(
+        "one of the two processes to stop",
+        Duration::from_secs(240),
+        || {
+            let ended =
+                first.0.try_wait().unwrap().is_some() || second.0.try_wait().unwrap().is_some();
+            async move { ended }
+        },
+    )
+    .await;
+    let logs = crate::support::log_of(&pipeline, "speed", "first")
+        + &crate::support::log_of(&pipeline, "speed", "second");
+    assert!(
+        logs.contains("group.instance.id") && logs.contains("fatal errors"),
+        "the stopped process says why"
+    );
+}
