@@ -274,6 +274,44 @@ pub async fn record_evaluation(
     Ok(ids)
 }
 
+/// An instance as an evaluation read it: its fingerprint and last transition (`None`: no
+/// stored instance, or one without transitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceVersion {
+    /// The instance.
+    pub fingerprint: String,
+    /// Its last transition when the evaluation read it.
+    pub last_transition_id: Option<i64>,
+}
+
+/// The optimistic check before an evaluation is recorded in `tx`: takes `rule`'s record lock
+/// (held until `tx` ends, so that two evaluators, such as a leader that lost its lock and its
+/// successor, record one rule one after the other) and returns the first instance of `read`
+/// whose last transition is no longer the one read: another evaluator recorded it in between,
+/// and recording this evaluation would record its transitions a second time.
+pub async fn changed_since_read(
+    tx: &mut Transaction<'_, Postgres>,
+    rule: &str,
+    read: &[InstanceVersion],
+) -> Result<Option<String>, sqlx::Error> {
+    // The two-int form, so that it never looks like a one-key leader lock in pg_locks.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('braid.alerts.record'), hashtext($1))")
+        .bind(rule)
+        .execute(&mut **tx)
+        .await?;
+    let fingerprints: Vec<&str> = read.iter().map(|r| r.fingerprint.as_str()).collect();
+    let expected: Vec<Option<i64>> = read.iter().map(|r| r.last_transition_id).collect();
+    sqlx::query_scalar(
+        "SELECT r.fingerprint FROM unnest($1::text[], $2::bigint[]) AS r (fingerprint, expected) \
+         LEFT JOIN braid_internal.alert_instances i ON i.fingerprint = r.fingerprint \
+         WHERE i.last_transition_id IS DISTINCT FROM r.expected LIMIT 1",
+    )
+    .bind(fingerprints)
+    .bind(expected)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// A rule's last evaluation: when, how many so far, and the batch run it read (JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastEvaluation {
