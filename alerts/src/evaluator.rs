@@ -44,8 +44,8 @@ pub struct EvaluatorContext {
 }
 
 /// Runs until `stop`: standby while another evaluator is active, leader otherwise. Returns
-/// early only for the operator's errors (a webhook's token variable missing); a receiver that
-/// cannot be set up (Kafka away) makes it step down and try again.
+/// early only for the operator's errors (a webhook's token variable missing). A receiver that
+/// is away (Kafka, a webhook) never stops an evaluation: its own worker retries it.
 pub async fn run_evaluator(
     ctx: &EvaluatorContext,
     stop: Arc<AtomicBool>,
@@ -107,7 +107,7 @@ async fn lead(
     mut lock: LeaderLock,
 ) -> Result<(), AlertError> {
     let alerting = &ctx.config.alerting;
-    let workers = match Workers::new(&ctx.config).await {
+    let workers = match Workers::new(&ctx.config) {
         Ok(workers) => workers,
         Err(error) => {
             lock.release().await;
