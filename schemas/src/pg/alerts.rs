@@ -441,45 +441,65 @@ pub struct DueDelivery {
     pub attempts: i32,
 }
 
-/// Up to `limit` pending deliveries to `receiver` due at `now`, oldest transition first.
+/// A pending delivery that may go out: none of the same instance's earlier transitions is
+/// still pending for the same receiver (a later transition waits for an earlier one that is
+/// retrying, so that each receiver gets an instance's transitions in order).
+const HEAD_OF_INSTANCE: &str = "d.receiver = $1 AND d.status = 'pending' \
+     AND NOT EXISTS (SELECT 1 FROM braid_internal.alert_transitions e \
+       JOIN braid_internal.alert_deliveries ed ON ed.transition_id = e.id \
+       WHERE e.fingerprint = t.fingerprint AND e.id < t.id \
+         AND ed.receiver = d.receiver AND ed.status = 'pending')";
+
+/// Up to `limit` pending deliveries to `receiver` due at `now`, oldest transition first, each
+/// the oldest pending one of its instance (see [`HEAD_OF_INSTANCE`]). Two statements, whatever
+/// the count.
 pub async fn due_deliveries(
     pool: &PgPool,
     receiver: &str,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DueDelivery>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT attempts, transition_id FROM braid_internal.alert_deliveries \
-         WHERE receiver = $1 AND status = 'pending' AND next_attempt_at <= $2 \
-         ORDER BY transition_id LIMIT $3",
-    )
+    let rows: Vec<(i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.attempts, d.transition_id FROM braid_internal.alert_deliveries d \
+         JOIN braid_internal.alert_transitions t ON t.id = d.transition_id \
+         WHERE {HEAD_OF_INSTANCE} AND d.next_attempt_at <= $2 \
+         ORDER BY d.transition_id LIMIT $3"
+    )))
     .bind(receiver)
     .bind(now)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut due = Vec::with_capacity(rows.len());
-    for (attempts, id) in rows {
-        let row: TransitionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{TRANSITION_SELECT} WHERE t.id = $1"
-        )))
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-        due.push(DueDelivery {
-            transition: transition(row)?,
-            attempts,
-        });
-    }
-    Ok(due)
+    let ids: Vec<i64> = rows.iter().map(|&(_, id)| id).collect();
+    let transitions: Vec<TransitionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{TRANSITION_SELECT} WHERE t.id = ANY($1) ORDER BY t.id"
+    )))
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut attempts: std::collections::HashMap<i64, i32> =
+        rows.into_iter().map(|(a, id)| (id, a)).collect();
+    transitions
+        .into_iter()
+        .map(|row| {
+            let transition = transition(row)?;
+            let attempts = attempts.remove(&transition.id).unwrap_or(0);
+            Ok(DueDelivery {
+                transition,
+                attempts,
+            })
+        })
+        .collect()
 }
 
-/// When the next pending delivery to `receiver` is due, if any is pending.
+/// When the next pending delivery to `receiver` that may go out is due (one waiting for an
+/// earlier transition of its instance is not), if any is pending.
 pub async fn next_due(pool: &PgPool, receiver: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM braid_internal.alert_deliveries \
-         WHERE receiver = $1 AND status = 'pending'",
-    )
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT min(d.next_attempt_at) FROM braid_internal.alert_deliveries d \
+         JOIN braid_internal.alert_transitions t ON t.id = d.transition_id \
+         WHERE {HEAD_OF_INSTANCE}"
+    )))
     .bind(receiver)
     .fetch_one(pool)
     .await

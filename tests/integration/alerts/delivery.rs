@@ -44,6 +44,15 @@ fn arrivals(messages: impl IntoIterator<Item = Value>, rule: &str) -> BTreeMap<S
         .collect()
 }
 
+async fn undelivered(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM braid_internal.alert_deliveries WHERE status <> 'delivered'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// The status of transition `id`'s delivery to `receiver`.
 async fn delivery_status(pool: &PgPool, id: i64, receiver: &str) -> String {
     sqlx::query_scalar(
@@ -84,6 +93,79 @@ async fn proxy(listen: SocketAddr, target: String) -> Proxy {
             });
         }
     }))
+}
+
+#[sqlx::test(migrations = false)]
+async fn each_receiver_gets_an_instance_s_transitions_in_order_while_its_firing_is_refused(
+    pool: PgPool,
+) {
+    // The webhook answers 503 to an instance's firing until the instance has resolved: a
+    // delivery that sent `resolved` meanwhile would leave the receiver believing it fires.
+    let receiver = Receiver::refusing_firing_until_resolved(pool.clone()).await;
+    let (pipeline, alerts_topic) = pipeline_with(&pool, "alerts-order", &receiver.url(), |topic| {
+        rule("order_page", "10s", 2, "0s", "0s", topic)
+    })
+    .await;
+    let mut producer = Producer::new(&pipeline.topic, 2).await;
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut evaluator = start_evaluator(&pipeline, "a", &[]);
+    let pages = ["/a", "/b", "/c"];
+    for page in pages {
+        producer.send(page, Utc::now(), 4).await;
+    }
+    wait_until(
+        "every page to fire, resolve and be delivered",
+        Duration::from_secs(90),
+        || {
+            speed.assert_running("braid speed");
+            evaluator.assert_running("braid alerts run");
+            let pool = pool.clone();
+            async move {
+                let seen = transitions(&pool, "order_page").await;
+                seen.iter().filter(|t| t.to == "resolved").count() == pages.len()
+                    && undelivered(&pool).await == 0
+            }
+        },
+    )
+    .await;
+    let seen = transitions(&pool, "order_page").await;
+    let mut expected: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for t in &seen {
+        expected
+            .entry(t.fingerprint.clone())
+            .or_default()
+            .push(t.id);
+    }
+    let paths: Vec<Vec<&str>> = expected
+        .values()
+        .map(|ids| {
+            ids.iter()
+                .map(|id| seen.iter().find(|t| t.id == *id).unwrap().to.as_str())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        vec![vec!["firing", "resolved"]; pages.len()],
+        "{seen:#?}"
+    );
+    assert!(
+        !receiver.refused().is_empty(),
+        "the webhook refused some firing, so a delivery was retried"
+    );
+    let by_webhook = arrivals(
+        receiver.received().into_iter().map(|d| d.body),
+        "order_page",
+    );
+    assert_eq!(
+        by_webhook, expected,
+        "the webhook got each instance's transitions in the order they happened"
+    );
+    let by_kafka = arrivals(kafka_bodies(&alerts_topic), "order_page");
+    assert_eq!(
+        by_kafka, expected,
+        "the Kafka topic holds each instance's transitions in order"
+    );
 }
 
 #[sqlx::test(migrations = false)]
