@@ -3,7 +3,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::PgPool;
 
-use super::alerts::{due_deliveries, mark_delivered, mark_failed, next_due};
+use super::alerts::{
+    due_deliveries, mark_delivered, mark_failed, next_due, release_silenced, silence,
+};
 use super::leader;
 
 fn t0() -> DateTime<Utc> {
@@ -117,6 +119,68 @@ async fn a_transition_waits_for_its_instance_s_earlier_one_to_the_same_receiver(
         due_ids(&pool, "webhook:w", now).await,
         [a_resolved],
         "delivered, a's firing no longer holds back its resolved"
+    );
+}
+
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn when_a_silence_ends_each_state_not_yet_delivered_is_queued(pool: PgPool) {
+    let r = ["webhook:w"];
+    // x fired and was delivered; during the silence it resolved and fired again: the receiver
+    // already believes it fires.
+    transition(&pool, "x", "firing", &r, "delivered").await;
+    transition(&pool, "x", "resolved", &r, "silenced").await;
+    let x_again = transition(&pool, "x", "firing", &r, "silenced").await;
+    // y fired during the silence: never sent.
+    let y_firing = transition(&pool, "y", "firing", &r, "silenced").await;
+    // z fired and was delivered, and resolved during the silence.
+    transition(&pool, "z", "firing", &r, "delivered").await;
+    let z_resolved = transition(&pool, "z", "resolved", &r, "silenced").await;
+    // w went pending and back to inactive during the silence: the receiver saw nothing of it
+    // and believes it is not firing.
+    transition(&pool, "w", "pending", &r, "silenced").await;
+    let w_inactive = transition(&pool, "w", "inactive", &r, "silenced").await;
+    let ends = t0() + Duration::minutes(10);
+    silence(&pool, "r", ends).await.unwrap();
+    assert_eq!(
+        release_silenced(&pool, "r", ends - Duration::seconds(1))
+            .await
+            .unwrap(),
+        0,
+        "nothing while the silence lasts"
+    );
+    assert_eq!(release_silenced(&pool, "r", ends).await.unwrap(), 2);
+    let status = |id: i64| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "SELECT status FROM braid_internal.alert_deliveries WHERE transition_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(status(y_firing).await, "pending", "y's firing is sent");
+    assert_eq!(status(z_resolved).await, "pending", "z's resolved is sent");
+    assert_eq!(
+        status(x_again).await,
+        "silenced",
+        "x fires, as last delivered"
+    );
+    assert_eq!(
+        status(w_inactive).await,
+        "silenced",
+        "w is not active, as last delivered"
+    );
+    assert_eq!(
+        due_ids(&pool, "webhook:w", Utc::now() + Duration::days(1)).await,
+        [y_firing, z_resolved]
+    );
+    assert_eq!(
+        release_silenced(&pool, "r", ends).await.unwrap(),
+        0,
+        "queued once"
     );
 }
 

@@ -229,3 +229,88 @@ async fn a_rule_is_evaluated_and_sent_to_its_webhook_while_kafka_is_away_and_kaf
         "the topic holds the firing: {on_topic:?}"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_state_that_changed_during_a_silence_is_sent_when_the_silence_ends(pool: PgPool) {
+    let receiver = Receiver::start().await;
+    let (pipeline, alerts_topic) =
+        pipeline_with(&pool, "alerts-silence-end", &receiver.url(), |topic| {
+            rule("quiet_page", "10s", 2, "0s", "5m", topic)
+        })
+        .await;
+    schemas::pg::alerts::silence(
+        &pool,
+        "quiet_page",
+        Utc::now() + chrono::Duration::minutes(10),
+    )
+    .await
+    .unwrap();
+    let mut producer = Producer::new(&pipeline.topic, 2).await;
+    let mut speed = pipeline.start_speed("a", "a");
+    let mut evaluator = start_evaluator(&pipeline, "a", &[]);
+    producer.send("/quiet", Utc::now(), 4).await;
+    wait_until(
+        "the firing to be recorded during the silence",
+        Duration::from_secs(60),
+        || {
+            speed.assert_running("braid speed");
+            evaluator.assert_running("braid alerts run");
+            let pool = pool.clone();
+            async move {
+                transitions(&pool, "quiet_page")
+                    .await
+                    .iter()
+                    .any(|t| t.to == "firing")
+            }
+        },
+    )
+    .await;
+    let firing = transitions(&pool, "quiet_page")
+        .await
+        .into_iter()
+        .find(|t| t.to == "firing")
+        .unwrap()
+        .id;
+    let receivers = ["webhook:test".to_string(), format!("kafka:{alerts_topic}")];
+    for r in &receivers {
+        assert_eq!(delivery_status(&pool, firing, r).await, "silenced", "{r}");
+    }
+    // The silence ends (replaced by one that is over), while the instance still fires.
+    schemas::pg::alerts::silence(
+        &pool,
+        "quiet_page",
+        Utc::now() - chrono::Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        "the firing to reach every receiver after the silence",
+        Duration::from_secs(30),
+        || {
+            evaluator.assert_running("braid alerts run");
+            let (pool, receivers) = (pool.clone(), receivers.clone());
+            async move {
+                for r in &receivers {
+                    if delivery_status(&pool, firing, r).await != "delivered" {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    let by_webhook = arrivals(
+        receiver.received().into_iter().map(|d| d.body),
+        "quiet_page",
+    );
+    let by_kafka = arrivals(kafka_bodies(&alerts_topic), "quiet_page");
+    let expected = BTreeMap::from([(
+        transitions(&pool, "quiet_page").await[0]
+            .fingerprint
+            .clone(),
+        vec![firing],
+    )]);
+    assert_eq!(by_webhook, expected, "the webhook got the firing, once");
+    assert_eq!(by_kafka, expected, "the topic holds the firing, once");
+}
