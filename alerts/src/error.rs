@@ -29,6 +29,17 @@ pub enum AlertError {
     /// This process is no longer the active evaluator: nothing was written.
     #[error("this evaluator lost its lock (another one may be active); nothing was written")]
     LostLeadership,
+    /// Another evaluator recorded an instance after this evaluation read it (a failover):
+    /// nothing was written; the next evaluation reads the new state.
+    #[error(
+        "instance `{fingerprint}` of rule `{rule}` changed since this evaluation read it (another evaluator recorded it); nothing was written"
+    )]
+    Stale {
+        /// The rule.
+        rule: String,
+        /// The instance.
+        fingerprint: String,
+    },
     /// A webhook's token variable is not set (the operator's: not retried).
     #[error(
         "[alerting.webhooks.{webhook}] token_env names `{var}`, which is not set in the environment"

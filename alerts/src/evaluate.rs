@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use schemas::alert::{AlertRule, Labels, fingerprint};
 use schemas::pg::alerts::{
-    self, AlertState, EvaluationRecord, Instance, InstanceUpdate, NewTransition,
+    self, AlertState, EvaluationRecord, Instance, InstanceUpdate, InstanceVersion, NewTransition,
 };
 use schemas::pg::leader;
 use schemas::view::View;
@@ -206,7 +206,8 @@ fn evaluate_one(
 }
 
 /// Writes `evaluation` in one transaction, if the server process `leader_pid` still holds the
-/// evaluator's lock; returns the new transitions' ids.
+/// evaluator's lock and no instance changed since `evaluation` read it (another evaluator
+/// recorded it: [`AlertError::Stale`], nothing written); returns the new transitions' ids.
 pub async fn record(
     pool: &PgPool,
     leader_pid: i32,
@@ -214,8 +215,24 @@ pub async fn record(
     receivers: &[String],
 ) -> Result<Vec<i64>, AlertError> {
     let mut tx = pool.begin().await?;
-    if !leader::held_by(&mut *tx, leader_pid).await? {
+    if !leader::held_by(&mut *tx, leader_pid, crate::evaluator::EVALUATOR_LOCK).await? {
         return Err(AlertError::LostLeadership);
+    }
+    let read: Vec<InstanceVersion> = evaluation
+        .updates
+        .iter()
+        .map(|u| InstanceVersion {
+            fingerprint: u.instance.fingerprint.clone(),
+            last_transition_id: u.instance.last_transition_id,
+        })
+        .collect();
+    if let Some(fingerprint) =
+        alerts::changed_since_read(&mut tx, &evaluation.record.rule, &read).await?
+    {
+        return Err(AlertError::Stale {
+            rule: evaluation.record.rule.clone(),
+            fingerprint,
+        });
     }
     let ids =
         alerts::record_evaluation(&mut tx, &evaluation.record, &evaluation.updates, receivers)

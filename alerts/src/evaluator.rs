@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use schemas::BraidConfig;
 use schemas::alert::AlertRule;
-use schemas::pg::alerts::AlertState;
+use schemas::pg::alerts::{self, AlertState};
 use schemas::pg::leader::LeaderLock;
 use schemas::pg::view_changes;
 use sqlx::PgPool;
@@ -44,8 +44,8 @@ pub struct EvaluatorContext {
 }
 
 /// Runs until `stop`: standby while another evaluator is active, leader otherwise. Returns
-/// early only for the operator's errors (a webhook's token variable missing); a receiver that
-/// cannot be set up (Kafka away) makes it step down and try again.
+/// early only for the operator's errors (a webhook's token variable missing). A receiver that
+/// is away (Kafka, a webhook) never stops an evaluation: its own worker retries it.
 pub async fn run_evaluator(
     ctx: &EvaluatorContext,
     stop: Arc<AtomicBool>,
@@ -107,7 +107,7 @@ async fn lead(
     mut lock: LeaderLock,
 ) -> Result<(), AlertError> {
     let alerting = &ctx.config.alerting;
-    let workers = match Workers::new(&ctx.config).await {
+    let workers = match Workers::new(&ctx.config) {
         Ok(workers) => workers,
         Err(error) => {
             lock.release().await;
@@ -166,6 +166,7 @@ async fn lead(
                     tracing::warn!(rule = rule.name, %error, "alert evaluation failed; it runs again at its next turn")
                 }
             }
+            release_silenced(ctx, rule, &wake).await;
         }
         if lost {
             break;
@@ -204,6 +205,26 @@ async fn lead(
     }
     lock.release().await;
     Ok(())
+}
+
+/// Once a silence of `rule` has ended (expired or replaced by a shorter one), queues each
+/// instance's current state for the receivers whose last delivery differs (see
+/// [`alerts::release_silenced`]).
+async fn release_silenced(ctx: &EvaluatorContext, rule: &AlertRule, wake: &Notify) {
+    match alerts::release_silenced(&ctx.pool, &rule.name, (ctx.clock)()).await {
+        Ok(0) => {}
+        Ok(queued) => {
+            tracing::info!(
+                rule = rule.name,
+                queued,
+                "a silence ended: each instance's state that differs from the last one delivered is sent"
+            );
+            wake.notify_waiters();
+        }
+        Err(error) => {
+            tracing::warn!(rule = rule.name, %error, "cannot look for silenced states to send; trying again at the next evaluation")
+        }
+    }
 }
 
 async fn listen(pool: &PgPool) -> Option<PgListener> {

@@ -12,6 +12,8 @@ mod error;
 pub mod evaluate;
 pub mod evaluator;
 pub mod notify;
+#[cfg(test)]
+mod record_tests;
 pub mod state_machine;
 
 pub use error::AlertError;

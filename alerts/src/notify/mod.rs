@@ -2,7 +2,8 @@
 //! records a `pending` delivery per receiver in the transaction that records the transition
 //! (an outbox), and one worker per receiver sends what is due, oldest first, recording each
 //! attempt; a failure is retried with doubling backoff. A receiver that is down delays only its
-//! own deliveries, never an evaluation; a SIGKILL between the send and its record means one more
+//! own deliveries, never an evaluation (a Kafka receiver's topic and producer are set up by its
+//! own worker, retried with backoff while Kafka is away); a SIGKILL between the send and its record means one more
 //! send after the next evaluator takes over, which the idempotency key lets a receiver recognise.
 
 mod kafka;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use schemas::BraidConfig;
 use schemas::alert::Receiver;
+use schemas::config::KafkaConfig;
 use schemas::pg::alerts::{self, Transition};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -94,18 +96,35 @@ pub fn check_tokens(config: &BraidConfig) -> Result<(), AlertError> {
     Ok(())
 }
 
+/// How long one attempt to set up a Kafka receiver (create its topic, build its producer) may
+/// take before it counts as failed and is retried.
+const KAFKA_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A receiver's sender, or what its worker needs to build one: a Kafka receiver is set up by
+/// its own worker, retried with backoff, so that Kafka being away delays only its deliveries,
+/// never an evaluation or another receiver's.
+enum Setup {
+    Ready(Sender),
+    Kafka {
+        kafka: KafkaConfig,
+        topic: String,
+        timeout: Duration,
+    },
+}
+
 /// A worker per receiver, ready to run.
 pub struct Workers {
-    senders: Vec<(String, Sender)>,
+    senders: Vec<(String, Setup)>,
 }
 
 impl Workers {
-    /// Builds each receiver's client (and creates missing alert topics).
-    pub async fn new(config: &BraidConfig) -> Result<Self, AlertError> {
+    /// Builds each webhook's client; a Kafka receiver is set up later, by its worker. Fails
+    /// only for the operator's errors (a webhook not declared, or its token not set).
+    pub fn new(config: &BraidConfig) -> Result<Self, AlertError> {
         let timeout = config.alerting.webhook_timeout_ms.duration();
         let mut senders = Vec::new();
         for receiver in receivers(config) {
-            let sender =
+            let setup =
                 match &receiver {
                     Receiver::Webhook(name) => {
                         let webhook = config.alerting.webhooks.get(name).ok_or_else(|| {
@@ -114,13 +133,17 @@ impl Workers {
                                 reason: "not declared".into(),
                             }
                         })?;
-                        Sender::Webhook(webhook::Webhook::new(name, webhook, timeout)?)
+                        Setup::Ready(Sender::Webhook(webhook::Webhook::new(
+                            name, webhook, timeout,
+                        )?))
                     }
-                    Receiver::Kafka(topic) => {
-                        Sender::Kafka(kafka::KafkaTopic::new(&config.kafka, topic, timeout).await?)
-                    }
+                    Receiver::Kafka(topic) => Setup::Kafka {
+                        kafka: config.kafka.clone(),
+                        topic: topic.clone(),
+                        timeout,
+                    },
                 };
-            senders.push((receiver.to_string(), sender));
+            senders.push((receiver.to_string(), setup));
         }
         Ok(Self { senders })
     }
@@ -135,14 +158,69 @@ impl Workers {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         self.senders
             .into_iter()
-            .map(|(name, sender)| {
+            .map(|(name, setup)| {
                 let (pool, wake, stop) = (pool.clone(), wake.clone(), stop.clone());
-                tokio::spawn(
-                    async move { deliver(&pool, &name, &sender, retry, &wake, &stop).await },
-                )
+                tokio::spawn(async move {
+                    let sender = match setup {
+                        Setup::Ready(sender) => sender,
+                        Setup::Kafka {
+                            kafka,
+                            topic,
+                            timeout,
+                        } => match set_up_kafka(&kafka, &topic, timeout, retry, &wake, &stop).await
+                        {
+                            Some(sender) => sender,
+                            None => return,
+                        },
+                    };
+                    deliver(&pool, &name, &sender, retry, &wake, &stop).await
+                })
             })
             .collect()
     }
+}
+
+/// Creates the topic and the producer of a Kafka receiver, trying again with the retry
+/// policy's backoff until it succeeds; `None` if `stop` came first.
+async fn set_up_kafka(
+    kafka: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    retry: RetryPolicy,
+    wake: &Notify,
+    stop: &AtomicBool,
+) -> Option<Sender> {
+    let mut attempts = 0;
+    while !stop.load(Ordering::Relaxed) {
+        attempts += 1;
+        let attempt = tokio::time::timeout(
+            KAFKA_SETUP_TIMEOUT,
+            kafka::KafkaTopic::new(kafka, topic, timeout),
+        )
+        .await;
+        let error = match attempt {
+            Ok(Ok(sender)) => {
+                if attempts > 1 {
+                    tracing::info!(topic, attempts, "the Kafka alert receiver is set up");
+                }
+                return Some(Sender::Kafka(sender));
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("timed out after {KAFKA_SETUP_TIMEOUT:?}"),
+        };
+        let wait = retry.backoff(attempts);
+        tracing::warn!(topic, attempt = attempts, retry_in_ms = wait.as_millis() as u64, %error, "cannot set up the Kafka alert receiver; its deliveries wait, the other receivers and the evaluations go on");
+        // A wake-up (new transitions, or the evaluator stepping down) ends the wait early only
+        // to look at `stop`; the backoff still spaces the attempts.
+        let deadline = tokio::time::Instant::now() + wait;
+        while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+    None
 }
 
 async fn deliver(

@@ -274,6 +274,44 @@ pub async fn record_evaluation(
     Ok(ids)
 }
 
+/// An instance as an evaluation read it: its fingerprint and last transition (`None`: no
+/// stored instance, or one without transitions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceVersion {
+    /// The instance.
+    pub fingerprint: String,
+    /// Its last transition when the evaluation read it.
+    pub last_transition_id: Option<i64>,
+}
+
+/// The optimistic check before an evaluation is recorded in `tx`: takes `rule`'s record lock
+/// (held until `tx` ends, so that two evaluators, such as a leader that lost its lock and its
+/// successor, record one rule one after the other) and returns the first instance of `read`
+/// whose last transition is no longer the one read: another evaluator recorded it in between,
+/// and recording this evaluation would record its transitions a second time.
+pub async fn changed_since_read(
+    tx: &mut Transaction<'_, Postgres>,
+    rule: &str,
+    read: &[InstanceVersion],
+) -> Result<Option<String>, sqlx::Error> {
+    // The two-int form, so that it never looks like a one-key leader lock in pg_locks.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('braid.alerts.record'), hashtext($1))")
+        .bind(rule)
+        .execute(&mut **tx)
+        .await?;
+    let fingerprints: Vec<&str> = read.iter().map(|r| r.fingerprint.as_str()).collect();
+    let expected: Vec<Option<i64>> = read.iter().map(|r| r.last_transition_id).collect();
+    sqlx::query_scalar(
+        "SELECT r.fingerprint FROM unnest($1::text[], $2::bigint[]) AS r (fingerprint, expected) \
+         LEFT JOIN braid_internal.alert_instances i ON i.fingerprint = r.fingerprint \
+         WHERE i.last_transition_id IS DISTINCT FROM r.expected LIMIT 1",
+    )
+    .bind(fingerprints)
+    .bind(expected)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// A rule's last evaluation: when, how many so far, and the batch run it read (JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LastEvaluation {
@@ -403,45 +441,65 @@ pub struct DueDelivery {
     pub attempts: i32,
 }
 
-/// Up to `limit` pending deliveries to `receiver` due at `now`, oldest transition first.
+/// A pending delivery that may go out: none of the same instance's earlier transitions is
+/// still pending for the same receiver (a later transition waits for an earlier one that is
+/// retrying, so that each receiver gets an instance's transitions in order).
+const HEAD_OF_INSTANCE: &str = "d.receiver = $1 AND d.status = 'pending' \
+     AND NOT EXISTS (SELECT 1 FROM braid_internal.alert_transitions e \
+       JOIN braid_internal.alert_deliveries ed ON ed.transition_id = e.id \
+       WHERE e.fingerprint = t.fingerprint AND e.id < t.id \
+         AND ed.receiver = d.receiver AND ed.status = 'pending')";
+
+/// Up to `limit` pending deliveries to `receiver` due at `now`, oldest transition first, each
+/// the oldest pending one of its instance (see [`HEAD_OF_INSTANCE`]). Two statements, whatever
+/// the count.
 pub async fn due_deliveries(
     pool: &PgPool,
     receiver: &str,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<DueDelivery>, sqlx::Error> {
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT attempts, transition_id FROM braid_internal.alert_deliveries \
-         WHERE receiver = $1 AND status = 'pending' AND next_attempt_at <= $2 \
-         ORDER BY transition_id LIMIT $3",
-    )
+    let rows: Vec<(i32, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT d.attempts, d.transition_id FROM braid_internal.alert_deliveries d \
+         JOIN braid_internal.alert_transitions t ON t.id = d.transition_id \
+         WHERE {HEAD_OF_INSTANCE} AND d.next_attempt_at <= $2 \
+         ORDER BY d.transition_id LIMIT $3"
+    )))
     .bind(receiver)
     .bind(now)
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut due = Vec::with_capacity(rows.len());
-    for (attempts, id) in rows {
-        let row: TransitionRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{TRANSITION_SELECT} WHERE t.id = $1"
-        )))
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
-        due.push(DueDelivery {
-            transition: transition(row)?,
-            attempts,
-        });
-    }
-    Ok(due)
+    let ids: Vec<i64> = rows.iter().map(|&(_, id)| id).collect();
+    let transitions: Vec<TransitionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{TRANSITION_SELECT} WHERE t.id = ANY($1) ORDER BY t.id"
+    )))
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut attempts: std::collections::HashMap<i64, i32> =
+        rows.into_iter().map(|(a, id)| (id, a)).collect();
+    transitions
+        .into_iter()
+        .map(|row| {
+            let transition = transition(row)?;
+            let attempts = attempts.remove(&transition.id).unwrap_or(0);
+            Ok(DueDelivery {
+                transition,
+                attempts,
+            })
+        })
+        .collect()
 }
 
-/// When the next pending delivery to `receiver` is due, if any is pending.
+/// When the next pending delivery to `receiver` that may go out is due (one waiting for an
+/// earlier transition of its instance is not), if any is pending.
 pub async fn next_due(pool: &PgPool, receiver: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT min(next_attempt_at) FROM braid_internal.alert_deliveries \
-         WHERE receiver = $1 AND status = 'pending'",
-    )
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT min(d.next_attempt_at) FROM braid_internal.alert_deliveries d \
+         JOIN braid_internal.alert_transitions t ON t.id = d.transition_id \
+         WHERE {HEAD_OF_INSTANCE}"
+    )))
     .bind(receiver)
     .fetch_one(pool)
     .await
@@ -496,6 +554,43 @@ pub async fn silence(pool: &PgPool, rule: &str, until: DateTime<Utc>) -> Result<
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// How a receiver reads a state: `resolved` and `inactive` both end an alert (the body's
+/// status is `resolved` for both).
+const SEEN_STATE: &str = "CASE WHEN {s} IN ('resolved', 'inactive') THEN 'resolved' ELSE {s} END";
+
+/// After a silence of `rule` ended (it is not silenced at `now`): per instance and receiver
+/// whose last transition's delivery was silenced, and whose state differs from the last one
+/// delivered (or still pending) to that receiver (none: `resolved`), that transition is queued
+/// for delivery, so that a receiver learns the state it missed. Returns how many were queued;
+/// a second call queues nothing more.
+pub async fn release_silenced(
+    pool: &PgPool,
+    rule: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let current = SEEN_STATE.replace("{s}", "t.to_state");
+    let delivered = SEEN_STATE.replace("{s}", "u.to_state");
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE braid_internal.alert_deliveries d SET status = 'pending', next_attempt_at = now() \
+         FROM braid_internal.alert_instances i \
+         JOIN braid_internal.alert_transitions t ON t.id = i.last_transition_id \
+         WHERE i.rule = $1 AND d.transition_id = i.last_transition_id AND d.status = 'silenced' \
+           AND NOT EXISTS (SELECT 1 FROM braid_internal.alert_silences s \
+                           WHERE s.rule = $1 AND s.until > $2) \
+           AND {current} IS DISTINCT FROM coalesce(( \
+             SELECT {delivered} FROM braid_internal.alert_transitions u \
+             JOIN braid_internal.alert_deliveries ud ON ud.transition_id = u.id \
+             WHERE u.fingerprint = i.fingerprint AND u.id < t.id AND ud.receiver = d.receiver \
+               AND ud.status IN ('delivered', 'pending') \
+             ORDER BY u.id DESC LIMIT 1), 'resolved')"
+    )))
+    .bind(rule)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Until when `rule` is silenced, if it is at `now`.

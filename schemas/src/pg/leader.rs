@@ -51,29 +51,39 @@ impl LeaderLock {
     }
 }
 
-/// Whether the server process `backend_pid` still holds an advisory lock: a fence that a
-/// leader's writes check inside their own transaction, so that a leader whose lock
-/// connection was lost (and whose successor may already run) writes nothing.
-pub async fn held_by(executor: impl PgExecutor<'_>, backend_pid: i32) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = $1 AND granted)",
-    )
+/// Whether the server process `backend_pid` still holds the advisory lock named `key` (as
+/// [`LeaderLock::try_take`] takes it): a fence that a leader's writes check inside their own
+/// transaction, so that a leader whose lock connection was lost (and whose successor may
+/// already run) writes nothing. Only that key counts: another advisory lock the same server
+/// process happens to hold (sqlx's while it migrates, a transaction's own) does not.
+pub async fn held_by(
+    executor: impl PgExecutor<'_>,
+    backend_pid: i32,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks, (SELECT hashtext($2)::bigint AS k) AS key \
+         WHERE pid = $1 AND {OWN_KEY})"
+    )))
     .bind(backend_pid)
+    .bind(key)
     .fetch_one(executor)
     .await
 }
 
+/// The granted one-bigint advisory lock whose key is `key.k` (a bigint key shows in pg_locks
+/// as its high half in classid, its low half in objid, and objsubid 1).
+const OWN_KEY: &str = "locktype = 'advisory' AND granted AND objsubid = 1 \
+     AND classid = ((key.k >> 32) & 4294967295)::text::oid \
+     AND objid = (key.k & 4294967295)::text::oid";
+
 /// The server process holding the advisory lock named `key` (as [`LeaderLock::try_take`]
 /// takes it), if any: whether a leader (scheduler, alert evaluator) is running.
 pub async fn holder(executor: impl PgExecutor<'_>, key: &str) -> Result<Option<i32>, sqlx::Error> {
-    // A one-bigint advisory lock shows its high half in classid and its low half in objid.
-    sqlx::query_scalar(
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT pid FROM pg_locks, (SELECT hashtext($1)::bigint AS k) AS key \
-         WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
-           AND classid = ((key.k >> 32) & 4294967295)::text::oid \
-           AND objid = (key.k & 4294967295)::text::oid \
-         LIMIT 1",
-    )
+         WHERE {OWN_KEY} LIMIT 1"
+    )))
     .bind(key)
     .fetch_optional(executor)
     .await

@@ -107,6 +107,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
+mod alert_tests;
+#[cfg(test)]
 mod tests;
 
 /// Creates the speed and batch tables of every view (idempotent). Tables are named from the

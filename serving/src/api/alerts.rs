@@ -147,6 +147,29 @@ pub fn transition_json(t: &alerts::Transition) -> Value {
     })
 }
 
+/// The longest silence: a year. Longer ones are refused rather than clamped (a typo such as
+/// `100000000d` would otherwise overflow the clock's arithmetic).
+pub const MAX_SILENCE_SECONDS: i64 = 365 * 86_400;
+
+/// When a silence of `text` (e.g. `30m`) that starts at `now` ends; refused, naming
+/// `duration`, unless it is a duration from 1 s to [`MAX_SILENCE_SECONDS`].
+pub fn silence_end(now: DateTime<Utc>, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let duration =
+        HumanDuration::parse(text).map_err(|e| ApiError::bad("duration", e.to_string()))?;
+    let too_long = || {
+        ApiError::bad(
+            "duration",
+            format!("`{text}` is longer than a silence may be (at most 365d)"),
+        )
+    };
+    if duration.seconds() > MAX_SILENCE_SECONDS {
+        return Err(too_long());
+    }
+    Duration::try_seconds(duration.seconds())
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(too_long)
+}
+
 /// POST /v1/admin/alerts/{name}/silence with `{"duration": "30m"}`: no notifications for the
 /// rule until then (transitions are still recorded, their deliveries marked `silenced`).
 pub async fn silence(
@@ -187,9 +210,7 @@ pub async fn silence(
             format!("unknown field `{other}`; the body takes duration"),
         ));
     }
-    let duration =
-        HumanDuration::parse(text).map_err(|e| ApiError::bad("duration", e.to_string()))?;
-    let until = (state.clock)() + Duration::seconds(duration.seconds());
+    let until = silence_end((state.clock)(), text)?;
     alerts::silence(&state.pool, &name, until).await?;
     tracing::info!(rule = name, until = %until, "alert rule silenced through the API");
     Ok(axum::Json(json!({ "rule": name, "silenced_until": time(until) })).into_response())

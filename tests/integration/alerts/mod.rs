@@ -4,6 +4,7 @@
 //! receiver and a Kafka topic across a receiver outage and a SIGKILL of the evaluator; the
 //! standby's takeover; and bad rules refused at start.
 
+mod delivery;
 mod receiver;
 
 use std::collections::{BTreeMap, BTreeSet};

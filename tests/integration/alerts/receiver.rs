@@ -1,5 +1,6 @@
 //! A real HTTP receiver for webhook notifications (axum on 127.0.0.1), which the tests can take
-//! down (its port closed, so connections are refused) and bring back on the same port.
+//! down (its port closed, so connections are refused) and bring back on the same port, or have
+//! refuse (503) an instance's `firing` until that instance has resolved.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
+use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 /// One POST as received.
@@ -25,16 +27,38 @@ pub struct Delivery {
 
 type Received = Arc<Mutex<Vec<Delivery>>>;
 
+/// What the handler shares: what it accepted, what it refused, and the database it asks
+/// whether an instance has resolved (when it refuses firing until then).
+#[derive(Clone, Default)]
+struct Shared {
+    received: Received,
+    refused: Received,
+    firing_gate: Option<PgPool>,
+}
+
 /// The receiver; dropped, it stops.
 pub struct Receiver {
     /// Where it listens.
     pub address: SocketAddr,
-    received: Received,
+    shared: Shared,
     shutdown: Option<oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn hook(State(received): State<Received>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// Whether the database records a `resolved` transition of `fingerprint` after transition `id`.
+async fn resolved_after(pool: &PgPool, fingerprint: &str, id: i64) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM braid_internal.alert_transitions \
+         WHERE fingerprint = $1 AND id > $2 AND to_state = 'resolved')",
+    )
+    .bind(fingerprint)
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap_or(false)
+}
+
+async fn hook(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let text = |name: &str| {
         headers
             .get(name)
@@ -44,20 +68,49 @@ async fn hook(State(received): State<Received>, headers: HeaderMap, body: Bytes)
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
     };
-    received.lock().unwrap().push(Delivery {
+    let delivery = Delivery {
         idempotency_key: text("idempotency-key").unwrap_or_default(),
         authorization: text("authorization"),
         body,
-    });
+    };
+    if let Some(pool) = &shared.firing_gate {
+        let t = &delivery.body["braid"];
+        if t["to"] == "firing"
+            && !resolved_after(
+                pool,
+                t["fingerprint"].as_str().unwrap_or_default(),
+                t["id"].as_i64().unwrap_or_default(),
+            )
+            .await
+        {
+            shared.refused.lock().unwrap().push(delivery);
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
+    shared.received.lock().unwrap().push(delivery);
     StatusCode::OK
 }
 
 impl Receiver {
     /// Starts on a free port.
     pub async fn start() -> Self {
+        Self::start_with(Shared::default()).await
+    }
+
+    /// Starts on a free port, answering 503 to an instance's `firing` until `pool` records
+    /// that the instance resolved after it.
+    pub async fn refusing_firing_until_resolved(pool: PgPool) -> Self {
+        Self::start_with(Shared {
+            firing_gate: Some(pool),
+            ..Shared::default()
+        })
+        .await
+    }
+
+    async fn start_with(shared: Shared) -> Self {
         let mut receiver = Self {
             address: "127.0.0.1:0".parse().unwrap(),
-            received: Received::default(),
+            shared,
             shutdown: None,
             served: None,
         };
@@ -72,7 +125,7 @@ impl Receiver {
         self.address = listener.local_addr().unwrap();
         let app = Router::new()
             .route("/hook", post(hook))
-            .with_state(self.received.clone());
+            .with_state(self.shared.clone());
         let (shutdown, stopped) = oneshot::channel::<()>();
         self.shutdown = Some(shutdown);
         self.served = Some(tokio::spawn(async move {
@@ -112,6 +165,11 @@ impl Receiver {
 
     /// Everything received so far.
     pub fn received(&self) -> Vec<Delivery> {
-        self.received.lock().unwrap().clone()
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Everything refused (503) so far.
+    pub fn refused(&self) -> Vec<Delivery> {
+        self.shared.refused.lock().unwrap().clone()
     }
 }

@@ -182,3 +182,37 @@ async fn the_openapi_document_lists_every_route_and_parameter(pool: PgPool) {
         assert_ne!(body["error"]["code"], "not_found", "{method} {uri}: {body}");
     }
 }
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_silence_too_long_for_the_clock_is_refused_naming_duration(pool: PgPool) {
+    let mut state = state(pool, start(), Some("s3cret-token"));
+    let mut settings = (*state.settings).clone();
+    settings.alert_rules = vec!["hot".into()];
+    state.settings = Arc::new(settings);
+    let silence = |duration: &str| {
+        post(
+            "/v1/admin/alerts/hot/silence",
+            Some("s3cret-token"),
+            Body::from(serde_json::json!({ "duration": duration }).to_string()),
+        )
+    };
+    // Each overflowed chrono's arithmetic (a panic) or a year of days; i64's extremes too.
+    for duration in [
+        "100000000d",
+        "9223372036854775807s",
+        "9223372036854775808s",
+        "-9223372036854775808s",
+        "106751991167300d",
+        "366d",
+        "31536001s",
+    ] {
+        let (status, body) = send(&state, silence(duration)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{duration}: {body}");
+        assert_eq!(body["error"]["parameter"], "duration", "{duration}: {body}");
+    }
+    let (status, body) = send(&state, silence("365d")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let until = (start() + chrono::Duration::days(365))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    assert_eq!(body["silenced_until"], until.as_str(), "{body}");
+}
