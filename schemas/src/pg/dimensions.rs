@@ -8,9 +8,6 @@ use sqlx::PgPool;
 use crate::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource};
 use crate::pg_layout::pg_type;
 
-#[cfg(test)]
-mod tests;
-
 /// Why a dimension's table is not usable. Each names the config key.
 #[derive(Debug, thiserror::Error)]
 pub enum DimensionTableError {
@@ -485,3 +482,6 @@ pub async fn store_positions(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
