@@ -78,8 +78,9 @@ struct Pending {
     change: Change,
     partition: i32,
     offset: i64,
-    /// The bytes a dead letter keeps: the payload, or a tombstone's key.
+    /// What a dead letter keeps of the payload (or of a tombstone's key), and its length.
     kept: Vec<u8>,
+    kept_len: i32,
 }
 
 /// Follows every Kafka-sourced dimension until `stop`.
@@ -178,11 +179,11 @@ impl Follower {
             };
             messages += 1;
             positions.insert(message.partition(), message.offset() + 1);
+            // A dead letter keeps the payload, or a tombstone's key (bounded).
             let kept = match message.payload() {
                 Some(payload) => payload,
                 None => message.key().unwrap_or_default(),
             };
-            let kept = &kept[..kept.len().min(DEAD_LETTER_PAYLOAD_BYTES)];
             match parse(&self.dimension, message.key(), message.payload()) {
                 Ok(change) => {
                     let key = match &change {
@@ -195,7 +196,8 @@ impl Follower {
                             change,
                             partition: message.partition(),
                             offset: message.offset(),
-                            kept: kept.to_vec(),
+                            kept: kept[..kept.len().min(DEAD_LETTER_PAYLOAD_BYTES)].to_vec(),
+                            kept_len: i32::try_from(kept.len()).unwrap_or(i32::MAX),
                         },
                     );
                 }
@@ -276,15 +278,15 @@ async fn apply_or_isolate(
                 applied.upserted += a.upserted;
                 applied.deleted += a.deleted;
             }
-            Err(error) => letters.push(DeadLetter::new(
-                one.partition,
-                one.offset,
-                Rejection::RefusedByDatabase {
+            Err(error) => letters.push(DeadLetter {
+                partition: one.partition,
+                offset: one.offset,
+                rejection: Rejection::RefusedByDatabase {
                     detail: schemas::pg::database_message(&error),
                 },
-                &one.kept,
-                DEAD_LETTER_PAYLOAD_BYTES,
-            )),
+                payload_prefix: one.kept.clone(),
+                payload_len: one.kept_len,
+            }),
         }
     }
     Ok(applied)

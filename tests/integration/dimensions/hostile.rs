@@ -269,4 +269,20 @@ async fn hostile_messages_are_dead_lettered_and_the_follower_goes_on(pool: PgPoo
         Some("refused_by_database"),
         "the CHECK constraint"
     );
+
+    // Each keeps its payload (a tombstone: its key), bounded, and the whole length.
+    let kept: Vec<(i64, Vec<u8>, i32)> = sqlx::query_as(
+        "SELECT \"offset\", payload, payload_len FROM braid_internal.dead_letters \
+         WHERE layer = 'dimension' AND topic = $1 ORDER BY \"offset\"",
+    )
+    .bind(&dimension_topic)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for (offset, payload, length) in kept {
+        let (key, value) = &messages[offset as usize];
+        let bytes = value.as_deref().or(key.as_deref()).unwrap_or_default();
+        assert_eq!(length as usize, bytes.len(), "offset {offset}");
+        assert_eq!(payload, bytes[..bytes.len().min(4096)], "offset {offset}");
+    }
 }
