@@ -21,6 +21,9 @@ const REFUSED_SECTION: &str = "refused-by-check";
 /// A row of the table: section, weight, score.
 type Row = (Option<String>, Option<i64>, Option<f64>);
 
+/// A row as read: page, section, weight, score.
+type TableRow = (String, Option<String>, Option<i64>, Option<f64>);
+
 /// One message: its key (as Kafka delivers it) and payload (None: a tombstone).
 type Message = (Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -216,7 +219,7 @@ async fn hostile_messages_are_dead_lettered_and_the_follower_goes_on(pool: PgPoo
             None => refused.push(offset as i64),
         }
     }
-    let rows: Vec<(String, Option<String>, Option<i64>, Option<f64>)> =
+    let rows: Vec<TableRow> =
         sqlx::query_as("SELECT page, section, weight, score FROM braid_dimensions.pages")
             .fetch_all(&pool)
             .await
