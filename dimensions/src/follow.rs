@@ -3,8 +3,10 @@
 //! positions stored in PostgreSQL; each batch of messages is applied in one transaction together
 //! with the positions it covers, so a SIGKILL loses nothing and applies nothing twice. Within a
 //! batch the last message of a key wins; a message with no payload (a tombstone) deletes the key.
-//! A message that is not a JSON object of the key and attributes is a dead letter (layer
-//! `dimension`) with its reason, and the follower goes on.
+//! Every message is applied or is a dead letter (layer `dimension`) with its reason, and the
+//! follower goes on: a message is typed by the rules of [`crate::rows`] (the ones a loaded
+//! file follows), and a batch the database refuses all the same is applied again one key at a
+//! time, each refused key a dead letter (`refused_by_database`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,12 +18,13 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::config::KafkaConfig;
 use schemas::dimension::{Dimension, DimensionSource};
+use schemas::pg::dimensions::Cell;
 use schemas::pg::{DeadLetter, Layer};
 use schemas::record::Rejection;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::rows::{DimensionRows, RawValue};
+use crate::rows::{DimensionRows, RawValue, TypedRow, typed_key, typed_row};
 
 /// Messages applied per transaction at most.
 const BATCH_MESSAGES: usize = 10_000;
@@ -60,10 +63,24 @@ pub fn followed(dimensions: &[Dimension]) -> Vec<&Dimension> {
         .collect()
 }
 
-/// One pending change of a key.
+/// One message's change of a key.
+#[derive(Debug, Clone, PartialEq)]
 enum Change {
-    Upsert(Vec<Value>),
-    Delete,
+    /// The key's row, typed.
+    Upsert(TypedRow),
+    /// A tombstone: the key, typed.
+    Delete(Cell),
+}
+
+/// The last change of a key within a batch, with where it came from (for a dead letter, should
+/// the database refuse it).
+struct Pending {
+    change: Change,
+    partition: i32,
+    offset: i64,
+    /// What a dead letter keeps of the payload (or of a tombstone's key), and its length.
+    kept: Vec<u8>,
+    kept_len: i32,
 }
 
 /// Follows every Kafka-sourced dimension until `stop`.
@@ -144,7 +161,7 @@ impl Follower {
         summary: &mut FollowSummary,
     ) -> Result<(), FollowError> {
         let started = Instant::now();
-        let mut changes: HashMap<String, (Value, Change)> = HashMap::new();
+        let mut changes: HashMap<String, Pending> = HashMap::new();
         let mut letters = Vec::new();
         let mut positions = self.read.clone();
         let mut messages = 0;
@@ -162,15 +179,33 @@ impl Follower {
             };
             messages += 1;
             positions.insert(message.partition(), message.offset() + 1);
+            // A dead letter keeps the payload, or a tombstone's key (bounded).
+            let kept = match message.payload() {
+                Some(payload) => payload,
+                None => message.key().unwrap_or_default(),
+            };
             match parse(&self.dimension, message.key(), message.payload()) {
-                Ok((key, change)) => {
-                    changes.insert(key.to_string(), (key, change));
+                Ok(change) => {
+                    let key = match &change {
+                        Change::Upsert(row) => &row.key,
+                        Change::Delete(key) => key,
+                    };
+                    changes.insert(
+                        format!("{key:?}"),
+                        Pending {
+                            change,
+                            partition: message.partition(),
+                            offset: message.offset(),
+                            kept: kept[..kept.len().min(DEAD_LETTER_PAYLOAD_BYTES)].to_vec(),
+                            kept_len: i32::try_from(kept.len()).unwrap_or(i32::MAX),
+                        },
+                    );
                 }
                 Err(rejection) => letters.push(DeadLetter::new(
                     message.partition(),
                     message.offset(),
                     rejection,
-                    message.payload().unwrap_or_default(),
+                    kept,
                     DEAD_LETTER_PAYLOAD_BYTES,
                 )),
             }
@@ -178,34 +213,9 @@ impl Follower {
         if positions == self.read {
             return Ok(());
         }
-        let mut upserts = DimensionRows::new(&self.dimension);
-        let mut deletes = DimensionRows::new(&self.dimension);
-        for (key, change) in changes.values() {
-            match change {
-                Change::Upsert(attributes) => {
-                    let values: Vec<RawValue<'_>> = attributes.iter().map(raw).collect();
-                    upserts
-                        .push(0, &self.dimension, raw(key), &values)
-                        .expect("typed when parsed");
-                }
-                Change::Delete => {
-                    let nulls = vec![RawValue::Null; self.dimension.attributes.len()];
-                    deletes
-                        .push(0, &self.dimension, raw(key), &nulls)
-                        .expect("typed when parsed");
-                }
-            }
-        }
+        let pending: Vec<Pending> = changes.into_values().collect();
         let mut tx = pool.begin().await?;
-        let upserted = schemas::pg::dimensions::upsert(
-            &mut tx,
-            &self.dimension,
-            &upserts.keys,
-            &upserts.attributes,
-        )
-        .await?;
-        let deleted =
-            schemas::pg::dimensions::delete(&mut tx, &self.dimension, &deletes.keys).await?;
+        let applied = apply_or_isolate(&mut tx, &self.dimension, &pending, &mut letters).await?;
         schemas::pg::insert_dead_letters(&mut tx, Layer::Dimension, &self.topic, &letters).await?;
         schemas::pg::dimensions::store_positions(
             &mut tx,
@@ -215,8 +225,8 @@ impl Follower {
         )
         .await?;
         tx.commit().await?;
-        summary.upserted += upserted;
-        summary.deleted += deleted;
+        summary.upserted += applied.upserted;
+        summary.deleted += applied.deleted;
         summary.dead_letters += letters.len() as u64;
         if !letters.is_empty() {
             tracing::warn!(
@@ -228,8 +238,8 @@ impl Follower {
         tracing::debug!(
             dimension = self.dimension.name,
             messages,
-            upserted,
-            deleted,
+            upserted = applied.upserted,
+            deleted = applied.deleted,
             "applied"
         );
         self.read = positions;
@@ -237,18 +247,98 @@ impl Follower {
     }
 }
 
-fn raw(value: &Value) -> RawValue<'_> {
-    match value {
-        Value::Null => RawValue::Null,
-        Value::String(s) => RawValue::Text(s),
-        Value::Bool(b) => RawValue::Bool(*b),
-        Value::Number(n) => n
-            .as_i64()
-            .map(RawValue::Int)
-            .or_else(|| n.as_f64().map(RawValue::Float))
-            .unwrap_or(RawValue::Null),
-        _ => RawValue::Null,
+/// Rows written by one application.
+#[derive(Debug, Default, Clone, Copy)]
+struct Applied {
+    upserted: u64,
+    deleted: u64,
+}
+
+/// Applies the changes in `tx`. Should the database refuse them for their values (a data
+/// error), each is applied again alone under a savepoint, and each it refuses is a dead letter.
+async fn apply_or_isolate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    pending: &[Pending],
+    letters: &mut Vec<DeadLetter>,
+) -> Result<Applied, sqlx::Error> {
+    let error = match savepointed(tx, dimension, pending.iter()).await? {
+        Ok(applied) => return Ok(applied),
+        Err(error) => error,
+    };
+    tracing::warn!(
+        dimension = dimension.name,
+        error = schemas::pg::database_message(&error),
+        "the database refused a batch of dimension changes; applying them one at a time"
+    );
+    let mut applied = Applied::default();
+    for one in pending {
+        match savepointed(tx, dimension, std::iter::once(one)).await? {
+            Ok(a) => {
+                applied.upserted += a.upserted;
+                applied.deleted += a.deleted;
+            }
+            Err(error) => letters.push(DeadLetter {
+                partition: one.partition,
+                offset: one.offset,
+                rejection: Rejection::RefusedByDatabase {
+                    detail: schemas::pg::database_message(&error),
+                },
+                payload_prefix: one.kept.clone(),
+                payload_len: one.kept_len,
+            }),
+        }
     }
+    Ok(applied)
+}
+
+/// Applies changes under a savepoint: `Ok(Err(_))` when the database refused their values (the
+/// savepoint is rolled back), `Err(_)` when it failed otherwise.
+async fn savepointed<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    pending: impl Iterator<Item = &'a Pending>,
+) -> Result<Result<Applied, sqlx::Error>, sqlx::Error> {
+    sqlx::query("SAVEPOINT dimension_changes")
+        .execute(&mut **tx)
+        .await?;
+    match apply(tx, dimension, pending).await {
+        Ok(applied) => {
+            sqlx::query("RELEASE SAVEPOINT dimension_changes")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Ok(applied))
+        }
+        Err(error) if schemas::pg::is_data_error(&error) => {
+            sqlx::query("ROLLBACK TO SAVEPOINT dimension_changes")
+                .execute(&mut **tx)
+                .await?;
+            Ok(Err(error))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn apply<'a>(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    pending: impl Iterator<Item = &'a Pending>,
+) -> Result<Applied, sqlx::Error> {
+    let mut upserts = DimensionRows::new(dimension);
+    let mut deletes = DimensionRows::new(dimension);
+    for one in pending {
+        match &one.change {
+            Change::Upsert(row) => upserts.push_typed(row.clone()),
+            Change::Delete(key) => deletes.push_typed(TypedRow {
+                key: key.clone(),
+                attributes: vec![Cell::Null; dimension.attributes.len()],
+            }),
+        }
+    }
+    let upserted =
+        schemas::pg::dimensions::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
+    let deleted = schemas::pg::dimensions::delete(tx, dimension, &deletes.keys).await?;
+    Ok(Applied { upserted, deleted })
 }
 
 fn kind(value: &Value) -> &'static str {
@@ -262,86 +352,43 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Checks that `value` can be stored as `t`: the same rules the loaders apply.
-fn check(field: &str, t: schemas::FieldType, value: &Value) -> Result<(), Rejection> {
-    if value.is_null() {
-        return Ok(());
-    }
-    let fits = match (t, value) {
-        (schemas::FieldType::String, Value::String(s)) => {
-            if let Some(at) = s.find('\0') {
-                return Err(Rejection::UnstorableText {
-                    field: field.to_string(),
-                    at,
-                });
-            }
-            true
-        }
-        (schemas::FieldType::I64, Value::Number(n)) => n.is_i64(),
-        (schemas::FieldType::F64, Value::Number(n)) => n.as_f64().is_some_and(f64::is_finite),
-        (schemas::FieldType::Bool, Value::Bool(_)) => true,
-        _ => false,
-    };
-    if fits {
-        Ok(())
-    } else {
-        Err(Rejection::WrongType {
-            field: field.to_string(),
-            expected: t.name(),
-            found: kind(value).to_string(),
-        })
-    }
-}
-
-/// A message's change: the key (typed) and its attributes, or a tombstone.
+/// A message's change: its row typed by the rules of [`crate::rows`], or a tombstone of its
+/// key (the message key, as text, typed by the same rules).
 fn parse(
     dimension: &Dimension,
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
-) -> Result<(Value, Change), Rejection> {
+) -> Result<Change, Rejection> {
     let Some(payload) = payload else {
-        // A tombstone: the message key is the dimension's key, as text.
-        let text = key.map(String::from_utf8_lossy).unwrap_or_default();
-        let wrong = |expected: &'static str| Rejection::WrongType {
-            field: dimension.key.clone(),
-            expected,
-            found: format!("the message key `{}`", schemas::record::quote_input(&text)),
+        let key = match key.map(std::str::from_utf8) {
+            None => RawValue::Null,
+            Some(Ok(text)) => RawValue::Text(text),
+            Some(Err(_)) => {
+                return Err(Rejection::WrongType {
+                    field: dimension.key.clone(),
+                    expected: "UTF-8 text",
+                    found: "a tombstone whose message key is not UTF-8".into(),
+                });
+            }
         };
-        let key = match dimension.key_type {
-            schemas::FieldType::I64 => text
-                .trim()
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| wrong("i64"))?,
-            schemas::FieldType::Bool => text
-                .trim()
-                .parse::<bool>()
-                .map(Value::from)
-                .map_err(|_| wrong("bool"))?,
-            _ => Value::from(text.into_owned()),
-        };
-        return Ok((key, Change::Delete));
+        return typed_key(0, dimension, &key)
+            .map(Change::Delete)
+            .map_err(|e| e.rejection());
     };
     let value: Value = serde_json::from_slice(payload).map_err(|e| Rejection::NotJson {
         detail: e.to_string(),
     })?;
-    let Value::Object(mut object) = value else {
+    let Value::Object(object) = &value else {
         return Err(Rejection::NotObject {
             found: kind(&value),
         });
     };
-    let key = object
-        .remove(&dimension.key)
-        .filter(|k| !k.is_null())
-        .ok_or_else(|| Rejection::MissingField {
-            field: dimension.key.clone(),
-        })?;
-    check(&dimension.key, dimension.key_type, &key)?;
-    let mut attributes = Vec::with_capacity(dimension.attributes.len());
-    for a in &dimension.attributes {
-        let value = object.remove(&a.name).unwrap_or(Value::Null);
-        check(&a.name, a.attribute_type, &value)?;
-        attributes.push(value);
-    }
-    Ok((key, Change::Upsert(attributes)))
+    let raw = |name: &str| object.get(name).map_or(RawValue::Null, RawValue::from_json);
+    let attributes: Vec<RawValue<'_>> = dimension.attributes.iter().map(|a| raw(&a.name)).collect();
+    typed_row(0, dimension, &raw(&dimension.key), &attributes)
+        .map(Change::Upsert)
+        .map_err(|e| e.rejection())
 }
+
+#[cfg(test)]
+mod tests;

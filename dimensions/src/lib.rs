@@ -15,3 +15,6 @@ pub mod rows;
 pub use follow::{FollowError, FollowSummary, follow, followed};
 pub use load::{LoadError, load};
 pub use rows::{DimensionRows, RowError};
+
+#[cfg(test)]
+mod testing;

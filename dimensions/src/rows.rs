@@ -4,17 +4,73 @@
 use schemas::FieldType;
 use schemas::dimension::Dimension;
 use schemas::pg::dimensions::ColumnValues;
+use schemas::record::{Rejection, quote_input};
+use serde_json::Value;
 
-/// Why a value was refused: the row, the column and what was expected.
+/// Why a value was refused: the row, the column and what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("row {row}, column `{column}`: {reason}")]
+#[error("row {row}, column `{column}`: {problem}")]
 pub struct RowError {
-    /// The row (1 is the first data row).
+    /// The row (1 is the first data row; 0 for a message).
     pub row: usize,
     /// The column.
     pub column: String,
-    /// Why.
-    pub reason: String,
+    /// What was wrong.
+    pub problem: RowProblem,
+}
+
+/// What was wrong with a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowProblem {
+    /// The key is absent or null.
+    #[error("the key is missing")]
+    MissingKey,
+    /// Text holds a NUL character, which PostgreSQL `text` cannot store.
+    #[error("text with a NUL character at byte {at} (PostgreSQL cannot store it)")]
+    Nul {
+        /// The byte position of the first NUL.
+        at: usize,
+    },
+    /// A text key is longer than `schema.max_group_value_bytes`.
+    #[error(
+        "the key is {size} bytes, over schema.max_group_value_bytes = {limit} (no event can have it, \
+         and the table's key index cannot hold it)"
+    )]
+    KeyTooLong {
+        /// Its length in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A value that is not of the column's type.
+    #[error("{found} is not a {expected} value")]
+    WrongType {
+        /// The column's type (`i64`, a finite `f64`, ...).
+        expected: &'static str,
+        /// The value, quoted.
+        found: String,
+    },
+}
+
+impl RowError {
+    /// The same refusal as a dead letter's reason (a message of a followed topic).
+    pub fn rejection(&self) -> Rejection {
+        let field = self.column.clone();
+        match &self.problem {
+            RowProblem::MissingKey => Rejection::MissingField { field },
+            RowProblem::Nul { at } => Rejection::UnstorableText { field, at: *at },
+            RowProblem::KeyTooLong { size, limit } => Rejection::StringTooLong {
+                field,
+                size: *size,
+                limit: *limit,
+            },
+            RowProblem::WrongType { expected, found } => Rejection::WrongType {
+                field,
+                expected,
+                found: found.clone(),
+            },
+        }
+    }
 }
 
 /// The rows: the key column and one column per attribute, in the dimension's order.
@@ -40,14 +96,55 @@ fn empty(t: FieldType) -> ColumnValues {
 pub enum RawValue<'a> {
     /// Absent or null.
     Null,
-    /// Text (a CSV cell, a JSON string).
+    /// Text (a CSV cell, a JSON string, a message key).
     Text(&'a str),
     /// A JSON number or a typed Parquet integer.
     Int(i64),
-    /// A JSON or Parquet float.
+    /// A JSON or Parquet float (a JSON integer past i64 too).
     Float(f64),
     /// A boolean.
     Bool(bool),
+    /// A value of no column type (a JSON array or object), named by its kind.
+    Other(&'static str),
+}
+
+impl<'a> RawValue<'a> {
+    /// A JSON value, as it is typed.
+    pub fn from_json(value: &'a Value) -> Self {
+        match value {
+            Value::Null => RawValue::Null,
+            Value::String(s) => RawValue::Text(s),
+            Value::Bool(b) => RawValue::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => RawValue::Int(i),
+                // serde_json reads every other number as f64 or u64, both finite.
+                None => RawValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::Array(_) => RawValue::Other("an array"),
+            Value::Object(_) => RawValue::Other("an object"),
+        }
+    }
+
+    /// The value quoted for a refusal (control characters escaped, bounded).
+    fn quoted(&self) -> String {
+        match self {
+            RawValue::Null => "null".into(),
+            RawValue::Text(s) => format!("`{}`", quote_input(s)),
+            RawValue::Int(i) => i.to_string(),
+            RawValue::Float(f) => f.to_string(),
+            RawValue::Bool(b) => b.to_string(),
+            RawValue::Other(kind) => (*kind).to_string(),
+        }
+    }
+}
+
+/// One row, typed: the key (never null) and the attributes in the dimension's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedRow {
+    /// The key.
+    pub key: Cell,
+    /// The attributes.
+    pub attributes: Vec<Cell>,
 }
 
 impl DimensionRows {
@@ -82,26 +179,62 @@ impl DimensionRows {
         key: RawValue<'_>,
         attributes: &[RawValue<'_>],
     ) -> Result<(), RowError> {
-        if key == RawValue::Null {
-            return Err(RowError {
-                row,
-                column: dimension.key.clone(),
-                reason: "the key is missing".into(),
-            });
-        }
-        // Check every value before appending any, so that a refused row leaves no partial row.
-        let mut typed = Vec::with_capacity(1 + attributes.len());
-        typed.push(typed_value(row, &dimension.key, dimension.key_type, &key)?);
-        for (a, value) in dimension.attributes.iter().zip(attributes) {
-            typed.push(typed_value(row, &a.name, a.attribute_type, value)?);
-        }
-        let mut values = typed.into_iter();
-        self.keys.push(values.next().expect("the key"));
-        for (column, value) in self.attributes.iter_mut().zip(values) {
-            column.push(value);
-        }
+        let typed = typed_row(row, dimension, &key, attributes)?;
+        self.push_typed(typed);
         Ok(())
     }
+
+    /// Appends a row typed by [`typed_row`] for the same dimension.
+    pub fn push_typed(&mut self, row: TypedRow) {
+        self.keys.push(row.key);
+        for (column, value) in self.attributes.iter_mut().zip(row.attributes) {
+            column.push(value);
+        }
+    }
+}
+
+/// Types one row for `dimension`: the rules every source (a file, a followed topic) follows.
+/// The key must be present and, as text, at most `dimension.max_key_bytes`; every value must
+/// be of its column's type (text without NUL, a finite f64). A missing attribute is null.
+pub fn typed_row(
+    row: usize,
+    dimension: &Dimension,
+    key: &RawValue<'_>,
+    attributes: &[RawValue<'_>],
+) -> Result<TypedRow, RowError> {
+    let key = typed_key(row, dimension, key)?;
+    let attributes = dimension
+        .attributes
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let value = attributes.get(i).unwrap_or(&RawValue::Null);
+            typed_value(row, &a.name, a.attribute_type, value)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(TypedRow { key, attributes })
+}
+
+/// Types a key alone (a tombstone's): present, of the key's type, and not too long.
+pub fn typed_key(row: usize, dimension: &Dimension, key: &RawValue<'_>) -> Result<Cell, RowError> {
+    let refused = |problem| RowError {
+        row,
+        column: dimension.key.clone(),
+        problem,
+    };
+    if *key == RawValue::Null {
+        return Err(refused(RowProblem::MissingKey));
+    }
+    let cell = typed_value(row, &dimension.key, dimension.key_type, key)?;
+    if let Cell::Text(text) = &cell
+        && text.len() > dimension.max_key_bytes
+    {
+        return Err(refused(RowProblem::KeyTooLong {
+            size: text.len(),
+            limit: dimension.max_key_bytes,
+        }));
+    }
+    Ok(cell)
 }
 
 /// A typed cell.
@@ -113,35 +246,49 @@ fn typed_value(
     t: FieldType,
     value: &RawValue<'_>,
 ) -> Result<Cell, RowError> {
-    let wrong = |what: &str| RowError {
+    let refused = |problem| RowError {
         row,
         column: column.to_string(),
-        reason: format!("{what} is not a {} value", t.name()),
+        problem,
     };
-    Ok(match (t, value) {
+    let wrong = || {
+        refused(RowProblem::WrongType {
+            expected: match t {
+                FieldType::F64 => "finite f64",
+                other => other.name(),
+            },
+            found: value.quoted(),
+        })
+    };
+    if let RawValue::Text(s) = value
+        && let Some(at) = s.find('\0')
+    {
+        return Err(refused(RowProblem::Nul { at }));
+    }
+    let cell = match (t, value) {
         (_, RawValue::Null) => Cell::Null,
-        (_, RawValue::Text(s)) if s.contains('\0') => {
-            return Err(wrong(
-                "text with a NUL character (PostgreSQL cannot store it)",
-            ));
-        }
         (FieldType::String, RawValue::Text(s)) => Cell::Text((*s).to_string()),
         (FieldType::String, RawValue::Int(i)) => Cell::Text(i.to_string()),
         (FieldType::I64, RawValue::Int(i)) => Cell::Int(*i),
-        (FieldType::I64, RawValue::Text(s)) => {
-            Cell::Int(s.trim().parse().map_err(|_| wrong(&format!("`{s}`")))?)
-        }
+        (FieldType::I64, RawValue::Text(s)) => Cell::Int(s.trim().parse().map_err(|_| wrong())?),
         (FieldType::F64, RawValue::Float(f)) => Cell::Float(*f),
         (FieldType::F64, RawValue::Int(i)) => Cell::Float(*i as f64),
-        (FieldType::F64, RawValue::Text(s)) => {
-            Cell::Float(s.trim().parse().map_err(|_| wrong(&format!("`{s}`")))?)
-        }
+        (FieldType::F64, RawValue::Text(s)) => Cell::Float(s.trim().parse().map_err(|_| wrong())?),
         (FieldType::Bool, RawValue::Bool(b)) => Cell::Bool(*b),
         (FieldType::Bool, RawValue::Text(s)) => Cell::Bool(match s.trim() {
             "true" => true,
             "false" => false,
-            _ => return Err(wrong(&format!("`{s}`"))),
+            _ => return Err(wrong()),
         }),
-        (_, other) => return Err(wrong(&format!("{other:?}"))),
-    })
+        _ => return Err(wrong()),
+    };
+    if let Cell::Float(f) = cell
+        && !f.is_finite()
+    {
+        return Err(wrong());
+    }
+    Ok(cell)
 }
+
+#[cfg(test)]
+mod tests;

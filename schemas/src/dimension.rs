@@ -92,6 +92,10 @@ pub struct Dimension {
     pub attributes: Vec<Attribute>,
     /// The source.
     pub source: DimensionSource,
+    /// The longest string key kept, in bytes (`schema.max_group_value_bytes`): an event whose
+    /// key is longer is refused by both layers, so no row could join it, and the key must fit
+    /// in the table's primary-key index.
+    pub max_key_bytes: usize,
 }
 
 /// An attribute of a dimension, as a view serves it.
@@ -273,6 +277,7 @@ impl DimensionConfig {
             key_type,
             attributes,
             source,
+            max_key_bytes: schema.max_string_bytes,
         };
         let table = dimension.table();
         for a in &mut dimension.attributes {

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use schemas::BraidConfig;
 
+mod supervise;
+
 use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;
 
@@ -29,37 +31,53 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         // topic that is not there yet (librdkafka reports that as an error).
         ingest::kafka::ensure_topic(&config.kafka, &config.kafka.topic, DEMO_PARTITIONS).await?;
     }
+    // An essential task that ends stops braid up, naming it; the others are started again
+    // (see supervise.rs and docs/architecture.md).
     let speed = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
-        tokio::spawn(async move { super::speed::spawn(&config, pool, stop).await })
+        let (config, pool, flag) = (config.clone(), pool.clone(), stop.clone());
+        supervise::essential("speed layer", &stop, async move {
+            super::speed::spawn(&config, pool, flag).await
+        })
     };
     let sink = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
-        tokio::spawn(async move { super::sink::spawn(&config, pool, stop).await })
+        let (config, pool, flag) = (config.clone(), pool.clone(), stop.clone());
+        supervise::essential("Delta sink", &stop, async move {
+            super::sink::spawn(&config, pool, flag).await
+        })
     };
     let scheduler = {
-        let (context, schedules, stop) = (
+        let (context, schedules, flag) = (
             super::jobs::context(&config, pool.clone()),
             super::jobs::schedules(&config),
-            stop.clone(),
+            stop.shared(),
         );
-        tokio::spawn(async move { jobs::run_scheduler(&context, &schedules, stop.shared()).await })
+        supervise::restarted("job scheduler", &stop, move || {
+            let (context, schedules, flag) = (context.clone(), schedules.clone(), flag.clone());
+            async move { Ok(jobs::run_scheduler(&context, &schedules, flag).await?) }
+        })
     };
     let evaluator = {
-        let (context, stop) = (super::alerts::context(&config, pool.clone()), stop.clone());
-        tokio::spawn(async move { alerts::run_evaluator(&context, stop.shared()).await })
+        let (context, flag) = (super::alerts::context(&config, pool.clone()), stop.shared());
+        supervise::restarted("alert evaluator", &stop, move || {
+            let (context, flag) = (context.clone(), flag.clone());
+            async move { Ok(alerts::run_evaluator(&context, flag).await?) }
+        })
     };
     let follower = {
-        let (config, pool, stop) = (config.clone(), pool.clone(), stop.clone());
-        tokio::spawn(async move {
-            dimensions::follow(&pool, &config.kafka, &config.dimensions, stop.shared()).await
+        let (config, pool, flag) = (config.clone(), pool.clone(), stop.shared());
+        supervise::restarted("dimension follower", &stop, move || {
+            let (config, pool, flag) = (config.clone(), pool.clone(), flag.clone());
+            async move {
+                dimensions::follow(&pool, &config.kafka, &config.dimensions, flag).await?;
+                Ok(())
+            }
         })
     };
     let api = {
         let pools = super::serve::ServePools::new(&config, pool.clone()).await?;
-        let (config, stop) = (config.clone(), stop.clone());
-        tokio::spawn(async move {
-            super::serve::serve_until_stopped(&config, pools, None, None, stop).await
+        let (config, flag) = (config.clone(), stop.clone());
+        supervise::essential("REST API", &stop, async move {
+            super::serve::serve_until_stopped(&config, pools, None, None, flag).await
         })
     };
     let generator = args.generate.map(|rate| {
@@ -77,9 +95,9 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             event_interval_us: None,
             workload: crate::cli::Workload::Clickstream,
         };
-        let (config, stop) = (config.clone(), stop.clone());
-        tokio::spawn(async move {
-            crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, stop).await
+        let (config, flag) = (config.clone(), stop.clone());
+        supervise::essential("demo generator", &stop, async move {
+            crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, flag).await
         })
     });
     let database = super::migrate::redacted(&config.postgres.url);
@@ -98,26 +116,21 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         listen = config.serving.listen,
         rules = config.alerts.len(),
     );
-    let summary = match generator {
-        Some(handle) => Some(handle.await??),
-        None => {
-            while !stop.is_stopped() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            None
-        }
-    };
-    stop.stop();
+    stop.stopped().await;
     let speed = speed.await??;
     println!(
         "speed layer: {} records aggregated, {} dead letters, {} flushes",
         speed.committed_records, speed.dead_letters, speed.commits
     );
     let sink = sink.await??;
-    scheduler.await??;
-    evaluator.await??;
-    follower.await??;
+    scheduler.await?;
+    evaluator.await?;
+    follower.await?;
     api.await??;
+    let summary = match generator {
+        Some(handle) => Some(handle.await??),
+        None => None,
+    };
     println!(
         "delta sink: {} records committed to {}, {} dead letters, {} commits",
         sink.committed_records, config.lake.uri, sink.dead_letters, sink.commits

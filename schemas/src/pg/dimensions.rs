@@ -62,8 +62,9 @@ pub enum DimensionTableError {
     },
     /// The user's table does not keep the key unique.
     #[error(
-        "dimensions[{index}].key: table `{table}` has no primary key or unique index on `{column}` alone; \
-         a key with two rows would count its records twice (dimension `{dimension}`)"
+        "dimensions[{index}].key: table `{table}` has no primary key or unique index on `{column}` alone{}; \
+         a key with two rows would count its records twice (dimension `{dimension}`)",
+        refused_indexes(.refused)
     )]
     KeyNotUnique {
         /// The dimension's position.
@@ -74,7 +75,50 @@ pub enum DimensionTableError {
         table: String,
         /// The key column.
         column: String,
+        /// The unique indexes on the key alone that do not keep it unique, and why.
+        refused: Vec<RefusedIndex>,
     },
+}
+
+/// A unique index on a dimension's key that does not keep every row's key unique.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedIndex {
+    /// The index's name.
+    pub name: String,
+    /// Why it does not count.
+    pub fault: IndexFault,
+}
+
+/// Why a unique index does not keep a key unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexFault {
+    /// It has a WHERE clause: rows outside it may repeat the key.
+    Partial,
+    /// It is not valid (a failed `CREATE INDEX CONCURRENTLY`): it is not enforced.
+    Invalid,
+    /// Its constraint is deferrable: a transaction may hold duplicates until it commits.
+    Deferrable,
+}
+
+impl std::fmt::Display for IndexFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IndexFault::Partial => "is partial (WHERE ...): rows outside it may repeat the key",
+            IndexFault::Invalid => {
+                "is not valid (a failed CREATE INDEX CONCURRENTLY?), so not enforced"
+            }
+            IndexFault::Deferrable => {
+                "is deferrable: duplicates may stand until a transaction commits"
+            }
+        })
+    }
+}
+
+fn refused_indexes(refused: &[RefusedIndex]) -> String {
+    refused
+        .iter()
+        .map(|r| format!(" (unique index `{}` {})", r.name, r.fault))
+        .collect()
 }
 
 /// Creates the tables Braid keeps and checks the users' tables.
@@ -196,23 +240,39 @@ async fn check_user_table(
             });
         }
     }
-    let unique: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnatts = 1 AND a.attname = $2)",
+    // Unique indexes (primary keys among them) whose one key column is the dimension's key,
+    // not on an expression. Only a full, valid, immediate one keeps every row's key unique.
+    let indexes: Vec<(String, bool, bool, bool)> = sqlx::query_as(
+        "SELECT c.relname::text, i.indpred IS NOT NULL, i.indisvalid, i.indimmediate \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
+           AND i.indexprs IS NULL AND a.attname = $2 ORDER BY 1",
     )
     .bind(&qualified)
     .bind(&dimension.key)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
-    if !unique {
-        return Err(DimensionTableError::KeyNotUnique {
-            index,
-            dimension: dimension.name.clone(),
-            table: qualified,
-            column: dimension.key.clone(),
-        });
+    let mut refused = Vec::new();
+    for (name, partial, valid, immediate) in indexes {
+        let fault = if partial {
+            IndexFault::Partial
+        } else if !valid {
+            IndexFault::Invalid
+        } else if !immediate {
+            IndexFault::Deferrable
+        } else {
+            return Ok(());
+        };
+        refused.push(RefusedIndex { name, fault });
     }
-    Ok(())
+    Err(DimensionTableError::KeyNotUnique {
+        index,
+        dimension: dimension.name.clone(),
+        table: qualified,
+        column: dimension.key.clone(),
+        refused,
+    })
 }
 
 /// One typed value of a dimension row.
@@ -422,3 +482,6 @@ pub async fn store_positions(
     .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

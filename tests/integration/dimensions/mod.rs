@@ -13,6 +13,9 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 use sqlx::PgPool;
 
+mod hostile;
+mod up;
+
 use crate::oracle::{self, ViewRows};
 use crate::serving::{RANGE, rows_of, serve_ready};
 use crate::support::{
