@@ -12,7 +12,10 @@ mod error;
 pub mod evaluate;
 pub mod evaluator;
 pub mod notify;
+mod outside_page;
 pub mod state_machine;
+#[cfg(test)]
+mod tests;
 
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};
