@@ -1,6 +1,7 @@
 //! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
 //! letters. Every value is a bound parameter.
 
+pub mod alert_retention;
 pub mod alerts;
 pub mod batch_runs;
 mod cut;
@@ -106,6 +107,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     Ok(())
 }
 
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 
