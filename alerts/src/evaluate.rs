@@ -1,21 +1,22 @@
-//! One evaluation of one rule: the merged window (one statement, one snapshot, the same the
-//! API's /rolling answers), each instance stepped through the state machine, and the result
+//! One evaluation of one rule: the merged window over complete buckets (one statement, one
+//! snapshot, the statement the API's /rolling runs), each instance stepped through the state machine, and the result
 //! written in one transaction that checks this process still leads.
 
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
-use schemas::alert::{AlertRule, Labels, fingerprint};
+use schemas::alert::{AlertRule, CompareOp, Labels};
 use schemas::pg::alerts::{
     self, AlertState, EvaluationRecord, Instance, InstanceUpdate, InstanceVersion, NewTransition,
 };
 use schemas::pg::leader;
 use schemas::view::View;
 use serde_json::Value;
-use serving::api::{WindowRequest, window_totals};
+use serving::api::{RankBy, WindowEnd, WindowRequest, window_totals};
 use sqlx::PgPool;
 
 use crate::error::AlertError;
+use crate::outside_page;
 use crate::state_machine::{Standing, condition_holds, step};
 
 /// One instance as evaluated.
@@ -40,23 +41,37 @@ pub struct EvaluatedInstance {
 pub struct RuleEvaluation {
     /// What was read (window, provenance).
     pub record: EvaluationRecord,
-    /// Every instance with a value or a stored state.
+    /// Every instance with a value or a live stored state.
     pub instances: Vec<EvaluatedInstance>,
     /// The instance rows to write.
     pub updates: Vec<InstanceUpdate>,
-    /// Whether more keys matched than `alerting.max_instances`.
+    /// Whether more keys matched than `alerting.max_instances` (keys were left out).
     pub truncated: bool,
+    /// Live instances whose value could not be read (left as they were).
+    pub unread_live: usize,
 }
 
-fn number(value: Option<&Value>) -> Option<f64> {
-    match value? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+/// The order that puts the keys nearest to holding first, so that the keys kept under
+/// `alerting.max_instances` are the ones that may fire: largest first for `gt`/`ge`, smallest
+/// first for `lt`/`le`; `eq`/`ne` have no such order and keep the group-field order.
+pub fn rank_by(rule: &AlertRule) -> Option<RankBy> {
+    let descending = match rule.op {
+        CompareOp::Gt | CompareOp::Ge => true,
+        CompareOp::Lt | CompareOp::Le => false,
+        CompareOp::Eq | CompareOp::Ne => return None,
+    };
+    Some(RankBy {
+        column: rule.metric.clone(),
+        descending,
+    })
 }
 
 /// Evaluates `rule` over `view` at `now`, against the stored instances; writes nothing.
+///
+/// The window is made of complete buckets (it ends at the start of the bucket holding `now`),
+/// and holds at most `max_instances` keys, those nearest to holding first ([`rank_by`]). Every
+/// live (pending or firing) stored instance is evaluated on its own value even when its key
+/// was not among them.
 pub async fn evaluate(
     pool: &PgPool,
     view: &View,
@@ -71,6 +86,8 @@ pub async fn evaluate(
         filters: rule.filters.clone(),
         now,
         limit: i64::from(max_instances),
+        end: WindowEnd::CompleteBuckets,
+        rank_by: rank_by(rule),
     };
     let totals = window_totals(pool, view, topic, &request)
         .await
@@ -79,53 +96,69 @@ pub async fn evaluate(
             view: view.name.clone(),
             source,
         })?;
-    let mut observed: BTreeMap<String, (Labels, Option<f64>)> = BTreeMap::new();
-    for row in &totals.rows {
-        let labels: Labels = rule
-            .group_by
-            .iter()
-            .map(|&i| {
-                let field = &view.group_by[i];
-                (
-                    field.clone(),
-                    row.get(field).cloned().unwrap_or(Value::Null),
-                )
-            })
-            .collect();
-        let value = number(row.get(&rule.metric));
-        observed.insert(fingerprint(&rule.name, &labels), (labels, value));
-    }
-    let stored: Vec<Instance> = alerts::instances(pool, Some(&rule.name)).await?;
-    // By fingerprint, so that up to alerting.max_instances keys cost linear time, not quadratic.
+    let mut observed = outside_page::observed(rule, view, &totals);
+    // The live instances, and the stored state of the keys read (a transition from resolved
+    // names it); resolved and inactive instances of keys not read are not read at all.
+    let fingerprints: Vec<String> = observed.keys().cloned().collect();
+    let stored: Vec<Instance> =
+        alerts::instances_to_evaluate(pool, &rule.name, &fingerprints).await?;
     let by_fingerprint: HashMap<&str, &Instance> =
         stored.iter().map(|i| (i.fingerprint.as_str(), i)).collect();
+    let missing: BTreeMap<String, Labels> = stored
+        .iter()
+        .filter(|i| i.state.is_live() && !observed.contains_key(&i.fingerprint))
+        .map(|i| {
+            let labels: Labels = serde_json::from_str(&i.labels).unwrap_or_default();
+            (i.fingerprint.clone(), labels)
+        })
+        .collect();
+    // Without truncation every key with rows was read: a live instance not among them has no
+    // value. With it, its value is read by a statement of its own.
+    let mut unread: BTreeMap<String, Labels> = BTreeMap::new();
+    if totals.truncated && !missing.is_empty() {
+        let outside = outside_page::read(
+            pool,
+            view,
+            topic,
+            rule,
+            now,
+            i64::from(max_instances),
+            &missing,
+        )
+        .await?;
+        for (fp, labels) in &missing {
+            if !outside.read.contains_key(fp) && outside.truncated {
+                unread.insert(fp.clone(), labels.clone());
+            }
+        }
+        observed.extend(outside.read);
+    }
     let mut instances = Vec::new();
     let mut updates = Vec::new();
-    for (fp, (labels, value)) in &observed {
+    for (fp, seen) in &observed {
         let before = by_fingerprint.get(fp.as_str()).copied();
         evaluate_one(
             rule,
             now,
             fp,
-            labels,
-            *value,
+            &seen.labels,
+            seen.value,
             before,
             &mut instances,
             &mut updates,
         );
     }
-    for instance in stored
+    for (fp, labels) in missing
         .iter()
-        .filter(|i| !observed.contains_key(&i.fingerprint))
+        .filter(|(fp, _)| !observed.contains_key(*fp) && !unread.contains_key(*fp))
     {
-        let labels: Labels = serde_json::from_str(&instance.labels).unwrap_or_default();
         evaluate_one(
             rule,
             now,
-            &instance.fingerprint,
-            &labels,
+            fp,
+            labels,
             None,
-            Some(instance),
+            by_fingerprint.get(fp.as_str()).copied(),
             &mut instances,
             &mut updates,
         );
@@ -145,6 +178,7 @@ pub async fn evaluate(
         instances,
         updates,
         truncated: totals.truncated,
+        unread_live: unread.len(),
     })
 }
 

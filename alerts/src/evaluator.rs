@@ -20,7 +20,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
 use crate::error::AlertError;
-use crate::evaluate::{evaluate, record};
+use crate::evaluate::{RuleEvaluation, evaluate, record};
 use crate::notify::{RetryPolicy, Workers};
 
 /// The advisory-lock key of the active evaluator.
@@ -262,6 +262,25 @@ fn next_wake(due: &[Due], periodic: Duration, min_interval: Duration) -> Duratio
         .unwrap_or(periodic)
 }
 
+/// Says in a warning and in `braid_alerts_keys_left_out_total` that an evaluation left keys
+/// out (more matched than `alerting.max_instances`): the keys kept are those nearest to
+/// holding, and every live instance was evaluated all the same, unless it says
+/// `unread_live`.
+pub fn report_left_out(rule: &str, max_instances: u32, evaluation: &RuleEvaluation) {
+    if !evaluation.truncated {
+        return;
+    }
+    metrics::counter!("braid_alerts_keys_left_out_total", "rule" => rule.to_string()).increment(1);
+    tracing::warn!(
+        rule,
+        max = max_instances,
+        unread_live = evaluation.unread_live,
+        "more keys matched than alerting.max_instances: keys were left out of this evaluation \
+         (those nearest to holding were kept; pending and firing instances were evaluated all \
+         the same, except `unread_live` of them, left as they were)"
+    );
+}
+
 /// Evaluates one rule and writes the outcome; returns how many transitions it recorded.
 pub async fn evaluate_and_record(
     ctx: &EvaluatorContext,
@@ -288,13 +307,7 @@ pub async fn evaluate_and_record(
         ctx.config.alerting.max_instances,
     )
     .await?;
-    if evaluation.truncated {
-        tracing::warn!(
-            rule = rule.name,
-            max = ctx.config.alerting.max_instances,
-            "more keys matched than alerting.max_instances; the rest were not evaluated"
-        );
-    }
+    report_left_out(&rule.name, ctx.config.alerting.max_instances, &evaluation);
     let receivers: Vec<String> = rule.notify.iter().map(ToString::to_string).collect();
     let ids = record(&ctx.pool, leader_pid, &evaluation, &receivers).await?;
     let firing = evaluation

@@ -14,7 +14,10 @@ pub mod evaluator;
 pub mod notify;
 #[cfg(test)]
 mod record_tests;
+mod outside_page;
 pub mod state_machine;
+#[cfg(test)]
+mod tests;
 
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};

@@ -50,6 +50,7 @@ fn firing_evaluation(rule: &str) -> RuleEvaluation {
             }),
         }],
         truncated: false,
+        unread_live: 0,
     }
 }
 

@@ -26,10 +26,12 @@ pub enum JobKind {
     },
     /// Records of an event-time range from the lake back into a topic.
     ReplayPublish(PublishRequest),
+    /// Old alert history and dead letters deleted (the configured retentions).
+    Prune,
 }
 
 /// Every job's name, as the API and `--help` list them.
-pub const JOB_NAMES: &str = "batch, compact, vacuum, replay_speed, recover, replay_publish";
+pub const JOB_NAMES: &str = "batch, compact, vacuum, prune, replay_speed, recover, replay_publish";
 
 /// Why a job request (a name and JSON parameters) names no job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,6 +125,7 @@ impl JobKind {
             JobKind::ReplaySpeed { .. } => "replay_speed",
             JobKind::Recover { .. } => "recover",
             JobKind::ReplayPublish(_) => "replay_publish",
+            JobKind::Prune => "prune",
         }
     }
 
@@ -132,6 +135,7 @@ impl JobKind {
             "batch" => Some(JobKind::Batch),
             "compact" => Some(JobKind::Compact),
             "vacuum" => Some(JobKind::Vacuum),
+            "prune" => Some(JobKind::Prune),
             _ => None,
         }
     }
@@ -139,7 +143,7 @@ impl JobKind {
     /// A job by name with its parameters as a JSON object (the admin API's body).
     pub fn from_request(name: &str, parameters: &Value) -> Result<Self, JobRequestError> {
         match name {
-            "batch" | "compact" | "vacuum" => {
+            "batch" | "compact" | "vacuum" | "prune" => {
                 parameters_of(name, parameters, &[])?;
                 Ok(Self::parse(name).expect("a parameterless job"))
             }

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::history::{self, JobReport};
 use crate::kind::JobKind;
+use crate::procedures::prune::Pruned;
 use crate::procedures::recover::Recovery;
 use crate::procedures::republish::Published;
 use crate::procedures::{self, ProcedureError};
@@ -71,6 +72,8 @@ pub enum JobOutput {
     Recover(Recovery),
     /// A republish.
     ReplayPublish(Published),
+    /// A prune.
+    Prune(Pruned),
 }
 
 impl JobOutput {
@@ -97,6 +100,7 @@ impl JobOutput {
             JobOutput::ReplaySpeed(reset) => procedures::replay_speed::report(reset),
             JobOutput::Recover(recovery) => procedures::recover::report(recovery),
             JobOutput::ReplayPublish(published) => procedures::republish::report(published),
+            JobOutput::Prune(pruned) => procedures::prune::report(pruned),
         }
     }
 }
@@ -164,6 +168,14 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
         JobKind::Recover { force } => {
             JobOutput::Recover(procedures::recover::recover(&ctx.config, &ctx.pool, *force).await?)
         }
+        JobKind::Prune => JobOutput::Prune(
+            procedures::prune::prune(
+                &ctx.pool,
+                procedures::prune::Cutoffs::of(&ctx.config, chrono::Utc::now()),
+                procedures::prune::CHUNK,
+            )
+            .await?,
+        ),
         JobKind::ReplayPublish(request) => {
             let shown = ctx.progress.clone();
             let mut progress = move |done: u64, total: u64| {

@@ -36,6 +36,7 @@ pub fn schedules(config: &BraidConfig) -> Vec<(JobKind, String)> {
             &jobs.compact.schedule,
         ),
         (JobKind::Vacuum, jobs.vacuum.enabled, &jobs.vacuum.schedule),
+        (JobKind::Prune, jobs.prune.enabled, &jobs.prune.schedule),
     ]
     .into_iter()
     .filter(|(_, enabled, _)| *enabled)
@@ -121,7 +122,15 @@ mod tests {
         let demo = include_str!("../../braid.toml");
         let all = BraidConfig::load_from(Some(("braid.toml", demo)), []).unwrap();
         let kinds: Vec<JobKind> = schedules(&all).into_iter().map(|(kind, _)| kind).collect();
-        assert_eq!(kinds, [JobKind::Batch, JobKind::Compact, JobKind::Vacuum]);
+        assert_eq!(
+            kinds,
+            [
+                JobKind::Batch,
+                JobKind::Compact,
+                JobKind::Vacuum,
+                JobKind::Prune
+            ]
+        );
         let env = [(
             "BRAID__JOBS__COMPACT__ENABLED".to_string(),
             "false".to_string(),
@@ -131,6 +140,6 @@ mod tests {
             .into_iter()
             .map(|(kind, _)| kind)
             .collect();
-        assert_eq!(kinds, [JobKind::Batch, JobKind::Vacuum]);
+        assert_eq!(kinds, [JobKind::Batch, JobKind::Vacuum, JobKind::Prune]);
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! - [`replay_speed`]: rebuild the speed rows from the last cut;
 //! - [`recover`]: move a speed layer that Kafka's retention left behind to the sink's positions;
-//! - [`republish`]: records from the lake back into a Kafka topic, resumable, each once.
+//! - [`republish`]: records from the lake back into a Kafka topic, resumable, each once;
+//! - [`prune`]: old alert history and dead letters deleted in bounded chunks.
 
+pub mod prune;
 pub mod recover;
 pub mod replay_speed;
 pub mod republish;

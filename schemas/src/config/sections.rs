@@ -61,6 +61,10 @@ pub struct AlertingConfig {
     /// The most instances one evaluation considers per rule (keys past it are left out, with
     /// a warning).
     pub max_instances: u32,
+    /// Resolved and inactive instances, and transitions whose deliveries are all done (none
+    /// pending, none the last of an instance still stored), are deleted by the `prune` job once
+    /// older than this many hours.
+    pub retention_hours: Hours,
     /// The first retry of a failed delivery waits this long; each further retry doubles it.
     pub retry_initial_ms: Millis,
     /// The longest wait between two attempts of one delivery.
@@ -126,6 +130,10 @@ pub struct SpeedConfig {
     pub flush_max_records: u64,
     /// Dead letters keep at most this many bytes of the raw message (and its full length).
     pub dead_letter_max_payload_bytes: usize,
+    /// Dead letters older than this many hours are deleted by the `prune` job, except the
+    /// speed layer's `refused_by_database` ones, which the batch layer reads to leave the same
+    /// records out.
+    pub dead_letter_retention_hours: Hours,
 }
 
 /// Parquet compression of the Delta files.
@@ -258,6 +266,9 @@ pub struct JobsConfig {
     pub compact: JobSchedule,
     /// Delta vacuum.
     pub vacuum: VacuumSchedule,
+    /// Deletion of old alert history and dead letters (`alerting.retention_hours`,
+    /// `speed.dead_letter_retention_hours`), in bounded chunks.
+    pub prune: JobSchedule,
 }
 
 /// `[serving]`: the REST API.

@@ -261,6 +261,12 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
     )?;
     check_cron("jobs.compact.schedule", &raw.jobs.compact.schedule)?;
     check_cron("jobs.vacuum.schedule", &raw.jobs.vacuum.schedule)?;
+    check_cron("jobs.prune.schedule", &raw.jobs.prune.schedule)?;
+    require(
+        raw.speed.dead_letter_retention_hours.0 >= 1,
+        "speed.dead_letter_retention_hours",
+        "must be at least 1",
+    )?;
     require(
         raw.jobs.vacuum.retention_hours.0 >= 1,
         "jobs.vacuum.retention_hours",
@@ -437,6 +443,11 @@ fn alerts(raw: &RawConfig, views: &[View]) -> Result<Vec<AlertRule>> {
     require(
         alerting.max_instances > 0,
         "alerting.max_instances",
+        "must be at least 1",
+    )?;
+    require(
+        alerting.retention_hours.0 >= 1,
+        "alerting.retention_hours",
         "must be at least 1",
     )?;
     for (name, webhook) in &alerting.webhooks {

@@ -31,6 +31,12 @@ impl AlertState {
             AlertState::Inactive => "inactive",
         }
     }
+
+    /// Pending or firing: an instance every evaluation must step, whether its key has rows
+    /// or not.
+    pub fn is_live(self) -> bool {
+        matches!(self, AlertState::Pending | AlertState::Firing)
+    }
 }
 
 impl fmt::Display for AlertState {
@@ -128,6 +134,61 @@ pub async fn instances(
     rows.into_iter().map(instance).collect()
 }
 
+/// What one evaluation of `rule` needs of the stored instances: the live ones (pending or
+/// firing, through the partial index `alert_instances_live`) and those of `fingerprints` (the
+/// keys the window read, whose stored state a transition starts from). Resolved and inactive
+/// instances of other keys are not read, however many are stored.
+pub async fn instances_to_evaluate(
+    executor: impl PgExecutor<'_>,
+    rule: &str,
+    fingerprints: &[String],
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTANCE_COLUMNS} FROM braid_internal.alert_instances \
+           WHERE rule = $1 AND state IN ('pending', 'firing') \
+         UNION \
+         SELECT {INSTANCE_COLUMNS} FROM braid_internal.alert_instances \
+           WHERE fingerprint = ANY($2) AND rule = $1"
+    )))
+    .bind(rule)
+    .bind(fingerprints)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter().map(instance).collect()
+}
+
+/// Where a page of instances starts: after this rule and fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCursor {
+    /// The rule of the last instance shown.
+    pub rule: String,
+    /// Its fingerprint.
+    pub fingerprint: String,
+}
+
+/// Up to `limit` instances of `rule` (or of every rule) after `after`, in rule and
+/// fingerprint order (the primary key and `alert_instances_rule_fingerprint` serve it).
+pub async fn instances_page(
+    executor: impl PgExecutor<'_>,
+    rule: Option<&str>,
+    after: Option<&InstanceCursor>,
+    limit: i64,
+) -> Result<Vec<Instance>, sqlx::Error> {
+    let rows: Vec<InstanceRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {INSTANCE_COLUMNS} FROM braid_internal.alert_instances \
+         WHERE ($1::text IS NULL OR rule = $1) \
+           AND ($2::text IS NULL OR (rule, fingerprint) > ($2, $3)) \
+         ORDER BY rule, fingerprint LIMIT $4"
+    )))
+    .bind(rule)
+    .bind(after.map(|c| c.rule.as_str()))
+    .bind(after.map(|c| c.fingerprint.as_str()))
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    rows.into_iter().map(instance).collect()
+}
+
 /// A transition to record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTransition {
@@ -181,8 +242,8 @@ pub struct InstanceUpdate {
 }
 
 /// Records one evaluation in `tx`: every instance's new state, its transitions with one
-/// pending delivery per receiver (`silenced` while the rule is silenced), and the evaluation.
-/// Returns the transitions' ids.
+/// pending delivery per receiver (`silenced` while the rule is silenced), and the evaluation,
+/// in four statements whatever the number of instances. Returns the transitions' ids.
 pub async fn record_evaluation(
     tx: &mut Transaction<'_, Postgres>,
     evaluation: &EvaluationRecord,
@@ -196,67 +257,8 @@ pub async fn record_evaluation(
     .bind(evaluation.at)
     .fetch_one(&mut **tx)
     .await?;
-    let mut ids = Vec::new();
-    for update in updates {
-        let mut last_transition_id = update.instance.last_transition_id;
-        if let Some(t) = &update.transition {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO braid_internal.alert_transitions \
-                   (fingerprint, rule, labels, from_state, to_state, value, metric, op, threshold, \
-                    window_start, window_end, batch, speed, at) \
-                 VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14) \
-                 RETURNING id",
-            )
-            .bind(&t.fingerprint)
-            .bind(&t.rule)
-            .bind(&t.labels)
-            .bind(t.from.as_str())
-            .bind(t.to.as_str())
-            .bind(t.value)
-            .bind(&evaluation.metric)
-            .bind(&evaluation.op)
-            .bind(evaluation.threshold)
-            .bind(evaluation.window_start)
-            .bind(evaluation.window_end)
-            .bind(&evaluation.batch)
-            .bind(&evaluation.speed)
-            .bind(t.at)
-            .fetch_one(&mut **tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO braid_internal.alert_deliveries (transition_id, receiver, status) \
-                 SELECT $1, r, $3 FROM unnest($2::text[]) AS r",
-            )
-            .bind(id)
-            .bind(receivers)
-            .bind(if silenced { "silenced" } else { "pending" })
-            .execute(&mut **tx)
-            .await?;
-            ids.push(id);
-            last_transition_id = Some(id);
-        }
-        let i = &update.instance;
-        sqlx::query(
-            "INSERT INTO braid_internal.alert_instances \
-               (fingerprint, rule, labels, state, value, active_since, last_true_at, \
-                last_transition_id, evaluated_at) \
-             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (fingerprint) DO UPDATE SET state = EXCLUDED.state, value = EXCLUDED.value, \
-               active_since = EXCLUDED.active_since, last_true_at = EXCLUDED.last_true_at, \
-               last_transition_id = EXCLUDED.last_transition_id, evaluated_at = EXCLUDED.evaluated_at",
-        )
-        .bind(&i.fingerprint)
-        .bind(&i.rule)
-        .bind(&i.labels)
-        .bind(i.state.as_str())
-        .bind(i.value)
-        .bind(i.active_since)
-        .bind(i.last_true_at)
-        .bind(last_transition_id)
-        .bind(i.evaluated_at)
-        .execute(&mut **tx)
-        .await?;
-    }
+    let ids = insert_transitions(tx, evaluation, updates, receivers, silenced).await?;
+    upsert_instances(tx, updates, &ids).await?;
     sqlx::query(
         "INSERT INTO braid_internal.alert_evaluations (rule, evaluated_at, evaluations, batch, speed, instances) \
          VALUES ($1, $2, 1, $3::jsonb, $4::jsonb, $5) \
@@ -269,6 +271,76 @@ pub async fn record_evaluation(
     .bind(&evaluation.batch)
     .bind(&evaluation.speed)
     .bind(i32::try_from(updates.len()).unwrap_or(i32::MAX))
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids.into_iter().flatten().collect())
+}
+
+/// Inserts the transitions of `updates` (one statement) and one delivery per transition and
+/// receiver (one more); returns each update's transition id, in the order of `updates`.
+async fn insert_transitions(
+    tx: &mut Transaction<'_, Postgres>,
+    evaluation: &EvaluationRecord,
+    updates: &[InstanceUpdate],
+    receivers: &[String],
+    silenced: bool,
+) -> Result<Vec<Option<i64>>, sqlx::Error> {
+    let new: Vec<&NewTransition> = updates
+        .iter()
+        .filter_map(|u| u.transition.as_ref())
+        .collect();
+    if new.is_empty() {
+        return Ok(vec![None; updates.len()]);
+    }
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "INSERT INTO braid_internal.alert_transitions \
+           (fingerprint, rule, labels, from_state, to_state, value, metric, op, threshold, \
+            window_start, window_end, batch, speed, at) \
+         SELECT f, r, l::jsonb, fs, ts, v, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, a \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::float8[], $14::timestamptz[]) \
+           WITH ORDINALITY AS u(f, r, l, fs, ts, v, a, n) \
+         ORDER BY n \
+         RETURNING fingerprint, id",
+    )
+    .bind(
+        new.iter()
+            .map(|t| t.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(new.iter().map(|t| t.rule.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|t| t.labels.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|t| t.from.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|t| t.to.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|t| t.value).collect::<Vec<_>>())
+    .bind(&evaluation.metric)
+    .bind(&evaluation.op)
+    .bind(evaluation.threshold)
+    .bind(evaluation.window_start)
+    .bind(evaluation.window_end)
+    .bind(&evaluation.batch)
+    .bind(&evaluation.speed)
+    .bind(new.iter().map(|t| t.at).collect::<Vec<_>>())
+    .fetch_all(&mut **tx)
+    .await?;
+    let by_fingerprint: std::collections::HashMap<String, i64> = rows.into_iter().collect();
+    let ids: Vec<Option<i64>> = updates
+        .iter()
+        .map(|u| {
+            u.transition
+                .as_ref()
+                .and_then(|t| by_fingerprint.get(&t.fingerprint).copied())
+        })
+        .collect();
+    let mut created: Vec<i64> = ids.iter().flatten().copied().collect();
+    created.sort_unstable();
+    sqlx::query(
+        "INSERT INTO braid_internal.alert_deliveries (transition_id, receiver, status) \
+         SELECT t, r, $3 FROM unnest($1::bigint[]) AS t, unnest($2::text[]) AS r ORDER BY t, r",
+    )
+    .bind(&created)
+    .bind(receivers)
+    .bind(if silenced { "silenced" } else { "pending" })
     .execute(&mut **tx)
     .await?;
     Ok(ids)
@@ -310,6 +382,52 @@ pub async fn changed_since_read(
     .bind(expected)
     .fetch_optional(&mut **tx)
     .await
+}
+
+/// Writes every instance of `updates` in one statement (`ids`: the transition each one just
+/// had, if any, which becomes its last).
+async fn upsert_instances(
+    tx: &mut Transaction<'_, Postgres>,
+    updates: &[InstanceUpdate],
+    ids: &[Option<i64>],
+) -> Result<(), sqlx::Error> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&Instance> = updates.iter().map(|u| &u.instance).collect();
+    let last: Vec<Option<i64>> = rows
+        .iter()
+        .zip(ids)
+        .map(|(i, id)| id.or(i.last_transition_id))
+        .collect();
+    sqlx::query(
+        "INSERT INTO braid_internal.alert_instances \
+           (fingerprint, rule, labels, state, value, active_since, last_true_at, \
+            last_transition_id, evaluated_at) \
+         SELECT f, r, l::jsonb, s, v, a, t, i, e \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], \
+                     $6::timestamptz[], $7::timestamptz[], $8::bigint[], $9::timestamptz[]) \
+           AS u(f, r, l, s, v, a, t, i, e) \
+         ON CONFLICT (fingerprint) DO UPDATE SET state = EXCLUDED.state, value = EXCLUDED.value, \
+           active_since = EXCLUDED.active_since, last_true_at = EXCLUDED.last_true_at, \
+           last_transition_id = EXCLUDED.last_transition_id, evaluated_at = EXCLUDED.evaluated_at",
+    )
+    .bind(
+        rows.iter()
+            .map(|i| i.fingerprint.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|i| i.rule.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|i| i.labels.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|i| i.state.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|i| i.value).collect::<Vec<_>>())
+    .bind(rows.iter().map(|i| i.active_since).collect::<Vec<_>>())
+    .bind(rows.iter().map(|i| i.last_true_at).collect::<Vec<_>>())
+    .bind(&last)
+    .bind(rows.iter().map(|i| i.evaluated_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A rule's last evaluation: when, how many so far, and the batch run it read (JSON).

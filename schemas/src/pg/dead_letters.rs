@@ -102,11 +102,23 @@ pub async fn insert_dead_letters(
         .map(|l| l.payload_prefix.as_slice())
         .collect();
     let lengths: Vec<i32> = letters.iter().map(|l| l.payload_len).collect();
-    let result = sqlx::query(
-        "INSERT INTO braid_internal.dead_letters (layer, topic, partition, \"offset\", reason_code, reason, payload, payload_len)
-         SELECT $1, $2, p, o, c, r, b, l
-         FROM UNNEST($3::int[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::int[]) AS t(p, o, c, r, b, l)
-         ON CONFLICT (layer, topic, partition, \"offset\") DO NOTHING",
+    // The counts per layer and reason move in the same statement, by the rows actually
+    // inserted, locked in (layer, reason) order so that concurrent writers cannot deadlock.
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH inserted AS (
+           INSERT INTO braid_internal.dead_letters (layer, topic, partition, \"offset\", reason_code, reason, payload, payload_len)
+           SELECT $1, $2, p, o, c, r, b, l
+           FROM UNNEST($3::int[], $4::bigint[], $5::text[], $6::text[], $7::bytea[], $8::int[]) AS t(p, o, c, r, b, l)
+           ON CONFLICT (layer, topic, partition, \"offset\") DO NOTHING
+           RETURNING layer, reason_code, received_at),
+         counted AS (
+           INSERT INTO braid_internal.dead_letter_counts AS c (layer, reason_code, count, newest)
+           SELECT layer, reason_code, count(*), max(received_at) FROM inserted
+           GROUP BY layer, reason_code ORDER BY layer, reason_code
+           ON CONFLICT (layer, reason_code) DO UPDATE SET count = c.count + EXCLUDED.count,
+             newest = greatest(c.newest, EXCLUDED.newest)
+           RETURNING 1)
+         SELECT count(*) FROM inserted",
     )
     .bind(layer.as_str())
     .bind(topic)
@@ -116,9 +128,9 @@ pub async fn insert_dead_letters(
     .bind(&reasons)
     .bind(&payloads)
     .bind(&lengths)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(result.rows_affected())
+    Ok(inserted as u64)
 }
 
 /// The positions of `topic` that the speed layer dead-lettered as `refused_by_database`, per
@@ -181,11 +193,14 @@ pub struct StoredDeadLetter {
     pub received_at: DateTime<Utc>,
 }
 
-/// Dead letters counted per layer and reason, the most frequent first.
+/// Dead letters counted per layer and reason, the most frequent first: read from
+/// `dead_letter_counts`, which every insert and every prune keeps in its own transaction (a few
+/// rows, however many letters are stored). `newest` is when the newest letter of that layer and
+/// reason was stored, even if the prune job deleted it since.
 pub async fn counts(db: impl sqlx::PgExecutor<'_>) -> Result<Vec<ReasonCount>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT layer, reason_code, count(*) AS count, max(received_at) AS newest \
-         FROM braid_internal.dead_letters GROUP BY layer, reason_code ORDER BY count DESC, layer, reason_code",
+        "SELECT layer, reason_code, count, newest FROM braid_internal.dead_letter_counts \
+         WHERE count > 0 ORDER BY count DESC, layer, reason_code",
     )
     .fetch_all(db)
     .await
@@ -203,4 +218,45 @@ pub async fn recent(
     .bind(limit)
     .fetch_all(db)
     .await
+}
+
+/// Deletes up to `chunk` dead letters stored before `before` (never the speed layer's
+/// `refused_by_database` ones: the batch layer reads them to leave the same records out), and
+/// takes them off `dead_letter_counts`, in one transaction. Returns how many were deleted.
+pub async fn prune_chunk(
+    pool: &sqlx::PgPool,
+    before: DateTime<Utc>,
+    chunk: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    // The counters are locked in (layer, reason) order first, the order inserts lock them in,
+    // so that a prune and a flush cannot deadlock.
+    sqlx::query(
+        "SELECT 1 FROM braid_internal.dead_letter_counts ORDER BY layer, reason_code FOR UPDATE",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let deleted: i64 = sqlx::query_scalar(
+        "WITH doomed AS (
+           SELECT id FROM braid_internal.dead_letters
+           WHERE received_at < $1 AND NOT (layer = 'speed' AND reason_code = $3)
+           ORDER BY received_at LIMIT $2),
+         deleted AS (
+           DELETE FROM braid_internal.dead_letters d USING doomed WHERE d.id = doomed.id
+           RETURNING d.layer, d.reason_code),
+         counted AS (
+           UPDATE braid_internal.dead_letter_counts c SET count = c.count - g.n
+           FROM (SELECT layer, reason_code, count(*) AS n FROM deleted
+                 GROUP BY layer, reason_code ORDER BY layer, reason_code) g
+           WHERE c.layer = g.layer AND c.reason_code = g.reason_code
+           RETURNING 1)
+         SELECT count(*) FROM deleted",
+    )
+    .bind(before)
+    .bind(chunk)
+    .bind(Rejection::REFUSED_BY_DATABASE)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(deleted as u64)
 }

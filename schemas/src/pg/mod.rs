@@ -1,6 +1,7 @@
 //! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
 //! letters. Every value is a bound parameter.
 
+pub mod alert_retention;
 pub mod alerts;
 pub mod batch_runs;
 mod cut;
@@ -108,6 +109,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod alert_tests;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tests;
 

@@ -25,6 +25,7 @@ async fn migrations_create_the_metadata_and_epoch_one(pool: PgPool) {
             "alert_transitions",
             "batch_runs",
             "cuts",
+            "dead_letter_counts",
             "dead_letters",
             "dimension_positions",
             "epoch",

@@ -25,19 +25,11 @@ fn stored_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
-/// The `rule` and `limit` parameters; anything else is refused by name.
-fn rule_and_limit(
-    state: &AppState,
-    raw: Option<&str>,
-    takes_limit: bool,
-) -> Result<(Option<String>, i64), ApiError> {
+/// The `rule` and `limit` parameters of the history; anything else is refused by name.
+fn rule_and_limit(state: &AppState, raw: Option<&str>) -> Result<(Option<String>, i64), ApiError> {
     let mut rule = None;
     let mut limit = 100_i64;
-    let takes = if takes_limit {
-        "rule and limit"
-    } else {
-        "rule"
-    };
+    let takes = "rule and limit";
     for pair in query_pairs(raw)? {
         match pair.name.as_str() {
             "rule" => {
@@ -49,7 +41,7 @@ fn rule_and_limit(
                 }
                 rule = Some(pair.value);
             }
-            "limit" if takes_limit => {
+            "limit" => {
                 limit = pair
                     .value
                     .parse()
@@ -73,13 +65,110 @@ fn rule_and_limit(
     Ok((rule, limit))
 }
 
-/// GET /v1/alerts?rule=NAME: every instance and its state, with the rules.
+/// The default and largest page of GET /v1/alerts.
+pub const ALERTS_PAGE_DEFAULT: i64 = 100;
+/// The largest page of GET /v1/alerts.
+pub const ALERTS_PAGE_MAX: i64 = 1000;
+
+/// A page's cursor as the API shows it: `rule:fingerprint` of the last instance shown.
+fn cursor_text(cursor: &alerts::InstanceCursor) -> String {
+    format!("{}:{}", cursor.rule, cursor.fingerprint)
+}
+
+fn parse_cursor(text: &str) -> Result<alerts::InstanceCursor, ApiError> {
+    text.rsplit_once(':')
+        .filter(|(rule, fingerprint)| !rule.is_empty() && !fingerprint.is_empty())
+        .map(|(rule, fingerprint)| alerts::InstanceCursor {
+            rule: rule.to_string(),
+            fingerprint: fingerprint.to_string(),
+        })
+        .ok_or_else(|| {
+            ApiError::bad(
+                "cursor",
+                format!("`{text}` is not a cursor; pass the `next_cursor` of the previous page"),
+            )
+        })
+}
+
+/// The parameters of GET /v1/alerts.
+struct InstancesQuery {
+    rule: Option<String>,
+    limit: i64,
+    cursor: Option<alerts::InstanceCursor>,
+}
+
+fn instances_query(state: &AppState, raw: Option<&str>) -> Result<InstancesQuery, ApiError> {
+    let mut query = InstancesQuery {
+        rule: None,
+        limit: ALERTS_PAGE_DEFAULT,
+        cursor: None,
+    };
+    for pair in query_pairs(raw)? {
+        match pair.name.as_str() {
+            "rule" => {
+                if !state.settings.alert_rules.contains(&pair.value) {
+                    return Err(ApiError::NotFound(format!(
+                        "no alert rule is named `{}`; GET /v1/alerts lists them",
+                        pair.value
+                    )));
+                }
+                query.rule = Some(pair.value);
+            }
+            "limit" => {
+                query.limit = pair
+                    .value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=ALERTS_PAGE_MAX).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            "limit",
+                            format!(
+                                "`{}` is not a whole number from 1 to {ALERTS_PAGE_MAX}",
+                                pair.value
+                            ),
+                        )
+                    })?;
+            }
+            "cursor" => query.cursor = Some(parse_cursor(&pair.value)?),
+            other => {
+                return Err(ApiError::bad(
+                    other,
+                    format!(
+                        "unknown parameter `{other}`; this endpoint takes rule, limit and cursor"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// GET /v1/alerts?rule=NAME&limit=N&cursor=C: the rules, and one page of instances in rule and
+/// fingerprint order (`limit`, default 100, at most 1000) with `next_cursor` for the next
+/// page (`null` on the last).
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (rule, _) = rule_and_limit(&state, raw.as_deref(), false)?;
-    let instances = alerts::instances(&state.pool, rule.as_deref()).await?;
+    let query = instances_query(&state, raw.as_deref())?;
+    let rule = query.rule;
+    // One row more than the page tells whether there is a next one.
+    let mut instances = alerts::instances_page(
+        &state.pool,
+        rule.as_deref(),
+        query.cursor.as_ref(),
+        query.limit + 1,
+    )
+    .await?;
+    let more = instances.len() as i64 > query.limit;
+    instances.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+    let next_cursor = instances.last().filter(|_| more).map(|i| {
+        cursor_text(&alerts::InstanceCursor {
+            rule: i.rule.clone(),
+            fingerprint: i.fingerprint.clone(),
+        })
+    });
     let now = (state.clock)();
     let mut rules = Vec::new();
     for name in state
@@ -107,7 +196,10 @@ pub async fn list(
             })
         })
         .collect();
-    Ok(axum::Json(json!({ "rules": rules, "alerts": instances })).into_response())
+    Ok(
+        axum::Json(json!({ "rules": rules, "alerts": instances, "next_cursor": next_cursor }))
+            .into_response(),
+    )
 }
 
 /// GET /v1/alerts/history?rule=NAME&limit=N: transitions, newest first, each with the value,
@@ -116,7 +208,7 @@ pub async fn history(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (rule, limit) = rule_and_limit(&state, raw.as_deref(), true)?;
+    let (rule, limit) = rule_and_limit(&state, raw.as_deref())?;
     let transitions: Vec<Value> = alerts::history(&state.pool, rule.as_deref(), limit)
         .await?
         .into_iter()

@@ -46,7 +46,10 @@ pub use params::Limits;
 pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 pub use statement::{Bind, BoundStatement};
-pub use window_totals::{WindowRequest, WindowTotals, window_bounds, window_totals};
+pub use window_totals::{
+    RankBy, WindowEnd, WindowRequest, WindowTotals, complete_window_bounds, window_bounds,
+    window_totals,
+};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values
 /// of its placeholders: the same statement the API runs.

@@ -78,6 +78,18 @@ pub fn build(state: &AppState) -> Value {
                 "description": "Most transitions to return, newest first (default 100).",
             }));
         }
+        if *path == "/v1/alerts" {
+            parameters.push(json!({
+                "name": "limit", "in": "query", "required": false,
+                "schema": { "type": "integer", "minimum": 1, "maximum": super::alerts::ALERTS_PAGE_MAX },
+                "description": format!("Most instances to return, in rule and fingerprint order (default {}).", super::alerts::ALERTS_PAGE_DEFAULT),
+            }));
+            parameters.push(json!({
+                "name": "cursor", "in": "query", "required": false,
+                "schema": { "type": "string" },
+                "description": "Where the page starts: the `next_cursor` of the previous page (it is null on the last page).",
+            }));
+        }
         if *path == "/v1/jobs" {
             parameters.push(json!({
                 "name": "limit", "in": "query", "required": false,

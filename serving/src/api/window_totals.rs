@@ -11,6 +11,26 @@ use super::error::ApiError;
 use super::params::{Selection, floor_to};
 use super::query;
 
+/// Where a window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEnd {
+    /// At the end of the bucket holding `now`: the current, partial bucket counts (what
+    /// GET /v1/views/{view}/rolling answers).
+    CurrentBucket,
+    /// At the start of the bucket holding `now`: complete buckets only (what alert rules
+    /// compare), so a steady stream has the same value all through a bucket.
+    CompleteBuckets,
+}
+
+/// Keys ranked by one output column before the group fields (`None`: group-field order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankBy {
+    /// The output column, e.g. `count`.
+    pub column: String,
+    /// Largest first.
+    pub descending: bool,
+}
+
 /// A window query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowRequest {
@@ -25,6 +45,10 @@ pub struct WindowRequest {
     pub now: DateTime<Utc>,
     /// The most rows returned.
     pub limit: i64,
+    /// Where the window ends.
+    pub end: WindowEnd,
+    /// Which keys come first (and so which are kept when more than `limit` match).
+    pub rank_by: Option<RankBy>,
 }
 
 /// The answer: one JSON object per kept key (group fields, metrics, averages), and the
@@ -33,7 +57,7 @@ pub struct WindowRequest {
 pub struct WindowTotals {
     /// The window's first bucket start.
     pub window_start: DateTime<Utc>,
-    /// The end of the bucket holding `now`.
+    /// The window's end (exclusive): the end of the bucket holding `now`, or its start.
     pub window_end: DateTime<Utc>,
     /// Rows, in group-field order.
     pub rows: Vec<Map<String, Value>>,
@@ -56,6 +80,16 @@ pub fn window_bounds(
     (end - Duration::seconds(seconds), end)
 }
 
+/// The window of `seconds` of complete buckets: it ends at the start of the bucket holding `now`.
+pub fn complete_window_bounds(
+    view: &View,
+    now: DateTime<Utc>,
+    seconds: i64,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let end = floor_to(now, view.bucket.seconds());
+    (end - Duration::seconds(seconds), end)
+}
+
 /// Runs `request` over `view`, reading the speed positions of `topic`.
 pub async fn window_totals(
     pool: &PgPool,
@@ -63,17 +97,29 @@ pub async fn window_totals(
     topic: &str,
     request: &WindowRequest,
 ) -> Result<WindowTotals, ApiError> {
-    let (from, to) = window_bounds(view, request.now, request.window_seconds);
+    let (from, to) = match request.end {
+        WindowEnd::CurrentBucket => window_bounds(view, request.now, request.window_seconds),
+        WindowEnd::CompleteBuckets => {
+            complete_window_bounds(view, request.now, request.window_seconds)
+        }
+    };
+    let ranked = request
+        .rank_by
+        .iter()
+        .map(|r| (r.column.clone(), r.descending));
     let selection = Selection {
         from,
         to,
         granularity: None,
         group_by: request.group_by.clone(),
         filters: request.filters.clone(),
-        order: request
-            .group_by
-            .iter()
-            .map(|&i| (view.served_name(i).to_string(), false))
+        order: ranked
+            .chain(
+                request
+                    .group_by
+                    .iter()
+                    .map(|&i| (view.served_name(i).to_string(), false)),
+            )
             .collect(),
         limit: request.limit,
         decayed_to: request.now,

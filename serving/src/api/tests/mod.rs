@@ -3,6 +3,7 @@
 //! answer is compared with an independent fold over the records those rows came from.
 
 mod admin;
+mod alerts_page;
 mod bad_input;
 mod cache;
 mod console;

@@ -1,0 +1,148 @@
+//! The values of live instances (pending or firing) whose keys were not in the window's page:
+//! when more keys match than `alerting.max_instances`, such an instance must still be
+//! evaluated on its own value, never taken for a key with no rows (which would resolve it).
+//!
+//! One more window statement, filtered to those instances' label values per group field (a
+//! superset of their keys when a rule groups by several fields; the rows of other keys are
+//! dropped here).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use schemas::alert::{AlertRule, Labels, fingerprint};
+use schemas::event_schema::FieldType;
+use schemas::view::{FilterValues, View};
+use serde_json::Value;
+use serving::api::{WindowEnd, WindowRequest, WindowTotals, window_totals};
+use sqlx::PgPool;
+
+use crate::error::AlertError;
+
+/// One key's labels and value, as read from a window row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    /// The labels.
+    pub labels: Labels,
+    /// The metric's value (`None`: a NULL metric).
+    pub value: Option<f64>,
+}
+
+fn number(value: Option<&Value>) -> Option<f64> {
+    match value? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// The rows of `totals` by fingerprint.
+pub fn observed(
+    rule: &AlertRule,
+    view: &View,
+    totals: &WindowTotals,
+) -> BTreeMap<String, Observed> {
+    totals
+        .rows
+        .iter()
+        .map(|row| {
+            let labels: Labels = rule
+                .group_by
+                .iter()
+                .map(|&i| {
+                    let field = &view.group_by[i];
+                    (
+                        field.clone(),
+                        row.get(field).cloned().unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            let value = number(row.get(&rule.metric));
+            (fingerprint(&rule.name, &labels), Observed { labels, value })
+        })
+        .collect()
+}
+
+/// The filter that selects `values` of a group field of `field_type`; `None` when one of the
+/// values cannot be written as a filter (a NULL, a float or time key): that field then is not
+/// filtered.
+fn filter_of(field_type: FieldType, labels: &[Value]) -> Option<FilterValues> {
+    match field_type {
+        FieldType::String => labels
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<BTreeSet<String>>>()
+            .map(|set| FilterValues::Text(set.into_iter().collect())),
+        FieldType::I64 => labels
+            .iter()
+            .map(Value::as_i64)
+            .collect::<Option<BTreeSet<i64>>>()
+            .map(|set| FilterValues::Int(set.into_iter().collect())),
+        FieldType::Bool => labels
+            .iter()
+            .map(Value::as_bool)
+            .collect::<Option<BTreeSet<bool>>>()
+            .map(|set| FilterValues::Bool(set.into_iter().collect())),
+        FieldType::F64 | FieldType::Timestamp => None,
+    }
+}
+
+/// What was read of the instances outside the page.
+#[derive(Debug, Default)]
+pub struct OutsidePage {
+    /// The keys read, by fingerprint (only those asked for).
+    pub read: BTreeMap<String, Observed>,
+    /// Whether the statement was cut short too: the instances asked for and not read may
+    /// have rows, so they must be left as they are.
+    pub truncated: bool,
+}
+
+/// Reads the window of `rule` for the instances `missing` (fingerprint → labels).
+#[allow(clippy::too_many_arguments)]
+pub async fn read(
+    pool: &PgPool,
+    view: &View,
+    topic: &str,
+    rule: &AlertRule,
+    now: DateTime<Utc>,
+    limit: i64,
+    missing: &BTreeMap<String, Labels>,
+) -> Result<OutsidePage, AlertError> {
+    if missing.is_empty() {
+        return Ok(OutsidePage::default());
+    }
+    let mut filters = rule.filters.clone();
+    for &i in &rule.group_by {
+        let field = &view.group_by[i];
+        let labels: Vec<Value> = missing
+            .values()
+            .map(|l| l.get(field).cloned().unwrap_or(Value::Null))
+            .collect();
+        if let Some(values) = filter_of(view.group_by_types[i], &labels) {
+            filters.push((i, values));
+        }
+    }
+    let request = WindowRequest {
+        window_seconds: rule.window.seconds(),
+        group_by: rule.group_by.clone(),
+        filters,
+        now,
+        limit,
+        end: WindowEnd::CompleteBuckets,
+        rank_by: None,
+    };
+    let totals = window_totals(pool, view, topic, &request)
+        .await
+        .map_err(|source| AlertError::Window {
+            rule: rule.name.clone(),
+            view: view.name.clone(),
+            source,
+        })?;
+    let read = observed(rule, view, &totals)
+        .into_iter()
+        .filter(|(fp, _)| missing.contains_key(fp))
+        .collect();
+    Ok(OutsidePage {
+        read,
+        truncated: totals.truncated,
+    })
+}

@@ -1,0 +1,184 @@
+//! The `prune` job: alert history older than `alerting.retention_hours` and dead letters older
+//! than `speed.dead_letter_retention_hours` deleted in chunks of [`CHUNK`] rows, each chunk its
+//! own short transaction, so that neither a long lock nor a long transaction holds up the
+//! evaluator or the speed layer.
+
+use chrono::{DateTime, Duration, Utc};
+use schemas::BraidConfig;
+use schemas::pg::job_runs::JobReport;
+use schemas::pg::{alert_retention, dead_letters};
+use sqlx::PgPool;
+
+use super::ProcedureError;
+
+/// Rows deleted per statement.
+pub const CHUNK: i64 = 5_000;
+
+/// What a prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Resolved and inactive alert instances.
+    pub instances: u64,
+    /// Alert transitions (with their deliveries).
+    pub transitions: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+}
+
+/// The cut-offs of a prune at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoffs {
+    /// Alert history before this goes.
+    pub alerts: DateTime<Utc>,
+    /// Dead letters before this go.
+    pub dead_letters: DateTime<Utc>,
+}
+
+impl Cutoffs {
+    /// The configured retentions, back from `now`.
+    pub fn of(config: &BraidConfig, now: DateTime<Utc>) -> Self {
+        let back = |hours: u64| {
+            now - Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000))
+        };
+        Self {
+            alerts: back(config.alerting.retention_hours.0),
+            dead_letters: back(config.speed.dead_letter_retention_hours.0),
+        }
+    }
+}
+
+/// Deletes everything older than `cutoffs`, `chunk` rows at a time.
+pub async fn prune(pool: &PgPool, cutoffs: Cutoffs, chunk: i64) -> Result<Pruned, ProcedureError> {
+    let mut pruned = Pruned::default();
+    // Instances first: a transition is kept while an instance points at it.
+    loop {
+        let n = alert_retention::prune_instances(pool, cutoffs.alerts, chunk).await?;
+        pruned.instances += n;
+        if n < chunk as u64 {
+            break;
+        }
+    }
+    loop {
+        let n = alert_retention::prune_transitions(pool, cutoffs.alerts, chunk).await?;
+        pruned.transitions += n;
+        if n < chunk as u64 {
+            break;
+        }
+    }
+    loop {
+        let n = dead_letters::prune_chunk(pool, cutoffs.dead_letters, chunk).await?;
+        pruned.dead_letters += n;
+        if n < chunk as u64 {
+            break;
+        }
+    }
+    tracing::info!(
+        instances = pruned.instances,
+        transitions = pruned.transitions,
+        dead_letters = pruned.dead_letters,
+        alerts_before = %cutoffs.alerts,
+        dead_letters_before = %cutoffs.dead_letters,
+        "pruned old alert history and dead letters"
+    );
+    Ok(pruned)
+}
+
+/// The job-history report of a prune: rows deleted.
+pub fn report(pruned: &Pruned) -> JobReport {
+    JobReport {
+        rows_written: Some((pruned.instances + pruned.transitions + pruned.dead_letters) as i64),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::pg::{DeadLetter, Layer, insert_dead_letters};
+    use schemas::record::Rejection;
+
+    /// The prune in chunks far smaller than what it deletes leaves nothing older than the
+    /// cut-offs and everything newer, as counted independently before it ran.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_prune_in_small_chunks_deletes_exactly_what_is_older_than_the_cutoffs(pool: PgPool) {
+        let letters: Vec<DeadLetter> = (0..23)
+            .map(|o| {
+                let rejection = Rejection::MissingField { field: "ts".into() };
+                DeadLetter::new(0, o, rejection, b"{}", 8)
+            })
+            .collect();
+        let mut tx = pool.begin().await.unwrap();
+        insert_dead_letters(&mut tx, Layer::Sink, "t", &letters)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query(
+            "INSERT INTO braid_internal.alert_instances (fingerprint, rule, labels, state, evaluated_at) \
+             SELECT 'f' || i, 'r', '{}', CASE WHEN i % 4 = 0 THEN 'firing' ELSE 'resolved' END, \
+                    now() - (i || ' days')::interval \
+             FROM generate_series(1, 60) AS i",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE braid_internal.dead_letters SET received_at = now() - (\"offset\" || ' days')::interval",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let now = Utc::now();
+        let cutoffs = Cutoffs {
+            alerts: now - Duration::days(30),
+            dead_letters: now - Duration::days(10),
+        };
+        let count = |sql: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .bind(now)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let old_instances = count(
+            "SELECT count(*) FROM braid_internal.alert_instances \
+             WHERE state = 'resolved' AND evaluated_at < $1 - interval '30 days'",
+        )
+        .await;
+        let old_letters = count(
+            "SELECT count(*) FROM braid_internal.dead_letters WHERE received_at < $1 - interval '10 days'",
+        )
+        .await;
+        let pruned = prune(&pool, cutoffs, 2).await.unwrap();
+        assert_eq!(pruned.instances as i64, old_instances);
+        assert_eq!(pruned.dead_letters as i64, old_letters);
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM braid_internal.alert_instances \
+                 WHERE state = 'resolved' AND evaluated_at < $1 - interval '30 days'"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                "SELECT count(*) FROM braid_internal.alert_instances WHERE state = 'firing' AND $1 IS NOT NULL"
+            )
+            .await,
+            15,
+            "firing instances are never pruned"
+        );
+        let counted: i64 = schemas::pg::dead_letters::counts(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.count)
+            .sum();
+        assert_eq!(
+            counted,
+            count("SELECT count(*) FROM braid_internal.dead_letters WHERE $1 IS NOT NULL").await
+        );
+    }
+}
