@@ -90,8 +90,17 @@ async fn pipeline_with_records(pool: &PgPool, pipeline: &Pipeline) {
     sink.kill();
 }
 
-/// The runs' statuses and errors, by run id.
-async fn runs(pool: &PgPool) -> Vec<(i64, String, Option<String>, Option<String>)> {
+/// A batch run's row, as these tests check it.
+#[derive(Debug, sqlx::FromRow)]
+struct RunRow {
+    run_id: i64,
+    status: String,
+    error: Option<String>,
+    staging_uri: Option<String>,
+}
+
+/// The runs' statuses, errors and recorded staging folders, by run id.
+async fn runs(pool: &PgPool) -> Vec<RunRow> {
     sqlx::query_as(
         "SELECT run_id, status, error, staging_uri FROM braid_internal.batch_runs ORDER BY run_id",
     )
@@ -190,7 +199,7 @@ async fn a_failed_spark_job_on_an_s3a_lake_deletes_nothing_but_its_own_staging(p
     assert!(
         failed_runs
             .iter()
-            .all(|(_, status, _, staging)| status == "failed" && staging.is_none()),
+            .all(|r| r.status == "failed" && r.staging_uri.is_none()),
         "{failed_runs:?}"
     );
     for key in unrelated {
@@ -227,11 +236,11 @@ async fn spark_output_that_cannot_be_found_is_never_published(pool: PgPool) {
             "{mode}: the run must fail: {}",
             stderr(&output)
         );
-        let (_, status, error, _) = runs(&pool).await.pop().unwrap();
-        assert_eq!(status, "failed", "{mode}");
+        let last = runs(&pool).await.pop().unwrap();
+        assert_eq!(last.status, "failed", "{mode}");
         assert!(
-            error.as_deref().unwrap_or_default().contains(reason),
-            "{mode}: {error:?}"
+            last.error.as_deref().unwrap_or_default().contains(reason),
+            "{mode}: {last:?}"
         );
         assert_eq!(
             served(&pool).await,
@@ -286,9 +295,12 @@ async fn a_spark_job_dies_with_a_killed_braid_and_the_next_run_removes_its_stagi
         .collect();
     assert!(pids.iter().all(|&p| alive(p)), "the job runs: {pids:?}");
     let lake = PathBuf::from(pipeline.lake.uri());
-    let (dead_run, _, _, recorded) = runs(&pool).await.remove(0);
-    let recorded =
-        PathBuf::from(recorded.expect("the staging folder is recorded before the job starts"));
+    let dead = runs(&pool).await.remove(0);
+    let dead_run = dead.run_id;
+    let recorded = PathBuf::from(
+        dead.staging_uri
+            .expect("the staging folder is recorded before the job starts"),
+    );
     assert_eq!(
         recorded,
         lake.join("_braid_staging").join(format!("run-{dead_run}"))
@@ -317,12 +329,9 @@ async fn a_spark_job_dies_with_a_killed_braid_and_the_next_run_removes_its_stagi
     );
     assert!(unrecorded.exists(), "a folder no run recorded is kept");
     let after = runs(&pool).await;
-    assert!(
-        after.iter().all(|(_, _, _, staging)| staging.is_none()),
-        "{after:?}"
-    );
+    assert!(after.iter().all(|r| r.staging_uri.is_none()), "{after:?}");
     assert_eq!(
-        after[0].2.as_deref(),
+        after[0].error.as_deref(),
         Some("interrupted"),
         "the dead run is marked interrupted"
     );
