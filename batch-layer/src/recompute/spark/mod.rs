@@ -265,7 +265,11 @@ async fn run_and_read(
             operation: format!("opening {}", log_path.display()),
             source,
         })?;
-    let mut command = process::command(&job.config.submit);
+    let start_failed = |source| BatchError::SparkStart {
+        program: job.config.submit.clone(),
+        source,
+    };
+    let mut command = process::command(&job.config.submit).map_err(start_failed)?;
     command
         .arg("--master")
         .arg(&job.config.master)
@@ -315,12 +319,7 @@ async fn run_and_read(
         "starting the Spark job"
     );
     let started = std::time::Instant::now();
-    let mut child = process::start(command)
-        .await
-        .map_err(|source| BatchError::SparkStart {
-            program: job.config.submit.clone(),
-            source,
-        })?;
+    let mut child = process::start(command).await.map_err(start_failed)?;
     let limit = job.config.timeout_s.duration();
     let status = match tokio::time::timeout(limit, child.wait()).await {
         Ok(status) => status.map_err(|source| BatchError::SparkFiles {

@@ -26,16 +26,37 @@ pub struct Job {
     ended: bool,
 }
 
-/// The command that runs `program` with `args` under the group leader. Configure its
-/// environment and output, then [`start`] it.
-pub fn command(program: &str) -> std::process::Command {
+/// The command that runs `program` under the group leader; add its arguments, environment and
+/// output, then [`start`] it. `program` is looked up here (a path, or a name on `PATH`), so that
+/// a missing one is an error to start, not a job that fails.
+pub fn command(program: &str) -> io::Result<std::process::Command> {
+    let resolved = resolve(program)?;
     let mut command = std::process::Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(LEADER)
         .arg("braid-spark-job")
-        .arg(program);
-    command
+        .arg(resolved);
+    Ok(command)
+}
+
+/// `program` as the shell would run it: a path as given, a bare name found on `PATH`; an
+/// executable file either way.
+fn resolve(program: &str) -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        Some(std::path::PathBuf::from(program)).filter(|p| executable(p))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|p| executable(p))
+        })
+    };
+    found.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such executable file"))
 }
 
 /// Starts `command` in a process group of its own that dies with this process.
@@ -108,5 +129,30 @@ impl Drop for Job {
     /// A run dropped while its job runs (the run's future cancelled) kills the job.
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_program_is_an_error_to_start_and_a_found_one_runs_under_the_leader() {
+        for missing in ["/nonexistent/spark-submit", "braid-no-such-spark-submit"] {
+            let error = command(missing).expect_err(missing);
+            assert_eq!(error.kind(), io::ErrorKind::NotFound, "{missing}");
+        }
+        let command = command("sh").unwrap();
+        let args: Vec<_> = command.get_args().collect();
+        assert_eq!(args[0], "-c");
+        assert!(std::path::Path::new(args[3]).is_absolute(), "{args:?}");
+    }
+
+    #[tokio::test]
+    async fn the_jobs_exit_status_is_the_programs() {
+        let mut failing = command("sh").unwrap();
+        failing.args(["-c", "exit 3"]);
+        let status = start(failing).await.unwrap().wait().await.unwrap();
+        assert_eq!(status.code(), Some(3));
     }
 }
