@@ -21,6 +21,7 @@ pub mod config;
 pub mod dimension;
 pub mod duration;
 pub mod event_schema;
+pub mod lake_uri;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pg_layout;

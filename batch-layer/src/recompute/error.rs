@@ -130,6 +130,55 @@ pub enum BatchError {
         /// The object store's error.
         source: object_store::Error,
     },
+    /// A configured URI did not parse (configuration validation refuses it first).
+    #[error("{key}: {source}")]
+    LakeUri {
+        /// The configuration key.
+        key: &'static str,
+        /// Why.
+        #[source]
+        source: schemas::lake_uri::LakeUriError,
+    },
+    /// A staging folder recorded on a run is not one Braid creates for that run
+    /// (`…/_braid_staging/run-<N>`); nothing was deleted.
+    #[error(
+        "refusing to remove the staging folder {uri}: {reason}; Braid removes only the `_braid_staging/run-<N>` folders it recorded"
+    )]
+    StagingRefused {
+        /// The recorded folder.
+        uri: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The Spark job ended but its manifest is not in its staging folder (the folder is not
+    /// where Braid reads it, or the job did not finish writing); nothing was published.
+    #[error(
+        "the Spark job's manifest {uri} was not found: its output cannot be checked, so nothing was published (does Braid reach batch.spark.staging_uri where Spark writes it?)"
+    )]
+    SparkManifestMissing {
+        /// Where it was looked for.
+        uri: String,
+    },
+    /// The Spark job's manifest is not what the job writes; nothing was published.
+    #[error("the Spark job's manifest {uri} is unreadable: {source}")]
+    SparkManifestInvalid {
+        /// The manifest.
+        uri: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A view's rows found in the staging folder differ from what the job wrote; nothing was
+    /// published.
+    #[error(
+        "the Spark job's output of view `{view}` is incomplete: {reason}; nothing was published"
+    )]
+    SparkOutputIncomplete {
+        /// The view (empty: the whole output).
+        view: String,
+        /// What differs.
+        reason: String,
+    },
 }
 
 impl BatchError {
@@ -147,6 +196,8 @@ impl BatchError {
                     | BatchError::SparkFailed { .. }
                     | BatchError::SparkTimedOut { .. }
                     | BatchError::Staging { .. }
+                    | BatchError::SparkManifestMissing { .. }
+                    | BatchError::SparkOutputIncomplete { .. }
             ),
         }
     }

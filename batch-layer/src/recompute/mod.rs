@@ -138,6 +138,9 @@ async fn run_locked(
     views: &[View],
 ) -> Result<BatchOutcome, BatchError> {
     publish::clean_interrupted(pool, &settings.views).await?;
+    // Staging folders of Spark jobs that a killed process (or a failed removal) left behind:
+    // only those recorded on runs, now that none of them is running.
+    spark::staging::remove_left_behind(pool, &settings.storage_options).await?;
     schemas::pg::ensure_view_tables(pool, views).await?;
     let cut = schemas::pg::take_cut(pool, &settings.topic).await?;
     tracing::info!(epoch = cut.epoch, offsets = ?cut.offsets, "took a cut");
@@ -215,7 +218,7 @@ async fn compute_runs(
             cut,
             refused: &refused,
             schema: &settings.schema,
-            label: format!("run-{}", run_ids.first().copied().unwrap_or_default()),
+            run_ids,
         };
         let (runs, rows_read) = compute_with_spark(pool, &job, views, run_ids).await?;
         return Ok((runs, rows_read, delta_version));
@@ -264,7 +267,7 @@ async fn compute_with_spark(
     views: &[View],
     run_ids: &[i64],
 ) -> Result<(Vec<ViewRun>, u64), BatchError> {
-    let output = spark::compute(job, views).await?;
+    let output = spark::compute(pool, job, views).await?;
     let mut runs = Vec::with_capacity(views.len());
     for ((view, &run_id), frame) in views.iter().zip(run_ids).zip(&output.frames) {
         let rows = if frame.height() == 0 {

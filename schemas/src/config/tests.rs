@@ -198,6 +198,18 @@ fn value_checks_name_the_key_and_reason() {
         ),
         (
             DEMO.into(),
+            vec![("BRAID__LAKE__URI", "s3a:///t")],
+            "lake.uri",
+            "names no bucket",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__BATCH__SPARK__STAGING_URI", "hdfs://nn/staging")],
+            "batch.spark.staging_uri",
+            "scheme `hdfs` is not supported",
+        ),
+        (
+            DEMO.into(),
             vec![("BRAID__BATCH__ENGINE", "flink")],
             "batch.engine",
             "unknown variant `flink`, expected `polars` or `spark`",

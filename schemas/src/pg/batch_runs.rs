@@ -229,3 +229,66 @@ pub async fn recent_json(pool: &PgPool, limit: i64) -> Result<String, sqlx::Erro
     .fetch_one(pool)
     .await
 }
+
+/// Records the staging folder of the Spark job of `run_ids` (before the job starts): only a
+/// recorded folder may be removed.
+pub async fn record_staging(
+    pool: &PgPool,
+    run_ids: &[i64],
+    staging_uri: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE braid_internal.batch_runs SET staging_uri = $2 WHERE run_id = ANY($1) AND status = 'running'",
+    )
+    .bind(run_ids)
+    .bind(staging_uri)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The staging folder recorded on `run_id`, if any.
+pub async fn recorded_staging(pool: &PgPool, run_id: i64) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT staging_uri FROM braid_internal.batch_runs WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(uri,)| uri))
+}
+
+/// A staging folder a run recorded and that is not removed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedStaging {
+    /// The lowest run id that recorded it (its name is `run-<run_id>`).
+    pub run_id: i64,
+    /// The folder.
+    pub staging_uri: String,
+}
+
+/// Staging folders of runs that are no longer running (a failed removal, a killed process).
+/// Only called while holding the batch lock, so no live job's folder is listed.
+pub async fn staging_left_behind(pool: &PgPool) -> Result<Vec<RecordedStaging>, sqlx::Error> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT min(run_id), staging_uri FROM braid_internal.batch_runs
+         WHERE staging_uri IS NOT NULL AND status <> 'running' GROUP BY staging_uri ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(run_id, staging_uri)| RecordedStaging {
+            run_id,
+            staging_uri,
+        })
+        .collect())
+}
+
+/// Forgets a staging folder once it is removed.
+pub async fn clear_staging(pool: &PgPool, staging_uri: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE braid_internal.batch_runs SET staging_uri = NULL WHERE staging_uri = $1")
+        .bind(staging_uri)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

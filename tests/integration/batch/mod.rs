@@ -13,6 +13,7 @@ use crate::support::{Pipeline, Running, read_topic, run, speed_caught_up, stderr
 mod idle_partitions;
 mod publish_gate;
 pub mod spark;
+mod spark_staging;
 
 use publish_gate::PublishGate;
 

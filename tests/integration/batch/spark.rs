@@ -131,7 +131,16 @@ pub async fn spark_rows_equal_polars_rows(
         );
     }
 
-    let spark = spark_batch_run(pipeline, packages);
+    // A local table reaches the Spark run as a `file://` URI (the Polars run had its path):
+    // the same table, and the staged rows must be found under either spelling.
+    let mut spark_pipeline = pipeline.clone();
+    if let crate::support::TestLake::Local(path) = &pipeline.lake {
+        spark_pipeline.env.push((
+            "BRAID__LAKE__URI".into(),
+            format!("file://{}", path.display()),
+        ));
+    }
+    let spark = spark_batch_run(&spark_pipeline, packages);
     assert!(spark.status.success(), "the Spark run: {}", stderr(&spark));
     assert!(
         stderr(&spark).contains("the Spark job ended"),
