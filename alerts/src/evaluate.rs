@@ -12,7 +12,7 @@ use schemas::pg::alerts::{
 use schemas::pg::leader;
 use schemas::view::View;
 use serde_json::Value;
-use serving::api::{RankBy, WindowEnd, WindowRequest, window_totals};
+use serving::api::{RankBy, WindowEnd, WindowRequest};
 use sqlx::PgPool;
 
 use crate::error::AlertError;
@@ -89,13 +89,7 @@ pub async fn evaluate(
         end: WindowEnd::CompleteBuckets,
         rank_by: rank_by(rule),
     };
-    let totals = window_totals(pool, view, topic, &request)
-        .await
-        .map_err(|source| AlertError::Window {
-            rule: rule.name.clone(),
-            view: view.name.clone(),
-            source,
-        })?;
+    let totals = outside_page::rule_window(pool, view, topic, rule, &request).await?;
     let mut observed = outside_page::observed(rule, view, &totals);
     // The live instances, and the stored state of the keys read (a transition from resolved
     // names it); resolved and inactive instances of keys not read are not read at all.

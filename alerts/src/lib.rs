@@ -12,9 +12,9 @@ mod error;
 pub mod evaluate;
 pub mod evaluator;
 pub mod notify;
+mod outside_page;
 #[cfg(test)]
 mod record_tests;
-mod outside_page;
 pub mod state_machine;
 #[cfg(test)]
 mod tests;

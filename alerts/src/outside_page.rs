@@ -96,6 +96,23 @@ pub struct OutsidePage {
     pub truncated: bool,
 }
 
+/// The window totals `request` asks for, for `rule` (its error names the rule and the view).
+pub async fn rule_window(
+    pool: &PgPool,
+    view: &View,
+    topic: &str,
+    rule: &AlertRule,
+    request: &WindowRequest,
+) -> Result<WindowTotals, AlertError> {
+    window_totals(pool, view, topic, request)
+        .await
+        .map_err(|source| AlertError::Window {
+            rule: rule.name.clone(),
+            view: view.name.clone(),
+            source,
+        })
+}
+
 /// Reads the window of `rule` for the instances `missing` (fingerprint → labels).
 #[allow(clippy::too_many_arguments)]
 pub async fn read(
@@ -130,13 +147,7 @@ pub async fn read(
         end: WindowEnd::CompleteBuckets,
         rank_by: None,
     };
-    let totals = window_totals(pool, view, topic, &request)
-        .await
-        .map_err(|source| AlertError::Window {
-            rule: rule.name.clone(),
-            view: view.name.clone(),
-            source,
-        })?;
+    let totals = rule_window(pool, view, topic, rule, &request).await?;
     let read = observed(rule, view, &totals)
         .into_iter()
         .filter(|(fp, _)| missing.contains_key(fp))

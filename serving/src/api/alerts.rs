@@ -25,6 +25,17 @@ fn stored_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
+/// `name`, if an alert rule has it.
+fn known_rule(state: &AppState, name: String) -> Result<String, ApiError> {
+    if state.settings.alert_rules.contains(&name) {
+        Ok(name)
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no alert rule is named `{name}`; GET /v1/alerts lists them"
+        )))
+    }
+}
+
 /// The `rule` and `limit` parameters of the history; anything else is refused by name.
 fn rule_and_limit(state: &AppState, raw: Option<&str>) -> Result<(Option<String>, i64), ApiError> {
     let mut rule = None;
@@ -33,13 +44,7 @@ fn rule_and_limit(state: &AppState, raw: Option<&str>) -> Result<(Option<String>
     for pair in query_pairs(raw)? {
         match pair.name.as_str() {
             "rule" => {
-                if !state.settings.alert_rules.contains(&pair.value) {
-                    return Err(ApiError::NotFound(format!(
-                        "no alert rule is named `{}`; GET /v1/alerts lists them",
-                        pair.value
-                    )));
-                }
-                rule = Some(pair.value);
+                rule = Some(known_rule(state, pair.value)?);
             }
             "limit" => {
                 limit = pair
@@ -106,13 +111,7 @@ fn instances_query(state: &AppState, raw: Option<&str>) -> Result<InstancesQuery
     for pair in query_pairs(raw)? {
         match pair.name.as_str() {
             "rule" => {
-                if !state.settings.alert_rules.contains(&pair.value) {
-                    return Err(ApiError::NotFound(format!(
-                        "no alert rule is named `{}`; GET /v1/alerts lists them",
-                        pair.value
-                    )));
-                }
-                query.rule = Some(pair.value);
+                query.rule = Some(known_rule(state, pair.value)?);
             }
             "limit" => {
                 query.limit = pair

@@ -22,6 +22,28 @@ async fn total(state: &crate::api::AppState, uri: &str) -> i64 {
         .sum()
 }
 
+/// Adds 5 records to `all_events` at 23:00 of the test's day, as a speed row of epoch 9.
+async fn add_five(executor: impl sqlx::PgExecutor<'_>) {
+    let table = ViewLayout::of(&config().views[1]).speed_table;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} (epoch, bucket_start, count) VALUES (9, $1, 5)"
+    )))
+    .bind(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0).unwrap())
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+/// The notification a flush sends for `all_events`, in `tx`.
+async fn notify_all_events(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) {
+    schemas::pg::view_changes::notify(
+        tx,
+        &[schemas::pg::view_changes::ViewChange::whole("all_events")],
+    )
+    .await
+    .unwrap();
+}
+
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn a_change_notification_replaces_a_cached_answer(pool: PgPool) {
     store(&pool, &sales(), None).await;
@@ -44,23 +66,11 @@ async fn a_change_notification_replaces_a_cached_answer(pool: PgPool) {
     let before = total(&state, &uri).await;
     assert_eq!(before, sales().len() as i64);
     // A row written without a notification: the cached answer stands.
-    let table = ViewLayout::of(&config().views[1]).speed_table;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {table} (epoch, bucket_start, count) VALUES (9, $1, 5)"
-    )))
-    .bind(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0).unwrap())
-    .execute(&pool)
-    .await
-    .unwrap();
+    add_five(&pool).await;
     assert_eq!(total(&state, &uri).await, before, "answered from memory");
     // The notification the flush sends: the next answers read the database.
     let mut tx = pool.begin().await.unwrap();
-    schemas::pg::view_changes::notify(
-        &mut tx,
-        &[schemas::pg::view_changes::ViewChange::whole("all_events")],
-    )
-    .await
-    .unwrap();
+    notify_all_events(&mut tx).await;
     tx.commit().await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while total(&state, &uri).await != before + 5 {
@@ -139,21 +149,9 @@ async fn a_change_made_while_the_listener_is_away_is_never_hidden_by_the_cache(p
     );
     wait_listening(&state, false).await;
     assert_eq!(total(&state, &uri).await, before);
-    let table = ViewLayout::of(&config().views[1]).speed_table;
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {table} (epoch, bucket_start, count) VALUES (9, $1, 5)"
-    )))
-    .bind(chrono::Utc.with_ymd_and_hms(2026, 3, 1, 23, 0, 0).unwrap())
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    schemas::pg::view_changes::notify(
-        &mut tx,
-        &[schemas::pg::view_changes::ViewChange::whole("all_events")],
-    )
-    .await
-    .unwrap();
+    add_five(&mut *tx).await;
+    notify_all_events(&mut tx).await;
     tx.commit().await.unwrap();
     assert_eq!(
         total(&state, &uri).await,
