@@ -19,6 +19,9 @@ use crate::error::AlertError;
 use crate::outside_page;
 use crate::state_machine::{Standing, condition_holds, step};
 
+/// The advisory-lock key of the active evaluator: only its holder records evaluations.
+pub const EVALUATOR_LOCK: &str = "braid.alerts";
+
 /// One instance as evaluated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvaluatedInstance {
@@ -243,7 +246,7 @@ pub async fn record(
     receivers: &[String],
 ) -> Result<Vec<i64>, AlertError> {
     let mut tx = pool.begin().await?;
-    if !leader::held_by(&mut *tx, leader_pid, crate::evaluator::EVALUATOR_LOCK).await? {
+    if !leader::held_by(&mut *tx, leader_pid, EVALUATOR_LOCK).await? {
         return Err(AlertError::LostLeadership);
     }
     let read: Vec<InstanceVersion> = evaluation

@@ -23,8 +23,7 @@ use crate::error::AlertError;
 use crate::evaluate::{RuleEvaluation, evaluate, record};
 use crate::notify::{RetryPolicy, Workers};
 
-/// The advisory-lock key of the active evaluator.
-pub const EVALUATOR_LOCK: &str = "braid.alerts";
+pub use crate::evaluate::EVALUATOR_LOCK;
 
 /// How often a standby tries to take over, and the leader checks its lock.
 const LOCK_CHECK: Duration = Duration::from_millis(500);
