@@ -479,23 +479,28 @@ async fn chaos_hostile_f64_values_and_dimension_messages(pool: PgPool) {
     follower.assert_running("braid dimensions follow");
     let messages = read_topic(&pipeline.topic);
     let expected = expected_view(&messages);
-    let exact = exact
-        .and(if expected.len() >= 2 * round.min(60) {
+    // Every check runs, so that the report names each that fails.
+    let checks = [
+        exact,
+        if expected.len() >= 2 * round.min(60) {
             Ok(())
         } else {
             Err(format!("only {} rows of {VIEW} expected", expected.len()))
-        })
-        .and(
-            serving_rows(&pool)
-                .await
-                .and_then(|rows| float_rows_differ(&expected, &rows, "serving.measurements")),
-        )
-        .and(
-            api_rows(&processes.address)
-                .and_then(|rows| float_rows_differ(&expected, &rows, "GET /v1/views/measurements")),
-        )
-        .and(out_of_range_letters(&pool, &pipeline.topic, &messages).await)
-        .and(dimension_matches(&pool, &dimension_topic, &mut sent).await);
+        },
+        serving_rows(&pool)
+            .await
+            .and_then(|rows| float_rows_differ(&expected, &rows, "serving.measurements")),
+        api_rows(&processes.address)
+            .and_then(|rows| float_rows_differ(&expected, &rows, "GET /v1/views/measurements")),
+        out_of_range_letters(&pool, &pipeline.topic, &messages).await,
+        dimension_matches(&pool, &dimension_topic, &mut sent).await,
+    ];
+    let failures: Vec<String> = checks.into_iter().filter_map(Result::err).collect();
+    let exact = if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join(" | "))
+    };
     let outcome = Outcome {
         faults: format!("{} + hostile f64 and dimension messages", outcome.faults),
         ..outcome
