@@ -17,6 +17,8 @@ use sqlx::PgPool;
 use crate::compare::{Source, read_rows};
 use crate::http::{free_address, get, ready};
 use crate::oracle;
+mod hostile_values;
+
 use crate::support::{
     Pipeline, Running, log_file, read_topic, repo_root, run, sink_caught_up, speed_caught_up,
     stderr, wait_until,
@@ -146,13 +148,18 @@ fn report(scenario: &str, outcome: &Outcome, exact: Result<(), String>) {
     );
 }
 
+/// Why a scenario's config refuses a payload (`None`: valid), decided independently of Braid:
+/// the demo oracle's [`oracle::refusal`], or one that adds a scenario's own fields.
+type Refusal = fn(&[u8]) -> Option<&'static str>;
+
 /// Waits for the pipeline to take in everything, runs a last batch, and counts what Delta and
-/// the merged answer hold against the valid records.
+/// the merged answer hold against the valid records (as `refusal` judges them).
 async fn settle_and_check(
     pool: &PgPool,
     pipeline: &Pipeline,
     processes: &mut Processes,
     faults: String,
+    refusal: Refusal,
 ) -> (Outcome, Result<(), String>) {
     speed_caught_up(
         pool,
@@ -174,7 +181,7 @@ async fn settle_and_check(
     let messages = read_topic(&pipeline.topic);
     let valid: BTreeSet<(i64, i64)> = messages
         .iter()
-        .filter(|m| oracle::refusal(&m.payload).is_none())
+        .filter(|m| refusal(&m.payload).is_none())
         .map(|m| (i64::from(m.partition), m.offset))
         .collect();
     let contents = pipeline.lake.read_with_python();
@@ -194,7 +201,7 @@ async fn settle_and_check(
     // Every refused record is a dead letter with its reason.
     let refused = messages
         .iter()
-        .filter(|m| oracle::refusal(&m.payload).is_some())
+        .filter(|m| refusal(&m.payload).is_some())
         .count();
     let (letters,): (i64,) = sqlx::query_as(
         "SELECT count(DISTINCT (partition, \"offset\")) FROM braid_internal.dead_letters WHERE layer = 'speed' AND reason <> ''",
@@ -205,7 +212,7 @@ async fn settle_and_check(
     // Both layers refuse the same records for the same reasons as an independent check does.
     let reasons: BTreeSet<(i32, i64, String)> = messages
         .iter()
-        .filter_map(|m| oracle::refusal(&m.payload).map(|c| (m.partition, m.offset, c.to_string())))
+        .filter_map(|m| refusal(&m.payload).map(|c| (m.partition, m.offset, c.to_string())))
         .collect();
     let mut disagreeing = Vec::new();
     for layer in ["speed", "sink"] {
@@ -227,10 +234,17 @@ async fn settle_and_check(
             ));
         }
     }
-    let expected = oracle::demo_views(messages.iter());
+    // The demo views over the records valid under the scenario's config (the demo oracle
+    // refuses the rest of its own accord).
+    let accepted: Vec<oracle::RawMessage> = messages
+        .iter()
+        .filter(|m| refusal(&m.payload).is_none())
+        .cloned()
+        .collect();
+    let expected = oracle::demo_views(accepted.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     let sketches =
-        crate::compare::distinct_sketches_match(&mut pool.acquire().await.unwrap(), &messages)
+        crate::compare::distinct_sketches_match(&mut pool.acquire().await.unwrap(), &accepted)
             .await;
     let exact = std::panic::catch_unwind(|| {
         crate::compare::assert_rows_equal(&expected, &merged, "after the faults")
@@ -349,6 +363,7 @@ async fn scenario(
         } else {
             summary
         },
+        oracle::refusal,
     )
     .await;
     report(name, &outcome, exact);

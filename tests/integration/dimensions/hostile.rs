@@ -14,18 +14,18 @@ use super::{start_follower, wait_followed, write_config};
 use crate::support::{Pipeline, kafka_brokers, stderr};
 
 /// schema.max_group_value_bytes of the demo.
-const MAX_KEY_BYTES: usize = 512;
+pub(crate) const MAX_KEY_BYTES: usize = 512;
 /// A section the test's CHECK constraint refuses: the database, not the typing, refuses it.
-const REFUSED_SECTION: &str = "refused-by-check";
+pub(crate) const REFUSED_SECTION: &str = "refused-by-check";
 
 /// A row of the table: section, weight, score.
-type Row = (Option<String>, Option<i64>, Option<f64>);
+pub(crate) type Row = (Option<String>, Option<i64>, Option<f64>);
 
 /// A row as read: page, section, weight, score.
-type TableRow = (String, Option<String>, Option<i64>, Option<f64>);
+pub(crate) type TableRow = (String, Option<String>, Option<i64>, Option<f64>);
 
 /// One message: its key (as Kafka delivers it) and payload (None: a tombstone).
-type Message = (Option<Vec<u8>>, Option<Vec<u8>>);
+pub(crate) type Message = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn message(key: &[u8], payload: Option<&[u8]>) -> Message {
     (Some(key.to_vec()), payload.map(<[u8]>::to_vec))
@@ -42,7 +42,7 @@ fn good_key(text: &str) -> bool {
 
 /// The test's own reading of a message: the change it makes (key, and the row or None for a
 /// deletion), or None if it must be refused.
-fn expected_change(message: &Message) -> Option<(String, Option<Row>)> {
+pub(crate) fn expected_change(message: &Message) -> Option<(String, Option<Row>)> {
     let (key, payload) = message;
     let Some(payload) = payload else {
         let key = std::str::from_utf8(key.as_deref()?).ok()?;
@@ -69,7 +69,7 @@ fn expected_change(message: &Message) -> Option<(String, Option<Row>)> {
     Some((page.to_string(), Some((section, weight, score))))
 }
 
-fn hostile_messages() -> Vec<Message> {
+pub(crate) fn hostile_messages() -> Vec<Message> {
     let long = "k".repeat(5_000);
     let at_limit = "é".repeat(MAX_KEY_BYTES / 2);
     vec![

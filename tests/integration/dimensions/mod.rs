@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value;
 use sqlx::PgPool;
 
-mod hostile;
+pub(crate) mod hostile;
 mod up;
 
 use crate::oracle::{self, ViewRows};
@@ -391,7 +391,7 @@ fn send(producer: &BaseProducer, topic: &str, key: &str, payload: Option<&str>) 
     producer.send(record).map_err(|(e, _)| e).unwrap();
 }
 
-fn start_follower(pipeline: &Pipeline, name: &str) -> Running {
+pub(crate) fn start_follower(pipeline: &Pipeline, name: &str) -> Running {
     let child = pipeline
         .braid()
         .args(["dimensions", "follow"])
@@ -402,7 +402,7 @@ fn start_follower(pipeline: &Pipeline, name: &str) -> Running {
     Running(child)
 }
 
-async fn wait_followed(pool: &PgPool, dimension_topic: &str, follower: &mut Running) {
+pub(crate) async fn wait_followed(pool: &PgPool, dimension_topic: &str, follower: &mut Running) {
     let ends = crate::support::committed_ends(dimension_topic);
     wait_until(
         "the follower to reach the end of the dimension topic",
