@@ -119,7 +119,7 @@ async fn lead(
         initial: alerting.retry_initial_ms.duration(),
         max: alerting.retry_max_ms.duration(),
     };
-    let handles = workers.spawn(ctx.pool.clone(), retry, wake.clone(), term.clone());
+    let running = workers.spawn(ctx.pool.clone(), retry, wake.clone(), term.clone());
     let mut listener = listen(&ctx.pool).await;
     let mut due: Vec<Due> = ctx
         .config
@@ -197,11 +197,7 @@ async fn lead(
             }
         }
     }
-    term.store(true, Ordering::Relaxed);
-    wake.notify_waiters();
-    for handle in handles {
-        let _ = handle.await;
-    }
+    running.stop().await;
     lock.release().await;
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! batch the last message of a key wins; a message with no payload (a tombstone) deletes the key.
 //! Every message is applied or is a dead letter (layer `dimension`) with its reason, and the
 //! follower goes on: a message is typed by the rules of [`crate::rows`] (the ones a loaded
-//! file follows), and a batch the database refuses all the same is applied again one key at a
-//! time, each refused key a dead letter (`refused_by_database`).
+//! file follows), and a batch the database refuses all the same is applied again one message at
+//! a time, in order, each refused message a dead letter (`refused_by_database`), so that a key's
+//! earlier change in the batch stands where its last one is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -72,8 +73,8 @@ enum Change {
     Delete(Cell),
 }
 
-/// The last change of a key within a batch, with where it came from (for a dead letter, should
-/// the database refuse it).
+/// One message's change within a batch, with where it came from (for a dead letter, should the
+/// database refuse it).
 struct Pending {
     change: Change,
     partition: i32,
@@ -161,7 +162,8 @@ impl Follower {
         summary: &mut FollowSummary,
     ) -> Result<(), FollowError> {
         let started = Instant::now();
-        let mut changes: HashMap<String, Pending> = HashMap::new();
+        // Every valid message's change, in the order read.
+        let mut changes: Vec<Pending> = Vec::new();
         let mut letters = Vec::new();
         let mut positions = self.read.clone();
         let mut messages = 0;
@@ -185,22 +187,13 @@ impl Follower {
                 None => message.key().unwrap_or_default(),
             };
             match parse(&self.dimension, message.key(), message.payload()) {
-                Ok(change) => {
-                    let key = match &change {
-                        Change::Upsert(row) => &row.key,
-                        Change::Delete(key) => key,
-                    };
-                    changes.insert(
-                        format!("{key:?}"),
-                        Pending {
-                            change,
-                            partition: message.partition(),
-                            offset: message.offset(),
-                            kept: kept[..kept.len().min(DEAD_LETTER_PAYLOAD_BYTES)].to_vec(),
-                            kept_len: i32::try_from(kept.len()).unwrap_or(i32::MAX),
-                        },
-                    );
-                }
+                Ok(change) => changes.push(Pending {
+                    change,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    kept: kept[..kept.len().min(DEAD_LETTER_PAYLOAD_BYTES)].to_vec(),
+                    kept_len: i32::try_from(kept.len()).unwrap_or(i32::MAX),
+                }),
                 Err(rejection) => letters.push(DeadLetter::new(
                     message.partition(),
                     message.offset(),
@@ -213,9 +206,8 @@ impl Follower {
         if positions == self.read {
             return Ok(());
         }
-        let pending: Vec<Pending> = changes.into_values().collect();
         let mut tx = pool.begin().await?;
-        let applied = apply_or_isolate(&mut tx, &self.dimension, &pending, &mut letters).await?;
+        let applied = apply_or_isolate(&mut tx, &self.dimension, &changes, &mut letters).await?;
         schemas::pg::insert_dead_letters(&mut tx, Layer::Dimension, &self.topic, &letters).await?;
         schemas::pg::dimensions::store_positions(
             &mut tx,
@@ -254,15 +246,33 @@ struct Applied {
     deleted: u64,
 }
 
-/// Applies the changes in `tx`. Should the database refuse them for their values (a data
-/// error), each is applied again alone under a savepoint, and each it refuses is a dead letter.
+/// The last change of each key among `pending` (in message order): what applying them one
+/// after the other leaves.
+fn last_of_each_key(pending: &[Pending]) -> Vec<&Pending> {
+    let mut last: HashMap<String, &Pending> = HashMap::new();
+    for one in pending {
+        let key = match &one.change {
+            Change::Upsert(row) => &row.key,
+            Change::Delete(key) => key,
+        };
+        last.insert(format!("{key:?}"), one);
+    }
+    last.into_values().collect()
+}
+
+/// Applies the changes of `pending` (every valid message of a batch, in message order) in
+/// `tx`: the last of each key at once. Should the database refuse that for its values (a data
+/// error), every message is applied again alone, in order, under a savepoint, and each it
+/// refuses is a dead letter: a key's earlier change then stands where its last is refused, as
+/// if the messages had been applied one by one (the last change alone would lose the earlier
+/// ones, neither applied nor dead-lettered).
 async fn apply_or_isolate(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     dimension: &Dimension,
     pending: &[Pending],
     letters: &mut Vec<DeadLetter>,
 ) -> Result<Applied, sqlx::Error> {
-    let error = match savepointed(tx, dimension, pending.iter()).await? {
+    let error = match savepointed(tx, dimension, last_of_each_key(pending).into_iter()).await? {
         Ok(applied) => return Ok(applied),
         Err(error) => error,
     };
@@ -390,5 +400,7 @@ fn parse(
         .map_err(|e| e.rejection())
 }
 
+#[cfg(test)]
+mod db_tests;
 #[cfg(test)]
 mod tests;

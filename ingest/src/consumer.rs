@@ -738,6 +738,10 @@ mod tests {
             stopped.to_string().contains("group.instance.id"),
             "{stopped}"
         );
+        assert!(
+            !stopped.to_string().contains("  "),
+            "the message reads as one sentence: {stopped}"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ pub enum IngestError {
     /// new client does not help, so the layer stops rather than loop for ever. The usual cause
     /// is two processes configured with the same static membership id, which fence each other.
     #[error(
-        "the {layer}'s Kafka client hit {count} fatal errors within {window_s} s (the last: {last}), each time          replaced by a new client; stopping instead of trying again. Two consumers with the same          `group.instance.id` (kafka.options) fence each other: give each process its own id, or remove it"
+        "the {layer}'s Kafka client hit {count} fatal errors within {window_s} s (the last: {last}), each time \
+         replaced by a new client; stopping instead of trying again. Two consumers with the same \
+         `group.instance.id` (kafka.options) fence each other: give each process its own id, or remove it"
     )]
     ClientKeepsFailing {
         /// The layer.

@@ -9,8 +9,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::EventSchema;
-use crate::record::micros_to_rfc3339;
+use crate::record::{F64_MAGNITUDE_FLOOR, F64_MAGNITUDE_LIMIT, micros_to_rfc3339};
+use crate::{EventSchema, FieldType};
+
+/// The rule naming the f64 magnitudes validation accepts. They are constants of the code, not
+/// of the config, but a version that accepts other magnitudes accepts other records: with the
+/// rule, a speed layer and a sink of two such versions (a rolling upgrade) do not agree to run
+/// together. Present only when the schema has an f64 field.
+pub const F64_MAGNITUDES_RULE: &str = "validation.f64_magnitudes";
 
 /// Every setting validation depends on, keyed by where it is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +80,12 @@ impl ValidationRules {
             rules.insert(
                 format!("schema.fields.{}", field.name),
                 format!("{}, {required}", field.field_type.name()),
+            );
+        }
+        if schema.fields.iter().any(|f| f.field_type == FieldType::F64) {
+            rules.insert(
+                F64_MAGNITUDES_RULE.into(),
+                format!("0, or at least {F64_MAGNITUDE_FLOOR:e} and below {F64_MAGNITUDE_LIMIT:e}"),
             );
         }
         Self(rules)
@@ -189,6 +201,45 @@ mod tests {
                 .differences(&flipped)
                 .iter()
                 .any(|d| d.key == "schema.fields.extra" && d.recorded.is_none())
+        );
+    }
+
+    /// Which f64 values validation accepts is part of the rules: rules recorded by a version
+    /// that accepted other magnitudes (before the 1e-200 floor: any below 1e200) differ, naming
+    /// the bounds, so a speed layer and a sink of the two versions do not run together.
+    #[test]
+    fn the_f64_magnitudes_validation_accepts_are_a_rule() {
+        let mut schema =
+            BraidConfig::load_from(Some(("braid.toml", include_str!("../../braid.toml"))), [])
+                .unwrap()
+                .schema;
+        schema
+            .fields
+            .retain(|f| f.field_type != crate::FieldType::F64);
+        let without_f64 = ValidationRules::of(&schema);
+        schema.fields.push(crate::FieldDef {
+            name: "price".into(),
+            field_type: crate::FieldType::F64,
+            required: false,
+        });
+        let here = ValidationRules::of(&schema);
+        // What a version before the floor recorded: the same config, other accepted values.
+        let accepted = |v: f64| crate::record::f64_is_storable(v);
+        assert!(!accepted(5e-324) && accepted(1e-200) && !accepted(1e200));
+        let mut before = here.clone();
+        before.0.retain(|key, _| !key.starts_with("validation."));
+        let differences = here.differences(&before);
+        assert_eq!(differences.len(), 1, "{differences:?}");
+        let shown = differences[0].to_string();
+        assert!(
+            shown.contains("1e-200") && shown.contains("1e200"),
+            "{shown}"
+        );
+        assert_ne!(here.fingerprint(), before.fingerprint());
+        // A schema without an f64 field does not depend on them.
+        assert!(
+            without_f64.0.keys().all(|k| !k.starts_with("validation.")),
+            "{without_f64:?}"
         );
     }
 }

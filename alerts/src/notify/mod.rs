@@ -155,8 +155,9 @@ impl Workers {
         retry: RetryPolicy,
         wake: Arc<Notify>,
         stop: Arc<AtomicBool>,
-    ) -> Vec<tokio::task::JoinHandle<()>> {
-        self.senders
+    ) -> Running {
+        let handles = self
+            .senders
             .into_iter()
             .map(|(name, setup)| {
                 let (pool, wake, stop) = (pool.clone(), wake.clone(), stop.clone());
@@ -176,7 +177,46 @@ impl Workers {
                     deliver(&pool, &name, &sender, retry, &wake, &stop).await
                 })
             })
-            .collect()
+            .collect();
+        Running {
+            handles,
+            stop: stop.clone(),
+            wake: wake.clone(),
+        }
+    }
+}
+
+/// The running workers of one leadership. [`Running::stop`] ends them and waits; dropped
+/// without it (a leader that panicked or was cancelled), it stops them all the same and aborts
+/// them, so that they never run on beside the workers of the next leadership, two workers of one
+/// receiver sending the same delivery twice.
+pub struct Running {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    wake: Arc<Notify>,
+}
+
+impl Running {
+    /// Tells the workers to stop and waits for them.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_waiters();
+        for handle in std::mem::take(&mut self.handles) {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_waiters();
+        for handle in &self.handles {
+            handle.abort();
+        }
     }
 }
 
@@ -284,8 +324,47 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
-    use super::RetryPolicy;
-    use std::time::Duration;
+    use super::{RetryPolicy, Running};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    use tokio::sync::Notify;
+
+    /// A leader that panics drops its workers: they must end, not deliver on beside the next
+    /// leader's workers.
+    #[tokio::test]
+    async fn the_workers_of_a_leader_that_panicked_end() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let wake = Arc::new(Notify::new());
+        // A worker that runs until told to stop (as `deliver` does).
+        let worker = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            }
+        });
+        let running = Running {
+            handles: vec![worker],
+            stop: stop.clone(),
+            wake,
+        };
+        let leader = tokio::spawn(async move {
+            let _running = running;
+            panic!("a leader that panics while its workers run");
+        });
+        assert!(leader.await.unwrap_err().is_panic());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The worker holds a clone of the flag until its future is dropped (ended or aborted).
+        while !stop.load(Ordering::Relaxed) || Arc::strong_count(&stop) > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the panicked leader's worker still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     #[test]
     fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {

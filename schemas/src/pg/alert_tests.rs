@@ -227,3 +227,37 @@ async fn held_by_counts_only_the_named_leader_lock(pool: PgPool) {
             .unwrap()
     );
 }
+
+/// A leader that panics (or whose task is cancelled) drops its lock without releasing it: the
+/// lock must be freed, not kept by the connection going back to the pool, so that the leader
+/// `braid up` starts again can take it.
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn a_leader_lock_dropped_without_release_is_freed(pool: PgPool) {
+    let key = "braid.test-dropped-leader";
+    let lock = leader::LeaderLock::try_take(&pool, key)
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let pid = lock.backend_pid();
+    let panicked = tokio::spawn(async move {
+        let _held = lock;
+        panic!("a leader that panics while it holds the lock");
+    })
+    .await;
+    assert!(panicked.unwrap_err().is_panic());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while leader::holder(&pool, key).await.unwrap() == Some(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped lock is still held by server process {pid}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        leader::LeaderLock::try_take(&pool, key)
+            .await
+            .unwrap()
+            .is_some(),
+        "a new leader takes the lock"
+    );
+}

@@ -5,9 +5,14 @@
 use sqlx::pool::PoolConnection;
 use sqlx::{PgExecutor, PgPool, Postgres};
 
-/// A held advisory lock and the connection that holds it.
+/// A held advisory lock and the connection that holds it. Dropped without [`LeaderLock::release`]
+/// (a leader that panicked, or whose task was cancelled), it closes that connection, which frees
+/// the lock: returned to the pool, the connection would keep the lock for as long as it lives,
+/// and a leader started again in this process (`braid up` restarts the scheduler and the alert
+/// evaluator) would wait as a standby behind its own idle connection.
 pub struct LeaderLock {
-    connection: PoolConnection<Postgres>,
+    /// `None` once released.
+    connection: Option<PoolConnection<Postgres>>,
     key: &'static str,
     backend_pid: i32,
 }
@@ -22,7 +27,7 @@ impl LeaderLock {
                 .fetch_one(&mut *connection)
                 .await?;
         Ok(taken.then_some(Self {
-            connection,
+            connection: Some(connection),
             key,
             backend_pid,
         }))
@@ -30,8 +35,11 @@ impl LeaderLock {
 
     /// Whether the lock's connection still answers (if it does not, the lock is gone).
     pub async fn still_held(&mut self) -> bool {
+        let Some(connection) = self.connection.as_mut() else {
+            return false;
+        };
         sqlx::query("SELECT 1")
-            .execute(&mut *self.connection)
+            .execute(&mut **connection)
             .await
             .is_ok()
     }
@@ -43,11 +51,23 @@ impl LeaderLock {
 
     /// Releases the lock and closes its connection (a pooled connection could keep it).
     pub async fn release(mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
         let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
             .bind(self.key)
-            .execute(&mut *self.connection)
+            .execute(&mut *connection)
             .await;
-        let _ = self.connection.detach();
+        let _ = connection.detach();
+    }
+}
+
+impl Drop for LeaderLock {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            // Closing the connection ends its session, and with it the lock.
+            drop(connection.detach());
+        }
     }
 }
 
