@@ -168,10 +168,11 @@ impl Committer {
             writer.write(pending.batch.clone()).await?;
         }
         writer.flush_and_commit(table).await?;
-        // The Delta commit is what counts; ending the read-only transaction only releases the
-        // row (if the database went away meanwhile, the lock went with the session).
-        if let Err(error) = rules_held.rollback().await {
-            tracing::debug!(%error, "releasing the validation rules' row");
+        // The Delta commit is what counts; ending the check's transaction releases the row and
+        // keeps the rules it recorded if none were (if the database went away meanwhile, the
+        // lock went with the session, and the next commit records them again).
+        if let Err(error) = rules_held.commit().await {
+            tracing::warn!(%error, "ending the validation rules' check after the Delta commit");
         }
         Ok(())
     }

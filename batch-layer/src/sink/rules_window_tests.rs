@@ -114,3 +114,50 @@ async fn a_commit_waits_for_rules_being_recorded_and_then_stops(pool: PgPool) {
     assert_eq!(table.version(), version, "nothing was committed");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_commit_with_no_rules_recorded_records_its_own(pool: PgPool) {
+    let config = BraidConfig::load_from(Some(("sink.toml", CONFIG)), []).unwrap();
+    let topic = "rules-window";
+    let dir = std::env::temp_dir().join(format!(
+        "braid-rules-record-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mut table = open_or_create(dir.to_str().unwrap(), &HashMap::new(), &config.schema)
+        .await
+        .unwrap();
+    let rules = ValidationRules::of(&config.schema);
+    let committer = Committer {
+        pool: pool.clone(),
+        topic: topic.into(),
+        writer_properties: super::writer_properties(schemas::config::Compression::Zstd),
+        rules: rules.clone(),
+    };
+    let pending = Pending {
+        batch: BatchBuilder::new(&config.schema).finish().unwrap(),
+        next_offsets: BTreeMap::from([(0, 1)]),
+        dead_letters: Vec::new(),
+        input_bytes: 0,
+    };
+    committer
+        .commit(&mut table, &pending, &BTreeMap::from([(0, None)]))
+        .await
+        .unwrap();
+    let recorded: Option<String> = sqlx::query_scalar(
+        "SELECT fingerprint FROM braid_internal.validation_rules WHERE topic = $1",
+    )
+    .bind(topic)
+    .fetch_optional(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        recorded,
+        Some(rules.fingerprint()),
+        "the commit's rules are recorded"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
