@@ -48,6 +48,21 @@ pub enum S3Scheme {
     S3a,
 }
 
+impl S3Scheme {
+    /// The object-store scheme `uri` is written with (case-insensitive), if any: the one rule
+    /// for "is this an object store" that parsing and every other reader of a URI share.
+    pub fn of(uri: &str) -> Option<S3Scheme> {
+        let (scheme, _) = uri.trim().split_once("://")?;
+        if scheme.eq_ignore_ascii_case("s3") {
+            Some(S3Scheme::S3)
+        } else if scheme.eq_ignore_ascii_case("s3a") {
+            Some(S3Scheme::S3a)
+        } else {
+            None
+        }
+    }
+}
+
 /// A parsed lake URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LakeUri {
@@ -87,11 +102,7 @@ impl LakeUri {
                 Self::local(uri, &Path::new("/").join(path), true)
             }
             "s3" | "s3a" => {
-                let scheme = if scheme.eq_ignore_ascii_case("s3") {
-                    S3Scheme::S3
-                } else {
-                    S3Scheme::S3a
-                };
+                let scheme = S3Scheme::of(uri).expect("an s3 or s3a scheme");
                 let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() {
                     return Err(LakeUriError::NoBucket { uri: uri.into() });

@@ -53,7 +53,7 @@ pub fn s3_config(storage_options: &HashMap<String, String>) -> Vec<(AmazonS3Conf
 
 /// Whether `uri` names an object store (as opposed to a local folder).
 pub fn is_object_store(uri: &str) -> bool {
-    uri.starts_with("s3://") || uri.starts_with("s3a://")
+    schemas::lake_uri::S3Scheme::of(uri).is_some()
 }
 
 /// What the conditional-put probe found.
@@ -271,5 +271,7 @@ mod tests {
         )])));
         assert!(is_object_store("s3://b/p") && is_object_store("s3a://b/p"));
         assert!(!is_object_store("/tmp/lake") && !is_object_store("file:///tmp/lake"));
+        // The scheme's case does not matter, as when lake.uri is validated.
+        assert!(is_object_store("S3://b/p") && is_object_store("S3A://b/p"));
     }
 }
