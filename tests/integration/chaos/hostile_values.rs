@@ -21,9 +21,7 @@ use crate::dimensions::hostile::{self as dims, Message, TableRow};
 use crate::dimensions::{start_follower, wait_followed};
 use crate::http::{get, ready};
 use crate::oracle;
-use crate::support::{
-    Pipeline, Running, kafka_brokers, log_file, read_topic, repo_root, run, stderr, wait_until,
-};
+use crate::support::{Pipeline, kafka_brokers, read_topic, repo_root, run, stderr, wait_until};
 
 /// The scenario's view over its f64 field.
 const VIEW: &str = "measurements";
@@ -411,27 +409,11 @@ async fn chaos_hostile_f64_values_and_dimension_messages(pool: PgPool) {
     } else {
         (60_000, 5_000)
     };
-    let mut generator = pipeline
-        .braid()
-        .args([
-            "generate",
-            "--late-fraction",
-            "0.1",
-            "--malformed-fraction",
-            "0.05",
-            "--hostile-fraction",
-            "0.1",
-            "--seed",
-            "13",
-            "--partitions",
-            "4",
-        ])
-        .args(["--count", &events.to_string(), "--rate", &rate.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file(&format!("{}-generate", pipeline.topic)))
-        .spawn()
-        .map(Running)
-        .unwrap();
+    let stream = super::Stream {
+        malformed: "0.05",
+        hostile: "0.1",
+    };
+    let mut generator = super::start_generator(&pipeline, stream, 13, events, rate);
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .create()

@@ -287,6 +287,38 @@ const NORMAL: Stream<'static> = Stream {
     hostile: "0",
 };
 
+/// Starts `braid generate` for `pipeline`: `events` records of `stream` at `rate` per second
+/// over 4 partitions (10 % late), seeded with `seed`.
+fn start_generator(
+    pipeline: &Pipeline,
+    stream: Stream<'_>,
+    seed: u64,
+    events: u64,
+    rate: u64,
+) -> Running {
+    pipeline
+        .braid()
+        .args([
+            "generate",
+            "--late-fraction",
+            "0.1",
+            "--malformed-fraction",
+            stream.malformed,
+            "--hostile-fraction",
+            stream.hostile,
+            "--seed",
+            &seed.to_string(),
+            "--partitions",
+            "4",
+        ])
+        .args(["--count", &events.to_string(), "--rate", &rate.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(log_file(&format!("{}-generate", pipeline.topic)))
+        .spawn()
+        .map(Running)
+        .unwrap()
+}
+
 /// Runs the pipeline on `events` generated records while `fault` is called every 1-3 s.
 /// `throughout` names the standing fault of a scenario that injects none at moments.
 async fn scenario(
@@ -307,27 +339,7 @@ async fn scenario(
         async move { ready(&address) }
     })
     .await;
-    let mut producer = pipeline
-        .braid()
-        .args([
-            "generate",
-            "--late-fraction",
-            "0.1",
-            "--malformed-fraction",
-            stream.malformed,
-            "--hostile-fraction",
-            stream.hostile,
-            "--seed",
-            "7",
-            "--partitions",
-            "4",
-        ])
-        .args(["--count", &events.to_string(), "--rate", &rate.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file(&format!("{}-generate", pipeline.topic)))
-        .spawn()
-        .map(Running)
-        .unwrap();
+    let mut producer = start_generator(&pipeline, stream, 7, events, rate);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
     let mut faults = Vec::new();
     let started = Instant::now();
