@@ -9,4 +9,5 @@ pub mod generate;
 pub mod logging;
 pub mod metrics;
 pub mod progress;
+pub mod settings;
 pub mod stop;

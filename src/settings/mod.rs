@@ -1,0 +1,2 @@
+//! Each library's settings, built from the layered configuration in one place: libraries take
+//! their own typed settings, never the whole `BraidConfig`.
