@@ -1,6 +1,6 @@
 //! What can go wrong, and whose fault it is.
 
-use serving::api::ApiError;
+use merged_read::ReadError;
 
 /// An alerting error.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +15,8 @@ pub enum AlertError {
         rule: String,
         /// The view.
         view: String,
-        /// The query's error.
-        source: ApiError,
+        /// The read's error.
+        source: ReadError,
     },
     /// The rule's view is not configured (a config that changed under a running evaluator).
     #[error("rule `{rule}` watches view `{view}`, which is not configured")]

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use merged_read::{OrderTerm, WindowEnd, WindowRequest};
 use schemas::alert::{AlertRule, CompareOp, Labels};
 use schemas::pg::alerts::{
     self, AlertState, EvaluationRecord, Instance, InstanceUpdate, InstanceVersion, NewTransition,
@@ -12,7 +13,6 @@ use schemas::pg::alerts::{
 use schemas::pg::leader;
 use schemas::view::View;
 use serde_json::Value;
-use serving::api::{RankBy, WindowEnd, WindowRequest};
 use sqlx::PgPool;
 
 use crate::error::AlertError;
@@ -57,13 +57,13 @@ pub struct RuleEvaluation {
 /// The order that puts the keys nearest to holding first, so that the keys kept under
 /// `alerting.max_instances` are the ones that may fire: largest first for `gt`/`ge`, smallest
 /// first for `lt`/`le`; `eq`/`ne` have no such order and keep the group-field order.
-pub fn rank_by(rule: &AlertRule) -> Option<RankBy> {
+pub fn rank_by(rule: &AlertRule) -> Option<OrderTerm> {
     let descending = match rule.op {
         CompareOp::Gt | CompareOp::Ge => true,
         CompareOp::Lt | CompareOp::Le => false,
         CompareOp::Eq | CompareOp::Ne => return None,
     };
-    Some(RankBy {
+    Some(OrderTerm {
         column: rule.metric.clone(),
         descending,
     })
@@ -86,7 +86,7 @@ pub async fn evaluate(
     let request = WindowRequest {
         window_seconds: rule.window.seconds(),
         group_by: rule.group_by.clone(),
-        filters: rule.filters.clone(),
+        filters: outside_page::rule_filters(rule),
         now,
         limit: i64::from(max_instances),
         end: WindowEnd::CompleteBuckets,

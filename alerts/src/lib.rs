@@ -1,16 +1,19 @@
 //! Braid's alerts: rules over the exact merged views, evaluated by one active process.
 //!
 //! - [`state_machine`]: inactive → pending → firing → resolved, as Prometheus defines them;
-//! - [`evaluate`]: one rule over the merged window (the API's own statement), written in one
-//!   transaction fenced by the evaluator's lock;
+//! - [`evaluate`]: one rule over the merged window (`merged_read::window_totals`, the
+//!   statement the API's /rolling runs), written in one transaction fenced by the evaluator's
+//!   lock;
 //! - [`evaluator`]: leader and standby, evaluations on view changes and on an interval;
-//! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries.
+//! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries;
+//! - [`json`]: instances and transitions as the API, the CLI and the notifications show them.
 //!
 //! State and history live in `braid_internal.alert_*` (`schemas::pg::alerts`).
 
 mod error;
 pub mod evaluate;
 pub mod evaluator;
+pub mod json;
 pub mod notify;
 mod outside_page;
 #[cfg(test)]

@@ -9,14 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use merged_read::{Filter, WindowEnd, WindowRequest, WindowTotals, window_totals};
 use schemas::alert::{AlertRule, Labels, fingerprint};
 use schemas::event_schema::FieldType;
 use schemas::view::{FilterValues, View};
 use serde_json::Value;
-use serving::api::{WindowEnd, WindowRequest, WindowTotals, window_totals};
 use sqlx::PgPool;
 
 use crate::error::AlertError;
+use crate::json::{label_json, metric_value};
 
 /// One key's labels and value, as read from a window row.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,14 +26,6 @@ pub struct Observed {
     pub labels: Labels,
     /// The metric's value (`None`: a NULL metric).
     pub value: Option<f64>,
-}
-
-fn number(value: Option<&Value>) -> Option<f64> {
-    match value? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
 }
 
 /// The rows of `totals` by fingerprint.
@@ -52,11 +45,11 @@ pub fn observed(
                     let field = &view.group_by[i];
                     (
                         field.clone(),
-                        row.get(field).cloned().unwrap_or(Value::Null),
+                        totals.value(row, field).map_or(Value::Null, label_json),
                     )
                 })
                 .collect();
-            let value = number(row.get(&rule.metric));
+            let value = totals.value(row, &rule.metric).and_then(metric_value);
             (fingerprint(&rule.name, &labels), Observed { labels, value })
         })
         .collect()
@@ -96,6 +89,17 @@ pub struct OutsidePage {
     pub truncated: bool,
 }
 
+/// The filters of `rule`, as the merged read takes them.
+pub fn rule_filters(rule: &AlertRule) -> Vec<Filter> {
+    rule.filters
+        .iter()
+        .map(|(field, values)| Filter {
+            field: *field,
+            values: values.clone(),
+        })
+        .collect()
+}
+
 /// The window totals `request` asks for, for `rule` (its error names the rule and the view).
 pub async fn rule_window(
     pool: &PgPool,
@@ -127,7 +131,7 @@ pub async fn read(
     if missing.is_empty() {
         return Ok(OutsidePage::default());
     }
-    let mut filters = rule.filters.clone();
+    let mut filters = rule_filters(rule);
     for &i in &rule.group_by {
         let field = &view.group_by[i];
         let labels: Vec<Value> = missing
@@ -135,7 +139,7 @@ pub async fn read(
             .map(|l| l.get(field).cloned().unwrap_or(Value::Null))
             .collect();
         if let Some(values) = filter_of(view.group_by_types[i], &labels) {
-            filters.push((i, values));
+            filters.push(Filter { field: i, values });
         }
     }
     let request = WindowRequest {

@@ -71,6 +71,6 @@ pub fn body(transition: &Transition, receiver: &str) -> Value {
             "fingerprint": transition.fingerprint,
         }],
         "idempotency_key": idempotency_key(transition, receiver),
-        "braid": serving::api::alerts::transition_json(transition),
+        "braid": crate::json::transition_json(transition),
     })
 }

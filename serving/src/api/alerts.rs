@@ -1,12 +1,13 @@
 //! GET /v1/alerts (current instances), GET /v1/alerts/history (transitions with their
 //! deliveries) and POST /v1/admin/alerts/{name}/silence (admin token).
 
+use ::alerts::json::{instance_json, time_json as time, transition_json};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use schemas::duration::HumanDuration;
 use schemas::pg::alerts;
 use serde_json::{Value, json};
@@ -15,15 +16,6 @@ use super::admin::authorize;
 use super::error::ApiError;
 use super::request_input::{body_bytes, path_text, query_pairs};
 use super::state::AppState;
-
-fn time(t: DateTime<Utc>) -> Value {
-    json!(t.to_rfc3339_opts(SecondsFormat::Millis, true))
-}
-
-/// Parses a stored JSON column (written by Braid, so always JSON).
-fn stored_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
 
 /// `name`, if an alert rule has it.
 fn known_rule(state: &AppState, name: String) -> Result<String, ApiError> {
@@ -179,22 +171,7 @@ pub async fn list(
         let until = alerts::silenced_until(&state.pool, name, now).await?;
         rules.push(json!({ "rule": name, "silenced_until": until.map(time) }));
     }
-    let instances: Vec<Value> = instances
-        .into_iter()
-        .map(|i| {
-            json!({
-                "rule": i.rule,
-                "fingerprint": i.fingerprint,
-                "labels": stored_json(&i.labels),
-                "state": i.state.as_str(),
-                "value": i.value,
-                "active_since": i.active_since.map(time),
-                "last_true_at": i.last_true_at.map(time),
-                "evaluated_at": time(i.evaluated_at),
-                "last_transition_id": i.last_transition_id,
-            })
-        })
-        .collect();
+    let instances: Vec<Value> = instances.iter().map(instance_json).collect();
     Ok(
         axum::Json(json!({ "rules": rules, "alerts": instances, "next_cursor": next_cursor }))
             .into_response(),
@@ -214,28 +191,6 @@ pub async fn history(
         .map(|t| transition_json(&t))
         .collect();
     Ok(axum::Json(json!({ "transitions": transitions })).into_response())
-}
-
-/// A transition as the API, the CLI and the notifications show it.
-pub fn transition_json(t: &alerts::Transition) -> Value {
-    let e = &t.evaluation;
-    json!({
-        "id": t.id,
-        "rule": e.rule,
-        "fingerprint": t.fingerprint,
-        "labels": stored_json(&t.labels),
-        "from": t.from.as_str(),
-        "to": t.to.as_str(),
-        "value": t.value,
-        "metric": e.metric,
-        "op": e.op,
-        "threshold": e.threshold,
-        "window_start": time(e.window_start),
-        "window_end": time(e.window_end),
-        "provenance": { "batch": e.batch.as_deref().map(stored_json), "speed": stored_json(&e.speed) },
-        "at": time(e.at),
-        "deliveries": stored_json(&t.deliveries),
-    })
 }
 
 /// The longest silence: a year. Longer ones are refused rather than clamped (a typo such as

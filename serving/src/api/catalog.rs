@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
+use merged_read::speed_state_sql;
 use schemas::pg::{batch_runs, view_definitions};
 use schemas::record::Value as FieldValue;
 use schemas::view::View;
@@ -11,7 +12,6 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::provenance;
 use super::state::AppState;
-use super::statement::speed_state_sql;
 
 fn field_value(value: &FieldValue) -> Value {
     match value {

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use merged_read::{ReadError, SelectionError, Span};
 use serde_json::json;
 
 /// Why a request failed.
@@ -119,25 +120,37 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => {
+        ReadError::from(error).into()
+    }
+}
+
+impl From<SelectionError> for ApiError {
+    /// A selection the handlers let through but the merged read refuses, named by its part.
+    fn from(error: SelectionError) -> Self {
+        let parameter = match error.span() {
+            Span::GroupBy => "group_by",
+            Span::Filter => "filter",
+            Span::Range => "from",
+            Span::Granularity => "granularity",
+            Span::Window => "window",
+            Span::Limit => "limit",
+            Span::Order => "order",
+        };
+        Self::bad(parameter, error.to_string())
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Selection(selection) => selection.into(),
+            ReadError::Unavailable(error) => {
                 tracing::warn!(%error, "database unavailable; requests answer 503 with Retry-After until it is back: check postgres.url and the server");
                 Self::Unavailable
             }
-            sqlx::Error::Database(db) => match db.code().as_deref() {
-                // query_canceled: the statement timeout fired.
-                Some("57014") => Self::TooSlow,
-                // admin_shutdown, crash_shutdown, cannot_connect_now, connection exceptions.
-                Some(code) if code.starts_with("57P") || code.starts_with("08") => {
-                    tracing::warn!(%error, "database unavailable; requests answer 503 with Retry-After until it is back: check postgres.url and the server");
-                    Self::Unavailable
-                }
-                _ => Self::Internal(error.to_string()),
-            },
-            _ => Self::Internal(error.to_string()),
+            ReadError::TimedOut(_) => Self::TooSlow,
+            ReadError::Database(error) => Self::Internal(error.to_string()),
+            internal => Self::Internal(internal.to_string()),
         }
     }
 }

@@ -22,13 +22,10 @@ mod query;
 mod request_input;
 mod routes;
 mod state;
-mod statement;
 mod status;
 #[cfg(test)]
 mod tests;
 mod views;
-mod whole_keys;
-mod window_totals;
 
 use std::time::Instant;
 
@@ -42,14 +39,10 @@ pub use answer_cache::AnswerCache;
 pub use error::ApiError;
 pub use kafka_watch::{CommittedPosition, KafkaStatus, KafkaWatch, WatchedGroup};
 pub use launcher::{JobLauncher, LaunchError};
+pub use merged_read::{Bind, BoundStatement};
 pub use params::Limits;
 pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
-pub use statement::{Bind, BoundStatement};
-pub use window_totals::{
-    RankBy, WindowEnd, WindowRequest, WindowTotals, complete_window_bounds, window_bounds,
-    window_totals,
-};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values
 /// of its placeholders: the same statement the API runs.
@@ -66,11 +59,7 @@ pub fn series_statement(
         .ok_or_else(|| ApiError::NotFound(format!("`{path}` is not /v1/views/{{view}}")))?;
     let view = state.view(name)?;
     let (selection, _) = views::series_selection(state, view, Some(query))?;
-    Ok(query::bound_statement(
-        view,
-        &selection,
-        &state.settings.topic,
-    ))
+    Ok(merged_read::ReadStatement::new(view, &selection, &state.settings.topic)?.into_bound())
 }
 
 /// The router.

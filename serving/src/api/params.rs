@@ -1,7 +1,8 @@
 //! Query parameters: the table that both the parser and the OpenAPI document are built from,
 //! and their validation against a view. Every error names the parameter.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use merged_read::{Filter, FilterValues, OrderTerm};
 use schemas::duration::HumanDuration;
 use schemas::event_schema::FieldType;
 use schemas::view::View;
@@ -129,31 +130,6 @@ pub struct Limits {
     pub max_limit: u32,
     /// The widest range or window, in seconds.
     pub max_range_seconds: i64,
-}
-
-pub use schemas::view::FilterValues;
-
-/// A validated query over one view.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Selection {
-    /// Rows with bucket_start ≥ from ...
-    pub from: DateTime<Utc>,
-    /// ... and bucket_start < to.
-    pub to: DateTime<Utc>,
-    /// Bucket width of the answer in seconds; `None` sums the whole range.
-    pub granularity: Option<i64>,
-    /// Group fields and attributes kept, as indexes into [`View::served_names`].
-    pub group_by: Vec<usize>,
-    /// Equality filters on group fields and attributes (index into [`View::served_names`], accepted values).
-    pub filters: Vec<(usize, FilterValues)>,
-    /// Output columns to order by, with `true` for descending.
-    pub order: Vec<(String, bool)>,
-    /// Most rows to return.
-    pub limit: i64,
-    /// The time decayed metrics are decayed to: the server's clock when the request arrived.
-    pub decayed_to: DateTime<Utc>,
-    /// Whether each row says which parts (batch, speed) it merges.
-    pub parts: bool,
 }
 
 /// The raw parameters of one request, consumed as they are validated.
@@ -350,8 +326,8 @@ impl Params {
     }
 
     /// The filters, typed like their fields.
-    pub fn filters(&self, view: &View) -> Result<Vec<(usize, FilterValues)>, ApiError> {
-        let mut filters: Vec<(usize, FilterValues)> = Vec::new();
+    pub fn filters(&self, view: &View) -> Result<Vec<Filter>, ApiError> {
+        let mut filters: Vec<Filter> = Vec::new();
         for (name, text) in &self.pairs {
             let Some(field) = name.strip_prefix(FILTER_PREFIX) else {
                 continue;
@@ -367,16 +343,19 @@ impl Params {
                     format!("`{text}` is not {expected}: `{field}` is {expected}"),
                 )
             };
-            let entry = match filters.iter_mut().find(|(i, _)| *i == index) {
-                Some((_, values)) => values,
+            let entry = match filters.iter_mut().find(|f| f.field == index) {
+                Some(filter) => &mut filter.values,
                 None => {
                     let empty = match view.served_type(index) {
                         FieldType::I64 => FilterValues::Int(Vec::new()),
                         FieldType::Bool => FilterValues::Bool(Vec::new()),
                         _ => FilterValues::Text(Vec::new()),
                     };
-                    filters.push((index, empty));
-                    &mut filters.last_mut().expect("just pushed").1
+                    filters.push(Filter {
+                        field: index,
+                        values: empty,
+                    });
+                    &mut filters.last_mut().expect("just pushed").values
                 }
             };
             match entry {
@@ -396,8 +375,8 @@ impl Params {
     pub fn order(
         &self,
         columns: &[String],
-        default: Vec<(String, bool)>,
-    ) -> Result<Vec<(String, bool)>, ApiError> {
+        default: Vec<OrderTerm>,
+    ) -> Result<Vec<OrderTerm>, ApiError> {
         let Some(text) = self.get("order") else {
             return Ok(default);
         };
@@ -423,7 +402,10 @@ impl Params {
                     ),
                 ));
             }
-            order.push((column.to_string(), descending));
+            order.push(OrderTerm {
+                column: column.to_string(),
+                descending,
+            });
         }
         Ok(order)
     }
@@ -443,24 +425,6 @@ fn list_or_none(names: &[String]) -> String {
         "none (the view has no group fields)".into()
     } else {
         names.join(", ")
-    }
-}
-
-/// `time` rounded down to a multiple of `seconds` since the Unix epoch.
-pub fn floor_to(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
-    let micros = seconds * 1_000_000;
-    Utc.timestamp_micros(time.timestamp_micros().div_euclid(micros) * micros)
-        .single()
-        .unwrap_or(time)
-}
-
-/// `time` rounded up to a multiple of `seconds` since the Unix epoch.
-pub fn ceil_to(time: DateTime<Utc>, seconds: i64) -> DateTime<Utc> {
-    let floor = floor_to(time, seconds);
-    if floor == time {
-        time
-    } else {
-        floor + chrono::Duration::seconds(seconds)
     }
 }
 

@@ -15,7 +15,7 @@ fn parse(text: &str) -> Result<Value, ApiError> {
     serde_json::from_str(text).map_err(|e| ApiError::Internal(format!("provenance JSON: {e}")))
 }
 
-/// The speed state (as rendered by `statement::speed_state_sql`) with lags added.
+/// The speed state (as rendered by `merged_read::speed_state_sql`) with lags added.
 pub fn speed(text: &str, kafka: &KafkaStatus, now: DateTime<Utc>) -> Result<Value, ApiError> {
     let mut speed = parse(text)?;
     let newest = speed["newest_event_time"]

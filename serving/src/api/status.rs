@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
+use merged_read::speed_state_sql;
 use schemas::pg::{batch_runs, leader};
 use serde_json::{Value, json};
 
@@ -14,7 +15,6 @@ use super::error::ApiError;
 use super::kafka_watch::{CommittedPosition, KafkaStatus};
 use super::provenance;
 use super::state::AppState;
-use super::statement::speed_state_sql;
 
 /// A layer behind Kafka's end that has not committed for this long is reported `stalled`.
 const STALLED_AFTER: chrono::Duration = chrono::Duration::seconds(30);

@@ -5,16 +5,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use merged_read::{OrderTerm, Selection, WindowBounds, WindowEnd, ceil_to, column_names, floor_to};
 use schemas::view::View;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::params::{Endpoint, Params, Selection, ceil_to, floor_to};
+use super::params::{Endpoint, Params};
 use super::provenance;
-use super::query::{self, output_columns};
+use super::query;
 use super::request_input::path_text;
 use super::state::AppState;
-use super::window_totals::window_bounds;
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -28,21 +28,18 @@ fn with_decayed_to(envelope: &mut Value, view: &View, now: DateTime<Utc>) {
 }
 
 /// The default order: group fields, then bucket_start, ascending.
-fn natural_order(view: &View, group_by: &[usize], bucketed: bool) -> Vec<(String, bool)> {
+fn natural_order(view: &View, group_by: &[usize], bucketed: bool) -> Vec<OrderTerm> {
     group_by
         .iter()
-        .map(|&i| (view.served_name(i).to_string(), false))
-        .chain(bucketed.then(|| ("bucket_start".to_string(), false)))
+        .map(|&i| OrderTerm::ascending(view.served_name(i)))
+        .chain(bucketed.then(|| OrderTerm::ascending("bucket_start")))
         .collect()
 }
 
 /// Appends the natural order as a tie-break, so that answers are deterministic.
-fn with_tie_break(
-    mut order: Vec<(String, bool)>,
-    natural: Vec<(String, bool)>,
-) -> Vec<(String, bool)> {
+fn with_tie_break(mut order: Vec<OrderTerm>, natural: Vec<OrderTerm>) -> Vec<OrderTerm> {
     for key in natural {
-        if !order.iter().any(|(c, _)| *c == key.0) {
+        if !order.iter().any(|t| t.column == key.column) {
             order.push(key);
         }
     }
@@ -86,10 +83,10 @@ fn group_names(view: &View, group_by: &[usize]) -> Vec<String> {
         .collect()
 }
 
-fn order_text(order: &[(String, bool)]) -> Vec<String> {
+fn order_text(order: &[OrderTerm]) -> Vec<String> {
     order
         .iter()
-        .map(|(c, d)| format!("{c}:{}", if *d { "desc" } else { "asc" }))
+        .map(|t| format!("{}:{}", t.column, if t.descending { "desc" } else { "asc" }))
         .collect()
 }
 
@@ -145,7 +142,7 @@ pub fn series_selection(
         ));
     }
     let group_by = params.group_by(view)?;
-    let columns = output_columns(view, &group_by, true);
+    let columns = column_names(view, &group_by, true);
     let natural = natural_order(view, &group_by, true);
     let order = with_tie_break(params.order(&columns, natural.clone())?, natural);
     let parts = params.flag("parts")?;
@@ -186,16 +183,19 @@ fn window_selection(
     view: &View,
     params: &Params,
     limit: i64,
-    order: impl FnOnce(&[String], Vec<(String, bool)>) -> Result<Vec<(String, bool)>, ApiError>,
+    order: impl FnOnce(&[String], Vec<OrderTerm>) -> Result<Vec<OrderTerm>, ApiError>,
 ) -> Result<(Selection, Value), ApiError> {
     let seconds = params
         .bucket_multiple("window", view, &state.settings.limits)?
         .ok_or_else(|| ApiError::bad("window", "`window` is required"))?;
     let now = (state.clock)();
     let decayed_to = params.time("at")?.unwrap_or(now);
-    let (from, to) = window_bounds(view, now, seconds);
+    let WindowBounds {
+        start: from,
+        end: to,
+    } = WindowBounds::of(view, now, seconds, WindowEnd::CurrentBucket);
     let group_by = params.group_by(view)?;
-    let columns = output_columns(view, &group_by, false);
+    let columns = column_names(view, &group_by, false);
     let natural = natural_order(view, &group_by, false);
     let order = with_tie_break(order(&columns, natural.clone())?, natural);
     let mut envelope = json!({
@@ -265,7 +265,10 @@ pub async fn top(
                 ),
             ));
         }
-        Ok(vec![(metric.clone(), true)])
+        Ok(vec![OrderTerm {
+            column: metric.clone(),
+            descending: true,
+        }])
     })?;
     envelope["metric"] = json!(metric);
     envelope["k"] = json!(k);

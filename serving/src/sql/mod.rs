@@ -1,74 +1,16 @@
-//! The `serving` schema: merged views for BI tools and the read-only role that reads them.
+//! The `serving` schema: merged views for BI tools (each the merged read's
+//! [`merged_select`](merged_read::merged_select)) and the read-only role that reads them.
 
 mod bi_role;
 #[cfg(test)]
 mod tests;
 
+use merged_read::merged_select;
 use schemas::config::ServingConfig;
-use schemas::pg::batch_runs;
-use schemas::pg_layout::{ViewLayout, merge};
+use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-
-/// The SELECT of a view's merged rows: active batch rows ⊕ speed rows with epoch ≥ the active
-/// run's covered epoch (all speed rows before the first batch run), per group and bucket;
-/// counts and sums add, min and max combine, `avg_<field>` = sum / the count of records
-/// that have the field ([`View::averages`]), and decayed scores are decayed to `now()`.
-///
-/// Identifiers, the view's name and its fingerprint come from validated configuration
-/// (`[a-z_][a-z0-9_]*` and hex), so they can stand in the statement.
-pub fn merged_select(view: &View) -> String {
-    let layout = ViewLayout::of(view);
-    let groups: Vec<&str> = layout.group_names();
-    let stored = layout.stored_columns();
-    let mut outputs: Vec<String> = groups
-        .iter()
-        .map(|g| g.to_string())
-        .chain(["bucket_start".to_string()])
-        .collect();
-    outputs.extend(view.metrics.iter().map(|m| merge::aggregate(m, "now()")));
-    // Distinct counts also as the merged sketch, so that BI tools can roll them up exactly:
-    // hll_cardinality(hll_union_agg(<metric>_sketch)) over any set of rows.
-    outputs.extend(
-        view.metrics
-            .iter()
-            .filter(|m| m.sketch.is_some())
-            .map(|m| format!("hll_union_agg({c}) AS {c}_sketch", c = m.column)),
-    );
-    outputs.extend(view.averages().iter().map(merge::average));
-    let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
-    let merged = format!(
-        "WITH active AS ({active}) \
-         SELECT {outputs} FROM ( \
-           SELECT {stored} FROM {batch} WHERE run_id = (SELECT run_id FROM active) \
-           UNION ALL \
-           SELECT {stored} FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active), 0) \
-         ) AS rows GROUP BY {group_by}",
-        active = batch_runs::active_run_select(
-            &format!("'{}'", view.name),
-            &format!("'{}'", view.fingerprint)
-        ),
-        outputs = outputs.join(", "),
-        batch = layout.batch_table,
-        speed = layout.speed_table,
-        group_by = group_by.join(", "),
-    );
-    with_attributes(view, merged)
-}
-
-/// The merged rows with the view's attributes joined (a key missing from its dimension gets
-/// nulls), so that BI tools group by campaign as they group by ad.
-fn with_attributes(view: &View, merged: String) -> String {
-    let (columns, joins) = schemas::dimension::attribute_joins(&view.attributes, "merged", "d");
-    if columns.is_empty() {
-        return merged;
-    }
-    format!(
-        "SELECT merged.*, {} FROM ({merged}) AS merged{joins}",
-        columns.join(", ")
-    )
-}
 
 /// Why installing the serving schema failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,42 @@
-//! The parts every answer's statement is built from: placeholders and their values, the
-//! answer's typed columns, its ORDER BY terms, the head row that carries provenance, and the
-//! column list of the rows. The general statement (`query`) and the one for whole keys
-//! (`whole_keys`) both build on them; identifiers come from the validated view.
+//! The parts every merged read's statement is built from: which rows of each layer merge (the
+//! active run's batch rows, the speed rows at or above its covered epoch), placeholders and
+//! their values, the ORDER BY terms, the head row that carries provenance, and the column list
+//! of the rows. The general statement, the one for whole keys and the SQL views for BI tools
+//! build on them; identifiers come from the validated view.
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
 use schemas::pg::view_definitions;
-use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
-use super::answer_json::OutputColumn;
-use super::params::{FilterValues, Selection};
+use crate::columns::AnswerColumn;
+use crate::selection::{FilterValues, OrderTerm, Selection};
+
+/// The condition on a batch table's rows that keeps the active run's: `active` names the
+/// relation holding the active run (`schemas::pg::batch_runs::active_run_select`).
+pub(crate) struct BatchRows<'a>(pub(crate) &'a str);
+
+impl fmt::Display for BatchRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "run_id = (SELECT run_id FROM {})", self.0)
+    }
+}
+
+/// The condition on a speed table's rows that keeps those the active run does not cover: the
+/// epochs at or above its covered epoch (every epoch before the first run). `active` names the
+/// relation holding the active run.
+pub(crate) struct SpeedRows<'a>(pub(crate) &'a str);
+
+impl fmt::Display for SpeedRows<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "epoch >= coalesce((SELECT covered_epoch FROM {}), 0)",
+            self.0
+        )
+    }
+}
 
 /// A value bound to a placeholder.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,15 +55,8 @@ pub enum Bind {
     Bools(Vec<bool>),
 }
 
-/// A statement under construction: text and the values of its placeholders, in order.
-#[derive(Default)]
-pub(super) struct Statement {
-    pub(super) binds: Vec<Bind>,
-}
-
-/// The one statement that answers a request, with the values of its placeholders `$1`, `$2`,
-/// ... in order: what the API runs, for tools that run it elsewhere (EXPLAIN, a benchmark's
-/// pgbench floor).
+/// A statement's text with the values of its placeholders `$1`, `$2`, ... in order: what the
+/// merged read runs, for tools that run it elsewhere (EXPLAIN, a benchmark's pgbench floor).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BoundStatement {
     /// The SQL text; identifiers come from validated configuration.
@@ -45,25 +65,31 @@ pub struct BoundStatement {
     pub values: Vec<Bind>,
 }
 
-/// The placeholders every answer's statement binds first.
-pub(super) struct Placeholders {
-    /// The view's name.
-    pub(super) name: String,
-    /// Its fingerprint.
-    pub(super) fingerprint: String,
-    /// The first bucket start read.
-    pub(super) from: String,
-    /// The end of the buckets read.
-    pub(super) to: String,
-    /// The limit.
-    pub(super) limit: String,
-    /// The topic whose speed positions are reported.
-    pub(super) topic: String,
+/// The values of a statement's placeholders, in order, as it is built.
+#[derive(Default)]
+pub(crate) struct Binds {
+    pub(crate) values: Vec<Bind>,
 }
 
-impl Statement {
-    /// Binds what every answer's statement needs, in order.
-    pub(super) fn bind_selection(
+/// The placeholders every merged read's statement binds first.
+pub(crate) struct Placeholders {
+    /// The view's name.
+    pub(crate) name: String,
+    /// Its fingerprint.
+    pub(crate) fingerprint: String,
+    /// The first bucket start read.
+    pub(crate) from: String,
+    /// The end of the buckets read.
+    pub(crate) to: String,
+    /// The limit.
+    pub(crate) limit: String,
+    /// The topic whose speed positions are reported.
+    pub(crate) topic: String,
+}
+
+impl Binds {
+    /// Binds what every merged read's statement needs, in order.
+    pub(crate) fn bind_selection(
         &mut self,
         view: &View,
         selection: &Selection,
@@ -80,7 +106,7 @@ impl Statement {
     }
 
     /// Binds a filter's accepted values (an array) and returns its placeholder.
-    pub(super) fn bind_filter(&mut self, values: &FilterValues) -> String {
+    pub(crate) fn bind_filter(&mut self, values: &FilterValues) -> String {
         self.bind(match values {
             FilterValues::Text(v) => Bind::Texts(v.clone()),
             FilterValues::Int(v) => Bind::Ints(v.clone()),
@@ -89,68 +115,40 @@ impl Statement {
     }
 
     /// Adds a value and returns its placeholder.
-    pub(super) fn bind(&mut self, value: Bind) -> String {
-        self.binds.push(value);
-        format!("${}", self.binds.len())
+    pub(crate) fn bind(&mut self, value: Bind) -> String {
+        self.values.push(value);
+        format!("${}", self.values.len())
     }
 }
 
 /// RFC 3339 text of a timestamptz expression in UTC (JSON's ISO 8601 form, whatever the
 /// session's DateStyle; fractions only when there are any). Written without a `:` so that the
 /// statement also runs unchanged under pgbench, which reads `:name` as a variable.
-pub(super) fn utc_text(expression: &str) -> String {
+pub(crate) fn utc_text(expression: &str) -> String {
     format!("((to_json(({expression}) AT TIME ZONE 'UTC') #>> '{{}}') || 'Z')")
 }
 
-/// The answer's columns with their types: the kept group fields and attributes, `bucket_start`
-/// when bucketed, the metrics, the averages, and `batch_part`/`speed_part` when asked.
-pub(super) fn answer_columns(view: &View, selection: &Selection) -> Vec<OutputColumn> {
-    let layout = ViewLayout::of(view);
-    let mut columns: Vec<OutputColumn> = selection
-        .group_by
+/// The order as `ORDER BY` terms (empty when there are none).
+pub(crate) fn order_terms(order: &[OrderTerm]) -> String {
+    order
         .iter()
-        .map(|&i| OutputColumn::new(view.served_name(i), pg_type(view.served_type(i))))
-        .collect();
-    if selection.granularity.is_some() {
-        columns.push(OutputColumn::new("bucket_start", "timestamptz"));
-    }
-    for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
-        columns.push(OutputColumn::new(
-            &metric.column,
-            merge::answer_type(metric, column.pg_type),
-        ));
-    }
-    for average in view.averages() {
-        columns.push(OutputColumn::new(&average.column, "double precision"));
-    }
-    if selection.parts {
-        columns.push(OutputColumn::new("batch_part", "boolean"));
-        columns.push(OutputColumn::new("speed_part", "boolean"));
-    }
-    columns
-}
-
-/// The selection's order as `ORDER BY` terms (empty when it has none).
-pub(super) fn order_terms(selection: &Selection) -> String {
-    selection
-        .order
-        .iter()
-        .map(|(column, descending)| {
+        .map(|term| {
             format!(
-                "{column} {} NULLS LAST",
-                if *descending { "DESC" } else { "ASC" }
+                "{} {} NULLS LAST",
+                term.column,
+                if term.descending { "DESC" } else { "ASC" }
             )
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// The head row of an answer's statement, after `SELECT`: `part$` 0, `ord$`, the output
+/// The head row of a merged read's statement, after `SELECT`: `part$` 0, `ord$`, the output
 /// columns as NULLs of their wire types, whether more rows matched than the limit
 /// (`truncated`, an SQL boolean; NULL when the rows say it), and the provenance: the active
 /// run (`active$` must be in scope), the speed state and the backfilling flag.
-pub(super) fn head_row(
-    columns: &[OutputColumn],
+pub(crate) fn head_row(
+    columns: &[AnswerColumn],
     truncated: &str,
     topic: &str,
     name: &str,
@@ -177,7 +175,7 @@ pub(super) fn head_row(
 }
 
 /// The output columns of an answer row as sent: `numeric` sums as text.
-pub(super) fn row_names(columns: &[OutputColumn]) -> String {
+pub(crate) fn row_names(columns: &[AnswerColumn]) -> String {
     columns
         .iter()
         .map(|c| match c.wire_type() {

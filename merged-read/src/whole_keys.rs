@@ -14,9 +14,11 @@ use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
-use super::answer_json::OutputColumn;
-use super::params::Selection;
-use super::statement::{Placeholders, Statement, answer_columns, head_row, order_terms, row_names};
+use crate::columns::AnswerColumn;
+use crate::selection::Selection;
+use crate::statement::{
+    BatchRows, Binds, BoundStatement, Placeholders, SpeedRows, head_row, order_terms, row_names,
+};
 
 /// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
 /// that the full join can hash (`IS NOT DISTINCT FROM` cannot): the columns are equal when
@@ -34,17 +36,24 @@ fn same_key(column: &str, pg_type: &str) -> String {
     )
 }
 
-/// The statement, when `selection` over `view` is such a query.
-pub(super) fn statement(
+/// Whether `selection` over `view` keeps whole keys at the view's bucket (the shape this
+/// statement answers, when the view's metrics all merge pairwise).
+fn keeps_whole_keys(view: &View, selection: &Selection) -> bool {
+    let groups = view.group_by.len();
+    selection.group_by.len() == groups
+        && (0..groups).all(|i| selection.group_by.contains(&i))
+        && selection.filters.iter().all(|f| f.field < groups)
+        && selection.granularity == Some(view.bucket.seconds())
+}
+
+/// The statement, when `selection` over `view` (whose answer has `columns`) is such a query.
+pub(crate) fn statement(
     view: &View,
     selection: &Selection,
     topic: &str,
-) -> Option<(String, Statement, Vec<OutputColumn>)> {
-    let groups = view.group_by.len();
-    let whole = selection.group_by.len() == groups
-        && (0..groups).all(|i| selection.group_by.contains(&i))
-        && selection.filters.iter().all(|(i, _)| *i < groups);
-    if !whole || selection.granularity != Some(view.bucket.seconds()) {
+    columns: &[AnswerColumn],
+) -> Option<BoundStatement> {
+    if !keeps_whole_keys(view, selection) {
         return None;
     }
     let combined: Vec<String> = view
@@ -57,7 +66,7 @@ pub(super) fn statement(
         .collect::<Option<_>>()?;
 
     let layout = ViewLayout::of(view);
-    let mut st = Statement::default();
+    let mut st = Binds::default();
     let Placeholders {
         name,
         fingerprint,
@@ -67,12 +76,12 @@ pub(super) fn statement(
         topic,
     } = st.bind_selection(view, selection, topic);
     let mut filters = String::new();
-    for (index, values) in &selection.filters {
-        let placeholder = st.bind_filter(values);
+    for filter in &selection.filters {
+        let placeholder = st.bind_filter(&filter.values);
         let _ = write!(
             filters,
             " AND {} = ANY({placeholder})",
-            view.group_by[*index]
+            view.group_by[filter.field]
         );
     }
     let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
@@ -82,7 +91,6 @@ pub(super) fn statement(
         .iter()
         .map(|&i| view.group_by[i].as_str())
         .collect();
-    let columns = answer_columns(view, selection);
     let parts = if selection.parts {
         ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part"
     } else {
@@ -116,7 +124,7 @@ pub(super) fn statement(
         .collect::<Vec<_>>()
         .join(", ");
     let stored = layout.stored_columns();
-    let order = order_terms(selection);
+    let order = order_terms(&selection.order);
     let outputs = keys
         .iter()
         .map(|k| (*k).to_string())
@@ -140,16 +148,18 @@ pub(super) fn statement(
             SELECT {outputs} FROM ( \
               SELECT {merged_keys}, {combined}{parts} \
               FROM (SELECT {stored} FROM {batch} \
-                    WHERE run_id = (SELECT run_id FROM active$) AND {range}) AS b \
+                    WHERE {batch_rows} AND {range}) AS b \
               FULL JOIN (SELECT {group_list}bucket_start, {speed_aggregates} FROM {speed} \
-                    WHERE epoch >= coalesce((SELECT covered_epoch FROM active$), 0) AND {range} \
+                    WHERE {speed_rows} AND {range} \
                     GROUP BY {group_list}bucket_start) AS s \
               ON {join_on}) AS merged$ \
             ORDER BY {order} LIMIT {limit} + 1) AS answer$ \
          ORDER BY part$, ord$",
         active = batch_runs::active_run_select(&name, &fingerprint),
-        head = head_row(&columns, "NULL::boolean", &topic, &name, &fingerprint),
-        names = row_names(&columns),
+        head = head_row(columns, "NULL::boolean", &topic, &name, &fingerprint),
+        names = row_names(columns),
+        batch_rows = BatchRows("active$"),
+        speed_rows = SpeedRows("active$"),
         combined = combined.join(", "),
         batch = layout.batch_table,
         speed = layout.speed_table,
@@ -159,5 +169,8 @@ pub(super) fn statement(
             .map(|g| format!("{g}, "))
             .collect::<String>(),
     );
-    Some((sql, st, columns))
+    Some(BoundStatement {
+        sql,
+        values: st.values,
+    })
 }

@@ -1,0 +1,106 @@
+//! The answer's columns: the kept group fields and attributes, `bucket_start` when bucketed,
+//! the metrics, the averages, and `batch_part`/`speed_part` when asked; each with its type.
+
+use schemas::pg_layout::{ViewLayout, merge, pg_type};
+use schemas::view::View;
+
+use crate::selection::Selection;
+
+/// How a column's values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellKind {
+    /// `bigint`.
+    Int,
+    /// `double precision`.
+    Float,
+    /// `numeric` integer sums (read as their exact decimal text: sqlx has no i128).
+    IntegerSum,
+    /// `boolean`.
+    Bool,
+    /// `timestamptz`.
+    Time,
+    /// Text (and any other type, read as text).
+    Text,
+}
+
+impl CellKind {
+    fn of(pg_type: &str) -> Self {
+        match pg_type {
+            "bigint" => Self::Int,
+            "double precision" => Self::Float,
+            "numeric" => Self::IntegerSum,
+            "boolean" => Self::Bool,
+            "timestamptz" => Self::Time,
+            _ => Self::Text,
+        }
+    }
+}
+
+/// One column of the answer: its name (a validated identifier) and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerColumn {
+    /// The name.
+    pub name: String,
+    /// Its PostgreSQL type, as in `schemas::pg_layout`.
+    pub pg_type: &'static str,
+    /// How its values are read.
+    pub kind: CellKind,
+}
+
+impl AnswerColumn {
+    /// A column named `name` of PostgreSQL type `pg_type`.
+    pub fn new(name: &str, pg_type: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            pg_type,
+            kind: CellKind::of(pg_type),
+        }
+    }
+
+    /// The type the column has on the wire: `numeric` sums travel as text.
+    pub(crate) fn wire_type(&self) -> &'static str {
+        match self.pg_type {
+            "numeric" => "text",
+            other => other,
+        }
+    }
+
+    /// The columns of the answer to `selection` over `view`, in order.
+    pub fn of(view: &View, selection: &Selection) -> Vec<Self> {
+        let layout = ViewLayout::of(view);
+        let mut columns: Vec<Self> = selection
+            .group_by
+            .iter()
+            .map(|&i| Self::new(view.served_name(i), pg_type(view.served_type(i))))
+            .collect();
+        if selection.granularity.is_some() {
+            columns.push(Self::new("bucket_start", "timestamptz"));
+        }
+        for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
+            columns.push(Self::new(
+                &metric.column,
+                merge::answer_type(metric, column.pg_type),
+            ));
+        }
+        for average in view.averages() {
+            columns.push(Self::new(&average.column, "double precision"));
+        }
+        if selection.parts {
+            columns.push(Self::new("batch_part", "boolean"));
+            columns.push(Self::new("speed_part", "boolean"));
+        }
+        columns
+    }
+}
+
+/// The names of the answer's columns without the parts: the kept fields (`group_by`, indexes
+/// into [`View::served_names`]), `bucket_start` when `bucketed`, the metrics, the averages.
+pub fn column_names(view: &View, group_by: &[usize], bucketed: bool) -> Vec<String> {
+    group_by
+        .iter()
+        .map(|&i| view.served_name(i).to_string())
+        .chain(bucketed.then(|| "bucket_start".to_string()))
+        .chain(view.metrics.iter().map(|m| m.column.clone()))
+        .chain(view.averages().into_iter().map(|a| a.column))
+        .collect()
+}

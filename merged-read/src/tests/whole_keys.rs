@@ -1,0 +1,135 @@
+//! The whole-keys statement answers exactly what the general statement answers, row for row:
+//! with NULL keys on both sides of the merge, truncation, orders, filters and parts.
+
+use chrono::{Duration, TimeZone, Utc};
+use schemas::pg_layout::ViewLayout;
+use sqlx::PgPool;
+
+use crate::fixture::{TOPIC, config, sales, start, store, store_positions};
+use crate::{
+    CellValue, Filter, FilterValues, MergedAnswer, OrderTerm, ReadStatement, Selection, Shape,
+};
+
+/// The rows' values, owned.
+fn values(answer: &MergedAnswer) -> Vec<Vec<CellValue>> {
+    answer
+        .rows
+        .iter()
+        .map(|row| row.cells().map(|c| c.unwrap().to_value()).collect())
+        .collect()
+}
+
+/// Whole keys of `sales` at its bucket from 09:00 to 13:00, in the API's default order.
+fn selection(group_by: &[usize], order: &[(&str, bool)], limit: i64) -> Selection {
+    let names = ["country", "store"];
+    let order: Vec<OrderTerm> = order
+        .iter()
+        .map(|&(column, descending)| OrderTerm {
+            column: column.into(),
+            descending,
+        })
+        .chain(group_by.iter().map(|&i| OrderTerm::ascending(names[i])))
+        .chain([OrderTerm::ascending("bucket_start")])
+        .collect();
+    Selection {
+        from: start() - Duration::hours(1),
+        to: start() + Duration::hours(3),
+        granularity: Some(60),
+        group_by: group_by.to_vec(),
+        filters: Vec::new(),
+        order,
+        limit,
+        decayed_to: start(),
+        parts: false,
+    }
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
+    store(&pool, &sales(), Some(2)).await;
+    store_positions(&pool).await;
+    // A NULL country in the active run and in the speed rows, in one bucket: one merged row.
+    let config = config();
+    let view = &config.views[0];
+    let layout = ViewLayout::of(view);
+    let bucket = Utc.with_ymd_and_hms(2026, 3, 1, 10, 30, 0).unwrap();
+    let run: i64 = sqlx::query_scalar(
+        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' AND view_name = 'sales'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    for (table, id_column, id) in [
+        (&layout.batch_table, "run_id", run),
+        (&layout.speed_table, "epoch", 3),
+        (&layout.speed_table, "epoch", 2),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} ({id_column}, bucket_start, country, store, count, sum_cents, min_cents, max_cents, count_cents) \
+             VALUES ($1, $2, NULL, 1, 2, 10, 4, 6, 2)"
+        )))
+        .bind(id)
+        .bind(bucket)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let all = i64::from(u16::MAX);
+    let mut filtered = selection(&[0, 1], &[], all);
+    filtered.filters = vec![
+        Filter {
+            field: 0,
+            values: FilterValues::Text(vec!["DE".into(), "it's".into()]),
+        },
+        Filter {
+            field: 1,
+            values: FilterValues::Int(vec![2]),
+        },
+    ];
+    let mut parts = selection(&[1, 0], &[], all);
+    parts.parts = true;
+    let mut averages_with_parts = selection(&[0, 1], &[("avg_cents", true)], 30);
+    averages_with_parts.parts = true;
+    let cases = [
+        ("default", selection(&[0, 1], &[], all)),
+        (
+            "order",
+            selection(&[0, 1], &[("count", true), ("sum_cents", false)], all),
+        ),
+        ("limit", selection(&[0, 1], &[], 7)),
+        ("filters", filtered),
+        ("parts", parts),
+        ("averages with parts", averages_with_parts),
+    ];
+    for (case, selection) in cases {
+        let fast = ReadStatement::new(view, &selection, TOPIC).unwrap();
+        assert_eq!(fast.shape(), Shape::WholeKeys, "{case}");
+        let fast = fast.run(&pool).await.unwrap();
+        let general = ReadStatement::general(view, &selection, TOPIC)
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        assert!(!fast.rows.is_empty(), "{case}: rows to compare");
+        assert_eq!(values(&fast), values(&general), "{case}");
+        assert_eq!(fast.rows.columns(), general.rows.columns(), "{case}");
+        assert_eq!(fast.truncated, general.truncated, "{case}");
+        assert_eq!(fast.provenance, general.provenance, "{case}");
+        if case == "limit" {
+            assert!(fast.truncated && fast.rows.len() == 7, "{case}");
+        }
+        if case == "default" {
+            // Its batch row and two speed rows merged into one.
+            let null_key = vec![
+                CellValue::Null,
+                CellValue::Int(1),
+                CellValue::Time(bucket),
+                CellValue::Int(6),
+            ];
+            assert!(
+                values(&fast).iter().any(|row| row[..4] == null_key[..]),
+                "the NULL key's rows are merged into one"
+            );
+        }
+    }
+}
