@@ -12,7 +12,7 @@ use schemas::pg::job_runs;
 
 use super::error::ApiError;
 use super::launcher::LaunchError;
-use super::request_input::{body_bytes, path_text, query_pairs};
+use super::request_input::{CountParam, body_bytes, path_text, query_pairs};
 use super::state::AppState;
 
 /// Compares in time independent of where the first difference is and of either length: both
@@ -89,6 +89,15 @@ pub async fn start_job(
         .into_response())
 }
 
+/// The `limit` of GET /v1/jobs.
+pub const JOBS_LIMIT: CountParam = CountParam {
+    name: "limit",
+    min: 1,
+    default: 50,
+    max: 1000,
+    description: "Most runs to return, newest first",
+};
+
 /// GET /v1/jobs?limit=N: the most recent runs, newest first.
 pub async fn list_jobs(
     State(state): State<AppState>,
@@ -96,22 +105,11 @@ pub async fn list_jobs(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let mut limit = 50_i64;
+    let mut limit = JOBS_LIMIT.default;
     for pair in query_pairs(raw.as_deref())? {
         let (name, value) = (pair.name, pair.value);
         match name.as_str() {
-            "limit" => {
-                limit = value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=1000).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "limit",
-                            format!("`{value}` is not a whole number from 1 to 1000"),
-                        )
-                    })?;
-            }
+            "limit" => limit = JOBS_LIMIT.parse(&value)?,
             other => {
                 return Err(ApiError::bad(
                     other,

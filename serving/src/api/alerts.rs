@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::admin::authorize;
 use super::error::ApiError;
-use super::request_input::{body_bytes, path_text, query_pairs};
+use super::request_input::{CountParam, body_bytes, path_text, query_pairs};
 use super::state::AppState;
 
 /// `name`, if an alert rule has it.
@@ -31,26 +31,14 @@ fn known_rule(state: &AppState, name: String) -> Result<String, ApiError> {
 /// The `rule` and `limit` parameters of the history; anything else is refused by name.
 fn rule_and_limit(state: &AppState, raw: Option<&str>) -> Result<(Option<String>, i64), ApiError> {
     let mut rule = None;
-    let mut limit = 100_i64;
+    let mut limit = HISTORY_LIMIT.default;
     let takes = "rule and limit";
     for pair in query_pairs(raw)? {
         match pair.name.as_str() {
             "rule" => {
                 rule = Some(known_rule(state, pair.value)?);
             }
-            "limit" => {
-                limit = pair
-                    .value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=10_000).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "limit",
-                            format!("`{}` is not a whole number from 1 to 10000", pair.value),
-                        )
-                    })?;
-            }
+            "limit" => limit = HISTORY_LIMIT.parse(&pair.value)?,
             other => {
                 return Err(ApiError::bad(
                     other,
@@ -62,10 +50,23 @@ fn rule_and_limit(state: &AppState, raw: Option<&str>) -> Result<(Option<String>
     Ok((rule, limit))
 }
 
-/// The default and largest page of GET /v1/alerts.
-pub const ALERTS_PAGE_DEFAULT: i64 = 100;
-/// The largest page of GET /v1/alerts.
-pub const ALERTS_PAGE_MAX: i64 = 1000;
+/// The `limit` of GET /v1/alerts/history.
+pub const HISTORY_LIMIT: CountParam = CountParam {
+    name: "limit",
+    min: 1,
+    default: 100,
+    max: 10_000,
+    description: "Most transitions to return, newest first",
+};
+
+/// The `limit` of GET /v1/alerts: a page's size.
+pub const ALERTS_LIMIT: CountParam = CountParam {
+    name: "limit",
+    min: 1,
+    default: 100,
+    max: 1000,
+    description: "Most instances to return, in rule and fingerprint order",
+};
 
 /// A page's cursor as the API shows it: `rule:fingerprint` of the last instance shown.
 fn cursor_text(cursor: &alerts::InstanceCursor) -> String {
@@ -97,7 +98,7 @@ struct InstancesQuery {
 fn instances_query(state: &AppState, raw: Option<&str>) -> Result<InstancesQuery, ApiError> {
     let mut query = InstancesQuery {
         rule: None,
-        limit: ALERTS_PAGE_DEFAULT,
+        limit: ALERTS_LIMIT.default,
         cursor: None,
     };
     for pair in query_pairs(raw)? {
@@ -105,22 +106,7 @@ fn instances_query(state: &AppState, raw: Option<&str>) -> Result<InstancesQuery
             "rule" => {
                 query.rule = Some(known_rule(state, pair.value)?);
             }
-            "limit" => {
-                query.limit = pair
-                    .value
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=ALERTS_PAGE_MAX).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "limit",
-                            format!(
-                                "`{}` is not a whole number from 1 to {ALERTS_PAGE_MAX}",
-                                pair.value
-                            ),
-                        )
-                    })?;
-            }
+            "limit" => query.limit = ALERTS_LIMIT.parse(&pair.value)?,
             "cursor" => query.cursor = Some(parse_cursor(&pair.value)?),
             other => {
                 return Err(ApiError::bad(

@@ -11,15 +11,20 @@ use serde_json::{Value, json};
 
 use super::admin::authorize;
 use super::error::ApiError;
-use super::request_input::query_pairs;
+use super::request_input::{CountParam, query_pairs};
 use super::state::AppState;
 
 /// How many characters of a payload are shown.
 const PAYLOAD_CHARS_SHOWN: usize = 500;
 
-/// The default and largest number of recent dead letters shown.
-const RECENT_DEFAULT: i64 = 20;
-const RECENT_MAX: i64 = 200;
+/// The `recent` of GET /v1/dead-letters: how many recent dead letters are shown.
+pub const RECENT: CountParam = CountParam {
+    name: "recent",
+    min: 0,
+    default: 20,
+    max: 200,
+    description: "How many of the most recent dead letters to show; only with the admin token",
+};
 
 fn shown_payload(payload: &[u8]) -> (String, bool) {
     let text = String::from_utf8_lossy(payload);
@@ -34,25 +39,10 @@ pub async fn list(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let mut recent = RECENT_DEFAULT;
+    let mut recent = RECENT.default;
     for pair in query_pairs(raw.as_deref())? {
         match pair.name.as_str() {
-            "recent" => {
-                recent = pair
-                    .value
-                    .parse()
-                    .ok()
-                    .filter(|n| (0..=RECENT_MAX).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "recent",
-                            format!(
-                                "`{}` is not a whole number from 0 to {RECENT_MAX}",
-                                pair.value
-                            ),
-                        )
-                    })?;
-            }
+            "recent" => recent = RECENT.parse(&pair.value)?,
             other => {
                 return Err(ApiError::bad(
                     other,

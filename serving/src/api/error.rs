@@ -150,7 +150,9 @@ impl From<ReadError> for ApiError {
             }
             ReadError::TimedOut(_) => Self::TooSlow,
             ReadError::Database(error) => Self::Internal(error.to_string()),
-            internal => Self::Internal(internal.to_string()),
+            internal @ (ReadError::NoHeadRow
+            | ReadError::Column { .. }
+            | ReadError::NotAnIntegerSum { .. }) => Self::Internal(internal.to_string()),
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod params;
 mod provenance;
 mod query;
 mod request_input;
-mod routes;
+pub mod routes;
 mod state;
 mod status;
 #[cfg(test)]
@@ -33,7 +33,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on};
 
 pub use answer_cache::AnswerCache;
 pub use error::ApiError;
@@ -41,7 +41,7 @@ pub use kafka_watch::{CommittedPosition, KafkaStatus, KafkaWatch, WatchedGroup};
 pub use launcher::{JobLauncher, LaunchError};
 pub use merged_read::{Bind, BoundStatement};
 pub use params::Limits;
-pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
+pub use routes::{MAX_BODY_BYTES, MAX_URI_BYTES, Method, ROUTES, Route};
 pub use state::{AppState, Clock, MetricsRender, ServingSettings};
 
 /// The statement that answers `GET path_and_query` (a /v1/views/{view} URI), with the values
@@ -62,27 +62,15 @@ pub fn series_statement(
     Ok(merged_read::ReadStatement::new(view, &selection, &state.settings.topic)?.into_bound())
 }
 
-/// The router.
+/// The router: the console's files, and every route of [`ROUTES`] with its handler.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/", get(console::index))
-        .route("/console/{file}", get(console::file))
-        .route("/v1/views", get(catalog::list))
-        .route("/v1/views/{view}", get(views::series))
-        .route("/v1/views/{view}/rolling", get(views::rolling))
-        .route("/v1/views/{view}/top", get(views::top))
-        .route("/v1/alerts", get(alerts::list))
-        .route("/v1/alerts/history", get(alerts::history))
-        .route("/v1/admin/alerts/{name}/silence", post(alerts::silence))
-        .route("/v1/jobs", get(admin::list_jobs))
-        .route("/v1/jobs/{id}", get(admin::job))
-        .route("/v1/admin/jobs/{job}", post(admin::start_job))
-        .route("/v1/status", get(status::status))
-        .route("/v1/dead-letters", get(dead_letters::list))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/openapi.json", get(openapi::document))
+        .route("/console/{file}", get(console::file));
+    for route in ROUTES {
+        router = router.route(route.path, handler(route));
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(request_input::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -90,6 +78,33 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn(measure))
         .layer(middleware::from_fn(console::security_headers))
         .with_state(state)
+}
+
+/// The handler of `route`, under the route's method.
+fn handler(route: &Route) -> MethodRouter<AppState> {
+    let method = match route.method {
+        Method::Get => MethodFilter::GET,
+        Method::Post => MethodFilter::POST,
+    };
+    match route.path {
+        routes::VIEWS => on(method, catalog::list),
+        routes::VIEW_SERIES => on(method, views::series),
+        routes::VIEW_ROLLING => on(method, views::rolling),
+        routes::VIEW_TOP => on(method, views::top),
+        routes::ALERTS => on(method, alerts::list),
+        routes::ALERT_HISTORY => on(method, alerts::history),
+        routes::ALERT_SILENCE => on(method, alerts::silence),
+        routes::JOBS => on(method, admin::list_jobs),
+        routes::JOB => on(method, admin::job),
+        routes::START_JOB => on(method, admin::start_job),
+        routes::STATUS => on(method, status::status),
+        routes::DEAD_LETTERS => on(method, dead_letters::list),
+        routes::HEALTHZ => on(method, health::healthz),
+        routes::READYZ => on(method, health::readyz),
+        routes::METRICS => on(method, health::metrics),
+        routes::OPENAPI => on(method, openapi::document),
+        other => unreachable!("route {other} is in ROUTES without a handler"),
+    }
 }
 
 async fn not_found(request: Request) -> ApiError {

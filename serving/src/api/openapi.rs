@@ -1,21 +1,46 @@
-//! GET /openapi.json: an OpenAPI 3.0 document built from the route table, the parameter
-//! table the parser uses, and the configured views (their names and group fields).
+//! GET /openapi.json: an OpenAPI 3.0 document built from the route table the router is built
+//! from, the parameter table the parser uses, the handlers' own bounds (their `CountParam`s,
+//! the server's limits) and the configured views (their names and group fields).
 
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Map, Value, json};
 
-use super::params::{Endpoint, FILTER_PREFIX, PARAMETERS};
-use super::routes::{MAX_BODY_BYTES, MAX_URI_BYTES, ROUTES};
+use super::params::{Bound, COUNT_MIN, Endpoint, FILTER_PREFIX, PARAMETERS};
+use super::request_input::CountParam;
+use super::routes::{
+    ALERT_HISTORY, ALERT_SILENCE, ALERTS, DEAD_LETTERS, JOB, JOBS, MAX_BODY_BYTES, MAX_URI_BYTES,
+    Method, ROUTES, START_JOB, VIEW_ROLLING, VIEW_SERIES, VIEW_TOP,
+};
 use super::state::AppState;
+use super::{admin, alerts, dead_letters};
 
 fn endpoint_of(path: &str) -> Option<Endpoint> {
     match path {
-        "/v1/views/{view}" => Some(Endpoint::Series),
-        "/v1/views/{view}/rolling" => Some(Endpoint::Rolling),
-        "/v1/views/{view}/top" => Some(Endpoint::Top),
+        VIEW_SERIES => Some(Endpoint::Series),
+        VIEW_ROLLING => Some(Endpoint::Rolling),
+        VIEW_TOP => Some(Endpoint::Top),
         _ => None,
     }
+}
+
+/// The whole-number query parameter the handler of `path` takes, if any.
+fn count_param(path: &str) -> Option<&'static CountParam> {
+    match path {
+        ALERTS => Some(&alerts::ALERTS_LIMIT),
+        ALERT_HISTORY => Some(&alerts::HISTORY_LIMIT),
+        JOBS => Some(&admin::JOBS_LIMIT),
+        DEAD_LETTERS => Some(&dead_letters::RECENT),
+        _ => None,
+    }
+}
+
+fn count_parameter(count: &CountParam) -> Value {
+    json!({
+        "name": count.name, "in": "query", "required": false,
+        "schema": { "type": "integer", "minimum": count.min, "maximum": count.max },
+        "description": format!("{} (default {}).", count.description, count.default),
+    })
 }
 
 fn error_response(description: &str) -> Value {
@@ -42,7 +67,9 @@ pub fn build(state: &AppState) -> Value {
     group_fields.sort_unstable();
     group_fields.dedup();
     let mut paths = Map::new();
-    for (method, path, summary) in ROUTES {
+    for route in ROUTES {
+        let (method, path, summary) = (route.method, route.path, route.summary);
+        let alerts = matches!(path, ALERTS | ALERT_HISTORY | ALERT_SILENCE);
         let mut parameters: Vec<Value> = Vec::new();
         if path.contains("{view}") {
             parameters.push(json!({
@@ -64,44 +91,21 @@ pub fn build(state: &AppState) -> Value {
                 "description": "The alert rule's name, as configured in [[alerts]].",
             }));
         }
-        if path.starts_with("/v1/alerts") {
+        if matches!(path, ALERTS | ALERT_HISTORY) {
             parameters.push(json!({
                 "name": "rule", "in": "query", "required": false,
                 "schema": { "type": "string", "enum": state.settings.alert_rules },
                 "description": "Only this rule's instances or transitions.",
             }));
         }
-        if *path == "/v1/alerts/history" {
-            parameters.push(json!({
-                "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
-                "description": "Most transitions to return, newest first (default 100).",
-            }));
+        if let Some(count) = count_param(path) {
+            parameters.push(count_parameter(count));
         }
-        if *path == "/v1/alerts" {
-            parameters.push(json!({
-                "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": super::alerts::ALERTS_PAGE_MAX },
-                "description": format!("Most instances to return, in rule and fingerprint order (default {}).", super::alerts::ALERTS_PAGE_DEFAULT),
-            }));
+        if path == ALERTS {
             parameters.push(json!({
                 "name": "cursor", "in": "query", "required": false,
                 "schema": { "type": "string" },
                 "description": "Where the page starts: the `next_cursor` of the previous page (it is null on the last page).",
-            }));
-        }
-        if *path == "/v1/jobs" {
-            parameters.push(json!({
-                "name": "limit", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1, "maximum": 1000 },
-                "description": "Most runs to return, newest first (default 50).",
-            }));
-        }
-        if *path == "/v1/dead-letters" {
-            parameters.push(json!({
-                "name": "recent", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 0, "maximum": 200 },
-                "description": "How many of the most recent dead letters to show (default 20); only with the admin token.",
             }));
         }
         if let Some(endpoint) = endpoint_of(path) {
@@ -113,10 +117,28 @@ pub fn build(state: &AppState) -> Value {
                 if let Some(format) = spec.schema.1 {
                     schema["format"] = json!(format);
                 }
+                let limits = &state.settings.limits;
+                let days = limits.max_range_seconds / 86_400;
+                let description = match spec.bound {
+                    Bound::Unbounded => spec.description.to_string(),
+                    Bound::Count => {
+                        schema["minimum"] = json!(COUNT_MIN);
+                        schema["maximum"] = json!(limits.max_limit);
+                        spec.description.to_string()
+                    }
+                    Bound::Span => format!(
+                        "{} At most {days} days on this server (serving.max_range_days).",
+                        spec.description
+                    ),
+                    Bound::RangeStart => format!(
+                        "{} The range is at most {days} days on this server (serving.max_range_days).",
+                        spec.description
+                    ),
+                };
                 parameters.push(json!({
                     "name": spec.name, "in": "query",
                     "required": spec.required_on.contains(&endpoint),
-                    "schema": schema, "description": spec.description,
+                    "schema": schema, "description": description,
                 }));
             }
             for field in &group_fields {
@@ -128,13 +150,12 @@ pub fn build(state: &AppState) -> Value {
                 }));
             }
         }
-        let admin = path.starts_with("/v1/admin") || path.starts_with("/v1/jobs");
+        let admin = matches!(path, ALERT_SILENCE | JOBS | JOB | START_JOB);
         let mut responses = Map::new();
-        let starts_job = *method == "post" && path.starts_with("/v1/admin/jobs");
+        let starts_job = path == START_JOB;
         let ok = if starts_job { "202" } else { "200" };
         responses.insert(ok.into(), json!({ "description": "Success." }));
-        let alerts = path.starts_with("/v1/alerts") || path.starts_with("/v1/admin/alerts");
-        let dead_letters = *path == "/v1/dead-letters";
+        let dead_letters = path == DEAD_LETTERS;
         if endpoint_of(path).is_some() || admin || alerts || dead_letters {
             responses.insert(
                 "400".into(),
@@ -153,7 +174,7 @@ pub fn build(state: &AppState) -> Value {
                 error_response("This server cannot run jobs, or the job refused to start."),
             );
         }
-        if *method == "post" {
+        if method == Method::Post {
             responses.insert(
                 "413".into(),
                 error_response(&format!("The body is larger than {MAX_BODY_BYTES} bytes.")),
@@ -188,7 +209,7 @@ pub fn build(state: &AppState) -> Value {
         if admin {
             operation["security"] = json!([{ "bearer": [] }]);
         }
-        if *method == "post" {
+        if method == Method::Post {
             operation["requestBody"] = json!({
                 "required": false,
                 "description": format!("A JSON object of job parameters (at most {MAX_BODY_BYTES} bytes)."),
@@ -200,7 +221,7 @@ pub fn build(state: &AppState) -> Value {
             .or_insert_with(|| json!({}))
             .as_object_mut()
             .expect("an object")
-            .insert(method.to_string(), operation);
+            .insert(method.as_str().to_string(), operation);
     }
     json!({
         "openapi": "3.0.3",

@@ -34,6 +34,21 @@ pub struct ParamSpec {
     pub schema: (&'static str, Option<&'static str>),
     /// What it does.
     pub description: &'static str,
+    /// The server's limit it is held to, which /openapi.json states.
+    pub bound: Bound,
+}
+
+/// The server's limit a parameter is held to ([`Limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// None.
+    Unbounded,
+    /// A count from [`COUNT_MIN`] to [`Limits::max_limit`] ([`Params::count`]).
+    Count,
+    /// A duration of at most [`Limits::max_range_seconds`] ([`Params::bucket_multiple`]).
+    Span,
+    /// The start of a range of at most [`Limits::max_range_seconds`].
+    RangeStart,
 }
 
 use Endpoint::{Rolling, Series, Top};
@@ -47,6 +62,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", Some("date-time")),
         description: "Start of the range (RFC 3339, inclusive), rounded down to the granularity. Default: 24 hours before `to`.",
+        bound: Bound::RangeStart,
     },
     ParamSpec {
         name: "to",
@@ -54,6 +70,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", Some("date-time")),
         description: "End of the range (RFC 3339, exclusive), rounded up to the granularity. Default: now.",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "granularity",
@@ -61,6 +78,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", None),
         description: "Bucket width of the answer, e.g. `1m`, `1h`: the view's bucket (the default) or a multiple of it; buckets are rolled up exactly.",
+        bound: Bound::Span,
     },
     ParamSpec {
         name: "window",
@@ -68,6 +86,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[Rolling, Top],
         schema: ("string", None),
         description: "Length of the window ending now, e.g. `5m`: a multiple of the view's bucket. It ends at the end of the current bucket.",
+        bound: Bound::Span,
     },
     ParamSpec {
         name: "group_by",
@@ -75,6 +94,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", None),
         description: "Comma-separated subset of the view's group fields to keep; the others are summed over. Default: all of them. Empty: one total.",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "order",
@@ -82,6 +102,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", None),
         description: "Comma-separated output columns, each optionally followed by `:asc` or `:desc`, e.g. `count:desc`. Default: group fields, then bucket_start.",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "limit",
@@ -89,6 +110,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("integer", None),
         description: "Most rows to return (at most serving.max_limit, the default). `truncated` says when more matched.",
+        bound: Bound::Count,
     },
     ParamSpec {
         name: "metric",
@@ -96,6 +118,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[Top],
         schema: ("string", None),
         description: "The metric column to rank keys by, e.g. `count`, `sum_price_cents`, `distinct_user_id` (an estimate from merged sketches) or `decayed_count` (decayed to the request's time, given in `decayed_to`).",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "at",
@@ -103,6 +126,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("string", Some("date-time")),
         description: "The time decayed metrics (`decayed_…`) are decayed to (RFC 3339), e.g. to compare trends at two moments. Default: now. The answer says it in `decayed_to`.",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "parts",
@@ -110,6 +134,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("boolean", None),
         description: "`true` adds to each row `batch_part` and `speed_part`: whether the active batch run and the speed layer contributed rows to it (the console shades its chart by them). Default: false.",
+        bound: Bound::Unbounded,
     },
     ParamSpec {
         name: "k",
@@ -117,8 +142,12 @@ pub const PARAMETERS: &[ParamSpec] = &[
         required_on: &[],
         schema: ("integer", None),
         description: "How many keys to return (default 10, at most serving.max_limit).",
+        bound: Bound::Count,
     },
 ];
+
+/// The smallest count (`limit`, `k`) taken; the largest is [`Limits::max_limit`].
+pub const COUNT_MIN: i64 = 1;
 
 /// The prefix of filter parameters: `filter.country=DE&filter.country=FR`.
 pub const FILTER_PREFIX: &str = "filter.";
@@ -284,11 +313,11 @@ impl Params {
         let value: i64 = text
             .parse()
             .map_err(|_| ApiError::bad(name, format!("`{text}` is not a whole number")))?;
-        if value < 1 || value > i64::from(limits.max_limit) {
+        if value < COUNT_MIN || value > i64::from(limits.max_limit) {
             return Err(ApiError::bad(
                 name,
                 format!(
-                    "{value} is out of range: 1 to {} (serving.max_limit)",
+                    "{value} is out of range: {COUNT_MIN} to {} (serving.max_limit)",
                     limits.max_limit
                 ),
             ));

@@ -68,6 +68,41 @@ pub fn query_pairs(raw: Option<&str>) -> Result<Vec<QueryPair>, ApiError> {
     Ok(pairs)
 }
 
+/// A whole-number query parameter with its bounds and default: its handler parses it with
+/// them and /openapi.json documents them, so the two cannot drift.
+#[derive(Debug, Clone, Copy)]
+pub struct CountParam {
+    /// Its name.
+    pub name: &'static str,
+    /// The smallest value taken.
+    pub min: i64,
+    /// The value when absent.
+    pub default: i64,
+    /// The largest value taken.
+    pub max: i64,
+    /// What it does (the document adds the default).
+    pub description: &'static str,
+}
+
+impl CountParam {
+    /// `value` if it is a whole number within the bounds, else a 400 naming the parameter.
+    pub fn parse(&self, value: &str) -> Result<i64, ApiError> {
+        value
+            .parse()
+            .ok()
+            .filter(|n| (self.min..=self.max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    self.name,
+                    format!(
+                        "`{value}` is not a whole number from {} to {}",
+                        self.min, self.max
+                    ),
+                )
+            })
+    }
+}
+
 /// A text path segment (`{view}`, `{job}`, `{id}`), or a 400 naming it when it is not UTF-8
 /// after percent-decoding or holds a NUL.
 pub fn path_text(

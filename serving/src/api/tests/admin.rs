@@ -1,5 +1,5 @@
 //! Admin endpoints need the token and are off without one; the OpenAPI document lists every
-//! route and parameter; bodies have a cap.
+//! route and parameter, and states the bounds the handlers hold counts to; bodies have a cap.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,8 +10,9 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::fixture::{get, send, start, state};
-use crate::api::{JobLauncher, LaunchError, MAX_BODY_BYTES, ROUTES};
+use super::fixture::{get, send, start, state, store};
+use crate::api::routes::{VIEW_ROLLING, VIEW_TOP};
+use crate::api::{JobLauncher, LaunchError, MAX_BODY_BYTES, Method, ROUTES};
 
 /// Records a job run the way the real runner does, and runs nothing.
 struct RecordingLauncher(PgPool);
@@ -137,12 +138,21 @@ async fn the_openapi_document_lists_every_route_and_parameter(pool: PgPool) {
     let (status, document) = get(&state, "/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(document["openapi"], "3.0.3");
-    for (method, path, _) in ROUTES {
+    for route in ROUTES {
+        let (method, path) = (route.method.as_str(), route.path);
         assert!(
             document["paths"][path][method].is_object(),
             "{method} {path} missing"
         );
     }
+    // The document has no other route: the router is built from the same table.
+    let operations: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, ROUTES.len());
     let series = &document["paths"]["/v1/views/{view}"]["get"]["parameters"];
     let names: Vec<&str> = series
         .as_array()
@@ -168,7 +178,8 @@ async fn the_openapi_document_lists_every_route_and_parameter(pool: PgPool) {
         serde_json::json!(["sales", "all_events"])
     );
     // Every route the document names answers something other than "no route".
-    for (method, path, _) in ROUTES {
+    for route in ROUTES {
+        let (method, path) = (route.method.as_str(), route.path);
         let uri = path
             .replace("{view}", "sales")
             .replace("{id}", "1")
@@ -215,4 +226,49 @@ async fn a_silence_too_long_for_the_clock_is_refused_naming_duration(pool: PgPoo
     let until = (start() + chrono::Duration::days(365))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(body["silenced_until"], until.as_str(), "{body}");
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn every_count_bound_the_document_states_is_the_one_its_handler_holds_to(pool: PgPool) {
+    store(&pool, &[], None).await;
+    let state = state(pool, start(), Some("s3cret-token"));
+    let (_, document) = get(&state, "/openapi.json").await;
+    // What makes the rest of each request valid.
+    let base = |path: &str| match path {
+        VIEW_ROLLING => "window=1m&",
+        VIEW_TOP => "window=1m&metric=count&",
+        _ => "",
+    };
+    let mut checked = Vec::new();
+    for route in ROUTES.iter().filter(|r| r.method == Method::Get) {
+        let parameters = document["paths"][route.path]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        for parameter in parameters {
+            let schema = &parameter["schema"];
+            let Some(max) = schema["maximum"].as_i64() else {
+                continue;
+            };
+            let min = schema["minimum"].as_i64().expect("a minimum too");
+            let name = parameter["name"].as_str().unwrap();
+            let path = route.path.replace("{view}", "sales");
+            for (value, taken) in [(min - 1, false), (min, true), (max, true), (max + 1, false)] {
+                let uri = format!("{path}?{}{name}={value}", base(route.path));
+                let request = Request::get(&uri)
+                    .header("Authorization", "Bearer s3cret-token")
+                    .body(Body::empty())
+                    .unwrap();
+                let (status, body) = send(&state, request).await;
+                let refused =
+                    status == StatusCode::BAD_REQUEST && body["error"]["parameter"] == name;
+                assert_eq!(refused, !taken, "{uri}: {status} {body}");
+                if taken {
+                    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+                }
+            }
+            checked.push(format!("{} {name}", route.path));
+        }
+    }
+    // limit of the three view endpoints' two (k on top), alerts, history, jobs, dead letters.
+    assert_eq!(checked.len(), 7, "{checked:?}");
 }
