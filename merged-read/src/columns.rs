@@ -4,6 +4,7 @@
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
+use crate::error::SelectionError;
 use crate::selection::Selection;
 
 /// How a column's values are read.
@@ -90,6 +91,24 @@ impl AnswerColumn {
             columns.push(Self::new("speed_part", "boolean"));
         }
         columns
+    }
+
+    /// Refuses an order term of `selection` that is not one of `columns` (which [`Self::of`]
+    /// made of it): the terms are written into the statement.
+    pub(crate) fn check_order(
+        columns: &[Self],
+        selection: &Selection,
+    ) -> Result<(), SelectionError> {
+        if let Some(term) = selection
+            .order
+            .iter()
+            .find(|t| !columns.iter().any(|c| c.name == t.column))
+        {
+            return Err(SelectionError::NotAnAnswerColumn {
+                column: term.column.clone(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -39,7 +39,7 @@ impl ReadStatement {
     pub fn new(view: &View, selection: &Selection, topic: &str) -> Result<Self, SelectionError> {
         selection.check(view)?;
         let columns = AnswerColumn::of(view, selection);
-        selection.check_order(&columns)?;
+        AnswerColumn::check_order(&columns, selection)?;
         let (statement, shape) = match whole_keys::statement(view, selection, topic, &columns) {
             Some(statement) => (statement, Shape::WholeKeys),
             None => (
@@ -63,7 +63,7 @@ impl ReadStatement {
     ) -> Result<Self, SelectionError> {
         selection.check(view)?;
         let columns = AnswerColumn::of(view, selection);
-        selection.check_order(&columns)?;
+        AnswerColumn::check_order(&columns, selection)?;
         Ok(Self {
             statement: general::statement(view, selection, topic, &columns),
             columns,

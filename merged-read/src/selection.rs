@@ -7,7 +7,6 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use schemas::event_schema::FieldType;
 use schemas::view::View;
 
-use crate::columns::AnswerColumn;
 use crate::error::{SelectionError, Span};
 
 pub use schemas::view::FilterValues;
@@ -74,8 +73,8 @@ impl Selection {
             .any(|&i| view.served_attribute(i).is_some())
     }
 
-    /// Checks the selection against `view` (all but its order, which [`Self::check_order`]
-    /// checks against the answer's columns): what the statement builders take for granted.
+    /// Checks the selection against `view` (all but its order, which
+    /// `AnswerColumn::check_order` checks against the answer's columns): what the statement builders take for granted.
     pub(crate) fn check(&self, view: &View) -> Result<(), SelectionError> {
         let served = view.served_names().len();
         for (n, &field) in self.group_by.iter().enumerate() {
@@ -127,22 +126,6 @@ impl Selection {
         }
         if self.limit < 1 {
             return Err(SelectionError::Limit { limit: self.limit });
-        }
-        Ok(())
-    }
-
-    /// Refuses an order term that is not one of the answer's `columns` (which
-    /// [`AnswerColumn::of`] made of the checked selection): the terms are written into the
-    /// statement.
-    pub(crate) fn check_order(&self, columns: &[AnswerColumn]) -> Result<(), SelectionError> {
-        if let Some(term) = self
-            .order
-            .iter()
-            .find(|t| !columns.iter().any(|c| c.name == t.column))
-        {
-            return Err(SelectionError::NotAnAnswerColumn {
-                column: term.column.clone(),
-            });
         }
         Ok(())
     }
