@@ -2,8 +2,6 @@
 //! selection uses, rolled up to the granularity by the kept fields, ordered and limited, with
 //! the provenance read in the same snapshot.
 
-use std::fmt::Write as _;
-
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge};
 use schemas::view::View;
@@ -25,32 +23,16 @@ pub(crate) fn statement(
 ) -> BoundStatement {
     let layout = ViewLayout::of(view);
     let mut st = Binds::default();
+    // Filters on group fields apply to the stored rows (`range`); on attributes after the join.
     let Placeholders {
         name,
         fingerprint,
-        from,
-        to,
         limit,
         topic,
+        range,
+        attribute_filters,
     } = st.bind_selection(view, selection, topic);
-    // Filters on group fields apply to the stored rows; filters on attributes after the join.
-    let mut filters = String::new();
-    let mut attribute_filters = String::new();
-    for filter in &selection.filters {
-        let placeholder = st.bind_filter(&filter.values);
-        let target = if view.served_attribute(filter.field).is_some() {
-            &mut attribute_filters
-        } else {
-            &mut filters
-        };
-        let _ = write!(
-            target,
-            " AND {} = ANY({placeholder})",
-            view.served_name(filter.field)
-        );
-    }
     let stored = layout.stored_columns();
-    let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
     let attributes: Vec<usize> = selection
         .group_by
         .iter()

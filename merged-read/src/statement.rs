@@ -5,6 +5,7 @@
 //! build on them; identifiers come from the validated view.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use schemas::pg::view_definitions;
@@ -71,42 +72,66 @@ pub(crate) struct Binds {
     pub(crate) values: Vec<Bind>,
 }
 
-/// The placeholders every merged read's statement binds first.
+/// The placeholders every merged read's statement binds first, and the conditions made of
+/// them.
 pub(crate) struct Placeholders {
     /// The view's name.
     pub(crate) name: String,
     /// Its fingerprint.
     pub(crate) fingerprint: String,
-    /// The first bucket start read.
-    pub(crate) from: String,
-    /// The end of the buckets read.
-    pub(crate) to: String,
     /// The limit.
     pub(crate) limit: String,
     /// The topic whose speed positions are reported.
     pub(crate) topic: String,
+    /// The condition on the stored rows of both layers: the range's buckets and the filters on
+    /// group fields (` AND <field> = ANY($n)` each).
+    pub(crate) range: String,
+    /// The filters on attributes, which apply after the dimensions' join (` AND ...` each).
+    pub(crate) attribute_filters: String,
 }
 
 impl Binds {
-    /// Binds what every merged read's statement needs, in order.
+    /// Binds what every merged read's statement needs, in order: the view, the range, the
+    /// limit, the topic, then the filters' values.
     pub(crate) fn bind_selection(
         &mut self,
         view: &View,
         selection: &Selection,
         topic: &str,
     ) -> Placeholders {
+        let name = self.bind(Bind::Text(view.name.clone()));
+        let fingerprint = self.bind(Bind::Text(view.fingerprint.clone()));
+        let from = self.bind(Bind::Time(selection.from));
+        let to = self.bind(Bind::Time(selection.to));
+        let limit = self.bind(Bind::Int(selection.limit));
+        let topic = self.bind(Bind::Text(topic.to_string()));
+        let mut range = format!("bucket_start >= {from} AND bucket_start < {to}");
+        let mut attribute_filters = String::new();
+        for filter in &selection.filters {
+            let placeholder = self.bind_filter(&filter.values);
+            let target = if view.served_attribute(filter.field).is_some() {
+                &mut attribute_filters
+            } else {
+                &mut range
+            };
+            let _ = write!(
+                target,
+                " AND {} = ANY({placeholder})",
+                view.served_name(filter.field)
+            );
+        }
         Placeholders {
-            name: self.bind(Bind::Text(view.name.clone())),
-            fingerprint: self.bind(Bind::Text(view.fingerprint.clone())),
-            from: self.bind(Bind::Time(selection.from)),
-            to: self.bind(Bind::Time(selection.to)),
-            limit: self.bind(Bind::Int(selection.limit)),
-            topic: self.bind(Bind::Text(topic.to_string())),
+            name,
+            fingerprint,
+            limit,
+            topic,
+            range,
+            attribute_filters,
         }
     }
 
     /// Binds a filter's accepted values (an array) and returns its placeholder.
-    pub(crate) fn bind_filter(&mut self, values: &FilterValues) -> String {
+    fn bind_filter(&mut self, values: &FilterValues) -> String {
         self.bind(match values {
             FilterValues::Text(v) => Bind::Texts(v.clone()),
             FilterValues::Int(v) => Bind::Ints(v.clone()),

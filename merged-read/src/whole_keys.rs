@@ -8,8 +8,6 @@
 //! a hash full join puts each beside its batch row, merged with `merge::combine`. The answer is
 //! the same; the truncation is read from one row past the limit instead of a second count.
 
-use std::fmt::Write as _;
-
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
@@ -17,7 +15,7 @@ use schemas::view::View;
 use crate::columns::AnswerColumn;
 use crate::selection::Selection;
 use crate::statement::{
-    BatchRows, Binds, BoundStatement, Placeholders, SpeedRows, head_row, order_terms, row_names,
+    BatchRows, Binds, BoundStatement, SpeedRows, head_row, order_terms, row_names,
 };
 
 /// A NULL-safe equality of one key column of `b` and `s` made of two hashable equalities, so
@@ -67,24 +65,8 @@ pub(crate) fn statement(
 
     let layout = ViewLayout::of(view);
     let mut st = Binds::default();
-    let Placeholders {
-        name,
-        fingerprint,
-        from,
-        to,
-        limit,
-        topic,
-    } = st.bind_selection(view, selection, topic);
-    let mut filters = String::new();
-    for filter in &selection.filters {
-        let placeholder = st.bind_filter(&filter.values);
-        let _ = write!(
-            filters,
-            " AND {} = ANY({placeholder})",
-            view.group_by[filter.field]
-        );
-    }
-    let range = format!("bucket_start >= {from} AND bucket_start < {to}{filters}");
+    // Only group fields are filtered here (`keeps_whole_keys`): all in `range`.
+    let placeholders = st.bind_selection(view, selection, topic);
 
     let keys: Vec<&str> = selection
         .group_by
@@ -155,8 +137,16 @@ pub(crate) fn statement(
               ON {join_on}) AS merged$ \
             ORDER BY {order} LIMIT {limit} + 1) AS answer$ \
          ORDER BY part$, ord$",
-        active = batch_runs::active_run_select(&name, &fingerprint),
-        head = head_row(columns, "NULL::boolean", &topic, &name, &fingerprint),
+        active = batch_runs::active_run_select(&placeholders.name, &placeholders.fingerprint),
+        head = head_row(
+            columns,
+            "NULL::boolean",
+            &placeholders.topic,
+            &placeholders.name,
+            &placeholders.fingerprint
+        ),
+        range = placeholders.range,
+        limit = placeholders.limit,
         names = row_names(columns),
         batch_rows = BatchRows("active$"),
         speed_rows = SpeedRows("active$"),
