@@ -76,7 +76,7 @@ impl Selection {
     /// Checks the selection against `view` (all but its order, which
     /// `AnswerColumn::check_order` checks against the answer's columns): what the statement builders take for granted.
     pub(crate) fn check(&self, view: &View) -> Result<(), SelectionError> {
-        let served = view.served_names().len();
+        let served = view.group_by.len() + view.attributes.len();
         for (n, &field) in self.group_by.iter().enumerate() {
             if field >= served {
                 return Err(SelectionError::NoSuchField {

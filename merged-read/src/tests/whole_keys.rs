@@ -120,14 +120,14 @@ async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
         }
         if case == "default" {
             // Its batch row and two speed rows merged into one.
-            let null_key = vec![
+            let null_key = [
                 CellValue::Null,
                 CellValue::Int(1),
                 CellValue::Time(bucket),
                 CellValue::Int(6),
             ];
             assert!(
-                values(&fast).iter().any(|row| row[..4] == null_key[..]),
+                values(&fast).iter().any(|row| row[..4] == null_key),
                 "the NULL key's rows are merged into one"
             );
         }
