@@ -1,8 +1,8 @@
 //! The REST API (axum): merged view rows, rolling windows, top keys, the catalog, health,
-//! Prometheus metrics, an OpenAPI document built from the same tables as the parser, and
+//! Prometheus metrics, an OpenAPI document built from the same tables as the router and the parser, and
 //! token-protected admin endpoints.
 //!
-//! [`app`] builds the router from an [`AppState`]; `braid serve` binds it to a socket.
+//! [`app`] builds the router from [`ROUTES`] and an [`AppState`]; `braid serve` binds it to a socket.
 
 pub mod admin;
 pub mod alerts;
