@@ -1,5 +1,5 @@
 //! Alerts as JSON: an instance and a transition as the API, the CLI and the notifications show
-//! them, and a window row's cell as a label value.
+//! them, and a window row's value as a label.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use merged_read::CellValue;
@@ -73,13 +73,26 @@ pub fn label_json(value: &CellValue) -> Value {
     }
 }
 
-/// A window row's value as a metric's value: numbers, and text that holds one; `None` for a
-/// NULL (or a float that is not finite, which JSON writes as null).
-pub fn metric_value(value: &CellValue) -> Option<f64> {
-    match value {
-        CellValue::Int(v) => Some(*v as f64),
-        CellValue::Float(v) => v.is_finite().then_some(*v),
-        CellValue::IntegerSum(v) | CellValue::Text(v) => v.parse().ok(),
-        CellValue::Null | CellValue::Bool(_) | CellValue::Time(_) => None,
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn labels_are_the_values_the_api_writes_for_the_same_cells() {
+        let time = Utc.timestamp_micros(1_772_361_000_123_400).unwrap();
+        for (cell, written) in [
+            (CellValue::Null, "null"),
+            (CellValue::Int(-7), "-7"),
+            (CellValue::Float(0.1), "0.1"),
+            (CellValue::Float(f64::NAN), "null"),
+            (CellValue::IntegerSum("-12".into()), "-12"),
+            (CellValue::Bool(true), "true"),
+            (CellValue::Time(time), "\"2026-03-01T10:30:00.123400Z\""),
+            (CellValue::Text("it's \"DE\"".into()), "\"it's \\\"DE\\\"\""),
+        ] {
+            assert_eq!(label_json(&cell).to_string(), written, "{cell:?}");
+        }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use merged_read::{Filter, WindowEnd, WindowRequest, WindowTotals, window_totals};
+use merged_read::{CellValue, Filter, WindowEnd, WindowRequest, WindowTotals, window_totals};
 use schemas::alert::{AlertRule, Labels, fingerprint};
 use schemas::event_schema::FieldType;
 use schemas::view::{FilterValues, View};
@@ -17,7 +17,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::error::AlertError;
-use crate::json::{label_json, metric_value};
+use crate::json::label_json;
 
 /// One key's labels and value, as read from a window row.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +26,17 @@ pub struct Observed {
     pub labels: Labels,
     /// The metric's value (`None`: a NULL metric).
     pub value: Option<f64>,
+}
+
+/// A window row's value as a metric's value: numbers, and text that holds one; `None` for a
+/// NULL (or a float that is not finite, which JSON writes as null).
+fn metric_value(value: &CellValue) -> Option<f64> {
+    match value {
+        CellValue::Int(v) => Some(*v as f64),
+        CellValue::Float(v) => v.is_finite().then_some(*v),
+        CellValue::IntegerSum(v) | CellValue::Text(v) => v.parse().ok(),
+        CellValue::Null | CellValue::Bool(_) | CellValue::Time(_) => None,
+    }
 }
 
 /// The rows of `totals` by fingerprint.
