@@ -151,9 +151,18 @@ fn bad_environment_values_name_the_variable() {
     }
 }
 
+/// A config file, the environment variables set over it, the key its error must name and the
+/// words its reason must contain.
+type ValueCheckCase = (
+    String,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn value_checks_name_the_key_and_reason() {
-    let cases: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<ValueCheckCase> = vec![
         (
             DEMO.into(),
             vec![("BRAID__KAFKA__TOPIC", "bad topic")],
