@@ -3,13 +3,14 @@
 //! own short transaction, so that neither a long lock nor a long transaction holds up the
 //! evaluator or the speed layer.
 
+use alerts_store::retention as alert_retention;
 use chrono::{DateTime, Duration, Utc};
 use schemas::BraidConfig;
-use schemas::pg::job_runs::JobReport;
-use schemas::pg::{alert_retention, dead_letters};
+use schemas::pg::dead_letters;
 use sqlx::PgPool;
 
 use super::ProcedureError;
+use crate::history::JobReport;
 
 /// Rows deleted per statement.
 pub const CHUNK: i64 = 5_000;
