@@ -14,10 +14,7 @@ pub const EXIT_ALREADY_RUNNING: u8 = 3;
 /// The batch layer's settings from the configuration.
 pub fn settings(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
     BatchSettings {
-        topic: config.kafka.topic.clone(),
-        table_uri: config.lake.uri.clone(),
-        storage_options: config.lake.storage_options.clone().into_iter().collect(),
-        schema: config.schema.clone(),
+        lake: crate::settings::batch_layer::lake(config),
         views: config.views.clone(),
         wait_timeout,
         engine: match config.batch.engine {

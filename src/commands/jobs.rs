@@ -14,7 +14,6 @@ pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
     JobContext {
         pool,
         batch: super::batch::settings(config, config.jobs.batch.wait_timeout_s.duration()),
-        schema: config.schema.clone(),
         vacuum_retention: config.jobs.vacuum.retention_hours.duration(),
         compression: config.sink.compression,
         max_attempts: config.jobs.retry_attempts,

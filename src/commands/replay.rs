@@ -57,7 +57,7 @@ pub async fn run(config: BraidConfig, args: &ReplayArgs) -> anyhow::Result<ExitC
             let pool = super::connect(&config).await?;
             let refused = schemas::pg::refused_by_database(&pool, &config.kafka.topic).await?;
             let outcome = compute_as_of(
-                &batch_layer::lake::Lake::of(&config),
+                &crate::settings::batch_layer::lake(&config),
                 view,
                 as_of,
                 &refused,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use batch_layer::lake::Lake;
 use ingest::kafka::Watermarks;
 use schemas::BraidConfig;
 use schemas::pg::{Cut, CutAtPositions, Moved};
@@ -34,6 +35,7 @@ impl Recovery {
 /// behind Kafka's retention, unless `force`.
 pub async fn recover(
     config: &BraidConfig,
+    lake: &Lake,
     pool: &PgPool,
     force: bool,
 ) -> Result<Recovery, ProcedureError> {
@@ -59,13 +61,11 @@ pub async fn recover(
             "the speed layer is behind Kafka's retention (partition: stored < first offset)"
         );
     }
-    let lake = batch_layer::lake::Lake::of(config);
-    let table =
-        batch_layer::lake::open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
-    let sink = batch_layer::lake::positions_in_log(&table, topic, &partitions).await?;
+    let table = lake.open().await?;
+    let sink = lake.positions_in_log(&table, &partitions).await?;
     if sink.is_empty() {
         return Err(ProcedureError::LakeHoldsNothing {
-            uri: lake.uri,
+            uri: lake.uri().to_string(),
             topic: topic.clone(),
         });
     }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use batch_layer::lake::records::{LakeRecord, records_between};
+use batch_layer::lake::{Lake, LakeRecord, RecordsRead};
 use chrono::{DateTime, Utc};
 use ingest::kafka::{QuietEof, Watermarks};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -189,6 +189,7 @@ async fn settle(
 /// `progress` as it goes and stopping early when `stop` is set.
 pub async fn republish(
     config: &BraidConfig,
+    lake: &Lake,
     pool: &PgPool,
     job: i64,
     request: &PublishRequest,
@@ -208,8 +209,7 @@ pub async fn republish(
         .clone()
         .unwrap_or_else(|| format!("{source}:{}:{}", request.from, request.to));
     let topic = request.topic.as_str();
-    let (version, records) =
-        records_between(&batch_layer::lake::Lake::of(config), from, to).await?;
+    let RecordsRead { version, records } = lake.records_between(from, to).await?;
     let selected = records.len() as u64;
     let source_partitions = ingest::kafka::watermarks(&config.kafka, &config.kafka.topic)
         .map(|m| m.len() as i32)
