@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use batch_layer::lake::{CompactReport, VacuumReport};
 use batch_layer::recompute::{BatchError, BatchOutcome, BatchSettings, run_batch};
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use schemas::pg::SpeedReset;
 use sqlx::PgPool;
 
@@ -36,8 +36,11 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The first retry's delay; doubled per attempt.
     pub first_backoff: Duration,
-    /// The whole configuration (the operators' procedures read Kafka and the lake).
-    pub config: Arc<BraidConfig>,
+    /// Kafka: the source topic and how to reach it (the operators' procedures read it, and
+    /// `replay publish` writes to another topic of the same cluster).
+    pub kafka: KafkaConfig,
+    /// How long the prune keeps old rows.
+    pub retentions: procedures::prune::Retentions,
     /// Set to stop a long job (a republish) part way; it can be resumed.
     pub stop: Arc<AtomicBool>,
     /// Where a long job reports its progress, if anywhere.
@@ -143,15 +146,21 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
             JobOutput::Vacuum(ctx.batch.lake.vacuum(ctx.vacuum_retention, &keep).await?)
         }
         JobKind::ReplaySpeed { from_cut } => JobOutput::ReplaySpeed(
-            procedures::replay_speed::reset_speed(&ctx.config, &ctx.pool, *from_cut).await?,
+            procedures::replay_speed::reset_speed(
+                &ctx.kafka,
+                &ctx.batch.views,
+                &ctx.pool,
+                *from_cut,
+            )
+            .await?,
         ),
         JobKind::Recover { force } => JobOutput::Recover(
-            procedures::recover::recover(&ctx.config, &ctx.batch.lake, &ctx.pool, *force).await?,
+            procedures::recover::recover(&ctx.kafka, &ctx.batch.lake, &ctx.pool, *force).await?,
         ),
         JobKind::Prune => JobOutput::Prune(
             procedures::prune::prune(
                 &ctx.pool,
-                procedures::prune::Cutoffs::of(&ctx.config, chrono::Utc::now()),
+                procedures::prune::Cutoffs::of(&ctx.retentions, chrono::Utc::now()),
                 procedures::prune::CHUNK,
             )
             .await?,
@@ -165,7 +174,7 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
             };
             JobOutput::ReplayPublish(
                 procedures::republish::republish(
-                    &ctx.config,
+                    &ctx.kafka,
                     &ctx.batch.lake,
                     &ctx.pool,
                     id,

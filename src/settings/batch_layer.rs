@@ -1,8 +1,13 @@
 //! The batch layer's settings from the configuration: the lake handle every user of the Delta
-//! table shares (the sink, batch runs, table maintenance, time travel, republish, recover).
+//! table shares (the sink, batch runs, table maintenance, time travel, republish, recover), and
+//! the batch runs' settings.
+
+use std::time::Duration;
 
 use batch_layer::lake::{Lake, LakeSettings};
+use batch_layer::recompute::{BatchSettings, Engine};
 use schemas::BraidConfig;
+use schemas::config::BatchEngine;
 
 /// The Delta table of `lake.uri` with `[lake.storage_options]`, the event schema and the
 /// source topic.
@@ -13,4 +18,18 @@ pub fn lake(config: &BraidConfig) -> Lake {
         schema: config.schema.clone(),
         topic: config.kafka.topic.clone(),
     })
+}
+
+/// The batch runs' settings: the lake, every view, the engine, and how long a run waits for the
+/// sink to reach its cut.
+pub fn batch(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
+    BatchSettings {
+        lake: lake(config),
+        views: config.views.clone(),
+        wait_timeout,
+        engine: match config.batch.engine {
+            BatchEngine::Polars => Engine::Polars,
+            BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
+        },
+    }
 }

@@ -2,3 +2,4 @@
 //! their own typed settings, never the whole `BraidConfig`.
 
 pub mod batch_layer;
+pub mod jobs;

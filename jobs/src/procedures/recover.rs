@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use batch_layer::lake::Lake;
 use ingest::kafka::Watermarks;
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use schemas::pg::{Cut, CutAtPositions, Moved};
 use sqlx::PgPool;
 
@@ -31,16 +31,16 @@ impl Recovery {
     }
 }
 
-/// Recovers the speed layer from the lake. Refused, changing nothing, when no partition is
-/// behind Kafka's retention, unless `force`.
+/// Recovers the speed layer of `kafka`'s source topic from `lake`. Refused, changing nothing,
+/// when no partition is behind Kafka's retention, unless `force`.
 pub async fn recover(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
     lake: &Lake,
     pool: &PgPool,
     force: bool,
 ) -> Result<Recovery, ProcedureError> {
-    let topic = &config.kafka.topic;
-    let marks = super::watermarks(config).await?;
+    let topic = &kafka.topic;
+    let marks = super::watermarks(kafka).await?;
     let partitions: Vec<i32> = marks.keys().copied().collect();
     let stored = schemas::pg::load_positions(pool, topic).await?;
     let behind: Vec<String> = marks
