@@ -6,7 +6,8 @@
 //! - [`evaluator`]: leader and standby, evaluations on view changes and on an interval;
 //! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries.
 //!
-//! State and history live in `braid_internal.alert_*` (`schemas::pg::alerts`).
+//! State and history live in `braid_internal.alert_*`, whose SQL is [`store`] (the
+//! `alerts-store` crate beside this one, which the API and the `prune` job use too).
 
 mod error;
 pub mod evaluate;
@@ -19,5 +20,6 @@ pub mod state_machine;
 #[cfg(test)]
 mod tests;
 
+pub use alerts_store as store;
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};

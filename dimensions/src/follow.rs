@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::Cell;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use schemas::config::KafkaConfig;
 use schemas::dimension::{Dimension, DimensionSource};
-use schemas::pg::dimensions::Cell;
 use schemas::pg::{DeadLetter, Layer};
 use schemas::record::Rejection;
 use serde_json::Value;
@@ -137,7 +137,7 @@ impl Follower {
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        let stored = schemas::pg::dimensions::load_positions(pool, &dimension.name, topic).await?;
+        let stored = crate::store::load_positions(pool, &dimension.name, topic).await?;
         let mut assignment = TopicPartitionList::new();
         for &p in &partitions {
             let offset = stored
@@ -209,13 +209,8 @@ impl Follower {
         let mut tx = pool.begin().await?;
         let applied = apply_or_isolate(&mut tx, &self.dimension, &changes, &mut letters).await?;
         schemas::pg::insert_dead_letters(&mut tx, Layer::Dimension, &self.topic, &letters).await?;
-        schemas::pg::dimensions::store_positions(
-            &mut tx,
-            &self.dimension.name,
-            &self.topic,
-            &positions,
-        )
-        .await?;
+        crate::store::store_positions(&mut tx, &self.dimension.name, &self.topic, &positions)
+            .await?;
         tx.commit().await?;
         summary.upserted += applied.upserted;
         summary.deleted += applied.deleted;
@@ -345,9 +340,8 @@ async fn apply<'a>(
             }),
         }
     }
-    let upserted =
-        schemas::pg::dimensions::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
-    let deleted = schemas::pg::dimensions::delete(tx, dimension, &deletes.keys).await?;
+    let upserted = crate::store::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
+    let deleted = crate::store::delete(tx, dimension, &deletes.keys).await?;
     Ok(Applied { upserted, deleted })
 }
 

@@ -20,8 +20,7 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
             dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
             schema: config.schema.clone(),
         },
-        table_uri: config.lake.uri.clone(),
-        storage_options: config.lake.storage_options.clone().into_iter().collect(),
+        lake: crate::settings::batch_layer::lake(config),
         compression: config.sink.compression,
     }
 }

@@ -18,7 +18,7 @@ use tokio::runtime::Handle;
 use super::columns::BatchBuilder;
 use super::commit::{Committer, InFlight, Pending, committed_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
-use crate::lake::{open_or_create, positions_in_log};
+use crate::lake::positions_in_log;
 use schemas::position::{Offset, Partition, Positions};
 
 /// The sink's store and buffer.
@@ -299,12 +299,8 @@ pub fn run(
         &topic,
         &settings.ingest.schema,
     ))?;
-    let table = runtime.block_on(open_or_create(
-        &settings.table_uri,
-        &settings.storage_options,
-        &settings.ingest.schema,
-    ))?;
-    tracing::info!(table = settings.table_uri, "sink starting");
+    let table = runtime.block_on(settings.lake.open())?;
+    tracing::info!(table = settings.lake.uri(), "sink starting");
     let layer = SinkLayer {
         runtime,
         committer: Committer {

@@ -1,6 +1,7 @@
 //! GET /v1/alerts (current instances), GET /v1/alerts/history (transitions with their
 //! deliveries) and POST /v1/admin/alerts/{name}/silence (admin token).
 
+use alerts_store as alerts;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
@@ -8,7 +9,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use schemas::duration::HumanDuration;
-use schemas::pg::alerts;
 use serde_json::{Value, json};
 
 use super::admin::authorize;
