@@ -289,3 +289,6 @@ impl<S: Store> Pipeline<S> {
         self.book(taken, result, started.elapsed())
     }
 }
+
+#[cfg(test)]
+mod tests;
