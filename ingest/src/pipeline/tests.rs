@@ -274,6 +274,11 @@ async fn stored(pool: &PgPool) -> Stored {
     }
 }
 
+/// Asserts that the store holds `written`, in that order, and partition 0 at `position`.
+async fn assert_stored(pool: &PgPool, written: Vec<Offset>, position: Option<Offset>) {
+    assert_eq!(stored(pool).await, Stored { written, position });
+}
+
 fn records(report: &Result<Option<crate::Committed>, TestError>) -> Option<u64> {
     report.as_ref().unwrap().as_ref().map(|c| c.records)
 }
@@ -297,13 +302,7 @@ async fn background_writes_land_in_order_and_each_is_reported_once(pool: PgPool)
     .unwrap();
     assert_eq!(reports, [None, Some(3), Some(2), None]);
     assert_eq!(pipeline.positions()[&0], StartAt::Offset(5));
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: (0..5).collect(),
-            position: Some(5)
-        }
-    );
+    assert_stored(&pool, (0..5).collect(), Some(5)).await;
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -340,13 +339,7 @@ async fn a_fenced_background_write_keeps_its_buffer_until_dropped_and_writes_not
     })
     .await
     .unwrap();
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: vec![],
-            position: Some(100)
-        }
-    );
+    assert_stored(&pool, vec![], Some(100)).await;
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -367,13 +360,7 @@ async fn a_failed_write_is_written_again_before_any_later_one(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(reports, [Some(2), Some(3)]);
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: (0..5).collect(),
-            position: Some(5)
-        }
-    );
+    assert_stored(&pool, (0..5).collect(), Some(5)).await;
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -392,13 +379,7 @@ async fn a_write_settled_by_an_assignment_is_reported_by_the_next_commit(pool: P
     .await
     .unwrap();
     assert_eq!(report, Some(2));
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: vec![0, 1],
-            position: Some(2)
-        }
-    );
+    assert_stored(&pool, vec![0, 1], Some(2)).await;
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -418,13 +399,7 @@ async fn a_skip_is_recorded_only_past_the_buffer_and_the_stored_position(pool: P
     .await
     .unwrap();
     assert_eq!(pipeline.positions()[&0], StartAt::Offset(7));
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: vec![],
-            position: Some(7)
-        }
-    );
+    assert_stored(&pool, vec![], Some(7)).await;
 }
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -448,11 +423,5 @@ async fn a_write_task_that_panics_stops_the_layer_and_writes_nothing(pool: PgPoo
     })
     .await
     .unwrap();
-    assert_eq!(
-        stored(&pool).await,
-        Stored {
-            written: vec![],
-            position: Some(0)
-        }
-    );
+    assert_stored(&pool, vec![], Some(0)).await;
 }
