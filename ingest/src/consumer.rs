@@ -20,7 +20,8 @@ use schemas::{EventSchema, Rejection};
 
 use crate::caught_up::{Reading, cached_high_watermark};
 use crate::error::{Disposition, IngestError};
-use crate::layer::{Buffer, Committed, Received, StartAt, Store};
+use crate::expected::StartAt;
+use crate::layer::{Buffer, Committed, Received, Store};
 use crate::metrics as m;
 use crate::pipeline::Pipeline;
 use schemas::position::{Offset, Partition, Positions};

@@ -4,8 +4,31 @@
 
 use std::collections::BTreeMap;
 
-use crate::layer::StartAt;
 use schemas::position::{Offset, Partition, Positions};
+
+/// Where a newly assigned partition is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The stored position.
+    Offset(i64),
+    /// Kafka's first offset: the layer has no position stored for it yet.
+    Beginning,
+}
+
+impl StartAt {
+    /// The start of a partition whose stored position is `stored` (`None`: nothing stored).
+    pub fn of(stored: Option<Offset>) -> Self {
+        stored.map_or(StartAt::Beginning, StartAt::Offset)
+    }
+
+    /// The same position as Kafka's client names it.
+    pub fn kafka_offset(self) -> rdkafka::Offset {
+        match self {
+            StartAt::Offset(offset) => rdkafka::Offset::Offset(offset),
+            StartAt::Beginning => rdkafka::Offset::Beginning,
+        }
+    }
+}
 
 /// The stored position of every assigned partition (`None`: nothing stored yet; read from
 /// Kafka's first offset).

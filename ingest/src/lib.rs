@@ -26,6 +26,6 @@ pub mod pipeline;
 
 pub use consumer::{IngestSettings, run};
 pub use error::{Disposition, IngestError};
-pub use expected::Expected;
-pub use layer::{Buffer, Buffered, Committed, Received, StartAt, Store, Taken};
+pub use expected::{Expected, StartAt};
+pub use layer::{Buffer, Buffered, Committed, Received, Store, Taken};
 pub use pipeline::Pipeline;

@@ -12,8 +12,8 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
 use crate::error::IngestError;
-use crate::expected::Expected;
-use crate::layer::{Buffer, Buffered, Committed, StartAt, Store, Taken};
+use crate::expected::{Expected, StartAt};
+use crate::layer::{Buffer, Buffered, Committed, Store, Taken};
 use schemas::position::{Offset, Partition, Positions};
 
 /// A store's taken buffer.

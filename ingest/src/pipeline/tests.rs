@@ -14,8 +14,8 @@ use tokio::runtime::Handle;
 
 use super::Pipeline;
 use crate::error::{Disposition, IngestError};
-use crate::expected::Expected;
-use crate::layer::{Buffer, Buffered, Received, StartAt, Store, Taken};
+use crate::expected::{Expected, StartAt};
+use crate::layer::{Buffer, Buffered, Received, Store, Taken};
 
 const TOPIC: &str = "t";
 
