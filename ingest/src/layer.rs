@@ -149,8 +149,8 @@ pub trait Store: Send + 'static {
         error.to_string()
     }
 
-    /// The stored position of each of `partitions` (`None`: nothing stored; read from Kafka's
-    /// first offset). A store that stores starts reads a partition's first offset with
+    /// The stored position of each of `partitions`, one entry each (`None`: nothing stored;
+    /// read from Kafka's first offset). A store that stores starts reads a partition's first offset with
     /// `low_watermark`. Runs on the loop's thread (the rebalance callback included), never
     /// while a write runs.
     fn load(
@@ -159,9 +159,11 @@ pub trait Store: Send + 'static {
         low_watermark: &mut dyn FnMut(Partition) -> Result<Offset, IngestError>,
     ) -> impl Future<Output = Result<BTreeMap<Partition, Option<Offset>>, Self::Error>>;
 
-    /// Writes `taken` together with its ends as the new positions, in one atomic step fenced
-    /// on `expected`: when a partition's stored position is not the expected one, nothing is
-    /// written and the error classifies as [`Disposition::Fenced`].
+    /// Writes `taken` with its ends as the new positions, fenced on `expected`: its records and
+    /// its positions become visible together (one transaction, one Delta commit), and when a
+    /// partition's stored position is not the expected one nothing becomes visible and the
+    /// error classifies as [`Disposition::Fenced`]. A write that fails may be called again
+    /// with the same buffer, so whatever it stores before the fence must be idempotent.
     fn write(
         &mut self,
         taken: &<Self::Buffer as Buffer>::Taken,
