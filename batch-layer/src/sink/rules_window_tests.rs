@@ -83,7 +83,11 @@ async fn a_commit_waits_for_rules_being_recorded_and_then_stops(pool: PgPool) {
     };
     let committing = tokio::spawn(async move {
         let result = committer
-            .commit(&mut table, &pending, &BTreeMap::from([(0, None)]))
+            .commit(
+                &mut table,
+                &pending,
+                &ingest::Expected::assigned(BTreeMap::from([(0, None)])),
+            )
             .await;
         (table, result)
     });
@@ -139,7 +143,11 @@ async fn a_commit_with_no_rules_recorded_records_its_own(pool: PgPool) {
         input_bytes: 0,
     };
     committer
-        .commit(&mut table, &pending, &BTreeMap::from([(0, None)]))
+        .commit(
+            &mut table,
+            &pending,
+            &ingest::Expected::assigned(BTreeMap::from([(0, None)])),
+        )
         .await
         .unwrap();
     let recorded: Option<String> = sqlx::query_scalar(
