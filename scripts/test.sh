@@ -23,6 +23,20 @@ export BRAID_CHROMIUM
 # A console that cannot be built fails the build here, instead of being left out quietly.
 export BRAID_CONSOLE=required
 
+# The lint gate: formatting and clippy's warnings fail the run before any test does (the
+# workspace's own lints are in Cargo.toml's [workspace.lints]). Skipped when arguments select
+# a subset of tests.
+if [ "$#" -eq 0 ]; then
+  for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+      command -v rustup >/dev/null || { echo "test: cargo $component is missing and rustup is not installed to add it" >&2; exit 1; }
+      rustup component add "$component" >&2
+    fi
+  done
+  cargo fmt --all --check || { echo "test: the code is not formatted; run cargo fmt --all" >&2; exit 1; }
+  cargo clippy --workspace --all-targets -- -D warnings || { echo "test: clippy found warnings (above); fix them" >&2; exit 1; }
+fi
+
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi
 log=$(mktemp)

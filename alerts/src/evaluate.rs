@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::store::{
+    self, AlertState, EvaluationRecord, Instance, InstanceUpdate, InstanceVersion, NewTransition,
+};
 use chrono::{DateTime, Utc};
 use merged_read::{OrderTerm, WindowEnd, WindowRequest};
 use schemas::alert::{AlertRule, CompareOp, Labels};
-use schemas::pg::alerts::{
-    self, AlertState, EvaluationRecord, Instance, InstanceUpdate, InstanceVersion, NewTransition,
-};
 use schemas::pg::leader;
 use schemas::view::View;
 use serde_json::Value;
@@ -98,7 +98,7 @@ pub async fn evaluate(
     // names it); resolved and inactive instances of keys not read are not read at all.
     let fingerprints: Vec<String> = observed.keys().cloned().collect();
     let stored: Vec<Instance> =
-        alerts::instances_to_evaluate(pool, &rule.name, &fingerprints).await?;
+        store::instances_to_evaluate(pool, &rule.name, &fingerprints).await?;
     let by_fingerprint: HashMap<&str, &Instance> =
         stored.iter().map(|i| (i.fingerprint.as_str(), i)).collect();
     let missing: BTreeMap<String, Labels> = stored
@@ -258,16 +258,15 @@ pub async fn record(
         })
         .collect();
     if let Some(fingerprint) =
-        alerts::changed_since_read(&mut tx, &evaluation.record.rule, &read).await?
+        store::changed_since_read(&mut tx, &evaluation.record.rule, &read).await?
     {
         return Err(AlertError::Stale {
             rule: evaluation.record.rule.clone(),
             fingerprint,
         });
     }
-    let ids =
-        alerts::record_evaluation(&mut tx, &evaluation.record, &evaluation.updates, receivers)
-            .await?;
+    let ids = store::record_evaluation(&mut tx, &evaluation.record, &evaluation.updates, receivers)
+        .await?;
     tx.commit().await?;
     Ok(ids)
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::{self, AlertState};
 use chrono::{DateTime, Utc};
 use schemas::BraidConfig;
 use schemas::alert::AlertRule;
-use schemas::pg::alerts::{self, AlertState};
 use schemas::pg::leader::LeaderLock;
 use schemas::pg::view_changes;
 use sqlx::PgPool;
@@ -204,9 +204,9 @@ async fn lead(
 
 /// Once a silence of `rule` has ended (expired or replaced by a shorter one), queues each
 /// instance's current state for the receivers whose last delivery differs (see
-/// [`alerts::release_silenced`]).
+/// [`store::release_silenced`]).
 async fn release_silenced(ctx: &EvaluatorContext, rule: &AlertRule, wake: &Notify) {
-    match alerts::release_silenced(&ctx.pool, &rule.name, (ctx.clock)()).await {
+    match store::release_silenced(&ctx.pool, &rule.name, (ctx.clock)()).await {
         Ok(0) => {}
         Ok(queued) => {
             tracing::info!(

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use merged_read::CellValue;
-use schemas::pg::alerts::{Instance, Transition};
 use serde_json::{Value, json};
+
+use crate::store::{Instance, Transition};
 
 /// A time as alerts show it: RFC 3339 UTC with milliseconds.
 pub fn time_json(t: DateTime<Utc>) -> Value {

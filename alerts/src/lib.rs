@@ -8,7 +8,8 @@
 //! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries;
 //! - [`json`]: instances and transitions as the API, the CLI and the notifications show them.
 //!
-//! State and history live in `braid_internal.alert_*` (`schemas::pg::alerts`).
+//! State and history live in `braid_internal.alert_*`, whose SQL is [`store`] (the
+//! `alerts-store` crate beside this one, which the API and the `prune` job use too).
 
 mod error;
 pub mod evaluate;
@@ -22,5 +23,6 @@ pub mod state_machine;
 #[cfg(test)]
 mod tests;
 
+pub use alerts_store as store;
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};

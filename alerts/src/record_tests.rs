@@ -1,8 +1,8 @@
 //! Recording against a real PostgreSQL database: two evaluators that read the same state
 //! (a failover) record its transitions once.
 
+use crate::store::{AlertState, EvaluationRecord, Instance, InstanceUpdate, NewTransition};
 use chrono::{TimeZone, Utc};
-use schemas::pg::alerts::{AlertState, EvaluationRecord, Instance, InstanceUpdate, NewTransition};
 use schemas::pg::leader::LeaderLock;
 use sqlx::PgPool;
 
@@ -100,7 +100,7 @@ async fn two_evaluators_that_read_the_same_state_record_its_transition_once(pool
         record(&pool, pid, &evaluation, &receivers).await,
         Err(AlertError::Stale { .. })
     ));
-    let stored = schemas::pg::alerts::instances(&pool, Some("hot_page"))
+    let stored = crate::store::instances(&pool, Some("hot_page"))
         .await
         .unwrap();
     let mut fresh = firing_evaluation("hot_page");

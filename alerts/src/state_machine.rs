@@ -8,9 +8,9 @@
 //!
 //! Pure: the clock and the value come in, the next state and the transition (if any) go out.
 
+use crate::store::AlertState;
 use chrono::{DateTime, Duration, Utc};
 use schemas::alert::AlertRule;
-use schemas::pg::alerts::AlertState;
 
 /// What is known of an instance before an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]

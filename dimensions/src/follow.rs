@@ -9,18 +9,20 @@
 //! a time, in order, each refused message a dead letter (`refused_by_database`), so that a key's
 //! earlier change in the batch stands where its last one is refused.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::store::Cell;
+use ingest::Expected;
+use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use schemas::config::KafkaConfig;
 use schemas::dimension::{Dimension, DimensionSource};
-use schemas::pg::dimensions::Cell;
 use schemas::pg::{DeadLetter, Layer};
+use schemas::position::Positions;
 use schemas::record::Rejection;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -112,8 +114,9 @@ struct Follower {
     dimension: Dimension,
     topic: String,
     consumer: StreamConsumer,
-    /// The next offset per partition after the messages read so far.
-    read: BTreeMap<i32, i64>,
+    /// The stored position of every partition of the topic, as this follower last stored or
+    /// loaded it (the ingest loop's bookkeeping; `None`: nothing stored, read from the start).
+    expected: Expected,
 }
 
 impl Follower {
@@ -137,13 +140,16 @@ impl Follower {
             .iter()
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        let stored = schemas::pg::dimensions::load_positions(pool, &dimension.name, topic).await?;
+        let stored = crate::store::load_positions(pool, &dimension.name, topic).await?;
+        let expected = Expected::assigned(
+            partitions
+                .iter()
+                .map(|&p| (p, stored.get(&p).copied()))
+                .collect(),
+        );
         let mut assignment = TopicPartitionList::new();
-        for &p in &partitions {
-            let offset = stored
-                .get(&p)
-                .map_or(Offset::Beginning, |&o| Offset::Offset(o));
-            assignment.add_partition_offset(topic, p, offset)?;
+        for (p, start) in expected.starts() {
+            assignment.add_partition_offset(topic, p, start.kafka_offset())?;
         }
         consumer.assign(&assignment)?;
         tracing::info!(dimension = dimension.name, topic, partitions = partitions.len(), stored = ?stored, "following a dimension topic");
@@ -151,7 +157,7 @@ impl Follower {
             dimension: dimension.clone(),
             topic: topic.clone(),
             consumer,
-            read: stored,
+            expected,
         })
     }
 
@@ -165,7 +171,8 @@ impl Follower {
         // Every valid message's change, in the order read.
         let mut changes: Vec<Pending> = Vec::new();
         let mut letters = Vec::new();
-        let mut positions = self.read.clone();
+        // The next offset of every partition the batch read.
+        let mut ends = Positions::new();
         let mut messages = 0;
         while messages < BATCH_MESSAGES && started.elapsed() < BATCH_WAIT {
             let wait = BATCH_WAIT.saturating_sub(started.elapsed());
@@ -180,7 +187,7 @@ impl Follower {
                 }
             };
             messages += 1;
-            positions.insert(message.partition(), message.offset() + 1);
+            ends.insert(message.partition(), message.offset() + 1);
             // A dead letter keeps the payload, or a tombstone's key (bounded).
             let kept = match message.payload() {
                 Some(payload) => payload,
@@ -203,19 +210,17 @@ impl Follower {
                 )),
             }
         }
-        if positions == self.read {
+        let stored = self.expected.stored();
+        let mut positions = stored.clone();
+        positions.extend(&ends);
+        if positions == stored {
             return Ok(());
         }
         let mut tx = pool.begin().await?;
         let applied = apply_or_isolate(&mut tx, &self.dimension, &changes, &mut letters).await?;
         schemas::pg::insert_dead_letters(&mut tx, Layer::Dimension, &self.topic, &letters).await?;
-        schemas::pg::dimensions::store_positions(
-            &mut tx,
-            &self.dimension.name,
-            &self.topic,
-            &positions,
-        )
-        .await?;
+        crate::store::store_positions(&mut tx, &self.dimension.name, &self.topic, &positions)
+            .await?;
         tx.commit().await?;
         summary.upserted += applied.upserted;
         summary.deleted += applied.deleted;
@@ -234,7 +239,7 @@ impl Follower {
             deleted = applied.deleted,
             "applied"
         );
-        self.read = positions;
+        self.expected.advance(&ends);
         Ok(())
     }
 }
@@ -345,9 +350,8 @@ async fn apply<'a>(
             }),
         }
     }
-    let upserted =
-        schemas::pg::dimensions::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
-    let deleted = schemas::pg::dimensions::delete(tx, dimension, &deletes.keys).await?;
+    let upserted = crate::store::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
+    let deleted = crate::store::delete(tx, dimension, &deletes.keys).await?;
     Ok(Applied { upserted, deleted })
 }
 

@@ -1,5 +1,7 @@
 //! Braid's dimensions: the rows of the dimension tables Braid keeps.
 //!
+//! - [`store`]: the tables: created, checked (a user's own), written, and the followed
+//!   topics' positions (`braid_internal.dimension_positions`); the only code with their SQL;
 //! - [`rows`]: a dimension's rows, typed column by column as the table is;
 //! - [`load`]: `braid dimensions load NAME`: a CSV (header row) or Parquet file replaces the
 //!   table's rows in one transaction;
@@ -11,6 +13,7 @@
 pub mod follow;
 pub mod load;
 pub mod rows;
+pub mod store;
 
 pub use follow::{FollowError, FollowSummary, follow, followed};
 pub use load::{LoadError, load};

@@ -65,7 +65,7 @@ pub async fn load(pool: &PgPool, dimension: &Dimension, base: &Path) -> Result<u
         DimensionSource::Parquet(path) => read_parquet(dimension, &base.join(path))?,
         _ => return Err(LoadError::NotAFile(dimension.name.clone())),
     };
-    schemas::pg::dimensions::replace_all(pool, dimension, &rows.keys, &rows.attributes).await?;
+    crate::store::replace_all(pool, dimension, &rows.keys, &rows.attributes).await?;
     Ok(rows.len())
 }
 

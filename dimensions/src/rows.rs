@@ -1,9 +1,9 @@
 //! A dimension's rows, column by column, typed like the table (`text`, `bigint`,
 //! `double precision`, `boolean`), so that they are bound as arrays.
 
+use crate::store::ColumnValues;
 use schemas::FieldType;
 use schemas::dimension::Dimension;
-use schemas::pg::dimensions::ColumnValues;
 use schemas::record::{Rejection, quote_input};
 use serde_json::Value;
 
@@ -238,7 +238,7 @@ pub fn typed_key(row: usize, dimension: &Dimension, key: &RawValue<'_>) -> Resul
 }
 
 /// A typed cell.
-pub use schemas::pg::dimensions::Cell;
+pub use crate::store::Cell;
 
 fn typed_value(
     row: usize,

@@ -86,6 +86,7 @@ pub fn cached_high_watermark<C: ClientContext>(
     // SAFETY: `client.native_ptr()` is a live client for as long as `client` is borrowed;
     // `topic` is NUL-terminated and outlives the call; librdkafka only writes the two integers
     // it is given, under the partition's lock, and keeps no pointer past the call.
+    #[allow(unsafe_code)]
     let code = unsafe {
         bindings::rd_kafka_get_watermark_offsets(
             client.native_ptr(),

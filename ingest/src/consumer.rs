@@ -20,8 +20,10 @@ use schemas::{EventSchema, Rejection};
 
 use crate::caught_up::{Reading, cached_high_watermark};
 use crate::error::{Disposition, IngestError};
-use crate::layer::{Committed, Layer, Received, StartAt};
+use crate::expected::StartAt;
+use crate::layer::{Buffer, Committed, Received, Store};
 use crate::metrics as m;
+use crate::pipeline::Pipeline;
 use schemas::position::{Offset, Partition, Positions};
 
 /// How long a poll waits for a message when nothing is buffered.
@@ -29,6 +31,34 @@ const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// How long a poll waits when caught up and an early commit waits for the previous write.
 const WRITE_POLL: Duration = Duration::from_millis(5);
+
+/// The clock is read every this many buffered messages (reading it costs as much as folding a
+/// record), and whenever a poll returns nothing.
+const CLOCK_EVERY_RECORDS: u64 = 256;
+
+/// The first wait before a failed commit is retried; it doubles with each failure in a row.
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait before a failed commit is retried.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// How long reading a partition's low watermark for a newly assigned partition may take (in
+/// the rebalance callback; a failure stops the layer rather than read from anywhere else).
+const ASSIGN_WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the loop's other broker requests may take: watermarks at a partition's end, after
+/// a fence or for a retention gap, and seeks.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the lag gauge is refreshed.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long each of the lag gauge's watermark requests may take (a slow broker then leaves the
+/// gauge as it was rather than hold the loop).
+const LAG_WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// While waiting out a backoff, a stop is noticed within this long.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// What the loop needs besides the layer.
 #[derive(Debug, Clone)]
@@ -77,8 +107,8 @@ struct Isolated {
 }
 
 /// What the polling thread and the rebalance callback share.
-struct Shared<L: Layer> {
-    layer: L,
+struct Shared<S: Store> {
+    pipeline: Pipeline<S>,
     /// After the store refused a commit for its data: the end (next offset) of that commit per
     /// partition. Until every partition has passed its end, each message is committed alone,
     /// so the one the store refuses can be dead-lettered and the others kept.
@@ -86,10 +116,10 @@ struct Shared<L: Layer> {
     /// While isolating: the one message the buffer holds.
     isolated: Option<Isolated>,
     summary: Summary,
-    fatal: Option<L::Error>,
+    fatal: Option<S::Error>,
 }
 
-impl<L: Layer> Shared<L> {
+impl<S: Store> Shared<S> {
     fn stop_isolating(&mut self) {
         self.isolating.clear();
         self.isolated = None;
@@ -97,7 +127,7 @@ impl<L: Layer> Shared<L> {
 
     /// Books a commit: totals and metrics; an isolation ends once every partition passed its end.
     fn book(&mut self, committed: &Committed) {
-        let layer = L::NAME;
+        let layer = S::NAME;
         metrics::counter!(m::RECORDS_COMMITTED_TOTAL, "layer" => layer)
             .increment(committed.records);
         for reason in &committed.dead_letters {
@@ -109,7 +139,7 @@ impl<L: Layer> Shared<L> {
         self.summary.committed_records += committed.records;
         self.summary.dead_letters += committed.dead_letters.len() as u64;
         self.summary.commits += 1;
-        let positions = self.layer.positions();
+        let positions = self.pipeline.positions();
         self.isolating.retain(|p, end| {
             positions
                 .get(p)
@@ -119,13 +149,13 @@ impl<L: Layer> Shared<L> {
     }
 }
 
-struct Context<L: Layer> {
+struct Context<S: Store> {
     topic: String,
     /// Shared with the next client when a fatal error makes this one unusable.
-    shared: Arc<Mutex<Shared<L>>>,
+    shared: Arc<Mutex<Shared<S>>>,
 }
 
-impl<L: Layer> ClientContext for Context<L> {
+impl<S: Store> ClientContext for Context<S> {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
         crate::kafka::report_client_log(level, facility, message);
     }
@@ -135,8 +165,8 @@ impl<L: Layer> ClientContext for Context<L> {
     }
 }
 
-impl<L: Layer> Context<L> {
-    fn shared(&self) -> MutexGuard<'_, Shared<L>> {
+impl<S: Store> Context<S> {
+    fn shared(&self) -> MutexGuard<'_, Shared<S>> {
         self.shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -145,9 +175,9 @@ impl<L: Layer> Context<L> {
     fn assign(
         &self,
         consumer: &BaseConsumer<Self>,
-        shared: &mut Shared<L>,
+        shared: &mut Shared<S>,
         tpl: &mut TopicPartitionList,
-    ) -> Result<(), L::Error> {
+    ) -> Result<(), S::Error> {
         let partitions: Vec<i32> = tpl
             .elements_for_topic(&self.topic)
             .iter()
@@ -155,26 +185,22 @@ impl<L: Layer> Context<L> {
             .collect();
         let mut low_watermark = |partition: Partition| -> Result<i64, IngestError> {
             Ok(consumer
-                .fetch_watermarks(&self.topic, partition, Duration::from_secs(30))?
+                .fetch_watermarks(&self.topic, partition, ASSIGN_WATERMARK_TIMEOUT)?
                 .0)
         };
-        let starts = shared.layer.assign(&partitions, &mut low_watermark)?;
+        let starts = shared.pipeline.assign(&partitions, &mut low_watermark)?;
         for (&partition, start) in &starts {
-            let offset = match start {
-                StartAt::Offset(offset) => rdkafka::Offset::Offset(*offset),
-                StartAt::Beginning => rdkafka::Offset::Beginning,
-            };
-            tpl.set_partition_offset(&self.topic, partition, offset)
+            tpl.set_partition_offset(&self.topic, partition, start.kafka_offset())
                 .map_err(IngestError::from)?;
         }
-        tracing::info!(layer = L::NAME, positions = ?starts, "partitions assigned; consuming from the stored positions");
+        tracing::info!(layer = S::NAME, positions = ?starts, "partitions assigned; consuming from the stored positions");
         shared.stop_isolating();
         consumer.assign(tpl).map_err(IngestError::from)?;
         Ok(())
     }
 }
 
-impl<L: Layer> ConsumerContext for Context<L> {
+impl<S: Store> ConsumerContext for Context<S> {
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -191,17 +217,17 @@ impl<L: Layer> ConsumerContext for Context<L> {
         // Eager protocol: everything is revoked. Commit what was read while the partitions are
         // still ours; if that fails, drop it: the positions were not stored either, so the next
         // owner reads those records again.
-        match shared.layer.commit_all() {
+        match shared.pipeline.commit_all() {
             Ok(Some(committed)) => shared.book(&committed),
             Ok(None) => {}
             Err(error) => {
-                tracing::warn!(layer = L::NAME, %error, "commit on revoke failed; the next owner re-reads those records")
+                tracing::warn!(layer = S::NAME, %error, "commit on revoke failed; the next owner re-reads those records")
             }
         }
-        shared.layer.drop_uncommitted();
-        shared.layer.revoked();
+        shared.pipeline.drop_uncommitted();
+        shared.pipeline.revoked();
         shared.stop_isolating();
-        tracing::info!(layer = L::NAME, "partitions revoked");
+        tracing::info!(layer = S::NAME, "partitions revoked");
         if let Err(error) = consumer.unassign() {
             tracing::warn!(%error, "unassigning the revoked partitions failed; continuing: the group's next assignment replaces them");
         }
@@ -209,15 +235,15 @@ impl<L: Layer> ConsumerContext for Context<L> {
 }
 
 /// A consumer of `settings.topic` in `settings.group` whose context shares `state`.
-fn subscribed<L: Layer>(
+fn subscribed<S: Store>(
     settings: &IngestSettings,
-    state: Arc<Mutex<Shared<L>>>,
-) -> Result<BaseConsumer<Context<L>>, L::Error> {
+    state: Arc<Mutex<Shared<S>>>,
+) -> Result<BaseConsumer<Context<S>>, S::Error> {
     let context = Context {
         topic: settings.topic.clone(),
         shared: state,
     };
-    let consumer: BaseConsumer<Context<L>> = settings
+    let consumer: BaseConsumer<Context<S>> = settings
         .client
         .clone()
         .set("group.id", &settings.group)
@@ -234,7 +260,7 @@ fn subscribed<L: Layer>(
         .subscribe(&[&settings.topic])
         .map_err(IngestError::from)?;
     tracing::info!(
-        layer = L::NAME,
+        layer = S::NAME,
         topic = settings.topic,
         group = settings.group,
         "consuming"
@@ -253,9 +279,13 @@ impl Replacements {
     const WINDOW: Duration = Duration::from_secs(300);
     /// More than this many within the window stop the layer.
     const MAX: usize = 5;
+    /// The wait before the first new client; it doubles with each recent fatal error.
+    const FIRST_WAIT: Duration = Duration::from_millis(200);
+    /// The longest wait before a new client.
+    const MAX_WAIT: Duration = Duration::from_secs(10);
 
-    /// Books a fatal error: the backoff before the next client (200 ms doubling per recent
-    /// error, at most 10 s), or the error that stops the layer.
+    /// Books a fatal error: the backoff before the next client ([`Self::FIRST_WAIT`] doubling
+    /// per recent error, at most [`Self::MAX_WAIT`]), or the error that stops the layer.
     fn record(
         &mut self,
         layer: &'static str,
@@ -279,7 +309,7 @@ impl Replacements {
                 last: code,
             });
         }
-        Ok((Duration::from_millis(200) * (1 << (count - 1))).min(Duration::from_secs(10)))
+        Ok((Self::FIRST_WAIT * (1 << (count - 1))).min(Self::MAX_WAIT))
     }
 }
 
@@ -291,20 +321,22 @@ fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
         if left.is_zero() {
             return;
         }
-        std::thread::sleep(left.min(Duration::from_millis(50)));
+        std::thread::sleep(left.min(STOP_CHECK));
     }
 }
 
-/// Runs `layer` until `stop` is set or an unrecoverable error occurs. Blocking: call it from a
-/// plain thread.
-pub fn run<L: Layer>(
+/// Runs the layer of `store` and `buffer` (empty) until `stop` is set or an unrecoverable
+/// error occurs. Blocking: call it from a plain thread; `runtime` runs the store's calls.
+pub fn run<S: Store>(
     settings: IngestSettings,
-    layer: L,
+    store: S,
+    buffer: S::Buffer,
+    runtime: tokio::runtime::Handle,
     stop: Arc<AtomicBool>,
-) -> Result<Summary, L::Error> {
-    let name = L::NAME;
+) -> Result<Summary, S::Error> {
+    let name = S::NAME;
     let state = Arc::new(Mutex::new(Shared {
-        layer,
+        pipeline: Pipeline::new(runtime, store, buffer),
         isolating: BTreeMap::new(),
         isolated: None,
         summary: Summary::default(),
@@ -318,7 +350,7 @@ pub fn run<L: Layer>(
     let input_bytes_total = metrics::counter!(m::INPUT_BYTES_TOTAL, "layer" => name);
     let mut last_commit = Instant::now();
     let mut last_lag = Instant::now();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = COMMIT_RETRY_FIRST;
     let mut replacements = Replacements::default();
     // How long the next poll may wait for a message: 50 ms when nothing is buffered; no wait
     // while records are buffered and an early commit is possible (an empty poll then says the
@@ -344,7 +376,7 @@ pub fn run<L: Layer>(
         match polled {
             Some(Ok(message)) => {
                 let partition = message.partition();
-                if !shared.layer.is_assigned(partition) {
+                if !shared.pipeline.is_assigned(partition) {
                     continue; // fetched before a revoke: no longer ours
                 }
                 reading.message_from(partition, message.offset());
@@ -359,8 +391,8 @@ pub fn run<L: Layer>(
                     payload,
                 };
                 match settings.schema.validate(payload) {
-                    Ok(record) => shared.layer.add_record(&received, &record),
-                    Err(rejection) => shared.layer.add_dead_letter(DeadLetter::new(
+                    Ok(record) => shared.pipeline.buffer().add_record(&received, &record),
+                    Err(rejection) => shared.pipeline.buffer().add_dead_letter(DeadLetter::new(
                         partition,
                         message.offset(),
                         rejection,
@@ -381,7 +413,7 @@ pub fn run<L: Layer>(
                 end_of_partition(&consumer, &mut shared, &settings.topic, partition);
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
-                return Err(out_of_range(&consumer, &shared.layer, &settings.topic).into());
+                return Err(out_of_range(&consumer, &shared.pipeline, &settings.topic).into());
             }
             Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                 // The client is unusable (e.g. its static membership was fenced while the broker
@@ -389,7 +421,7 @@ pub fn run<L: Layer>(
                 // after a backoff; fatal errors again and again stop the layer.
                 let wait = replacements.record(name, code)?;
                 tracing::warn!(layer = name, error = %code, wait_ms = wait.as_millis() as u64, "the Kafka client hit a fatal error; replacing it with a new client that resumes from the stored positions");
-                shared.layer.drop_uncommitted();
+                shared.pipeline.drop_uncommitted();
                 shared.stop_isolating();
                 drop(shared);
                 drop(consumer);
@@ -406,9 +438,9 @@ pub fn run<L: Layer>(
             }
             None => {}
         }
-        // Reading the clock costs as much as folding a record: look at it every 256 messages,
-        // or when caught up.
-        let buffered = shared.layer.buffered();
+        // Reading the clock costs as much as folding a record: look at it every
+        // CLOCK_EVERY_RECORDS messages, or when caught up.
+        let buffered = shared.pipeline.buffered();
         let mut caught_up_due = false;
         if let Some(soonest) = settings
             .flush_when_caught_up
@@ -421,7 +453,7 @@ pub fn run<L: Layer>(
             // arrived while the one before it wrote, so commits grow with the load.
             if polled_nothing
                 && reading.at_every_end(
-                    |p| shared.layer.is_assigned(p),
+                    |p| shared.pipeline.is_assigned(p),
                     |p| {
                         let topic = topic_name.as_ref()?;
                         cached_high_watermark(consumer.client(), topic, p)
@@ -431,7 +463,7 @@ pub fn run<L: Layer>(
                 let since = last_commit.elapsed();
                 if since < soonest {
                     poll_wait = soonest - since;
-                } else if shared.layer.writing() {
+                } else if shared.pipeline.writing() {
                     poll_wait = WRITE_POLL;
                 } else {
                     caught_up_due = true;
@@ -449,44 +481,44 @@ pub fn run<L: Layer>(
             || stopping
             || shared.isolated.is_some()
             || caught_up_due
-            || ((buffered.records % 256 == 0 || polled_nothing)
+            || ((buffered.records % CLOCK_EVERY_RECORDS == 0 || polled_nothing)
                 && last_commit.elapsed() >= settings.flush_interval);
         if !due {
             continue;
         }
         // Nothing read since the last commit: a commit that then wrote nothing means the layer
         // is idle (a layer that flushes in the background may return before its write ends).
-        let idle = buffered.records == 0 && shared.layer.buffered_ends().is_empty();
+        let idle = buffered.records == 0 && shared.pipeline.buffered_ends().is_empty();
         // While isolating, each commit must end before the next message is read: a refusal
         // then names the one message the commit held.
         let result = if stopping || shared.isolated.is_some() {
-            shared.layer.commit_all()
+            shared.pipeline.commit_all()
         } else {
-            shared.layer.commit()
+            shared.pipeline.commit()
         };
         match result {
             Ok(committed) => {
                 last_commit = Instant::now();
-                backoff = Duration::from_millis(100);
+                backoff = COMMIT_RETRY_FIRST;
                 let committed_any = committed.is_some();
                 if let Some(committed) = committed {
                     shared.book(&committed);
                     commit_for_monitoring(
                         &consumer,
                         &settings.topic,
-                        &offsets(&shared.layer.positions()),
+                        &shared.pipeline.stored_positions(),
                     );
                 }
-                if idle && !committed_any && !stopping && shared.layer.follows_moved_positions() {
+                if idle && !committed_any && !stopping && S::FOLLOWS_MOVED_POSITIONS {
                     follow_moved_positions(&consumer, &mut shared, &settings.topic)?;
                 }
-                if last_lag.elapsed() >= Duration::from_secs(5) {
+                if last_lag.elapsed() >= LAG_REPORT_INTERVAL {
                     last_lag = Instant::now();
                     report_lag(
                         &consumer,
                         name,
                         &settings.topic,
-                        &offsets(&shared.layer.positions()),
+                        &shared.pipeline.stored_positions(),
                     );
                 }
                 if stopping {
@@ -494,14 +526,16 @@ pub fn run<L: Layer>(
                     return Ok(shared.summary.clone());
                 }
             }
-            Err(error) => match L::classify(&error) {
+            Err(error) => match S::classify(&error) {
                 Disposition::Fenced => {
                     // Another process owns these partitions now, or an operator moved them. Drop
                     // the buffer and re-read from the stored positions.
                     tracing::warn!(layer = name, %error, "commit fenced; re-reading from the stored positions");
-                    shared.layer.drop_uncommitted();
+                    shared.pipeline.drop_uncommitted();
                     shared.stop_isolating();
-                    let positions = shared.layer.reload()?;
+                    let positions = shared
+                        .pipeline
+                        .reload(&mut low_watermark(&consumer, &settings.topic))?;
                     seek(&consumer, &settings.topic, &positions)?;
                 }
                 Disposition::DataRefused => {
@@ -512,7 +546,7 @@ pub fn run<L: Layer>(
                     tracing::warn!(layer = name, %error, retry_in_ms = backoff.as_millis() as u64, "commit failed; nothing was committed; retrying");
                     drop(shared);
                     std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(COMMIT_RETRY_MAX);
                 }
                 Disposition::Fatal => return Err(error),
             },
@@ -523,14 +557,14 @@ pub fn run<L: Layer>(
 /// The store refused a commit for the values of some record that passed validation. With one
 /// message buffered, that message is the one: dead-letter it as `refused_by_database` and go
 /// on. Otherwise read the buffer again, one message per commit, to find it.
-fn isolate<L: Layer>(
-    consumer: &BaseConsumer<Context<L>>,
-    shared: &mut Shared<L>,
+fn isolate<S: Store>(
+    consumer: &BaseConsumer<Context<S>>,
+    shared: &mut Shared<S>,
     settings: &IngestSettings,
-    error: &L::Error,
-) -> Result<(), L::Error> {
-    let name = L::NAME;
-    let detail = L::refusal_detail(error);
+    error: &S::Error,
+) -> Result<(), S::Error> {
+    let name = S::NAME;
+    let detail = S::refusal_detail(error);
     match shared.isolated.take() {
         Some(message) => {
             tracing::warn!(
@@ -541,15 +575,15 @@ fn isolate<L: Layer>(
                 "the store refused a record that passed validation; dead-lettered as refused_by_database"
             );
             metrics::counter!(m::REFUSED_BY_STORE_TOTAL, "layer" => name).increment(1);
-            shared.layer.drop_uncommitted();
-            shared.layer.add_dead_letter(DeadLetter::new(
+            shared.pipeline.drop_uncommitted();
+            shared.pipeline.buffer().add_dead_letter(DeadLetter::new(
                 message.partition,
                 message.offset,
                 Rejection::RefusedByDatabase { detail },
                 &message.payload,
                 settings.dead_letter_max_payload_bytes,
             ));
-            if let Some(committed) = shared.layer.commit_all()? {
+            if let Some(committed) = shared.pipeline.commit_all()? {
                 shared.book(&committed);
             }
         }
@@ -557,13 +591,13 @@ fn isolate<L: Layer>(
             tracing::warn!(
                 layer = name,
                 error = detail,
-                ends = ?shared.layer.buffered_ends(),
+                ends = ?shared.pipeline.buffered_ends(),
                 "the store refused a commit for its data; re-reading it one record at a time to isolate the record"
             );
             metrics::counter!(m::ISOLATIONS_TOTAL, "layer" => name).increment(1);
-            shared.isolating = shared.layer.buffered_ends();
-            shared.layer.drop_uncommitted();
-            let positions = shared.layer.positions();
+            shared.isolating = shared.pipeline.buffered_ends();
+            shared.pipeline.drop_uncommitted();
+            let positions = shared.pipeline.positions();
             seek(consumer, &settings.topic, &positions)?;
         }
     }
@@ -575,13 +609,13 @@ fn isolate<L: Layer>(
 /// since starting at the log start, the partition's low watermark (every earlier record
 /// expired). The end-of-partition event comes after every message and marker before it, so the
 /// consumer's position is current; a seek unsets it until something is read.
-fn end_of_partition<L: Layer>(
-    consumer: &BaseConsumer<Context<L>>,
-    shared: &mut Shared<L>,
+fn end_of_partition<S: Store>(
+    consumer: &BaseConsumer<Context<S>>,
+    shared: &mut Shared<S>,
     topic: &str,
     partition: Partition,
 ) {
-    if !shared.layer.is_assigned(partition) {
+    if !shared.pipeline.is_assigned(partition) {
         return;
     }
     let position = consumer.position().ok().and_then(|tpl| {
@@ -593,8 +627,8 @@ fn end_of_partition<L: Layer>(
     });
     let reached = match position {
         Some(offset) => offset,
-        None if !shared.layer.has_position(partition) => {
-            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+        None if !shared.pipeline.has_position(partition) => {
+            match consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT) {
                 Ok((low, _)) => low,
                 Err(error) => {
                     tracing::warn!(%error, partition, "could not read the low watermark at the end of a partition; trying again at its next end");
@@ -604,23 +638,25 @@ fn end_of_partition<L: Layer>(
         }
         None => return,
     };
-    shared.layer.skip_to(partition, reached);
+    shared.pipeline.skip_to(partition, reached);
 }
 
 /// When idle: an operator may have moved the stored positions (a replay); follow them.
-fn follow_moved_positions<L: Layer>(
-    consumer: &BaseConsumer<Context<L>>,
-    shared: &mut Shared<L>,
+fn follow_moved_positions<S: Store>(
+    consumer: &BaseConsumer<Context<S>>,
+    shared: &mut Shared<S>,
     topic: &str,
-) -> Result<(), L::Error> {
-    let before = shared.layer.positions();
+) -> Result<(), S::Error> {
+    let before = shared.pipeline.positions();
     if before.is_empty() {
         return Ok(());
     }
-    let stored = shared.layer.reload()?;
+    let stored = shared
+        .pipeline
+        .reload(&mut low_watermark(consumer, topic))?;
     if stored != before {
         tracing::warn!(
-            layer = L::NAME,
+            layer = S::NAME,
             "stored positions were moved by another process; re-reading from them"
         );
         seek(consumer, topic, &stored)?;
@@ -628,51 +664,48 @@ fn follow_moved_positions<L: Layer>(
     Ok(())
 }
 
+/// Reads Kafka's first offset of a partition of `topic`, for a store that stores it as a start.
+fn low_watermark<'a, C: ConsumerContext>(
+    consumer: &'a BaseConsumer<C>,
+    topic: &'a str,
+) -> impl FnMut(Partition) -> Result<Offset, IngestError> + 'a {
+    move |partition| {
+        Ok(consumer
+            .fetch_watermarks(topic, partition, BROKER_TIMEOUT)?
+            .0)
+    }
+}
+
 /// Names the partition whose position Kafka no longer has.
-fn out_of_range<L: Layer>(
-    consumer: &BaseConsumer<Context<L>>,
-    layer: &L,
+fn out_of_range<S: Store>(
+    consumer: &BaseConsumer<Context<S>>,
+    pipeline: &Pipeline<S>,
     topic: &str,
 ) -> IngestError {
-    let positions = offsets(&layer.positions());
+    let positions = pipeline.stored_positions();
     let gone = positions.iter().find(|(partition, offset)| {
         consumer
-            .fetch_watermarks(topic, **partition, Duration::from_secs(10))
+            .fetch_watermarks(topic, **partition, BROKER_TIMEOUT)
             .is_ok_and(|(low, high)| **offset < low || **offset > high)
     });
     let (partition, offset) = gone.map_or((-1, -1), |(&p, &o)| (p, o));
     IngestError::OffsetOutOfRange {
-        layer: L::NAME,
+        layer: S::NAME,
         topic: topic.to_string(),
         partition,
         offset,
-        remedy: L::RETENTION_REMEDY,
+        remedy: S::RETENTION_REMEDY,
     }
 }
 
-/// The stored offsets among `positions` (partitions with none are left out).
-fn offsets(positions: &BTreeMap<Partition, StartAt>) -> Positions {
-    positions
-        .iter()
-        .filter_map(|(&p, start)| match start {
-            StartAt::Offset(offset) => Some((p, *offset)),
-            StartAt::Beginning => None,
-        })
-        .collect()
-}
-
 /// Moves every partition in `positions` there.
-fn seek<L: Layer>(
-    consumer: &BaseConsumer<Context<L>>,
+fn seek<S: Store>(
+    consumer: &BaseConsumer<Context<S>>,
     topic: &str,
     positions: &BTreeMap<Partition, StartAt>,
 ) -> Result<(), IngestError> {
     for (&partition, start) in positions {
-        let offset = match start {
-            StartAt::Offset(offset) => rdkafka::Offset::Offset(*offset),
-            StartAt::Beginning => rdkafka::Offset::Beginning,
-        };
-        consumer.seek(topic, partition, offset, Duration::from_secs(10))?;
+        consumer.seek(topic, partition, start.kafka_offset(), BROKER_TIMEOUT)?;
     }
     Ok(())
 }
@@ -709,7 +742,7 @@ fn report_lag<C: ConsumerContext>(
     positions: &Positions,
 ) {
     for (&partition, &offset) in positions {
-        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(1)) {
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, LAG_WATERMARK_TIMEOUT) {
             metrics::gauge!(m::PARTITION_LAG_RECORDS, "layer" => layer, "partition" => partition.to_string())
                 .set((high - offset).max(0) as f64);
         }
@@ -727,7 +760,7 @@ mod tests {
         let waits: Vec<Duration> = (0..Replacements::MAX)
             .map(|_| replacements.record("speed layer", code).unwrap())
             .collect();
-        assert_eq!(waits[0], Duration::from_millis(200));
+        assert_eq!(waits[0], Replacements::FIRST_WAIT);
         assert!(waits.windows(2).all(|w| w[1] > w[0]), "{waits:?}");
         let stopped = replacements.record("speed layer", code).unwrap_err();
         assert!(

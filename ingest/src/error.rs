@@ -59,6 +59,21 @@ pub enum IngestError {
         /// The last fatal error's code.
         last: rdkafka::types::RDKafkaErrorCode,
     },
+    /// A layer's background write task failed (a panic: a bug). Nothing of its buffer was
+    /// written; the layer stops and a restart reads those records again.
+    #[error("the {layer}'s write task failed: {source}")]
+    WriteTask {
+        /// The layer.
+        layer: &'static str,
+        /// Why the task ended without reporting.
+        source: tokio::task::JoinError,
+    },
+    /// A layer's store was not given back by a background write whose task failed (a bug).
+    #[error("the {layer}'s store is lost: a background write did not give it back")]
+    StoreLost {
+        /// The layer.
+        layer: &'static str,
+    },
     /// Setting the positions of newly assigned partitions failed; the process stops rather
     /// than read from anywhere else.
     #[error("assigning partitions failed: {0}")]

@@ -13,6 +13,12 @@ use rdkafka::types::RDKafkaErrorCode;
 use schemas::config::KafkaConfig;
 use schemas::position::Partition;
 
+/// How long an admin request (describing the source topic's configs) may take.
+const ADMIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a metadata or watermark request of [`watermarks`] may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Reports librdkafka's errors, except reaching the end of a partition: a consumer with
 /// `enable.partition.eof` gets that as an event of its own, and it is no error.
 pub fn report_client_error(error: &KafkaError, reason: &str) {
@@ -179,7 +185,7 @@ pub async fn refuse_compacted_source(kafka: &KafkaConfig) -> Result<(), KafkaSet
     let results = admin
         .describe_configs(
             [&ResourceSpecifier::Topic(&kafka.topic)],
-            &AdminOptions::new().request_timeout(Some(Duration::from_secs(30))),
+            &AdminOptions::new().request_timeout(Some(ADMIN_REQUEST_TIMEOUT)),
         )
         .await
         .map_err(client_error(kafka))?;
@@ -257,7 +263,7 @@ pub fn watermarks(
     let consumer: BaseConsumer<QuietEof> = client_config(kafka)
         .create_with_context(QuietEof)
         .map_err(client_error(kafka))?;
-    let timeout = Duration::from_secs(10);
+    let timeout = METADATA_TIMEOUT;
     let metadata = consumer
         .fetch_metadata(Some(topic), timeout)
         .map_err(client_error(kafka))?;

@@ -1,12 +1,16 @@
-//! What a layer gives the ingest loop: a store of positions and a buffer.
+//! What a layer gives the ingest loop: a buffer and a store. Everything else — the expected
+//! positions, the background commit and its settling, the failed commit kept for retry, the
+//! reload after a fence — is the loop's ([`crate::pipeline`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use schemas::Record;
 use schemas::pg::DeadLetter;
 
 use crate::error::{Disposition, IngestError};
+use crate::expected::Expected;
 use schemas::position::{Offset, Partition, Positions};
 
 /// One message as read from Kafka.
@@ -20,15 +24,6 @@ pub struct Received<'a> {
     pub key: Option<&'a [u8]>,
     /// Its payload.
     pub payload: &'a [u8],
-}
-
-/// Where a newly assigned partition is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    /// The stored position.
-    Offset(i64),
-    /// Kafka's first offset: the layer has no position stored for it yet.
-    Beginning,
 }
 
 /// How much the buffer holds.
@@ -52,8 +47,21 @@ pub struct Committed {
 }
 
 impl Committed {
-    /// Two commits reported as one: a layer that writes in the background may settle one
-    /// commit and retry another within one call.
+    /// What writing `taken` wrote, in `took`.
+    pub fn of<T: Taken>(taken: &T, took: Duration) -> Self {
+        Committed {
+            records: taken.records(),
+            dead_letters: taken
+                .dead_letters()
+                .iter()
+                .map(|l| l.rejection.code())
+                .collect(),
+            took,
+        }
+    }
+
+    /// Two commits reported as one: the pipeline may settle one commit and retry another
+    /// within one call.
     pub fn combine(a: Option<Committed>, b: Option<Committed>) -> Option<Committed> {
         match (a, b) {
             (Some(mut a), Some(b)) => {
@@ -67,10 +75,58 @@ impl Committed {
     }
 }
 
-/// A layer of the pipeline, as the ingest loop sees it: where its positions are stored and
-/// fenced, and what its buffer becomes when committed. Every call runs on the loop's thread
-/// (the rebalance callback included), one at a time.
-pub trait Layer: Send + 'static {
+/// A layer's buffer: what it reads between two commits. The loop calls it once per message,
+/// on its own thread; generic, never `dyn`, so the calls are monomorphised.
+pub trait Buffer: Send + 'static {
+    /// A buffer taken for a commit: written by the store, possibly in the background.
+    type Taken: Taken;
+    /// The layer's error (taking a buffer may fail: the sink's Arrow batch).
+    type Error;
+
+    /// Buffers a valid record.
+    fn add_record(&mut self, message: &Received<'_>, record: &Record);
+
+    /// Buffers a refused record.
+    fn add_dead_letter(&mut self, letter: DeadLetter);
+
+    /// The partition's next position is `position`: the offsets before it hold no record to
+    /// buffer. Called only with a position past everything buffered and stored (the pipeline
+    /// decides); the next commit records it, with no rows if need be.
+    fn skip_to(&mut self, partition: Partition, position: Offset);
+
+    /// How much is buffered.
+    fn size(&self) -> Buffered;
+
+    /// The next position of every partition the buffer covers (empty: nothing to commit).
+    fn ends(&self) -> &Positions;
+
+    /// Takes the buffer for a commit, leaving it empty; `None` when it covers nothing.
+    fn take(&mut self) -> Result<Option<Self::Taken>, Self::Error>;
+
+    /// A written buffer, given back: a buffer that reuses its allocations keeps it.
+    fn recycle(&mut self, taken: Self::Taken) {
+        drop(taken);
+    }
+
+    /// Forgets everything buffered.
+    fn clear(&mut self);
+}
+
+/// A taken buffer, as the pipeline books it.
+pub trait Taken: Send + 'static {
+    /// The next position of every partition it covers.
+    fn ends(&self) -> &Positions;
+    /// Valid records it holds.
+    fn records(&self) -> u64;
+    /// Its dead letters.
+    fn dead_letters(&self) -> &[DeadLetter];
+}
+
+/// A layer's store: where its positions are kept and fenced, and where a taken buffer is
+/// written together with them. It is moved into the background task while a write runs.
+pub trait Store: Send + 'static {
+    /// The layer's buffer.
+    type Buffer: Buffer<Error = Self::Error>;
     /// The layer's error.
     type Error: std::error::Error + From<IngestError> + Send + 'static;
 
@@ -79,6 +135,10 @@ pub trait Layer: Send + 'static {
 
     /// What the operator can do when Kafka deleted records the layer still needs.
     const RETENTION_REMEDY: &'static str;
+
+    /// Whether operators move this layer's stored positions while it runs (`braid replay
+    /// speed`, `braid recover`): when idle, the loop then looks whether they moved and follows.
+    const FOLLOWS_MOVED_POSITIONS: bool = false;
 
     /// How the loop handles `error`.
     fn classify(error: &Self::Error) -> Disposition;
@@ -89,68 +149,24 @@ pub trait Layer: Send + 'static {
         error.to_string()
     }
 
-    /// Newly assigned `partitions`: where to read each from. `low_watermark` reads Kafka's first
-    /// offset of a partition, for a layer that stores it as a start.
-    fn assign(
+    /// The stored position of each of `partitions`, one entry each (`None`: nothing stored;
+    /// read from Kafka's first offset). A store that stores starts reads a partition's first offset with
+    /// `low_watermark`. Runs on the loop's thread (the rebalance callback included), never
+    /// while a write runs.
+    fn load(
         &mut self,
         partitions: &[Partition],
-        low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<Partition, StartAt>, Self::Error>;
+        low_watermark: &mut dyn FnMut(Partition) -> Result<Offset, IngestError>,
+    ) -> impl Future<Output = Result<BTreeMap<Partition, Option<Offset>>, Self::Error>>;
 
-    /// Whether `partition` is assigned here (a message fetched before a revoke is not).
-    fn is_assigned(&self, partition: Partition) -> bool;
-
-    /// Whether the layer has a stored position for `partition`.
-    fn has_position(&self, partition: Partition) -> bool;
-
-    /// Buffers a valid record.
-    fn add_record(&mut self, message: &Received<'_>, record: &Record);
-
-    /// Buffers a refused record.
-    fn add_dead_letter(&mut self, letter: DeadLetter);
-
-    /// The partition's next position is at least `position`: the offsets before it hold no
-    /// record to buffer (transaction markers, aborted records, or records that expired before
-    /// the layer read them). The next commit records it, with no rows if need be.
-    fn skip_to(&mut self, partition: Partition, position: Offset);
-
-    /// How much is buffered.
-    fn buffered(&self) -> Buffered;
-
-    /// The next position of every partition the buffer covers.
-    fn buffered_ends(&self) -> Positions;
-
-    /// Commits the buffer, fenced on the positions this process last committed. May return
-    /// before the write ends; the next call waits for it first. Returns what a commit that
-    /// ended during the call wrote.
-    fn commit(&mut self) -> Result<Option<Committed>, Self::Error>;
-
-    /// Whether a commit that returned before its write ended is still writing: the loop holds
-    /// early commits back until it ends rather than waiting for it in the next `commit`.
-    fn writing(&self) -> bool {
-        false
-    }
-
-    /// Commits everything buffered and waits for it (before a revoke or a stop).
-    fn commit_all(&mut self) -> Result<Option<Committed>, Self::Error>;
-
-    /// Forgets everything read but not committed.
-    fn drop_uncommitted(&mut self);
-
-    /// Re-reads the stored positions of the assigned partitions (after a fence, or to follow
-    /// an operator's move) and expects them from now on. Returns where to read each from.
-    fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, Self::Error>;
-
-    /// The partitions were revoked: forget their positions.
-    fn revoked(&mut self);
-
-    /// Where each assigned partition stands in the store, as this process last committed or
-    /// loaded it.
-    fn positions(&self) -> BTreeMap<Partition, StartAt>;
-
-    /// Whether operators move this layer's stored positions while it runs (`braid replay
-    /// speed`, `braid recover`): when idle, the loop then looks whether they moved and follows.
-    fn follows_moved_positions(&self) -> bool {
-        false
-    }
+    /// Writes `taken` with its ends as the new positions, fenced on `expected`: its records and
+    /// its positions become visible together (one transaction, one Delta commit), and when a
+    /// partition's stored position is not the expected one nothing becomes visible and the
+    /// error classifies as [`Disposition::Fenced`]. A write that fails may be called again
+    /// with the same buffer, so whatever it stores before the fence must be idempotent.
+    fn write(
+        &mut self,
+        taken: &<Self::Buffer as Buffer>::Taken,
+        expected: &Expected,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }

@@ -1,9 +1,13 @@
 //! Braid's ingest protocol, written once for both layers.
 //!
 //! - [`kafka`]: client settings, watermarks, topic creation and the source-topic checks;
-//! - [`layer`]: what a layer provides — where its positions are stored and fenced
-//!   (PostgreSQL for the speed layer, the Delta log for the sink) and what its buffer becomes
-//!   when committed;
+//! - [`layer`]: what a layer provides — a buffer (add a record or a dead letter, skip to a
+//!   position, size, take) and a store (load positions, write a taken buffer fenced on the
+//!   expected positions, classify its errors): PostgreSQL for the speed layer, the Delta log
+//!   for the sink;
+//! - [`expected`]: the position bookkeeping: the stored position of every assigned partition;
+//! - [`pipeline`]: the commit pipeline: a write in the background, settled by the next commit,
+//!   a failed buffer kept and written again first, the reload after a fence or a move;
 //! - [`consumer`]: the loop: poll, validate or dead-letter, positions set in the rebalance
 //!   callback, due commits, fences, retries with backoff, revokes, retention gaps, the end of
 //!   partitions, and isolating a record the layer's store refuses;
@@ -14,10 +18,14 @@
 pub mod caught_up;
 pub mod consumer;
 pub mod error;
+pub mod expected;
 pub mod kafka;
 pub mod layer;
 pub mod metrics;
+pub mod pipeline;
 
 pub use consumer::{IngestSettings, run};
 pub use error::{Disposition, IngestError};
-pub use layer::{Buffered, Committed, Layer, Received, StartAt};
+pub use expected::{Expected, StartAt};
+pub use layer::{Buffer, Buffered, Committed, Received, Store, Taken};
+pub use pipeline::Pipeline;

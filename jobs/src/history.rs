@@ -1,4 +1,4 @@
-//! The job history (`braid_internal.job_runs`), whose SQL lives with the other metadata tables
-//! in `schemas::pg::job_runs`.
+//! The job history (`braid_internal.job_runs`), whose SQL lives in the `jobs-store` crate
+//! beside this one (the admin API reads it too, without the batch layer).
 
-pub use schemas::pg::job_runs::{JobReport, JobRun, finish, list, set_progress, start};
+pub use jobs_store::{JobReport, JobRun, finish, list, set_progress, start};

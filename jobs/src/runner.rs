@@ -1,14 +1,13 @@
 //! Running one job, recording every attempt, retrying failures with backoff.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use batch_layer::lake::maintenance::{CompactReport, VacuumReport};
+use batch_layer::lake::{CompactReport, VacuumReport};
 use batch_layer::recompute::{BatchError, BatchOutcome, BatchSettings, run_batch};
+use schemas::config::KafkaConfig;
 use schemas::pg::SpeedReset;
-use schemas::{BraidConfig, EventSchema};
 use sqlx::PgPool;
 
 use crate::history::{self, JobReport};
@@ -26,10 +25,9 @@ pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 pub struct JobContext {
     /// The database.
     pub pool: PgPool,
-    /// Batch settings (topic, table, views).
+    /// Batch settings: the lake (table, topic, schema), which every job on the table uses, and
+    /// the views.
     pub batch: BatchSettings,
-    /// The event schema (to open the table).
-    pub schema: EventSchema,
     /// Vacuum retention.
     pub vacuum_retention: Duration,
     /// Parquet compression of compacted files.
@@ -38,8 +36,11 @@ pub struct JobContext {
     pub max_attempts: u32,
     /// The first retry's delay; doubled per attempt.
     pub first_backoff: Duration,
-    /// The whole configuration (the operators' procedures read Kafka and the lake).
-    pub config: Arc<BraidConfig>,
+    /// Kafka: the source topic and how to reach it (the operators' procedures read it, and
+    /// `replay publish` writes to another topic of the same cluster).
+    pub kafka: KafkaConfig,
+    /// How long the prune keeps old rows.
+    pub retentions: procedures::prune::Retentions,
     /// Set to stop a long job (a republish) part way; it can be resumed.
     pub stop: Arc<AtomicBool>,
     /// Where a long job reports its progress, if anywhere.
@@ -138,40 +139,28 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
         JobKind::Batch => JobOutput::Batch(run_batch(&ctx.batch, &ctx.pool, None).await?),
         JobKind::Compact => {
             let properties = batch_layer::sink::writer_properties(ctx.compression);
-            JobOutput::Compact(
-                batch_layer::lake::maintenance::compact(
-                    &ctx.batch.table_uri,
-                    &ctx.batch.storage_options,
-                    &ctx.schema,
-                    properties,
-                )
-                .await?,
-            )
+            JobOutput::Compact(ctx.batch.lake.compact(properties).await?)
         }
         JobKind::Vacuum => {
             let keep = schemas::pg::batch_runs::pinned_versions(&ctx.pool).await?;
-            let storage: HashMap<String, String> = ctx.batch.storage_options.clone();
-            JobOutput::Vacuum(
-                batch_layer::lake::maintenance::vacuum(
-                    &ctx.batch.table_uri,
-                    &storage,
-                    &ctx.schema,
-                    ctx.vacuum_retention,
-                    &keep,
-                )
-                .await?,
-            )
+            JobOutput::Vacuum(ctx.batch.lake.vacuum(ctx.vacuum_retention, &keep).await?)
         }
         JobKind::ReplaySpeed { from_cut } => JobOutput::ReplaySpeed(
-            procedures::replay_speed::reset_speed(&ctx.config, &ctx.pool, *from_cut).await?,
+            procedures::replay_speed::reset_speed(
+                &ctx.kafka,
+                &ctx.batch.views,
+                &ctx.pool,
+                *from_cut,
+            )
+            .await?,
         ),
-        JobKind::Recover { force } => {
-            JobOutput::Recover(procedures::recover::recover(&ctx.config, &ctx.pool, *force).await?)
-        }
+        JobKind::Recover { force } => JobOutput::Recover(
+            procedures::recover::recover(&ctx.kafka, &ctx.batch.lake, &ctx.pool, *force).await?,
+        ),
         JobKind::Prune => JobOutput::Prune(
             procedures::prune::prune(
                 &ctx.pool,
-                procedures::prune::Cutoffs::of(&ctx.config, chrono::Utc::now()),
+                procedures::prune::Cutoffs::of(&ctx.retentions, chrono::Utc::now()),
                 procedures::prune::CHUNK,
             )
             .await?,
@@ -185,7 +174,8 @@ async fn attempt(ctx: &JobContext, kind: &JobKind, id: i64) -> Result<JobOutput,
             };
             JobOutput::ReplayPublish(
                 procedures::republish::republish(
-                    &ctx.config,
+                    &ctx.kafka,
+                    &ctx.batch.lake,
                     &ctx.pool,
                     id,
                     request,

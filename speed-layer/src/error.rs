@@ -29,10 +29,6 @@ pub enum SpeedError {
     /// the database could not be asked (retried).
     #[error(transparent)]
     Rules(#[from] schemas::pg::RulesError),
-    /// The background flush task panicked (a bug). Nothing of its batch was committed; the
-    /// layer stops and a restart reads those records again.
-    #[error("the flush task failed: {0}")]
-    FlushTask(tokio::task::JoinError),
 }
 
 impl SpeedError {

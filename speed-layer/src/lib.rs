@@ -8,17 +8,16 @@
 //! - [`aggregate`]: the in-memory micro-batch;
 //! - [`flush`]: the one-transaction write (epoch under a shared lock, fenced positions,
 //!   dead letters, upserts);
-//! - [`in_flight`]: a flush running while the next micro-batch is read (one at a time);
-//! - [`consumer`]: the Kafka side: positions set in the rebalance callback, flush on revoke,
-//!   out-of-range offsets stop the partition with an error;
+//! - [`consumer`]: the speed layer's store (PostgreSQL) and buffer (the micro-batch) for the
+//!   ingest loop, which keeps the positions, runs one flush in the background while the next
+//!   micro-batch is read, retries, fences and reloads (`ingest::pipeline`);
 //! - [`metrics`]: metric names.
 
 pub mod aggregate;
 pub mod consumer;
 pub mod error;
 pub mod flush;
-pub mod in_flight;
 pub mod metrics;
 
-pub use consumer::{SpeedSettings, SpeedSummary, run};
+pub use consumer::{SpeedBuffer, SpeedSettings, SpeedStore, SpeedSummary, run};
 pub use error::SpeedError;

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use alerts::EvaluatorContext;
+use alerts::store;
 use chrono::{SecondsFormat, Utc};
 use schemas::BraidConfig;
-use schemas::pg::alerts as store;
 
 use crate::cli::{AlertsArgs, AlertsCommand};
 use crate::stop::StopFlag;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use batch_layer::recompute::{BatchError, BatchSettings, Engine, run_batch};
+use batch_layer::recompute::{BatchError, run_batch};
 use schemas::BraidConfig;
 
 use crate::cli::{BatchArgs, BatchCommand};
@@ -11,29 +11,13 @@ use crate::cli::{BatchArgs, BatchCommand};
 /// Exit code of a batch run that found another one in progress and did nothing.
 pub const EXIT_ALREADY_RUNNING: u8 = 3;
 
-/// The batch layer's settings from the configuration.
-pub fn settings(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
-    BatchSettings {
-        topic: config.kafka.topic.clone(),
-        table_uri: config.lake.uri.clone(),
-        storage_options: config.lake.storage_options.clone().into_iter().collect(),
-        schema: config.schema.clone(),
-        views: config.views.clone(),
-        wait_timeout,
-        engine: match config.batch.engine {
-            schemas::config::BatchEngine::Polars => Engine::Polars,
-            schemas::config::BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
-        },
-    }
-}
-
 /// Runs the subcommand.
 pub async fn run(config: BraidConfig, args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let BatchCommand::Run { view, wait_timeout } = &args.command;
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
     let wait_timeout = wait_timeout.unwrap_or(config.jobs.batch.wait_timeout_s.0);
-    let settings = settings(&config, Duration::from_secs(wait_timeout));
+    let settings = crate::settings::batch_layer::batch(&config, Duration::from_secs(wait_timeout));
     match run_batch(&settings, &pool, view.as_deref()).await {
         Ok(outcome) => {
             println!(

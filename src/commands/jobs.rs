@@ -1,29 +1,12 @@
 //! `braid jobs`: the scheduler, the history, and running a job now.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use jobs::{JobContext, JobKind};
+use jobs::JobKind;
 use schemas::BraidConfig;
 
 use crate::cli::{JobsArgs, JobsCommand};
 use crate::stop::StopFlag;
-
-/// The jobs' context from the configuration.
-pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> JobContext {
-    JobContext {
-        pool,
-        batch: super::batch::settings(config, config.jobs.batch.wait_timeout_s.duration()),
-        schema: config.schema.clone(),
-        vacuum_retention: config.jobs.vacuum.retention_hours.duration(),
-        compression: config.sink.compression,
-        max_attempts: config.jobs.retry_attempts,
-        first_backoff: config.jobs.retry_backoff_ms.duration(),
-        config: Arc::new(config.clone()),
-        stop: Arc::default(),
-        progress: None,
-    }
-}
 
 /// The enabled schedules, in the order they are listed in `[jobs]`.
 pub fn schedules(config: &BraidConfig) -> Vec<(JobKind, String)> {
@@ -52,8 +35,12 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
         None => {
             let stop = StopFlag::default();
             stop.stop_on_signals();
-            jobs::run_scheduler(&context(&config, pool), &schedules(&config), stop.shared())
-                .await?;
+            jobs::run_scheduler(
+                &crate::settings::jobs::context(&config, pool),
+                &schedules(&config),
+                stop.shared(),
+            )
+            .await?;
         }
         Some(JobsCommand::List { limit }) => {
             println!(
@@ -106,7 +93,12 @@ pub async fn run(config: BraidConfig, args: &JobsArgs) -> anyhow::Result<ExitCod
                      (the replays have their own commands: braid replay, braid recover)"
                 )
             })?;
-            let output = jobs::run_job(&context(&config, pool), kind, "manual").await?;
+            let output = jobs::run_job(
+                &crate::settings::jobs::context(&config, pool),
+                kind,
+                "manual",
+            )
+            .await?;
             println!("{name} succeeded: {:?}", output.report());
         }
     }

@@ -34,7 +34,7 @@ pub async fn migrate(pool: &PgPool, config: &BraidConfig) -> anyhow::Result<()> 
     schemas::pg::ensure_view_tables(pool, &config.views).await?;
     check_dimension_files(config)?;
     // Before the serving views, which join the dimension tables.
-    schemas::pg::dimensions::prepare(pool, &config.dimensions).await?;
+    dimensions::store::prepare(pool, &config.dimensions).await?;
     let bi_password = std::env::var("BRAID_BI_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());

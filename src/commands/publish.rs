@@ -18,7 +18,7 @@ pub async fn run(config: &BraidConfig, request: PublishRequest) -> anyhow::Resul
     let stop = StopFlag::default();
     stop.stop_on_signals();
     let bar: Arc<Mutex<Option<(Progress, u64)>>> = Arc::default();
-    let mut context = super::jobs::context(config, pool);
+    let mut context = crate::settings::jobs::context(config, pool);
     context.stop = stop.shared();
     context.progress = Some({
         let bar = bar.clone();

@@ -57,7 +57,7 @@ pub async fn run(config: BraidConfig, args: &ReplayArgs) -> anyhow::Result<ExitC
             let pool = super::connect(&config).await?;
             let refused = schemas::pg::refused_by_database(&pool, &config.kafka.topic).await?;
             let outcome = compute_as_of(
-                &batch_layer::lake::Lake::of(&config),
+                &crate::settings::batch_layer::lake(&config),
                 view,
                 as_of,
                 &refused,
@@ -105,7 +105,7 @@ async fn replay_speed(
     let pool = super::connect(config).await?;
     super::migrate(&pool, config).await?;
     let topic = &config.kafka.topic;
-    let context = super::jobs::context(config, pool.clone());
+    let context = crate::settings::jobs::context(config, pool.clone());
     let JobOutput::ReplaySpeed(reset) =
         jobs::run_job(&context, JobKind::ReplaySpeed { from_cut }, "cli").await?
     else {
@@ -168,8 +168,8 @@ async fn replay_speed(
 pub async fn recover_from_lake(config: BraidConfig, force: bool) -> anyhow::Result<ExitCode> {
     let pool = super::connect(&config).await?;
     super::migrate(&pool, &config).await?;
-    let marks = jobs::procedures::watermarks(&config).await?;
-    let context = super::jobs::context(&config, pool);
+    let marks = jobs::procedures::watermarks(&config.kafka).await?;
+    let context = crate::settings::jobs::context(&config, pool);
     let JobOutput::Recover(recovery) =
         jobs::run_job(&context, JobKind::Recover { force }, "cli").await?
     else {

@@ -144,7 +144,7 @@ pub fn state(
     );
     state.answers.listen(state.pool.clone());
     state.jobs = Some(Arc::new(JobRunner {
-        context: super::jobs::context(config, pools.jobs),
+        context: crate::settings::jobs::context(config, pools.jobs),
     }));
     Ok(state)
 }

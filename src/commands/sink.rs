@@ -17,11 +17,10 @@ pub fn settings(config: &BraidConfig) -> SinkSettings {
             flush_when_caught_up: None,
             flush_max_records: None,
             flush_max_bytes: Some(config.sink.flush_max_bytes),
-            dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
+            dead_letter_max_payload_bytes: config.sink.dead_letter_max_payload_bytes,
             schema: config.schema.clone(),
         },
-        table_uri: config.lake.uri.clone(),
-        storage_options: config.lake.storage_options.clone().into_iter().collect(),
+        lake: crate::settings::batch_layer::lake(config),
         compression: config.sink.compression,
     }
 }

@@ -47,7 +47,7 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
     };
     let scheduler = {
         let (context, schedules, flag) = (
-            super::jobs::context(&config, pool.clone()),
+            crate::settings::jobs::context(&config, pool.clone()),
             super::jobs::schedules(&config),
             stop.shared(),
         );

@@ -133,8 +133,8 @@ impl Clickstream {
             event_type,
             user_id: user_id.clone(),
             page,
-            country: *weighted(rng, &COUNTRIES),
-            device: *weighted(rng, &DEVICES),
+            country: weighted::<&str>(rng, &COUNTRIES),
+            device: weighted::<&str>(rng, &DEVICES),
             // Prices spread over 1.99 to 499.99, with cheap items more common.
             price_cents: (event_type == "purchase")
                 .then(|| (199.0 * 251f64.powf(rng.random::<f64>())) as i64),

@@ -1,2 +1,5 @@
 //! Each library's settings, built from the layered configuration in one place: libraries take
 //! their own typed settings, never the whole `BraidConfig`.
+
+pub mod batch_layer;
+pub mod jobs;

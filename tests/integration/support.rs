@@ -206,11 +206,20 @@ impl TestLake {
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
-    /// The table opened at its latest version (`None` if it cannot be opened yet).
+    /// The handle of the table, with `schema` and `topic`, as the layers build it.
+    pub fn handle(&self, schema: &schemas::EventSchema, topic: &str) -> batch_layer::lake::Lake {
+        batch_layer::lake::Lake::new(batch_layer::lake::LakeSettings {
+            uri: self.uri(),
+            storage_options: self.storage_options(),
+            schema: schema.clone(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// The table opened at its latest version (`None` if it cannot be opened yet). Opening
+    /// reads no records, so no topic is needed.
     pub async fn open(&self, schema: &schemas::EventSchema) -> Option<deltalake::DeltaTable> {
-        batch_layer::lake::open_or_create(&self.uri(), &self.storage_options(), schema)
-            .await
-            .ok()
+        self.handle(schema, "").open().await.ok()
     }
 }
 

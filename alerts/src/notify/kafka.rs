@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use crate::store::Transition;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use schemas::config::KafkaConfig;
-use schemas::pg::alerts::Transition;
 
 use super::payload::{IDEMPOTENCY_HEADER, body, idempotency_key};
 use crate::error::AlertError;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::store::{self, Transition};
 use chrono::{DateTime, Utc};
 use schemas::BraidConfig;
 use schemas::alert::Receiver;
 use schemas::config::KafkaConfig;
-use schemas::pg::alerts::{self, Transition};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -272,7 +272,7 @@ async fn deliver(
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let due = match alerts::due_deliveries(pool, receiver, Utc::now(), BATCH).await {
+        let due = match store::due_deliveries(pool, receiver, Utc::now(), BATCH).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(receiver, %error, "cannot read the alert outbox; trying again");
@@ -290,7 +290,7 @@ async fn deliver(
                 Ok(()) => {
                     metrics::counter!("braid_alerts_notifications_total", "receiver" => receiver.to_string()).increment(1);
                     tracing::info!(receiver, transition = id, rule = delivery.transition.evaluation.rule, to = %delivery.transition.to, "alert transition delivered");
-                    alerts::mark_delivered(pool, id, receiver).await
+                    store::mark_delivered(pool, id, receiver).await
                 }
                 Err(error) => {
                     metrics::counter!("braid_alerts_notification_failures_total", "receiver" => receiver.to_string()).increment(1);
@@ -298,7 +298,7 @@ async fn deliver(
                     tracing::warn!(receiver, transition = id, attempt = delivery.attempts + 1, retry_in_ms = wait.as_millis() as u64, %error, "alert delivery failed; retrying");
                     let next: DateTime<Utc> =
                         Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
-                    alerts::mark_failed(pool, id, receiver, &error, next).await
+                    store::mark_failed(pool, id, receiver, &error, next).await
                 }
             };
             if let Err(error) = recorded {
@@ -308,7 +308,7 @@ async fn deliver(
         if !due.is_empty() {
             continue;
         }
-        let until_due = match alerts::next_due(pool, receiver).await {
+        let until_due = match store::next_due(pool, receiver).await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()
                 .unwrap_or_default()

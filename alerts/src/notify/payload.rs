@@ -3,8 +3,8 @@
 //! `annotations`, `startsAt`, `endsAt`, `fingerprint`), so that receivers written for it
 //! consume it, plus `braid`: the transition itself with its value, window and provenance.
 
+use crate::store::{AlertState, Transition};
 use chrono::SecondsFormat;
-use schemas::pg::alerts::{AlertState, Transition};
 use serde_json::{Map, Value, json};
 
 /// The header and field that identify one transition's delivery to one receiver: the same on

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::store::Transition;
 use schemas::config::WebhookConfig;
-use schemas::pg::alerts::Transition;
 
 use super::payload::{IDEMPOTENCY_HEADER, body, idempotency_key};
 use crate::error::AlertError;

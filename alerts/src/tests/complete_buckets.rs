@@ -2,8 +2,8 @@
 //! compare complete buckets only, so the value is the same all through a bucket and the rule
 //! never fires at a bucket boundary.
 
+use crate::store::AlertState;
 use schemas::alert::CompareOp;
-use schemas::pg::alerts::AlertState;
 use sqlx::PgPool;
 
 use super::*;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use crate::store::AlertState;
 use schemas::alert::{CompareOp, Labels};
-use schemas::pg::alerts::AlertState;
 use sqlx::PgPool;
 
 use super::*;
@@ -18,7 +18,7 @@ const MAX: u32 = 3;
 
 /// Stored states by page.
 async fn states(pool: &PgPool) -> BTreeMap<String, (AlertState, Option<f64>)> {
-    schemas::pg::alerts::instances(pool, None)
+    crate::store::instances(pool, None)
         .await
         .unwrap()
         .into_iter()

@@ -1,6 +1,6 @@
 //! Table maintenance: compaction of small files and vacuum.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +15,8 @@ use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use object_store::ObjectStoreExt as _;
-use schemas::EventSchema;
 
-use super::LakeError;
-use super::table::open_or_create;
+use super::{Lake, LakeError};
 
 /// What a vacuum did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,17 +27,42 @@ pub struct VacuumReport {
     pub files_deleted: usize,
 }
 
-/// Deletes files that no version younger than `retention` needs, and files no version ever
-/// referenced (written by a sink that crashed before committing) once they are older than
-/// `retention`. Files of `keep_versions` (versions pinned by batch runs) are kept.
-pub async fn vacuum(
-    uri: &str,
-    storage_options: &HashMap<String, String>,
-    schema: &EventSchema,
+impl Lake {
+    /// Deletes files that no version younger than `retention` needs, and files no version
+    /// ever referenced (written by a sink that crashed before committing) once they are older
+    /// than `retention`. Files of `keep_versions` (versions pinned by batch runs) are kept.
+    pub async fn vacuum(
+        &self,
+        retention: Duration,
+        keep_versions: &[u64],
+    ) -> Result<VacuumReport, LakeError> {
+        vacuum(self.open().await?, retention, keep_versions).await
+    }
+
+    /// Rewrites the small files of each partition that has at least [`MIN_SMALL_FILES`] of
+    /// them into larger ones, in one commit that removes the old files (`dataChange = false`):
+    /// the rows, their lineage and the sink's application transactions stay exactly as they
+    /// were. A commit that races another is retried; files of a lost attempt are orphans that
+    /// vacuum removes.
+    pub async fn compact(
+        &self,
+        writer_properties: WriterProperties,
+    ) -> Result<CompactReport, LakeError> {
+        let table = self.open().await?;
+        compact(
+            table,
+            &self.schema().delta_arrow_schema(),
+            writer_properties,
+        )
+        .await
+    }
+}
+
+async fn vacuum(
+    table: deltalake::DeltaTable,
     retention: Duration,
     keep_versions: &[u64],
 ) -> Result<VacuumReport, LakeError> {
-    let table = open_or_create(uri, storage_options, schema).await?;
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let (table, metrics) = table
         .vacuum()
@@ -105,18 +128,11 @@ fn days_since_epoch(date: &str) -> Option<i32> {
     Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days() as i32)
 }
 
-/// Rewrites the small files of each partition that has at least [`MIN_SMALL_FILES`] of them
-/// into larger ones, in one commit that removes the old files (`dataChange = false`): the rows,
-/// their lineage and the sink's application transactions stay exactly as they were. A commit
-/// that races another is retried; files of a lost attempt are orphans that vacuum removes.
-pub async fn compact(
-    uri: &str,
-    storage_options: &HashMap<String, String>,
-    schema: &EventSchema,
+async fn compact(
+    mut table: deltalake::DeltaTable,
+    arrow_schema: &ArrowSchemaRef,
     writer_properties: WriterProperties,
 ) -> Result<CompactReport, LakeError> {
-    let mut table = open_or_create(uri, storage_options, schema).await?;
-    let arrow_schema = schema.delta_arrow_schema();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -164,7 +180,7 @@ pub async fn compact(
                     .map_err(deltalake::DeltaTableError::from)?;
                 for batch in reader {
                     writer
-                        .write(with_partition_column(&batch?, &arrow_schema, days)?)
+                        .write(with_partition_column(&batch?, arrow_schema, days)?)
                         .await?;
                 }
                 actions.push(Action::Remove(file.remove_action(false)));

@@ -7,6 +7,8 @@
 //! - [`records`]: records read back for republishing;
 //! - [`maintenance`]: compaction and vacuum;
 //! - [`store`]: local folder or S3, and the conditional-put check concurrent writers rely on.
+//!
+//! [`Lake`] is the handle through which all of them are reached.
 
 pub mod maintenance;
 pub mod pinned;
@@ -14,35 +16,74 @@ pub mod records;
 pub mod store;
 pub mod table;
 
-pub use pinned::PinnedFiles;
-pub use table::{app_id, open_or_create, positions_in_log};
+pub use maintenance::{CompactReport, VacuumReport};
+pub use pinned::{AsOf, PinnedFiles};
+pub use records::{LakeRecord, RecordsRead};
+pub use table::{app_id, positions_in_log};
 
 use std::collections::HashMap;
 
-use schemas::{BraidConfig, EventSchema};
+use schemas::EventSchema;
 
-/// The Delta table and the topic whose records Braid reads from it.
+/// The one handle to the master dataset: the Delta table (where it is, how to reach it, the
+/// schema its files are written with) and the topic whose records Braid reads from it. Built
+/// once from the settings; every operation on the table is a method that returns what it did
+/// ([`Lake::open`], [`Lake::pinned`], [`Lake::pinned_as_of`], [`Lake::records_between`],
+/// [`Lake::compact`], [`Lake::vacuum`]), so that no caller passes the URI, the storage options
+/// and the schema around in parts.
 #[derive(Debug, Clone)]
 pub struct Lake {
-    /// A local path or an s3:// URI.
+    settings: LakeSettings,
+}
+
+/// What a [`Lake`] is built from (`[lake]`, `[schema]` and `kafka.topic`).
+#[derive(Debug, Clone)]
+pub struct LakeSettings {
+    /// The table: a local path or an s3:// URI, as configured (`lake.uri`).
     pub uri: String,
-    /// Object-store options for the table.
+    /// Object-store options for the table (`[lake.storage_options]`).
     pub storage_options: HashMap<String, String>,
-    /// The event schema.
+    /// The event schema: the table's columns are its fields and the lineage columns.
     pub schema: EventSchema,
-    /// The source topic: records of any other topic in the table are left out.
+    /// The source topic: records of any other topic in the table are left out of reads.
     pub topic: String,
 }
 
 impl Lake {
-    /// The lake of a configuration.
-    pub fn of(config: &BraidConfig) -> Self {
-        Self {
-            uri: config.lake.uri.clone(),
-            storage_options: config.lake.storage_options.clone().into_iter().collect(),
+    /// The handle of the table the settings describe (nothing is opened yet).
+    pub fn new(settings: LakeSettings) -> Self {
+        Self { settings }
+    }
+
+    /// The table's URI, as configured.
+    pub fn uri(&self) -> &str {
+        &self.settings.uri
+    }
+
+    /// The table's object-store options.
+    pub fn storage_options(&self) -> &HashMap<String, String> {
+        &self.settings.storage_options
+    }
+
+    /// The event schema.
+    pub fn schema(&self) -> &EventSchema {
+        &self.settings.schema
+    }
+
+    /// The source topic.
+    pub fn topic(&self) -> &str {
+        &self.settings.topic
+    }
+
+    /// The local table in `dir`, with the schema and topic of `config` (tests).
+    #[cfg(test)]
+    pub(crate) fn in_folder(dir: &std::path::Path, config: &schemas::BraidConfig) -> Self {
+        Self::new(LakeSettings {
+            uri: dir.to_str().expect("a UTF-8 path").to_string(),
+            storage_options: HashMap::new(),
             schema: config.schema.clone(),
             topic: config.kafka.topic.clone(),
-        }
+        })
     }
 }
 

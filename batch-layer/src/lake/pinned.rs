@@ -13,13 +13,40 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use deltalake::DeltaTable;
 use deltalake::kernel::{DataType as DeltaType, PrimitiveType};
 use polars::prelude::cloud::CloudOptions;
 use polars::prelude::*;
 use schemas::arrow::TOPIC;
 
-use super::LakeError;
+use super::{Lake, LakeError};
+
+/// Which state of the table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// A table version.
+    Version(i64),
+    /// The latest version committed at or before this instant.
+    Timestamp(DateTime<Utc>),
+}
+
+impl Lake {
+    /// The files and schema of the version `table` is loaded at, and the lake's topic.
+    pub fn pinned(&self, table: &DeltaTable) -> Result<PinnedFiles, LakeError> {
+        PinnedFiles::of(table, self.topic(), self.storage_options())
+    }
+
+    /// The files of the table as it was at `as_of` (time travel).
+    pub async fn pinned_as_of(&self, as_of: AsOf) -> Result<PinnedFiles, LakeError> {
+        let mut table = self.open().await?;
+        match as_of {
+            AsOf::Version(version) => table.load_version(version as _).await?,
+            AsOf::Timestamp(time) => table.load_with_datetime(time).await?,
+        }
+        self.pinned(&table)
+    }
+}
 
 /// The files of one table version, with its schema and the topic whose records count.
 #[derive(Debug, Clone)]
@@ -36,7 +63,7 @@ pub struct PinnedFiles {
 impl PinnedFiles {
     /// The files and schema of the version `table` is loaded at; `storage_options` are the
     /// table's (for files on S3).
-    pub fn of(
+    fn of(
         table: &DeltaTable,
         topic: &str,
         storage_options: &HashMap<String, String>,

@@ -1,15 +1,14 @@
 //! Opening, creating and evolving the Delta table, and reading positions from its log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::{StructField, StructType};
 use deltalake::logstore::LogStore as _;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder};
-use schemas::EventSchema;
 
-use super::LakeError;
+use super::{Lake, LakeError};
 use schemas::position::{Partition, Positions};
 
 /// The application-transaction id of one partition of `topic`.
@@ -17,39 +16,53 @@ pub fn app_id(topic: &str, partition: Partition) -> String {
     format!("braid-sink:{topic}:{partition}")
 }
 
-/// Opens the table, creating it on first start (partitioned by `event_date`) and adding
-/// columns for new optional fields.
-pub async fn open_or_create(
-    uri: &str,
-    storage_options: &HashMap<String, String>,
-    schema: &EventSchema,
-) -> Result<DeltaTable, LakeError> {
-    let url = deltalake::table::builder::ensure_table_uri(uri)?;
-    let mut table = DeltaTableBuilder::from_url(url)?
-        .with_storage_options(storage_options.clone())
-        .build()?;
-    super::store::check_store(uri, &table, storage_options).await?;
-    // Load only a table that exists: loading an empty location makes the Delta kernel log an
-    // ERROR ("No files in log segment") although nothing is wrong on a first start.
-    if table.log_store().is_delta_table_location().await? {
-        table.load().await?;
+impl Lake {
+    /// Opens the table at its latest version, creating it on first start (partitioned by
+    /// `event_date`) and adding columns for new optional fields. An S3 table's store is
+    /// checked first ([`super::store::check_store`]).
+    pub async fn open(&self) -> Result<DeltaTable, LakeError> {
+        let uri = self.uri();
+        let url = deltalake::table::builder::ensure_table_uri(uri)?;
+        let mut table = DeltaTableBuilder::from_url(url)?
+            .with_storage_options(self.storage_options().clone())
+            .build()?;
+        super::store::check_store(uri, &table, self.storage_options()).await?;
+        // Load only a table that exists: loading an empty location makes the Delta kernel log
+        // an ERROR ("No files in log segment") although nothing is wrong on a first start.
+        if table.log_store().is_delta_table_location().await? {
+            table.load().await?;
+        }
+        let wanted: StructType = self
+            .schema()
+            .delta_arrow_schema()
+            .as_ref()
+            .try_into_kernel()?;
+        if table.version().is_none() {
+            tracing::info!(uri, "creating the Delta table");
+            let created = table
+                .create()
+                .with_columns(wanted.fields().cloned())
+                .with_partition_columns([schemas::arrow::EVENT_DATE])
+                .with_table_name("braid_events")
+                .with_save_mode(SaveMode::Ignore)
+                .await?;
+            // Another sink may have created it first; load whatever is there now.
+            let mut table = created;
+            table.update_state().await?;
+            return evolve(table, &wanted, uri).await;
+        }
+        evolve(table, &wanted, uri).await
     }
-    let wanted: StructType = schema.delta_arrow_schema().as_ref().try_into_kernel()?;
-    if table.version().is_none() {
-        tracing::info!(uri, "creating the Delta table");
-        let created = table
-            .create()
-            .with_columns(wanted.fields().cloned())
-            .with_partition_columns([schemas::arrow::EVENT_DATE])
-            .with_table_name("braid_events")
-            .with_save_mode(SaveMode::Ignore)
-            .await?;
-        // Another sink may have created it first; load whatever is there now.
-        let mut table = created;
-        table.update_state().await?;
-        return evolve(table, &wanted, uri).await;
+
+    /// The next offset the log of `table` records for each of `partitions` of the lake's
+    /// topic (absent if never committed).
+    pub async fn positions_in_log(
+        &self,
+        table: &DeltaTable,
+        partitions: &[Partition],
+    ) -> Result<Positions, LakeError> {
+        positions_in_log(table, self.topic(), partitions).await
     }
-    evolve(table, &wanted, uri).await
 }
 
 /// Adds nullable columns for configured fields the table lacks; refuses any other change.
@@ -116,9 +129,22 @@ pub async fn positions_in_log(
 
 #[cfg(test)]
 mod tests {
-    use schemas::{FieldDef, FieldType};
+    use std::collections::HashMap;
+
+    use schemas::{EventSchema, FieldDef, FieldType};
 
     use super::*;
+    use crate::lake::LakeSettings;
+
+    /// The handle of the local table in `dir` with `schema`.
+    fn lake(dir: &std::path::Path, schema: EventSchema) -> Lake {
+        Lake::new(LakeSettings {
+            uri: dir.to_str().unwrap().to_string(),
+            storage_options: HashMap::new(),
+            schema,
+            topic: "t".into(),
+        })
+    }
 
     fn schema(extra: Option<FieldDef>) -> EventSchema {
         let mut fields = vec![
@@ -174,9 +200,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("braid-first-start-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let before = DELTA_ERRORS.load(std::sync::atomic::Ordering::SeqCst);
-        let table = open_or_create(dir.to_str().unwrap(), &HashMap::new(), &schema(None))
-            .await
-            .unwrap();
+        let table = lake(&dir, schema(None)).open().await.unwrap();
         assert_eq!(table.version(), Some(0));
         assert_eq!(
             DELTA_ERRORS.load(std::sync::atomic::Ordering::SeqCst),
@@ -190,11 +214,9 @@ mod tests {
     async fn creates_once_adds_optional_fields_and_refuses_required_ones() {
         let dir = std::env::temp_dir().join(format!("braid-table-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let uri = dir.to_str().unwrap();
-        let options = HashMap::new();
-        let table = open_or_create(uri, &options, &schema(None)).await.unwrap();
+        let table = lake(&dir, schema(None)).open().await.unwrap();
         assert_eq!(table.version(), Some(0));
-        let again = open_or_create(uri, &options, &schema(None)).await.unwrap();
+        let again = lake(&dir, schema(None)).open().await.unwrap();
         assert_eq!(
             again.version(),
             Some(0),
@@ -206,9 +228,7 @@ mod tests {
             field_type: FieldType::String,
             required: false,
         };
-        let evolved = open_or_create(uri, &options, &schema(Some(optional)))
-            .await
-            .unwrap();
+        let evolved = lake(&dir, schema(Some(optional))).open().await.unwrap();
         assert_eq!(evolved.version(), Some(1));
         assert!(
             evolved
@@ -224,9 +244,7 @@ mod tests {
             field_type: FieldType::String,
             required: true,
         };
-        let err = open_or_create(uri, &options, &schema(Some(required)))
-            .await
-            .unwrap_err();
+        let err = lake(&dir, schema(Some(required))).open().await.unwrap_err();
         assert!(
             err.to_string()
                 .contains("new field `must` must be optional"),
@@ -240,10 +258,11 @@ mod tests {
         };
         let mut fields = schema(None);
         fields.fields[1] = retyped;
-        let err = open_or_create(uri, &options, &fields).await.unwrap_err();
+        let err = lake(&dir, fields).open().await.unwrap_err();
         assert!(err.to_string().contains("column `n`"), "{err}");
         assert!(
-            positions_in_log(&evolved, "t", &[0])
+            lake(&dir, schema(None))
+                .positions_in_log(&evolved, &[0])
                 .await
                 .unwrap()
                 .is_empty()

@@ -11,18 +11,8 @@ use schemas::view::View;
 
 use super::compute::{BUCKET_START, compute_view, records_except_refused};
 use super::error::BatchError;
-use crate::lake::PinnedFiles;
-use crate::lake::{Lake, open_or_create};
+use crate::lake::{AsOf, Lake};
 use schemas::position::{Offset, Partition};
-
-/// Which state of the table to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AsOf {
-    /// A table version.
-    Version(i64),
-    /// The latest version committed at or before this instant.
-    Timestamp(DateTime<Utc>),
-}
 
 /// What a time-travel computation read and wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +36,7 @@ pub async fn compute_as_of(
     out: &Path,
 ) -> Result<AsOfOutcome, BatchError> {
     let format = OutputFormat::of(out)?;
-    let mut table = open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
-    match as_of {
-        AsOf::Version(version) => table.load_version(version as _).await?,
-        AsOf::Timestamp(time) => table.load_with_datetime(time).await?,
-    }
-    let pinned = PinnedFiles::of(&table, &lake.topic, &lake.storage_options)?;
+    let pinned = lake.pinned_as_of(as_of).await?;
     let version = pinned.version.unwrap_or(-1);
     tracing::info!(
         version,
@@ -60,7 +45,7 @@ pub async fn compute_as_of(
     );
     let (view, schema, out, refused) = (
         view.clone(),
-        lake.schema.clone(),
+        lake.schema().clone(),
         out.to_path_buf(),
         refused.clone(),
     );

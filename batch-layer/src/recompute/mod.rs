@@ -20,33 +20,27 @@ mod test_lake;
 #[cfg(test)]
 mod vacuum_race_tests;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use schemas::EventSchema;
 use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
 use sqlx::PgPool;
 
-pub use as_of::{AsOf, AsOfOutcome, compute_as_of};
+pub use crate::lake::AsOf;
+pub use as_of::{AsOfOutcome, compute_as_of};
 pub use compute::{BUCKET_START, compute_view, records_below_cut};
 pub use error::BatchError;
 pub use publish::{PUBLISH_LOCK, ViewRun};
 
-use crate::lake::{PinnedFiles, open_or_create, positions_in_log};
+use crate::lake::{Lake, PinnedFiles};
 use schemas::position::Positions;
 
 /// What a batch run needs.
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
-    /// The source topic (positions and cuts are per topic).
-    pub topic: String,
-    /// The Delta table.
-    pub table_uri: String,
-    /// Object-store options for the table.
-    pub storage_options: HashMap<String, String>,
-    /// The event schema.
-    pub schema: EventSchema,
+    /// The Delta table, with the source topic (positions and cuts are per topic) and the
+    /// event schema.
+    pub lake: Lake,
     /// Every configured view.
     pub views: Vec<View>,
     /// How long to wait for the sink to reach the cut.
@@ -140,9 +134,9 @@ async fn run_locked(
     publish::clean_interrupted(pool, &settings.views).await?;
     // Staging folders of Spark jobs that a killed process (or a failed removal) left behind:
     // only those recorded on runs, now that none of them is running.
-    spark::staging::remove_left_behind(pool, &settings.storage_options).await?;
+    spark::staging::remove_left_behind(pool, settings.lake.storage_options()).await?;
     schemas::pg::ensure_view_tables(pool, views).await?;
-    let cut = schemas::pg::take_cut(pool, &settings.topic).await?;
+    let cut = schemas::pg::take_cut(pool, settings.lake.topic()).await?;
     tracing::info!(epoch = cut.epoch, offsets = ?cut.offsets, "took a cut");
     // Register the runs now, so that `running` is visible while the run waits and computes.
     let mut run_ids = Vec::with_capacity(views.len());
@@ -195,7 +189,7 @@ async fn compute_runs(
 ) -> Result<(Vec<ViewRun>, u64, Option<i64>), BatchError> {
     let pinned = pin(settings, pool, run_ids, cut).await?;
     let delta_version = pinned.version;
-    let refused = schemas::pg::refused_by_database(pool, &settings.topic).await?;
+    let refused = schemas::pg::refused_by_database(pool, settings.lake.topic()).await?;
     if !refused.is_empty() {
         tracing::info!(
             records = refused.values().map(Vec::len).sum::<usize>(),
@@ -211,13 +205,10 @@ async fn compute_runs(
         };
         let job = spark::SparkJob {
             config: spark,
-            table_uri: &settings.table_uri,
-            storage_options: &settings.storage_options,
+            lake: &settings.lake,
             version,
-            topic: &settings.topic,
             cut,
             refused: &refused,
-            schema: &settings.schema,
             run_ids,
         };
         let (runs, rows_read) = compute_with_spark(pool, &job, views, run_ids).await?;
@@ -299,14 +290,9 @@ async fn pin(
     run_ids: &[i64],
     cut: &Positions,
 ) -> Result<PinnedFiles, BatchError> {
-    let mut table = open_or_create(
-        &settings.table_uri,
-        &settings.storage_options,
-        &settings.schema,
-    )
-    .await?;
-    wait_for_sink(&mut table, &settings.topic, cut, settings.wait_timeout).await?;
-    let pinned = PinnedFiles::of(&table, &settings.topic, &settings.storage_options)?;
+    let mut table = settings.lake.open().await?;
+    wait_for_sink(&settings.lake, &mut table, cut, settings.wait_timeout).await?;
+    let pinned = settings.lake.pinned(&table)?;
     if let Some(version) = pinned.version {
         schemas::pg::batch_runs::record_pinned_version(pool, run_ids, version).await?;
     }
@@ -324,7 +310,11 @@ async fn compute_and_load(
     records: polars::prelude::LazyFrame,
 ) -> Result<Vec<ViewRun>, BatchError> {
     let compute = |view: &View| {
-        let (records, view, schema) = (records.clone(), view.clone(), settings.schema.clone());
+        let (records, view, schema) = (
+            records.clone(),
+            view.clone(),
+            settings.lake.schema().clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let frame = compute::compute_view(records, &view, &schema);
@@ -358,8 +348,8 @@ async fn compute_and_load(
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.
 async fn wait_for_sink(
+    lake: &Lake,
     table: &mut deltalake::DeltaTable,
-    topic: &str,
     cut: &Positions,
     timeout: Duration,
 ) -> Result<(), BatchError> {
@@ -367,7 +357,7 @@ async fn wait_for_sink(
     let partitions: Vec<i32> = cut.keys().copied().collect();
     loop {
         table.update_state().await?;
-        let committed = positions_in_log(table, topic, &partitions).await?;
+        let committed = lake.positions_in_log(table, &partitions).await?;
         let lagging: Vec<String> = cut
             .iter()
             .filter(|(p, needed)| committed.get(p).copied().unwrap_or(0) < **needed)

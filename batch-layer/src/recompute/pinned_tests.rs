@@ -1,15 +1,14 @@
 //! A batch reads the pinned version with the snapshot's schema and only the configured topic's
 //! records, whatever order the files are listed in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::BraidConfig;
 
 use super::compute::{compute_view, records_below_cut};
 use super::test_lake::append;
-use crate::lake::PinnedFiles;
-use crate::lake::open_or_create;
+use crate::lake::Lake;
 
 const BEFORE: &str = r#"
 [kafka]
@@ -47,11 +46,9 @@ use super::test_lake::payload;
 async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic() {
     let dir = std::env::temp_dir().join(format!("braid-pinned-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let uri = dir.to_str().unwrap();
     let (before, after) = (config(BEFORE), config(AFTER));
-    let options = HashMap::new();
 
-    let mut table = open_or_create(uri, &options, &before.schema).await.unwrap();
+    let mut table = Lake::in_folder(&dir, &before).open().await.unwrap();
     let old: Vec<(i64, Vec<u8>)> = (0..40).map(|o| (o, payload(o, None))).collect();
     let old_file = append(&mut table, &before, "events", &old).await;
     // Another topic's records at the same partition and offsets (kafka.topic changed, lake.uri
@@ -59,7 +56,8 @@ async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic(
     let foreign: Vec<(i64, Vec<u8>)> = (0..30).map(|o| (o, payload(o, Some("x")))).collect();
     let foreign_file = append(&mut table, &before, "old-topic", &foreign).await;
 
-    let mut table = open_or_create(uri, &options, &after.schema).await.unwrap();
+    let lake = Lake::in_folder(&dir, &after);
+    let mut table = lake.open().await.unwrap();
     let tags = ["a", "b", "c"];
     let new: Vec<(i64, Vec<u8>)> = (40..100)
         .map(|o| (o, payload(o, Some(tags[o as usize % 3]))))
@@ -84,7 +82,7 @@ async fn a_batch_reads_the_snapshot_schema_in_any_file_order_and_only_its_topic(
         [&foreign_file, &new_file, &old_file],
     ];
     for order in orders {
-        let mut pinned = PinnedFiles::of(&table, "events", &Default::default()).unwrap();
+        let mut pinned = lake.pinned(&table).unwrap();
         pinned.reorder(|files| *files = order.iter().map(|f| (*f).clone()).collect());
         let records = records_below_cut(&pinned, &[(0, 100)].into(), &BTreeMap::new())
             .unwrap()

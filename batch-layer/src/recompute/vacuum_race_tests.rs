@@ -1,7 +1,7 @@
 //! A vacuum that runs while a batch computes keeps the files of the version the batch pinned,
 //! even when compaction has just replaced them and the retention is short enough to delete them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use polars::prelude::*;
@@ -13,8 +13,8 @@ use super::test_lake::{append, payload};
 use schemas::pg::batch_runs::pinned_versions;
 
 use super::{BatchSettings, pin, publish};
-use crate::lake::maintenance::{MIN_SMALL_FILES, compact, vacuum};
-use crate::lake::open_or_create;
+use crate::lake::Lake;
+use crate::lake::maintenance::MIN_SMALL_FILES;
 use crate::sink::writer_properties;
 
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
@@ -31,19 +31,18 @@ topic = "vacuum-race"
 event_time = "ts"
 fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
 "#;
-    let lake = BraidConfig::load_from(Some(("lake.toml", schema_text)), []).unwrap();
+    let lake_config = BraidConfig::load_from(Some(("lake.toml", schema_text)), []).unwrap();
     let dir = std::env::temp_dir().join(format!("braid-vacuum-race-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let uri = dir.to_str().unwrap().to_string();
-    let options = HashMap::new();
-    let mut table = open_or_create(&uri, &options, &lake.schema).await.unwrap();
+    let lake = Lake::in_folder(&dir, &lake_config);
+    let mut table = lake.open().await.unwrap();
     // Enough small files in one date for compaction to replace them.
     let mut offset = 0;
     for _ in 0..MIN_SMALL_FILES {
         let records: Vec<(i64, Vec<u8>)> = (offset..offset + 25)
             .map(|o| (o, payload(o, None)))
             .collect();
-        append(&mut table, &lake, "vacuum-race", &records).await;
+        append(&mut table, &lake_config, "vacuum-race", &records).await;
         offset += 25;
     }
 
@@ -53,10 +52,7 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
         .unwrap();
     let run_id = publish::begin_run(&pool, view, 1).await.unwrap();
     let settings = BatchSettings {
-        topic: "vacuum-race".into(),
-        table_uri: uri.clone(),
-        storage_options: options.clone(),
-        schema: lake.schema.clone(),
+        lake: lake.clone(),
         views: vec![view.clone()],
         wait_timeout: Duration::from_secs(5),
         engine: Default::default(),
@@ -66,22 +62,16 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
 
     // While the run computes: compaction replaces every file it pinned, and a vacuum with no
     // retention deletes whatever no kept version needs.
-    let compacted = compact(
-        &uri,
-        &options,
-        &lake.schema,
-        writer_properties(schemas::config::Compression::Zstd),
-    )
-    .await
-    .unwrap();
+    let compacted = lake
+        .compact(writer_properties(schemas::config::Compression::Zstd))
+        .await
+        .unwrap();
     assert_eq!(
         compacted.files_removed, MIN_SMALL_FILES,
         "compaction replaced the pinned files"
     );
     let keep = pinned_versions(&pool).await.unwrap();
-    vacuum(&uri, &options, &lake.schema, Duration::ZERO, &keep)
-        .await
-        .unwrap();
+    lake.vacuum(Duration::ZERO, &keep).await.unwrap();
 
     let records = records_below_cut(&pinned, &cut, &BTreeMap::new())
         .unwrap()

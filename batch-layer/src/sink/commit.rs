@@ -1,9 +1,8 @@
 //! Writing a buffer to the Delta table: dead letters, a fence on the log's positions, then one
-//! commit of the Parquet files with one application transaction per partition. Commits run in
-//! the background, one at a time, while the consumer thread fills the next buffer.
+//! commit of the Parquet files with one application transaction per partition. The ingest
+//! pipeline runs it in the background, one at a time, while the loop fills the next buffer.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use deltalake::DeltaTable;
 use deltalake::arrow::record_batch::RecordBatch;
@@ -11,14 +10,14 @@ use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use ingest::Expected;
 use schemas::pg::{self, DeadLetter, Layer};
 use schemas::validation_rules::ValidationRules;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
 
 use super::SinkError;
 use crate::lake::{app_id, positions_in_log};
-use schemas::position::{Offset, Partition, Positions};
+use schemas::position::Positions;
 
 /// The key of the commit-info entry holding the fingerprint of the validation rules the
 /// commit's records passed.
@@ -51,36 +50,7 @@ pub struct Committer {
     pub rules: ValidationRules,
 }
 
-/// A commit running in the background. It owns the table until it ends.
-pub struct InFlight {
-    handle: JoinHandle<Settled>,
-}
-
-/// How a background commit ended.
-pub struct Settled {
-    /// The table, unless the task itself failed.
-    pub table: Option<DeltaTable>,
-    /// The buffer, unless the task itself failed.
-    pub pending: Option<Pending>,
-    /// The outcome.
-    pub result: Result<(), SinkError>,
-    /// How long the write and commit took (not the time it then waited to be settled).
-    pub took: Duration,
-}
-
-impl InFlight {
-    /// Waits for the commit and says how it ended.
-    pub async fn finish(self) -> Settled {
-        self.handle.await.unwrap_or_else(|join| Settled {
-            table: None,
-            pending: None,
-            result: Err(SinkError::CommitTask(join)),
-            took: Duration::ZERO,
-        })
-    }
-}
-
-/// Logs a commit as it ends (the consumer thread books it later, when it settles).
+/// Logs a commit as it ends (the loop's thread books it later, when it settles).
 pub fn committed_log(table: &DeltaTable, pending: &Pending, took: Duration) {
     tracing::info!(
         rows = pending.batch.num_rows(),
@@ -93,38 +63,12 @@ pub fn committed_log(table: &DeltaTable, pending: &Pending, took: Duration) {
 }
 
 impl Committer {
-    /// Starts committing `pending` in the background; `expected` is the Delta log's position
-    /// of every partition as this process last committed it.
-    pub fn spawn(
-        &self,
-        mut table: DeltaTable,
-        pending: Pending,
-        expected: BTreeMap<Partition, Option<Offset>>,
-    ) -> InFlight {
-        let committer = self.clone();
-        let handle = tokio::spawn(async move {
-            let started = Instant::now();
-            let result = committer.commit(&mut table, &pending, &expected).await;
-            let took = started.elapsed();
-            if result.is_ok() {
-                committed_log(&table, &pending, took);
-            }
-            Settled {
-                table: Some(table),
-                pending: Some(pending),
-                result,
-                took,
-            }
-        });
-        InFlight { handle }
-    }
-
     /// Commits `pending`: dead letters first (idempotent), then the fence, then one Delta commit.
     pub async fn commit(
         &self,
         table: &mut DeltaTable,
         pending: &Pending,
-        expected: &BTreeMap<Partition, Option<Offset>>,
+        expected: &Expected,
     ) -> Result<(), SinkError> {
         if !pending.dead_letters.is_empty() {
             let mut tx = self.pool.begin().await?;
@@ -144,7 +88,7 @@ impl Committer {
         let moved: Vec<i32> = partitions
             .iter()
             .copied()
-            .filter(|p| in_log.get(p).copied() != expected.get(p).copied().flatten())
+            .filter(|p| in_log.get(p).copied() != expected.get(*p))
             .collect();
         if !moved.is_empty() {
             return Err(SinkError::Fenced { partitions: moved });

@@ -1,151 +1,35 @@
-//! The sink as a layer of the ingest loop (`ingest::consumer`): its positions live in the Delta
-//! log (one application transaction per partition); its buffer is an Arrow batch. Commits run
-//! in the background, one at a time (see [`super::commit`]): the next commit first settles the
-//! previous one, while the loop's thread fills the next buffer.
+//! The sink as a layer of the ingest loop (`ingest::consumer`): its store is the Delta table,
+//! whose log holds the positions (one application transaction per partition); its buffer is
+//! an Arrow batch. Commits run in the background, one at a time (`ingest::pipeline`): the next
+//! commit first settles the previous one, while the loop's thread fills the next buffer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use deltalake::DeltaTable;
-use ingest::{Buffered, Committed, Disposition, IngestError, Layer, Received, StartAt};
+use ingest::{Buffer, Buffered, Disposition, Expected, IngestError, Received, Store};
 use schemas::Record;
 use schemas::pg::DeadLetter;
 use sqlx::PgPool;
 use tokio::runtime::Handle;
 
 use super::columns::BatchBuilder;
-use super::commit::{Committer, InFlight, Pending, committed_log};
+use super::commit::{Committer, Pending, committed_log};
 use super::{SinkError, SinkSettings, SinkSummary, writer_properties};
-use crate::lake::{open_or_create, positions_in_log};
+use crate::lake::positions_in_log;
 use schemas::position::{Offset, Partition, Positions};
 
-/// The sink's store and buffer.
-struct SinkLayer {
-    runtime: Handle,
+/// The sink's store: the Delta table, whose log holds the positions (moved into the background
+/// task while a commit runs).
+struct SinkStore {
     committer: Committer,
-    /// The table; `None` while a background commit owns it.
-    table: Option<DeltaTable>,
-    builder: BatchBuilder,
-    next_offsets: Positions,
-    dead_letters: Vec<DeadLetter>,
-    buffered: Buffered,
-    /// When the buffer took its first record: every record of a buffer is stamped
-    /// `_ingested_at` with it, so the clock is read once per buffer, not per record.
-    buffer_started_micros: Option<i64>,
-    /// The commit running in the background, if any.
-    in_flight: Option<InFlight>,
-    /// A buffer whose commit failed and must be retried before any later one.
-    failed: Option<Pending>,
-    /// The Delta log's position of every assigned partition (`None`: never committed).
-    expected: BTreeMap<Partition, Option<Offset>>,
+    table: DeltaTable,
 }
 
-/// What a committed buffer wrote, for the loop.
-fn committed_of(pending: &Pending, took: Duration) -> Committed {
-    Committed {
-        records: pending.batch.num_rows() as u64,
-        dead_letters: pending
-            .dead_letters
-            .iter()
-            .map(|l| l.rejection.code())
-            .collect(),
-        took,
-    }
-}
-
-impl SinkLayer {
-    fn table(&mut self) -> Result<&mut DeltaTable, SinkError> {
-        self.table.as_mut().ok_or(SinkError::TableLost)
-    }
-
-    /// Takes the buffer as a commit-ready batch, or `None` if nothing was read.
-    fn take_buffer(&mut self) -> Result<Option<Pending>, SinkError> {
-        if self.next_offsets.is_empty() {
-            return Ok(None);
-        }
-        self.buffer_started_micros = None;
-        let pending = Pending {
-            batch: self.builder.finish()?,
-            next_offsets: std::mem::take(&mut self.next_offsets),
-            dead_letters: std::mem::take(&mut self.dead_letters),
-            input_bytes: std::mem::take(&mut self.buffered).bytes,
-        };
-        Ok(Some(pending))
-    }
-
-    /// Books a committed buffer: the expected positions move.
-    fn record(&mut self, pending: &Pending) {
-        for (&partition, &offset) in &pending.next_offsets {
-            self.expected.insert(partition, Some(offset));
-        }
-    }
-
-    /// Waits for the background commit, if any, and books or keeps its buffer.
-    fn settle(&mut self) -> Result<Option<Committed>, SinkError> {
-        let Some(in_flight) = self.in_flight.take() else {
-            return Ok(None);
-        };
-        let settled = self.runtime.block_on(in_flight.finish());
-        self.table = settled.table;
-        match (settled.result, settled.pending) {
-            (Ok(()), Some(pending)) => {
-                self.record(&pending);
-                Ok(Some(committed_of(&pending, settled.took)))
-            }
-            (Err(e), pending) => {
-                self.failed = pending;
-                Err(e)
-            }
-            (Ok(()), None) => Ok(None),
-        }
-    }
-
-    /// Commits a failed buffer again, synchronously.
-    fn retry_failed(&mut self) -> Result<Option<Committed>, SinkError> {
-        let Some(pending) = self.failed.take() else {
-            return Ok(None);
-        };
-        let started = Instant::now();
-        let expected = self.expected.clone();
-        let committer = self.committer.clone();
-        let runtime = self.runtime.clone();
-        let table = self.table()?;
-        match runtime.block_on(committer.commit(table, &pending, &expected)) {
-            Ok(()) => {
-                let took = started.elapsed();
-                committed_log(table, &pending, took);
-                self.record(&pending);
-                Ok(Some(committed_of(&pending, took)))
-            }
-            Err(e) => {
-                self.failed = Some(pending);
-                Err(e)
-            }
-        }
-    }
-
-    /// The Delta log's latest positions of `partitions`.
-    fn log_positions(&mut self, partitions: &[Partition]) -> Result<Positions, SinkError> {
-        let topic = self.committer.topic.clone();
-        let runtime = self.runtime.clone();
-        let table = self.table()?;
-        runtime.block_on(async {
-            table.update_state().await?;
-            Ok(positions_in_log(table, &topic, partitions).await?)
-        })
-    }
-
-    fn starts(&self) -> BTreeMap<Partition, StartAt> {
-        self.expected
-            .iter()
-            .map(|(&p, &o)| (p, o.map_or(StartAt::Beginning, StartAt::Offset)))
-            .collect()
-    }
-}
-
-impl Layer for SinkLayer {
+impl Store for SinkStore {
+    type Buffer = SinkBuffer;
     type Error = SinkError;
     const NAME: &'static str = "sink";
     const RETENTION_REMEDY: &'static str = "The master dataset would have a gap there: produce \
@@ -159,27 +43,60 @@ impl Layer for SinkLayer {
         }
     }
 
-    fn assign(
+    /// The Delta log's latest positions of `partitions` (`None`: never committed; read from
+    /// the log start).
+    async fn load(
         &mut self,
         partitions: &[Partition],
-        _low_watermark: &mut dyn FnMut(i32) -> Result<i64, IngestError>,
-    ) -> Result<BTreeMap<Partition, StartAt>, SinkError> {
-        self.settle()?;
-        let positions = self.log_positions(partitions)?;
-        self.expected = partitions
+        _low_watermark: &mut dyn FnMut(Partition) -> Result<Offset, IngestError>,
+    ) -> Result<BTreeMap<Partition, Option<Offset>>, SinkError> {
+        self.table.update_state().await?;
+        let positions = positions_in_log(&self.table, &self.committer.topic, partitions).await?;
+        Ok(partitions
             .iter()
             .map(|p| (*p, positions.get(p).copied()))
-            .collect();
-        Ok(self.starts())
+            .collect())
     }
 
-    fn is_assigned(&self, partition: Partition) -> bool {
-        self.expected.contains_key(&partition)
+    async fn write(&mut self, pending: &Pending, expected: &Expected) -> Result<(), SinkError> {
+        let started = Instant::now();
+        self.committer
+            .commit(&mut self.table, pending, expected)
+            .await?;
+        committed_log(&self.table, pending, started.elapsed());
+        Ok(())
+    }
+}
+
+/// The sink's buffer: an Arrow batch, its positions and dead letters.
+struct SinkBuffer {
+    topic: String,
+    builder: BatchBuilder,
+    next_offsets: Positions,
+    dead_letters: Vec<DeadLetter>,
+    buffered: Buffered,
+    /// When the buffer took its first record: every record of a buffer is stamped
+    /// `_ingested_at` with it, so the clock is read once per buffer, not per record.
+    buffer_started_micros: Option<i64>,
+}
+
+impl ingest::Taken for Pending {
+    fn ends(&self) -> &Positions {
+        &self.next_offsets
     }
 
-    fn has_position(&self, partition: Partition) -> bool {
-        self.expected.get(&partition).is_some_and(Option::is_some)
+    fn records(&self) -> u64 {
+        self.batch.num_rows() as u64
     }
+
+    fn dead_letters(&self) -> &[DeadLetter] {
+        &self.dead_letters
+    }
+}
+
+impl Buffer for SinkBuffer {
+    type Taken = Pending;
+    type Error = SinkError;
 
     fn add_record(&mut self, message: &Received<'_>, record: &Record) {
         let ingested_at = *self
@@ -187,7 +104,7 @@ impl Layer for SinkLayer {
             .get_or_insert_with(|| chrono::Utc::now().timestamp_micros());
         self.builder.append(
             record,
-            &self.committer.topic,
+            &self.topic,
             message.partition,
             message.offset,
             ingested_at,
@@ -208,80 +125,38 @@ impl Layer for SinkLayer {
     }
 
     fn skip_to(&mut self, partition: Partition, position: Offset) {
-        let known = self
-            .next_offsets
-            .get(&partition)
-            .copied()
-            .or(self.expected.get(&partition).copied().flatten())
-            .unwrap_or(0);
-        if position > known {
-            tracing::debug!(
-                partition,
-                position,
-                known,
-                "position past the last record read; recording it"
-            );
-            self.next_offsets.insert(partition, position);
-        }
+        self.next_offsets.insert(partition, position);
     }
 
-    fn buffered(&self) -> Buffered {
+    fn size(&self) -> Buffered {
         self.buffered
     }
 
-    fn buffered_ends(&self) -> Positions {
-        self.next_offsets.clone()
+    fn ends(&self) -> &Positions {
+        &self.next_offsets
     }
 
-    /// Settles the previous commit, retries a failed one, then starts committing the current
-    /// buffer in the background.
-    fn commit(&mut self) -> Result<Option<Committed>, SinkError> {
-        let settled = self.settle()?;
-        let retried = self.retry_failed()?;
-        if let Some(pending) = self.take_buffer()? {
-            let table = self.table.take().ok_or(SinkError::TableLost)?;
-            let _guard = self.runtime.enter();
-            self.in_flight = Some(self.committer.spawn(table, pending, self.expected.clone()));
+    /// The buffer as a commit-ready batch, or `None` if nothing was read.
+    fn take(&mut self) -> Result<Option<Pending>, SinkError> {
+        if self.next_offsets.is_empty() {
+            return Ok(None);
         }
-        Ok(Committed::combine(settled, retried))
+        self.buffer_started_micros = None;
+        let pending = Pending {
+            batch: self.builder.finish()?,
+            next_offsets: std::mem::take(&mut self.next_offsets),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+            input_bytes: std::mem::take(&mut self.buffered).bytes,
+        };
+        Ok(Some(pending))
     }
 
-    fn commit_all(&mut self) -> Result<Option<Committed>, SinkError> {
-        let started = self.commit()?;
-        Ok(Committed::combine(started, self.settle()?))
-    }
-
-    fn drop_uncommitted(&mut self) {
+    fn clear(&mut self) {
         let _ = self.builder.finish();
         self.next_offsets.clear();
         self.dead_letters.clear();
         self.buffered = Buffered::default();
         self.buffer_started_micros = None;
-        self.failed = None;
-    }
-
-    fn reload(&mut self) -> Result<BTreeMap<Partition, StartAt>, SinkError> {
-        // Take the table back from a commit still in flight. Whatever it did not commit is
-        // read again from the log's positions, so a failed buffer must not be retried later.
-        if let Err(error) = self.settle() {
-            tracing::warn!(%error, "a commit in flight failed; its records are read again from the log's positions");
-        }
-        self.failed = None;
-        let assigned: Vec<i32> = self.expected.keys().copied().collect();
-        let positions = self.log_positions(&assigned)?;
-        for partition in assigned {
-            self.expected
-                .insert(partition, positions.get(&partition).copied());
-        }
-        Ok(self.starts())
-    }
-
-    fn revoked(&mut self) {
-        self.expected.clear();
-    }
-
-    fn positions(&self) -> BTreeMap<Partition, StartAt> {
-        self.starts()
     }
 }
 
@@ -299,29 +174,24 @@ pub fn run(
         &topic,
         &settings.ingest.schema,
     ))?;
-    let table = runtime.block_on(open_or_create(
-        &settings.table_uri,
-        &settings.storage_options,
-        &settings.ingest.schema,
-    ))?;
-    tracing::info!(table = settings.table_uri, "sink starting");
-    let layer = SinkLayer {
-        runtime,
+    let table = runtime.block_on(settings.lake.open())?;
+    tracing::info!(table = settings.lake.uri(), "sink starting");
+    let buffer = SinkBuffer {
+        topic: topic.clone(),
+        builder: BatchBuilder::new(&settings.ingest.schema),
+        next_offsets: BTreeMap::new(),
+        dead_letters: Vec::new(),
+        buffered: Buffered::default(),
+        buffer_started_micros: None,
+    };
+    let store = SinkStore {
         committer: Committer {
             pool,
             topic,
             writer_properties: writer_properties(settings.compression),
             rules,
         },
-        table: Some(table),
-        builder: BatchBuilder::new(&settings.ingest.schema),
-        next_offsets: BTreeMap::new(),
-        dead_letters: Vec::new(),
-        buffered: Buffered::default(),
-        buffer_started_micros: None,
-        in_flight: None,
-        failed: None,
-        expected: BTreeMap::new(),
+        table,
     };
-    ingest::run(settings.ingest, layer, stop)
+    ingest::run(settings.ingest, store, buffer, runtime, stop)
 }

@@ -31,13 +31,6 @@ pub enum SinkError {
     /// the database could not be asked (retried).
     #[error(transparent)]
     Rules(#[from] schemas::pg::RulesError),
-    /// The background commit task ended without reporting (it panicked or was cancelled); its
-    /// buffer is lost to this process and read again by whoever resumes from the log.
-    #[error("the commit task failed: {0}")]
-    CommitTask(#[from] tokio::task::JoinError),
-    /// The table was not given back by a commit that failed (a bug).
-    #[error("the Delta table is lost: a background commit did not give it back")]
-    TableLost,
 }
 
 impl SinkError {

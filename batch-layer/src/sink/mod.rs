@@ -14,13 +14,13 @@ mod error;
 #[cfg(test)]
 mod rules_window_tests;
 
-use std::collections::HashMap;
-
 use deltalake::parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use ingest::IngestSettings;
 use schemas::config::Compression;
+
+use crate::lake::Lake;
 
 pub use consumer::run;
 pub use error::SinkError;
@@ -48,10 +48,8 @@ pub struct SinkSettings {
     /// The ingest loop's settings (topic, group — not the speed layer's —, flush interval and
     /// input bytes, schema).
     pub ingest: IngestSettings,
-    /// The table: a local path or an s3:// URI.
-    pub table_uri: String,
-    /// Object-store options for the table.
-    pub storage_options: HashMap<String, String>,
+    /// The table.
+    pub lake: Lake,
     /// Parquet compression.
     pub compression: Compression,
 }

@@ -2,7 +2,7 @@
 //! the recorded rules in a transaction that holds their row until the Delta commit has ended,
 //! so a commit never lands under rules that were replaced while it was on its way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use schemas::BraidConfig;
@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use super::SinkError;
 use super::columns::BatchBuilder;
 use super::commit::{Committer, Pending};
-use crate::lake::open_or_create;
+use crate::lake::Lake;
 
 const CONFIG: &str = r#"
 [kafka]
@@ -46,10 +46,7 @@ async fn a_commit_waits_for_rules_being_recorded_and_then_stops(pool: PgPool) {
             .unwrap()
             .as_nanos()
     ));
-    let uri = dir.to_str().unwrap().to_string();
-    let mut table = open_or_create(&uri, &HashMap::new(), &config.schema)
-        .await
-        .unwrap();
+    let mut table = Lake::in_folder(&dir, &config).open().await.unwrap();
     let version = table.version();
 
     // `braid migrate` is recording a changed schema: it holds the row and has not committed.
@@ -86,7 +83,11 @@ async fn a_commit_waits_for_rules_being_recorded_and_then_stops(pool: PgPool) {
     };
     let committing = tokio::spawn(async move {
         let result = committer
-            .commit(&mut table, &pending, &BTreeMap::from([(0, None)]))
+            .commit(
+                &mut table,
+                &pending,
+                &ingest::Expected::assigned(BTreeMap::from([(0, None)])),
+            )
             .await;
         (table, result)
     });
@@ -127,9 +128,7 @@ async fn a_commit_with_no_rules_recorded_records_its_own(pool: PgPool) {
             .unwrap()
             .as_nanos()
     ));
-    let mut table = open_or_create(dir.to_str().unwrap(), &HashMap::new(), &config.schema)
-        .await
-        .unwrap();
+    let mut table = Lake::in_folder(&dir, &config).open().await.unwrap();
     let rules = ValidationRules::of(&config.schema);
     let committer = Committer {
         pool: pool.clone(),
@@ -144,7 +143,11 @@ async fn a_commit_with_no_rules_recorded_records_its_own(pool: PgPool) {
         input_bytes: 0,
     };
     committer
-        .commit(&mut table, &pending, &BTreeMap::from([(0, None)]))
+        .commit(
+            &mut table,
+            &pending,
+            &ingest::Expected::assigned(BTreeMap::from([(0, None)])),
+        )
         .await
         .unwrap();
     let recorded: Option<String> = sqlx::query_scalar(

@@ -20,7 +20,7 @@ type Message = (&'static str, Option<&'static str>);
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn a_key_whose_last_change_is_refused_keeps_its_earlier_change_of_the_batch(pool: PgPool) {
     let dimension = dimension("page", &[("section", "string")]);
-    schemas::pg::dimensions::prepare(&pool, std::slice::from_ref(&dimension))
+    crate::store::prepare(&pool, std::slice::from_ref(&dimension))
         .await
         .unwrap();
     let table = dimension.table();

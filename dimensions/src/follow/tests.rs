@@ -1,7 +1,7 @@
 //! Hostile messages of a followed topic: each is a change typed by `rows`, or a refusal with
 //! its reason; none panics.
 
-use schemas::pg::dimensions::Cell;
+use crate::store::Cell;
 
 use super::{Change, parse};
 use crate::rows::{RawValue, typed_row};

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use batch_layer::lake::LakeError;
 use ingest::kafka::{KafkaSetupError, Watermarks};
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use schemas::position::Partition;
 
 /// Why a procedure failed. Nothing half-done is left: each either changed nothing or did its
@@ -117,11 +117,11 @@ impl ProcedureError {
     }
 }
 
-/// Kafka's watermarks of the configured topic.
+/// Kafka's watermarks of the source topic (`kafka.topic`).
 pub async fn watermarks(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
 ) -> Result<BTreeMap<Partition, Watermarks>, ProcedureError> {
-    let kafka = config.kafka.clone();
-    let topic = config.kafka.topic.clone();
+    let kafka = kafka.clone();
+    let topic = kafka.topic.clone();
     Ok(tokio::task::spawn_blocking(move || ingest::kafka::watermarks(&kafka, &topic)).await??)
 }

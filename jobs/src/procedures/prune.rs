@@ -3,13 +3,14 @@
 //! own short transaction, so that neither a long lock nor a long transaction holds up the
 //! evaluator or the speed layer.
 
+use alerts_store::retention as alert_retention;
 use chrono::{DateTime, Duration, Utc};
-use schemas::BraidConfig;
-use schemas::pg::job_runs::JobReport;
-use schemas::pg::{alert_retention, dead_letters};
+use schemas::duration::Hours;
+use schemas::pg::dead_letters;
 use sqlx::PgPool;
 
 use super::ProcedureError;
+use crate::history::JobReport;
 
 /// Rows deleted per statement.
 pub const CHUNK: i64 = 5_000;
@@ -34,15 +35,24 @@ pub struct Cutoffs {
     pub dead_letters: DateTime<Utc>,
 }
 
+/// How long the prune keeps old rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retentions {
+    /// Resolved alert history (`alerting.retention_hours`).
+    pub alerts: Hours,
+    /// Dead letters (`speed.dead_letter_retention_hours`).
+    pub dead_letters: Hours,
+}
+
 impl Cutoffs {
-    /// The configured retentions, back from `now`.
-    pub fn of(config: &BraidConfig, now: DateTime<Utc>) -> Self {
+    /// The retentions, back from `now`.
+    pub fn of(retentions: &Retentions, now: DateTime<Utc>) -> Self {
         let back = |hours: u64| {
             now - Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000))
         };
         Self {
-            alerts: back(config.alerting.retention_hours.0),
-            dead_letters: back(config.speed.dead_letter_retention_hours.0),
+            alerts: back(retentions.alerts.0),
+            dead_letters: back(retentions.dead_letters.0),
         }
     }
 }

@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use batch_layer::lake::Lake;
 use ingest::kafka::Watermarks;
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use schemas::pg::{Cut, CutAtPositions, Moved};
 use sqlx::PgPool;
 
@@ -30,15 +31,16 @@ impl Recovery {
     }
 }
 
-/// Recovers the speed layer from the lake. Refused, changing nothing, when no partition is
-/// behind Kafka's retention, unless `force`.
+/// Recovers the speed layer of `kafka`'s source topic from `lake`. Refused, changing nothing,
+/// when no partition is behind Kafka's retention, unless `force`.
 pub async fn recover(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
+    lake: &Lake,
     pool: &PgPool,
     force: bool,
 ) -> Result<Recovery, ProcedureError> {
-    let topic = &config.kafka.topic;
-    let marks = super::watermarks(config).await?;
+    let topic = &kafka.topic;
+    let marks = super::watermarks(kafka).await?;
     let partitions: Vec<i32> = marks.keys().copied().collect();
     let stored = schemas::pg::load_positions(pool, topic).await?;
     let behind: Vec<String> = marks
@@ -59,13 +61,11 @@ pub async fn recover(
             "the speed layer is behind Kafka's retention (partition: stored < first offset)"
         );
     }
-    let lake = batch_layer::lake::Lake::of(config);
-    let table =
-        batch_layer::lake::open_or_create(&lake.uri, &lake.storage_options, &lake.schema).await?;
-    let sink = batch_layer::lake::positions_in_log(&table, topic, &partitions).await?;
+    let table = lake.open().await?;
+    let sink = lake.positions_in_log(&table, &partitions).await?;
     if sink.is_empty() {
         return Err(ProcedureError::LakeHoldsNothing {
-            uri: lake.uri,
+            uri: lake.uri().to_string(),
             topic: topic.clone(),
         });
     }

@@ -5,23 +5,26 @@
 use std::collections::BTreeMap;
 
 use ingest::kafka::Watermarks;
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use schemas::pg::SpeedReset;
 use schemas::pg_layout::ViewLayout;
+use schemas::view::View;
 use sqlx::PgPool;
 
 use super::ProcedureError;
 use crate::history::JobReport;
 use schemas::position::Positions;
 
-/// Replays the speed layer from the last cut (`from_cut`, when given, must be it).
+/// Replays the speed layer of `views` from the last cut (`from_cut`, when given, must be it);
+/// `kafka` names the source topic and how to reach it.
 pub async fn reset_speed(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
+    views: &[View],
     pool: &PgPool,
     from_cut: Option<i64>,
 ) -> Result<SpeedReset, ProcedureError> {
-    let topic = &config.kafka.topic;
-    let marks = super::watermarks(config).await?;
+    let topic = &kafka.topic;
+    let marks = super::watermarks(kafka).await?;
     // Kafka must still hold every record from the cut on; otherwise only the lake can help.
     let cut = match schemas::pg::last_cut(pool, topic).await? {
         Some(epoch) => schemas::pg::cut_offsets(pool, topic, epoch).await?,
@@ -39,8 +42,7 @@ pub async fn reset_speed(
         }
     }
     let starts: Positions = marks.iter().map(|(p, m)| (*p, m.low)).collect();
-    let tables: Vec<String> = config
-        .views
+    let tables: Vec<String> = views
         .iter()
         .map(|v| ViewLayout::of(v).speed_table)
         .collect();

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use batch_layer::lake::records::{LakeRecord, records_between};
+use batch_layer::lake::{Lake, LakeRecord, RecordsRead};
 use chrono::{DateTime, Utc};
 use ingest::kafka::{QuietEof, Watermarks};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -16,7 +16,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use schemas::BraidConfig;
+use schemas::config::KafkaConfig;
 use sqlx::PgPool;
 
 use super::ProcedureError;
@@ -103,12 +103,12 @@ fn instant(parameter: &'static str, text: &str) -> Result<DateTime<Utc>, Procedu
 /// records and compacted gaps occupy offsets that never arrive as records, so counting records
 /// would wait for ever.
 fn already_published(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
     topic: &str,
     replay_id: &str,
 ) -> Result<BTreeSet<String>, ProcedureError> {
-    let marks = ingest::kafka::watermarks(&config.kafka, topic)?;
-    let consumer: BaseConsumer<QuietEof> = ingest::kafka::consumer_config(&config.kafka)
+    let marks = ingest::kafka::watermarks(kafka, topic)?;
+    let consumer: BaseConsumer<QuietEof> = ingest::kafka::consumer_config(kafka)
         .set("group.id", format!("braid-replay-publish-check:{topic}"))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
@@ -188,7 +188,8 @@ async fn settle(
 /// Republishes as the job `job` (recorded as running), reporting `(sent, to send)` to
 /// `progress` as it goes and stopping early when `stop` is set.
 pub async fn republish(
-    config: &BraidConfig,
+    kafka: &KafkaConfig,
+    lake: &Lake,
     pool: &PgPool,
     job: i64,
     request: &PublishRequest,
@@ -196,7 +197,7 @@ pub async fn republish(
     stop: &AtomicBool,
 ) -> Result<Published, ProcedureError> {
     let (from, to) = request.checked_range()?;
-    let source = &config.kafka.topic;
+    let source = &kafka.topic;
     if request.topic == *source {
         return Err(ProcedureError::BadRequest {
             parameter: "topic",
@@ -208,18 +209,16 @@ pub async fn republish(
         .clone()
         .unwrap_or_else(|| format!("{source}:{}:{}", request.from, request.to));
     let topic = request.topic.as_str();
-    let (version, records) =
-        records_between(&batch_layer::lake::Lake::of(config), from, to).await?;
+    let RecordsRead { version, records } = lake.records_between(from, to).await?;
     let selected = records.len() as u64;
-    let source_partitions = ingest::kafka::watermarks(&config.kafka, &config.kafka.topic)
+    let source_partitions = ingest::kafka::watermarks(kafka, &kafka.topic)
         .map(|m| m.len() as i32)
         .unwrap_or(1)
         .max(1);
-    ingest::kafka::ensure_topic(&config.kafka, topic, source_partitions).await?;
+    ingest::kafka::ensure_topic(kafka, topic, source_partitions).await?;
     let seen = {
-        let (config, topic, replay_id) = (config.clone(), topic.to_string(), replay_id.clone());
-        tokio::task::spawn_blocking(move || already_published(&config, &topic, &replay_id))
-            .await??
+        let (kafka, topic, replay_id) = (kafka.clone(), topic.to_string(), replay_id.clone());
+        tokio::task::spawn_blocking(move || already_published(&kafka, &topic, &replay_id)).await??
     };
     let todo: Vec<&LakeRecord> = records
         .iter()
@@ -233,10 +232,8 @@ pub async fn republish(
         topic,
         "republishing from the lake"
     );
-    let target_partitions = ingest::kafka::watermarks(&config.kafka, topic)?
-        .len()
-        .max(1) as i32;
-    let producer: FutureProducer<QuietEof> = ingest::kafka::client_config(&config.kafka)
+    let target_partitions = ingest::kafka::watermarks(kafka, topic)?.len().max(1) as i32;
+    let producer: FutureProducer<QuietEof> = ingest::kafka::client_config(kafka)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
@@ -272,7 +269,7 @@ pub async fn republish(
             })
             .insert(Header {
                 key: "braid-source-topic",
-                value: Some(&config.kafka.topic),
+                value: Some(&kafka.topic),
             });
         let mut message = FutureRecord::to(topic)
             .payload(&record.payload)

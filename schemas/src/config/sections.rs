@@ -128,7 +128,8 @@ pub struct SpeedConfig {
     pub flush_min_interval_ms: Millis,
     /// Flush early once this many records are buffered.
     pub flush_max_records: u64,
-    /// Dead letters keep at most this many bytes of the raw message (and its full length).
+    /// The speed layer's dead letters keep at most this many bytes of the raw message (and its
+    /// full length); the sink's own is `sink.dead_letter_max_payload_bytes`.
     pub dead_letter_max_payload_bytes: usize,
     /// Dead letters older than this many hours are deleted by the `prune` job, except the
     /// speed layer's `refused_by_database` ones, which the batch layer reads to leave the same
@@ -154,6 +155,9 @@ pub struct SinkConfig {
     pub flush_interval_ms: Millis,
     /// Commit early once this many bytes of input are buffered.
     pub flush_max_bytes: u64,
+    /// The sink's dead letters keep at most this many bytes of the raw message (and its full
+    /// length); the speed layer's own is `speed.dead_letter_max_payload_bytes`.
+    pub dead_letter_max_payload_bytes: usize,
     /// Parquet compression.
     pub compression: Compression,
 }

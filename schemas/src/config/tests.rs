@@ -75,6 +75,41 @@ fn the_file_overrides_the_defaults() {
 }
 
 #[test]
+fn each_layer_has_its_own_dead_letter_payload_bound() {
+    let config = load(DEMO, &[]).unwrap();
+    assert_eq!(
+        (
+            config.speed.dead_letter_max_payload_bytes,
+            config.sink.dead_letter_max_payload_bytes
+        ),
+        (4096, 4096),
+        "the same default"
+    );
+    let config = load(
+        &format!("{DEMO}\n[sink]\ndead_letter_max_payload_bytes = 9\n"),
+        &[("BRAID__SPEED__DEAD_LETTER_MAX_PAYLOAD_BYTES", "11")],
+    )
+    .unwrap();
+    assert_eq!(config.sink.dead_letter_max_payload_bytes, 9);
+    assert_eq!(config.speed.dead_letter_max_payload_bytes, 11);
+    for key in ["speed", "sink"] {
+        let (invalid_key, reason) = invalid(
+            &format!("{DEMO}\n[{key}]\ndead_letter_max_payload_bytes = 1073741824\n"),
+            &[],
+        );
+        assert_eq!(invalid_key, format!("{key}.dead_letter_max_payload_bytes"));
+        assert!(reason.contains("at most 1073741823"), "{reason}");
+        let at_the_bound = format!("{DEMO}\n[{key}]\ndead_letter_max_payload_bytes = 1073741823\n");
+        load(&at_the_bound, &[]).unwrap();
+    }
+    let (invalid_key, _) = invalid(
+        &format!("{DEMO}\n[sink]\ndead_letter_max_payload_bytes = -1\n"),
+        &[],
+    );
+    assert_eq!(invalid_key, "sink.dead_letter_max_payload_bytes");
+}
+
+#[test]
 fn unknown_keys_are_refused_with_their_path() {
     let (key, reason) = invalid(
         &DEMO.replace("[kafka]\n", "[kafka]\nbrokerz = \"x\"\n"),
@@ -151,9 +186,18 @@ fn bad_environment_values_name_the_variable() {
     }
 }
 
+/// A config file, the environment variables set over it, the key its error must name and the
+/// words its reason must contain.
+type ValueCheckCase = (
+    String,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn value_checks_name_the_key_and_reason() {
-    let cases: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<ValueCheckCase> = vec![
         (
             DEMO.into(),
             vec![("BRAID__KAFKA__TOPIC", "bad topic")],

@@ -17,6 +17,9 @@ use crate::view::View;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+/// The most payload bytes a dead letter may keep: PostgreSQL stores at most 1 GB in one field.
+const MAX_DEAD_LETTER_PAYLOAD_BYTES: usize = (1 << 30) - 1;
+
 fn require(condition: bool, key: &str, reason: &str) -> Result<()> {
     if condition {
         Ok(())
@@ -247,6 +250,22 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "sink.flush_max_bytes",
         "must be at least 1",
     )?;
+    for (key, bytes) in [
+        (
+            "speed.dead_letter_max_payload_bytes",
+            raw.speed.dead_letter_max_payload_bytes,
+        ),
+        (
+            "sink.dead_letter_max_payload_bytes",
+            raw.sink.dead_letter_max_payload_bytes,
+        ),
+    ] {
+        require(
+            bytes <= MAX_DEAD_LETTER_PAYLOAD_BYTES,
+            key,
+            "must be at most 1073741823 (the largest value PostgreSQL stores in one field)",
+        )?;
+    }
     check_cron("jobs.batch.schedule", &raw.jobs.batch.schedule)?;
     require(
         raw.jobs.retry_attempts >= 1,

@@ -1,13 +1,13 @@
 //! The PostgreSQL metadata store: migrations, stored positions, the epoch, cuts and dead
 //! letters. Every value is a bound parameter.
+//!
+//! A feature's own tables are in its crate, with their SQL: the alert tables in
+//! `alerts-store`, the job history in `jobs-store`, the dimension tables in
+//! `dimensions::store`. Their migrations stay with all the others in `migrations/`.
 
-pub mod alert_retention;
-pub mod alerts;
 pub mod batch_runs;
 mod cut;
 pub mod dead_letters;
-pub mod dimensions;
-pub mod job_runs;
 pub mod leader;
 mod positions;
 mod replay;
@@ -108,9 +108,9 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod alert_tests;
+mod dead_letter_tests;
 #[cfg(test)]
-mod retention_tests;
+mod leader_tests;
 #[cfg(test)]
 mod tests;
 

@@ -171,7 +171,8 @@ async fn dead_letters_keep_reason_position_and_bounded_payload(pool: PgPool) {
         "idempotent"
     );
     tx.commit().await.unwrap();
-    let rows: Vec<(String, i32, i64, String, String, Vec<u8>, i32)> = sqlx::query_as(
+    type StoredDeadLetter = (String, i32, i64, String, String, Vec<u8>, i32);
+    let rows: Vec<StoredDeadLetter> = sqlx::query_as(
         "SELECT layer, partition, \"offset\", reason_code, reason, payload, payload_len FROM braid_internal.dead_letters ORDER BY \"offset\"",
     )
     .fetch_all(&pool)

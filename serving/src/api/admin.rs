@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use schemas::pg::job_runs;
+use jobs_store as job_runs;
 
 use super::error::ApiError;
 use super::launcher::LaunchError;

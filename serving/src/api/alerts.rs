@@ -2,6 +2,7 @@
 //! deliveries) and POST /v1/admin/alerts/{name}/silence (admin token).
 
 use ::alerts::json::{instance_json, time_json as time, transition_json};
+use alerts_store as alerts;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
@@ -9,7 +10,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use schemas::duration::HumanDuration;
-use schemas::pg::alerts;
 use serde_json::{Value, json};
 
 use super::admin::authorize;

@@ -238,7 +238,7 @@ async fn a_state_that_changed_during_a_silence_is_sent_when_the_silence_ends(poo
             rule("quiet_page", "10s", 2, "0s", "5m", topic)
         })
         .await;
-    schemas::pg::alerts::silence(
+    alerts::store::silence(
         &pool,
         "quiet_page",
         Utc::now() + chrono::Duration::minutes(10),
@@ -276,7 +276,7 @@ async fn a_state_that_changed_during_a_silence_is_sent_when_the_silence_ends(poo
         assert_eq!(delivery_status(&pool, firing, r).await, "silenced", "{r}");
     }
     // The silence ends (replaced by one that is over), while the instance still fires.
-    schemas::pg::alerts::silence(
+    alerts::store::silence(
         &pool,
         "quiet_page",
         Utc::now() - chrono::Duration::seconds(1),

@@ -106,7 +106,7 @@ struct Seen {
 
 /// The transitions of `rule`, oldest first.
 async fn transitions(pool: &PgPool, rule: &str) -> Vec<Seen> {
-    let mut recorded = schemas::pg::alerts::history(pool, Some(rule), 100_000)
+    let mut recorded = alerts::store::history(pool, Some(rule), 100_000)
         .await
         .unwrap();
     recorded.reverse();
@@ -544,7 +544,7 @@ async fn a_late_event_fires_and_a_batch_publish_that_changes_nothing_changes_no_
             evaluator.assert_running("braid alerts run");
             let pool = pool.clone();
             async move {
-                let Some(last) = schemas::pg::alerts::last_evaluation(&pool, "late_page")
+                let Some(last) = alerts::store::last_evaluation(&pool, "late_page")
                     .await
                     .unwrap()
                 else {
@@ -617,7 +617,7 @@ async fn a_late_event_fires_and_a_batch_publish_that_changes_nothing_changes_no_
         || {
             let pool = pool.clone();
             async move {
-                let last = schemas::pg::alerts::last_evaluation(&pool, "late_page")
+                let last = alerts::store::last_evaluation(&pool, "late_page")
                     .await
                     .unwrap()
                     .unwrap();

@@ -411,7 +411,7 @@ pub(crate) async fn wait_followed(pool: &PgPool, dimension_topic: &str, follower
             follower.assert_running("braid dimensions follow");
             let (pool, ends, topic) = (pool.clone(), ends.clone(), dimension_topic.to_string());
             async move {
-                let stored = schemas::pg::dimensions::load_positions(&pool, "pages", &topic)
+                let stored = dimensions::store::load_positions(&pool, "pages", &topic)
                     .await
                     .unwrap();
                 ends.iter()

@@ -24,7 +24,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use schemas::EventSchema;
 use schemas::config::SparkConfig;
 use schemas::lake_uri::LakeUri;
 use schemas::view::View;
@@ -33,6 +32,7 @@ use sqlx::PgPool;
 use super::BatchError;
 use super::compute::BUCKET_START;
 use super::distinct::sketch_columns_of_values;
+use crate::lake::Lake;
 use crate::lake::store::option;
 use manifest::Manifest;
 use schemas::position::{Offset, Partition, Positions};
@@ -46,20 +46,14 @@ pub const JOB_SCRIPT: &str = include_str!("../../../spark/braid_batch_job.py");
 pub struct SparkJob<'a> {
     /// How to start it.
     pub config: &'a SparkConfig,
-    /// The table's URI, as configured (`lake.uri`).
-    pub table_uri: &'a str,
-    /// The table's storage options.
-    pub storage_options: &'a HashMap<String, String>,
+    /// The table (its URI as configured, storage options, schema and topic).
+    pub lake: &'a Lake,
     /// The pinned version.
     pub version: i64,
-    /// The topic.
-    pub topic: &'a str,
     /// The cut.
     pub cut: &'a Positions,
     /// Positions the speed layer's database refused (left out by both layers).
     pub refused: &'a BTreeMap<Partition, Vec<Offset>>,
-    /// The event schema.
-    pub schema: &'a EventSchema,
     /// The runs the job computes (one per view, in the order of the views): the first names
     /// the job and its staging folder (`run-<N>`).
     pub run_ids: &'a [i64],
@@ -89,7 +83,7 @@ fn properties(
 ) -> BTreeMap<String, String> {
     let mut properties = BTreeMap::new();
     if table.is_object_store() || staging.uri().is_object_store() {
-        let options = job.storage_options;
+        let options = job.lake.storage_options();
         if let Some(endpoint) = option(options, &["AWS_ENDPOINT_URL", "AWS_ENDPOINT", "endpoint"]) {
             properties.insert("spark.hadoop.fs.s3a.endpoint".into(), endpoint.to_string());
             properties.insert(
@@ -136,7 +130,7 @@ fn job_file(
         .map(|view| {
             serde_json::json!({
                 "name": view.name,
-                "sql": sql::view_sql(view, job.schema),
+                "sql": sql::view_sql(view, job.lake.schema()),
                 "output": staging.view(&view.name).for_spark(),
             })
         })
@@ -146,7 +140,7 @@ fn job_file(
         "table": table.for_spark(),
         "manifest": staging.manifest().for_spark(),
         "version": job.version,
-        "topic": job.topic,
+        "topic": job.lake.topic(),
         "cut": cut,
         "refused": refused,
         "views": views,
@@ -213,15 +207,15 @@ pub async fn compute(
     job: &SparkJob<'_>,
     views: &[View],
 ) -> Result<SparkOutput, BatchError> {
-    let table = LakeUri::parse(job.table_uri).map_err(|source| BatchError::LakeUri {
+    let table = LakeUri::parse(job.lake.uri()).map_err(|source| BatchError::LakeUri {
         key: "lake.uri",
         source,
     })?;
     let run_id = job.run_ids.first().copied().unwrap_or_default();
-    let staging = StagingFolder::for_run(job.table_uri, &job.config.staging_uri, run_id)?;
+    let staging = StagingFolder::for_run(job.lake.uri(), &job.config.staging_uri, run_id)?;
     staging::record(pool, job.run_ids, &staging).await?;
     let result = run_and_read(job, &table, views, &staging).await;
-    if let Err(error) = staging::remove_recorded(pool, run_id, job.storage_options).await {
+    if let Err(error) = staging::remove_recorded(pool, run_id, job.lake.storage_options()).await {
         tracing::warn!(%error, staging = %staging.uri(), "could not remove the Spark job's staged rows; the next batch run tries again");
     }
     result
@@ -305,7 +299,7 @@ async fn run_and_read(
             "AWS_SESSION_TOKEN",
         ),
     ] {
-        if let Some(value) = option(job.storage_options, names) {
+        if let Some(value) = option(job.lake.storage_options(), names) {
             command.env(var, value);
         }
     }
@@ -345,7 +339,7 @@ async fn run_and_read(
     let manifest = Manifest::parse(
         &manifest_uri.to_string(),
         &label,
-        staging::read(&manifest_uri, job.storage_options)
+        staging::read(&manifest_uri, job.lake.storage_options())
             .await?
             .as_deref(),
     )?;
@@ -356,7 +350,7 @@ async fn run_and_read(
     );
     let mut frames = Vec::with_capacity(views.len());
     for view in views {
-        frames.push(read_view(view, staging, &manifest, job.storage_options).await?);
+        frames.push(read_view(view, staging, &manifest, job.lake.storage_options()).await?);
     }
     Ok(SparkOutput {
         rows_read: manifest.records_read,
@@ -406,7 +400,10 @@ async fn read_view(
 
 #[cfg(test)]
 mod tests {
+    use schemas::EventSchema;
+
     use super::*;
+    use crate::lake::LakeSettings;
 
     #[test]
     fn the_error_text_is_the_jobs_own_last_error() {
@@ -447,19 +444,22 @@ mod tests {
             event_time_min_micros: 0,
             event_time_max_micros: 1,
         };
+        let lake = Lake::new(LakeSettings {
+            uri: "s3://bucket/lake".into(),
+            storage_options: options,
+            schema,
+            topic: "t".into(),
+        });
         let job = SparkJob {
             config: &config,
-            table_uri: "s3://bucket/lake",
-            storage_options: &options,
+            lake: &lake,
             version: 3,
-            topic: "t",
             cut: &cut,
             refused: &refused,
-            schema: &schema,
             run_ids: &[7, 8],
         };
-        let table = LakeUri::parse(job.table_uri).unwrap();
-        let staging = StagingFolder::for_run(job.table_uri, "", 7).unwrap();
+        let table = LakeUri::parse(job.lake.uri()).unwrap();
+        let staging = StagingFolder::for_run(job.lake.uri(), "", 7).unwrap();
         let props = properties(&job, &table, &staging);
         assert_eq!(
             props["spark.hadoop.fs.s3a.endpoint"],

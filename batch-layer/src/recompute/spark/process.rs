@@ -67,6 +67,7 @@ pub async fn start(mut command: std::process::Command) -> io::Result<Job> {
     {
         let parent = std::process::id();
         // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
@@ -118,6 +119,7 @@ impl Job {
         if !self.ended {
             // SAFETY: a plain system call; the group is the job's own until it is reaped,
             // which `ended` records.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::killpg(self.pid as libc::pid_t, libc::SIGKILL);
             }

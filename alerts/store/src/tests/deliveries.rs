@@ -1,12 +1,9 @@
-//! Alert delivery, silences and the leader fence on a real PostgreSQL database.
+//! Alert delivery order and silences on a real PostgreSQL database.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sqlx::PgPool;
 
-use super::alerts::{
-    due_deliveries, mark_delivered, mark_failed, next_due, release_silenced, silence,
-};
-use super::leader;
+use crate::{due_deliveries, mark_delivered, mark_failed, next_due, release_silenced, silence};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 6, 4, 0, 0).unwrap()
@@ -71,7 +68,7 @@ async fn due_ids(pool: &PgPool, receiver: &str, now: DateTime<Utc>) -> Vec<i64> 
         .collect()
 }
 
-#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn a_transition_waits_for_its_instance_s_earlier_one_to_the_same_receiver(pool: PgPool) {
     let both = ["webhook:w", "kafka:k"];
     let a_firing = transition(&pool, "a", "firing", &both, "pending").await;
@@ -122,7 +119,7 @@ async fn a_transition_waits_for_its_instance_s_earlier_one_to_the_same_receiver(
     );
 }
 
-#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn when_a_silence_ends_each_state_not_yet_delivered_is_queued(pool: PgPool) {
     let r = ["webhook:w"];
     // x fired and was delivered; during the silence it resolved and fired again: the receiver
@@ -181,83 +178,5 @@ async fn when_a_silence_ends_each_state_not_yet_delivered_is_queued(pool: PgPool
         release_silenced(&pool, "r", ends).await.unwrap(),
         0,
         "queued once"
-    );
-}
-
-#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
-async fn held_by_counts_only_the_named_leader_lock(pool: PgPool) {
-    // A server process holding some unrelated advisory locks (one bigint key, two int keys).
-    let mut other = pool.acquire().await.unwrap();
-    let other_pid: i32 =
-        sqlx::query_scalar("SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock(42), pg_advisory_lock(7, 9)) AS taken")
-            .fetch_one(&mut *other)
-            .await
-            .unwrap();
-    let mut lock = leader::LeaderLock::try_take(&pool, "braid.test-leader")
-        .await
-        .unwrap()
-        .expect("the lock is free");
-    let leader_pid = lock.backend_pid();
-    assert!(lock.still_held().await);
-    assert!(
-        !leader::held_by(&pool, other_pid, "braid.test-leader")
-            .await
-            .unwrap(),
-        "another advisory lock is not the leader's"
-    );
-    assert!(
-        leader::held_by(&pool, leader_pid, "braid.test-leader")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !leader::held_by(&pool, leader_pid, "braid.another-leader")
-            .await
-            .unwrap(),
-        "the leader of one role does not hold another's"
-    );
-    assert_eq!(
-        leader::holder(&pool, "braid.test-leader").await.unwrap(),
-        Some(leader_pid)
-    );
-    lock.release().await;
-    assert!(
-        !leader::held_by(&pool, leader_pid, "braid.test-leader")
-            .await
-            .unwrap()
-    );
-}
-
-/// A leader that panics (or whose task is cancelled) drops its lock without releasing it: the
-/// lock must be freed, not kept by the connection going back to the pool, so that the leader
-/// `braid up` starts again can take it.
-#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
-async fn a_leader_lock_dropped_without_release_is_freed(pool: PgPool) {
-    let key = "braid.test-dropped-leader";
-    let lock = leader::LeaderLock::try_take(&pool, key)
-        .await
-        .unwrap()
-        .expect("the lock is free");
-    let pid = lock.backend_pid();
-    let panicked = tokio::spawn(async move {
-        let _held = lock;
-        panic!("a leader that panics while it holds the lock");
-    })
-    .await;
-    assert!(panicked.unwrap_err().is_panic());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while leader::holder(&pool, key).await.unwrap() == Some(pid) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the dropped lock is still held by server process {pid}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(
-        leader::LeaderLock::try_take(&pool, key)
-            .await
-            .unwrap()
-            .is_some(),
-        "a new leader takes the lock"
     );
 }

@@ -1,12 +1,13 @@
+//! The dimension tables and `braid_internal.dimension_positions`, the only code with their SQL.
+//!
 //! Dimension tables: the ones Braid keeps (`braid_dimensions.<name>`, loaded from files or
 //! followed from Kafka) are created here and replaced in one transaction; a user's own table is
 //! checked (it exists, has the key and attribute columns, and the key is unique, so that a join
 //! never multiplies a view's rows). Identifiers come from validated config.
 
+use schemas::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource};
+use schemas::pg_layout::pg_type;
 use sqlx::PgPool;
-
-use crate::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource};
-use crate::pg_layout::pg_type;
 
 /// Why a dimension's table is not usable. Each names the config key.
 #[derive(Debug, thiserror::Error)]

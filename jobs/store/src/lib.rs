@@ -1,5 +1,8 @@
 //! `braid_internal.job_runs`, the job history, one row per attempt of every job: the only
-//! module with its SQL.
+//! code with its SQL. The jobs write it (`jobs::history`, which re-exports this crate) and the
+//! admin API reads it (`serving::api::admin`). It is a crate of its own, depending on nothing of
+//! Braid's, so that the API reads the history without depending on `jobs`, which runs the batch
+//! layer (Polars).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;

@@ -4,10 +4,10 @@
 use sqlx::PgPool;
 
 use super::{DimensionTableError, IndexFault, prepare};
-use crate::config::BraidConfig;
-use crate::dimension::Dimension;
+use schemas::config::BraidConfig;
+use schemas::dimension::Dimension;
 
-const DEMO: &str = include_str!("../../../../braid.toml");
+const DEMO: &str = include_str!("../../../braid.toml");
 
 fn ads() -> Vec<Dimension> {
     let extra = "[[dimensions]]\nname = \"ads\"\nkey = \"page\"\n\
@@ -52,7 +52,7 @@ async fn run(pool: &PgPool, sql: &str) {
         .unwrap();
 }
 
-#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn only_a_full_valid_immediate_unique_index_keeps_the_key_unique(pool: PgPool) {
     run(
         &pool,

@@ -1,0 +1,2 @@
+mod deliveries;
+mod retention;
