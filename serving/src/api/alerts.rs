@@ -1,8 +1,8 @@
 //! GET /v1/alerts (current instances), GET /v1/alerts/history (transitions with their
 //! deliveries) and POST /v1/admin/alerts/{name}/silence (admin token).
 
-use ::alerts::json::{instance_json, time_json as time, transition_json};
-use alerts_store as alerts;
+use alerts::json::{instance_json, time_json as time, transition_json};
+use alerts::store;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
@@ -69,14 +69,14 @@ pub const ALERTS_LIMIT: CountParam = CountParam {
 };
 
 /// A page's cursor as the API shows it: `rule:fingerprint` of the last instance shown.
-fn cursor_text(cursor: &alerts::InstanceCursor) -> String {
+fn cursor_text(cursor: &store::InstanceCursor) -> String {
     format!("{}:{}", cursor.rule, cursor.fingerprint)
 }
 
-fn parse_cursor(text: &str) -> Result<alerts::InstanceCursor, ApiError> {
+fn parse_cursor(text: &str) -> Result<store::InstanceCursor, ApiError> {
     text.rsplit_once(':')
         .filter(|(rule, fingerprint)| !rule.is_empty() && !fingerprint.is_empty())
-        .map(|(rule, fingerprint)| alerts::InstanceCursor {
+        .map(|(rule, fingerprint)| store::InstanceCursor {
             rule: rule.to_string(),
             fingerprint: fingerprint.to_string(),
         })
@@ -92,7 +92,7 @@ fn parse_cursor(text: &str) -> Result<alerts::InstanceCursor, ApiError> {
 struct InstancesQuery {
     rule: Option<String>,
     limit: i64,
-    cursor: Option<alerts::InstanceCursor>,
+    cursor: Option<store::InstanceCursor>,
 }
 
 fn instances_query(state: &AppState, raw: Option<&str>) -> Result<InstancesQuery, ApiError> {
@@ -131,7 +131,7 @@ pub async fn list(
     let query = instances_query(&state, raw.as_deref())?;
     let rule = query.rule;
     // One row more than the page tells whether there is a next one.
-    let mut instances = alerts::instances_page(
+    let mut instances = store::instances_page(
         &state.pool,
         rule.as_deref(),
         query.cursor.as_ref(),
@@ -141,7 +141,7 @@ pub async fn list(
     let more = instances.len() as i64 > query.limit;
     instances.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
     let next_cursor = instances.last().filter(|_| more).map(|i| {
-        cursor_text(&alerts::InstanceCursor {
+        cursor_text(&store::InstanceCursor {
             rule: i.rule.clone(),
             fingerprint: i.fingerprint.clone(),
         })
@@ -154,7 +154,7 @@ pub async fn list(
         .iter()
         .filter(|n| rule.as_ref().is_none_or(|r| r == *n))
     {
-        let until = alerts::silenced_until(&state.pool, name, now).await?;
+        let until = store::silenced_until(&state.pool, name, now).await?;
         rules.push(json!({ "rule": name, "silenced_until": until.map(time) }));
     }
     let instances: Vec<Value> = instances.iter().map(instance_json).collect();
@@ -171,7 +171,7 @@ pub async fn history(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let (rule, limit) = rule_and_limit(&state, raw.as_deref())?;
-    let transitions: Vec<Value> = alerts::history(&state.pool, rule.as_deref(), limit)
+    let transitions: Vec<Value> = store::history(&state.pool, rule.as_deref(), limit)
         .await?
         .into_iter()
         .map(|t| transition_json(&t))
@@ -243,7 +243,7 @@ pub async fn silence(
         ));
     }
     let until = silence_end((state.clock)(), text)?;
-    alerts::silence(&state.pool, &name, until).await?;
+    store::silence(&state.pool, &name, until).await?;
     tracing::info!(rule = name, until = %until, "alert rule silenced through the API");
     Ok(axum::Json(json!({ "rule": name, "silenced_until": time(until) })).into_response())
 }
