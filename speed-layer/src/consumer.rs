@@ -380,4 +380,55 @@ mod tests {
         );
         assert_eq!(stored_sum_and_position(&pool, &config).await, (0, 100));
     }
+
+    /// An operator's move (`braid replay speed` UPDATEs the stored rows) is followed as stored,
+    /// without asking Kafka; a row that vanished (nothing in Braid deletes one: only a manual
+    /// DELETE) is started at the log start and stored, as an assignment or a restart does.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_reload_follows_a_moved_position_and_starts_a_vanished_one_at_the_log_start(
+        pool: PgPool,
+    ) {
+        let config = config();
+        let mut layer = assigned_layer(&pool, &config).await;
+        let mut layer = tokio::task::spawn_blocking({
+            let config = config.clone();
+            move || {
+                for offset in 0..3 {
+                    add(&mut layer, &config, offset, 100);
+                }
+                assert_eq!(layer.commit_all().unwrap().unwrap().records, 3);
+                layer
+            }
+        })
+        .await
+        .unwrap();
+        sqlx::query("UPDATE braid_internal.speed_positions SET next_offset = 1 WHERE topic = 't'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let (mut layer, asked) = tokio::task::spawn_blocking(move || {
+            let mut asked = 0;
+            let starts = layer
+                .reload(&mut |_| {
+                    asked += 1;
+                    Ok(7)
+                })
+                .unwrap();
+            assert_eq!(starts, BTreeMap::from([(0, StartAt::Offset(1))]));
+            (layer, asked)
+        })
+        .await
+        .unwrap();
+        assert_eq!(asked, 0, "a stored position is followed as it is");
+        assert_eq!(pg::load_positions(&pool, "t").await.unwrap()[&0], 1);
+        sqlx::query("DELETE FROM braid_internal.speed_positions WHERE topic = 't'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let starts = tokio::task::spawn_blocking(move || layer.reload(&mut |_| Ok(7)).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(starts, BTreeMap::from([(0, StartAt::Offset(7))]));
+        assert_eq!(pg::load_positions(&pool, "t").await.unwrap()[&0], 7);
+    }
 }
