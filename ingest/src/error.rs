@@ -74,8 +74,4 @@ pub enum IngestError {
         /// The layer.
         layer: &'static str,
     },
-    /// Setting the positions of newly assigned partitions failed; the process stops rather
-    /// than read from anywhere else.
-    #[error("assigning partitions failed: {0}")]
-    Assignment(String),
 }
