@@ -21,9 +21,10 @@ pub use pinned::{AsOf, PinnedFiles};
 pub use records::{LakeRecord, RecordsRead};
 pub use table::{app_id, positions_in_log};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use schemas::EventSchema;
+use schemas::config::secrets::RedactedOptions;
 
 /// The one handle to the master dataset: the Delta table (where it is, how to reach it, the
 /// schema its files are written with) and the topic whose records Braid reads from it. Built
@@ -36,8 +37,9 @@ pub struct Lake {
     settings: LakeSettings,
 }
 
-/// What a [`Lake`] is built from (`[lake]`, `[schema]` and `kafka.topic`).
-#[derive(Debug, Clone)]
+/// What a [`Lake`] is built from (`[lake]`, `[schema]` and `kafka.topic`). Printed with the
+/// secret storage options hidden, as `[lake]` itself is.
+#[derive(Clone)]
 pub struct LakeSettings {
     /// The table: a local path or an s3:// URI, as configured (`lake.uri`).
     pub uri: String,
@@ -47,6 +49,22 @@ pub struct LakeSettings {
     pub schema: EventSchema,
     /// The source topic: records of any other topic in the table are left out of reads.
     pub topic: String,
+}
+
+impl std::fmt::Debug for LakeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<String, String> = self
+            .storage_options
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        f.debug_struct("LakeSettings")
+            .field("uri", &self.uri)
+            .field("storage_options", &RedactedOptions(&options))
+            .field("schema", &self.schema)
+            .field("topic", &self.topic)
+            .finish()
+    }
 }
 
 impl Lake {
@@ -153,5 +171,47 @@ impl LakeError {
     /// Whether running again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, LakeError::Delta(_) | LakeError::Store { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every settings struct that carries the lake (the sink's, the batch runs', the jobs')
+    /// prints it: the secret storage options must not show, whatever case their keys are in.
+    #[test]
+    fn a_printed_lake_hides_its_secret_storage_options() {
+        let text =
+            "[schema]\nevent_time = \"ts\"\nfields = [{ name = \"ts\", type = \"timestamp\" }]\n";
+        let config = schemas::BraidConfig::load_from(Some(("lake.toml", text)), []).unwrap();
+        let options: HashMap<String, String> = [
+            ("AWS_SECRET_ACCESS_KEY", "s3cr3t-key-value"),
+            ("aws_session_token", "t0ken-value"),
+            ("AWS_ACCESS_KEY_ID", "AKIDPUBLIC"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:19000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let lake = Lake::new(LakeSettings {
+            uri: "S3://Bucket/events".into(),
+            storage_options: options,
+            schema: config.schema.clone(),
+            topic: "events".into(),
+        });
+        let printed = format!("{lake:?}");
+        for secret in ["s3cr3t-key-value", "t0ken-value"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        for shown in [
+            "S3://Bucket/events",
+            "AKIDPUBLIC",
+            "http://127.0.0.1:19000",
+            "AWS_SECRET_ACCESS_KEY",
+            "\"events\"",
+        ] {
+            assert!(printed.contains(shown), "{shown} not printed: {printed}");
+        }
     }
 }

@@ -44,15 +44,31 @@ pub struct Retentions {
     pub dead_letters: Hours,
 }
 
+/// The earliest instant PostgreSQL's `timestamptz` holds (4714-11-24 BC, 00:00 UTC): a cut-off
+/// bound before it is refused ("timestamp out of range"), and no row is older.
+pub fn earliest_cutoff() -> DateTime<Utc> {
+    chrono::NaiveDate::from_ymd_opt(-4713, 11, 24)
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 impl Cutoffs {
-    /// The retentions, back from `now`.
+    /// The retentions, back from `now`. A retention that reaches back past what PostgreSQL
+    /// holds (the config only bounds it below) keeps everything: its cut-off is
+    /// [`earliest_cutoff`], so that the prune neither panics on the arithmetic nor binds a
+    /// time the database refuses.
     pub fn of(retentions: &Retentions, now: DateTime<Utc>) -> Self {
-        let back = |hours: u64| {
-            now - Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000))
+        let back = |retention: Hours| {
+            i64::try_from(retention.0)
+                .ok()
+                .and_then(Duration::try_hours)
+                .and_then(|retention| now.checked_sub_signed(retention))
+                .map_or(earliest_cutoff(), |cutoff| cutoff.max(earliest_cutoff()))
         };
         Self {
-            alerts: back(retentions.alerts.0),
-            dead_letters: back(retentions.dead_letters.0),
+            alerts: back(retentions.alerts),
+            dead_letters: back(retentions.dead_letters),
         }
     }
 }
@@ -190,5 +206,76 @@ mod tests {
             counted,
             count("SELECT count(*) FROM braid_internal.dead_letters WHERE $1 IS NOT NULL").await
         );
+    }
+
+    /// Retentions the config accepts (it bounds them only below) but that reach back past what
+    /// PostgreSQL holds, or past what chrono can count: the prune neither panics nor fails, and
+    /// deletes nothing; an ordinary retention still deletes exactly the older rows.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_retention_longer_than_the_database_reaches_keeps_everything(pool: PgPool) {
+        let letters: Vec<DeadLetter> = (0..3)
+            .map(|o| {
+                let rejection = Rejection::MissingField { field: "ts".into() };
+                DeadLetter::new(0, o, rejection, b"{}", 8)
+            })
+            .collect();
+        let mut tx = pool.begin().await.unwrap();
+        insert_dead_letters(&mut tx, Layer::Sink, "t", &letters)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query(
+            "UPDATE braid_internal.dead_letters SET received_at = now() - interval '400 days'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO braid_internal.alert_instances (fingerprint, rule, labels, state, evaluated_at) \
+             SELECT 'f' || i, 'r', '{}', 'resolved', now() - interval '400 days' \
+             FROM generate_series(1, 4) AS i",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let now = Utc::now();
+        let six_thousand_years: u64 = 6_000 * 8_766;
+        for (alerts, dead_letters) in [
+            // Past PostgreSQL's earliest timestamptz (4713 BC), within chrono's range.
+            (six_thousand_years * 2, six_thousand_years * 3),
+            // Past chrono's range (about 262,000 years), within i64 hours.
+            (3_000_000_000, 10_000_000_000_000),
+            // Past i64.
+            (u64::MAX, u64::MAX),
+        ] {
+            let retentions = Retentions {
+                alerts: Hours(alerts),
+                dead_letters: Hours(dead_letters),
+            };
+            let cutoffs = Cutoffs::of(&retentions, now);
+            assert_eq!(
+                cutoffs,
+                Cutoffs {
+                    alerts: earliest_cutoff(),
+                    dead_letters: earliest_cutoff()
+                },
+                "{retentions:?}"
+            );
+            let pruned = prune(&pool, cutoffs, 2)
+                .await
+                .unwrap_or_else(|e| panic!("{retentions:?}: {e}"));
+            assert_eq!(pruned, Pruned::default(), "{retentions:?}");
+        }
+
+        // An ordinary retention is exactly `now` minus its hours, and prunes the older rows.
+        let day = Retentions {
+            alerts: Hours(24),
+            dead_letters: Hours(48),
+        };
+        let cutoffs = Cutoffs::of(&day, now);
+        assert_eq!(cutoffs.alerts, now - Duration::hours(24));
+        assert_eq!(cutoffs.dead_letters, now - Duration::hours(48));
+        let pruned = prune(&pool, cutoffs, 2).await.unwrap();
+        assert_eq!((pruned.instances, pruned.dead_letters), (4, 3));
     }
 }
