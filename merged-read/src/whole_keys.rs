@@ -34,14 +34,16 @@ fn same_key(column: &str, pg_type: &str) -> String {
     )
 }
 
-/// Whether `selection` over `view` keeps whole keys at the view's bucket (the shape this
-/// statement answers, when the view's metrics all merge pairwise).
+/// Whether `selection` over `view` keeps whole keys at the view's bucket, in an order (the
+/// shape this statement answers, when the view's metrics all merge pairwise; it writes
+/// `ORDER BY <terms>`, so a selection without an order is left to the general statement).
 fn keeps_whole_keys(view: &View, selection: &Selection) -> bool {
     let groups = view.group_by.len();
     selection.group_by.len() == groups
         && (0..groups).all(|i| selection.group_by.contains(&i))
         && selection.filters.iter().all(|f| f.field < groups)
         && selection.granularity == Some(view.bucket.seconds())
+        && !selection.order.is_empty()
 }
 
 /// The statement, when `selection` over `view` (whose answer has `columns`) is such a query.
