@@ -626,39 +626,16 @@ impl View {
             .and_then(|a| self.attributes.get(a))
     }
 
-    /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
-    /// is part of the definition (it decides every record's bucket).
     /// The averages the view answers: one per summed field that it also counts. An optional
     /// field is averaged only with `count(field)`: dividing by `count`, which includes the
-    /// records without the field, would bias the average toward zero.
+    /// records without the field, would bias the average toward zero. Derived by the view's
+    /// plan ([`crate::plan::ViewPlan`]).
     pub fn averages(&self) -> Vec<Average> {
-        self.metrics
-            .iter()
-            .filter(|m| m.kind == MetricKind::Sum)
-            .filter_map(|sum| {
-                let field = sum.field.as_deref()?;
-                let of_field = self
-                    .metrics
-                    .iter()
-                    .find(|m| m.kind == MetricKind::Count && m.field.as_deref() == Some(field));
-                let count = match of_field {
-                    Some(count) => count.column.clone(),
-                    None if sum.field_required
-                        && self.metrics.iter().any(|m| m.column == "count") =>
-                    {
-                        "count".to_string()
-                    }
-                    None => return None,
-                };
-                Some(Average {
-                    column: format!("avg_{field}"),
-                    sum: sum.column.clone(),
-                    count,
-                })
-            })
-            .collect()
+        crate::plan::ViewPlan::of(self).averages
     }
 
+    /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
+    /// is part of the definition (it decides every record's bucket).
     fn compute_fingerprint(&self, schema: &EventSchema) -> String {
         let mut canonical = String::from("braid-view-v2\n");
         let _ = writeln!(canonical, "event_time={}", schema.event_time_field().name);

@@ -8,9 +8,10 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
+use schemas::plan::{ColumnType, Fold, Input, MergeRule, MetricPlan, SketchType, Term, ViewPlan};
 use schemas::position::{Offset, Partition, Positions};
 use schemas::sketch::Sketch;
-use schemas::view::{Metric, MetricKind, View};
+use schemas::view::{Metric, View};
 use schemas::{Record, Value};
 
 /// One group-by value. Absent optional fields group under `None`.
@@ -159,17 +160,14 @@ pub enum MetricValue {
     Sketch(Option<u32>),
 }
 
-/// The initial value of a metric.
-pub fn initial(metric: &Metric) -> MetricValue {
-    use schemas::FieldType;
-    match (metric.kind, metric.field_type) {
-        (MetricKind::Count, _) => MetricValue::Int(Some(0)),
-        (MetricKind::Decayed, _) => MetricValue::Float(Some(0.0)),
-        (MetricKind::Distinct, _) => MetricValue::Sketch(None),
-        (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
-        (MetricKind::Sum, _) => MetricValue::WideSum(0),
-        (_, Some(FieldType::F64)) => MetricValue::Float(None),
-        (_, _) => MetricValue::Int(None),
+/// The initial value of a metric: 0 for metrics that add, "no value" for the others.
+pub fn initial(plan: &MetricPlan) -> MetricValue {
+    let adds = plan.merge() == MergeRule::Add;
+    match plan.stored {
+        ColumnType::BigInt | ColumnType::Timestamp => MetricValue::Int(adds.then_some(0)),
+        ColumnType::Numeric => MetricValue::WideSum(0),
+        ColumnType::Double => MetricValue::Float(adds.then_some(0.0)),
+        ColumnType::Sketch(_) => MetricValue::Sketch(None),
     }
 }
 
@@ -182,44 +180,35 @@ fn combine_option<T: Copy>(a: Option<T>, b: Option<T>, pick: impl Fn(T, T) -> T)
 }
 
 impl MetricValue {
-    /// Folds one record's field value into the metric.
-    fn add(&mut self, kind: MetricKind, value: Option<&Value>) {
-        if kind == MetricKind::Count {
-            if let MetricValue::Int(Some(count)) = self {
-                *count += 1;
-            }
-            return;
-        }
+    /// Folds one field value into the metric by `rule`.
+    fn add_value(&mut self, rule: MergeRule, value: &Value) {
         let incoming = match value {
-            Some(Value::I64(v)) | Some(Value::Timestamp(v)) => MetricValue::Int(Some(*v)),
-            Some(Value::F64(v)) => MetricValue::Float(Some(*v)),
-            _ => return, // an absent field adds nothing
+            Value::I64(v) | Value::Timestamp(v) => MetricValue::Int(Some(*v)),
+            Value::F64(v) => MetricValue::Float(Some(*v)),
+            _ => return, // strings and bools are only counted or sketched
         };
-        self.merge(kind, incoming);
+        self.merge(rule, incoming);
     }
 
-    /// Combines two partial values: sums add, min and max combine.
-    pub fn merge(&mut self, kind: MetricKind, other: MetricValue) {
+    /// Combines two partial values by the metric's merge rule: sums add, min and max combine.
+    /// (Sketches live apart, in [`ViewDeltas::sketches`].)
+    pub fn merge(&mut self, rule: MergeRule, other: MetricValue) {
         *self = match (*self, other) {
             (MetricValue::WideSum(a), MetricValue::WideSum(b)) => MetricValue::WideSum(a + b),
             (MetricValue::WideSum(a), MetricValue::Int(b)) => {
                 MetricValue::WideSum(a + i128::from(b.unwrap_or(0)))
             }
-            (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
-                MetricKind::Count
-                | MetricKind::Sum
-                | MetricKind::Decayed
-                | MetricKind::Distinct => combine_option(a, b, i64::wrapping_add),
-                MetricKind::Min => combine_option(a, b, i64::min),
-                MetricKind::Max => combine_option(a, b, i64::max),
+            (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match rule {
+                MergeRule::Add => combine_option(a, b, i64::wrapping_add),
+                MergeRule::Least => combine_option(a, b, i64::min),
+                MergeRule::Greatest => combine_option(a, b, i64::max),
+                MergeRule::Union(_) => a,
             }),
-            (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match kind {
-                MetricKind::Count
-                | MetricKind::Sum
-                | MetricKind::Decayed
-                | MetricKind::Distinct => combine_option(a, b, |x, y| x + y),
-                MetricKind::Min => combine_option(a, b, f64::min),
-                MetricKind::Max => combine_option(a, b, f64::max),
+            (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match rule {
+                MergeRule::Add => combine_option(a, b, |x, y| x + y),
+                MergeRule::Least => combine_option(a, b, f64::min),
+                MergeRule::Greatest => combine_option(a, b, f64::max),
+                MergeRule::Union(_) => a,
             }),
             (mine, _) => mine,
         };
@@ -231,6 +220,8 @@ impl MetricValue {
 pub struct ViewDeltas {
     /// The view.
     pub view: View,
+    /// The view's plan, built once: what each record adds to each metric.
+    pub plan: ViewPlan,
     /// Metric values per group key and bucket, in the view's metric order.
     pub groups: Groups,
     /// The sketches of distinct metrics, indexed by [`MetricValue::Sketch`].
@@ -240,6 +231,7 @@ pub struct ViewDeltas {
 impl ViewDeltas {
     fn new(view: View) -> Self {
         Self {
+            plan: ViewPlan::of(&view),
             view,
             groups: Groups::default(),
             sketches: Vec::new(),
@@ -275,46 +267,54 @@ impl ViewDeltas {
             }
         };
         let bucket = self.view.bucket_start_micros(record.event_time_micros);
-        let metrics = &self.view.metrics;
+        let plans = &self.plan.metrics;
         let values = self
             .groups
-            .values_mut(parts, bucket, || metrics.iter().map(initial).collect());
-        for (value, metric) in values.iter_mut().zip(metrics) {
-            if let Some(half_life) = metric.half_life_micros() {
-                // Decayed scores: the record's weight times its decay from the bucket's start.
-                let weight = match metric.field_index {
-                    None => Some(1.0),
-                    Some(index) => match record.get(index) {
-                        Some(Value::I64(v)) => Some(*v as f64),
-                        _ => None, // an absent field adds nothing
-                    },
-                };
-                if let (Some(w), MetricValue::Float(Some(sum))) = (weight, value) {
-                    *sum += w * Metric::decay_weight(half_life, record.event_time_micros, bucket);
+            .values_mut(parts, bucket, || plans.iter().map(initial).collect());
+        for (value, plan) in values.iter_mut().zip(plans) {
+            // `count`: every record; the others: records whose field is present.
+            let field = match plan.input {
+                Input::EveryRecord => None,
+                Input::Field { index, .. } => match record.get(index) {
+                    Some(field) => Some(field),
+                    None => continue, // an absent field adds nothing
+                },
+            };
+            match plan.fold {
+                Fold::Add(Term::One) => {
+                    if let MetricValue::Int(Some(count)) = value {
+                        *count += 1;
+                    }
                 }
-                continue;
-            }
-            if let (Some(params), MetricValue::Sketch(slot)) = (metric.sketch, &mut *value) {
-                let hash = metric
-                    .field_index
-                    .and_then(|index| record.get(index))
-                    .and_then(schemas::sketch::hash_value);
-                if let Some(hash) = hash {
-                    let index = *slot.get_or_insert_with(|| {
-                        self.sketches.push(Sketch::new(params));
-                        (self.sketches.len() - 1) as u32
-                    });
-                    self.sketches[index as usize].add_hash(hash);
+                Fold::Add(Term::Value) | Fold::Least | Fold::Greatest => {
+                    if let Some(field) = field {
+                        value.add_value(plan.merge(), field);
+                    }
                 }
-                continue;
-            }
-            match metric.field_index {
-                // `count`: every record.
-                None => value.add(metric.kind, None),
-                // `count(f)`, sums, min and max: records whose field is present.
-                Some(index) => {
-                    if let Some(field) = record.get(index) {
-                        value.add(metric.kind, Some(field));
+                Fold::Add(Term::Decayed { half_life }) => {
+                    // The record's weight times its decay from the bucket's start.
+                    let weight = match field {
+                        None => 1.0,
+                        Some(Value::I64(v)) => *v as f64,
+                        Some(_) => continue, // decayed sums take i64 fields only
+                    };
+                    if let MetricValue::Float(Some(sum)) = value {
+                        *sum += weight
+                            * Metric::decay_weight(
+                                half_life.micros(),
+                                record.event_time_micros,
+                                bucket,
+                            );
+                    }
+                }
+                Fold::Sketch(SketchType::Hll(params)) => {
+                    let hash = field.and_then(schemas::sketch::hash_value);
+                    if let (Some(hash), MetricValue::Sketch(slot)) = (hash, &mut *value) {
+                        let index = *slot.get_or_insert_with(|| {
+                            self.sketches.push(Sketch::new(params));
+                            (self.sketches.len() - 1) as u32
+                        });
+                        self.sketches[index as usize].add_hash(hash);
                     }
                 }
             }
@@ -502,13 +502,13 @@ mod tests {
     #[test]
     fn merge_combines_like_the_database_does() {
         let mut a = MetricValue::Float(None);
-        a.merge(MetricKind::Min, MetricValue::Float(Some(2.5)));
-        a.merge(MetricKind::Min, MetricValue::Float(Some(1.5)));
-        a.merge(MetricKind::Min, MetricValue::Float(None));
+        a.merge(MergeRule::Least, MetricValue::Float(Some(2.5)));
+        a.merge(MergeRule::Least, MetricValue::Float(Some(1.5)));
+        a.merge(MergeRule::Least, MetricValue::Float(None));
         assert_eq!(a, MetricValue::Float(Some(1.5)));
         let mut s = MetricValue::WideSum(i128::from(i64::MAX));
-        s.merge(MetricKind::Sum, MetricValue::Int(Some(i64::MAX)));
-        s.merge(MetricKind::Sum, MetricValue::WideSum(2));
+        s.merge(MergeRule::Add, MetricValue::Int(Some(i64::MAX)));
+        s.merge(MergeRule::Add, MetricValue::WideSum(2));
         assert_eq!(
             s,
             MetricValue::WideSum(i128::from(i64::MAX) * 2 + 2),
