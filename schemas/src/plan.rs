@@ -581,6 +581,41 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_plans_over_every_field_it_takes() {
+        let schema = schema();
+        let texts = crate::view::example_metrics(&schema);
+        let view = ViewConfig {
+            name: "examples".into(),
+            filter: None,
+            group_by: Vec::new(),
+            bucket: "1h".into(),
+            metrics: texts.clone(),
+        }
+        .validate(&schema)
+        .unwrap();
+        for kind in MetricKind::ALL {
+            assert!(
+                view.metrics.iter().any(|m| m.kind == kind),
+                "{kind:?} has an example: {texts:?}"
+            );
+        }
+        let plan = ViewPlan::of(&view);
+        for (metric, planned) in view.metrics.iter().zip(&plan.metrics) {
+            assert_eq!(
+                planned.field_index(),
+                metric.field_index,
+                "{}",
+                metric.column
+            );
+        }
+        assert!(texts.contains(&"min(seen)".to_string()), "{texts:?}");
+        assert!(
+            !texts.contains(&"sum(page)".to_string()),
+            "only fields a kind takes: {texts:?}"
+        );
+    }
+
+    #[test]
     fn averages_divide_a_sum_by_the_count_of_the_records_it_added() {
         let plan = ViewPlan::of(&every_kind());
         assert_eq!(

@@ -331,6 +331,65 @@ impl ViewConfig {
     }
 }
 
+impl MetricKind {
+    /// Every kind, in declaration order: what tests iterate to cover each kind.
+    pub const ALL: [MetricKind; 6] = [
+        MetricKind::Count,
+        MetricKind::Sum,
+        MetricKind::Min,
+        MetricKind::Max,
+        MetricKind::Decayed,
+        MetricKind::Distinct,
+    ];
+
+    /// A metric of this kind as configuration writes it, over `field` (`None`: over every
+    /// record), with default parameters; `None` where the kind has no such form. Whether the
+    /// field's type suits the kind is for validation to say. Tests build views of every kind
+    /// from these, so a new kind is covered without new test code.
+    pub fn example(self, field: Option<&str>) -> Option<String> {
+        let name = kind_name(self);
+        match (self, field) {
+            (MetricKind::Count, None) => Some(name.to_string()),
+            (MetricKind::Decayed, None) => Some(format!("{name}(count, 1h)")),
+            (MetricKind::Decayed, Some(field)) => Some(format!("{name}(sum({field}), 1h)")),
+            (
+                MetricKind::Count
+                | MetricKind::Sum
+                | MetricKind::Min
+                | MetricKind::Max
+                | MetricKind::Distinct,
+                Some(field),
+            ) => Some(format!("{name}({field})")),
+            (MetricKind::Sum | MetricKind::Min | MetricKind::Max | MetricKind::Distinct, None) => {
+                None
+            }
+        }
+    }
+}
+
+/// Every metric the schema admits, as configuration writes it: for each kind, its form over
+/// every record and over each field whose type the kind takes (default parameters). Tests
+/// build views of every kind from it, so a new kind is covered without new test code.
+pub fn example_metrics(schema: &EventSchema) -> Vec<String> {
+    let fields = std::iter::once(None).chain(schema.fields.iter().map(|f| Some(f.name.as_str())));
+    let fields: Vec<Option<&str>> = fields.collect();
+    MetricKind::ALL
+        .iter()
+        .flat_map(|kind| fields.iter().filter_map(|field| kind.example(*field)))
+        .filter(|text| {
+            ViewConfig {
+                name: "example".into(),
+                filter: None,
+                group_by: Vec::new(),
+                bucket: "1h".into(),
+                metrics: vec![text.clone()],
+            }
+            .validate(schema)
+            .is_ok()
+        })
+        .collect()
+}
+
 fn kind_name(kind: MetricKind) -> &'static str {
     match kind {
         MetricKind::Count => "count",
