@@ -33,8 +33,10 @@ impl ViewPlan {
     /// The plan of a validated view.
     pub fn of(view: &View) -> Self {
         let metrics: Vec<MetricPlan> = view.metrics.iter().map(MetricPlan::of).collect();
-        let averages = averages(&view.metrics, &metrics);
-        Self { metrics, averages }
+        Self {
+            metrics,
+            averages: view.averages(),
+        }
     }
 
     /// Whether any metric folds into a sketch (the batch folds those apart).
@@ -296,125 +298,76 @@ impl MetricPlan {
     }
 }
 
-/// The averages of a view's metrics: one per sum of a field (`avg_<field>` = the sum / the
-/// count of the records the sum added), when the view also counts those records — with
-/// `count(field)`, or `count` for a required field. An optional field is averaged only with
-/// `count(field)`: dividing by `count`, which includes the records without the field, would
-/// bias the average toward zero.
-fn averages(metrics: &[Metric], plans: &[MetricPlan]) -> Vec<Average> {
-    let counts_every_record = plans
-        .iter()
-        .find(|p| p.fold == Fold::Add(Term::One) && p.input == Input::EveryRecord);
-    metrics
-        .iter()
-        .zip(plans)
-        .filter(|(_, plan)| plan.fold == Fold::Add(Term::Value))
-        .filter_map(|(metric, sum)| {
-            let field = metric.field.as_deref()?;
-            let Input::Field {
-                index, required, ..
-            } = sum.input
-            else {
-                return None;
-            };
-            let counts_field = plans
-                .iter()
-                .find(|p| p.fold == Fold::Add(Term::One) && p.field_index() == Some(index));
-            let count = counts_field.or(counts_every_record.filter(|_| required))?;
-            Some(Average {
-                column: format!("avg_{field}"),
-                sum: sum.column.clone(),
-                count: count.column.clone(),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_schema::{EventSchema, FieldDef};
+    use crate::BraidConfig;
     use crate::view::ViewConfig;
 
-    fn schema() -> EventSchema {
-        let field = |name: &str, field_type, required| FieldDef {
-            name: name.into(),
-            field_type,
-            required,
-        };
-        EventSchema {
-            fields: vec![
-                field("ts", FieldType::Timestamp, true),
-                field("page", FieldType::String, true),
-                field("cents", FieldType::I64, false),
-                field("score", FieldType::F64, true),
-                field("seen", FieldType::Timestamp, false),
-            ],
-            event_time_index: 0,
-            max_record_bytes: 1000,
-            max_string_bytes: 64,
-            event_time_min_micros: 0,
-            event_time_max_micros: i64::MAX,
-        }
+    /// A schema of every field type a metric takes, and a view with every metric kind.
+    const CONFIG: &str = r#"
+[schema]
+event_time = "ts"
+fields = [
+  { name = "ts", type = "timestamp" },
+  { name = "page", type = "string" },
+  { name = "cents", type = "i64", required = false },
+  { name = "score", type = "f64" },
+  { name = "seen", type = "timestamp", required = false },
+]
+[[views]]
+name = "every"
+group_by = ["page"]
+bucket = "1m"
+metrics = ["count", "count(cents)", "sum(cents)", "sum(score)", "min(cents)", "max(score)",
+  "min(seen)", "max(seen)", "decayed(count, 10m)", "decayed(sum(cents), 1h)", "distinct(page)",
+  "distinct(cents, 6, 4)"]
+"#;
+
+    fn config() -> BraidConfig {
+        BraidConfig::load_from(Some(("plan.toml", CONFIG)), []).unwrap()
     }
 
-    /// One view with every metric kind, over every field type a kind takes.
     fn every_kind() -> View {
-        ViewConfig {
-            name: "every".into(),
-            filter: None,
-            group_by: vec!["page".into()],
-            bucket: "1m".into(),
-            metrics: [
-                "count",
-                "count(cents)",
-                "sum(cents)",
-                "sum(score)",
-                "min(cents)",
-                "max(score)",
-                "min(seen)",
-                "max(seen)",
-                "decayed(count, 10m)",
-                "decayed(sum(cents), 1h)",
-                "distinct(page)",
-                "distinct(cents, 6, 4)",
-            ]
-            .map(String::from)
-            .to_vec(),
-        }
-        .validate(&schema())
-        .unwrap()
+        config().views.remove(0)
     }
 
     #[test]
     fn every_metric_kind_has_its_stored_type_fold_merge_read_and_answer() {
         let view = every_kind();
         let plan = ViewPlan::of(&view);
-        let cents = Input::Field {
-            index: 2,
-            field_type: FieldType::I64,
-            required: false,
+        let field = |index, field_type, required| Input::Field {
+            index,
+            field_type,
+            required,
         };
-        let score = Input::Field {
-            index: 3,
-            field_type: FieldType::F64,
-            required: true,
-        };
-        let seen = Input::Field {
-            index: 4,
-            field_type: FieldType::Timestamp,
-            required: false,
-        };
-        let page = Input::Field {
-            index: 1,
-            field_type: FieldType::String,
-            required: true,
-        };
+        let cents = field(2, FieldType::I64, false);
+        let score = field(3, FieldType::F64, true);
+        let seen = field(4, FieldType::Timestamp, false);
+        let page = field(1, FieldType::String, true);
         let ten_minutes = HumanDuration::parse("10m").unwrap();
         let hour = HumanDuration::parse("1h").unwrap();
         let default = SketchType::Hll(SketchParams::default());
         let coarse = SketchType::Hll(SketchParams::new(6, 4).unwrap());
         use ColumnType::*;
+        // A decayed score adds in f64 and reads decayed; a sketch unions and reads its estimate.
+        let decayed = |column, input, half_life| {
+            let fold = Fold::Add(Term::Decayed { half_life });
+            let read = ReadRule::DecayedToNow { half_life };
+            (
+                column,
+                input,
+                fold,
+                read,
+                Double,
+                "double precision",
+                Double,
+            )
+        };
+        let sketch = |column, input, sketch| {
+            let (fold, read) = (Fold::Sketch(sketch), ReadRule::Estimate(sketch));
+            (column, input, fold, read, Sketch(sketch), "hll", Double)
+        };
         let expected = [
             (
                 "count",
@@ -488,46 +441,10 @@ mod tests {
                 "timestamptz",
                 Timestamp,
             ),
-            (
-                "decayed_count",
-                Input::EveryRecord,
-                Fold::Add(Term::Decayed {
-                    half_life: ten_minutes,
-                }),
-                ReadRule::DecayedToNow {
-                    half_life: ten_minutes,
-                },
-                Double,
-                "double precision",
-                Double,
-            ),
-            (
-                "decayed_sum_cents",
-                cents,
-                Fold::Add(Term::Decayed { half_life: hour }),
-                ReadRule::DecayedToNow { half_life: hour },
-                Double,
-                "double precision",
-                Double,
-            ),
-            (
-                "distinct_page",
-                page,
-                Fold::Sketch(default),
-                ReadRule::Estimate(default),
-                Sketch(default),
-                "hll",
-                Double,
-            ),
-            (
-                "distinct_cents",
-                cents,
-                Fold::Sketch(coarse),
-                ReadRule::Estimate(coarse),
-                Sketch(coarse),
-                "hll",
-                Double,
-            ),
+            decayed("decayed_count", Input::EveryRecord, ten_minutes),
+            decayed("decayed_sum_cents", cents, hour),
+            sketch("distinct_page", page, default),
+            sketch("distinct_cents", cents, coarse),
         ];
         assert_eq!(plan.metrics.len(), expected.len());
         for (metric, (column, input, fold, read, stored, pg_type, answer)) in
@@ -582,7 +499,7 @@ mod tests {
 
     #[test]
     fn every_kind_plans_over_every_field_it_takes() {
-        let schema = schema();
+        let schema = config().schema;
         let texts = crate::view::example_metrics(&schema);
         let view = ViewConfig {
             name: "examples".into(),

@@ -687,10 +687,33 @@ impl View {
 
     /// The averages the view answers: one per summed field that it also counts. An optional
     /// field is averaged only with `count(field)`: dividing by `count`, which includes the
-    /// records without the field, would bias the average toward zero. Derived by the view's
-    /// plan ([`crate::plan::ViewPlan`]).
+    /// records without the field, would bias the average toward zero.
     pub fn averages(&self) -> Vec<Average> {
-        crate::plan::ViewPlan::of(self).averages
+        self.metrics
+            .iter()
+            .filter(|m| m.kind == MetricKind::Sum)
+            .filter_map(|sum| {
+                let field = sum.field.as_deref()?;
+                let of_field = self
+                    .metrics
+                    .iter()
+                    .find(|m| m.kind == MetricKind::Count && m.field.as_deref() == Some(field));
+                let count = match of_field {
+                    Some(count) => count.column.clone(),
+                    None if sum.field_required
+                        && self.metrics.iter().any(|m| m.column == "count") =>
+                    {
+                        "count".to_string()
+                    }
+                    None => return None,
+                };
+                Some(Average {
+                    column: format!("avg_{field}"),
+                    sum: sum.column.clone(),
+                    count,
+                })
+            })
+            .collect()
     }
 
     /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
