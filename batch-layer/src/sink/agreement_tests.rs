@@ -46,34 +46,37 @@ bucket = "1m"
 metrics = ["count", "distinct(tag)"]
 "#;
 
-/// The test config, with first the view `by_name`: every metric of every kind over every field
-/// it takes ([`example_metrics`]), but those whose value depends on the order records are
-/// added in — by their plan, f64 values that add (sums of f64 fields, decayed scores) — so
-/// that a new metric kind is compared here without new test code.
+/// The test config, with first two views of every metric of every kind over every field it
+/// takes ([`example_metrics`]), but those whose value depends on the order records are added
+/// in — by their plan, f64 values that add (sums of f64 fields, decayed scores) — so that a new
+/// metric kind is compared here without new test code: `by_name` (hourly, by a string that is
+/// mostly unique) and `by_flag` (by a bool, in 100-year buckets, so that most groups fold
+/// several records).
 fn config() -> BraidConfig {
     let mut config = BraidConfig::load_from(Some(("hostile.toml", CONFIG)), [])
         .expect("the test config is valid");
-    let view = |metrics: Vec<String>| {
+    let view = |name: &str, group_by: &str, bucket: &str, metrics: Vec<String>| {
         ViewConfig {
-            name: "by_name".into(),
+            name: name.into(),
             filter: None,
-            group_by: vec!["name".into()],
-            bucket: "1h".into(),
+            group_by: vec![group_by.into()],
+            bucket: bucket.into(),
             metrics,
         }
         .validate(&config.schema)
         .expect("the examples validate")
     };
     let every = example_metrics(&config.schema);
-    let plan = ViewPlan::of(&view(every.clone()));
-    let exact = every
+    let plan = ViewPlan::of(&view("every", "name", "1h", every.clone()));
+    let exact: Vec<String> = every
         .into_iter()
         .zip(&plan.metrics)
         .filter(|(_, m)| !(m.merge() == MergeRule::Add && m.stored == ColumnType::Double))
         .map(|(text, _)| text)
         .collect();
-    let by_name = view(exact);
-    config.views.insert(0, by_name);
+    let by_name = view("by_name", "name", "1h", exact.clone());
+    let by_flag = view("by_flag", "flag", "36500d", exact);
+    config.views.splice(0..0, [by_name, by_flag]);
     config
 }
 
