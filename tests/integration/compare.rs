@@ -122,15 +122,18 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
 /// here, not taken from the production lowering it checks: `schemas::pg_layout::merge`).
 fn merged_text(m: &MetricPlan) -> String {
     let c = &m.column;
-    match (m.read, m.merge()) {
+    match m.read {
         // Floating-point scores: serving::decayed compares them with a tolerance.
-        (ReadRule::DecayedToNow { .. }, _) => "NULL::text".to_string(),
+        ReadRule::DecayedToNow { .. } => return "NULL::text".to_string(),
+        ReadRule::Plain | ReadRule::Estimate(_) => {}
+    }
+    match m.merge() {
         // As text: sums of i64 fields are numeric and may exceed bigint.
-        (_, MergeRule::Add) => format!("sum({c})::text"),
-        (_, MergeRule::Least) => format!("min({c})::text"),
-        (_, MergeRule::Greatest) => format!("max({c})::text"),
+        MergeRule::Add => format!("sum({c})::text"),
+        MergeRule::Least => format!("min({c})::text"),
+        MergeRule::Greatest => format!("max({c})::text"),
         // The estimate, rounded (serving::distinct compares sketches exactly).
-        (_, MergeRule::Union(SketchType::Hll(_))) => {
+        MergeRule::Union(SketchType::Hll(_)) => {
             format!("round(coalesce(hll_cardinality(hll_union_agg({c})), 0))::bigint::text")
         }
     }
