@@ -8,9 +8,9 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
-use schemas::plan::{ColumnType, Fold, Input, MergeRule, MetricPlan, SketchType, Term, ViewPlan};
+use schemas::plan::{ColumnType, Fold, MergeRule, MetricPlan, SketchType, Term, ViewPlan};
 use schemas::position::{Offset, Partition, Positions};
-use schemas::sketch::Sketch;
+use schemas::sketch::{Sketch, SketchParams};
 use schemas::view::{Metric, View};
 use schemas::{Record, Value};
 
@@ -180,6 +180,13 @@ fn combine_option<T: Copy>(a: Option<T>, b: Option<T>, pick: impl Fn(T, T) -> T)
 }
 
 impl MetricValue {
+    /// Counts one more record.
+    fn add_one(&mut self) {
+        if let MetricValue::Int(Some(count)) = self {
+            *count += 1;
+        }
+    }
+
     /// Folds one field value into the metric by `rule`.
     fn add_value(&mut self, rule: MergeRule, value: &Value) {
         let incoming = match value {
@@ -220,8 +227,12 @@ impl MetricValue {
 pub struct ViewDeltas {
     /// The view.
     pub view: View,
-    /// The view's plan, built once: what each record adds to each metric.
+    /// The view's plan, built once.
     pub plan: ViewPlan,
+    /// What a record does to each metric, lowered from the plan once.
+    steps: Vec<Step>,
+    /// The metrics' values before any record: a new group's.
+    initial: Vec<MetricValue>,
     /// Metric values per group key and bucket, in the view's metric order.
     pub groups: Groups,
     /// The sketches of distinct metrics, indexed by [`MetricValue::Sketch`].
@@ -230,8 +241,11 @@ pub struct ViewDeltas {
 
 impl ViewDeltas {
     fn new(view: View) -> Self {
+        let plan = ViewPlan::of(&view);
         Self {
-            plan: ViewPlan::of(&view),
+            steps: plan.metrics.iter().map(Step::of).collect(),
+            initial: plan.metrics.iter().map(initial).collect(),
+            plan,
             view,
             groups: Groups::default(),
             sketches: Vec::new(),
@@ -267,48 +281,42 @@ impl ViewDeltas {
             }
         };
         let bucket = self.view.bucket_start_micros(record.event_time_micros);
-        let plans = &self.plan.metrics;
-        let values = self
-            .groups
-            .values_mut(parts, bucket, || plans.iter().map(initial).collect());
-        for (value, plan) in values.iter_mut().zip(plans) {
-            // `count`: every record; the others: records whose field is present.
-            let field = match plan.input {
-                Input::EveryRecord => None,
-                Input::Field { index, .. } => match record.get(index) {
-                    Some(field) => Some(field),
-                    None => continue, // an absent field adds nothing
-                },
-            };
-            match plan.fold {
-                Fold::Add(Term::One) => {
-                    if let MetricValue::Int(Some(count)) = value {
-                        *count += 1;
+        let initial = &self.initial;
+        let values = self.groups.values_mut(parts, bucket, || initial.clone());
+        for (value, step) in values.iter_mut().zip(&self.steps) {
+            match *step {
+                Step::CountRecord => value.add_one(),
+                Step::CountField(index) => {
+                    if record.get(index).is_some() {
+                        value.add_one();
                     }
                 }
-                Fold::Add(Term::Value) | Fold::Least | Fold::Greatest => {
-                    if let Some(field) = field {
-                        value.add_value(plan.merge(), field);
+                Step::Value(index, rule) => {
+                    if let Some(field) = record.get(index) {
+                        value.add_value(rule, field);
                     }
                 }
-                Fold::Add(Term::Decayed { half_life }) => {
+                Step::Decayed {
+                    field,
+                    half_life_micros,
+                } => {
                     // The record's weight times its decay from the bucket's start.
-                    let weight = match field {
+                    let weight = match field.map(|index| record.get(index)) {
                         None => 1.0,
-                        Some(Value::I64(v)) => *v as f64,
-                        Some(_) => continue, // decayed sums take i64 fields only
+                        Some(Some(Value::I64(v))) => *v as f64,
+                        Some(_) => continue, // an absent field adds nothing
                     };
                     if let MetricValue::Float(Some(sum)) = value {
                         *sum += weight
                             * Metric::decay_weight(
-                                half_life.micros(),
+                                half_life_micros,
                                 record.event_time_micros,
                                 bucket,
                             );
                     }
                 }
-                Fold::Sketch(SketchType::Hll(params)) => {
-                    let hash = field.and_then(schemas::sketch::hash_value);
+                Step::Hll(index, params) => {
+                    let hash = record.get(index).and_then(schemas::sketch::hash_value);
                     if let (Some(hash), MetricValue::Sketch(slot)) = (hash, &mut *value) {
                         let index = *slot.get_or_insert_with(|| {
                             self.sketches.push(Sketch::new(params));
@@ -318,6 +326,45 @@ impl ViewDeltas {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What one record does to one metric: the speed layer's lowering of the metric's plan
+/// ([`MetricPlan`]), built once per view, so that folding a record is one match per metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// `count`: one per record.
+    CountRecord,
+    /// `count(field)`: one per record that has the field.
+    CountField(usize),
+    /// The field's value, merged by the rule (sums, min, max); an absent field adds nothing.
+    Value(usize, MergeRule),
+    /// The record's weight (1, or the field's i64 value) times its decay from its bucket's start.
+    Decayed {
+        /// The weighing field, if any.
+        field: Option<usize>,
+        /// The half-life in µs.
+        half_life_micros: i64,
+    },
+    /// The field's hash, added to the group's HyperLogLog sketch.
+    Hll(usize, SketchParams),
+}
+
+impl Step {
+    fn of(plan: &MetricPlan) -> Self {
+        let field = plan.field_index();
+        let read = || field.expect("validation gives every metric but counts a field");
+        match plan.fold {
+            Fold::Add(Term::One) => field.map_or(Step::CountRecord, Step::CountField),
+            Fold::Add(Term::Value) | Fold::Least | Fold::Greatest => {
+                Step::Value(read(), plan.merge())
+            }
+            Fold::Add(Term::Decayed { half_life }) => Step::Decayed {
+                field,
+                half_life_micros: half_life.micros(),
+            },
+            Fold::Sketch(SketchType::Hll(params)) => Step::Hll(read(), params),
         }
     }
 }
