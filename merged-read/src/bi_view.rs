@@ -28,12 +28,9 @@ pub fn merged_select(view: &View) -> String {
     outputs.extend(view.metrics.iter().map(|m| merge::aggregate(m, "now()")));
     // Distinct counts also as the merged sketch, so that BI tools can roll them up exactly:
     // hll_cardinality(hll_union_agg(<metric>_sketch)) over any set of rows.
-    outputs.extend(
-        view.metrics
-            .iter()
-            .filter(|m| m.sketch.is_some())
-            .map(|m| format!("hll_union_agg({c}) AS {c}_sketch", c = m.column)),
-    );
+    outputs.extend(view.metrics.iter().filter_map(|m| {
+        merge::merged_sketch(m).map(|sketch| format!("{sketch} AS {}_sketch", m.column))
+    }));
     outputs.extend(view.averages().iter().map(merge::average));
     let group_by: Vec<&str> = groups.iter().copied().chain(["bucket_start"]).collect();
     let merged = format!(

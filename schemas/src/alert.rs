@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::duration::HumanDuration;
 use crate::event_schema::{FieldType, is_identifier};
-use crate::view::{FilterValues, MetricKind, View};
+use crate::view::{FilterValues, View};
 
 /// A rule as written in `[[alerts]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,15 +178,11 @@ fn hold_seconds(key: &'static str, text: &str) -> Result<i64, AlertRuleError> {
 
 /// The output columns of a view whose values are numbers, so that a threshold applies.
 pub fn numeric_columns(view: &View) -> Vec<String> {
-    view.metrics
-        .iter()
-        .filter(|m| match m.kind {
-            MetricKind::Min | MetricKind::Max => {
-                matches!(m.field_type, Some(FieldType::I64 | FieldType::F64))
-            }
-            _ => true,
-        })
-        .map(|m| m.column.clone())
+    crate::plan::ViewPlan::of(view)
+        .metrics
+        .into_iter()
+        .filter(|m| m.answer().is_number())
+        .map(|m| m.column)
         .chain(view.averages().into_iter().map(|a| a.column))
         .collect()
 }

@@ -9,6 +9,8 @@
 //!   a raw Kafka message into a typed [`record::Record`] or a precise [`record::Rejection`];
 //! - [`view`]: view definitions (filter, group-by, time bucket, mergeable metrics),
 //!   checked against the schema and fingerprinted;
+//! - [`plan`]: one plan per view — each metric's stored column, fold, merge rule, read and
+//!   answer type — from which every backend lowers;
 //! - [`arrow`] and [`pg_layout`]: the Delta table's Arrow schema and the PostgreSQL tables
 //!   derived from the same definitions;
 //! - [`alert`]: alert rules over the merged views, validated against the views;
@@ -25,6 +27,7 @@ pub mod lake_uri;
 #[cfg(feature = "postgres")]
 pub mod pg;
 pub mod pg_layout;
+pub mod plan;
 pub mod position;
 pub mod record;
 pub mod rfc3339;

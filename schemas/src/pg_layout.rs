@@ -6,7 +6,8 @@
 //! validated configuration ([`crate::event_schema::is_identifier`]); values are always bound.
 
 use crate::event_schema::FieldType;
-use crate::view::{MetricKind, View};
+use crate::plan::ViewPlan;
+use crate::view::View;
 
 /// The schema holding metadata, speed and batch tables.
 pub const META_SCHEMA: &str = "braid_internal";
@@ -35,40 +36,60 @@ pub fn largest_key_entry_bytes(group_types: &[FieldType], max_string_bytes: usiz
     ENTRY_HEADER + groups + 8 + 8
 }
 
-/// The PostgreSQL type of a metric column. Sums of i64 fields are `numeric`, accumulated as
-/// i128 in both layers, so that they never overflow and never wrap.
-fn metric_pg_type(kind: MetricKind, field_type: Option<FieldType>) -> &'static str {
-    match (kind, field_type) {
-        (MetricKind::Decayed, _) => "double precision",
-        (MetricKind::Distinct, _) => "hll",
-        (MetricKind::Count, _) | (_, None) => "bigint",
-        (MetricKind::Sum, Some(FieldType::I64)) => "numeric",
-        (_, Some(field_type)) => pg_type(field_type),
-    }
-}
-
-/// How partial values of one metric combine — the one merge rule of every reader and writer:
-/// the speed layer's upsert, the serving SQL views and the API.
+/// How partial values of one metric combine and are read — the PostgreSQL lowering of the
+/// view's plan ([`crate::plan`]) for every reader and writer: the speed layer's upsert, the
+/// serving SQL views and the API.
 pub mod merge {
-    use crate::view::{Average, MAX_DECAY_HALF_LIVES, Metric, MetricKind};
+    use crate::plan::{ColumnType, MergeRule, MetricPlan, ReadRule, SketchType};
+    use crate::view::{Average, MAX_DECAY_HALF_LIVES, Metric};
 
-    /// The aggregate that merges the rows of `metric` into one, named as the column: counts and
-    /// sums add (counts stay `bigint`; sums of i64 fields stay `numeric`), min and max combine.
-    /// Decayed scores add once each row is decayed from its bucket's start to `now` (an SQL
-    /// expression of type timestamptz: `now()` or a placeholder); see [`decay_factor`].
+    /// The aggregate that merges the rows of `metric` into one and reads it, named as the
+    /// column: counts and sums add (counts stay `bigint`; sums of i64 fields stay `numeric`),
+    /// min and max combine. Decayed scores add once each row is decayed from its bucket's
+    /// start to `now` (an SQL expression of type timestamptz: `now()` or a placeholder); see
+    /// [`decay_factor`]. Sketches union and read as their estimate.
     pub fn aggregate(metric: &Metric, now: &str) -> String {
+        let plan = MetricPlan::of(metric);
         let c = &metric.column;
-        match metric.kind {
-            MetricKind::Decayed => format!(
+        match plan.read {
+            ReadRule::DecayedToNow { .. } => format!(
                 "sum({} * {}) AS {c}",
                 zero_below(c, DECAYED_READ_FLOOR),
                 decay_factor(metric, now)
             ),
-            MetricKind::Distinct => format!("{} AS {c}", distinct_count(c)),
-            MetricKind::Count => format!("sum({c})::bigint AS {c}"),
-            MetricKind::Sum => format!("sum({c}) AS {c}"),
-            MetricKind::Min => format!("min({c}) AS {c}"),
-            MetricKind::Max => format!("max({c}) AS {c}"),
+            ReadRule::Estimate(SketchType::Hll(_)) => format!("{} AS {c}", distinct_count(c)),
+            ReadRule::Plain => format!("{} AS {c}", merged(&plan, c)),
+        }
+    }
+
+    /// The rows of `column` merged by the plan's rule, as stored.
+    fn merged(plan: &MetricPlan, column: &str) -> String {
+        match plan.merge() {
+            // sum(bigint) is numeric: counts stay bigint.
+            MergeRule::Add if plan.stored == ColumnType::BigInt => {
+                format!("sum({column})::bigint")
+            }
+            MergeRule::Add => format!("sum({column})"),
+            MergeRule::Least => format!("min({column})"),
+            MergeRule::Greatest => format!("max({column})"),
+            MergeRule::Union(sketch) => sketch_union(sketch, column),
+        }
+    }
+
+    /// The union of a column's sketches (strict: rows without a sketch are skipped; NULL
+    /// when none has one).
+    fn sketch_union(sketch: SketchType, column: &str) -> String {
+        match sketch {
+            SketchType::Hll(_) => format!("hll_union_agg({column})"),
+        }
+    }
+
+    /// The merged sketch of a sketch metric (`None` for the others), so that BI tools can roll
+    /// its estimate up exactly over any set of rows.
+    pub fn merged_sketch(metric: &Metric) -> Option<String> {
+        match MetricPlan::of(metric).merge() {
+            MergeRule::Union(sketch) => Some(sketch_union(sketch, &metric.column)),
+            MergeRule::Add | MergeRule::Least | MergeRule::Greatest => None,
         }
     }
 
@@ -77,9 +98,10 @@ pub mod merge {
     /// stamped in the future, counts as of its start) and at least 2^-600
     /// ([`MAX_DECAY_HALF_LIVES`]: PostgreSQL raises an error on underflow).
     pub fn decay_factor(metric: &Metric, now: &str) -> String {
-        let half_life = metric
-            .half_life
-            .map_or(1, crate::duration::HumanDuration::seconds);
+        let half_life = match MetricPlan::of(metric).read {
+            ReadRule::DecayedToNow { half_life } => half_life.seconds(),
+            ReadRule::Plain | ReadRule::Estimate(_) => 1,
+        };
         format!(
             "power(2::double precision, greatest(-{MAX_DECAY_HALF_LIVES}::double precision, least(0::double precision,              extract(epoch FROM (bucket_start - {now}))::double precision / {half_life})))"
         )
@@ -112,40 +134,45 @@ pub mod merge {
         format!("coalesce(hll_cardinality(hll_union_agg({column})), 0)::double precision")
     }
 
-    /// The type of a metric's merged value: what [`aggregate`] answers.
+    /// The type of a metric's merged value: what [`aggregate`] answers ([`MetricPlan::answer`];
+    /// `stored` is the stored column's type).
     pub fn answer_type(metric: &Metric, stored: &'static str) -> &'static str {
-        match metric.kind {
-            MetricKind::Distinct => "double precision",
-            _ => stored,
+        match MetricPlan::of(metric).read {
+            ReadRule::Estimate(_) => ColumnType::Double.pg_type(),
+            ReadRule::Plain | ReadRule::DecayedToNow { .. } => stored,
         }
     }
 
     /// The upsert assignment that folds a new partial value (`EXCLUDED`) into a stored row `t`.
     pub fn upsert(metric: &Metric) -> String {
         let c = &metric.column;
-        match metric.kind {
-            MetricKind::Count | MetricKind::Sum | MetricKind::Decayed => {
-                format!("{c} = t.{c} + EXCLUDED.{c}")
-            }
+        match MetricPlan::of(metric).merge() {
+            MergeRule::Add => format!("{c} = t.{c} + EXCLUDED.{c}"),
             // hll_union is strict: a side without sketch (no record had the field) keeps the other.
-            MetricKind::Distinct => format!(
+            MergeRule::Union(SketchType::Hll(_)) => format!(
                 "{c} = CASE WHEN t.{c} IS NULL THEN EXCLUDED.{c} WHEN EXCLUDED.{c} IS NULL THEN t.{c} \
                  ELSE hll_union(t.{c}, EXCLUDED.{c}) END"
             ),
-            MetricKind::Min => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
-            MetricKind::Max => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
+            MergeRule::Least => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
+            MergeRule::Greatest => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
         }
     }
 
     /// Two partial values of `metric` (SQL expressions; either is NULL where its side has no
-    /// row) merged into one, as [`aggregate`] merges rows: for counts, sums, minima and maxima.
-    /// `None` for decayed scores and sketches, which are merged by [`aggregate`] only.
+    /// row) merged into one, as [`aggregate`] merges rows: for metrics read as stored whose
+    /// values merge pairwise (counts, sums, minima and maxima). `None` for decayed scores and
+    /// sketches, which are merged by [`aggregate`] only.
     pub fn combine(metric: &Metric, a: &str, b: &str) -> Option<String> {
-        match metric.kind {
-            MetricKind::Count | MetricKind::Sum => Some(format!("coalesce({a} + {b}, {a}, {b})")),
-            MetricKind::Min => Some(format!("LEAST({a}, {b})")),
-            MetricKind::Max => Some(format!("GREATEST({a}, {b})")),
-            MetricKind::Decayed | MetricKind::Distinct => None,
+        let plan = MetricPlan::of(metric);
+        match plan.read {
+            ReadRule::Plain => {}
+            ReadRule::DecayedToNow { .. } | ReadRule::Estimate(_) => return None,
+        }
+        match plan.merge() {
+            MergeRule::Add => Some(format!("coalesce({a} + {b}, {a}, {b})")),
+            MergeRule::Least => Some(format!("LEAST({a}, {b})")),
+            MergeRule::Greatest => Some(format!("GREATEST({a}, {b})")),
+            MergeRule::Union(_) => None,
         }
     }
 
@@ -225,12 +252,12 @@ impl ViewLayout {
                 pg_type: pg_type(*field_type),
             })
             .collect();
-        let metric_columns = view
+        let metric_columns = ViewPlan::of(view)
             .metrics
-            .iter()
+            .into_iter()
             .map(|m| Column {
-                name: m.column.clone(),
-                pg_type: metric_pg_type(m.kind, m.field_type),
+                pg_type: m.stored.pg_type(),
+                name: m.column,
             })
             .collect();
         Self {

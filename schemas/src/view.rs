@@ -331,6 +331,65 @@ impl ViewConfig {
     }
 }
 
+impl MetricKind {
+    /// Every kind, in declaration order: what tests iterate to cover each kind.
+    pub const ALL: [MetricKind; 6] = [
+        MetricKind::Count,
+        MetricKind::Sum,
+        MetricKind::Min,
+        MetricKind::Max,
+        MetricKind::Decayed,
+        MetricKind::Distinct,
+    ];
+
+    /// A metric of this kind as configuration writes it, over `field` (`None`: over every
+    /// record), with default parameters; `None` where the kind has no such form. Whether the
+    /// field's type suits the kind is for validation to say. Tests build views of every kind
+    /// from these, so a new kind is covered without new test code.
+    pub fn example(self, field: Option<&str>) -> Option<String> {
+        let name = kind_name(self);
+        match (self, field) {
+            (MetricKind::Count, None) => Some(name.to_string()),
+            (MetricKind::Decayed, None) => Some(format!("{name}(count, 1h)")),
+            (MetricKind::Decayed, Some(field)) => Some(format!("{name}(sum({field}), 1h)")),
+            (
+                MetricKind::Count
+                | MetricKind::Sum
+                | MetricKind::Min
+                | MetricKind::Max
+                | MetricKind::Distinct,
+                Some(field),
+            ) => Some(format!("{name}({field})")),
+            (MetricKind::Sum | MetricKind::Min | MetricKind::Max | MetricKind::Distinct, None) => {
+                None
+            }
+        }
+    }
+}
+
+/// Every metric the schema admits, as configuration writes it: for each kind, its form over
+/// every record and over each field whose type the kind takes (default parameters). Tests
+/// build views of every kind from it, so a new kind is covered without new test code.
+pub fn example_metrics(schema: &EventSchema) -> Vec<String> {
+    let fields = std::iter::once(None).chain(schema.fields.iter().map(|f| Some(f.name.as_str())));
+    let fields: Vec<Option<&str>> = fields.collect();
+    MetricKind::ALL
+        .iter()
+        .flat_map(|kind| fields.iter().filter_map(|field| kind.example(*field)))
+        .filter(|text| {
+            ViewConfig {
+                name: "example".into(),
+                filter: None,
+                group_by: Vec::new(),
+                bucket: "1h".into(),
+                metrics: vec![text.clone()],
+            }
+            .validate(schema)
+            .is_ok()
+        })
+        .collect()
+}
+
 fn kind_name(kind: MetricKind) -> &'static str {
     match kind {
         MetricKind::Count => "count",
@@ -626,8 +685,6 @@ impl View {
             .and_then(|a| self.attributes.get(a))
     }
 
-    /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
-    /// is part of the definition (it decides every record's bucket).
     /// The averages the view answers: one per summed field that it also counts. An optional
     /// field is averaged only with `count(field)`: dividing by `count`, which includes the
     /// records without the field, would bias the average toward zero.
@@ -659,6 +716,8 @@ impl View {
             .collect()
     }
 
+    /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
+    /// is part of the definition (it decides every record's bucket).
     fn compute_fingerprint(&self, schema: &EventSchema) -> String {
         let mut canonical = String::from("braid-view-v2\n");
         let _ = writeln!(canonical, "event_time={}", schema.event_time_field().name);

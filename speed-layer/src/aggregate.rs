@@ -8,9 +8,10 @@ use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
 use schemas::pg::DeadLetter;
+use schemas::plan::{ColumnType, Fold, MergeRule, MetricPlan, SketchType, Term, ViewPlan};
 use schemas::position::{Offset, Partition, Positions};
-use schemas::sketch::Sketch;
-use schemas::view::{Metric, MetricKind, View};
+use schemas::sketch::{Sketch, SketchParams};
+use schemas::view::{Metric, View};
 use schemas::{Record, Value};
 
 /// One group-by value. Absent optional fields group under `None`.
@@ -159,17 +160,14 @@ pub enum MetricValue {
     Sketch(Option<u32>),
 }
 
-/// The initial value of a metric.
-pub fn initial(metric: &Metric) -> MetricValue {
-    use schemas::FieldType;
-    match (metric.kind, metric.field_type) {
-        (MetricKind::Count, _) => MetricValue::Int(Some(0)),
-        (MetricKind::Decayed, _) => MetricValue::Float(Some(0.0)),
-        (MetricKind::Distinct, _) => MetricValue::Sketch(None),
-        (MetricKind::Sum, Some(FieldType::F64)) => MetricValue::Float(Some(0.0)),
-        (MetricKind::Sum, _) => MetricValue::WideSum(0),
-        (_, Some(FieldType::F64)) => MetricValue::Float(None),
-        (_, _) => MetricValue::Int(None),
+/// The initial value of a metric: 0 for metrics that add, "no value" for the others.
+pub fn initial(plan: &MetricPlan) -> MetricValue {
+    let adds = plan.merge() == MergeRule::Add;
+    match plan.stored {
+        ColumnType::BigInt | ColumnType::Timestamp => MetricValue::Int(adds.then_some(0)),
+        ColumnType::Numeric => MetricValue::WideSum(0),
+        ColumnType::Double => MetricValue::Float(adds.then_some(0.0)),
+        ColumnType::Sketch(_) => MetricValue::Sketch(None),
     }
 }
 
@@ -182,44 +180,42 @@ fn combine_option<T: Copy>(a: Option<T>, b: Option<T>, pick: impl Fn(T, T) -> T)
 }
 
 impl MetricValue {
-    /// Folds one record's field value into the metric.
-    fn add(&mut self, kind: MetricKind, value: Option<&Value>) {
-        if kind == MetricKind::Count {
-            if let MetricValue::Int(Some(count)) = self {
-                *count += 1;
-            }
-            return;
+    /// Counts one more record.
+    fn add_one(&mut self) {
+        if let MetricValue::Int(Some(count)) = self {
+            *count += 1;
         }
-        let incoming = match value {
-            Some(Value::I64(v)) | Some(Value::Timestamp(v)) => MetricValue::Int(Some(*v)),
-            Some(Value::F64(v)) => MetricValue::Float(Some(*v)),
-            _ => return, // an absent field adds nothing
-        };
-        self.merge(kind, incoming);
     }
 
-    /// Combines two partial values: sums add, min and max combine.
-    pub fn merge(&mut self, kind: MetricKind, other: MetricValue) {
+    /// Folds one field value into the metric by `rule`.
+    fn add_value(&mut self, rule: MergeRule, value: &Value) {
+        let incoming = match value {
+            Value::I64(v) | Value::Timestamp(v) => MetricValue::Int(Some(*v)),
+            Value::F64(v) => MetricValue::Float(Some(*v)),
+            _ => return, // strings and bools are only counted or sketched
+        };
+        self.merge(rule, incoming);
+    }
+
+    /// Combines two partial values by the metric's merge rule: sums add, min and max combine.
+    /// (Sketches live apart, in [`ViewDeltas::sketches`].)
+    pub fn merge(&mut self, rule: MergeRule, other: MetricValue) {
         *self = match (*self, other) {
             (MetricValue::WideSum(a), MetricValue::WideSum(b)) => MetricValue::WideSum(a + b),
             (MetricValue::WideSum(a), MetricValue::Int(b)) => {
                 MetricValue::WideSum(a + i128::from(b.unwrap_or(0)))
             }
-            (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match kind {
-                MetricKind::Count
-                | MetricKind::Sum
-                | MetricKind::Decayed
-                | MetricKind::Distinct => combine_option(a, b, i64::wrapping_add),
-                MetricKind::Min => combine_option(a, b, i64::min),
-                MetricKind::Max => combine_option(a, b, i64::max),
+            (MetricValue::Int(a), MetricValue::Int(b)) => MetricValue::Int(match rule {
+                MergeRule::Add => combine_option(a, b, i64::wrapping_add),
+                MergeRule::Least => combine_option(a, b, i64::min),
+                MergeRule::Greatest => combine_option(a, b, i64::max),
+                MergeRule::Union(_) => a,
             }),
-            (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match kind {
-                MetricKind::Count
-                | MetricKind::Sum
-                | MetricKind::Decayed
-                | MetricKind::Distinct => combine_option(a, b, |x, y| x + y),
-                MetricKind::Min => combine_option(a, b, f64::min),
-                MetricKind::Max => combine_option(a, b, f64::max),
+            (MetricValue::Float(a), MetricValue::Float(b)) => MetricValue::Float(match rule {
+                MergeRule::Add => combine_option(a, b, |x, y| x + y),
+                MergeRule::Least => combine_option(a, b, f64::min),
+                MergeRule::Greatest => combine_option(a, b, f64::max),
+                MergeRule::Union(_) => a,
             }),
             (mine, _) => mine,
         };
@@ -231,6 +227,12 @@ impl MetricValue {
 pub struct ViewDeltas {
     /// The view.
     pub view: View,
+    /// The view's plan, built once.
+    pub plan: ViewPlan,
+    /// What a record does to each metric, lowered from the plan once.
+    steps: Vec<Step>,
+    /// The metrics' values before any record: a new group's.
+    initial: Vec<MetricValue>,
     /// Metric values per group key and bucket, in the view's metric order.
     pub groups: Groups,
     /// The sketches of distinct metrics, indexed by [`MetricValue::Sketch`].
@@ -239,7 +241,11 @@ pub struct ViewDeltas {
 
 impl ViewDeltas {
     fn new(view: View) -> Self {
+        let plan = ViewPlan::of(&view);
         Self {
+            steps: plan.metrics.iter().map(Step::of).collect(),
+            initial: plan.metrics.iter().map(initial).collect(),
+            plan,
             view,
             groups: Groups::default(),
             sketches: Vec::new(),
@@ -275,49 +281,90 @@ impl ViewDeltas {
             }
         };
         let bucket = self.view.bucket_start_micros(record.event_time_micros);
-        let metrics = &self.view.metrics;
-        let values = self
-            .groups
-            .values_mut(parts, bucket, || metrics.iter().map(initial).collect());
-        for (value, metric) in values.iter_mut().zip(metrics) {
-            if let Some(half_life) = metric.half_life_micros() {
-                // Decayed scores: the record's weight times its decay from the bucket's start.
-                let weight = match metric.field_index {
-                    None => Some(1.0),
-                    Some(index) => match record.get(index) {
-                        Some(Value::I64(v)) => Some(*v as f64),
-                        _ => None, // an absent field adds nothing
-                    },
-                };
-                if let (Some(w), MetricValue::Float(Some(sum))) = (weight, value) {
-                    *sum += w * Metric::decay_weight(half_life, record.event_time_micros, bucket);
+        let initial = &self.initial;
+        let values = self.groups.values_mut(parts, bucket, || initial.clone());
+        for (value, step) in values.iter_mut().zip(&self.steps) {
+            match *step {
+                Step::CountRecord => value.add_one(),
+                Step::CountField(index) => {
+                    if record.get(index).is_some() {
+                        value.add_one();
+                    }
                 }
-                continue;
-            }
-            if let (Some(params), MetricValue::Sketch(slot)) = (metric.sketch, &mut *value) {
-                let hash = metric
-                    .field_index
-                    .and_then(|index| record.get(index))
-                    .and_then(schemas::sketch::hash_value);
-                if let Some(hash) = hash {
-                    let index = *slot.get_or_insert_with(|| {
-                        self.sketches.push(Sketch::new(params));
-                        (self.sketches.len() - 1) as u32
-                    });
-                    self.sketches[index as usize].add_hash(hash);
-                }
-                continue;
-            }
-            match metric.field_index {
-                // `count`: every record.
-                None => value.add(metric.kind, None),
-                // `count(f)`, sums, min and max: records whose field is present.
-                Some(index) => {
+                Step::Value(index, rule) => {
                     if let Some(field) = record.get(index) {
-                        value.add(metric.kind, Some(field));
+                        value.add_value(rule, field);
+                    }
+                }
+                Step::Decayed {
+                    field,
+                    half_life_micros,
+                } => {
+                    // The record's weight times its decay from the bucket's start.
+                    let weight = match field.map(|index| record.get(index)) {
+                        None => 1.0,
+                        Some(Some(Value::I64(v))) => *v as f64,
+                        Some(_) => continue, // an absent field adds nothing
+                    };
+                    if let MetricValue::Float(Some(sum)) = value {
+                        *sum += weight
+                            * Metric::decay_weight(
+                                half_life_micros,
+                                record.event_time_micros,
+                                bucket,
+                            );
+                    }
+                }
+                Step::Hll(index, params) => {
+                    let hash = record.get(index).and_then(schemas::sketch::hash_value);
+                    if let (Some(hash), MetricValue::Sketch(slot)) = (hash, &mut *value) {
+                        let index = *slot.get_or_insert_with(|| {
+                            self.sketches.push(Sketch::new(params));
+                            (self.sketches.len() - 1) as u32
+                        });
+                        self.sketches[index as usize].add_hash(hash);
                     }
                 }
             }
+        }
+    }
+}
+
+/// What one record does to one metric: the speed layer's lowering of the metric's plan
+/// ([`MetricPlan`]), built once per view, so that folding a record is one match per metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// `count`: one per record.
+    CountRecord,
+    /// `count(field)`: one per record that has the field.
+    CountField(usize),
+    /// The field's value, merged by the rule (sums, min, max); an absent field adds nothing.
+    Value(usize, MergeRule),
+    /// The record's weight (1, or the field's i64 value) times its decay from its bucket's start.
+    Decayed {
+        /// The weighing field, if any.
+        field: Option<usize>,
+        /// The half-life in µs.
+        half_life_micros: i64,
+    },
+    /// The field's hash, added to the group's HyperLogLog sketch.
+    Hll(usize, SketchParams),
+}
+
+impl Step {
+    fn of(plan: &MetricPlan) -> Self {
+        let field = plan.field_index();
+        let read = || field.expect("validation gives every metric but counts a field");
+        match plan.fold {
+            Fold::Add(Term::One) => field.map_or(Step::CountRecord, Step::CountField),
+            Fold::Add(Term::Value) | Fold::Least | Fold::Greatest => {
+                Step::Value(read(), plan.merge())
+            }
+            Fold::Add(Term::Decayed { half_life }) => Step::Decayed {
+                field,
+                half_life_micros: half_life.micros(),
+            },
+            Fold::Sketch(SketchType::Hll(params)) => Step::Hll(read(), params),
         }
     }
 }
@@ -502,13 +549,13 @@ mod tests {
     #[test]
     fn merge_combines_like_the_database_does() {
         let mut a = MetricValue::Float(None);
-        a.merge(MetricKind::Min, MetricValue::Float(Some(2.5)));
-        a.merge(MetricKind::Min, MetricValue::Float(Some(1.5)));
-        a.merge(MetricKind::Min, MetricValue::Float(None));
+        a.merge(MergeRule::Least, MetricValue::Float(Some(2.5)));
+        a.merge(MergeRule::Least, MetricValue::Float(Some(1.5)));
+        a.merge(MergeRule::Least, MetricValue::Float(None));
         assert_eq!(a, MetricValue::Float(Some(1.5)));
         let mut s = MetricValue::WideSum(i128::from(i64::MAX));
-        s.merge(MetricKind::Sum, MetricValue::Int(Some(i64::MAX)));
-        s.merge(MetricKind::Sum, MetricValue::WideSum(2));
+        s.merge(MergeRule::Add, MetricValue::Int(Some(i64::MAX)));
+        s.merge(MergeRule::Add, MetricValue::WideSum(2));
         assert_eq!(
             s,
             MetricValue::WideSum(i128::from(i64::MAX) * 2 + 2),

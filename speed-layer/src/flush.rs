@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use schemas::FieldType;
 use schemas::pg::{self, AdvanceError, Layer, PositionMove};
 use schemas::pg_layout::{ViewLayout, merge};
+use schemas::plan::{ColumnType, ViewPlan};
 use schemas::view::View;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -22,7 +23,7 @@ use schemas::validation_rules::ValidationRules;
 pub struct ViewWriter {
     view: String,
     sql: String,
-    metric_types: Vec<&'static str>,
+    metric_types: Vec<ColumnType>,
     group_types: Vec<FieldType>,
 }
 
@@ -32,17 +33,26 @@ impl ViewWriter {
         let layout = ViewLayout::of(view);
         let groups: Vec<&str> = layout.group_names();
         let metrics: Vec<&str> = layout.metric_names();
-        let mut array_types = vec!["timestamptz"];
-        array_types.extend(layout.group_columns.iter().map(|c| c.pg_type));
-        array_types.extend(layout.metric_columns.iter().map(|c| c.pg_type));
+        let plan = ViewPlan::of(view);
+        let mut array_types: Vec<String> = vec!["timestamptz[]".into()];
+        array_types.extend(
+            layout
+                .group_columns
+                .iter()
+                .map(|c| format!("{}[]", c.pg_type)),
+        );
+        array_types.extend(plan.metrics.iter().map(|m| match m.stored {
+            // Sketches travel as bytea; their extension casts bytea to its type.
+            ColumnType::Sketch(_) => format!("bytea[]::{}[]", m.stored.pg_type()),
+            ColumnType::BigInt
+            | ColumnType::Numeric
+            | ColumnType::Double
+            | ColumnType::Timestamp => format!("{}[]", m.stored.pg_type()),
+        }));
         let unnest_args: Vec<String> = array_types
             .iter()
             .enumerate()
-            .map(|(i, t)| match *t {
-                // Sketches travel as bytea; the extension casts bytea to hll.
-                "hll" => format!("${}::bytea[]::hll[]", i + 2),
-                t => format!("${}::{t}[]", i + 2),
-            })
+            .map(|(i, t)| format!("${}::{t}", i + 2))
             .collect();
         let updates: Vec<String> = view.metrics.iter().map(merge::upsert).collect();
         let columns: Vec<&str> = std::iter::once("bucket_start")
@@ -66,7 +76,7 @@ impl ViewWriter {
         Self {
             view: view.name.clone(),
             sql,
-            metric_types: layout.metric_columns.iter().map(|c| c.pg_type).collect(),
+            metric_types: plan.metrics.iter().map(|m| m.stored).collect(),
             group_types: view.group_by_types.clone(),
         }
     }
@@ -82,7 +92,7 @@ impl ViewWriter {
         let mut metrics: Vec<MetricColumn> = self
             .metric_types
             .iter()
-            .map(|t| MetricColumn::new(t, rows))
+            .map(|t| MetricColumn::new(*t, rows))
             .collect();
         // In key order, so that two processes upserting the same hot keys lock their rows in
         // the same order and never deadlock.
@@ -165,13 +175,13 @@ enum MetricColumn {
 }
 
 impl MetricColumn {
-    fn new(pg_type: &str, rows: usize) -> Self {
-        match pg_type {
-            "double precision" => MetricColumn::Float(Vec::with_capacity(rows)),
-            "timestamptz" => MetricColumn::Time(Vec::with_capacity(rows)),
-            "numeric" => MetricColumn::Numeric(Vec::with_capacity(rows)),
-            "hll" => MetricColumn::Sketch(Vec::with_capacity(rows)),
-            _ => MetricColumn::Int(Vec::with_capacity(rows)),
+    fn new(stored: ColumnType, rows: usize) -> Self {
+        match stored {
+            ColumnType::Double => MetricColumn::Float(Vec::with_capacity(rows)),
+            ColumnType::Timestamp => MetricColumn::Time(Vec::with_capacity(rows)),
+            ColumnType::Numeric => MetricColumn::Numeric(Vec::with_capacity(rows)),
+            ColumnType::Sketch(_) => MetricColumn::Sketch(Vec::with_capacity(rows)),
+            ColumnType::BigInt => MetricColumn::Int(Vec::with_capacity(rows)),
         }
     }
 

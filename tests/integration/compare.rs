@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use schemas::pg_layout::ViewLayout;
-use schemas::view::{MetricKind, View};
+use schemas::plan::{MergeRule, MetricPlan, ReadRule, SketchType, ViewPlan};
+use schemas::view::View;
 use sqlx::{PgConnection, Row};
 
 use crate::oracle::ViewRows;
@@ -41,9 +42,11 @@ pub async fn read_rows(
 
 async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -> ViewRows {
     let layout = ViewLayout::of(view);
-    // serving.<view> answers distinct counts as numbers and has the merged sketches beside them.
-    let metric_columns = view.metrics.iter().map(|m| match (m.kind, source) {
-        (MetricKind::Distinct, Source::Serving) => format!("{c}_sketch AS {c}", c = m.column),
+    let plan = ViewPlan::of(view);
+    // serving.<view> answers sketches' estimates as numbers and has the merged sketches beside
+    // them.
+    let metric_columns = plan.metrics.iter().map(|m| match (m.merge(), source) {
+        (MergeRule::Union(_), Source::Serving) => format!("{c}_sketch AS {c}", c = m.column),
         _ => m.column.clone(),
     });
     let columns: Vec<String> = layout
@@ -71,23 +74,7 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         .iter()
         .map(|c| format!("{}::text", c.name))
         .collect();
-    let metrics: Vec<String> = view
-        .metrics
-        .iter()
-        .map(|m| match m.kind {
-            // As text: sums of i64 fields are numeric and may exceed bigint.
-            MetricKind::Count | MetricKind::Sum => format!("sum({})::text", m.column),
-            // Floating-point scores: serving::decayed compares them with a tolerance.
-            MetricKind::Decayed => "NULL::text".to_string(),
-            MetricKind::Min => format!("min({})::text", m.column),
-            // The estimate, rounded (serving::distinct compares sketches exactly).
-            MetricKind::Distinct => format!(
-                "round(coalesce(hll_cardinality(hll_union_agg({})), 0))::bigint::text",
-                m.column
-            ),
-            MetricKind::Max => format!("max({})::text", m.column),
-        })
-        .collect();
+    let metrics: Vec<String> = plan.metrics.iter().map(merged_text).collect();
     let group_by: Vec<String> = layout
         .group_columns
         .iter()
@@ -129,6 +116,27 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
         out.insert((key, bucket), values);
     }
     out
+}
+
+/// The test's own merge of a metric's rows, as text, by the rules its plan names (written
+/// here, not taken from the production lowering it checks: `schemas::pg_layout::merge`).
+fn merged_text(m: &MetricPlan) -> String {
+    let c = &m.column;
+    match m.read {
+        // Floating-point scores: serving::decayed compares them with a tolerance.
+        ReadRule::DecayedToNow { .. } => return "NULL::text".to_string(),
+        ReadRule::Plain | ReadRule::Estimate(_) => {}
+    }
+    match m.merge() {
+        // As text: sums of i64 fields are numeric and may exceed bigint.
+        MergeRule::Add => format!("sum({c})::text"),
+        MergeRule::Least => format!("min({c})::text"),
+        MergeRule::Greatest => format!("max({c})::text"),
+        // The estimate, rounded (serving::distinct compares sketches exactly).
+        MergeRule::Union(SketchType::Hll(_)) => {
+            format!("round(coalesce(hll_cardinality(hll_union_agg({c})), 0))::bigint::text")
+        }
+    }
 }
 
 /// Speed rows with lo ≤ epoch ≤ hi.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::arrow::{OFFSET, PARTITION};
-use schemas::view::{Filter, FilterOp, MetricKind, View};
+use schemas::plan::{ColumnType, Fold, Input, SketchType, Term, ViewPlan};
+use schemas::view::{Filter, FilterOp, View};
 use schemas::{EventSchema, FieldType, Value};
 
 use super::distinct;
@@ -142,35 +143,43 @@ pub fn compute_view(
     };
     let mut keys: Vec<Expr> = view.group_by.iter().map(|g| col(g.as_str())).collect();
     keys.push(bucket.clone().alias(BUCKET_START));
-    // Distinct metrics are folded apart ([`super::distinct`]); the rest aggregate here.
-    let aggregates: Vec<Expr> = view
+    // Sketches are folded apart ([`super::distinct`]); the rest aggregate here.
+    let plan = ViewPlan::of(view);
+    let aggregates: Vec<Expr> = plan
         .metrics
         .iter()
         .filter_map(|metric| {
-            let field = metric.field.as_deref().unwrap_or_default();
-            let value = match (metric.kind, metric.field_type) {
-                (_, Some(FieldType::Timestamp)) => col(field).cast(DataType::Int64),
-                // i64 sums in i128, like the speed layer's: never overflow, never wrap.
-                (MetricKind::Sum, Some(FieldType::I64)) => col(field).cast(DataType::Int128),
-                _ => col(field),
+            let (field, field_type) = match metric.input {
+                Input::EveryRecord => (None, None),
+                Input::Field {
+                    index, field_type, ..
+                } => (Some(schema.fields[index].name.as_str()), Some(field_type)),
             };
-            let aggregate = match metric.kind {
+            let name = field.unwrap_or_default();
+            let value = match (metric.stored, field_type) {
+                (_, Some(FieldType::Timestamp)) => col(name).cast(DataType::Int64),
+                // i64 sums in i128, like the speed layer's: never overflow, never wrap.
+                (ColumnType::Numeric, _) => col(name).cast(DataType::Int128),
+                _ => col(name),
+            };
+            let aggregate = match metric.fold {
                 // `count`: every record; `count(f)`: records whose field is present.
-                MetricKind::Count if metric.field.is_none() => len().cast(DataType::Int64),
-                MetricKind::Count => col(field).count().cast(DataType::Int64),
-                MetricKind::Sum => value.sum(),
-                MetricKind::Min => value.min(),
-                MetricKind::Max => value.max(),
-                MetricKind::Decayed => {
-                    let half_life = metric.half_life_micros().expect("a decayed metric");
-                    let weight = match metric.field {
+                Fold::Add(Term::One) => match field {
+                    None => len().cast(DataType::Int64),
+                    Some(_) => col(name).count().cast(DataType::Int64),
+                },
+                Fold::Add(Term::Value) => value.sum(),
+                Fold::Least => value.min(),
+                Fold::Greatest => value.max(),
+                Fold::Add(Term::Decayed { half_life }) => {
+                    let weight = match field {
                         None => lit(1.0f64),
-                        Some(_) => col(field).cast(DataType::Float64),
+                        Some(_) => col(name).cast(DataType::Float64),
                     };
                     // Absent fields are null and add nothing; a bucket of none sums to 0.
-                    (weight * decay(half_life)).sum()
+                    (weight * decay(half_life.micros())).sum()
                 }
-                MetricKind::Distinct => return None,
+                Fold::Sketch(SketchType::Hll(_)) => return None,
             };
             Some(aggregate.alias(metric.column.as_str()))
         })
@@ -184,7 +193,7 @@ pub fn compute_view(
             key_names.clone(),
             SortMultipleOptions::default().with_nulls_last(true),
         ))?;
-    if view.metrics.iter().any(|m| m.kind == MetricKind::Distinct) {
+    if plan.has_sketches() {
         let sketches = distinct::sketch_columns(frame, &keys, key_names.clone(), &computed, view)?;
         computed.hstack_mut(&sketches)?;
         let columns = key_names

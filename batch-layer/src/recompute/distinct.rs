@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hashbrown::HashMap;
 use polars::prelude::*;
+use schemas::plan::{Fold, MetricPlan, SketchType};
 use schemas::sketch::{Register, Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::View;
 
@@ -140,8 +141,11 @@ pub fn sketch_columns(
         .metrics
         .iter()
         .filter_map(|m| {
-            let params = m.sketch?;
-            Some((m.field.as_deref()?, params, m.column.as_str()))
+            Some((
+                m.field.as_deref()?,
+                hll_params(&MetricPlan::of(m))?,
+                m.column.as_str(),
+            ))
         })
         .collect();
     let mut select: Vec<Expr> = keys.to_vec();
@@ -198,6 +202,15 @@ pub fn sketch_columns(
         .collect())
 }
 
+/// The parameters of a metric the batch folds into a HyperLogLog sketch here; `None` for
+/// metrics Polars (or Spark) aggregates.
+fn hll_params(plan: &MetricPlan) -> Option<SketchParams> {
+    match plan.fold {
+        Fold::Sketch(SketchType::Hll(params)) => Some(params),
+        Fold::Add(_) | Fold::Least | Fold::Greatest => None,
+    }
+}
+
 /// The hash of each value of a distinct metric's field, as the speed layer hashes it: strings
 /// by [`hash_text`], integers by [`hash_i64`] (the only types a distinct metric accepts);
 /// null stays null.
@@ -231,7 +244,7 @@ pub(crate) fn sketch_columns_of_values(
     view: &View,
 ) -> PolarsResult<DataFrame> {
     for metric in &view.metrics {
-        let Some(params) = metric.sketch else {
+        let Some(params) = hll_params(&MetricPlan::of(metric)) else {
             continue;
         };
         let name = metric.column.as_str();

@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use deltalake::parquet::arrow::ArrowWriter;
 use polars::prelude::*;
 use proptest::prelude::*;
+use schemas::plan::{ColumnType, MergeRule, ViewPlan};
+use schemas::view::{ViewConfig, example_metrics};
 use schemas::{BraidConfig, Record, Rejection, Value};
 use speed_layer::aggregate::{KeyValue, MetricValue, MicroBatch};
 
 use super::columns::BatchBuilder;
 use crate::recompute::{BUCKET_START, compute_view};
 
-/// A schema with every field type, optional fields, and views that group, filter and take
-/// every metric but the order-dependent float sum.
+/// A schema with every field type, optional fields, and views that group and filter; the view
+/// `by_name` ([`config`]) takes every metric the schema admits.
 const CONFIG: &str = r#"
 [kafka]
 topic = "hostile"
@@ -32,16 +34,11 @@ fields = [
   { name = "flag", type = "bool", required = false },
 ]
 [[views]]
-name = "by_name"
-group_by = ["name"]
-bucket = "1h"
-metrics = ["count", "sum(n)", "min(n)", "max(n)", "min(x)", "max(x)", "min(at)", "max(at)", "count(n)", "count(tag)", "count(at)", "distinct(tag)", "distinct(n, 6, 4)"]
-[[views]]
 name = "by_tag_flag"
 filter = { field = "n", op = "ge", value = -5 }
 group_by = ["tag", "flag"]
 bucket = "1d"
-metrics = ["count", "sum(n)", "distinct(name)"]
+metrics = ["count", "sum(n)", "distinct(name, 6, 4)"]
 [[views]]
 name = "by_n_flag"
 group_by = ["n", "flag"]
@@ -49,8 +46,38 @@ bucket = "1m"
 metrics = ["count", "distinct(tag)"]
 "#;
 
+/// The test config, with first two views of every metric of every kind over every field it
+/// takes ([`example_metrics`]), but those whose value depends on the order records are added
+/// in — by their plan, f64 values that add (sums of f64 fields, decayed scores) — so that a new
+/// metric kind is compared here without new test code: `by_name` (hourly, by a string that is
+/// mostly unique) and `by_flag` (by a bool, in 100-year buckets, so that most groups fold
+/// several records).
 fn config() -> BraidConfig {
-    BraidConfig::load_from(Some(("hostile.toml", CONFIG)), []).expect("the test config is valid")
+    let mut config = BraidConfig::load_from(Some(("hostile.toml", CONFIG)), [])
+        .expect("the test config is valid");
+    let view = |name: &str, group_by: &str, bucket: &str, metrics: Vec<String>| {
+        ViewConfig {
+            name: name.into(),
+            filter: None,
+            group_by: vec![group_by.into()],
+            bucket: bucket.into(),
+            metrics,
+        }
+        .validate(&config.schema)
+        .expect("the examples validate")
+    };
+    let every = example_metrics(&config.schema);
+    let plan = ViewPlan::of(&view("every", "name", "1h", every.clone()));
+    let exact: Vec<String> = every
+        .into_iter()
+        .zip(&plan.metrics)
+        .filter(|(_, m)| !(m.merge() == MergeRule::Add && m.stored == ColumnType::Double))
+        .map(|(text, _)| text)
+        .collect();
+    let by_name = view("by_name", "name", "1h", exact.clone());
+    let by_flag = view("by_flag", "flag", "36500d", exact);
+    config.views.splice(0..0, [by_name, by_flag]);
+    config
 }
 
 /// JSON text for a string field: adversarial escapes and characters, long strings.

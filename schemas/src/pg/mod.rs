@@ -124,9 +124,13 @@ pub async fn ensure_view_tables(
     let counting_distinct: Vec<&str> = views
         .iter()
         .filter(|v| {
-            v.metrics
+            crate::plan::ViewPlan::of(v)
+                .metrics
                 .iter()
-                .any(|m| m.kind == crate::view::MetricKind::Distinct)
+                .any(|m| match m.stored {
+                    crate::plan::ColumnType::Sketch(sketch) => sketch.pg_extension() == "hll",
+                    _ => false,
+                })
         })
         .map(|v| v.name.as_str())
         .collect();

@@ -177,12 +177,13 @@ pub async fn spark_rows_equal_polars_rows(
             "{}: the same cut",
             view.name
         );
-        let layout = schemas::pg_layout::ViewLayout::of(view);
-        let doubles: Vec<&str> = layout
-            .metric_columns
+        // By the plan: every metric stored as a double is compared to a relative 1e-12.
+        let plan = schemas::plan::ViewPlan::of(view);
+        let doubles: Vec<&str> = plan
+            .metrics
             .iter()
-            .filter(|c| c.pg_type == "double precision")
-            .map(|c| c.name.as_str())
+            .filter(|m| m.stored == schemas::plan::ColumnType::Double)
+            .map(|m| m.column.as_str())
             .collect();
         let expected = &polars_rows[&view.name];
         let actual = run_rows(pool, view, spark_run).await;
@@ -226,11 +227,32 @@ pub async fn spark_rows_equal_polars_rows(
     }
 }
 
+/// The demo config (braid.toml) with one more view, `every_metric`: every metric of every kind
+/// over every demo field it takes ([`schemas::view::example_metrics`]), so that a new metric
+/// kind is compared without new test code. Written to a file of the test's own.
+fn every_metric_config(test: &str) -> PathBuf {
+    let demo = std::fs::read_to_string(repo_root().join("braid.toml")).unwrap();
+    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let metrics = schemas::view::example_metrics(&config.schema);
+    let text = format!(
+        "{demo}\n[[views]]\nname = \"every_metric\"\ngroup_by = [\"country\"]\nbucket = \"1m\"\nmetrics = {}\n",
+        serde_json::to_string(&metrics).unwrap()
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", crate::support::unique_topic(test)));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The demo config's views (count, sum, min, max, avg, distinct, decayed; filters and
-/// multi-key group-bys) over the demo stream with late and malformed records.
+/// multi-key group-bys) and a view of every metric kind ([`every_metric_config`]) over the
+/// demo stream with late and malformed records.
 #[sqlx::test(migrations = false)]
 async fn spark_batch_rows_equal_polars_batch_rows_for_the_demo_views(pool: PgPool) {
-    let pipeline = Pipeline::new("batch-spark-demo", &pool).await;
+    let mut pipeline = Pipeline::new("batch-spark-demo", &pool).await;
+    let config_path = every_metric_config("batch-spark-demo");
+    pipeline.config = Some(config_path.clone());
+    let migrated = run(pipeline.braid().arg("migrate"));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
     pipeline.produce(8_000, 41, 3);
     let mut speed = pipeline.start_speed("a", "a");
     let mut sink = pipeline.start_sink("a", "a");
@@ -238,7 +260,11 @@ async fn spark_batch_rows_equal_polars_batch_rows_for_the_demo_views(pool: PgPoo
     speed.kill();
     // The sink stops once the Polars run has waited for it, so both runs pin one version.
     crate::support::sink_caught_up(&pipeline, &mut sink).await;
-    let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
+    let config = schemas::BraidConfig::load(Some(&config_path)).unwrap();
+    assert!(
+        config.views.iter().any(|v| v.name == "every_metric"),
+        "the comparison covers every metric kind"
+    );
     sink.kill();
     spark_rows_equal_polars_rows(&pool, &pipeline, &config, default_packages()).await;
 
@@ -276,6 +302,7 @@ async fn spark_batch_rows_equal_polars_batch_rows_for_the_demo_views(pool: PgPoo
         !staged.exists() || std::fs::read_dir(&staged).unwrap().next().is_none(),
         "staged rows are removed"
     );
+    std::fs::remove_file(&config_path).unwrap();
 }
 
 /// The staging folder of a local lake.

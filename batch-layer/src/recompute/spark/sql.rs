@@ -15,7 +15,8 @@
 //! - timestamps in metrics are µs since the epoch;
 //! - decayed metrics sum `w · 2^((t − bucket_start) / half_life)` in DOUBLE.
 
-use schemas::view::{Filter, FilterOp, MetricKind, View};
+use schemas::plan::{ColumnType, Fold, Input, MetricPlan, SketchType, Term};
+use schemas::view::{Filter, FilterOp, View};
 use schemas::{EventSchema, FieldType, Value};
 
 use super::super::BUCKET_START;
@@ -82,26 +83,30 @@ pub fn view_sql(view: &View, schema: &EventSchema) -> String {
             .field_type
             .map(|t| field_expr(field, t))
             .unwrap_or_default();
-        let aggregate = match metric.kind {
-            MetricKind::Count if metric.field.is_none() => "count(*)".to_string(),
-            MetricKind::Count => format!("count({value})"),
-            MetricKind::Sum if metric.field_type == Some(FieldType::I64) => format!(
+        let plan = MetricPlan::of(metric);
+        let aggregate = match plan.fold {
+            Fold::Add(Term::One) => match plan.input {
+                Input::EveryRecord => "count(*)".to_string(),
+                Input::Field { .. } => format!("count({value})"),
+            },
+            Fold::Add(Term::Value) if plan.stored == ColumnType::Numeric => format!(
                 "CAST(coalesce(sum(CAST({value} AS DECIMAL(38, 0))), CAST(0 AS DECIMAL(38, 0))) AS STRING)"
             ),
-            MetricKind::Sum => format!("coalesce(sum({value}), CAST(0 AS DOUBLE))"),
-            MetricKind::Min => format!("min({value})"),
-            MetricKind::Max => format!("max({value})"),
-            MetricKind::Decayed => {
-                let half_life = metric.half_life_micros().expect("a decayed metric");
-                let weight = match metric.field {
-                    None => "CAST(1 AS DOUBLE)".to_string(),
-                    Some(_) => format!("CAST({value} AS DOUBLE)"),
+            Fold::Add(Term::Value) => format!("coalesce(sum({value}), CAST(0 AS DOUBLE))"),
+            Fold::Least => format!("min({value})"),
+            Fold::Greatest => format!("max({value})"),
+            Fold::Add(Term::Decayed { half_life }) => {
+                let half_life = half_life.micros();
+                let weight = match plan.input {
+                    Input::EveryRecord => "CAST(1 AS DOUBLE)".to_string(),
+                    Input::Field { .. } => format!("CAST({value} AS DOUBLE)"),
                 };
                 format!(
                     "coalesce(sum({weight} * pow(CAST(2 AS DOUBLE), CAST({event_time} - {bucket} AS DOUBLE) / CAST({half_life} AS DOUBLE))), CAST(0 AS DOUBLE))"
                 )
             }
-            MetricKind::Distinct => format!("collect_set({value})"),
+            // The group's values; Braid builds the sketch (`distinct::sketch_columns_of_values`).
+            Fold::Sketch(SketchType::Hll(_)) => format!("collect_set({value})"),
         };
         select.push(format!("{aggregate} AS {}", ident(&metric.column)));
     }
