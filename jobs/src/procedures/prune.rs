@@ -123,11 +123,9 @@ mod tests {
     use schemas::pg::{DeadLetter, Layer, insert_dead_letters};
     use schemas::record::Rejection;
 
-    /// The prune in chunks far smaller than what it deletes leaves nothing older than the
-    /// cut-offs and everything newer, as counted independently before it ran.
-    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
-    async fn a_prune_in_small_chunks_deletes_exactly_what_is_older_than_the_cutoffs(pool: PgPool) {
-        let letters: Vec<DeadLetter> = (0..23)
+    /// Stores `count` sink dead letters at offsets 0.., received now.
+    async fn insert_sink_dead_letters(pool: &PgPool, count: i64) {
+        let letters: Vec<DeadLetter> = (0..count)
             .map(|o| {
                 let rejection = Rejection::MissingField { field: "ts".into() };
                 DeadLetter::new(0, o, rejection, b"{}", 8)
@@ -138,6 +136,13 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
+    }
+
+    /// The prune in chunks far smaller than what it deletes leaves nothing older than the
+    /// cut-offs and everything newer, as counted independently before it ran.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_prune_in_small_chunks_deletes_exactly_what_is_older_than_the_cutoffs(pool: PgPool) {
+        insert_sink_dead_letters(&pool, 23).await;
         sqlx::query(
             "INSERT INTO braid_internal.alert_instances (fingerprint, rule, labels, state, evaluated_at) \
              SELECT 'f' || i, 'r', '{}', CASE WHEN i % 4 = 0 THEN 'firing' ELSE 'resolved' END, \
@@ -213,17 +218,7 @@ mod tests {
     /// deletes nothing; an ordinary retention still deletes exactly the older rows.
     #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
     async fn a_retention_longer_than_the_database_reaches_keeps_everything(pool: PgPool) {
-        let letters: Vec<DeadLetter> = (0..3)
-            .map(|o| {
-                let rejection = Rejection::MissingField { field: "ts".into() };
-                DeadLetter::new(0, o, rejection, b"{}", 8)
-            })
-            .collect();
-        let mut tx = pool.begin().await.unwrap();
-        insert_dead_letters(&mut tx, Layer::Sink, "t", &letters)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
+        insert_sink_dead_letters(&pool, 3).await;
         sqlx::query(
             "UPDATE braid_internal.dead_letters SET received_at = now() - interval '400 days'",
         )
