@@ -16,13 +16,13 @@ use std::time::Duration;
 
 use crate::store::{self, Transition};
 use chrono::{DateTime, Utc};
-use schemas::BraidConfig;
 use schemas::alert::Receiver;
 use schemas::config::KafkaConfig;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::error::AlertError;
+use crate::settings::AlertSettings;
 
 /// Deliveries read per round.
 const BATCH: i64 = 100;
@@ -65,9 +65,9 @@ impl Sender {
 }
 
 /// Every receiver the rules name, once.
-pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
-    let mut all: Vec<Receiver> = config
-        .alerts
+pub fn receivers(settings: &AlertSettings) -> Vec<Receiver> {
+    let mut all: Vec<Receiver> = settings
+        .rules
         .iter()
         .flat_map(|r| r.notify.iter().cloned())
         .collect();
@@ -77,11 +77,11 @@ pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
 }
 
 /// Checks that every webhook's token variable is set.
-pub fn check_tokens(config: &BraidConfig) -> Result<(), AlertError> {
-    for receiver in receivers(config) {
+pub fn check_tokens(settings: &AlertSettings) -> Result<(), AlertError> {
+    for receiver in receivers(settings) {
         if let Receiver::Webhook(name) = receiver
-            && let Some(var) = config
-                .alerting
+            && let Some(var) = settings
+                .receivers
                 .webhooks
                 .get(&name)
                 .and_then(|w| w.token_env.as_ref())
@@ -120,29 +120,28 @@ pub struct Workers {
 impl Workers {
     /// Builds each webhook's client; a Kafka receiver is set up later, by its worker. Fails
     /// only for the operator's errors (a webhook not declared, or its token not set).
-    pub fn new(config: &BraidConfig) -> Result<Self, AlertError> {
-        let timeout = config.alerting.webhook_timeout_ms.duration();
+    pub fn new(settings: &AlertSettings) -> Result<Self, AlertError> {
+        let timeout = settings.receivers.timeout;
         let mut senders = Vec::new();
-        for receiver in receivers(config) {
-            let setup =
-                match &receiver {
-                    Receiver::Webhook(name) => {
-                        let webhook = config.alerting.webhooks.get(name).ok_or_else(|| {
-                            AlertError::Receiver {
-                                receiver: receiver.to_string(),
-                                reason: "not declared".into(),
-                            }
-                        })?;
-                        Setup::Ready(Sender::Webhook(webhook::Webhook::new(
-                            name, webhook, timeout,
-                        )?))
-                    }
-                    Receiver::Kafka(topic) => Setup::Kafka {
-                        kafka: config.kafka.clone(),
-                        topic: topic.clone(),
-                        timeout,
-                    },
-                };
+        for receiver in receivers(settings) {
+            let setup = match &receiver {
+                Receiver::Webhook(name) => {
+                    let webhook = settings.receivers.webhooks.get(name).ok_or_else(|| {
+                        AlertError::Receiver {
+                            receiver: receiver.to_string(),
+                            reason: "not declared".into(),
+                        }
+                    })?;
+                    Setup::Ready(Sender::Webhook(webhook::Webhook::new(
+                        name, webhook, timeout,
+                    )?))
+                }
+                Receiver::Kafka(topic) => Setup::Kafka {
+                    kafka: settings.receivers.kafka.clone(),
+                    topic: topic.clone(),
+                    timeout,
+                },
+            };
             senders.push((receiver.to_string(), setup));
         }
         Ok(Self { senders })
