@@ -29,4 +29,4 @@ mod tests;
 pub use alerts_store as store;
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};
-pub use settings::{AlertSettings, ReceiverSettings};
+pub use settings::{AlertSettings, ReceiverSettings, RetryPolicy};

@@ -8,8 +8,6 @@ use schemas::alert::AlertRule;
 use schemas::config::{KafkaConfig, WebhookConfig};
 use schemas::view::View;
 
-use crate::notify::RetryPolicy;
-
 /// The alerts' settings.
 #[derive(Debug, Clone)]
 pub struct AlertSettings {
@@ -40,4 +38,39 @@ pub struct ReceiverSettings {
     pub timeout: Duration,
     /// The Kafka cluster of the `kafka:` receivers (`[kafka]`).
     pub kafka: KafkaConfig,
+}
+
+/// How a failed delivery is retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after `attempts` failed attempts (1, 2, ...): initial · 2^(attempts-1), capped.
+    pub fn backoff(self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        self.initial.saturating_mul(1 << doublings).min(self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RetryPolicy;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
+        let retry = RetryPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(4),
+        };
+        let waits: Vec<u128> = (1..=6).map(|a| retry.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 4000, 4000]);
+    }
 }

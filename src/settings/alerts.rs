@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use alerts::notify::RetryPolicy;
-use alerts::{AlertSettings, EvaluatorContext, ReceiverSettings};
+use alerts::{AlertSettings, EvaluatorContext, ReceiverSettings, RetryPolicy};
 use chrono::Utc;
 use schemas::BraidConfig;
 

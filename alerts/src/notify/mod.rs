@@ -22,32 +22,13 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::error::AlertError;
-use crate::settings::AlertSettings;
+use crate::settings::{AlertSettings, RetryPolicy};
 
 /// Deliveries read per round.
 const BATCH: i64 = 100;
 
 /// Longest wait between two looks at the outbox, in case a wake-up was missed.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
-
-/// How a failed delivery is retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// The wait after `attempts` failed attempts (1, 2, ...): initial · 2^(attempts-1), capped.
-    pub fn backoff(self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1))
-            .unwrap_or(0)
-            .min(20);
-        self.initial.saturating_mul(1 << doublings).min(self.max)
-    }
-}
 
 /// A receiver's sender.
 enum Sender {
@@ -323,7 +304,7 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
-    use super::{RetryPolicy, Running};
+    use super::Running;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
@@ -363,15 +344,5 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    #[test]
-    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
-        let retry = RetryPolicy {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(4),
-        };
-        let waits: Vec<u128> = (1..=6).map(|a| retry.backoff(a).as_millis()).collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 4000, 4000]);
     }
 }
