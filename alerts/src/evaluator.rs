@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::store::{self, AlertState};
 use chrono::{DateTime, Utc};
-use schemas::BraidConfig;
 use schemas::alert::AlertRule;
 use schemas::pg::leader::LeaderLock;
 use schemas::pg::view_changes;
@@ -21,7 +20,8 @@ use tokio::sync::Notify;
 
 use crate::error::AlertError;
 use crate::evaluate::{RuleEvaluation, evaluate, record};
-use crate::notify::{RetryPolicy, Workers};
+use crate::notify::Workers;
+use crate::settings::AlertSettings;
 
 pub use crate::evaluate::EVALUATOR_LOCK;
 
@@ -36,8 +36,8 @@ pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 pub struct EvaluatorContext {
     /// The database.
     pub pool: PgPool,
-    /// The validated configuration (rules, views, receivers).
-    pub config: Arc<BraidConfig>,
+    /// The rules, their views and the receivers.
+    pub settings: Arc<AlertSettings>,
     /// The clock.
     pub clock: Clock,
 }
@@ -49,11 +49,11 @@ pub async fn run_evaluator(
     ctx: &EvaluatorContext,
     stop: Arc<AtomicBool>,
 ) -> Result<(), AlertError> {
-    if ctx.config.alerts.is_empty() {
+    if ctx.settings.rules.is_empty() {
         tracing::info!("no [[alerts]] rules are configured; the evaluator has nothing to do");
     }
     // A webhook's missing token is the operator's error: found at start, leader or not.
-    crate::notify::check_tokens(&ctx.config)?;
+    crate::notify::check_tokens(&ctx.settings)?;
     let mut announced_standby = false;
     while !stop.load(Ordering::Relaxed) {
         let lock = match LeaderLock::try_take(&ctx.pool, EVALUATOR_LOCK).await {
@@ -76,7 +76,7 @@ pub async fn run_evaluator(
         };
         announced_standby = false;
         tracing::info!(
-            rules = ctx.config.alerts.len(),
+            rules = ctx.settings.rules.len(),
             pid = lock.backend_pid(),
             "active alert evaluator"
         );
@@ -105,8 +105,8 @@ async fn lead(
     stop: &AtomicBool,
     mut lock: LeaderLock,
 ) -> Result<(), AlertError> {
-    let alerting = &ctx.config.alerting;
-    let workers = match Workers::new(&ctx.config) {
+    let settings = &ctx.settings;
+    let workers = match Workers::new(settings) {
         Ok(workers) => workers,
         Err(error) => {
             lock.release().await;
@@ -115,23 +115,18 @@ async fn lead(
     };
     let wake = Arc::new(Notify::new());
     let term = Arc::new(AtomicBool::new(false));
-    let retry = RetryPolicy {
-        initial: alerting.retry_initial_ms.duration(),
-        max: alerting.retry_max_ms.duration(),
-    };
-    let running = workers.spawn(ctx.pool.clone(), retry, wake.clone(), term.clone());
+    let running = workers.spawn(ctx.pool.clone(), settings.retry, wake.clone(), term.clone());
     let mut listener = listen(&ctx.pool).await;
-    let mut due: Vec<Due> = ctx
-        .config
-        .alerts
+    let mut due: Vec<Due> = settings
+        .rules
         .iter()
         .map(|_| Due {
             last: None,
             changed: true,
         })
         .collect();
-    let periodic = alerting.evaluation_interval_ms.duration();
-    let min_interval = alerting.min_interval_ms.duration();
+    let periodic = settings.evaluation_interval;
+    let min_interval = settings.min_interval;
     let mut last_check = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if last_check.elapsed() >= LOCK_CHECK {
@@ -142,7 +137,7 @@ async fn lead(
             last_check = Instant::now();
         }
         let mut lost = false;
-        for (rule, d) in ctx.config.alerts.iter().zip(due.iter_mut()) {
+        for (rule, d) in settings.rules.iter().zip(due.iter_mut()) {
             let since = d.last.map(|t| t.elapsed());
             let run = since.is_none_or(|s| s >= periodic || (d.changed && s >= min_interval));
             if !run {
@@ -238,7 +233,7 @@ async fn listen(pool: &PgPool) -> Option<PgListener> {
 }
 
 fn mark_changed(ctx: &EvaluatorContext, due: &mut [Due], view: &str) {
-    for (rule, d) in ctx.config.alerts.iter().zip(due.iter_mut()) {
+    for (rule, d) in ctx.settings.rules.iter().zip(due.iter_mut()) {
         if rule.view == view {
             d.changed = true;
         }
@@ -283,7 +278,7 @@ pub async fn evaluate_and_record(
     leader_pid: i32,
 ) -> Result<usize, AlertError> {
     let view = ctx
-        .config
+        .settings
         .views
         .iter()
         .find(|v| v.name == rule.view)
@@ -296,13 +291,13 @@ pub async fn evaluate_and_record(
     let evaluation = evaluate(
         &ctx.pool,
         view,
-        &ctx.config.kafka.topic,
+        &ctx.settings.topic,
         rule,
         now,
-        ctx.config.alerting.max_instances,
+        ctx.settings.max_instances,
     )
     .await?;
-    report_left_out(&rule.name, ctx.config.alerting.max_instances, &evaluation);
+    report_left_out(&rule.name, ctx.settings.max_instances, &evaluation);
     let receivers: Vec<String> = rule.notify.iter().map(ToString::to_string).collect();
     let ids = record(&ctx.pool, leader_pid, &evaluation, &receivers).await?;
     let firing = evaluation

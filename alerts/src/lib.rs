@@ -6,6 +6,8 @@
 //!   lock;
 //! - [`evaluator`]: leader and standby, evaluations on view changes and on an interval;
 //! - [`notify`]: webhook and Kafka deliveries from an outbox, at least once, with retries;
+//! - [`settings`]: what the evaluator and its receivers read, built by the binary from the
+//!   configuration;
 //! - [`json`]: instances and transitions as the API, the CLI and the notifications show them.
 //!
 //! State and history live in `braid_internal.alert_*`, whose SQL is [`store`] (the
@@ -19,6 +21,7 @@ pub mod notify;
 mod outside_page;
 #[cfg(test)]
 mod record_tests;
+pub mod settings;
 pub mod state_machine;
 #[cfg(test)]
 mod tests;
@@ -26,3 +29,4 @@ mod tests;
 pub use alerts_store as store;
 pub use error::AlertError;
 pub use evaluator::{Clock, EvaluatorContext, run_evaluator};
+pub use settings::{AlertSettings, ReceiverSettings, RetryPolicy};

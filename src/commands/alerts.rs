@@ -1,24 +1,12 @@
 //! `braid alerts`: the evaluator, the instances, the history, and a dry evaluation.
 
-use std::process::ExitCode;
-use std::sync::Arc;
-
-use alerts::EvaluatorContext;
 use alerts::store;
 use chrono::{SecondsFormat, Utc};
 use schemas::BraidConfig;
+use std::process::ExitCode;
 
 use crate::cli::{AlertsArgs, AlertsCommand};
 use crate::stop::StopFlag;
-
-/// The evaluator's context from the configuration, with the wall clock.
-pub fn context(config: &BraidConfig, pool: sqlx::PgPool) -> EvaluatorContext {
-    EvaluatorContext {
-        pool,
-        config: Arc::new(config.clone()),
-        clock: Arc::new(Utc::now),
-    }
-}
 
 fn show(value: Option<f64>) -> String {
     value.map_or_else(|| "no data".to_string(), |v| v.to_string())
@@ -48,7 +36,11 @@ pub async fn run(config: BraidConfig, args: &AlertsArgs) -> anyhow::Result<ExitC
         AlertsCommand::Run { .. } => {
             let stop = StopFlag::default();
             stop.stop_on_signals();
-            alerts::run_evaluator(&context(&config, pool), stop.shared()).await?;
+            alerts::run_evaluator(
+                &crate::settings::alerts::context(&config, pool),
+                stop.shared(),
+            )
+            .await?;
         }
         AlertsCommand::List { rule } => {
             check_rule(&config, rule.as_deref())?;
@@ -93,12 +85,13 @@ pub async fn run(config: BraidConfig, args: &AlertsArgs) -> anyhow::Result<ExitC
             }
         }
         AlertsCommand::Test { rule } => {
-            let found = config
-                .alerts
+            let settings = crate::settings::alerts::settings(&config);
+            let found = settings
+                .rules
                 .iter()
                 .find(|r| &r.name == rule)
                 .ok_or_else(|| alerts::AlertError::UnknownRule(rule.clone()))?;
-            let view = config
+            let view = settings
                 .views
                 .iter()
                 .find(|v| v.name == found.view)
@@ -106,10 +99,10 @@ pub async fn run(config: BraidConfig, args: &AlertsArgs) -> anyhow::Result<ExitC
             let evaluation = alerts::evaluate::evaluate(
                 &pool,
                 view,
-                &config.kafka.topic,
+                &settings.topic,
                 found,
                 Utc::now(),
-                config.alerting.max_instances,
+                settings.max_instances,
             )
             .await?;
             let record = &evaluation.record;

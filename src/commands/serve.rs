@@ -10,8 +10,8 @@ use anyhow::Context;
 use jobs::{JobContext, JobKind, JobRequestError};
 use schemas::BraidConfig;
 use serde_json::Value;
-use serving::api::{AnswerCache, JobLauncher, KafkaWatch, LaunchError, Limits, WatchedGroup};
-use serving::{AppState, ServingSettings};
+use serving::AppState;
+use serving::api::{JobLauncher, KafkaWatch, LaunchError};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
@@ -101,20 +101,6 @@ async fn api_pool(options: PgConnectOptions, max_connections: u32) -> sqlx::Resu
         .await
 }
 
-/// What the API serves, from `config`.
-fn settings(config: &BraidConfig, admin_token: Option<String>) -> ServingSettings {
-    ServingSettings {
-        views: config.views.clone(),
-        topic: config.kafka.topic.clone(),
-        limits: Limits {
-            max_limit: config.serving.max_limit,
-            max_range_seconds: i64::from(config.serving.max_range_days) * 86_400,
-        },
-        admin_token,
-        alert_rules: config.alerts.iter().map(|r| r.name.clone()).collect(),
-    }
-}
-
 /// The application state for `config`, with the real jobs and Kafka watch.
 pub fn state(
     config: &BraidConfig,
@@ -124,24 +110,16 @@ pub fn state(
     let kafka = KafkaWatch::spawn(
         &ingest::kafka::client_config(&config.kafka),
         config.kafka.topic.clone(),
-        vec![
-            WatchedGroup {
-                layer: "speed".into(),
-                group: config.kafka.speed_group.clone(),
-            },
-            WatchedGroup {
-                layer: "sink".into(),
-                group: config.kafka.sink_group.clone(),
-            },
-        ],
+        crate::settings::serving::watched_groups(config),
         Duration::from_secs(1),
     )
     .context("starting the Kafka watch (kafka.brokers)")?;
-    let mut state = AppState::new(pools.api, settings(config, admin_token), kafka);
-    state.answers = AnswerCache::new(
-        config.serving.answer_cache_ms.duration(),
-        config.serving.answer_cache_entries,
+    let mut state = AppState::new(
+        pools.api,
+        crate::settings::serving::settings(config, admin_token),
+        kafka,
     );
+    state.answers = crate::settings::serving::answer_cache(config);
     state.answers.listen(state.pool.clone());
     state.jobs = Some(Arc::new(JobRunner {
         context: crate::settings::jobs::context(config, pools.jobs),

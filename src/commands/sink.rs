@@ -1,29 +1,9 @@
 //! `braid sink`: the Delta sink.
 
-use batch_layer::sink::{SinkSettings, SinkSummary};
+use batch_layer::sink::SinkSummary;
 use schemas::BraidConfig;
 
 use crate::stop::StopFlag;
-
-/// The sink's settings from the configuration.
-pub fn settings(config: &BraidConfig) -> SinkSettings {
-    SinkSettings {
-        ingest: ingest::IngestSettings {
-            topic: config.kafka.topic.clone(),
-            group: config.kafka.sink_group.clone(),
-            client: ingest::kafka::consumer_config(&config.kafka),
-            flush_interval: config.sink.flush_interval_ms.duration(),
-            // Delta commits stay large: a file per small flush would bloat the table.
-            flush_when_caught_up: None,
-            flush_max_records: None,
-            flush_max_bytes: Some(config.sink.flush_max_bytes),
-            dead_letter_max_payload_bytes: config.sink.dead_letter_max_payload_bytes,
-            schema: config.schema.clone(),
-        },
-        lake: crate::settings::batch_layer::lake(config),
-        compression: config.sink.compression,
-    }
-}
 
 /// Runs the sink on a dedicated thread and waits for it.
 pub async fn spawn(
@@ -32,7 +12,7 @@ pub async fn spawn(
     stop: StopFlag,
 ) -> anyhow::Result<SinkSummary> {
     ingest::kafka::refuse_compacted_source(&config.kafka).await?;
-    let settings = settings(config);
+    let settings = crate::settings::batch_layer::sink(config);
     let runtime = tokio::runtime::Handle::current();
     super::on_thread("sink", move || {
         batch_layer::sink::run(settings, pool, runtime, stop.shared())

@@ -57,7 +57,10 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         })
     };
     let evaluator = {
-        let (context, flag) = (super::alerts::context(&config, pool.clone()), stop.shared());
+        let (context, flag) = (
+            crate::settings::alerts::context(&config, pool.clone()),
+            stop.shared(),
+        );
         supervise::restarted("alert evaluator", &stop, move || {
             let (context, flag) = (context.clone(), flag.clone());
             async move { Ok(alerts::run_evaluator(&context, flag).await?) }

@@ -1,11 +1,12 @@
 //! The batch layer's settings from the configuration: the lake handle every user of the Delta
-//! table shares (the sink, batch runs, table maintenance, time travel, republish, recover), and
-//! the batch runs' settings.
+//! table shares (the sink, batch runs, table maintenance, time travel, republish, recover), the
+//! batch runs' settings and the Delta sink's.
 
 use std::time::Duration;
 
 use batch_layer::lake::{Lake, LakeSettings};
 use batch_layer::recompute::{BatchSettings, Engine};
+use batch_layer::sink::SinkSettings;
 use schemas::BraidConfig;
 use schemas::config::BatchEngine;
 
@@ -31,5 +32,26 @@ pub fn batch(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
             BatchEngine::Polars => Engine::Polars,
             BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
         },
+    }
+}
+
+/// The Delta sink's settings: its consumer group and flushes (`[sink]`), the lake and the
+/// compression of its files.
+pub fn sink(config: &BraidConfig) -> SinkSettings {
+    SinkSettings {
+        ingest: ingest::IngestSettings {
+            topic: config.kafka.topic.clone(),
+            group: config.kafka.sink_group.clone(),
+            client: ingest::kafka::consumer_config(&config.kafka),
+            flush_interval: config.sink.flush_interval_ms.duration(),
+            // Delta commits stay large: a file per small flush would bloat the table.
+            flush_when_caught_up: None,
+            flush_max_records: None,
+            flush_max_bytes: Some(config.sink.flush_max_bytes),
+            dead_letter_max_payload_bytes: config.sink.dead_letter_max_payload_bytes,
+            schema: config.schema.clone(),
+        },
+        lake: lake(config),
+        compression: config.sink.compression,
     }
 }

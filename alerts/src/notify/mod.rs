@@ -16,38 +16,19 @@ use std::time::Duration;
 
 use crate::store::{self, Transition};
 use chrono::{DateTime, Utc};
-use schemas::BraidConfig;
 use schemas::alert::Receiver;
 use schemas::config::KafkaConfig;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::error::AlertError;
+use crate::settings::{AlertSettings, RetryPolicy};
 
 /// Deliveries read per round.
 const BATCH: i64 = 100;
 
 /// Longest wait between two looks at the outbox, in case a wake-up was missed.
 const IDLE_LOOK: Duration = Duration::from_secs(1);
-
-/// How a failed delivery is retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// The wait after `attempts` failed attempts (1, 2, ...): initial · 2^(attempts-1), capped.
-    pub fn backoff(self, attempts: i32) -> Duration {
-        let doublings = u32::try_from(attempts.saturating_sub(1))
-            .unwrap_or(0)
-            .min(20);
-        self.initial.saturating_mul(1 << doublings).min(self.max)
-    }
-}
 
 /// A receiver's sender.
 enum Sender {
@@ -65,9 +46,9 @@ impl Sender {
 }
 
 /// Every receiver the rules name, once.
-pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
-    let mut all: Vec<Receiver> = config
-        .alerts
+pub fn receivers(settings: &AlertSettings) -> Vec<Receiver> {
+    let mut all: Vec<Receiver> = settings
+        .rules
         .iter()
         .flat_map(|r| r.notify.iter().cloned())
         .collect();
@@ -77,11 +58,11 @@ pub fn receivers(config: &BraidConfig) -> Vec<Receiver> {
 }
 
 /// Checks that every webhook's token variable is set.
-pub fn check_tokens(config: &BraidConfig) -> Result<(), AlertError> {
-    for receiver in receivers(config) {
+pub fn check_tokens(settings: &AlertSettings) -> Result<(), AlertError> {
+    for receiver in receivers(settings) {
         if let Receiver::Webhook(name) = receiver
-            && let Some(var) = config
-                .alerting
+            && let Some(var) = settings
+                .receivers
                 .webhooks
                 .get(&name)
                 .and_then(|w| w.token_env.as_ref())
@@ -120,29 +101,28 @@ pub struct Workers {
 impl Workers {
     /// Builds each webhook's client; a Kafka receiver is set up later, by its worker. Fails
     /// only for the operator's errors (a webhook not declared, or its token not set).
-    pub fn new(config: &BraidConfig) -> Result<Self, AlertError> {
-        let timeout = config.alerting.webhook_timeout_ms.duration();
+    pub fn new(settings: &AlertSettings) -> Result<Self, AlertError> {
+        let timeout = settings.receivers.timeout;
         let mut senders = Vec::new();
-        for receiver in receivers(config) {
-            let setup =
-                match &receiver {
-                    Receiver::Webhook(name) => {
-                        let webhook = config.alerting.webhooks.get(name).ok_or_else(|| {
-                            AlertError::Receiver {
-                                receiver: receiver.to_string(),
-                                reason: "not declared".into(),
-                            }
-                        })?;
-                        Setup::Ready(Sender::Webhook(webhook::Webhook::new(
-                            name, webhook, timeout,
-                        )?))
-                    }
-                    Receiver::Kafka(topic) => Setup::Kafka {
-                        kafka: config.kafka.clone(),
-                        topic: topic.clone(),
-                        timeout,
-                    },
-                };
+        for receiver in receivers(settings) {
+            let setup = match &receiver {
+                Receiver::Webhook(name) => {
+                    let webhook = settings.receivers.webhooks.get(name).ok_or_else(|| {
+                        AlertError::Receiver {
+                            receiver: receiver.to_string(),
+                            reason: "not declared".into(),
+                        }
+                    })?;
+                    Setup::Ready(Sender::Webhook(webhook::Webhook::new(
+                        name, webhook, timeout,
+                    )?))
+                }
+                Receiver::Kafka(topic) => Setup::Kafka {
+                    kafka: settings.receivers.kafka.clone(),
+                    topic: topic.clone(),
+                    timeout,
+                },
+            };
             senders.push((receiver.to_string(), setup));
         }
         Ok(Self { senders })
@@ -324,7 +304,7 @@ async fn deliver(
 
 #[cfg(test)]
 mod tests {
-    use super::{RetryPolicy, Running};
+    use super::Running;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
@@ -364,15 +344,5 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-    }
-
-    #[test]
-    fn backoff_doubles_from_the_initial_wait_up_to_the_cap() {
-        let retry = RetryPolicy {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(4),
-        };
-        let waits: Vec<u128> = (1..=6).map(|a| retry.backoff(a).as_millis()).collect();
-        assert_eq!(waits, [500, 1000, 2000, 4000, 4000, 4000]);
     }
 }
