@@ -19,31 +19,3 @@ pub async fn spawn(
     })
     .await
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_sink_keeps_its_own_dead_letter_payload_bound() {
-        let demo = include_str!("../../braid.toml");
-        let env = [
-            (
-                "BRAID__SPEED__DEAD_LETTER_MAX_PAYLOAD_BYTES".to_string(),
-                "11".to_string(),
-            ),
-            (
-                "BRAID__SINK__DEAD_LETTER_MAX_PAYLOAD_BYTES".to_string(),
-                "9".to_string(),
-            ),
-        ];
-        let config = BraidConfig::load_from(Some(("braid.toml", demo)), env).unwrap();
-        assert_eq!(settings(&config).ingest.dead_letter_max_payload_bytes, 9);
-        assert_eq!(
-            super::super::speed::settings(&config)
-                .ingest
-                .dead_letter_max_payload_bytes,
-            11
-        );
-    }
-}

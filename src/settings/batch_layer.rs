@@ -55,3 +55,31 @@ pub fn sink(config: &BraidConfig) -> SinkSettings {
         compression: config.sink.compression,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use schemas::BraidConfig;
+
+    #[test]
+    fn the_sink_keeps_its_own_dead_letter_payload_bound() {
+        let demo = include_str!("../../braid.toml");
+        let env = [
+            (
+                "BRAID__SPEED__DEAD_LETTER_MAX_PAYLOAD_BYTES".to_string(),
+                "11".to_string(),
+            ),
+            (
+                "BRAID__SINK__DEAD_LETTER_MAX_PAYLOAD_BYTES".to_string(),
+                "9".to_string(),
+            ),
+        ];
+        let config = BraidConfig::load_from(Some(("braid.toml", demo)), env).unwrap();
+        assert_eq!(super::sink(&config).ingest.dead_letter_max_payload_bytes, 9);
+        assert_eq!(
+            crate::settings::speed_layer::settings(&config)
+                .ingest
+                .dead_letter_max_payload_bytes,
+            11
+        );
+    }
+}
