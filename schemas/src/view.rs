@@ -757,6 +757,24 @@ impl View {
 mod tests {
     use super::*;
 
+    /// `MetricKind::ALL` drives the tests of every kind (the plan's, the agreement proptest's,
+    /// Spark = Polars): a kind missing from it would be tested nowhere. The match is exhaustive,
+    /// so a new kind does not compile here until it is numbered, and then must be in `ALL`.
+    #[test]
+    fn all_lists_every_kind_once() {
+        let number = |kind: MetricKind| match kind {
+            MetricKind::Count => 0,
+            MetricKind::Sum => 1,
+            MetricKind::Min => 2,
+            MetricKind::Max => 3,
+            MetricKind::Decayed => 4,
+            MetricKind::Distinct => 5,
+        };
+        let mut numbers: Vec<usize> = MetricKind::ALL.iter().map(|k| number(*k)).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (0..=5).collect::<Vec<usize>>());
+    }
+
     #[test]
     fn an_optional_field_is_averaged_only_over_the_records_that_have_it() {
         let text = r#"
