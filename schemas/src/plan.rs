@@ -73,8 +73,6 @@ pub enum Input {
         index: usize,
         /// Its type.
         field_type: FieldType,
-        /// Whether every valid record has it.
-        required: bool,
     },
 }
 
@@ -217,11 +215,7 @@ impl MetricPlan {
     /// The plan of a validated metric: the one mapping from a kind to its rules.
     pub fn of(metric: &Metric) -> Self {
         let input = match (metric.field_index, metric.field_type) {
-            (Some(index), Some(field_type)) => Input::Field {
-                index,
-                field_type,
-                required: metric.field_required,
-            },
+            (Some(index), Some(field_type)) => Input::Field { index, field_type },
             _ => Input::EveryRecord,
         };
         let field_type = metric.field_type;
@@ -336,15 +330,11 @@ metrics = ["count", "count(cents)", "sum(cents)", "sum(score)", "min(cents)", "m
     fn every_metric_kind_has_its_stored_type_fold_merge_read_and_answer() {
         let view = every_kind();
         let plan = ViewPlan::of(&view);
-        let field = |index, field_type, required| Input::Field {
-            index,
-            field_type,
-            required,
-        };
-        let cents = field(2, FieldType::I64, false);
-        let score = field(3, FieldType::F64, true);
-        let seen = field(4, FieldType::Timestamp, false);
-        let page = field(1, FieldType::String, true);
+        let field = |index, field_type| Input::Field { index, field_type };
+        let cents = field(2, FieldType::I64);
+        let score = field(3, FieldType::F64);
+        let seen = field(4, FieldType::Timestamp);
+        let page = field(1, FieldType::String);
         let ten_minutes = HumanDuration::parse("10m").unwrap();
         let hour = HumanDuration::parse("1h").unwrap();
         let default = SketchType::Hll(SketchParams::default());

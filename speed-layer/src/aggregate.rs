@@ -227,8 +227,6 @@ impl MetricValue {
 pub struct ViewDeltas {
     /// The view.
     pub view: View,
-    /// The view's plan, built once.
-    pub plan: ViewPlan,
     /// What a record does to each metric, lowered from the plan once.
     steps: Vec<Step>,
     /// The metrics' values before any record: a new group's.
@@ -245,7 +243,6 @@ impl ViewDeltas {
         Self {
             steps: plan.metrics.iter().map(Step::of).collect(),
             initial: plan.metrics.iter().map(initial).collect(),
-            plan,
             view,
             groups: Groups::default(),
             sketches: Vec::new(),
