@@ -458,27 +458,33 @@ fn decayed_metric(
     })
 }
 
-/// `distinct(field)` or `distinct(field, LOG2M, REGWIDTH)`: `inner` is the text inside the
-/// parentheses.
+/// `distinct(field)`, or with the extension's parameters `distinct(field, LOG2M, REGWIDTH)`,
+/// `distinct(field, LOG2M, REGWIDTH, EXPTHRESH)` or `distinct(field, LOG2M, REGWIDTH,
+/// EXPTHRESH, SPARSEON)`: `inner` is the text inside the parentheses.
 fn distinct_metric(
     text: &str,
     inner: Option<&str>,
     schema: &EventSchema,
 ) -> Result<Metric, String> {
+    let defaults = SketchParams::default();
     let usage = || {
         format!(
-            "metric `{text}`: write distinct(FIELD), or distinct(FIELD, LOG2M, REGWIDTH) for another precision (default {}, {})",
-            crate::sketch::DEFAULT_LOG2M,
-            crate::sketch::DEFAULT_REGWIDTH
+            "metric `{text}`: write distinct(FIELD), or distinct(FIELD, LOG2M, REGWIDTH[, EXPTHRESH[, SPARSEON]]) \
+             with integers for other sketch parameters (default {defaults}: postgresql-hll's own)"
         )
     };
     let parts: Vec<&str> = inner.ok_or_else(usage)?.split(',').map(str::trim).collect();
+    let small = |t: &str| t.parse::<u8>().map_err(|_| usage());
+    let large = |t: &str| t.parse::<i64>().map_err(|_| usage());
+    let invalid = |e: crate::sketch::SketchParamsError| format!("metric `{text}`: {e}");
     let sketch = match parts[1..] {
-        [] => SketchParams::default(),
-        [log2m, regwidth] => {
-            let number = |t: &str| t.parse::<u8>().map_err(|_| usage());
-            SketchParams::new(number(log2m)?, number(regwidth)?)
-                .map_err(|e| format!("metric `{text}`: {e}"))?
+        [] => defaults,
+        [log2m, regwidth, ref storage @ ..] if storage.len() <= 2 => {
+            let expthresh = storage.first().map_or(Ok(-1), |t| large(t))?;
+            let sparseon = storage.get(1).map_or(Ok(1), |t| large(t))?;
+            SketchParams::new(small(log2m)?, small(regwidth)?)
+                .and_then(|p| p.with_storage(expthresh, sparseon))
+                .map_err(invalid)?
         }
         _ => return Err(usage()),
     };
@@ -719,6 +725,12 @@ impl View {
     /// v2: sums of i64 fields are `numeric` (i128 in both layers), and the event-time field
     /// is part of the definition (it decides every record's bucket).
     fn compute_fingerprint(&self, schema: &EventSchema) -> String {
+        let digest = Sha256::digest(self.canonical_text(schema).as_bytes());
+        digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Everything that affects the view's stored rows, as text: what the fingerprint hashes.
+    fn canonical_text(&self, schema: &EventSchema) -> String {
         let mut canonical = String::from("braid-view-v2\n");
         let _ = writeln!(canonical, "event_time={}", schema.event_time_field().name);
         let _ = writeln!(canonical, "bucket={}", self.bucket.seconds());
@@ -745,11 +757,24 @@ impl View {
             }
             if let Some(sketch) = metric.sketch {
                 let _ = write!(canonical, ":sketch={}/{}", sketch.log2m, sketch.regwidth);
+                // Sketches stored FULL from the first value (expthresh 0, sparseon 0: Braid's
+                // only form before the extension's default forms) keep their fingerprints;
+                // other forms name theirs, as the extension will not union sketches whose
+                // forms' parameters differ.
+                if sketch.explicit_cutoff != crate::sketch::ExplicitCutoff::Values(0)
+                    || sketch.sparse
+                {
+                    let _ = write!(
+                        canonical,
+                        "/{}/{}",
+                        sketch.explicit_cutoff.expthresh(),
+                        u8::from(sketch.sparse)
+                    );
+                }
             }
             canonical.push('\n');
         }
-        let digest = Sha256::digest(canonical.as_bytes());
-        digest[..5].iter().map(|b| format!("{b:02x}")).collect()
+        canonical
     }
 }
 
@@ -882,6 +907,33 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             default.fingerprint, precise.fingerprint,
             "another precision is another view"
         );
+        // The extension's storage parameters: its defaults when left out.
+        let spelled = with("distinct(country, 11, 5, -1, 1)").unwrap();
+        assert_eq!(spelled.metrics[3].sketch, Some(SketchParams::default()));
+        assert_eq!(spelled.fingerprint, default.fingerprint);
+        let three = with("distinct(country, 11, 5, 64)").unwrap();
+        assert_eq!(
+            three.metrics[3].sketch,
+            Some(SketchParams::default().with_storage(64, 1).unwrap())
+        );
+        assert_ne!(
+            three.fingerprint, default.fingerprint,
+            "other forms are another view"
+        );
+        // FULL from the first value (Braid's only form before) keeps the fingerprint it had:
+        // its canonical text is the one `distinct(country)` had then.
+        let full = with("distinct(country, 11, 5, 0, 0)").unwrap();
+        let text = full.canonical_text(&schema());
+        assert!(
+            text.ends_with("metric=distinct_country:string:sketch=11/5\n"),
+            "{text}"
+        );
+        let text = default.canonical_text(&schema());
+        assert!(
+            text.ends_with("metric=distinct_country:string:sketch=11/5/-1/1\n"),
+            "{text}"
+        );
+        assert_ne!(full.fingerprint, default.fingerprint);
         assert_eq!(
             with("distinct( cents )").unwrap().metrics[3].column,
             "distinct_cents"
@@ -900,11 +952,19 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             ),
             ("distinct(country, 14)", "write distinct(FIELD)"),
             ("distinct(country, x, 5)", "write distinct(FIELD)"),
-            ("distinct(country, 3, 5)", "log2m 3 is outside 4..=17"),
+            ("distinct(country, 3, 5)", "LOG2M 3 is outside 4..=17"),
+            ("distinct(country, 11, 8)", "REGWIDTH 8 is outside 1..=7"),
             (
-                "distinct(country, 11, 8)",
-                "the register width 8 is outside 1..=7",
+                "distinct(country, 11, 5, 3)",
+                "EXPTHRESH 3 is not -1 (auto)",
             ),
+            ("distinct(country, 11, 5, 16384)", "EXPTHRESH 16384 is not"),
+            (
+                "distinct(country, 11, 5, -1, 2)",
+                "SPARSEON 2 is not 0 or 1",
+            ),
+            ("distinct(country, 11, 5, -1, x)", "write distinct(FIELD"),
+            ("distinct(country, 11, 5, -1, 1, 0)", "write distinct(FIELD"),
         ] {
             let error = with(metric).unwrap_err().to_string();
             assert!(

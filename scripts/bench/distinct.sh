@@ -1,35 +1,48 @@
 #!/usr/bin/env bash
-# Benchmark: what a distinct(field) metric costs the speed layer. The same filled topic is
-# caught up twice, in the same run, each time from the start into a fresh database: once with
-# the demo views less `unique_visitors` (the one view with distinct(user_id)), once with all of
-# them. kcat reading the topic is the floor.
-#   BENCH_EVENTS      events in the topic (default 2000000)
+# Benchmark: what a distinct(field) metric costs the speed layer, on two streams. For each, the
+# same filled topic is caught up twice in the same run, each time from the start into a fresh
+# database: once without the stream's distinct view, once with it. kcat reading the topic is the
+# floor. After the run with the view, the stored size of its sketch rows (median and p99 of the
+# `hll` values' bytes) and how many rows hold each storage form.
+#   demo: braid.toml, less `unique_visitors` (distinct(user_id) per page and minute)
+#   ysb:  examples/ysb.toml, less `ad_unique_users` (distinct(user_id) per ad and 10 s window)
+#   BENCH_EVENTS      events in each topic (default 2000000)
 #   BENCH_PARTITIONS  partitions (default 4)
+#   BENCH_STREAMS     which streams (default "demo ysb")
 EVENTS=${BENCH_EVENTS:-2000000}
 PARTITIONS=${BENCH_PARTITIONS:-4}
+STREAMS=${BENCH_STREAMS:-demo ysb}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 stamp=$(date +%s)
-export BRAID__KAFKA__TOPIC=bench.distinct.$stamp
 server_url=${DATABASE_URL%/*}
-fill_topic_and_time_kcat "$EVENTS" "$PARTITIONS"
-without=$(mktemp --suffix .toml)
-# braid.toml less the unique_visitors view (views are separated by blank lines).
-python3 - braid.toml "$without" <<'PY'
-import sys
-blocks = open(sys.argv[1]).read().split("\n\n")
-kept = [b for b in blocks if 'name = "unique_visitors"' not in b]
-open(sys.argv[2], "w").write("\n\n".join(kept))
-PY
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 
-catch_up() { # catch_up LABEL CONFIG
-  local db=bench_distinct_${stamp}_$1
+# without CONFIG VIEW OUTPUT: CONFIG less the view named VIEW (views are separated by blank
+# lines; the comment lines just above a view belong to its block).
+without() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, tomllib
+config, view, output = sys.argv[1:]
+blocks = open(config).read().split("\n\n")
+kept = [b for b in blocks if f'name = "{view}"' not in b]
+text = "\n\n".join(kept)
+names = [v["name"] for v in tomllib.loads(text)["views"]]
+assert view not in names and len(kept) == len(blocks) - 1, f"{config} changed: update this filter"
+open(output, "w").write(text)
+PY
+}
+
+# catch_up STREAM LABEL CONFIG [VIEW SKETCH_COLUMN]
+catch_up() {
+  local db=bench_distinct_${stamp}_$1_$2
   psql "$server_url/braid" -qc "CREATE DATABASE $db" >/dev/null
-  export DATABASE_URL=$server_url/$db BRAID_CONFIG=$2 BRAID__KAFKA__SPEED_GROUP=bench.distinct.$stamp.$1
+  export DATABASE_URL=$server_url/$db BRAID_CONFIG=$3 BRAID__KAFKA__SPEED_GROUP=bench.distinct.$stamp.$1.$2
   RUST_LOG=warn "$BIN" migrate
   local t0 t1 pid done_count rss
   t0=$(now)
-  RUST_LOG=warn "$BIN" speed & pid=$!
+  RUST_LOG=warn,sqlx=error "$BIN" speed & pid=$!
   while :; do
     done_count=$(psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions")
     [ "$done_count" -ge "$EVENTS" ] && break
@@ -39,9 +52,43 @@ catch_up() { # catch_up LABEL CONFIG
   t1=$(now)
   rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   kill -INT $pid; wait $pid || true
-  echo "braid speed, $1: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak RSS $((rss / 1024)) MiB"
+  echo "braid speed, $1, $2: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak RSS $((rss / 1024)) MiB"
+  if [ $# -ge 5 ]; then
+    local table
+    table=braid_internal.$(psql "$DATABASE_URL" -tAc "SELECT tablename FROM pg_tables WHERE schemaname = 'braid_internal' AND tablename LIKE 'speed\_$4\_%'")
+    # The hll type's storage bytes are its varlena payload: octet_length of its text form is
+    # 2 + 2 per byte (\x and hex digits).
+    psql "$DATABASE_URL" -tA -F ' ' -c "
+      SELECT 'stored sketch bytes per row: median ' || percentile_cont(0.5) WITHIN GROUP (ORDER BY b)
+             || ', p99 ' || percentile_cont(0.99) WITHIN GROUP (ORDER BY b) || ', max ' || max(b) || ' (' || count(*) || ' rows; '
+             || (
+               SELECT string_agg(form || ' ' || n, ', ' ORDER BY form) FROM (
+                 SELECT CASE substr(t, 4, 1) WHEN '1' THEN 'EMPTY' WHEN '2' THEN 'EXPLICIT' WHEN '3' THEN 'SPARSE' ELSE 'FULL' END AS form,
+                        count(*) AS n FROM (SELECT $5::text AS t FROM $table WHERE $5 IS NOT NULL) f GROUP BY 1) forms) || ')'
+      FROM (SELECT (octet_length($5::text) - 2) / 2 AS b FROM $table WHERE $5 IS NOT NULL) s"
+  fi
   psql "$server_url/braid" -qc "DROP DATABASE $db" >/dev/null
 }
-catch_up without_distinct "$without"
-catch_up with_distinct "$PWD/braid.toml"
-rm -f "$without"
+
+for stream in $STREAMS; do
+  export BRAID__KAFKA__TOPIC=bench.distinct.$stamp.$stream
+  case $stream in
+    demo)
+      config=$PWD/braid.toml view=unique_visitors
+      fill_topic_and_time_kcat "$EVENTS" "$PARTITIONS"
+      ;;
+    ysb)
+      config=$PWD/examples/ysb.toml view=ad_unique_users
+      echo "YSB: $EVENTS ad events on $PARTITIONS partitions"
+      RUST_LOG=warn "$BIN" generate --workload ysb --rate 0 --count "$EVENTS" --seed 1 --partitions "$PARTITIONS" >/dev/null
+      t0=$(now)
+      consumed=$(kcat -C -b "$KAFKA_BROKERS" -t "$BRAID__KAFKA__TOPIC" -o beginning -e -q -f '%o\n' | wc -l)
+      t1=$(now)
+      echo "plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s ($consumed events)"
+      ;;
+    *) echo "BENCH_STREAMS: unknown stream '$stream' (demo, ysb)" >&2; exit 2 ;;
+  esac
+  without "$config" "$view" "$work/$stream-without.toml"
+  catch_up "$stream" without_distinct "$work/$stream-without.toml"
+  catch_up "$stream" with_distinct "$config" "$view" distinct_user_id
+done

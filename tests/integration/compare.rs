@@ -209,8 +209,9 @@ pub async fn load_visits(connection: &mut PgConnection, messages: &[crate::oracl
 
 /// Compares, per page and minute, the merged `unique_visitors` sketch (active batch rows ⊕
 /// speed rows at or above the covered epoch, unioned by `hll_union_agg`) with the sketch
-/// PostgreSQL's own `hll_add_agg` builds from the valid `messages`: byte for byte, so a lost or
-/// doubled record anywhere shows. Returns what differs.
+/// PostgreSQL's own `hll_add_agg` builds from the valid `messages` at the extension's defaults
+/// (what `distinct(user_id)` means): byte for byte, in whichever form (EXPLICIT, SPARSE, FULL)
+/// the extension gives it, so a lost or doubled record anywhere shows. Returns what differs.
 pub async fn distinct_sketches_match(
     connection: &mut PgConnection,
     messages: &[crate::oracle::RawMessage],
@@ -231,7 +232,7 @@ pub async fn distinct_sketches_match(
              SELECT page, bucket_start, distinct_user_id FROM {speed} WHERE epoch >= coalesce((SELECT covered_epoch FROM active), 0) \
            ) AS r GROUP BY 1, 2), \
          reference AS (SELECT page, date_bin('1 minute', ts, timestamptz 'epoch') AS bucket_start, \
-             hll_add_agg(hll_hash_text(user_id), 11, 5, 0, 0)::text AS sketch FROM visits GROUP BY 1, 2) \
+             hll_add_agg(hll_hash_text(user_id))::text AS sketch FROM visits GROUP BY 1, 2) \
          SELECT count(*), (SELECT count(*) FROM reference) FROM merged FULL JOIN reference \
            ON merged.page IS NOT DISTINCT FROM reference.page AND merged.bucket_start = reference.bucket_start \
          WHERE merged.sketch IS DISTINCT FROM reference.sketch",

@@ -1,19 +1,20 @@
 //! The sketches of a view's distinct metrics, folded over the streamed records instead of
 //! grouped by Polars.
 //!
-//! Polars' streaming engine lowers "the distinct registers of each group" to a group-by per
-//! (group, register): about one entry per record, 1.4 GiB at 10 M records. Here the records
-//! stream through once (only the key columns and each value's packed register), and each
-//! group keeps the registers its records raised as `u32`s (4 bytes per record at most); the
-//! sketches are built per group at the end, the way the speed layer builds them. Spark's
-//! distinct values become sketches here too ([`sketch_columns_of_values`]).
+//! Polars' streaming engine lowers "the distinct values of each group" to a group-by per
+//! (group, value): about one entry per record, 1.4 GiB at 10 M records. Here the records
+//! stream through once (only the key columns and each value's hash), and each group folds its
+//! hashes into its sketch as the speed layer does ([`schemas::sketch::Sketch`]): a small
+//! group keeps its few distinct hashes (8 bytes each, the EXPLICIT form), a large one its
+//! registers (one byte each), so memory follows the groups, not the records. Spark's distinct
+//! values become sketches here too ([`sketch_columns_of_values`]).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hashbrown::HashMap;
 use polars::prelude::*;
 use schemas::plan::{Fold, MetricPlan, SketchType};
-use schemas::sketch::{Register, Sketch, SketchParams, hash_i64, hash_text};
+use schemas::sketch::{Sketch, SketchParams, StoredForm, hash_i64, hash_text};
 use schemas::view::View;
 
 /// One key column of a batch, typed so that building a key reads it without conversions:
@@ -80,17 +81,17 @@ fn key_of(columns: &[KeyColumn<'_>], row: usize, key: &mut Vec<u8>) {
     }
 }
 
-/// The registers each group's records raised, per distinct metric, by the group's key bytes
-/// (hashbrown's default hasher: fast, and seeded per process, as keys come from any producer).
-struct Raised {
+/// Each group's sketches, one per distinct metric, by the group's key bytes (hashbrown's
+/// default hasher: fast, and seeded per process, as keys come from any producer).
+struct GroupSketches {
     key_names: Vec<PlSmallStr>,
-    metrics: usize,
-    groups: HashMap<Vec<u8>, Vec<Vec<u32>>>,
+    params: Vec<SketchParams>,
+    groups: HashMap<Vec<u8>, Vec<Sketch>>,
 }
 
-impl Raised {
-    fn register_column(metric: usize) -> PlSmallStr {
-        format!("__registers_{metric}").into()
+impl GroupSketches {
+    fn hash_column(metric: usize) -> PlSmallStr {
+        format!("__hashes_{metric}").into()
     }
 
     fn key_columns<'a>(&self, frame: &'a DataFrame) -> PolarsResult<Vec<KeyColumn<'a>>> {
@@ -100,26 +101,26 @@ impl Raised {
             .collect()
     }
 
-    /// Folds one streamed batch: key columns and one packed-register column per metric.
+    /// Folds one streamed batch: key columns and one hash column per metric.
     fn add(&mut self, mut batch: DataFrame) -> PolarsResult<()> {
         batch.rechunk_mut();
         let keys = self.key_columns(&batch)?;
-        let registers: Vec<&UInt32Chunked> = (0..self.metrics)
-            .map(|m| batch.column(&Self::register_column(m))?.u32())
+        let hashes: Vec<&UInt64Chunked> = (0..self.params.len())
+            .map(|m| batch.column(&Self::hash_column(m))?.u64())
             .collect::<PolarsResult<_>>()?;
         let mut key = Vec::with_capacity(64);
         for row in 0..batch.height() {
             key_of(&keys, row, &mut key);
-            let raised = match self.groups.get_mut(key.as_slice()) {
-                Some(raised) => raised,
+            let sketches = match self.groups.get_mut(key.as_slice()) {
+                Some(sketches) => sketches,
                 None => self
                     .groups
                     .entry(key.clone())
-                    .or_insert_with(|| vec![Vec::new(); self.metrics]),
+                    .or_insert_with(|| self.params.iter().map(|p| Sketch::new(*p)).collect()),
             };
-            for (metric, column) in registers.iter().enumerate() {
-                if let Some(register) = column.get(row) {
-                    raised[metric].push(register);
+            for (sketch, column) in sketches.iter_mut().zip(&hashes) {
+                if let Some(hash) = column.get(row) {
+                    sketch.add_hash(hash);
                 }
             }
         }
@@ -129,7 +130,7 @@ impl Raised {
 
 /// Each distinct metric's sketch column (named as the metric's column) for the rows of
 /// `computed`, whose key columns are `keys`' names: `records` streamed once through `keys`
-/// and each metric's packed registers. A group none of whose records had the field gets null.
+/// and each metric's value hashes. A group none of whose records had the field gets null.
 pub fn sketch_columns(
     records: LazyFrame,
     keys: &[Expr],
@@ -149,15 +150,15 @@ pub fn sketch_columns(
         })
         .collect();
     let mut select: Vec<Expr> = keys.to_vec();
-    for (index, (field, params, _)) in metrics.iter().enumerate() {
-        select.push(registers(col(*field), *params).alias(Raised::register_column(index)));
+    for (index, (field, _, _)) in metrics.iter().enumerate() {
+        select.push(hashes(col(*field)).alias(GroupSketches::hash_column(index)));
     }
-    let raised = Arc::new(Mutex::new(Raised {
+    let folded = Arc::new(Mutex::new(GroupSketches {
         key_names,
-        metrics: metrics.len(),
+        params: metrics.iter().map(|(_, params, _)| *params).collect(),
         groups: HashMap::new(),
     }));
-    let sink = Arc::clone(&raised);
+    let sink = Arc::clone(&folded);
     records
         .select(select)
         .sink_batches(
@@ -171,30 +172,24 @@ pub fn sketch_columns(
             None,
         )?
         .collect_with_engine(Engine::Streaming)?;
-    let raised = raised.lock().unwrap_or_else(PoisonError::into_inner);
-    let keys = raised.key_columns(computed)?;
+    let folded = folded.lock().unwrap_or_else(PoisonError::into_inner);
+    let keys = folded.key_columns(computed)?;
     let mut key = Vec::with_capacity(64);
-    let groups: Vec<Option<&Vec<Vec<u32>>>> = (0..computed.height())
+    let groups: Vec<Option<&Vec<Sketch>>> = (0..computed.height())
         .map(|row| {
             key_of(&keys, row, &mut key);
-            raised.groups.get(key.as_slice())
+            folded.groups.get(key.as_slice())
         })
         .collect();
     Ok(metrics
         .iter()
         .enumerate()
-        .map(|(metric, (_, params, name))| {
+        .map(|(metric, (_, _, name))| {
             let sketches: BinaryChunked = groups
                 .iter()
                 .map(|group| {
-                    let registers = group.map(|g| g[metric].as_slice()).unwrap_or_default();
-                    (!registers.is_empty()).then(|| {
-                        let mut sketch = Sketch::new(*params);
-                        for &register in registers {
-                            sketch.raise(Register::unpacked(register));
-                        }
-                        sketch.to_bytes()
-                    })
+                    let sketch = &(*group)?[metric];
+                    (sketch.form() != StoredForm::Empty).then(|| sketch.to_bytes())
                 })
                 .collect();
             sketches.with_name((*name).into()).into_column()
@@ -221,17 +216,16 @@ fn value_hashes(values: &Series) -> PolarsResult<Vec<Option<u64>>> {
     })
 }
 
-/// Each value's sketch register, packed ([`Register::packed`]); null stays null.
-pub(super) fn registers(values: Expr, params: SketchParams) -> Expr {
+/// Each value's hash ([`value_hashes`]); null stays null.
+pub(super) fn hashes(values: Expr) -> Expr {
     values.map(
         move |column| {
-            let packed: UInt32Chunked = value_hashes(column.as_materialized_series())?
+            let hashes: UInt64Chunked = value_hashes(column.as_materialized_series())?
                 .into_iter()
-                .map(|hash| hash.map(|h| Register::of(params, h).packed()))
                 .collect();
-            Ok(packed.with_name(column.name().clone()).into_column())
+            Ok(hashes.with_name(column.name().clone()).into_column())
         },
-        |_, field| Ok(Field::new(field.name().clone(), DataType::UInt32)),
+        |_, field| Ok(Field::new(field.name().clone(), DataType::UInt64)),
     )
 }
 
@@ -252,14 +246,12 @@ pub(crate) fn sketch_columns_of_values(
         let mut sketches: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
         for group in values.amortized_iter() {
             let mut sketch = Sketch::new(params);
-            let mut any = false;
             if let Some(group) = group {
                 for hash in value_hashes(group.as_ref())?.into_iter().flatten() {
                     sketch.add_hash(hash);
-                    any = true;
                 }
             }
-            sketches.push(any.then(|| sketch.to_bytes()));
+            sketches.push((sketch.form() != StoredForm::Empty).then(|| sketch.to_bytes()));
         }
         frame.replace(name, Series::new(name.into(), sketches).into_column())?;
     }
