@@ -87,10 +87,10 @@ impl ExplicitCutoff {
 pub enum SketchParamsError {
     /// log2m outside the extension's range.
     #[error("LOG2M {0} is outside 4..=17")]
-    Log2m(u8),
+    Log2m(i64),
     /// A register width outside the extension's range.
     #[error("REGWIDTH {0} is outside 1..=7")]
-    RegisterWidth(u8),
+    RegisterWidth(i64),
     /// An explicit cutoff the extension refuses.
     #[error(
         "EXPTHRESH {0} is not -1 (auto), 0 (never explicit) or a power of two up to {MAX_EXPLICIT_CUTOFF}"
@@ -99,6 +99,18 @@ pub enum SketchParamsError {
     /// A sparse setting other than 0 or 1.
     #[error("SPARSEON {0} is not 0 or 1")]
     Sparse(i64),
+    /// SPARSE on at a precision whose SPARSE form the extension misreads.
+    #[error(
+        "SPARSEON 1 cannot be used at LOG2M {log2m} and REGWIDTH {regwidth}: postgresql-hll reads the zero \
+         padding of some SPARSE sketches this narrow as one more register and then undercounts; turn SPARSE \
+         off (LOG2M, REGWIDTH, -1, 0) or give LOG2M + REGWIDTH at least 8"
+    )]
+    SparseMisread {
+        /// The log2m asked for.
+        log2m: u8,
+        /// The register width asked for.
+        regwidth: u8,
+    },
 }
 
 /// The precision of a sketch (`log2m`, `regwidth`) and its storage forms (`expthresh`,
@@ -130,32 +142,63 @@ impl Default for SketchParams {
 impl SketchParams {
     /// Checked precision with the extension's default storage forms (auto explicit cutoff,
     /// sparse on), or what is wrong with it.
-    pub fn new(log2m: u8, regwidth: u8) -> Result<Self, SketchParamsError> {
-        if !(4..=17).contains(&log2m) {
-            return Err(SketchParamsError::Log2m(log2m));
-        }
-        if !(1..=7).contains(&regwidth) {
-            return Err(SketchParamsError::RegisterWidth(regwidth));
-        }
-        Ok(Self {
-            log2m,
-            regwidth,
-            ..Self::default()
-        })
+    pub fn new(log2m: i64, regwidth: i64) -> Result<Self, SketchParamsError> {
+        Self::checked(log2m, regwidth, -1, 1)
     }
 
-    /// These parameters with the extension's `expthresh` and `sparseon` arguments, checked.
-    pub fn with_storage(self, expthresh: i64, sparseon: i64) -> Result<Self, SketchParamsError> {
+    /// The extension's four arguments (`log2m`, `regwidth`, `expthresh`, `sparseon`), checked.
+    pub fn checked(
+        log2m: i64,
+        regwidth: i64,
+        expthresh: i64,
+        sparseon: i64,
+    ) -> Result<Self, SketchParamsError> {
+        let log2m = u8::try_from(log2m)
+            .ok()
+            .filter(|l| (4..=17).contains(l))
+            .ok_or(SketchParamsError::Log2m(log2m))?;
+        let regwidth = u8::try_from(regwidth)
+            .ok()
+            .filter(|r| (1..=7).contains(r))
+            .ok_or(SketchParamsError::RegisterWidth(regwidth))?;
         let sparse = match sparseon {
             0 => false,
             1 => true,
             other => return Err(SketchParamsError::Sparse(other)),
         };
-        Ok(Self {
+        let params = Self {
+            log2m,
+            regwidth,
             explicit_cutoff: ExplicitCutoff::of_expthresh(expthresh)?,
             sparse,
-            ..self
-        })
+        };
+        if params.sparse && params.sparse_padding_can_be_misread() {
+            return Err(SketchParamsError::SparseMisread { log2m, regwidth });
+        }
+        Ok(params)
+    }
+
+    /// These parameters with the extension's `expthresh` and `sparseon` arguments, checked.
+    pub fn with_storage(self, expthresh: i64, sparseon: i64) -> Result<Self, SketchParamsError> {
+        Self::checked(
+            i64::from(self.log2m),
+            i64::from(self.regwidth),
+            expthresh,
+            sparseon,
+        )
+    }
+
+    /// Whether some SPARSE sketch of this precision ends in at least one whole (zero) entry of
+    /// padding: the extension counts `bytes * 8 / entry_bits` entries, so it would read that
+    /// padding as "register 0 is 0" and overwrite register 0 (entries narrower than a byte,
+    /// at LOG2M 4–6 with narrow registers).
+    fn sparse_padding_can_be_misread(self) -> bool {
+        let entry_bits = usize::from(self.log2m + self.regwidth);
+        let full_bits = self.registers() * usize::from(self.regwidth);
+        entry_bits < 8
+            && (1..)
+                .take_while(|filled| filled * entry_bits < full_bits)
+                .any(|filled| (8 - filled * entry_bits % 8) % 8 >= entry_bits)
     }
 
     /// Whether these are the extension's default storage forms (auto cutoff, sparse on).
@@ -677,8 +720,40 @@ mod tests {
                 good
             );
         }
+        assert_eq!(
+            SketchParams::new(300, 5),
+            Err(SketchParamsError::Log2m(300))
+        );
+        assert_eq!(
+            SketchParams::new(11, -1),
+            Err(SketchParamsError::RegisterWidth(-1))
+        );
         assert_eq!(SketchParams::default().explicit_limit(), 160);
-        assert_eq!(SketchParams::new(4, 1).unwrap().explicit_limit(), 0);
+        let narrow = SketchParams::checked(4, 1, -1, 0).unwrap();
+        assert_eq!(narrow.explicit_limit(), 0);
+    }
+
+    #[test]
+    fn sparse_is_refused_where_the_extension_misreads_its_padding() {
+        // Entries narrower than a byte: some SPARSE sketch ends in a whole zero entry of
+        // padding (checked against the extension: hll_union(s, s) <> s for these).
+        for (log2m, regwidth) in [(4, 1), (4, 2), (5, 1), (5, 2), (6, 1)] {
+            assert_eq!(
+                SketchParams::new(log2m, regwidth),
+                Err(SketchParamsError::SparseMisread {
+                    log2m: log2m as u8,
+                    regwidth: regwidth as u8
+                })
+            );
+            assert!(SketchParams::checked(log2m, regwidth, -1, 0).is_ok());
+        }
+        // Narrow entries whose SPARSE form never holds enough of them to end so.
+        for (log2m, regwidth) in [(4, 3), (6, 2), (7, 1), (4, 4), (11, 5)] {
+            assert!(
+                SketchParams::new(log2m, regwidth).is_ok(),
+                "{log2m}, {regwidth}"
+            );
+        }
     }
 
     #[test]
@@ -727,7 +802,7 @@ mod tests {
     #[test]
     fn full_registers_pack_most_significant_bit_first() {
         let params = SketchParams::new(4, 5).unwrap().with_storage(0, 0).unwrap();
-        let sketch = sketch_of(params, [(0b1 << 24) | 0, (0b100 << 4) | 1]);
+        let sketch = sketch_of(params, [1 << 24, (0b100 << 4) | 1]);
         // register 0: rest 2^20 → position 21 = 0b10101; register 1: rest 0b100 → 3.
         let bytes = sketch.to_bytes();
         assert_eq!(bytes.len(), 3 + 10);
@@ -982,6 +1057,45 @@ mod postgres_tests {
         );
     }
 
+    /// The precisions refused with SPARSE on are exactly those where the extension reads some
+    /// SPARSE sketch back as another one (`hll_union(s, s)` differs from `s`).
+    #[sqlx::test(migrations = false)]
+    async fn sparse_is_refused_exactly_where_the_extension_misreads_it(pool: PgPool) {
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS hll")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for log2m in 4..=7u8 {
+            for regwidth in 1..=7u8 {
+                // Built past the check: SPARSE on, never explicit.
+                let params = SketchParams {
+                    log2m,
+                    regwidth,
+                    explicit_cutoff: ExplicitCutoff::Values(0),
+                    sparse: true,
+                };
+                let mut sketch = Sketch::new(params);
+                let mut misread = false;
+                for register in 0..(1u64 << log2m) {
+                    sketch.add_hash((1 << log2m) | register); // value 1 in `register`
+                    if sketch.form() != StoredForm::Sparse {
+                        break;
+                    }
+                    let same: bool = sqlx::query_scalar(
+                        "SELECT hll_union($1::bytea::hll, $1::bytea::hll) = $1::bytea::hll",
+                    )
+                    .bind(sketch.to_bytes())
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    misread |= !same;
+                }
+                let refused = SketchParams::checked(log2m.into(), regwidth.into(), 0, 1).is_err();
+                assert_eq!(refused, misread, "log2m {log2m}, regwidth {regwidth}");
+            }
+        }
+    }
+
     #[sqlx::test(migrations = false)]
     async fn sketches_built_here_are_byte_for_byte_the_extensions_in_every_form(pool: PgPool) {
         sqlx::query("CREATE EXTENSION IF NOT EXISTS hll")
@@ -1010,11 +1124,10 @@ mod postgres_tests {
             (8, 1, 16, 1),
             (12, 4, 1024, 1),
             (10, 5, 0, 1),
+            (4, 2, -1, 0), // SPARSE refused here (misread padding); auto EXPTHRESH is 0: FULL
+            (6, 2, -1, 1), // 8-bit sparse entries: the narrowest with no padding
         ] {
-            let params = SketchParams::new(log2m, regwidth)
-                .unwrap()
-                .with_storage(expthresh, sparseon)
-                .unwrap();
+            let params = SketchParams::checked(log2m, regwidth, expthresh, sparseon).unwrap();
             compare(&pool, params, Values::Text(&texts), &mut random).await;
             compare(&pool, params, Values::Int(&numbers), &mut random).await;
         }

@@ -458,36 +458,33 @@ fn decayed_metric(
     })
 }
 
-/// `distinct(field)`, or with the extension's parameters `distinct(field, LOG2M, REGWIDTH)`,
-/// `distinct(field, LOG2M, REGWIDTH, EXPTHRESH)` or `distinct(field, LOG2M, REGWIDTH,
-/// EXPTHRESH, SPARSEON)`: `inner` is the text inside the parentheses.
+/// `distinct(field)`, or with the extension's parameters `distinct(field, LOG2M[, REGWIDTH[,
+/// EXPTHRESH[, SPARSEON]]])` (those left out take the extension's defaults): `inner` is the
+/// text inside the parentheses.
 fn distinct_metric(
     text: &str,
     inner: Option<&str>,
     schema: &EventSchema,
 ) -> Result<Metric, String> {
-    let defaults = SketchParams::default();
     let usage = || {
         format!(
-            "metric `{text}`: write distinct(FIELD), or distinct(FIELD, LOG2M, REGWIDTH[, EXPTHRESH[, SPARSEON]]) \
-             with integers for other sketch parameters (default {defaults}: postgresql-hll's own)"
+            "metric `{text}`: write distinct(FIELD), or distinct(FIELD, LOG2M[, REGWIDTH[, EXPTHRESH[, SPARSEON]]]) \
+             with integers for other sketch parameters (default {}: postgresql-hll's own)",
+            SketchParams::default()
         )
     };
     let parts: Vec<&str> = inner.ok_or_else(usage)?.split(',').map(str::trim).collect();
-    let small = |t: &str| t.parse::<u8>().map_err(|_| usage());
-    let large = |t: &str| t.parse::<i64>().map_err(|_| usage());
-    let invalid = |e: crate::sketch::SketchParamsError| format!("metric `{text}`: {e}");
-    let sketch = match parts[1..] {
-        [] => defaults,
-        [log2m, regwidth, ref storage @ ..] if storage.len() <= 2 => {
-            let expthresh = storage.first().map_or(Ok(-1), |t| large(t))?;
-            let sparseon = storage.get(1).map_or(Ok(1), |t| large(t))?;
-            SketchParams::new(small(log2m)?, small(regwidth)?)
-                .and_then(|p| p.with_storage(expthresh, sparseon))
-                .map_err(invalid)?
-        }
-        _ => return Err(usage()),
-    };
+    if parts.len() > 5 {
+        return Err(usage());
+    }
+    // The extension's defaults for the arguments left out: 11, 5, -1, 1.
+    let mut arguments = [11_i64, 5, -1, 1];
+    for (argument, part) in arguments.iter_mut().zip(&parts[1..]) {
+        *argument = part.parse().map_err(|_| usage())?;
+    }
+    let [log2m, regwidth, expthresh, sparseon] = arguments;
+    let sketch = SketchParams::checked(log2m, regwidth, expthresh, sparseon)
+        .map_err(|e| format!("metric `{text}`: {e}"))?;
     let name = parts[0];
     if name.is_empty() {
         return Err(usage());
@@ -898,6 +895,12 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
         let metric = &default.metrics[3];
         assert_eq!(metric.column, "distinct_country");
         assert_eq!(metric.sketch, Some(SketchParams::default()));
+        // Arguments left out take the extension's defaults, as in hll_add_agg(h, 14).
+        assert_eq!(
+            with("distinct(country, 14)").unwrap().metrics[3].sketch,
+            Some(SketchParams::new(14, 5).unwrap())
+        );
+        assert!(with("distinct(country, 4, 2, -1, 0)").is_ok());
         let precise = with("distinct(country, 14, 6)").unwrap();
         assert_eq!(
             precise.metrics[3].sketch,
@@ -950,9 +953,20 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
                 "distinct",
                 "is not one of count, count(field), sum(field), min(field), max(field), distinct(field)",
             ),
-            ("distinct(country, 14)", "write distinct(FIELD)"),
             ("distinct(country, x, 5)", "write distinct(FIELD)"),
+            ("distinct(country, 1e3)", "write distinct(FIELD)"),
+            ("distinct(country, 11, )", "write distinct(FIELD)"),
             ("distinct(country, 3, 5)", "LOG2M 3 is outside 4..=17"),
+            ("distinct(country, 300, 5)", "LOG2M 300 is outside 4..=17"),
+            ("distinct(country, -1)", "LOG2M -1 is outside 4..=17"),
+            (
+                "distinct(country, 99999999999999999999)",
+                "write distinct(FIELD",
+            ),
+            (
+                "distinct(country, 4, 2)",
+                "SPARSEON 1 cannot be used at LOG2M 4 and REGWIDTH 2",
+            ),
             ("distinct(country, 11, 8)", "REGWIDTH 8 is outside 1..=7"),
             (
                 "distinct(country, 11, 5, 3)",

@@ -9,6 +9,12 @@
 #   BENCH_EVENTS      events in each topic (default 2000000)
 #   BENCH_PARTITIONS  partitions (default 4)
 #   BENCH_STREAMS     which streams (default "demo ysb")
+#   BENCH_YSB_BUCKET  the bucket of ad_unique_users on the YSB stream (default its own, 10s): a
+#                     longer one gathers more users per row, so rows go SPARSE and FULL
+#   BENCH_YSB_METRIC  its metric (default distinct(user_id)); distinct(user_id, 11, 5, 0, 0) is
+#                     the FULL-from-the-first-value form of Braid before issue 37
+# Each catch-up also prints how many flush transactions it ran and their summed seconds (the
+# speed layer's debug line "flushed"): the share of the time spent writing to PostgreSQL.
 EVENTS=${BENCH_EVENTS:-2000000}
 PARTITIONS=${BENCH_PARTITIONS:-4}
 STREAMS=${BENCH_STREAMS:-demo ysb}
@@ -42,7 +48,7 @@ catch_up() {
   RUST_LOG=warn "$BIN" migrate
   local t0 t1 pid done_count rss
   t0=$(now)
-  RUST_LOG=warn,sqlx=error "$BIN" speed & pid=$!
+  RUST_LOG=warn,sqlx=error,speed_layer=debug "$BIN" speed 2>"$work/speed.log" & pid=$!
   while :; do
     done_count=$(psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions")
     [ "$done_count" -ge "$EVENTS" ] && break
@@ -53,6 +59,13 @@ catch_up() {
   rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
   kill -INT $pid; wait $pid || true
   echo "braid speed, $1, $2: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak RSS $((rss / 1024)) MiB"
+  python3 - "$work/speed.log" "$t0" "$t1" <<'PY'
+import re, sys
+log, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+seconds = [float(m.group(1)) for line in open(log, errors="replace") if "flushed" in line
+           for m in [re.search(r"seconds=([0-9.e-]+)", line)] if m]
+print(f"  flush transactions: {len(seconds)}, {sum(seconds):.2f} s summed of the {t1 - t0:.2f} s run")
+PY
   if [ $# -ge 5 ]; then
     local table
     table=braid_internal.$(psql "$DATABASE_URL" -tAc "SELECT tablename FROM pg_tables WHERE schemaname = 'braid_internal' AND tablename LIKE 'speed\_$4\_%'")
@@ -79,6 +92,22 @@ for stream in $STREAMS; do
       ;;
     ysb)
       config=$PWD/examples/ysb.toml view=ad_unique_users
+      if [ -n "${BENCH_YSB_BUCKET:-}${BENCH_YSB_METRIC:-}" ]; then
+        python3 - "$config" "$work/ysb.toml" "${BENCH_YSB_BUCKET:-10s}" "${BENCH_YSB_METRIC:-distinct(user_id)}" <<'PY'
+import sys
+config, output, bucket, metric = sys.argv[1:]
+blocks = open(config).read().split("\n\n")
+def change(block):
+    if 'name = "ad_unique_users"' not in block:
+        return block
+    return block.replace('bucket = "10s"', f'bucket = "{bucket}"').replace('metrics = ["distinct(user_id)"]', f'metrics = ["{metric}"]')
+changed = [change(b) for b in blocks]
+assert 'metrics = ["distinct(user_id)"]' in open(config).read(), f"{config} changed: update this filter"
+open(output, "w").write("\n\n".join(changed))
+PY
+        config=$work/ysb.toml
+        echo "ad_unique_users: ${BENCH_YSB_METRIC:-distinct(user_id)} per ad and ${BENCH_YSB_BUCKET:-10s}"
+      fi
       echo "YSB: $EVENTS ad events on $PARTITIONS partitions"
       RUST_LOG=warn "$BIN" generate --workload ysb --rate 0 --count "$EVENTS" --seed 1 --partitions "$PARTITIONS" >/dev/null
       t0=$(now)
