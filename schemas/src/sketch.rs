@@ -915,25 +915,21 @@ mod postgres_tests {
     async fn add_agg(pool: &PgPool, values: &Values<'_>, params: SketchParams) -> String {
         let (log2m, width) = (i32::from(params.log2m), i32::from(params.regwidth));
         let (expthresh, sparseon) = (params.explicit_cutoff.expthresh(), i32::from(params.sparse));
+        // The aggregate over an array of the values' SQL type, hashed by its hll_hash_* function.
+        let over = |sql_type: &str| {
+            let sql = format!(
+                "SELECT coalesce(hll_add_agg(hll_hash_{sql_type}(v), $1, $2, $3, $4), hll_empty($1, $2, $3, $4))::text \
+                 FROM unnest($5::{sql_type}[]) AS v"
+            );
+            sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+                .bind(log2m)
+                .bind(width)
+                .bind(expthresh)
+                .bind(sparseon)
+        };
         let query = match values {
-            Values::Text(texts) => sqlx::query_scalar(
-                "SELECT coalesce(hll_add_agg(hll_hash_text(v), $1, $2, $3, $4), hll_empty($1, $2, $3, $4))::text \
-                 FROM unnest($5::text[]) AS v",
-            )
-            .bind(log2m)
-            .bind(width)
-            .bind(expthresh)
-            .bind(sparseon)
-            .bind(*texts),
-            Values::Int(numbers) => sqlx::query_scalar(
-                "SELECT coalesce(hll_add_agg(hll_hash_bigint(v), $1, $2, $3, $4), hll_empty($1, $2, $3, $4))::text \
-                 FROM unnest($5::bigint[]) AS v",
-            )
-            .bind(log2m)
-            .bind(width)
-            .bind(expthresh)
-            .bind(sparseon)
-            .bind(*numbers),
+            Values::Text(texts) => over("text").bind(*texts),
+            Values::Int(numbers) => over("bigint").bind(*numbers),
         };
         query.fetch_one(pool).await.unwrap()
     }
