@@ -29,6 +29,7 @@ pub mod pg;
 pub mod pg_layout;
 pub mod plan;
 pub mod position;
+pub mod quantile;
 pub mod record;
 pub mod rfc3339;
 pub mod sketch;

@@ -479,8 +479,16 @@ fn distinct_metric(
     }
     // The extension's defaults for the arguments left out: 11, 5, -1, 1.
     let mut arguments = [11_i64, 5, -1, 1];
-    for (argument, part) in arguments.iter_mut().zip(&parts[1..]) {
-        *argument = part.parse().map_err(|_| usage())?;
+    let names = ["LOG2M", "REGWIDTH", "EXPTHRESH", "SPARSEON"];
+    for ((argument, part), name) in arguments.iter_mut().zip(&parts[1..]).zip(names) {
+        *argument = part.parse().map_err(|_| {
+            let digits = part.strip_prefix('-').unwrap_or(part);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                format!("metric `{text}`: {name} {part} is out of range")
+            } else {
+                usage()
+            }
+        })?;
     }
     let [log2m, regwidth, expthresh, sparseon] = arguments;
     let sketch = SketchParams::checked(log2m, regwidth, expthresh, sparseon)
@@ -961,7 +969,11 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             ("distinct(country, -1)", "LOG2M -1 is outside 4..=17"),
             (
                 "distinct(country, 99999999999999999999)",
-                "write distinct(FIELD",
+                "LOG2M 99999999999999999999 is out of range",
+            ),
+            (
+                "distinct(country, 11, 5, -99999999999999999999)",
+                "EXPTHRESH -99999999999999999999 is out of range",
             ),
             (
                 "distinct(country, 4, 2)",

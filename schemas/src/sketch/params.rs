@@ -3,8 +3,6 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
 use super::StoredForm;
 
 /// The extension's default number of registers, as a power of two (2048 registers: a
@@ -18,7 +16,7 @@ pub const MAX_EXPLICIT_CUTOFF: u16 = 8192;
 
 /// How many distinct hashes a sketch lists before it keeps registers instead: the
 /// extension's `expthresh`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExplicitCutoff {
     /// As many as fit in the FULL form's bytes (`expthresh = -1`, the extension's default).
     Auto,
@@ -80,7 +78,8 @@ pub enum SketchParamsError {
     #[error(
         "SPARSEON 1 cannot be used at LOG2M {log2m} and REGWIDTH {regwidth}: postgresql-hll reads the zero \
          padding of some SPARSE sketches this narrow as one more register and then undercounts; turn SPARSE \
-         off (LOG2M, REGWIDTH, -1, 0) or give LOG2M + REGWIDTH at least 8"
+         off with `{log2m}, {regwidth}, -1, 0` (or `{log2m}, {regwidth}, 0, 0`, the FULL-only form of Braid \
+         before 2026-12, which keeps such a view's existing tables), or use a larger LOG2M or REGWIDTH"
     )]
     SparseMisread {
         /// The log2m asked for.
@@ -92,7 +91,7 @@ pub enum SketchParamsError {
 
 /// The precision of a sketch (`log2m`, `regwidth`) and its storage forms (`expthresh`,
 /// `sparseon`): the four parameters of the extension's `hll_add_agg`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SketchParams {
     /// log2 of the number of registers: 4 to 17.
     pub log2m: u8,
