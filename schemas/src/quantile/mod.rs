@@ -362,3 +362,6 @@ impl QuantileSketch {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "postgres"))]
+mod postgres_tests;
