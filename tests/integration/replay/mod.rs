@@ -85,6 +85,14 @@ async fn replay_speed_rebuilds_the_speed_rows_and_leaves_the_merged_totals_as_th
     let after = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     assert_rows_equal(&expected, &after, "after the replay");
     assert_eq!(before, after, "the merged totals are the same as before");
+    // The rebuilt speed rows' sketches, unioned with the batch's, are PostgreSQL's own over
+    // the records, byte for byte (in the extension's EXPLICIT, SPARSE and FULL forms).
+    crate::compare::distinct_sketches_match(
+        &mut pool.acquire().await.unwrap(),
+        &read_topic(&pipeline.topic),
+    )
+    .await
+    .expect("the sketches after the replay");
 }
 
 #[sqlx::test(migrations = false)]
