@@ -32,6 +32,7 @@ pub mod position;
 pub mod quantile;
 pub mod record;
 pub mod rfc3339;
+pub mod sample;
 pub mod sketch;
 pub mod validation_rules;
 pub mod view;

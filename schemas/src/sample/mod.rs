@@ -1,0 +1,248 @@
+//! Samples that merge exactly: per key and bucket, the K records whose Kafka position
+//! (partition, offset) hashes lowest, with their fields.
+//!
+//! A record's rank is a function of its position alone ([`position_hash`]: MurmurHash3 of the
+//! partition and offset, Braid's own code in every layer), so the sample of a set of records is
+//! the same whichever layer saw them and in whatever order samples merge: a merge keeps the K
+//! lowest of both, and a record present in both (the same position) is kept once. As positions
+//! are hashed, the K lowest are a uniform sample of the records. PostgreSQL holds a sample as
+//! the `jsonb` of [`SampleSketch::to_json`] and unions it with the functions of migration
+//! `20261206193000_sample_sketches.sql`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::position::{Offset, Partition};
+use crate::sketch::murmur3_x64_128_h1;
+
+/// The most records a sample keeps per key and bucket.
+pub const MAX_K: u32 = 1_000;
+/// The default bound on one sampled record's fields, as JSON bytes.
+pub const DEFAULT_MAX_RECORD_BYTES: u32 = 1_024;
+
+/// What is wrong with a sample's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SampleParamsError {
+    /// K outside the supported range.
+    #[error("K {0} is outside 1..={MAX_K}")]
+    K(i64),
+    /// A record bound outside the supported range.
+    #[error("MAX_RECORD_BYTES {0} is outside 64..=65536")]
+    MaxRecordBytes(i64),
+}
+
+/// A sample's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SampleParams {
+    /// Records kept per key and bucket.
+    k: u32,
+    /// The largest JSON of one record's fields kept; a larger record is kept as its position
+    /// and its size only.
+    max_record_bytes: u32,
+}
+
+impl SampleParams {
+    /// `k` records per key and bucket, each with at most the default bytes of fields.
+    pub fn new(k: i64) -> Result<Self, SampleParamsError> {
+        let k = u32::try_from(k)
+            .ok()
+            .filter(|k| (1..=MAX_K).contains(k))
+            .ok_or(SampleParamsError::K(k))?;
+        Ok(Self {
+            k,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        })
+    }
+
+    /// These settings with another bound on a record's fields, checked.
+    pub fn with_max_record_bytes(self, bytes: i64) -> Result<Self, SampleParamsError> {
+        let max_record_bytes = u32::try_from(bytes)
+            .ok()
+            .filter(|b| (64..=65_536).contains(b))
+            .ok_or(SampleParamsError::MaxRecordBytes(bytes))?;
+        Ok(Self {
+            max_record_bytes,
+            ..self
+        })
+    }
+
+    /// Records kept per key and bucket.
+    pub fn k(self) -> u32 {
+        self.k
+    }
+
+    /// The bound on one record's fields, in JSON bytes.
+    pub fn max_record_bytes(self) -> u32 {
+        self.max_record_bytes
+    }
+}
+
+/// The rank of the record at a position: MurmurHash3 x64-128 (seed 0, first 64 bits) of the
+/// partition's 4 and the offset's 8 little-endian bytes, as a signed integer (PostgreSQL's
+/// `bigint` orders it the same way).
+pub fn position_hash(partition: Partition, offset: Offset) -> i64 {
+    let mut bytes = [0u8; 12];
+    bytes[..4].copy_from_slice(&partition.to_le_bytes());
+    bytes[4..].copy_from_slice(&offset.to_le_bytes());
+    murmur3_x64_128_h1(&bytes) as i64
+}
+
+/// Where a sampled record sorts: its hash, then its position (equal hashes of two positions
+/// are kept apart and ordered alike everywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    hash: i64,
+    partition: Partition,
+    offset: Offset,
+}
+
+/// Why a JSON value is not a sample.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a sample: {what}")]
+pub struct DecodeError {
+    what: &'static str,
+}
+
+/// A sample being built or merged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleSketch {
+    params: SampleParams,
+    records: BTreeMap<Rank, Json>,
+}
+
+impl SampleSketch {
+    /// An empty sample.
+    pub fn new(params: SampleParams) -> Self {
+        Self {
+            params,
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Its settings.
+    pub fn params(&self) -> SampleParams {
+        self.params
+    }
+
+    /// The records kept, lowest hash first: (partition, offset, fields).
+    pub fn records(&self) -> impl Iterator<Item = (Partition, Offset, &Json)> {
+        self.records
+            .iter()
+            .map(|(rank, fields)| (rank.partition, rank.offset, fields))
+    }
+
+    /// Whether a record at this position would be kept (lets a layer skip building its
+    /// fields when it would not).
+    pub fn would_keep(&self, partition: Partition, offset: Offset) -> bool {
+        let rank = Rank {
+            hash: position_hash(partition, offset),
+            partition,
+            offset,
+        };
+        self.records.len() < self.params.k as usize
+            || self
+                .records
+                .last_key_value()
+                .is_some_and(|(largest, _)| rank < *largest)
+    }
+
+    /// Offers the record at a position with its fields (a JSON object of the record's
+    /// values); kept if it ranks among the K lowest. Fields longer than the bound are
+    /// replaced by `{"_omitted_bytes": N}`.
+    pub fn add(&mut self, partition: Partition, offset: Offset, fields: Map<String, Json>) {
+        if !self.would_keep(partition, offset) {
+            return;
+        }
+        let fields = Json::Object(fields);
+        let size = fields.to_string().len();
+        let fields = if size > self.params.max_record_bytes as usize {
+            json!({ "_omitted_bytes": size })
+        } else {
+            fields
+        };
+        let rank = Rank {
+            hash: position_hash(partition, offset),
+            partition,
+            offset,
+        };
+        self.insert(rank, fields);
+    }
+
+    fn insert(&mut self, rank: Rank, fields: Json) {
+        self.records.entry(rank).or_insert(fields);
+        while self.records.len() > self.params.k as usize {
+            self.records.pop_last();
+        }
+    }
+
+    /// Folds `other` in: the K lowest of both. Both must have the same settings.
+    pub fn merge(&mut self, other: &SampleSketch) {
+        assert_eq!(
+            self.params.k, other.params.k,
+            "samples of different sizes cannot be merged"
+        );
+        for (rank, fields) in &other.records {
+            self.insert(*rank, fields.clone());
+        }
+    }
+
+    /// The JSON PostgreSQL stores: `{"k": K, "records": [{"h": hash, "p": partition, "o":
+    /// offset, "f": fields}, …]}`, lowest hash first.
+    pub fn to_json(&self) -> Json {
+        let records: Vec<Json> = self
+            .records
+            .iter()
+            .map(|(rank, fields)| {
+                json!({ "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": fields })
+            })
+            .collect();
+        json!({ "k": self.params.k, "records": records })
+    }
+
+    /// The sample a stored JSON holds, with the record bound of `params`.
+    pub fn from_json(params: SampleParams, value: &Json) -> Result<Self, DecodeError> {
+        let error = |what| DecodeError { what };
+        if value.get("k").and_then(Json::as_u64) != Some(u64::from(params.k)) {
+            return Err(error("its k is not the metric's"));
+        }
+        let records = value
+            .get("records")
+            .and_then(Json::as_array)
+            .ok_or(error("no records array"))?;
+        let mut sample = Self::new(params);
+        for record in records {
+            let int = |key: &str| record.get(key).and_then(Json::as_i64);
+            let (Some(hash), Some(partition), Some(offset)) = (int("h"), int("p"), int("o")) else {
+                return Err(error("a record without h, p and o"));
+            };
+            let partition =
+                Partition::try_from(partition).map_err(|_| error("a partition out of range"))?;
+            if hash != position_hash(partition, offset) {
+                return Err(error("a record whose hash is not its position's"));
+            }
+            let fields = record
+                .get("f")
+                .cloned()
+                .ok_or(error("a record without fields"))?;
+            sample.insert(
+                Rank {
+                    hash,
+                    partition,
+                    offset,
+                },
+                fields,
+            );
+        }
+        if sample.records.len() != records.len() {
+            return Err(error("repeated or too many records"));
+        }
+        Ok(sample)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(all(test, feature = "postgres"))]
+mod postgres_tests;

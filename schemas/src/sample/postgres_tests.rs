@@ -1,0 +1,50 @@
+//! The SQL union of migrations/…_sample_sketches.sql against the Rust samples.
+
+use sqlx::PgPool;
+use sqlx::types::Json as SqlJson;
+
+use super::*;
+
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn unions_in_postgresql_keep_what_the_rust_merge_keeps(pool: PgPool) {
+    for k in [1, 7, 50] {
+        let params = SampleParams::new(k).unwrap();
+        let mut whole = SampleSketch::new(params);
+        let mut parts = vec![SampleSketch::new(params); 4];
+        for i in 0..600_i64 {
+            let (p, o) = ((i % 3) as Partition, i * 5);
+            let mut fields = Map::new();
+            fields.insert("n".into(), json!(i));
+            fields.insert("x".into(), json!(format!("é\t{i}")));
+            whole.add(p, o, fields.clone());
+            parts[(i as usize * 7 + 3) % 4].add(p, o, fields.clone());
+            if i % 13 == 0 {
+                parts[(i as usize + 1) % 4].add(p, o, fields); // a record in two parts
+            }
+        }
+        let stored: Vec<SqlJson<Json>> = parts.iter().map(|s| SqlJson(s.to_json())).collect();
+        for order in ["o", "-o"] {
+            let union: SqlJson<Json> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT serving.sample_union_agg(s ORDER BY {order}) FROM unnest($1::jsonb[]) WITH ORDINALITY AS u(s, o)"
+            )))
+            .bind(&stored)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!(
+                SampleSketch::from_json(params, &union.0).unwrap(),
+                whole,
+                "k {k}, order {order}"
+            );
+        }
+    }
+    let one = SqlJson(SampleSketch::new(SampleParams::new(1).unwrap()).to_json());
+    let two = SqlJson(SampleSketch::new(SampleParams::new(2).unwrap()).to_json());
+    let refused = sqlx::query("SELECT serving.sample_union($1, $2)")
+        .bind(&one)
+        .bind(&two)
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("different sizes"), "{refused}");
+}
