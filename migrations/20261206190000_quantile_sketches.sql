@@ -5,6 +5,48 @@
 -- those of the negative store. These functions compute what the Rust code computes, with the
 -- same arithmetic, so that a union here equals a merge there element for element.
 
+-- Raises unless `s` is a sketch QuantileSketch::to_array could write: one dimension from 1, no
+-- NULLs, format 1, precision 1..16, max_buckets 16..65536, as many pairs as the header says,
+-- indices of finite magnitudes strictly ascending within each store's window, counts > 0. Every
+-- function below calls it first, so a malformed array stored by hand is an error, never a long
+-- loop or an invented count.
+CREATE FUNCTION serving.quantile_check(s bigint[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    m bigint;
+    first_index bigint;
+    previous bigint;
+    pair_count bigint;
+BEGIN
+    IF array_ndims(s) IS DISTINCT FROM 1 OR array_lower(s, 1) <> 1 OR array_length(s, 1) < 6
+       OR array_position(s, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'not a quantile sketch: a one-dimensional bigint[] of at least 6 elements without NULLs is expected';
+    END IF;
+    IF s[1] <> 1 OR s[2] NOT BETWEEN 1 AND 16 OR s[3] NOT BETWEEN 16 AND 65536 OR s[4] < 0
+       OR s[5] NOT BETWEEN 0 AND 65536 OR s[6] NOT BETWEEN 0 AND 65536 THEN
+        RAISE EXCEPTION 'not a quantile sketch: header %', s[1:6];
+    END IF;
+    pair_count := s[5] + s[6];
+    IF array_length(s, 1) <> 6 + 2 * pair_count THEN
+        RAISE EXCEPTION 'not a quantile sketch: % elements where the header says %', array_length(s, 1),
+            6 + 2 * pair_count;
+    END IF;
+    m := 1::bigint << s[2]::integer;
+    FOR i IN 1 .. pair_count LOOP
+        IF i = 1 OR i = s[5] + 1 THEN
+            first_index := s[5 + 2 * i];
+            previous := NULL;
+        END IF;
+        IF s[5 + 2 * i] NOT BETWEEN -1074 * m AND 1024 * m - 1 OR s[6 + 2 * i] <= 0
+           OR s[5 + 2 * i] <= previous OR s[5 + 2 * i] - first_index >= s[3] THEN
+            RAISE EXCEPTION 'not a quantile sketch: bucket % (index %, count %)', i, s[5 + 2 * i],
+                s[6 + 2 * i];
+        END IF;
+        previous := s[5 + 2 * i];
+    END LOOP;
+END
+$$;
+
 -- The union of two sketches of the same settings: counts added per (sign, index), then each
 -- store folded into its window of max_buckets indices ending at its largest.
 CREATE FUNCTION serving.quantile_union(a bigint[], b bigint[]) RETURNS bigint[]
@@ -14,8 +56,9 @@ DECLARE
     positives bigint;
     negatives bigint;
 BEGIN
-    IF a[1] IS DISTINCT FROM 1 OR b[1] IS DISTINCT FROM 1 OR a[2] IS DISTINCT FROM b[2]
-       OR a[3] IS DISTINCT FROM b[3] THEN
+    PERFORM serving.quantile_check(a);
+    PERFORM serving.quantile_check(b);
+    IF a[2] <> b[2] OR a[3] <> b[3] THEN
         RAISE EXCEPTION 'quantile sketches of different settings cannot be merged: % and %',
             a[1:3], b[1:3];
     END IF;
@@ -56,7 +99,7 @@ CREATE FUNCTION serving.quantile_bucket_value(log2_buckets integer, idx bigint)
 RETURNS double precision
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-    m bigint := 1::bigint << log2_buckets;
+    m bigint := 1::bigint << least(greatest(log2_buckets, 1), 16);
     within bigint := idx - floor(idx::numeric / m)::bigint * m;
     exponent bigint := floor(idx::numeric / m)::bigint;
     roots double precision[];
@@ -65,6 +108,9 @@ DECLARE
     representative double precision;
     step bigint;
 BEGIN
+    IF log2_buckets NOT BETWEEN 1 AND 16 OR idx NOT BETWEEN -1074 * m AND 1024 * m - 1 THEN
+        RAISE EXCEPTION 'no quantile bucket % at precision %', idx, log2_buckets;
+    END IF;
     roots := array_fill(2.0::double precision, ARRAY[log2_buckets + 1], ARRAY[0]);
     FOR i IN REVERSE log2_buckets - 1 .. 0 LOOP
         roots[i] := sqrt(roots[i + 1]);
@@ -88,27 +134,33 @@ BEGIN
 END
 $$;
 
--- The q-quantile (0 ≤ q ≤ 1) of a sketch: the value at rank floor(q·(n − 1)) of the n it
+-- The q-quantile (0 ≤ q ≤ 1) of a sketch: the value at rank min(floor(q·(n − 1)), n − 1) of the n it
 -- counted, within its relative accuracy; NULL when empty or q is outside [0, 1].
 CREATE FUNCTION serving.quantile(sketch bigint[], q double precision) RETURNS double precision
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
     total numeric := sketch[4];
     rank numeric;
+    last_rank numeric;
+    product double precision;
     seen numeric := 0;
     positives bigint := sketch[5];
     negatives bigint := sketch[6];
 BEGIN
-    IF sketch[1] IS DISTINCT FROM 1 THEN
-        RAISE EXCEPTION 'not a quantile sketch of format 1: %', sketch[1:3];
-    END IF;
+    PERFORM serving.quantile_check(sketch);
     FOR i IN 1 .. positives + negatives LOOP
         total := total + sketch[6 + 2 * i];
     END LOOP;
     IF total = 0 OR q < 0 OR q > 1 OR q = 'NaN' THEN
         RETURN NULL;
     END IF;
-    rank := floor((q * (total - 1)::double precision)::numeric);
+    -- As the Rust code: the product in double precision, its floor, at most the last rank.
+    last_rank := total - 1;
+    -- (Through bigint: a double's cast to numeric keeps 15 digits only; past 2^63 records,
+    -- beyond any real count, the ranks may differ in their last digits.)
+    product := floor(q * last_rank::double precision);
+    rank := least(CASE WHEN product < 9.2e18 THEN product::bigint::numeric ELSE product::numeric END,
+                  last_rank);
     -- Ascending values: negatives from the largest magnitude, zeros, positives.
     FOR i IN REVERSE positives + negatives .. positives + 1 LOOP
         seen := seen + sketch[6 + 2 * i];

@@ -19,6 +19,8 @@ pub struct Mapping {
     precision: u8,
     /// 2^(k/m) for k in 0..=m: `boundaries[0]` is 1, `boundaries[m]` is 2.
     boundaries: Vec<f64>,
+    /// The widest bucket's (hi − lo) / (hi + lo), of the boundaries as rounded.
+    relative_accuracy: f64,
 }
 
 impl Mapping {
@@ -37,16 +39,21 @@ impl Mapping {
         for i in (0..usize::from(precision)).rev() {
             roots[i] = roots[i + 1].sqrt();
         }
-        let boundaries = (0..=m)
+        let boundaries: Vec<f64> = (0..=m)
             .map(|k| {
                 (0..=usize::from(precision))
                     .filter(|bit| k & (1 << bit) != 0)
                     .fold(1.0_f64, |product, bit| product * roots[bit])
             })
             .collect();
+        let relative_accuracy = boundaries
+            .windows(2)
+            .map(|w| (w[1] - w[0]) / (w[1] + w[0]))
+            .fold(0.0, f64::max);
         Self {
             precision,
             boundaries,
+            relative_accuracy,
         }
     }
 
@@ -55,10 +62,10 @@ impl Mapping {
         1 << self.precision
     }
 
-    /// The relative accuracy of a bucket's representative value: (γ - 1) / (γ + 1).
+    /// The relative accuracy of a bucket's representative value: (γ − 1) / (γ + 1), of the
+    /// widest bucket as its boundaries were rounded.
     pub fn relative_accuracy(&self) -> f64 {
-        let gamma = self.boundaries[1];
-        (gamma - 1.0) / (gamma + 1.0)
+        self.relative_accuracy
     }
 
     /// The index of the bucket holding `magnitude` (finite, > 0): bucket `i` holds

@@ -12,7 +12,8 @@
 //! which only grows as records and sketches merge in, and folding into a threshold and then
 //! into a higher one is folding into the higher one, so the collapse is order-independent too;
 //! it costs accuracy only for the values nearest zero, below 2^(-max_buckets/m) of the largest
-//! of their sign (2^-32 by default).
+//! of their sign (2^-32 by default; 2^-16 at accuracies finer than 0.02 %, where the bound of
+//! 65,536 buckets caps the window).
 
 mod mapping;
 
@@ -29,6 +30,13 @@ pub const DEFAULT_OCTAVES: u32 = 32;
 pub const MAX_BUCKETS: u32 = 65_536;
 /// The format version that leads [`QuantileSketch::to_array`].
 pub const FORMAT: i64 = 1;
+/// The largest count a bucket (or the zeros) holds: counts saturate here, as PostgreSQL's
+/// `bigint` would overflow past it.
+const MAX_COUNT: u64 = i64::MAX as u64;
+
+fn add_counts(a: u64, b: u64) -> u64 {
+    a.saturating_add(b).min(MAX_COUNT)
+}
 
 /// What is wrong with a quantile sketch's settings.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -127,7 +135,7 @@ struct Store {
 impl Store {
     fn add(&mut self, index: i64, count: u64, max_buckets: u32) {
         let slot = self.counts.entry(index).or_insert(0);
-        *slot = slot.saturating_add(count);
+        *slot = add_counts(*slot, count);
         self.collapse(max_buckets);
     }
 
@@ -139,7 +147,7 @@ impl Store {
         else {
             return;
         };
-        let floor = highest - i64::from(max_buckets) + 1;
+        let floor = highest.saturating_sub(i64::from(max_buckets) - 1);
         if lowest >= floor {
             return;
         }
@@ -147,16 +155,15 @@ impl Store {
         let folded = self
             .counts
             .values()
-            .fold(0u64, |sum, &count| sum.saturating_add(count));
+            .fold(0u64, |sum, &count| add_counts(sum, count));
         self.counts = kept;
         let slot = self.counts.entry(floor).or_insert(0);
-        *slot = slot.saturating_add(folded);
+        *slot = add_counts(*slot, folded);
     }
 
-    fn total(&self) -> u64 {
-        self.counts
-            .values()
-            .fold(0u64, |sum, &count| sum.saturating_add(count))
+    /// The exact total (at most 2 × 65,536 buckets of at most 2^63 each).
+    fn total(&self) -> u128 {
+        self.counts.values().map(|&count| u128::from(count)).sum()
     }
 }
 
@@ -191,7 +198,7 @@ impl QuantileSketch {
             return Err(NotFinite(value));
         }
         if value == 0.0 {
-            self.zeros = self.zeros.saturating_add(1);
+            self.zeros = add_counts(self.zeros, 1);
             return Ok(());
         }
         let index = self.params.mapping().index(value.abs());
@@ -211,65 +218,60 @@ impl QuantileSketch {
             self.params, other.params,
             "quantile sketches of different settings cannot be merged"
         );
-        self.zeros = self.zeros.saturating_add(other.zeros);
+        self.zeros = add_counts(self.zeros, other.zeros);
         for (mine, theirs) in [
             (&mut self.positive, &other.positive),
             (&mut self.negative, &other.negative),
         ] {
             for (&index, &count) in &theirs.counts {
                 let slot = mine.counts.entry(index).or_insert(0);
-                *slot = slot.saturating_add(count);
+                *slot = add_counts(*slot, count);
             }
             mine.collapse(self.params.max_buckets);
         }
     }
 
-    /// How many values it counted.
-    pub fn count(&self) -> u64 {
-        self.zeros
-            .saturating_add(self.positive.total())
-            .saturating_add(self.negative.total())
+    /// How many values it counted (exactly: counts saturate per bucket at 2^63 − 1 only).
+    pub fn count(&self) -> u128 {
+        u128::from(self.zeros) + self.positive.total() + self.negative.total()
     }
 
-    /// The `q`-quantile (0 ≤ q ≤ 1): the value at rank ⌊q·(n − 1)⌋ of the n counted, within the
-    /// relative accuracy. `None` when empty or when `q` is outside [0, 1].
+    /// The `q`-quantile (0 ≤ q ≤ 1): the value at rank min(⌊q·(n − 1)⌋, n − 1) of the n
+    /// counted (the product in f64, as `serving.quantile` computes it), within the relative
+    /// accuracy. `None` when empty or when `q` is outside [0, 1].
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let count = self.count();
         if count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
-        let rank = (q * (count - 1) as f64).floor() as u64;
+        let rank = ((q * (count - 1) as f64).floor() as u128).min(count - 1);
         let mapping = self.params.mapping();
-        let mut seen = 0u64;
+        let mut seen = 0u128;
         // Ascending values: negatives from the largest magnitude, zeros, positives.
         for (&index, &n) in self.negative.counts.iter().rev() {
-            seen = seen.saturating_add(n);
+            seen += u128::from(n);
             if seen > rank {
                 return Some(-mapping.value(index));
             }
         }
-        seen = seen.saturating_add(self.zeros);
+        seen += u128::from(self.zeros);
         if seen > rank {
             return Some(0.0);
         }
         for (&index, &n) in &self.positive.counts {
-            seen = seen.saturating_add(n);
+            seen += u128::from(n);
             if seen > rank {
                 return Some(mapping.value(index));
             }
         }
-        // Unreachable for a consistent sketch (the counts add up to `count`).
-        self.positive
-            .counts
-            .last_key_value()
-            .map(|(&index, _)| mapping.value(index))
+        None // unreachable: the counts add up to `count` > `rank`
     }
 
     /// The canonical array: `[FORMAT, precision, max_buckets, zeros, positive buckets,
     /// negative buckets]`, then each positive (index, count) by ascending index, then each
     /// negative one. Equal sketches give equal arrays.
     pub fn to_array(&self) -> Vec<i64> {
-        let clamp = |count: u64| i64::try_from(count).unwrap_or(i64::MAX);
+        let clamp = |count: u64| i64::try_from(count.min(MAX_COUNT)).unwrap_or(i64::MAX);
         let mut array =
             Vec::with_capacity(6 + 2 * (self.positive.counts.len() + self.negative.counts.len()));
         array.extend([
@@ -329,12 +331,18 @@ impl QuantileSketch {
         let mut sketch = Self::new(params);
         sketch.zeros = zeros;
         let (positive, negative) = buckets.split_at(2 * positives);
+        let m = params.mapping().buckets_per_octave();
+        // The indices of finite magnitudes: 2^-1074 up to f64::MAX.
+        let indices = -1074 * m..1024 * m;
         for (store, pairs) in [
             (&mut sketch.positive, positive),
             (&mut sketch.negative, negative),
         ] {
             for pair in pairs.chunks_exact(2) {
                 let (index, count) = (pair[0], pair[1]);
+                if !indices.contains(&index) {
+                    return Err(DecodeError::Bucket { index });
+                }
                 let ascending = store
                     .counts
                     .last_key_value()

@@ -140,3 +140,65 @@ async fn empty_sketches_odd_quantiles_and_mixed_settings(pool: PgPool) {
         "{refused}"
     );
 }
+
+/// The rank is the floor of the f64 product, as in Rust (0.29 · 100 = 28.999999999999996),
+/// and every malformed array is an error, never a loop over a claimed length or a made-up count.
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn ranks_match_rust_and_malformed_arrays_are_refused(pool: PgPool) {
+    let params = QuantileParams::default();
+    let mapping = params.mapping();
+    let mut sketch = QuantileSketch::new(params);
+    for i in 0..101 {
+        sketch.add(mapping.value(i)).unwrap();
+    }
+    for q in (0..=100).map(|i| f64::from(i) / 100.0) {
+        let answered: Option<f64> = sqlx::query_scalar("SELECT serving.quantile($1, $2)")
+            .bind(sketch.to_array())
+            .bind(q)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(answered, sketch.quantile(q), "q {q}");
+    }
+    let good = sketch.to_array();
+    let mut malformed: Vec<Vec<i64>> = vec![
+        vec![1, 6, 2048, 0, 4_611_686_018_427_387_904, 0], // a length to loop over
+        vec![1, 6, 2048, 0, 2, 0, 5, 1],                   // fewer pairs than said
+        vec![1, 6, 2048, 0, 1, 0, i64::MAX, 1],            // no finite value has this index
+        vec![1, 20_000_000, 2048, 0, 0, 0],                // a precision to allocate for
+        vec![1, 6, 0, 0, 0, 0],
+        vec![2, 6, 2048, 0, 0, 0],
+        vec![1, 6, 2048, -1, 0, 0],
+        vec![1, 6, 2048, 0, 1, 0, 5, 0],       // an empty bucket
+        vec![1, 6, 2048, 0, 2, 0, 7, 1, 5, 1], // out of order
+        vec![1, 6, 16, 0, 2, 0, 0, 1, 16, 1],  // wider than the window
+    ];
+    malformed.push(good[..good.len() - 1].to_vec());
+    for array in &malformed {
+        for sql in [
+            "SELECT serving.quantile($1, 0.5)::text",
+            "SELECT serving.quantile_union($1, $1)::text",
+        ] {
+            let refused = sqlx::query_scalar::<_, Option<String>>(sql)
+                .bind(array)
+                .fetch_one(&pool)
+                .await;
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.to_string().contains("not a quantile sketch")),
+                "{sql} over {array:?}: {refused:?}"
+            );
+        }
+    }
+    // NULL elements and a second dimension.
+    for sql in [
+        "SELECT serving.quantile(ARRAY[1, 6, 2048, NULL, 0, 0]::bigint[], 0.5)::text",
+        "SELECT serving.quantile(ARRAY[[1, 6, 2048], [0, 0, 0]]::bigint[], 0.5)::text",
+    ] {
+        let refused = sqlx::query_scalar::<_, Option<String>>(sql)
+            .fetch_one(&pool)
+            .await;
+        assert!(refused.is_err(), "{sql}");
+    }
+}

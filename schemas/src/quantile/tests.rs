@@ -73,7 +73,7 @@ fn quantiles_are_within_the_accuracy_of_an_exact_sort() {
         for n in [1, 2, 3, 100, 10_000] {
             let values: Vec<f64> = (0..n).map(|_| random.narrow_value()).collect();
             let sketch = sketch_of(params, &values);
-            assert_eq!(sketch.count(), n as u64);
+            assert_eq!(sketch.count(), n as u128);
             let context = format!("accuracy {accuracy}, {n} values");
             assert_within_accuracy(&sketch, &values, accuracy, &context);
         }
@@ -154,7 +154,7 @@ fn hostile_values_are_refused_or_counted_alike() {
     for value in extremes {
         sketch.add(value).unwrap();
     }
-    assert_eq!(sketch.count(), extremes.len() as u64);
+    assert_eq!(sketch.count(), extremes.len() as u128);
     assert_eq!(
         sketch.quantile(0.0),
         Some(
@@ -224,4 +224,30 @@ fn arrays_that_are_not_sketches_are_refused() {
     for case in cases {
         assert!(QuantileSketch::from_array(&case).is_err(), "{case:?}");
     }
+}
+
+#[test]
+fn the_rank_is_the_floor_of_the_f64_product_and_never_past_the_last() {
+    // 0.29 · 100 is 28.999999999999996 in f64: rank 28 (PostgreSQL computes it the same way).
+    let mapping = QuantileParams::default().mapping();
+    let mut sketch = QuantileSketch::new(QuantileParams::default());
+    for i in 0..101 {
+        sketch.add(mapping.value(i)).unwrap(); // one value in each of buckets 0..=100
+    }
+    assert_eq!(sketch.quantile(0.29), Some(mapping.value(28)));
+    // Counts near 2^63 in two buckets: q = 1 is the last value, never past it.
+    let huge = [1, 6, 2048, 0, 2, 0, 5, i64::MAX, 9, i64::MAX];
+    let sketch = QuantileSketch::from_array(&huge).unwrap();
+    assert_eq!(sketch.count(), 2 * i64::MAX as u128);
+    assert_eq!(sketch.quantile(1.0), Some(mapping.value(9)));
+    assert_eq!(sketch.quantile(0.0), Some(mapping.value(5)));
+}
+
+#[test]
+fn indices_no_finite_value_has_are_refused() {
+    for index in [i64::MAX, i64::MIN, 1024 * 64, -1074 * 64 - 1] {
+        let array = [1, 6, 2048, 0, 1, 0, index, 1];
+        assert!(QuantileSketch::from_array(&array).is_err(), "{index}");
+    }
+    assert!(QuantileSketch::from_array(&[1, 6, 2048, 0, 1, 0, -1074 * 64, 1]).is_ok());
 }

@@ -97,6 +97,35 @@ struct Rank {
     offset: Offset,
 }
 
+/// A record's fields as a sample keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kept {
+    /// The fields, a JSON object.
+    Fields(Json),
+    /// Fields whose compact JSON (serde_json's, no spaces) was longer than the bound: only
+    /// its length in bytes.
+    Omitted(usize),
+}
+
+/// A text value with a NUL character, which PostgreSQL's `jsonb` cannot hold (validation
+/// refuses such records before any layer samples them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}` holds a NUL character, which a stored sample cannot hold")]
+pub struct NulInField {
+    /// The field.
+    pub field: String,
+}
+
+/// Whether a JSON value holds a NUL character in a string or a key.
+fn has_nul(value: &Json) -> bool {
+    match value {
+        Json::String(text) => text.contains('\0'),
+        Json::Array(items) => items.iter().any(has_nul),
+        Json::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Json::Null | Json::Bool(_) | Json::Number(_) => false,
+    }
+}
+
 /// Why a JSON value is not a sample.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a sample: {what}")]
@@ -108,7 +137,7 @@ pub struct DecodeError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleSketch {
     params: SampleParams,
-    records: BTreeMap<Rank, Json>,
+    records: BTreeMap<Rank, Kept>,
 }
 
 impl SampleSketch {
@@ -126,7 +155,7 @@ impl SampleSketch {
     }
 
     /// The records kept, lowest hash first: (partition, offset, fields).
-    pub fn records(&self) -> impl Iterator<Item = (Partition, Offset, &Json)> {
+    pub fn records(&self) -> impl Iterator<Item = (Partition, Offset, &Kept)> {
         self.records
             .iter()
             .map(|(rank, fields)| (rank.partition, rank.offset, fields))
@@ -148,18 +177,29 @@ impl SampleSketch {
     }
 
     /// Offers the record at a position with its fields (a JSON object of the record's
-    /// values); kept if it ranks among the K lowest. Fields longer than the bound are
-    /// replaced by `{"_omitted_bytes": N}`.
-    pub fn add(&mut self, partition: Partition, offset: Offset, fields: Map<String, Json>) {
+    /// values); kept if it ranks among the K lowest. Fields whose compact JSON is longer than
+    /// the bound are kept as [`Kept::Omitted`]. The fields of a position must be a function of
+    /// its record (each layer builds them alike), as a merge keeps one record per position.
+    pub fn add(
+        &mut self,
+        partition: Partition,
+        offset: Offset,
+        fields: Map<String, Json>,
+    ) -> Result<(), NulInField> {
+        if let Some((field, _)) = fields.iter().find(|(k, v)| k.contains('\0') || has_nul(v)) {
+            return Err(NulInField {
+                field: field.clone(),
+            });
+        }
         if !self.would_keep(partition, offset) {
-            return;
+            return Ok(());
         }
         let fields = Json::Object(fields);
         let size = fields.to_string().len();
         let fields = if size > self.params.max_record_bytes as usize {
-            json!({ "_omitted_bytes": size })
+            Kept::Omitted(size)
         } else {
-            fields
+            Kept::Fields(fields)
         };
         let rank = Rank {
             hash: position_hash(partition, offset),
@@ -167,9 +207,10 @@ impl SampleSketch {
             offset,
         };
         self.insert(rank, fields);
+        Ok(())
     }
 
-    fn insert(&mut self, rank: Rank, fields: Json) {
+    fn insert(&mut self, rank: Rank, fields: Kept) {
         self.records.entry(rank).or_insert(fields);
         while self.records.len() > self.params.k as usize {
             self.records.pop_last();
@@ -179,32 +220,40 @@ impl SampleSketch {
     /// Folds `other` in: the K lowest of both. Both must have the same settings.
     pub fn merge(&mut self, other: &SampleSketch) {
         assert_eq!(
-            self.params.k, other.params.k,
-            "samples of different sizes cannot be merged"
+            self.params, other.params,
+            "samples of different settings cannot be merged"
         );
         for (rank, fields) in &other.records {
             self.insert(*rank, fields.clone());
         }
     }
 
-    /// The JSON PostgreSQL stores: `{"k": K, "records": [{"h": hash, "p": partition, "o":
-    /// offset, "f": fields}, …]}`, lowest hash first.
+    /// The JSON PostgreSQL stores: `{"k": K, "b": max_record_bytes, "records": [{"h": hash,
+    /// "p": partition, "o": offset, "f": fields}, …]}`, lowest hash first; an omitted record
+    /// has `"f": null, "n": its fields' bytes`.
     pub fn to_json(&self) -> Json {
         let records: Vec<Json> = self
             .records
             .iter()
-            .map(|(rank, fields)| {
-                json!({ "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": fields })
+            .map(|(rank, kept)| match kept {
+                Kept::Fields(fields) => {
+                    json!({ "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": fields })
+                }
+                Kept::Omitted(bytes) => json!({
+                    "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": null, "n": bytes
+                }),
             })
             .collect();
-        json!({ "k": self.params.k, "records": records })
+        json!({ "k": self.params.k, "b": self.params.max_record_bytes, "records": records })
     }
 
     /// The sample a stored JSON holds, with the record bound of `params`.
     pub fn from_json(params: SampleParams, value: &Json) -> Result<Self, DecodeError> {
         let error = |what| DecodeError { what };
-        if value.get("k").and_then(Json::as_u64) != Some(u64::from(params.k)) {
-            return Err(error("its k is not the metric's"));
+        if value.get("k").and_then(Json::as_u64) != Some(u64::from(params.k))
+            || value.get("b").and_then(Json::as_u64) != Some(u64::from(params.max_record_bytes))
+        {
+            return Err(error("its k or record bound is not the metric's"));
         }
         let records = value
             .get("records")
@@ -221,10 +270,11 @@ impl SampleSketch {
             if hash != position_hash(partition, offset) {
                 return Err(error("a record whose hash is not its position's"));
             }
-            let fields = record
-                .get("f")
-                .cloned()
-                .ok_or(error("a record without fields"))?;
+            let fields = match (record.get("f"), record.get("n").and_then(Json::as_u64)) {
+                (Some(Json::Object(_)), None) => Kept::Fields(record["f"].clone()),
+                (Some(Json::Null), Some(bytes)) => Kept::Omitted(bytes as usize),
+                _ => return Err(error("a record without fields or their omitted size")),
+            };
             sample.insert(
                 Rank {
                     hash,

@@ -16,10 +16,13 @@ async fn unions_in_postgresql_keep_what_the_rust_merge_keeps(pool: PgPool) {
             let mut fields = Map::new();
             fields.insert("n".into(), json!(i));
             fields.insert("x".into(), json!(format!("é\t{i}")));
-            whole.add(p, o, fields.clone());
-            parts[(i as usize * 7 + 3) % 4].add(p, o, fields.clone());
+            whole.add(p, o, fields.clone()).unwrap();
+            parts[(i as usize * 7 + 3) % 4]
+                .add(p, o, fields.clone())
+                .unwrap();
             if i % 13 == 0 {
-                parts[(i as usize + 1) % 4].add(p, o, fields); // a record in two parts
+                // A record in two parts.
+                parts[(i as usize + 1) % 4].add(p, o, fields).unwrap();
             }
         }
         let stored: Vec<SqlJson<Json>> = parts.iter().map(|s| SqlJson(s.to_json())).collect();
@@ -46,5 +49,23 @@ async fn unions_in_postgresql_keep_what_the_rust_merge_keeps(pool: PgPool) {
         .execute(&pool)
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("different sizes"), "{refused}");
+    assert!(
+        refused.to_string().contains("different settings"),
+        "{refused}"
+    );
+    for bad in [
+        serde_json::json!({"k": 2.5, "b": 1024, "records": []}),
+        serde_json::json!({"k": 0, "b": 1024, "records": []}),
+        serde_json::json!({"k": 1, "b": 1024}),
+    ] {
+        let refused = sqlx::query("SELECT serving.sample_union($1, $1)")
+            .bind(SqlJson(&bad))
+            .execute(&pool)
+            .await
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("not a sample"),
+            "{bad}: {refused}"
+        );
+    }
 }

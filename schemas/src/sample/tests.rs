@@ -42,11 +42,11 @@ fn a_sample_is_the_k_lowest_position_hashes_in_any_split_and_merge_order() {
         for parts_count in [1, 2, 7] {
             let mut parts = vec![SampleSketch::new(params); parts_count];
             for &(p, o) in &all {
-                parts[random(parts_count)].add(p, o, fields(p, o));
+                parts[random(parts_count)].add(p, o, fields(p, o)).unwrap();
             }
             // Some records reach two parts (a replay, a retried flush): kept once.
             for &(p, o) in all.iter().step_by(11) {
-                parts[random(parts_count)].add(p, o, fields(p, o));
+                parts[random(parts_count)].add(p, o, fields(p, o)).unwrap();
             }
             while parts.len() > 1 {
                 let from = parts.swap_remove(random(parts.len()));
@@ -57,7 +57,7 @@ fn a_sample_is_the_k_lowest_position_hashes_in_any_split_and_merge_order() {
                 parts[0].records().map(|(p, o, _)| (p, o)).collect();
             assert_eq!(kept, expected, "k {k}, {parts_count} parts");
             for (p, o, f) in parts[0].records() {
-                assert_eq!(f, &Json::Object(fields(p, o)));
+                assert_eq!(f, &Kept::Fields(Json::Object(fields(p, o))));
             }
         }
     }
@@ -72,11 +72,21 @@ fn large_records_keep_their_position_and_size_only() {
     let mut sample = SampleSketch::new(params);
     let mut big = Map::new();
     big.insert("text".into(), json!("x".repeat(1_000)));
-    sample.add(0, 1, big);
+    sample.add(0, 1, big).unwrap();
     let (_, _, fields) = sample.records().next().unwrap();
-    assert_eq!(fields, &json!({ "_omitted_bytes": 1_011 }));
-    sample.add(0, 2, fields_of_size(10));
+    assert_eq!(fields, &Kept::Omitted(1_011));
+    sample.add(0, 2, fields_of_size(10)).unwrap();
     assert_eq!(sample.records().count(), 2);
+    let stored = sample.to_json();
+    assert_eq!(SampleSketch::from_json(params, &stored).unwrap(), sample);
+    let mut nul = Map::new();
+    nul.insert("name".into(), json!(["ok", "a\u{0}b"]));
+    assert_eq!(
+        sample.add(0, 3, nul),
+        Err(NulInField {
+            field: "name".into()
+        })
+    );
 }
 
 fn fields_of_size(n: usize) -> Map<String, Json> {
@@ -90,7 +100,7 @@ fn stored_json_round_trips_and_tampered_json_is_refused() {
     let params = SampleParams::new(20).unwrap();
     let mut sample = SampleSketch::new(params);
     for (p, o) in positions(100) {
-        sample.add(p, o, fields(p, o));
+        sample.add(p, o, fields(p, o)).unwrap();
     }
     let stored = sample.to_json();
     assert_eq!(SampleSketch::from_json(params, &stored).unwrap(), sample);
@@ -127,7 +137,7 @@ fn settings_outside_the_range_are_named() {
     // Extreme positions hash like any other.
     let mut sample = SampleSketch::new(params);
     for (p, o) in [(0, 0), (i32::MAX, i64::MAX), (0, -1), (i32::MIN, i64::MIN)] {
-        sample.add(p, o, Map::new());
+        sample.add(p, o, Map::new()).unwrap();
     }
     assert_eq!(sample.records().count(), 4);
 }
