@@ -477,8 +477,8 @@ fn distinct_metric(
     if parts.len() > 5 {
         return Err(usage());
     }
-    // The extension's defaults for the arguments left out: 11, 5, -1, 1.
-    let mut arguments = [11_i64, 5, -1, 1];
+    // The extension's defaults for the arguments left out.
+    let mut arguments = SketchParams::default().arguments();
     let names = ["LOG2M", "REGWIDTH", "EXPTHRESH", "SPARSEON"];
     for ((argument, part), name) in arguments.iter_mut().zip(&parts[1..]).zip(names) {
         *argument = part.parse().map_err(|_| {
@@ -761,20 +761,14 @@ impl View {
                 let _ = write!(canonical, ":half_life={}", half_life.seconds());
             }
             if let Some(sketch) = metric.sketch {
-                let _ = write!(canonical, ":sketch={}/{}", sketch.log2m, sketch.regwidth);
+                let [log2m, regwidth, expthresh, sparseon] = sketch.arguments();
+                let _ = write!(canonical, ":sketch={log2m}/{regwidth}");
                 // Sketches stored FULL from the first value (expthresh 0, sparseon 0: Braid's
                 // only form before the extension's default forms) keep their fingerprints;
                 // other forms name theirs, as the extension will not union sketches whose
                 // forms' parameters differ.
-                if sketch.explicit_cutoff != crate::sketch::ExplicitCutoff::Values(0)
-                    || sketch.sparse
-                {
-                    let _ = write!(
-                        canonical,
-                        "/{}/{}",
-                        sketch.explicit_cutoff.expthresh(),
-                        u8::from(sketch.sparse)
-                    );
+                if [expthresh, sparseon] != [0, 0] {
+                    let _ = write!(canonical, "/{expthresh}/{sparseon}");
                 }
             }
             canonical.push('\n');

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hashbrown::HashMap;
 use polars::prelude::*;
 use schemas::plan::{Fold, MetricPlan, SketchType};
-use schemas::sketch::{Sketch, SketchParams, StoredForm, hash_i64, hash_text};
+use schemas::sketch::{Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::View;
 
 /// One key column of a batch, typed so that building a key reads it without conversions:
@@ -189,7 +189,7 @@ pub fn sketch_columns(
                 .iter()
                 .map(|group| {
                     let sketch = &(*group)?[metric];
-                    (sketch.form() != StoredForm::Empty).then(|| sketch.to_bytes())
+                    (!sketch.is_empty()).then(|| sketch.to_bytes())
                 })
                 .collect();
             sketches.with_name((*name).into()).into_column()
@@ -251,7 +251,7 @@ pub(crate) fn sketch_columns_of_values(
                     sketch.add_hash(hash);
                 }
             }
-            sketches.push((sketch.form() != StoredForm::Empty).then(|| sketch.to_bytes()));
+            sketches.push((!sketch.is_empty()).then(|| sketch.to_bytes()));
         }
         frame.replace(name, Series::new(name.into(), sketches).into_column())?;
     }

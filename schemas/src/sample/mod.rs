@@ -97,6 +97,16 @@ struct Rank {
     offset: Offset,
 }
 
+impl Rank {
+    fn of(partition: Partition, offset: Offset) -> Self {
+        Self {
+            hash: position_hash(partition, offset),
+            partition,
+            offset,
+        }
+    }
+}
+
 /// A record's fields as a sample keeps them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kept {
@@ -164,16 +174,15 @@ impl SampleSketch {
     /// Whether a record at this position would be kept (lets a layer skip building its
     /// fields when it would not).
     pub fn would_keep(&self, partition: Partition, offset: Offset) -> bool {
-        let rank = Rank {
-            hash: position_hash(partition, offset),
-            partition,
-            offset,
-        };
+        self.keeps(&Rank::of(partition, offset))
+    }
+
+    fn keeps(&self, rank: &Rank) -> bool {
         self.records.len() < self.params.k as usize
             || self
                 .records
                 .last_key_value()
-                .is_some_and(|(largest, _)| rank < *largest)
+                .is_some_and(|(largest, _)| rank < largest)
     }
 
     /// Offers the record at a position with its fields (a JSON object of the record's
@@ -191,7 +200,8 @@ impl SampleSketch {
                 field: field.clone(),
             });
         }
-        if !self.would_keep(partition, offset) {
+        let rank = Rank::of(partition, offset);
+        if !self.keeps(&rank) {
             return Ok(());
         }
         let fields = Json::Object(fields);
@@ -200,11 +210,6 @@ impl SampleSketch {
             Kept::Omitted(size)
         } else {
             Kept::Fields(fields)
-        };
-        let rank = Rank {
-            hash: position_hash(partition, offset),
-            partition,
-            offset,
         };
         self.insert(rank, fields);
         Ok(())

@@ -108,6 +108,11 @@ impl Sketch {
         self.params
     }
 
+    /// Whether no value was added yet (the layers store no sketch then).
+    pub fn is_empty(&self) -> bool {
+        self.contents == Contents::Empty
+    }
+
     /// The form [`Sketch::to_bytes`] writes.
     pub fn form(&self) -> StoredForm {
         match &self.contents {

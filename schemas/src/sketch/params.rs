@@ -156,12 +156,8 @@ impl SketchParams {
 
     /// These parameters with the extension's `expthresh` and `sparseon` arguments, checked.
     pub fn with_storage(self, expthresh: i64, sparseon: i64) -> Result<Self, SketchParamsError> {
-        Self::checked(
-            i64::from(self.log2m),
-            i64::from(self.regwidth),
-            expthresh,
-            sparseon,
-        )
+        let [log2m, regwidth, ..] = self.arguments();
+        Self::checked(log2m, regwidth, expthresh, sparseon)
     }
 
     /// Whether some SPARSE sketch of this precision ends in at least one whole (zero) entry of
@@ -177,9 +173,14 @@ impl SketchParams {
                 .any(|filled| (8 - filled * entry_bits % 8) % 8 >= entry_bits)
     }
 
-    /// Whether these are the extension's default storage forms (auto cutoff, sparse on).
-    pub fn has_default_storage(self) -> bool {
-        self.explicit_cutoff == ExplicitCutoff::Auto && self.sparse
+    /// The extension's four arguments: `[log2m, regwidth, expthresh, sparseon]`.
+    pub fn arguments(self) -> [i64; 4] {
+        [
+            i64::from(self.log2m),
+            i64::from(self.regwidth),
+            self.explicit_cutoff.expthresh(),
+            i64::from(self.sparse),
+        ]
     }
 
     /// The relative standard error of a cardinality estimate: 1.04 / √(2^log2m).
@@ -218,13 +219,7 @@ impl SketchParams {
 impl fmt::Display for SketchParams {
     /// As the extension's arguments: `11, 5, -1, 1`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}, {}, {}, {}",
-            self.log2m,
-            self.regwidth,
-            self.explicit_cutoff.expthresh(),
-            u8::from(self.sparse)
-        )
+        let [log2m, regwidth, expthresh, sparseon] = self.arguments();
+        write!(f, "{log2m}, {regwidth}, {expthresh}, {sparseon}")
     }
 }
