@@ -91,6 +91,7 @@ pub async fn evaluate(
         limit: i64::from(max_instances),
         end: WindowEnd::CompleteBuckets,
         rank_by: rank_by(rule),
+        quantiles: schemas::alert::metric_levels(view, &rule.metric),
     };
     let totals = outside_page::rule_window(pool, view, topic, rule, &request).await?;
     let mut observed = outside_page::observed(rule, view, &totals);

@@ -71,6 +71,7 @@ pub fn label_json(value: &CellValue) -> Value {
         CellValue::Bool(v) => json!(v),
         CellValue::Time(v) => json!(v.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         CellValue::Text(v) => json!(v),
+        CellValue::Json(v) => serde_json::from_str(v).unwrap_or(Value::Null),
     }
 }
 

@@ -35,7 +35,7 @@ fn metric_value(value: &CellValue) -> Option<f64> {
         CellValue::Int(v) => Some(*v as f64),
         CellValue::Float(v) => v.is_finite().then_some(*v),
         CellValue::IntegerSum(v) | CellValue::Text(v) => v.parse().ok(),
-        CellValue::Null | CellValue::Bool(_) | CellValue::Time(_) => None,
+        CellValue::Null | CellValue::Bool(_) | CellValue::Time(_) | CellValue::Json(_) => None,
     }
 }
 
@@ -161,6 +161,7 @@ pub async fn read(
         limit,
         end: WindowEnd::CompleteBuckets,
         rank_by: None,
+        quantiles: schemas::alert::metric_levels(view, &rule.metric),
     };
     let totals = rule_window(pool, view, topic, rule, &request).await?;
     let read = observed(rule, view, &totals)

@@ -1,5 +1,6 @@
 // A view: a live chart of any metric (shaded by provenance), group-by and filter controls,
-// the latest buckets, the rolling totals and the top keys.
+// the latest buckets, the rolling totals, the top keys and, for a view with sample(K), the
+// records sampled over the chart's range.
 import { el, api, poll, table, section, num, time, errorText } from "./lib.js";
 import { drawChart, legend } from "./chart.js";
 
@@ -30,7 +31,13 @@ function query(params) {
 
 export function viewPage(main, page, view) {
   const bucket = seconds(view.bucket);
-  const metrics = view.metrics.map((m) => m.column).concat(view.averages);
+  // The numbers a chart can draw: each metric's answer columns (a quantile metric's levels),
+  // not a sample's records.
+  const sampled = view.metrics.find((m) => m.kind === "sample");
+  const metrics = view.metrics
+    .filter((m) => m.kind !== "sample")
+    .flatMap((m) => m.answers || [m.column])
+    .concat(view.averages);
   const groups = view.group_by.map((g) => g.name).concat(view.attributes.map((a) => a.name));
   const granularities = [bucket, 60, 300, 900, 3600].filter((g, i, all) => g >= bucket && g % bucket === 0 && all.indexOf(g) === i);
   const state = {
@@ -74,7 +81,8 @@ export function viewPage(main, page, view) {
   const latest = section("Latest buckets", "latest");
   const rolling = section("Rolling totals", "rolling");
   const top = section("Top keys", "top");
-  main.append(el("h1", {}, view.name), controls, status, holder, legend(), provenance, latest.node, rolling.node, top.node);
+  const sample = section("Sampled records", "sample");
+  main.append(el("h1", {}, view.name), controls, status, holder, legend(), provenance, ...(sampled ? [sample.node] : []), latest.node, rolling.node, top.node);
 
   let updates = 0;
   let chart = null;
@@ -99,7 +107,15 @@ export function viewPage(main, page, view) {
     renderChart(answer, seriesPath);
     renderProvenance(answer.provenance);
     latest.set(latestTable(answer));
-    const metricColumn = view.metrics.some((m) => m.column === state.metric) ? state.metric : view.metrics[0].column;
+    const metricColumn = state.metric;
+    if (sampled) {
+      try {
+        const sampleAnswer = await api(`/v1/views/${encodeURIComponent(view.name)}/sample?${query({ from, ...filters })}`);
+        sample.set(el("p", { class: "hint" }, `${sampleAnswer.sample.records.length} of the records over the chart's range (the ${sampleAnswer.sample.k} with the smallest hash of their Kafka position, the same whichever layer counted them)`), sampleTable(sampleAnswer.sample.records));
+      } catch (error) {
+        sample.set(errorText(error));
+      }
+    }
     try {
       const rollingAnswer = await api(`/v1/views/${encodeURIComponent(view.name)}/rolling?${query({ window: rollingWindow, group_by: state.groupBy, order: `${metricColumn}:desc`, limit: 20, ...filters })}`);
       rolling.set(el("p", { class: "hint" }, `over the last ${rollingWindow}`), rowsTable(rollingAnswer.rows, rollingAnswer.columns, "rolling-table"));
@@ -172,6 +188,25 @@ export function viewPage(main, page, view) {
   page.onLeave(() => chart && chart.destroy());
 }
 
+/** A sample's records: their Kafka position, then their fields (an omitted record's size). */
+function sampleTable(records) {
+  const fields = [...new Set(records.flatMap((r) => Object.keys(r.f || {})))];
+  const cell = (text) => el("span", { "data-value": text }, text);
+  return table(
+    [
+      { title: "partition", key: "p", num: true, value: (r) => cell(String(r.p)) },
+      { title: "offset", key: "o", num: true, value: (r) => cell(String(r.o)) },
+      ...fields.map((f) => ({
+        title: f,
+        key: f,
+        value: (r) => cell(r.f ? (r.f[f] === undefined ? "" : String(r.f[f])) : `(${r.n} bytes, over the bound)`),
+      })),
+    ],
+    records,
+    { id: "sample-table" },
+  );
+}
+
 function rowsTable(rows, columns, id) {
   return table(
     columns.map((c) => ({
@@ -181,8 +216,8 @@ function rowsTable(rows, columns, id) {
       value: (r) =>
         el(
           "span",
-          { "data-value": r[c] === null ? "null" : String(r[c]) },
-          c === "bucket_start" ? time(r[c]) : typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "(none)" : String(r[c]),
+          { "data-value": r[c] === null ? "null" : typeof r[c] === "object" ? JSON.stringify(r[c]) : String(r[c]) },
+          c === "bucket_start" ? time(r[c]) : typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "(none)" : typeof r[c] === "object" ? `${(r[c].records || []).length} sampled` : String(r[c]),
         ),
     })),
     rows,

@@ -3,6 +3,7 @@
 
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge};
+use schemas::quantile::QuantileLevel;
 use schemas::view::View;
 
 use crate::statement::{BatchRows, SpeedRows};
@@ -11,8 +12,9 @@ use crate::statement::{BatchRows, SpeedRows};
 /// run's covered epoch (all speed rows before the first batch run), per group and bucket;
 /// counts and sums add, min and max combine, `avg_<field>` = sum / the count of records
 /// that have the field ([`View::averages`]), and decayed scores are decayed to `now()`.
-/// Distinct counts come also as the merged sketch (`<metric>_sketch`), so that BI tools can
-/// roll them up exactly, and the view's attributes are joined.
+/// Distinct counts and quantiles come also as the merged sketch (`<metric>_sketch`), so that
+/// BI tools can roll them up exactly; quantiles as the default levels (`<metric>_p50`,
+/// `_p90`, `_p99`); samples as their records (jsonb). The view's attributes are joined.
 ///
 /// Identifiers, the view's name and its fingerprint come from validated configuration
 /// (`[a-z_][a-z0-9_]*` and hex), so they can stand in the statement.
@@ -25,7 +27,23 @@ pub fn merged_select(view: &View) -> String {
         .map(|g| g.to_string())
         .chain(["bucket_start".to_string()])
         .collect();
-    outputs.extend(view.metrics.iter().map(|m| merge::aggregate(m, "now()")));
+    // A quantile metric as its default levels (`<metric>_p50`, …); any other level is
+    // `serving.quantile(serving.quantile_union_agg(<metric>_sketch), q)` over any rows.
+    let levels = QuantileLevel::defaults();
+    for metric in &view.metrics {
+        if merge::answers_quantiles(metric) {
+            outputs.extend(levels.iter().map(|level| {
+                // The levels are Braid's constants, not a reader's values.
+                merge::quantile(
+                    metric,
+                    &level.value().to_string(),
+                    &level.column(&metric.column),
+                )
+            }));
+        } else {
+            outputs.push(merge::aggregate(metric, "now()"));
+        }
+    }
     // Distinct counts also as the merged sketch, so that BI tools can roll them up exactly:
     // hll_cardinality(hll_union_agg(<metric>_sketch)) over any set of rows.
     outputs.extend(view.metrics.iter().filter_map(|m| {

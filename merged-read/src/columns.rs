@@ -2,7 +2,8 @@
 //! the metrics, the averages, and `batch_part`/`speed_part` when asked; each with its type.
 
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
-use schemas::view::View;
+use schemas::quantile::QuantileLevel;
+use schemas::view::{Metric, View};
 
 use crate::error::SelectionError;
 use crate::selection::Selection;
@@ -20,6 +21,8 @@ pub enum CellKind {
     Bool,
     /// `timestamptz`.
     Time,
+    /// `jsonb` (a sample's records), read as its JSON text.
+    Json,
     /// Text (and any other type, read as text).
     Text,
 }
@@ -32,6 +35,7 @@ impl CellKind {
             "numeric" => Self::IntegerSum,
             "boolean" => Self::Bool,
             "timestamptz" => Self::Time,
+            "jsonb" => Self::Json,
             _ => Self::Text,
         }
     }
@@ -58,10 +62,10 @@ impl AnswerColumn {
         }
     }
 
-    /// The type the column has on the wire: `numeric` sums travel as text.
+    /// The type the column has on the wire: `numeric` sums and `jsonb` samples travel as text.
     pub(crate) fn wire_type(&self) -> &'static str {
         match self.pg_type {
-            "numeric" => "text",
+            "numeric" | "jsonb" => "text",
             other => other,
         }
     }
@@ -78,10 +82,17 @@ impl AnswerColumn {
             columns.push(Self::new("bucket_start", "timestamptz"));
         }
         for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
-            columns.push(Self::new(
-                &metric.column,
-                merge::answer_type(metric, column.pg_type),
-            ));
+            let answer_type = merge::answer_type(metric, column.pg_type);
+            if merge::answers_quantiles(metric) {
+                columns.extend(
+                    selection
+                        .quantiles
+                        .iter()
+                        .map(|level| Self::new(&level.column(&metric.column), answer_type)),
+                );
+            } else {
+                columns.push(Self::new(&metric.column, answer_type));
+            }
         }
         for average in view.averages() {
             columns.push(Self::new(&average.column, "double precision"));
@@ -113,13 +124,32 @@ impl AnswerColumn {
 }
 
 /// The names of the answer's columns without the parts: the kept fields (`group_by`, indexes
-/// into [`View::served_names`]), `bucket_start` when `bucketed`, the metrics, the averages.
-pub fn column_names(view: &View, group_by: &[usize], bucketed: bool) -> Vec<String> {
+/// into [`View::served_names`]), `bucket_start` when `bucketed`, the metrics (a quantile
+/// metric as one column per level of `quantiles`), the averages.
+pub fn column_names(
+    view: &View,
+    group_by: &[usize],
+    bucketed: bool,
+    quantiles: &[QuantileLevel],
+) -> Vec<String> {
     group_by
         .iter()
         .map(|&i| view.served_name(i).to_string())
         .chain(bucketed.then(|| "bucket_start".to_string()))
-        .chain(view.metrics.iter().map(|m| m.column.clone()))
+        .chain(
+            view.metrics
+                .iter()
+                .flat_map(|m| metric_columns(m, quantiles)),
+        )
         .chain(view.averages().into_iter().map(|a| a.column))
         .collect()
+}
+
+/// The answer columns of `metric`: its own, or one per level of a quantile metric.
+pub fn metric_columns(metric: &Metric, quantiles: &[QuantileLevel]) -> Vec<String> {
+    if merge::answers_quantiles(metric) {
+        quantiles.iter().map(|l| l.column(&metric.column)).collect()
+    } else {
+        vec![metric.column.clone()]
+    }
 }

@@ -20,6 +20,8 @@ pub enum Span {
     Limit,
     /// The order.
     Order,
+    /// The quantile levels.
+    Quantiles,
 }
 
 /// A selection the merged read cannot take (the caller's fault). Each names what is wrong.
@@ -34,6 +36,12 @@ pub enum SelectionError {
         field: usize,
         /// How many fields the view serves.
         served: usize,
+    },
+    /// A quantile level asked twice.
+    #[error("quantile level {level} is asked twice")]
+    LevelTwice {
+        /// The level.
+        level: String,
     },
     /// A field kept twice.
     #[error("`{field}` is kept twice")]
@@ -91,6 +99,7 @@ impl SelectionError {
             Self::EmptyRange { .. } => Span::Range,
             Self::Limit { .. } => Span::Limit,
             Self::NotAnAnswerColumn { .. } => Span::Order,
+            Self::LevelTwice { .. } => Span::Quantiles,
         }
     }
 }

@@ -60,8 +60,28 @@ pub(crate) fn statement(
     } else {
         String::new()
     };
+    // Each quantile level is bound once, and read by every quantile metric.
+    let levels: Vec<String> = if view.metrics.iter().any(merge::answers_quantiles) {
+        selection
+            .quantiles
+            .iter()
+            .map(|level| st.bind(Bind::Float(level.value())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for metric in &view.metrics {
-        outputs.push(merge::aggregate(metric, &decayed_to));
+        if merge::answers_quantiles(metric) {
+            outputs.extend(
+                selection
+                    .quantiles
+                    .iter()
+                    .zip(&levels)
+                    .map(|(level, q)| merge::quantile(metric, q, &level.column(&metric.column))),
+            );
+        } else {
+            outputs.push(merge::aggregate(metric, &decayed_to));
+        }
     }
     for average in view.averages() {
         outputs.push(merge::average(&average));

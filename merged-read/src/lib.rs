@@ -28,7 +28,7 @@ mod whole_keys;
 mod window;
 
 pub use bi_view::merged_select;
-pub use columns::{AnswerColumn, CellKind, column_names};
+pub use columns::{AnswerColumn, CellKind, column_names, metric_columns};
 pub use error::{Fault, ReadError, SelectionError, Span};
 pub use read::{
     Cell, CellValue, MergedAnswer, MergedRow, MergedRows, Provenance, ReadStatement, Shape,

@@ -119,6 +119,7 @@ fn bind_all<'q>(
             Bind::Texts(v) => query.bind(v),
             Bind::Ints(v) => query.bind(v),
             Bind::Bools(v) => query.bind(v),
+            Bind::Float(v) => query.bind(v),
         };
     }
     query
@@ -256,6 +257,7 @@ impl<'r> MergedRow<'r> {
                 get::<Option<DateTime<Utc>>>(row, at, name)?.map_or(Cell::Null, Cell::Time)
             }
             CellKind::Text => get::<Option<&str>>(row, at, name)?.map_or(Cell::Null, Cell::Text),
+            CellKind::Json => get::<Option<&str>>(row, at, name)?.map_or(Cell::Null, Cell::Json),
         })
     }
 
@@ -287,6 +289,8 @@ pub enum Cell<'r> {
     Time(DateTime<Utc>),
     /// Text.
     Text(&'r str),
+    /// JSON text (a sample's records), as PostgreSQL rendered it.
+    Json(&'r str),
 }
 
 impl Cell<'_> {
@@ -300,6 +304,7 @@ impl Cell<'_> {
             Cell::Bool(v) => CellValue::Bool(v),
             Cell::Time(v) => CellValue::Time(v),
             Cell::Text(v) => CellValue::Text(v.to_string()),
+            Cell::Json(v) => CellValue::Json(v.to_string()),
         }
     }
 }
@@ -321,4 +326,6 @@ pub enum CellValue {
     Time(DateTime<Utc>),
     /// Text.
     Text(String),
+    /// JSON text (a sample's records).
+    Json(String),
 }

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use schemas::event_schema::FieldType;
+use schemas::quantile::QuantileLevel;
 use schemas::view::View;
 
 use crate::error::{SelectionError, Span};
@@ -61,6 +62,9 @@ pub struct Selection {
     pub decayed_to: DateTime<Utc>,
     /// Whether each row says which parts (batch, speed) it merges.
     pub parts: bool,
+    /// The quantiles each quantile metric answers, one column each
+    /// (`<metric>_p50`, [`QuantileLevel::column`]).
+    pub quantiles: Vec<QuantileLevel>,
 }
 
 impl Selection {
@@ -126,6 +130,16 @@ impl Selection {
         }
         if self.limit < 1 {
             return Err(SelectionError::Limit { limit: self.limit });
+        }
+        for (n, level) in self.quantiles.iter().enumerate() {
+            if self.quantiles[..n]
+                .iter()
+                .any(|l| l.suffix() == level.suffix())
+            {
+                return Err(SelectionError::LevelTwice {
+                    level: level.to_string(),
+                });
+            }
         }
         Ok(())
     }

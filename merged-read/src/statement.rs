@@ -54,6 +54,8 @@ pub enum Bind {
     Ints(Vec<i64>),
     /// `boolean[]`.
     Bools(Vec<bool>),
+    /// `double precision`.
+    Float(f64),
 }
 
 /// A statement's text with the values of its placeholders `$1`, `$2`, ... in order: what the
@@ -199,12 +201,12 @@ pub(crate) fn head_row(
     )
 }
 
-/// The output columns of an answer row as sent: `numeric` sums as text.
+/// The output columns of an answer row as sent: `numeric` sums and `jsonb` samples as text.
 pub(crate) fn row_names(columns: &[AnswerColumn]) -> String {
     columns
         .iter()
         .map(|c| match c.wire_type() {
-            "text" if c.pg_type == "numeric" => format!("{}::text", c.name),
+            "text" if c.pg_type != "text" => format!("{}::text", c.name),
             _ => c.name.clone(),
         })
         .collect::<Vec<_>>()

@@ -3,6 +3,7 @@
 //! GET /v1/views/{view}/rolling runs, and so the same exact merge and provenance.
 
 use chrono::{DateTime, Duration, Utc};
+use schemas::quantile::QuantileLevel;
 use schemas::view::View;
 use sqlx::PgPool;
 
@@ -64,6 +65,8 @@ pub struct WindowRequest {
     /// Which keys come first (and so which are kept when more than `limit` match), before
     /// the group fields; `None`: group-field order.
     pub rank_by: Option<OrderTerm>,
+    /// The quantiles each quantile metric answers (one column each).
+    pub quantiles: Vec<QuantileLevel>,
 }
 
 /// One row of window totals: one value per column of [`WindowTotals::columns`].
@@ -124,6 +127,7 @@ pub fn window_selection(view: &View, request: &WindowRequest) -> (Selection, Win
         limit: request.limit,
         decayed_to: request.now,
         parts: false,
+        quantiles: request.quantiles.clone(),
     };
     (selection, bounds)
 }

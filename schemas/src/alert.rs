@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::duration::HumanDuration;
 use crate::event_schema::{FieldType, is_identifier};
+use crate::quantile::QuantileLevel;
 use crate::view::{FilterValues, View};
 
 /// A rule as written in `[[alerts]]`.
@@ -176,14 +177,34 @@ fn hold_seconds(key: &'static str, text: &str) -> Result<i64, AlertRuleError> {
         .map_err(|e| refuse(key, e.to_string()))
 }
 
-/// The output columns of a view whose values are numbers, so that a threshold applies.
+/// The output columns of a view whose values are numbers, so that a threshold applies: a
+/// quantile metric as its default levels (`quantile_latency_ms_p99`; any other level's column
+/// is accepted too, [`metric_levels`]).
 pub fn numeric_columns(view: &View) -> Vec<String> {
-    crate::plan::ViewPlan::of(view)
-        .metrics
-        .into_iter()
-        .filter(|m| m.answer().is_number())
-        .map(|m| m.column)
+    let defaults = QuantileLevel::defaults();
+    view.metrics
+        .iter()
+        .zip(crate::plan::ViewPlan::of(view).metrics)
+        .filter(|(_, plan)| plan.answer().is_number())
+        .flat_map(|(metric, plan)| {
+            if crate::pg_layout::merge::answers_quantiles(metric) {
+                defaults.iter().map(|l| l.column(&plan.column)).collect()
+            } else {
+                vec![plan.column]
+            }
+        })
         .chain(view.averages().into_iter().map(|a| a.column))
+        .collect()
+}
+
+/// The quantile level an alert's `metric` reads, when it names one of a quantile metric of
+/// `view` (`quantile_latency_ms_p99`: `[0.99]`); else none.
+pub fn metric_levels(view: &View, metric: &str) -> Vec<QuantileLevel> {
+    view.metrics
+        .iter()
+        .filter(|m| crate::pg_layout::merge::answers_quantiles(m))
+        .find_map(|m| QuantileLevel::of_column(&m.column, metric))
+        .into_iter()
         .collect()
 }
 
@@ -268,7 +289,7 @@ impl AlertRuleConfig {
             )
         })?;
         let numeric = numeric_columns(view);
-        if !numeric.contains(&self.metric) {
+        if !numeric.contains(&self.metric) && metric_levels(view, &self.metric).is_empty() {
             return Err(refuse(
                 "metric",
                 format!(

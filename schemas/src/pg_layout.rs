@@ -58,8 +58,34 @@ pub mod merge {
                 decay_factor(metric, now)
             ),
             ReadRule::Estimate(SketchType::Hll(_)) => format!("{} AS {c}", distinct_count(c)),
+            // The merged sketch: its quantiles are read by `quantile`, one column per level.
+            ReadRule::Estimate(SketchType::Quantile(_)) => {
+                format!("serving.quantile_union_agg({c}) AS {c}")
+            }
+            // The merged sample, its records as JSON.
+            ReadRule::Estimate(SketchType::Sample(_)) => {
+                format!("serving.sample_union_agg({c}) AS {c}")
+            }
             ReadRule::Plain => format!("{} AS {c}", merged(&plan, c)),
         }
+    }
+
+    /// The `q`-quantile (`q` a `double precision` expression, e.g. a placeholder) of a quantile
+    /// metric's merged sketch, as `column`. PostgreSQL computes one union per metric however
+    /// many levels read it (identical aggregate calls share their state).
+    pub fn quantile(metric: &Metric, q: &str, column: &str) -> String {
+        format!(
+            "serving.quantile(serving.quantile_union_agg({}), ({q})::double precision) AS {column}",
+            metric.column
+        )
+    }
+
+    /// Whether `metric` answers quantiles (one column per level asked, [`quantile`]).
+    pub fn answers_quantiles(metric: &Metric) -> bool {
+        matches!(
+            MetricPlan::of(metric).read,
+            ReadRule::Estimate(SketchType::Quantile(_))
+        )
     }
 
     /// The rows of `column` merged by the plan's rule, as stored.
@@ -81,13 +107,17 @@ pub mod merge {
     fn sketch_union(sketch: SketchType, column: &str) -> String {
         match sketch {
             SketchType::Hll(_) => format!("hll_union_agg({column})"),
+            SketchType::Quantile(_) => format!("serving.quantile_union_agg({column})"),
+            SketchType::Sample(_) => format!("serving.sample_union_agg({column})"),
         }
     }
 
-    /// The merged sketch of a sketch metric (`None` for the others), so that BI tools can roll
-    /// its estimate up exactly over any set of rows.
+    /// The merged sketch of a metric whose answer is an estimate read from it (distinct
+    /// counts, quantiles; `None` for the others, and for samples, whose answer is the merged
+    /// sample itself), so that BI tools can roll the estimate up exactly over any set of rows.
     pub fn merged_sketch(metric: &Metric) -> Option<String> {
         match MetricPlan::of(metric).merge() {
+            MergeRule::Union(SketchType::Sample(_)) => None,
             MergeRule::Union(sketch) => Some(sketch_union(sketch, &metric.column)),
             MergeRule::Add | MergeRule::Least | MergeRule::Greatest => None,
         }
@@ -137,8 +167,9 @@ pub mod merge {
     /// The type of a metric's merged value: what [`aggregate`] answers ([`MetricPlan::answer`];
     /// `stored` is the stored column's type).
     pub fn answer_type(metric: &Metric, stored: &'static str) -> &'static str {
-        match MetricPlan::of(metric).read {
-            ReadRule::Estimate(_) => ColumnType::Double.pg_type(),
+        let plan = MetricPlan::of(metric);
+        match plan.read {
+            ReadRule::Estimate(_) => plan.answer().pg_type(),
             ReadRule::Plain | ReadRule::DecayedToNow { .. } => stored,
         }
     }
@@ -148,11 +179,19 @@ pub mod merge {
         let c = &metric.column;
         match MetricPlan::of(metric).merge() {
             MergeRule::Add => format!("{c} = t.{c} + EXCLUDED.{c}"),
-            // hll_union is strict: a side without sketch (no record had the field) keeps the other.
-            MergeRule::Union(SketchType::Hll(_)) => format!(
-                "{c} = CASE WHEN t.{c} IS NULL THEN EXCLUDED.{c} WHEN EXCLUDED.{c} IS NULL THEN t.{c} \
-                 ELSE hll_union(t.{c}, EXCLUDED.{c}) END"
-            ),
+            // The unions are strict: a side without sketch (no record had the field) keeps the
+            // other.
+            MergeRule::Union(sketch) => {
+                let union = match sketch {
+                    SketchType::Hll(_) => "hll_union",
+                    SketchType::Quantile(_) => "serving.quantile_union",
+                    SketchType::Sample(_) => "serving.sample_union",
+                };
+                format!(
+                    "{c} = CASE WHEN t.{c} IS NULL THEN EXCLUDED.{c} WHEN EXCLUDED.{c} IS NULL THEN t.{c} \
+                     ELSE {union}(t.{c}, EXCLUDED.{c}) END"
+                )
+            }
             MergeRule::Least => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
             MergeRule::Greatest => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
         }

@@ -126,13 +126,30 @@ pub enum SketchType {
     /// A HyperLogLog sketch in the `hll` extension's storage format ([`crate::sketch`]);
     /// its estimate is the cardinality.
     Hll(SketchParams),
+    /// A quantile sketch ([`crate::quantile`]) as `bigint[]`, unioned by Braid's SQL functions;
+    /// its estimate is a quantile the reader asks for.
+    Quantile(crate::quantile::QuantileParams),
+    /// A sample ([`crate::sample`]) as `jsonb`, unioned by Braid's SQL functions; read as its
+    /// records.
+    Sample(crate::sample::SampleParams),
 }
 
 impl SketchType {
-    /// The PostgreSQL extension that stores, unions and reads sketches of this type.
-    pub fn pg_extension(self) -> &'static str {
+    /// The PostgreSQL extension that stores, unions and reads sketches of this type, if one
+    /// does (Braid's own sketches need only its migrations' functions).
+    pub fn pg_extension(self) -> Option<&'static str> {
+        match self {
+            SketchType::Hll(_) => Some("hll"),
+            SketchType::Quantile(_) | SketchType::Sample(_) => None,
+        }
+    }
+
+    /// The PostgreSQL type of a stored sketch.
+    pub fn pg_type(self) -> &'static str {
         match self {
             SketchType::Hll(_) => "hll",
+            SketchType::Quantile(_) => "bigint[]",
+            SketchType::Sample(_) => "jsonb",
         }
     }
 }
@@ -176,7 +193,7 @@ impl ColumnType {
             ColumnType::Numeric => "numeric",
             ColumnType::Double => "double precision",
             ColumnType::Timestamp => "timestamptz",
-            ColumnType::Sketch(sketch) => sketch.pg_extension(),
+            ColumnType::Sketch(sketch) => sketch.pg_type(),
         }
     }
 
@@ -248,12 +265,24 @@ impl MetricPlan {
                     ColumnType::Double,
                 )
             }
-            MetricKind::Distinct => {
-                let sketch = SketchType::Hll(
-                    metric
-                        .sketch
-                        .expect("a validated distinct metric has sketch parameters"),
-                );
+            MetricKind::Distinct | MetricKind::Quantile | MetricKind::Sample => {
+                let sketch = match metric.kind {
+                    MetricKind::Quantile => SketchType::Quantile(
+                        metric
+                            .quantile
+                            .expect("a validated quantile metric has its settings"),
+                    ),
+                    MetricKind::Sample => SketchType::Sample(
+                        metric
+                            .sample
+                            .expect("a validated sample metric has its settings"),
+                    ),
+                    _ => SketchType::Hll(
+                        metric
+                            .sketch
+                            .expect("a validated distinct metric has sketch parameters"),
+                    ),
+                };
                 (
                     Fold::Sketch(sketch),
                     ReadRule::Estimate(sketch),
@@ -279,6 +308,8 @@ impl MetricPlan {
     pub fn answer(&self) -> ColumnType {
         match self.read {
             ReadRule::Plain | ReadRule::DecayedToNow { .. } => self.stored,
+            // A sample answers its records.
+            ReadRule::Estimate(sample @ SketchType::Sample(_)) => ColumnType::Sketch(sample),
             ReadRule::Estimate(_) => ColumnType::Double,
         }
     }

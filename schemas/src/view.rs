@@ -97,6 +97,12 @@ pub enum MetricKind {
     /// How many distinct values a field takes, estimated by a HyperLogLog sketch that
     /// PostgreSQL's `hll` extension merges ([`crate::sketch`]).
     Distinct,
+    /// Quantiles of a numeric field within a relative accuracy, from a logarithmic-bucket
+    /// sketch ([`crate::quantile`]).
+    Quantile,
+    /// K records per key and bucket, those whose Kafka position hashes lowest, with their
+    /// fields ([`crate::sample`]).
+    Sample,
 }
 
 /// A validated metric.
@@ -118,6 +124,10 @@ pub struct Metric {
     pub half_life: Option<HumanDuration>,
     /// The precision of a distinct metric's sketches (`None` for the others).
     pub sketch: Option<SketchParams>,
+    /// The settings of a quantile metric's sketches (`None` for the others).
+    pub quantile: Option<crate::quantile::QuantileParams>,
+    /// The settings of a sample metric (`None` for the others).
+    pub sample: Option<crate::sample::SampleParams>,
 }
 
 /// The largest bucket width of a decayed metric, in half-lives: within a bucket, weights reach
@@ -270,6 +280,8 @@ impl ViewConfig {
                     field_required: false,
                     half_life: None,
                     sketch: None,
+                    quantile: None,
+                    sample: None,
                 },
                 (MetricKind::Decayed, decayed) => {
                     decayed_metric(text, decayed, &bucket, schema).map_err(error)?
@@ -277,6 +289,10 @@ impl ViewConfig {
                 (MetricKind::Distinct, inner) => {
                     distinct_metric(text, inner, schema).map_err(error)?
                 }
+                (MetricKind::Quantile, inner) => {
+                    quantile_metric(text, inner, schema).map_err(error)?
+                }
+                (MetricKind::Sample, inner) => sample_metric(text, inner).map_err(error)?,
                 (kind, Some(name)) => {
                     let (index, field_type) = field(name, "metric")?;
                     let allowed = match kind {
@@ -300,6 +316,8 @@ impl ViewConfig {
                         field_required: schema.fields[index].required,
                         half_life: None,
                         sketch: None,
+                        quantile: None,
+                        sample: None,
                     }
                 }
                 (_, None) => unreachable!("parse_metric pairs every kind but count with a field"),
@@ -333,13 +351,15 @@ impl ViewConfig {
 
 impl MetricKind {
     /// Every kind, in declaration order: what tests iterate to cover each kind.
-    pub const ALL: [MetricKind; 6] = [
+    pub const ALL: [MetricKind; 8] = [
         MetricKind::Count,
         MetricKind::Sum,
         MetricKind::Min,
         MetricKind::Max,
         MetricKind::Decayed,
         MetricKind::Distinct,
+        MetricKind::Quantile,
+        MetricKind::Sample,
     ];
 
     /// A metric of this kind as configuration writes it, over `field` (`None`: over every
@@ -351,18 +371,26 @@ impl MetricKind {
         match (self, field) {
             (MetricKind::Count, None) => Some(name.to_string()),
             (MetricKind::Decayed, None) => Some(format!("{name}(count, 1h)")),
+            (MetricKind::Sample, None) => Some(format!("{name}(5)")),
+            (MetricKind::Sample, Some(_)) => None,
             (MetricKind::Decayed, Some(field)) => Some(format!("{name}(sum({field}), 1h)")),
             (
                 MetricKind::Count
                 | MetricKind::Sum
                 | MetricKind::Min
                 | MetricKind::Max
-                | MetricKind::Distinct,
+                | MetricKind::Distinct
+                | MetricKind::Quantile,
                 Some(field),
             ) => Some(format!("{name}({field})")),
-            (MetricKind::Sum | MetricKind::Min | MetricKind::Max | MetricKind::Distinct, None) => {
-                None
-            }
+            (
+                MetricKind::Sum
+                | MetricKind::Min
+                | MetricKind::Max
+                | MetricKind::Distinct
+                | MetricKind::Quantile,
+                None,
+            ) => None,
         }
     }
 }
@@ -398,6 +426,8 @@ fn kind_name(kind: MetricKind) -> &'static str {
         MetricKind::Max => "max",
         MetricKind::Decayed => "decayed",
         MetricKind::Distinct => "distinct",
+        MetricKind::Quantile => "quantile",
+        MetricKind::Sample => "sample",
     }
 }
 
@@ -455,6 +485,8 @@ fn decayed_metric(
         field_required: field.is_some_and(|(_, index, _)| schema.fields[index].required),
         half_life: Some(half_life),
         sketch: None,
+        quantile: None,
+        sample: None,
     })
 }
 
@@ -497,16 +529,13 @@ fn distinct_metric(
     if name.is_empty() {
         return Err(usage());
     }
-    let index = schema
-        .field_index(name)
-        .ok_or_else(|| format!("metric `{text}`: field `{name}` is not in the schema"))?;
-    let field_type = schema.fields[index].field_type;
-    if !matches!(field_type, FieldType::String | FieldType::I64) {
-        return Err(format!(
-            "metric `{text}`: field `{name}` is {}; distinct counts take string and i64 fields",
-            field_type.name()
-        ));
-    }
+    let (index, field_type) = sketched_field(
+        text,
+        name,
+        schema,
+        &[FieldType::String, FieldType::I64],
+        "distinct counts take string and i64 fields",
+    )?;
     Ok(Metric {
         kind: MetricKind::Distinct,
         field: Some(name.to_string()),
@@ -516,6 +545,113 @@ fn distinct_metric(
         field_required: schema.fields[index].required,
         half_life: None,
         sketch: Some(sketch),
+        quantile: None,
+        sample: None,
+    })
+}
+
+/// The index and type of the field `name` a sketch metric `text` reads, if the schema has it
+/// and its type is one of `types` (`takes` says which, for the error).
+fn sketched_field(
+    text: &str,
+    name: &str,
+    schema: &EventSchema,
+    types: &[FieldType],
+    takes: &str,
+) -> Result<(usize, FieldType), String> {
+    let index = schema
+        .field_index(name)
+        .ok_or_else(|| format!("metric `{text}`: field `{name}` is not in the schema"))?;
+    let field_type = schema.fields[index].field_type;
+    if !types.contains(&field_type) {
+        return Err(format!(
+            "metric `{text}`: field `{name}` is {}; {takes}",
+            field_type.name()
+        ));
+    }
+    Ok((index, field_type))
+}
+
+/// `quantile(field)` or `quantile(field, ACCURACY)` over an i64 or f64 field: `inner` is the
+/// text inside the parentheses.
+fn quantile_metric(
+    text: &str,
+    inner: Option<&str>,
+    schema: &EventSchema,
+) -> Result<Metric, String> {
+    let usage = || {
+        format!(
+            "metric `{text}`: write quantile(FIELD) or quantile(FIELD, ACCURACY), ACCURACY a relative error such as 0.01 (the default, 1 %)"
+        )
+    };
+    let parts: Vec<&str> = inner.ok_or_else(usage)?.split(',').map(str::trim).collect();
+    let params = match parts[1..] {
+        [] => crate::quantile::QuantileParams::default(),
+        [accuracy] => {
+            let accuracy: f64 = accuracy.parse().map_err(|_| usage())?;
+            crate::quantile::QuantileParams::for_accuracy(accuracy)
+                .map_err(|e| format!("metric `{text}`: {e}"))?
+        }
+        _ => return Err(usage()),
+    };
+    let name = parts[0];
+    if name.is_empty() {
+        return Err(usage());
+    }
+    let (index, field_type) = sketched_field(
+        text,
+        name,
+        schema,
+        &[FieldType::I64, FieldType::F64],
+        "quantiles take i64 and f64 fields",
+    )?;
+    Ok(Metric {
+        kind: MetricKind::Quantile,
+        field: Some(name.to_string()),
+        field_index: Some(index),
+        field_type: Some(field_type),
+        column: format!("quantile_{name}"),
+        field_required: schema.fields[index].required,
+        half_life: None,
+        sketch: None,
+        quantile: Some(params),
+        sample: None,
+    })
+}
+
+/// `sample(K)` or `sample(K, MAX_RECORD_BYTES)`: K records per key and bucket (column
+/// `sample`), each record's fields bounded by MAX_RECORD_BYTES of JSON.
+fn sample_metric(text: &str, inner: Option<&str>) -> Result<Metric, String> {
+    let usage = || {
+        format!(
+            "metric `{text}`: write sample(K) or sample(K, MAX_RECORD_BYTES), K the records kept per key and bucket (1 to {}), MAX_RECORD_BYTES the most bytes of a kept record's fields (default {})",
+            crate::sample::MAX_K,
+            crate::sample::DEFAULT_MAX_RECORD_BYTES
+        )
+    };
+    let parts: Vec<&str> = inner.ok_or_else(usage)?.split(',').map(str::trim).collect();
+    let number = |part: &str| part.parse::<i64>().map_err(|_| usage());
+    let params = match parts[..] {
+        [k] => crate::sample::SampleParams::new(number(k)?),
+        [k, bytes] => {
+            let bytes = number(bytes)?;
+            crate::sample::SampleParams::new(number(k)?)
+                .and_then(|p| p.with_max_record_bytes(bytes))
+        }
+        _ => return Err(usage()),
+    }
+    .map_err(|e| format!("metric `{text}`: {e}"))?;
+    Ok(Metric {
+        kind: MetricKind::Sample,
+        field: None,
+        field_index: None,
+        field_type: None,
+        column: "sample".into(),
+        field_required: false,
+        half_life: None,
+        sketch: None,
+        quantile: None,
+        sample: Some(params),
     })
 }
 
@@ -535,6 +671,8 @@ fn parse_metric(text: &str) -> Result<(MetricKind, Option<&str>), String> {
     match function.trim() {
         "decayed" => return Ok((MetricKind::Decayed, Some(field))),
         "distinct" => return Ok((MetricKind::Distinct, Some(field))),
+        "quantile" => return Ok((MetricKind::Quantile, Some(field))),
+        "sample" => return Ok((MetricKind::Sample, Some(field))),
         _ => {}
     }
     let kind = match function.trim() {
@@ -760,6 +898,21 @@ impl View {
             if let Some(half_life) = metric.half_life {
                 let _ = write!(canonical, ":half_life={}", half_life.seconds());
             }
+            if let Some(quantile) = metric.quantile {
+                let _ = write!(
+                    canonical,
+                    ":quantile={}/{}",
+                    quantile.precision, quantile.max_buckets
+                );
+            }
+            if let Some(sample) = metric.sample {
+                let _ = write!(
+                    canonical,
+                    ":sample={}/{}",
+                    sample.k(),
+                    sample.max_record_bytes()
+                );
+            }
             if let Some(sketch) = metric.sketch {
                 let [log2m, regwidth, expthresh, sparseon] = sketch.arguments();
                 let _ = write!(canonical, ":sketch={log2m}/{regwidth}");
@@ -793,10 +946,12 @@ mod tests {
             MetricKind::Max => 3,
             MetricKind::Decayed => 4,
             MetricKind::Distinct => 5,
+            MetricKind::Quantile => 6,
+            MetricKind::Sample => 7,
         };
         let mut numbers: Vec<usize> = MetricKind::ALL.iter().map(|k| number(*k)).collect();
         numbers.sort_unstable();
-        assert_eq!(numbers, (0..=5).collect::<Vec<usize>>());
+        assert_eq!(numbers, (0..=7).collect::<Vec<usize>>());
     }
 
     #[test]

@@ -29,6 +29,7 @@ echo "all.sh: building the release binaries" >&2
 cargo build --release --bin braid --example freshness >&2 || { echo "the release build failed" >&2; exit 1; }
 run "Speed layer" 6 scripts/bench/speed.sh
 run "Distinct counts in the speed layer" 5 scripts/bench/distinct.sh
+run "Each metric kind in the speed layer, and quantiles beside DuckDB" 8 scripts/bench/metric_kinds.sh
 run "Delta sink" 6 scripts/bench/sink.sh
 run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
 run "Serving API and end-to-end freshness" 20 scripts/bench/serving.sh

@@ -42,3 +42,44 @@ fill_topic_and_time_kcat() {
   t1=$(now)
   echo "plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s ($consumed events)"
 }
+
+# speed_catch_up DB CONFIG LABEL: a speed layer (config CONFIG) caught up from the start with
+# the $EVENTS events of $BRAID__KAFKA__TOPIC into a new database DB; prints its events/s from
+# process start to caught up, its peak RSS, and its flush transactions' summed seconds (the
+# debug line "flushed": the share of the time spent writing to PostgreSQL). DATABASE_URL stays
+# on DB for the caller's queries; drop_caught_up drops it.
+speed_catch_up() {
+  local db=$1 config=$2 label=$3 log
+  BENCH_CATCH_UP_SERVER=${BENCH_CATCH_UP_SERVER:-${DATABASE_URL%/*}}
+  BENCH_CATCH_UP_DB=$db
+  psql "$BENCH_CATCH_UP_SERVER/braid" -qc "CREATE DATABASE $db" >/dev/null
+  export DATABASE_URL=$BENCH_CATCH_UP_SERVER/$db BRAID_CONFIG=$config BRAID__KAFKA__SPEED_GROUP=bench.$db
+  RUST_LOG=warn "$BIN" migrate
+  local t0 t1 pid done_count rss
+  log=$(mktemp)
+  t0=$(now)
+  RUST_LOG=warn,sqlx=error,speed_layer=debug "$BIN" speed 2>"$log" & pid=$!
+  while :; do
+    done_count=$(psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions")
+    [ "$done_count" -ge "$EVENTS" ] && break
+    kill -0 $pid || { echo "braid speed died: $(tail -5 "$log")" >&2; exit 1; }
+    sleep 0.1
+  done
+  t1=$(now)
+  rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
+  kill -INT $pid; wait $pid || true
+  echo "braid speed, $label: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak RSS $((rss / 1024)) MiB"
+  python3 - "$log" "$t0" "$t1" <<'PY'
+import re, sys
+log, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+seconds = [float(m.group(1)) for line in open(log, errors="replace") if "flushed" in line
+           for m in [re.search(r"seconds=([0-9.e-]+)", line)] if m]
+print(f"  flush transactions: {len(seconds)}, {sum(seconds):.2f} s summed of the {t1 - t0:.2f} s run")
+PY
+  rm -f "$log"
+}
+
+# Drops the database of the last speed_catch_up.
+drop_caught_up() {
+  psql "$BENCH_CATCH_UP_SERVER/braid" -qc "DROP DATABASE $BENCH_CATCH_UP_DB" >/dev/null
+}

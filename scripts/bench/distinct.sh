@@ -21,7 +21,6 @@ STREAMS=${BENCH_STREAMS:-demo ysb}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 stamp=$(date +%s)
-server_url=${DATABASE_URL%/*}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -42,30 +41,7 @@ PY
 
 # catch_up STREAM LABEL CONFIG [VIEW SKETCH_COLUMN]
 catch_up() {
-  local db=bench_distinct_${stamp}_$1_$2
-  psql "$server_url/braid" -qc "CREATE DATABASE $db" >/dev/null
-  export DATABASE_URL=$server_url/$db BRAID_CONFIG=$3 BRAID__KAFKA__SPEED_GROUP=bench.distinct.$stamp.$1.$2
-  RUST_LOG=warn "$BIN" migrate
-  local t0 t1 pid done_count rss
-  t0=$(now)
-  RUST_LOG=warn,sqlx=error,speed_layer=debug "$BIN" speed 2>"$work/speed.log" & pid=$!
-  while :; do
-    done_count=$(psql "$DATABASE_URL" -tAc "SELECT coalesce(sum(next_offset), 0) FROM braid_internal.speed_positions")
-    [ "$done_count" -ge "$EVENTS" ] && break
-    kill -0 $pid || { echo "braid speed died" >&2; exit 1; }
-    sleep 0.1
-  done
-  t1=$(now)
-  rss=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
-  kill -INT $pid; wait $pid || true
-  echo "braid speed, $1, $2: $(rate "$EVENTS" "$t0" "$t1") events/s from process start to caught up, peak RSS $((rss / 1024)) MiB"
-  python3 - "$work/speed.log" "$t0" "$t1" <<'PY'
-import re, sys
-log, t0, t1 = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-seconds = [float(m.group(1)) for line in open(log, errors="replace") if "flushed" in line
-           for m in [re.search(r"seconds=([0-9.e-]+)", line)] if m]
-print(f"  flush transactions: {len(seconds)}, {sum(seconds):.2f} s summed of the {t1 - t0:.2f} s run")
-PY
+  speed_catch_up "bench_distinct_${stamp}_$1_$2" "$3" "$1, $2"
   if [ $# -ge 5 ]; then
     local table
     table=braid_internal.$(psql "$DATABASE_URL" -tAc "SELECT tablename FROM pg_tables WHERE schemaname = 'braid_internal' AND tablename LIKE 'speed\_$4\_%'")
@@ -80,7 +56,7 @@ PY
                         count(*) AS n FROM (SELECT $5::text AS t FROM $table WHERE $5 IS NOT NULL) f GROUP BY 1) forms) || ')'
       FROM (SELECT (octet_length($5::text) - 2) / 2 AS b FROM $table WHERE $5 IS NOT NULL) s"
   fi
-  psql "$server_url/braid" -qc "DROP DATABASE $db" >/dev/null
+  drop_caught_up
 }
 
 for stream in $STREAMS; do

@@ -3,13 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 
+use schemas::EventSchema;
 use schemas::pg::DeadLetter;
 use schemas::plan::{ColumnType, Fold, MergeRule, MetricPlan, SketchType, Term, ViewPlan};
 use schemas::position::{Offset, Partition, Positions};
+use schemas::quantile::{QuantileParams, QuantileSketch};
+use schemas::sample::{SampleParams, SampleSketch};
 use schemas::sketch::{Sketch, SketchParams};
 use schemas::view::{Metric, View};
 use schemas::{Record, Value};
@@ -233,24 +237,60 @@ pub struct ViewDeltas {
     initial: Vec<MetricValue>,
     /// Metric values per group key and bucket, in the view's metric order.
     pub groups: Groups,
-    /// The sketches of distinct metrics, indexed by [`MetricValue::Sketch`].
-    pub sketches: Vec<Sketch>,
+    /// The sketches of distinct and quantile metrics, indexed by [`MetricValue::Sketch`].
+    pub sketches: Vec<SketchState>,
+    /// The event schema (a sample keeps its records' fields by name).
+    schema: Arc<EventSchema>,
+}
+
+/// A sketch being folded in a micro-batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SketchState {
+    /// A distinct count's HyperLogLog sketch.
+    Hll(Sketch),
+    /// A quantile sketch.
+    Quantile(QuantileSketch),
+    /// A sample.
+    Sample(SampleSketch),
+}
+
+impl SketchState {
+    /// The stored form the upsert binds.
+    pub fn stored(&self) -> StoredSketch {
+        match self {
+            SketchState::Hll(sketch) => StoredSketch::Bytes(sketch.to_bytes()),
+            SketchState::Quantile(sketch) => StoredSketch::Array(sketch.to_array()),
+            SketchState::Sample(sample) => StoredSketch::Json(sample.to_json()),
+        }
+    }
+}
+
+/// A sketch as the upsert binds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredSketch {
+    /// The `hll` extension's storage bytes.
+    Bytes(Vec<u8>),
+    /// A quantile sketch's canonical array.
+    Array(Vec<i64>),
+    /// A sample's JSON.
+    Json(serde_json::Value),
 }
 
 impl ViewDeltas {
-    fn new(view: View) -> Self {
+    fn new(view: View, schema: Arc<EventSchema>) -> Self {
         let plan = ViewPlan::of(&view);
         Self {
             steps: plan.metrics.iter().map(Step::of).collect(),
             initial: plan.metrics.iter().map(initial).collect(),
             view,
+            schema,
             groups: Groups::default(),
             sketches: Vec::new(),
         }
     }
 
-    /// Folds a valid record in, if the view's filter accepts it.
-    pub fn add(&mut self, record: &Record) {
+    /// Folds a valid record at (partition, offset) in, if the view's filter accepts it.
+    pub fn add(&mut self, partition: Partition, offset: Offset, record: &Record) {
         if !self.view.accepts(record) {
             return;
         }
@@ -316,10 +356,47 @@ impl ViewDeltas {
                     let hash = record.get(index).and_then(schemas::sketch::hash_value);
                     if let (Some(hash), MetricValue::Sketch(slot)) = (hash, &mut *value) {
                         let index = *slot.get_or_insert_with(|| {
-                            self.sketches.push(Sketch::new(params));
+                            self.sketches.push(SketchState::Hll(Sketch::new(params)));
                             (self.sketches.len() - 1) as u32
                         });
-                        self.sketches[index as usize].add_hash(hash);
+                        if let SketchState::Hll(sketch) = &mut self.sketches[index as usize] {
+                            sketch.add_hash(hash);
+                        }
+                    }
+                }
+                Step::Sample(params) => {
+                    if let MetricValue::Sketch(slot) = value {
+                        let index = *slot.get_or_insert_with(|| {
+                            self.sketches
+                                .push(SketchState::Sample(SampleSketch::new(params)));
+                            (self.sketches.len() - 1) as u32
+                        });
+                        if let SketchState::Sample(sample) = &mut self.sketches[index as usize]
+                            && sample.would_keep(partition, offset)
+                        {
+                            // Validation refuses NUL in text, which is all `add` refuses.
+                            let fields = schemas::sample::fields_of(&self.schema, record);
+                            let _ = sample.add(partition, offset, fields);
+                        }
+                    }
+                }
+                Step::Quantile(index, params) => {
+                    let number = match record.get(index) {
+                        Some(Value::I64(v)) => *v as f64,
+                        Some(Value::F64(v)) => *v,
+                        _ => continue, // an absent field adds nothing
+                    };
+                    if let MetricValue::Sketch(slot) = value {
+                        let index = *slot.get_or_insert_with(|| {
+                            self.sketches
+                                .push(SketchState::Quantile(QuantileSketch::new(params)));
+                            (self.sketches.len() - 1) as u32
+                        });
+                        if let SketchState::Quantile(sketch) = &mut self.sketches[index as usize] {
+                            // Validation passes finite values only; a non-finite one would be
+                            // refused here alike in both layers.
+                            let _ = sketch.add(number);
+                        }
                     }
                 }
             }
@@ -346,6 +423,10 @@ enum Step {
     },
     /// The field's hash, added to the group's HyperLogLog sketch.
     Hll(usize, SketchParams),
+    /// The field's value (i64 as f64), added to the group's quantile sketch.
+    Quantile(usize, QuantileParams),
+    /// The record, offered to the group's sample by its position.
+    Sample(SampleParams),
 }
 
 impl Step {
@@ -362,6 +443,8 @@ impl Step {
                 half_life_micros: half_life.micros(),
             },
             Fold::Sketch(SketchType::Hll(params)) => Step::Hll(read(), params),
+            Fold::Sketch(SketchType::Quantile(params)) => Step::Quantile(read(), params),
+            Fold::Sketch(SketchType::Sample(params)) => Step::Sample(params),
         }
     }
 }
@@ -379,33 +462,41 @@ pub struct MicroBatch {
     pub valid_records: u64,
     /// The newest event time among the valid records, in microseconds since the epoch.
     pub newest_event_micros: Option<i64>,
+    /// The event schema of the records.
+    schema: Arc<EventSchema>,
 }
 
 impl MicroBatch {
-    /// An empty batch for these views.
-    pub fn new(views: &[View]) -> Self {
-        Self::of_views(views.iter().cloned())
+    /// An empty batch for these views of records of `schema`.
+    pub fn new(views: &[View], schema: &EventSchema) -> Self {
+        Self::of_views(views.iter().cloned(), Arc::new(schema.clone()))
     }
 
     /// An empty batch for the same views as `other`.
     pub fn empty_like(other: &MicroBatch) -> Self {
-        Self::of_views(other.views.iter().map(|deltas| deltas.view.clone()))
+        Self::of_views(
+            other.views.iter().map(|deltas| deltas.view.clone()),
+            Arc::clone(&other.schema),
+        )
     }
 
-    fn of_views(views: impl Iterator<Item = View>) -> Self {
+    fn of_views(views: impl Iterator<Item = View>, schema: Arc<EventSchema>) -> Self {
         Self {
-            views: views.map(ViewDeltas::new).collect(),
+            views: views
+                .map(|view| ViewDeltas::new(view, Arc::clone(&schema)))
+                .collect(),
             next_offsets: BTreeMap::new(),
             dead_letters: Vec::new(),
             valid_records: 0,
             newest_event_micros: None,
+            schema,
         }
     }
 
     /// Folds a valid record at (partition, offset) into every view.
     pub fn add_record(&mut self, partition: Partition, offset: Offset, record: &Record) {
         for view in &mut self.views {
-            view.add(record);
+            view.add(partition, offset, record);
         }
         self.valid_records += 1;
         self.newest_event_micros = self.newest_event_micros.max(Some(record.event_time_micros));
@@ -459,7 +550,7 @@ mod tests {
     #[test]
     fn groups_come_out_in_key_and_bucket_order_whatever_the_hash_order() {
         let config = config();
-        let mut batch = MicroBatch::new(&config.views);
+        let mut batch = MicroBatch::new(&config.views, &config.schema);
         for i in 0..300 {
             let event = format!(
                 r#"{{"event_id":"e{i}","ts":"2026-01-01T00:{:02}:05Z","event_type":"page_view","user_id":"u","page":"/p{}","country":"US","device":"mobile","duration_ms":1}}"#,
@@ -490,7 +581,7 @@ mod tests {
     #[test]
     fn folds_records_per_view_key_and_bucket() {
         let config = config();
-        let mut batch = MicroBatch::new(&config.views);
+        let mut batch = MicroBatch::new(&config.views, &config.schema);
         let events = [
             r#"{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":500}"#,
             r#"{"event_id":"b","ts":"2026-01-01T00:00:50Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":200}"#,
@@ -540,7 +631,9 @@ mod tests {
         // unique_visitors and trending_pages group every record by page: two rows each.
         assert_eq!(batch.views[3].groups.len(), 2, "unique_visitors");
         assert_eq!(batch.views[4].groups.len(), 2, "trending_pages");
-        assert_eq!(batch.row_count(), 11);
+        // page_latency: the one page view.
+        assert_eq!(batch.views[5].groups.len(), 1, "page_latency");
+        assert_eq!(batch.row_count(), 12);
     }
 
     #[test]

@@ -149,10 +149,10 @@ pub struct SpeedBuffer {
 }
 
 impl SpeedBuffer {
-    /// An empty micro-batch of `views`.
-    pub fn new(views: &[View]) -> Self {
+    /// An empty micro-batch of `views` over records of `schema`.
+    pub fn new(views: &[View], schema: &schemas::EventSchema) -> Self {
         Self {
-            batch: MicroBatch::new(views),
+            batch: MicroBatch::new(views, schema),
             spare: None,
         }
     }
@@ -233,7 +233,7 @@ pub fn run(
     let rules = runtime.block_on(pg::agreed_rules(&pool, &topic, &settings.ingest.schema))?;
     tracing::info!(views = settings.views.len(), "speed layer starting");
     let store = SpeedStore::new(pool, topic, rules, &settings.views);
-    let buffer = SpeedBuffer::new(&settings.views);
+    let buffer = SpeedBuffer::new(&settings.views, &settings.ingest.schema);
     ingest::run(settings.ingest, store, buffer, runtime, stop)
 }
 
@@ -266,7 +266,7 @@ mod tests {
         let mut layer = SpeedPipeline::new(
             Handle::current(),
             SpeedStore::new(pool.clone(), "t".into(), rules, &config.views),
-            SpeedBuffer::new(&config.views),
+            SpeedBuffer::new(&config.views, &config.schema),
         );
         // The layer blocks on the runtime: call it from a blocking thread.
         tokio::task::spawn_blocking(move || {

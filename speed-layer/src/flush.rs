@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use schemas::FieldType;
 use schemas::pg::{self, AdvanceError, Layer, PositionMove};
 use schemas::pg_layout::{ViewLayout, merge};
-use schemas::plan::{ColumnType, ViewPlan};
+use schemas::plan::{ColumnType, SketchType, ViewPlan};
 use schemas::view::View;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres};
 
-use crate::aggregate::{KeyValue, MetricValue, MicroBatch, ViewDeltas};
+use crate::aggregate::{KeyValue, MetricValue, MicroBatch, StoredSketch, ViewDeltas};
 use crate::error::SpeedError;
 use schemas::position::Positions;
 use schemas::validation_rules::ValidationRules;
@@ -42,13 +42,37 @@ impl ViewWriter {
                 .map(|c| format!("{}[]", c.pg_type)),
         );
         array_types.extend(plan.metrics.iter().map(|m| match m.stored {
-            // Sketches travel as bytea; their extension casts bytea to its type.
-            ColumnType::Sketch(_) => format!("bytea[]::{}[]", m.stored.pg_type()),
+            // hll sketches travel as bytea, which the extension casts to its type; quantile
+            // sketches as their array's text (arrays of arrays must be rectangular), cast per
+            // row below.
+            ColumnType::Sketch(SketchType::Hll(_)) => format!("bytea[]::{}[]", m.stored.pg_type()),
+            ColumnType::Sketch(SketchType::Quantile(_)) => "text[]".to_string(),
+            ColumnType::Sketch(SketchType::Sample(_)) => "jsonb[]".to_string(),
             ColumnType::BigInt
             | ColumnType::Numeric
             | ColumnType::Double
             | ColumnType::Timestamp => format!("{}[]", m.stored.pg_type()),
         }));
+        // Each unnested column by position; quantile sketches cast from their text.
+        let cast_from_text: Vec<bool> = std::iter::repeat_n(false, 1 + layout.group_columns.len())
+            .chain(
+                plan.metrics
+                    .iter()
+                    .map(|m| matches!(m.stored, ColumnType::Sketch(SketchType::Quantile(_)))),
+            )
+            .collect();
+        let selected: Vec<String> = cast_from_text
+            .iter()
+            .enumerate()
+            .map(|(i, cast)| {
+                if *cast {
+                    format!("u.c{i}::bigint[]")
+                } else {
+                    format!("u.c{i}")
+                }
+            })
+            .collect();
+        let aliases: Vec<String> = (0..cast_from_text.len()).map(|i| format!("c{i}")).collect();
         let unnest_args: Vec<String> = array_types
             .iter()
             .enumerate()
@@ -65,11 +89,13 @@ impl ViewWriter {
             .chain(["bucket_start", "epoch"])
             .collect();
         let sql = format!(
-            "INSERT INTO {table} AS t (epoch, {columns}) SELECT $1::bigint, u.* FROM UNNEST({unnest}) AS u \
+            "INSERT INTO {table} AS t (epoch, {columns}) SELECT $1::bigint, {selected} FROM UNNEST({unnest}) AS u({aliases}) \
              ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
             table = layout.speed_table,
             columns = columns.join(", "),
             unnest = unnest_args.join(", "),
+            selected = selected.join(", "),
+            aliases = aliases.join(", "),
             conflict = conflict.join(", "),
             updates = updates.join(", "),
         );
@@ -103,8 +129,8 @@ impl ViewWriter {
             }
             for (column, value) in metrics.iter_mut().zip(values) {
                 match (column, value) {
-                    (MetricColumn::Sketch(v), MetricValue::Sketch(index)) => {
-                        v.push(index.map(|i| deltas.sketches[i as usize].to_bytes()))
+                    (column, MetricValue::Sketch(index)) => {
+                        column.push_sketch(index.map(|i| deltas.sketches[i as usize].stored()))
                     }
                     (column, value) => column.push(*value),
                 }
@@ -127,6 +153,8 @@ impl ViewWriter {
                 MetricColumn::Time(v) => query.bind(v),
                 MetricColumn::Numeric(v) => query.bind(v),
                 MetricColumn::Sketch(v) => query.bind(v),
+                MetricColumn::SketchText(v) => query.bind(v),
+                MetricColumn::SketchJson(v) => query.bind(v),
             };
         }
         query
@@ -172,6 +200,10 @@ enum MetricColumn {
     Time(Vec<Option<DateTime<Utc>>>),
     /// `hll` sketches in the extension's storage format (bound as `bytea`).
     Sketch(Vec<Option<Vec<u8>>>),
+    /// Quantile sketches as the text of their `bigint[]` (`{1,6,2048,…}`).
+    SketchText(Vec<Option<String>>),
+    /// Samples as `jsonb`.
+    SketchJson(Vec<Option<sqlx::types::Json<serde_json::Value>>>),
 }
 
 impl MetricColumn {
@@ -180,6 +212,12 @@ impl MetricColumn {
             ColumnType::Double => MetricColumn::Float(Vec::with_capacity(rows)),
             ColumnType::Timestamp => MetricColumn::Time(Vec::with_capacity(rows)),
             ColumnType::Numeric => MetricColumn::Numeric(Vec::with_capacity(rows)),
+            ColumnType::Sketch(SketchType::Quantile(_)) => {
+                MetricColumn::SketchText(Vec::with_capacity(rows))
+            }
+            ColumnType::Sketch(SketchType::Sample(_)) => {
+                MetricColumn::SketchJson(Vec::with_capacity(rows))
+            }
             ColumnType::Sketch(_) => MetricColumn::Sketch(Vec::with_capacity(rows)),
             ColumnType::BigInt => MetricColumn::Int(Vec::with_capacity(rows)),
         }
@@ -196,6 +234,23 @@ impl MetricColumn {
             (MetricColumn::Float(v), _) => v.push(None),
             (MetricColumn::Time(v), _) => v.push(None),
             (MetricColumn::Sketch(v), _) => v.push(None),
+            (MetricColumn::SketchText(v), _) => v.push(None),
+            (MetricColumn::SketchJson(v), _) => v.push(None),
+        }
+    }
+
+    fn push_sketch(&mut self, sketch: Option<StoredSketch>) {
+        match (self, sketch) {
+            (MetricColumn::Sketch(v), Some(StoredSketch::Bytes(bytes))) => v.push(Some(bytes)),
+            (MetricColumn::SketchText(v), Some(StoredSketch::Array(array))) => {
+                let items: Vec<String> = array.iter().map(i64::to_string).collect();
+                v.push(Some(format!("{{{}}}", items.join(","))));
+            }
+            (MetricColumn::SketchJson(v), Some(StoredSketch::Json(json))) => {
+                v.push(Some(sqlx::types::Json(json)))
+            }
+            // A column of another sketch type (never: the plan types both alike).
+            (column, _) => column.push(MetricValue::Sketch(None)),
         }
     }
 }
@@ -292,7 +347,7 @@ mod tests {
     }
 
     fn batch(config: &schemas::BraidConfig) -> MicroBatch {
-        let mut batch = MicroBatch::new(&config.views);
+        let mut batch = MicroBatch::new(&config.views, &config.schema);
         let event = br#"{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":500}"#;
         batch.add_record(0, 7, &config.schema.validate(event).unwrap());
         let rejection = config.schema.validate(b"nope").unwrap_err();
@@ -376,7 +431,7 @@ mod tests {
     }
 
     fn purchase(config: &schemas::BraidConfig, offset: Offset, price: i64) -> MicroBatch {
-        let mut batch = MicroBatch::new(&config.views);
+        let mut batch = MicroBatch::new(&config.views, &config.schema);
         let event = format!(
             r#"{{"event_id":"a","ts":"2026-01-01T00:00:05Z","event_type":"purchase","user_id":"u","page":"/p","country":"US","device":"mobile","price_cents":{price}}}"#
         );

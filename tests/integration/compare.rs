@@ -46,6 +46,8 @@ async fn read_view(connection: &mut PgConnection, view: &View, source: Source) -
     // serving.<view> answers sketches' estimates as numbers and has the merged sketches beside
     // them.
     let metric_columns = plan.metrics.iter().map(|m| match (m.merge(), source) {
+        // A sample is its own merged sketch.
+        (MergeRule::Union(SketchType::Sample(_)), Source::Serving) => m.column.clone(),
         (MergeRule::Union(_), Source::Serving) => format!("{c}_sketch AS {c}", c = m.column),
         _ => m.column.clone(),
     });
@@ -136,7 +138,21 @@ fn merged_text(m: &MetricPlan) -> String {
         MergeRule::Union(SketchType::Hll(_)) => {
             format!("round(coalesce(hll_cardinality(hll_union_agg({c})), 0))::bigint::text")
         }
+        // The merged sketch's bytes, as 60 bits of their digest (a number, like the other
+        // cells): equal sketches give equal cells (latency::latency_sketches_match compares
+        // them with the records).
+        MergeRule::Union(SketchType::Quantile(_)) => {
+            digest(&format!("serving.quantile_union_agg({c})::text"))
+        }
+        MergeRule::Union(SketchType::Sample(_)) => {
+            digest(&format!("serving.sample_union_agg({c})::text"))
+        }
     }
+}
+
+/// 60 bits of the MD5 of a text expression, as the decimal text of a bigint.
+fn digest(text: &str) -> String {
+    format!("(('x' || substr(md5({text}), 1, 15))::bit(60)::bigint)::text")
 }
 
 /// Speed rows with lo ≤ epoch ≤ hi.

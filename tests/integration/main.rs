@@ -16,6 +16,7 @@ mod http;
 mod jobs;
 mod kafka_admin;
 mod kafka_roundtrip;
+mod latency;
 mod oracle;
 mod quiet_run;
 mod replay;

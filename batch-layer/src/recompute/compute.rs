@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use polars::prelude::*;
 use schemas::arrow::{OFFSET, PARTITION};
-use schemas::plan::{ColumnType, Fold, Input, SketchType, Term, ViewPlan};
+use schemas::plan::{ColumnType, Fold, Input, Term, ViewPlan};
 use schemas::view::{Filter, FilterOp, View};
 use schemas::{EventSchema, FieldType, Value};
 
@@ -179,7 +179,7 @@ pub fn compute_view(
                     // Absent fields are null and add nothing; a bucket of none sums to 0.
                     (weight * decay(half_life.micros())).sum()
                 }
-                Fold::Sketch(SketchType::Hll(_)) => return None,
+                Fold::Sketch(_) => return None,
             };
             Some(aggregate.alias(metric.column.as_str()))
         })
@@ -194,7 +194,8 @@ pub fn compute_view(
             SortMultipleOptions::default().with_nulls_last(true),
         ))?;
     if plan.has_sketches() {
-        let sketches = distinct::sketch_columns(frame, &keys, key_names.clone(), &computed, view)?;
+        let sketches =
+            distinct::sketch_columns(frame, &keys, key_names.clone(), &computed, view, schema)?;
         computed.hstack_mut(&sketches)?;
         let columns = key_names
             .into_iter()

@@ -13,7 +13,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hashbrown::HashMap;
 use polars::prelude::*;
+use schemas::EventSchema;
+use schemas::event_schema::FieldType;
 use schemas::plan::{Fold, MetricPlan, SketchType};
+use schemas::quantile::{QuantileParams, QuantileSketch};
+use schemas::sample::{SampleParams, SampleSketch};
 use schemas::sketch::{Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::View;
 
@@ -81,12 +85,109 @@ fn key_of(columns: &[KeyColumn<'_>], row: usize, key: &mut Vec<u8>) {
     }
 }
 
-/// Each group's sketches, one per distinct metric, by the group's key bytes (hashbrown's
+/// What a metric folded here keeps per group.
+#[derive(Debug, Clone, Copy)]
+enum SketchKind {
+    /// A distinct count: the values' hashes into a HyperLogLog sketch.
+    Hll(SketchParams),
+    /// Quantiles: the values (as f64) into a quantile sketch.
+    Quantile(QuantileParams),
+    /// A sample: each record offered by its position, with its fields.
+    Sample(SampleParams),
+}
+
+/// One group's sketch of one metric.
+#[derive(Debug, Clone)]
+enum GroupSketch {
+    Hll(Sketch),
+    Quantile(QuantileSketch),
+    Sample(SampleSketch),
+}
+
+impl SketchKind {
+    fn empty(self) -> GroupSketch {
+        match self {
+            SketchKind::Hll(params) => GroupSketch::Hll(Sketch::new(params)),
+            SketchKind::Quantile(params) => GroupSketch::Quantile(QuantileSketch::new(params)),
+            SketchKind::Sample(params) => GroupSketch::Sample(SampleSketch::new(params)),
+        }
+    }
+
+    /// The streamed column of a metric's field: hashes, or values as f64.
+    fn input(self, field: &str) -> Expr {
+        match self {
+            SketchKind::Hll(_) => hashes(col(field)),
+            SketchKind::Quantile(_) => col(field).cast(DataType::Float64),
+            SketchKind::Sample(_) => col(schemas::arrow::PARTITION),
+        }
+    }
+}
+
+impl GroupSketch {
+    /// The stored form: the `hll` bytes, or a quantile sketch's `bigint[]` in PostgreSQL's
+    /// binary array format (what binary COPY sends); `None` when no record had the field.
+    fn stored(&self) -> Option<Vec<u8>> {
+        match self {
+            GroupSketch::Hll(sketch) => (!sketch.is_empty()).then(|| sketch.to_bytes()),
+            GroupSketch::Quantile(sketch) => (sketch.count() > 0).then(|| sketch.to_pg_binary()),
+            GroupSketch::Sample(sample) => (!sample.is_empty()).then(|| sample.to_pg_binary()),
+        }
+    }
+}
+
+/// Each group's sketches, one per sketch metric, by the group's key bytes (hashbrown's
 /// default hasher: fast, and seeded per process, as keys come from any producer).
 struct GroupSketches {
     key_names: Vec<PlSmallStr>,
-    params: Vec<SketchParams>,
-    groups: HashMap<Vec<u8>, Vec<Sketch>>,
+    kinds: Vec<SketchKind>,
+    groups: HashMap<Vec<u8>, Vec<GroupSketch>>,
+    /// The event schema, whose fields a sample keeps (streamed as `__sample_field_{i}`, with
+    /// `__sample_offset`, when a metric samples).
+    schema: EventSchema,
+}
+
+const SAMPLE_OFFSET: &str = "__sample_offset";
+
+fn sample_field(index: usize) -> PlSmallStr {
+    format!("__sample_field_{index}").into()
+}
+
+/// The fields of the record at `row` of a streamed batch, as [`schemas::sample::fields_of`]
+/// builds them from a record.
+fn sample_fields(
+    schema: &EventSchema,
+    batch: &DataFrame,
+    row: usize,
+) -> PolarsResult<serde_json::Map<String, serde_json::Value>> {
+    sample_fields_named(schema, batch, row, sample_field)
+}
+
+/// [`sample_fields`] from columns named by `column_of(field index)`.
+fn sample_fields_named(
+    schema: &EventSchema,
+    batch: &DataFrame,
+    row: usize,
+    column_of: impl Fn(usize) -> PlSmallStr,
+) -> PolarsResult<serde_json::Map<String, serde_json::Value>> {
+    let mut fields = serde_json::Map::new();
+    for (index, field) in schema.fields.iter().enumerate() {
+        let column = batch.column(&column_of(index))?;
+        let json = match field.field_type {
+            FieldType::String => column
+                .str()?
+                .get(row)
+                .map(|t| serde_json::Value::String(t.to_string())),
+            FieldType::I64 | FieldType::Timestamp => {
+                column.i64()?.get(row).map(|n| serde_json::json!(n))
+            }
+            FieldType::F64 => column.f64()?.get(row).map(|n| serde_json::json!(n)),
+            FieldType::Bool => column.bool()?.get(row).map(serde_json::Value::Bool),
+        };
+        if let Some(json) = json {
+            fields.insert(field.name.clone(), json);
+        }
+    }
+    Ok(fields)
 }
 
 impl GroupSketches {
@@ -101,12 +202,12 @@ impl GroupSketches {
             .collect()
     }
 
-    /// Folds one streamed batch: key columns and one hash column per metric.
+    /// Folds one streamed batch: key columns and one input column per metric.
     fn add(&mut self, mut batch: DataFrame) -> PolarsResult<()> {
         batch.rechunk_mut();
         let keys = self.key_columns(&batch)?;
-        let hashes: Vec<&UInt64Chunked> = (0..self.params.len())
-            .map(|m| batch.column(&Self::hash_column(m))?.u64())
+        let inputs: Vec<&Column> = (0..self.kinds.len())
+            .map(|m| batch.column(&Self::hash_column(m)))
             .collect::<PolarsResult<_>>()?;
         let mut key = Vec::with_capacity(64);
         for row in 0..batch.height() {
@@ -116,11 +217,32 @@ impl GroupSketches {
                 None => self
                     .groups
                     .entry(key.clone())
-                    .or_insert_with(|| self.params.iter().map(|p| Sketch::new(*p)).collect()),
+                    .or_insert_with(|| self.kinds.iter().map(|k| k.empty()).collect()),
             };
-            for (sketch, column) in sketches.iter_mut().zip(&hashes) {
-                if let Some(hash) = column.get(row) {
-                    sketch.add_hash(hash);
+            for (sketch, column) in sketches.iter_mut().zip(&inputs) {
+                match sketch {
+                    GroupSketch::Hll(sketch) => {
+                        if let Some(hash) = column.u64()?.get(row) {
+                            sketch.add_hash(hash);
+                        }
+                    }
+                    GroupSketch::Quantile(sketch) => {
+                        if let Some(value) = column.f64()?.get(row) {
+                            // Validation passes finite values only, as in the speed layer.
+                            let _ = sketch.add(value);
+                        }
+                    }
+                    GroupSketch::Sample(sample) => {
+                        let partition = column.i32()?.get(row);
+                        let offset = batch.column(SAMPLE_OFFSET)?.i64()?.get(row);
+                        if let (Some(partition), Some(offset)) = (partition, offset)
+                            && sample.would_keep(partition, offset)
+                        {
+                            let fields = sample_fields(&self.schema, &batch, row)?;
+                            // Validation refused NUL in text before the lake stored it.
+                            let _ = sample.add(partition, offset, fields);
+                        }
+                    }
                 }
             }
         }
@@ -137,26 +259,41 @@ pub fn sketch_columns(
     key_names: Vec<PlSmallStr>,
     computed: &DataFrame,
     view: &View,
+    schema: &EventSchema,
 ) -> PolarsResult<Vec<Column>> {
-    let metrics: Vec<(&str, SketchParams, &str)> = view
+    let metrics: Vec<(&str, SketchKind, &str)> = view
         .metrics
         .iter()
         .filter_map(|m| {
             Some((
-                m.field.as_deref()?,
-                hll_params(&MetricPlan::of(m))?,
+                m.field.as_deref().unwrap_or_default(),
+                sketch_kind(&MetricPlan::of(m))?,
                 m.column.as_str(),
             ))
         })
         .collect();
     let mut select: Vec<Expr> = keys.to_vec();
-    for (index, (field, _, _)) in metrics.iter().enumerate() {
-        select.push(hashes(col(*field)).alias(GroupSketches::hash_column(index)));
+    for (index, (field, kind, _)) in metrics.iter().enumerate() {
+        select.push(kind.input(field).alias(GroupSketches::hash_column(index)));
+    }
+    if metrics
+        .iter()
+        .any(|(_, kind, _)| matches!(kind, SketchKind::Sample(_)))
+    {
+        select.push(col(schemas::arrow::OFFSET).alias(SAMPLE_OFFSET));
+        for (index, field) in schema.fields.iter().enumerate() {
+            let value = match field.field_type {
+                FieldType::Timestamp => col(field.name.as_str()).cast(DataType::Int64),
+                _ => col(field.name.as_str()),
+            };
+            select.push(value.alias(sample_field(index)));
+        }
     }
     let folded = Arc::new(Mutex::new(GroupSketches {
         key_names,
-        params: metrics.iter().map(|(_, params, _)| *params).collect(),
+        kinds: metrics.iter().map(|(_, kind, _)| *kind).collect(),
         groups: HashMap::new(),
+        schema: schema.clone(),
     }));
     let sink = Arc::clone(&folded);
     records
@@ -175,7 +312,7 @@ pub fn sketch_columns(
     let folded = folded.lock().unwrap_or_else(PoisonError::into_inner);
     let keys = folded.key_columns(computed)?;
     let mut key = Vec::with_capacity(64);
-    let groups: Vec<Option<&Vec<Sketch>>> = (0..computed.height())
+    let groups: Vec<Option<&Vec<GroupSketch>>> = (0..computed.height())
         .map(|row| {
             key_of(&keys, row, &mut key);
             folded.groups.get(key.as_slice())
@@ -187,21 +324,19 @@ pub fn sketch_columns(
         .map(|(metric, (_, _, name))| {
             let sketches: BinaryChunked = groups
                 .iter()
-                .map(|group| {
-                    let sketch = &(*group)?[metric];
-                    (!sketch.is_empty()).then(|| sketch.to_bytes())
-                })
+                .map(|group| (*group)?[metric].stored())
                 .collect();
             sketches.with_name((*name).into()).into_column()
         })
         .collect())
 }
 
-/// The parameters of a metric the batch folds into a HyperLogLog sketch here; `None` for
-/// metrics Polars (or Spark) aggregates.
-fn hll_params(plan: &MetricPlan) -> Option<SketchParams> {
+/// What the batch folds here for a metric; `None` for metrics Polars (or Spark) aggregates.
+fn sketch_kind(plan: &MetricPlan) -> Option<SketchKind> {
     match plan.fold {
-        Fold::Sketch(SketchType::Hll(params)) => Some(params),
+        Fold::Sketch(SketchType::Hll(params)) => Some(SketchKind::Hll(params)),
+        Fold::Sketch(SketchType::Quantile(params)) => Some(SketchKind::Quantile(params)),
+        Fold::Sketch(SketchType::Sample(params)) => Some(SketchKind::Sample(params)),
         Fold::Add(_) | Fold::Least | Fold::Greatest => None,
     }
 }
@@ -236,12 +371,54 @@ pub(super) fn hashes(values: Expr) -> Expr {
 pub(crate) fn sketch_columns_of_values(
     mut frame: DataFrame,
     view: &View,
+    schema: &EventSchema,
 ) -> PolarsResult<DataFrame> {
     for metric in &view.metrics {
-        let Some(params) = hll_params(&MetricPlan::of(metric)) else {
-            continue;
-        };
         let name = metric.column.as_str();
+        let params = match sketch_kind(&MetricPlan::of(metric)) {
+            Some(SketchKind::Hll(params)) => params,
+            Some(SketchKind::Quantile(params)) => {
+                let values = frame.column(name)?.list()?.clone();
+                let mut sketches: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
+                for group in values.amortized_iter() {
+                    let mut sketch = QuantileSketch::new(params);
+                    if let Some(group) = group {
+                        for value in group.as_ref().f64()?.iter().flatten() {
+                            let _ = sketch.add(value); // finite: validated
+                        }
+                    }
+                    sketches.push((sketch.count() > 0).then(|| sketch.to_pg_binary()));
+                }
+                frame.replace(name, Series::new(name.into(), sketches).into_column())?;
+                continue;
+            }
+            Some(SketchKind::Sample(params)) => {
+                let records = frame.column(name)?.list()?.clone();
+                let mut samples: Vec<Option<Vec<u8>>> = Vec::with_capacity(records.len());
+                for group in records.amortized_iter() {
+                    let mut sample = SampleSketch::new(params);
+                    if let Some(group) = group {
+                        let rows = group.as_ref().struct_()?.clone().unnest();
+                        let (p, o) = (rows.column("p")?.i32()?, rows.column("o")?.i64()?);
+                        for row in 0..rows.height() {
+                            let (Some(partition), Some(offset)) = (p.get(row), o.get(row)) else {
+                                continue;
+                            };
+                            if sample.would_keep(partition, offset) {
+                                let fields = sample_fields_named(schema, &rows, row, |i| {
+                                    format!("f{i}").into()
+                                })?;
+                                let _ = sample.add(partition, offset, fields);
+                            }
+                        }
+                    }
+                    samples.push((!sample.is_empty()).then(|| sample.to_pg_binary()));
+                }
+                frame.replace(name, Series::new(name.into(), samples).into_column())?;
+                continue;
+            }
+            None => continue,
+        };
         let values = frame.column(name)?.list()?.clone();
         let mut sketches: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
         for group in values.amortized_iter() {

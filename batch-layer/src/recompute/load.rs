@@ -75,6 +75,13 @@ fn push_field(
         // A sketch: the extension's storage bytes.
         ("hll", AnyValue::Binary(bytes)) => push_bytes(out, bytes)?,
         ("hll", AnyValue::BinaryOwned(bytes)) => push_bytes(out, bytes)?,
+        // A quantile sketch, already in PostgreSQL's binary array format
+        // (`distinct::GroupSketch::stored`).
+        ("bigint[]", AnyValue::Binary(bytes)) => push_bytes(out, bytes)?,
+        ("bigint[]", AnyValue::BinaryOwned(bytes)) => push_bytes(out, bytes)?,
+        // A sample: jsonb's binary format (`SampleSketch::to_pg_binary`).
+        ("jsonb", AnyValue::Binary(bytes)) => push_bytes(out, bytes)?,
+        ("jsonb", AnyValue::BinaryOwned(bytes)) => push_bytes(out, bytes)?,
         ("double precision", value) => {
             let float = value.extract::<f64>().ok_or_else(|| unexpected(value))?;
             push_bytes(out, &float.to_be_bytes())?

@@ -335,11 +335,12 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 fn through_the_lake(
     config: &BraidConfig,
     records: &[Record],
+    offsets: &[i64],
     dir: &std::path::Path,
 ) -> (LazyFrame, DataFrame) {
     let mut builder = BatchBuilder::new(&config.schema);
-    for (offset, record) in records.iter().enumerate() {
-        builder.append(record, "hostile", 0, offset as i64, 0, None);
+    for (record, offset) in records.iter().zip(offsets) {
+        builder.append(record, "hostile", 0, *offset, 0, None);
     }
     let batch = builder
         .finish()
@@ -411,9 +412,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn metric_text(value: &MetricValue, sketches: &[schemas::sketch::Sketch]) -> Option<String> {
+fn metric_text(
+    value: &MetricValue,
+    sketches: &[speed_layer::aggregate::SketchState],
+) -> Option<String> {
     match value {
-        MetricValue::Sketch(index) => index.map(|i| hex(&sketches[i as usize].to_bytes())),
+        // As the batch writes them for binary COPY.
+        MetricValue::Sketch(index) => index.map(|i| match &sketches[i as usize] {
+            speed_layer::aggregate::SketchState::Hll(sketch) => hex(&sketch.to_bytes()),
+            speed_layer::aggregate::SketchState::Quantile(sketch) => hex(&sketch.to_pg_binary()),
+            speed_layer::aggregate::SketchState::Sample(sample) => hex(&sample.to_pg_binary()),
+        }),
         MetricValue::Int(v) => v.map(|v| v.to_string()),
         MetricValue::WideSum(v) => Some(v.to_string()),
         MetricValue::Float(v) => v.map(|v| format!("{:?}", v)),
@@ -443,13 +452,17 @@ proptest! {
     ) {
         let config = config();
         let mut records = Vec::new();
-        let mut batch = MicroBatch::new(&config.views);
+        // Each valid record's offset, the same in the speed layer's fold and in the lake (a
+        // sample keeps records by their position).
+        let mut offsets = Vec::new();
+        let mut batch = MicroBatch::new(&config.views, &config.schema);
         for (offset, payload) in payloads.iter().enumerate() {
             // The speed layer and the sink both call this one function of the bytes and the config.
             match config.schema.validate(payload) {
                 Ok(record) => {
                     batch.add_record(0, offset as i64, &record);
                     records.push(record);
+                    offsets.push(offset as i64);
                 }
                 Err(rejection) => {
                     prop_assert!(Rejection::CODES.contains(&rejection.code()), "{rejection:?}");
@@ -486,7 +499,7 @@ proptest! {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let (scan, read) = through_the_lake(&config, &records, &dir);
+        let (scan, read) = through_the_lake(&config, &records, &offsets, &dir);
         prop_assert_eq!(read.height(), records.len());
         for (row, record) in records.iter().enumerate() {
             for index in 0..config.schema.fields.len() {

@@ -27,6 +27,7 @@ fn whole_keys() -> Selection {
         limit: 10,
         decayed_to: start(),
         parts: false,
+        quantiles: Vec::new(),
     }
 }
 
@@ -144,6 +145,7 @@ async fn a_window_that_is_not_a_multiple_of_the_bucket_is_refused_before_any_rea
         limit: 10,
         end: crate::WindowEnd::CompleteBuckets,
         rank_by: None,
+        quantiles: Vec::new(),
     };
     // A pool that never connects: the refusal comes before any statement runs.
     let pool = sqlx::PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();

@@ -41,6 +41,7 @@ fn selection(group_by: &[usize], order: &[(&str, bool)], limit: i64) -> Selectio
         limit,
         decayed_to: start(),
         parts: false,
+        quantiles: Vec::new(),
     }
 }
 

@@ -192,3 +192,43 @@ fn the_fingerprint_depends_on_rule_and_labels_only() {
     assert_ne!(super::fingerprint("r", &a), super::fingerprint("s", &a));
     assert_eq!(super::fingerprint("r", &a).len(), 16);
 }
+
+#[test]
+fn a_rule_watches_any_level_of_a_quantile_metric_and_no_sample() {
+    let rule = |metric: &str| {
+        GOOD.replace("view = \"events_by_type\"", "view = \"page_latency\"")
+            .replace("where = { event_type = [\"purchase\", \"click\"] }", "")
+            .replace("group_by = [\"event_type\"]", "group_by = [\"page\"]")
+            .replace("metric = \"count\"", &format!("metric = \"{metric}\""))
+    };
+    for (metric, level) in [
+        ("quantile_duration_ms_p99", 0.99),
+        ("quantile_duration_ms_p99_9", 0.999),
+        ("quantile_duration_ms_p50", 0.5),
+        ("quantile_duration_ms_p100", 1.0),
+    ] {
+        let config = load(&rule(metric)).unwrap_or_else(|e| panic!("{metric}: {e}"));
+        let view = config
+            .views
+            .iter()
+            .find(|v| v.name == "page_latency")
+            .unwrap();
+        let levels = crate::alert::metric_levels(view, metric);
+        assert_eq!(levels.len(), 1, "{metric}");
+        assert_eq!(levels[0].value(), level, "{metric}");
+    }
+    for metric in [
+        "quantile_duration_ms",
+        "quantile_duration_ms_p",
+        "quantile_duration_ms_p050",
+        "quantile_duration_ms_p101",
+        "sample",
+    ] {
+        let (key, reason) = refused(&rule(metric));
+        assert!(key.ends_with("].metric"), "{metric}: {key}");
+        assert!(
+            reason.contains("quantile_duration_ms_p99"),
+            "{metric}: lists the levels: {reason}"
+        );
+    }
+}

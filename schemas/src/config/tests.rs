@@ -37,7 +37,8 @@ fn demo_config_loads_with_defaults_beneath() {
             "purchases_by_country",
             "events_by_type",
             "unique_visitors",
-            "trending_pages"
+            "trending_pages",
+            "page_latency"
         ]
     );
 }

@@ -128,7 +128,7 @@ pub async fn ensure_view_tables(
                 .metrics
                 .iter()
                 .any(|m| match m.stored {
-                    crate::plan::ColumnType::Sketch(sketch) => sketch.pg_extension() == "hll",
+                    crate::plan::ColumnType::Sketch(sketch) => sketch.pg_extension() == Some("hll"),
                     _ => false,
                 })
         })

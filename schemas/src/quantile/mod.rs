@@ -15,10 +15,12 @@
 //! of their sign (2^-32 by default; 2^-16 at accuracies finer than 0.02 %, where the bound of
 //! 65,536 buckets caps the window).
 
+mod level;
 mod mapping;
 
 use std::collections::BTreeMap;
 
+pub use level::{DEFAULT_LEVELS, LevelError, QuantileLevel};
 pub use mapping::{MAX_PRECISION, Mapping};
 
 /// The relative accuracy of `quantile(field)`.
@@ -288,6 +290,22 @@ impl QuantileSketch {
             }
         }
         array
+    }
+
+    /// [`QuantileSketch::to_array`] in PostgreSQL's binary `bigint[]` format (what binary COPY
+    /// sends): one dimension, no NULLs, element type int8 (oid 20), lower bound 1, then each
+    /// element's length (8) and big-endian value.
+    pub fn to_pg_binary(&self) -> Vec<u8> {
+        let values = self.to_array();
+        let mut bytes = Vec::with_capacity(20 + 12 * values.len());
+        for header in [1_i32, 0, 20, values.len() as i32, 1] {
+            bytes.extend_from_slice(&header.to_be_bytes());
+        }
+        for value in values {
+            bytes.extend_from_slice(&8_i32.to_be_bytes());
+            bytes.extend_from_slice(&value.to_be_bytes());
+        }
+        bytes
     }
 
     /// The sketch an array of [`QuantileSketch::to_array`] holds, checked.

@@ -78,6 +78,26 @@ impl SampleParams {
     }
 }
 
+/// A record's fields as a sample keeps them, the same in every layer: each present field by
+/// name, strings and booleans as such, i64 and f64 values as JSON numbers, timestamps as
+/// microseconds since the epoch.
+pub fn fields_of(schema: &crate::EventSchema, record: &crate::Record) -> Map<String, Json> {
+    schema
+        .fields
+        .iter()
+        .zip(&record.values)
+        .filter_map(|(field, value)| {
+            let json = match value.as_ref()? {
+                crate::Value::String(text) => Json::String(text.to_string()),
+                crate::Value::I64(number) | crate::Value::Timestamp(number) => json!(number),
+                crate::Value::F64(number) => json!(number),
+                crate::Value::Bool(flag) => Json::Bool(*flag),
+            };
+            Some((field.name.clone(), json))
+        })
+        .collect()
+}
+
 /// The rank of the record at a position: MurmurHash3 x64-128 (seed 0, first 64 bits) of the
 /// partition's 4 and the offset's 8 little-endian bytes, as a signed integer (PostgreSQL's
 /// `bigint` orders it the same way).
@@ -250,6 +270,19 @@ impl SampleSketch {
             })
             .collect();
         json!({ "k": self.params.k, "b": self.params.max_record_bytes, "records": records })
+    }
+
+    /// [`SampleSketch::to_json`] in PostgreSQL's binary `jsonb` format (what binary COPY
+    /// sends): the version byte 1, then the JSON text.
+    pub fn to_pg_binary(&self) -> Vec<u8> {
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(self.to_json().to_string().as_bytes());
+        bytes
+    }
+
+    /// Whether it keeps no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 
     /// The sample a stored JSON holds, with the record bound of `params`.

@@ -46,6 +46,8 @@ fn write_rows(json: &mut String, rows: &MergedRows) -> Result<(), ApiError> {
                 Cell::Bool(v) => json.push_str(if v { "true" } else { "false" }),
                 Cell::Time(t) => push(json, &t.to_rfc3339_opts(SecondsFormat::AutoSi, true))?,
                 Cell::Text(v) => push(json, v)?,
+                // PostgreSQL's rendering of a jsonb value is JSON.
+                Cell::Json(v) => json.push_str(v),
             }
         }
         json.push('}');

@@ -5,6 +5,7 @@ use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
 use merged_read::speed_state_sql;
 use schemas::pg::{batch_runs, view_definitions};
+use schemas::quantile::QuantileLevel;
 use schemas::record::Value as FieldValue;
 use schemas::view::View;
 use serde_json::{Value, json};
@@ -51,6 +52,8 @@ pub fn definition(view: &View) -> Value {
             "column": m.column,
             "kind": serde_json::to_value(m.kind).unwrap_or(Value::Null),
             "field": m.field,
+            // The answer columns it gives by default (a quantile metric: one per default level).
+            "answers": merged_read::metric_columns(m, &QuantileLevel::defaults()),
         })).collect::<Vec<_>>(),
         "averages": view.averages().into_iter().map(|a| a.column).collect::<Vec<_>>(),
         "sql_view": schemas::pg_layout::ViewLayout::of(view).serving_view,

@@ -135,6 +135,7 @@ impl From<SelectionError> for ApiError {
             Span::Window => "window",
             Span::Limit => "limit",
             Span::Order => "order",
+            Span::Quantiles => "q",
         };
         Self::bad(parameter, error.to_string())
     }

@@ -91,6 +91,7 @@ fn handler(route: &Route) -> MethodRouter<AppState> {
         routes::VIEW_SERIES => on(method, views::series),
         routes::VIEW_ROLLING => on(method, views::rolling),
         routes::VIEW_TOP => on(method, views::top),
+        routes::VIEW_SAMPLE => on(method, views::sample),
         routes::ALERTS => on(method, alerts::list),
         routes::ALERT_HISTORY => on(method, alerts::history),
         routes::ALERT_SILENCE => on(method, alerts::silence),

@@ -10,7 +10,7 @@ use super::params::{Bound, COUNT_MIN, Endpoint, FILTER_PREFIX, PARAMETERS};
 use super::request_input::CountParam;
 use super::routes::{
     ALERT_HISTORY, ALERT_SILENCE, ALERTS, DEAD_LETTERS, JOB, JOBS, MAX_BODY_BYTES, MAX_URI_BYTES,
-    Method, ROUTES, START_JOB, VIEW_ROLLING, VIEW_SERIES, VIEW_TOP,
+    Method, ROUTES, START_JOB, VIEW_ROLLING, VIEW_SAMPLE, VIEW_SERIES, VIEW_TOP,
 };
 use super::state::AppState;
 use super::{admin, alerts, dead_letters};
@@ -20,6 +20,7 @@ fn endpoint_of(path: &str) -> Option<Endpoint> {
         VIEW_SERIES => Some(Endpoint::Series),
         VIEW_ROLLING => Some(Endpoint::Rolling),
         VIEW_TOP => Some(Endpoint::Top),
+        VIEW_SAMPLE => Some(Endpoint::Sample),
         _ => None,
     }
 }

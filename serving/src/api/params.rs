@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use merged_read::{Filter, FilterValues, OrderTerm};
 use schemas::duration::HumanDuration;
 use schemas::event_schema::FieldType;
+use schemas::pg_layout::merge;
+use schemas::quantile::QuantileLevel;
 use schemas::view::View;
 
 use super::error::ApiError;
@@ -19,6 +21,8 @@ pub enum Endpoint {
     Rolling,
     /// GET /v1/views/{view}/top: the top keys by a metric over a window ending now.
     Top,
+    /// GET /v1/views/{view}/sample: the merged sample of the rows in a range.
+    Sample,
 }
 
 /// One query parameter, as documented.
@@ -51,14 +55,14 @@ pub enum Bound {
     RangeStart,
 }
 
-use Endpoint::{Rolling, Series, Top};
+use Endpoint::{Rolling, Sample, Series, Top};
 
 /// Every query parameter of the view endpoints. `filter.<field>` parameters come in addition,
 /// one per group field of the view.
 pub const PARAMETERS: &[ParamSpec] = &[
     ParamSpec {
         name: "from",
-        endpoints: &[Series],
+        endpoints: &[Series, Sample],
         required_on: &[],
         schema: ("string", Some("date-time")),
         description: "Start of the range (RFC 3339, inclusive), rounded down to the granularity. Default: 24 hours before `to`.",
@@ -66,7 +70,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
     },
     ParamSpec {
         name: "to",
-        endpoints: &[Series],
+        endpoints: &[Series, Sample],
         required_on: &[],
         schema: ("string", Some("date-time")),
         description: "End of the range (RFC 3339, exclusive), rounded up to the granularity. Default: now.",
@@ -137,6 +141,14 @@ pub const PARAMETERS: &[ParamSpec] = &[
         bound: Bound::Unbounded,
     },
     ParamSpec {
+        name: "q",
+        endpoints: &[Series, Rolling, Top],
+        required_on: &[],
+        schema: ("string", None),
+        description: "Comma-separated quantile levels each quantile metric answers, one column each: `q=0.5,0.99` gives `quantile_latency_ms_p50` and `quantile_latency_ms_p99` (decimals from 0 to 1, at most 6 digits after the point, at most 20 levels). Default: 0.5,0.9,0.99. Each is within the metric's relative accuracy of the exact quantile (the value at rank ⌊q·(n−1)⌋ of the n values).",
+        bound: Bound::Unbounded,
+    },
+    ParamSpec {
         name: "k",
         endpoints: &[Top],
         required_on: &[],
@@ -145,6 +157,9 @@ pub const PARAMETERS: &[ParamSpec] = &[
         bound: Bound::Count,
     },
 ];
+
+/// The most quantile levels one request asks for (`q`).
+pub const MAX_LEVELS: usize = 20;
 
 /// The smallest count (`limit`, `k`) taken; the largest is [`Limits::max_limit`].
 pub const COUNT_MIN: i64 = 1;
@@ -323,6 +338,39 @@ impl Params {
             ));
         }
         Ok(value)
+    }
+
+    /// The quantile levels of `q` (the defaults when absent); refused for a view without a
+    /// quantile metric, past [`MAX_LEVELS`] levels or with a level twice.
+    pub fn quantiles(&self, view: &View) -> Result<Vec<QuantileLevel>, ApiError> {
+        let Some(text) = self.get("q") else {
+            return Ok(QuantileLevel::defaults());
+        };
+        if !view.metrics.iter().any(merge::answers_quantiles) {
+            return Err(ApiError::bad(
+                "q",
+                format!("view `{}` has no quantile metric", view.name),
+            ));
+        }
+        let mut levels: Vec<QuantileLevel> = Vec::new();
+        for part in text.split(',') {
+            let level =
+                QuantileLevel::parse(part).map_err(|e| ApiError::bad("q", e.to_string()))?;
+            if levels.iter().any(|l| l.suffix() == level.suffix()) {
+                return Err(ApiError::bad("q", format!("level {part} is given twice")));
+            }
+            levels.push(level);
+        }
+        if levels.len() > MAX_LEVELS {
+            return Err(ApiError::bad(
+                "q",
+                format!(
+                    "{} levels: at most {MAX_LEVELS} are answered at once",
+                    levels.len()
+                ),
+            ));
+        }
+        Ok(levels)
     }
 
     /// The kept group fields.

@@ -16,6 +16,8 @@ pub const VIEW_SERIES: &str = "/v1/views/{view}";
 pub const VIEW_ROLLING: &str = "/v1/views/{view}/rolling";
 /// GET: the top keys over a window ending now.
 pub const VIEW_TOP: &str = "/v1/views/{view}/top";
+/// GET: the merged sample of a view's rows in a range.
+pub const VIEW_SAMPLE: &str = "/v1/views/{view}/sample";
 /// GET: alert instances.
 pub const ALERTS: &str = "/v1/alerts";
 /// GET: alert transitions.
@@ -102,6 +104,11 @@ pub const ROUTES: &[Route] = &[
         Get,
         VIEW_TOP,
         "The top keys by a metric over a window ending now.",
+    ),
+    route(
+        Get,
+        VIEW_SAMPLE,
+        "The records a view's sample(K) keeps for the rows in a range: the K with the smallest hash of their Kafka position, merged from both layers.",
     ),
     route(
         Get,

@@ -1,5 +1,6 @@
 //! GET /v1/views/{view}, /rolling and /top.
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
@@ -10,7 +11,7 @@ use schemas::view::View;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::params::{Endpoint, Params};
+use super::params::{Endpoint, Limits, Params};
 use super::provenance;
 use super::query;
 use super::request_input::path_text;
@@ -102,19 +103,14 @@ pub async fn series(
     answer(&state, view, &selection, envelope).await
 }
 
-/// The validated selection of a GET /v1/views/{view} and the envelope of its answer.
-pub fn series_selection(
-    state: &AppState,
-    view: &View,
-    raw: Option<&str>,
-) -> Result<(Selection, Value), ApiError> {
-    let limits = state.settings.limits;
-    let params = Params::parse(raw, Endpoint::Series, view)?;
-    let granularity = params
-        .bucket_multiple("granularity", view, &limits)?
-        .unwrap_or_else(|| view.bucket.seconds());
-    let now = (state.clock)();
-    let decayed_to = params.time("at")?.unwrap_or(now);
+/// The range `[from, to)` of `from` and `to` (defaults: the 24 hours before now), rounded out
+/// to `granularity` and held to the server's widest range.
+fn range(
+    params: &Params,
+    granularity: i64,
+    now: DateTime<Utc>,
+    limits: &Limits,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let to = ceil_to(params.time("to")?.unwrap_or(now), granularity);
     let from = floor_to(
         params.time("from")?.unwrap_or(to - Duration::hours(24)),
@@ -141,8 +137,26 @@ pub fn series_selection(
             ),
         ));
     }
+    Ok((from, to))
+}
+
+/// The validated selection of a GET /v1/views/{view} and the envelope of its answer.
+pub fn series_selection(
+    state: &AppState,
+    view: &View,
+    raw: Option<&str>,
+) -> Result<(Selection, Value), ApiError> {
+    let limits = state.settings.limits;
+    let params = Params::parse(raw, Endpoint::Series, view)?;
+    let granularity = params
+        .bucket_multiple("granularity", view, &limits)?
+        .unwrap_or_else(|| view.bucket.seconds());
+    let now = (state.clock)();
+    let decayed_to = params.time("at")?.unwrap_or(now);
+    let (from, to) = range(&params, granularity, now, &limits)?;
     let group_by = params.group_by(view)?;
-    let columns = column_names(view, &group_by, true);
+    let quantiles = params.quantiles(view)?;
+    let columns = column_names(view, &group_by, true, &quantiles);
     let natural = natural_order(view, &group_by, true);
     let order = with_tie_break(params.order(&columns, natural.clone())?, natural);
     let parts = params.flag("parts")?;
@@ -160,6 +174,7 @@ pub fn series_selection(
         order,
         decayed_to,
         parts,
+        quantiles,
     };
     let mut envelope = json!({
         "view": view.name,
@@ -195,7 +210,17 @@ fn window_selection(
         end: to,
     } = WindowBounds::of(view, now, seconds, WindowEnd::CurrentBucket);
     let group_by = params.group_by(view)?;
-    let columns = column_names(view, &group_by, false);
+    let mut quantiles = params.quantiles(view)?;
+    // A top list ranked by a level not asked (`metric=quantile_latency_ms_p95`) answers it too.
+    if let Some(level) = params
+        .get("metric")
+        .map(|metric| schemas::alert::metric_levels(view, metric))
+        .and_then(|levels| levels.into_iter().next())
+        .filter(|level| !quantiles.iter().any(|l| l.suffix() == level.suffix()))
+    {
+        quantiles.push(level);
+    }
+    let columns = column_names(view, &group_by, false, &quantiles);
     let natural = natural_order(view, &group_by, false);
     let order = with_tie_break(order(&columns, natural.clone())?, natural);
     let mut envelope = json!({
@@ -219,6 +244,7 @@ fn window_selection(
         order,
         decayed_to,
         parts: false,
+        quantiles,
     };
     Ok((selection, envelope))
 }
@@ -253,15 +279,24 @@ pub async fn top(
     let params = Params::parse(raw.as_deref(), Endpoint::Top, view)?;
     let k = params.count("k", 10.min(i64::from(limits.max_limit)), &limits)?;
     let metric = params.get("metric").unwrap_or_default().to_string();
+    let numbers = schemas::alert::numeric_columns(view);
+    let numbers = |column: &String| {
+        numbers.contains(column) || !schemas::alert::metric_levels(view, column).is_empty()
+    };
     let (selection, mut envelope) = window_selection(&state, view, &params, k, |columns, _| {
-        let metrics = &columns[columns.len() - view.metrics.len() - avg_count(view)..];
-        if !metrics.contains(&metric) {
+        // The numbers: metrics (a quantile metric as its levels) and averages, not samples.
+        let metrics: Vec<&String> = columns.iter().filter(|c| numbers(c)).collect();
+        if !metrics.contains(&&metric) {
             return Err(ApiError::bad(
                 "metric",
                 format!(
                     "`{metric}` is not a metric of view `{}`; its metrics are {}",
                     view.name,
-                    metrics.join(", ")
+                    metrics
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }
@@ -275,7 +310,71 @@ pub async fn top(
     answer(&state, view, &selection, envelope).await
 }
 
-/// How many `avg_<field>` columns the view's answers carry.
-fn avg_count(view: &View) -> usize {
-    view.averages().len()
+/// GET /v1/views/{view}/sample: the records the view's `sample(K)` keeps for its rows in
+/// `[from, to)` that match the filters, merged from both layers: the K with the smallest hash
+/// of their Kafka position among all of those rows' records.
+pub async fn sample(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let name = path_text(name, "view")?;
+    let view = state.view(&name)?;
+    let Some(metric) = view.metrics.iter().find(|m| m.sample.is_some()) else {
+        return Err(ApiError::bad(
+            "view",
+            format!(
+                "view `{}` keeps no sample: add sample(K) to its metrics",
+                view.name
+            ),
+        ));
+    };
+    let limits = state.settings.limits;
+    let params = Params::parse(raw.as_deref(), Endpoint::Sample, view)?;
+    let now = (state.clock)();
+    let (from, to) = range(&params, view.bucket.seconds(), now, &limits)?;
+    let filters = params.filters(view)?;
+    let selection = Selection {
+        from,
+        to,
+        granularity: None,
+        group_by: Vec::new(),
+        filters,
+        order: Vec::new(),
+        limit: 1,
+        decayed_to: now,
+        parts: false,
+        quantiles: Vec::new(),
+    };
+    let answer = query::run_cached(
+        &state.pool,
+        &state.answers,
+        view,
+        &selection,
+        &state.settings.topic,
+    )
+    .await?;
+    let rows: Value = serde_json::from_str(&answer.rows)
+        .map_err(|e| ApiError::Internal(format!("reading the merged sample: {e}")))?;
+    let sample = rows
+        .get(0)
+        .and_then(|row| row.get(&metric.column))
+        .filter(|sample| !sample.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({ "k": metric.sample.map(|s| s.k()), "records": [] }));
+    let mut envelope = json!({
+        "view": view.name,
+        "metric": metric.column,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "sample": sample,
+    });
+    envelope["provenance"] = provenance::of_answer(
+        answer.batch.as_deref(),
+        &answer.speed,
+        &state.kafka.status(),
+        now,
+    )?;
+    envelope["provenance"]["backfilling"] = json!(answer.backfilling);
+    Ok(Json(envelope).into_response())
 }

@@ -59,13 +59,15 @@ async fn assert_merged_exact(pool: &PgPool, pipeline: &Pipeline, when: &str) {
         .collect();
     // Distinct counts: the merged sketches of the same snapshot, byte for byte.
     let sketches = crate::compare::distinct_sketches_match(&mut tx, &covered).await;
+    // Quantiles and samples: of exactly the records below the positions.
+    let latency = crate::latency::latency_sketches_match(&mut tx, &covered).await;
     tx.commit().await.unwrap();
     assert_eq!(
         served, merged,
         "{when}: the serving SQL views answer the merge"
     );
     assert_rows_equal(&oracle::demo_views(&covered), &merged, when);
-    if let Err(difference) = sketches {
+    if let Err(difference) = sketches.and(latency) {
         panic!("{when}: {difference}");
     }
 }

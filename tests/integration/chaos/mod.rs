@@ -246,6 +246,10 @@ async fn settle_and_check(
     let sketches =
         crate::compare::distinct_sketches_match(&mut pool.acquire().await.unwrap(), &accepted)
             .await;
+    // Quantile sketches and samples (page_latency): counts exact, quantiles within the
+    // accuracy of an exact sort, samples the K smallest position hashes.
+    let latency =
+        crate::latency::latency_sketches_match(&mut pool.acquire().await.unwrap(), &accepted).await;
     let exact = std::panic::catch_unwind(|| {
         crate::compare::assert_rows_equal(&expected, &merged, "after the faults")
     })
@@ -255,6 +259,7 @@ async fn settle_and_check(
             .unwrap_or_else(|| "the merged answer differs".into())
     })
     .and(sketches)
+    .and(latency)
     .and_then(|()| {
         if !disagreeing.is_empty() {
             Err(format!("dead letters differ: {}", disagreeing.join("; ")))

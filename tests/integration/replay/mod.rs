@@ -93,6 +93,12 @@ async fn replay_speed_rebuilds_the_speed_rows_and_leaves_the_merged_totals_as_th
     )
     .await
     .expect("the sketches after the replay");
+    crate::latency::latency_sketches_match(
+        &mut pool.acquire().await.unwrap(),
+        &read_topic(&pipeline.topic),
+    )
+    .await
+    .expect("the quantile sketches and samples after the replay");
 }
 
 #[sqlx::test(migrations = false)]

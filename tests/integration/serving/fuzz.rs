@@ -101,7 +101,7 @@ fn request_bytes(method: &str, target: &str, headers: &[(&str, Vec<u8>)], body: 
 }
 
 /// Percent-encodes every byte outside the unreserved set, so that any byte string travels.
-fn encode(bytes: &[u8]) -> String {
+pub(super) fn encode(bytes: &[u8]) -> String {
     bytes
         .iter()
         .map(|&b| {

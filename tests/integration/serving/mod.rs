@@ -5,6 +5,7 @@
 mod decayed;
 mod distinct;
 mod fuzz;
+mod quantiles;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

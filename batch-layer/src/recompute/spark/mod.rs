@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
+use schemas::EventSchema;
 use schemas::config::SparkConfig;
 use schemas::lake_uri::LakeUri;
 use schemas::view::View;
@@ -350,7 +351,16 @@ async fn run_and_read(
     );
     let mut frames = Vec::with_capacity(views.len());
     for view in views {
-        frames.push(read_view(view, staging, &manifest, job.lake.storage_options()).await?);
+        frames.push(
+            read_view(
+                view,
+                job.lake.schema(),
+                staging,
+                &manifest,
+                job.lake.storage_options(),
+            )
+            .await?,
+        );
     }
     Ok(SparkOutput {
         rows_read: manifest.records_read,
@@ -362,6 +372,7 @@ async fn run_and_read(
 /// Polars computation sorts them, with the distinct metrics' value sets turned into sketches.
 async fn read_view(
     view: &View,
+    schema: &EventSchema,
     staging: &StagingFolder,
     manifest: &Manifest,
     storage_options: &HashMap<String, String>,
@@ -394,8 +405,9 @@ async fn read_view(
     if frame.height() == 0 {
         return Ok(frame);
     }
-    let owned = view.clone();
-    tokio::task::spawn_blocking(move || Ok(sketch_columns_of_values(frame, &owned)?)).await?
+    let (owned, schema) = (view.clone(), schema.clone());
+    tokio::task::spawn_blocking(move || Ok(sketch_columns_of_values(frame, &owned, &schema)?))
+        .await?
 }
 
 #[cfg(test)]

@@ -107,6 +107,23 @@ pub fn view_sql(view: &View, schema: &EventSchema) -> String {
             }
             // The group's values; Braid builds the sketch (`distinct::sketch_columns_of_values`).
             Fold::Sketch(SketchType::Hll(_)) => format!("collect_set({value})"),
+            // WIP (issue 40): Braid builds these sketches from the group's values too.
+            Fold::Sketch(SketchType::Quantile(_)) => {
+                format!("collect_list(CAST({value} AS DOUBLE))")
+            }
+            // Each record's position and fields (field i as `f{i}`, timestamps in µs).
+            Fold::Sketch(SketchType::Sample(_)) => {
+                let fields: Vec<String> = schema
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| format!("{} AS f{i}", field_expr(&f.name, f.field_type)))
+                    .collect();
+                format!(
+                    "collect_list(struct(`_partition` AS p, `_offset` AS o, {}))",
+                    fields.join(", ")
+                )
+            }
         };
         select.push(format!("{aggregate} AS {}", ident(&metric.column)));
     }
