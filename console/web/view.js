@@ -110,7 +110,9 @@ export function viewPage(main, page, view) {
     const metricColumn = state.metric;
     if (sampled) {
       try {
-        const sampleAnswer = await api(`/v1/views/${encodeURIComponent(view.name)}/sample?${query({ from, ...filters })}`);
+        const samplePath = `/v1/views/${encodeURIComponent(view.name)}/sample?${query({ from, ...filters })}`;
+        sample.node.dataset.query = samplePath;
+        const sampleAnswer = await api(samplePath);
         sample.set(el("p", { class: "hint" }, `${sampleAnswer.sample.records.length} of the records over the chart's range (the ${sampleAnswer.sample.k} with the smallest hash of their Kafka position, the same whichever layer counted them)`), sampleTable(sampleAnswer.sample.records));
       } catch (error) {
         sample.set(errorText(error));

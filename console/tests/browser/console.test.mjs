@@ -180,6 +180,20 @@ try {
   check(injected.xss === undefined && injected.scripts === 0 && injected.images === 0, "nothing in a record runs or renders as HTML", injected);
   await page.screenshot({ path: join(shots, "view-hostile.png"), fullPage: true });
 
+  // ---- A view with quantiles and a sample: each level is a chart metric, the sample is not,
+  // and the sampled records beside the chart are the API's.
+  await page.goto(`${base}/#/views/page_latency`);
+  await page.waitForSelector("#sample-table");
+  const chartMetrics = await page.$$eval("#metric option", (options) => options.map((o) => o.value));
+  check(chartMetrics.includes("quantile_duration_ms_p99") && !chartMetrics.includes("sample"), "quantile levels are chart metrics, the sample is not", chartMetrics);
+  const sampleAnswer = await api(await page.getAttribute("#sample", "data-query"));
+  const sampledOffsets = (await text("#sample-table td[data-col=o] span")).map(digits);
+  figures.sampled_records = sampledOffsets.length;
+  check(sampledOffsets.length > 0 && JSON.stringify(sampledOffsets) === JSON.stringify(sampleAnswer.sample.records.map((r) => r.o)), "the sample table equals /sample", { sampledOffsets, api: sampleAnswer.sample.records.map((r) => r.o) });
+  await page.selectOption("#metric", "quantile_duration_ms_p99");
+  await until("the p99 chart", async () => Number(await page.getAttribute("#chart", "data-points")) > 0);
+  await page.screenshot({ path: join(shots, "view-quantiles.png"), fullPage: true });
+
   // ---- Alerts: the instances equal /v1/alerts.
   await page.goto(`${base}/#/alerts`);
   await page.waitForSelector("#instances-table");

@@ -12,8 +12,8 @@
 //! which only grows as records and sketches merge in, and folding into a threshold and then
 //! into a higher one is folding into the higher one, so the collapse is order-independent too;
 //! it costs accuracy only for the values nearest zero, below 2^(-max_buckets/m) of the largest
-//! of their sign (2^-32 by default; 2^-16 at accuracies finer than 0.02 %, where the bound of
-//! 65,536 buckets caps the window).
+//! of their sign (2^-1024 at the default accuracy, so never for an i64 or between validated f64
+//! values within 10^308 of each other; 2^-16 at the finest accuracy).
 
 mod level;
 mod mapping;
@@ -25,10 +25,10 @@ pub use mapping::{MAX_PRECISION, Mapping};
 
 /// The relative accuracy of `quantile(field)`.
 pub const DEFAULT_ACCURACY: f64 = 0.01;
-/// The powers of two a store spans by default (a largest magnitude 2^32 ≈ 4·10^9 times its
-/// smallest kept exactly): 2,048 bucket indices at the default accuracy.
-pub const DEFAULT_OCTAVES: u32 = 32;
-/// The most bucket indices a store keeps.
+/// The most bucket indices a store keeps, and the default: 1,024 powers of two at the default
+/// accuracy (a store's largest magnitude 2^1024 times its smallest kept exactly, so no i64
+/// value and no pair of f64 values within 10^308 of each other ever collapse), 16 at the
+/// finest. Stored sketches hold only the buckets their values reach.
 pub const MAX_BUCKETS: u32 = 65_536;
 /// The format version that leads [`QuantileSketch::to_array`].
 pub const FORMAT: i64 = 1;
@@ -69,7 +69,7 @@ impl Default for QuantileParams {
 
 impl QuantileParams {
     /// The coarsest buckets whose representative values are within `accuracy` (relative) of
-    /// every value they hold, and the default bucket bound.
+    /// every value they hold, and the default bucket bound ([`MAX_BUCKETS`]).
     pub fn for_accuracy(accuracy: f64) -> Result<Self, QuantileParamsError> {
         if !(0.0001..=0.1).contains(&accuracy) {
             return Err(QuantileParamsError::Accuracy(accuracy));
@@ -79,7 +79,7 @@ impl QuantileParams {
             .ok_or(QuantileParamsError::Accuracy(accuracy))?;
         Ok(Self {
             precision,
-            max_buckets: (DEFAULT_OCTAVES << precision).min(MAX_BUCKETS),
+            max_buckets: MAX_BUCKETS,
         })
     }
 

@@ -179,9 +179,9 @@ fn settings_outside_the_range_are_named() {
         ));
     }
     assert_eq!(QuantileParams::default().precision, 6);
-    assert_eq!(QuantileParams::default().max_buckets, 2048);
+    assert_eq!(QuantileParams::default().max_buckets, 65_536);
     let fine = QuantileParams::for_accuracy(0.001).unwrap();
-    assert_eq!((fine.precision, fine.max_buckets), (9, 16_384));
+    assert_eq!((fine.precision, fine.max_buckets), (9, 65_536));
     let finest = QuantileParams::for_accuracy(0.0001).unwrap();
     assert_eq!((finest.precision, finest.max_buckets), (12, 65_536));
     for bad in [0, 15, 65537, -1, i64::MAX] {
@@ -250,4 +250,28 @@ fn indices_no_finite_value_has_are_refused() {
         assert!(QuantileSketch::from_array(&array).is_err(), "{index}");
     }
     assert!(QuantileSketch::from_array(&[1, 6, 2048, 0, 1, 0, -1074 * 64, 1]).is_ok());
+}
+
+#[test]
+fn at_the_default_window_no_i64_value_collapses_and_extremes_leave_the_rest_exact() {
+    // A hostile i64::MAX beside ordinary latencies: every ordinary quantile stays within the
+    // accuracy of the exact one (a window of 32 powers of two folded them all into 2^31).
+    let mut sketch = QuantileSketch::new(QuantileParams::default());
+    let values: Vec<f64> = (1..=1000).map(|v| f64::from(v) * 7.0).collect();
+    for &v in &values {
+        sketch.add(v).unwrap();
+    }
+    sketch.add(i64::MAX as f64).unwrap();
+    sketch.add(1.0).unwrap();
+    let mut all = values.clone();
+    all.extend([i64::MAX as f64, 1.0]);
+    all.sort_by(f64::total_cmp);
+    for q in [0.0, 0.01, 0.5, 0.99] {
+        let exact = all[((q * (all.len() - 1) as f64).floor()) as usize];
+        let answered = sketch.quantile(q).unwrap();
+        assert!(
+            (answered - exact).abs() <= 0.01 * exact,
+            "q {q}: {answered} against {exact}"
+        );
+    }
 }
