@@ -83,6 +83,9 @@ impl AnswerColumn {
         }
         for (metric, column) in view.metrics.iter().zip(&layout.metric_columns) {
             let answer_type = merge::answer_type(metric, column.pg_type);
+            if merge::is_sample(metric) && !selection.samples {
+                continue;
+            }
             if merge::answers_quantiles(metric) {
                 columns.extend(
                     selection
@@ -102,6 +105,22 @@ impl AnswerColumn {
             columns.push(Self::new("speed_part", "boolean"));
         }
         columns
+    }
+
+    /// Refuses answer columns named twice or longer than PostgreSQL keeps: the config
+    /// checks the default levels; a level asked (`q=0.25`) may name a group field or attribute
+    /// (`quantile_latency_ms_p25`), or be too long for a long metric name.
+    pub(crate) fn check_names(columns: &[Self]) -> Result<(), SelectionError> {
+        for (n, column) in columns.iter().enumerate() {
+            if column.name.len() > schemas::view::MAX_ANSWER_NAME_BYTES
+                || columns[..n].iter().any(|c| c.name == column.name)
+            {
+                return Err(SelectionError::AnswerColumnName {
+                    column: column.name.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Refuses an order term of `selection` that is not one of `columns` (which [`Self::of`]
@@ -125,7 +144,8 @@ impl AnswerColumn {
 
 /// The names of the answer's columns without the parts: the kept fields (`group_by`, indexes
 /// into [`View::served_names`]), `bucket_start` when `bucketed`, the metrics (a quantile
-/// metric as one column per level of `quantiles`), the averages.
+/// metric as one column per level of `quantiles`, no sample: [`metric_columns`]), the
+/// averages.
 pub fn column_names(
     view: &View,
     group_by: &[usize],
@@ -145,9 +165,12 @@ pub fn column_names(
         .collect()
 }
 
-/// The answer columns of `metric`: its own, or one per level of a quantile metric.
+/// The answer columns of `metric` in series, rolling and top answers: its own, one per level of
+/// a quantile metric, none for a sample (read at GET /v1/views/{view}/sample).
 pub fn metric_columns(metric: &Metric, quantiles: &[QuantileLevel]) -> Vec<String> {
-    if merge::answers_quantiles(metric) {
+    if merge::is_sample(metric) {
+        Vec::new()
+    } else if merge::answers_quantiles(metric) {
         quantiles.iter().map(|l| l.column(&metric.column)).collect()
     } else {
         vec![metric.column.clone()]

@@ -37,6 +37,14 @@ pub enum SelectionError {
         /// How many fields the view serves.
         served: usize,
     },
+    /// An answer column named twice, or past PostgreSQL's 63 bytes (a quantile level's column).
+    #[error(
+        "answer column `{column}` is named twice or is longer than 63 bytes: ask another quantile level"
+    )]
+    AnswerColumnName {
+        /// The column.
+        column: String,
+    },
     /// A quantile level asked twice.
     #[error("quantile level {level} is asked twice")]
     LevelTwice {
@@ -99,7 +107,7 @@ impl SelectionError {
             Self::EmptyRange { .. } => Span::Range,
             Self::Limit { .. } => Span::Limit,
             Self::NotAnAnswerColumn { .. } => Span::Order,
-            Self::LevelTwice { .. } => Span::Quantiles,
+            Self::LevelTwice { .. } | Self::AnswerColumnName { .. } => Span::Quantiles,
         }
     }
 }

@@ -71,6 +71,9 @@ pub(crate) fn statement(
         Vec::new()
     };
     for metric in &view.metrics {
+        if merge::is_sample(metric) && !selection.samples {
+            continue;
+        }
         if merge::answers_quantiles(metric) {
             outputs.extend(
                 selection

@@ -39,6 +39,7 @@ impl ReadStatement {
     pub fn new(view: &View, selection: &Selection, topic: &str) -> Result<Self, SelectionError> {
         selection.check(view)?;
         let columns = AnswerColumn::of(view, selection);
+        AnswerColumn::check_names(&columns)?;
         AnswerColumn::check_order(&columns, selection)?;
         let (statement, shape) = match whole_keys::statement(view, selection, topic, &columns) {
             Some(statement) => (statement, Shape::WholeKeys),
@@ -63,6 +64,7 @@ impl ReadStatement {
     ) -> Result<Self, SelectionError> {
         selection.check(view)?;
         let columns = AnswerColumn::of(view, selection);
+        AnswerColumn::check_names(&columns)?;
         AnswerColumn::check_order(&columns, selection)?;
         Ok(Self {
             statement: general::statement(view, selection, topic, &columns),

@@ -65,6 +65,9 @@ pub struct Selection {
     /// The quantiles each quantile metric answers, one column each
     /// (`<metric>_p50`, [`QuantileLevel::column`]).
     pub quantiles: Vec<QuantileLevel>,
+    /// Whether sample metrics are answered (their merged records, one column each); other
+    /// reads leave them out.
+    pub samples: bool,
 }
 
 impl Selection {

@@ -128,6 +128,7 @@ pub fn window_selection(view: &View, request: &WindowRequest) -> (Selection, Win
         decayed_to: request.now,
         parts: false,
         quantiles: request.quantiles.clone(),
+        samples: false,
     };
     (selection, bounds)
 }

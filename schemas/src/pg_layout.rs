@@ -80,6 +80,15 @@ pub mod merge {
         )
     }
 
+    /// Whether `metric` is a sample, answered only where a reader asks for samples (its
+    /// records can be large: GET /v1/views/{view}/sample, `serving.<view>`).
+    pub fn is_sample(metric: &Metric) -> bool {
+        matches!(
+            MetricPlan::of(metric).read,
+            ReadRule::Estimate(SketchType::Sample(_))
+        )
+    }
+
     /// Whether `metric` answers quantiles (one column per level asked, [`quantile`]).
     pub fn answers_quantiles(metric: &Metric) -> bool {
         matches!(

@@ -345,9 +345,26 @@ impl ViewConfig {
             attributes: Vec::new(),
         };
         view.fingerprint = view.compute_fingerprint(schema);
+        let mut seen: Vec<String> = view.group_by.clone();
+        for name in view.answer_names() {
+            if seen.contains(&name) {
+                return Err(error(format!(
+                    "answer column `{name}` is named twice (a group field, a metric's column, a quantile level `_pNN`, a sketch `_sketch` or an average `avg_`): rename the field or drop a metric"
+                )));
+            }
+            if name.len() > MAX_ANSWER_NAME_BYTES {
+                return Err(error(format!(
+                    "answer column `{name}` is longer than PostgreSQL's {MAX_ANSWER_NAME_BYTES}-byte names: use a shorter field name"
+                )));
+            }
+            seen.push(name);
+        }
         Ok(view)
     }
 }
+
+/// The longest name PostgreSQL keeps (longer identifiers are truncated, so two could clash).
+pub const MAX_ANSWER_NAME_BYTES: usize = 63;
 
 impl MetricKind {
     /// Every kind, in declaration order: what tests iterate to cover each kind.
@@ -834,6 +851,27 @@ impl View {
             .and_then(|a| self.attributes.get(a))
     }
 
+    /// Every column an answer or `serving.<view>` may carry besides the group fields and
+    /// attributes: `bucket_start`, each metric's answer columns (a quantile metric's default
+    /// levels), the merged sketches (`<metric>_sketch`), the averages, and the parts.
+    pub fn answer_names(&self) -> Vec<String> {
+        let levels = crate::quantile::QuantileLevel::defaults();
+        let mut names = vec!["bucket_start".to_string()];
+        for metric in &self.metrics {
+            if metric.quantile.is_some() {
+                names.extend(levels.iter().map(|l| l.column(&metric.column)));
+            } else {
+                names.push(metric.column.clone());
+            }
+            if metric.quantile.is_some() || metric.sketch.is_some() {
+                names.push(format!("{}_sketch", metric.column));
+            }
+        }
+        names.extend(self.averages().into_iter().map(|a| a.column));
+        names.extend(["batch_part".to_string(), "speed_part".to_string()]);
+        names
+    }
+
     /// The averages the view answers: one per summed field that it also counts. An optional
     /// field is averaged only with `count(field)`: dividing by `count`, which includes the
     /// records without the field, would bias the average toward zero.
@@ -1195,6 +1233,75 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             .to_string();
             assert!(error.contains(complaint), "{metric}: {error}");
         }
+    }
+
+    #[test]
+    fn answer_columns_that_clash_or_overflow_postgresqls_names_are_refused() {
+        let with = |fields: &[(&str, FieldType)], group_by: &str, metrics: &str| {
+            let mut schema = schema();
+            schema
+                .fields
+                .extend(fields.iter().map(|(name, field_type)| FieldDef {
+                    name: (*name).into(),
+                    field_type: *field_type,
+                    required: false,
+                }));
+            toml::from_str::<ViewConfig>(&format!(
+                "name = \"v\"\ngroup_by = [{group_by}]\nbucket = \"1m\"\nmetrics = [{metrics}]"
+            ))
+            .unwrap()
+            .validate(&schema)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        };
+        // A group field named like a quantile level.
+        let error = with(
+            &[
+                ("ms", FieldType::I64),
+                ("quantile_ms_p50", FieldType::String),
+            ],
+            "\"quantile_ms_p50\"",
+            "\"quantile(ms)\"",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`quantile_ms_p50` is named twice"),
+            "{error}"
+        );
+        // A field long enough that `quantile_<field>_p99` passes 63 bytes.
+        let long = "d".repeat(50);
+        let error = with(
+            &[(&long, FieldType::I64)],
+            "",
+            &format!("\"quantile({long})\""),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("longer than PostgreSQL's 63-byte names"),
+            "{error}"
+        );
+        // A distinct count's sketch column beside a field of that name.
+        let error = with(
+            &[
+                ("user", FieldType::String),
+                ("distinct_user_sketch", FieldType::String),
+            ],
+            "\"distinct_user_sketch\"",
+            "\"distinct(user)\"",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`distinct_user_sketch` is named twice"),
+            "{error}"
+        );
+        assert!(
+            with(
+                &[("ms", FieldType::I64)],
+                "\"country\"",
+                "\"quantile(ms)\", \"sample(3)\""
+            )
+            .is_ok()
+        );
     }
 
     #[test]

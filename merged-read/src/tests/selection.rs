@@ -28,6 +28,7 @@ fn whole_keys() -> Selection {
         decayed_to: start(),
         parts: false,
         quantiles: Vec::new(),
+        samples: false,
     }
 }
 

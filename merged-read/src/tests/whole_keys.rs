@@ -42,6 +42,7 @@ fn selection(group_by: &[usize], order: &[(&str, bool)], limit: i64) -> Selectio
         decayed_to: start(),
         parts: false,
         quantiles: Vec::new(),
+        samples: false,
     }
 }
 

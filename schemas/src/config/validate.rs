@@ -404,12 +404,7 @@ fn dimensions(raw: &RawConfig, schema: &EventSchema, views: &mut [View]) -> Resu
                 ));
             }
             for view in views.iter() {
-                let columns = view
-                    .metrics
-                    .iter()
-                    .map(|m| m.column.clone())
-                    .chain(view.averages().into_iter().map(|a| a.column));
-                for column in columns {
+                for column in view.answer_names() {
                     require(
                         column != attribute.name,
                         &key("attributes"),

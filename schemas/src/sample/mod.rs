@@ -98,6 +98,22 @@ pub fn fields_of(schema: &crate::EventSchema, record: &crate::Record) -> Map<Str
         .collect()
 }
 
+/// The bytes of `fields` as PostgreSQL's `jsonb` prints them, at most: the compact JSON, a
+/// space after each `:` and `,`, and each f64 widened to its full decimal digits (`jsonb` keeps a number as `numeric`, which
+/// prints 1e300 as 301 digits and 5e-324 as 326 characters).
+pub fn rendered_size(fields: &Map<String, Json>) -> usize {
+    let widening: usize = fields
+        .values()
+        .filter_map(|value| {
+            let number = value.as_f64().filter(|_| value.is_f64())?;
+            let compact = value.to_string().len();
+            Some(number.to_string().len().saturating_sub(compact))
+        })
+        .sum();
+    // jsonb also prints `": "` and `", "` between members.
+    serde_json::to_string(fields).map_or(0, |text| text.len()) + widening + 2 * fields.len()
+}
+
 /// The rank of the record at a position: MurmurHash3 x64-128 (seed 0, first 64 bits) of the
 /// partition's 4 and the offset's 8 little-endian bytes, as a signed integer (PostgreSQL's
 /// `bigint` orders it the same way).
@@ -206,8 +222,8 @@ impl SampleSketch {
     }
 
     /// Offers the record at a position with its fields (a JSON object of the record's
-    /// values); kept if it ranks among the K lowest. Fields whose compact JSON is longer than
-    /// the bound are kept as [`Kept::Omitted`]. The fields of a position must be a function of
+    /// values); kept if it ranks among the K lowest. Fields longer than the bound as
+    /// PostgreSQL prints them ([`rendered_size`]) are kept as [`Kept::Omitted`]. The fields of a position must be a function of
     /// its record (each layer builds them alike), as a merge keeps one record per position.
     pub fn add(
         &mut self,
@@ -224,8 +240,8 @@ impl SampleSketch {
         if !self.keeps(&rank) {
             return Ok(());
         }
+        let size = rendered_size(&fields);
         let fields = Json::Object(fields);
-        let size = fields.to_string().len();
         let fields = if size > self.params.max_record_bytes as usize {
             Kept::Omitted(size)
         } else {

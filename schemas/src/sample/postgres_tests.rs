@@ -69,3 +69,49 @@ async fn unions_in_postgresql_keep_what_the_rust_merge_keeps(pool: PgPool) {
         );
     }
 }
+
+#[sqlx::test(migrator = "crate::pg::MIGRATOR")]
+async fn the_record_bound_holds_for_the_fields_as_postgresql_prints_them(pool: PgPool) {
+    let values = [
+        json!(1e300),
+        json!(-1e300),
+        json!(1e-200),
+        json!(f64::from_bits(1)),
+        json!(-0.0),
+        json!(1.0),
+        json!(17.5),
+        json!(0.1),
+        json!(1e16),
+        json!(123456789.123),
+        json!(i64::MAX),
+        json!(i64::MIN),
+        json!("é\"\\\n\u{1}\u{10FFFF}"),
+        json!(true),
+    ];
+    for value in values {
+        let mut fields = Map::new();
+        fields.insert("v".into(), value.clone());
+        fields.insert("page".into(), json!("/home"));
+        let printed: i32 = sqlx::query_scalar("SELECT octet_length(($1::jsonb)::text)")
+            .bind(SqlJson(Json::Object(fields.clone())))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert!(
+            usize::try_from(printed).unwrap() <= rendered_size(&fields),
+            "{value}: PostgreSQL prints {printed} bytes, the bound counted {}",
+            rendered_size(&fields)
+        );
+    }
+    // A 30-byte record whose f64 prints as 300 digits is over a 64-byte bound.
+    let mut sample = SampleSketch::new(
+        SampleParams::new(1)
+            .unwrap()
+            .with_max_record_bytes(64)
+            .unwrap(),
+    );
+    let mut fields = Map::new();
+    fields.insert("v".into(), json!(1e300));
+    sample.add(0, 0, fields).unwrap();
+    assert!(matches!(sample.records().next(), Some((0, 0, Kept::Omitted(n))) if *n > 300));
+}

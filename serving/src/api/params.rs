@@ -340,9 +340,30 @@ impl Params {
         Ok(value)
     }
 
-    /// The quantile levels of `q` (the defaults when absent); refused for a view without a
-    /// quantile metric, past [`MAX_LEVELS`] levels or with a level twice.
+    /// The quantile levels of `q` (the defaults when absent), and any other level a column of
+    /// `order` or `metric` names (`order=quantile_latency_ms_p95:desc` answers p95 too);
+    /// refused for a view without a quantile metric, past [`MAX_LEVELS`] levels or with a level
+    /// twice.
     pub fn quantiles(&self, view: &View) -> Result<Vec<QuantileLevel>, ApiError> {
+        let mut levels = self.asked_quantiles(view)?;
+        let named = self
+            .get("order")
+            .unwrap_or_default()
+            .split(',')
+            .map(|term| term.split(':').next().unwrap_or_default())
+            .chain(self.get("metric"));
+        for column in named {
+            if let Some(level) = schemas::alert::metric_levels(view, column).pop()
+                && !levels.iter().any(|l| l.suffix() == level.suffix())
+            {
+                levels.push(level);
+            }
+        }
+        Ok(levels)
+    }
+
+    /// The levels of `q`, or the defaults.
+    fn asked_quantiles(&self, view: &View) -> Result<Vec<QuantileLevel>, ApiError> {
         let Some(text) = self.get("q") else {
             return Ok(QuantileLevel::defaults());
         };

@@ -175,6 +175,7 @@ pub fn series_selection(
         decayed_to,
         parts,
         quantiles,
+        samples: false,
     };
     let mut envelope = json!({
         "view": view.name,
@@ -210,16 +211,7 @@ fn window_selection(
         end: to,
     } = WindowBounds::of(view, now, seconds, WindowEnd::CurrentBucket);
     let group_by = params.group_by(view)?;
-    let mut quantiles = params.quantiles(view)?;
-    // A top list ranked by a level not asked (`metric=quantile_latency_ms_p95`) answers it too.
-    if let Some(level) = params
-        .get("metric")
-        .map(|metric| schemas::alert::metric_levels(view, metric))
-        .and_then(|levels| levels.into_iter().next())
-        .filter(|level| !quantiles.iter().any(|l| l.suffix() == level.suffix()))
-    {
-        quantiles.push(level);
-    }
+    let quantiles = params.quantiles(view)?;
     let columns = column_names(view, &group_by, false, &quantiles);
     let natural = natural_order(view, &group_by, false);
     let order = with_tie_break(order(&columns, natural.clone())?, natural);
@@ -245,6 +237,7 @@ fn window_selection(
         decayed_to,
         parts: false,
         quantiles,
+        samples: false,
     };
     Ok((selection, envelope))
 }
@@ -321,6 +314,8 @@ pub async fn sample(
     let name = path_text(name, "view")?;
     let view = state.view(&name)?;
     let Some(metric) = view.metrics.iter().find(|m| m.sample.is_some()) else {
+        // A 400 naming the view (as a parameter that cannot be answered), not a 404: the
+        // route and the view exist.
         return Err(ApiError::bad(
             "view",
             format!(
@@ -345,6 +340,7 @@ pub async fn sample(
         decayed_to: now,
         parts: false,
         quantiles: Vec::new(),
+        samples: true,
     };
     let answer = query::run_cached(
         &state.pool,
@@ -361,7 +357,10 @@ pub async fn sample(
         .and_then(|row| row.get(&metric.column))
         .filter(|sample| !sample.is_null())
         .cloned()
-        .unwrap_or_else(|| json!({ "k": metric.sample.map(|s| s.k()), "records": [] }));
+        .unwrap_or_else(|| {
+            let params = metric.sample.expect("a sample metric has its settings");
+            schemas::sample::SampleSketch::new(params).to_json()
+        });
     let mut envelope = json!({
         "view": view.name,
         "metric": metric.column,

@@ -99,14 +99,10 @@ fn check(
                 }
             }
         }
-        // The sample of the row: the records with the K smallest position hashes.
-        let kept: Vec<(i32, i64)> = row["sample"]["records"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{what}: {row}"))
-            .iter()
-            .map(|r| (r["p"].as_i64().unwrap() as i32, r["o"].as_i64().unwrap()))
-            .collect();
-        assert_eq!(kept, cell.sampled(), "{what} {page:?} {bucket}: the sample");
+        assert!(
+            row.get("sample").is_none(),
+            "{what}: series answers leave samples to /sample: {row}"
+        );
     }
     compared
 }
@@ -171,37 +167,83 @@ async fn quantiles_and_samples_of_batch_and_speed_match_the_records_for_any_roll
         "all pages per day",
     );
 
-    // The sample route: one page over the whole range.
-    let page = cells.keys().find_map(|(page, _)| page.clone()).unwrap();
-    let (status, sample) = get(
-        &address,
-        &format!(
-            "/v1/views/page_latency/sample?{RANGE}&filter.page={}",
-            super::fuzz::encode(page.as_bytes())
-        ),
-    );
-    assert_eq!(status, 200, "{sample}");
-    let mut of_page = Cell::default();
-    for ((p, _), cell) in &cells {
-        if p.as_deref() == Some(page.as_str()) {
-            of_page.records.extend(cell.records.iter().cloned());
+    // The sample route: for page minutes, page hours and one page over the whole range, the
+    // records of that rollup with the K smallest position hashes.
+    let rfc3339 = |micros: i64| {
+        chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let mut rollups: Vec<(String, i64, i64)> = Vec::new();
+    for (seconds, how_many) in [(60, 25), (3600, 10)] {
+        for ((page, start), _) in rolled_up(&cells, true, seconds).iter().take(how_many) {
+            rollups.push((page.clone().unwrap(), *start, start + seconds * 1_000_000));
         }
     }
-    let kept: Vec<(i32, i64)> = sample["sample"]["records"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{sample}"))
-        .iter()
-        .map(|r| (r["p"].as_i64().unwrap() as i32, r["o"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(kept.len(), K.min(of_page.records.len()));
-    assert_eq!(
-        kept,
-        of_page.sampled(),
-        "the sample of {page} over the range"
+    let first_page = cells.keys().find_map(|(page, _)| page.clone()).unwrap();
+    rollups.push((first_page, 1_767_139_200_000_000, 1_767_312_000_000_000));
+    for (page, from, to) in rollups {
+        let (status, sample) = get(
+            &address,
+            &format!(
+                "/v1/views/page_latency/sample?from={}&to={}&filter.page={}",
+                rfc3339(from),
+                rfc3339(to),
+                super::fuzz::encode(page.as_bytes())
+            ),
+        );
+        assert_eq!(status, 200, "{sample}");
+        let mut of_rollup = Cell::default();
+        for ((p, bucket), cell) in &cells {
+            if p.as_deref() == Some(page.as_str()) && (from..to).contains(bucket) {
+                of_rollup.records.extend(cell.records.iter().cloned());
+            }
+        }
+        let kept: Vec<(i32, i64)> = sample["sample"]["records"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{sample}"))
+            .iter()
+            .map(|r| (r["p"].as_i64().unwrap() as i32, r["o"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(kept.len(), K.min(of_rollup.records.len()));
+        assert_eq!(
+            kept,
+            of_rollup.sampled(),
+            "the sample of {page} over [{from}, {to})"
+        );
+    }
+    let (status, missing) = get(&address, "/v1/views/page_views/sample");
+    assert_eq!(status, 400, "a view without sample(K): {missing}");
+    assert_eq!(missing["error"]["parameter"], "view", "{missing}");
+
+    // A level named by an order or a top metric is answered without `q`; a sample is no metric
+    // to rank by.
+    let (status, rolling) = get(
+        &address,
+        "/v1/views/page_latency/rolling?window=1h&order=quantile_duration_ms_p95:desc",
     );
+    assert_eq!(status, 200, "{rolling}");
+    assert!(
+        rolling["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "quantile_duration_ms_p95"),
+        "{rolling}"
+    );
+    let (status, top) = get(
+        &address,
+        "/v1/views/page_latency/top?window=1h&metric=quantile_duration_ms_p95",
+    );
+    assert_eq!(status, 200, "{top}");
+    let (status, top) = get(
+        &address,
+        "/v1/views/page_latency/top?window=1h&metric=sample",
+    );
+    assert_eq!(status, 400, "{top}");
 
     // Levels the API refuses, naming `q`.
-    for bad in ["1.5", "0.5,0.5", "x", "-0.1", "0.1234567"] {
+    for bad in ["1.5", "0.5,0.5", "x", "-0.1", "0.1234567", ""] {
         let (status, refused) = get(&address, &format!("/v1/views/page_latency?{RANGE}&q={bad}"));
         assert_eq!(status, 400, "q={bad}: {refused}");
         assert_eq!(refused["error"]["parameter"], "q", "q={bad}: {refused}");
