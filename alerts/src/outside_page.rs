@@ -53,9 +53,9 @@ pub fn observed(
                 .group_by
                 .iter()
                 .map(|&i| {
-                    let field = &view.group_by[i];
+                    let field = view.served_name(i);
                     (
-                        field.clone(),
+                        field.to_string(),
                         totals.value(row, field).map_or(Value::Null, label_json),
                     )
                 })
@@ -144,12 +144,12 @@ pub async fn read(
     }
     let mut filters = rule_filters(rule);
     for &i in &rule.group_by {
-        let field = &view.group_by[i];
+        let field = view.served_name(i);
         let labels: Vec<Value> = missing
             .values()
             .map(|l| l.get(field).cloned().unwrap_or(Value::Null))
             .collect();
-        if let Some(values) = filter_of(view.group_by_types[i], &labels) {
+        if let Some(values) = filter_of(view.served_type(i), &labels) {
             filters.push(Filter { field: i, values });
         }
     }

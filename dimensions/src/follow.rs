@@ -20,14 +20,14 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use schemas::config::KafkaConfig;
-use schemas::dimension::{Dimension, DimensionSource};
+use schemas::dimension::{Dimension, DimensionSource, VALID_FROM};
 use schemas::pg::{DeadLetter, Layer};
 use schemas::position::Positions;
 use schemas::record::Rejection;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::rows::{DimensionRows, RawValue, TypedRow, typed_key, typed_row};
+use crate::rows::{DimensionRows, RawValue, TypedRow, typed_key, typed_row, typed_valid_from};
 
 /// Messages applied per transaction at most.
 const BATCH_MESSAGES: usize = 10_000;
@@ -253,14 +253,22 @@ struct Applied {
 
 /// The last change of each key among `pending` (in message order): what applying them one
 /// after the other leaves.
+/// A versioned dimension's change is per key and version; a tombstone drops every version of
+/// its key, so it replaces the key's earlier changes (it is applied before the upserts).
 fn last_of_each_key(pending: &[Pending]) -> Vec<&Pending> {
-    let mut last: HashMap<String, &Pending> = HashMap::new();
+    let mut last: HashMap<(String, Option<i64>), &Pending> = HashMap::new();
     for one in pending {
-        let key = match &one.change {
-            Change::Upsert(row) => &row.key,
-            Change::Delete(key) => key,
-        };
-        last.insert(format!("{key:?}"), one);
+        match &one.change {
+            Change::Upsert(row) => {
+                let version = row.valid_from.map(|t| t.timestamp_micros());
+                last.insert((format!("{:?}", row.key), version), one);
+            }
+            Change::Delete(key) => {
+                let key = format!("{key:?}");
+                last.retain(|(k, _), _| *k != key);
+                last.insert((key, None), one);
+            }
+        }
     }
     last.into_values().collect()
 }
@@ -347,11 +355,20 @@ async fn apply<'a>(
             Change::Delete(key) => deletes.push_typed(TypedRow {
                 key: key.clone(),
                 attributes: vec![Cell::Null; dimension.attributes.len()],
+                valid_from: None,
             }),
         }
     }
-    let upserted = crate::store::upsert(tx, dimension, &upserts.keys, &upserts.attributes).await?;
+    // Deletes first: a tombstone followed by a new version of its key keeps the version.
     let deleted = crate::store::delete(tx, dimension, &deletes.keys).await?;
+    let upserted = crate::store::upsert(
+        tx,
+        dimension,
+        &upserts.keys,
+        &upserts.attributes,
+        &upserts.valid_from,
+    )
+    .await?;
     Ok(Applied { upserted, deleted })
 }
 
@@ -399,9 +416,10 @@ fn parse(
     };
     let raw = |name: &str| object.get(name).map_or(RawValue::Null, RawValue::from_json);
     let attributes: Vec<RawValue<'_>> = dimension.attributes.iter().map(|a| raw(&a.name)).collect();
-    typed_row(0, dimension, &raw(&dimension.key), &attributes)
-        .map(Change::Upsert)
-        .map_err(|e| e.rejection())
+    let mut row =
+        typed_row(0, dimension, &raw(&dimension.key), &attributes).map_err(|e| e.rejection())?;
+    row.valid_from = typed_valid_from(0, dimension, &raw(VALID_FROM)).map_err(|e| e.rejection())?;
+    Ok(Change::Upsert(row))
 }
 
 #[cfg(test)]

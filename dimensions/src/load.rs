@@ -12,7 +12,7 @@ use arrow_array::types::{
 };
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use schemas::dimension::{Dimension, DimensionSource};
+use schemas::dimension::{Dimension, DimensionSource, VALID_FROM};
 use sqlx::PgPool;
 
 use crate::rows::{DimensionRows, RawValue, RowError};
@@ -65,13 +65,23 @@ pub async fn load(pool: &PgPool, dimension: &Dimension, base: &Path) -> Result<u
         DimensionSource::Parquet(path) => read_parquet(dimension, &base.join(path))?,
         _ => return Err(LoadError::NotAFile(dimension.name.clone())),
     };
-    crate::store::replace_all(pool, dimension, &rows.keys, &rows.attributes).await?;
+    crate::store::replace_all(
+        pool,
+        dimension,
+        &rows.keys,
+        &rows.attributes,
+        &rows.valid_from,
+    )
+    .await?;
     Ok(rows.len())
 }
 
+/// The file's columns Braid reads: the key, the attributes, and a versioned dimension's
+/// `valid_from` last.
 fn columns_of(dimension: &Dimension) -> Vec<&str> {
     std::iter::once(dimension.key.as_str())
         .chain(dimension.attributes.iter().map(|a| a.name.as_str()))
+        .chain(dimension.versioned.then_some(VALID_FROM))
         .collect()
 }
 
@@ -102,8 +112,13 @@ fn read_csv(dimension: &Dimension, path: &Path) -> Result<DimensionRows, LoadErr
             None | Some("") => RawValue::Null,
             Some(text) => RawValue::Text(text),
         };
-        let attributes: Vec<RawValue<'_>> = (1..positions.len()).map(cell).collect();
-        rows.push(n + 1, dimension, cell(0), &attributes)
+        let attributes: Vec<RawValue<'_>> = (1..=dimension.attributes.len()).map(cell).collect();
+        let valid_from = if dimension.versioned {
+            cell(positions.len() - 1)
+        } else {
+            RawValue::Null
+        };
+        rows.push(n + 1, dimension, cell(0), &attributes, valid_from)
             .map_err(|source| LoadError::Row {
                 path: path.to_path_buf(),
                 source,
@@ -145,7 +160,12 @@ fn read_parquet(dimension: &Dimension, path: &Path) -> Result<DimensionRows, Loa
                 .map(|c| value_at(c.as_ref(), i))
                 .collect::<Result<_, _>>()
                 .map_err(|reason| failed(format!("row {row}: {reason}")))?;
-            rows.push(row, dimension, values[0].clone(), &values[1..])
+            let attributes = &values[1..=dimension.attributes.len()];
+            let valid_from = values
+                .get(dimension.attributes.len() + 1)
+                .cloned()
+                .unwrap_or(RawValue::Null);
+            rows.push(row, dimension, values[0].clone(), attributes, valid_from)
                 .map_err(|source| LoadError::Row {
                     path: path.to_path_buf(),
                     source,

@@ -1,10 +1,12 @@
 //! A dimension's rows, column by column, typed like the table (`text`, `bigint`,
 //! `double precision`, `boolean`), so that they are bound as arrays.
 
+use chrono::{DateTime, Utc};
+
 use crate::store::ColumnValues;
 use schemas::FieldType;
-use schemas::dimension::Dimension;
-use schemas::record::{Rejection, quote_input};
+use schemas::dimension::{Dimension, VALID_FROM};
+use schemas::record::{Rejection, STORABLE_TIME_MAX_MICROS, STORABLE_TIME_MIN_MICROS, quote_input};
 use serde_json::Value;
 
 /// Why a value was refused: the row, the column and what was wrong.
@@ -42,6 +44,15 @@ pub enum RowProblem {
         /// The limit.
         limit: usize,
     },
+    /// A versioned dimension's row without `valid_from`.
+    #[error("a version needs valid_from (an RFC 3339 time or epoch milliseconds)")]
+    MissingValidFrom,
+    /// A `valid_from` outside the years 1 to 9999 (PostgreSQL's timestamptz would refuse some).
+    #[error("valid_from {value} is outside the years 1 to 9999")]
+    ValidFromOutOfRange {
+        /// The value, quoted.
+        value: String,
+    },
     /// A value that is not of the column's type.
     #[error("{found} is not a {expected} value")]
     WrongType {
@@ -57,7 +68,13 @@ impl RowError {
     pub fn rejection(&self) -> Rejection {
         let field = self.column.clone();
         match &self.problem {
-            RowProblem::MissingKey => Rejection::MissingField { field },
+            RowProblem::MissingKey | RowProblem::MissingValidFrom => {
+                Rejection::MissingField { field }
+            }
+            RowProblem::ValidFromOutOfRange { value } => Rejection::TimestampOutOfRange {
+                field,
+                value: value.clone(),
+            },
             RowProblem::Nul { at } => Rejection::UnstorableText { field, at: *at },
             RowProblem::KeyTooLong { size, limit } => Rejection::StringTooLong {
                 field,
@@ -73,13 +90,16 @@ impl RowError {
     }
 }
 
-/// The rows: the key column and one column per attribute, in the dimension's order.
+/// The rows: the key column, one column per attribute in the dimension's order, and a
+/// versioned dimension's `valid_from`s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DimensionRows {
     /// The keys (never null).
     pub keys: ColumnValues,
     /// The attributes.
     pub attributes: Vec<ColumnValues>,
+    /// When each version starts (a versioned dimension's rows; empty for the others).
+    pub valid_from: Vec<DateTime<Utc>>,
 }
 
 fn empty(t: FieldType) -> ColumnValues {
@@ -138,13 +158,16 @@ impl<'a> RawValue<'a> {
     }
 }
 
-/// One row, typed: the key (never null) and the attributes in the dimension's order.
+/// One row, typed: the key (never null), the attributes in the dimension's order, and when
+/// the version starts (a versioned dimension's; `None` for the others).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedRow {
     /// The key.
     pub key: Cell,
     /// The attributes.
     pub attributes: Vec<Cell>,
+    /// When this version starts.
+    pub valid_from: Option<DateTime<Utc>>,
 }
 
 impl DimensionRows {
@@ -157,6 +180,7 @@ impl DimensionRows {
                 .iter()
                 .map(|a| empty(a.attribute_type))
                 .collect(),
+            valid_from: Vec::new(),
         }
     }
 
@@ -170,16 +194,19 @@ impl DimensionRows {
         self.len() == 0
     }
 
-    /// Appends one row: the key, then the attributes in order. A row whose key is null or any
-    /// value of the wrong type is refused whole, naming the column.
+    /// Appends one row: the key, the attributes in order, and a versioned dimension's
+    /// `valid_from` (ignored for the others). A row whose key is null or any value of the
+    /// wrong type is refused whole, naming the column.
     pub fn push(
         &mut self,
         row: usize,
         dimension: &Dimension,
         key: RawValue<'_>,
         attributes: &[RawValue<'_>],
+        valid_from: RawValue<'_>,
     ) -> Result<(), RowError> {
-        let typed = typed_row(row, dimension, &key, attributes)?;
+        let mut typed = typed_row(row, dimension, &key, attributes)?;
+        typed.valid_from = typed_valid_from(row, dimension, &valid_from)?;
         self.push_typed(typed);
         Ok(())
     }
@@ -190,6 +217,7 @@ impl DimensionRows {
         for (column, value) in self.attributes.iter_mut().zip(row.attributes) {
             column.push(value);
         }
+        self.valid_from.extend(row.valid_from);
     }
 }
 
@@ -212,7 +240,61 @@ pub fn typed_row(
             typed_value(row, &a.name, a.attribute_type, value)
         })
         .collect::<Result<_, _>>()?;
-    Ok(TypedRow { key, attributes })
+    Ok(TypedRow {
+        key,
+        attributes,
+        valid_from: None,
+    })
+}
+
+/// When a versioned dimension's row starts: an RFC 3339 time or integer epoch milliseconds,
+/// in the years 1 to 9999 (`None` for a dimension that is not versioned, whatever is given).
+pub fn typed_valid_from(
+    row: usize,
+    dimension: &Dimension,
+    value: &RawValue<'_>,
+) -> Result<Option<DateTime<Utc>>, RowError> {
+    if !dimension.versioned {
+        return Ok(None);
+    }
+    let refused = |problem| RowError {
+        row,
+        column: VALID_FROM.to_string(),
+        problem,
+    };
+    let micros = match value {
+        RawValue::Null => return Err(refused(RowProblem::MissingValidFrom)),
+        RawValue::Text(text) if text.contains('\0') => {
+            return Err(refused(RowProblem::Nul {
+                at: text.find('\0').unwrap_or(0),
+            }));
+        }
+        RawValue::Text(text) => match text.trim().parse::<i64>() {
+            // A CSV cell holds epoch milliseconds as text.
+            Ok(millis) => millis.checked_mul(1_000),
+            Err(_) => schemas::rfc3339::parse_micros(text.trim()).ok(),
+        },
+        RawValue::Int(millis) => millis.checked_mul(1_000),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        refused(RowProblem::WrongType {
+            expected: "RFC 3339 time or epoch milliseconds",
+            found: value.quoted(),
+        })
+    })?;
+    if !(STORABLE_TIME_MIN_MICROS..STORABLE_TIME_MAX_MICROS).contains(&micros) {
+        return Err(refused(RowProblem::ValidFromOutOfRange {
+            value: value.quoted(),
+        }));
+    }
+    DateTime::from_timestamp_micros(micros)
+        .map(Some)
+        .ok_or_else(|| {
+            refused(RowProblem::ValidFromOutOfRange {
+                value: value.quoted(),
+            })
+        })
 }
 
 /// Types a key alone (a tombstone's): present, of the key's type, and not too long.

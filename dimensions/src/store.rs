@@ -5,7 +5,8 @@
 //! checked (it exists, has the key and attribute columns, and the key is unique, so that a join
 //! never multiplies a view's rows). Identifiers come from validated config.
 
-use schemas::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource};
+use chrono::{DateTime, Utc};
+use schemas::dimension::{BRAID_DIMENSION_SCHEMA, Dimension, DimensionSource, VALID_FROM};
 use schemas::pg_layout::pg_type;
 use sqlx::PgPool;
 
@@ -34,7 +35,7 @@ pub enum DimensionTableError {
     MissingColumn {
         /// The dimension's position.
         index: usize,
-        /// `key` or `attributes`.
+        /// `key`, `versioned` or `attributes`.
         key: &'static str,
         /// Its name.
         dimension: String,
@@ -63,7 +64,7 @@ pub enum DimensionTableError {
     },
     /// The user's table does not keep the key unique.
     #[error(
-        "dimensions[{index}].key: table `{table}` has no primary key or unique index on `{column}` alone{}; \
+        "dimensions[{index}].key: table `{table}` has no primary key or unique index on {column} alone{}; \
          a key with two rows would count its records twice (dimension `{dimension}`)",
         refused_indexes(.refused)
     )]
@@ -74,7 +75,7 @@ pub enum DimensionTableError {
         dimension: String,
         /// The table.
         table: String,
-        /// The key column.
+        /// The key column, quoted (with `valid_from` for a versioned dimension).
         column: String,
         /// The unique indexes on the key alone that do not keep it unique, and why.
         refused: Vec<RefusedIndex>,
@@ -135,10 +136,19 @@ pub async fn prepare(pool: &PgPool, dimensions: &[Dimension]) -> Result<(), Dime
                     .iter()
                     .map(|a| format!("{} {}", a.name, pg_type(a.attribute_type)))
                     .collect();
+                // A versioned dimension keeps a row per key and valid_from.
+                let (versions, primary_key) = if dimension.versioned {
+                    (
+                        format!(" NOT NULL, {VALID_FROM} timestamptz NOT NULL"),
+                        format!(", PRIMARY KEY ({}, {VALID_FROM})", dimension.key),
+                    )
+                } else {
+                    (" PRIMARY KEY".to_string(), String::new())
+                };
                 let ddl = [
                     format!("CREATE SCHEMA IF NOT EXISTS {BRAID_DIMENSION_SCHEMA}"),
                     format!(
-                        "CREATE TABLE IF NOT EXISTS {} ({} {} PRIMARY KEY, {}, updated_at timestamptz NOT NULL DEFAULT now())",
+                        "CREATE TABLE IF NOT EXISTS {} ({} {}{versions}, {}, updated_at timestamptz NOT NULL DEFAULT now(){primary_key})",
                         dimension.table(),
                         dimension.key,
                         pg_type(dimension.key_type),
@@ -173,7 +183,7 @@ async fn check_kept_table(
     .bind(dimension.table())
     .fetch_all(pool)
     .await?;
-    let declared: Vec<(String, String)> =
+    let mut declared: Vec<(String, String)> =
         std::iter::once((dimension.key.as_str(), dimension.key_type))
             .chain(
                 dimension
@@ -183,6 +193,15 @@ async fn check_kept_table(
             )
             .map(|(name, t)| (name.to_string(), pg_type(t).to_string()))
             .collect();
+    if dimension.versioned {
+        declared.insert(
+            1,
+            (
+                VALID_FROM.to_string(),
+                "timestamp with time zone".to_string(),
+            ),
+        );
+    }
     if found == declared {
         return Ok(());
     }
@@ -224,12 +243,14 @@ async fn check_user_table(
             table: qualified,
         });
     }
-    let wanted = std::iter::once(("key", dimension.key.as_str())).chain(
-        dimension
-            .attributes
-            .iter()
-            .map(|a| ("attributes", a.name.as_str())),
-    );
+    let wanted = std::iter::once(("key", dimension.key.as_str()))
+        .chain(dimension.versioned.then_some(("versioned", VALID_FROM)))
+        .chain(
+            dimension
+                .attributes
+                .iter()
+                .map(|a| ("attributes", a.name.as_str())),
+        );
     for (key, column) in wanted {
         if !columns.iter().any(|c| c == column) {
             return Err(DimensionTableError::MissingColumn {
@@ -241,17 +262,24 @@ async fn check_user_table(
             });
         }
     }
-    // Unique indexes (primary keys among them) whose one key column is the dimension's key,
-    // not on an expression. Only a full, valid, immediate one keeps every row's key unique.
+    // Unique indexes (primary keys among them) whose key columns are the dimension's key (and
+    // valid_from, for a versioned one), not on an expression. Only a full, valid, immediate
+    // one keeps every row's key (or key and version) unique.
+    let unique_columns: Vec<&str> = std::iter::once(dimension.key.as_str())
+        .chain(dimension.versioned.then_some(VALID_FROM))
+        .collect();
     let indexes: Vec<(String, bool, bool, bool)> = sqlx::query_as(
         "SELECT c.relname::text, i.indpred IS NOT NULL, i.indisvalid, i.indimmediate \
          FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
-         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
-         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indnkeyatts = 1 \
-           AND i.indexprs IS NULL AND a.attname = $2 ORDER BY 1",
+         WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indexprs IS NULL \
+           AND i.indnkeyatts = cardinality($2::text[]) \
+           AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, n) \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY a.attname) \
+               = ARRAY(SELECT unnest($2::text[]) ORDER BY 1) \
+         ORDER BY 1",
     )
     .bind(&qualified)
-    .bind(&dimension.key)
+    .bind(&unique_columns)
     .fetch_all(pool)
     .await?;
     let mut refused = Vec::new();
@@ -271,7 +299,11 @@ async fn check_user_table(
         index,
         dimension: dimension.name.clone(),
         table: qualified,
-        column: dimension.key.clone(),
+        // `page`, or (`page`, `valid_from`) for a versioned dimension.
+        column: match unique_columns.as_slice() {
+            [one] => format!("`{one}`"),
+            many => format!("(`{}`)", many.join("`, `")),
+        },
         refused,
     })
 }
@@ -365,18 +397,30 @@ pub async fn upsert(
     dimension: &Dimension,
     keys: &ColumnValues,
     attributes: &[ColumnValues],
+    valid_from: &[DateTime<Utc>],
 ) -> Result<u64, sqlx::Error> {
     if keys.is_empty() {
         return Ok(0);
     }
+    let versioned = dimension.versioned;
     let names: Vec<&str> = std::iter::once(dimension.key.as_str())
         .chain(dimension.attributes.iter().map(|a| a.name.as_str()))
+        .chain(versioned.then_some(VALID_FROM))
         .collect();
-    let arrays: Vec<String> = std::iter::once(keys)
+    let mut arrays: Vec<String> = std::iter::once(keys)
         .chain(attributes)
         .enumerate()
         .map(|(i, c)| format!("${}::{}", i + 1, c.array_type()))
         .collect();
+    if versioned {
+        arrays.push(format!("${}::timestamptz[]", arrays.len() + 1));
+    }
+    // One row per key, or per key and version.
+    let key = if versioned {
+        format!("{}, {VALID_FROM}", dimension.key)
+    } else {
+        dimension.key.clone()
+    };
     let updates: Vec<String> = dimension
         .attributes
         .iter()
@@ -392,7 +436,6 @@ pub async fn upsert(
          ON CONFLICT ({key}) DO UPDATE SET {updates}",
         table = dimension.table(),
         columns = names.join(", "),
-        key = dimension.key,
         arrays = arrays.join(", "),
         updates = updates.join(", "),
     );
@@ -400,10 +443,14 @@ pub async fn upsert(
     for column in std::iter::once(keys).chain(attributes) {
         query = column.bind(query);
     }
+    if versioned {
+        query = query.bind(valid_from.to_vec());
+    }
     Ok(query.execute(&mut **tx).await?.rows_affected())
 }
 
-/// Deletes keys from a table Braid keeps (a tombstone on a followed topic).
+/// Deletes keys from a table Braid keeps (a tombstone on a followed topic): every version of
+/// a versioned dimension's key.
 pub async fn delete(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     dimension: &Dimension,
@@ -432,6 +479,7 @@ pub async fn replace_all(
     dimension: &Dimension,
     keys: &ColumnValues,
     attributes: &[ColumnValues],
+    valid_from: &[DateTime<Utc>],
 ) -> Result<u64, sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -440,7 +488,7 @@ pub async fn replace_all(
     )))
     .execute(&mut *tx)
     .await?;
-    let written = upsert(&mut tx, dimension, keys, attributes).await?;
+    let written = upsert(&mut tx, dimension, keys, attributes, valid_from).await?;
     tx.commit().await?;
     Ok(written)
 }

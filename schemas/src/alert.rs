@@ -135,7 +135,8 @@ pub struct AlertRule {
     pub for_seconds: i64,
     /// Seconds a firing instance keeps firing after the condition stops holding.
     pub keep_firing_for_seconds: i64,
-    /// Group fields (index into the view's `group_by`), one instance per value.
+    /// Group fields and attributes (index into the view's `served_names`), one instance per
+    /// value.
     pub group_by: Vec<usize>,
     /// Receivers, in the order written.
     pub notify: Vec<Receiver>,
@@ -328,13 +329,16 @@ impl AlertRuleConfig {
         let keep_firing_for_seconds = hold_seconds("keep_firing_for", &self.keep_firing_for)?;
         let mut group_by = Vec::with_capacity(self.group_by.len());
         for field in &self.group_by {
-            let index = view.group_by.iter().position(|g| g == field).ok_or_else(|| {
+            // A group field, or an attribute of a dimension of one (a versioned dimension's
+            // as of each bucket's start, the others' current value).
+            let served = view.served_names();
+            let index = served.iter().position(|g| g == field).ok_or_else(|| {
                 refuse(
                     "group_by",
                     format!(
-                        "`{field}` is not a group field of view `{}`; its group fields are [{}]",
+                        "`{field}` is not a group field or attribute of view `{}`; it has [{}]",
                         view.name,
-                        view.group_by.join(", ")
+                        served.join(", ")
                     ),
                 )
             })?;

@@ -1,13 +1,18 @@
 //! Dimensions: attributes of a key field (a campaign and region per `ad_id`), joined to a view's
 //! merged rows when they are read. Views store raw keys in both layers, so batch ⊕ speed stays
-//! exact by construction; a dimension change applies to all history at once ("current
-//! attributes").
+//! exact by construction. A dimension's change applies to all history at once ("current
+//! attributes"), unless it is `versioned`: then each row is a version valid from its
+//! `valid_from` until the next version of its key, and each bucket joins the version valid at
+//! its start ("attributes as of the bucket").
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::event_schema::{EventSchema, FieldType, is_identifier};
+
+/// The column of a versioned dimension's rows that says from when each version holds.
+pub const VALID_FROM: &str = "valid_from";
 
 /// The PostgreSQL schema of the dimension tables Braid keeps (loaded from files, followed from
 /// Kafka). A user's own table is read where it is.
@@ -25,6 +30,11 @@ pub struct DimensionConfig {
     pub attributes: Vec<AttributeConfig>,
     /// Where its rows come from: exactly one of `postgres_table`, `file`, `csv`, `kafka_topic`.
     pub source: SourceConfig,
+    /// Whether its rows are versions: each has a `valid_from` (an RFC 3339 time or epoch
+    /// milliseconds) and holds until the next version of its key; a bucket joins the version
+    /// valid at its start. Default: false (the current row applies to all history).
+    #[serde(default)]
+    pub versioned: bool,
 }
 
 /// An attribute as written.
@@ -96,6 +106,8 @@ pub struct Dimension {
     /// key is longer is refused by both layers, so no row could join it, and the key must fit
     /// in the table's primary-key index.
     pub max_key_bytes: usize,
+    /// Whether its rows are versions ([`VALID_FROM`]).
+    pub versioned: bool,
 }
 
 /// An attribute of a dimension, as a view serves it.
@@ -111,6 +123,9 @@ pub struct Attribute {
     pub table: String,
     /// The key field it is joined on.
     pub key: String,
+    /// Whether its dimension keeps versions: a row joins the version valid at its bucket's
+    /// start.
+    pub versioned: bool,
 }
 
 /// Why a dimension was refused: the key inside `dimensions[i]` and the reason.
@@ -176,11 +191,11 @@ impl DimensionConfig {
         }
         let mut attributes: Vec<Attribute> = Vec::new();
         for a in &self.attributes {
-            if !is_identifier(&a.name, 63) || a.name == "bucket_start" {
+            if !is_identifier(&a.name, 63) || a.name == "bucket_start" || a.name == VALID_FROM {
                 return Err(refuse(
                     "attributes",
                     format!(
-                        "`{}` is not a column name (lowercase letters, digits and `_`; not bucket_start)",
+                        "`{}` is not a column name (lowercase letters, digits and `_`; not bucket_start or valid_from)",
                         a.name
                     ),
                 ));
@@ -212,6 +227,7 @@ impl DimensionConfig {
                 dimension: self.name.clone(),
                 table: String::new(),
                 key: self.key.clone(),
+                versioned: self.versioned,
             });
         }
         let s = &self.source;
@@ -278,6 +294,7 @@ impl DimensionConfig {
             attributes,
             source,
             max_key_bytes: schema.max_string_bytes,
+            versioned: self.versioned,
         };
         let table = dimension.table();
         for a in &mut dimension.attributes {
@@ -288,24 +305,25 @@ impl DimensionConfig {
 }
 
 /// How rows aliased `rows` get `attributes`: the select-list entries (`alias.attr AS attr`, each
-/// attribute once) and the `LEFT JOIN`s, one per dimension table, aliased `{prefix}0`,
-/// `{prefix}1`, ... A key missing from a dimension joins to nulls, so no row is dropped.
-/// Identifiers come from validated config.
+/// attribute once) and the joins, one per dimension table, aliased `{prefix}0`, `{prefix}1`,
+/// ... A key missing from a dimension joins to nulls, so no row is dropped. A versioned
+/// dimension joins, for each row, the version of its key valid at the row's `bucket_start`:
+/// the latest with `valid_from` at or before it (none before the first version: nulls).
 pub fn attribute_joins<'a>(
     attributes: impl IntoIterator<Item = &'a Attribute>,
     rows: &str,
     prefix: &str,
 ) -> (Vec<String>, String) {
-    let mut tables: Vec<(&str, &str)> = Vec::new();
+    let mut tables: Vec<&Attribute> = Vec::new();
     let mut columns = Vec::new();
     for attribute in attributes {
         let n = match tables
             .iter()
-            .position(|(t, k)| *t == attribute.table && *k == attribute.key)
+            .position(|t| t.table == attribute.table && t.key == attribute.key)
         {
             Some(n) => n,
             None => {
-                tables.push((&attribute.table, &attribute.key));
+                tables.push(attribute);
                 tables.len() - 1
             }
         };
@@ -317,8 +335,17 @@ pub fn attribute_joins<'a>(
     let joins = tables
         .iter()
         .enumerate()
-        .map(|(n, (table, key))| {
-            format!(" LEFT JOIN {table} AS {prefix}{n} ON {prefix}{n}.{key} = {rows}.{key}")
+        .map(|(n, t)| {
+            let (table, key, alias) = (&t.table, &t.key, format!("{prefix}{n}"));
+            if t.versioned {
+                format!(
+                    " LEFT JOIN LATERAL (SELECT * FROM {table} AS v$ WHERE v$.{key} = {rows}.{key} \
+                     AND v$.{VALID_FROM} <= {rows}.bucket_start ORDER BY v$.{VALID_FROM} DESC LIMIT 1) \
+                     AS {alias} ON true"
+                )
+            } else {
+                format!(" LEFT JOIN {table} AS {alias} ON {alias}.{key} = {rows}.{key}")
+            }
         })
         .collect();
     (columns, joins)

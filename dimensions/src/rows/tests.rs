@@ -9,7 +9,13 @@ fn a_key_past_the_group_value_limit_is_refused_whatever_the_source() {
     let long = "k".repeat(d.max_key_bytes + 1);
     let mut rows = DimensionRows::new(&d);
     let error = rows
-        .push(3, &d, RawValue::Text(&long), &[RawValue::Null])
+        .push(
+            3,
+            &d,
+            RawValue::Text(&long),
+            &[RawValue::Null],
+            RawValue::Null,
+        )
         .unwrap_err();
     assert_eq!(
         error.problem,
@@ -21,8 +27,14 @@ fn a_key_past_the_group_value_limit_is_refused_whatever_the_source() {
     assert!(error.to_string().contains("schema.max_group_value_bytes"));
     assert!(rows.is_empty(), "a refused row leaves nothing");
     // An attribute is not a key: it may be longer.
-    rows.push(4, &d, RawValue::Text("k"), &[RawValue::Text(&long)])
-        .unwrap();
+    rows.push(
+        4,
+        &d,
+        RawValue::Text("k"),
+        &[RawValue::Text(&long)],
+        RawValue::Null,
+    )
+    .unwrap();
     assert_eq!(rows.len(), 1);
 }
 

@@ -136,3 +136,137 @@ async fn only_a_full_valid_immediate_unique_index_keeps_the_key_unique(pool: PgP
     run(&pool, "CREATE UNIQUE INDEX ads_page ON public.ads (page)").await;
     assert_eq!(refusal(&pool).await, None);
 }
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_versioned_users_table_needs_valid_from_and_one_row_per_key_and_version(pool: PgPool) {
+    let extra = "[[dimensions]]\nname = \"ads\"\nkey = \"page\"\nversioned = true\n\
+                 attributes = [{ name = \"section\", type = \"string\" }]\n\
+                 source = { postgres_table = \"public.ads\" }\n";
+    let dimensions = BraidConfig::load_from(
+        Some(("test.toml", &format!("{DEMO}\n{extra}"))),
+        std::iter::empty(),
+    )
+    .unwrap()
+    .dimensions;
+    run(
+        &pool,
+        "CREATE TABLE public.ads (page text PRIMARY KEY, section text)",
+    )
+    .await;
+    let missing = prepare(&pool, &dimensions).await.unwrap_err().to_string();
+    assert!(
+        missing.contains("dimensions[0].versioned: table `public.ads` has no column `valid_from`"),
+        "{missing}"
+    );
+    // A key unique alone holds one version per key: not a versioned table.
+    run(
+        &pool,
+        "ALTER TABLE public.ads ADD COLUMN valid_from timestamptz NOT NULL",
+    )
+    .await;
+    let one_version = prepare(&pool, &dimensions).await.unwrap_err().to_string();
+    assert!(
+        one_version.contains("unique index on (`page`, `valid_from`) alone"),
+        "{one_version}"
+    );
+    run(
+        &pool,
+        "ALTER TABLE public.ads DROP CONSTRAINT ads_pkey, ADD PRIMARY KEY (valid_from, page)",
+    )
+    .await;
+    prepare(&pool, &dimensions).await.unwrap();
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_kept_versioned_table_holds_each_version_and_a_tombstone_drops_them_all(pool: PgPool) {
+    use crate::rows::{DimensionRows, RawValue};
+    let extra = "[[dimensions]]\nname = \"ads\"\nkey = \"page\"\nversioned = true\n\
+                 attributes = [{ name = \"section\", type = \"string\" }]\n\
+                 source = { kafka_topic = \"ads\" }\n";
+    let dimension = BraidConfig::load_from(
+        Some(("test.toml", &format!("{DEMO}\n{extra}"))),
+        std::iter::empty(),
+    )
+    .unwrap()
+    .dimensions
+    .remove(0);
+    prepare(&pool, std::slice::from_ref(&dimension))
+        .await
+        .unwrap();
+    let mut rows = DimensionRows::new(&dimension);
+    for (page, section, from) in [
+        ("/a", "s1", RawValue::Text("2026-01-01T00:00:00Z")),
+        ("/a", "s2", RawValue::Int(1_767_229_200_000)), // 01:00 as epoch milliseconds
+        ("/a", "s3", RawValue::Text("2026-01-01T01:00:00+00:00")), // the same version, last wins
+        ("/b", "s1", RawValue::Text("1767225600000")),
+    ] {
+        rows.push(
+            1,
+            &dimension,
+            RawValue::Text(page),
+            &[RawValue::Text(section)],
+            from,
+        )
+        .unwrap();
+    }
+    for (from, problem) in [
+        (RawValue::Null, "needs valid_from"),
+        (
+            RawValue::Text("soon"),
+            "is not a RFC 3339 time or epoch milliseconds value",
+        ),
+        (
+            RawValue::Int(i64::MAX),
+            "is not a RFC 3339 time or epoch milliseconds value",
+        ),
+        (
+            RawValue::Int(300_000_000_000_000),
+            "outside the years 1 to 9999",
+        ),
+        (RawValue::Bool(true), "is not a RFC 3339 time"),
+    ] {
+        let error = rows
+            .push(
+                2,
+                &dimension,
+                RawValue::Text("/c"),
+                &[RawValue::Null],
+                from.clone(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(problem), "{from:?}: {error}");
+        assert!(error.contains("valid_from"), "{error}");
+    }
+    let mut tx = pool.begin().await.unwrap();
+    let written = super::upsert(
+        &mut tx,
+        &dimension,
+        &rows.keys,
+        &rows.attributes,
+        &rows.valid_from,
+    )
+    .await;
+    // Two rows of one key and version in one statement: the last is kept.
+    assert!(written.is_ok(), "{written:?}");
+    tx.commit().await.unwrap();
+    let stored: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT page, section, (extract(epoch FROM valid_from) * 1000)::bigint \
+         FROM braid_dimensions.ads ORDER BY 1, 3",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        [
+            ("/a".into(), "s1".into(), 1_767_225_600_000),
+            ("/a".into(), "s3".into(), 1_767_229_200_000),
+            ("/b".into(), "s1".into(), 1_767_225_600_000),
+        ]
+    );
+    let mut tx = pool.begin().await.unwrap();
+    let keys = crate::store::ColumnValues::Text(vec![Some("/a".into())]);
+    assert_eq!(super::delete(&mut tx, &dimension, &keys).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+}

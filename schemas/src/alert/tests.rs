@@ -232,3 +232,36 @@ fn a_rule_watches_any_level_of_a_quantile_metric_and_no_sample() {
         );
     }
 }
+
+#[test]
+fn a_rule_groups_by_an_attribute_of_a_dimension_of_its_view() {
+    let dimension = "[[dimensions]]\nname = \"pages\"\nkey = \"page\"\nversioned = true\n\
+                     attributes = [{ name = \"region\", type = \"string\" }]\n\
+                     source = { kafka_topic = \"pages\" }\n";
+    let rule = GOOD
+        .replace("view = \"events_by_type\"", "view = \"page_views\"")
+        .replace("where = { event_type = [\"purchase\", \"click\"] }", "")
+        .replace("group_by = [\"event_type\"]", "group_by = [\"region\"]");
+    let config = load(&format!("{dimension}\n{rule}")).unwrap();
+    let rule = config
+        .alerts
+        .iter()
+        .find(|r| r.name == "purchase_spike")
+        .unwrap();
+    let view = config
+        .views
+        .iter()
+        .find(|v| v.name == "page_views")
+        .unwrap();
+    assert_eq!(rule.group_by, [1], "page_views serves page, then region");
+    assert_eq!(view.served_name(1), "region");
+    let (key, reason) = refused(&format!(
+        "{dimension}\n{}",
+        GOOD.replace("group_by = [\"event_type\"]", "group_by = [\"region\"]")
+    ));
+    assert!(key.ends_with("].group_by"), "{key}");
+    assert!(
+        reason.contains("not a group field or attribute of view `events_by_type`"),
+        "{reason}"
+    );
+}

@@ -73,9 +73,22 @@ pub fn build(state: &AppState) -> Value {
         let alerts = matches!(path, ALERTS | ALERT_HISTORY | ALERT_SILENCE);
         let mut parameters: Vec<Value> = Vec::new();
         if path.contains("{view}") {
+            // The sample route answers the views that keep a sample (the others: a 400).
+            let sampled: Vec<&str> = state
+                .settings
+                .views
+                .iter()
+                .filter(|v| v.metrics.iter().any(|m| m.sample.is_some()))
+                .map(|v| v.name.as_str())
+                .collect();
+            let names = if path == VIEW_SAMPLE && !sampled.is_empty() {
+                &sampled
+            } else {
+                &views
+            };
             parameters.push(json!({
                 "name": "view", "in": "path", "required": true,
-                "schema": { "type": "string", "enum": views },
+                "schema": { "type": "string", "enum": names },
                 "description": "The view's name, as configured in [[views]].",
             }));
         }

@@ -313,6 +313,12 @@ pub async fn sample(
 ) -> Result<Response, ApiError> {
     let name = path_text(name, "view")?;
     let view = state.view(&name)?;
+    let limits = state.settings.limits;
+    let params = Params::parse(raw.as_deref(), Endpoint::Sample, view)?;
+    let now = (state.clock)();
+    let (from, to) = range(&params, view.bucket.seconds(), now, &limits)?;
+    let filters = params.filters(view)?;
+    // After the parameters, so that a bad one is named whatever the view.
     let Some(metric) = view.metrics.iter().find(|m| m.sample.is_some()) else {
         // A 400 naming the view (as a parameter that cannot be answered), not a 404: the
         // route and the view exist.
@@ -324,11 +330,6 @@ pub async fn sample(
             ),
         ));
     };
-    let limits = state.settings.limits;
-    let params = Params::parse(raw.as_deref(), Endpoint::Sample, view)?;
-    let now = (state.clock)();
-    let (from, to) = range(&params, view.bucket.seconds(), now, &limits)?;
-    let filters = params.filters(view)?;
     let selection = Selection {
         from,
         to,

@@ -15,6 +15,7 @@ use sqlx::PgPool;
 
 pub(crate) mod hostile;
 mod up;
+mod versioned;
 
 use crate::oracle::{self, ViewRows};
 use crate::serving::{RANGE, rows_of, serve_ready};
@@ -34,7 +35,7 @@ const METRICS: [&str; 4] = [
 
 /// The test's config file: the demo's plus `extra`, in a folder of its own (dimension files
 /// are found relative to it).
-fn write_config(pipeline: &Pipeline, extra: &str) -> PathBuf {
+pub(crate) fn write_config(pipeline: &Pipeline, extra: &str) -> PathBuf {
     let demo = std::fs::read_to_string(crate::support::repo_root().join("braid.toml")).unwrap();
     let folder = std::env::temp_dir().join(format!("{}-config", pipeline.topic));
     std::fs::create_dir_all(&folder).unwrap();
@@ -43,12 +44,12 @@ fn write_config(pipeline: &Pipeline, extra: &str) -> PathBuf {
     path
 }
 
-fn migrate(pipeline: &Pipeline) -> std::process::Output {
+pub(crate) fn migrate(pipeline: &Pipeline) -> std::process::Output {
     run(pipeline.braid().arg("migrate"))
 }
 
 /// The distinct pages of the valid page views on the topic.
-fn pages_of(topic: &str) -> Vec<String> {
+pub(crate) fn pages_of(topic: &str) -> Vec<String> {
     let mut pages = BTreeSet::new();
     for m in read_topic(topic) {
         if oracle::refusal(&m.payload).is_some() {
@@ -76,6 +77,21 @@ fn mapping(pages: &[String], salt: u64) -> Mapping {
 /// The fold: page_views rows of the records below `positions`, rolled up by `mapping` (a page
 /// it lacks under null) and to hours.
 fn rolled_up(topic: &str, positions: &BTreeMap<i32, i64>, mapping: &Mapping) -> ViewRows {
+    rolled_up_by(topic, positions, &|page, _| {
+        page.and_then(|page| mapping.get(page)).cloned()
+    })
+}
+
+/// The attribute of a page (none: a null page) for its bucket starting at a time in µs.
+pub(crate) type AttributeOf<'a> = dyn Fn(Option<&String>, i64) -> Option<String> + 'a;
+
+/// The fold: page_views rows of the records below `positions`, rolled up by the attribute
+/// `attribute_of` gives each page minute and to hours.
+pub(crate) fn rolled_up_by(
+    topic: &str,
+    positions: &BTreeMap<i32, i64>,
+    attribute_of: &AttributeOf<'_>,
+) -> ViewRows {
     let messages = read_topic(topic);
     let covered = messages.iter().filter(|m| {
         positions
@@ -85,7 +101,7 @@ fn rolled_up(topic: &str, positions: &BTreeMap<i32, i64>, mapping: &Mapping) -> 
     let page_views = oracle::demo_views(covered).remove("page_views").unwrap();
     let mut rows = ViewRows::new();
     for ((key, bucket), metrics) in page_views {
-        let section = key[0].as_ref().and_then(|page| mapping.get(page)).cloned();
+        let section = attribute_of(key[0].as_ref(), bucket);
         let hour = oracle::bucket(bucket, 3600);
         let entry = rows
             .entry((vec![section], hour))
@@ -104,13 +120,30 @@ fn rolled_up(topic: &str, positions: &BTreeMap<i32, i64>, mapping: &Mapping) -> 
 /// Checks GET page_views grouped by `attribute` per hour, and filtered to one of its values,
 /// against the fold over the records below the positions each answer reports.
 fn assert_rollups(address: &str, topic: &str, attribute: &str, mapping: &Mapping, when: &str) {
+    assert_rollups_by(
+        address,
+        topic,
+        attribute,
+        &|page, _| page.and_then(|page| mapping.get(page)).cloned(),
+        when,
+    );
+}
+
+/// [`assert_rollups`] with the attribute of each page minute from `attribute_of`.
+pub(crate) fn assert_rollups_by(
+    address: &str,
+    topic: &str,
+    attribute: &str,
+    attribute_of: &AttributeOf<'_>,
+    when: &str,
+) {
     let (status, answer) = crate::http::get(
         address,
         &format!("/v1/views/page_views?{RANGE}&group_by={attribute}&granularity=1h&limit=10000"),
     );
     assert_eq!(status, 200, "{when}: {answer}");
     let positions = crate::support::reported_positions(&answer["provenance"]["speed"]);
-    let expected = rolled_up(topic, &positions, mapping);
+    let expected = rolled_up_by(topic, &positions, attribute_of);
     assert!(
         expected.keys().any(|(k, _)| k[0].is_none()),
         "{when}: some pages are missing from the dimension"
@@ -132,7 +165,7 @@ fn assert_rollups(address: &str, topic: &str, attribute: &str, mapping: &Mapping
     );
     assert_eq!(status, 200, "{when}: {answer}");
     let positions = crate::support::reported_positions(&answer["provenance"]["speed"]);
-    let expected: ViewRows = rolled_up(topic, &positions, mapping)
+    let expected: ViewRows = rolled_up_by(topic, &positions, attribute_of)
         .into_iter()
         .filter(|((k, _), _)| k[0].as_deref() == Some("s1"))
         .collect();
@@ -383,7 +416,7 @@ source = { file = "pages.parquet" }
     );
 }
 
-fn send(producer: &BaseProducer, topic: &str, key: &str, payload: Option<&str>) {
+pub(crate) fn send(producer: &BaseProducer, topic: &str, key: &str, payload: Option<&str>) {
     let mut record = BaseRecord::<str, str>::to(topic).key(key);
     if let Some(p) = payload {
         record = record.payload(p);
