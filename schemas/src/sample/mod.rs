@@ -20,6 +20,9 @@ use crate::sketch::murmur3_x64_128_h1;
 pub const MAX_K: u32 = 1_000;
 /// The default bound on one sampled record's fields, as JSON bytes.
 pub const DEFAULT_MAX_RECORD_BYTES: u32 = 1_024;
+/// The most bytes of fields one sample holds (K × MAX_RECORD_BYTES): a sample is one `jsonb`
+/// value per key and bucket, merged in every flush and read, so it stays small.
+pub const MAX_SAMPLE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// What is wrong with a sample's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +33,16 @@ pub enum SampleParamsError {
     /// A record bound outside the supported range.
     #[error("MAX_RECORD_BYTES {0} is outside 64..=65536")]
     MaxRecordBytes(i64),
+    /// K records of the bound would make too large a sample.
+    #[error(
+        "K {k} × MAX_RECORD_BYTES {bytes} is over {MAX_SAMPLE_BYTES} bytes per key and bucket: keep fewer or smaller records"
+    )]
+    TooLarge {
+        /// K.
+        k: u32,
+        /// The record bound.
+        bytes: u32,
+    },
 }
 
 /// A sample's settings.
@@ -61,6 +74,12 @@ impl SampleParams {
             .ok()
             .filter(|b| (64..=65_536).contains(b))
             .ok_or(SampleParamsError::MaxRecordBytes(bytes))?;
+        if u64::from(self.k) * u64::from(max_record_bytes) > MAX_SAMPLE_BYTES {
+            return Err(SampleParamsError::TooLarge {
+                k: self.k,
+                bytes: max_record_bytes,
+            });
+        }
         Ok(Self {
             max_record_bytes,
             ..self

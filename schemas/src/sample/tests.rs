@@ -135,6 +135,22 @@ fn settings_outside_the_range_are_named() {
             Err(SampleParamsError::MaxRecordBytes(bad))
         );
     }
+    // At most 4 MiB of fields per sample.
+    assert_eq!(
+        SampleParams::new(1_000)
+            .unwrap()
+            .with_max_record_bytes(65_536),
+        Err(SampleParamsError::TooLarge {
+            k: 1_000,
+            bytes: 65_536
+        })
+    );
+    assert!(
+        SampleParams::new(64)
+            .unwrap()
+            .with_max_record_bytes(65_536)
+            .is_ok()
+    );
     // Extreme positions hash like any other.
     let mut sample = SampleSketch::new(params);
     for (p, o) in [(0, 0), (i32::MAX, i64::MAX), (0, -1), (i32::MIN, i64::MIN)] {

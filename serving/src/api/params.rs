@@ -145,7 +145,7 @@ pub const PARAMETERS: &[ParamSpec] = &[
         endpoints: &[Series, Rolling, Top],
         required_on: &[],
         schema: ("string", None),
-        description: "Comma-separated quantile levels each quantile metric answers, one column each: `q=0.5,0.99` gives `quantile_latency_ms_p50` and `quantile_latency_ms_p99` (decimals from 0 to 1, at most 6 digits after the point, at most 20 levels). Default: 0.5,0.9,0.99. Each is within the metric's relative accuracy of the exact quantile (the value at rank ⌊q·(n−1)⌋ of the n values).",
+        description: "Comma-separated quantile levels each quantile metric answers, one column each: `q=0.5,0.99` gives `quantile_latency_ms_p50` and `quantile_latency_ms_p99` (decimals from 0 to 1, at most 6 digits after the point, at most 20 levels). Default: 0.5,0.9,0.99. Each is within the metric's relative accuracy of the exact quantile (the value at rank ⌊q·(n−1)⌋ of the n values), except for values of a magnitude below 2^-1024 (at 1 %; 2^-16 at the finest accuracy) of the largest of their sign in the rollup, which read as that bound. A level named by `order` or `metric` is answered too.",
         bound: Bound::Unbounded,
     },
     ParamSpec {
