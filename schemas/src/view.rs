@@ -546,36 +546,29 @@ fn distinct_metric(
     if name.is_empty() {
         return Err(usage());
     }
-    let (index, field_type) = sketched_field(
+    let mut metric = sketched_metric(
         text,
         name,
         schema,
-        &[FieldType::String, FieldType::I64],
-        "distinct counts take string and i64 fields",
+        MetricKind::Distinct,
+        (
+            &[FieldType::String, FieldType::I64],
+            "distinct counts take string and i64 fields",
+        ),
     )?;
-    Ok(Metric {
-        kind: MetricKind::Distinct,
-        field: Some(name.to_string()),
-        field_index: Some(index),
-        field_type: Some(field_type),
-        column: format!("distinct_{name}"),
-        field_required: schema.fields[index].required,
-        half_life: None,
-        sketch: Some(sketch),
-        quantile: None,
-        sample: None,
-    })
+    metric.sketch = Some(sketch);
+    Ok(metric)
 }
 
-/// The index and type of the field `name` a sketch metric `text` reads, if the schema has it
-/// and its type is one of `types` (`takes` says which, for the error).
-fn sketched_field(
+/// A metric of `kind` over field `name`, which must be of one of `types` (`takes` says which,
+/// for the refusal); its column is `<kind>_<name>`, its settings still unset.
+fn sketched_metric(
     text: &str,
     name: &str,
     schema: &EventSchema,
-    types: &[FieldType],
-    takes: &str,
-) -> Result<(usize, FieldType), String> {
+    kind: MetricKind,
+    (types, takes): (&[FieldType], &str),
+) -> Result<Metric, String> {
     let index = schema
         .field_index(name)
         .ok_or_else(|| format!("metric `{text}`: field `{name}` is not in the schema"))?;
@@ -586,7 +579,18 @@ fn sketched_field(
             field_type.name()
         ));
     }
-    Ok((index, field_type))
+    Ok(Metric {
+        kind,
+        field: Some(name.to_string()),
+        field_index: Some(index),
+        field_type: Some(field_type),
+        column: format!("{}_{name}", kind_name(kind)),
+        field_required: schema.fields[index].required,
+        half_life: None,
+        sketch: None,
+        quantile: None,
+        sample: None,
+    })
 }
 
 /// `quantile(field)` or `quantile(field, ACCURACY)` over an i64 or f64 field: `inner` is the
@@ -615,25 +619,18 @@ fn quantile_metric(
     if name.is_empty() {
         return Err(usage());
     }
-    let (index, field_type) = sketched_field(
+    let mut metric = sketched_metric(
         text,
         name,
         schema,
-        &[FieldType::I64, FieldType::F64],
-        "quantiles take i64 and f64 fields",
+        MetricKind::Quantile,
+        (
+            &[FieldType::I64, FieldType::F64],
+            "quantiles take i64 and f64 fields",
+        ),
     )?;
-    Ok(Metric {
-        kind: MetricKind::Quantile,
-        field: Some(name.to_string()),
-        field_index: Some(index),
-        field_type: Some(field_type),
-        column: format!("quantile_{name}"),
-        field_required: schema.fields[index].required,
-        half_life: None,
-        sketch: None,
-        quantile: Some(params),
-        sample: None,
-    })
+    metric.quantile = Some(params);
+    Ok(metric)
 }
 
 /// `sample(K)` or `sample(K, MAX_RECORD_BYTES)`: K records per key and bucket (column
