@@ -10,6 +10,8 @@
 //! earlier change in the batch stands where its last one is refused.
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -71,8 +73,10 @@ pub fn followed(dimensions: &[Dimension]) -> Vec<&Dimension> {
 enum Change {
     /// The key's row, typed.
     Upsert(TypedRow),
-    /// A tombstone: the key, typed.
+    /// A tombstone: the key, typed (every version of a versioned dimension's key).
     Delete(Cell),
+    /// A versioned dimension's tombstone keyed `<key>@<valid_from>`: that one version.
+    DeleteVersion(Cell, DateTime<Utc>),
 }
 
 /// One message's change within a batch, with where it came from (for a dead letter, should the
@@ -268,6 +272,9 @@ fn last_of_each_key(pending: &[Pending]) -> Vec<&Pending> {
                 last.retain(|(k, _), _| *k != key);
                 last.insert((key, None), one);
             }
+            Change::DeleteVersion(key, from) => {
+                last.insert((format!("{key:?}"), Some(from.timestamp_micros())), one);
+            }
         }
     }
     last.into_values().collect()
@@ -349,18 +356,28 @@ async fn apply<'a>(
 ) -> Result<Applied, sqlx::Error> {
     let mut upserts = DimensionRows::new(dimension);
     let mut deletes = DimensionRows::new(dimension);
+    let mut version_deletes = DimensionRows::new(dimension);
+    let gone = |key: &Cell, valid_from| TypedRow {
+        key: key.clone(),
+        attributes: vec![Cell::Null; dimension.attributes.len()],
+        valid_from,
+    };
     for one in pending {
         match &one.change {
             Change::Upsert(row) => upserts.push_typed(row.clone()),
-            Change::Delete(key) => deletes.push_typed(TypedRow {
-                key: key.clone(),
-                attributes: vec![Cell::Null; dimension.attributes.len()],
-                valid_from: None,
-            }),
+            Change::Delete(key) => deletes.push_typed(gone(key, None)),
+            Change::DeleteVersion(key, from) => version_deletes.push_typed(gone(key, Some(*from))),
         }
     }
     // Deletes first: a tombstone followed by a new version of its key keeps the version.
-    let deleted = crate::store::delete(tx, dimension, &deletes.keys).await?;
+    let deleted = crate::store::delete(tx, dimension, &deletes.keys).await?
+        + crate::store::delete_versions(
+            tx,
+            dimension,
+            &version_deletes.keys,
+            &version_deletes.valid_from,
+        )
+        .await?;
     let upserted = crate::store::upsert(
         tx,
         dimension,
@@ -402,6 +419,17 @@ fn parse(
                 });
             }
         };
+        // A versioned dimension's message keyed `<key>@<valid_from>` (what compaction keeps
+        // apart): its tombstone deletes that version.
+        if let RawValue::Text(text) = key
+            && dimension.versioned
+            && let Some((key, from)) = text.rsplit_once('@')
+            && let Ok(Some(from)) = typed_valid_from(0, dimension, &RawValue::Text(from))
+        {
+            return typed_key(0, dimension, &RawValue::Text(key))
+                .map(|key| Change::DeleteVersion(key, from))
+                .map_err(|e| e.rejection());
+        }
         return typed_key(0, dimension, &key)
             .map(Change::Delete)
             .map_err(|e| e.rejection());

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
-    UInt32Type, UInt64Type,
+    Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_schema::DataType;
+use arrow_schema::{DataType, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::dimension::{Dimension, DimensionSource, VALID_FROM};
 use sqlx::PgPool;
@@ -157,9 +158,12 @@ fn read_parquet(dimension: &Dimension, path: &Path) -> Result<DimensionRows, Loa
             row += 1;
             let values: Vec<RawValue<'_>> = columns
                 .iter()
-                .map(|c| value_at(c.as_ref(), i))
+                .zip(columns_of(dimension))
+                .map(|(c, name)| {
+                    value_at(c.as_ref(), i).map_err(|reason| format!("column `{name}`: {reason}"))
+                })
                 .collect::<Result<_, _>>()
-                .map_err(|reason| failed(format!("row {row}: {reason}")))?;
+                .map_err(|reason| failed(format!("row {row}, {reason}")))?;
             let attributes = &values[1..=dimension.attributes.len()];
             let valid_from = values
                 .get(dimension.attributes.len() + 1)
@@ -197,6 +201,111 @@ fn value_at(column: &dyn Array, i: usize) -> Result<RawValue<'_>, String> {
         DataType::Float32 => RawValue::Float(column.as_primitive::<Float32Type>().value(i).into()),
         DataType::Float64 => RawValue::Float(column.as_primitive::<Float64Type>().value(i)),
         DataType::Boolean => RawValue::Bool(column.as_boolean().value(i)),
+        // Timestamps and dates (what pandas, pyarrow and Spark write for a datetime): a
+        // versioned dimension's valid_from.
+        DataType::Timestamp(unit, _) => {
+            let (value, micros) = match unit {
+                TimeUnit::Second => {
+                    let v = column.as_primitive::<TimestampSecondType>().value(i);
+                    (v, v.checked_mul(1_000_000))
+                }
+                TimeUnit::Millisecond => {
+                    let v = column.as_primitive::<TimestampMillisecondType>().value(i);
+                    (v, v.checked_mul(1_000))
+                }
+                TimeUnit::Microsecond => {
+                    let v = column.as_primitive::<TimestampMicrosecondType>().value(i);
+                    (v, Some(v))
+                }
+                TimeUnit::Nanosecond => {
+                    let v = column.as_primitive::<TimestampNanosecondType>().value(i);
+                    (v, Some(v.div_euclid(1_000)))
+                }
+            };
+            RawValue::Micros(
+                micros
+                    .ok_or_else(|| format!("the timestamp {value} ({unit:?}) is out of range"))?,
+            )
+        }
+        DataType::Date32 => RawValue::Micros(
+            i64::from(column.as_primitive::<Date32Type>().value(i)) * 86_400_000_000,
+        ),
         other => return Err(format!("a column of type {other} is not a dimension value")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray};
+    use parquet::arrow::ArrowWriter;
+    use schemas::BraidConfig;
+
+    use super::*;
+
+    fn regions(source: &str) -> Dimension {
+        let extra = format!(
+            "[[dimensions]]\nname = \"regions\"\nkey = \"page\"\nversioned = true\n\
+             attributes = [{{ name = \"region\", type = \"string\" }}]\nsource = {{ {source} }}\n"
+        );
+        BraidConfig::load_from(
+            Some((
+                "test.toml",
+                &format!("{}\n{extra}", include_str!("../../braid.toml")),
+            )),
+            std::iter::empty(),
+        )
+        .unwrap()
+        .dimensions
+        .remove(0)
+    }
+
+    #[test]
+    fn versions_load_from_parquet_timestamps_and_csv_text() {
+        let folder = std::env::temp_dir().join(format!("braid-load-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).unwrap();
+        let parquet = folder.join("regions.parquet");
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("page", Arc::new(StringArray::from(vec!["/a", "/a"]))),
+            ("region", Arc::new(StringArray::from(vec!["eu", "us"]))),
+            (
+                "valid_from",
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![1_767_225_600_000, 1_767_229_200_000])
+                        .with_timezone("UTC"),
+                ),
+            ),
+        ];
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(&parquet).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let rows = read_parquet(&regions("file = \"regions.parquet\""), &parquet).unwrap();
+        let starts: Vec<String> = rows.valid_from.iter().map(|t| t.to_rfc3339()).collect();
+        assert_eq!(
+            starts,
+            ["2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00"]
+        );
+
+        let csv = folder.join("regions.csv");
+        std::fs::write(
+            &csv,
+            "page,region,valid_from\n/a,eu,2026-01-01T00:00:00Z\n/a,us,20260101\n",
+        )
+        .unwrap();
+        let refused = read_csv(&regions("csv = \"regions.csv\""), &csv)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("row 2, column `valid_from`"),
+            "names the row and column: {refused}"
+        );
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
 }

@@ -124,6 +124,9 @@ pub enum RawValue<'a> {
     Float(f64),
     /// A boolean.
     Bool(bool),
+    /// A Parquet timestamp or date, in microseconds since the epoch (only `valid_from` takes
+    /// one).
+    Micros(i64),
     /// A value of no column type (a JSON array or object), named by its kind.
     Other(&'static str),
 }
@@ -151,8 +154,13 @@ impl<'a> RawValue<'a> {
             RawValue::Null => "null".into(),
             RawValue::Text(s) => format!("`{}`", quote_input(s)),
             RawValue::Int(i) => i.to_string(),
+            // Bounded: 1e308 written out is 309 digits.
+            RawValue::Float(f) if f.abs() >= 1e21 || (*f != 0.0 && f.abs() < 1e-6) => {
+                format!("{f:e}")
+            }
             RawValue::Float(f) => f.to_string(),
             RawValue::Bool(b) => b.to_string(),
+            RawValue::Micros(micros) => schemas::record::micros_to_rfc3339(*micros),
             RawValue::Other(kind) => (*kind).to_string(),
         }
     }
@@ -247,8 +255,8 @@ pub fn typed_row(
     })
 }
 
-/// When a versioned dimension's row starts: an RFC 3339 time or integer epoch milliseconds,
-/// in the years 1 to 9999 (`None` for a dimension that is not versioned, whatever is given).
+/// When a versioned dimension's row starts: an RFC 3339 time (text), integer epoch
+/// milliseconds, or a Parquet timestamp or date, in the years 1 to 9999 (`None` for a dimension that is not versioned, whatever is given).
 pub fn typed_valid_from(
     row: usize,
     dimension: &Dimension,
@@ -269,17 +277,16 @@ pub fn typed_valid_from(
                 at: text.find('\0').unwrap_or(0),
             }));
         }
-        RawValue::Text(text) => match text.trim().parse::<i64>() {
-            // A CSV cell holds epoch milliseconds as text.
-            Ok(millis) => millis.checked_mul(1_000),
-            Err(_) => schemas::rfc3339::parse_micros(text.trim()).ok(),
-        },
+        // Text is RFC 3339 only: digits could be milliseconds, seconds or 20260303.
+        RawValue::Text(text) => schemas::rfc3339::parse_micros(text.trim()).ok(),
         RawValue::Int(millis) => millis.checked_mul(1_000),
+        // A Parquet timestamp or date column.
+        RawValue::Micros(micros) => Some(*micros),
         _ => None,
     }
     .ok_or_else(|| {
         refused(RowProblem::WrongType {
-            expected: "RFC 3339 time or epoch milliseconds",
+            expected: "RFC 3339 time (text) or epoch milliseconds (an integer)",
             found: value.quoted(),
         })
     })?;

@@ -47,8 +47,9 @@ pub enum DimensionTableError {
     /// A table Braid keeps has other columns than the dimension now declares.
     #[error(
         "dimensions[{index}].attributes: table `{table}` was created with ({found}) but dimension `{dimension}` \
-         now declares ({declared}); drop it (DROP TABLE {table} CASCADE, then braid migrate) and load or \
-         follow the dimension again"
+         now declares ({declared}) (attributes, or versioned and its valid_from); drop it (DROP TABLE {table} CASCADE; \
+         for a followed topic also DELETE FROM braid_internal.dimension_positions WHERE dimension = '{dimension}', \
+         so that it is read again from the start; then braid migrate) and load or follow the dimension again"
     )]
     DeclarationChanged {
         /// The dimension's position.
@@ -61,6 +62,22 @@ pub enum DimensionTableError {
         found: String,
         /// The declared ones.
         declared: String,
+    },
+    /// A versioned user table's `valid_from` is not `timestamptz NOT NULL`.
+    #[error(
+        "dimensions[{index}].versioned: column `valid_from` of table `{table}` is {found}; a version's start \
+         must be `timestamptz NOT NULL` (a timestamp without time zone would depend on the session's \
+         time zone, and a null start never joins) (dimension `{dimension}`)"
+    )]
+    ValidFromType {
+        /// The dimension's position.
+        index: usize,
+        /// Its name.
+        dimension: String,
+        /// The table.
+        table: String,
+        /// The column's type and nullability.
+        found: String,
     },
     /// The user's table does not keep the key unique.
     #[error(
@@ -262,9 +279,32 @@ async fn check_user_table(
             });
         }
     }
+    if dimension.versioned {
+        let (data_type, nullable): (String, String) = sqlx::query_as(
+            "SELECT data_type::text, is_nullable::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = $2 AND column_name = $3",
+        )
+        .bind(schema)
+        .bind(table)
+        .bind(VALID_FROM)
+        .fetch_one(pool)
+        .await?;
+        if data_type != "timestamp with time zone" || nullable != "NO" {
+            return Err(DimensionTableError::ValidFromType {
+                index,
+                dimension: dimension.name.clone(),
+                table: qualified,
+                found: format!(
+                    "{data_type}{}",
+                    if nullable == "NO" { " NOT NULL" } else { "" }
+                ),
+            });
+        }
+    }
     // Unique indexes (primary keys among them) whose key columns are the dimension's key (and
-    // valid_from, for a versioned one), not on an expression. Only a full, valid, immediate
-    // one keeps every row's key (or key and version) unique.
+    // then valid_from, for a versioned one: in that order, which the join's lookup of the
+    // latest version at or before a time needs), not on an expression. Only a full, valid,
+    // immediate one keeps every row's key (or key and version) unique.
     let unique_columns: Vec<&str> = std::iter::once(dimension.key.as_str())
         .chain(dimension.versioned.then_some(VALID_FROM))
         .collect();
@@ -274,8 +314,8 @@ async fn check_user_table(
          WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indexprs IS NULL \
            AND i.indnkeyatts = cardinality($2::text[]) \
            AND ARRAY(SELECT a.attname::text FROM unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS k(attnum, n) \
-                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY a.attname) \
-               = ARRAY(SELECT unnest($2::text[]) ORDER BY 1) \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) \
+               = $2::text[] \
          ORDER BY 1",
     )
     .bind(&qualified)
@@ -467,6 +507,32 @@ pub async fn delete(
     );
     Ok(keys
         .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Deletes versions (key and start) from a versioned dimension's table (a tombstone keyed
+/// `<key>@<valid_from>`).
+pub async fn delete_versions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    dimension: &Dimension,
+    keys: &ColumnValues,
+    valid_from: &[DateTime<Utc>],
+) -> Result<u64, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let sql = format!(
+        "DELETE FROM {table} WHERE ({key}, {VALID_FROM}) IN \
+         (SELECT * FROM unnest($1::{keys_type}, $2::timestamptz[]))",
+        table = dimension.table(),
+        key = dimension.key,
+        keys_type = keys.array_type(),
+    );
+    Ok(keys
+        .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+        .bind(valid_from.to_vec())
         .execute(&mut **tx)
         .await?
         .rows_affected())

@@ -189,13 +189,22 @@ impl DimensionConfig {
         if self.attributes.is_empty() {
             return Err(refuse("attributes", "declare at least one attribute"));
         }
+        if self.versioned && self.key == VALID_FROM {
+            return Err(refuse(
+                "key",
+                "a versioned dimension's key cannot be named valid_from, the column of its versions' starts",
+            ));
+        }
         let mut attributes: Vec<Attribute> = Vec::new();
         for a in &self.attributes {
-            if !is_identifier(&a.name, 63) || a.name == "bucket_start" || a.name == VALID_FROM {
+            if !is_identifier(&a.name, 63)
+                || a.name == "bucket_start"
+                || (self.versioned && a.name == VALID_FROM)
+            {
                 return Err(refuse(
                     "attributes",
                     format!(
-                        "`{}` is not a column name (lowercase letters, digits and `_`; not bucket_start or valid_from)",
+                        "`{}` is not a column name (lowercase letters, digits and `_`; not bucket_start, nor valid_from in a versioned dimension)",
                         a.name
                     ),
                 ));

@@ -132,3 +132,50 @@ fn a_message_is_typed_exactly_as_a_file_row_is() {
         assert_eq!(from_message, from_file, "{json}");
     }
 }
+
+#[test]
+fn a_versioned_dimensions_tombstone_deletes_one_version_or_every_one() {
+    let dimension = schemas::BraidConfig::load_from(
+        Some((
+            "test.toml",
+            &format!(
+                "{}\n[[dimensions]]\nname = \"d\"\nkey = \"page\"\nversioned = true\n\
+                 attributes = [{{ name = \"region\", type = \"string\" }}]\n\
+                 source = {{ kafka_topic = \"d\" }}\n",
+                include_str!("../../../braid.toml")
+            ),
+        )),
+        std::iter::empty(),
+    )
+    .unwrap()
+    .dimensions
+    .remove(0);
+    let parse = |key: &[u8], payload: Option<&[u8]>| parse(&dimension, Some(key), payload);
+    let Ok(Change::DeleteVersion(key, from)) = parse(b"/a@2026-03-03T00:00:00Z", None) else {
+        panic!("a version's tombstone")
+    };
+    assert_eq!(key, Cell::Text("/a".into()));
+    assert_eq!(from.to_rfc3339(), "2026-03-03T00:00:00+00:00");
+    // The last `@` splits; a suffix that is not a time leaves the whole key.
+    assert!(matches!(
+        parse(b"/a@b@2026-03-03T00:00:00Z", None),
+        Ok(Change::DeleteVersion(Cell::Text(k), _)) if k == "/a@b"
+    ));
+    assert!(matches!(parse(b"/a@home", None), Ok(Change::Delete(Cell::Text(k))) if k == "/a@home"));
+    assert!(matches!(parse(b"/a", None), Ok(Change::Delete(Cell::Text(k))) if k == "/a"));
+    // A version without its start, or with a hostile one, is refused naming valid_from.
+    for payload in [
+        r#"{"page": "/a", "region": "eu"}"#,
+        r#"{"page": "/a", "region": "eu", "valid_from": "2026-03-03T00:00:00Z\u0000"}"#,
+        r#"{"page": "/a", "region": "eu", "valid_from": 1e308}"#,
+        r#"{"page": "/a", "region": "eu", "valid_from": {"at": 1}}"#,
+        r#"{"page": "/a", "region": "eu", "valid_from": "10000-01-01T00:00:00Z"}"#,
+    ] {
+        let refused = parse(b"/a", Some(payload.as_bytes())).unwrap_err();
+        assert!(
+            refused.to_string().contains("valid_from"),
+            "{payload}: {refused}"
+        );
+        assert!(refused.to_string().len() < 300, "bounded: {refused}");
+    }
+}
