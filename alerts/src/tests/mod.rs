@@ -2,6 +2,7 @@
 //! stored the way the speed layer stores them (one row per key, bucket and epoch), and what an
 //! evaluation reads and writes is compared with an independent count over those rows.
 
+mod attributes;
 mod bench;
 mod complete_buckets;
 mod max_instances;
