@@ -76,16 +76,25 @@ if [ -f "$work/braid_quantiles.csv" ]; then
   "$PYTHON" - "$work/events.jsonl" "$work/braid_quantiles.csv" <<'PY'
 import sys, time
 import duckdb
-events, braid = sys.argv[1:]
+events, braid_csv = sys.argv[1:]
 db = duckdb.connect()
 # The valid page views with a duration, as Braid's validation keeps them (malformed lines and
 # out-of-range values are left out by the casts; the extremes of the demo's hostile share stay).
 db.execute(f"""
+    CREATE TABLE lines AS
+    SELECT TRY_CAST(line AS JSON) AS j
+    FROM read_csv('{events}', columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='', header=false)""")
+# ts is RFC 3339 text or epoch milliseconds, as Braid's validation takes it.
+db.execute("""
     CREATE TABLE views AS
-    SELECT j->>'page' AS page, TRY_CAST(j->>'duration_ms' AS BIGINT) AS duration_ms,
-           (epoch_us(TRY_CAST(j->>'ts' AS TIMESTAMPTZ)) // 3600000000) * 3600000000 AS hour
-    FROM (SELECT TRY_CAST(line AS JSON) AS j FROM read_csv('{events}', columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='', header=false))
-    WHERE j IS NOT NULL AND j->>'event_type' = 'page_view' AND TRY_CAST(j->>'duration_ms' AS BIGINT) IS NOT NULL AND hour IS NOT NULL""")
+    SELECT page, duration_ms, (event_us // 3600000000) * 3600000000 AS hour FROM (
+        SELECT json_extract_string(j, '$.page') AS page,
+               TRY_CAST(json_extract_string(j, '$.duration_ms') AS BIGINT) AS duration_ms,
+               coalesce(epoch_us(TRY_CAST(json_extract_string(j, '$.ts') AS TIMESTAMPTZ)),
+                        TRY_CAST(json_extract_string(j, '$.ts') AS BIGINT) * 1000) AS event_us
+        FROM lines
+        WHERE j IS NOT NULL AND json_extract_string(j, '$.event_type') = 'page_view')
+    WHERE duration_ms IS NOT NULL AND event_us IS NOT NULL AND page IS NOT NULL""")
 rows = db.execute("SELECT count(*) FROM views").fetchone()[0]
 print(f"DuckDB {duckdb.__version__}: {rows:,} page views with a duration loaded")
 def timed(label, sql):
@@ -97,13 +106,20 @@ approx = timed("approx_quantile p50, p99 per page and hour", "SELECT page, hour,
 exact = timed("quantile_disc (exact) p50, p99 per page and hour", "SELECT page, hour, quantile_disc(duration_ms, 0.5), quantile_disc(duration_ms, 0.99) FROM views GROUP BY ALL")
 timed("quantile_cont (exact, interpolated) p50, p99 per page and hour", "SELECT page, hour, quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.99) FROM views GROUP BY ALL")
 braid = {}
-for line in open(braid):
+for line in open(braid_csv):
     page, hour, p50, p99 = line.rstrip("\n").rsplit(",", 3)
     if p50:
         braid[(page, int(hour))] = (float(p50), float(p99))
-def worst(answers):
-    errors = [abs(a - e) / abs(e) for k, v in answers.items() if k in exact for a, e in zip(v, exact[k]) if e]
-    return max(errors) if errors else float("nan")
-print(f"largest relative error against quantile_disc: Braid {worst(braid):.4%} (declared 1 %), DuckDB approx_quantile {worst(approx):.4%} (no bound declared); groups compared: {len(set(braid) & set(exact))}")
+def errors(answers):
+    return sorted(abs(a - e) / abs(e) for k, v in answers.items() if k in exact for a, e in zip(v, exact[k]) if e)
+def summary(errs):
+    if not errs:
+        return "nothing compared"
+    within = sum(e <= 0.01 * (1 + 1e-9) for e in errs) / len(errs)
+    return f"median {errs[len(errs) // 2]:.4%}, {within:.1%} within 1 %, largest {errs[-1]:.4%}"
+# The records differ where Braid's validation refuses what DuckDB's casts keep (NUL, strings over
+# 512 bytes, out-of-range times): a group with such a record can differ beyond the accuracy.
+print(f"relative error against quantile_disc over {len(set(braid) & set(exact))} page hours, p50 and p99: "
+      f"Braid {summary(errors(braid))} (declared 1 %); DuckDB approx_quantile {summary(errors(approx))} (no bound declared)")
 PY
 fi
