@@ -218,8 +218,8 @@ function rowsTable(rows, columns, id) {
       value: (r) =>
         el(
           "span",
-          { "data-value": r[c] === null ? "null" : typeof r[c] === "object" ? JSON.stringify(r[c]) : String(r[c]) },
-          c === "bucket_start" ? time(r[c]) : typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "(none)" : typeof r[c] === "object" ? `${(r[c].records || []).length} sampled` : String(r[c]),
+          { "data-value": r[c] === null ? "null" : String(r[c]) },
+          c === "bucket_start" ? time(r[c]) : typeof r[c] === "number" ? num(r[c]) : r[c] === null ? "(none)" : String(r[c]),
         ),
     })),
     rows,

@@ -246,8 +246,10 @@ async fn check_user_table(
     table: &str,
 ) -> Result<(), DimensionTableError> {
     let qualified = format!("{schema}.{table}");
-    let columns: Vec<String> = sqlx::query_scalar(
-        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+    // Each column's name, type and whether it may be null.
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text, is_nullable::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = $2",
     )
     .bind(schema)
     .bind(table)
@@ -269,7 +271,7 @@ async fn check_user_table(
                 .map(|a| ("attributes", a.name.as_str())),
         );
     for (key, column) in wanted {
-        if !columns.iter().any(|c| c == column) {
+        if !columns.iter().any(|(c, _, _)| c == column) {
             return Err(DimensionTableError::MissingColumn {
                 index,
                 key,
@@ -279,27 +281,20 @@ async fn check_user_table(
             });
         }
     }
-    if dimension.versioned {
-        let (data_type, nullable): (String, String) = sqlx::query_as(
-            "SELECT data_type::text, is_nullable::text FROM information_schema.columns \
-             WHERE table_schema = $1 AND table_name = $2 AND column_name = $3",
-        )
-        .bind(schema)
-        .bind(table)
-        .bind(VALID_FROM)
-        .fetch_one(pool)
-        .await?;
-        if data_type != "timestamp with time zone" || nullable != "NO" {
-            return Err(DimensionTableError::ValidFromType {
-                index,
-                dimension: dimension.name.clone(),
-                table: qualified,
-                found: format!(
-                    "{data_type}{}",
-                    if nullable == "NO" { " NOT NULL" } else { "" }
-                ),
-            });
-        }
+    if let Some((_, data_type, nullable)) = columns
+        .iter()
+        .find(|(c, _, _)| dimension.versioned && c == VALID_FROM)
+        && (data_type != "timestamp with time zone" || nullable != "NO")
+    {
+        return Err(DimensionTableError::ValidFromType {
+            index,
+            dimension: dimension.name.clone(),
+            table: qualified,
+            found: format!(
+                "{data_type}{}",
+                if nullable == "NO" { " NOT NULL" } else { "" }
+            ),
+        });
     }
     // Unique indexes (primary keys among them) whose key columns are the dimension's key (and
     // then valid_from, for a versioned one: in that order, which the join's lookup of the

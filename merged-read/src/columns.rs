@@ -86,16 +86,12 @@ impl AnswerColumn {
             if merge::is_sample(metric) && !selection.samples {
                 continue;
             }
-            if merge::answers_quantiles(metric) {
-                columns.extend(
-                    selection
-                        .quantiles
-                        .iter()
-                        .map(|level| Self::new(&level.column(&metric.column), answer_type)),
-                );
-            } else {
-                columns.push(Self::new(&metric.column, answer_type));
-            }
+            columns.extend(
+                metric
+                    .answer_columns(&selection.quantiles)
+                    .iter()
+                    .map(|name| Self::new(name, answer_type)),
+            );
         }
         for average in view.averages() {
             columns.push(Self::new(&average.column, "double precision"));
@@ -170,9 +166,7 @@ pub fn column_names(
 pub fn metric_columns(metric: &Metric, quantiles: &[QuantileLevel]) -> Vec<String> {
     if merge::is_sample(metric) {
         Vec::new()
-    } else if merge::answers_quantiles(metric) {
-        quantiles.iter().map(|l| l.column(&metric.column)).collect()
     } else {
-        vec![metric.column.clone()]
+        metric.answer_columns(quantiles)
     }
 }

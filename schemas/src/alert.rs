@@ -187,13 +187,7 @@ pub fn numeric_columns(view: &View) -> Vec<String> {
         .iter()
         .zip(crate::plan::ViewPlan::of(view).metrics)
         .filter(|(_, plan)| plan.answer().is_number())
-        .flat_map(|(metric, plan)| {
-            if crate::pg_layout::merge::answers_quantiles(metric) {
-                defaults.iter().map(|l| l.column(&plan.column)).collect()
-            } else {
-                vec![plan.column]
-            }
-        })
+        .flat_map(|(metric, _)| metric.answer_columns(&defaults))
         .chain(view.averages().into_iter().map(|a| a.column))
         .collect()
 }

@@ -147,6 +147,16 @@ impl View {
 }
 
 impl Metric {
+    /// Its answer columns for quantile `levels`: one per level of a quantile metric
+    /// ([`crate::quantile::QuantileLevel::column`]), else its own column.
+    pub fn answer_columns(&self, levels: &[crate::quantile::QuantileLevel]) -> Vec<String> {
+        if self.quantile.is_some() {
+            levels.iter().map(|l| l.column(&self.column)).collect()
+        } else {
+            vec![self.column.clone()]
+        }
+    }
+
     /// The half-life in microseconds of a decayed metric.
     pub fn half_life_micros(&self) -> Option<i64> {
         self.half_life.map(HumanDuration::micros)
@@ -855,11 +865,7 @@ impl View {
         let levels = crate::quantile::QuantileLevel::defaults();
         let mut names = vec!["bucket_start".to_string()];
         for metric in &self.metrics {
-            if metric.quantile.is_some() {
-                names.extend(levels.iter().map(|l| l.column(&metric.column)));
-            } else {
-                names.push(metric.column.clone());
-            }
+            names.extend(metric.answer_columns(&levels));
             if metric.quantile.is_some() || metric.sketch.is_some() {
                 names.push(format!("{}_sketch", metric.column));
             }

@@ -180,6 +180,30 @@ pub(crate) fn assert_rollups_by(
     );
 }
 
+/// The page views of `rows` per attribute, over all hours.
+pub(crate) fn counts_by_attribute(rows: ViewRows) -> BTreeMap<Option<String>, i128> {
+    rows.into_iter()
+        .fold(BTreeMap::new(), |mut m, ((k, _), v)| {
+            *m.entry(k[0].clone()).or_default() += v[0].unwrap();
+            m
+        })
+}
+
+/// serving.page_views' page views per value of `attribute` (a validated name), as a BI tool
+/// reads them.
+pub(crate) async fn served_counts_by(
+    pool: &PgPool,
+    attribute: &str,
+) -> BTreeMap<Option<String>, i128> {
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {attribute}, sum(count)::bigint FROM serving.page_views GROUP BY 1"
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(a, c)| (a, i128::from(c))).collect()
+}
+
 async fn write_pg_mapping(pool: &PgPool, mapping: &Mapping) {
     let pages: Vec<&String> = mapping.keys().collect();
     let sections: Vec<&String> = mapping.values().collect();
@@ -274,22 +298,10 @@ async fn a_users_table_rolls_up_exactly_across_a_change_between_batch_runs(pool:
         crate::http::get(&address, &format!("/v1/views/page_views?{RANGE}&limit=1"));
     assert_eq!(status, 200);
     let positions = crate::support::reported_positions(&answer["provenance"]["speed"]);
-    let expected: BTreeMap<Option<String>, i128> = rolled_up(&pipeline.topic, &positions, &second)
-        .into_iter()
-        .fold(BTreeMap::new(), |mut m, ((k, _), v)| {
-            *m.entry(k[0].clone()).or_default() += v[0].unwrap();
-            m
-        });
-    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT section, sum(count)::bigint FROM serving.page_views GROUP BY section",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let actual: BTreeMap<Option<String>, i128> =
-        rows.into_iter().map(|(s, c)| (s, i128::from(c))).collect();
+    let expected = counts_by_attribute(rolled_up(&pipeline.topic, &positions, &second));
     assert_eq!(
-        actual, expected,
+        served_counts_by(&pool, "section").await,
+        expected,
         "serving.page_views by section (the producers are done, so the positions are the end)"
     );
     let (status, answer) = crate::http::get(

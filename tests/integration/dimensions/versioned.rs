@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use super::{
-    AttributeOf, assert_rollups_by, migrate, pages_of, rolled_up_by, send, start_follower,
-    wait_followed, write_config,
+    AttributeOf, assert_rollups_by, counts_by_attribute, migrate, pages_of, rolled_up_by, send,
+    served_counts_by, start_follower, wait_followed, write_config,
 };
 use crate::oracle;
 use crate::serving::serve_ready;
@@ -192,21 +192,12 @@ async fn each_bucket_joins_the_version_valid_at_its_start_before_and_after_a_bat
     // BI tools: serving.page_views joins the same versions (the producers are done, so the
     // positions are the topic's end).
     let ends = crate::support::committed_ends(&pipeline.topic);
-    let expected: BTreeMap<Option<String>, i128> =
-        rolled_up_by(&pipeline.topic, &ends, attribute_of)
-            .into_iter()
-            .fold(BTreeMap::new(), |mut m, ((k, _), v)| {
-                *m.entry(k[0].clone()).or_default() += v[0].unwrap();
-                m
-            });
-    let rows: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT region, sum(count)::bigint FROM serving.page_views GROUP BY region")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    let actual: BTreeMap<Option<String>, i128> =
-        rows.into_iter().map(|(r, c)| (r, i128::from(c))).collect();
-    assert_eq!(actual, expected, "serving.page_views by region");
+    let expected = counts_by_attribute(rolled_up_by(&pipeline.topic, &ends, attribute_of));
+    assert_eq!(
+        served_counts_by(&pool, "region").await,
+        expected,
+        "serving.page_views by region"
+    );
     assert!(
         expected.len() >= 4,
         "several regions and the pages without one: {expected:?}"
