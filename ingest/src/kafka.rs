@@ -150,21 +150,27 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     config
 }
 
-/// A consumer's client config: [`client_config`] plus fetch sizes that suit a consumer that
-/// processes records quickly. librdkafka fetches at most 1 MiB per partition by default, which
-/// capped the speed layer near 140k records/s on a local broker (docs/benchmarks.md). A fetch
-/// response is held several times over while its records wait (compressed, then
-/// decompressed), so `fetch.max.bytes` also sets most of a layer's memory: measured on 2 M
-/// demo events, 100 MiB → 526-565 MiB peak RSS, 32 MiB → 457-479 MiB and a faster catch-up,
-/// 16 MiB → 283-329 MiB but 20 % slower, 8 MiB → 200 MiB at half the rate. Options given in
-/// `[kafka.options]` win.
+/// A consumer's client config: [`client_config`] plus fetch settings that suit a consumer that
+/// processes records quickly (measured in docs/benchmarks.md, "Round three"):
+/// - `fetch.queue.backoff.ms = 10`: librdkafka postpones a partition's next fetch by this long
+///   once its queue holds `queued.min.messages` (100,000) or more; its default of 1 s left the
+///   layers waiting for data between fetches (at 1 MiB per partition the speed layer read
+///   135k records/s with the machine a third idle; with 10 ms, 320-390k/s).
+/// - `max.partition.fetch.bytes` stays librdkafka's 1 MiB: larger fetches deliver one
+///   partition's records in long runs (190,000 in a row at 10 MiB), so a micro-batch held one
+///   partition at a time, and the rows of partitions that share a key and bucket were written once
+///   per partition (676k rows against 342k for the same 3 M YSB events). The held fetches also
+///   set most of a layer's memory: 404-420 MiB peak at 10 MiB, 136 MiB at 1 MiB.
+/// - `fetch.max.bytes = 32 MiB` bounds one fetch response over many partitions.
+///
+/// Options given in `[kafka.options]` win.
 pub fn consumer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka);
     // Both layers read committed records only: aborted records and transaction markers are
     // skipped alike. The config refuses any other value.
     config.set("isolation.level", "read_committed");
     for (key, value) in [
-        ("max.partition.fetch.bytes", "10485760"),
+        ("fetch.queue.backoff.ms", "10"),
         ("fetch.max.bytes", "33554432"),
     ] {
         if !kafka.options.contains_key(key) {

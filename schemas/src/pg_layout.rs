@@ -185,9 +185,15 @@ pub mod merge {
 
     /// The upsert assignment that folds a new partial value (`EXCLUDED`) into a stored row `t`.
     pub fn upsert(metric: &Metric) -> String {
+        fold_into_stored(metric, &format!("EXCLUDED.{}", metric.column))
+    }
+
+    /// The assignment that folds `incoming` (an SQL expression of the column's type) into a
+    /// stored row `t`, by the metric's merge rule.
+    pub fn fold_into_stored(metric: &Metric, incoming: &str) -> String {
         let c = &metric.column;
         match MetricPlan::of(metric).merge() {
-            MergeRule::Add => format!("{c} = t.{c} + EXCLUDED.{c}"),
+            MergeRule::Add => format!("{c} = t.{c} + {incoming}"),
             // The unions are strict: a side without sketch (no record had the field) keeps the
             // other.
             MergeRule::Union(sketch) => {
@@ -197,13 +203,24 @@ pub mod merge {
                     SketchType::Sample(_) => "serving.sample_union",
                 };
                 format!(
-                    "{c} = CASE WHEN t.{c} IS NULL THEN EXCLUDED.{c} WHEN EXCLUDED.{c} IS NULL THEN t.{c} \
-                     ELSE {union}(t.{c}, EXCLUDED.{c}) END"
+                    "{c} = CASE WHEN t.{c} IS NULL THEN {incoming} WHEN {incoming} IS NULL THEN t.{c} \
+                     ELSE {union}(t.{c}, {incoming}) END"
                 )
             }
-            MergeRule::Least => format!("{c} = LEAST(t.{c}, EXCLUDED.{c})"),
-            MergeRule::Greatest => format!("{c} = GREATEST(t.{c}, EXCLUDED.{c})"),
+            MergeRule::Least => format!("{c} = LEAST(t.{c}, {incoming})"),
+            MergeRule::Greatest => format!("{c} = GREATEST(t.{c}, {incoming})"),
         }
+    }
+
+    /// Whether the speed layer merges a stored row's value of `metric` with its own in Rust
+    /// before writing it, rather than in SQL: the quantile and sample unions, which PostgreSQL
+    /// runs in PL/pgSQL at 120-135 µs a row (25 times an insert; docs/benchmarks.md, "Round
+    /// three"). `hll_union` is the extension's C function and stays in SQL.
+    pub fn merged_by_the_writer(metric: &Metric) -> bool {
+        matches!(
+            MetricPlan::of(metric).merge(),
+            MergeRule::Union(SketchType::Quantile(_) | SketchType::Sample(_))
+        )
     }
 
     /// Two partial values of `metric` (SQL expressions; either is NULL where its side has no

@@ -3,257 +3,19 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use schemas::FieldType;
 use schemas::pg::{self, AdvanceError, Layer, PositionMove};
-use schemas::pg_layout::{ViewLayout, merge};
-use schemas::plan::{ColumnType, SketchType, ViewPlan};
-use schemas::view::View;
-use sqlx::postgres::PgArguments;
-use sqlx::query::Query;
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 
-use crate::aggregate::{KeyValue, MetricValue, MicroBatch, StoredSketch, ViewDeltas};
+use crate::aggregate::MicroBatch;
 use crate::error::SpeedError;
 use schemas::position::Positions;
 use schemas::validation_rules::ValidationRules;
 
-/// The prepared upsert of one view.
-#[derive(Debug, Clone)]
-pub struct ViewWriter {
-    view: String,
-    sql: String,
-    metric_types: Vec<ColumnType>,
-    group_types: Vec<FieldType>,
-}
+mod writer;
+pub use writer::ViewWriter;
 
-impl ViewWriter {
-    /// Builds the upsert statement from the view's layout (identifiers from validated config).
-    pub fn new(view: &View) -> Self {
-        let layout = ViewLayout::of(view);
-        let groups: Vec<&str> = layout.group_names();
-        let metrics: Vec<&str> = layout.metric_names();
-        let plan = ViewPlan::of(view);
-        let mut array_types: Vec<String> = vec!["timestamptz[]".into()];
-        array_types.extend(
-            layout
-                .group_columns
-                .iter()
-                .map(|c| format!("{}[]", c.pg_type)),
-        );
-        array_types.extend(plan.metrics.iter().map(|m| match m.stored {
-            // hll sketches travel as bytea, which the extension casts to its type; quantile
-            // sketches as their array's text (arrays of arrays must be rectangular), cast per
-            // row below.
-            ColumnType::Sketch(SketchType::Hll(_)) => format!("bytea[]::{}[]", m.stored.pg_type()),
-            ColumnType::Sketch(SketchType::Quantile(_)) => "text[]".to_string(),
-            ColumnType::Sketch(SketchType::Sample(_)) => "jsonb[]".to_string(),
-            ColumnType::BigInt
-            | ColumnType::Numeric
-            | ColumnType::Double
-            | ColumnType::Timestamp => format!("{}[]", m.stored.pg_type()),
-        }));
-        // Each unnested column by position; quantile sketches cast from their text.
-        let cast_from_text: Vec<bool> = std::iter::repeat_n(false, 1 + layout.group_columns.len())
-            .chain(
-                plan.metrics
-                    .iter()
-                    .map(|m| matches!(m.stored, ColumnType::Sketch(SketchType::Quantile(_)))),
-            )
-            .collect();
-        let selected: Vec<String> = cast_from_text
-            .iter()
-            .enumerate()
-            .map(|(i, cast)| {
-                if *cast {
-                    format!("u.c{i}::bigint[]")
-                } else {
-                    format!("u.c{i}")
-                }
-            })
-            .collect();
-        let aliases: Vec<String> = (0..cast_from_text.len()).map(|i| format!("c{i}")).collect();
-        let unnest_args: Vec<String> = array_types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("${}::{t}", i + 2))
-            .collect();
-        let updates: Vec<String> = view.metrics.iter().map(merge::upsert).collect();
-        let columns: Vec<&str> = std::iter::once("bucket_start")
-            .chain(groups.iter().copied())
-            .chain(metrics.iter().copied())
-            .collect();
-        let conflict: Vec<&str> = groups
-            .iter()
-            .copied()
-            .chain(["bucket_start", "epoch"])
-            .collect();
-        let sql = format!(
-            "INSERT INTO {table} AS t (epoch, {columns}) SELECT $1::bigint, {selected} FROM UNNEST({unnest}) AS u({aliases}) \
-             ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
-            table = layout.speed_table,
-            columns = columns.join(", "),
-            unnest = unnest_args.join(", "),
-            selected = selected.join(", "),
-            aliases = aliases.join(", "),
-            conflict = conflict.join(", "),
-            updates = updates.join(", "),
-        );
-        Self {
-            view: view.name.clone(),
-            sql,
-            metric_types: plan.metrics.iter().map(|m| m.stored).collect(),
-            group_types: view.group_by_types.clone(),
-        }
-    }
-
-    fn bind<'q>(&'q self, epoch: i64, deltas: &ViewDeltas) -> Query<'q, Postgres, PgArguments> {
-        let rows = deltas.groups.len();
-        let mut buckets: Vec<DateTime<Utc>> = Vec::with_capacity(rows);
-        let mut groups: Vec<GroupColumn> = self
-            .group_types
-            .iter()
-            .map(|t| GroupColumn::new(*t, rows))
-            .collect();
-        let mut metrics: Vec<MetricColumn> = self
-            .metric_types
-            .iter()
-            .map(|t| MetricColumn::new(*t, rows))
-            .collect();
-        // In key order, so that two processes upserting the same hot keys lock their rows in
-        // the same order and never deadlock.
-        for ((key, bucket), values) in deltas.groups.in_key_order() {
-            buckets.push(micros_to_time(*bucket));
-            for (column, value) in groups.iter_mut().zip(key) {
-                column.push(value);
-            }
-            for (column, value) in metrics.iter_mut().zip(values) {
-                match (column, value) {
-                    (column, MetricValue::Sketch(index)) => {
-                        column.push_sketch(index.map(|i| deltas.sketches[i as usize].stored()))
-                    }
-                    (column, value) => column.push(*value),
-                }
-            }
-        }
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(self.sql.as_str()))
-            .bind(epoch)
-            .bind(buckets);
-        for column in groups {
-            query = match column {
-                GroupColumn::Text(v) => query.bind(v),
-                GroupColumn::Int(v) => query.bind(v),
-                GroupColumn::Bool(v) => query.bind(v),
-            };
-        }
-        for column in metrics {
-            query = match column {
-                MetricColumn::Int(v) => query.bind(v),
-                MetricColumn::Float(v) => query.bind(v),
-                MetricColumn::Time(v) => query.bind(v),
-                MetricColumn::Numeric(v) => query.bind(v),
-                MetricColumn::Sketch(v) => query.bind(v),
-                MetricColumn::SketchText(v) => query.bind(v),
-                MetricColumn::SketchJson(v) => query.bind(v),
-            };
-        }
-        query
-    }
-}
-
-fn micros_to_time(micros: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-enum GroupColumn {
-    Text(Vec<Option<String>>),
-    Int(Vec<Option<i64>>),
-    Bool(Vec<Option<bool>>),
-}
-
-impl GroupColumn {
-    fn new(field_type: FieldType, rows: usize) -> Self {
-        match field_type {
-            FieldType::I64 => GroupColumn::Int(Vec::with_capacity(rows)),
-            FieldType::Bool => GroupColumn::Bool(Vec::with_capacity(rows)),
-            _ => GroupColumn::Text(Vec::with_capacity(rows)),
-        }
-    }
-
-    fn push(&mut self, value: &Option<KeyValue>) {
-        match (self, value) {
-            (GroupColumn::Text(v), Some(KeyValue::String(s))) => v.push(Some(s.clone())),
-            (GroupColumn::Int(v), Some(KeyValue::I64(i))) => v.push(Some(*i)),
-            (GroupColumn::Bool(v), Some(KeyValue::Bool(b))) => v.push(Some(*b)),
-            (GroupColumn::Text(v), _) => v.push(None),
-            (GroupColumn::Int(v), _) => v.push(None),
-            (GroupColumn::Bool(v), _) => v.push(None),
-        }
-    }
-}
-
-enum MetricColumn {
-    Int(Vec<Option<i64>>),
-    /// `numeric` values as decimal text (sqlx has no i128; PostgreSQL casts the text array).
-    Numeric(Vec<Option<String>>),
-    Float(Vec<Option<f64>>),
-    Time(Vec<Option<DateTime<Utc>>>),
-    /// `hll` sketches in the extension's storage format (bound as `bytea`).
-    Sketch(Vec<Option<Vec<u8>>>),
-    /// Quantile sketches as the text of their `bigint[]` (`{1,6,2048,…}`).
-    SketchText(Vec<Option<String>>),
-    /// Samples as `jsonb`.
-    SketchJson(Vec<Option<sqlx::types::Json<serde_json::Value>>>),
-}
-
-impl MetricColumn {
-    fn new(stored: ColumnType, rows: usize) -> Self {
-        match stored {
-            ColumnType::Double => MetricColumn::Float(Vec::with_capacity(rows)),
-            ColumnType::Timestamp => MetricColumn::Time(Vec::with_capacity(rows)),
-            ColumnType::Numeric => MetricColumn::Numeric(Vec::with_capacity(rows)),
-            ColumnType::Sketch(SketchType::Quantile(_)) => {
-                MetricColumn::SketchText(Vec::with_capacity(rows))
-            }
-            ColumnType::Sketch(SketchType::Sample(_)) => {
-                MetricColumn::SketchJson(Vec::with_capacity(rows))
-            }
-            ColumnType::Sketch(_) => MetricColumn::Sketch(Vec::with_capacity(rows)),
-            ColumnType::BigInt => MetricColumn::Int(Vec::with_capacity(rows)),
-        }
-    }
-
-    fn push(&mut self, value: MetricValue) {
-        match (self, value) {
-            (MetricColumn::Int(v), MetricValue::Int(x)) => v.push(x),
-            (MetricColumn::Float(v), MetricValue::Float(x)) => v.push(x),
-            (MetricColumn::Time(v), MetricValue::Int(x)) => v.push(x.map(micros_to_time)),
-            (MetricColumn::Numeric(v), MetricValue::WideSum(x)) => v.push(Some(x.to_string())),
-            (MetricColumn::Numeric(v), _) => v.push(None),
-            (MetricColumn::Int(v), _) => v.push(None),
-            (MetricColumn::Float(v), _) => v.push(None),
-            (MetricColumn::Time(v), _) => v.push(None),
-            (MetricColumn::Sketch(v), _) => v.push(None),
-            (MetricColumn::SketchText(v), _) => v.push(None),
-            (MetricColumn::SketchJson(v), _) => v.push(None),
-        }
-    }
-
-    fn push_sketch(&mut self, sketch: Option<StoredSketch>) {
-        match (self, sketch) {
-            (MetricColumn::Sketch(v), Some(StoredSketch::Bytes(bytes))) => v.push(Some(bytes)),
-            (MetricColumn::SketchText(v), Some(StoredSketch::Array(array))) => {
-                let items: Vec<String> = array.iter().map(i64::to_string).collect();
-                v.push(Some(format!("{{{}}}", items.join(","))));
-            }
-            (MetricColumn::SketchJson(v), Some(StoredSketch::Json(json))) => {
-                v.push(Some(sqlx::types::Json(json)))
-            }
-            // A column of another sketch type (never: the plan types both alike).
-            (column, _) => column.push(MetricValue::Sketch(None)),
-        }
-    }
-}
+#[cfg(test)]
+mod premerge_tests;
 
 /// What one flush wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -311,7 +73,7 @@ pub async fn flush(
     let mut touched = Vec::new();
     for (writer, deltas) in writers.iter().zip(&batch.views) {
         if !deltas.groups.is_empty() {
-            writer.bind(epoch, deltas).execute(&mut *tx).await?;
+            writer.write(&mut tx, epoch, deltas).await?;
             touched.push(pg::view_changes::ViewChange {
                 view: writer.view.clone(),
                 buckets: deltas.groups.bucket_range(),
@@ -332,6 +94,7 @@ pub async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schemas::pg_layout::ViewLayout;
     use std::collections::BTreeMap;
 
     use crate::aggregate::MicroBatch;

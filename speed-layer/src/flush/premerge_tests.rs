@@ -1,0 +1,230 @@
+//! The quantile and sample rows the writer merges in Rust (`writer::Premerge`): flushed in
+//! several micro-batches, each stored row equals the row of one micro-batch holding every
+//! record (no merge at all), and equals what PostgreSQL's own unions make of the same parts.
+
+use std::collections::BTreeMap;
+
+use schemas::pg_layout::ViewLayout;
+use schemas::validation_rules::ValidationRules;
+use sqlx::PgPool;
+
+use super::{ViewWriter, flush};
+use crate::aggregate::{MicroBatch, SketchState};
+use crate::error::SpeedError;
+
+fn config() -> schemas::BraidConfig {
+    schemas::BraidConfig::load_from(
+        Some(("braid.toml", include_str!("../../../braid.toml"))),
+        [],
+    )
+    .unwrap()
+}
+
+/// Page view `i`: one of three pages, in one of two minutes, with a duration spread over six
+/// orders of magnitude (zero included), so the sketches hold many buckets.
+fn page_view(i: i64) -> String {
+    let duration = match i % 7 {
+        0 => 0,
+        k => (i * 7919 % 1_000) * 10_i64.pow(k as u32 % 6),
+    };
+    format!(
+        r#"{{"event_id":"e{i}","ts":"2026-01-01T00:0{}:{:02}Z","event_type":"page_view","user_id":"u{i}","page":"/p{}","country":"US","device":"mobile","duration_ms":{duration}}}"#,
+        i % 2,
+        i % 60,
+        i % 3
+    )
+}
+
+fn batch_of(config: &schemas::BraidConfig, offsets: std::ops::Range<i64>) -> MicroBatch {
+    let mut batch = MicroBatch::new(&config.views, &config.schema);
+    for offset in offsets {
+        let record = config
+            .schema
+            .validate(page_view(offset).as_bytes())
+            .unwrap();
+        batch.add_record(0, offset, &record);
+    }
+    batch
+}
+
+fn latency_index(config: &schemas::BraidConfig) -> usize {
+    config
+        .views
+        .iter()
+        .position(|v| v.name == "page_latency")
+        .expect("the demo config has page_latency")
+}
+
+/// Every stored row of page_latency: (page, bucket) → (count, quantile sketch, sample).
+async fn stored_rows(
+    pool: &PgPool,
+    config: &schemas::BraidConfig,
+) -> BTreeMap<(String, i64), (i64, Vec<i64>, serde_json::Value)> {
+    let table = ViewLayout::of(&config.views[latency_index(config)]).speed_table;
+    let rows: Vec<(String, i64, i64, Vec<i64>, sqlx::types::Json<serde_json::Value>)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, \
+             quantile_duration_ms, sample FROM {table}"
+        )))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(page, bucket, count, q, s)| ((page, bucket), (count, q, s.0)))
+        .collect()
+}
+
+/// What one micro-batch of every record holds per row, in the stored forms.
+fn folded_rows(
+    config: &schemas::BraidConfig,
+    all: &MicroBatch,
+) -> BTreeMap<(String, i64), (i64, Vec<i64>, serde_json::Value)> {
+    let deltas = &all.views[latency_index(config)];
+    deltas
+        .groups
+        .iter()
+        .map(|((key, bucket), values)| {
+            let page = match &key[0] {
+                Some(crate::aggregate::KeyValue::String(page)) => page.clone(),
+                other => panic!("{other:?}"),
+            };
+            let count = match values[0] {
+                crate::aggregate::MetricValue::Int(Some(n)) => n,
+                other => panic!("{other:?}"),
+            };
+            let sketch = |at: usize| match values[at] {
+                crate::aggregate::MetricValue::Sketch(Some(i)) => &deltas.sketches[i as usize],
+                other => panic!("{other:?}"),
+            };
+            let SketchState::Quantile(q) = sketch(1) else {
+                panic!("a quantile sketch")
+            };
+            let SketchState::Sample(s) = sketch(2) else {
+                panic!("a sample")
+            };
+            ((page, *bucket), (count, q.to_array(), s.to_json()))
+        })
+        .collect()
+}
+
+async fn set_up(pool: &PgPool, config: &schemas::BraidConfig) -> Vec<ViewWriter> {
+    schemas::pg::ensure_view_tables(pool, &config.views)
+        .await
+        .unwrap();
+    schemas::pg::store_start_if_absent(pool, "t", 0, 0)
+        .await
+        .unwrap();
+    config.views.iter().map(ViewWriter::new).collect()
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn rows_merged_in_rust_across_flushes_equal_one_batch_of_every_record(pool: PgPool) {
+    let config = config();
+    let writers = set_up(&pool, &config).await;
+    let rules = ValidationRules::of(&config.schema);
+    // Four flushes over the same six rows, of uneven sizes: every row is stored by the first and
+    // merged by the later ones.
+    let cuts = [0, 40, 41, 300, 900];
+    for window in cuts.windows(2) {
+        let batch = batch_of(&config, window[0]..window[1]);
+        flush(
+            &pool,
+            "t",
+            &rules,
+            &writers,
+            &batch,
+            &BTreeMap::from([(0, window[0])]),
+        )
+        .await
+        .unwrap();
+    }
+    let stored = stored_rows(&pool, &config).await;
+    let expected = folded_rows(&config, &batch_of(&config, 0..900));
+    assert_eq!(stored.len(), 6, "three pages in two minutes");
+    assert_eq!(stored, expected);
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn the_rust_merge_equals_postgresqls_unions_of_the_same_parts(pool: PgPool) {
+    let config = config();
+    let writers = set_up(&pool, &config).await;
+    let rules = ValidationRules::of(&config.schema);
+    let first = batch_of(&config, 0..200);
+    let second = batch_of(&config, 200..500);
+    for (batch, from) in [(&first, 0), (&second, 200)] {
+        flush(
+            &pool,
+            "t",
+            &rules,
+            &writers,
+            batch,
+            &BTreeMap::from([(0, from)]),
+        )
+        .await
+        .unwrap();
+    }
+    let stored = stored_rows(&pool, &config).await;
+    let (parts_a, parts_b) = (folded_rows(&config, &first), folded_rows(&config, &second));
+    for (key, (count, quantile, sample)) in &stored {
+        let (a, b) = (&parts_a[key], &parts_b[key]);
+        let (union_q, union_s): (Vec<i64>, sqlx::types::Json<serde_json::Value>) =
+            sqlx::query_as(
+                "SELECT serving.quantile_union($1, $2), serving.sample_union($3::jsonb, $4::jsonb)",
+            )
+            .bind(&a.1)
+            .bind(&b.1)
+            .bind(sqlx::types::Json(&a.2))
+            .bind(sqlx::types::Json(&b.2))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(*count, a.0 + b.0, "{key:?}");
+        assert_eq!(quantile, &union_q, "{key:?}");
+        assert_eq!(sample, &union_s.0, "{key:?}");
+    }
+}
+
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_stored_sketch_the_writer_cannot_read_is_refused_by_the_sql_union_as_before(
+    pool: PgPool,
+) {
+    let config = config();
+    let writers = set_up(&pool, &config).await;
+    let rules = ValidationRules::of(&config.schema);
+    flush(
+        &pool,
+        "t",
+        &rules,
+        &writers,
+        &batch_of(&config, 0..10),
+        &BTreeMap::from([(0, 0)]),
+    )
+    .await
+    .unwrap();
+    let table = ViewLayout::of(&config.views[latency_index(&config)]).speed_table;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET quantile_duration_ms = '{{1,6,999,0,0,0}}'"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let refused = flush(
+        &pool,
+        "t",
+        &rules,
+        &writers,
+        &batch_of(&config, 10..20),
+        &BTreeMap::from([(0, 10)]),
+    )
+    .await
+    .unwrap_err();
+    match &refused {
+        SpeedError::Database(e) => assert!(e.to_string().contains("different settings"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        schemas::pg::load_positions(&pool, "t").await.unwrap()[&0],
+        10,
+        "nothing of the refused flush was committed"
+    );
+}
