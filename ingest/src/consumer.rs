@@ -21,9 +21,10 @@ use schemas::{EventSchema, Rejection};
 use crate::caught_up::{Reading, cached_high_watermark};
 use crate::error::{Disposition, IngestError};
 use crate::expected::StartAt;
-use crate::layer::{Buffer, Committed, Received, Store};
+use crate::layer::{Buffer, Buffered, Committed, Received, Store};
 use crate::metrics as m;
 use crate::pipeline::Pipeline;
+use crate::validator::{Chunk, Validator};
 use schemas::position::{Offset, Partition, Positions};
 
 /// How long a poll waits for a message when nothing is buffered.
@@ -117,9 +118,80 @@ struct Shared<S: Store> {
     isolated: Option<Isolated>,
     summary: Summary,
     fatal: Option<S::Error>,
+    /// Validation on a second thread (every message but those read while isolating).
+    validator: Validator,
+    /// Dead letters keep at most this many payload bytes.
+    dead_letter_max_payload_bytes: usize,
+}
+
+/// Buffers one validated message: a record, or a dead letter with its reason.
+fn buffer_validated<S: Store>(
+    pipeline: &mut Pipeline<S>,
+    received: &Received<'_>,
+    outcome: Result<&schemas::Record, &Rejection>,
+    max_payload_bytes: usize,
+) {
+    match outcome {
+        Ok(record) => pipeline.buffer().add_record(received, record),
+        Err(rejection) => pipeline.buffer().add_dead_letter(DeadLetter::new(
+            received.partition,
+            received.offset,
+            rejection.clone(),
+            received.payload,
+            max_payload_bytes,
+        )),
+    }
+}
+
+/// Buffers a chunk the validating thread gave back.
+fn buffer_chunk<S: Store>(pipeline: &mut Pipeline<S>, chunk: &Chunk, max_payload_bytes: usize) {
+    for (received, outcome) in chunk.validated() {
+        // Read before a revoke that the loop settled first: never, but a record of a partition
+        // no longer ours must not be buffered.
+        if pipeline.is_assigned(received.partition) {
+            buffer_validated(pipeline, &received, outcome, max_payload_bytes);
+        }
+    }
 }
 
 impl<S: Store> Shared<S> {
+    /// Waits for every message read to be validated and buffers it.
+    fn settle_validation(&mut self) {
+        let Shared {
+            pipeline,
+            validator,
+            dead_letter_max_payload_bytes,
+            ..
+        } = self;
+        validator.settle(|chunk| buffer_chunk(pipeline, chunk, *dead_letter_max_payload_bytes));
+    }
+
+    /// Buffers the chunks already validated, without waiting.
+    fn buffer_validated_chunks(&mut self) {
+        let Shared {
+            pipeline,
+            validator,
+            dead_letter_max_payload_bytes,
+            ..
+        } = self;
+        validator.ready(|chunk| buffer_chunk(pipeline, chunk, *dead_letter_max_payload_bytes));
+    }
+
+    /// What is buffered and what is read but still being validated.
+    fn buffered(&self) -> Buffered {
+        let (buffered, pending) = (self.pipeline.buffered(), self.validator.pending());
+        Buffered {
+            records: buffered.records + pending.records,
+            bytes: buffered.bytes + pending.bytes,
+        }
+    }
+
+    /// Forgets everything read and not committed: the buffer and the messages being validated.
+    fn drop_uncommitted(&mut self) {
+        self.validator.discard();
+        self.pipeline.drop_uncommitted();
+    }
+
     fn stop_isolating(&mut self) {
         self.isolating.clear();
         self.isolated = None;
@@ -188,6 +260,7 @@ impl<S: Store> Context<S> {
                 .fetch_watermarks(&self.topic, partition, ASSIGN_WATERMARK_TIMEOUT)?
                 .0)
         };
+        shared.validator.discard();
         let starts = shared.pipeline.assign(&partitions, &mut low_watermark)?;
         for (&partition, start) in &starts {
             tpl.set_partition_offset(&self.topic, partition, start.kafka_offset())
@@ -217,6 +290,7 @@ impl<S: Store> ConsumerContext for Context<S> {
         // Eager protocol: everything is revoked. Commit what was read while the partitions are
         // still ours; if that fails, drop it: the positions were not stored either, so the next
         // owner reads those records again.
+        shared.settle_validation();
         match shared.pipeline.commit_all() {
             Ok(Some(committed)) => shared.book(&committed),
             Ok(None) => {}
@@ -224,7 +298,7 @@ impl<S: Store> ConsumerContext for Context<S> {
                 tracing::warn!(layer = S::NAME, %error, "commit on revoke failed; the next owner re-reads those records")
             }
         }
-        shared.pipeline.drop_uncommitted();
+        shared.drop_uncommitted();
         shared.pipeline.revoked();
         shared.stop_isolating();
         tracing::info!(layer = S::NAME, "partitions revoked");
@@ -341,6 +415,13 @@ pub fn run<S: Store>(
         isolated: None,
         summary: Summary::default(),
         fatal: None,
+        validator: Validator::start(settings.schema.clone()).map_err(|source| {
+            IngestError::ValidatorThread {
+                layer: name,
+                source,
+            }
+        })?,
+        dead_letter_max_payload_bytes: settings.dead_letter_max_payload_bytes,
     }));
     let mut consumer = subscribed(&settings, Arc::clone(&state))?;
 
@@ -390,15 +471,25 @@ pub fn run<S: Store>(
                     key: message.key(),
                     payload,
                 };
-                match settings.schema.validate(payload) {
-                    Ok(record) => shared.pipeline.buffer().add_record(&received, &record),
-                    Err(rejection) => shared.pipeline.buffer().add_dead_letter(DeadLetter::new(
-                        partition,
-                        message.offset(),
-                        rejection,
-                        payload,
+                if shared.isolating.is_empty() {
+                    let Shared {
+                        pipeline,
+                        validator,
+                        dead_letter_max_payload_bytes,
+                        ..
+                    } = &mut *shared;
+                    validator.push(&received, |chunk| {
+                        buffer_chunk(pipeline, chunk, *dead_letter_max_payload_bytes)
+                    });
+                } else {
+                    // While isolating, each message is committed alone: validated here.
+                    let outcome = settings.schema.validate(payload);
+                    buffer_validated(
+                        &mut shared.pipeline,
+                        &received,
+                        outcome.as_ref(),
                         settings.dead_letter_max_payload_bytes,
-                    )),
+                    );
                 }
                 if !shared.isolating.is_empty() {
                     shared.isolated = Some(Isolated {
@@ -410,6 +501,7 @@ pub fn run<S: Store>(
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 reading.end_of(partition);
+                shared.settle_validation();
                 end_of_partition(&consumer, &mut shared, &settings.topic, partition);
             }
             Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
@@ -421,7 +513,7 @@ pub fn run<S: Store>(
                 // after a backoff; fatal errors again and again stop the layer.
                 let wait = replacements.record(name, code)?;
                 tracing::warn!(layer = name, error = %code, wait_ms = wait.as_millis() as u64, "the Kafka client hit a fatal error; replacing it with a new client that resumes from the stored positions");
-                shared.pipeline.drop_uncommitted();
+                shared.drop_uncommitted();
                 shared.stop_isolating();
                 drop(shared);
                 drop(consumer);
@@ -436,11 +528,12 @@ pub fn run<S: Store>(
             Some(Err(error)) => {
                 tracing::warn!(layer = name, %error, "Kafka reported an error; continuing (librdkafka retries on its own): check kafka.brokers if this repeats")
             }
-            None => {}
+            None => shared.validator.hand_over(),
         }
+        shared.buffer_validated_chunks();
         // Reading the clock costs as much as folding a record: look at it every
         // CLOCK_EVERY_RECORDS messages, or when caught up.
-        let buffered = shared.pipeline.buffered();
+        let buffered = shared.buffered();
         let mut caught_up_due = false;
         if let Some(soonest) = settings
             .flush_when_caught_up
@@ -486,6 +579,8 @@ pub fn run<S: Store>(
         if !due {
             continue;
         }
+        shared.settle_validation();
+        let buffered = shared.pipeline.buffered();
         // Nothing read since the last commit: a commit that then wrote nothing means the layer
         // is idle (a layer that flushes in the background may return before its write ends).
         let idle = buffered.records == 0 && shared.pipeline.buffered_ends().is_empty();
@@ -531,7 +626,7 @@ pub fn run<S: Store>(
                     // Another process owns these partitions now, or an operator moved them. Drop
                     // the buffer and re-read from the stored positions.
                     tracing::warn!(layer = name, %error, "commit fenced; re-reading from the stored positions");
-                    shared.pipeline.drop_uncommitted();
+                    shared.drop_uncommitted();
                     shared.stop_isolating();
                     let positions = shared
                         .pipeline
@@ -575,7 +670,7 @@ fn isolate<S: Store>(
                 "the store refused a record that passed validation; dead-lettered as refused_by_database"
             );
             metrics::counter!(m::REFUSED_BY_STORE_TOTAL, "layer" => name).increment(1);
-            shared.pipeline.drop_uncommitted();
+            shared.drop_uncommitted();
             shared.pipeline.buffer().add_dead_letter(DeadLetter::new(
                 message.partition,
                 message.offset,
@@ -596,7 +691,7 @@ fn isolate<S: Store>(
             );
             metrics::counter!(m::ISOLATIONS_TOTAL, "layer" => name).increment(1);
             shared.isolating = shared.pipeline.buffered_ends();
-            shared.pipeline.drop_uncommitted();
+            shared.drop_uncommitted();
             let positions = shared.pipeline.positions();
             seek(consumer, &settings.topic, &positions)?;
         }

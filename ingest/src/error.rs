@@ -68,6 +68,15 @@ pub enum IngestError {
         /// Why the task ended without reporting.
         source: tokio::task::JoinError,
     },
+    /// The operating system refused the thread that validates messages (out of threads or
+    /// memory); the layer cannot start.
+    #[error("the {layer} could not start its validating thread: {source}")]
+    ValidatorThread {
+        /// The layer.
+        layer: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// A layer's store was not given back by a background write whose task failed (a bug).
     #[error("the {layer}'s store is lost: a background write did not give it back")]
     StoreLost {

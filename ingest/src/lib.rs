@@ -23,6 +23,7 @@ pub mod kafka;
 pub mod layer;
 pub mod metrics;
 pub mod pipeline;
+pub mod validator;
 
 pub use consumer::{IngestSettings, run};
 pub use error::{Disposition, IngestError};

@@ -26,7 +26,7 @@ pub enum Value {
 }
 
 /// A valid record: one optional value per schema field, in schema order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     /// Values in the order of [`EventSchema::fields`]; `None` for an absent optional field.
     pub values: Vec<Option<Value>>,
@@ -263,6 +263,17 @@ impl EventSchema {
     /// Validates one raw message. Unknown JSON keys are ignored (producers may send more);
     /// when a key repeats, the last value counts.
     pub fn validate(&self, payload: &[u8]) -> Result<Record, Rejection> {
+        let mut record = Record::default();
+        self.validate_into(payload, &mut record)?;
+        Ok(record)
+    }
+
+    /// [`EventSchema::validate`] into `record`, reusing its allocations: a string field's value
+    /// keeps the capacity of the one before, so a loop that validates into the same records
+    /// allocates nothing per record (the ingest loop's validating thread, where memory
+    /// allocated on one thread and freed on another cost a fifth of the time). After a
+    /// rejection, `record` holds nothing meaningful.
+    pub fn validate_into(&self, payload: &[u8], record: &mut Record) -> Result<(), Rejection> {
         use serde::de::DeserializeSeed;
         if payload.len() > self.max_record_bytes {
             return Err(Rejection::TooLarge {
@@ -278,7 +289,8 @@ impl EventSchema {
                 detail: e.to_string(),
             })?
             .map_err(|found| Rejection::NotObject { found })?;
-        let mut values = Vec::with_capacity(self.fields.len());
+        let values = &mut record.values;
+        values.resize(self.fields.len(), None);
         for (index, (field, raw)) in self.fields.iter().zip(fields).enumerate() {
             let raw = match raw {
                 None | Some(RawValue::Null) if field.required => {
@@ -287,7 +299,7 @@ impl EventSchema {
                     });
                 }
                 None | Some(RawValue::Null) => {
-                    values.push(None);
+                    values[index] = None;
                     continue;
                 }
                 Some(raw) => raw,
@@ -299,7 +311,17 @@ impl EventSchema {
             };
             let value = match field.field_type {
                 FieldType::String => match raw {
-                    RawValue::String(text) => Value::String(self.storable_string(field, text)?),
+                    RawValue::String(text) => {
+                        self.check_storable_string(field, &text)?;
+                        match &mut values[index] {
+                            Some(Value::String(kept)) => {
+                                kept.clear();
+                                kept.push_str(&text);
+                            }
+                            slot => *slot = Some(Value::String(text.into_owned())),
+                        }
+                        continue;
+                    }
                     _ => return Err(wrong("a string")),
                 },
                 FieldType::I64 => {
@@ -351,27 +373,20 @@ impl EventSchema {
                     Value::Timestamp(micros)
                 }
             };
-            values.push(Some(value));
+            values[index] = Some(value);
         }
-        let event_time_micros = match values[self.event_time_index] {
+        record.event_time_micros = match values[self.event_time_index] {
             Some(Value::Timestamp(micros)) => micros,
             _ => unreachable!(
                 "the event-time field is a required timestamp, checked when the schema was built"
             ),
         };
-        Ok(Record {
-            values,
-            event_time_micros,
-        })
+        Ok(())
     }
 
     /// A string every store can hold: no NUL (PostgreSQL text refuses it), at most
     /// `max_string_bytes` bytes (a group key must fit in an index entry).
-    fn storable_string(
-        &self,
-        field: &FieldDef,
-        text: std::borrow::Cow<'_, str>,
-    ) -> Result<String, Rejection> {
+    fn check_storable_string(&self, field: &FieldDef, text: &str) -> Result<(), Rejection> {
         if text.len() > self.max_string_bytes {
             return Err(Rejection::StringTooLong {
                 field: field.name.clone(),
@@ -385,7 +400,7 @@ impl EventSchema {
                 at,
             });
         }
-        Ok(text.into_owned())
+        Ok(())
     }
 }
 
@@ -413,6 +428,33 @@ mod tests {
             max_string_bytes: 16,
             event_time_min_micros: 946_684_800_000_000, // 2000-01-01
             event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
+        }
+    }
+
+    #[test]
+    fn validating_into_a_reused_record_equals_validating_afresh() {
+        let schema = schema();
+        let payloads = [
+            r#"{"ts":"2026-01-01T00:00:00Z","user":"a-long-user-name","qty":1,"price":2.5,"member":true,"seen_at":1}"#,
+            r#"{"ts":"2026-01-01T00:00:01Z","user":"b","qty":2}"#,
+            "not json",
+            r#"{"ts":"2026-01-01T00:00:02Z","user":"x\u0000","qty":3}"#,
+            r#"{"ts":"2026-01-01T00:00:03Z","user":"ccc","qty":-4,"seen_at":"2026-01-01T00:00:00Z"}"#,
+            r#"{"ts":"2026-01-01T00:00:04Z","user":"","qty":5,"price":null,"member":false}"#,
+            "",
+            r#"{"ts":"2026-01-01T00:00:05Z","user":"d","qty":9223372036854775807,"price":1e199}"#,
+        ];
+        let mut reused = Record::default();
+        for payload in payloads {
+            let afresh = schema.validate(payload.as_bytes());
+            let into = schema.validate_into(payload.as_bytes(), &mut reused);
+            match afresh {
+                Ok(record) => {
+                    assert_eq!(into, Ok(()), "{payload}");
+                    assert_eq!(reused, record, "{payload}");
+                }
+                Err(rejection) => assert_eq!(into, Err(rejection), "{payload}"),
+            }
         }
     }
 

@@ -47,6 +47,15 @@ fn batch_of(config: &schemas::BraidConfig, offsets: std::ops::Range<i64>) -> Mic
     batch
 }
 
+/// A stored page_latency row: page, bucket (µs), count, quantile sketch, sample.
+type StoredRow = (
+    String,
+    i64,
+    i64,
+    Vec<i64>,
+    sqlx::types::Json<serde_json::Value>,
+);
+
 fn latency_index(config: &schemas::BraidConfig) -> usize {
     config
         .views
@@ -61,14 +70,13 @@ async fn stored_rows(
     config: &schemas::BraidConfig,
 ) -> BTreeMap<(String, i64), (i64, Vec<i64>, serde_json::Value)> {
     let table = ViewLayout::of(&config.views[latency_index(config)]).speed_table;
-    let rows: Vec<(String, i64, i64, Vec<i64>, sqlx::types::Json<serde_json::Value>)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, \
+    let rows: Vec<StoredRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT page, (extract(epoch FROM bucket_start) * 1000000)::bigint, count, \
              quantile_duration_ms, sample FROM {table}"
-        )))
-        .fetch_all(pool)
-        .await
-        .unwrap();
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap();
     rows.into_iter()
         .map(|(page, bucket, count, q, s)| ((page, bucket), (count, q, s.0)))
         .collect()
@@ -167,17 +175,16 @@ async fn the_rust_merge_equals_postgresqls_unions_of_the_same_parts(pool: PgPool
     let (parts_a, parts_b) = (folded_rows(&config, &first), folded_rows(&config, &second));
     for (key, (count, quantile, sample)) in &stored {
         let (a, b) = (&parts_a[key], &parts_b[key]);
-        let (union_q, union_s): (Vec<i64>, sqlx::types::Json<serde_json::Value>) =
-            sqlx::query_as(
-                "SELECT serving.quantile_union($1, $2), serving.sample_union($3::jsonb, $4::jsonb)",
-            )
-            .bind(&a.1)
-            .bind(&b.1)
-            .bind(sqlx::types::Json(&a.2))
-            .bind(sqlx::types::Json(&b.2))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let (union_q, union_s): (Vec<i64>, sqlx::types::Json<serde_json::Value>) = sqlx::query_as(
+            "SELECT serving.quantile_union($1, $2), serving.sample_union($3::jsonb, $4::jsonb)",
+        )
+        .bind(&a.1)
+        .bind(&b.1)
+        .bind(sqlx::types::Json(&a.2))
+        .bind(sqlx::types::Json(&b.2))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
         assert_eq!(*count, a.0 + b.0, "{key:?}");
         assert_eq!(quantile, &union_q, "{key:?}");
         assert_eq!(sample, &union_s.0, "{key:?}");

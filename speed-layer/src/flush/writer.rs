@@ -272,9 +272,15 @@ impl ViewWriter {
         let rows = deltas.groups.in_key_order();
         let plain = |row| BindRow { row, merged: None };
         let Some(premerge) = &self.premerge else {
-            self.bind(&self.sql, epoch, deltas, rows.iter().copied().map(plain), true)
-                .execute(&mut *tx)
-                .await?;
+            self.bind(
+                &self.sql,
+                epoch,
+                deltas,
+                rows.iter().copied().map(plain),
+                true,
+            )
+            .execute(&mut *tx)
+            .await?;
             return Ok(());
         };
         // The stored rows of this flush's keys, locked in key order (two processes lock hot
@@ -484,4 +490,3 @@ impl MetricColumn {
         }
     }
 }
-
