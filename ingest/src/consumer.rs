@@ -471,7 +471,8 @@ pub fn run<S: Store>(
                     key: message.key(),
                     payload,
                 };
-                if shared.isolating.is_empty() {
+                if shared.isolating.is_empty() && payload.len() <= settings.schema.max_record_bytes
+                {
                     let Shared {
                         pipeline,
                         validator,
@@ -482,7 +483,10 @@ pub fn run<S: Store>(
                         buffer_chunk(pipeline, chunk, *dead_letter_max_payload_bytes)
                     });
                 } else {
-                    // While isolating, each message is committed alone: validated here.
+                    // While isolating, each message is committed alone; a message over
+                    // schema.max_record_bytes is refused without being copied. Validated here,
+                    // after everything read before it.
+                    shared.settle_validation();
                     let outcome = settings.schema.validate(payload);
                     buffer_validated(
                         &mut shared.pipeline,

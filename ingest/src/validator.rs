@@ -20,6 +20,11 @@ use crate::layer::{Buffered, Received};
 /// enough that the validating thread starts soon.
 const CHUNK_MESSAGES: usize = 1024;
 
+/// A chunk is handed over once its keys and payloads hold this many bytes, whatever its count.
+/// Payloads over `schema.max_record_bytes` never enter a chunk (the loop refuses them itself),
+/// so a chunk holds at most this plus one message and its key.
+const CHUNK_BYTES: usize = 4 << 20;
+
 /// Chunks handed over and not yet buffered, at most: bounds the memory held between the threads.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -145,7 +150,7 @@ impl Validator {
         });
         self.pending.records += 1;
         self.pending.bytes += message.payload.len() as u64;
-        if chunk.messages.len() >= CHUNK_MESSAGES {
+        if chunk.messages.len() >= CHUNK_MESSAGES || chunk.bytes.len() >= CHUNK_BYTES {
             if self.in_flight >= CHUNKS_IN_FLIGHT {
                 self.wait_one(&mut buffer);
             }
@@ -200,6 +205,8 @@ impl Validator {
             .map(|m| m.payload.len() as u64)
             .sum::<u64>();
         chunk.clear();
+        // A chunk that once held a huge key keeps no more than a full chunk's room.
+        chunk.bytes.shrink_to(CHUNK_BYTES);
         self.spare.push(chunk);
     }
 
@@ -350,5 +357,42 @@ mod tests {
         validator.settle(collect(&mut seen));
         assert_eq!(seen.len(), 1);
         assert!(seen[0].4.is_ok());
+    }
+
+    #[test]
+    fn a_chunk_of_large_messages_is_handed_over_by_its_bytes() {
+        let mut validator = Validator::start(schema()).unwrap();
+        let mut seen = Seen::new();
+        let key = vec![b'k'; 1 << 20];
+        let payload = payload(1);
+        for offset in 0..5 {
+            let message = Received {
+                partition: 0,
+                offset,
+                key: Some(&key),
+                payload: &payload,
+            };
+            validator.push(&message, collect(&mut seen));
+        }
+        // The first four filled a chunk's bytes and went to the validating thread; the fifth
+        // waits in the next chunk.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while seen.len() < 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} came back",
+                seen.len()
+            );
+            validator.ready(collect(&mut seen));
+            std::thread::yield_now();
+        }
+        assert_eq!(seen.len(), 4);
+        assert_eq!(validator.pending().records, 1);
+        validator.settle(collect(&mut seen));
+        assert_eq!(seen.len(), 5);
+        assert!(
+            seen.iter()
+                .all(|s| s.2.as_deref() == Some(&key[..]) && s.4.is_ok())
+        );
     }
 }

@@ -33,8 +33,16 @@ pub struct ViewWriter {
 /// sketches (`update_sql`); only the rows not stored yet go through the upsert, whose SQL union
 /// then only runs for a row another process inserted meanwhile. PostgreSQL's PL/pgSQL unions
 /// cost 120-135 µs a row, 25 times an insert (docs/benchmarks.md, "Round three").
+///
+/// The rows are locked in two runs (the stored ones, then the new ones), so two processes
+/// flushing the same view could each hold a row the other waits for. A transaction-level
+/// advisory lock per view (`lock_sql`) orders them: such flushes of one view take turns, as
+/// they would on their hot rows anyway.
 #[derive(Debug, Clone)]
 struct Premerge {
+    /// Takes the view's advisory lock until the transaction ends. The two-key form: a key space
+    /// apart from the one-key locks of batch runs and leaders.
+    lock_sql: String,
     /// `SELECT u.i, t.<merged columns> … FOR UPDATE OF t`, over the keys without a NULL part.
     select_sql: String,
     /// `UPDATE … SET …` of stored rows: merged columns replaced, the others folded in SQL.
@@ -146,6 +154,9 @@ impl ViewWriter {
             .join(" AND ");
         let key_count = 1 + groups.len();
         let premerge = (!merged.is_empty()).then(|| Premerge {
+            lock_sql: format!(
+                "SELECT pg_advisory_xact_lock(hashtext('braid:speed:merged-sketch-rows'), hashtext('{table}'))"
+            ),
             select_sql: format!(
                 "SELECT u.i, {stored} FROM UNNEST({keys}) WITH ORDINALITY AS u({key_aliases}, i) \
                  JOIN {table} AS t ON {key_match} ORDER BY u.i FOR UPDATE OF t",
@@ -283,8 +294,10 @@ impl ViewWriter {
             .await?;
             return Ok(());
         };
-        // The stored rows of this flush's keys, locked in key order (two processes lock hot
-        // rows alike), then merged here.
+        sqlx::query(sqlx::AssertSqlSafe(premerge.lock_sql.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        // The stored rows of this flush's keys, locked in key order, then merged here.
         let lookup: Vec<usize> = (0..rows.len())
             .filter(|&i| rows[i].0.0.iter().all(Option::is_some))
             .collect();
