@@ -73,7 +73,14 @@ pub async fn flush(
     let mut touched = Vec::new();
     for (writer, deltas) in writers.iter().zip(&batch.views) {
         if !deltas.groups.is_empty() {
+            let writing = std::time::Instant::now();
             writer.write(&mut tx, epoch, deltas).await?;
+            tracing::debug!(
+                view = writer.view.as_str(),
+                rows = deltas.groups.len(),
+                seconds = writing.elapsed().as_secs_f64(),
+                "wrote the view's rows"
+            );
             touched.push(pg::view_changes::ViewChange {
                 view: writer.view.clone(),
                 buckets: deltas.groups.bucket_range(),

@@ -18,6 +18,14 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(config.postgres.max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::query(schemas::pg::PREFER_LZ4_COMPRESSION)
+                    .execute(connection)
+                    .await
+                    .map(|_| ())
+            })
+        })
         .connect(&config.postgres.url)
         .await
         .with_context(|| {

@@ -32,6 +32,13 @@ pub use validation_rules::{
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
+/// Run on each new connection: values PostgreSQL compresses (sketches and samples over about
+/// 2 kB) are compressed with lz4 where the server was built with it, pglz otherwise. lz4 is
+/// several times faster at about the same size; the speed layer rewrites such rows at every
+/// flush (docs/benchmarks.md, "Round three"). Readers decompress either transparently.
+pub const PREFER_LZ4_COMPRESSION: &str = "SELECT set_config('default_toast_compression', 'lz4', false) \
+     FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)";
+
 /// The static migrations in `migrations/` at the repository root.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 

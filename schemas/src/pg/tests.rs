@@ -258,3 +258,51 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
         "the flush's newest event time is kept"
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_connection_prefers_lz4_and_reads_back_what_it_compressed(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    let supported: bool = sqlx::query_scalar(
+        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+    )
+    .fetch_one(&mut *connection)
+    .await
+    .unwrap();
+    let before: String = sqlx::query_scalar("SHOW default_toast_compression")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::query(PREFER_LZ4_COMPRESSION)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    let after: String = sqlx::query_scalar("SHOW default_toast_compression")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    // A server without lz4 keeps its setting; the statement never fails.
+    assert_eq!(after, if supported { "lz4".to_string() } else { before });
+    // A value large enough to be compressed, stored and read back unchanged.
+    let text: String = (0..4000).map(|i| format!("{{\"n\": {}}}", i % 7)).collect();
+    let json = format!("[{}]", text.replace("}{", "},{"));
+    sqlx::query("CREATE TABLE t (v jsonb)")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES ($1::text::jsonb)")
+        .bind(&json)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    let (method, back): (Option<String>, String) =
+        sqlx::query_as("SELECT pg_column_compression(v), v::text FROM t")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+    assert_eq!(method.as_deref(), Some(after.as_str()));
+    let parsed: serde_json::Value = serde_json::from_str(&back).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    );
+}

@@ -292,16 +292,29 @@ impl SampleSketch {
     /// "p": partition, "o": offset, "f": fields}, …]}`, lowest hash first; an omitted record
     /// has `"f": null, "n": its fields' bytes`.
     pub fn to_json(&self) -> Json {
+        self.clone().into_json()
+    }
+
+    /// [`SampleSketch::to_json`], moving the kept fields instead of copying them.
+    pub fn into_json(self) -> Json {
         let records: Vec<Json> = self
             .records
-            .iter()
-            .map(|(rank, kept)| match kept {
-                Kept::Fields(fields) => {
-                    json!({ "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": fields })
+            .into_iter()
+            .map(|(rank, kept)| {
+                let mut record = Map::with_capacity(5);
+                record.insert("h".into(), rank.hash.into());
+                record.insert("p".into(), rank.partition.into());
+                record.insert("o".into(), rank.offset.into());
+                match kept {
+                    Kept::Fields(fields) => {
+                        record.insert("f".into(), fields);
+                    }
+                    Kept::Omitted(bytes) => {
+                        record.insert("f".into(), Json::Null);
+                        record.insert("n".into(), bytes.into());
+                    }
                 }
-                Kept::Omitted(bytes) => json!({
-                    "h": rank.hash, "p": rank.partition, "o": rank.offset, "f": null, "n": bytes
-                }),
+                Json::Object(record)
             })
             .collect();
         json!({ "k": self.params.k, "b": self.params.max_record_bytes, "records": records })
@@ -322,6 +335,12 @@ impl SampleSketch {
 
     /// The sample a stored JSON holds, with the record bound of `params`.
     pub fn from_json(params: SampleParams, value: &Json) -> Result<Self, DecodeError> {
+        Self::from_owned_json(params, value.clone())
+    }
+
+    /// [`SampleSketch::from_json`], moving the kept fields out of `value` instead of copying
+    /// them.
+    pub fn from_owned_json(params: SampleParams, mut value: Json) -> Result<Self, DecodeError> {
         let error = |what| DecodeError { what };
         if value.get("k").and_then(Json::as_u64) != Some(u64::from(params.k))
             || value.get("b").and_then(Json::as_u64) != Some(u64::from(params.max_record_bytes))
@@ -329,9 +348,10 @@ impl SampleSketch {
             return Err(error("its k or record bound is not the metric's"));
         }
         let records = value
-            .get("records")
-            .and_then(Json::as_array)
+            .get_mut("records")
+            .and_then(Json::as_array_mut)
             .ok_or(error("no records array"))?;
+        let count = records.len();
         let mut sample = Self::new(params);
         for record in records {
             let int = |key: &str| record.get(key).and_then(Json::as_i64);
@@ -343,8 +363,9 @@ impl SampleSketch {
             if hash != position_hash(partition, offset) {
                 return Err(error("a record whose hash is not its position's"));
             }
-            let fields = match (record.get("f"), record.get("n").and_then(Json::as_u64)) {
-                (Some(Json::Object(_)), None) => Kept::Fields(record["f"].clone()),
+            let omitted = record.get("n").and_then(Json::as_u64);
+            let fields = match (record.get_mut("f"), omitted) {
+                (Some(fields @ Json::Object(_)), None) => Kept::Fields(fields.take()),
                 (Some(Json::Null), Some(bytes)) => Kept::Omitted(bytes as usize),
                 _ => return Err(error("a record without fields or their omitted size")),
             };
@@ -357,7 +378,7 @@ impl SampleSketch {
                 fields,
             );
         }
-        if sample.records.len() != records.len() {
+        if sample.records.len() != count {
             return Err(error("repeated or too many records"));
         }
         Ok(sample)

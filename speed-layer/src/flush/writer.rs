@@ -43,9 +43,11 @@ struct Premerge {
     /// Takes the view's advisory lock until the transaction ends. The two-key form: a key space
     /// apart from the one-key locks of batch runs and leaders.
     lock_sql: String,
-    /// `SELECT u.i, t.<merged columns> … FOR UPDATE OF t`, over the keys without a NULL part.
+    /// `SELECT u.i, t.ctid, t.<merged columns>`, each row locked `FOR UPDATE`, over the keys
+    /// without a NULL part.
     select_sql: String,
-    /// `UPDATE … SET …` of stored rows: merged columns replaced, the others folded in SQL.
+    /// `UPDATE … SET …` of stored rows by tuple id (bound last): merged columns replaced, the
+    /// others folded in SQL.
     update_sql: String,
     /// The merged metrics: their index in the view's metrics and their sketch type.
     metrics: Vec<(usize, SketchType)>,
@@ -55,7 +57,7 @@ struct Premerge {
 /// merged sketches in [`Premerge::metrics`] order (`None`: neither side has one).
 struct BindRow<'a> {
     row: &'a (GroupBucket, Vec<MetricValue>),
-    merged: Option<&'a [Option<StoredSketch>]>,
+    merged: Option<Vec<Option<StoredSketch>>>,
 }
 
 impl ViewWriter {
@@ -157,9 +159,13 @@ impl ViewWriter {
             lock_sql: format!(
                 "SELECT pg_advisory_xact_lock(hashtext('braid:speed:merged-sketch-rows'), hashtext('{table}'))"
             ),
+            // One index probe per key (a lateral subquery), each row locked as it is found in
+            // the keys' order: a join let the planner hash every stored row of the epoch, their
+            // sketches detoasted, for a few thousand keys (docs/benchmarks.md, "Round three").
             select_sql: format!(
-                "SELECT u.i, {stored} FROM UNNEST({keys}) WITH ORDINALITY AS u({key_aliases}, i) \
-                 JOIN {table} AS t ON {key_match} ORDER BY u.i FOR UPDATE OF t",
+                "SELECT u.i, t.ctid::text, {stored} FROM UNNEST({keys}) WITH ORDINALITY AS u({key_aliases}, i) \
+                 CROSS JOIN LATERAL (SELECT t.ctid, {stored} FROM {table} AS t WHERE {key_match} FOR UPDATE) AS t \
+                 ORDER BY u.i",
                 stored = merged
                     .iter()
                     .map(|(index, _)| format!("t.{}", metrics[*index]))
@@ -168,8 +174,12 @@ impl ViewWriter {
                 keys = unnest_args[..key_count].join(", "),
                 key_aliases = aliases[..key_count].join(", "),
             ),
+            // The rows found above, by their tuple ids (stable while they are locked): one TID
+            // scan each instead of matching every stored row of the epoch on the key.
             update_sql: format!(
-                "UPDATE {table} AS t SET {assignments} FROM UNNEST({unnest}) AS u({aliases}) WHERE {key_match}",
+                "UPDATE {table} AS t SET {assignments} FROM UNNEST({unnest}, ${tids}::text[]::tid[]) AS u({aliases}, tid) \
+                 WHERE t.ctid = u.tid AND t.epoch = $1",
+                tids = unnest_args.len() + 2,
                 assignments = view
                     .metrics
                     .iter()
@@ -226,7 +236,7 @@ impl ViewWriter {
         let merged_metrics = self.premerge.as_ref().map_or(&[][..], |p| &p.metrics[..]);
         for BindRow {
             row: ((key, bucket), values),
-            merged,
+            mut merged,
         } in rows
         {
             buckets.push(micros_to_time(*bucket));
@@ -234,14 +244,15 @@ impl ViewWriter {
                 column.push(value);
             }
             for (index, (column, value)) in metrics.iter_mut().zip(values).enumerate() {
-                let merged_value = merged.and_then(|merged| {
+                // Moved out of the merged row: each is bound once.
+                let merged_value = merged.as_mut().and_then(|merged| {
                     merged_metrics
                         .iter()
                         .position(|(m, _)| *m == index)
-                        .map(|at| &merged[at])
+                        .map(|at| merged[at].take())
                 });
                 match (merged_value, value) {
-                    (Some(merged), _) => column.push_sketch(merged.clone()),
+                    (Some(merged), _) => column.push_sketch(merged),
                     (None, MetricValue::Sketch(index)) => {
                         column.push_sketch(index.map(|i| deltas.sketches[i as usize].stored()))
                     }
@@ -315,6 +326,7 @@ impl ViewWriter {
             .await?
         };
         let mut merged: BTreeMap<usize, Vec<Option<StoredSketch>>> = BTreeMap::new();
+        let mut tuple_ids: Vec<String> = Vec::with_capacity(stored.len());
         for found in &stored {
             let ordinal: i64 = found.try_get(0)?;
             let Some(&i) = usize::try_from(ordinal - 1)
@@ -324,21 +336,29 @@ impl ViewWriter {
                 continue;
             };
             if let Some(values) = premerge.merge(found, deltas, &rows[i].1)? {
+                // In key order, as the map iterates: the rows come back in ordinal order.
+                tuple_ids.push(found.try_get(1)?);
                 merged.insert(i, values);
             }
         }
-        if !merged.is_empty() {
-            let updated = merged.iter().map(|(&i, values)| BindRow {
+        let mut is_merged = vec![false; rows.len()];
+        for &i in merged.keys() {
+            is_merged[i] = true;
+        }
+        let merged_count = merged.len();
+        if merged_count > 0 {
+            let updated = merged.into_iter().map(|(i, values)| BindRow {
                 row: rows[i],
                 merged: Some(values),
             });
             self.bind(&premerge.update_sql, epoch, deltas, updated, true)
+                .bind(tuple_ids)
                 .execute(&mut *tx)
                 .await?;
         }
-        if merged.len() < rows.len() {
+        if merged_count < rows.len() {
             let inserted: Vec<BindRow<'_>> = (0..rows.len())
-                .filter(|i| !merged.contains_key(i))
+                .filter(|&i| !is_merged[i])
                 .map(|i| plain(rows[i]))
                 .collect();
             self.bind(&self.sql, epoch, deltas, inserted.into_iter(), true)
@@ -365,7 +385,8 @@ impl Premerge {
                 Some(MetricValue::Sketch(Some(i))) => deltas.sketches.get(*i as usize),
                 _ => None,
             };
-            let column = at + 1;
+            // After the ordinal and the tuple id.
+            let column = at + 2;
             let value = match sketch_type {
                 SketchType::Quantile(params) => {
                     let stored: Option<Vec<i64>> = found.try_get(column)?;
@@ -386,18 +407,18 @@ impl Premerge {
                 SketchType::Sample(params) => {
                     let stored: Option<sqlx::types::Json<serde_json::Value>> =
                         found.try_get(column)?;
-                    let stored = match stored.map(|json| SampleSketch::from_json(*params, &json.0))
-                    {
-                        Some(Ok(sample)) => Some(sample),
-                        Some(Err(_)) => return Ok(None),
-                        None => None,
-                    };
+                    let stored =
+                        match stored.map(|json| SampleSketch::from_owned_json(*params, json.0)) {
+                            Some(Ok(sample)) => Some(sample),
+                            Some(Err(_)) => return Ok(None),
+                            None => None,
+                        };
                     match (stored, mine) {
                         (Some(mut stored), Some(SketchState::Sample(mine))) => {
                             stored.merge(mine);
-                            Some(StoredSketch::Json(stored.to_json()))
+                            Some(StoredSketch::Json(stored.into_json()))
                         }
-                        (Some(stored), _) => Some(StoredSketch::Json(stored.to_json())),
+                        (Some(stored), _) => Some(StoredSketch::Json(stored.into_json())),
                         (None, mine) => mine.map(SketchState::stored),
                     }
                 }
