@@ -8,8 +8,10 @@
 #   3. The peer a user would pick instead, Apache Flink (PyFlink's local mini-cluster, SQL, the
 #      Kafka connector; scripts/bench/flink_ysb.py), in the same run on the same cores: the same
 #      tumbling count over the same topic (events/s, memory), its window counts checked against
-#      the fold like Braid's, then its freshness after a window closes on a live stream of its own
-#      at the same rate (Braid's speed layer stopped by then).
+#      the fold like Braid's (run as in production: checkpoints every 10 s, a Kafka sink), again
+#      as the job alone (a blackhole sink, no checkpoints: its rate only), then its freshness
+#      after a window closes on a live stream of its own at the same rate (Braid's speed layer
+#      stopped by then).
 #   BENCH_EVENTS     events in the topic for part 1 (default 3000000)
 #   BENCH_LIVE_RATE  events/s for part 2 (default 20000), BENCH_LIVE_SECONDS (default 240)
 #   BENCH_ROLLUP_RATE, BENCH_ROLLUP_SECONDS  the campaign rollup's latency run (default 5/s for 20 s)
@@ -101,6 +103,10 @@ echo "Flink $("$FLINK_PYTHON" -c 'import pyflink.version as v; print(v.__version
 "$FLINK_PYTHON" scripts/bench/flink_ysb.py catchup --topic "$BRAID__KAFKA__TOPIC" --out "$BRAID__KAFKA__TOPIC.flink" \
   --events "$EVENTS" 2>"$BRAID_BENCH_TMP/flink.log" || { tail -n 30 "$BRAID_BENCH_TMP/flink.log" >&2; exit 1; }
 kcat -C -b "$KAFKA_BROKERS" -t "$BRAID__KAFKA__TOPIC.flink" -o beginning -e -q > "$BRAID_BENCH_TMP/flink-rows.json"
+echo "Flink again, the job alone: a blackhole sink and no checkpoints (its rows are discarded, so only its rate is compared)"
+"$FLINK_PYTHON" scripts/bench/flink_ysb.py catchup --sink blackhole --topic "$BRAID__KAFKA__TOPIC" --out unused \
+  --events "$EVENTS" 2>"$BRAID_BENCH_TMP/flink-blackhole.log" | sed 's/^flink:/flink (blackhole):/' \
+  || { tail -n 30 "$BRAID_BENCH_TMP/flink-blackhole.log" >&2; exit 1; }
 "$BIN" generate --workload ysb --stdout --count "$EVENTS" --seed 1 | python3 scripts/bench/ysb_check.py \
   --campaigns "$BRAID_BENCH_TMP/served.json" --ads "$BRAID_BENCH_TMP/served-ads.json" --flink "$BRAID_BENCH_TMP/flink-rows.json" \
   || { echo "window counts differ from the fold over the generated stream" >&2; exit 1; }

@@ -63,8 +63,10 @@ pub async fn check_validation_rules(
         return Ok(());
     }
     // None recorded yet (record these), or different (say how). One statement: the insert's
-    // result, or the row another process recorded first.
-    let (stored,): (String,) = sqlx::query_as(
+    // result, or the row another process recorded first. When that process's insert was still
+    // uncommitted as the statement began, the insert waits for it and then does nothing, and
+    // the statement's snapshot does not see the row: a second statement does.
+    let inserted_or_seen: Option<(String,)> = sqlx::query_as(
         "WITH inserted AS (
             INSERT INTO braid_internal.validation_rules (topic, fingerprint, rules) VALUES ($1, $2, $3::jsonb)
             ON CONFLICT (topic) DO NOTHING RETURNING rules)
@@ -75,8 +77,17 @@ pub async fn check_validation_rules(
     .bind(topic)
     .bind(&fingerprint)
     .bind(rules.to_json())
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
+    let (stored,) = match inserted_or_seen {
+        Some(row) => row,
+        None => sqlx::query_as(
+            "SELECT rules::text FROM braid_internal.validation_rules WHERE topic = $1 FOR SHARE",
+        )
+        .bind(topic)
+        .fetch_one(&mut *conn)
+        .await?,
+    };
     let differences = rules.differences(&ValidationRules::from_json(&stored)?);
     if differences.is_empty() {
         return Ok(());
