@@ -19,6 +19,20 @@ pub enum SpeedError {
         /// The partition.
         partition: Partition,
     },
+    /// A flush updated other than the stored rows it had read and locked for a view whose
+    /// sketches the writer merges (a bug: the rows are updated by the tuple ids that read
+    /// returned). Nothing was committed.
+    #[error(
+        "the flush of view {view} updated {updated} of the {expected} stored rows it had locked; nothing was committed"
+    )]
+    MergedRowsMoved {
+        /// The view.
+        view: String,
+        /// Rows read, locked and merged.
+        expected: u64,
+        /// Rows the update changed.
+        updated: u64,
+    },
     /// The ingest loop failed: Kafka, an assignment, or a retention gap (Kafka no longer holds
     /// records the speed layer still needs; the operator decides: `braid recover --from-lake`
     /// moves the speed layer to the sink's positions and lets the next batch run cover the gap).

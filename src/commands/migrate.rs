@@ -19,12 +19,7 @@ pub async fn connect(config: &BraidConfig) -> anyhow::Result<PgPool> {
         .max_connections(config.postgres.max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .after_connect(|connection, _| {
-            Box::pin(async move {
-                sqlx::query(schemas::pg::PREFER_LZ4_COMPRESSION)
-                    .execute(connection)
-                    .await
-                    .map(|_| ())
-            })
+            Box::pin(async move { schemas::pg::prefer_lz4_compression(connection).await })
         })
         .connect(&config.postgres.url)
         .await

@@ -33,11 +33,35 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
 /// Run on each new connection: values PostgreSQL compresses (sketches and samples over about
-/// 2 kB) are compressed with lz4 where the server was built with it, pglz otherwise. lz4 is
-/// several times faster at about the same size; the speed layer rewrites such rows at every
-/// flush (docs/benchmarks.md, "Round three"). Readers decompress either transparently.
-pub const PREFER_LZ4_COMPRESSION: &str = "SELECT set_config('default_toast_compression', 'lz4', false) \
-     FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)";
+/// 2 kB) are compressed with lz4 where the server was built with it and nobody chose a method
+/// (the setting is at its default), pglz otherwise. lz4 is several times faster at about the
+/// same size; the speed layer rewrites such rows at every flush (docs/benchmarks.md, "Round
+/// three"). Readers decompress either transparently. A preference only: see
+/// [`prefer_lz4_compression`].
+pub const PREFER_LZ4_COMPRESSION: &str = "SELECT pg_catalog.set_config('default_toast_compression', 'lz4', false) \
+     FROM pg_catalog.pg_settings WHERE name = 'default_toast_compression' AND source = 'default' \
+     AND 'lz4' = ANY(enumvals)";
+
+/// Runs [`PREFER_LZ4_COMPRESSION`] on a new connection, unprepared (poolers without prepared
+/// statements accept it). A refusal by the server (a restricted catalog, a proxy) leaves the
+/// connection as it was, with a warning: only a broken connection is an error, so a pool never
+/// fails to connect over a preference.
+pub async fn prefer_lz4_compression(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    match sqlx::raw_sql(PREFER_LZ4_COMPRESSION)
+        .execute(connection)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(refused)) => {
+            tracing::warn!(
+                error = %refused,
+                "PostgreSQL refused to set default_toast_compression to lz4 for this connection; large values are compressed with the server's default"
+            );
+            Ok(())
+        }
+        Err(other) => Err(other),
+    }
+}
 
 /// The static migrations in `migrations/` at the repository root.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");

@@ -263,7 +263,7 @@ async fn advancing_positions_is_fenced_against_other_writers(pool: PgPool) {
 async fn a_connection_prefers_lz4_and_reads_back_what_it_compressed(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
     let supported: bool = sqlx::query_scalar(
-        "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+        "SELECT 'lz4' = ANY(enumvals) AND source = 'default' FROM pg_settings WHERE name = 'default_toast_compression'",
     )
     .fetch_one(&mut *connection)
     .await
@@ -272,15 +272,12 @@ async fn a_connection_prefers_lz4_and_reads_back_what_it_compressed(pool: PgPool
         .fetch_one(&mut *connection)
         .await
         .unwrap();
-    sqlx::query(PREFER_LZ4_COMPRESSION)
-        .execute(&mut *connection)
-        .await
-        .unwrap();
+    prefer_lz4_compression(&mut connection).await.unwrap();
     let after: String = sqlx::query_scalar("SHOW default_toast_compression")
         .fetch_one(&mut *connection)
         .await
         .unwrap();
-    // A server without lz4 keeps its setting; the statement never fails.
+    // A server without lz4, or whose setting someone chose, keeps it; the statement never fails.
     assert_eq!(after, if supported { "lz4".to_string() } else { before });
     // A value large enough to be compressed, stored and read back unchanged.
     let text: String = (0..4000).map(|i| format!("{{\"n\": {}}}", i % 7)).collect();
@@ -305,4 +302,52 @@ async fn a_connection_prefers_lz4_and_reads_back_what_it_compressed(pool: PgPool
         parsed,
         serde_json::from_str::<serde_json::Value>(&json).unwrap()
     );
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_operators_choice_of_compression_is_kept_and_a_refusal_never_fails_a_connection(
+    pool: PgPool,
+) {
+    let mut connection = pool.acquire().await.unwrap();
+    // Chosen for this session (as ALTER ROLE or ALTER DATABASE would): left as it is.
+    sqlx::query("SET default_toast_compression = 'pglz'")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    prefer_lz4_compression(&mut connection).await.unwrap();
+    let kept: String = sqlx::query_scalar("SHOW default_toast_compression")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    assert_eq!(kept, "pglz");
+    // A server that refuses the statement (here: the catalog read denied to a role): the
+    // connection stays usable and the preference is skipped.
+    sqlx::raw_sql(
+        "CREATE ROLE braid_no_settings NOLOGIN; REVOKE ALL ON pg_catalog.pg_settings FROM PUBLIC; \
+         SET ROLE braid_no_settings",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    let denied = sqlx::raw_sql(PREFER_LZ4_COMPRESSION)
+        .execute(&mut *connection)
+        .await
+        .map(|_| ());
+    let refused = prefer_lz4_compression(&mut connection).await;
+    sqlx::raw_sql(
+        "RESET ROLE; GRANT SELECT ON pg_catalog.pg_settings TO PUBLIC; DROP ROLE braid_no_settings",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    assert!(
+        matches!(denied, Err(sqlx::Error::Database(_))),
+        "the statement itself is refused: {denied:?}"
+    );
+    refused.unwrap();
+    let answers: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    assert_eq!(answers, 1);
 }

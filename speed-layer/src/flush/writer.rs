@@ -15,6 +15,7 @@ use sqlx::query::Query;
 use sqlx::{Postgres, Row};
 
 use crate::aggregate::{GroupBucket, KeyValue, MetricValue, SketchState, StoredSketch, ViewDeltas};
+use crate::error::SpeedError;
 
 /// The prepared statements of one view: its upsert and, for a view with metrics the writer
 /// merges itself ([`merge::merged_by_the_writer`]), the statements that read and update the
@@ -174,11 +175,13 @@ impl ViewWriter {
                 keys = unnest_args[..key_count].join(", "),
                 key_aliases = aliases[..key_count].join(", "),
             ),
-            // The rows found above, by their tuple ids (stable while they are locked): one TID
-            // scan each instead of matching every stored row of the epoch on the key.
+            // The rows found above, by their tuple ids (stable while they are locked): a TID
+            // scan of exactly those (`ctid = ANY`), instead of matching every stored row of the
+            // epoch on the key. The key is checked too, inside `IS TRUE` so that the planner
+            // cannot join on it (it then hashes the epoch's rows again).
             update_sql: format!(
                 "UPDATE {table} AS t SET {assignments} FROM UNNEST({unnest}, ${tids}::text[]::tid[]) AS u({aliases}, tid) \
-                 WHERE t.ctid = u.tid AND t.epoch = $1",
+                 WHERE t.ctid = ANY(${tids}::text[]::tid[]) AND t.ctid = u.tid AND ({key_match}) IS TRUE",
                 tids = unnest_args.len() + 2,
                 assignments = view
                     .metrics
@@ -290,7 +293,7 @@ impl ViewWriter {
         tx: &mut sqlx::PgConnection,
         epoch: i64,
         deltas: &ViewDeltas,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<(), SpeedError> {
         let rows = deltas.groups.in_key_order();
         let plain = |row| BindRow { row, merged: None };
         let Some(premerge) = &self.premerge else {
@@ -325,8 +328,8 @@ impl ViewWriter {
             .fetch_all(&mut *tx)
             .await?
         };
-        let mut merged: BTreeMap<usize, Vec<Option<StoredSketch>>> = BTreeMap::new();
-        let mut tuple_ids: Vec<String> = Vec::with_capacity(stored.len());
+        // Row index → (its stored row's tuple id, the merged sketches).
+        let mut merged: BTreeMap<usize, (String, Vec<Option<StoredSketch>>)> = BTreeMap::new();
         for found in &stored {
             let ordinal: i64 = found.try_get(0)?;
             let Some(&i) = usize::try_from(ordinal - 1)
@@ -336,9 +339,7 @@ impl ViewWriter {
                 continue;
             };
             if let Some(values) = premerge.merge(found, deltas, &rows[i].1)? {
-                // In key order, as the map iterates: the rows come back in ordinal order.
-                tuple_ids.push(found.try_get(1)?);
-                merged.insert(i, values);
+                merged.insert(i, (found.try_get(1)?, values));
             }
         }
         let mut is_merged = vec![false; rows.len()];
@@ -347,14 +348,34 @@ impl ViewWriter {
         }
         let merged_count = merged.len();
         if merged_count > 0 {
-            let updated = merged.into_iter().map(|(i, values)| BindRow {
-                row: rows[i],
-                merged: Some(values),
-            });
-            self.bind(&premerge.update_sql, epoch, deltas, updated, true)
+            let mut tuple_ids: Vec<String> = Vec::with_capacity(merged_count);
+            let mut updated: Vec<BindRow<'_>> = Vec::with_capacity(merged_count);
+            for (i, (tuple_id, values)) in merged {
+                tuple_ids.push(tuple_id);
+                updated.push(BindRow {
+                    row: rows[i],
+                    merged: Some(values),
+                });
+            }
+            let done = self
+                .bind(
+                    &premerge.update_sql,
+                    epoch,
+                    deltas,
+                    updated.into_iter(),
+                    true,
+                )
                 .bind(tuple_ids)
                 .execute(&mut *tx)
                 .await?;
+            // Each row by its tuple id and its key: anything else rolls the flush back.
+            if done.rows_affected() != merged_count as u64 {
+                return Err(SpeedError::MergedRowsMoved {
+                    view: self.view.clone(),
+                    expected: merged_count as u64,
+                    updated: done.rows_affected(),
+                });
+            }
         }
         if merged_count < rows.len() {
             let inserted: Vec<BindRow<'_>> = (0..rows.len())
