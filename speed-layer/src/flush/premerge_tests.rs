@@ -136,6 +136,27 @@ async fn set_up(pool: &PgPool, config: &schemas::BraidConfig) -> Vec<ViewWriter>
     config.views.iter().map(ViewWriter::new).collect()
 }
 
+/// Flushes page views `offsets` of partition 0 as one micro-batch, from `offsets.start`.
+async fn flush_range(
+    pool: &PgPool,
+    config: &schemas::BraidConfig,
+    writers: &[ViewWriter],
+    offsets: std::ops::Range<i64>,
+) {
+    let rules = ValidationRules::of(&config.schema);
+    let from = BTreeMap::from([(0, offsets.start)]);
+    flush(
+        pool,
+        "t",
+        &rules,
+        writers,
+        &batch_of(config, offsets),
+        &from,
+    )
+    .await
+    .unwrap();
+}
+
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn rows_merged_in_rust_across_flushes_equal_one_batch_of_every_record(pool: PgPool) {
     let config = config();
@@ -209,16 +230,7 @@ async fn a_stored_sketch_the_writer_cannot_read_is_refused_by_the_sql_union_as_b
     let config = config();
     let writers = set_up(&pool, &config).await;
     let rules = ValidationRules::of(&config.schema);
-    flush(
-        &pool,
-        "t",
-        &rules,
-        &writers,
-        &batch_of(&config, 0..10),
-        &BTreeMap::from([(0, 0)]),
-    )
-    .await
-    .unwrap();
+    flush_range(&pool, &config, &writers, 0..10).await;
     let table = ViewLayout::of(&config.views[latency_index(&config)]).speed_table;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "UPDATE {table} SET quantile_duration_ms = '{{1,6,999,0,0,0}}'"
@@ -353,16 +365,7 @@ async fn a_row_another_transaction_updates_while_the_flush_waits_is_merged_in_it
     let config = config();
     let writers = set_up(&pool, &config).await;
     let rules = ValidationRules::of(&config.schema);
-    flush(
-        &pool,
-        "t",
-        &rules,
-        &writers,
-        &batch_of(&config, 0..300),
-        &BTreeMap::from([(0, 0)]),
-    )
-    .await
-    .unwrap();
+    flush_range(&pool, &config, &writers, 0..300).await;
     let table = ViewLayout::of(&config.views[latency_index(&config)]).speed_table;
     let key = stored_rows(&pool, &config)
         .await
