@@ -198,21 +198,11 @@ impl Validator {
     fn done(&mut self, mut chunk: Chunk, buffer: &mut impl FnMut(&Chunk)) {
         self.in_flight -= 1;
         buffer(&chunk);
-        self.no_longer_pending(&chunk);
+        no_longer_pending(&mut self.pending, &chunk);
         chunk.clear();
         // A chunk that once held a huge key keeps no more than a full chunk's room.
         chunk.bytes.shrink_to(CHUNK_BYTES);
         self.spare.push(chunk);
-    }
-
-    /// Books a chunk's messages as buffered or dropped.
-    fn no_longer_pending(&mut self, chunk: &Chunk) {
-        self.pending.records -= chunk.messages.len() as u64;
-        self.pending.bytes -= chunk
-            .messages
-            .iter()
-            .map(|m| m.payload.len() as u64)
-            .sum::<u64>();
     }
 
     /// Gives every message read so far to `buffer`, in order, waiting for the chunks in flight.
@@ -226,9 +216,7 @@ impl Validator {
     /// Drops every message read and not yet buffered (after a seek, a fence or a revoke: they
     /// are read again from the stored positions).
     pub fn discard(&mut self) {
-        let filling = std::mem::take(&mut self.filling);
-        self.no_longer_pending(&filling);
-        self.filling = filling;
+        no_longer_pending(&mut self.pending, &self.filling);
         self.filling.clear();
         while self.in_flight > 0 {
             self.wait_one(&mut |_: &Chunk| {});
@@ -246,6 +234,16 @@ impl Drop for Validator {
             let _ = worker.join();
         }
     }
+}
+
+/// Books a chunk's messages as buffered or dropped.
+fn no_longer_pending(pending: &mut Buffered, chunk: &Chunk) {
+    pending.records -= chunk.messages.len() as u64;
+    pending.bytes -= chunk
+        .messages
+        .iter()
+        .map(|m| m.payload.len() as u64)
+        .sum::<u64>();
 }
 
 #[cfg(test)]

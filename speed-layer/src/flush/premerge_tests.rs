@@ -161,22 +161,11 @@ async fn flush_range(
 async fn rows_merged_in_rust_across_flushes_equal_one_batch_of_every_record(pool: PgPool) {
     let config = config();
     let writers = set_up(&pool, &config).await;
-    let rules = ValidationRules::of(&config.schema);
     // Four flushes over the same six rows, of uneven sizes: every row is stored by the first and
     // merged by the later ones.
     let cuts = [0, 40, 41, 300, 900];
     for window in cuts.windows(2) {
-        let batch = batch_of(&config, window[0]..window[1]);
-        flush(
-            &pool,
-            "t",
-            &rules,
-            &writers,
-            &batch,
-            &BTreeMap::from([(0, window[0])]),
-        )
-        .await
-        .unwrap();
+        flush_range(&pool, &config, &writers, window[0]..window[1]).await;
     }
     let stored = stored_rows(&pool, &config).await;
     let expected = folded_rows(&config, &batch_of(&config, 0..900));
@@ -188,23 +177,14 @@ async fn rows_merged_in_rust_across_flushes_equal_one_batch_of_every_record(pool
 async fn the_rust_merge_equals_postgresqls_unions_of_the_same_parts(pool: PgPool) {
     let config = config();
     let writers = set_up(&pool, &config).await;
-    let rules = ValidationRules::of(&config.schema);
-    let first = batch_of(&config, 0..200);
-    let second = batch_of(&config, 200..500);
-    for (batch, from) in [(&first, 0), (&second, 200)] {
-        flush(
-            &pool,
-            "t",
-            &rules,
-            &writers,
-            batch,
-            &BTreeMap::from([(0, from)]),
-        )
-        .await
-        .unwrap();
-    }
+    let (first, second) = (0..200, 200..500);
+    flush_range(&pool, &config, &writers, first.clone()).await;
+    flush_range(&pool, &config, &writers, second.clone()).await;
     let stored = stored_rows(&pool, &config).await;
-    let (parts_a, parts_b) = (folded_rows(&config, &first), folded_rows(&config, &second));
+    let (parts_a, parts_b) = (
+        folded_rows(&config, &batch_of(&config, first)),
+        folded_rows(&config, &batch_of(&config, second)),
+    );
     for (key, (count, quantile, sample)) in &stored {
         let (a, b) = (&parts_a[key], &parts_b[key]);
         let (union_q, union_s): (Vec<i64>, sqlx::types::Json<serde_json::Value>) = sqlx::query_as(
@@ -307,18 +287,7 @@ async fn rows_left_to_the_upsert_between_rows_updated_by_tuple_id_keep_every_key
 ) {
     let config = config();
     let writers = set_up(&pool, &config).await;
-    let rules = ValidationRules::of(&config.schema);
-    let from = |offset| BTreeMap::from([(0, offset)]);
-    flush(
-        &pool,
-        "t",
-        &rules,
-        &writers,
-        &batch_of(&config, 0..300),
-        &from(0),
-    )
-    .await
-    .unwrap();
+    flush_range(&pool, &config, &writers, 0..300).await;
     let table = ViewLayout::of(&config.views[latency_index(&config)]).speed_table;
     let keys: Vec<(String, i64)> = stored_rows(&pool, &config).await.keys().cloned().collect();
     assert_eq!(keys.len(), 6);
@@ -336,16 +305,7 @@ async fn rows_left_to_the_upsert_between_rows_updated_by_tuple_id_keep_every_key
         .await
         .unwrap();
     }
-    flush(
-        &pool,
-        "t",
-        &rules,
-        &writers,
-        &batch_of(&config, 300..600),
-        &from(300),
-    )
-    .await
-    .unwrap();
+    flush_range(&pool, &config, &writers, 300..600).await;
     let stored = stored_rows(&pool, &config).await;
     let expected = folded_rows(&config, &batch_of(&config, 0..600));
     for (i, key) in keys.iter().enumerate() {
@@ -364,7 +324,6 @@ async fn a_row_another_transaction_updates_while_the_flush_waits_is_merged_in_it
 ) {
     let config = config();
     let writers = set_up(&pool, &config).await;
-    let rules = ValidationRules::of(&config.schema);
     flush_range(&pool, &config, &writers, 0..300).await;
     let table = ViewLayout::of(&config.views[latency_index(&config)]).speed_table;
     let key = stored_rows(&pool, &config)
@@ -382,19 +341,8 @@ async fn a_row_another_transaction_updates_while_the_flush_waits_is_merged_in_it
         .await
         .unwrap();
     let flushing = {
-        let (pool, writers, rules, config) =
-            (pool.clone(), writers.clone(), rules.clone(), config.clone());
-        tokio::spawn(async move {
-            flush(
-                &pool,
-                "t",
-                &rules,
-                &writers,
-                &batch_of(&config, 300..600),
-                &BTreeMap::from([(0, 300)]),
-            )
-            .await
-        })
+        let (pool, writers, config) = (pool.clone(), writers.clone(), config.clone());
+        tokio::spawn(async move { flush_range(&pool, &config, &writers, 300..600).await })
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -415,7 +363,7 @@ async fn a_row_another_transaction_updates_while_the_flush_waits_is_merged_in_it
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     other.commit().await.unwrap();
-    flushing.await.unwrap().unwrap();
+    flushing.await.unwrap();
     let stored = stored_rows(&pool, &config).await;
     let expected = folded_rows(&config, &batch_of(&config, 0..600));
     for (k, (count, quantile, sample)) in &stored {

@@ -342,10 +342,11 @@ impl ViewWriter {
                 merged.insert(i, (found.try_get(1)?, values));
             }
         }
-        let mut is_merged = vec![false; rows.len()];
-        for &i in merged.keys() {
-            is_merged[i] = true;
-        }
+        // The rows with no stored row to merge with: upserted below.
+        let inserted: Vec<BindRow<'_>> = (0..rows.len())
+            .filter(|i| !merged.contains_key(i))
+            .map(|i| plain(rows[i]))
+            .collect();
         let merged_count = merged.len();
         if merged_count > 0 {
             let mut tuple_ids: Vec<String> = Vec::with_capacity(merged_count);
@@ -377,11 +378,7 @@ impl ViewWriter {
                 });
             }
         }
-        if merged_count < rows.len() {
-            let inserted: Vec<BindRow<'_>> = (0..rows.len())
-                .filter(|&i| !is_merged[i])
-                .map(|i| plain(rows[i]))
-                .collect();
+        if !inserted.is_empty() {
             self.bind(&self.sql, epoch, deltas, inserted.into_iter(), true)
                 .execute(&mut *tx)
                 .await?;
