@@ -30,6 +30,15 @@ VIEWS = {
                sum(pow(2, (epoch_us(ts) % 60000000) / 600e6)),
                sum(duration_ms * pow(2, (epoch_us(ts) % 60000000) / 600e6))
         FROM events GROUP BY ALL""",
+    # Braid keeps a quantile sketch and the 5 records of lowest position hash per group: DuckDB's
+    # t-digest quantiles and the 5 records of lowest hash, with every field, are the peer.
+    "page_latency": """
+        SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*),
+               approx_quantile(duration_ms, [0.5, 0.99]),
+               min_by({'event_id': event_id, 'ts': epoch_us(ts), 'event_type': event_type, 'user_id': user_id,
+                       'page': page, 'country': country, 'device': device, 'price_cents': price_cents,
+                       'duration_ms': duration_ms, 'is_new_user': is_new_user}, hash(_partition, _offset), 5)
+        FROM events WHERE event_type = 'page_view' GROUP BY ALL""",
 }
 
 

@@ -101,7 +101,110 @@ enum SketchKind {
 enum GroupSketch {
     Hll(Sketch),
     Quantile(QuantileSketch),
-    Sample(SampleSketch),
+    Sample(SampleCandidates),
+}
+
+/// A group's sample while the records stream: which positions rank among the K lowest so far
+/// (a sketch of positions only, its fields empty), and the fields of the positions that ranked
+/// when offered, as typed values. Most offered records are displaced later, so their fields
+/// become JSON only at the end, for the K that stay ([`SampleCandidates::finish`]).
+#[derive(Debug, Clone)]
+struct SampleCandidates {
+    ranks: SampleSketch,
+    candidates: Vec<Candidate>,
+}
+
+/// A record's position and fields, kept while it may still rank among the K lowest.
+#[derive(Debug, Clone)]
+struct Candidate {
+    partition: i32,
+    offset: i64,
+    fields: Vec<Option<FieldValue>>,
+}
+
+/// One field's value of a sampled record, in the event schema's field order.
+#[derive(Debug, Clone)]
+enum FieldValue {
+    Text(Box<str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl SampleCandidates {
+    fn new(params: SampleParams) -> Self {
+        Self {
+            ranks: SampleSketch::new(params),
+            candidates: Vec::new(),
+        }
+    }
+
+    /// Offers the record at a position; `fields` builds its values when it ranks.
+    fn offer(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        fields: impl FnOnce() -> Vec<Option<FieldValue>>,
+    ) {
+        if !self.ranks.would_keep(partition, offset) {
+            return;
+        }
+        // No fields: nothing to refuse, and nothing to allocate for the ranking.
+        let _ = self.ranks.add(partition, offset, serde_json::Map::new());
+        self.candidates.push(Candidate {
+            partition,
+            offset,
+            fields: fields(),
+        });
+        if self.candidates.len() > 2 * self.ranks.params().k() as usize {
+            self.forget_displaced();
+        }
+    }
+
+    /// Drops the candidates no longer among the K lowest.
+    fn forget_displaced(&mut self) {
+        let kept: Vec<(i32, i64)> = self.ranks.records().map(|(p, o, _)| (p, o)).collect();
+        self.candidates
+            .retain(|c| kept.contains(&(c.partition, c.offset)));
+    }
+
+    /// The sample with its records' fields: the K lowest positions offered, each with the
+    /// fields [`schemas::sample::fields_of`] gives its record.
+    fn finish(&self, schema: &EventSchema) -> SampleSketch {
+        let kept: Vec<(i32, i64)> = self.ranks.records().map(|(p, o, _)| (p, o)).collect();
+        let mut sample = SampleSketch::new(self.ranks.params());
+        for candidate in &self.candidates {
+            if kept.contains(&(candidate.partition, candidate.offset)) {
+                // Validation refused NUL in text before the lake stored it.
+                let _ = sample.add(
+                    candidate.partition,
+                    candidate.offset,
+                    json_fields(schema, &candidate.fields),
+                );
+            }
+        }
+        sample
+    }
+}
+
+/// The JSON object of a record's fields, as [`schemas::sample::fields_of`] builds it: absent
+/// fields left out.
+fn json_fields(
+    schema: &EventSchema,
+    values: &[Option<FieldValue>],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    for (field, value) in schema.fields.iter().zip(values) {
+        let json = match value {
+            None => continue,
+            Some(FieldValue::Text(t)) => serde_json::Value::String(t.to_string()),
+            Some(FieldValue::Int(n)) => serde_json::json!(n),
+            Some(FieldValue::Float(n)) => serde_json::json!(n),
+            Some(FieldValue::Bool(b)) => serde_json::Value::Bool(*b),
+        };
+        fields.insert(field.name.clone(), json);
+    }
+    fields
 }
 
 impl SketchKind {
@@ -109,7 +212,7 @@ impl SketchKind {
         match self {
             SketchKind::Hll(params) => GroupSketch::Hll(Sketch::new(params)),
             SketchKind::Quantile(params) => GroupSketch::Quantile(QuantileSketch::new(params)),
-            SketchKind::Sample(params) => GroupSketch::Sample(SampleSketch::new(params)),
+            SketchKind::Sample(params) => GroupSketch::Sample(SampleCandidates::new(params)),
         }
     }
 
@@ -126,11 +229,13 @@ impl SketchKind {
 impl GroupSketch {
     /// The stored form: the `hll` bytes, or a quantile sketch's `bigint[]` in PostgreSQL's
     /// binary array format (what binary COPY sends); `None` when no record had the field.
-    fn stored(&self) -> Option<Vec<u8>> {
+    fn stored(&self, schema: &EventSchema) -> Option<Vec<u8>> {
         match self {
             GroupSketch::Hll(sketch) => (!sketch.is_empty()).then(|| sketch.to_bytes()),
             GroupSketch::Quantile(sketch) => (sketch.count() > 0).then(|| sketch.to_pg_binary()),
-            GroupSketch::Sample(sample) => (!sample.is_empty()).then(|| sample.to_pg_binary()),
+            GroupSketch::Sample(sample) => {
+                (!sample.ranks.is_empty()).then(|| sample.finish(schema).to_pg_binary())
+            }
         }
     }
 }
@@ -152,42 +257,54 @@ fn sample_field(index: usize) -> PlSmallStr {
     format!("__sample_field_{index}").into()
 }
 
-/// The fields of the record at `row` of a streamed batch, as [`schemas::sample::fields_of`]
-/// builds them from a record.
-fn sample_fields(
-    schema: &EventSchema,
-    batch: &DataFrame,
-    row: usize,
-) -> PolarsResult<serde_json::Map<String, serde_json::Value>> {
-    sample_fields_named(schema, batch, row, sample_field)
+/// A batch's column of one event-schema field, typed once per batch.
+enum FieldColumn<'a> {
+    Text(&'a StringChunked),
+    Int(&'a Int64Chunked),
+    Float(&'a Float64Chunked),
+    Bool(&'a BooleanChunked),
 }
 
-/// [`sample_fields`] from columns named by `column_of(field index)`.
-fn sample_fields_named(
+/// The columns of the event schema's fields in `batch`, named by `column_of(field index)`.
+fn field_columns<'a>(
     schema: &EventSchema,
-    batch: &DataFrame,
-    row: usize,
+    batch: &'a DataFrame,
     column_of: impl Fn(usize) -> PlSmallStr,
-) -> PolarsResult<serde_json::Map<String, serde_json::Value>> {
-    let mut fields = serde_json::Map::new();
-    for (index, field) in schema.fields.iter().enumerate() {
-        let column = batch.column(&column_of(index))?;
-        let json = match field.field_type {
-            FieldType::String => column
-                .str()?
-                .get(row)
-                .map(|t| serde_json::Value::String(t.to_string())),
-            FieldType::I64 | FieldType::Timestamp => {
-                column.i64()?.get(row).map(|n| serde_json::json!(n))
-            }
-            FieldType::F64 => column.f64()?.get(row).map(|n| serde_json::json!(n)),
-            FieldType::Bool => column.bool()?.get(row).map(serde_json::Value::Bool),
-        };
-        if let Some(json) = json {
-            fields.insert(field.name.clone(), json);
-        }
-    }
-    Ok(fields)
+) -> PolarsResult<Vec<FieldColumn<'a>>> {
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(index, field)| {
+            let column = batch.column(&column_of(index))?;
+            Ok(match field.field_type {
+                FieldType::String => FieldColumn::Text(column.str()?),
+                FieldType::I64 | FieldType::Timestamp => FieldColumn::Int(column.i64()?),
+                FieldType::F64 => FieldColumn::Float(column.f64()?),
+                FieldType::Bool => FieldColumn::Bool(column.bool()?),
+            })
+        })
+        .collect()
+}
+
+/// The field values of the record at `row`.
+fn field_values(columns: &[FieldColumn<'_>], row: usize) -> Vec<Option<FieldValue>> {
+    columns
+        .iter()
+        .map(|column| match column {
+            FieldColumn::Text(values) => values.get(row).map(|t| FieldValue::Text(t.into())),
+            FieldColumn::Int(values) => values.get(row).map(FieldValue::Int),
+            FieldColumn::Float(values) => values.get(row).map(FieldValue::Float),
+            FieldColumn::Bool(values) => values.get(row).map(FieldValue::Bool),
+        })
+        .collect()
+}
+
+/// A streamed batch's input column of one sketch metric, typed once per batch.
+enum InputColumn<'a> {
+    Hashes(&'a UInt64Chunked),
+    Values(&'a Float64Chunked),
+    Partitions(&'a Int32Chunked),
 }
 
 impl GroupSketches {
@@ -206,9 +323,31 @@ impl GroupSketches {
     fn add(&mut self, mut batch: DataFrame) -> PolarsResult<()> {
         batch.rechunk_mut();
         let keys = self.key_columns(&batch)?;
-        let inputs: Vec<&Column> = (0..self.kinds.len())
-            .map(|m| batch.column(&Self::hash_column(m)))
+        let inputs: Vec<InputColumn<'_>> = self
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(m, kind)| {
+                let column = batch.column(&Self::hash_column(m))?;
+                Ok(match kind {
+                    SketchKind::Hll(_) => InputColumn::Hashes(column.u64()?),
+                    SketchKind::Quantile(_) => InputColumn::Values(column.f64()?),
+                    SketchKind::Sample(_) => InputColumn::Partitions(column.i32()?),
+                })
+            })
             .collect::<PolarsResult<_>>()?;
+        let sampling = self
+            .kinds
+            .iter()
+            .any(|kind| matches!(kind, SketchKind::Sample(_)));
+        let (offsets, fields) = if sampling {
+            (
+                Some(batch.column(SAMPLE_OFFSET)?.i64()?),
+                field_columns(&self.schema, &batch, sample_field)?,
+            )
+        } else {
+            (None, Vec::new())
+        };
         let mut key = Vec::with_capacity(64);
         for row in 0..batch.height() {
             key_of(&keys, row, &mut key);
@@ -219,30 +358,26 @@ impl GroupSketches {
                     .entry(key.clone())
                     .or_insert_with(|| self.kinds.iter().map(|k| k.empty()).collect()),
             };
-            for (sketch, column) in sketches.iter_mut().zip(&inputs) {
-                match sketch {
-                    GroupSketch::Hll(sketch) => {
-                        if let Some(hash) = column.u64()?.get(row) {
+            for (sketch, input) in sketches.iter_mut().zip(&inputs) {
+                match (sketch, input) {
+                    (GroupSketch::Hll(sketch), InputColumn::Hashes(hashes)) => {
+                        if let Some(hash) = hashes.get(row) {
                             sketch.add_hash(hash);
                         }
                     }
-                    GroupSketch::Quantile(sketch) => {
-                        if let Some(value) = column.f64()?.get(row) {
+                    (GroupSketch::Quantile(sketch), InputColumn::Values(values)) => {
+                        if let Some(value) = values.get(row) {
                             // Validation passes finite values only, as in the speed layer.
                             let _ = sketch.add(value);
                         }
                     }
-                    GroupSketch::Sample(sample) => {
-                        let partition = column.i32()?.get(row);
-                        let offset = batch.column(SAMPLE_OFFSET)?.i64()?.get(row);
-                        if let (Some(partition), Some(offset)) = (partition, offset)
-                            && sample.would_keep(partition, offset)
-                        {
-                            let fields = sample_fields(&self.schema, &batch, row)?;
-                            // Validation refused NUL in text before the lake stored it.
-                            let _ = sample.add(partition, offset, fields);
+                    (GroupSketch::Sample(sample), InputColumn::Partitions(partitions)) => {
+                        let offset = offsets.and_then(|offsets| offsets.get(row));
+                        if let (Some(partition), Some(offset)) = (partitions.get(row), offset) {
+                            sample.offer(partition, offset, || field_values(&fields, row));
                         }
                     }
+                    _ => unreachable!("each metric's input column is typed by its kind"),
                 }
             }
         }
@@ -324,7 +459,7 @@ pub fn sketch_columns(
         .map(|(metric, (_, _, name))| {
             let sketches: BinaryChunked = groups
                 .iter()
-                .map(|group| (*group)?[metric].stored())
+                .map(|group| (*group)?[metric].stored(&folded.schema))
                 .collect();
             sketches.with_name((*name).into()).into_column()
         })
@@ -400,14 +535,13 @@ pub(crate) fn sketch_columns_of_values(
                     if let Some(group) = group {
                         let rows = group.as_ref().struct_()?.clone().unnest();
                         let (p, o) = (rows.column("p")?.i32()?, rows.column("o")?.i64()?);
+                        let columns = field_columns(schema, &rows, |i| format!("f{i}").into())?;
                         for row in 0..rows.height() {
                             let (Some(partition), Some(offset)) = (p.get(row), o.get(row)) else {
                                 continue;
                             };
                             if sample.would_keep(partition, offset) {
-                                let fields = sample_fields_named(schema, &rows, row, |i| {
-                                    format!("f{i}").into()
-                                })?;
+                                let fields = json_fields(schema, &field_values(&columns, row));
                                 let _ = sample.add(partition, offset, fields);
                             }
                         }
@@ -433,4 +567,71 @@ pub(crate) fn sketch_columns_of_values(
         frame.replace(name, Series::new(name.into(), sketches).into_column())?;
     }
     Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use schemas::event_schema::FieldDef;
+
+    fn schema() -> EventSchema {
+        let field = |name: &str, field_type| FieldDef {
+            name: name.into(),
+            field_type,
+            required: false,
+        };
+        EventSchema {
+            fields: vec![
+                field("ts", FieldType::Timestamp),
+                field("user", FieldType::String),
+                field("qty", FieldType::I64),
+                field("price", FieldType::F64),
+                field("member", FieldType::Bool),
+            ],
+            event_time_index: 0,
+            max_record_bytes: 1 << 20,
+            max_string_bytes: 1 << 10,
+            event_time_min_micros: 0,
+            event_time_max_micros: i64::MAX,
+        }
+    }
+
+    /// A record's values, some absent, from its position alone.
+    fn values(partition: i32, offset: i64) -> Vec<Option<FieldValue>> {
+        vec![
+            Some(FieldValue::Int(offset * 1_000)),
+            (offset % 7 != 0).then(|| FieldValue::Text(format!("u-{partition}-{offset}").into())),
+            Some(FieldValue::Int(i64::MIN + offset)),
+            (offset % 3 != 0).then_some(FieldValue::Float(offset as f64 / 3.0)),
+            (offset % 5 != 0).then_some(FieldValue::Bool(offset % 2 == 0)),
+        ]
+    }
+
+    /// The batch's candidates keep the same records, with the same fields, as a sample
+    /// offered every record with its fields (the speed layer's way), whatever K and however
+    /// many records displace each other.
+    #[test]
+    fn candidates_keep_what_a_sample_of_every_record_keeps() {
+        let schema = schema();
+        for k in [1, 5, 64] {
+            let params = SampleParams::new(k).unwrap();
+            let mut candidates = SampleCandidates::new(params);
+            let mut every = SampleSketch::new(params);
+            for i in 0..5_000i64 {
+                let (partition, offset) = ((i % 3) as i32, i * 7 + i / 11);
+                candidates.offer(partition, offset, || values(partition, offset));
+                every
+                    .add(
+                        partition,
+                        offset,
+                        json_fields(&schema, &values(partition, offset)),
+                    )
+                    .unwrap();
+                assert!(candidates.candidates.len() <= 2 * k as usize + 1);
+            }
+            let sample = candidates.finish(&schema);
+            assert_eq!(sample.records().count(), k as usize);
+            assert_eq!(sample.to_json(), every.to_json(), "K = {k}");
+        }
+    }
 }
