@@ -30,8 +30,9 @@ VIEWS = {
                sum(pow(2, (epoch_us(ts) % 60000000) / 600e6)),
                sum(duration_ms * pow(2, (epoch_us(ts) % 60000000) / 600e6))
         FROM events GROUP BY ALL""",
-    # Braid keeps a quantile sketch and the 5 records of lowest position hash per group: DuckDB's
-    # t-digest quantiles and the 5 records of lowest hash, with every field, are the peer.
+    # Braid keeps a quantile sketch and the 5 records of lowest position hash per group. The
+    # peer does comparable work, not the same records: DuckDB's t-digest quantiles and the 5
+    # records of lowest DuckDB hash, each with every field (built for every row it reads).
     "page_latency": """
         SELECT page, (epoch_us(ts) // 60000000) * 60000000 AS bucket, count(*),
                approx_quantile(duration_ms, [0.5, 0.99]),

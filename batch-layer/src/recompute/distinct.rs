@@ -17,7 +17,7 @@ use schemas::EventSchema;
 use schemas::event_schema::FieldType;
 use schemas::plan::{Fold, MetricPlan, SketchType};
 use schemas::quantile::{QuantileParams, QuantileSketch};
-use schemas::sample::{SampleParams, SampleSketch};
+use schemas::sample::{SampleParams, SampleSketch, position_hash, rendered_size};
 use schemas::sketch::{Sketch, SketchParams, hash_i64, hash_text};
 use schemas::view::View;
 
@@ -114,12 +114,39 @@ struct SampleCandidates {
     candidates: Vec<Candidate>,
 }
 
-/// A record's position and fields, kept while it may still rank among the K lowest.
+/// A record that ranked when offered, kept while it may still be among the K lowest.
 #[derive(Debug, Clone)]
 struct Candidate {
+    rank: CandidateRank,
+    fields: CandidateFields,
+}
+
+/// Where a candidate sorts, as the sample orders its records: the position's hash
+/// ([`position_hash`]), then the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct CandidateRank {
+    hash: i64,
     partition: i32,
     offset: i64,
-    fields: Vec<Option<FieldValue>>,
+}
+
+impl CandidateRank {
+    fn of(partition: i32, offset: i64) -> Self {
+        Self {
+            hash: position_hash(partition, offset),
+            partition,
+            offset,
+        }
+    }
+}
+
+/// A candidate's fields: its values, or, for a record whose text alone exceeds the sample's
+/// bound, only the size the sample records for it (so a candidate never holds more than about
+/// the bound).
+#[derive(Debug, Clone)]
+enum CandidateFields {
+    Values(Vec<Option<FieldValue>>),
+    Omitted(usize),
 }
 
 /// One field's value of a sampled record, in the event schema's field order.
@@ -139,9 +166,12 @@ impl SampleCandidates {
         }
     }
 
-    /// Offers the record at a position; `fields` builds its values when it ranks.
+    /// Offers the record at a position; `fields` builds its values when it ranks. A record
+    /// with NUL in a text value is passed over, as [`SampleSketch::add`] refuses it (the lake
+    /// never holds one: validation refuses NUL).
     fn offer(
         &mut self,
+        schema: &EventSchema,
         partition: i32,
         offset: i64,
         fields: impl FnOnce() -> Vec<Option<FieldValue>>,
@@ -149,38 +179,73 @@ impl SampleCandidates {
         if !self.ranks.would_keep(partition, offset) {
             return;
         }
+        let values = fields();
+        let mut text_bytes = 0usize;
+        for value in values.iter().flatten() {
+            if let FieldValue::Text(text) = value {
+                if text.contains('\0') {
+                    return;
+                }
+                text_bytes = text_bytes.saturating_add(text.len());
+            }
+        }
+        // The rendered size is at least the text's bytes: above the bound, the sample keeps
+        // only the size, so only the size is kept here.
+        let bound = self.ranks.params().max_record_bytes() as usize;
+        let fields = if text_bytes > bound {
+            CandidateFields::Omitted(rendered_size(&json_fields(schema, &values)))
+        } else {
+            CandidateFields::Values(values)
+        };
         // No fields: nothing to refuse, and nothing to allocate for the ranking.
         let _ = self.ranks.add(partition, offset, serde_json::Map::new());
         self.candidates.push(Candidate {
-            partition,
-            offset,
-            fields: fields(),
+            rank: CandidateRank::of(partition, offset),
+            fields,
         });
         if self.candidates.len() > 2 * self.ranks.params().k() as usize {
             self.forget_displaced();
         }
     }
 
-    /// Drops the candidates no longer among the K lowest.
+    /// The rank of the K-th lowest position offered (the largest kept); `None` before any.
+    fn largest_kept(&self) -> Option<CandidateRank> {
+        self.ranks
+            .records()
+            .map(|(partition, offset, _)| CandidateRank::of(partition, offset))
+            .max()
+    }
+
+    /// Keeps only the candidates still among the K lowest, in rank order, the first offer of a
+    /// position only (a later offer of a kept position changes nothing in a sample). A
+    /// displaced position never ranks again: the K-th lowest rank only falls.
     fn forget_displaced(&mut self) {
-        let kept: Vec<(i32, i64)> = self.ranks.records().map(|(p, o, _)| (p, o)).collect();
+        let largest = self.largest_kept();
         self.candidates
-            .retain(|c| kept.contains(&(c.partition, c.offset)));
+            .retain(|candidate| largest.is_some_and(|largest| candidate.rank <= largest));
+        self.candidates.sort_by_key(|candidate| candidate.rank); // stable: first offers first
+        self.candidates.dedup_by_key(|candidate| candidate.rank);
     }
 
     /// The sample with its records' fields: the K lowest positions offered, each with the
-    /// fields [`schemas::sample::fields_of`] gives its record.
+    /// fields [`schemas::sample::fields_of`] gives its record (the first offer of a position,
+    /// as a sample keeps it).
     fn finish(&self, schema: &EventSchema) -> SampleSketch {
-        let kept: Vec<(i32, i64)> = self.ranks.records().map(|(p, o, _)| (p, o)).collect();
+        let largest = self.largest_kept();
         let mut sample = SampleSketch::new(self.ranks.params());
         for candidate in &self.candidates {
-            if kept.contains(&(candidate.partition, candidate.offset)) {
-                // Validation refused NUL in text before the lake stored it.
-                let _ = sample.add(
-                    candidate.partition,
-                    candidate.offset,
-                    json_fields(schema, &candidate.fields),
-                );
+            if largest.is_none_or(|largest| candidate.rank > largest) {
+                continue;
+            }
+            let CandidateRank {
+                partition, offset, ..
+            } = candidate.rank;
+            match &candidate.fields {
+                CandidateFields::Values(values) => {
+                    // Never NUL: `offer` passed such records over.
+                    let _ = sample.add(partition, offset, json_fields(schema, values));
+                }
+                CandidateFields::Omitted(size) => sample.add_omitted(partition, offset, *size),
             }
         }
         sample
@@ -227,8 +292,9 @@ impl SketchKind {
 }
 
 impl GroupSketch {
-    /// The stored form: the `hll` bytes, or a quantile sketch's `bigint[]` in PostgreSQL's
-    /// binary array format (what binary COPY sends); `None` when no record had the field.
+    /// The stored form: the `hll` bytes, a quantile sketch's `bigint[]` in PostgreSQL's binary
+    /// array format, or a sample's `jsonb` in its binary form (what binary COPY sends); `None`
+    /// when no record had the field.
     fn stored(&self, schema: &EventSchema) -> Option<Vec<u8>> {
         match self {
             GroupSketch::Hll(sketch) => (!sketch.is_empty()).then(|| sketch.to_bytes()),
@@ -374,10 +440,14 @@ impl GroupSketches {
                     (GroupSketch::Sample(sample), InputColumn::Partitions(partitions)) => {
                         let offset = offsets.and_then(|offsets| offsets.get(row));
                         if let (Some(partition), Some(offset)) = (partitions.get(row), offset) {
-                            sample.offer(partition, offset, || field_values(&fields, row));
+                            sample.offer(&self.schema, partition, offset, || {
+                                field_values(&fields, row)
+                            });
                         }
                     }
-                    _ => unreachable!("each metric's input column is typed by its kind"),
+                    _ => {
+                        polars_bail!(ComputeError: "a sketch metric's input column does not match its kind")
+                    }
                 }
             }
         }
@@ -596,42 +666,78 @@ mod tests {
         }
     }
 
-    /// A record's values, some absent, from its position alone.
-    fn values(partition: i32, offset: i64) -> Vec<Option<FieldValue>> {
+    /// A record's values, some absent, from its position and a version (a second offer of
+    /// the same position carries other values); some text long, some with NUL.
+    fn values(partition: i32, offset: i64, version: i64) -> Vec<Option<FieldValue>> {
+        let user = match offset % 13 {
+            0 => format!("u-{partition}-{offset}-{version}-").repeat(40), // above a small bound
+            1 => format!("nul\0{offset}"),
+            _ => format!("u-{partition}-{offset}-{version}"),
+        };
         vec![
             Some(FieldValue::Int(offset * 1_000)),
-            (offset % 7 != 0).then(|| FieldValue::Text(format!("u-{partition}-{offset}").into())),
-            Some(FieldValue::Int(i64::MIN + offset)),
-            (offset % 3 != 0).then_some(FieldValue::Float(offset as f64 / 3.0)),
+            (offset % 7 != 0).then_some(FieldValue::Text(user.into())),
+            Some(FieldValue::Int(i64::MIN + offset + version)),
+            (offset % 3 != 0).then_some(FieldValue::Float(offset as f64 / 3.0 * 1e300)),
             (offset % 5 != 0).then_some(FieldValue::Bool(offset % 2 == 0)),
         ]
     }
 
-    /// The batch's candidates keep the same records, with the same fields, as a sample
-    /// offered every record with its fields (the speed layer's way), whatever K and however
-    /// many records displace each other.
+    /// Offers the same records to the candidates and, with their fields, to a sample (the
+    /// speed layer's way, which refuses a record with NUL), and compares the two.
+    fn offer_both(k: i64, max_record_bytes: i64, offers: &[(i32, i64, i64)]) {
+        let schema = schema();
+        let params = SampleParams::new(k)
+            .unwrap()
+            .with_max_record_bytes(max_record_bytes)
+            .unwrap();
+        let mut candidates = SampleCandidates::new(params);
+        let mut every = SampleSketch::new(params);
+        for &(partition, offset, version) in offers {
+            candidates.offer(&schema, partition, offset, || {
+                values(partition, offset, version)
+            });
+            let _ = every.add(
+                partition,
+                offset,
+                json_fields(&schema, &values(partition, offset, version)),
+            );
+            assert!(
+                candidates.candidates.len() <= 2 * k as usize + 1,
+                "K = {k}: {} candidates",
+                candidates.candidates.len()
+            );
+        }
+        let sample = candidates.finish(&schema);
+        assert_eq!(sample.to_json(), every.to_json(), "K = {k}");
+        assert_eq!(
+            candidates.ranks.is_empty(),
+            every.is_empty(),
+            "K = {k}: a stored sample exactly when the sample has records"
+        );
+    }
+
+    /// The batch's candidates keep the same records, with the same fields (omitted ones by
+    /// their size), as a sample offered every record with its fields, whatever K, whatever
+    /// the order and however often a position is offered again.
     #[test]
     fn candidates_keep_what_a_sample_of_every_record_keeps() {
-        let schema = schema();
-        for k in [1, 5, 64] {
-            let params = SampleParams::new(k).unwrap();
-            let mut candidates = SampleCandidates::new(params);
-            let mut every = SampleSketch::new(params);
-            for i in 0..5_000i64 {
-                let (partition, offset) = ((i % 3) as i32, i * 7 + i / 11);
-                candidates.offer(partition, offset, || values(partition, offset));
-                every
-                    .add(
-                        partition,
-                        offset,
-                        json_fields(&schema, &values(partition, offset)),
-                    )
-                    .unwrap();
-                assert!(candidates.candidates.len() <= 2 * k as usize + 1);
-            }
-            let sample = candidates.finish(&schema);
-            assert_eq!(sample.records().count(), k as usize);
-            assert_eq!(sample.to_json(), every.to_json(), "K = {k}");
+        let mut offers: Vec<(i32, i64, i64)> = (0..5_000i64)
+            .map(|i| ((i % 3) as i32, i * 7 + i / 11, 0))
+            .collect();
+        for k in [1, 5, 64, 1_000] {
+            offer_both(k, 1 << 10, &offers);
+            offer_both(k, 64, &offers);
         }
+        // Highest hash first: every record ranks when offered, and most are displaced.
+        offers.sort_by_key(|&(p, o, _)| std::cmp::Reverse(position_hash(p, o)));
+        offer_both(5, 1 << 10, &offers);
+        // Every position offered three times, with other values each time: the first stays.
+        let repeated: Vec<(i32, i64, i64)> = offers
+            .iter()
+            .flat_map(|&(p, o, _)| [(p, o, 0), (p, o, 1), (p, o, 2)])
+            .collect();
+        offer_both(5, 1 << 10, &repeated);
+        offer_both(64, 64, &repeated);
     }
 }

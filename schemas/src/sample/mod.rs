@@ -270,6 +270,17 @@ impl SampleSketch {
         Ok(())
     }
 
+    /// Offers the record at a position whose fields a layer measured ([`rendered_size`]) at
+    /// `size` bytes, above the bound, without building them: kept, if it ranks among the K
+    /// lowest, as [`Kept::Omitted`] exactly as [`SampleSketch::add`] would keep it. A size
+    /// within the bound is a caller's error and keeps nothing.
+    pub fn add_omitted(&mut self, partition: Partition, offset: Offset, size: usize) {
+        let rank = Rank::of(partition, offset);
+        if size > self.params.max_record_bytes as usize && self.keeps(&rank) {
+            self.insert(rank, Kept::Omitted(size));
+        }
+    }
+
     fn insert(&mut self, rank: Rank, fields: Kept) {
         self.records.entry(rank).or_insert(fields);
         while self.records.len() > self.params.k as usize {
