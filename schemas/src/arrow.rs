@@ -73,11 +73,13 @@ mod tests {
                     name: "ts".into(),
                     field_type: FieldType::Timestamp,
                     required: true,
+                    path: None,
                 },
                 FieldDef {
                     name: "n".into(),
                     field_type: FieldType::I64,
                     required: false,
+                    path: None,
                 },
             ],
             event_time_index: 0,
@@ -85,6 +87,7 @@ mod tests {
             max_string_bytes: 16,
             event_time_min_micros: 0,
             event_time_max_micros: 1,
+            wire: Default::default(),
         };
         let arrow = schema.delta_arrow_schema();
         let names: Vec<_> = arrow.fields().iter().map(|f| f.name().as_str()).collect();

@@ -53,6 +53,18 @@ pub struct FieldDef {
     /// A required field that is missing or null makes the record invalid. Defaults to true.
     #[serde(default = "default_true")]
     pub required: bool,
+    /// Where an Avro record holds the value, when not in a top-level field of the same name:
+    /// field names joined by `.` through nested records (`user.id`). JSON reads top-level keys
+    /// by name only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl FieldDef {
+    /// Where the value is read from: the path, or the name.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(&self.name)
+    }
 }
 
 fn default_true() -> bool {
@@ -76,6 +88,8 @@ pub struct EventSchema {
     pub event_time_min_micros: i64,
     /// Event times at or after this instant (microseconds since the epoch) are rejected.
     pub event_time_max_micros: i64,
+    /// How payloads are encoded (`schema.format`) and, for Avro, the writer schemas loaded.
+    pub wire: crate::wire::WireFormat,
 }
 
 impl EventSchema {

@@ -36,6 +36,7 @@ pub mod sample;
 pub mod sketch;
 pub mod validation_rules;
 pub mod view;
+pub mod wire;
 
 pub use config::{BraidConfig, ConfigError};
 pub use event_schema::{EventSchema, FieldDef, FieldType};

@@ -417,21 +417,25 @@ mod tests {
                     name: "ts".into(),
                     field_type: FieldType::Timestamp,
                     required: true,
+                    path: None,
                 },
                 FieldDef {
                     name: "country".into(),
                     field_type: FieldType::String,
                     required: false,
+                    path: None,
                 },
                 FieldDef {
                     name: "cents".into(),
                     field_type: FieldType::I64,
                     required: false,
+                    path: None,
                 },
                 FieldDef {
                     name: "score".into(),
                     field_type: FieldType::F64,
                     required: false,
+                    path: None,
                 },
             ],
             event_time_index: 0,
@@ -439,6 +443,7 @@ mod tests {
             max_string_bytes: 16,
             event_time_min_micros: 0,
             event_time_max_micros: 1,
+            wire: Default::default(),
         };
         let view = ViewConfig {
             name: "sales".into(),

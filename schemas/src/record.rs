@@ -8,7 +8,10 @@ use chrono::DateTime;
 use crate::event_schema::{EventSchema, FieldDef, FieldType};
 
 mod raw;
-use raw::{FieldsSeed, RawValue};
+use raw::FieldsSeed;
+pub(crate) use raw::RawValue;
+
+use crate::wire::{self, LoadedSchema, WireFormat};
 
 /// A typed field value.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +147,39 @@ pub enum Rejection {
         /// The upper bound, RFC 3339.
         max: String,
     },
+    /// The payload does not start with Confluent's wire format's magic byte 0 (`schema.format`
+    /// is Avro): a producer wrote something else, JSON perhaps, to the topic.
+    #[error(
+        "the first byte is {found:#04x}, not the wire format's magic byte 0x00 (schema.format expects a schema id and an Avro datum)"
+    )]
+    WrongMagicByte {
+        /// The first byte.
+        found: u8,
+    },
+    /// The payload does not decode by its writer schema: too short for the header, a datum
+    /// that ends early or has bytes left over, an invalid union branch, enum symbol or UTF-8.
+    #[error("{}does not decode: {detail}", schema_label(*schema_id))]
+    Undecodable {
+        /// The writer schema's id, when the header was read.
+        schema_id: Option<u32>,
+        /// Where and why decoding stopped.
+        detail: String,
+    },
+    /// The schema registry has no schema with the payload's id.
+    #[error("the schema registry has no schema with id {schema_id}")]
+    UnknownSchemaId {
+        /// The id the payload names.
+        schema_id: u32,
+    },
+    /// The payload's writer schema does not resolve to the declared fields (a required field
+    /// missing, a type that does not convert, not an Avro record).
+    #[error("writer schema {schema_id} does not resolve to schema.fields: {detail}")]
+    UnresolvableSchema {
+        /// The writer schema's id.
+        schema_id: u32,
+        /// Why it does not resolve.
+        detail: String,
+    },
     /// The record passed validation, yet PostgreSQL refused to store it (a data error,
     /// SQLSTATE class 22, 23 or 54). Not a validation result: the speed layer isolates the
     /// record after its flush was refused, and the batch layer leaves the same position out.
@@ -169,12 +205,16 @@ impl Rejection {
             Rejection::StringTooLong { .. } => "string_too_long",
             Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
             Rejection::NumberOutOfRange { .. } => "number_out_of_range",
+            Rejection::WrongMagicByte { .. } => "wrong_magic_byte",
+            Rejection::Undecodable { .. } => "undecodable",
+            Rejection::UnknownSchemaId { .. } => "unknown_schema_id",
+            Rejection::UnresolvableSchema { .. } => "unresolvable_schema",
             Rejection::RefusedByDatabase { .. } => "refused_by_database",
         }
     }
 
     /// Every reason code validation gives, for metrics that want to pre-register them.
-    pub const CODES: [&'static str; 11] = [
+    pub const CODES: [&'static str; 15] = [
         "too_large",
         "not_json",
         "not_object",
@@ -186,10 +226,21 @@ impl Rejection {
         "string_too_long",
         "timestamp_out_of_range",
         "number_out_of_range",
+        "wrong_magic_byte",
+        "undecodable",
+        "unknown_schema_id",
+        "unresolvable_schema",
     ];
 
     /// The code of a record the database refused after validation passed it.
     pub const REFUSED_BY_DATABASE: &'static str = "refused_by_database";
+}
+
+/// "writer schema N: " for a message naming one, else nothing.
+fn schema_label(schema_id: Option<u32>) -> String {
+    schema_id
+        .map(|id| format!("the datum of writer schema {id} "))
+        .unwrap_or_else(|| "the message ".into())
 }
 
 /// The earliest timestamp every store holds alike: 0001-01-01T00:00:00Z, in microseconds.
@@ -243,6 +294,8 @@ fn parse_timestamp(value: &RawValue<'_>) -> Result<i64, String> {
     match value {
         RawValue::String(text) => crate::rfc3339::parse_micros(text)
             .map_err(|e| format!("`{}` is not RFC 3339 ({e})", quote_input(text))),
+        // An Avro timestamp in microseconds (or nanoseconds, or a date), already an instant.
+        RawValue::Micros(micros) => Ok(*micros),
         RawValue::I64(_) | RawValue::U64(_) | RawValue::F64(_) => value
             .as_i64()
             .and_then(|millis| millis.checked_mul(1_000))
@@ -281,14 +334,54 @@ impl EventSchema {
                 limit: self.max_record_bytes,
             });
         }
-        let mut deserializer = serde_json::Deserializer::from_slice(payload);
-        let fields = FieldsSeed(self)
-            .deserialize(&mut deserializer)
-            .and_then(|fields| deserializer.end().map(|()| fields))
-            .map_err(|e| Rejection::NotJson {
-                detail: e.to_string(),
-            })?
-            .map_err(|found| Rejection::NotObject { found })?;
+        match &self.wire {
+            WireFormat::Json => {
+                let mut deserializer = serde_json::Deserializer::from_slice(payload);
+                let fields = FieldsSeed(self)
+                    .deserialize(&mut deserializer)
+                    .and_then(|fields| deserializer.end().map(|()| fields))
+                    .map_err(|e| Rejection::NotJson {
+                        detail: e.to_string(),
+                    })?
+                    .map_err(|found| Rejection::NotObject { found })?;
+                self.type_fields(fields, record)
+            }
+            WireFormat::Avro(schemas) => {
+                let framed = wire::frame(payload)?;
+                let schema_id = framed.schema_id;
+                // The layers load an id before they validate a message that names it; a
+                // caller that did not is told so as an unknown id.
+                let loaded = schemas
+                    .get(schema_id)
+                    .ok_or(Rejection::UnknownSchemaId { schema_id })?;
+                match &*loaded {
+                    LoadedSchema::Plan(plan) => {
+                        let mut fields = Vec::new();
+                        plan.decode(framed.body, &mut fields).map_err(|e| {
+                            Rejection::Undecodable {
+                                schema_id: Some(schema_id),
+                                detail: e.0,
+                            }
+                        })?;
+                        self.type_fields(fields, record)
+                    }
+                    LoadedSchema::Unresolvable(detail) => Err(Rejection::UnresolvableSchema {
+                        schema_id,
+                        detail: detail.clone(),
+                    }),
+                    LoadedSchema::Unknown => Err(Rejection::UnknownSchemaId { schema_id }),
+                }
+            }
+        }
+    }
+
+    /// Types the declared fields' raw values, whatever format they were read from, with the
+    /// same checks for all (so JSON and Avro refuse alike).
+    fn type_fields(
+        &self,
+        fields: Vec<Option<RawValue<'_>>>,
+        record: &mut Record,
+    ) -> Result<(), Rejection> {
         let values = &mut record.values;
         values.resize(self.fields.len(), None);
         for (index, (field, raw)) in self.fields.iter().zip(fields).enumerate() {
@@ -413,6 +506,7 @@ mod tests {
             name: name.into(),
             field_type,
             required,
+            path: None,
         };
         EventSchema {
             fields: vec![
@@ -428,6 +522,7 @@ mod tests {
             max_string_bytes: 16,
             event_time_min_micros: 946_684_800_000_000, // 2000-01-01
             event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
+            wire: Default::default(),
         }
     }
 
@@ -742,7 +837,7 @@ mod tests {
 
     #[test]
     fn codes_are_listed() {
-        assert_eq!(Rejection::CODES.len(), 11);
+        assert_eq!(Rejection::CODES.len(), 15);
         assert!(Rejection::CODES.contains(&reject(b"x").code()));
     }
 }

@@ -18,6 +18,11 @@ use crate::{EventSchema, FieldType};
 /// together. Present only when the schema has an f64 field.
 pub const F64_MAGNITUDES_RULE: &str = "validation.f64_magnitudes";
 
+/// The rule naming how Avro datums are read (what converts, what is refused). Like
+/// [`F64_MAGNITUDES_RULE`], a constant of the code: present only for an Avro topic, so that
+/// two versions that decode differently do not run together.
+pub const AVRO_DECODING_RULE: &str = "validation.avro_decoding";
+
 /// Every setting validation depends on, keyed by where it is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -77,10 +82,19 @@ impl ValidationRules {
             } else {
                 "optional"
             };
+            // The path only where one is set, so that JSON topics keep their recorded rules.
+            let path = match &field.path {
+                Some(path) => format!(", path {path}"),
+                None => String::new(),
+            };
             rules.insert(
                 format!("schema.fields.{}", field.name),
-                format!("{}, {required}", field.field_type.name()),
+                format!("{}, {required}{path}", field.field_type.name()),
             );
+        }
+        if !matches!(schema.wire, crate::wire::WireFormat::Json) {
+            rules.insert("schema.format".into(), schema.wire.name().into());
+            rules.insert(AVRO_DECODING_RULE.into(), "1".into());
         }
         if schema.fields.iter().any(|f| f.field_type == FieldType::F64) {
             rules.insert(
@@ -194,6 +208,7 @@ mod tests {
             name: "extra".into(),
             field_type: crate::FieldType::Bool,
             required: false,
+            path: None,
         });
         let grown = ValidationRules::of(&schema);
         assert!(
@@ -221,6 +236,7 @@ mod tests {
             name: "price".into(),
             field_type: crate::FieldType::F64,
             required: false,
+            path: None,
         });
         let here = ValidationRules::of(&schema);
         // What a version before the floor recorded: the same config, other accepted values.

@@ -1044,6 +1044,7 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             name: name.into(),
             field_type,
             required,
+            path: None,
         };
         EventSchema {
             fields: vec![
@@ -1058,6 +1059,7 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
             max_string_bytes: 512,
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
+            wire: Default::default(),
         }
     }
 
@@ -1248,6 +1250,7 @@ metrics = ["count", "sum(kept)", "sum(maybe)", "count(maybe)", "sum(other)"]
                     name: (*name).into(),
                     field_type: *field_type,
                     required: false,
+                    path: None,
                 }));
             toml::from_str::<ViewConfig>(&format!(
                 "name = \"v\"\ngroup_by = [{group_by}]\nbucket = \"1m\"\nmetrics = [{metrics}]"

@@ -152,11 +152,13 @@ mod tests {
                 name: "ts".into(),
                 field_type: FieldType::Timestamp,
                 required: true,
+                path: None,
             },
             FieldDef {
                 name: "n".into(),
                 field_type: FieldType::I64,
                 required: false,
+                path: None,
             },
         ];
         fields.extend(extra);
@@ -167,6 +169,7 @@ mod tests {
             max_string_bytes: 100,
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
+            wire: Default::default(),
         }
     }
 
@@ -227,6 +230,7 @@ mod tests {
             name: "tag".into(),
             field_type: FieldType::String,
             required: false,
+            path: None,
         };
         let evolved = lake(&dir, schema(Some(optional))).open().await.unwrap();
         assert_eq!(evolved.version(), Some(1));
@@ -243,6 +247,7 @@ mod tests {
             name: "must".into(),
             field_type: FieldType::String,
             required: true,
+            path: None,
         };
         let err = lake(&dir, schema(Some(required))).open().await.unwrap_err();
         assert!(
@@ -255,6 +260,7 @@ mod tests {
             name: "n".into(),
             field_type: FieldType::String,
             required: false,
+            path: None,
         };
         let mut fields = schema(None);
         fields.fields[1] = retyped;

@@ -649,6 +649,7 @@ mod tests {
             name: name.into(),
             field_type,
             required: false,
+            path: None,
         };
         EventSchema {
             fields: vec![
@@ -663,6 +664,7 @@ mod tests {
             max_string_bytes: 1 << 10,
             event_time_min_micros: 0,
             event_time_max_micros: i64::MAX,
+            wire: Default::default(),
         }
     }
 

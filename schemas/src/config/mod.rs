@@ -43,6 +43,8 @@ pub struct BraidConfig {
     pub serving: ServingConfig,
     /// The validated event schema.
     pub schema: EventSchema,
+    /// `[schema_registry]`.
+    pub schema_registry: SchemaRegistryConfig,
     /// The validated views.
     pub views: Vec<View>,
     /// `[alerting]`.

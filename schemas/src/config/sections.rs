@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub serving: ServingConfig,
     /// The event schema.
     pub schema: SchemaConfig,
+    /// Where an Avro topic's writer schemas are fetched.
+    pub schema_registry: SchemaRegistryConfig,
     /// The views, declared once for both layers.
     #[serde(default)]
     pub views: Vec<ViewConfig>,
@@ -309,6 +311,10 @@ pub struct ServingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
+    /// How messages are encoded: `json` (a JSON object each, the default) or `avro` (Confluent's
+    /// wire format: a magic byte 0, the writer schema's id in `[schema_registry]`, the datum).
+    #[serde(default)]
+    pub format: SchemaFormat,
     /// The name of the event-time field (a required timestamp field).
     #[serde(default)]
     pub event_time: Option<String>,
@@ -325,6 +331,54 @@ pub struct SchemaConfig {
     /// The declared fields, in order: `[[schema.fields]]` with name, type, required.
     #[serde(default)]
     pub fields: Vec<FieldDef>,
+}
+
+/// `[schema_registry]`: a registry with Confluent's REST API (Confluent Schema Registry, or
+/// Apicurio Registry under `/apis/ccompat/v7`), from which the layers fetch the writer schema
+/// a message names, once per id. Needed when `schema.format` is not `json`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistryConfig {
+    /// The API's base URL, e.g. `http://127.0.0.1:18081/apis/ccompat/v7` ("" when unused).
+    pub url: String,
+    /// A user name for basic authentication ("" for none).
+    pub username: String,
+    /// The environment variable holding the basic-authentication password.
+    pub password_env: String,
+    /// The environment variable holding a bearer token (instead of basic authentication).
+    pub token_env: String,
+    /// A PEM file of CA certificates to trust for an `https` URL, beside the system's.
+    pub ca_file: String,
+    /// How long one request may take.
+    pub timeout_ms: Millis,
+    /// The longest wait between retries of a fetch while the registry is down (the first is
+    /// 200 ms, doubled each time). A record is never refused because the registry is down.
+    pub retry_max_ms: Millis,
+}
+
+impl fmt::Debug for SchemaRegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRegistryConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password_env", &self.password_env)
+            .field("token_env", &self.token_env)
+            .field("ca_file", &self.ca_file)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry_max_ms", &self.retry_max_ms)
+            .finish()
+    }
+}
+
+/// `schema.format`: how messages are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaFormat {
+    /// A JSON object per message.
+    #[default]
+    Json,
+    /// Avro in Confluent's wire format, the writer schemas from the schema registry.
+    Avro,
 }
 
 // Printed with secrets hidden: configs reach logs and error messages.

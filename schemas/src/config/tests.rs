@@ -422,3 +422,59 @@ fn kafka_options_come_from_variables_with_underscores_and_from_files() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn avro_needs_a_registry_and_paths_need_avro() {
+    let (key, reason) = invalid(DEMO, &[("BRAID__SCHEMA__FORMAT", "avro")]);
+    assert_eq!(key, "schema_registry.url");
+    assert!(reason.contains("registry"), "{reason}");
+    let registry = (
+        "BRAID__SCHEMA_REGISTRY__URL",
+        "http://127.0.0.1:18081/apis/ccompat/v7",
+    );
+    let config = load(DEMO, &[("BRAID__SCHEMA__FORMAT", "avro"), registry]).unwrap();
+    assert_eq!(config.schema.wire.name(), "avro");
+    assert_eq!(load(DEMO, &[]).unwrap().schema.wire.name(), "json");
+    let (key, _) = invalid(DEMO, &[("BRAID__SCHEMA__FORMAT", "xml"), registry]);
+    assert_eq!(key, "schema.format");
+
+    let with_path = DEMO.replacen(
+        "name = \"user_id\"",
+        "name = \"user_id\"\npath = \"user.id\"",
+        1,
+    );
+    assert_ne!(with_path, DEMO, "the demo config declares user_id");
+    let (key, reason) = invalid(&with_path, &[]);
+    assert!(key.ends_with(".path"), "{key}");
+    assert!(reason.contains("avro"), "{reason}");
+    let config = load(&with_path, &[("BRAID__SCHEMA__FORMAT", "avro"), registry]).unwrap();
+    assert_eq!(config.schema.field("user_id").unwrap().path(), "user.id");
+
+    let bad_path = with_path.replace("user.id", "user..id");
+    let (key, _) = invalid(&bad_path, &[("BRAID__SCHEMA__FORMAT", "avro"), registry]);
+    assert!(key.ends_with(".path"), "{key}");
+    let (key, _) = invalid(
+        DEMO,
+        &[
+            registry,
+            ("BRAID__SCHEMA_REGISTRY__TOKEN_ENV", "T"),
+            ("BRAID__SCHEMA_REGISTRY__USERNAME", "u"),
+        ],
+    );
+    assert_eq!(key, "schema_registry.token_env");
+    let (key, _) = invalid(DEMO, &[("BRAID__SCHEMA_REGISTRY__URL", "ftp://x")]);
+    assert_eq!(key, "schema_registry.url");
+    let debug = format!(
+        "{:?}",
+        load(
+            DEMO,
+            &[(
+                "BRAID__SCHEMA_REGISTRY__URL",
+                "https://user:secret@registry/x"
+            )]
+        )
+        .unwrap()
+        .schema_registry
+    );
+    assert!(!debug.contains("secret"), "{debug}");
+}

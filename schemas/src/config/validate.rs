@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use chrono::DateTime;
 
-use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig};
+use super::{BraidConfig, ConfigError, RawConfig, SchemaConfig, SchemaFormat};
 use crate::alert::AlertRule;
 use crate::arrow::RESERVED_COLUMNS;
 use crate::dimension::{Dimension, DimensionSource};
@@ -14,6 +14,7 @@ use crate::event_schema::{EventSchema, FieldType, is_identifier, is_topic_name};
 use crate::pg_layout::{BTREE_ENTRY_LIMIT, MAX_INDEXABLE_STRING_BYTES, largest_key_entry_bytes};
 use crate::record::{STORABLE_TIME_MAX_MICROS, STORABLE_TIME_MIN_MICROS};
 use crate::view::View;
+use crate::wire::WireFormat;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -49,6 +50,13 @@ fn check_cron(key: &str, expression: &str) -> Result<()> {
         })
 }
 
+/// An Avro name: a letter or `_`, then letters, digits or `_`.
+fn is_avro_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
     require(
         !config.fields.is_empty(),
@@ -75,6 +83,29 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
             seen.insert(field.name.as_str()),
             &key,
             &format!("`{}` is declared twice", field.name),
+        )?;
+        if let Some(path) = &field.path {
+            let key = format!("schema.fields[{index}].path");
+            require(
+                config.format != SchemaFormat::Json,
+                &key,
+                "JSON is read by top-level key only: a path needs schema.format = \"avro\"",
+            )?;
+            require(
+                path.split('.').all(is_avro_name),
+                &key,
+                &format!(
+                    "`{path}` must be field names joined by `.`, each a letter or `_` then letters, digits or `_`"
+                ),
+            )?;
+        }
+    }
+    let mut paths = HashSet::new();
+    for (index, field) in config.fields.iter().enumerate() {
+        require(
+            paths.insert(field.path()),
+            &format!("schema.fields[{index}].path"),
+            &format!("`{}` is read by another declared field too", field.path()),
         )?;
     }
     let event_time = config.event_time.as_deref().ok_or_else(|| {
@@ -136,6 +167,10 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
         max_string_bytes: config.max_group_value_bytes,
         event_time_min_micros: min,
         event_time_max_micros: max,
+        wire: match config.format {
+            SchemaFormat::Json => WireFormat::Json,
+            SchemaFormat::Avro => WireFormat::avro(),
+        },
     })
 }
 
@@ -158,6 +193,47 @@ fn check_key_fits_an_index(key: &str, view: &View, schema: &EventSchema) -> Resu
             view.name, schema.max_string_bytes
         ),
     )
+}
+
+/// `[schema_registry]`: a URL wherever messages need one; the secrets' variables named, never
+/// the secrets.
+fn schema_registry(raw: &RawConfig) -> Result<()> {
+    let registry = &raw.schema_registry;
+    if raw.schema.format != SchemaFormat::Json {
+        require(
+            !registry.url.is_empty(),
+            "schema_registry.url",
+            "schema.format is not json, so the writer schemas come from a registry: set its URL (e.g. http://127.0.0.1:18081/apis/ccompat/v7)",
+        )?;
+    }
+    if !registry.url.is_empty() {
+        require(
+            registry.url.starts_with("http://") || registry.url.starts_with("https://"),
+            "schema_registry.url",
+            "must be an http:// or https:// URL",
+        )?;
+    }
+    require(
+        registry.token_env.is_empty() || registry.username.is_empty(),
+        "schema_registry.token_env",
+        "use either basic authentication (username) or a bearer token, not both",
+    )?;
+    require(
+        registry.password_env.is_empty() || !registry.username.is_empty(),
+        "schema_registry.password_env",
+        "a password needs schema_registry.username",
+    )?;
+    require(
+        (1..=600_000).contains(&registry.timeout_ms.0),
+        "schema_registry.timeout_ms",
+        "must be between 1 and 600000 milliseconds",
+    )?;
+    require(
+        (200..=3_600_000).contains(&registry.retry_max_ms.0),
+        "schema_registry.retry_max_ms",
+        "must be between 200 and 3600000 milliseconds",
+    )?;
+    Ok(())
 }
 
 pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
@@ -337,6 +413,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         "must be lowercase letters, digits and `_`, starting with a letter or `_`",
     )?;
     let schema = event_schema(&raw.schema)?;
+    schema_registry(&raw)?;
     let mut names = HashSet::new();
     let mut views = Vec::with_capacity(raw.views.len());
     for (index, view) in raw.views.iter().enumerate() {
@@ -365,6 +442,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         batch: raw.batch,
         serving: raw.serving,
         schema,
+        schema_registry: raw.schema_registry,
         views,
         alerting: raw.alerting,
         alerts,

@@ -9,13 +9,15 @@ use crate::event_schema::EventSchema;
 /// escapes, numbers as serde_json reads them, arrays and objects only by kind (validation refuses
 /// them for every field type).
 #[derive(Debug)]
-pub(super) enum RawValue<'de> {
+pub(crate) enum RawValue<'de> {
     Null,
     Bool(bool),
-    /// A negative integer.
+    /// An integer (from JSON: a negative one).
     I64(i64),
     /// A non-negative integer.
     U64(u64),
+    /// An instant in microseconds since the epoch (an Avro timestamp or date).
+    Micros(i64),
     /// A number with a fraction or an exponent.
     F64(f64),
     String(std::borrow::Cow<'de, str>),
@@ -30,6 +32,7 @@ impl RawValue<'_> {
             RawValue::Bool(_) => "a boolean",
             RawValue::F64(_) => "a fractional number",
             RawValue::I64(_) | RawValue::U64(_) => "an integer",
+            RawValue::Micros(_) => "a timestamp",
             RawValue::String(_) => "a string",
             RawValue::Array => "an array",
             RawValue::Object => "an object",

@@ -455,6 +455,7 @@ mod tests {
             max_string_bytes: 1,
             event_time_min_micros: 0,
             event_time_max_micros: 1,
+            wire: Default::default(),
         };
         let lake = Lake::new(LakeSettings {
             uri: "s3://bucket/lake".into(),

@@ -1,0 +1,169 @@
+//! Payload formats beside JSON: Avro in Confluent's wire format, with its writer schemas from a
+//! schema registry.
+//!
+//! A framed payload is a magic byte 0, the writer schema's id as 4 bytes big-endian, then the
+//! datum ([`frame`]). Decoding is a pure function of the payload and the writer schema the id
+//! names, which never changes once registered; the layers fetch a schema before they validate
+//! the first record that names it, and keep it in [`AvroSchemas`], which both layers' validator
+//! reads ([`crate::EventSchema::validate_into`]). So the speed layer and the sink refuse exactly
+//! the same records, and a registry that is down delays records, never refuses them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::record::Rejection;
+
+pub mod avro;
+
+pub use avro::AvroPlan;
+
+/// A writer schema's id in the registry.
+pub type SchemaId = u32;
+
+/// The first byte of Confluent's wire format.
+pub const MAGIC_BYTE: u8 = 0;
+
+/// The bytes before the datum: the magic byte and the schema id.
+pub const HEADER_BYTES: usize = 5;
+
+/// How a topic's payloads are encoded (`schema.format`).
+#[derive(Debug, Clone, Default)]
+pub enum WireFormat {
+    /// A JSON object per message (the default).
+    #[default]
+    Json,
+    /// Avro in Confluent's wire format; the writer schemas loaded so far.
+    Avro(Arc<AvroSchemas>),
+}
+
+impl WireFormat {
+    /// A fresh Avro format, with no writer schema loaded yet.
+    pub fn avro() -> Self {
+        WireFormat::Avro(Arc::default())
+    }
+
+    /// How the format is written in configuration (`schema.format`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireFormat::Json => "json",
+            WireFormat::Avro(_) => "avro",
+        }
+    }
+
+    /// The writer schemas, for a format that has them.
+    pub fn avro_schemas(&self) -> Option<&Arc<AvroSchemas>> {
+        match self {
+            WireFormat::Json => None,
+            WireFormat::Avro(schemas) => Some(schemas),
+        }
+    }
+}
+
+/// Two formats are equal when they decode alike: the schemas loaded are a cache, not a setting.
+impl PartialEq for WireFormat {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+/// A payload in Confluent's wire format, split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framed<'a> {
+    /// The writer schema's id.
+    pub schema_id: SchemaId,
+    /// The datum.
+    pub body: &'a [u8],
+}
+
+/// Splits a payload into its schema id and datum; refuses one without the wire format's header.
+pub fn frame(payload: &[u8]) -> Result<Framed<'_>, Rejection> {
+    match payload.first() {
+        None => Err(Rejection::Undecodable {
+            schema_id: None,
+            detail: "an empty message has no magic byte and schema id".into(),
+        }),
+        Some(&found) if found != MAGIC_BYTE => Err(Rejection::WrongMagicByte { found }),
+        Some(_) if payload.len() < HEADER_BYTES => Err(Rejection::Undecodable {
+            schema_id: None,
+            detail: format!(
+                "{} bytes, shorter than the wire format's {HEADER_BYTES}-byte header",
+                payload.len()
+            ),
+        }),
+        Some(_) => Ok(Framed {
+            schema_id: u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
+            body: &payload[HEADER_BYTES..],
+        }),
+    }
+}
+
+/// The schema id a payload names, if it has the wire format's header: what a layer fetches
+/// before it validates the payload.
+pub fn schema_id_of(payload: &[u8]) -> Option<SchemaId> {
+    frame(payload).ok().map(|framed| framed.schema_id)
+}
+
+/// What the registry said about one schema id, compiled against the event schema.
+#[derive(Debug)]
+pub enum LoadedSchema {
+    /// A writer schema whose fields resolve to the event schema's.
+    Plan(AvroPlan),
+    /// A writer schema that does not resolve (a required field missing, a type that does not
+    /// convert, not Avro): its records are refused as `unresolvable_schema`.
+    Unresolvable(String),
+    /// The registry has no schema with this id: its records are refused as
+    /// `unknown_schema_id`.
+    Unknown,
+}
+
+/// The writer schemas loaded so far, by id: filled by the layer's registry client before a
+/// record that names an id is validated, read by the validating threads. An id's entry never
+/// changes once made (a registered schema is immutable).
+#[derive(Debug, Default)]
+pub struct AvroSchemas {
+    by_id: RwLock<HashMap<SchemaId, Arc<LoadedSchema>>>,
+}
+
+impl AvroSchemas {
+    /// What is loaded for an id; `None` before the id was fetched.
+    pub fn get(&self, id: SchemaId) -> Option<Arc<LoadedSchema>> {
+        self.by_id
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Whether an id was fetched.
+    pub fn contains(&self, id: SchemaId) -> bool {
+        self.by_id
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Records what the registry said about an id; the first answer stays.
+    pub fn insert(&self, id: SchemaId, loaded: LoadedSchema) {
+        self.by_id
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(id)
+            .or_insert_with(|| Arc::new(loaded));
+    }
+
+    /// How many ids were fetched.
+    pub fn len(&self) -> usize {
+        self.by_id
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    /// Whether no id was fetched yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;
