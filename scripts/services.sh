@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
 # Braid's local services: PostgreSQL (Debian's packages), Apache Kafka (the official broker
-# jars from Maven Central, KRaft mode, single node) and an S3-compatible object store (versitygw,
-# the Versity S3 Gateway, built from the Go module proxy, serving a folder), all on 127.0.0.1,
-# with all state under one folder (.braid/ by default).
+# jars from Maven Central, KRaft mode, single node), an S3-compatible object store (versitygw,
+# the Versity S3 Gateway, built from the Go module proxy, serving a folder) and a schema
+# registry with Confluent's API (Apicurio Registry, assembled from Maven Central), all on
+# 127.0.0.1, with all state under one folder (.braid/ by default).
 #
 #   scripts/services.sh up       install what is missing, start them, wait until they answer
 #   scripts/services.sh down     stop them (state is kept)
 #   scripts/services.sh status   say what runs where
 #   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
-#   scripts/services.sh reset    stop both and delete their state
+#   scripts/services.sh reset    stop them and delete their state
 #   scripts/services.sh crash-postgres | crash-kafka   faults for scripts/chaos (then `up`)
 #
-# If DATABASE_URL, KAFKA_BROKERS or BRAID_S3_ENDPOINT is already set, that service is taken as
-# given: nothing is installed or started for it, and `up` only checks that it answers.
+# If DATABASE_URL, KAFKA_BROKERS, BRAID_S3_ENDPOINT or BRAID_SCHEMA_REGISTRY_URL is already
+# set, that service is taken as given: nothing is installed or started for it, and `up` only
+# checks that it answers.
 #
 # Settings (environment): BRAID_STATE_DIR (default .braid in the repository), BRAID_PG_PORT
 # (15432), BRAID_KAFKA_PORT (19092; the controller uses the next port), BRAID_KAFKA_HEAP (1g),
-# BRAID_S3_PORT (19000).
+# BRAID_S3_PORT (19000), BRAID_REGISTRY_PORT (18081), BRAID_CACHE_DIR (~/.cache/braid: the
+# registry's build, shared by every checkout).
 set -euo pipefail
 
 ROOT=${BRAID_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -36,6 +39,8 @@ S3_BUCKET=braid
 S3_ACCESS_KEY=braid-local
 S3_SECRET_KEY=braid-local-secret
 OWN_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+REGISTRY_PORT=${BRAID_REGISTRY_PORT:-18081}
+OWN_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7"
 
 log() { echo "services: $*" >&2; }
 die() { echo "services: error: $*" >&2; exit 1; }
@@ -252,6 +257,47 @@ s3_up() {
 
 s3_down() { stop_pidfile "the S3 server" "$S3_HOME/versitygw.pid"; }
 
+# ---------------------------------------------------------------- schema registry (Apicurio)
+# Apicurio Registry 2.4.2.Final, assembled from Maven Central by scripts/registry/pom.xml (a
+# few minutes, once per machine: the build is kept in $BRAID_CACHE_DIR, shared by every
+# checkout and by scripts/chaos), serving Confluent's REST API under /apis/ccompat/v7. Its
+# storage is in memory: schemas registered are gone when it stops (tests register their own).
+REGISTRY_HOME=$STATE/registry
+REGISTRY_BUILD=${BRAID_CACHE_DIR:-$HOME/.cache/braid}/apicurio-registry-2.4.2.Final
+REGISTRY_JAR=$REGISTRY_BUILD/target/registry-server-1-runner.jar
+registry_pid() { cat "$REGISTRY_HOME/registry.pid" 2>/dev/null || true; }
+registry_running() { local pid; pid=$(registry_pid); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+registry_answers() { port_open 127.0.0.1 "$REGISTRY_PORT" && grep -q "Listening on" "$REGISTRY_HOME/registry.log" 2>/dev/null; }
+
+registry_install() {
+  [ -f "$REGISTRY_BUILD/.complete" ] && [ -f "$REGISTRY_JAR" ] && return
+  command -v java >/dev/null || apt_install default-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  log "assembling Apicurio Registry 2.4.2.Final from Maven Central into $REGISTRY_BUILD (a few minutes, once)"
+  rm -rf "$REGISTRY_BUILD"; mkdir -p "$REGISTRY_BUILD"
+  cp "$ROOT/scripts/registry/pom.xml" "$REGISTRY_BUILD/pom.xml"
+  mvn -q -B -s "$ROOT/scripts/registry/settings.xml" -f "$REGISTRY_BUILD/pom.xml" package -DskipTests >&2 \
+    || die "could not assemble Apicurio Registry from Maven Central"
+  [ -f "$REGISTRY_JAR" ] || die "the registry build made no $REGISTRY_JAR"
+  touch "$REGISTRY_BUILD/.complete"
+}
+
+registry_up() {
+  registry_install
+  mkdir -p "$REGISTRY_HOME"
+  if registry_running && registry_answers; then log "the schema registry already answers on $OWN_REGISTRY_URL"; return; fi
+  registry_running && { log "registry $(registry_pid) does not answer; restarting it"; kill -9 "$(registry_pid)" || true; }
+  port_open 127.0.0.1 "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by something that is not Braid's schema registry; set BRAID_REGISTRY_PORT"
+  log "starting Apicurio Registry on $OWN_REGISTRY_URL (in-memory storage)"
+  : >"$REGISTRY_HOME/registry.log"
+  setsid nohup java -Xmx256m -Dquarkus.http.host=127.0.0.1 "-Dquarkus.http.port=$REGISTRY_PORT" \
+    -jar "$REGISTRY_JAR" >"$REGISTRY_HOME/registry.log" 2>&1 </dev/null &
+  echo $! >"$REGISTRY_HOME/registry.pid"
+  wait_for "the schema registry" 120 registry_answers || { tail -n 20 "$REGISTRY_HOME/registry.log" >&2; die "the schema registry did not start (log: $REGISTRY_HOME/registry.log)"; }
+}
+
+registry_down() { stop_pidfile "the schema registry" "$REGISTRY_HOME/registry.pid"; }
+
 # ---------------------------------------------------------------- given services
 url_host_port() { # postgres://user:pw@host:port/db -> host port
   local rest=${1#*://}; rest=${rest#*@}; rest=${rest%%/*}; rest=${rest%%\?*}
@@ -275,11 +321,19 @@ check_given() {
     port_open "$host" "$port" || die "BRAID_S3_ENDPOINT points at $host:$port, which does not answer"
     log "using the given S3 server at $BRAID_S3_ENDPOINT (bucket ${BRAID_S3_BUCKET:-unset})"
   fi
+  if [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ]; then
+    read -r host port < <(url_host_port "$BRAID_SCHEMA_REGISTRY_URL")
+    port_open "$host" "$port" || die "BRAID_SCHEMA_REGISTRY_URL points at $host:$port, which does not answer"
+    log "using the given schema registry at $BRAID_SCHEMA_REGISTRY_URL"
+  fi
 }
 
 print_env() {
   echo "export DATABASE_URL='${DATABASE_URL:-$OWN_DATABASE_URL}'"
   echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-$OWN_KAFKA_BROKERS}'"
+  # The registry's Confluent API, for Avro topics (Braid takes schema_registry.url, or
+  # BRAID__SCHEMA_REGISTRY__URL).
+  echo "export BRAID_SCHEMA_REGISTRY_URL='${BRAID_SCHEMA_REGISTRY_URL:-$OWN_REGISTRY_URL}'"
   # For the tests' tables on S3 (Braid itself takes lake.uri and [lake.storage_options], and the
   # credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY as the AWS SDK does).
   [ -n "${BRAID_S3_ENDPOINT:-}" ] || [ -x "$S3_HOME/bin/versitygw-$VERSITYGW_VERSION" ] || return 0
@@ -295,13 +349,15 @@ case "${1:-}" in
     [ -n "${DATABASE_URL:-}" ] || pg_up
     [ -n "${KAFKA_BROKERS:-}" ] || kafka_up
     [ -n "${BRAID_S3_ENDPOINT:-}" ] || s3_up
+    [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ] || registry_up
     print_env ;;
-  down) s3_down; kafka_down; pg_down ;;
-  reset) s3_down; kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
+  down) registry_down; s3_down; kafka_down; pg_down ;;
+  reset) registry_down; s3_down; kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
   status)
     if pg_answers; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $(pg_home)/data)"; else echo "postgres: not running"; fi
     if kafka_running && kafka_answers; then echo "kafka: running on $OWN_KAFKA_BROKERS (pid $(kafka_pid), logs $KAFKA_HOME/logs)"; else echo "kafka: not running"; fi
-    if s3_running && s3_answers; then echo "s3: versitygw running on $OWN_S3_ENDPOINT (pid $(s3_pid), bucket $S3_BUCKET, data $S3_HOME/data)"; else echo "s3: not running"; fi ;;
+    if s3_running && s3_answers; then echo "s3: versitygw running on $OWN_S3_ENDPOINT (pid $(s3_pid), bucket $S3_BUCKET, data $S3_HOME/data)"; else echo "s3: not running"; fi
+    if registry_running && registry_answers; then echo "registry: Apicurio running on $OWN_REGISTRY_URL (pid $(registry_pid), log $REGISTRY_HOME/registry.log)"; else echo "registry: not running"; fi ;;
   env) print_env ;;
   # Faults for scripts/chaos: an immediate shutdown of PostgreSQL (no checkpoint, clients cut
   # off, as in a crash) and a SIGKILL of the broker. `up` starts them again.
@@ -313,5 +369,5 @@ case "${1:-}" in
     kafka_running || die "Kafka is not running"
     log "killing Kafka (SIGKILL)"
     kill -9 "$(kafka_pid)" ;;
-  *) sed -n '2,20p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
+  *) sed -n '2,22p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac

@@ -15,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, TopicPartitionList};
+use schemas::config::SchemaRegistryConfig;
 use schemas::pg::DeadLetter;
 use schemas::{EventSchema, Rejection};
 
@@ -24,6 +25,7 @@ use crate::expected::StartAt;
 use crate::layer::{Buffer, Buffered, Committed, Received, Store};
 use crate::metrics as m;
 use crate::pipeline::Pipeline;
+use crate::registry::SchemaLoader;
 use crate::validator::{Chunk, Validator};
 use schemas::position::{Offset, Partition, Positions};
 
@@ -85,6 +87,8 @@ pub struct IngestSettings {
     pub dead_letter_max_payload_bytes: usize,
     /// The event schema: the one validator of both layers.
     pub schema: EventSchema,
+    /// Where an Avro topic's writer schemas are fetched (unused for JSON).
+    pub schema_registry: SchemaRegistryConfig,
 }
 
 /// Totals of one run.
@@ -388,7 +392,7 @@ impl Replacements {
 }
 
 /// Sleeps `wait`, or less once `stop` is set.
-fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
+pub(crate) fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
     let until = Instant::now() + wait;
     while !stop.load(Ordering::Relaxed) {
         let left = until.saturating_duration_since(Instant::now());
@@ -409,6 +413,16 @@ pub fn run<S: Store>(
     stop: Arc<AtomicBool>,
 ) -> Result<Summary, S::Error> {
     let name = S::NAME;
+    // Writer schemas are fetched on this thread, before the first message naming one is
+    // validated; the runtime runs the requests.
+    let loader =
+        SchemaLoader::new(&settings.schema, &settings.schema_registry, name).map_err(|source| {
+            IngestError::Registry {
+                layer: name,
+                source,
+            }
+        })?;
+    let registry_runtime = runtime.clone();
     let state = Arc::new(Mutex::new(Shared {
         pipeline: Pipeline::new(runtime, store, buffer),
         isolating: BTreeMap::new(),
@@ -448,6 +462,17 @@ pub fn run<S: Store>(
             consumer.poll(poll_wait)
         };
         poll_wait = IDLE_POLL;
+        if let (Some(loader), Some(Ok(message))) = (&loader, &polled)
+            && !loader.ensure(
+                message.payload().unwrap_or_default(),
+                &registry_runtime,
+                &stop,
+            )
+        {
+            // Stopped while the registry was down: nothing of the message was buffered, so
+            // the next run reads it again.
+            continue;
+        }
         let ctx = consumer.context();
         let mut shared = ctx.shared();
         if let Some(fatal) = shared.fatal.take() {

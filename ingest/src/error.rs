@@ -77,6 +77,15 @@ pub enum IngestError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The schema registry's client cannot be set up (a secret's variable not set, an
+    /// unreadable CA file): the operator's error; the layer does not start.
+    #[error("the {layer} cannot use the schema registry: {source}")]
+    Registry {
+        /// The layer.
+        layer: &'static str,
+        /// What is wrong.
+        source: crate::registry::RegistryError,
+    },
     /// A layer's store was not given back by a background write whose task failed (a bug).
     #[error("the {layer}'s store is lost: a background write did not give it back")]
     StoreLost {

@@ -13,6 +13,7 @@
 //!   partitions, and isolating a record the layer's store refuses;
 //! - [`caught_up`]: whether everything the brokers hold has been read (early commits);
 //! - [`error`]: errors classified as fenced, data refused, retryable or fatal;
+//! - [`registry`]: writer schemas fetched from a schema registry, for Avro topics;
 //! - [`metrics`]: metric names, labelled by layer.
 
 pub mod caught_up;
@@ -23,6 +24,7 @@ pub mod kafka;
 pub mod layer;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod validator;
 
 pub use consumer::{IngestSettings, run};

@@ -21,3 +21,6 @@ pub const ISOLATIONS_TOTAL: &str = "braid_ingest_isolations_total";
 pub const REFUSED_BY_STORE_TOTAL: &str = "braid_ingest_refused_by_store_total";
 /// Gauge: records between the committed position and Kafka's high watermark, per partition.
 pub const PARTITION_LAG_RECORDS: &str = "braid_ingest_partition_lag_records";
+/// Counter: writer-schema fetches from the schema registry, labelled by outcome (`answered`:
+/// a schema or a plain "no such id"; `failed`: down, slow or nonsense, retried).
+pub const SCHEMA_FETCHES_TOTAL: &str = "braid_ingest_schema_fetches_total";

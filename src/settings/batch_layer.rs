@@ -50,6 +50,7 @@ pub fn sink(config: &BraidConfig) -> SinkSettings {
             flush_max_bytes: Some(config.sink.flush_max_bytes),
             dead_letter_max_payload_bytes: config.sink.dead_letter_max_payload_bytes,
             schema: config.schema.clone(),
+            schema_registry: config.schema_registry.clone(),
         },
         lake: lake(config),
         compression: config.sink.compression,

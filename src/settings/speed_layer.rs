@@ -24,6 +24,7 @@ pub fn settings(config: &BraidConfig) -> speed_layer::SpeedSettings {
             flush_max_bytes: None,
             dead_letter_max_payload_bytes: config.speed.dead_letter_max_payload_bytes,
             schema: config.schema.clone(),
+            schema_registry: config.schema_registry.clone(),
         },
         views: config.views.clone(),
     }

@@ -1,0 +1,348 @@
+//! The schema registry, for topics in Confluent's wire format: the writer schema a message names
+//! is fetched once per id (`GET {url}/schemas/ids/{id}`, Confluent's REST API, which Apicurio
+//! Registry serves under `/apis/ccompat/v7`), compiled against the event schema and kept in the
+//! event schema's [`AvroSchemas`], before the first message naming it is validated.
+//!
+//! A registry that is down, slow or answers nonsense delays the layer (it retries with backoff,
+//! and says so), never refuses a record; only a registry's plain "no such schema" (HTTP 404 with
+//! Confluent's error code 40403) refuses the records naming that id, as `unknown_schema_id`. A
+//! 404 without that code (a wrong `schema_registry.url`, say) is retried like an outage, so a
+//! misconfigured URL cannot dead-letter a topic.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use schemas::EventSchema;
+use schemas::config::SchemaRegistryConfig;
+use schemas::config::secrets::redact_url;
+use schemas::wire::{AvroPlan, AvroSchemas, LoadedSchema, SchemaId, schema_id_of};
+
+use crate::metrics as m;
+
+/// The first wait before a failed fetch is tried again; doubled up to `retry_max_ms`.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+
+/// Confluent's error code for "schema not found".
+const SCHEMA_NOT_FOUND: i64 = 40403;
+
+/// Why the registry could not be asked, or gave no usable answer. All but the set-up errors
+/// are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry could not be reached, or did not answer in time (its fault or the
+    /// network's; retried).
+    #[error("the schema registry at {url} cannot be reached: {source}")]
+    Unreachable {
+        /// The registry's URL, credentials hidden.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status (retried: a 5xx is its fault, a 401 or
+    /// 403 a credential an operator can fix, a 404 without Confluent's error code a wrong URL).
+    #[error("the schema registry answered HTTP {status} for schema id {id}: {body}")]
+    Status {
+        /// The schema id asked for.
+        id: SchemaId,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// The registry's answer is not a schema (retried: the registry's fault).
+    #[error("the schema registry's answer for schema id {id} is not a schema: {detail}")]
+    BadAnswer {
+        /// The schema id asked for.
+        id: SchemaId,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A secret the configuration names is not in the environment (the operator's error; the
+    /// layer does not start).
+    #[error("{key} names the environment variable {var}, which is not set")]
+    MissingSecret {
+        /// The config key.
+        key: &'static str,
+        /// The variable.
+        var: String,
+    },
+    /// `schema_registry.ca_file` cannot be read or holds no certificate (the operator's
+    /// error; the layer does not start).
+    #[error("schema_registry.ca_file {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        detail: String,
+    },
+    /// The HTTP client cannot be built (the operator's error, e.g. TLS settings).
+    #[error("the schema registry's HTTP client cannot be built: {0}")]
+    Client(reqwest::Error),
+}
+
+/// What the registry says about one id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The schema: its type (`AVRO` when the registry leaves it out) and its text.
+    Found {
+        /// `AVRO`, `PROTOBUF` or `JSON`.
+        schema_type: String,
+        /// The schema's text.
+        schema: String,
+    },
+    /// The registry has no schema with this id.
+    Unknown,
+}
+
+/// How requests prove who sends them.
+#[derive(Clone)]
+enum Auth {
+    None,
+    Basic {
+        username: String,
+        password: Option<String>,
+    },
+    Bearer(String),
+}
+
+/// A client of Confluent's schema registry API.
+#[derive(Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("base", &redact_url(&self.base))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryClient {
+    /// A client for `[schema_registry]`; reads its secrets from the environment now.
+    pub fn new(config: &SchemaRegistryConfig) -> Result<Self, RegistryError> {
+        let secret = |key: &'static str, var: &str| {
+            std::env::var(var).map_err(|_| RegistryError::MissingSecret {
+                key,
+                var: var.to_string(),
+            })
+        };
+        let auth = if !config.token_env.is_empty() {
+            Auth::Bearer(secret("schema_registry.token_env", &config.token_env)?)
+        } else if !config.username.is_empty() {
+            Auth::Basic {
+                username: config.username.clone(),
+                password: (!config.password_env.is_empty())
+                    .then(|| secret("schema_registry.password_env", &config.password_env))
+                    .transpose()?,
+            }
+        } else {
+            Auth::None
+        };
+        let timeout = config.timeout_ms.duration();
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        if !config.ca_file.is_empty() {
+            let ca_error = |detail: String| RegistryError::CaFile {
+                path: config.ca_file.clone(),
+                detail,
+            };
+            let pem = std::fs::read(&config.ca_file).map_err(|e| ca_error(e.to_string()))?;
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_error(e.to_string()))?;
+            if certificates.is_empty() {
+                return Err(ca_error("no PEM certificate in it".into()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        Ok(Self {
+            http: builder.build().map_err(RegistryError::Client)?,
+            base: config.url.trim_end_matches('/').to_string(),
+            auth,
+        })
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("{}{path}", self.base)).header(
+            "Accept",
+            "application/vnd.schemaregistry.v1+json, application/json",
+        );
+        match &self.auth {
+            Auth::None => request,
+            Auth::Basic { username, password } => request.basic_auth(username, password.as_ref()),
+            Auth::Bearer(token) => request.bearer_auth(token),
+        }
+    }
+
+    /// The schema with id `id`.
+    pub async fn schema_by_id(&self, id: SchemaId) -> Result<Lookup, RegistryError> {
+        let unreachable = |source| RegistryError::Unreachable {
+            url: redact_url(&self.base),
+            source,
+        };
+        let response = self
+            .get(&format!("/schemas/ids/{id}"))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(unreachable)?;
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        let field = |name: &str| json.as_ref().and_then(|json| json.get(name));
+        match status {
+            200 => {
+                let schema = field("schema")
+                    .and_then(serde_json::Value::as_str)
+                    .ok_or_else(|| RegistryError::BadAnswer {
+                        id,
+                        detail: "no `schema` string".into(),
+                    })?;
+                let schema_type = field("schemaType")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("AVRO");
+                Ok(Lookup::Found {
+                    schema_type: schema_type.to_string(),
+                    schema: schema.to_string(),
+                })
+            }
+            404 if field("error_code").and_then(serde_json::Value::as_i64)
+                == Some(SCHEMA_NOT_FOUND) =>
+            {
+                Ok(Lookup::Unknown)
+            }
+            status => Err(RegistryError::Status {
+                id,
+                status,
+                body: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            }),
+        }
+    }
+}
+
+/// Fills the event schema's writer schemas from the registry, as the ingest loop reads
+/// messages naming new ids.
+#[derive(Debug)]
+pub struct SchemaLoader {
+    client: RegistryClient,
+    event_schema: EventSchema,
+    schemas: Arc<AvroSchemas>,
+    retry_max: Duration,
+    layer: &'static str,
+}
+
+impl SchemaLoader {
+    /// A loader for an event schema in a registry format; `None` for JSON.
+    pub fn new(
+        event_schema: &EventSchema,
+        config: &SchemaRegistryConfig,
+        layer: &'static str,
+    ) -> Result<Option<Self>, RegistryError> {
+        let Some(schemas) = event_schema.wire.avro_schemas() else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            client: RegistryClient::new(config)?,
+            event_schema: event_schema.clone(),
+            schemas: Arc::clone(schemas),
+            retry_max: config.retry_max_ms.duration().max(FIRST_RETRY),
+            layer,
+        }))
+    }
+
+    /// Makes sure the writer schema `payload` names is loaded, asking the registry if it is
+    /// not, and waiting out an outage for as long as it lasts. `false`: `stop` was set while
+    /// waiting (the message is then not to be validated).
+    pub fn ensure(
+        &self,
+        payload: &[u8],
+        runtime: &tokio::runtime::Handle,
+        stop: &AtomicBool,
+    ) -> bool {
+        let Some(id) = schema_id_of(payload) else {
+            return true; // no header: validation refuses it without a schema
+        };
+        if self.schemas.contains(id) {
+            return true;
+        }
+        let mut wait = FIRST_RETRY;
+        let mut failures = 0u32;
+        loop {
+            match runtime.block_on(self.client.schema_by_id(id)) {
+                Ok(lookup) => {
+                    let loaded = self.compile(id, lookup);
+                    metrics::counter!(m::SCHEMA_FETCHES_TOTAL, "layer" => self.layer, "outcome" => "answered")
+                        .increment(1);
+                    self.schemas.insert(id, loaded);
+                    if failures > 0 {
+                        tracing::info!(
+                            layer = self.layer,
+                            schema_id = id,
+                            failures,
+                            "the schema registry answered again; the layer goes on"
+                        );
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    failures += 1;
+                    metrics::counter!(m::SCHEMA_FETCHES_TOTAL, "layer" => self.layer, "outcome" => "failed")
+                        .increment(1);
+                    tracing::warn!(
+                        layer = self.layer,
+                        schema_id = id,
+                        %error,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "cannot fetch a writer schema; the layer waits for the registry (no record is refused for this)"
+                    );
+                    crate::consumer::sleep_unless_stopped(wait, stop);
+                    if stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    wait = (wait * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+
+    fn compile(&self, id: SchemaId, lookup: Lookup) -> LoadedSchema {
+        let loaded = match lookup {
+            Lookup::Unknown => LoadedSchema::Unknown,
+            Lookup::Found { schema_type, .. } if schema_type != "AVRO" => {
+                LoadedSchema::Unresolvable(format!(
+                    "a {schema_type} schema, and schema.format is avro"
+                ))
+            }
+            Lookup::Found { schema, .. } => match AvroPlan::compile(&self.event_schema, &schema) {
+                Ok(plan) => LoadedSchema::Plan(plan),
+                Err(detail) => LoadedSchema::Unresolvable(detail),
+            },
+        };
+        match &loaded {
+            LoadedSchema::Plan(_) => {
+                tracing::info!(layer = self.layer, schema_id = id, "loaded a writer schema")
+            }
+            LoadedSchema::Unresolvable(detail) => tracing::warn!(
+                layer = self.layer,
+                schema_id = id,
+                detail,
+                "a writer schema does not resolve to schema.fields; its records are dead-lettered as unresolvable_schema"
+            ),
+            LoadedSchema::Unknown => tracing::warn!(
+                layer = self.layer,
+                schema_id = id,
+                "the schema registry has no schema with this id; its records are dead-lettered as unknown_schema_id"
+            ),
+        }
+        loaded
+    }
+}
+
+#[cfg(test)]
+mod tests;
