@@ -324,7 +324,7 @@ check_given() {
   if [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ]; then
     read -r host port < <(url_host_port "$BRAID_SCHEMA_REGISTRY_URL")
     port_open "$host" "$port" || die "BRAID_SCHEMA_REGISTRY_URL points at $host:$port, which does not answer"
-    log "using the given schema registry at $BRAID_SCHEMA_REGISTRY_URL"
+    log "using the given schema registry at $host:$port"
   fi
 }
 

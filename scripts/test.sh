@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs Braid's whole test suite against real PostgreSQL, Kafka and S3, starting them first if needed
+# Runs Braid's whole test suite against real PostgreSQL, Kafka, S3 and a schema registry, starting them first if needed
 # (scripts/services.sh installs them on a machine that has neither). Extra arguments go to
 # `cargo test`, e.g. scripts/test.sh -p schemas.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95 or later (https://rustup.rs)" >&2; exit 1; }
 services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
 eval "$services_env"
-echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS" >&2
+echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS, schema registry at $BRAID_SCHEMA_REGISTRY_URL" >&2
 
 # The independent Delta reader (Python deltalake from PyPI) used by the sink tests.
 BRAID_PYTHON=$(scripts/python-env.sh) || { echo "test: the Python environment could not be installed; see above" >&2; exit 1; }

@@ -389,6 +389,15 @@ pub enum Workload {
     YsbCampaigns,
 }
 
+/// How `braid generate` encodes events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateFormat {
+    /// A JSON object per message.
+    Json,
+    /// Avro in Confluent's wire format, the writer schema registered in the schema registry.
+    Avro,
+}
+
 /// Options of `braid up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -457,6 +466,12 @@ pub struct GenerateArgs {
     /// Benchmark's ad events (for examples/ysb.toml; no late or malformed records).
     #[arg(long, env = "BRAID_GENERATE_WORKLOAD", value_enum, default_value_t = Workload::Clickstream)]
     pub workload: Workload,
+
+    /// How to encode the events: `json`, or `avro` (Confluent's wire format; the writer
+    /// schema, derived from [schema], is registered under `<topic>-value` in
+    /// [schema_registry] first). Default: the config's schema.format.
+    #[arg(long, env = "BRAID_GENERATE_FORMAT", value_enum)]
+    pub format: Option<GenerateFormat>,
 
     /// Event time between consecutive events of a logical clock (seeded or --start), in
     /// microseconds. Default: 1 s / --rate, or 1 ms with --rate 0. E.g. 60000 spreads 1.44M

@@ -142,7 +142,13 @@ fn buffer_validated<S: Store>(
             received.offset,
             rejection.clone(),
             received.payload,
-            max_payload_bytes,
+            // A record refused for its schema id alone may be valid once the id is registered:
+            // kept whole (at most schema.max_record_bytes), so it can be replayed.
+            if rejection.code() == "unknown_schema_id" {
+                usize::MAX
+            } else {
+                max_payload_bytes
+            },
         )),
     }
 }
@@ -463,6 +469,7 @@ pub fn run<S: Store>(
         };
         poll_wait = IDLE_POLL;
         if let (Some(loader), Some(Ok(message))) = (&loader, &polled)
+            && message.payload_len() <= settings.schema.max_record_bytes
             && !loader.ensure(
                 message.payload().unwrap_or_default(),
                 &registry_runtime,

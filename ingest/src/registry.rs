@@ -26,6 +26,9 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// Confluent's error code for "schema not found".
 const SCHEMA_NOT_FOUND: i64 = 40403;
 
+/// The largest answer read from the registry: a schema is kilobytes; more is nonsense.
+const MAX_ANSWER_BYTES: usize = 8 << 20;
+
 /// Why the registry could not be asked, or gave no usable answer. All but the set-up errors
 /// are retried.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +79,30 @@ pub enum RegistryError {
         /// Why it cannot be used.
         detail: String,
     },
+    /// The registry refused a new version of a subject as incompatible with the ones before
+    /// (HTTP 409; Apicurio's body says `error_code` 0, so the status decides).
+    #[error("the schema registry refused the schema for subject {subject} as incompatible: {body}")]
+    Incompatible {
+        /// The subject.
+        subject: String,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// The registry answered a registration with an unexpected status or body.
+    #[error(
+        "the schema registry did not register the schema for subject {subject}: HTTP {status}: {body}"
+    )]
+    NotRegistered {
+        /// The subject.
+        subject: String,
+        /// The HTTP status.
+        status: u16,
+        /// The start of the answer's body.
+        body: String,
+    },
+    /// The registry's answer is larger than [`MAX_ANSWER_BYTES`] (retried: its fault).
+    #[error("the schema registry's answer is over {MAX_ANSWER_BYTES} bytes")]
+    AnswerTooLarge,
     /// The HTTP client cannot be built (the operator's error, e.g. TLS settings).
     #[error("the schema registry's HTTP client cannot be built: {0}")]
     Client(reqwest::Error),
@@ -90,6 +117,8 @@ pub enum Lookup {
         schema_type: String,
         /// The schema's text.
         schema: String,
+        /// Whether it refers to schemas of other subjects (`references`).
+        has_references: bool,
     },
     /// The registry has no schema with this id.
     Unknown,
@@ -181,6 +210,51 @@ impl RegistryClient {
         }
     }
 
+    /// Registers an Avro schema under `subject` (a no-op answering the same id when it is
+    /// registered already) and returns its id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<SchemaId, RegistryError> {
+        let unreachable = |source| RegistryError::Unreachable {
+            url: redact_url(&self.base),
+            source,
+        };
+        let path = format!(
+            "/subjects/{}/versions",
+            subject.replace('%', "%25").replace('/', "%2F")
+        );
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(serde_json::json!({ "schema": schema }).to_string());
+        request = match &self.auth {
+            Auth::None => request,
+            Auth::Basic { username, password } => request.basic_auth(username, password.as_ref()),
+            Auth::Bearer(token) => request.bearer_auth(token),
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let body = bounded_body(response)
+            .await
+            .map_err(|e| e.or_unreachable(&self.base))?;
+        let quoted = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        let id = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|json| json.get("id").and_then(serde_json::Value::as_u64))
+            .and_then(|id| SchemaId::try_from(id).ok());
+        match (status, id) {
+            (200, Some(id)) => Ok(id),
+            (409, _) => Err(RegistryError::Incompatible {
+                subject: subject.to_string(),
+                body: quoted(),
+            }),
+            (status, _) => Err(RegistryError::NotRegistered {
+                subject: subject.to_string(),
+                status,
+                body: quoted(),
+            }),
+        }
+    }
+
     /// The schema with id `id`.
     pub async fn schema_by_id(&self, id: SchemaId) -> Result<Lookup, RegistryError> {
         let unreachable = |source| RegistryError::Unreachable {
@@ -193,7 +267,9 @@ impl RegistryClient {
             .await
             .map_err(unreachable)?;
         let status = response.status().as_u16();
-        let body = response.bytes().await.map_err(unreachable)?;
+        let body = bounded_body(response)
+            .await
+            .map_err(|e| e.or_unreachable(&self.base))?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         let field = |name: &str| json.as_ref().and_then(|json| json.get(name));
         match status {
@@ -207,9 +283,13 @@ impl RegistryClient {
                 let schema_type = field("schemaType")
                     .and_then(serde_json::Value::as_str)
                     .unwrap_or("AVRO");
+                let has_references = field("references")
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|references| !references.is_empty());
                 Ok(Lookup::Found {
                     schema_type: schema_type.to_string(),
                     schema: schema.to_string(),
+                    has_references,
                 })
             }
             404 if field("error_code").and_then(serde_json::Value::as_i64)
@@ -224,6 +304,42 @@ impl RegistryClient {
             }),
         }
     }
+}
+
+/// Why an answer's body could not be read.
+enum BodyError {
+    Read(reqwest::Error),
+    TooLarge,
+}
+
+impl BodyError {
+    fn or_unreachable(self, url: &str) -> RegistryError {
+        match self {
+            BodyError::Read(source) => RegistryError::Unreachable {
+                url: redact_url(url),
+                source,
+            },
+            BodyError::TooLarge => RegistryError::AnswerTooLarge,
+        }
+    }
+}
+
+/// An answer's body, at most [`MAX_ANSWER_BYTES`].
+async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Fills the event schema's writer schemas from the registry, as the ingest loop reads
@@ -269,6 +385,12 @@ impl SchemaLoader {
             return true; // no header: validation refuses it without a schema
         };
         if self.schemas.contains(id) {
+            return true;
+        }
+        // Registries number schemas with a signed 32-bit integer: an id past it names none,
+        // and is not worth a request (a registry may answer it with a plain 404 or a 400).
+        if i32::try_from(id).is_err() {
+            self.schemas.insert(id, LoadedSchema::Unknown);
             return true;
         }
         let mut wait = FIRST_RETRY;
@@ -319,6 +441,13 @@ impl SchemaLoader {
                     "a {schema_type} schema, and schema.format is avro"
                 ))
             }
+            Lookup::Found {
+                has_references: true,
+                ..
+            } => LoadedSchema::Unresolvable(
+                "it refers to schemas of other subjects (references), which Braid does not read yet"
+                    .into(),
+            ),
             Lookup::Found { schema, .. } => match AvroPlan::compile(&self.event_schema, &schema) {
                 Ok(plan) => LoadedSchema::Plan(plan),
                 Err(detail) => LoadedSchema::Unresolvable(detail),

@@ -35,6 +35,7 @@ run "Batch recompute" 12 env BENCH_EVENTS=$batch_events scripts/bench/batch.sh
 run "Serving API and end-to-end freshness" 20 scripts/bench/serving.sh
 run "Freshness at 1k, 20k and 200k events/s" 8 scripts/bench/freshness.sh
 run "Yahoo Streaming Benchmark workload, beside Apache Flink" 22 scripts/bench/ysb.sh
+run "The same stream as JSON and as Avro (schema registry)" 8 scripts/bench/avro.sh
 run "Profiles of the speed layer, the sink and the batch (flame graphs in docs/img)" 12 env BENCH_PROFILE_OUT="$PWD/docs/img" scripts/bench/profile.sh
 python3 - docs/benchmarks.md "$log" "$started" <<'PY'
 import sys

@@ -100,6 +100,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Services(args) => services::run(args.action),
         Command::Generate(args) if args.stdout => {
+            anyhow::ensure!(
+                args.format != Some(crate::cli::GenerateFormat::Avro),
+                "--stdout writes JSON lines; --format avro produces to Kafka (leave out --stdout)"
+            );
             let written = crate::generate::write_lines(args, std::io::stdout().lock())?;
             tracing::debug!(written, "generated");
             Ok(ExitCode::SUCCESS)
@@ -122,7 +126,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stop = StopFlag::default();
             stop.stop_on_signals();
-            let summary = crate::generate::produce(args, &config.kafka, &topic, stop).await?;
+            let encoder = crate::generate::avro::encoder_for(args, &config, &topic).await?;
+            let summary =
+                crate::generate::produce(args, &config.kafka, &topic, encoder.as_ref(), stop)
+                    .await?;
             anyhow::ensure!(
                 summary.failed == 0,
                 "{} of {} messages could not be delivered",

@@ -97,10 +97,20 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
             partitions: DEMO_PARTITIONS,
             event_interval_us: None,
             workload: crate::cli::Workload::Clickstream,
+            format: None,
         };
         let (config, flag) = (config.clone(), stop.clone());
         supervise::essential("demo generator", &stop, async move {
-            crate::generate::produce(&generate, &config.kafka, &config.kafka.topic, flag).await
+            let encoder =
+                crate::generate::avro::encoder_for(&generate, &config, &config.kafka.topic).await?;
+            crate::generate::produce(
+                &generate,
+                &config.kafka,
+                &config.kafka.topic,
+                encoder.as_ref(),
+                flag,
+            )
+            .await
         })
     });
     let database = super::migrate::redacted(&config.postgres.url);

@@ -1,6 +1,7 @@
 //! `braid generate`: the demo clickstream, to Kafka or to standard output.
 
 pub mod ads;
+pub mod avro;
 pub mod clickstream;
 mod produce;
 pub mod sampler;

@@ -19,6 +19,7 @@ mod kafka_roundtrip;
 mod latency;
 mod oracle;
 mod quiet_run;
+mod registry;
 mod replay;
 mod rules_drift;
 mod s3;

@@ -247,6 +247,14 @@ impl Pipeline {
         Self::with_lake(topic, lake, pool).await
     }
 
+    /// A pipeline for `test` like [`Pipeline::new`], with more environment for every command
+    /// (set before `braid migrate`, which records the validation rules it implies).
+    pub async fn with_env(test: &str, pool: &sqlx::PgPool, env: Vec<(String, String)>) -> Self {
+        let topic = unique_topic(test);
+        let lake = TestLake::Local(std::env::temp_dir().join("braid-test-lakes").join(&topic));
+        Self::with_lake_and_env(topic, lake, pool, env).await
+    }
+
     /// A pipeline for `test` whose table is on the local S3-compatible server.
     pub async fn on_s3(test: &str, pool: &sqlx::PgPool) -> Self {
         let topic = unique_topic(test);
@@ -255,12 +263,21 @@ impl Pipeline {
     }
 
     async fn with_lake(topic: String, lake: TestLake, pool: &sqlx::PgPool) -> Self {
+        Self::with_lake_and_env(topic, lake, pool, Vec::new()).await
+    }
+
+    async fn with_lake_and_env(
+        topic: String,
+        lake: TestLake,
+        pool: &sqlx::PgPool,
+        env: Vec<(String, String)>,
+    ) -> Self {
         let pipeline = Self {
             topic,
             database_url: url_of(pool).await,
             lake,
             config: None,
-            env: Vec::new(),
+            env,
         };
         let migrated = run(pipeline.braid().arg("migrate"));
         assert!(

@@ -244,3 +244,39 @@ fn secrets_come_from_the_environment_and_never_show() {
     let client = RegistryClient::new(&config).unwrap();
     assert!(!format!("{client:?}").contains("hunter2"));
 }
+
+/// An id past i32 names no schema in any registry: unknown at once, without a request; a
+/// schema with references to other subjects does not resolve (not read yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_past_i32_and_references() {
+    let registry = scripted(vec![(
+        200,
+        r#"{"schema": "{\"type\":\"record\",\"name\":\"E\",\"fields\":[{\"name\":\"ts\",\"type\":\"long\"},{\"name\":\"user\",\"type\":\"Other\"}]}", "references": [{"name": "Other", "subject": "other-value", "version": 1}]}"#,
+    )])
+    .await;
+    let schema = event_schema();
+    let loader = SchemaLoader::new(&schema, &config(&registry.url), "test")
+        .unwrap()
+        .unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let stop = AtomicBool::new(false);
+        assert!(loader.ensure(&payload(0x8000_0000), &runtime, &stop));
+        assert!(loader.ensure(&payload(u32::MAX), &runtime, &stop));
+        assert!(loader.ensure(&payload(11), &runtime, &stop));
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        registry.requests.lock().unwrap().len(),
+        1,
+        "only id 11 was asked for"
+    );
+    assert_eq!(
+        schema.validate(&payload(0x8000_0000)).unwrap_err().code(),
+        "unknown_schema_id"
+    );
+    let rejection = schema.validate(&payload(11)).unwrap_err();
+    assert_eq!(rejection.code(), "unresolvable_schema");
+    assert!(rejection.to_string().contains("references"), "{rejection}");
+}

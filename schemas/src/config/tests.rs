@@ -478,3 +478,32 @@ fn avro_needs_a_registry_and_paths_need_avro() {
     );
     assert!(!debug.contains("secret"), "{debug}");
 }
+
+#[test]
+fn a_path_inside_another_is_refused() {
+    let registry = (
+        "BRAID__SCHEMA_REGISTRY__URL",
+        "http://127.0.0.1:18081/apis/ccompat/v7",
+    );
+    let avro = ("BRAID__SCHEMA__FORMAT", "avro");
+    // user_id reads `user`, page reads `user.page`: `user` both a value and a record.
+    let nested = DEMO
+        .replacen(
+            "name = \"user_id\"",
+            "name = \"user_id\"\npath = \"user\"",
+            1,
+        )
+        .replacen(
+            "name = \"page\"",
+            "name = \"page\"\npath = \"user.page\"",
+            1,
+        );
+    let (key, reason) = invalid(&nested, &[avro, registry]);
+    assert!(key.ends_with(".path"), "{key}");
+    assert!(reason.contains("both a value and a record"), "{reason}");
+    // Two fields reading one writer field.
+    let twice = DEMO.replacen("name = \"page\"", "name = \"page\"\npath = \"user_id\"", 1);
+    let (key, reason) = invalid(&twice, &[avro, registry]);
+    assert!(key.ends_with(".path"), "{key}");
+    assert!(reason.contains("user_id"), "{reason}");
+}

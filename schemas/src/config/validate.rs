@@ -100,13 +100,28 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
             )?;
         }
     }
-    let mut paths = HashSet::new();
     for (index, field) in config.fields.iter().enumerate() {
-        require(
-            paths.insert(field.path()),
-            &format!("schema.fields[{index}].path"),
-            &format!("`{}` is read by another declared field too", field.path()),
-        )?;
+        for other in &config.fields[..index] {
+            let (a, b) = (field.path(), other.path());
+            require(
+                a != b,
+                &format!("schema.fields[{index}].path"),
+                &format!("`{a}` is read by the field `{}` too", other.name),
+            )?;
+            let nested = |inner: &str, outer: &str| {
+                inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            };
+            require(
+                !nested(a, b) && !nested(b, a),
+                &format!("schema.fields[{index}].path"),
+                &format!(
+                    "`{a}` and the field `{}`'s `{b}` would make one writer field both a value and a record",
+                    other.name
+                ),
+            )?;
+        }
     }
     let event_time = config.event_time.as_deref().ok_or_else(|| {
         ConfigError::invalid(

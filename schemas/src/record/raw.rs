@@ -18,6 +18,9 @@ pub(crate) enum RawValue<'de> {
     U64(u64),
     /// An instant in microseconds since the epoch (an Avro timestamp or date).
     Micros(i64),
+    /// An Avro value of a union branch that converts to no declared type, by its kind: always
+    /// a wrong type.
+    Other(&'static str),
     /// A number with a fraction or an exponent.
     F64(f64),
     String(std::borrow::Cow<'de, str>),
@@ -33,6 +36,7 @@ impl RawValue<'_> {
             RawValue::F64(_) => "a fractional number",
             RawValue::I64(_) | RawValue::U64(_) => "an integer",
             RawValue::Micros(_) => "a timestamp",
+            RawValue::Other(kind) => kind,
             RawValue::String(_) => "a string",
             RawValue::Array => "an array",
             RawValue::Object => "an object",

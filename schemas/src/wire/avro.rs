@@ -91,6 +91,12 @@ enum Leaf {
         scale: u32,
         fixed: Option<usize>,
     },
+    /// A union branch of a type that does not convert: passed over, and the record refused as
+    /// a wrong type naming it (as JSON refuses only the records that hold a wrong value).
+    Other {
+        skip: SkipId,
+        kind: &'static str,
+    },
 }
 
 type SkipId = usize;
@@ -121,6 +127,12 @@ impl AvroPlan {
     /// Compiles a writer schema's text (the registry's `schema`) against the event schema;
     /// `Err` says why it does not resolve.
     pub fn compile(event_schema: &EventSchema, writer_schema: &str) -> Result<Self, String> {
+        // The reason is copied into every refused record's dead letter: kept short.
+        Self::compile_unbounded(event_schema, writer_schema)
+            .map_err(|why| crate::record::quote_input(&why))
+    }
+
+    fn compile_unbounded(event_schema: &EventSchema, writer_schema: &str) -> Result<Self, String> {
         let schema =
             Schema::parse_str(writer_schema).map_err(|e| format!("not an Avro schema: {e}"))?;
         let resolved = apache_avro::schema::ResolvedSchema::try_from(&schema)
@@ -211,6 +223,10 @@ impl AvroPlan {
                 ReadField::UnionLeaf { field, branches } => {
                     let branch = reader.branch(branches.len())?;
                     values[*field] = match &branches[branch] {
+                        Some(Leaf::Other { skip, kind }) => {
+                            self.skip(*skip, reader, depth + 1)?;
+                            Some(RawValue::Other(kind))
+                        }
                         Some(leaf) => Some(reader.leaf(leaf)?),
                         None => Some(RawValue::Null),
                     };
@@ -435,17 +451,35 @@ impl<'n> Compiler<'n> {
         match self.deref(schema)? {
             Schema::Union(union) => {
                 let mut branches = Vec::with_capacity(union.variants().len());
+                let mut refused = None;
                 for variant in union.variants() {
                     let variant = self.deref(variant)?;
                     branches.push(match variant {
                         Schema::Null => None,
-                        other => Some(leaf(target, other)?),
+                        other => Some(match leaf(target, other) {
+                            Ok(leaf) => leaf,
+                            Err(why) => {
+                                refused.get_or_insert(why);
+                                Leaf::Other {
+                                    skip: self.skip(other)?,
+                                    kind: avro_kind_of(other),
+                                }
+                            }
+                        }),
                     });
                 }
-                Ok(ReadField::UnionLeaf {
-                    field: target.index,
-                    branches,
-                })
+                // A union none of whose values converts does not resolve at all.
+                let converts = branches
+                    .iter()
+                    .flatten()
+                    .any(|leaf| !matches!(leaf, Leaf::Other { .. }));
+                match refused {
+                    Some(why) if !converts => Err(why),
+                    _ => Ok(ReadField::UnionLeaf {
+                        field: target.index,
+                        branches,
+                    }),
+                }
             }
             other => Ok(ReadField::Leaf {
                 field: target.index,
@@ -607,6 +641,22 @@ fn kind_of(schema: &Schema) -> &'static str {
     }
 }
 
+/// A writer type as a wrong-type refusal names it.
+fn avro_kind_of(schema: &Schema) -> &'static str {
+    match schema {
+        Schema::Boolean => "an Avro boolean",
+        Schema::Int | Schema::Long => "an Avro integer",
+        Schema::Float | Schema::Double => "an Avro floating-point number",
+        Schema::String => "an Avro string",
+        Schema::Bytes | Schema::Fixed(_) => "Avro bytes",
+        Schema::Array(_) => "an Avro array",
+        Schema::Map(_) => "an Avro map",
+        Schema::Record(_) => "an Avro record",
+        Schema::Enum(_) => "an Avro enum",
+        _ => "an Avro value of another logical type",
+    }
+}
+
 /// Microseconds in a day.
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -732,39 +782,23 @@ impl<'a> Reader<'a> {
                 };
                 decimal(bytes, *scale)
             }
+            // Only ever inside a union, whose reader passes it over (`read_record`).
+            Leaf::Other { kind, .. } => RawValue::Other(kind),
         })
     }
 }
 
-/// A decimal's two's complement big-endian bytes as a raw value: an integer when it fits i64
-/// and has no scale, otherwise its value as an f64 (infinite beyond f64, which validation
-/// refuses as out of range).
+/// A decimal's two's complement big-endian bytes as a raw value: an integer when it has no
+/// scale and fits i64, otherwise its value as an f64, rounded from the exact decimal as a JSON
+/// number's text is (infinite beyond f64's range, which validation refuses).
 pub(crate) fn decimal(bytes: &[u8], scale: u32) -> RawValue<'static> {
-    let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let significant = bytes
-        .iter()
-        .position(|&b| b != if negative { 0xff } else { 0 })
-        .unwrap_or(bytes.len());
-    let unscaled: f64 = if bytes.len() - significant < 16 {
-        let mut value: i128 = if negative { -1 } else { 0 };
-        for &byte in bytes {
-            value = (value << 8) | i128::from(byte);
-        }
-        if scale == 0
-            && let Ok(value) = i64::try_from(value)
-        {
-            return RawValue::I64(value);
-        }
-        value as f64
-    } else if negative {
-        f64::NEG_INFINITY
-    } else {
-        f64::INFINITY
-    };
-    let scaled = if scale == 0 {
-        unscaled
-    } else {
-        unscaled / 10f64.powi(i32::try_from(scale).unwrap_or(i32::MAX))
-    };
-    RawValue::F64(scaled)
+    let unscaled = num_bigint::BigInt::from_signed_bytes_be(bytes);
+    if scale == 0
+        && let Ok(value) = i64::try_from(&unscaled)
+    {
+        return RawValue::I64(value);
+    }
+    // `digits` × 10^-scale, parsed as Rust parses a decimal literal: correctly rounded.
+    let text = format!("{unscaled}e-{scale}");
+    RawValue::F64(text.parse::<f64>().unwrap_or(f64::NAN))
 }

@@ -589,9 +589,71 @@ fn decimals_by_their_bytes() {
         float(avro::decimal(&over, 0)),
         Some(9.223_372_036_854_776e18)
     );
+    // Beyond i128, rounded as the decimal text would be (BigQuery's BIGNUMERIC is 32 bytes).
     let mut huge = vec![0x7fu8];
     huge.extend([0xff; 20]);
-    assert_eq!(float(avro::decimal(&huge, 0)), Some(f64::INFINITY));
+    assert_eq!(float(avro::decimal(&huge, 0)), Some(2f64.powi(167))); // 2^167 - 1, rounded
+    let mut small = vec![0u8; 31];
+    small.push(2); // 2 × 10^-2 in a 32-byte decimal(77, 2)
+    assert_eq!(float(avro::decimal(&small, 2)), Some(0.02));
+    assert_eq!(float(avro::decimal(&[0xff; 32], 38)), Some(-1e-38));
+    let mut beyond = vec![0x7fu8];
+    beyond.extend([0xff; 200]);
+    assert_eq!(float(avro::decimal(&beyond, 0)), Some(f64::INFINITY));
+}
+
+/// A union with a branch that does not convert refuses only the records holding that branch,
+/// as a wrong type (as JSON refuses only the records holding a wrong value); a union with no
+/// branch that converts does not resolve.
+#[test]
+fn union_branches_that_do_not_convert_refuse_their_records_only() {
+    let writer = r#"{"type": "record", "name": "E", "fields": [
+        {"name": "ts", "type": "long"},
+        {"name": "user", "type": ["null", "string", "long", {"type": "array", "items": "int"}]},
+        {"name": "qty", "type": "long"}]}"#;
+    let (avro, _) = schemas_with(writer);
+    let datum = |user: Avro| {
+        Avro::Record(vec![
+            ("ts".into(), Avro::Long(1_767_225_600_000)),
+            ("user".into(), user),
+            ("qty".into(), Avro::Long(1)),
+        ])
+    };
+    let ok = avro.validate(&framed(
+        1,
+        writer,
+        datum(Avro::Union(1, Box::new(Avro::String("u".into())))),
+    ));
+    assert!(ok.is_ok(), "{ok:?}");
+    let long = avro.validate(&framed(
+        1,
+        writer,
+        datum(Avro::Union(2, Box::new(Avro::Long(7)))),
+    ));
+    assert!(
+        matches!(&long, Err(Rejection::WrongType { field, found, .. }) if field == "user" && found == "an Avro integer"),
+        "{long:?}"
+    );
+    let array = avro.validate(&framed(
+        1,
+        writer,
+        datum(Avro::Union(
+            3,
+            Box::new(Avro::Array(vec![Avro::Int(1), Avro::Int(2)])),
+        )),
+    ));
+    assert_eq!(code(&array), "wrong_type");
+    let null = avro.validate(&framed(
+        1,
+        writer,
+        datum(Avro::Union(0, Box::new(Avro::Null))),
+    ));
+    assert_eq!(code(&null), "missing_field");
+    let none_converts = r#"{"type": "record", "name": "E", "fields": [
+        {"name": "ts", "type": "long"}, {"name": "user", "type": ["null", "bytes"]},
+        {"name": "qty", "type": "long"}]}"#;
+    let error = AvroPlan::compile(&event_schema(WireFormat::avro()), none_converts).unwrap_err();
+    assert!(error.contains("`user` is string"), "{error}");
 }
 
 /// JSON keeps its recorded rules byte for byte; Avro adds the format and the decoding rule.

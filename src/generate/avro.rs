@@ -1,0 +1,273 @@
+//! `braid generate --format avro`: the generated events as Avro in Confluent's wire format, by a
+//! writer schema derived from `[schema]` and registered under `<topic>-value`.
+//!
+//! Each generated JSON event is transcoded field by field. An event Avro cannot carry as such (a
+//! malformed one: not JSON, a value of the wrong type, a required field missing, an event time
+//! that does not parse) is sent as its JSON bytes, which an Avro topic refuses as
+//! `wrong_magic_byte`; every other event, hostile values included, is encoded, and validation
+//! refuses it for the same reason as its JSON form.
+
+use anyhow::Context;
+use apache_avro::Schema;
+use apache_avro::types::Value as Avro;
+use apache_avro::writer::datum::GenericDatumWriter;
+use schemas::wire::{MAGIC_BYTE, SchemaId};
+use schemas::{EventSchema, FieldType};
+use serde_json::Value as Json;
+
+/// The Avro record schema of `[schema]`'s fields: top-level fields by name, optional ones a
+/// union of null and the type, timestamps as `timestamp-micros`.
+pub fn writer_schema(schema: &EventSchema) -> anyhow::Result<String> {
+    let mut fields = Vec::with_capacity(schema.fields.len());
+    for field in &schema.fields {
+        anyhow::ensure!(
+            field.path.is_none(),
+            "schema.fields `{}` has a path: braid generate --format avro writes top-level fields only",
+            field.name
+        );
+        let avro_type = match field.field_type {
+            FieldType::String => serde_json::json!("string"),
+            FieldType::I64 => serde_json::json!("long"),
+            FieldType::F64 => serde_json::json!("double"),
+            FieldType::Bool => serde_json::json!("boolean"),
+            FieldType::Timestamp => {
+                serde_json::json!({"type": "long", "logicalType": "timestamp-micros"})
+            }
+        };
+        fields.push(if field.required {
+            serde_json::json!({"name": field.name, "type": avro_type})
+        } else {
+            serde_json::json!({"name": field.name, "type": ["null", avro_type], "default": null})
+        });
+    }
+    Ok(serde_json::json!({
+        "type": "record",
+        "name": "Event",
+        "namespace": "braid.generated",
+        "fields": fields,
+    })
+    .to_string())
+}
+
+/// The encoder `braid generate` uses for these options: `None` for JSON; for Avro, the writer
+/// schema registered under `<topic>-value` first.
+pub async fn encoder_for(
+    args: &crate::cli::GenerateArgs,
+    config: &schemas::BraidConfig,
+    topic: &str,
+) -> anyhow::Result<Option<AvroEncoder>> {
+    use crate::cli::{GenerateFormat, Workload};
+    let format = args.format.unwrap_or(match config.schema.wire {
+        schemas::wire::WireFormat::Json => GenerateFormat::Json,
+        schemas::wire::WireFormat::Avro(_) => GenerateFormat::Avro,
+    });
+    if format == GenerateFormat::Json {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        args.workload != Workload::YsbCampaigns,
+        "--format avro: a dimension topic (--workload ysb-campaigns) is JSON"
+    );
+    anyhow::ensure!(
+        !config.schema_registry.url.is_empty(),
+        "--format avro registers its writer schema first: set schema_registry.url (or BRAID__SCHEMA_REGISTRY__URL)"
+    );
+    let writer = writer_schema(&config.schema)?;
+    let client = ingest::registry::RegistryClient::new(&config.schema_registry)?;
+    let subject = format!("{topic}-value");
+    // A registry that is briefly down or busy (Apicurio's in-memory storage answers 500 to
+    // registrations that collide) is asked again for up to about half a minute.
+    let mut wait = std::time::Duration::from_millis(200);
+    let mut attempts = 0;
+    let id = loop {
+        attempts += 1;
+        match client.register(&subject, &writer).await {
+            Ok(id) => break id,
+            Err(error) if attempts < 10 && registration_may_succeed_later(&error) => {
+                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "registering the Avro writer schema failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("registering the Avro writer schema under {subject}")
+                });
+            }
+        }
+    };
+    tracing::info!(subject, schema_id = id, "registered the Avro writer schema");
+    Ok(Some(AvroEncoder::new(&config.schema, &writer, id)?))
+}
+
+/// Whether a failed registration is worth trying again: the registry down, or failing on its
+/// side (5xx); not a refusal (incompatible, unauthorised, a bad request).
+fn registration_may_succeed_later(error: &ingest::registry::RegistryError) -> bool {
+    use ingest::registry::RegistryError as E;
+    match error {
+        E::Unreachable { .. } | E::AnswerTooLarge => true,
+        E::NotRegistered { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Turns generated JSON events into framed Avro datums of one registered writer schema.
+pub struct AvroEncoder {
+    schema: EventSchema,
+    writer: Schema,
+    id: SchemaId,
+}
+
+impl AvroEncoder {
+    /// An encoder for `writer` (the text of [`writer_schema`]) registered as `id`.
+    pub fn new(schema: &EventSchema, writer: &str, id: SchemaId) -> anyhow::Result<Self> {
+        Ok(Self {
+            schema: schema.clone(),
+            writer: Schema::parse_str(writer).context("the generated Avro schema")?,
+            id,
+        })
+    }
+
+    /// The framed Avro form of a generated JSON payload, or `None` when Avro cannot carry it
+    /// (then the JSON bytes are sent, and refused as `wrong_magic_byte`).
+    pub fn encode(&self, json: &[u8]) -> Option<Vec<u8>> {
+        // A message over the size limit stays one (refused as too_large in either format).
+        if json.len() > self.schema.max_record_bytes {
+            return None;
+        }
+        let Ok(Json::Object(object)) = serde_json::from_slice::<Json>(json) else {
+            return None;
+        };
+        let mut record = Vec::with_capacity(self.schema.fields.len());
+        for field in &self.schema.fields {
+            let value = match object.get(&field.name) {
+                None | Some(Json::Null) if field.required => return None,
+                None | Some(Json::Null) => None,
+                Some(value) => Some(avro_value(field.field_type, value)?),
+            };
+            let value = match (field.required, value) {
+                (true, Some(value)) => value,
+                (false, Some(value)) => Avro::Union(1, Box::new(value)),
+                (_, None) => Avro::Union(0, Box::new(Avro::Null)),
+            };
+            record.push((field.name.clone(), value));
+        }
+        let body = GenericDatumWriter::builder(&self.writer)
+            .build()
+            .ok()?
+            .write_value_to_vec(Avro::Record(record))
+            .ok()?;
+        let mut payload = Vec::with_capacity(5 + body.len());
+        payload.push(MAGIC_BYTE);
+        payload.extend_from_slice(&self.id.to_be_bytes());
+        payload.extend_from_slice(&body);
+        Some(payload)
+    }
+}
+
+/// A JSON value as the Avro value of a field of `field_type`, as validation would read it.
+fn avro_value(field_type: FieldType, value: &Json) -> Option<Avro> {
+    Some(match (field_type, value) {
+        (FieldType::String, Json::String(text)) => Avro::String(text.clone()),
+        (FieldType::I64, Json::Number(number)) => Avro::Long(number.as_i64()?),
+        (FieldType::F64, Json::Number(number)) => Avro::Double(number.as_f64()?),
+        (FieldType::Bool, Json::Bool(flag)) => Avro::Boolean(*flag),
+        (FieldType::Timestamp, Json::String(text)) => {
+            Avro::TimestampMicros(schemas::rfc3339::parse_micros(text).ok()?)
+        }
+        (FieldType::Timestamp, Json::Number(number)) => {
+            Avro::TimestampMicros(number.as_i64()?.checked_mul(1_000)?)
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use schemas::wire::{AvroPlan, LoadedSchema, WireFormat};
+
+    use super::*;
+    use crate::generate::{Clickstream, ClickstreamOptions};
+
+    /// Every generated message, hostile and malformed ones included, is refused by an Avro
+    /// topic exactly as its JSON form is by a JSON topic, or, when Avro cannot carry it, sent
+    /// as JSON and refused as `wrong_magic_byte`; valid ones read back as the same record.
+    #[test]
+    fn avro_events_validate_as_their_json_does() {
+        let config = schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../braid.toml"))),
+            [],
+        )
+        .unwrap();
+        let json = config.schema.clone();
+        let mut avro = config.schema.clone();
+        avro.wire = WireFormat::avro();
+        let writer = writer_schema(&avro).unwrap();
+        let plan = AvroPlan::compile(&avro, &writer).unwrap();
+        avro.wire
+            .avro_schemas()
+            .unwrap()
+            .insert(3, LoadedSchema::Plan(plan));
+        let encoder = AvroEncoder::new(&avro, &writer, 3).unwrap();
+        let mut stream = Clickstream::new(ClickstreamOptions {
+            seed: 7,
+            late_fraction: 0.1,
+            malformed_fraction: 0.2,
+            hostile_fraction: 0.2,
+        });
+        let (mut encoded, mut sent_as_json) = (0, 0);
+        for i in 0..5_000 {
+            let message = stream.next_message(1_767_225_600_000_000 + i * 1_000);
+            let from_json = json.validate(&message.payload);
+            match encoder.encode(&message.payload) {
+                Some(payload) => {
+                    encoded += 1;
+                    let from_avro = avro.validate(&payload);
+                    match (&from_json, &from_avro) {
+                        (Ok(a), Ok(b)) => assert_eq!(a, b, "message {i}"),
+                        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "message {i}"),
+                        _ => panic!("message {i}: JSON {from_json:?}, Avro {from_avro:?}"),
+                    }
+                }
+                None => {
+                    sent_as_json += 1;
+                    let from_json = from_json.expect_err("a valid event is always encoded");
+                    let expected = match from_json.code() {
+                        "too_large" => "too_large",
+                        _ => "wrong_magic_byte",
+                    };
+                    assert_eq!(
+                        avro.validate(&message.payload).unwrap_err().code(),
+                        expected,
+                        "message {i}"
+                    );
+                }
+            }
+        }
+        assert!(
+            encoded > 4_000 && sent_as_json > 100,
+            "{encoded} / {sent_as_json}"
+        );
+    }
+
+    #[test]
+    fn the_writer_schema_follows_the_declared_fields() {
+        let config = schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../braid.toml"))),
+            [],
+        )
+        .unwrap();
+        let writer = writer_schema(&config.schema).unwrap();
+        let parsed = Schema::parse_str(&writer).unwrap();
+        let Schema::Record(record) = parsed else {
+            panic!("{writer}")
+        };
+        let names: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).collect();
+        let declared: Vec<&str> = config
+            .schema
+            .fields
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(names, declared);
+    }
+}

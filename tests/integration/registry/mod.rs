@@ -1,0 +1,485 @@
+//! Avro topics through the real schema registry (Apicurio, Confluent's API) and the real broker:
+//! both layers read a stream of generated Avro events, hostile ones among them, a second writer
+//! schema registered mid-stream, a transactional producer's committed and aborted records, and
+//! messages that do not decode; their views, the lake and their dead letters must equal an
+//! independent decoding (apache-avro's own reader) and fold. And a registry that is down
+//! delays the layers without a single dead letter.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use apache_avro::Schema;
+use apache_avro::types::Value as Avro;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value as Json;
+use sqlx::PgPool;
+
+use crate::compare::{Source, assert_rows_equal, read_rows};
+use crate::oracle::{self, RawMessage};
+use crate::support::{
+    Pipeline, kafka_brokers, read_topic, run, sink_caught_up, speed_caught_up, stderr, wait_until,
+};
+
+/// The registry's Confluent API. Tests fail (not skip) without it.
+fn registry_url() -> String {
+    std::env::var("BRAID_SCHEMA_REGISTRY_URL").expect(
+        "BRAID_SCHEMA_REGISTRY_URL is not set: start the services with scripts/services.sh up and eval its env",
+    )
+}
+
+/// Registers `schema` under `subject` with plain HTTP (not Braid's client); its id. Apicurio's
+/// in-memory storage answers 500 to registrations that collide (tests run in parallel): those
+/// are tried again.
+async fn register(subject: &str, schema: &str) -> u32 {
+    let mut attempts = 0;
+    let response = loop {
+        attempts += 1;
+        let response = reqwest::Client::new()
+            .post(format!("{}/subjects/{subject}/versions", registry_url()))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(serde_json::json!({ "schema": schema }).to_string())
+            .send()
+            .await
+            .unwrap();
+        if response.status().is_server_error() && attempts < 10 {
+            tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+            continue;
+        }
+        break response;
+    };
+    assert!(response.status().is_success(), "{:?}", response.status());
+    let body: Json = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    body["id"].as_u64().unwrap() as u32
+}
+
+/// The writer schema of an id, from the registry (plain HTTP).
+async fn schema_of(id: u32) -> Option<Schema> {
+    let response = reqwest::get(format!("{}/schemas/ids/{id}", registry_url()))
+        .await
+        .unwrap();
+    if response.status().as_u16() == 404 {
+        return None;
+    }
+    let body: Json = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    Some(Schema::parse_str(body["schema"].as_str().unwrap()).unwrap())
+}
+
+/// A second version of the demo's writer schema, as a team evolves it: fields reordered, one
+/// added with a default, an optional one turned into a union the other way round.
+const V2: &str = r#"{"type": "record", "name": "Event", "namespace": "braid.generated", "fields": [
+  {"name": "ts", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+  {"name": "referrer", "type": "string", "default": ""},
+  {"name": "event_id", "type": "string"},
+  {"name": "event_type", "type": "string"},
+  {"name": "user_id", "type": "string"},
+  {"name": "page", "type": "string"},
+  {"name": "country", "type": "string"},
+  {"name": "device", "type": "string"},
+  {"name": "price_cents", "type": ["null", "long"], "default": null},
+  {"name": "duration_ms", "type": ["long", "null"]},
+  {"name": "is_new_user", "type": ["null", "boolean"], "default": null}
+]}"#;
+
+/// A page view in V2's form, framed under `id`.
+fn v2_page_view(
+    id: u32,
+    event_id: &str,
+    page: &str,
+    minute: u32,
+    duration: Option<i64>,
+) -> Vec<u8> {
+    let schema = Schema::parse_str(V2).unwrap();
+    let micros = 1_767_398_400_000_000 + i64::from(minute) * 60_000_000; // 2026-01-03
+    let string = |s: &str| Avro::String(s.into());
+    let datum = Avro::Record(vec![
+        ("ts".into(), Avro::TimestampMicros(micros)),
+        ("referrer".into(), string("https://example.org/\u{1F600}")),
+        ("event_id".into(), string(event_id)),
+        ("event_type".into(), string("page_view")),
+        ("user_id".into(), string("u-avro")),
+        ("page".into(), string(page)),
+        ("country".into(), string("NL")),
+        ("device".into(), string("mobile")),
+        ("price_cents".into(), Avro::Union(0, Box::new(Avro::Null))),
+        (
+            "duration_ms".into(),
+            match duration {
+                Some(ms) => Avro::Union(0, Box::new(Avro::Long(ms))),
+                None => Avro::Union(1, Box::new(Avro::Null)),
+            },
+        ),
+        (
+            "is_new_user".into(),
+            Avro::Union(1, Box::new(Avro::Boolean(true))),
+        ),
+    ]);
+    let body = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+        .build()
+        .unwrap()
+        .write_value_to_vec(datum)
+        .unwrap();
+    let mut payload = vec![0];
+    payload.extend_from_slice(&id.to_be_bytes());
+    payload.extend_from_slice(&body);
+    payload
+}
+
+/// An Avro value as the JSON a JSON producer would have sent.
+fn to_json(value: &Avro) -> Json {
+    match value {
+        Avro::Null => Json::Null,
+        Avro::Boolean(b) => Json::Bool(*b),
+        Avro::Int(i) => Json::from(*i),
+        Avro::Long(i) => Json::from(*i),
+        Avro::Double(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Avro::String(s) | Avro::Enum(_, s) => Json::String(s.clone()),
+        // Whole milliseconds as epoch milliseconds, others as RFC 3339; beyond chrono's range
+        // (refused either way) as milliseconds.
+        Avro::TimestampMicros(micros) => match chrono::DateTime::from_timestamp_micros(*micros) {
+            Some(time) if micros % 1_000 != 0 => {
+                Json::String(time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+            }
+            _ => Json::from(micros.div_euclid(1_000)),
+        },
+        Avro::Union(_, inner) => to_json(inner),
+        Avro::Record(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(name, value)| (name.clone(), to_json(value)))
+                .collect(),
+        ),
+        other => panic!("the demo schemas hold no {other:?}"),
+    }
+}
+
+/// The oracle's view of one message: its JSON form when it decodes (by apache-avro's reader and
+/// the registry's schema), or the code it must be refused with.
+enum Decoded {
+    Json(Vec<u8>),
+    Refused(&'static str),
+}
+
+async fn decode(payload: &[u8], schemas: &mut BTreeMap<u32, Option<Schema>>) -> Decoded {
+    if payload.len() > 65_536 {
+        return Decoded::Refused("too_large"); // schema.max_record_bytes, before anything else
+    }
+    if payload.is_empty() || payload.len() < 5 {
+        return Decoded::Refused(if payload.first().is_some_and(|&b| b != 0) {
+            "wrong_magic_byte"
+        } else {
+            "undecodable"
+        });
+    }
+    if payload[0] != 0 {
+        return Decoded::Refused("wrong_magic_byte");
+    }
+    let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
+    if let std::collections::btree_map::Entry::Vacant(entry) = schemas.entry(id) {
+        entry.insert(schema_of(id).await);
+    }
+    let Some(schema) = &schemas[&id] else {
+        return Decoded::Refused("unknown_schema_id");
+    };
+    let mut body = &payload[5..];
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .unwrap();
+    match reader.read_value(&mut body) {
+        Ok(value) if body.is_empty() => Decoded::Json(to_json(&value).to_string().into_bytes()),
+        _ => Decoded::Refused("undecodable"),
+    }
+}
+
+/// (partition, offset, reason code) of a layer's dead letters.
+async fn dead_letters(pool: &PgPool, layer: &str) -> BTreeSet<(i32, i64, String)> {
+    sqlx::query_as("SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = $1")
+        .bind(layer)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+/// The messages as the oracle sees them: the decodable ones in their JSON form (for the fold)
+/// and the refusals every layer must dead-letter.
+async fn oracle_of(messages: &[RawMessage]) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
+    let mut schemas = BTreeMap::new();
+    let mut accepted = Vec::new();
+    let mut refused = BTreeSet::new();
+    for message in messages {
+        let code = match decode(&message.payload, &mut schemas).await {
+            Decoded::Json(json) => match oracle::refusal(&json) {
+                None => {
+                    accepted.push(RawMessage {
+                        payload: json,
+                        ..message.clone()
+                    });
+                    continue;
+                }
+                Some(code) => code,
+            },
+            Decoded::Refused(code) => code,
+        };
+        refused.insert((message.partition, message.offset, code.to_string()));
+    }
+    (accepted, refused)
+}
+
+fn avro_pipeline_env(registry: &str) -> Vec<(String, String)> {
+    vec![
+        ("BRAID__SCHEMA__FORMAT".into(), "avro".into()),
+        ("BRAID__SCHEMA_REGISTRY__URL".into(), registry.into()),
+        ("BRAID__SCHEMA_REGISTRY__RETRY_MAX_MS".into(), "500".into()),
+    ]
+}
+
+fn generate_avro(pipeline: &Pipeline, count: u64, seed: u64) {
+    let output = run(pipeline.braid().args([
+        "generate",
+        "--format",
+        "avro",
+        "--rate",
+        "0",
+        "--count",
+        &count.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--partitions",
+        "2",
+        "--late-fraction",
+        "0.1",
+        "--malformed-fraction",
+        "0.05",
+        "--hostile-fraction",
+        "0.1",
+    ]));
+    assert!(output.status.success(), "generate: {}", stderr(&output));
+}
+
+#[sqlx::test(migrations = false)]
+async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
+    let pipeline = Pipeline::with_env("avro", &pool, avro_pipeline_env(&registry_url())).await;
+    generate_avro(&pipeline, 3_000, 31);
+    let mut speed = pipeline.start_speed("0", "speed");
+    let mut sink = pipeline.start_sink("0", "sink");
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+
+    // Mid-stream, while both layers run: a second writer schema, its records from a
+    // transactional producer (one transaction committed, one aborted), and messages that do
+    // not decode.
+    let v2 = register(&format!("{}-value", pipeline.topic), V2).await;
+    let transactional: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("transactional.id", format!("{}.tx", pipeline.topic))
+        .create()
+        .unwrap();
+    transactional
+        .init_transactions(Duration::from_secs(30))
+        .unwrap();
+    for (commit, prefix) in [(false, "aborted"), (true, "committed")] {
+        transactional.begin_transaction().unwrap();
+        for i in 0..20 {
+            let payload = v2_page_view(
+                v2,
+                &format!("{prefix}-{i}"),
+                &format!("/v2/{}", i % 3),
+                i % 5,
+                (i % 4 != 0).then_some(i64::from(i) * 10),
+            );
+            transactional
+                .send(
+                    BaseRecord::to(&pipeline.topic)
+                        .partition((i % 2) as i32)
+                        .key("v2")
+                        .payload(&payload),
+                )
+                .unwrap();
+        }
+        // Delivered before the transaction ends, so that an abort has records to abort.
+        transactional.flush(Duration::from_secs(30)).unwrap();
+        if commit {
+            transactional
+                .commit_transaction(Duration::from_secs(30))
+                .unwrap();
+        } else {
+            transactional
+                .abort_transaction(Duration::from_secs(30))
+                .unwrap();
+        }
+    }
+    let valid = v2_page_view(v2, "cut", "/cut", 1, Some(5));
+    let mut unknown = valid.clone();
+    unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
+    let hostile: Vec<Vec<u8>> = vec![
+        valid[..valid.len() - 3].to_vec(), // truncated
+        [valid.clone(), vec![0]].concat(), // a byte left over
+        unknown,
+        [&[1u8][..], &valid[1..]].concat(), // wrong magic byte
+        br#"{"event_id":"json on an avro topic"}"#.to_vec(),
+        Vec::new(), // empty
+        vec![0, 0, 0],
+        v2_page_view(v2, "nul\0id", "/nul", 2, None),
+    ];
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    for payload in &hostile {
+        producer
+            .send(
+                BaseRecord::to(&pipeline.topic)
+                    .partition(0)
+                    .key("hostile")
+                    .payload(payload),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    sink_caught_up(&pipeline, &mut sink).await;
+
+    let messages = read_topic(&pipeline.topic);
+    let (accepted, expected) = oracle_of(&messages).await;
+    let codes: BTreeSet<&str> = expected.iter().map(|(_, _, c)| c.as_str()).collect();
+    for code in [
+        "wrong_magic_byte",
+        "undecodable",
+        "unknown_schema_id",
+        "unstorable_text",
+    ] {
+        assert!(codes.contains(code), "the stream covers {code}: {codes:?}");
+    }
+    assert!(
+        accepted
+            .iter()
+            .any(|m| String::from_utf8_lossy(&m.payload).contains("committed-")),
+        "the committed transaction's records are read"
+    );
+    assert!(
+        !accepted
+            .iter()
+            .any(|m| String::from_utf8_lossy(&m.payload).contains("aborted-")),
+        "the aborted transaction's records are not"
+    );
+    assert_eq!(
+        dead_letters(&pool, "sink").await,
+        expected,
+        "the sink's dead letters"
+    );
+    assert_eq!(
+        dead_letters(&pool, "speed").await,
+        expected,
+        "the speed layer's dead letters"
+    );
+
+    let truth = oracle::demo_views(accepted.iter());
+    let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+    assert_rows_equal(&truth, &merged, "speed rows of an Avro topic");
+    // The lake holds every accepted record: a batch run from it gives the same answers.
+    let batch = run(pipeline
+        .braid()
+        .args(["batch", "run", "--wait-timeout", "120"]));
+    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
+    let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+    assert_rows_equal(&truth, &merged, "after a batch run over the lake");
+    speed.assert_running("braid speed");
+    sink.assert_running("braid sink");
+}
+
+/// A TCP proxy to the registry that refuses connections while `down` is set.
+async fn registry_proxy(down: Arc<AtomicBool>) -> String {
+    let upstream = registry_url();
+    let rest = upstream.trim_start_matches("http://");
+    let (authority, path) = rest.split_once('/').unwrap();
+    let authority = authority.to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/{path}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if down.load(Ordering::Relaxed) {
+                drop(client); // a reset, as from a registry that is gone
+                continue;
+            }
+            let authority = authority.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&authority).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: PgPool) {
+    let down = Arc::new(AtomicBool::new(true));
+    let proxied = registry_proxy(Arc::clone(&down)).await;
+    let pipeline = Pipeline::with_env("avro_down", &pool, avro_pipeline_env(&proxied)).await;
+    // Registered and produced through the registry itself; the layers only reach the proxy.
+    let direct = pipeline
+        .braid()
+        .env("BRAID__SCHEMA_REGISTRY__URL", registry_url())
+        .args([
+            "generate",
+            "--format",
+            "avro",
+            "--rate",
+            "0",
+            "--count",
+            "1000",
+            "--seed",
+            "5",
+            "--partitions",
+            "2",
+            "--malformed-fraction",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(direct.status.success(), "generate: {}", stderr(&direct));
+    let mut speed = pipeline.start_speed("0", "speed");
+    let mut sink = pipeline.start_sink("0", "sink");
+    let waiting = |layer: &'static str| {
+        let pipeline = pipeline.clone();
+        move || {
+            let log = crate::support::log_of(&pipeline, layer, "0");
+            async move { log.matches("cannot fetch a writer schema").count() >= 3 }
+        }
+    };
+    wait_until(
+        "the speed layer to retry the registry",
+        Duration::from_secs(60),
+        waiting("speed"),
+    )
+    .await;
+    wait_until(
+        "the sink to retry the registry",
+        Duration::from_secs(60),
+        waiting("sink"),
+    )
+    .await;
+    speed.assert_running("braid speed");
+    sink.assert_running("braid sink");
+    assert!(dead_letters(&pool, "speed").await.is_empty());
+    assert!(dead_letters(&pool, "sink").await.is_empty());
+    assert_eq!(
+        crate::support::stored_total(&pool, &pipeline.topic).await,
+        0
+    );
+
+    down.store(false, Ordering::Relaxed);
+    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
+    sink_caught_up(&pipeline, &mut sink).await;
+    let messages = read_topic(&pipeline.topic);
+    let (accepted, expected) = oracle_of(&messages).await;
+    assert_eq!(accepted.len(), messages.len() - expected.len());
+    assert_eq!(dead_letters(&pool, "speed").await, expected);
+    assert_eq!(dead_letters(&pool, "sink").await, expected);
+    let truth = oracle::demo_views(accepted.iter());
+    let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
+    assert_rows_equal(&truth, &merged, "after the registry came back");
+}
