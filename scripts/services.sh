@@ -18,8 +18,9 @@
 #
 # Settings (environment): BRAID_STATE_DIR (default .braid in the repository), BRAID_PG_PORT
 # (15432), BRAID_KAFKA_PORT (19092; the controller uses the next port), BRAID_KAFKA_HEAP (1g),
-# BRAID_S3_PORT (19000), BRAID_REGISTRY_PORT (18081), BRAID_CACHE_DIR (~/.cache/braid: the
-# registry's build, shared by every checkout).
+# BRAID_S3_PORT (19000), BRAID_REGISTRY_PORT (18081), BRAID_REGISTRY=0 (no schema registry:
+# JSON topics only), BRAID_CACHE_DIR (~/.cache/braid: the registry's build, shared by every
+# checkout).
 set -euo pipefail
 
 ROOT=${BRAID_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -333,7 +334,8 @@ print_env() {
   echo "export KAFKA_BROKERS='${KAFKA_BROKERS:-$OWN_KAFKA_BROKERS}'"
   # The registry's Confluent API, for Avro topics (Braid takes schema_registry.url, or
   # BRAID__SCHEMA_REGISTRY__URL).
-  echo "export BRAID_SCHEMA_REGISTRY_URL='${BRAID_SCHEMA_REGISTRY_URL:-$OWN_REGISTRY_URL}'"
+  [ -z "${BRAID_SCHEMA_REGISTRY_URL:-}" ] && [ "${BRAID_REGISTRY:-1}" = 0 ] \
+    || echo "export BRAID_SCHEMA_REGISTRY_URL='${BRAID_SCHEMA_REGISTRY_URL:-$OWN_REGISTRY_URL}'"
   # For the tests' tables on S3 (Braid itself takes lake.uri and [lake.storage_options], and the
   # credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY as the AWS SDK does).
   [ -n "${BRAID_S3_ENDPOINT:-}" ] || [ -x "$S3_HOME/bin/versitygw-$VERSITYGW_VERSION" ] || return 0
@@ -349,7 +351,7 @@ case "${1:-}" in
     [ -n "${DATABASE_URL:-}" ] || pg_up
     [ -n "${KAFKA_BROKERS:-}" ] || kafka_up
     [ -n "${BRAID_S3_ENDPOINT:-}" ] || s3_up
-    [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ] || registry_up
+    [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ] || [ "${BRAID_REGISTRY:-1}" = 0 ] || registry_up
     print_env ;;
   down) registry_down; s3_down; kafka_down; pg_down ;;
   reset) registry_down; s3_down; kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
@@ -369,5 +371,5 @@ case "${1:-}" in
     kafka_running || die "Kafka is not running"
     log "killing Kafka (SIGKILL)"
     kill -9 "$(kafka_pid)" ;;
-  *) sed -n '2,22p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
+  *) sed -n '2,23p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac

@@ -143,11 +143,15 @@ fn buffer_validated<S: Store>(
             rejection.clone(),
             received.payload,
             // A record refused for its schema id alone may be valid once the id is registered:
-            // kept whole (at most schema.max_record_bytes), so it can be replayed.
-            if rejection.code() == "unknown_schema_id" {
-                usize::MAX
-            } else {
-                max_payload_bytes
+            // kept whole (at most schema.max_record_bytes), so it can be replayed; unless the
+            // operator keeps no payloads (0), or the id is past any registry's (i32).
+            match rejection {
+                Rejection::UnknownSchemaId { schema_id }
+                    if max_payload_bytes > 0 && i32::try_from(*schema_id).is_ok() =>
+                {
+                    usize::MAX
+                }
+                _ => max_payload_bytes,
             },
         )),
     }

@@ -388,9 +388,10 @@ impl SchemaLoader {
             return true;
         }
         // Registries number schemas with a signed 32-bit integer: an id past it names none,
-        // and is not worth a request (a registry may answer it with a plain 404 or a 400).
+        // and is not worth a request (a registry may answer it with a plain 404 or a 400). Not
+        // remembered either (a flood of such ids would grow the map): validation refuses an id
+        // with no entry as unknown.
         if i32::try_from(id).is_err() {
-            self.schemas.insert(id, LoadedSchema::Unknown);
             return true;
         }
         let mut wait = FIRST_RETRY;

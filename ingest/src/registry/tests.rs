@@ -273,6 +273,11 @@ async fn ids_past_i32_and_references() {
         "only id 11 was asked for"
     );
     assert_eq!(
+        schema.wire.avro_schemas().unwrap().len(),
+        1,
+        "ids past i32 are not remembered (a flood of them cannot grow the map)"
+    );
+    assert_eq!(
         schema.validate(&payload(0x8000_0000)).unwrap_err().code(),
         "unknown_schema_id"
     );

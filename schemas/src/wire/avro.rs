@@ -13,9 +13,10 @@
 //! | timestamp | timestamp-millis, timestamp-micros, timestamp-nanos (to the microsecond below), date (midnight UTC), int and long (epoch milliseconds, as in JSON), string (RFC 3339, as in JSON) |
 //!
 //! A union of null and such types makes the field optional in the data: null is treated as a
-//! missing value. Anything else (bytes, fixed, arrays, maps, records, time-of-day and
-//! local-timestamp types, a union with a branch that does not convert) does not resolve, and
-//! neither does a writer schema without a required field: its records are refused as
+//! missing value; a union branch that does not convert refuses only the records holding it, as a
+//! wrong type. Anything else (bytes, fixed, arrays, maps, records, time-of-day and
+//! local-timestamp types, a union with neither null nor a converting branch) does not resolve,
+//! and neither does a writer schema without a required field: its records are refused as
 //! `unresolvable_schema`. The values then pass the same checks as JSON values (NUL, lengths,
 //! magnitudes, ranges), so the two formats refuse alike.
 //!
@@ -468,13 +469,13 @@ impl<'n> Compiler<'n> {
                         }),
                     });
                 }
-                // A union none of whose values converts does not resolve at all.
-                let converts = branches
+                // A union that holds a converting value or null reads those, and refuses the
+                // records holding another branch; one with neither does not resolve at all.
+                let readable = branches
                     .iter()
-                    .flatten()
-                    .any(|leaf| !matches!(leaf, Leaf::Other { .. }));
+                    .any(|leaf| !matches!(leaf, Some(Leaf::Other { .. })));
                 match refused {
-                    Some(why) if !converts => Err(why),
+                    Some(why) if !readable => Err(why),
                     _ => Ok(ReadField::UnionLeaf {
                         field: target.index,
                         branches,
@@ -792,6 +793,38 @@ impl<'a> Reader<'a> {
 /// scale and fits i64, otherwise its value as an f64, rounded from the exact decimal as a JSON
 /// number's text is (infinite beyond f64's range, which validation refuses).
 pub(crate) fn decimal(bytes: &[u8], scale: u32) -> RawValue<'static> {
+    // Past 512 bytes (1,233 digits) no scale a writer uses brings it within f64: out of range.
+    // Past a scale of 2,000, 1,233 digits round to 0, as JSON's `1e-2000` does.
+    if bytes.len() > 512 {
+        let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+        return RawValue::F64(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    if scale > 2_000 {
+        return RawValue::F64(0.0);
+    }
+    if bytes.len() <= 16 {
+        // Sign-extended into an i128, no allocation for the common sizes.
+        let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+        let mut value: i128 = if negative { -1 } else { 0 };
+        for &byte in bytes {
+            value = (value << 8) | i128::from(byte);
+        }
+        if scale == 0 {
+            return match i64::try_from(value) {
+                Ok(value) => RawValue::I64(value),
+                Err(_) => RawValue::F64(value as f64), // exact to the rounding of i128 → f64
+            };
+        }
+        return RawValue::F64(
+            format!("{value}e-{scale}")
+                .parse::<f64>()
+                .unwrap_or(f64::NAN),
+        );
+    }
     let unscaled = num_bigint::BigInt::from_signed_bytes_be(bytes);
     if scale == 0
         && let Ok(value) = i64::try_from(&unscaled)

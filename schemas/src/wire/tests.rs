@@ -457,7 +457,7 @@ fn writer_schemas_that_do_not_resolve() {
         ),
         (
             record(&format!(
-                r#"{ts}, {user}, {qty}, {{"name": "member", "type": ["null", "string"]}}"#
+                r#"{ts}, {user}, {qty}, {{"name": "member", "type": ["string", "long"]}}"#
             )),
             "`member` is bool",
         ),
@@ -600,6 +600,25 @@ fn decimals_by_their_bytes() {
     let mut beyond = vec![0x7fu8];
     beyond.extend([0xff; 200]);
     assert_eq!(float(avro::decimal(&beyond, 0)), Some(f64::INFINITY));
+    // Bounded work: past 512 bytes out of range, past a scale of 2,000 zero.
+    assert_eq!(float(avro::decimal(&[0x01; 600], 5)), Some(f64::INFINITY));
+    assert_eq!(
+        float(avro::decimal(&[0xf1; 600], 5)),
+        Some(f64::NEG_INFINITY)
+    );
+    assert_eq!(float(avro::decimal(&[0x01; 300], 655_360)), Some(0.0));
+    assert_eq!(float(avro::decimal(&[0x01; 300], 1_800)), Some(0.0)); // ~1e-1078
+    assert_eq!(
+        float(avro::decimal(&[0x01; 300], 1_000)),
+        Some(
+            format!(
+                "{}e-1000",
+                num_bigint::BigInt::from_signed_bytes_be(&[0x01; 300])
+            )
+            .parse()
+            .unwrap()
+        )
+    );
 }
 
 /// A union with a branch that does not convert refuses only the records holding that branch,
@@ -649,10 +668,16 @@ fn union_branches_that_do_not_convert_refuse_their_records_only() {
         datum(Avro::Union(0, Box::new(Avro::Null))),
     ));
     assert_eq!(code(&null), "missing_field");
-    let none_converts = r#"{"type": "record", "name": "E", "fields": [
-        {"name": "ts", "type": "long"}, {"name": "user", "type": ["null", "bytes"]},
+    // Null and bytes: null reads as missing, bytes are refused; bytes alone do not resolve.
+    let schema = event_schema(WireFormat::avro());
+    let null_or_bytes = r#"{"type": "record", "name": "E", "fields": [
+        {"name": "ts", "type": "long"}, {"name": "user", "type": "string"},
+        {"name": "qty", "type": "long"}, {"name": "price", "type": ["null", "bytes"]}]}"#;
+    assert!(AvroPlan::compile(&schema, null_or_bytes).is_ok());
+    let bytes_union = r#"{"type": "record", "name": "E", "fields": [
+        {"name": "ts", "type": "long"}, {"name": "user", "type": ["bytes", "boolean"]},
         {"name": "qty", "type": "long"}]}"#;
-    let error = AvroPlan::compile(&event_schema(WireFormat::avro()), none_converts).unwrap_err();
+    let error = AvroPlan::compile(&schema, bytes_union).unwrap_err();
     assert!(error.contains("`user` is string"), "{error}");
 }
 

@@ -476,7 +476,9 @@ async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: Pg
     sink_caught_up(&pipeline, &mut sink).await;
     let messages = read_topic(&pipeline.topic);
     let (accepted, expected) = oracle_of(&messages).await;
-    assert_eq!(accepted.len(), messages.len() - expected.len());
+    // No malformed or hostile records were generated: every message is accepted once the
+    // registry answers, and none was refused for the outage.
+    assert_eq!(accepted.len(), 1_000, "{expected:?}");
     assert_eq!(dead_letters(&pool, "speed").await, expected);
     assert_eq!(dead_letters(&pool, "sink").await, expected);
     let truth = oracle::demo_views(accepted.iter());
