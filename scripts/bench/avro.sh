@@ -50,20 +50,6 @@ for format in json avro; do
   export DATABASE_URL=$BENCH_SERVER_URL/$BENCH_DB
 done
 
-committed() { # next offsets in the Delta log, summed
-  python3 - "$1/_delta_log" "$2" <<'PY'
-import json, os, sys
-log, topic = sys.argv[1], sys.argv[2]
-pos = {}
-if os.path.isdir(log):
-    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
-        for line in open(os.path.join(log, name)):
-            txn = json.loads(line).get("txn")
-            if txn and txn["appId"].startswith(f"braid-sink:{topic}:"):
-                pos[txn["appId"]] = txn["version"]
-print(sum(pos.values()))
-PY
-}
 for format in json avro; do
   export BRAID__KAFKA__TOPIC=bench.$format.$stamp BRAID__SCHEMA__FORMAT=$format
   export BRAID__KAFKA__SINK_GROUP=bench.sink.$format.$stamp BRAID__LAKE__URI=$PWD/.braid/bench/lake-avro-$format-$stamp
@@ -73,7 +59,7 @@ for format in json avro; do
   RUST_LOG=warn "$BIN" migrate
   t0=$(now)
   RUST_LOG=warn "$BIN" sink 2>"$work/sink-$format.log" & pid=$!
-  while [ "$(committed "$BRAID__LAKE__URI" "$BRAID__KAFKA__TOPIC")" -lt "$EVENTS" ]; do
+  while [ "$(sink_committed "$BRAID__LAKE__URI" "$BRAID__KAFKA__TOPIC")" -lt "$EVENTS" ]; do
     kill -0 $pid || { echo "braid sink died: $(tail -5 "$work/sink-$format.log")" >&2; exit 1; }
     sleep 0.2
   done

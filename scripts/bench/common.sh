@@ -83,3 +83,20 @@ PY
 drop_caught_up() {
   psql "$BENCH_CATCH_UP_SERVER/braid" -qc "DROP DATABASE $BENCH_CATCH_UP_DB" >/dev/null
 }
+
+# sink_committed LAKE TOPIC: the next offsets the sink committed to the Delta log at LAKE for
+# TOPIC, summed (the last commit's txn action per partition).
+sink_committed() {
+  python3 - "$1/_delta_log" "$2" <<'PY'
+import json, os, sys
+log, topic = sys.argv[1], sys.argv[2]
+pos = {}
+if os.path.isdir(log):
+    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
+        for line in open(os.path.join(log, name)):
+            txn = json.loads(line).get("txn")
+            if txn and txn["appId"].startswith(f"braid-sink:{topic}:"):
+                pos[txn["appId"]] = txn["version"]
+print(sum(pos.values()))
+PY
+}

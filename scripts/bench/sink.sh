@@ -16,20 +16,7 @@ fill_topic_and_time_kcat "$EVENTS" "$PARTITIONS"
 input_bytes=$(kcat -C -b "$KAFKA_BROKERS" -t "$BRAID__KAFKA__TOPIC" -o beginning -e -q -f '%S\n' | awk '{s += $1} END {print s}')
 
 RUST_LOG=warn "$BIN" migrate
-committed() { # next offsets in the Delta log, summed (the last commit's txn actions per partition)
-  python3 - "$BRAID__LAKE__URI/_delta_log" "$BRAID__KAFKA__TOPIC" <<'PY'
-import json, os, sys
-log, topic = sys.argv[1], sys.argv[2]
-pos = {}
-if os.path.isdir(log):
-    for name in sorted(n for n in os.listdir(log) if n.endswith(".json")):
-        for line in open(os.path.join(log, name)):
-            txn = json.loads(line).get("txn")
-            if txn and txn["appId"].startswith(f"braid-sink:{topic}:"):
-                pos[txn["appId"]] = txn["version"]
-print(sum(pos.values()))
-PY
-}
+committed() { sink_committed "$BRAID__LAKE__URI" "$BRAID__KAFKA__TOPIC"; }
 # The buffer size the sink flushes at: the default unless the environment overrides it.
 flush_mib=$(( ${BRAID__SINK__FLUSH_MAX_BYTES:-$(grep -m1 "^flush_max_bytes" schemas/src/config/defaults.toml | tr -dc 0-9)} / 1048576 ))
 sink_log=$(mktemp)

@@ -672,3 +672,17 @@ pub fn reported_positions(speed: &serde_json::Value) -> std::collections::BTreeM
         })
         .collect()
 }
+
+/// (partition, offset, reason code) of a layer's dead letters.
+pub async fn dead_letters(
+    pool: &sqlx::PgPool,
+    layer: &str,
+) -> std::collections::BTreeSet<(i32, i64, String)> {
+    sqlx::query_as("SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = $1")
+        .bind(layer)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}

@@ -13,8 +13,8 @@ use sqlx::PgPool;
 use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
 use crate::support::{
-    Pipeline, kafka_brokers, read_topic, repo_root, run, sink_caught_up, speed_caught_up, stderr,
-    wait_until,
+    Pipeline, dead_letters, kafka_brokers, read_topic, repo_root, run, sink_caught_up,
+    speed_caught_up, stderr, wait_until,
 };
 
 /// A page view the demo schema accepts, on `page`, at minute `minute` of 2026-01-03.
@@ -105,17 +105,6 @@ fn send(producer: &BaseProducer, topic: &str, partition: i32, payloads: &[String
             .unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-/// (partition, offset, reason code) of a layer's dead letters.
-async fn dead_letters(pool: &PgPool, layer: &str) -> BTreeSet<(i32, i64, String)> {
-    sqlx::query_as("SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = $1")
-        .bind(layer)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
 }
 
 #[sqlx::test(migrations = false)]

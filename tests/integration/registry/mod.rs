@@ -19,7 +19,8 @@ use sqlx::PgPool;
 use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
 use crate::support::{
-    Pipeline, kafka_brokers, read_topic, run, sink_caught_up, speed_caught_up, stderr, wait_until,
+    Pipeline, dead_letters, kafka_brokers, read_topic, run, sink_caught_up, speed_caught_up,
+    stderr, wait_until,
 };
 
 /// The registry's Confluent API. Tests fail (not skip) without it.
@@ -190,17 +191,6 @@ async fn decode(payload: &[u8], schemas: &mut BTreeMap<u32, Option<Schema>>) -> 
         Ok(value) if body.is_empty() => Decoded::Json(to_json(&value).to_string().into_bytes()),
         _ => Decoded::Refused("undecodable"),
     }
-}
-
-/// (partition, offset, reason code) of a layer's dead letters.
-async fn dead_letters(pool: &PgPool, layer: &str) -> BTreeSet<(i32, i64, String)> {
-    sqlx::query_as("SELECT partition, \"offset\", reason_code FROM braid_internal.dead_letters WHERE layer = $1")
-        .bind(layer)
-        .fetch_all(pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
 }
 
 /// The messages as the oracle sees them: the decodable ones in their JSON form (for the fold)
