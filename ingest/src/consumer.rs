@@ -27,6 +27,7 @@ use crate::metrics as m;
 use crate::pipeline::Pipeline;
 use crate::registry::SchemaLoader;
 use crate::validator::{Chunk, Validator};
+use crate::wait::sleep_unless_stopped;
 use schemas::position::{Offset, Partition, Positions};
 
 /// How long a poll waits for a message when nothing is buffered.
@@ -59,9 +60,6 @@ const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// How long each of the lag gauge's watermark requests may take (a slow broker then leaves the
 /// gauge as it was rather than hold the loop).
 const LAG_WATERMARK_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// While waiting out a backoff, a stop is noticed within this long.
-const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// What the loop needs besides the layer.
 #[derive(Debug, Clone)]
@@ -398,18 +396,6 @@ impl Replacements {
             });
         }
         Ok((Self::FIRST_WAIT * (1 << (count - 1))).min(Self::MAX_WAIT))
-    }
-}
-
-/// Sleeps `wait`, or less once `stop` is set.
-pub(crate) fn sleep_unless_stopped(wait: Duration, stop: &AtomicBool) {
-    let until = Instant::now() + wait;
-    while !stop.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(STOP_CHECK));
     }
 }
 

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod validator;
+mod wait;
 
 pub use consumer::{IngestSettings, run};
 pub use error::{Disposition, IngestError};

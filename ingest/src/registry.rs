@@ -424,7 +424,7 @@ impl SchemaLoader {
                         retry_in_ms = wait.as_millis() as u64,
                         "cannot fetch a writer schema; the layer waits for the registry (no record is refused for this)"
                     );
-                    crate::consumer::sleep_unless_stopped(wait, stop);
+                    crate::wait::sleep_unless_stopped(wait, stop);
                     if stop.load(Ordering::Relaxed) {
                         return false;
                     }
@@ -449,7 +449,7 @@ impl SchemaLoader {
                 "it refers to schemas of other subjects (references), which Braid does not read yet"
                     .into(),
             ),
-            Lookup::Found { schema, .. } => match AvroPlan::compile(&self.event_schema, &schema) {
+            Lookup::Found { schema, .. } => match AvroPlan::compile(&self.event_schema.fields, &schema) {
                 Ok(plan) => LoadedSchema::Plan(plan),
                 Err(detail) => LoadedSchema::Unresolvable(detail),
             },

@@ -23,6 +23,7 @@ pub mod config;
 pub mod dimension;
 pub mod duration;
 pub mod event_schema;
+pub mod field;
 pub mod lake_uri;
 #[cfg(feature = "postgres")]
 pub mod pg;
@@ -30,6 +31,7 @@ pub mod pg_layout;
 pub mod plan;
 pub mod position;
 pub mod quantile;
+mod raw_value;
 pub mod record;
 pub mod rfc3339;
 pub mod sample;

@@ -347,7 +347,20 @@ impl EventSchema {
                 self.type_fields(fields, record)
             }
             WireFormat::Avro(schemas) => {
-                let framed = wire::frame(payload)?;
+                let framed = wire::frame(payload).map_err(|error| match error {
+                    wire::FrameError::Empty => Rejection::Undecodable {
+                        schema_id: None,
+                        detail: "an empty message has no magic byte and schema id".into(),
+                    },
+                    wire::FrameError::WrongMagicByte(found) => Rejection::WrongMagicByte { found },
+                    wire::FrameError::Short(length) => Rejection::Undecodable {
+                        schema_id: None,
+                        detail: format!(
+                            "{length} bytes, shorter than the wire format's {}-byte header",
+                            wire::HEADER_BYTES
+                        ),
+                    },
+                })?;
                 let schema_id = framed.schema_id;
                 // The layers load an id before they validate a message that names it; a
                 // caller that did not is told so as an unknown id.

@@ -202,7 +202,7 @@ mod tests {
         let mut avro = config.schema.clone();
         avro.wire = WireFormat::avro();
         let writer = writer_schema(&avro).unwrap();
-        let plan = AvroPlan::compile(&avro, &writer).unwrap();
+        let plan = AvroPlan::compile(&avro.fields, &writer).unwrap();
         avro.wire
             .avro_schemas()
             .unwrap()

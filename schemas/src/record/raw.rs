@@ -5,75 +5,7 @@ use serde_json::Value as Json;
 
 use crate::event_schema::EventSchema;
 
-/// One declared field's JSON value as read from the payload: strings borrowed when they hold no
-/// escapes, numbers as serde_json reads them, arrays and objects only by kind (validation refuses
-/// them for every field type).
-#[derive(Debug)]
-pub(crate) enum RawValue<'de> {
-    Null,
-    Bool(bool),
-    /// An integer (from JSON: a negative one).
-    I64(i64),
-    /// A non-negative integer.
-    U64(u64),
-    /// An instant in microseconds since the epoch (an Avro timestamp or date).
-    Micros(i64),
-    /// An Avro value of a union branch that converts to no declared type, by its kind: always
-    /// a wrong type.
-    Other(&'static str),
-    /// A number with a fraction or an exponent.
-    F64(f64),
-    String(std::borrow::Cow<'de, str>),
-    Array,
-    Object,
-}
-
-impl RawValue<'_> {
-    pub(super) fn kind(&self) -> &'static str {
-        match self {
-            RawValue::Null => "null",
-            RawValue::Bool(_) => "a boolean",
-            RawValue::F64(_) => "a fractional number",
-            RawValue::I64(_) | RawValue::U64(_) => "an integer",
-            RawValue::Micros(_) => "a timestamp",
-            RawValue::Other(kind) => kind,
-            RawValue::String(_) => "a string",
-            RawValue::Array => "an array",
-            RawValue::Object => "an object",
-        }
-    }
-
-    /// The value as an i64, as `serde_json::Value::as_i64` reads it.
-    pub(super) fn as_i64(&self) -> Option<i64> {
-        match *self {
-            RawValue::I64(v) => Some(v),
-            RawValue::U64(v) => i64::try_from(v).ok(),
-            _ => None,
-        }
-    }
-
-    /// The value as an f64, as `serde_json::Value::as_f64` reads it.
-    pub(super) fn as_f64(&self) -> Option<f64> {
-        match *self {
-            RawValue::I64(v) => Some(v as f64),
-            RawValue::U64(v) => Some(v as f64),
-            RawValue::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// A number as serde_json prints it.
-    pub(super) fn number_text(&self) -> String {
-        match *self {
-            RawValue::I64(v) => v.to_string(),
-            RawValue::U64(v) => v.to_string(),
-            RawValue::F64(v) => serde_json::Number::from_f64(v)
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| v.to_string()),
-            _ => String::new(),
-        }
-    }
-}
+pub(crate) use crate::raw_value::RawValue;
 
 impl<'de> serde::Deserialize<'de> for RawValue<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -31,8 +31,8 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 
-use crate::event_schema::{EventSchema, FieldType};
-use crate::record::RawValue;
+use crate::field::{FieldDef, FieldType};
+use crate::raw_value::RawValue;
 
 /// The deepest nesting of records, arrays, maps and unions a datum may have.
 pub const MAX_DEPTH: usize = 64;
@@ -127,13 +127,12 @@ pub struct DecodeError(pub String);
 impl AvroPlan {
     /// Compiles a writer schema's text (the registry's `schema`) against the event schema;
     /// `Err` says why it does not resolve.
-    pub fn compile(event_schema: &EventSchema, writer_schema: &str) -> Result<Self, String> {
+    pub fn compile(fields: &[FieldDef], writer_schema: &str) -> Result<Self, String> {
         // The reason is copied into every refused record's dead letter: kept short.
-        Self::compile_unbounded(event_schema, writer_schema)
-            .map_err(|why| crate::record::quote_input(&why))
+        Self::compile_unbounded(fields, writer_schema).map_err(|why| bounded(&why))
     }
 
-    fn compile_unbounded(event_schema: &EventSchema, writer_schema: &str) -> Result<Self, String> {
+    fn compile_unbounded(fields: &[FieldDef], writer_schema: &str) -> Result<Self, String> {
         let schema =
             Schema::parse_str(writer_schema).map_err(|e| format!("not an Avro schema: {e}"))?;
         let resolved = apache_avro::schema::ResolvedSchema::try_from(&schema)
@@ -151,8 +150,7 @@ impl AvroPlan {
         let Schema::Record(record) = compiler.deref(&schema)? else {
             return Err("the writer schema is not a record".into());
         };
-        let targets: Vec<Target<'_>> = event_schema
-            .fields
+        let targets: Vec<Target<'_>> = fields
             .iter()
             .enumerate()
             .map(|(index, field)| Target {
@@ -179,7 +177,7 @@ impl AvroPlan {
         Ok(Self {
             root,
             skips: compiler.skips,
-            fields: event_schema.fields.len(),
+            fields: fields.len(),
         })
     }
 
@@ -319,6 +317,26 @@ impl AvroPlan {
             }
         }
     }
+}
+
+/// The most characters of a reason kept (it is copied into each refused record's dead letter).
+const REASON_MAX_CHARS: usize = 300;
+
+/// A reason at most [`REASON_MAX_CHARS`] long, control characters escaped.
+fn bounded(reason: &str) -> String {
+    let mut kept = String::with_capacity(reason.len().min(REASON_MAX_CHARS) + 3);
+    for (index, c) in reason.chars().enumerate() {
+        if index == REASON_MAX_CHARS {
+            kept.push('…');
+            break;
+        }
+        if c.is_control() {
+            kept.extend(c.escape_default());
+        } else {
+            kept.push(c);
+        }
+    }
+    kept
 }
 
 /// The declared fields a compiled record reads, at any depth.

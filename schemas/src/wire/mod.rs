@@ -11,8 +11,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::record::Rejection;
-
 pub mod avro;
 
 pub use avro::AvroPlan;
@@ -75,21 +73,23 @@ pub struct Framed<'a> {
     pub body: &'a [u8],
 }
 
+/// Why a payload is not in the wire format (validation refuses it: `crate::record::Rejection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// An empty message.
+    Empty,
+    /// The first byte is not [`MAGIC_BYTE`].
+    WrongMagicByte(u8),
+    /// Fewer bytes than the header: the message's length.
+    Short(usize),
+}
+
 /// Splits a payload into its schema id and datum; refuses one without the wire format's header.
-pub fn frame(payload: &[u8]) -> Result<Framed<'_>, Rejection> {
+pub fn frame(payload: &[u8]) -> Result<Framed<'_>, FrameError> {
     match payload.first() {
-        None => Err(Rejection::Undecodable {
-            schema_id: None,
-            detail: "an empty message has no magic byte and schema id".into(),
-        }),
-        Some(&found) if found != MAGIC_BYTE => Err(Rejection::WrongMagicByte { found }),
-        Some(_) if payload.len() < HEADER_BYTES => Err(Rejection::Undecodable {
-            schema_id: None,
-            detail: format!(
-                "{} bytes, shorter than the wire format's {HEADER_BYTES}-byte header",
-                payload.len()
-            ),
-        }),
+        None => Err(FrameError::Empty),
+        Some(&found) if found != MAGIC_BYTE => Err(FrameError::WrongMagicByte(found)),
+        Some(_) if payload.len() < HEADER_BYTES => Err(FrameError::Short(payload.len())),
         Some(_) => Ok(Framed {
             schema_id: u32::from_be_bytes([payload[1], payload[2], payload[3], payload[4]]),
             body: &payload[HEADER_BYTES..],

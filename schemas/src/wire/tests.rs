@@ -163,7 +163,7 @@ fn framed(id: u32, writer: &str, datum: Avro) -> Vec<u8> {
 /// An Avro event schema with `writer` loaded as id 1, and the JSON one.
 fn schemas_with(writer: &str) -> (EventSchema, EventSchema) {
     let avro = event_schema(WireFormat::avro());
-    let loaded = match AvroPlan::compile(&avro, writer) {
+    let loaded = match AvroPlan::compile(&avro.fields, writer) {
         Ok(plan) => LoadedSchema::Plan(plan),
         Err(detail) => LoadedSchema::Unresolvable(detail),
     };
@@ -180,24 +180,22 @@ fn code(result: &Result<Record, Rejection>) -> &'static str {
 
 #[test]
 fn the_header_is_checked_before_anything_else() {
+    assert_eq!(frame(b""), Err(FrameError::Empty));
+    assert_eq!(frame(b"{\"ts\":1}"), Err(FrameError::WrongMagicByte(b'{')));
+    assert_eq!(frame(&[0, 0, 0, 1]), Err(FrameError::Short(4)));
+    // As validation refuses them, naming no schema id.
+    let (avro, _) = schemas_with(WRITER);
     assert!(matches!(
-        frame(b""),
+        avro.validate(b""),
         Err(Rejection::Undecodable {
             schema_id: None,
             ..
         })
     ));
     assert_eq!(
-        frame(b"{\"ts\":1}"),
+        avro.validate(b"{\"ts\":1}"),
         Err(Rejection::WrongMagicByte { found: b'{' })
     );
-    assert!(matches!(
-        frame(&[0, 0, 0, 1]),
-        Err(Rejection::Undecodable {
-            schema_id: None,
-            ..
-        })
-    ));
     assert_eq!(
         frame(&[0, 0, 0, 1, 2, 9]),
         Ok(Framed {
@@ -476,11 +474,11 @@ fn writer_schemas_that_do_not_resolve() {
         ),
     ];
     for (writer, expected) in cases {
-        let error = AvroPlan::compile(&schema, &writer).unwrap_err();
+        let error = AvroPlan::compile(&schema.fields, &writer).unwrap_err();
         assert!(error.contains(expected), "{writer}: {error}");
     }
     // A missing optional field is fine: never present.
-    let plan = AvroPlan::compile(&schema, &record(&format!("{ts}, {user}, {qty}")));
+    let plan = AvroPlan::compile(&schema.fields, &record(&format!("{ts}, {user}, {qty}")));
     assert!(plan.is_ok(), "{plan:?}");
 }
 
@@ -505,7 +503,7 @@ fn nested_paths_and_logical_types() {
         {"name": "seen", "type": {"type": "int", "logicalType": "date"}}]}"#;
     schema.wire.avro_schemas().unwrap().insert(
         1,
-        LoadedSchema::Plan(AvroPlan::compile(&schema, writer).unwrap()),
+        LoadedSchema::Plan(AvroPlan::compile(&schema.fields, writer).unwrap()),
     );
     let datum = |order: Option<(i64, i64)>| {
         Avro::Record(vec![
@@ -673,11 +671,11 @@ fn union_branches_that_do_not_convert_refuse_their_records_only() {
     let null_or_bytes = r#"{"type": "record", "name": "E", "fields": [
         {"name": "ts", "type": "long"}, {"name": "user", "type": "string"},
         {"name": "qty", "type": "long"}, {"name": "price", "type": ["null", "bytes"]}]}"#;
-    assert!(AvroPlan::compile(&schema, null_or_bytes).is_ok());
+    assert!(AvroPlan::compile(&schema.fields, null_or_bytes).is_ok());
     let bytes_union = r#"{"type": "record", "name": "E", "fields": [
         {"name": "ts", "type": "long"}, {"name": "user", "type": ["bytes", "boolean"]},
         {"name": "qty", "type": "long"}]}"#;
-    let error = AvroPlan::compile(&schema, bytes_union).unwrap_err();
+    let error = AvroPlan::compile(&schema.fields, bytes_union).unwrap_err();
     assert!(error.contains("`user` is string"), "{error}");
 }
 
