@@ -150,7 +150,7 @@ kill -INT $pid; wait $pid || true
 echo "flink live: $LIVE_RATE events/s for $LIVE_SECONDS s, the same generator, Braid's speed layer stopped"
 "$FLINK_PYTHON" scripts/bench/flink_ysb.py live --topic "$BRAID__KAFKA__TOPIC" --out "$BRAID__KAFKA__TOPIC.flink-live" \
   --seconds $((LIVE_SECONDS + 25)) 2>"$BRAID_BENCH_TMP/flink-live.log" > "$BRAID_BENCH_TMP/flink-live.out" & flink=$!
-until grep -q "job running" "$BRAID_BENCH_TMP/flink-live.out"; do
+until grep -qs "job running" "$BRAID_BENCH_TMP/flink-live.out"; do
   kill -0 $flink 2>/dev/null || { tail -n 30 "$BRAID_BENCH_TMP/flink-live.log" >&2; exit 1; }; sleep 0.2
 done
 live_start=$(date +%s.%N)
