@@ -6,6 +6,7 @@
 # 127.0.0.1, with all state under one folder (.braid/ by default).
 #
 #   scripts/services.sh up       install what is missing, start them, wait until they answer
+#   scripts/services.sh registry the schema registry alone (up, and print its environment)
 #   scripts/services.sh down     stop them (state is kept)
 #   scripts/services.sh status   say what runs where
 #   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
@@ -353,6 +354,11 @@ case "${1:-}" in
     [ -n "${BRAID_S3_ENDPOINT:-}" ] || s3_up
     [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ] || [ "${BRAID_REGISTRY:-1}" = 0 ] || registry_up
     print_env ;;
+  # The schema registry alone (its first build takes minutes: scripts/test.sh runs this beside
+  # the compiler); prints its environment line.
+  registry)
+    if [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ]; then check_given; else registry_up; fi
+    echo "export BRAID_SCHEMA_REGISTRY_URL='${BRAID_SCHEMA_REGISTRY_URL:-$OWN_REGISTRY_URL}'" ;;
   down) registry_down; s3_down; kafka_down; pg_down ;;
   reset) registry_down; s3_down; kafka_down; pg_down; rm -rf "$STATE" "$(dirname "$(pg_home)")"; log "state deleted" ;;
   status)
@@ -371,5 +377,5 @@ case "${1:-}" in
     kafka_running || die "Kafka is not running"
     log "killing Kafka (SIGKILL)"
     kill -9 "$(kafka_pid)" ;;
-  *) sed -n '2,23p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
+  *) sed -n '2,24p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac

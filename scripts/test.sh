@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command -v cargo >/dev/null || { echo "test: cargo not found; install Rust 1.95 or later (https://rustup.rs)" >&2; exit 1; }
-services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
+services_env=$(BRAID_REGISTRY=0 scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
 eval "$services_env"
-echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS, schema registry at $BRAID_SCHEMA_REGISTRY_URL" >&2
+echo "test: PostgreSQL at ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}, Kafka at $KAFKA_BROKERS" >&2
+# The schema registry starts beside the rest of the set-up and the build: its first build on a
+# machine takes minutes. Waited for before the tests run.
+registry_env=$(mktemp) registry_log=$(mktemp)
+scripts/services.sh registry >"$registry_env" 2>"$registry_log" & registry_pid=$!
 
 # The independent Delta reader (Python deltalake from PyPI) used by the sink tests.
 BRAID_PYTHON=$(scripts/python-env.sh) || { echo "test: the Python environment could not be installed; see above" >&2; exit 1; }
@@ -40,7 +44,11 @@ fi
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 if [ "$#" -eq 0 ]; then set -- --workspace; fi
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" "$registry_env" "$registry_log"' EXIT
+cargo test --no-run "$@"
+wait "$registry_pid" || { cat "$registry_log" >&2; echo "test: the schema registry did not start; see above" >&2; exit 1; }
+eval "$(cat "$registry_env")"
+echo "test: schema registry at $BRAID_SCHEMA_REGISTRY_URL" >&2
 status=0
 cargo test "$@" 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary).
