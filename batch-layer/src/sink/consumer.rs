@@ -74,7 +74,12 @@ struct SinkBuffer {
     builder: BatchBuilder,
     next_offsets: Positions,
     dead_letters: Vec<DeadLetter>,
+    /// Messages, and for the flush bound (`sink.flush_max_bytes`) each record's input bytes or
+    /// its bytes in the columns, whichever is more: a compact format (Avro) holds more records
+    /// per input byte, and the columns are what the buffer keeps in memory.
     buffered: Buffered,
+    /// The input bytes alone (logged with each commit).
+    input_bytes: u64,
     /// When the buffer took its first record: every record of a buffer is stamped
     /// `_ingested_at` with it, so the clock is read once per buffer, not per record.
     buffer_started_micros: Option<i64>,
@@ -110,8 +115,11 @@ impl Buffer for SinkBuffer {
             ingested_at,
             message.key,
         );
+        let input = message.payload.len() as u64;
+        let in_columns = column_bytes(record, self.topic.len(), message.key);
         self.buffered.records += 1;
-        self.buffered.bytes += message.payload.len() as u64;
+        self.buffered.bytes += input.max(in_columns);
+        self.input_bytes += input;
         self.next_offsets
             .insert(message.partition, message.offset + 1);
     }
@@ -119,6 +127,7 @@ impl Buffer for SinkBuffer {
     fn add_dead_letter(&mut self, letter: DeadLetter) {
         self.buffered.records += 1;
         self.buffered.bytes += letter.payload_len.max(0) as u64;
+        self.input_bytes += letter.payload_len.max(0) as u64;
         self.next_offsets
             .insert(letter.partition, letter.offset + 1);
         self.dead_letters.push(letter);
@@ -146,7 +155,10 @@ impl Buffer for SinkBuffer {
             batch: self.builder.finish()?,
             next_offsets: std::mem::take(&mut self.next_offsets),
             dead_letters: std::mem::take(&mut self.dead_letters),
-            input_bytes: std::mem::take(&mut self.buffered).bytes,
+            input_bytes: {
+                self.buffered = Buffered::default();
+                std::mem::take(&mut self.input_bytes)
+            },
         };
         Ok(Some(pending))
     }
@@ -156,8 +168,27 @@ impl Buffer for SinkBuffer {
         self.next_offsets.clear();
         self.dead_letters.clear();
         self.buffered = Buffered::default();
+        self.input_bytes = 0;
         self.buffer_started_micros = None;
     }
+}
+
+/// About the bytes a record adds to the buffer's columns: its values (text by length, numbers
+/// and instants 8 bytes, booleans 1) and the derived columns (topic, partition, offset, key,
+/// `_ingested_at`), each with Arrow's 4-byte offset for variable-length values.
+fn column_bytes(record: &Record, topic_bytes: usize, key: Option<&[u8]>) -> u64 {
+    let values: usize = record
+        .values
+        .iter()
+        .flatten()
+        .map(|value| match value {
+            schemas::Value::String(text) => text.len() + 4,
+            schemas::Value::Bool(_) => 1,
+            schemas::Value::I64(_) | schemas::Value::F64(_) | schemas::Value::Timestamp(_) => 8,
+        })
+        .sum();
+    let derived = topic_bytes + 4 + 4 + 8 + 8 + key.map_or(0, |key| key.len() + 4) + 4;
+    (values + derived) as u64
 }
 
 /// Runs the sink until `stop` is set or an unrecoverable error occurs. Blocking: call it from
@@ -182,6 +213,7 @@ pub fn run(
         next_offsets: BTreeMap::new(),
         dead_letters: Vec::new(),
         buffered: Buffered::default(),
+        input_bytes: 0,
         buffer_started_micros: None,
     };
     let store = SinkStore {
@@ -194,4 +226,56 @@ pub fn run(
         table,
     };
     ingest::run(settings.ingest, store, buffer, runtime, stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buffer(schema: &schemas::EventSchema) -> SinkBuffer {
+        SinkBuffer {
+            topic: "clicks".into(),
+            builder: BatchBuilder::new(schema),
+            next_offsets: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            buffered: Buffered::default(),
+            input_bytes: 0,
+            buffer_started_micros: None,
+        }
+    }
+
+    /// The flush bound counts what the buffer holds: a record's input bytes, or its bytes in
+    /// the columns when the input is more compact (Avro), so that a compact format does not
+    /// fill the buffer with more records than JSON would. The commit still logs the input.
+    #[test]
+    fn a_compact_payload_counts_its_bytes_in_the_columns() {
+        let config = schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../../braid.toml"))),
+            [],
+        )
+        .unwrap();
+        let json = br#"{"event_id":"e-1","ts":"2026-01-01T00:00:00Z","event_type":"page_view","user_id":"u-1","page":"/home/1","country":"NL","device":"mobile","duration_ms":120}"#;
+        let record = config.schema.validate(json).unwrap();
+        let in_columns = column_bytes(&record, "clicks".len(), Some(b"u-1"));
+        assert!(
+            in_columns < json.len() as u64,
+            "JSON input is larger than its columns, so JSON topics flush as before"
+        );
+        let mut buffer = buffer(&config.schema);
+        let received = |offset, payload: &'static [u8]| Received {
+            partition: 0,
+            offset,
+            key: Some(b"u-1"),
+            payload,
+        };
+        buffer.add_record(&received(0, json), &record);
+        assert_eq!(buffer.size().bytes, json.len() as u64);
+        // The same record from a 40-byte Avro datum: counted by its columns.
+        buffer.add_record(&received(1, &[0u8; 40]), &record);
+        assert_eq!(buffer.size().bytes, json.len() as u64 + in_columns);
+        assert!(in_columns > 40);
+        let pending = buffer.take().unwrap().unwrap();
+        assert_eq!(pending.input_bytes, json.len() as u64 + 40);
+        assert_eq!(buffer.size(), Buffered::default());
+    }
 }
