@@ -203,6 +203,11 @@ impl RegistryClient {
             "Accept",
             "application/vnd.schemaregistry.v1+json, application/json",
         );
+        self.authorized(request)
+    }
+
+    /// `request` with this client's credentials, if any.
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             Auth::None => request,
             Auth::Basic { username, password } => request.basic_auth(username, password.as_ref()),
@@ -221,17 +226,12 @@ impl RegistryClient {
             "/subjects/{}/versions",
             subject.replace('%', "%25").replace('/', "%2F")
         );
-        let mut request = self
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
             .body(serde_json::json!({ "schema": schema }).to_string());
-        request = match &self.auth {
-            Auth::None => request,
-            Auth::Basic { username, password } => request.basic_auth(username, password.as_ref()),
-            Auth::Bearer(token) => request.bearer_auth(token),
-        };
-        let response = request.send().await.map_err(unreachable)?;
+        let response = self.authorized(request).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let body = bounded_body(response)
             .await

@@ -267,19 +267,7 @@ const QUOTE_MAX_CHARS: usize = 120;
 /// Quotes input text inside a rejection's message: control characters (NUL among them) escaped,
 /// at most [`QUOTE_MAX_CHARS`] characters, so that the message is always storable and loggable.
 pub fn quote_input(text: &str) -> String {
-    let mut quoted = String::with_capacity(text.len().min(QUOTE_MAX_CHARS) + 2);
-    for (index, c) in text.chars().enumerate() {
-        if index == QUOTE_MAX_CHARS {
-            quoted.push('…');
-            break;
-        }
-        if c.is_control() {
-            quoted.extend(c.escape_default());
-        } else {
-            quoted.push(c);
-        }
-    }
-    quoted
+    crate::quote::quote_bounded(text, QUOTE_MAX_CHARS)
 }
 
 /// Renders microseconds since the epoch as RFC 3339, or the raw number if out of chrono's range.

@@ -129,7 +129,8 @@ impl AvroPlan {
     /// `Err` says why it does not resolve.
     pub fn compile(fields: &[FieldDef], writer_schema: &str) -> Result<Self, String> {
         // The reason is copied into every refused record's dead letter: kept short.
-        Self::compile_unbounded(fields, writer_schema).map_err(|why| bounded(&why))
+        Self::compile_unbounded(fields, writer_schema)
+            .map_err(|why| crate::quote::quote_bounded(&why, REASON_MAX_CHARS))
     }
 
     fn compile_unbounded(fields: &[FieldDef], writer_schema: &str) -> Result<Self, String> {
@@ -321,23 +322,6 @@ impl AvroPlan {
 
 /// The most characters of a reason kept (it is copied into each refused record's dead letter).
 const REASON_MAX_CHARS: usize = 300;
-
-/// A reason at most [`REASON_MAX_CHARS`] long, control characters escaped.
-fn bounded(reason: &str) -> String {
-    let mut kept = String::with_capacity(reason.len().min(REASON_MAX_CHARS) + 3);
-    for (index, c) in reason.chars().enumerate() {
-        if index == REASON_MAX_CHARS {
-            kept.push('…');
-            break;
-        }
-        if c.is_control() {
-            kept.extend(c.escape_default());
-        } else {
-            kept.push(c);
-        }
-    }
-    kept
-}
 
 /// The declared fields a compiled record reads, at any depth.
 fn declared_fields_read(fields: &[ReadField]) -> Vec<usize> {

@@ -226,33 +226,39 @@ fn avro_pipeline_env(registry: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn generate_avro(pipeline: &Pipeline, count: u64, seed: u64) {
-    let output = run(pipeline.braid().args([
-        "generate",
-        "--format",
-        "avro",
-        "--rate",
-        "0",
-        "--count",
-        &count.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--partitions",
-        "2",
-        "--late-fraction",
-        "0.1",
-        "--malformed-fraction",
-        "0.05",
-        "--hostile-fraction",
-        "0.1",
-    ]));
+/// Produces `count` seeded demo events in Avro on 2 partitions, the writer schema registered
+/// in the registry itself (whatever the pipeline's layers reach), with `fractions` (generate's
+/// `--…-fraction` options).
+fn generate_avro(pipeline: &Pipeline, count: u64, seed: u64, fractions: &[&str]) {
+    let output = run(pipeline
+        .braid()
+        .env("BRAID__SCHEMA_REGISTRY__URL", registry_url())
+        .args([
+            "generate",
+            "--format",
+            "avro",
+            "--rate",
+            "0",
+            "--partitions",
+            "2",
+        ])
+        .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
+        .args(fractions));
     assert!(output.status.success(), "generate: {}", stderr(&output));
 }
 
 #[sqlx::test(migrations = false)]
 async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
     let pipeline = Pipeline::with_env("avro", &pool, avro_pipeline_env(&registry_url())).await;
-    generate_avro(&pipeline, 3_000, 31);
+    let fractions = [
+        "--late-fraction",
+        "0.1",
+        "--malformed-fraction",
+        "0.05",
+        "--hostile-fraction",
+        "0.1",
+    ];
+    generate_avro(&pipeline, 3_000, 31, &fractions);
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
@@ -410,27 +416,7 @@ async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: Pg
     let proxied = registry_proxy(Arc::clone(&down)).await;
     let pipeline = Pipeline::with_env("avro_down", &pool, avro_pipeline_env(&proxied)).await;
     // Registered and produced through the registry itself; the layers only reach the proxy.
-    let direct = pipeline
-        .braid()
-        .env("BRAID__SCHEMA_REGISTRY__URL", registry_url())
-        .args([
-            "generate",
-            "--format",
-            "avro",
-            "--rate",
-            "0",
-            "--count",
-            "1000",
-            "--seed",
-            "5",
-            "--partitions",
-            "2",
-            "--malformed-fraction",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(direct.status.success(), "generate: {}", stderr(&direct));
+    generate_avro(&pipeline, 1_000, 5, &["--malformed-fraction", "0"]);
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     let waiting = |layer: &'static str| {
