@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command -v cargo >/dev/null || { echo "run: cargo not found; install Rust 1.95 or later (https://rustup.rs)" >&2; exit 1; }
-services_env=$(scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
+# The demo topic is JSON: no schema registry unless asked for (BRAID_REGISTRY=1).
+services_env=$(BRAID_REGISTRY=${BRAID_REGISTRY:-0} scripts/services.sh up) || { echo "the services did not start; see above" >&2; exit 1; }
 eval "$services_env"
 echo "run: building braid" >&2
 cargo build --bin braid
