@@ -396,6 +396,9 @@ pub enum GenerateFormat {
     Json,
     /// Avro in Confluent's wire format, the writer schema registered in the schema registry.
     Avro,
+    /// Protobuf in Confluent's wire format, the writer schema (`.proto` text) registered in the
+    /// schema registry.
+    Protobuf,
 }
 
 /// Options of `braid up`.
@@ -467,8 +470,8 @@ pub struct GenerateArgs {
     #[arg(long, env = "BRAID_GENERATE_WORKLOAD", value_enum, default_value_t = Workload::Clickstream)]
     pub workload: Workload,
 
-    /// How to encode the events: `json`, or `avro` (Confluent's wire format; the writer
-    /// schema, derived from [schema], is registered under `<topic>-value` in
+    /// How to encode the events: `json`, `avro` or `protobuf` (Confluent's wire format; the
+    /// writer schema, derived from [schema], is registered under `<topic>-value` in
     /// [schema_registry] first). Default: the config's schema.format.
     #[arg(long, env = "BRAID_GENERATE_FORMAT", value_enum)]
     pub format: Option<GenerateFormat>,

@@ -1,7 +1,7 @@
 //! The schema registry, for topics in Confluent's wire format: the writer schema a message names
 //! is fetched once per id (`GET {url}/schemas/ids/{id}`, Confluent's REST API, which Apicurio
 //! Registry serves under `/apis/ccompat/v7`), compiled against the event schema and kept in the
-//! event schema's [`AvroSchemas`], before the first message naming it is validated.
+//! event schema's [`WriterSchemas`], before the first message naming it is validated.
 //!
 //! A registry that is down, slow or answers nonsense delays the layer (it retries with backoff,
 //! and says so), never refuses a record; only a registry's plain "no such schema" (HTTP 404 with
@@ -16,7 +16,9 @@ use std::time::Duration;
 use schemas::EventSchema;
 use schemas::config::SchemaRegistryConfig;
 use schemas::config::secrets::redact_url;
-use schemas::wire::{AvroPlan, AvroSchemas, LoadedSchema, SchemaId, schema_id_of};
+use schemas::wire::{
+    AvroPlan, LoadedSchema, ProtobufPlan, SchemaId, WireFormat, WriterSchemas, schema_id_of,
+};
 
 use crate::metrics as m;
 
@@ -215,9 +217,14 @@ impl RegistryClient {
         }
     }
 
-    /// Registers an Avro schema under `subject` (a no-op answering the same id when it is
+    /// Registers a schema of `schema_type` (`AVRO`, `PROTOBUF`) under `subject` (a no-op answering the same id when it is
     /// registered already) and returns its id.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<SchemaId, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema_type: &str,
+        schema: &str,
+    ) -> Result<SchemaId, RegistryError> {
         let unreachable = |source| RegistryError::Unreachable {
             url: redact_url(&self.base),
             source,
@@ -230,7 +237,7 @@ impl RegistryClient {
             .http
             .post(format!("{}{path}", self.base))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .body(serde_json::json!({ "schema": schema }).to_string());
+            .body(serde_json::json!({ "schemaType": schema_type, "schema": schema }).to_string());
         let response = self.authorized(request).send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let body = bounded_body(response)
@@ -348,7 +355,7 @@ async fn bounded_body(mut response: reqwest::Response) -> Result<Vec<u8>, BodyEr
 pub struct SchemaLoader {
     client: RegistryClient,
     event_schema: EventSchema,
-    schemas: Arc<AvroSchemas>,
+    schemas: Arc<WriterSchemas>,
     retry_max: Duration,
     layer: &'static str,
 }
@@ -360,7 +367,7 @@ impl SchemaLoader {
         config: &SchemaRegistryConfig,
         layer: &'static str,
     ) -> Result<Option<Self>, RegistryError> {
-        let Some(schemas) = event_schema.wire.avro_schemas() else {
+        let Some(schemas) = event_schema.wire.writer_schemas() else {
             return Ok(None);
         };
         Ok(Some(Self {
@@ -437,9 +444,12 @@ impl SchemaLoader {
     fn compile(&self, id: SchemaId, lookup: Lookup) -> LoadedSchema {
         let loaded = match lookup {
             Lookup::Unknown => LoadedSchema::Unknown,
-            Lookup::Found { schema_type, .. } if schema_type != "AVRO" => {
+            Lookup::Found { schema_type, .. }
+                if Some(schema_type.as_str()) != self.event_schema.wire.registry_schema_type() =>
+            {
                 LoadedSchema::Unresolvable(format!(
-                    "a {schema_type} schema, and schema.format is avro"
+                    "a {schema_type} schema, and schema.format is {}",
+                    self.event_schema.wire.name()
                 ))
             }
             Lookup::Found {
@@ -449,13 +459,19 @@ impl SchemaLoader {
                 "it refers to schemas of other subjects (references), which Braid does not read yet"
                     .into(),
             ),
-            Lookup::Found { schema, .. } => match AvroPlan::compile(&self.event_schema.fields, &schema) {
-                Ok(plan) => LoadedSchema::Plan(plan),
-                Err(detail) => LoadedSchema::Unresolvable(detail),
-            },
+            Lookup::Found { schema, .. } => {
+                let fields = &self.event_schema.fields;
+                let compiled = match self.event_schema.wire {
+                    WireFormat::Protobuf(_) => {
+                        ProtobufPlan::compile(fields, &schema).map(LoadedSchema::Protobuf)
+                    }
+                    _ => AvroPlan::compile(fields, &schema).map(LoadedSchema::Avro),
+                };
+                compiled.unwrap_or_else(LoadedSchema::Unresolvable)
+            }
         };
         match &loaded {
-            LoadedSchema::Plan(_) => {
+            LoadedSchema::Avro(_) | LoadedSchema::Protobuf(_) => {
                 tracing::info!(layer = self.layer, schema_id = id, "loaded a writer schema")
             }
             LoadedSchema::Unresolvable(detail) => tracing::warn!(

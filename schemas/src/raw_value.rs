@@ -5,7 +5,7 @@
 /// One declared field's JSON value as read from the payload: strings borrowed when they hold no
 /// escapes, numbers as serde_json reads them, arrays and objects only by kind (validation refuses
 /// them for every field type).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum RawValue<'de> {
     Null,
     Bool(bool),

@@ -11,6 +11,7 @@ mod raw;
 use raw::FieldsSeed;
 pub(crate) use raw::RawValue;
 
+use crate::wire::protobuf::ProtobufError;
 use crate::wire::{self, LoadedSchema, WireFormat};
 
 /// A typed field value.
@@ -334,7 +335,7 @@ impl EventSchema {
                     .map_err(|found| Rejection::NotObject { found })?;
                 self.type_fields(fields, record)
             }
-            WireFormat::Avro(schemas) => {
+            WireFormat::Avro(schemas) | WireFormat::Protobuf(schemas) => {
                 let framed = wire::frame(payload).map_err(|error| match error {
                     wire::FrameError::Empty => Rejection::Undecodable {
                         schema_id: None,
@@ -356,7 +357,7 @@ impl EventSchema {
                     .get(schema_id)
                     .ok_or(Rejection::UnknownSchemaId { schema_id })?;
                 match &*loaded {
-                    LoadedSchema::Plan(plan) => {
+                    LoadedSchema::Avro(plan) => {
                         let mut fields = Vec::new();
                         plan.decode(framed.body, &mut fields).map_err(|e| {
                             Rejection::Undecodable {
@@ -364,6 +365,20 @@ impl EventSchema {
                                 detail: e.0,
                             }
                         })?;
+                        self.type_fields(fields, record)
+                    }
+                    LoadedSchema::Protobuf(plan) => {
+                        let mut fields = Vec::new();
+                        plan.decode(framed.body, &mut fields)
+                            .map_err(|error| match error {
+                                ProtobufError::Undecodable(detail) => Rejection::Undecodable {
+                                    schema_id: Some(schema_id),
+                                    detail,
+                                },
+                                ProtobufError::Unresolvable(detail) => {
+                                    Rejection::UnresolvableSchema { schema_id, detail }
+                                }
+                            })?;
                         self.type_fields(fields, record)
                     }
                     LoadedSchema::Unresolvable(detail) => Err(Rejection::UnresolvableSchema {

@@ -23,6 +23,9 @@ pub const F64_MAGNITUDES_RULE: &str = "validation.f64_magnitudes";
 /// two versions that decode differently do not run together.
 pub const AVRO_DECODING_RULE: &str = "validation.avro_decoding";
 
+/// The rule naming how Protobuf messages are read, as [`AVRO_DECODING_RULE`] for Avro.
+pub const PROTOBUF_DECODING_RULE: &str = "validation.protobuf_decoding";
+
 /// Every setting validation depends on, keyed by where it is configured.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -94,7 +97,11 @@ impl ValidationRules {
         }
         if !matches!(schema.wire, crate::wire::WireFormat::Json) {
             rules.insert("schema.format".into(), schema.wire.name().into());
-            rules.insert(AVRO_DECODING_RULE.into(), "1".into());
+            let decoding = match schema.wire {
+                crate::wire::WireFormat::Protobuf(_) => PROTOBUF_DECODING_RULE,
+                _ => AVRO_DECODING_RULE,
+            };
+            rules.insert(decoding.into(), "1".into());
         }
         if schema.fields.iter().any(|f| f.field_type == FieldType::F64) {
             rules.insert(

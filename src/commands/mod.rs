@@ -101,8 +101,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Services(args) => services::run(args.action),
         Command::Generate(args) if args.stdout => {
             anyhow::ensure!(
-                args.format != Some(crate::cli::GenerateFormat::Avro),
-                "--stdout writes JSON lines; --format avro produces to Kafka (leave out --stdout)"
+                matches!(args.format, None | Some(crate::cli::GenerateFormat::Json)),
+                "--stdout writes JSON lines; --format avro and --format protobuf produce to Kafka (leave out --stdout)"
             );
             let written = crate::generate::write_lines(args, std::io::stdout().lock())?;
             tracing::debug!(written, "generated");
@@ -126,7 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let stop = StopFlag::default();
             stop.stop_on_signals();
-            let encoder = crate::generate::avro::encoder_for(args, &config, &topic).await?;
+            let encoder = crate::generate::encode::encoder_for(args, &config, &topic).await?;
             let summary =
                 crate::generate::produce(args, &config.kafka, &topic, encoder.as_ref(), stop)
                     .await?;

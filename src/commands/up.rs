@@ -102,7 +102,8 @@ pub async fn run(config: BraidConfig, args: &UpArgs) -> anyhow::Result<ExitCode>
         let (config, flag) = (config.clone(), stop.clone());
         supervise::essential("demo generator", &stop, async move {
             let encoder =
-                crate::generate::avro::encoder_for(&generate, &config, &config.kafka.topic).await?;
+                crate::generate::encode::encoder_for(&generate, &config, &config.kafka.topic)
+                    .await?;
             crate::generate::produce(
                 &generate,
                 &config.kafka,

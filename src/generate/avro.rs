@@ -11,7 +11,7 @@ use anyhow::Context;
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
-use schemas::wire::{MAGIC_BYTE, SchemaId};
+use schemas::wire::SchemaId;
 use schemas::{EventSchema, FieldType};
 use serde_json::Value as Json;
 
@@ -47,67 +47,6 @@ pub fn writer_schema(schema: &EventSchema) -> anyhow::Result<String> {
         "fields": fields,
     })
     .to_string())
-}
-
-/// The encoder `braid generate` uses for these options: `None` for JSON; for Avro, the writer
-/// schema registered under `<topic>-value` first.
-pub async fn encoder_for(
-    args: &crate::cli::GenerateArgs,
-    config: &schemas::BraidConfig,
-    topic: &str,
-) -> anyhow::Result<Option<AvroEncoder>> {
-    use crate::cli::{GenerateFormat, Workload};
-    let format = args.format.unwrap_or(match config.schema.wire {
-        schemas::wire::WireFormat::Json => GenerateFormat::Json,
-        schemas::wire::WireFormat::Avro(_) => GenerateFormat::Avro,
-    });
-    if format == GenerateFormat::Json {
-        return Ok(None);
-    }
-    anyhow::ensure!(
-        args.workload != Workload::YsbCampaigns,
-        "--format avro: a dimension topic (--workload ysb-campaigns) is JSON"
-    );
-    anyhow::ensure!(
-        !config.schema_registry.url.is_empty(),
-        "--format avro registers its writer schema first: set schema_registry.url (or BRAID__SCHEMA_REGISTRY__URL)"
-    );
-    let writer = writer_schema(&config.schema)?;
-    let client = ingest::registry::RegistryClient::new(&config.schema_registry)?;
-    let subject = format!("{topic}-value");
-    // A registry that is briefly down or busy (Apicurio's in-memory storage answers 500 to
-    // registrations that collide) is asked again for up to about half a minute.
-    let mut wait = std::time::Duration::from_millis(200);
-    let mut attempts = 0;
-    let id = loop {
-        attempts += 1;
-        match client.register(&subject, &writer).await {
-            Ok(id) => break id,
-            Err(error) if attempts < 10 && registration_may_succeed_later(&error) => {
-                tracing::warn!(%error, retry_in_ms = wait.as_millis() as u64, "registering the Avro writer schema failed; trying again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(std::time::Duration::from_secs(5));
-            }
-            Err(error) => {
-                return Err(error).with_context(|| {
-                    format!("registering the Avro writer schema under {subject}")
-                });
-            }
-        }
-    };
-    tracing::info!(subject, schema_id = id, "registered the Avro writer schema");
-    Ok(Some(AvroEncoder::new(&config.schema, &writer, id)?))
-}
-
-/// Whether a failed registration is worth trying again: the registry down, or failing on its
-/// side (5xx); not a refusal (incompatible, unauthorised, a bad request).
-fn registration_may_succeed_later(error: &ingest::registry::RegistryError) -> bool {
-    use ingest::registry::RegistryError as E;
-    match error {
-        E::Unreachable { .. } | E::AnswerTooLarge => true,
-        E::NotRegistered { status, .. } => *status >= 500,
-        _ => false,
-    }
 }
 
 /// Turns generated JSON events into framed Avro datums of one registered writer schema.
@@ -156,11 +95,7 @@ impl AvroEncoder {
             .ok()?
             .write_value_to_vec(Avro::Record(record))
             .ok()?;
-        let mut payload = Vec::with_capacity(5 + body.len());
-        payload.push(MAGIC_BYTE);
-        payload.extend_from_slice(&self.id.to_be_bytes());
-        payload.extend_from_slice(&body);
-        Some(payload)
+        Some(super::encode::framed(self.id, &[], &body))
     }
 }
 
@@ -204,9 +139,9 @@ mod tests {
         let writer = writer_schema(&avro).unwrap();
         let plan = AvroPlan::compile(&avro.fields, &writer).unwrap();
         avro.wire
-            .avro_schemas()
+            .writer_schemas()
             .unwrap()
-            .insert(3, LoadedSchema::Plan(plan));
+            .insert(3, LoadedSchema::Avro(plan));
         let encoder = AvroEncoder::new(&avro, &writer, 3).unwrap();
         let mut stream = Clickstream::new(ClickstreamOptions {
             seed: 7,

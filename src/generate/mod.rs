@@ -3,7 +3,9 @@
 pub mod ads;
 pub mod avro;
 pub mod clickstream;
+pub mod encode;
 mod produce;
+pub mod protobuf;
 pub mod sampler;
 
 use std::io::Write;

@@ -11,7 +11,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use schemas::config::KafkaConfig;
 
-use super::avro::AvroEncoder;
+use super::encode::Encoder;
 use super::{EventClock, check_args};
 use crate::cli::GenerateArgs;
 use crate::stop::StopFlag;
@@ -61,12 +61,12 @@ impl ProducerContext for CountingContext {
 }
 
 /// Produces the stream to `topic` until `args.count` messages are sent or `stop` is set, as
-/// JSON, or as Avro by `avro`. Waits for every delivery before returning.
+/// JSON, or as Avro or Protobuf by `encoder`. Waits for every delivery before returning.
 pub async fn produce(
     args: &GenerateArgs,
     kafka: &KafkaConfig,
     topic: &str,
-    avro: Option<&AvroEncoder>,
+    encoder: Option<&Encoder>,
     stop: StopFlag,
 ) -> anyhow::Result<ProduceSummary> {
     check_args(args)?;
@@ -98,8 +98,8 @@ pub async fn produce(
             }
         }
         let message = stream.next_message(clock.at(summary.sent));
-        // In Avro, what Avro cannot carry goes as its JSON bytes (refused as wrong_magic_byte).
-        let encoded = avro.and_then(|encoder| encoder.encode(&message.payload));
+        // What the format cannot carry goes as its JSON bytes (refused as wrong_magic_byte).
+        let encoded = encoder.and_then(|encoder| encoder.encode(&message.payload));
         let payload = encoded.as_deref().unwrap_or(&message.payload);
         let mut record = BaseRecord::to(topic).key(&message.key).payload(payload);
         loop {

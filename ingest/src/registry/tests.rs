@@ -188,7 +188,7 @@ async fn a_stop_ends_the_wait_without_loading() {
     assert!(!waiting.is_finished(), "still waiting for the registry");
     stopping.store(true, Ordering::Relaxed);
     assert!(!waiting.await.unwrap());
-    assert!(schema.wire.avro_schemas().unwrap().is_empty());
+    assert!(schema.wire.writer_schemas().unwrap().is_empty());
 }
 
 /// A plain "no such id" and a schema that does not resolve are loaded as such: their records
@@ -273,7 +273,7 @@ async fn ids_past_i32_and_references() {
         "only id 11 was asked for"
     );
     assert_eq!(
-        schema.wire.avro_schemas().unwrap().len(),
+        schema.wire.writer_schemas().unwrap().len(),
         1,
         "ids past i32 are not remembered (a flood of them cannot grow the map)"
     );

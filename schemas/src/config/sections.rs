@@ -379,6 +379,9 @@ pub enum SchemaFormat {
     Json,
     /// Avro in Confluent's wire format, the writer schemas from the schema registry.
     Avro,
+    /// Protobuf in Confluent's wire format, the writer schemas (`.proto` text) from the schema
+    /// registry.
+    Protobuf,
 }
 
 // Printed with secrets hidden: configs reach logs and error messages.

@@ -89,7 +89,7 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
             require(
                 config.format != SchemaFormat::Json,
                 &key,
-                "JSON is read by top-level key only: a path needs schema.format = \"avro\"",
+                "JSON is read by top-level key only: a path needs schema.format = \"avro\" or \"protobuf\"",
             )?;
             require(
                 path.split('.').all(is_avro_name),
@@ -185,6 +185,7 @@ fn event_schema(config: &SchemaConfig) -> Result<EventSchema> {
         wire: match config.format {
             SchemaFormat::Json => WireFormat::Json,
             SchemaFormat::Avro => WireFormat::avro(),
+            SchemaFormat::Protobuf => WireFormat::protobuf(),
         },
     })
 }

@@ -1,10 +1,10 @@
-//! Payload formats beside JSON: Avro in Confluent's wire format, with its writer schemas from a
-//! schema registry.
+//! Payload formats beside JSON: Avro and Protobuf in Confluent's wire format, with their writer
+//! schemas from a schema registry.
 //!
 //! A framed payload is a magic byte 0, the writer schema's id as 4 bytes big-endian, then the
-//! datum ([`frame`]). Decoding is a pure function of the payload and the writer schema the id
+//! datum ([`frame`]; a Protobuf datum starts with the indexes of its message). Decoding is a pure function of the payload and the writer schema the id
 //! names, which never changes once registered; the layers fetch a schema before they validate
-//! the first record that names it, and keep it in [`AvroSchemas`], which both layers' validator
+//! the first record that names it, and keep it in [`WriterSchemas`], which both layers' validator
 //! reads ([`crate::EventSchema::validate_into`]). So the speed layer and the sink refuse exactly
 //! the same records, and a registry that is down delays records, never refuses them.
 
@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 pub mod avro;
+pub mod protobuf;
 
 pub use avro::AvroPlan;
+pub use protobuf::ProtobufPlan;
 
 /// A writer schema's id in the registry.
 pub type SchemaId = u32;
@@ -31,7 +33,9 @@ pub enum WireFormat {
     #[default]
     Json,
     /// Avro in Confluent's wire format; the writer schemas loaded so far.
-    Avro(Arc<AvroSchemas>),
+    Avro(Arc<WriterSchemas>),
+    /// Protobuf in Confluent's wire format; the writer schemas loaded so far.
+    Protobuf(Arc<WriterSchemas>),
 }
 
 impl WireFormat {
@@ -40,19 +44,34 @@ impl WireFormat {
         WireFormat::Avro(Arc::default())
     }
 
+    /// A fresh Protobuf format, with no writer schema loaded yet.
+    pub fn protobuf() -> Self {
+        WireFormat::Protobuf(Arc::default())
+    }
+
     /// How the format is written in configuration (`schema.format`).
     pub fn name(&self) -> &'static str {
         match self {
             WireFormat::Json => "json",
             WireFormat::Avro(_) => "avro",
+            WireFormat::Protobuf(_) => "protobuf",
         }
     }
 
     /// The writer schemas, for a format that has them.
-    pub fn avro_schemas(&self) -> Option<&Arc<AvroSchemas>> {
+    pub fn writer_schemas(&self) -> Option<&Arc<WriterSchemas>> {
         match self {
             WireFormat::Json => None,
-            WireFormat::Avro(schemas) => Some(schemas),
+            WireFormat::Avro(schemas) | WireFormat::Protobuf(schemas) => Some(schemas),
+        }
+    }
+
+    /// The registry's `schemaType` of this format's writer schemas.
+    pub fn registry_schema_type(&self) -> Option<&'static str> {
+        match self {
+            WireFormat::Json => None,
+            WireFormat::Avro(_) => Some("AVRO"),
+            WireFormat::Protobuf(_) => Some("PROTOBUF"),
         }
     }
 }
@@ -106,10 +125,13 @@ pub fn schema_id_of(payload: &[u8]) -> Option<SchemaId> {
 /// What the registry said about one schema id, compiled against the event schema.
 #[derive(Debug)]
 pub enum LoadedSchema {
-    /// A writer schema whose fields resolve to the event schema's.
-    Plan(AvroPlan),
+    /// An Avro writer schema whose fields resolve to the event schema's.
+    Avro(AvroPlan),
+    /// A Protobuf writer schema, with a reader for each of its messages (some of which may
+    /// not resolve).
+    Protobuf(ProtobufPlan),
     /// A writer schema that does not resolve (a required field missing, a type that does not
-    /// convert, not Avro): its records are refused as `unresolvable_schema`.
+    /// convert, not of `schema.format`): its records are refused as `unresolvable_schema`.
     Unresolvable(String),
     /// The registry has no schema with this id: its records are refused as
     /// `unknown_schema_id`.
@@ -120,11 +142,11 @@ pub enum LoadedSchema {
 /// record that names an id is validated, read by the validating threads. An id's entry never
 /// changes once made (a registered schema is immutable).
 #[derive(Debug, Default)]
-pub struct AvroSchemas {
+pub struct WriterSchemas {
     by_id: RwLock<HashMap<SchemaId, Arc<LoadedSchema>>>,
 }
 
-impl AvroSchemas {
+impl WriterSchemas {
     /// What is loaded for an id; `None` before the id was fetched.
     pub fn get(&self, id: SchemaId) -> Option<Arc<LoadedSchema>> {
         self.by_id

@@ -164,10 +164,10 @@ fn framed(id: u32, writer: &str, datum: Avro) -> Vec<u8> {
 fn schemas_with(writer: &str) -> (EventSchema, EventSchema) {
     let avro = event_schema(WireFormat::avro());
     let loaded = match AvroPlan::compile(&avro.fields, writer) {
-        Ok(plan) => LoadedSchema::Plan(plan),
+        Ok(plan) => LoadedSchema::Avro(plan),
         Err(detail) => LoadedSchema::Unresolvable(detail),
     };
-    avro.wire.avro_schemas().unwrap().insert(1, loaded);
+    avro.wire.writer_schemas().unwrap().insert(1, loaded);
     (avro, event_schema(WireFormat::Json))
 }
 
@@ -417,7 +417,7 @@ fn ids_not_loaded_or_unknown_are_refused_by_id() {
         Err(Rejection::UnknownSchemaId { schema_id: 7 })
     );
     avro.wire
-        .avro_schemas()
+        .writer_schemas()
         .unwrap()
         .insert(7, LoadedSchema::Unknown);
     assert_eq!(code(&avro.validate(&payload)), "unknown_schema_id");
@@ -501,9 +501,9 @@ fn nested_paths_and_logical_types() {
             {"name": "qty", "type": {"type": "bytes", "logicalType": "decimal", "precision": 20, "scale": 0}},
             {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 18, "scale": 2}}]}]},
         {"name": "seen", "type": {"type": "int", "logicalType": "date"}}]}"#;
-    schema.wire.avro_schemas().unwrap().insert(
+    schema.wire.writer_schemas().unwrap().insert(
         1,
-        LoadedSchema::Plan(AvroPlan::compile(&schema.fields, writer).unwrap()),
+        LoadedSchema::Avro(AvroPlan::compile(&schema.fields, writer).unwrap()),
     );
     let datum = |order: Option<(i64, i64)>| {
         Avro::Record(vec![

@@ -1,0 +1,649 @@
+//! Protobuf decoding, against prost-reflect's dynamic messages as the independent encoder and
+//! decoder, and against JSON validation of the same values as the oracle of what is refused.
+
+use prost::Message;
+use prost_reflect::{DynamicMessage, MessageDescriptor, Value as Proto};
+
+use super::*;
+use crate::event_schema::EventSchema;
+use crate::record::{Record, Rejection};
+use crate::wire::{LoadedSchema, MAGIC_BYTE, WireFormat};
+
+fn field(name: &str, field_type: FieldType, required: bool) -> FieldDef {
+    FieldDef {
+        name: name.into(),
+        field_type,
+        required,
+        path: None,
+    }
+}
+
+/// The event schema of these tests, in the given format.
+fn event_schema(wire: WireFormat) -> EventSchema {
+    EventSchema {
+        fields: vec![
+            field("ts", FieldType::Timestamp, true),
+            field("user", FieldType::String, true),
+            field("qty", FieldType::I64, true),
+            field("price", FieldType::F64, false),
+            field("member", FieldType::Bool, false),
+            field("seen_at", FieldType::Timestamp, false),
+        ],
+        event_time_index: 0,
+        max_record_bytes: 4096,
+        max_string_bytes: 16,
+        event_time_min_micros: 946_684_800_000_000, // 2000-01-01
+        event_time_max_micros: 4_102_444_800_000_000, // 2100-01-01
+        wire,
+    }
+}
+
+/// The writer schema of most tests: every declared field, with other fields around them (a
+/// second message first, so that the event is message index 1).
+const WRITER: &str = r#"
+syntax = "proto3";
+package braid.test;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+
+message Other { string nothing = 1; }
+
+message Event {
+  repeated string tags = 1;
+  int64 ts = 2;
+  map<string, double> attrs = 3;
+  string user = 4;
+  bytes digest = 5;
+  sint64 qty = 6;
+  google.protobuf.DoubleValue price = 7;
+  optional bool member = 8;
+  Event next = 9;
+  google.protobuf.Timestamp seen_at = 10;
+  Kind kind = 11;
+  enum Kind { KIND_UNSET = 0; CLICK = 1; }
+  message Inner { fixed64 x = 1; }
+  Inner inner = 12;
+}
+"#;
+
+/// The descriptor of `message` in `.proto` text, compiled by protox.
+fn descriptor(text: &str, message: &str) -> MessageDescriptor {
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(RegistryFile {
+        source: text.to_string(),
+    });
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.open_file(FILE_NAME).unwrap();
+    compiler
+        .descriptor_pool()
+        .get_message_by_name(message)
+        .unwrap()
+}
+
+/// A datum of [`WRITER`]'s `Event`.
+struct Event {
+    ts_millis: i64,
+    user: String,
+    qty: i64,
+    price: Option<f64>,
+    member: Option<bool>,
+    seen_at_micros: Option<i64>,
+}
+
+impl Event {
+    fn valid(i: i64) -> Self {
+        Event {
+            ts_millis: 1_767_225_600_000 + i,
+            user: format!("u{i}"),
+            qty: i - 3,
+            price: (i % 2 == 0).then_some(i as f64 / 4.0),
+            member: (i % 3 != 0).then_some(i % 2 == 1),
+            seen_at_micros: (i % 5 != 0).then_some(1_767_225_600_000_000 - i * 7),
+        }
+    }
+
+    fn message(&self, next: Option<DynamicMessage>) -> DynamicMessage {
+        let event = descriptor(WRITER, "braid.test.Event");
+        let mut message = DynamicMessage::new(event.clone());
+        message.set_field_by_name(
+            "tags",
+            Proto::List(vec![Proto::String("a".into()), Proto::String("b".into())]),
+        );
+        message.set_field_by_name("ts", Proto::I64(self.ts_millis));
+        message.set_field_by_name("user", Proto::String(self.user.clone()));
+        message.set_field_by_name("digest", Proto::Bytes(vec![1, 2, 3].into()));
+        message.set_field_by_name("qty", Proto::I64(self.qty));
+        if let Some(price) = self.price {
+            let field = event.get_field_by_name("price").unwrap();
+            let prost_reflect::Kind::Message(wrapper) = field.kind() else {
+                unreachable!()
+            };
+            let mut value = DynamicMessage::new(wrapper);
+            value.set_field_by_name("value", Proto::F64(price));
+            message.set_field(&field, Proto::Message(value));
+        }
+        if let Some(member) = self.member {
+            message.set_field_by_name("member", Proto::Bool(member));
+        }
+        if let Some(next) = next {
+            message.set_field_by_name("next", Proto::Message(next));
+        }
+        if let Some(micros) = self.seen_at_micros {
+            message.set_field_by_name("seen_at", Proto::Message(stamp(&event, micros)));
+        }
+        message.set_field_by_name("kind", Proto::EnumNumber(1));
+        message
+    }
+
+    /// The same event as JSON.
+    fn json(&self) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("ts".into(), self.ts_millis.into());
+        object.insert("user".into(), self.user.clone().into());
+        object.insert("qty".into(), self.qty.into());
+        if let Some(price) = self.price {
+            object.insert("price".into(), price.into());
+        }
+        if let Some(member) = self.member {
+            object.insert("member".into(), member.into());
+        }
+        if let Some(micros) = self.seen_at_micros {
+            // Whole milliseconds as epoch milliseconds (any i64 of them), others as RFC 3339.
+            let value: serde_json::Value = if micros % 1_000 == 0 {
+                (micros / 1_000).into()
+            } else {
+                chrono::DateTime::from_timestamp_micros(micros)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                    .expect("within chrono's range")
+                    .into()
+            };
+            object.insert("seen_at".into(), value);
+        }
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+/// A `google.protobuf.Timestamp` at `micros`, for `Event.seen_at`.
+fn stamp(event: &MessageDescriptor, micros: i64) -> DynamicMessage {
+    let field = event.get_field_by_name("seen_at").unwrap();
+    let prost_reflect::Kind::Message(timestamp) = field.kind() else {
+        unreachable!()
+    };
+    let mut value = DynamicMessage::new(timestamp);
+    value.set_field_by_name("seconds", Proto::I64(micros.div_euclid(1_000_000)));
+    value.set_field_by_name(
+        "nanos",
+        Proto::I32((micros.rem_euclid(1_000_000) * 1_000 + 999) as i32),
+    );
+    value
+}
+
+/// `message` in the wire format under schema id 1, after the message indexes `indexes`.
+fn framed(indexes: &[u8], message: &DynamicMessage) -> Vec<u8> {
+    framed_bytes(indexes, &message.encode_to_vec())
+}
+
+fn framed_bytes(indexes: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut payload = vec![MAGIC_BYTE, 0, 0, 0, 1];
+    payload.extend_from_slice(indexes);
+    payload.extend_from_slice(body);
+    payload
+}
+
+/// `Event` is the second top-level message: one index, 1 (zig-zag: count 2, index 2).
+const EVENT: &[u8] = &[2, 2];
+
+/// A Protobuf event schema with `writer` loaded as id 1, and the JSON one.
+fn schemas_with(writer: &str) -> (EventSchema, EventSchema) {
+    schemas_of(event_schema(WireFormat::protobuf()), writer)
+}
+
+fn schemas_of(proto: EventSchema, writer: &str) -> (EventSchema, EventSchema) {
+    let loaded = match ProtobufPlan::compile(&proto.fields, writer) {
+        Ok(plan) => LoadedSchema::Protobuf(plan),
+        Err(detail) => LoadedSchema::Unresolvable(detail),
+    };
+    proto.wire.writer_schemas().unwrap().insert(1, loaded);
+    let mut json = proto.clone();
+    json.wire = WireFormat::Json;
+    (proto, json)
+}
+
+fn code(result: &Result<Record, Rejection>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(rejection) => rejection.code(),
+    }
+}
+
+/// Protobuf and JSON encodings of the same events give the same records, skipped fields
+/// (repeated, maps, bytes, enums, a recursive message) notwithstanding.
+#[test]
+fn protobuf_reads_the_same_records_as_json() {
+    let (proto, json) = schemas_with(WRITER);
+    for i in 0..200 {
+        let event = Event::valid(i);
+        let next = (i % 4 == 0).then(|| Event::valid(i + 1).message(None));
+        let from_proto = proto.validate(&framed(EVENT, &event.message(next)));
+        let from_json = json.validate(event.json().as_bytes());
+        assert_eq!(from_proto, from_json, "event {i}: {}", event.json());
+        assert!(from_proto.is_ok(), "event {i}: {from_proto:?}");
+    }
+}
+
+/// Hostile values refused by Protobuf exactly as by JSON: NUL, long strings, f64 extremes and
+/// subnormals, i64 extremes, timestamps out of range.
+#[test]
+fn protobuf_refuses_what_json_refuses() {
+    let (proto, json) = schemas_with(WRITER);
+    let base = || Event::valid(2);
+    let cases: Vec<(&str, Event)> = vec![
+        (
+            "nul",
+            Event {
+                user: "a\0b".into(),
+                ..base()
+            },
+        ),
+        (
+            "long string",
+            Event {
+                user: "x".repeat(17),
+                ..base()
+            },
+        ),
+        (
+            "longest string",
+            Event {
+                user: "x".repeat(16),
+                ..base()
+            },
+        ),
+        (
+            "1e308",
+            Event {
+                price: Some(1e308),
+                ..base()
+            },
+        ),
+        (
+            "subnormal",
+            Event {
+                price: Some(5e-324),
+                ..base()
+            },
+        ),
+        (
+            "negative zero",
+            Event {
+                price: Some(-0.0),
+                ..base()
+            },
+        ),
+        (
+            "i64 max",
+            Event {
+                qty: i64::MAX,
+                ..base()
+            },
+        ),
+        (
+            "i64 min",
+            Event {
+                qty: i64::MIN,
+                ..base()
+            },
+        ),
+        (
+            "event time before the range",
+            Event {
+                ts_millis: 0,
+                ..base()
+            },
+        ),
+        (
+            "event time far out",
+            Event {
+                ts_millis: i64::MAX,
+                ..base()
+            },
+        ),
+        (
+            "event time far before",
+            Event {
+                ts_millis: i64::MIN,
+                ..base()
+            },
+        ),
+        (
+            "timestamp far out",
+            Event {
+                seen_at_micros: Some(i64::MAX / 2_000 * 1_000),
+                ..base()
+            },
+        ),
+        (
+            "timestamp far before",
+            Event {
+                seen_at_micros: Some(-62_135_596_800_000_001),
+                ..base()
+            },
+        ),
+    ];
+    for (name, event) in cases {
+        let from_proto = proto.validate(&framed(EVENT, &event.message(None)));
+        let from_json = json.validate(event.json().as_bytes());
+        assert_eq!(
+            code(&from_proto),
+            code(&from_json),
+            "{name}: {from_proto:?} / {from_json:?}"
+        );
+        if from_json.is_ok() {
+            assert_eq!(from_proto, from_json, "{name}");
+        }
+    }
+    // What JSON cannot write: NaN and infinities, refused as numbers out of range.
+    for price in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX] {
+        let event = Event {
+            price: Some(price),
+            ..base()
+        };
+        let from_proto = proto.validate(&framed(EVENT, &event.message(None)));
+        assert_eq!(code(&from_proto), "number_out_of_range", "{price}");
+    }
+}
+
+/// Confluent's message indexes pick the message; a list that names none is undecodable, and a
+/// message that does not resolve refuses only its records.
+#[test]
+fn message_indexes_name_the_message() {
+    const NESTED: &str = r#"
+syntax = "proto3";
+message A {
+  int64 ts = 1; string user = 2; int64 qty = 3;
+  message B { int64 ts = 1; string user = 2; int64 qty = 3; message C { string other = 1; } }
+}
+message D { int64 ts = 1; string user = 2; int64 qty = 3; }
+"#;
+    let (proto, _) = schemas_with(NESTED);
+    let body = |name: &str| {
+        let mut message = DynamicMessage::new(descriptor(NESTED, name));
+        message.set_field_by_name("ts", Proto::I64(1_767_225_600_000));
+        message.set_field_by_name("user", Proto::String(name.into()));
+        message.set_field_by_name("qty", Proto::I64(7));
+        message.encode_to_vec()
+    };
+    let user = |payload: &[u8]| match proto.validate(payload) {
+        Ok(record) => format!("{:?}", record.values[1]),
+        Err(rejection) => rejection.code().to_string(),
+    };
+    // A lone 0 and the list [0] both name A.
+    assert_eq!(
+        user(&framed_bytes(&[0], &body("A"))),
+        r#"Some(String("A"))"#
+    );
+    assert_eq!(
+        user(&framed_bytes(&[2, 0], &body("A"))),
+        r#"Some(String("A"))"#
+    );
+    // [0, 0]: A.B; [1]: D.
+    assert_eq!(
+        user(&framed_bytes(&[4, 0, 0], &body("A.B"))),
+        r#"Some(String("A.B"))"#
+    );
+    assert_eq!(
+        user(&framed_bytes(&[2, 2], &body("D"))),
+        r#"Some(String("D"))"#
+    );
+    // [0, 0, 0]: A.B.C has no ts: it does not resolve, and only its records are refused.
+    let refused = proto.validate(&framed_bytes(&[6, 0, 0, 0], &[]));
+    assert!(
+        matches!(&refused, Err(Rejection::UnresolvableSchema { detail, .. }) if detail.contains("A.B.C")),
+        "{refused:?}"
+    );
+    // Indexes that name no message, a negative count or index, a count past 64, a count
+    // without its indexes.
+    for indexes in [
+        &[4u8, 2, 0][..],
+        &[2, 4],
+        &[1],
+        &[2, 1],
+        &[0x82, 0x01],
+        &[4, 0],
+    ] {
+        assert_eq!(
+            user(&framed_bytes(indexes, &body("A"))),
+            "undecodable",
+            "{indexes:?}"
+        );
+    }
+}
+
+/// Every truncation and every single-byte change of a payload: no panic, and undecodable
+/// exactly when prost-reflect cannot decode the message either; when both decode, the declared
+/// values are those prost-reflect reads.
+#[test]
+fn broken_payloads_decode_as_prost_reflect_does() {
+    // Only declared fields, so that prost-reflect checks what Braid checks.
+    const DECLARED: &str = r#"
+syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Event {
+  int64 ts = 2; string user = 4; sint64 qty = 6; google.protobuf.DoubleValue price = 7;
+  optional bool member = 8; google.protobuf.Timestamp seen_at = 10;
+}
+"#;
+    let event = descriptor(DECLARED, "Event");
+    let (proto, _) = schemas_with(DECLARED);
+    let mut message = DynamicMessage::new(event.clone());
+    message.set_field_by_name("ts", Proto::I64(1_767_225_600_000));
+    message.set_field_by_name("user", Proto::String("someone".into()));
+    message.set_field_by_name("qty", Proto::I64(-12_345));
+    message.set_field_by_name("member", Proto::Bool(true));
+    message.set_field_by_name(
+        "seen_at",
+        Proto::Message(stamp(&event, 1_767_225_600_123_456)),
+    );
+    let body = message.encode_to_vec();
+    let mut tried = 0;
+    let mut check = |body: &[u8]| {
+        tried += 1;
+        let ours = proto.validate(&framed_bytes(&[0], body));
+        match DynamicMessage::decode(event.clone(), body) {
+            Err(_) => assert_eq!(code(&ours), "undecodable", "{body:?}: {ours:?}"),
+            Ok(theirs) => {
+                assert_ne!(code(&ours), "undecodable", "{body:?}: {ours:?}");
+                if let Ok(record) = &ours {
+                    let user = theirs.get_field_by_name("user").unwrap();
+                    assert_eq!(
+                        record.values[1],
+                        Some(crate::record::Value::String(user.as_str().unwrap().into())),
+                        "{body:?}"
+                    );
+                    let qty = theirs.get_field_by_name("qty").unwrap().as_i64().unwrap();
+                    assert_eq!(record.values[2], Some(crate::record::Value::I64(qty)));
+                }
+            }
+        }
+    };
+    for end in 0..body.len() {
+        check(&body[..end]);
+    }
+    for at in 0..body.len() {
+        for byte in [0u8, 1, 2, 3, 4, 5, 6, 7, 0x7f, 0x80, 0xff] {
+            let mut changed = body.clone();
+            changed[at] = byte;
+            check(&changed);
+        }
+    }
+    assert!(tried > 100);
+}
+
+/// Writer schemas that cannot be read: why names the field.
+#[test]
+fn writer_schemas_that_do_not_resolve() {
+    let fields = event_schema(WireFormat::protobuf()).fields;
+    let reason = |text: &str| ProtobufPlan::compile(&fields, text).unwrap_err();
+    let with = |user: &str| {
+        format!(
+            "syntax = \"proto3\";\nimport \"google/protobuf/wrappers.proto\";\nmessage E {{ int64 ts = 1; {user} int64 qty = 3; }}"
+        )
+    };
+    for (user, expected) in [
+        ("bytes user = 2;", "a bytes"),
+        ("repeated string user = 2;", "a repeated string"),
+        ("map<string, string> user = 2;", "a map"),
+        (
+            "google.protobuf.Int64Value user = 2;",
+            "google.protobuf.Int64Value",
+        ),
+        ("E user = 2;", "message `E`"),
+        ("double user = 2;", "a double"),
+        ("", "no field `user`"),
+    ] {
+        let why = reason(&with(user));
+        assert!(
+            why.contains(expected) && why.contains("user"),
+            "{user}: {why}"
+        );
+    }
+    assert!(reason("message {").contains("not a Protobuf schema"));
+    assert!(reason("syntax = \"proto3\";").contains("no message"));
+    assert!(
+        reason("syntax = \"proto3\"; import \"other.proto\"; message E {}").contains("other.proto")
+    );
+    // A message that lacks a field refuses only its records: the schema compiles.
+    assert!(ProtobufPlan::compile(&fields, &with("string user = 2;")).is_ok());
+}
+
+/// Paths through nested messages; wrappers; timestamps; enums by name; proto3 defaults; a
+/// message field's occurrences merged; proto2 presence.
+#[test]
+fn nested_paths_defaults_and_merges() {
+    const NESTED: &str = r#"
+syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Event {
+  google.protobuf.Timestamp at = 1;
+  User user = 2;
+  Level level = 3;
+  google.protobuf.Int64Value count = 4;
+  string note = 5;
+}
+message User { string id = 1; google.protobuf.StringValue name = 2; }
+enum Level { LOW = 0; HIGH = 1; }
+"#;
+    let mut schema = event_schema(WireFormat::protobuf());
+    schema.fields = vec![
+        FieldDef {
+            path: Some("at".into()),
+            ..field("ts", FieldType::Timestamp, true)
+        },
+        FieldDef {
+            path: Some("user.id".into()),
+            ..field("user_id", FieldType::String, true)
+        },
+        FieldDef {
+            path: Some("user.name".into()),
+            ..field("user_name", FieldType::String, false)
+        },
+        field("level", FieldType::String, true),
+        field("count", FieldType::I64, false),
+        field("note", FieldType::String, false),
+    ];
+    let (proto, _) = schemas_of(schema, NESTED);
+    let tag = |number: u8, wire: u8| (number << 3) | wire;
+    let len = |number: u8, body: &[u8]| {
+        let mut field = vec![tag(number, 2), body.len() as u8];
+        field.extend_from_slice(body);
+        field
+    };
+    let at = len(
+        1,
+        &[
+            tag(1, 0),
+            0x80,
+            0xf2,
+            0xd6,
+            0xca,
+            0x06,
+            tag(2, 0),
+            0xe8,
+            0x07,
+        ],
+    ); // 1767225600 s, 1000 ns
+    let mut body = at.clone();
+    body.extend(len(2, &len(1, b"u1")));
+    let values = |payload: Vec<u8>| match proto.validate(&framed_bytes(&[0], &payload)) {
+        Ok(record) => format!("{:?}", record.values),
+        Err(rejection) => rejection.code().to_string(),
+    };
+    // The level's default (LOW) and the note's ("") hold; the name and count are missing.
+    assert_eq!(
+        values(body.clone()),
+        r#"[Some(Timestamp(1767225600000001)), Some(String("u1")), None, Some(String("LOW")), None, Some(String(""))]"#
+    );
+    // A second occurrence of `user` merges: the name joins the id.
+    let mut merged = body.clone();
+    merged.extend(len(2, &len(2, &len(1, b"Ann"))));
+    merged.extend([tag(3, 0), 1]);
+    merged.extend(len(4, &[]));
+    assert_eq!(
+        values(merged),
+        r#"[Some(Timestamp(1767225600000001)), Some(String("u1")), Some(String("Ann")), Some(String("HIGH")), Some(I64(0)), Some(String(""))]"#
+    );
+    // No `user`: its id is missing (required); an enum number with no name is a wrong type.
+    assert_eq!(values(at.clone()), "missing_field");
+    let mut unnamed = body.clone();
+    unnamed.extend([tag(3, 0), 9]);
+    assert_eq!(values(unnamed), "wrong_type");
+    // A wrong wire type for a declared field; a skipped group; a stray end of group.
+    let mut wrong = body.clone();
+    wrong.extend([tag(5, 0), 1]);
+    assert_eq!(values(wrong), "undecodable");
+    let mut group = body.clone();
+    group.extend([tag(9, 3), tag(1, 0), 5, tag(9, 4)]);
+    assert_ne!(values(group), "undecodable");
+    let mut stray = body.clone();
+    stray.extend([tag(9, 4)]);
+    assert_eq!(values(stray), "undecodable");
+    // Nesting past the limit.
+    let mut deep = b"u".to_vec();
+    for _ in 0..70 {
+        deep = len(2, &deep);
+    }
+    let mut too_deep = at.clone();
+    too_deep.extend(deep);
+    let _ = values(too_deep); // must not overflow the stack
+    let mut groups = body.clone();
+    groups.extend(std::iter::repeat_n(tag(9, 3), 100));
+    groups.extend(std::iter::repeat_n(tag(9, 4), 100));
+    assert_eq!(values(groups), "undecodable");
+}
+
+/// proto2: an absent optional field is missing, whatever its default.
+#[test]
+fn proto2_fields_have_presence() {
+    const PROTO2: &str = r#"
+syntax = "proto2";
+message E { required int64 ts = 1; required string user = 2; required int64 qty = 3; optional double price = 4 [default = 2.5]; }
+"#;
+    let (proto, _) = schemas_with(PROTO2);
+    let mut message = DynamicMessage::new(descriptor(PROTO2, "E"));
+    message.set_field_by_name("ts", Proto::I64(1_767_225_600_000));
+    message.set_field_by_name("user", Proto::String("u".into()));
+    message.set_field_by_name("qty", Proto::I64(1));
+    let record = proto.validate(&framed(&[0], &message)).unwrap();
+    assert_eq!(record.values[3], None);
+}
+
+#[test]
+fn validation_rules_name_the_protobuf_decoding() {
+    use crate::validation_rules::{PROTOBUF_DECODING_RULE, ValidationRules};
+    let rules = ValidationRules::of(&event_schema(WireFormat::protobuf())).to_json();
+    assert!(rules.contains(r#""schema.format":"protobuf""#), "{rules}");
+    assert!(rules.contains(PROTOBUF_DECODING_RULE), "{rules}");
+}
