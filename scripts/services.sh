@@ -265,7 +265,10 @@ s3_down() { stop_pidfile "the S3 server" "$S3_HOME/versitygw.pid"; }
 # checkout and by scripts/chaos), serving Confluent's REST API under /apis/ccompat/v7. Its
 # storage is in memory: schemas registered are gone when it stops (tests register their own).
 REGISTRY_HOME=$STATE/registry
-REGISTRY_BUILD=${BRAID_CACHE_DIR:-$HOME/.cache/braid}/apicurio-registry-2.4.2.Final
+# Keyed by the POM's digest: a changed POM builds afresh beside the old build, which a registry
+# still running from it keeps.
+REGISTRY_POM_DIGEST=$(sha256sum "$ROOT/scripts/registry/pom.xml" | cut -c1-12)
+REGISTRY_BUILD=${BRAID_CACHE_DIR:-$HOME/.cache/braid}/apicurio-registry-2.4.2.Final-$REGISTRY_POM_DIGEST
 REGISTRY_JAR=$REGISTRY_BUILD/target/registry-server-1-runner.jar
 registry_pid() { cat "$REGISTRY_HOME/registry.pid" 2>/dev/null || true; }
 registry_running() { local pid; pid=$(registry_pid); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }

@@ -1,9 +1,12 @@
-//! Avro topics through the real schema registry (Apicurio, Confluent's API) and the real broker:
-//! both layers read a stream of generated Avro events, hostile ones among them, a second writer
+//! Avro and Protobuf topics through the real schema registry (Apicurio, Confluent's API) and
+//! the real broker (this module: Avro, and what both share; `protobuf`: Protobuf): both layers
+//! read a stream of generated events, hostile ones among them, a second writer
 //! schema registered mid-stream, a transactional producer's committed and aborted records, and
 //! messages that do not decode; their views, the lake and their dead letters must equal an
-//! independent decoding (apache-avro's own reader) and fold. And a registry that is down
-//! delays the layers without a single dead letter.
+//! independent decoding (apache-avro's own reader, prost-reflect's) and fold. And a registry
+//! that is down delays the layers without a single dead letter.
+
+mod protobuf;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -33,14 +36,14 @@ fn registry_url() -> String {
 /// Registers `schema` under `subject` with plain HTTP (not Braid's client); its id. Apicurio's
 /// in-memory storage answers 500 to registrations that collide (tests run in parallel): those
 /// are tried again.
-async fn register(subject: &str, schema: &str) -> u32 {
+async fn register(subject: &str, schema_type: &str, schema: &str) -> u32 {
     let mut attempts = 0;
     let response = loop {
         attempts += 1;
         let response = reqwest::Client::new()
             .post(format!("{}/subjects/{subject}/versions", registry_url()))
             .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-            .body(serde_json::json!({ "schema": schema }).to_string())
+            .body(serde_json::json!({ "schemaType": schema_type, "schema": schema }).to_string())
             .send()
             .await
             .unwrap();
@@ -55,8 +58,8 @@ async fn register(subject: &str, schema: &str) -> u32 {
     body["id"].as_u64().unwrap() as u32
 }
 
-/// The writer schema of an id, from the registry (plain HTTP).
-async fn schema_of(id: u32) -> Option<Schema> {
+/// The text of the writer schema of an id, from the registry (plain HTTP).
+async fn schema_text(id: u32) -> Option<String> {
     let response = reqwest::get(format!("{}/schemas/ids/{id}", registry_url()))
         .await
         .unwrap();
@@ -64,7 +67,34 @@ async fn schema_of(id: u32) -> Option<Schema> {
         return None;
     }
     let body: Json = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    Some(Schema::parse_str(body["schema"].as_str().unwrap()).unwrap())
+    Some(body["schema"].as_str().unwrap().to_string())
+}
+
+/// The Avro writer schema of an id.
+async fn schema_of(id: u32) -> Option<Schema> {
+    Some(Schema::parse_str(&schema_text(id).await?).unwrap())
+}
+
+/// A payload's schema id and what follows it, or the code the header makes it refused with
+/// (size first, as validation checks it).
+fn header(payload: &[u8]) -> Result<(u32, &[u8]), &'static str> {
+    if payload.len() > 65_536 {
+        return Err("too_large"); // schema.max_record_bytes, before anything else
+    }
+    if payload.is_empty() || payload.len() < 5 {
+        return Err(if payload.first().is_some_and(|&b| b != 0) {
+            "wrong_magic_byte"
+        } else {
+            "undecodable"
+        });
+    }
+    if payload[0] != 0 {
+        return Err("wrong_magic_byte");
+    }
+    Ok((
+        u32::from_be_bytes(payload[1..5].try_into().unwrap()),
+        &payload[5..],
+    ))
 }
 
 /// A second version of the demo's writer schema, as a team evolves it: fields reordered, one
@@ -163,27 +193,16 @@ enum Decoded {
 }
 
 async fn decode(payload: &[u8], schemas: &mut BTreeMap<u32, Option<Schema>>) -> Decoded {
-    if payload.len() > 65_536 {
-        return Decoded::Refused("too_large"); // schema.max_record_bytes, before anything else
-    }
-    if payload.is_empty() || payload.len() < 5 {
-        return Decoded::Refused(if payload.first().is_some_and(|&b| b != 0) {
-            "wrong_magic_byte"
-        } else {
-            "undecodable"
-        });
-    }
-    if payload[0] != 0 {
-        return Decoded::Refused("wrong_magic_byte");
-    }
-    let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
+    let (id, mut body) = match header(payload) {
+        Ok(split) => split,
+        Err(code) => return Decoded::Refused(code),
+    };
     if let std::collections::btree_map::Entry::Vacant(entry) = schemas.entry(id) {
         entry.insert(schema_of(id).await);
     }
     let Some(schema) = &schemas[&id] else {
         return Decoded::Refused("unknown_schema_id");
     };
-    let mut body = &payload[5..];
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()
         .unwrap();
@@ -197,10 +216,22 @@ async fn decode(payload: &[u8], schemas: &mut BTreeMap<u32, Option<Schema>>) -> 
 /// and the refusals every layer must dead-letter.
 async fn oracle_of(messages: &[RawMessage]) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
     let mut schemas = BTreeMap::new();
+    let mut decoded = Vec::new();
+    for message in messages {
+        decoded.push(decode(&message.payload, &mut schemas).await);
+    }
+    oracle_of_decoded(messages, decoded)
+}
+
+/// The oracle's verdicts, from each message's decoding.
+fn oracle_of_decoded(
+    messages: &[RawMessage],
+    decoded: Vec<Decoded>,
+) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
     let mut accepted = Vec::new();
     let mut refused = BTreeSet::new();
-    for message in messages {
-        let code = match decode(&message.payload, &mut schemas).await {
+    for (message, decoded) in messages.iter().zip(decoded) {
+        let code = match decoded {
             Decoded::Json(json) => match oracle::refusal(&json) {
                 None => {
                     accepted.push(RawMessage {
@@ -218,25 +249,25 @@ async fn oracle_of(messages: &[RawMessage]) -> (Vec<RawMessage>, BTreeSet<(i32, 
     (accepted, refused)
 }
 
-fn avro_pipeline_env(registry: &str) -> Vec<(String, String)> {
+fn registry_pipeline_env(format: &str, registry: &str) -> Vec<(String, String)> {
     vec![
-        ("BRAID__SCHEMA__FORMAT".into(), "avro".into()),
+        ("BRAID__SCHEMA__FORMAT".into(), format.into()),
         ("BRAID__SCHEMA_REGISTRY__URL".into(), registry.into()),
         ("BRAID__SCHEMA_REGISTRY__RETRY_MAX_MS".into(), "500".into()),
     ]
 }
 
-/// Produces `count` seeded demo events in Avro on 2 partitions, the writer schema registered
-/// in the registry itself (whatever the pipeline's layers reach), with `fractions` (generate's
-/// `--…-fraction` options).
-fn generate_avro(pipeline: &Pipeline, count: u64, seed: u64, fractions: &[&str]) {
+/// Produces `count` seeded demo events in `format` on 2 partitions, the writer schema
+/// registered in the registry itself (whatever the pipeline's layers reach), with `fractions`
+/// (generate's `--…-fraction` options).
+fn generate_in(format: &str, pipeline: &Pipeline, count: u64, seed: u64, fractions: &[&str]) {
     let output = run(pipeline
         .braid()
         .env("BRAID__SCHEMA_REGISTRY__URL", registry_url())
         .args([
             "generate",
             "--format",
-            "avro",
+            format,
             "--rate",
             "0",
             "--partitions",
@@ -249,7 +280,12 @@ fn generate_avro(pipeline: &Pipeline, count: u64, seed: u64, fractions: &[&str])
 
 #[sqlx::test(migrations = false)]
 async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
-    let pipeline = Pipeline::with_env("avro", &pool, avro_pipeline_env(&registry_url())).await;
+    let pipeline = Pipeline::with_env(
+        "avro",
+        &pool,
+        registry_pipeline_env("avro", &registry_url()),
+    )
+    .await;
     let fractions = [
         "--late-fraction",
         "0.1",
@@ -258,7 +294,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
         "--hostile-fraction",
         "0.1",
     ];
-    generate_avro(&pipeline, 3_000, 31, &fractions);
+    generate_in("avro", &pipeline, 3_000, 31, &fractions);
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
@@ -266,7 +302,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     // Mid-stream, while both layers run: a second writer schema, its records from a
     // transactional producer (one transaction committed, one aborted), and messages that do
     // not decode.
-    let v2 = register(&format!("{}-value", pipeline.topic), V2).await;
+    let v2 = register(&format!("{}-value", pipeline.topic), "AVRO", V2).await;
     let transactional: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("transactional.id", format!("{}.tx", pipeline.topic))
@@ -412,11 +448,21 @@ async fn registry_proxy(down: Arc<AtomicBool>) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: PgPool) {
+    registry_down_delays_both_layers(pool, "avro").await;
+}
+
+/// A registry that is down delays both layers reading a topic in `format` and refuses nothing.
+async fn registry_down_delays_both_layers(pool: PgPool, format: &str) {
     let down = Arc::new(AtomicBool::new(true));
     let proxied = registry_proxy(Arc::clone(&down)).await;
-    let pipeline = Pipeline::with_env("avro_down", &pool, avro_pipeline_env(&proxied)).await;
+    let pipeline = Pipeline::with_env(
+        &format!("{format}_down"),
+        &pool,
+        registry_pipeline_env(format, &proxied),
+    )
+    .await;
     // Registered and produced through the registry itself; the layers only reach the proxy.
-    generate_avro(&pipeline, 1_000, 5, &["--malformed-fraction", "0"]);
+    generate_in(format, &pipeline, 1_000, 5, &["--malformed-fraction", "0"]);
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     let waiting = |layer: &'static str| {
@@ -451,7 +497,10 @@ async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: Pg
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     sink_caught_up(&pipeline, &mut sink).await;
     let messages = read_topic(&pipeline.topic);
-    let (accepted, expected) = oracle_of(&messages).await;
+    let (accepted, expected) = match format {
+        "protobuf" => protobuf::oracle_of(&messages).await,
+        _ => oracle_of(&messages).await,
+    };
     // No malformed or hostile records were generated: every message is accepted once the
     // registry answers, and none was refused for the outage.
     assert_eq!(accepted.len(), 1_000, "{expected:?}");
