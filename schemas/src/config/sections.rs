@@ -311,8 +311,9 @@ pub struct ServingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
-    /// How messages are encoded: `json` (a JSON object each, the default) or `avro` (Confluent's
-    /// wire format: a magic byte 0, the writer schema's id in `[schema_registry]`, the datum).
+    /// How messages are encoded: `json` (a JSON object each, the default), `avro` or `protobuf`
+    /// (Confluent's wire format: a magic byte 0, the writer schema's id in `[schema_registry]`,
+    /// the datum; for Protobuf, its message indexes first).
     #[serde(default)]
     pub format: SchemaFormat,
     /// The name of the event-time field (a required timestamp field).
