@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Benchmark: the same stream as JSON and as Avro (Confluent's wire format, the writer schema in
-# the local schema registry), each read by a plain consumer (kcat), the speed layer and the
-# sink, in one run. The speed layer runs the demo config's page_views view alone, so that
+# Benchmark: the same stream as JSON, as Avro and as Protobuf (Confluent's wire format, the
+# writer schema in the local schema registry), each read by a plain consumer (kcat), the speed
+# layer and the sink, in one run. The speed layer runs the demo config's page_views view alone, so that
 # reading and validating records, not the flush of a heavy view, is what is measured.
 #   BENCH_EVENTS      events in each topic (default 2000000)
 #   BENCH_PARTITIONS  partitions (default 4)
+#   BENCH_FORMATS     the formats compared (default "json avro protobuf")
 EVENTS=${BENCH_EVENTS:-2000000}
 PARTITIONS=${BENCH_PARTITIONS:-4}
+FORMATS=${BENCH_FORMATS:-json avro protobuf}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 [ -n "${BRAID_SCHEMA_REGISTRY_URL:-}" ] || { echo "avro.sh: no schema registry (scripts/services.sh up starts one)" >&2; exit 1; }
 
@@ -24,8 +26,8 @@ rest = [v for v in views if v not in keep]
 # Anything after the views (alerts, dimensions) refers to views: left out.
 open(sys.argv[2], "w").write(head + "".join(keep))
 PY
-echo "events: $EVENTS on $PARTITIONS partitions, the demo clickstream (seed 1, 0.1% malformed), once as JSON and once as Avro"
-for format in json avro; do
+echo "events: $EVENTS on $PARTITIONS partitions, the demo clickstream (seed 1, 0.1% malformed), once in each of: $FORMATS"
+for format in $FORMATS; do
   topic=bench.$format.$stamp
   t0=$(now)
   BRAID__KAFKA__TOPIC=$topic BRAID__SCHEMA_REGISTRY__URL=$BRAID_SCHEMA_REGISTRY_URL RUST_LOG=warn \
@@ -34,7 +36,7 @@ for format in json avro; do
   bytes=$(kcat -C -b "$KAFKA_BROKERS" -t "$topic" -o beginning -e -q -f '%S\n' | awk '{s += $1} END {print s}')
   echo "$format: produced at $(rate "$EVENTS" "$t0" "$t1") events/s; $(python3 -c "print(f'{$bytes / $EVENTS:.0f}')") bytes per message"
 done
-for format in json avro; do
+for format in $FORMATS; do
   topic=bench.$format.$stamp
   t0=$(now)
   consumed=$(kcat -C -b "$KAFKA_BROKERS" -t "$topic" -o beginning -e -q -f '%o\n' | wc -l)
@@ -42,7 +44,7 @@ for format in json avro; do
   echo "$format: plain consumer (kcat, offsets only): $(rate "$consumed" "$t0" "$t1") events/s"
 done
 
-for format in json avro; do
+for format in $FORMATS; do
   export BRAID__KAFKA__TOPIC=bench.$format.$stamp BRAID__SCHEMA__FORMAT=$format
   export BRAID__SCHEMA_REGISTRY__URL=$BRAID_SCHEMA_REGISTRY_URL
   speed_catch_up "bench_avro_speed_${format}_$stamp" "$work/one-view.toml" "$format, page_views alone"
@@ -50,7 +52,7 @@ for format in json avro; do
   export DATABASE_URL=$BENCH_SERVER_URL/$BENCH_DB
 done
 
-for format in json avro; do
+for format in $FORMATS; do
   export BRAID__KAFKA__TOPIC=bench.$format.$stamp BRAID__SCHEMA__FORMAT=$format
   export BRAID__KAFKA__SINK_GROUP=bench.sink.$format.$stamp BRAID__LAKE__URI=$PWD/.braid/bench/lake-avro-$format-$stamp
   unset BRAID_CONFIG
