@@ -52,16 +52,23 @@ pub fn writer_schema(schema: &EventSchema) -> anyhow::Result<String> {
 /// Turns generated JSON events into framed Avro datums of one registered writer schema.
 pub struct AvroEncoder {
     schema: EventSchema,
-    writer: Schema,
+    /// Built once (resolving the schema's names per event halved the generator's rate); its
+    /// schema is leaked, one per encoder, which lives as long as `braid generate`.
+    writer: GenericDatumWriter<'static>,
     id: SchemaId,
 }
 
 impl AvroEncoder {
     /// An encoder for `writer` (the text of [`writer_schema`]) registered as `id`.
     pub fn new(schema: &EventSchema, writer: &str, id: SchemaId) -> anyhow::Result<Self> {
+        let parsed: &'static Schema = Box::leak(Box::new(
+            Schema::parse_str(writer).context("the generated Avro schema")?,
+        ));
         Ok(Self {
             schema: schema.clone(),
-            writer: Schema::parse_str(writer).context("the generated Avro schema")?,
+            writer: GenericDatumWriter::builder(parsed)
+                .build()
+                .context("a writer of the generated Avro schema")?,
             id,
         })
     }
@@ -90,11 +97,7 @@ impl AvroEncoder {
             };
             record.push((field.name.clone(), value));
         }
-        let body = GenericDatumWriter::builder(&self.writer)
-            .build()
-            .ok()?
-            .write_value_to_vec(Avro::Record(record))
-            .ok()?;
+        let body = self.writer.write_value_to_vec(Avro::Record(record)).ok()?;
         Some(super::encode::framed(self.id, &[], &body))
     }
 }
