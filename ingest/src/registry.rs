@@ -9,8 +9,9 @@
 //! 404 without that code (a wrong `schema_registry.url`, say) is retried like an outage, so a
 //! misconfigured URL cannot dead-letter a topic.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use schemas::EventSchema;
@@ -356,9 +357,17 @@ pub struct SchemaLoader {
     client: RegistryClient,
     event_schema: EventSchema,
     schemas: Arc<WriterSchemas>,
+    /// Ids the registry has no schema for, so that a run of records naming one costs one
+    /// request. Not in `schemas` (validation refuses an id with no entry as unknown), and
+    /// bounded: a producer can name two billion ids; past [`MAX_UNKNOWN_IDS`] they are
+    /// forgotten and asked for again.
+    unknown: Mutex<HashSet<SchemaId>>,
     retry_max: Duration,
     layer: &'static str,
 }
+
+/// The most unknown ids a loader remembers.
+pub const MAX_UNKNOWN_IDS: usize = 10_000;
 
 impl SchemaLoader {
     /// A loader for an event schema in a registry format; `None` for JSON.
@@ -374,6 +383,7 @@ impl SchemaLoader {
             client: RegistryClient::new(config)?,
             event_schema: event_schema.clone(),
             schemas: Arc::clone(schemas),
+            unknown: Mutex::default(),
             retry_max: config.retry_max_ms.duration().max(FIRST_RETRY),
             layer,
         }))
@@ -391,7 +401,7 @@ impl SchemaLoader {
         let Some(id) = schema_id_of(payload) else {
             return true; // no header: validation refuses it without a schema
         };
-        if self.schemas.contains(id) {
+        if self.schemas.contains(id) || self.remembered_unknown(id) {
             return true;
         }
         // Registries number schemas with a signed 32-bit integer: an id past it names none,
@@ -406,10 +416,12 @@ impl SchemaLoader {
         loop {
             match runtime.block_on(self.client.schema_by_id(id)) {
                 Ok(lookup) => {
-                    let loaded = self.compile(id, lookup);
                     metrics::counter!(m::SCHEMA_FETCHES_TOTAL, "layer" => self.layer, "outcome" => "answered")
                         .increment(1);
-                    self.schemas.insert(id, loaded);
+                    match self.compile(id, lookup) {
+                        Some(loaded) => self.schemas.insert(id, loaded),
+                        None => self.remember_unknown(id),
+                    }
                     if failures > 0 {
                         tracing::info!(
                             layer = self.layer,
@@ -441,9 +453,35 @@ impl SchemaLoader {
         }
     }
 
-    fn compile(&self, id: SchemaId, lookup: Lookup) -> LoadedSchema {
+    fn remembered_unknown(&self, id: SchemaId) -> bool {
+        self.unknown
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&id)
+    }
+
+    fn remember_unknown(&self, id: SchemaId) {
+        let mut unknown = self
+            .unknown
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if unknown.len() >= MAX_UNKNOWN_IDS {
+            unknown.clear();
+        }
+        unknown.insert(id);
+    }
+
+    /// What the registry's answer about `id` loads; `None`: it has no such schema.
+    fn compile(&self, id: SchemaId, lookup: Lookup) -> Option<LoadedSchema> {
         let loaded = match lookup {
-            Lookup::Unknown => LoadedSchema::Unknown,
+            Lookup::Unknown => {
+                tracing::warn!(
+                    layer = self.layer,
+                    schema_id = id,
+                    "the schema registry has no schema with this id; its records are dead-lettered as unknown_schema_id"
+                );
+                return None;
+            }
             Lookup::Found { schema_type, .. }
                 if Some(schema_type.as_str()) != self.event_schema.wire.registry_schema_type() =>
             {
@@ -480,13 +518,8 @@ impl SchemaLoader {
                 detail,
                 "a writer schema does not resolve to schema.fields; its records are dead-lettered as unresolvable_schema"
             ),
-            LoadedSchema::Unknown => tracing::warn!(
-                layer = self.layer,
-                schema_id = id,
-                "the schema registry has no schema with this id; its records are dead-lettered as unknown_schema_id"
-            ),
         }
-        loaded
+        Some(loaded)
     }
 }
 

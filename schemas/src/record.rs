@@ -385,7 +385,6 @@ impl EventSchema {
                         schema_id,
                         detail: detail.clone(),
                     }),
-                    LoadedSchema::Unknown => Err(Rejection::UnknownSchemaId { schema_id }),
                 }
             }
         }

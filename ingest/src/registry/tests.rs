@@ -220,6 +220,11 @@ async fn unknown_and_unresolvable_ids_are_remembered() {
         schema.validate(&payload(7)).unwrap_err().code(),
         "unknown_schema_id"
     );
+    assert_eq!(
+        schema.wire.writer_schemas().unwrap().len(),
+        1,
+        "an unknown id is remembered by the loader only (bounded), not among the schemas"
+    );
     let rejection = schema.validate(&payload(8)).unwrap_err();
     assert_eq!(rejection.code(), "unresolvable_schema");
     assert!(rejection.to_string().contains("`user`"), "{rejection}");

@@ -133,9 +133,6 @@ pub enum LoadedSchema {
     /// A writer schema that does not resolve (a required field missing, a type that does not
     /// convert, not of `schema.format`): its records are refused as `unresolvable_schema`.
     Unresolvable(String),
-    /// The registry has no schema with this id: its records are refused as
-    /// `unknown_schema_id`.
-    Unknown,
 }
 
 /// The writer schemas loaded so far, by id: filled by the layer's registry client before a
