@@ -412,6 +412,7 @@ async fn chaos_hostile_f64_values_and_dimension_messages(pool: PgPool) {
     let stream = super::Stream {
         malformed: "0.05",
         hostile: "0.1",
+        wire: super::Wire::Json,
     };
     let mut generator = super::start_generator(&pipeline, stream, 13, events, rate);
     let producer: BaseProducer = rdkafka::ClientConfig::new()
@@ -454,8 +455,15 @@ async fn chaos_hostile_f64_values_and_dimension_messages(pool: PgPool) {
         .collect::<Vec<_>>()
         .join(", ");
 
-    let (outcome, exact) =
-        settle_and_check(&pool, &pipeline, &mut processes, summary, refusal).await;
+    let (outcome, exact) = settle_and_check(
+        &pool,
+        &pipeline,
+        &mut processes,
+        summary,
+        super::Wire::Json,
+        refusal,
+    )
+    .await;
     wait_followed(&pool, &dimension_topic, &mut follower).await;
     processes.api.assert_running("braid serve");
     follower.assert_running("braid dimensions follow");

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use sqlx::PgPool;
 
 use crate::compare::{Source, read_rows};
@@ -20,8 +21,8 @@ use crate::oracle;
 mod hostile_values;
 
 use crate::support::{
-    Pipeline, Running, log_file, read_topic, repo_root, run, sink_caught_up, speed_caught_up,
-    stderr, wait_until,
+    Pipeline, Running, kafka_brokers, log_file, read_topic, repo_root, run, sink_caught_up,
+    speed_caught_up, stderr, wait_until,
 };
 
 fn short() -> bool {
@@ -152,13 +153,50 @@ fn report(scenario: &str, outcome: &Outcome, exact: Result<(), String>) {
 /// the demo oracle's [`oracle::refusal`], or one that adds a scenario's own fields.
 type Refusal = fn(&[u8]) -> Option<&'static str>;
 
+/// How a scenario's records are written to its topic.
+#[derive(Clone, Copy)]
+enum Wire {
+    /// JSON text.
+    Json,
+    /// Avro in Confluent's wire format, under writer schemas in the schema registry.
+    Avro,
+}
+
+/// The records an independent reading of `messages` accepts, in JSON form (for the fold), and
+/// the refusals both layers must dead-letter as (partition, offset, reason code): JSON judged
+/// by `refusal`; Avro decoded by apache-avro's reader with the registry's writer schemas, then
+/// judged by `refusal` in its JSON form.
+async fn judge(
+    messages: &[oracle::RawMessage],
+    wire: Wire,
+    refusal: Refusal,
+) -> (Vec<oracle::RawMessage>, BTreeSet<(i32, i64, String)>) {
+    match wire {
+        Wire::Json => {
+            let mut accepted = Vec::new();
+            let mut refused = BTreeSet::new();
+            for message in messages {
+                match refusal(&message.payload) {
+                    None => accepted.push(message.clone()),
+                    Some(code) => {
+                        refused.insert((message.partition, message.offset, code.to_string()));
+                    }
+                }
+            }
+            (accepted, refused)
+        }
+        Wire::Avro => crate::registry::oracle_of(messages, refusal).await,
+    }
+}
+
 /// Waits for the pipeline to take in everything, runs a last batch, and counts what Delta and
-/// the merged answer hold against the valid records (as `refusal` judges them).
+/// the merged answer hold against the valid records (as [`judge`] reads them).
 async fn settle_and_check(
     pool: &PgPool,
     pipeline: &Pipeline,
     processes: &mut Processes,
     faults: String,
+    wire: Wire,
     refusal: Refusal,
 ) -> (Outcome, Result<(), String>) {
     speed_caught_up(
@@ -179,9 +217,9 @@ async fn settle_and_check(
     );
 
     let messages = read_topic(&pipeline.topic);
-    let valid: BTreeSet<(i64, i64)> = messages
+    let (accepted, reasons) = judge(&messages, wire, refusal).await;
+    let valid: BTreeSet<(i64, i64)> = accepted
         .iter()
-        .filter(|m| refusal(&m.payload).is_none())
         .map(|m| (i64::from(m.partition), m.offset))
         .collect();
     let contents = pipeline.lake.read_with_python();
@@ -199,10 +237,7 @@ async fn settle_and_check(
         + seen.keys().filter(|p| !valid.contains(p)).count();
 
     // Every refused record is a dead letter with its reason.
-    let refused = messages
-        .iter()
-        .filter(|m| refusal(&m.payload).is_some())
-        .count();
+    let refused = reasons.len();
     let (letters,): (i64,) = sqlx::query_as(
         "SELECT count(DISTINCT (partition, \"offset\")) FROM braid_internal.dead_letters WHERE layer = 'speed' AND reason <> ''",
     )
@@ -210,10 +245,6 @@ async fn settle_and_check(
     .await
     .unwrap();
     // Both layers refuse the same records for the same reasons as an independent check does.
-    let reasons: BTreeSet<(i32, i64, String)> = messages
-        .iter()
-        .filter_map(|m| refusal(&m.payload).map(|c| (m.partition, m.offset, c.to_string())))
-        .collect();
     let mut disagreeing = Vec::new();
     for layer in ["speed", "sink"] {
         let stored: BTreeSet<(i32, i64, String)> = sqlx::query_as(
@@ -234,13 +265,24 @@ async fn settle_and_check(
             ));
         }
     }
+    // An Avro stream has messages that fail to decode in each way, and decoded records that
+    // validation refuses.
+    let uncovered: Vec<&str> = match wire {
+        Wire::Json => Vec::new(),
+        Wire::Avro => [
+            "wrong_magic_byte",
+            "undecodable",
+            "unknown_schema_id",
+            "unstorable_text",
+            "string_too_long",
+            "event_time_out_of_range",
+        ]
+        .into_iter()
+        .filter(|code| !reasons.iter().any(|(_, _, reason)| reason == code))
+        .collect(),
+    };
     // The demo views over the records valid under the scenario's config (the demo oracle
     // refuses the rest of its own accord).
-    let accepted: Vec<oracle::RawMessage> = messages
-        .iter()
-        .filter(|m| refusal(&m.payload).is_none())
-        .cloned()
-        .collect();
     let expected = oracle::demo_views(accepted.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     let sketches =
@@ -263,6 +305,8 @@ async fn settle_and_check(
     .and_then(|()| {
         if !disagreeing.is_empty() {
             Err(format!("dead letters differ: {}", disagreeing.join("; ")))
+        } else if !uncovered.is_empty() {
+            Err(format!("the stream has no refusal {uncovered:?}"))
         } else if letters as usize == refused {
             Ok(())
         } else {
@@ -280,16 +324,19 @@ async fn settle_and_check(
     (outcome, exact)
 }
 
-/// The generated stream of a scenario: fractions of malformed and of hostile-but-valid records.
+/// The generated stream of a scenario: fractions of malformed and of hostile-but-valid records,
+/// and how they are written.
 #[derive(Clone, Copy)]
 struct Stream<'a> {
     malformed: &'a str,
     hostile: &'a str,
+    wire: Wire,
 }
 
 const NORMAL: Stream<'static> = Stream {
     malformed: "0.01",
     hostile: "0",
+    wire: Wire::Json,
 };
 
 /// Starts `braid generate` for `pipeline`: `events` records of `stream` at `rate` per second
@@ -317,6 +364,12 @@ fn start_generator(
             "4",
         ])
         .args(["--count", &events.to_string(), "--rate", &rate.to_string()])
+        .args(match stream.wire {
+            Wire::Json => &[][..],
+            // The writer schema registered under `<topic>-value`; what Avro cannot carry (the
+            // malformed records) is sent as its JSON bytes.
+            Wire::Avro => &["--format", "avro"][..],
+        })
         .stdout(std::process::Stdio::null())
         .stderr(log_file(&format!("{}-generate", pipeline.topic)))
         .spawn()
@@ -335,7 +388,14 @@ async fn scenario(
 ) {
     let events: u64 = if short() { 20_000 } else { 150_000 };
     let rate = if short() { 4_000 } else { 5_000 };
-    let pipeline = Pipeline::new(&format!("chaos-{name}"), pool).await;
+    let pipeline = match stream.wire {
+        Wire::Json => Pipeline::new(&format!("chaos-{name}"), pool).await,
+        Wire::Avro => {
+            let env =
+                crate::registry::registry_pipeline_env("avro", &crate::registry::registry_url());
+            Pipeline::with_env(&format!("chaos-{name}"), pool, env).await
+        }
+    };
     pipeline.produce(1, 1, 4);
     let mut processes = Processes::start(&pipeline);
     wait_until("the API to be ready", Duration::from_secs(60), || {
@@ -380,6 +440,7 @@ async fn scenario(
         } else {
             summary
         },
+        stream.wire,
         oracle::refusal,
     )
     .await;
@@ -451,6 +512,7 @@ async fn chaos_bad_input_storm(pool: PgPool) {
         Stream {
             malformed: "0.5",
             hostile: "0",
+            wire: Wire::Json,
         },
         "half the records malformed (every rejection kind)",
         |_, _, _| String::new(),
@@ -484,11 +546,94 @@ async fn chaos_hostile_input(pool: PgPool) {
         Stream {
             malformed: "0.2",
             hostile: "0.3",
+            wire: Wire::Json,
         },
         "none",
         |pipeline, processes, n| {
             format!(
                 "SIGKILL {} amid hostile input",
+                processes.kill_and_restart(pipeline, n % 2)
+            )
+        },
+    )
+    .await;
+}
+
+/// Framed messages an Avro topic must refuse that `braid generate --format avro` never writes
+/// (it sends what Avro cannot carry as JSON, refused as `wrong_magic_byte`), made from a record
+/// it did write: cut short, with a byte left over, under a schema id the registry does not know,
+/// with another magic byte, empty, and shorter than the frame.
+struct UndecodableAvro {
+    producer: BaseProducer,
+    /// A framed record of the topic, read once it has one.
+    record: Option<Vec<u8>>,
+}
+
+impl UndecodableAvro {
+    fn new() -> Self {
+        Self {
+            producer: rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", kafka_brokers())
+                .create()
+                .unwrap(),
+            record: None,
+        }
+    }
+
+    /// Sends one of each to partition `round % 4` of `topic` and waits for their delivery.
+    fn send(&mut self, topic: &str, round: usize) {
+        let record = self.record.get_or_insert_with(|| {
+            read_topic(topic)
+                .into_iter()
+                .map(|m| m.payload)
+                .find(|payload| payload.len() > 8 && payload[0] == 0)
+                .expect("the generator has written a framed Avro record")
+        });
+        let mut unknown_id = record.clone();
+        unknown_id[1..5].copy_from_slice(&999_999u32.to_be_bytes());
+        let payloads: [Vec<u8>; 6] = [
+            record[..record.len() - 3].to_vec(),
+            [&record[..], &[0]].concat(),
+            unknown_id,
+            [&[1], &record[1..]].concat(),
+            Vec::new(),
+            vec![0, 0, 0],
+        ];
+        for payload in &payloads {
+            self.producer
+                .send(
+                    BaseRecord::to(topic)
+                        .partition((round % 4) as i32)
+                        .key("undecodable")
+                        .payload(payload),
+                )
+                .unwrap();
+        }
+        self.producer.flush(Duration::from_secs(30)).unwrap();
+    }
+}
+
+#[sqlx::test(migrations = false)]
+#[ignore = "kills processes at random; run by scripts/chaos with its schema registry"]
+async fn chaos_sigkill_of_speed_and_sink_on_an_avro_topic(pool: PgPool) {
+    // The demo stream in Avro (Confluent's wire format, the writer schema registered by
+    // `braid generate --format avro`), malformed records and hostile values among it, plus
+    // messages that do not decode, while the speed layer and the sink are SIGKILLed; the oracle
+    // decodes with apache-avro and the registry's schemas.
+    let mut undecodable = UndecodableAvro::new();
+    scenario(
+        &pool,
+        "avro-sigkill",
+        Stream {
+            malformed: "0.05",
+            hostile: "0.1",
+            wire: Wire::Avro,
+        },
+        "none",
+        |pipeline, processes, n| {
+            undecodable.send(&pipeline.topic, n);
+            format!(
+                "SIGKILL {} after undecodable Avro",
                 processes.kill_and_restart(pipeline, n % 2)
             )
         },

@@ -27,7 +27,7 @@ use crate::support::{
 };
 
 /// The registry's Confluent API. Tests fail (not skip) without it.
-fn registry_url() -> String {
+pub fn registry_url() -> String {
     std::env::var("BRAID_SCHEMA_REGISTRY_URL").expect(
         "BRAID_SCHEMA_REGISTRY_URL is not set: start the services with scripts/services.sh up and eval its env",
     )
@@ -212,27 +212,32 @@ async fn decode(payload: &[u8], schemas: &mut BTreeMap<u32, Option<Schema>>) -> 
     }
 }
 
-/// The messages as the oracle sees them: the decodable ones in their JSON form (for the fold)
-/// and the refusals every layer must dead-letter.
-async fn oracle_of(messages: &[RawMessage]) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
+/// The messages as the oracle sees them: the decodable ones that `refusal` (a JSON oracle's,
+/// e.g. [`oracle::refusal`]) accepts, in their JSON form (for the fold), and the refusals every
+/// layer must dead-letter.
+pub async fn oracle_of(
+    messages: &[RawMessage],
+    refusal: fn(&[u8]) -> Option<&'static str>,
+) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
     let mut schemas = BTreeMap::new();
     let mut decoded = Vec::new();
     for message in messages {
         decoded.push(decode(&message.payload, &mut schemas).await);
     }
-    oracle_of_decoded(messages, decoded)
+    oracle_of_decoded(messages, decoded, refusal)
 }
 
-/// The oracle's verdicts, from each message's decoding.
+/// The oracle's verdicts, from each message's decoding and `refusal`.
 fn oracle_of_decoded(
     messages: &[RawMessage],
     decoded: Vec<Decoded>,
+    refusal: fn(&[u8]) -> Option<&'static str>,
 ) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
     let mut accepted = Vec::new();
     let mut refused = BTreeSet::new();
     for (message, decoded) in messages.iter().zip(decoded) {
         let code = match decoded {
-            Decoded::Json(json) => match oracle::refusal(&json) {
+            Decoded::Json(json) => match refusal(&json) {
                 None => {
                     accepted.push(RawMessage {
                         payload: json,
@@ -249,7 +254,9 @@ fn oracle_of_decoded(
     (accepted, refused)
 }
 
-fn registry_pipeline_env(format: &str, registry: &str) -> Vec<(String, String)> {
+/// The environment of a pipeline reading a topic in `format` through the registry at
+/// `registry`.
+pub fn registry_pipeline_env(format: &str, registry: &str) -> Vec<(String, String)> {
     vec![
         ("BRAID__SCHEMA__FORMAT".into(), format.into()),
         ("BRAID__SCHEMA_REGISTRY__URL".into(), registry.into()),
@@ -374,7 +381,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     sink_caught_up(&pipeline, &mut sink).await;
 
     let messages = read_topic(&pipeline.topic);
-    let (accepted, expected) = oracle_of(&messages).await;
+    let (accepted, expected) = oracle_of(&messages, oracle::refusal).await;
     let codes: BTreeSet<&str> = expected.iter().map(|(_, _, c)| c.as_str()).collect();
     for code in [
         "wrong_magic_byte",
@@ -499,7 +506,7 @@ async fn registry_down_delays_both_layers(pool: PgPool, format: &str) {
     let messages = read_topic(&pipeline.topic);
     let (accepted, expected) = match format {
         "protobuf" => protobuf::oracle_of(&messages).await,
-        _ => oracle_of(&messages).await,
+        _ => oracle_of(&messages, oracle::refusal).await,
     };
     // No malformed or hostile records were generated: every message is accepted once the
     // registry answers, and none was refused for the outage.

@@ -196,10 +196,8 @@ async fn decode(
         Err(code) => return Decoded::Refused(code),
     };
     if let std::collections::btree_map::Entry::Vacant(entry) = files.entry(id) {
-        entry.insert(match schema_text(id).await {
-            Some(text) => Some(compile(&text).expect("the registry's schema compiles")),
-            None => None,
-        });
+        let text = schema_text(id).await;
+        entry.insert(text.map(|text| compile(&text).expect("the registry's schema compiles")));
     }
     let Some(file) = &files[&id] else {
         return Decoded::Refused("unknown_schema_id");
@@ -223,7 +221,7 @@ pub(super) async fn oracle_of(
     for message in messages {
         decoded.push(decode(&message.payload, &mut files).await);
     }
-    oracle_of_decoded(messages, decoded)
+    oracle_of_decoded(messages, decoded, oracle::refusal)
 }
 
 #[sqlx::test(migrations = false)]
