@@ -120,8 +120,9 @@ pub enum Lookup {
         schema_type: String,
         /// The schema's text.
         schema: String,
-        /// Whether it refers to schemas of other subjects (`references`).
-        has_references: bool,
+        /// The names of the schemas of other subjects it refers to (`references`; for
+        /// Protobuf, the files it imports).
+        references: Vec<String>,
     },
     /// The registry has no schema with this id.
     Unknown,
@@ -291,13 +292,24 @@ impl RegistryClient {
                 let schema_type = field("schemaType")
                     .and_then(serde_json::Value::as_str)
                     .unwrap_or("AVRO");
-                let has_references = field("references")
+                let references = field("references")
                     .and_then(serde_json::Value::as_array)
-                    .is_some_and(|references| !references.is_empty());
+                    .map(|references| {
+                        references
+                            .iter()
+                            .map(
+                                |r| match r.get("name").and_then(serde_json::Value::as_str) {
+                                    Some(name) => name.to_string(),
+                                    None => r.to_string(),
+                                },
+                            )
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 Ok(Lookup::Found {
                     schema_type: schema_type.to_string(),
                     schema: schema.to_string(),
-                    has_references,
+                    references,
                 })
             }
             404 if field("error_code").and_then(serde_json::Value::as_i64)
@@ -453,6 +465,14 @@ impl SchemaLoader {
         }
     }
 
+    /// Whether a reference is one Braid serves itself: Protobuf's well-known types
+    /// (`google/protobuf/timestamp.proto`, ...), which Confluent's serializers register as
+    /// references.
+    fn serves_itself(&self, reference: &str) -> bool {
+        matches!(self.event_schema.wire, WireFormat::Protobuf(_))
+            && reference.starts_with("google/protobuf/")
+    }
+
     fn remembered_unknown(&self, id: SchemaId) -> bool {
         self.unknown
             .lock()
@@ -490,13 +510,14 @@ impl SchemaLoader {
                     self.event_schema.wire.name()
                 ))
             }
-            Lookup::Found {
-                has_references: true,
-                ..
-            } => LoadedSchema::Unresolvable(
-                "it refers to schemas of other subjects (references), which Braid does not read yet"
-                    .into(),
-            ),
+            Lookup::Found { references, .. }
+                if references.iter().any(|name| !self.serves_itself(name)) =>
+            {
+                LoadedSchema::Unresolvable(format!(
+                    "it refers to schemas of other subjects (references: {}), which Braid does not read yet",
+                    quoted_list(&references)
+                ))
+            }
             Lookup::Found { schema, .. } => {
                 let fields = &self.event_schema.fields;
                 let compiled = match self.event_schema.wire {
@@ -521,6 +542,19 @@ impl SchemaLoader {
         }
         Some(loaded)
     }
+}
+
+/// Up to five names, quoted, for a reason.
+fn quoted_list(names: &[String]) -> String {
+    let mut listed: Vec<String> = names
+        .iter()
+        .take(5)
+        .map(|n| format!("`{}`", schemas::quote::quote_bounded(n, 100)))
+        .collect();
+    if names.len() > 5 {
+        listed.push(format!("and {} more", names.len() - 5));
+    }
+    listed.join(", ")
 }
 
 #[cfg(test)]

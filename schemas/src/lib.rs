@@ -31,7 +31,7 @@ pub mod pg_layout;
 pub mod plan;
 pub mod position;
 pub mod quantile;
-mod quote;
+pub mod quote;
 mod raw_value;
 pub mod record;
 pub mod rfc3339;

@@ -104,17 +104,17 @@ enum GroupSketch {
     Sample(SampleCandidates),
 }
 
-/// A group's sample while the records stream: which positions rank among the K lowest so far
-/// (a sketch of positions only, its fields empty), and the fields of the positions that ranked
-/// when offered, as typed values. Most offered records are displaced later, so their fields
-/// become JSON only at the end, for the K that stay ([`SampleCandidates::finish`]).
+/// A group's sample while the records stream: the K lowest positions offered so far, in rank
+/// order, each with its fields as typed values (they become JSON only at the end,
+/// [`SampleCandidates::finish`]). A record that ranks displaces the largest kept, whose storage
+/// it reuses, so the fold allocates little once a group's sample is full.
 #[derive(Debug, Clone)]
 struct SampleCandidates {
-    ranks: SampleSketch,
-    candidates: Vec<Candidate>,
+    params: SampleParams,
+    kept: Vec<Candidate>,
 }
 
-/// A record that ranked when offered, kept while it may still be among the K lowest.
+/// A record among the K lowest positions offered.
 #[derive(Debug, Clone)]
 struct Candidate {
     rank: CandidateRank,
@@ -152,7 +152,7 @@ enum CandidateFields {
 /// One field's value of a sampled record, in the event schema's field order.
 #[derive(Debug, Clone)]
 enum FieldValue {
-    Text(Box<str>),
+    Text(String),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -161,27 +161,39 @@ enum FieldValue {
 impl SampleCandidates {
     fn new(params: SampleParams) -> Self {
         Self {
-            ranks: SampleSketch::new(params),
-            candidates: Vec::new(),
+            params,
+            kept: Vec::new(),
         }
     }
 
-    /// Offers the record at a position; `fields` builds its values when it ranks. A record
-    /// with NUL in a text value is passed over, as [`SampleSketch::add`] refuses it (the lake
-    /// never holds one: validation refuses NUL).
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// Offers the record at a position; `fill` writes its values into `scratch` (whose
+    /// strings it may reuse) when it ranks. A record with NUL in a text value is passed over,
+    /// as [`SampleSketch::add`] refuses it (the lake never holds one: validation refuses NUL);
+    /// a second offer of a kept position changes nothing (a sample keeps the first).
     fn offer(
         &mut self,
         schema: &EventSchema,
         partition: i32,
         offset: i64,
-        fields: impl FnOnce() -> Vec<Option<FieldValue>>,
+        scratch: &mut Vec<Option<FieldValue>>,
+        fill: impl FnOnce(&mut Vec<Option<FieldValue>>),
     ) {
-        if !self.ranks.would_keep(partition, offset) {
+        let rank = CandidateRank::of(partition, offset);
+        let k = self.params.k() as usize;
+        let full = self.kept.len() >= k;
+        if full && self.kept.last().is_none_or(|largest| rank >= largest.rank) {
             return;
         }
-        let values = fields();
+        let Err(at) = self.kept.binary_search_by_key(&rank, |kept| kept.rank) else {
+            return;
+        };
+        fill(scratch);
         let mut text_bytes = 0usize;
-        for value in values.iter().flatten() {
+        for value in scratch.iter().flatten() {
             if let FieldValue::Text(text) = value {
                 if text.contains('\0') {
                     return;
@@ -191,52 +203,27 @@ impl SampleCandidates {
         }
         // The rendered size is at least the text's bytes: above the bound, the sample keeps
         // only the size, so only the size is kept here.
-        let bound = self.ranks.params().max_record_bytes() as usize;
-        let fields = if text_bytes > bound {
-            CandidateFields::Omitted(rendered_size(&json_fields(schema, &values)))
+        let fields = if text_bytes > self.params.max_record_bytes() as usize {
+            CandidateFields::Omitted(rendered_size(&json_fields(schema, scratch)))
         } else {
-            CandidateFields::Values(values)
+            CandidateFields::Values(std::mem::take(scratch))
         };
-        // No fields: nothing to refuse, and nothing to allocate for the ranking.
-        let _ = self.ranks.add(partition, offset, serde_json::Map::new());
-        self.candidates.push(Candidate {
-            rank: CandidateRank::of(partition, offset),
-            fields,
-        });
-        if self.candidates.len() > 2 * self.ranks.params().k() as usize {
-            self.forget_displaced();
+        if full
+            && let Some(Candidate {
+                fields: CandidateFields::Values(storage),
+                ..
+            }) = self.kept.pop()
+        {
+            *scratch = storage;
         }
-    }
-
-    /// The rank of the K-th lowest position offered (the largest kept); `None` before any.
-    fn largest_kept(&self) -> Option<CandidateRank> {
-        self.ranks
-            .records()
-            .map(|(partition, offset, _)| CandidateRank::of(partition, offset))
-            .max()
-    }
-
-    /// Keeps only the candidates still among the K lowest, in rank order, the first offer of a
-    /// position only (a later offer of a kept position changes nothing in a sample). A
-    /// displaced position never ranks again: the K-th lowest rank only falls.
-    fn forget_displaced(&mut self) {
-        let largest = self.largest_kept();
-        self.candidates
-            .retain(|candidate| largest.is_some_and(|largest| candidate.rank <= largest));
-        self.candidates.sort_by_key(|candidate| candidate.rank); // stable: first offers first
-        self.candidates.dedup_by_key(|candidate| candidate.rank);
+        self.kept.insert(at, Candidate { rank, fields });
     }
 
     /// The sample with its records' fields: the K lowest positions offered, each with the
-    /// fields [`schemas::sample::fields_of`] gives its record (the first offer of a position,
-    /// as a sample keeps it).
+    /// fields [`schemas::sample::fields_of`] gives its record.
     fn finish(&self, schema: &EventSchema) -> SampleSketch {
-        let largest = self.largest_kept();
-        let mut sample = SampleSketch::new(self.ranks.params());
-        for candidate in &self.candidates {
-            if largest.is_none_or(|largest| candidate.rank > largest) {
-                continue;
-            }
+        let mut sample = SampleSketch::new(self.params);
+        for candidate in &self.kept {
             let CandidateRank {
                 partition, offset, ..
             } = candidate.rank;
@@ -262,7 +249,7 @@ fn json_fields(
     for (field, value) in schema.fields.iter().zip(values) {
         let json = match value {
             None => continue,
-            Some(FieldValue::Text(t)) => serde_json::Value::String(t.to_string()),
+            Some(FieldValue::Text(t)) => serde_json::Value::String(t.clone()),
             Some(FieldValue::Int(n)) => serde_json::json!(n),
             Some(FieldValue::Float(n)) => serde_json::json!(n),
             Some(FieldValue::Bool(b)) => serde_json::Value::Bool(*b),
@@ -300,7 +287,7 @@ impl GroupSketch {
             GroupSketch::Hll(sketch) => (!sketch.is_empty()).then(|| sketch.to_bytes()),
             GroupSketch::Quantile(sketch) => (sketch.count() > 0).then(|| sketch.to_pg_binary()),
             GroupSketch::Sample(sample) => {
-                (!sample.ranks.is_empty()).then(|| sample.finish(schema).to_pg_binary())
+                (!sample.is_empty()).then(|| sample.finish(schema).to_pg_binary())
             }
         }
     }
@@ -315,6 +302,9 @@ struct GroupSketches {
     /// The event schema, whose fields a sample keeps (streamed as `__sample_field_{i}`, with
     /// `__sample_offset`, when a metric samples).
     schema: EventSchema,
+    /// A sampled record's values while it is offered (its storage reused from record to
+    /// record, and from displaced ones).
+    scratch: Vec<Option<FieldValue>>,
 }
 
 const SAMPLE_OFFSET: &str = "__sample_offset";
@@ -355,15 +345,32 @@ fn field_columns<'a>(
 
 /// The field values of the record at `row`.
 fn field_values(columns: &[FieldColumn<'_>], row: usize) -> Vec<Option<FieldValue>> {
-    columns
-        .iter()
-        .map(|column| match column {
-            FieldColumn::Text(values) => values.get(row).map(|t| FieldValue::Text(t.into())),
-            FieldColumn::Int(values) => values.get(row).map(FieldValue::Int),
-            FieldColumn::Float(values) => values.get(row).map(FieldValue::Float),
-            FieldColumn::Bool(values) => values.get(row).map(FieldValue::Bool),
-        })
-        .collect()
+    let mut values = Vec::new();
+    field_values_into(columns, row, &mut values);
+    values
+}
+
+/// [`field_values`] into `values`, reusing the strings it holds.
+fn field_values_into(
+    columns: &[FieldColumn<'_>],
+    row: usize,
+    values: &mut Vec<Option<FieldValue>>,
+) {
+    values.resize(columns.len(), None);
+    for (column, value) in columns.iter().zip(values.iter_mut()) {
+        match column {
+            FieldColumn::Text(texts) => match (texts.get(row), value) {
+                (Some(text), Some(FieldValue::Text(kept))) => {
+                    kept.clear();
+                    kept.push_str(text);
+                }
+                (text, value) => *value = text.map(|t| FieldValue::Text(t.to_string())),
+            },
+            FieldColumn::Int(ints) => *value = ints.get(row).map(FieldValue::Int),
+            FieldColumn::Float(floats) => *value = floats.get(row).map(FieldValue::Float),
+            FieldColumn::Bool(bools) => *value = bools.get(row).map(FieldValue::Bool),
+        }
+    }
 }
 
 /// A streamed batch's input column of one sketch metric, typed once per batch.
@@ -440,9 +447,13 @@ impl GroupSketches {
                     (GroupSketch::Sample(sample), InputColumn::Partitions(partitions)) => {
                         let offset = offsets.and_then(|offsets| offsets.get(row));
                         if let (Some(partition), Some(offset)) = (partitions.get(row), offset) {
-                            sample.offer(&self.schema, partition, offset, || {
-                                field_values(&fields, row)
-                            });
+                            sample.offer(
+                                &self.schema,
+                                partition,
+                                offset,
+                                &mut self.scratch,
+                                |values| field_values_into(&fields, row, values),
+                            );
                         }
                     }
                     _ => {
@@ -499,6 +510,7 @@ pub fn sketch_columns(
         kinds: metrics.iter().map(|(_, kind, _)| *kind).collect(),
         groups: HashMap::new(),
         schema: schema.clone(),
+        scratch: Vec::new(),
     }));
     let sink = Arc::clone(&folded);
     records
@@ -678,7 +690,7 @@ mod tests {
         };
         vec![
             Some(FieldValue::Int(offset * 1_000)),
-            (offset % 7 != 0).then_some(FieldValue::Text(user.into())),
+            (offset % 7 != 0).then_some(FieldValue::Text(user)),
             Some(FieldValue::Int(i64::MIN + offset + version)),
             (offset % 3 != 0).then_some(FieldValue::Float(offset as f64 / 3.0 * 1e300)),
             (offset % 5 != 0).then_some(FieldValue::Bool(offset % 2 == 0)),
@@ -695,9 +707,10 @@ mod tests {
             .unwrap();
         let mut candidates = SampleCandidates::new(params);
         let mut every = SampleSketch::new(params);
+        let mut scratch = Vec::new();
         for &(partition, offset, version) in offers {
-            candidates.offer(&schema, partition, offset, || {
-                values(partition, offset, version)
+            candidates.offer(&schema, partition, offset, &mut scratch, |into| {
+                *into = values(partition, offset, version)
             });
             let _ = every.add(
                 partition,
@@ -705,15 +718,15 @@ mod tests {
                 json_fields(&schema, &values(partition, offset, version)),
             );
             assert!(
-                candidates.candidates.len() <= 2 * k as usize + 1,
+                candidates.kept.len() <= k as usize,
                 "K = {k}: {} candidates",
-                candidates.candidates.len()
+                candidates.kept.len()
             );
         }
         let sample = candidates.finish(&schema);
         assert_eq!(sample.to_json(), every.to_json(), "K = {k}");
         assert_eq!(
-            candidates.ranks.is_empty(),
+            candidates.is_empty(),
             every.is_empty(),
             "K = {k}: a stored sample exactly when the sample has records"
         );
