@@ -472,7 +472,8 @@ pub struct GenerateArgs {
 
     /// How to encode the events: `json`, `avro` or `protobuf` (Confluent's wire format; the
     /// writer schema, derived from [schema], is registered under `<topic>-value` in
-    /// [schema_registry] first). Default: the config's schema.format.
+    /// [schema_registry] first). Default: the config's schema.format when producing to Kafka;
+    /// --stdout always writes JSON lines.
     #[arg(long, env = "BRAID_GENERATE_FORMAT", value_enum)]
     pub format: Option<GenerateFormat>,
 

@@ -2,9 +2,10 @@
 //! format, by a writer schema (`.proto` text) derived from `[schema]`.
 //!
 //! Each generated JSON event is transcoded field by field, as for Avro (`super::avro`): what
-//! Protobuf cannot carry as such (a malformed event) is sent as its JSON bytes, refused as
-//! `wrong_magic_byte`; every other event, hostile values included, is encoded, and validation
-//! refuses it for the same reason as its JSON form.
+//! Protobuf cannot carry as such (a malformed event: not JSON, a value of the wrong type, a
+//! required field missing, an event time that does not parse or lies past i64 microseconds)
+//! is sent as its JSON bytes, refused as `wrong_magic_byte`; every other event, hostile values
+//! included, is encoded, and validation refuses it for the same reason as its JSON form.
 
 use anyhow::Context;
 use prost::Message;
@@ -24,6 +25,17 @@ pub fn writer_schema(schema: &EventSchema) -> anyhow::Result<String> {
     let mut text = String::from(
         "syntax = \"proto3\";\npackage braid.generated;\n\nimport \"google/protobuf/timestamp.proto\";\n\nmessage Event {\n",
     );
+    // proto3 refuses two fields whose camel-case (JSON) names are the same.
+    let mut camel_case: std::collections::HashMap<String, &str> = Default::default();
+    for field in &schema.fields {
+        let key = field.name.replace('_', "").to_lowercase();
+        if let Some(other) = camel_case.insert(key, &field.name) {
+            anyhow::bail!(
+                "schema.fields `{other}` and `{}` have the same camel-case name, which proto3 refuses: braid generate --format protobuf cannot write them",
+                field.name
+            );
+        }
+    }
     for (number, field) in schema.fields.iter().enumerate() {
         anyhow::ensure!(
             field.path.is_none(),
@@ -245,5 +257,22 @@ mod tests {
             .map(|f| f.name.as_str())
             .collect();
         assert_eq!(names, declared);
+    }
+
+    /// Names whose camel-case forms collide (`user_id`, `userid`) are refused before anything
+    /// is registered, naming both.
+    #[test]
+    fn field_names_that_collide_in_camel_case_are_refused() {
+        let config = schemas::BraidConfig::load_from(
+            Some(("braid.toml", include_str!("../../braid.toml"))),
+            [],
+        )
+        .unwrap();
+        let mut schema = config.schema.clone();
+        let mut twin = schema.fields[0].clone();
+        twin.name = "userid".into();
+        schema.fields.push(twin);
+        let why = writer_schema(&schema).unwrap_err().to_string();
+        assert!(why.contains("`user_id` and `userid`"), "{why}");
     }
 }

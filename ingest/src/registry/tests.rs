@@ -290,3 +290,49 @@ async fn ids_past_i32_and_references() {
     assert_eq!(rejection.code(), "unresolvable_schema");
     assert!(rejection.to_string().contains("references"), "{rejection}");
 }
+
+/// A Protobuf schema may refer to the well-known `google/protobuf/` files (Confluent's
+/// serializers register them as references): they resolve. Any other reference does not, and
+/// the reason names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protobuf_references_to_well_known_files_resolve() {
+    let text = r#"syntax = \"proto3\";\nimport \"google/protobuf/timestamp.proto\";\nmessage E { int64 ts = 1; string user = 2; google.protobuf.Timestamp at = 3; }"#;
+    let answer = |reference: &str| {
+        format!(
+            r#"{{"schemaType": "PROTOBUF", "schema": "{text}", "references": [{{"name": "{reference}", "subject": "x", "version": 1}}]}}"#
+        )
+    };
+    // The scripted registry serves answers for the whole test run.
+    let well_known: &'static str = answer("google/protobuf/timestamp.proto").leak();
+    let other: &'static str = answer("acme/other.proto").leak();
+    let registry = scripted(vec![(200, well_known), (200, other)]).await;
+    let mut schema = event_schema();
+    schema.wire = WireFormat::protobuf();
+    let loader = SchemaLoader::new(&schema, &config(&registry.url), "test")
+        .unwrap()
+        .unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let stop = AtomicBool::new(false);
+        assert!(loader.ensure(&proto_payload(1), &runtime, &stop));
+        assert!(loader.ensure(&proto_payload(2), &runtime, &stop));
+    })
+    .await
+    .unwrap();
+    let record = schema.validate(&proto_payload(1)).unwrap();
+    assert_eq!(record.event_time_micros, 1_000);
+    let rejection = schema.validate(&proto_payload(2)).unwrap_err();
+    assert_eq!(rejection.code(), "unresolvable_schema");
+    assert!(
+        rejection.to_string().contains("acme/other.proto"),
+        "{rejection}"
+    );
+}
+
+/// A Protobuf payload naming `id`: the first message, ts 1 (ms), user "ab".
+fn proto_payload(id: u32) -> Vec<u8> {
+    let mut payload = vec![0];
+    payload.extend_from_slice(&id.to_be_bytes());
+    payload.extend_from_slice(&[0, 0x08, 0x01, 0x12, 0x02, b'a', b'b']);
+    payload
+}

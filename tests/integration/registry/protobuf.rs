@@ -172,16 +172,28 @@ fn indexed<'b>(
 ) -> Option<(MessageDescriptor, &'b [u8])> {
     let zigzag = |v: u64| ((v >> 1) as i64) ^ -((v & 1) as i64);
     let count = zigzag(prost::encoding::decode_varint(&mut body).ok()?);
-    let path: Vec<i64> = if count == 0 {
-        vec![0]
-    } else {
-        (0..count)
+    let path: Vec<i64> = match count {
+        0 => vec![0],
+        1..=64 => (0..count)
             .map(|_| prost::encoding::decode_varint(&mut body).ok().map(zigzag))
-            .collect::<Option<_>>()?
+            .collect::<Option<_>>()?,
+        _ => return None,
     };
     let mut message = file.messages().nth(usize::try_from(path[0]).ok()?)?;
     for &index in &path[1..] {
-        let child = message.child_messages().nth(usize::try_from(index).ok()?)?;
+        // Confluent counts the declared nested messages: not map entries or group types.
+        let groups: Vec<String> = message
+            .fields()
+            .filter(|field| field.is_group())
+            .filter_map(|field| match field.kind() {
+                Kind::Message(group) => Some(group.full_name().to_string()),
+                _ => None,
+            })
+            .collect();
+        let child = message
+            .child_messages()
+            .filter(|child| !child.is_map_entry() && !groups.iter().any(|g| g == child.full_name()))
+            .nth(usize::try_from(index).ok()?)?;
         message = child;
     }
     Some((message, body))

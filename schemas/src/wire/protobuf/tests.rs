@@ -4,8 +4,11 @@
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, Value as Proto};
 
+use protox::file::{ChainFileResolver, GoogleFileResolver};
+
+use super::compile::{FILE_NAME, RegistryFile};
 use super::*;
-use crate::event_schema::EventSchema;
+use crate::event_schema::{EventSchema, FieldType};
 use crate::record::{Record, Rejection};
 use crate::wire::{LoadedSchema, MAGIC_BYTE, WireFormat};
 
@@ -358,13 +361,22 @@ fn protobuf_refuses_what_json_refuses() {
 /// message that does not resolve refuses only its records.
 #[test]
 fn message_indexes_name_the_message() {
+    // A map (whose entry type the descriptor nests), a group (likewise) and an enum come
+    // before the nested messages: Confluent counts declared messages only.
     const NESTED: &str = r#"
-syntax = "proto3";
+syntax = "proto2";
 message A {
-  int64 ts = 1; string user = 2; int64 qty = 3;
-  message B { int64 ts = 1; string user = 2; int64 qty = 3; message C { string other = 1; } }
+  optional int64 ts = 1; optional string user = 2; optional int64 qty = 3;
+  map<string, string> labels = 4;
+  optional group Extra = 5 { optional string note = 6; }
+  enum Kind { K = 0; }
+  message B {
+    optional int64 ts = 1; optional string user = 2; optional int64 qty = 3;
+    message C { optional string other = 1; }
+  }
+  message E { optional int64 ts = 1; optional string user = 2; optional int64 qty = 3; }
 }
-message D { int64 ts = 1; string user = 2; int64 qty = 3; }
+message D { optional int64 ts = 1; optional string user = 2; optional int64 qty = 3; }
 "#;
     let (proto, _) = schemas_with(NESTED);
     let body = |name: &str| {
@@ -387,10 +399,14 @@ message D { int64 ts = 1; string user = 2; int64 qty = 3; }
         user(&framed_bytes(&[2, 0], &body("A"))),
         r#"Some(String("A"))"#
     );
-    // [0, 0]: A.B; [1]: D.
+    // [0, 0]: A.B; [0, 1]: A.E; [1]: D.
     assert_eq!(
         user(&framed_bytes(&[4, 0, 0], &body("A.B"))),
         r#"Some(String("A.B"))"#
+    );
+    assert_eq!(
+        user(&framed_bytes(&[4, 0, 2], &body("A.E"))),
+        r#"Some(String("A.E"))"#
     );
     assert_eq!(
         user(&framed_bytes(&[2, 2], &body("D"))),
@@ -411,6 +427,7 @@ message D { int64 ts = 1; string user = 2; int64 qty = 3; }
         &[2, 1],
         &[0x82, 0x01],
         &[4, 0],
+        &[4, 0, 4],
     ] {
         assert_eq!(
             user(&framed_bytes(indexes, &body("A"))),
@@ -456,14 +473,7 @@ message Event {
             Ok(theirs) => {
                 assert_ne!(code(&ours), "undecodable", "{body:?}: {ours:?}");
                 if let Ok(record) = &ours {
-                    let user = theirs.get_field_by_name("user").unwrap();
-                    assert_eq!(
-                        record.values[1],
-                        Some(crate::record::Value::String(user.as_str().unwrap().into())),
-                        "{body:?}"
-                    );
-                    let qty = theirs.get_field_by_name("qty").unwrap().as_i64().unwrap();
-                    assert_eq!(record.values[2], Some(crate::record::Value::I64(qty)));
+                    assert_eq!(record.values, values_of(&theirs), "{body:?}");
                 }
             }
         }
@@ -479,6 +489,40 @@ message Event {
         }
     }
     assert!(tried > 100);
+}
+
+/// The values validation should give a decoded `Event` of `broken_payloads…`' schema, read
+/// from prost-reflect's message.
+fn values_of(message: &DynamicMessage) -> Vec<Option<crate::record::Value>> {
+    use crate::record::Value;
+    let present = |name: &str| message.has_field_by_name(name);
+    let get = |name: &str| message.get_field_by_name(name).unwrap().into_owned();
+    let stamp = |value: Proto| {
+        let stamp = value.as_message().unwrap().clone();
+        let seconds = stamp
+            .get_field_by_name("seconds")
+            .unwrap()
+            .as_i64()
+            .unwrap();
+        let nanos = stamp.get_field_by_name("nanos").unwrap().as_i32().unwrap();
+        Value::Timestamp(seconds * 1_000_000 + i64::from(nanos) / 1_000)
+    };
+    let wrapped = |value: Proto| {
+        let wrapper = value.as_message().unwrap().clone();
+        wrapper
+            .get_field_by_name("value")
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    };
+    vec![
+        Some(Value::Timestamp(get("ts").as_i64().unwrap() * 1_000)),
+        Some(Value::String(get("user").as_str().unwrap().into())),
+        Some(Value::I64(get("qty").as_i64().unwrap())),
+        present("price").then(|| Value::F64(wrapped(get("price")))),
+        present("member").then(|| Value::Bool(get("member").as_bool().unwrap())),
+        present("seen_at").then(|| stamp(get("seen_at"))),
+    ]
 }
 
 /// Writer schemas that cannot be read: why names the field.
@@ -610,17 +654,10 @@ enum Level { LOW = 0; HIGH = 1; }
     let mut stray = body.clone();
     stray.extend([tag(9, 4)]);
     assert_eq!(values(stray), "undecodable");
-    // Nesting past the limit.
-    let mut deep = b"u".to_vec();
-    for _ in 0..70 {
-        deep = len(2, &deep);
-    }
-    let mut too_deep = at.clone();
-    too_deep.extend(deep);
-    let _ = values(too_deep); // must not overflow the stack
+    // Groups nested past the limit, skipped.
     let mut groups = body.clone();
-    groups.extend(std::iter::repeat_n(tag(9, 3), 100));
-    groups.extend(std::iter::repeat_n(tag(9, 4), 100));
+    groups.extend(std::iter::repeat_n(tag(9, 3), 101));
+    groups.extend(std::iter::repeat_n(tag(9, 4), 101));
     assert_eq!(values(groups), "undecodable");
 }
 
@@ -646,4 +683,161 @@ fn validation_rules_name_the_protobuf_decoding() {
     let rules = ValidationRules::of(&event_schema(WireFormat::protobuf())).to_json();
     assert!(rules.contains(r#""schema.format":"protobuf""#), "{rules}");
     assert!(rules.contains(PROTOBUF_DECODING_RULE), "{rules}");
+}
+
+/// A oneof's member clears the others, whichever are read (as prost-reflect reads it).
+#[test]
+fn oneof_members_clear_each_other() {
+    const ONEOF: &str = r#"
+syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+message E {
+  int64 ts = 1; string user = 2; int64 qty = 3;
+  oneof o { double price = 4; bool member = 5; string other = 6; google.protobuf.Timestamp seen_at = 7; }
+}
+"#;
+    let (proto, _) = schemas_with(ONEOF);
+    let event = descriptor(ONEOF, "E");
+    let base = || {
+        let mut message = DynamicMessage::new(event.clone());
+        message.set_field_by_name("ts", Proto::I64(1_767_225_600_000));
+        message.set_field_by_name("user", Proto::String("u".into()));
+        message.set_field_by_name("qty", Proto::I64(1));
+        message.encode_to_vec()
+    };
+    let member = |name: &str, value: Proto| {
+        let mut message = DynamicMessage::new(event.clone());
+        message.set_field_by_name(name, value);
+        message.encode_to_vec()
+    };
+    let stamp = {
+        let prost_reflect::Kind::Message(timestamp) =
+            event.get_field_by_name("seen_at").unwrap().kind()
+        else {
+            unreachable!()
+        };
+        let mut value = DynamicMessage::new(timestamp);
+        value.set_field_by_name("seconds", Proto::I64(1_767_225_600));
+        Proto::Message(value)
+    };
+    let sequences: Vec<Vec<Vec<u8>>> = vec![
+        vec![
+            member("price", Proto::F64(2.5)),
+            member("member", Proto::Bool(true)),
+        ],
+        vec![
+            member("member", Proto::Bool(true)),
+            member("price", Proto::F64(2.5)),
+        ],
+        vec![
+            member("price", Proto::F64(2.5)),
+            member("other", Proto::String("x".into())),
+        ],
+        vec![
+            member("seen_at", stamp.clone()),
+            member("price", Proto::F64(1.0)),
+        ],
+        vec![member("price", Proto::F64(1.0)), member("seen_at", stamp)],
+    ];
+    for sequence in sequences {
+        let mut body = base();
+        for part in &sequence {
+            body.extend_from_slice(part);
+        }
+        let theirs = DynamicMessage::decode(event.clone(), body.as_slice()).unwrap();
+        let record = proto.validate(&framed_bytes(&[0], &body)).unwrap();
+        for (name, at) in [("price", 3), ("member", 4), ("seen_at", 5)] {
+            assert_eq!(
+                theirs.has_field_by_name(name),
+                record.values[at].is_some(),
+                "{name} after {sequence:?}"
+            );
+        }
+    }
+}
+
+/// A Timestamp's nanos outside a second is not a Timestamp: refused, as a wrong type.
+#[test]
+fn timestamps_with_invalid_nanos_are_refused() {
+    let (proto, _) = schemas_with(WRITER);
+    let event = descriptor(WRITER, "braid.test.Event");
+    let with_nanos = |nanos: i32| {
+        let mut message = Event::valid(3).message(None);
+        let mut stamp = stamp(&event, 1_767_225_600_000_000);
+        stamp.set_field_by_name("nanos", Proto::I32(nanos));
+        message.set_field_by_name("seen_at", Proto::Message(stamp));
+        code(&proto.validate(&framed(EVENT, &message)))
+    };
+    assert_eq!(with_nanos(999_999_999), "ok");
+    for nanos in [-1, 1_000_000_000, i32::MIN, i32::MAX] {
+        assert_eq!(with_nanos(nanos), "wrong_type", "{nanos}");
+    }
+}
+
+/// A proto2 enum is closed: a number with no name is an unknown field (absent); a proto3 enum
+/// is open: such a number is a value that is no name, a wrong type.
+#[test]
+fn enum_numbers_with_no_name() {
+    for (syntax, expected) in [("proto2", "missing_field"), ("proto3", "wrong_type")] {
+        let label = if syntax == "proto2" { "optional " } else { "" };
+        let text = format!(
+            "syntax = \"{syntax}\";\nenum U {{ A = 0; B = 1; }}\nmessage E {{ {label}int64 ts = 1; {label}U user = 2; {label}int64 qty = 3; }}"
+        );
+        let (proto, _) = schemas_with(&text);
+        // ts = 1767225600000 (ms), user = 7 (no name), qty = 1.
+        let body = [
+            0x08, 0x80, 0xa0, 0xbf, 0xd4, 0xb8, 0x33, 0x10, 0x07, 0x18, 0x01,
+        ];
+        assert_eq!(
+            code(&proto.validate(&framed_bytes(&[0], &body))),
+            expected,
+            "{syntax}"
+        );
+        let named = [
+            0x08, 0x80, 0xa0, 0xbf, 0xd4, 0xb8, 0x33, 0x10, 0x01, 0x18, 0x01,
+        ];
+        let record = proto.validate(&framed_bytes(&[0], &named)).unwrap();
+        assert_eq!(format!("{:?}", record.values[1]), r#"Some(String("B"))"#);
+    }
+}
+
+/// Schema text that would exhaust the compiler's stack or a layer's memory does not resolve,
+/// quickly: nesting past the limit, text past the limit; and a large enum used by many
+/// messages is cheap (its names are built once).
+#[test]
+fn hostile_schema_text_is_refused_or_cheap() {
+    let fields = event_schema(WireFormat::protobuf()).fields;
+    let deep = format!(
+        "syntax = \"proto3\";\n{}{}",
+        "message A { ".repeat(1_000),
+        "}".repeat(1_000)
+    );
+    let why = ProtobufPlan::compile(&fields, &deep).unwrap_err();
+    assert!(why.contains("nests deeper"), "{why}");
+    // Brackets inside strings and comments do not count.
+    let quoted = format!(
+        "syntax = \"proto3\";\n// {}\nmessage E {{ int64 ts = 1; string user = 2 [json_name = \"{}\"]; int64 qty = 3; }}",
+        "{".repeat(100),
+        "{".repeat(100)
+    );
+    let plan = ProtobufPlan::compile(&fields, &quoted);
+    assert!(plan.is_ok(), "{plan:?}");
+    let long = format!("syntax = \"proto3\";\n// {}", "x".repeat(MAX_SCHEMA_BYTES));
+    assert!(
+        ProtobufPlan::compile(&fields, &long)
+            .unwrap_err()
+            .contains("bytes")
+    );
+    let mut wide = String::from("syntax = \"proto3\";\nenum Big { ");
+    for value in 0..20_000 {
+        wide.push_str(&format!("V{value} = {value}; "));
+    }
+    wide.push_str("}\n");
+    for message in 0..400 {
+        wide.push_str(&format!(
+            "message M{message} {{ int64 ts = 1; Big user = 2; int64 qty = 3; }}\n"
+        ));
+    }
+    let plan = ProtobufPlan::compile(&fields, &wide);
+    assert!(plan.is_ok(), "{plan:?}");
 }
