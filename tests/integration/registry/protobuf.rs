@@ -375,6 +375,8 @@ async fn protobuf_streams_agree_with_an_independent_decoding_in_both_layers(pool
     assert!(batch.status.success(), "batch run: {}", stderr(&batch));
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
     assert_rows_equal(&truth, &merged, "after a batch run over the lake");
+    let serving = read_rows(&mut pool.acquire().await.unwrap(), Source::Serving).await;
+    assert_rows_equal(&truth, &serving, "the SQL views after a batch run");
     speed.assert_running("braid speed");
     sink.assert_running("braid sink");
 }
