@@ -9,10 +9,10 @@
 //! 404 without that code (a wrong `schema_registry.url`, say) is retried like an outage, so a
 //! misconfigured URL cannot dead-letter a topic.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use schemas::EventSchema;
 use schemas::config::SchemaRegistryConfig;
@@ -369,17 +369,22 @@ pub struct SchemaLoader {
     client: RegistryClient,
     event_schema: EventSchema,
     schemas: Arc<WriterSchemas>,
-    /// Ids the registry has no schema for, so that a run of records naming one costs one
-    /// request. Not in `schemas` (validation refuses an id with no entry as unknown), and
-    /// bounded: a producer can name two billion ids; past [`MAX_UNKNOWN_IDS`] they are
-    /// forgotten and asked for again.
-    unknown: Mutex<HashSet<SchemaId>>,
+    /// Ids the registry had no schema for, and when it said so, so that a run of records
+    /// naming one costs one request. Not in `schemas` (validation refuses an id with no entry
+    /// as unknown). Asked for again after `unknown_ttl` (an id registered since, or on a
+    /// registry replica that lagged, is then read), and bounded: a producer can name two
+    /// billion ids; past [`MAX_UNKNOWN_IDS`] the expired ones, then all, are forgotten.
+    unknown: Mutex<HashMap<SchemaId, Instant>>,
+    unknown_ttl: Duration,
     retry_max: Duration,
     layer: &'static str,
 }
 
 /// The most unknown ids a loader remembers.
 pub const MAX_UNKNOWN_IDS: usize = 10_000;
+
+/// How long a loader takes the registry's "no such schema" for an answer.
+pub const UNKNOWN_ID_TTL: Duration = Duration::from_secs(60);
 
 impl SchemaLoader {
     /// A loader for an event schema in a registry format; `None` for JSON.
@@ -396,6 +401,7 @@ impl SchemaLoader {
             event_schema: event_schema.clone(),
             schemas: Arc::clone(schemas),
             unknown: Mutex::default(),
+            unknown_ttl: UNKNOWN_ID_TTL,
             retry_max: config.retry_max_ms.duration().max(FIRST_RETRY),
             layer,
         }))
@@ -474,10 +480,18 @@ impl SchemaLoader {
     }
 
     fn remembered_unknown(&self, id: SchemaId) -> bool {
-        self.unknown
+        let mut unknown = self
+            .unknown
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .contains(&id)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match unknown.get(&id) {
+            Some(since) if since.elapsed() < self.unknown_ttl => true,
+            Some(_) => {
+                unknown.remove(&id);
+                false
+            }
+            None => false,
+        }
     }
 
     fn remember_unknown(&self, id: SchemaId) {
@@ -486,9 +500,20 @@ impl SchemaLoader {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if unknown.len() >= MAX_UNKNOWN_IDS {
-            unknown.clear();
+            let ttl = self.unknown_ttl;
+            unknown.retain(|_, since| since.elapsed() < ttl);
+            if unknown.len() >= MAX_UNKNOWN_IDS {
+                unknown.clear();
+            }
         }
-        unknown.insert(id);
+        unknown.insert(id, Instant::now());
+    }
+
+    /// Sets how long an unknown id stays unknown (tests).
+    #[cfg(test)]
+    pub(crate) fn with_unknown_ttl(mut self, ttl: Duration) -> Self {
+        self.unknown_ttl = ttl;
+        self
     }
 
     /// What the registry's answer about `id` loads; `None`: it has no such schema.

@@ -21,6 +21,9 @@ pub(crate) enum RawValue<'de> {
     /// A number with a fraction or an exponent.
     F64(f64),
     String(std::borrow::Cow<'de, str>),
+    /// An enum's symbol (Avro) or value name (Protobuf): text shared with the compiled writer
+    /// schema, not copied per record (a schema may name a value with a megabyte).
+    Symbol(std::sync::Arc<str>),
     Array,
     Object,
 }
@@ -34,9 +37,18 @@ impl RawValue<'_> {
             RawValue::I64(_) | RawValue::U64(_) => "an integer",
             RawValue::Micros(_) => "a timestamp",
             RawValue::Other(kind) => kind,
-            RawValue::String(_) => "a string",
+            RawValue::String(_) | RawValue::Symbol(_) => "a string",
             RawValue::Array => "an array",
             RawValue::Object => "an object",
+        }
+    }
+
+    /// The value as text, when it is text.
+    pub(crate) fn as_text(&self) -> Option<&str> {
+        match self {
+            RawValue::String(text) => Some(text),
+            RawValue::Symbol(text) => Some(text),
+            _ => None,
         }
     }
 

@@ -418,19 +418,19 @@ impl EventSchema {
                 found: raw.kind().to_string(),
             };
             let value = match field.field_type {
-                FieldType::String => match raw {
-                    RawValue::String(text) => {
-                        self.check_storable_string(field, &text)?;
+                FieldType::String => match raw.as_text() {
+                    Some(text) => {
+                        self.check_storable_string(field, text)?;
                         match &mut values[index] {
                             Some(Value::String(kept)) => {
                                 kept.clear();
-                                kept.push_str(&text);
+                                kept.push_str(text);
                             }
-                            slot => *slot = Some(Value::String(text.into_owned())),
+                            slot => *slot = Some(Value::String(text.to_owned())),
                         }
                         continue;
                     }
-                    _ => return Err(wrong("a string")),
+                    None => return Err(wrong("a string")),
                 },
                 FieldType::I64 => {
                     Value::I64(raw.as_i64().ok_or_else(|| wrong("an integer (i64)"))?)

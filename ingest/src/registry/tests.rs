@@ -336,3 +336,34 @@ fn proto_payload(id: u32) -> Vec<u8> {
     payload.extend_from_slice(&[0, 0x08, 0x01, 0x12, 0x02, b'a', b'b']);
     payload
 }
+
+/// An id the registry did not know is asked for again once `unknown_ttl` has passed: a schema
+/// registered since (or on a replica that lagged) is then read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_ids_are_asked_for_again_after_a_while() {
+    let registry = scripted(vec![
+        (404, r#"{"error_code": 40403, "message": "not found"}"#),
+        (200, SCHEMA_ANSWER),
+    ])
+    .await;
+    let schema = event_schema();
+    let loader = SchemaLoader::new(&schema, &config(&registry.url), "test")
+        .unwrap()
+        .unwrap()
+        .with_unknown_ttl(Duration::ZERO);
+    let runtime = tokio::runtime::Handle::current();
+    let checked = schema.clone();
+    tokio::task::spawn_blocking(move || {
+        let stop = AtomicBool::new(false);
+        assert!(loader.ensure(&payload(7), &runtime, &stop));
+        assert_eq!(
+            checked.validate(&payload(7)).unwrap_err().code(),
+            "unknown_schema_id"
+        );
+        assert!(loader.ensure(&payload(7), &runtime, &stop));
+    })
+    .await
+    .unwrap();
+    assert_eq!(registry.requests.lock().unwrap().len(), 2);
+    assert!(schema.validate(&payload(7)).is_ok());
+}

@@ -80,7 +80,7 @@ enum Leaf {
     Double,
     /// string or uuid, as text.
     Text,
-    Enum(Arc<[String]>),
+    Enum(Arc<[Arc<str>]>),
     /// A long of milliseconds since the epoch.
     TimestampMillis,
     TimestampMicros,
@@ -571,7 +571,13 @@ fn leaf(target: &Target<'_>, schema: &Schema) -> Result<Leaf, String> {
     use FieldType as F;
     let leaf = match (target.field_type, schema) {
         (F::String, Schema::String | Schema::Uuid(UuidSchema::String)) => Some(Leaf::Text),
-        (F::String, Schema::Enum(symbols)) => Some(Leaf::Enum(symbols.symbols.clone().into())),
+        (F::String, Schema::Enum(symbols)) => Some(Leaf::Enum(
+            symbols
+                .symbols
+                .iter()
+                .map(|s| Arc::from(s.as_str()))
+                .collect(),
+        )),
         (F::I64 | F::F64 | F::Timestamp, Schema::Int | Schema::Long) => {
             Some(match target.field_type {
                 F::Timestamp => Leaf::TimestampMillis,
@@ -769,7 +775,7 @@ impl<'a> Reader<'a> {
                             symbols.len()
                         ))
                     })?;
-                RawValue::String(Cow::Owned(symbol.clone()))
+                RawValue::Symbol(Arc::clone(symbol))
             }
             Leaf::TimestampMicros => RawValue::Micros(self.long()?),
             Leaf::TimestampNanos => RawValue::Micros(self.long()?.div_euclid(1_000)),

@@ -81,8 +81,11 @@ pub(super) fn compile(fields: &[FieldDef], writer_schema: &str) -> Result<Protob
     })
 }
 
-/// Refuses text the compiler should not be given: too long, or nested so deep that its
-/// recursion could exhaust the stack. Brackets inside strings and comments do not count.
+/// Refuses text the compiler should not be given: too long, nested so deep that its recursion
+/// could exhaust the stack, or with names so long that building their full names costs
+/// quadratic time and memory. Every bracket counts, in strings and comments too (the compiler
+/// ends a string at a line's end and goes on after errors, so no reading of the text can say
+/// which brackets it will parse): only text nobody writes is refused for it.
 fn check_text(text: &str) -> Result<(), String> {
     if text.len() > MAX_SCHEMA_BYTES {
         return Err(format!(
@@ -90,28 +93,9 @@ fn check_text(text: &str) -> Result<(), String> {
             text.len()
         ));
     }
-    let bytes = text.as_bytes();
-    let (mut depth, mut at) = (0usize, 0usize);
-    while at < bytes.len() {
-        match bytes[at] {
-            b'/' if bytes.get(at + 1) == Some(&b'/') => {
-                while at < bytes.len() && bytes[at] != b'\n' {
-                    at += 1;
-                }
-            }
-            b'/' if bytes.get(at + 1) == Some(&b'*') => {
-                at += 2;
-                while at < bytes.len() && !(bytes[at] == b'*' && bytes.get(at + 1) == Some(&b'/')) {
-                    at += 1;
-                }
-                at += 1;
-            }
-            quote @ (b'"' | b'\'') => {
-                at += 1;
-                while at < bytes.len() && bytes[at] != quote {
-                    at += if bytes[at] == b'\\' { 2 } else { 1 };
-                }
-            }
+    let (mut depth, mut name) = (0usize, 0usize);
+    for byte in text.bytes() {
+        match byte {
             b'{' | b'[' | b'(' | b'<' => {
                 depth += 1;
                 if depth > MAX_SCHEMA_NESTING {
@@ -123,10 +107,22 @@ fn check_text(text: &str) -> Result<(), String> {
             b'}' | b']' | b')' | b'>' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        at += 1;
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.' {
+            name += 1;
+            if name > MAX_NAME_CHARS {
+                return Err(format!(
+                    "the schema text has a name (or a run of letters, digits, `_` and `.`) longer than {MAX_NAME_CHARS} characters"
+                ));
+            }
+        } else {
+            name = 0;
+        }
     }
     Ok(())
 }
+
+/// The longest dotted name in a writer schema's text.
+const MAX_NAME_CHARS: usize = 512;
 
 fn any_resolves(entries: &[MessageEntry]) -> bool {
     entries
@@ -285,13 +281,15 @@ impl MessageCompiler<'_> {
             if read.is_empty() {
                 continue;
             }
-            let mut filled_by: Vec<(u32, Filled)> =
-                members.iter().map(|&n| (n, Filled::default())).collect();
-            for field in read {
-                if let Some((_, filled)) = filled_by.iter_mut().find(|(n, _)| *n == field.number) {
-                    field.read.filled(&self.timestamps, filled);
-                }
-            }
+            // Only the members read here fill anything: reading any member clears them.
+            let filled_by: Vec<(u32, Filled)> = read
+                .iter()
+                .map(|field| {
+                    let mut filled = Filled::default();
+                    field.read.filled(&self.timestamps, &mut filled);
+                    (field.number, filled)
+                })
+                .collect();
             let index = reader.oneofs.len();
             reader
                 .oneof_members
@@ -397,9 +395,9 @@ impl MessageCompiler<'_> {
                     .enums
                     .entry(descriptor.full_name().to_string())
                     .or_insert_with(|| {
-                        let mut names: Vec<(i32, String)> = descriptor
+                        let mut names: Vec<(i32, Arc<str>)> = descriptor
                             .values()
-                            .map(|value| (value.number(), value.name().to_string()))
+                            .map(|value| (value.number(), Arc::from(value.name())))
                             .collect();
                         // An alias (allow_alias) names a number twice: the first name counts.
                         names.sort_by_key(|(number, _)| *number);

@@ -289,20 +289,31 @@ impl<'a> Read<'_, 'a> {
         let mut input = Reader { bytes, at: 0 };
         while !input.done() {
             let (number, wire_type) = input.tag()?;
-            if let Ok(at) = reader
+            let oneof = reader
                 .oneof_members
                 .binary_search_by_key(&number, |(member, _)| *member)
-            {
-                self.clear_other_members(reader, reader.oneof_members[at].1, number);
-            }
+                .ok()
+                .map(|at| reader.oneof_members[at].1);
             let Ok(at) = reader.fields.binary_search_by_key(&number, |f| f.number) else {
+                if let Some(oneof) = oneof {
+                    self.clear_other_members(reader, oneof, number);
+                }
                 input.skip(number, wire_type, 0)?;
                 continue;
             };
-            match &reader.fields[at].read {
+            let read = &reader.fields[at].read;
+            // A scalar clears the other members once read: a closed enum's number with no
+            // name is an unknown field, which leaves the oneof as it was.
+            if let (Some(oneof), false) = (oneof, matches!(read, FieldRead::Scalar { .. })) {
+                self.clear_other_members(reader, oneof, number);
+            }
+            match read {
                 FieldRead::Scalar { scalar, into } => {
                     input.expect(number, wire_type, wire_type_of(scalar))?;
                     if let Some(value) = input.scalar(scalar)? {
+                        if let Some(oneof) = oneof {
+                            self.clear_other_members(reader, oneof, number);
+                        }
                         self.set(into, value);
                     }
                 }

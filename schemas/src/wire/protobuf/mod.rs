@@ -105,8 +105,8 @@ struct MessageReader {
     /// The members of the oneofs that hold a field read here, sorted by number: each with its
     /// oneof's index in `oneofs`.
     oneof_members: Vec<(u32, usize)>,
-    /// Per oneof: each member's number and what reading it fills (cleared when another member
-    /// is read).
+    /// Per oneof: each member read here, by number, and what reading it fills (cleared when
+    /// another member is read; members read by no declared field fill nothing).
     oneofs: Vec<Vec<(u32, Filled)>>,
 }
 
@@ -179,7 +179,7 @@ enum Scalar {
 #[derive(Debug)]
 struct EnumNames {
     /// Sorted by number; an alias's first name only.
-    names: Vec<(i32, String)>,
+    names: Vec<(i32, Arc<str>)>,
     /// A proto2 enum: a number with no name is an unknown field (absent), not a value.
     closed: bool,
 }
@@ -188,7 +188,7 @@ impl EnumNames {
     /// The value of `number`; `None` when it has no name in a closed enum (absent).
     fn value(&self, number: i32) -> Option<RawValue<'static>> {
         match self.names.binary_search_by_key(&number, |(n, _)| *n) {
-            Ok(at) => Some(RawValue::String(Cow::Owned(self.names[at].1.clone()))),
+            Ok(at) => Some(RawValue::Symbol(Arc::clone(&self.names[at].1))),
             Err(_) if self.closed => None,
             Err(_) => Some(RawValue::Other("an enum number with no name")),
         }

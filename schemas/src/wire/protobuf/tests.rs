@@ -814,14 +814,29 @@ fn hostile_schema_text_is_refused_or_cheap() {
     );
     let why = ProtobufPlan::compile(&fields, &deep).unwrap_err();
     assert!(why.contains("nests deeper"), "{why}");
-    // Brackets inside strings and comments do not count.
-    let quoted = format!(
-        "syntax = \"proto3\";\n// {}\nmessage E {{ int64 ts = 1; string user = 2 [json_name = \"{}\"]; int64 qty = 3; }}",
-        "{".repeat(100),
-        "{".repeat(100)
-    );
-    let plan = ProtobufPlan::compile(&fields, &quoted);
+    // Every bracket counts, in strings and comments too: the compiler ends a string at the
+    // line's end and goes on, so a quote cannot hide the nesting after it.
+    for hiding in ["\"\n", "// '\n", "/* \"", "option (o) = { # it's\n};\n"] {
+        let hidden = format!(
+            "syntax = \"proto3\";\n{hiding}{}{}",
+            "message A { ".repeat(1_000),
+            "}".repeat(1_000)
+        );
+        assert!(
+            ProtobufPlan::compile(&fields, &hidden).is_err(),
+            "{hiding:?}"
+        );
+    }
+    let commented = "syntax = \"proto3\";\n// {a} [b] (c) <d>\nmessage E { int64 ts = 1; string user = 2 [json_name = \"{}\"]; int64 qty = 3; }";
+    let plan = ProtobufPlan::compile(&fields, commented);
     assert!(plan.is_ok(), "{plan:?}");
+    // A long dotted name would cost the compiler quadratic time and memory.
+    let long_package = format!(
+        "syntax = \"proto3\";\npackage {};\nmessage E {{ int64 ts = 1; string user = 2; int64 qty = 3; }}",
+        vec!["a"; 16_000].join(".")
+    );
+    let why = ProtobufPlan::compile(&fields, &long_package).unwrap_err();
+    assert!(why.contains("longer than"), "{why}");
     let long = format!("syntax = \"proto3\";\n// {}", "x".repeat(MAX_SCHEMA_BYTES));
     assert!(
         ProtobufPlan::compile(&fields, &long)
