@@ -285,12 +285,72 @@ fn generate_in(format: &str, pipeline: &Pipeline, count: u64, seed: u64, fractio
     assert!(output.status.success(), "generate: {}", stderr(&output));
 }
 
-#[sqlx::test(migrations = false)]
-async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
+/// A registry format as these tests use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TestFormat {
+    Avro,
+    Protobuf,
+}
+
+impl TestFormat {
+    /// As `schema.format` and `braid generate --format` name it.
+    fn name(self) -> &'static str {
+        match self {
+            TestFormat::Avro => "avro",
+            TestFormat::Protobuf => "protobuf",
+        }
+    }
+
+    /// The registry's `schemaType` and the text of the demo's second writer schema.
+    fn v2(self) -> (&'static str, &'static str) {
+        match self {
+            TestFormat::Avro => ("AVRO", V2),
+            TestFormat::Protobuf => ("PROTOBUF", protobuf::V2),
+        }
+    }
+
+    /// A page view in the second schema's form, framed under `id`.
+    fn v2_page_view(
+        self,
+        id: u32,
+        event_id: &str,
+        page: &str,
+        minute: u32,
+        duration: Option<i64>,
+    ) -> Vec<u8> {
+        match self {
+            TestFormat::Avro => v2_page_view(id, event_id, page, minute, duration),
+            TestFormat::Protobuf => protobuf::v2_page_view(id, event_id, page, minute, duration),
+        }
+    }
+
+    /// The oracle's verdicts on the topic's messages.
+    async fn oracle(
+        self,
+        messages: &[RawMessage],
+    ) -> (Vec<RawMessage>, BTreeSet<(i32, i64, String)>) {
+        match self {
+            TestFormat::Avro => oracle_of(messages, oracle::refusal).await,
+            TestFormat::Protobuf => protobuf::oracle_of(messages).await,
+        }
+    }
+}
+
+/// Both layers read a generated stream in `format` with hostile records, then, mid-stream, a
+/// second writer schema's records from a transactional producer (one transaction aborted, one
+/// committed) and messages that do not decode (`undecodable`: the format's own, beside the
+/// shared ones). Their dead letters, the merged views, the lake (through a batch run) and the
+/// SQL views must equal the oracle's decoding and fold.
+async fn streams_agree_with_an_independent_decoding(
+    pool: PgPool,
+    format: TestFormat,
+    seed: u64,
+    undecodable: fn(&[u8]) -> Vec<Vec<u8>>,
+) {
     let pipeline = Pipeline::with_env(
-        "avro",
+        format.name(),
         &pool,
-        registry_pipeline_env("avro", &registry_url()),
+        registry_pipeline_env(format.name(), &registry_url()),
     )
     .await;
     let fractions = [
@@ -301,16 +361,14 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
         "--hostile-fraction",
         "0.1",
     ];
-    generate_in("avro", &pipeline, 3_000, 31, &fractions);
+    generate_in(format.name(), &pipeline, 3_000, seed, &fractions);
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
 
-    // Mid-stream, while both layers run: a second writer schema, its records from a
-    // transactional producer (one transaction committed, one aborted), and messages that do
-    // not decode.
-    let v2 = register(&format!("{}-value", pipeline.topic), "AVRO", V2).await;
-    let transactional: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+    let (schema_type, text) = format.v2();
+    let v2 = register(&format!("{}-value", pipeline.topic), schema_type, text).await;
+    let transactional: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .set("transactional.id", format!("{}.tx", pipeline.topic))
         .create()
@@ -321,7 +379,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     for (commit, prefix) in [(false, "aborted"), (true, "committed")] {
         transactional.begin_transaction().unwrap();
         for i in 0..20 {
-            let payload = v2_page_view(
+            let payload = format.v2_page_view(
                 v2,
                 &format!("{prefix}-{i}"),
                 &format!("/v2/{}", i % 3),
@@ -349,19 +407,19 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
                 .unwrap();
         }
     }
-    let valid = v2_page_view(v2, "cut", "/cut", 1, Some(5));
+    let valid = format.v2_page_view(v2, "cut", "/cut", 1, Some(5));
     let mut unknown = valid.clone();
     unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
-    let hostile: Vec<Vec<u8>> = vec![
+    let mut hostile: Vec<Vec<u8>> = vec![
         valid[..valid.len() - 3].to_vec(), // truncated
-        [valid.clone(), vec![0]].concat(), // a byte left over
         unknown,
         [&[1u8][..], &valid[1..]].concat(), // wrong magic byte
-        br#"{"event_id":"json on an avro topic"}"#.to_vec(),
+        format!(r#"{{"event_id":"json on a {} topic"}}"#, format.name()).into_bytes(),
         Vec::new(), // empty
         vec![0, 0, 0],
-        v2_page_view(v2, "nul\0id", "/nul", 2, None),
+        format.v2_page_view(v2, "nul\0id", "/nul", 2, None),
     ];
+    hostile.extend(undecodable(&valid));
     let producer: BaseProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .create()
@@ -381,7 +439,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     sink_caught_up(&pipeline, &mut sink).await;
 
     let messages = read_topic(&pipeline.topic);
-    let (accepted, expected) = oracle_of(&messages, oracle::refusal).await;
+    let (accepted, expected) = format.oracle(&messages).await;
     let codes: BTreeSet<&str> = expected.iter().map(|(_, _, c)| c.as_str()).collect();
     for code in [
         "wrong_magic_byte",
@@ -416,7 +474,7 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
 
     let truth = oracle::demo_views(accepted.iter());
     let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    assert_rows_equal(&truth, &merged, "speed rows of an Avro topic");
+    assert_rows_equal(&truth, &merged, "speed rows");
     // The lake holds every accepted record: a batch run from it gives the same answers.
     let batch = run(pipeline
         .braid()
@@ -428,6 +486,15 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     assert_rows_equal(&truth, &serving, "the SQL views after a batch run");
     speed.assert_running("braid speed");
     sink.assert_running("braid sink");
+}
+
+#[sqlx::test(migrations = false)]
+async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
+    // Avro's own: a byte left over after the datum.
+    streams_agree_with_an_independent_decoding(pool, TestFormat::Avro, 31, |valid| {
+        vec![[valid, &[0]].concat()]
+    })
+    .await;
 }
 
 /// A TCP proxy to the registry that refuses connections while `down` is set.
@@ -457,21 +524,27 @@ async fn registry_proxy(down: Arc<AtomicBool>) -> String {
 
 #[sqlx::test(migrations = false)]
 async fn a_registry_that_is_down_delays_both_layers_and_refuses_nothing(pool: PgPool) {
-    registry_down_delays_both_layers(pool, "avro").await;
+    registry_down_delays_both_layers(pool, TestFormat::Avro).await;
 }
 
 /// A registry that is down delays both layers reading a topic in `format` and refuses nothing.
-async fn registry_down_delays_both_layers(pool: PgPool, format: &str) {
+async fn registry_down_delays_both_layers(pool: PgPool, format: TestFormat) {
     let down = Arc::new(AtomicBool::new(true));
     let proxied = registry_proxy(Arc::clone(&down)).await;
     let pipeline = Pipeline::with_env(
-        &format!("{format}_down"),
+        &format!("{}_down", format.name()),
         &pool,
-        registry_pipeline_env(format, &proxied),
+        registry_pipeline_env(format.name(), &proxied),
     )
     .await;
     // Registered and produced through the registry itself; the layers only reach the proxy.
-    generate_in(format, &pipeline, 1_000, 5, &["--malformed-fraction", "0"]);
+    generate_in(
+        format.name(),
+        &pipeline,
+        1_000,
+        5,
+        &["--malformed-fraction", "0"],
+    );
     let mut speed = pipeline.start_speed("0", "speed");
     let mut sink = pipeline.start_sink("0", "sink");
     let waiting = |layer: &'static str| {
@@ -506,10 +579,7 @@ async fn registry_down_delays_both_layers(pool: PgPool, format: &str) {
     speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
     sink_caught_up(&pipeline, &mut sink).await;
     let messages = read_topic(&pipeline.topic);
-    let (accepted, expected) = match format {
-        "protobuf" => protobuf::oracle_of(&messages).await,
-        _ => oracle_of(&messages, oracle::refusal).await,
-    };
+    let (accepted, expected) = format.oracle(&messages).await;
     // No malformed or hostile records were generated: every message is accepted once the
     // registry answers, and none was refused for the outage.
     assert_eq!(accepted.len(), 1_000, "{expected:?}");

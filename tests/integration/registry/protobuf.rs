@@ -6,29 +6,23 @@
 //! messages over protox's descriptors, with Confluent's message indexes read here) and fold.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value as Proto};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::Value as Json;
 use sqlx::PgPool;
 
 use super::{
-    Decoded, generate_in, header, oracle_of_decoded, register, registry_down_delays_both_layers,
-    registry_pipeline_env, registry_url, schema_text,
+    Decoded, TestFormat, header, oracle_of_decoded, registry_down_delays_both_layers, schema_text,
+    streams_agree_with_an_independent_decoding,
 };
-use crate::compare::{Source, assert_rows_equal, read_rows};
 use crate::oracle::{self, RawMessage};
-use crate::support::{
-    Pipeline, dead_letters, kafka_brokers, read_topic, run, sink_caught_up, speed_caught_up, stderr,
-};
 
 /// A second version of the demo's writer schema, as a team evolves it: another message first
 /// (so the event is index 1), fields renumbered and reordered, one added, the event time as
 /// epoch milliseconds, the price in a wrapper, the duration `optional`.
-const V2: &str = r#"
+pub(super) const V2: &str = r#"
 syntax = "proto3";
 package braid.generated.v2;
 import "google/protobuf/wrappers.proto";
@@ -70,7 +64,7 @@ fn compile(text: &str) -> Option<prost_reflect::FileDescriptor> {
 }
 
 /// A page view in V2's form, framed under `id` with the message indexes [1].
-fn v2_page_view(
+pub(super) fn v2_page_view(
     id: u32,
     event_id: &str,
     page: &str,
@@ -238,150 +232,16 @@ pub(super) async fn oracle_of(
 
 #[sqlx::test(migrations = false)]
 async fn protobuf_streams_agree_with_an_independent_decoding_in_both_layers(pool: PgPool) {
-    let pipeline = Pipeline::with_env(
-        "protobuf",
-        &pool,
-        registry_pipeline_env("protobuf", &registry_url()),
-    )
+    // Protobuf's own: a byte left over (field number 0), message indexes naming no message.
+    streams_agree_with_an_independent_decoding(pool, TestFormat::Protobuf, 37, |valid| {
+        let mut no_such_message = valid.to_vec();
+        no_such_message[5..7].copy_from_slice(&[2, 40]); // index 20
+        vec![[valid, &[0]].concat(), no_such_message]
+    })
     .await;
-    let fractions = [
-        "--late-fraction",
-        "0.1",
-        "--malformed-fraction",
-        "0.05",
-        "--hostile-fraction",
-        "0.1",
-    ];
-    generate_in("protobuf", &pipeline, 3_000, 37, &fractions);
-    let mut speed = pipeline.start_speed("0", "speed");
-    let mut sink = pipeline.start_sink("0", "sink");
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
-
-    // Mid-stream, while both layers run: a second writer schema from a transactional producer
-    // (one transaction aborted, one committed), and messages that do not decode.
-    let v2 = register(&format!("{}-value", pipeline.topic), "PROTOBUF", V2).await;
-    let transactional: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("transactional.id", format!("{}.tx", pipeline.topic))
-        .create()
-        .unwrap();
-    transactional
-        .init_transactions(Duration::from_secs(30))
-        .unwrap();
-    for (commit, prefix) in [(false, "aborted"), (true, "committed")] {
-        transactional.begin_transaction().unwrap();
-        for i in 0..20 {
-            let payload = v2_page_view(
-                v2,
-                &format!("{prefix}-{i}"),
-                &format!("/v2/{}", i % 3),
-                i % 5,
-                (i % 4 != 0).then_some(i64::from(i) * 10),
-            );
-            transactional
-                .send(
-                    BaseRecord::to(&pipeline.topic)
-                        .partition((i % 2) as i32)
-                        .key("v2")
-                        .payload(&payload),
-                )
-                .unwrap();
-        }
-        transactional.flush(Duration::from_secs(30)).unwrap();
-        if commit {
-            transactional
-                .commit_transaction(Duration::from_secs(30))
-                .unwrap();
-        } else {
-            transactional
-                .abort_transaction(Duration::from_secs(30))
-                .unwrap();
-        }
-    }
-    let valid = v2_page_view(v2, "cut", "/cut", 1, Some(5));
-    let mut unknown = valid.clone();
-    unknown[1..5].copy_from_slice(&999_999u32.to_be_bytes());
-    let mut no_such_message = valid.clone();
-    no_such_message[5..7].copy_from_slice(&[2, 40]); // index 20: no such message
-    let hostile: Vec<Vec<u8>> = vec![
-        valid[..valid.len() - 3].to_vec(), // truncated inside a field
-        [valid.clone(), vec![0]].concat(), // a byte left over: field number 0
-        unknown,
-        no_such_message,
-        [&[1u8][..], &valid[1..]].concat(), // wrong magic byte
-        br#"{"event_id":"json on a protobuf topic"}"#.to_vec(),
-        Vec::new(), // empty
-        vec![0, 0, 0],
-        v2_page_view(v2, "nul\0id", "/nul", 2, None),
-    ];
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .create()
-        .unwrap();
-    for payload in &hostile {
-        producer
-            .send(
-                BaseRecord::to(&pipeline.topic)
-                    .partition(0)
-                    .key("hostile")
-                    .payload(payload),
-            )
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    speed_caught_up(&pool, &pipeline, &mut [&mut speed, &mut sink]).await;
-    sink_caught_up(&pipeline, &mut sink).await;
-
-    let messages = read_topic(&pipeline.topic);
-    let (accepted, expected) = oracle_of(&messages).await;
-    let codes: BTreeSet<&str> = expected.iter().map(|(_, _, c)| c.as_str()).collect();
-    for code in [
-        "wrong_magic_byte",
-        "undecodable",
-        "unknown_schema_id",
-        "unstorable_text",
-    ] {
-        assert!(codes.contains(code), "the stream covers {code}: {codes:?}");
-    }
-    assert!(
-        accepted
-            .iter()
-            .any(|m| String::from_utf8_lossy(&m.payload).contains("committed-")),
-        "the committed transaction's records are read"
-    );
-    assert!(
-        !accepted
-            .iter()
-            .any(|m| String::from_utf8_lossy(&m.payload).contains("aborted-")),
-        "the aborted transaction's records are not"
-    );
-    assert_eq!(
-        dead_letters(&pool, "sink").await,
-        expected,
-        "the sink's dead letters"
-    );
-    assert_eq!(
-        dead_letters(&pool, "speed").await,
-        expected,
-        "the speed layer's dead letters"
-    );
-
-    let truth = oracle::demo_views(accepted.iter());
-    let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    assert_rows_equal(&truth, &merged, "speed rows of a Protobuf topic");
-    let batch = run(pipeline
-        .braid()
-        .args(["batch", "run", "--wait-timeout", "120"]));
-    assert!(batch.status.success(), "batch run: {}", stderr(&batch));
-    let merged = read_rows(&mut pool.acquire().await.unwrap(), Source::Merged).await;
-    assert_rows_equal(&truth, &merged, "after a batch run over the lake");
-    let serving = read_rows(&mut pool.acquire().await.unwrap(), Source::Serving).await;
-    assert_rows_equal(&truth, &serving, "the SQL views after a batch run");
-    speed.assert_running("braid speed");
-    sink.assert_running("braid sink");
 }
 
 #[sqlx::test(migrations = false)]
 async fn a_registry_that_is_down_delays_protobuf_topics_and_refuses_nothing(pool: PgPool) {
-    registry_down_delays_both_layers(pool, "protobuf").await;
+    registry_down_delays_both_layers(pool, TestFormat::Protobuf).await;
 }
