@@ -176,7 +176,6 @@ mod tests {
     use schemas::wire::{LoadedSchema, ProtobufPlan, WireFormat};
 
     use super::*;
-    use crate::generate::{Clickstream, ClickstreamOptions};
 
     /// Every generated message, hostile and malformed ones included, is refused by a Protobuf
     /// topic exactly as its JSON form is by a JSON topic, or, when Protobuf cannot carry it,
@@ -199,44 +198,11 @@ mod tests {
             .unwrap()
             .insert(9, LoadedSchema::Protobuf(plan));
         let encoder = ProtobufEncoder::new(&proto, &writer, 9).unwrap();
-        let mut stream = Clickstream::new(ClickstreamOptions {
-            seed: 11,
-            late_fraction: 0.1,
-            malformed_fraction: 0.2,
-            hostile_fraction: 0.2,
-        });
-        let (mut encoded, mut sent_as_json) = (0, 0);
-        for i in 0..5_000 {
-            let message = stream.next_message(1_767_225_600_000_000 + i * 1_000);
-            let from_json = json.validate(&message.payload);
-            match encoder.encode(&message.payload) {
-                Some(payload) => {
-                    encoded += 1;
-                    let from_proto = proto.validate(&payload);
-                    match (&from_json, &from_proto) {
-                        (Ok(a), Ok(b)) => assert_eq!(a, b, "message {i}"),
-                        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "message {i}"),
-                        _ => panic!("message {i}: JSON {from_json:?}, Protobuf {from_proto:?}"),
-                    }
-                }
-                None => {
-                    sent_as_json += 1;
-                    let from_json = from_json.expect_err("a valid event is always encoded");
-                    let expected = match from_json.code() {
-                        "too_large" => "too_large",
-                        _ => "wrong_magic_byte",
-                    };
-                    assert_eq!(
-                        proto.validate(&message.payload).unwrap_err().code(),
-                        expected,
-                        "message {i}"
-                    );
-                }
-            }
-        }
-        assert!(
-            encoded > 4_000 && sent_as_json > 100,
-            "{encoded} / {sent_as_json}"
+        crate::generate::encode::tests::events_validate_as_their_json_does(
+            &json,
+            &proto,
+            11,
+            |json| encoder.encode(json),
         );
     }
 
