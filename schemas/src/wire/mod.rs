@@ -185,4 +185,6 @@ impl WriterSchemas {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;
