@@ -98,7 +98,7 @@ impl AvroEncoder {
             record.push((field.name.clone(), value));
         }
         let body = self.writer.write_value_to_vec(Avro::Record(record)).ok()?;
-        Some(super::encode::framed(self.id, &[], &body))
+        Some(schemas::wire::framed(self.id, &[], &body))
     }
 }
 
@@ -145,7 +145,7 @@ mod tests {
             .unwrap()
             .insert(3, LoadedSchema::Avro(plan));
         let encoder = AvroEncoder::new(&avro, &writer, 3).unwrap();
-        crate::generate::encode::tests::events_validate_as_their_json_does(
+        crate::generate::format_check::events_validate_as_their_json_does(
             &json,
             &avro,
             7,

@@ -4,6 +4,8 @@ pub mod ads;
 pub mod avro;
 pub mod clickstream;
 pub mod encode;
+#[cfg(test)]
+mod format_check;
 mod produce;
 pub mod protobuf;
 pub mod sampler;

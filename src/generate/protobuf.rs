@@ -128,7 +128,7 @@ impl ProtobufEncoder {
                 }
             }
         }
-        Some(super::encode::framed(
+        Some(schemas::wire::framed(
             self.id,
             FIRST_MESSAGE,
             &message.encode_to_vec(),
@@ -198,7 +198,7 @@ mod tests {
             .unwrap()
             .insert(9, LoadedSchema::Protobuf(plan));
         let encoder = ProtobufEncoder::new(&proto, &writer, 9).unwrap();
-        crate::generate::encode::tests::events_validate_as_their_json_does(
+        crate::generate::format_check::events_validate_as_their_json_does(
             &json,
             &proto,
             11,

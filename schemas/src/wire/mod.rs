@@ -116,6 +116,17 @@ pub fn frame(payload: &[u8]) -> Result<Framed<'_>, FrameError> {
     }
 }
 
+/// A payload in the wire format: the magic byte, the schema id, what precedes the datum
+/// (Protobuf's message indexes), the datum.
+pub fn framed(id: SchemaId, prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(HEADER_BYTES + prefix.len() + body.len());
+    payload.push(MAGIC_BYTE);
+    payload.extend_from_slice(&id.to_be_bytes());
+    payload.extend_from_slice(prefix);
+    payload.extend_from_slice(body);
+    payload
+}
+
 /// The schema id a payload names, if it has the wire format's header: what a layer fetches
 /// before it validates the payload.
 pub fn schema_id_of(payload: &[u8]) -> Option<SchemaId> {
