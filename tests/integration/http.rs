@@ -64,6 +64,13 @@ pub fn free_address() -> String {
 /// GET `path` like [`get`], but a refused connection, a cut answer or a timeout is an error
 /// rather than a panic (for a server that may be restarting).
 pub fn try_get(address: &str, path: &str, timeout: Duration) -> Result<(u16, Value), String> {
+    let (status, body) = try_get_text(address, path, timeout)?;
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    Ok((status, body))
+}
+
+/// [`try_get`] with the body as text (e.g. to read integers beyond 64 bits exactly).
+pub fn try_get_text(address: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
     let mut stream = TcpStream::connect_timeout(
         &address.parse().map_err(|e| format!("{address}: {e}"))?,
         timeout,
@@ -90,6 +97,5 @@ pub fn try_get(address: &str, path: &str, timeout: Duration) -> Result<(u16, Val
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("GET {path}: no status line"))?;
-    let body = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_string()));
-    Ok((status, body))
+    Ok((status, body.to_string()))
 }

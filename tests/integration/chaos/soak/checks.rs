@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::{Connection, PgPool};
 
-use super::topic::{Positions, TopicCache};
+use super::topic::{Positions, TopicCache, refresh};
 use crate::alerts::receiver::Receiver;
 use crate::compare::{Source, read_rows};
 use crate::oracle::{self, ViewRows};
@@ -85,15 +85,19 @@ pub async fn api(address: &str, range: &str, cache: &mut TopicCache) -> Checked 
         let answer = loop {
             let (address, asked) = (address.to_string(), path.clone());
             let got = tokio::task::spawn_blocking(move || {
-                crate::http::try_get(&address, &asked, Duration::from_secs(60))
+                crate::http::try_get_text(&address, &asked, Duration::from_secs(60))
             })
             .await
             .unwrap();
             match got {
-                Ok((200, answer)) => break answer,
+                Ok((200, body)) => {
+                    break serde_json::from_str::<Value>(&big_integers_as_text(&body))
+                        .map_err(|e| format!("GET {path}: {e}"))?;
+                }
                 other if Instant::now() > deadline => {
                     return Err(format!("GET {path}: {other:?}"));
                 }
+                // Serve restarting (refused) or PostgreSQL away (503): ask again.
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         };
@@ -103,14 +107,96 @@ pub async fn api(address: &str, range: &str, cache: &mut TopicCache) -> Checked 
         answers.push(answer);
     }
     // Read after the answers, so that the topic holds every record below their positions.
-    cache.refresh()?;
+    refresh(cache).await?;
     for ((view, groups, metrics), answer) in VIEWS.into_iter().zip(answers) {
         let positions = crate::support::reported_positions(&answer["provenance"]["speed"]);
         let expected = expected_views(cache, &positions).remove(view).unwrap();
-        let actual = crate::serving::rows_of(&answer, groups, metrics);
+        let actual = rows_of(&answer, groups, metrics)?;
         rows_differ(&format!("GET /v1/views/{view}"), &expected, &actual)?;
     }
     Ok(())
+}
+
+/// JSON text with every integer literal of more than 18 digits turned into a string, so that
+/// sums beyond 64 bits (hostile i64 values) are read exactly rather than as floats.
+fn big_integers_as_text(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() + 64);
+    let mut chars = json.chars().peekable();
+    let (mut in_string, mut escaped) = (false, false);
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+            out.push(c);
+            continue;
+        }
+        if c == '-' || c.is_ascii_digit() {
+            let mut number = c.to_string();
+            while let Some(&d) = chars.peek() {
+                if d.is_ascii_digit() || matches!(d, '.' | 'e' | 'E' | '+' | '-') {
+                    number.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let digits = number.trim_start_matches('-');
+            if digits.len() > 18 && digits.chars().all(|d| d.is_ascii_digit()) {
+                out.push('"');
+                out.push_str(&number);
+                out.push('"');
+            } else {
+                out.push_str(&number);
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One view's rows from an API answer, keyed like the oracle's (metrics that are integers, or
+/// integers beyond 64 bits as text).
+fn rows_of(answer: &Value, groups: &[&str], metrics: &[&str]) -> Result<ViewRows, String> {
+    let mut rows = ViewRows::new();
+    for row in answer["rows"].as_array().ok_or("no rows")? {
+        let key: Vec<Option<String>> = groups
+            .iter()
+            .map(|g| match &row[*g] {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            })
+            .collect();
+        let bucket =
+            chrono::DateTime::parse_from_rfc3339(row["bucket_start"].as_str().unwrap_or(""))
+                .map_err(|e| format!("bucket_start of {row}: {e}"))?
+                .timestamp_micros();
+        let mut values = Vec::new();
+        for m in metrics {
+            values.push(match &row[*m] {
+                Value::Null => None,
+                Value::String(s) => Some(s.parse::<i128>().map_err(|e| format!("{m} {s}: {e}"))?),
+                Value::Number(n) => Some(
+                    n.to_string()
+                        .parse::<i128>()
+                        .map_err(|e| format!("{m} {n}: {e}"))?,
+                ),
+                other => return Err(format!("{m} is {other}")),
+            });
+        }
+        rows.insert((key, bucket), values);
+    }
+    Ok(rows)
 }
 
 /// The speed positions of `topic`.
@@ -154,7 +240,7 @@ pub async fn sql_views_sketches_and_dead_letters(
     };
     let serving = read_rows(&mut tx, Source::Serving).await;
     let letters = dead_letters(&mut tx, "speed", topic).await;
-    if let Err(e) = cache.refresh() {
+    if let Err(e) = refresh(cache).await {
         return (positions, vec![("sql views", Err(e))]);
     }
     let mut results = Vec::new();
@@ -265,10 +351,14 @@ pub async fn lake(
         Ok(mut c) => dead_letters(&mut c, "sink", &pipeline.topic).await,
         Err(e) => Err(e.to_string()),
     };
-    if let Err(e) = cache.refresh() {
+    if let Err(e) = refresh(cache).await {
         return fail(e);
     }
-    let read = match read_positions(pipeline, version) {
+    let reader = pipeline.clone();
+    let read = tokio::task::spawn_blocking(move || read_positions(&reader, version))
+        .await
+        .unwrap();
+    let read = match read {
         Ok(read) => read,
         Err(e) => return fail(e),
     };
@@ -376,7 +466,7 @@ pub async fn dimension(pool: &PgPool, topic: &str, cache: &mut TopicCache) -> Ch
     .await
     .map_err(|e| e.to_string())?;
     let _ = tx.rollback().await;
-    cache.refresh()?;
+    refresh(cache).await?;
     let mut expected: BTreeMap<String, DimensionRow> = BTreeMap::new();
     let mut refused = Vec::new();
     for m in cache.below(&positions) {

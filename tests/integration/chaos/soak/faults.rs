@@ -112,21 +112,36 @@ fn services(action: &str) -> Result<(), String> {
     }
 }
 
-/// Runs the plan until it is done or `stop` is set. Returns the thread.
+/// Runs the plan until it is done or `stop` is set, with a runtime and connections of its own
+/// (the test's runtime has one thread, busy with the checks). Returns the thread.
 pub fn start(
     shared: Shared,
     planned: Vec<(Duration, Fault)>,
     started: Instant,
-    pool: PgPool,
+    database_url: String,
     topic: String,
-    runtime: tokio::runtime::Handle,
     seed: u64,
 ) -> JoinHandle<Result<(), String>> {
     std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let pool = runtime.block_on(async {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy(&database_url)
+                .unwrap()
+        });
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut queue = planned;
-        queue.reverse();
-        while let Some((at, fault)) = queue.pop() {
+        // (moment, fault, its first planned moment), latest first.
+        let mut queue: Vec<(Duration, Fault, Duration)> = planned
+            .into_iter()
+            .rev()
+            .map(|(at, f)| (at, f, at))
+            .collect();
+        while let Some((at, fault, first)) = queue.pop() {
             // Wait for the fault's moment (a pause, not a synchronisation), reaping meanwhile.
             while started.elapsed() < at {
                 if shared.stop.load(Ordering::SeqCst) {
@@ -151,29 +166,26 @@ pub fn start(
                     format!("SIGKILL {name}")
                 }
                 Fault::KillSchedulerInBatch => {
-                    let deadline = Instant::now() + Duration::from_secs(75);
-                    let mut in_batch = false;
+                    // Waits (at most 75 s past its moment, other faults going on) for a batch
+                    // run of the running scheduler, then a random moment inside it: its read,
+                    // its aggregation or its publish.
                     let since = shared.processes.lock().unwrap().started_at(Kind::Scheduler);
-                    while Instant::now() < deadline && !shared.stop.load(Ordering::SeqCst) {
-                        in_batch = runtime.block_on(batch_running(&pool, since));
-                        if in_batch {
-                            break;
-                        }
-                        shared.processes.lock().unwrap().reap();
-                        std::thread::sleep(Duration::from_millis(100));
+                    let in_batch = runtime.block_on(batch_running(&pool, since));
+                    if !in_batch && started.elapsed() < first + Duration::from_secs(75) {
+                        let next = started.elapsed() + Duration::from_millis(500);
+                        requeue(&mut queue, (next, fault, first));
+                        continue;
                     }
                     if in_batch {
-                        // A random moment inside the run: its read, its aggregation or its
-                        // publish.
-                        std::thread::sleep(Duration::from_millis(rng.random_range(0..3_000)));
-                        in_batch = runtime.block_on(batch_running(&pool, since));
+                        std::thread::sleep(Duration::from_millis(rng.random_range(0..2_000)));
                     }
+                    let still = in_batch && runtime.block_on(batch_running(&pool, since));
                     shared
                         .processes
                         .lock()
                         .unwrap()
                         .kill_and_restart(Kind::Scheduler, 0);
-                    if in_batch {
+                    if still {
                         "SIGKILL scheduler during a batch run".to_string()
                     } else {
                         "SIGKILL scheduler".to_string()
@@ -182,8 +194,8 @@ pub fn start(
                 Fault::CrashPostgres | Fault::CrashKafka | Fault::CrashS3 | Fault::FillS3Disk => {
                     // Not while a checkpoint reads: try again a little later.
                     let Ok(_gate) = shared.gate.try_lock() else {
-                        queue.push((started.elapsed() + Duration::from_secs(5), fault));
-                        queue.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+                        let next = started.elapsed() + Duration::from_secs(5);
+                        requeue(&mut queue, (next, fault, first));
                         continue;
                     };
                     match fault {
@@ -223,6 +235,12 @@ pub fn start(
         }
         Ok(())
     })
+}
+
+/// Puts a fault back into the queue (kept latest first) for a later moment.
+fn requeue(queue: &mut Vec<(Duration, Fault, Duration)>, entry: (Duration, Fault, Duration)) {
+    queue.push(entry);
+    queue.sort_by_key(|(at, _, _)| std::cmp::Reverse(*at));
 }
 
 /// Whether a batch run started by the scheduler running `since` is running now (a killed

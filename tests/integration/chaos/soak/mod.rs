@@ -197,8 +197,8 @@ async fn checkpoint(ctx: &mut Context, name: String) -> (Checkpoint, Option<chec
 
 /// Waits until every layer has taken in everything on the topics and every delivery is made.
 async fn settle(ctx: &mut Context, processes: &Arc<Mutex<Processes>>) {
-    ctx.records.refresh().unwrap();
-    ctx.dimension.refresh().unwrap();
+    topic::refresh(&mut ctx.records).await.unwrap();
+    topic::refresh(&mut ctx.dimension).await.unwrap();
     let ends = ctx.records.committed_ends();
     let dimension_ends = ctx.dimension.committed_ends();
     let schema = schemas::BraidConfig::load(ctx.pipeline.config.as_deref())
@@ -268,7 +268,19 @@ async fn soak(pool: PgPool) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| chrono::Utc::now().timestamp() as u64);
     eprintln!("soak: {duration:?}, seed {seed} (BRAID_SOAK_SEED repeats the fault plan)");
-    let receiver = Receiver::start().await;
+    // The webhook receiver on a runtime of its own: the test's has one thread, which the
+    // checks keep busy for seconds at a time.
+    let receiver_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let receiver = {
+        let handle = receiver_runtime.handle().clone();
+        tokio::task::spawn_blocking(move || handle.block_on(Receiver::start()))
+            .await
+            .unwrap()
+    };
     let mut pipeline = Pipeline::on_s3("chaos-soak", &pool).await;
     let dimension_topic = format!("{}.pages", pipeline.topic);
     crate::kafka_admin::create_topic_with(&pipeline.topic, 4, &[]).await;
@@ -302,7 +314,7 @@ async fn soak(pool: PgPool) {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(monitor::Samples::default()));
     let monitor = monitor::start(
-        pool.clone(),
+        pipeline.database_url.clone(),
         pipeline.topic.clone(),
         processes.clone(),
         samples.clone(),
@@ -331,9 +343,8 @@ async fn soak(pool: PgPool) {
         },
         plan,
         started,
-        pool.clone(),
+        pipeline.database_url.clone(),
         pipeline.topic.clone(),
-        tokio::runtime::Handle::current(),
         seed,
     );
 
@@ -375,7 +386,10 @@ async fn soak(pool: PgPool) {
         .unwrap()
         .expect("the fault thread does not panic");
     let fault_period = started.elapsed();
-    monitor.await.unwrap();
+    tokio::task::spawn_blocking(move || monitor.join())
+        .await
+        .unwrap()
+        .expect("the monitor does not panic");
     let up = run(
         std::process::Command::new(repo_root().join("scripts/services.sh"))
             .arg("up")
@@ -395,9 +409,16 @@ async fn soak(pool: PgPool) {
     settle(&mut ctx, &processes).await;
     let caught_up = settling.elapsed();
     processes.lock().unwrap().stop(Kind::Scheduler);
-    let batch = run(pipeline
-        .braid()
-        .args(["batch", "run", "--wait-timeout", "300"]));
+    let batch = {
+        let pipeline = pipeline.clone();
+        tokio::task::spawn_blocking(move || {
+            run(pipeline
+                .braid()
+                .args(["batch", "run", "--wait-timeout", "300"]))
+        })
+        .await
+        .unwrap()
+    };
     let (mut last, lake) = checkpoint(&mut ctx, "end".into()).await;
     if !batch.status.success() {
         last.failures

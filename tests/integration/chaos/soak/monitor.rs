@@ -74,16 +74,46 @@ async fn counters(pool: &PgPool, topic: &str) -> Option<[i64; 4]> {
     ])
 }
 
-/// Samples until `stop`; returns the task.
+/// Samples until `stop`, on a thread with a runtime and connections of its own (the test's
+/// runtime has one thread, which the checks keep busy for seconds). Returns the thread.
 pub fn start(
-    pool: PgPool,
+    database_url: String,
     topic: String,
     processes: Arc<Mutex<Processes>>,
     samples: Arc<Mutex<Samples>>,
     started: Instant,
     stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(sample(
+            database_url,
+            topic,
+            processes,
+            samples,
+            started,
+            stop,
+        ));
+    })
+}
+
+async fn sample(
+    database_url: String,
+    topic: String,
+    processes: Arc<Mutex<Processes>>,
+    samples: Arc<Mutex<Samples>>,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&database_url)
+        .unwrap();
+    {
         let log = delta_log_dir(&topic);
         let address = processes.lock().unwrap().address.clone();
         let mut last: [i64; 4] = [0; 4];
@@ -136,5 +166,5 @@ pub fn start(
                 samples.progress.entry(name).or_default().push(at);
             }
         }
-    })
+    }
 }

@@ -151,3 +151,17 @@ impl TopicCache {
             .collect()
     }
 }
+
+/// [`TopicCache::refresh`] on a blocking thread, so that the test's runtime (one thread) goes
+/// on meanwhile.
+pub async fn refresh(cache: &mut TopicCache) -> Result<(), String> {
+    let mut taken = std::mem::replace(cache, TopicCache::new(&cache.topic));
+    let (taken, result) = tokio::task::spawn_blocking(move || {
+        let result = taken.refresh();
+        (taken, result)
+    })
+    .await
+    .unwrap();
+    *cache = taken;
+    result
+}
