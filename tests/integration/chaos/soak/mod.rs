@@ -300,6 +300,11 @@ async fn soak(pool: PgPool) {
     let processes = Arc::new(Mutex::new(Processes::start(
         &pipeline, &address, RATE, started,
     )));
+    let stop = Arc::new(AtomicBool::new(false));
+    let _teardown = processes::Teardown {
+        processes: processes.clone(),
+        stop: stop.clone(),
+    };
     wait_until("the API to be ready", Duration::from_secs(120), || {
         processes.lock().unwrap().reap();
         let address = address.clone();
@@ -311,7 +316,6 @@ async fn soak(pool: PgPool) {
     })
     .await;
     let mut input = input::Input::start(&pipeline.topic, &dimension_topic, seed);
-    let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(monitor::Samples::default()));
     let monitor = monitor::start(
         pipeline.database_url.clone(),

@@ -258,8 +258,35 @@ impl Processes {
         chrono::Utc::now() - chrono::Duration::from_std(elapsed).unwrap()
     }
 
+    /// SIGKILLs every process (the end, or a failing soak).
+    pub fn kill_all(&mut self) {
+        for slot in &mut self.slots {
+            slot.running.kill();
+        }
+        self.slots.clear();
+    }
+
     /// How many times each process was started.
     pub fn starts(&self) -> Vec<(&'static str, usize)> {
         self.slots.iter().map(|s| (s.name, s.starts)).collect()
+    }
+}
+
+/// Kills every process and stops the soak's threads when dropped, so that a soak that fails
+/// (a panic unwinds past it while the fault and monitor threads still hold the processes)
+/// leaves nothing running.
+pub struct Teardown {
+    pub processes: std::sync::Arc<std::sync::Mutex<Processes>>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut processes = match self.processes.lock() {
+            Ok(p) => p,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        processes.kill_all();
     }
 }
