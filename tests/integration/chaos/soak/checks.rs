@@ -319,6 +319,9 @@ pub struct Lake {
     pub rows: usize,
     pub lost: usize,
     pub duplicated: usize,
+    /// Valid records of the whole topic (read so far) that the version lacks, whatever the
+    /// positions: at the end, once everything has caught up, what is lost.
+    pub missing: usize,
     pub positions: Positions,
 }
 
@@ -392,11 +395,18 @@ pub async fn lake(
         "sink dead letters",
         letters.and_then(|l| letters_equal_refusals("sink", &l, cache, &positions)),
     ));
+    let everything: Positions = cache.committed_ends();
+    let missing = cache
+        .below(&everything)
+        .filter(|m| oracle::refusal(&m.payload).is_none())
+        .filter(|m| !seen.contains_key(&(m.partition, m.offset)))
+        .count();
     let found = Lake {
         version,
         rows: read.len(),
         lost,
         duplicated,
+        missing,
         positions,
     };
     (Some(found), results)
@@ -429,6 +439,23 @@ fn read_positions(pipeline: &Pipeline, version: i64) -> Result<Vec<(i32, i64)>, 
 
 /// (section, weight) of a dimension key.
 type DimensionRow = (Option<String>, Option<i64>);
+
+/// The key and row an upsert message sets, `None` if the follower refuses it (not a JSON
+/// object, no string `page`, or an attribute of the wrong type).
+fn dimension_change(payload: &[u8]) -> Option<(String, DimensionRow)> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    let page = v.as_object()?.get("page")?.as_str()?.to_string();
+    let section = match &v["section"] {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        _ => return None,
+    };
+    let weight = match &v["weight"] {
+        Value::Null => None,
+        w => Some(w.as_i64()?),
+    };
+    Some((page, (section, weight)))
+}
 
 /// In one snapshot the follower's positions, its table and its dead letters; against the last
 /// valid value per key of the dimension topic below those positions (a tombstone removes the
@@ -475,17 +502,11 @@ pub async fn dimension(pool: &PgPool, topic: &str, cache: &mut TopicCache) -> Ch
             expected.remove(&key);
             continue;
         }
-        match serde_json::from_slice::<Value>(&m.payload) {
-            Ok(v) if v.is_object() => {
-                expected.insert(
-                    key,
-                    (
-                        v["section"].as_str().map(str::to_string),
-                        v["weight"].as_i64(),
-                    ),
-                );
+        match dimension_change(&m.payload) {
+            Some((page, row)) => {
+                expected.insert(page, row);
             }
-            _ => refused.push(m.offset),
+            None => refused.push(m.offset),
         }
     }
     let letters: Vec<i64> = letters

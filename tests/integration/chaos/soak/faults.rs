@@ -31,8 +31,17 @@ pub enum Fault {
     CrashS3,
     /// The topic grows from 4 to 6 partitions.
     GrowPartitions,
-    /// The S3 server's filesystem is filled for 30-60 s, then freed.
+    /// The S3 server's filesystem is filled up ([`Fault::FreeS3Disk`] follows 30-60 s later).
     FillS3Disk,
+    /// The filler is deleted.
+    FreeS3Disk,
+}
+
+impl Fault {
+    /// Whether the fault is a service's (run on the services' thread) rather than a process's.
+    fn of_a_service(self) -> bool {
+        !matches!(self, Fault::Kill(_) | Fault::KillSchedulerInBatch)
+    }
 }
 
 /// A fault that happened.
@@ -44,7 +53,8 @@ pub struct Injected {
     pub kind: Fault,
 }
 
-/// What the fault thread shares.
+/// What the fault threads share.
+#[derive(Clone)]
 pub struct Shared {
     pub processes: Arc<Mutex<Processes>>,
     /// Held by a checkpoint while it reads, and by a service crash while it lasts.
@@ -112,17 +122,44 @@ fn services(action: &str) -> Result<(), String> {
     }
 }
 
-/// Runs the plan until it is done or `stop` is set, with a runtime and connections of its own
-/// (the test's runtime has one thread, busy with the checks). Returns the thread.
+/// Runs the plan until it is done or `stop` is set, on two threads (the processes' faults on
+/// one, the services' on the other, so that a Kafka restart holds up no SIGKILL). Returns them.
 pub fn start(
-    shared: Shared,
+    shared: &Shared,
     planned: Vec<(Duration, Fault)>,
     started: Instant,
-    database_url: String,
-    topic: String,
+    database_url: &str,
+    topic: &str,
     seed: u64,
-) -> JoinHandle<Result<(), String>> {
-    std::thread::spawn(move || {
+) -> Vec<JoinHandle<Result<(), String>>> {
+    let (services, processes): (Vec<_>, Vec<_>) =
+        planned.into_iter().partition(|(_, f)| f.of_a_service());
+    [(processes, seed), (services, seed + 1)]
+        .into_iter()
+        .map(|(planned, seed)| {
+            let (shared, url, topic) =
+                (shared.clone(), database_url.to_string(), topic.to_string());
+            std::thread::spawn(move || {
+                let result = run_plan(&shared, planned, started, &url, &topic, seed);
+                // A disk left full by a stop is freed.
+                if super::disk::path().is_some() {
+                    super::disk::free()?;
+                }
+                result
+            })
+        })
+        .collect()
+}
+
+fn run_plan(
+    shared: &Shared,
+    planned: Vec<(Duration, Fault)>,
+    started: Instant,
+    database_url: &str,
+    topic: &str,
+    seed: u64,
+) -> Result<(), String> {
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -131,7 +168,7 @@ pub fn start(
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(2)
                 .acquire_timeout(Duration::from_secs(5))
-                .connect_lazy(&database_url)
+                .connect_lazy(database_url)
                 .unwrap()
         });
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -191,7 +228,11 @@ pub fn start(
                         "SIGKILL scheduler".to_string()
                     }
                 }
-                Fault::CrashPostgres | Fault::CrashKafka | Fault::CrashS3 | Fault::FillS3Disk => {
+                Fault::CrashPostgres
+                | Fault::CrashKafka
+                | Fault::CrashS3
+                | Fault::FillS3Disk
+                | Fault::FreeS3Disk => {
                     // Not while a checkpoint reads: try again a little later.
                     let Ok(_gate) = shared.gate.try_lock() else {
                         let next = started.elapsed() + Duration::from_secs(5);
@@ -214,15 +255,25 @@ pub fn start(
                             services("up")?;
                             "S3 server SIGKILL + restart".to_string()
                         }
-                        _ => {
+                        Fault::FillS3Disk => {
+                            let taken = super::disk::fill()?;
                             let held = Duration::from_secs(rng.random_range(30..60));
-                            super::disk::fill_for(held, &shared.stop)?;
-                            format!("S3 disk full for {} s", held.as_secs())
+                            let free = started.elapsed() + held;
+                            requeue(&mut queue, (free, Fault::FreeS3Disk, free));
+                            format!(
+                                "S3 disk filled ({} MiB) for {} s",
+                                taken >> 20,
+                                held.as_secs()
+                            )
+                        }
+                        _ => {
+                            super::disk::free()?;
+                            "S3 disk freed".to_string()
                         }
                     }
                 }
                 Fault::GrowPartitions => {
-                    runtime.block_on(crate::kafka_admin::grow_partitions(&topic, 6));
+                    runtime.block_on(crate::kafka_admin::grow_partitions(topic, 6));
                     "topic grown from 4 to 6 partitions".to_string()
                 }
             };
@@ -234,7 +285,7 @@ pub fn start(
             });
         }
         Ok(())
-    })
+    }
 }
 
 /// Puts a fault back into the queue (kept latest first) for a later moment.

@@ -163,11 +163,15 @@ fn run(topic: &str, dimension_topic: &str, seed: u64, stop: &AtomicBool, counts:
             next_dimension = Instant::now() + Duration::from_millis(rng.random_range(500..2_000));
             let key = format!("/soak/{}", rng.random_range(0..DIMENSION_KEYS));
             let roll = rng.random_range(0..10);
+            // The follower takes the key of an upsert from its `page` field, a tombstone's from
+            // the message key.
             let payload = match roll {
                 0 => None,
                 1 => Some("{not json".to_string()),
+                2 => Some(serde_json::json!({"page": key, "weight": "heavy"}).to_string()),
                 _ => Some(
                     serde_json::json!({
+                        "page": key,
                         "section": format!("s{}", rng.random_range(0..5)),
                         "weight": rng.random_range(-1_000i64..1_000),
                     })
