@@ -536,9 +536,14 @@ async fn soak(pool: PgPool) {
         .as_ref()
         .map_or((0, 0), |l| (l.lost.max(l.missing), l.duplicated));
     let title = format!(
-        "Soak {} s (scripts/chaos --soak {}), seed {seed}",
+        "Soak {} s (scripts/chaos --soak {}), seed {seed}, speed and sink {} group members",
         duration.as_secs(),
-        std::env::var("BRAID_CHAOS_SOAK").unwrap_or_default()
+        std::env::var("BRAID_CHAOS_SOAK").unwrap_or_default(),
+        if processes::static_members() {
+            "static"
+        } else {
+            "dynamic"
+        }
     );
     let summary = vec![
         (

@@ -19,6 +19,13 @@ pub const SCHEDULE: [(&str, &str); 3] = [
 /// The webhook receiver's bearer token, in the evaluators' environment.
 pub const WEBHOOK_TOKEN: &str = "soak-webhook-token";
 
+/// Whether the speed layer and the sink are static group members (Kafka's
+/// `group.instance.id`, as docs/deployment.md recommends): `BRAID_SOAK_STATIC=0` makes them
+/// dynamic members, which rebalance on every restart.
+pub fn static_members() -> bool {
+    std::env::var("BRAID_SOAK_STATIC").map_or(true, |v| v != "0")
+}
+
 /// What a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -123,6 +130,18 @@ impl Processes {
         let p = &self.pipeline;
         let log = format!("{name}-{start}");
         match kind {
+            Kind::Speed | Kind::Sink if !static_members() => {
+                let command = if kind == Kind::Speed { "speed" } else { "sink" };
+                Running(
+                    p.braid()
+                        .arg(command)
+                        .env("BRAID__KAFKA__OPTIONS__SESSION.TIMEOUT.MS", "6000")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(log_file(&format!("{}-{command}-{log}", p.topic)))
+                        .spawn()
+                        .expect("braid starts"),
+                )
+            }
             Kind::Speed => p.start_speed(&log, "speed"),
             Kind::Sink => p.start_sink(&log, "sink"),
             Kind::Scheduler => p.start_scheduler(&log, &SCHEDULE),
