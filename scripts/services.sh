@@ -376,13 +376,17 @@ case "${1:-}" in
     [ -f "$(pg_home)/data/postmaster.pid" ] || die "PostgreSQL is not running"
     log "stopping PostgreSQL immediately (crash)"
     as_pg_user "$(pg_bin)/pg_ctl" -D "$(pg_home)/data" -m immediate -w stop >/dev/null ;;
+  # A SIGKILL takes effect a moment later: until the process is gone its port and log still
+  # look like a running server, and an `up` in that moment would start nothing.
   crash-kafka)
     kafka_running || die "Kafka is not running"
     log "killing Kafka (SIGKILL)"
-    kill -9 "$(kafka_pid)" ;;
+    pid=$(kafka_pid); kill -9 "$pid"
+    wait_for "Kafka's end" 30 bash -c "! kill -0 $pid 2>/dev/null" || die "Kafka $pid survived SIGKILL" ;;
   crash-s3)
     s3_running || die "the S3 server is not running"
     log "killing the S3 server (SIGKILL)"
-    kill -9 "$(s3_pid)" ;;
+    pid=$(s3_pid); kill -9 "$pid"
+    wait_for "the S3 server's end" 30 bash -c "! kill -0 $pid 2>/dev/null" || die "the S3 server $pid survived SIGKILL" ;;
   *) sed -n '2,24p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac
