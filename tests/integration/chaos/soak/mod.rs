@@ -428,6 +428,8 @@ async fn soak(pool: PgPool) {
     })
     .await
     .unwrap();
+    // How often each process was started, before the generator and the scheduler go.
+    let starts = processes.lock().unwrap().starts();
     processes.lock().unwrap().stop(Kind::Generator);
     let settling = Instant::now();
     let short = settle(&mut ctx, &processes, Duration::from_secs(300)).await;
@@ -457,6 +459,12 @@ async fn soak(pool: PgPool) {
     if let Err(e) = faulted {
         last.failures
             .push(format!("a fault could not be injected: {e}"));
+    }
+    if !short.is_empty() {
+        last.failures.push(format!(
+            "300 s after the input stopped, not caught up: {}",
+            short.join("; ")
+        ));
     }
     let ends = ctx.records.committed_ends();
     if let Some(lake) = &lake
@@ -589,7 +597,7 @@ async fn soak(pool: PgPool) {
         checkpoints: &checkpoints,
         samples: &samples,
         exits: &processes.exits,
-        starts: processes.starts(),
+        starts,
         stalls,
         memory_window: (duration.as_secs() / 10).clamp(60, 300),
         memory_flat,
