@@ -11,7 +11,7 @@
 #   scripts/services.sh status   say what runs where
 #   scripts/services.sh env      print the environment to use: eval "$(scripts/services.sh env)"
 #   scripts/services.sh reset    stop them and delete their state
-#   scripts/services.sh crash-postgres | crash-kafka   faults for scripts/chaos (then `up`)
+#   scripts/services.sh crash-postgres | crash-kafka | crash-s3   faults for scripts/chaos (then `up`)
 #
 # If DATABASE_URL, KAFKA_BROKERS, BRAID_S3_ENDPOINT or BRAID_SCHEMA_REGISTRY_URL is already
 # set, that service is taken as given: nothing is installed or started for it, and `up` only
@@ -371,14 +371,22 @@ case "${1:-}" in
     if registry_running && registry_answers; then echo "registry: Apicurio running on $OWN_REGISTRY_URL (pid $(registry_pid), log $REGISTRY_HOME/registry.log)"; else echo "registry: not running"; fi ;;
   env) print_env ;;
   # Faults for scripts/chaos: an immediate shutdown of PostgreSQL (no checkpoint, clients cut
-  # off, as in a crash) and a SIGKILL of the broker. `up` starts them again.
+  # off, as in a crash), a SIGKILL of the broker and one of the S3 server. `up` starts them again.
   crash-postgres)
     [ -f "$(pg_home)/data/postmaster.pid" ] || die "PostgreSQL is not running"
     log "stopping PostgreSQL immediately (crash)"
     as_pg_user "$(pg_bin)/pg_ctl" -D "$(pg_home)/data" -m immediate -w stop >/dev/null ;;
+  # A SIGKILL takes effect a moment later: until the process is gone its port and log still
+  # look like a running server, and an `up` in that moment would start nothing.
   crash-kafka)
     kafka_running || die "Kafka is not running"
     log "killing Kafka (SIGKILL)"
-    kill -9 "$(kafka_pid)" ;;
+    pid=$(kafka_pid); kill -9 "$pid"
+    wait_for "Kafka's end" 30 bash -c "! kill -0 $pid 2>/dev/null" || die "Kafka $pid survived SIGKILL" ;;
+  crash-s3)
+    s3_running || die "the S3 server is not running"
+    log "killing the S3 server (SIGKILL)"
+    pid=$(s3_pid); kill -9 "$pid"
+    wait_for "the S3 server's end" 30 bash -c "! kill -0 $pid 2>/dev/null" || die "the S3 server $pid survived SIGKILL" ;;
   *) sed -n '2,24p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ] && exit 2 || exit 0 ;;
 esac

@@ -46,9 +46,20 @@ pub async fn run(config: BraidConfig, args: &DimensionsArgs) -> anyhow::Result<E
         DimensionsCommand::Follow => {
             let stop = StopFlag::default();
             stop.stop_on_signals();
-            let summary =
-                dimensions::follow(&pool, &config.kafka, &config.dimensions, stop.shared()).await?;
-            tracing::info!(?summary, "finished");
+            // As in `braid up`: a follow that ends with an error (the database or Kafka away)
+            // starts again after a growing pause and resumes from the stored positions, rather
+            // than ending the process, as the speed layer and the sink ride out an outage.
+            let flag = stop.shared();
+            super::up::supervise::restarted("dimension follower", &stop, move || {
+                let (pool, config, flag) = (pool.clone(), config.clone(), flag.clone());
+                async move {
+                    let summary =
+                        dimensions::follow(&pool, &config.kafka, &config.dimensions, flag).await?;
+                    tracing::info!(?summary, "finished");
+                    Ok(())
+                }
+            })
+            .await?;
         }
         DimensionsCommand::List => {
             for d in &config.dimensions {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use schemas::BraidConfig;
 
-mod supervise;
+pub(super) mod supervise;
 
 use crate::cli::{GenerateArgs, UpArgs};
 use crate::stop::StopFlag;

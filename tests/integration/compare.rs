@@ -194,7 +194,10 @@ pub fn assert_rows_equal(
 /// Loads the valid `messages` into the session's temporary table `visits (page, ts, user_id)`,
 /// replacing what an earlier call left there: the records PostgreSQL's own `hll_add_agg` and
 /// `count(DISTINCT ...)` are run over.
-pub async fn load_visits(connection: &mut PgConnection, messages: &[crate::oracle::RawMessage]) {
+pub async fn load_visits<'a>(
+    connection: &mut PgConnection,
+    messages: impl IntoIterator<Item = &'a crate::oracle::RawMessage>,
+) {
     let (mut pages, mut times, mut users) = (Vec::new(), Vec::new(), Vec::new());
     for message in messages {
         if crate::oracle::refusal(&message.payload).is_some() {
@@ -228,9 +231,9 @@ pub async fn load_visits(connection: &mut PgConnection, messages: &[crate::oracl
 /// PostgreSQL's own `hll_add_agg` builds from the valid `messages` at the extension's defaults
 /// (what `distinct(user_id)` means): byte for byte, in whichever form (EXPLICIT, SPARSE, FULL)
 /// the extension gives it, so a lost or doubled record anywhere shows. Returns what differs.
-pub async fn distinct_sketches_match(
+pub async fn distinct_sketches_match<'a>(
     connection: &mut PgConnection,
-    messages: &[crate::oracle::RawMessage],
+    messages: impl IntoIterator<Item = &'a crate::oracle::RawMessage>,
 ) -> Result<(), String> {
     let config = schemas::BraidConfig::load(Some(&repo_root().join("braid.toml"))).unwrap();
     let view = config

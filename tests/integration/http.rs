@@ -60,3 +60,42 @@ pub fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
 }
+
+/// GET `path` like [`get`], but a refused connection, a cut answer or a timeout is an error
+/// rather than a panic (for a server that may be restarting).
+pub fn try_get(address: &str, path: &str, timeout: Duration) -> Result<(u16, Value), String> {
+    let (status, body) = try_get_text(address, path, timeout)?;
+    let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    Ok((status, body))
+}
+
+/// [`try_get`] with the body as text (e.g. to read integers beyond 64 bits exactly).
+pub fn try_get_text(address: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(
+        &address.parse().map_err(|e| format!("{address}: {e}"))?,
+        timeout,
+    )
+    .map_err(|e| format!("connect {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("GET {path}: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no HTTP response"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no status line"))?;
+    Ok((status, body.to_string()))
+}

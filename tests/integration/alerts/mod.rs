@@ -5,7 +5,7 @@
 //! standby's takeover; and bad rules refused at start.
 
 mod delivery;
-mod receiver;
+pub(crate) mod receiver;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

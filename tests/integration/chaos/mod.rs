@@ -19,6 +19,7 @@ use crate::compare::{Source, read_rows};
 use crate::http::{free_address, get, ready};
 use crate::oracle;
 mod hostile_values;
+mod soak;
 
 use crate::support::{
     Pipeline, Running, kafka_brokers, log_file, read_topic, repo_root, run, sink_caught_up,

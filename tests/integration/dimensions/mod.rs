@@ -14,6 +14,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 pub(crate) mod hostile;
+mod outage;
 mod up;
 mod versioned;
 
