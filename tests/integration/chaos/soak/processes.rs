@@ -20,10 +20,12 @@ pub const SCHEDULE: [(&str, &str); 3] = [
 pub const WEBHOOK_TOKEN: &str = "soak-webhook-token";
 
 /// Whether the speed layer and the sink are static group members (Kafka's
-/// `group.instance.id`, as docs/deployment.md recommends): `BRAID_SOAK_STATIC=0` makes them
-/// dynamic members, which rebalance on every restart.
+/// `group.instance.id` in `kafka.options`, which Braid does not set by default):
+/// `BRAID_SOAK_STATIC=1`. By default they are dynamic members, as Braid runs them, and
+/// rebalance on every restart. (Static members miss partitions added while they run:
+/// docs/reliability.md.)
 pub fn static_members() -> bool {
-    std::env::var("BRAID_SOAK_STATIC").map_or(true, |v| v != "0")
+    std::env::var("BRAID_SOAK_STATIC").is_ok_and(|v| v == "1")
 }
 
 /// What a process is.
