@@ -108,3 +108,49 @@ async fn a_table_on_s3_is_created_and_reopened_at_its_version() {
         .unwrap();
     assert_eq!(listed.len(), 1, "one commit on the server: {listed:?}");
 }
+
+/// A sink started while the lake's store cannot be reached waits for it, saying so, and commits
+/// every record once the store answers (it used to exit at start, which the soak found).
+#[sqlx::test(migrations = false)]
+async fn a_sink_started_while_the_store_is_down_waits_for_it(pool: sqlx::PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let down = Arc::new(AtomicBool::new(true));
+    let real = S3Lake::new("unused").endpoint;
+    let proxy = crate::support::tcp_proxy(
+        real.trim_start_matches("http://").to_string(),
+        Arc::clone(&down),
+    )
+    .await;
+    // No retries inside object_store: each failure reaches the sink at once.
+    let env = vec![(
+        "BRAID__LAKE__STORAGE_OPTIONS__max_retries".to_string(),
+        "0".to_string(),
+    )];
+    let pipeline = crate::support::Pipeline::on_s3_through(
+        "s3_down_at_start",
+        &pool,
+        &format!("http://{proxy}"),
+        env,
+    )
+    .await;
+    pipeline.produce(500, 3, 2);
+    let mut sink = pipeline.start_sink("0", "sink");
+    let waiting = {
+        let pipeline = pipeline.clone();
+        move || {
+            let log = crate::support::log_of(&pipeline, "sink", "0");
+            async move { log.matches("cannot open the lake").count() >= 2 }
+        }
+    };
+    crate::support::wait_until(
+        "the sink to wait for the store",
+        std::time::Duration::from_secs(60),
+        waiting,
+    )
+    .await;
+    sink.assert_running("braid sink");
+    down.store(false, Ordering::Relaxed);
+    crate::support::sink_caught_up(&pipeline, &mut sink).await;
+    sink.assert_running("braid sink");
+}

@@ -255,6 +255,20 @@ impl Pipeline {
         Self::with_lake_and_env(topic, lake, pool, env).await
     }
 
+    /// A pipeline for `test` whose table is on the local S3-compatible server, reached through
+    /// `endpoint` (a proxy to it), with more environment for every command.
+    pub async fn on_s3_through(
+        test: &str,
+        pool: &sqlx::PgPool,
+        endpoint: &str,
+        env: Vec<(String, String)>,
+    ) -> Self {
+        let topic = unique_topic(test);
+        let mut s3 = S3Lake::new(&topic);
+        s3.endpoint = endpoint.to_string();
+        Self::with_lake_and_env(topic, TestLake::S3(s3), pool, env).await
+    }
+
     /// A pipeline for `test` whose table is on the local S3-compatible server.
     pub async fn on_s3(test: &str, pool: &sqlx::PgPool) -> Self {
         let topic = unique_topic(test);
@@ -685,4 +699,29 @@ pub async fn dead_letters(
         .unwrap()
         .into_iter()
         .collect()
+}
+
+/// A TCP proxy on 127.0.0.1 to `upstream` (`host:port`) that refuses connections (a reset, as
+/// from a server that is gone) while `down` is set; its `host:port`.
+pub async fn tcp_proxy(
+    upstream: String,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if down.load(std::sync::atomic::Ordering::Relaxed) {
+                drop(client);
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    local
 }

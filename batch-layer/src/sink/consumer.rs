@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use deltalake::DeltaTable;
 use ingest::{Buffer, Buffered, Disposition, Expected, IngestError, Received, Store};
@@ -205,7 +205,9 @@ pub fn run(
         &topic,
         &settings.ingest.schema,
     ))?;
-    let table = runtime.block_on(settings.lake.open())?;
+    let Some(table) = open_lake_waiting(&settings.lake, &runtime, &stop)? else {
+        return Ok(SinkSummary::default()); // stopped while the store was out
+    };
     tracing::info!(table = settings.lake.uri(), "sink starting");
     let buffer = SinkBuffer {
         topic: topic.clone(),
@@ -226,6 +228,43 @@ pub fn run(
         table,
     };
     ingest::run(settings.ingest, store, buffer, runtime, stop)
+}
+
+/// The first wait after the lake's store failed at start; it doubles up to [`OPEN_WAIT_MAX`].
+const OPEN_WAIT_FIRST: Duration = Duration::from_millis(500);
+const OPEN_WAIT_MAX: Duration = Duration::from_secs(30);
+
+/// Opens the lake, waiting out a store that is unreachable or failing (full, down, slow) for as
+/// long as it lasts, as a running sink waits out a failed commit; an error that waiting cannot
+/// mend (the configuration's) is returned. `None`: `stop` was set while waiting.
+fn open_lake_waiting(
+    lake: &crate::lake::Lake,
+    runtime: &Handle,
+    stop: &AtomicBool,
+) -> Result<Option<DeltaTable>, SinkError> {
+    let mut wait = OPEN_WAIT_FIRST;
+    loop {
+        match runtime.block_on(lake.open()) {
+            Ok(table) => return Ok(Some(table)),
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(
+                    table = lake.uri(),
+                    %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "cannot open the lake: the sink waits for its store and tries again"
+                );
+                let until = Instant::now() + wait;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(50).min(wait));
+                }
+                wait = (wait * 2).min(OPEN_WAIT_MAX);
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 #[cfg(test)]

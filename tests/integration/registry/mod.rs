@@ -497,29 +497,13 @@ async fn avro_streams_agree_with_an_independent_decoding_in_both_layers(pool: Pg
     .await;
 }
 
-/// A TCP proxy to the registry that refuses connections while `down` is set.
+/// A proxy to the registry that refuses connections while `down` is set; its URL.
 async fn registry_proxy(down: Arc<AtomicBool>) -> String {
     let upstream = registry_url();
     let rest = upstream.trim_start_matches("http://");
     let (authority, path) = rest.split_once('/').unwrap();
-    let authority = authority.to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/{path}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            if down.load(Ordering::Relaxed) {
-                drop(client); // a reset, as from a registry that is gone
-                continue;
-            }
-            let authority = authority.clone();
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(&authority).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    url
+    let local = crate::support::tcp_proxy(authority.to_string(), down).await;
+    format!("http://{local}/{path}")
 }
 
 #[sqlx::test(migrations = false)]
