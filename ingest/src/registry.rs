@@ -73,6 +73,26 @@ pub enum RegistryError {
         /// The variable.
         var: String,
     },
+    /// A secret file the configuration names cannot be read or is empty (the operator's
+    /// error; the layer does not start).
+    #[error("{key} {path}: {detail}")]
+    SecretFile {
+        /// The config key.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be used (never its content).
+        detail: String,
+    },
+    /// `schema_registry.cert_file` and `key_file` do not make a client identity (the
+    /// operator's error; the layer does not start).
+    #[error("schema_registry.cert_file {path} and its key_file: {detail}")]
+    ClientCertificate {
+        /// The certificate file.
+        path: String,
+        /// Why they cannot be used.
+        detail: String,
+    },
     /// `schema_registry.ca_file` cannot be read or holds no certificate (the operator's
     /// error; the layer does not start).
     #[error("schema_registry.ca_file {path}: {detail}")]
@@ -164,14 +184,44 @@ impl RegistryClient {
                 var: var.to_string(),
             })
         };
+        let secret_file = |key: &'static str, path: &str| {
+            let failed = |detail: String| RegistryError::SecretFile {
+                key,
+                path: path.to_string(),
+                detail,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.is_empty() {
+                return Err(failed("the file is empty".into()));
+            }
+            Ok(text.to_string())
+        };
         let auth = if !config.token_env.is_empty() {
             Auth::Bearer(secret("schema_registry.token_env", &config.token_env)?)
+        } else if !config.token_file.is_empty() {
+            Auth::Bearer(secret_file(
+                "schema_registry.token_file",
+                &config.token_file,
+            )?)
         } else if !config.username.is_empty() {
+            let password = if !config.password_env.is_empty() {
+                Some(secret(
+                    "schema_registry.password_env",
+                    &config.password_env,
+                )?)
+            } else if !config.password_file.is_empty() {
+                Some(secret_file(
+                    "schema_registry.password_file",
+                    &config.password_file,
+                )?)
+            } else {
+                None
+            };
             Auth::Basic {
                 username: config.username.clone(),
-                password: (!config.password_env.is_empty())
-                    .then(|| secret("schema_registry.password_env", &config.password_env))
-                    .transpose()?,
+                password,
             }
         } else {
             Auth::None
@@ -194,6 +244,22 @@ impl RegistryClient {
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
+        }
+        if !config.cert_file.is_empty() {
+            let identity_error = |detail: String| RegistryError::ClientCertificate {
+                path: config.cert_file.clone(),
+                detail,
+            };
+            let mut pem = std::fs::read(&config.cert_file)
+                .map_err(|e| identity_error(format!("the certificate: {e}")))?;
+            pem.push(b'\n');
+            pem.extend(
+                std::fs::read(&config.key_file)
+                    .map_err(|e| identity_error(format!("the key: {e}")))?,
+            );
+            let identity =
+                reqwest::Identity::from_pem(&pem).map_err(|e| identity_error(e.to_string()))?;
+            builder = builder.identity(identity);
         }
         Ok(Self {
             http: builder.build().map_err(RegistryError::Client)?,

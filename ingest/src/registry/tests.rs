@@ -52,8 +52,12 @@ fn config(url: &str) -> SchemaRegistryConfig {
         url: url.into(),
         username: String::new(),
         password_env: String::new(),
+        password_file: String::new(),
         token_env: String::new(),
+        token_file: String::new(),
         ca_file: String::new(),
+        cert_file: String::new(),
+        key_file: String::new(),
         timeout_ms: schemas::duration::Millis(2_000),
         retry_max_ms: schemas::duration::Millis(400),
     }
@@ -366,4 +370,67 @@ async fn unknown_ids_are_asked_for_again_after_a_while() {
     .unwrap();
     assert_eq!(registry.requests.lock().unwrap().len(), 2);
     assert!(schema.validate(&payload(7)).is_ok());
+}
+
+/// Secrets from files (mounted secrets): the token or password is sent, its final newline
+/// dropped; a missing or empty file stops the start naming the key, never the content.
+#[tokio::test]
+async fn secrets_come_from_files() {
+    let dir = std::env::temp_dir().join(format!("braid-registry-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cr3t-token\n").unwrap();
+    let registry = scripted(vec![(200, SCHEMA_ANSWER), (200, SCHEMA_ANSWER)]).await;
+    let mut with_token = config(&registry.url);
+    with_token.token_file = token.to_string_lossy().into_owned();
+    RegistryClient::new(&with_token)
+        .unwrap()
+        .schema_by_id(1)
+        .await
+        .unwrap();
+    let password = dir.join("password");
+    std::fs::write(&password, "pa55").unwrap();
+    let mut with_password = config(&registry.url);
+    with_password.username = "braid".into();
+    with_password.password_file = password.to_string_lossy().into_owned();
+    RegistryClient::new(&with_password)
+        .unwrap()
+        .schema_by_id(1)
+        .await
+        .unwrap();
+    let requests = registry.requests.lock().unwrap().clone();
+    assert!(
+        requests[0].contains("authorization: Bearer s3cr3t-token\r\n"),
+        "{}",
+        requests[0]
+    );
+    // braid:pa55 in base64.
+    assert!(
+        requests[1].contains("authorization: Basic YnJhaWQ6cGE1NQ=="),
+        "{}",
+        requests[1]
+    );
+    std::fs::write(&token, "").unwrap();
+    let error = RegistryClient::new(&with_token).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RegistryError::SecretFile {
+                key: "schema_registry.token_file",
+                ..
+            }
+        ),
+        "{error}"
+    );
+    with_token.token_file = dir.join("absent").to_string_lossy().into_owned();
+    let error = RegistryClient::new(&with_token).unwrap_err().to_string();
+    assert!(error.contains("schema_registry.token_file"), "{error}");
+    let mut certificate = config(&registry.url);
+    certificate.cert_file = dir.join("absent.pem").to_string_lossy().into_owned();
+    certificate.key_file = certificate.cert_file.clone();
+    assert!(matches!(
+        RegistryClient::new(&certificate),
+        Err(RegistryError::ClientCertificate { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -346,10 +346,20 @@ pub struct SchemaRegistryConfig {
     pub username: String,
     /// The environment variable holding the basic-authentication password.
     pub password_env: String,
+    /// A file holding the basic-authentication password (instead of `password_env`), e.g. a
+    /// mounted secret; read at start, a final newline dropped.
+    pub password_file: String,
     /// The environment variable holding a bearer token (instead of basic authentication).
     pub token_env: String,
+    /// A file holding a bearer token (instead of `token_env`); read at start.
+    pub token_file: String,
     /// A PEM file of CA certificates to trust for an `https` URL, beside the system's.
     pub ca_file: String,
+    /// A PEM file with a client certificate (and its chain) for a registry that asks for one
+    /// (mutual TLS); with `key_file`.
+    pub cert_file: String,
+    /// The PEM file of `cert_file`'s private key.
+    pub key_file: String,
     /// How long one request may take.
     pub timeout_ms: Millis,
     /// The longest wait between retries of a fetch while the registry is down (the first is
@@ -363,7 +373,11 @@ impl fmt::Debug for SchemaRegistryConfig {
             .field("url", &redact_url(&self.url))
             .field("username", &self.username)
             .field("password_env", &self.password_env)
+            .field("password_file", &self.password_file)
             .field("token_env", &self.token_env)
+            .field("token_file", &self.token_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .field("ca_file", &self.ca_file)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry_max_ms", &self.retry_max_ms)

@@ -462,6 +462,47 @@ fn avro_needs_a_registry_and_paths_need_avro() {
         ],
     );
     assert_eq!(key, "schema_registry.token_env");
+    for (settings, expected) in [
+        (
+            &[
+                ("BRAID__SCHEMA_REGISTRY__TOKEN_FILE", "/run/t"),
+                ("BRAID__SCHEMA_REGISTRY__USERNAME", "u"),
+            ][..],
+            "schema_registry.token_file",
+        ),
+        (
+            &[
+                ("BRAID__SCHEMA_REGISTRY__TOKEN_FILE", "/run/t"),
+                ("BRAID__SCHEMA_REGISTRY__TOKEN_ENV", "T"),
+            ],
+            "schema_registry.token_file",
+        ),
+        (
+            &[("BRAID__SCHEMA_REGISTRY__PASSWORD_FILE", "/run/p")],
+            "schema_registry.password_file",
+        ),
+        (
+            &[
+                ("BRAID__SCHEMA_REGISTRY__USERNAME", "u"),
+                ("BRAID__SCHEMA_REGISTRY__PASSWORD_FILE", "/run/p"),
+                ("BRAID__SCHEMA_REGISTRY__PASSWORD_ENV", "P"),
+            ],
+            "schema_registry.password_file",
+        ),
+        (
+            &[("BRAID__SCHEMA_REGISTRY__CERT_FILE", "/run/c.pem")],
+            "schema_registry.key_file",
+        ),
+        (
+            &[("BRAID__SCHEMA_REGISTRY__KEY_FILE", "/run/k.pem")],
+            "schema_registry.cert_file",
+        ),
+    ] {
+        let mut all = vec![registry];
+        all.extend_from_slice(settings);
+        let (key, _) = invalid(DEMO, &all);
+        assert_eq!(key, expected, "{settings:?}");
+    }
     let (key, _) = invalid(DEMO, &[("BRAID__SCHEMA_REGISTRY__URL", "ftp://x")]);
     assert_eq!(key, "schema_registry.url");
     let debug = format!(

@@ -229,15 +229,50 @@ fn schema_registry(raw: &RawConfig) -> Result<()> {
             "must be an http:// or https:// URL",
         )?;
     }
+    let token = !registry.token_env.is_empty() || !registry.token_file.is_empty();
     require(
-        registry.token_env.is_empty() || registry.username.is_empty(),
-        "schema_registry.token_env",
+        !token || registry.username.is_empty(),
+        if registry.token_env.is_empty() {
+            "schema_registry.token_file"
+        } else {
+            "schema_registry.token_env"
+        },
         "use either basic authentication (username) or a bearer token, not both",
     )?;
     require(
-        registry.password_env.is_empty() || !registry.username.is_empty(),
-        "schema_registry.password_env",
-        "a password needs schema_registry.username",
+        registry.token_env.is_empty() || registry.token_file.is_empty(),
+        "schema_registry.token_file",
+        "give the token in token_env or in token_file, not both",
+    )?;
+    require(
+        registry.password_env.is_empty() || registry.password_file.is_empty(),
+        "schema_registry.password_file",
+        "give the password in password_env or in password_file, not both",
+    )?;
+    for (key, set) in [
+        (
+            "schema_registry.password_env",
+            !registry.password_env.is_empty(),
+        ),
+        (
+            "schema_registry.password_file",
+            !registry.password_file.is_empty(),
+        ),
+    ] {
+        require(
+            !set || !registry.username.is_empty(),
+            key,
+            "a password needs schema_registry.username",
+        )?;
+    }
+    require(
+        registry.cert_file.is_empty() == registry.key_file.is_empty(),
+        if registry.cert_file.is_empty() {
+            "schema_registry.cert_file"
+        } else {
+            "schema_registry.key_file"
+        },
+        "a client certificate needs both cert_file and key_file",
     )?;
     require(
         (1..=600_000).contains(&registry.timeout_ms.0),
