@@ -243,3 +243,29 @@ fn the_oracle_agrees_with_the_generator_about_validity() {
         );
     }
 }
+
+/// The demo views the oracle folds: name, group fields, metric columns.
+pub const DEMO_VIEW_COLUMNS: [(&str, &[&str], &[&str]); 3] = [
+    (
+        "page_views",
+        &["page"],
+        &[
+            "count",
+            "sum_duration_ms",
+            "max_duration_ms",
+            "count_duration_ms",
+        ],
+    ),
+    (
+        "purchases_by_country",
+        &["country", "device"],
+        &[
+            "count",
+            "sum_price_cents",
+            "min_price_cents",
+            "max_price_cents",
+            "count_price_cents",
+        ],
+    ),
+    ("events_by_type", &["event_type"], &["count"]),
+];

@@ -127,30 +127,7 @@ pub(crate) fn rows_of(answer: &Value, groups: &[&str], metrics: &[&str]) -> View
 /// Asks the API for every demo view and checks each answer against the oracle over the
 /// records below the positions that answer reports.
 async fn assert_api_exact(address: &str, topic: &str, when: &str) {
-    let views: [(&str, &[&str], &[&str]); 3] = [
-        (
-            "page_views",
-            &["page"],
-            &[
-                "count",
-                "sum_duration_ms",
-                "max_duration_ms",
-                "count_duration_ms",
-            ],
-        ),
-        (
-            "purchases_by_country",
-            &["country", "device"],
-            &[
-                "count",
-                "sum_price_cents",
-                "min_price_cents",
-                "max_price_cents",
-                "count_price_cents",
-            ],
-        ),
-        ("events_by_type", &["event_type"], &["count"]),
-    ];
+    let views = crate::oracle::DEMO_VIEW_COLUMNS;
     let answers: Vec<Value> = views
         .iter()
         .map(|(view, _, _)| {

@@ -21,31 +21,7 @@ use crate::support::Pipeline;
 /// What a check found: Ok, or what differs.
 pub type Checked = Result<(), String>;
 
-/// The demo views the oracle folds: name, group fields, metric columns.
-const VIEWS: [(&str, &[&str], &[&str]); 3] = [
-    (
-        "page_views",
-        &["page"],
-        &[
-            "count",
-            "sum_duration_ms",
-            "max_duration_ms",
-            "count_duration_ms",
-        ],
-    ),
-    (
-        "purchases_by_country",
-        &["country", "device"],
-        &[
-            "count",
-            "sum_price_cents",
-            "min_price_cents",
-            "max_price_cents",
-            "count_price_cents",
-        ],
-    ),
-    ("events_by_type", &["event_type"], &["count"]),
-];
+use crate::oracle::DEMO_VIEW_COLUMNS as VIEWS;
 
 /// Where `actual` differs from `expected` (the first few keys), if anywhere.
 fn rows_differ(view: &str, expected: &ViewRows, actual: &ViewRows) -> Checked {
