@@ -15,13 +15,11 @@ use sqlx::{Connection, PgPool};
 use super::topic::{Positions, TopicCache, refresh};
 use crate::alerts::receiver::Receiver;
 use crate::compare::{Source, read_rows};
-use crate::oracle::{self, ViewRows};
+use crate::oracle::{self, DEMO_VIEW_COLUMNS as VIEWS, ViewRows};
 use crate::support::Pipeline;
 
 /// What a check found: Ok, or what differs.
 pub type Checked = Result<(), String>;
-
-use crate::oracle::DEMO_VIEW_COLUMNS as VIEWS;
 
 /// Where `actual` differs from `expected` (the first few keys), if anywhere.
 fn rows_differ(view: &str, expected: &ViewRows, actual: &ViewRows) -> Checked {
