@@ -416,7 +416,7 @@ async fn a_new_optional_field_adds_a_nullable_column_and_old_rows_read_as_null(p
 async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once(pool: PgPool) {
     compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once_on(
         &pool,
-        Pipeline::new("sink-compact", &pool).await,
+        Pipeline::with_env("sink-compact", &pool, small_commits()).await,
     )
     .await;
 }
@@ -425,9 +425,22 @@ async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once(po
 async fn on_s3_compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once(pool: PgPool) {
     compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once_on(
         &pool,
-        Pipeline::on_s3("sink-compact-s3", &pool).await,
+        Pipeline::on_s3_through(
+            "sink-compact-s3",
+            &pool,
+            &crate::support::S3Lake::new("unused").endpoint,
+            small_commits(),
+        )
+        .await,
     )
     .await;
+}
+
+/// Commits of at most 256 KiB of input (about 600 records), so that the sink writes the many
+/// small files the race needs however fast the machine is (a slow one used to catch up in a few
+/// large commits and never reach them).
+fn small_commits() -> Vec<(String, String)> {
+    vec![("BRAID__SINK__FLUSH_MAX_BYTES".into(), "262144".into())]
 }
 
 async fn compaction_and_vacuum_racing_the_sink_keep_every_record_exactly_once_on(
