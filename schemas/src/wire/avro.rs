@@ -31,6 +31,7 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use apache_avro::schema::{InnerDecimalSchema, Name, RecordSchema, UuidSchema};
 
+use super::Target;
 use crate::field::{FieldDef, FieldType};
 use crate::raw_value::RawValue;
 
@@ -151,17 +152,7 @@ impl AvroPlan {
         let Schema::Record(record) = compiler.deref(&schema)? else {
             return Err("the writer schema is not a record".into());
         };
-        let targets: Vec<Target<'_>> = fields
-            .iter()
-            .enumerate()
-            .map(|(index, field)| Target {
-                index,
-                path: field.path().split('.').collect(),
-                field_type: field.field_type,
-                name: &field.name,
-                required: field.required,
-            })
-            .collect();
+        let targets = Target::all(fields);
         let refs: Vec<&Target<'_>> = targets.iter().collect();
         let root = compiler.record(record, &refs, 0)?;
         // A declared field the writer schema does not have: never present.
@@ -343,15 +334,6 @@ fn declared_fields_read(fields: &[ReadField]) -> Vec<usize> {
         }
     }
     found
-}
-
-/// A declared field as the compiler looks for it.
-struct Target<'s> {
-    index: usize,
-    path: Vec<&'s str>,
-    field_type: FieldType,
-    name: &'s str,
-    required: bool,
 }
 
 struct Compiler<'n> {

@@ -11,11 +11,40 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::field::{FieldDef, FieldType};
+
 pub mod avro;
 pub mod protobuf;
 
 pub use avro::AvroPlan;
 pub use protobuf::ProtobufPlan;
+
+/// A declared field on its way to a writer schema's plan: where it is read (its path split
+/// at `.`) and what it must convert to. Both formats' compilers walk these.
+pub(crate) struct Target<'s> {
+    pub(crate) index: usize,
+    pub(crate) path: Vec<&'s str>,
+    pub(crate) field_type: FieldType,
+    pub(crate) name: &'s str,
+    pub(crate) required: bool,
+}
+
+impl<'s> Target<'s> {
+    /// One target per declared field, in declaration order.
+    pub(crate) fn all(fields: &'s [FieldDef]) -> Vec<Self> {
+        fields
+            .iter()
+            .enumerate()
+            .map(|(index, field)| Target {
+                index,
+                path: field.path().split('.').collect(),
+                field_type: field.field_type,
+                name: &field.name,
+                required: field.required,
+            })
+            .collect()
+    }
+}
 
 /// A writer schema's id in the registry.
 pub type SchemaId = u32;

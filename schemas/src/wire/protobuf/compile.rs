@@ -11,6 +11,7 @@ use super::{
     MAX_SCHEMA_NESTING, MessageEntry, MessageReader, ProtobufPlan, Scalar,
 };
 use crate::field::{FieldDef, FieldType};
+use crate::wire::Target;
 
 /// The name the registry's schema text is compiled under.
 pub(super) const FILE_NAME: &str = "registry-schema.proto";
@@ -45,17 +46,7 @@ pub(super) fn compile(fields: &[FieldDef], writer_schema: &str) -> Result<Protob
     let file = pool
         .get_file_by_name(FILE_NAME)
         .ok_or_else(|| "the compiled schema has no file".to_string())?;
-    let targets: Vec<Target<'_>> = fields
-        .iter()
-        .enumerate()
-        .map(|(index, field)| Target {
-            index,
-            path: field.path().split('.').collect(),
-            field_type: field.field_type,
-            name: &field.name,
-            required: field.required,
-        })
-        .collect();
+    let targets = Target::all(fields);
     let mut entries = Entries {
         targets: &targets,
         enums: HashMap::new(),
@@ -128,15 +119,6 @@ fn any_resolves(entries: &[MessageEntry]) -> bool {
     entries
         .iter()
         .any(|entry| entry.reader.is_ok() || any_resolves(&entry.nested))
-}
-
-/// A declared field on its way to being compiled.
-struct Target<'s> {
-    index: usize,
-    path: Vec<&'s str>,
-    field_type: FieldType,
-    name: &'s str,
-    required: bool,
 }
 
 /// Compiles every message of the file, in Confluent's order.
