@@ -5,7 +5,7 @@ use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-use super::fixtures::event_schema;
+use super::fixtures::{Event, event_schema};
 use super::*;
 use crate::event_schema::EventSchema;
 use crate::record::{Record, Rejection, Value};
@@ -27,28 +27,7 @@ const WRITER: &str = r#"{
   ]
 }"#;
 
-/// A datum of [`WRITER`].
-struct Event {
-    ts_millis: i64,
-    user: String,
-    qty: i64,
-    price: Option<f64>,
-    member: Option<bool>,
-    seen_at_micros: Option<i64>,
-}
-
 impl Event {
-    fn valid(i: i64) -> Self {
-        Event {
-            ts_millis: 1_767_225_600_000 + i,
-            user: format!("u{i}"),
-            qty: i - 3,
-            price: (i % 2 == 0).then_some(i as f64 / 4.0),
-            member: (i % 3 != 0).then_some(i % 2 == 1),
-            seen_at_micros: (i % 5 != 0).then_some(1_767_225_600_000_000 + i * 7),
-        }
-    }
-
     fn avro(&self, next: Option<Avro>) -> Avro {
         let optional = |value: Option<Avro>| match value {
             Some(value) => Avro::Union(1, Box::new(value)),
@@ -82,39 +61,6 @@ impl Event {
                 optional(self.seen_at_micros.map(Avro::TimestampMicros)),
             ),
         ])
-    }
-
-    /// The same event as JSON, the way a JSON producer writes it (timestamps as RFC 3339 in
-    /// microseconds, or epoch milliseconds).
-    fn json(&self) -> String {
-        let mut object = serde_json::Map::new();
-        object.insert("ts".into(), self.ts_millis.into());
-        object.insert("user".into(), self.user.clone().into());
-        object.insert("qty".into(), self.qty.into());
-        if let Some(price) = self.price {
-            object.insert(
-                "price".into(),
-                serde_json::Number::from_f64(price)
-                    .map(serde_json::Value::Number)
-                    .unwrap_or(serde_json::Value::Null),
-            );
-        }
-        if let Some(member) = self.member {
-            object.insert("member".into(), member.into());
-        }
-        if let Some(micros) = self.seen_at_micros {
-            // Whole milliseconds as epoch milliseconds (any i64 of them), others as RFC 3339.
-            let value: serde_json::Value = if micros % 1_000 == 0 {
-                (micros / 1_000).into()
-            } else {
-                chrono::DateTime::from_timestamp_micros(micros)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .expect("within chrono's range")
-                    .into()
-            };
-            object.insert("seen_at".into(), value);
-        }
-        serde_json::Value::Object(object).to_string()
     }
 }
 

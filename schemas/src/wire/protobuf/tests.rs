@@ -10,7 +10,7 @@ use super::compile::{FILE_NAME, RegistryFile};
 use super::*;
 use crate::event_schema::{EventSchema, FieldType};
 use crate::record::{Record, Rejection};
-use crate::wire::fixtures::{event_schema, field};
+use crate::wire::fixtures::{Event, event_schema, field};
 use crate::wire::{LoadedSchema, MAGIC_BYTE, WireFormat};
 
 /// The writer schema of most tests: every declared field, with other fields around them (a
@@ -56,28 +56,7 @@ fn descriptor(text: &str, message: &str) -> MessageDescriptor {
         .unwrap()
 }
 
-/// A datum of [`WRITER`]'s `Event`.
-struct Event {
-    ts_millis: i64,
-    user: String,
-    qty: i64,
-    price: Option<f64>,
-    member: Option<bool>,
-    seen_at_micros: Option<i64>,
-}
-
 impl Event {
-    fn valid(i: i64) -> Self {
-        Event {
-            ts_millis: 1_767_225_600_000 + i,
-            user: format!("u{i}"),
-            qty: i - 3,
-            price: (i % 2 == 0).then_some(i as f64 / 4.0),
-            member: (i % 3 != 0).then_some(i % 2 == 1),
-            seen_at_micros: (i % 5 != 0).then_some(1_767_225_600_000_000 - i * 7),
-        }
-    }
-
     fn message(&self, next: Option<DynamicMessage>) -> DynamicMessage {
         let event = descriptor(WRITER, "braid.test.Event");
         let mut message = DynamicMessage::new(event.clone());
@@ -109,33 +88,6 @@ impl Event {
         }
         message.set_field_by_name("kind", Proto::EnumNumber(1));
         message
-    }
-
-    /// The same event as JSON.
-    fn json(&self) -> String {
-        let mut object = serde_json::Map::new();
-        object.insert("ts".into(), self.ts_millis.into());
-        object.insert("user".into(), self.user.clone().into());
-        object.insert("qty".into(), self.qty.into());
-        if let Some(price) = self.price {
-            object.insert("price".into(), price.into());
-        }
-        if let Some(member) = self.member {
-            object.insert("member".into(), member.into());
-        }
-        if let Some(micros) = self.seen_at_micros {
-            // Whole milliseconds as epoch milliseconds (any i64 of them), others as RFC 3339.
-            let value: serde_json::Value = if micros % 1_000 == 0 {
-                (micros / 1_000).into()
-            } else {
-                chrono::DateTime::from_timestamp_micros(micros)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .expect("within chrono's range")
-                    .into()
-            };
-            object.insert("seen_at".into(), value);
-        }
-        serde_json::Value::Object(object).to_string()
     }
 }
 
