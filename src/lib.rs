@@ -3,6 +3,7 @@
 //! The layers live in their own crates (schemas, ingest, speed-layer, batch-layer, serving, jobs);
 //! this crate holds the CLI, the demo event generator and the glue between them.
 
+pub mod allocator;
 pub mod cli;
 pub mod commands;
 pub mod generate;

@@ -3,8 +3,10 @@ use clap::Parser;
 use braid::cli::Cli;
 
 fn main() -> std::process::ExitCode {
+    let arenas = braid::allocator::limit_arenas();
     let cli = Cli::parse();
     braid::logging::init(cli.log_format);
+    tracing::debug!(?arenas, "malloc arenas limited to one per core");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

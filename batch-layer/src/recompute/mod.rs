@@ -14,6 +14,8 @@ mod load;
 #[cfg(test)]
 mod pinned_tests;
 mod publish;
+#[cfg(test)]
+mod row_group_tests;
 pub mod spark;
 #[cfg(test)]
 mod test_lake;

@@ -8,6 +8,7 @@ use schemas::BraidConfig;
 
 use crate::lake::app_id;
 use crate::sink::columns::BatchBuilder;
+use crate::sink::writer_properties;
 
 /// A record of the test schemas (`ts`, `n`, optional `tag`) at one instant.
 pub fn payload(n: i64, tag: Option<&str>) -> Vec<u8> {
@@ -35,6 +36,7 @@ pub async fn append(
     let next = records.last().map_or(0, |(offset, _)| offset + 1);
     let mut writer = RecordBatchWriter::for_table(table)
         .unwrap()
+        .with_writer_properties(writer_properties(schemas::config::Compression::Zstd))
         .with_commit_properties(
             CommitProperties::default()
                 .with_application_transactions(vec![Transaction::new(app_id(topic, 0), next)]),

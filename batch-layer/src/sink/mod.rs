@@ -25,9 +25,16 @@ use crate::lake::Lake;
 pub use consumer::run;
 pub use error::SinkError;
 
+/// Rows per Parquet row group in the files the sink and compaction write (DuckDB writes
+/// 122,880). A reader decodes a row group's columns whole, so this bounds what a batch holds
+/// per file it reads: with parquet's default of 1,048,576 rows, a compacted file of up to
+/// [`crate::lake::maintenance::SMALL_FILE_BYTES`] was one row group, and the batch's memory
+/// grew with the files until they reached that size.
+pub const ROW_GROUP_ROWS: usize = 131_072;
+
 /// Parquet writer settings for the configured compression. The Kafka key column (binary) gets
 /// no statistics: nothing prunes by it, and delta-rs warns once per file about binary columns
-/// that have them.
+/// that have them. Row groups hold at most [`ROW_GROUP_ROWS`] rows.
 pub fn writer_properties(compression: Compression) -> WriterProperties {
     let codec = match compression {
         Compression::Zstd => ParquetCompression::ZSTD(ZstdLevel::default()),
@@ -35,6 +42,7 @@ pub fn writer_properties(compression: Compression) -> WriterProperties {
     };
     WriterProperties::builder()
         .set_compression(codec)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_statistics_enabled(
             ColumnPath::from(schemas::arrow::KEY),
             EnabledStatistics::None,

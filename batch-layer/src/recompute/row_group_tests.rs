@@ -1,0 +1,84 @@
+//! The files the sink and compaction write keep their row groups to
+//! [`crate::sink::ROW_GROUP_ROWS`] rows, however large the file: a batch decodes a row group's
+//! columns whole, so its memory follows the row group, not the table. (The soak found the
+//! scheduler's memory growing with the table: compacted files were one row group each.)
+
+use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+use schemas::BraidConfig;
+
+use super::test_lake::{append, payload};
+use crate::lake::Lake;
+use crate::lake::maintenance::MIN_SMALL_FILES;
+use crate::sink::{ROW_GROUP_ROWS, writer_properties};
+
+/// The rows of each row group of a local Parquet file.
+fn row_groups(uri: &str) -> Vec<i64> {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|group| group.num_rows())
+        .collect()
+}
+
+#[tokio::test]
+async fn compacted_files_keep_row_groups_bounded() {
+    let config = BraidConfig::load_from(
+        Some((
+            "lake.toml",
+            r#"
+[kafka]
+topic = "row-groups"
+[schema]
+event_time = "ts"
+fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
+"#,
+        )),
+        [],
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("braid-row-groups-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake = Lake::in_folder(&dir, &config);
+    let mut table = lake.open().await.unwrap();
+    // Small files that compaction joins into one of more than two row groups' rows.
+    let per_file = ROW_GROUP_ROWS as i64 * 5 / 8;
+    let mut offset = 0;
+    for _ in 0..MIN_SMALL_FILES {
+        let records: Vec<(i64, Vec<u8>)> = (offset..offset + per_file)
+            .map(|o| (o, payload(o, None)))
+            .collect();
+        let file = append(&mut table, &config, "row-groups", &records).await;
+        assert_eq!(
+            row_groups(&file),
+            vec![per_file],
+            "a small file is one row group"
+        );
+        offset += per_file;
+    }
+
+    let compacted = lake
+        .compact(writer_properties(schemas::config::Compression::Zstd))
+        .await
+        .unwrap();
+    assert_eq!(compacted.files_removed, MIN_SMALL_FILES);
+    table.update_state().await.unwrap();
+    let files: Vec<String> = table.get_file_uris().unwrap().collect();
+    let groups: Vec<i64> = files.iter().flat_map(|file| row_groups(file)).collect();
+    assert_eq!(
+        groups.iter().sum::<i64>(),
+        offset,
+        "the compacted files hold every record"
+    );
+    assert!(
+        groups.len() > 2,
+        "the records span several row groups: {groups:?}"
+    );
+    assert!(
+        groups.iter().all(|&rows| rows <= ROW_GROUP_ROWS as i64),
+        "every row group holds at most {ROW_GROUP_ROWS} rows: {groups:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
