@@ -1,12 +1,19 @@
 use clap::Parser;
 
-use braid::cli::Cli;
+use braid::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let arenas = braid::allocator::limit_arenas();
     let cli = Cli::parse();
+    // Only the commands whose work is Polars batches: the speed layer and the sink allocate on
+    // one thread and free on another, where fewer arenas would mean more lock waits.
+    let arenas = match cli.command {
+        Command::Batch(_) | Command::Jobs(_) => braid::allocator::limit_arenas(),
+        _ => None,
+    };
     braid::logging::init(cli.log_format);
-    tracing::debug!(?arenas, "malloc arenas limited to one per core");
+    if let Some(arenas) = arenas {
+        tracing::debug!(arenas, "malloc arenas limited to one per core");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

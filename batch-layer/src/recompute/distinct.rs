@@ -108,8 +108,10 @@ enum GroupSketch {
 /// order, each with its fields packed into one allocation ([`PackedFields`]; they become JSON
 /// only at the end, [`SampleCandidates::finish`]). Every group of a view keeps its candidates
 /// until the scan ends, so their size is the batch's memory per group: packed, a candidate
-/// takes its text's bytes and 9 bytes per other value, about a third of typed values with a
-/// `String` each.
+/// takes 5 bytes plus each text's length, 9 bytes per number and 1 per boolean or absent
+/// value, in one allocation, where typed values took 32 bytes per field plus an allocation per
+/// text (the demo's page views: 28 MiB of candidates became 8.6 MiB, heaptrack, 600,000
+/// records).
 #[derive(Debug, Clone)]
 struct SampleCandidates {
     params: SampleParams,
@@ -192,34 +194,37 @@ impl PackedFields {
         Self(packed.as_slice().into())
     }
 
-    /// The values [`PackedFields::pack`] packed.
+    /// The values [`PackedFields::pack`] packed (only ever bytes it wrote: a short read or an
+    /// unknown tag is a bug, and panics).
     fn unpack(&self) -> Vec<Option<FieldValue>> {
+        fn eight(rest: &mut &[u8]) -> [u8; 8] {
+            let (head, tail) = rest.split_first_chunk::<8>().expect("8 packed bytes");
+            *rest = tail;
+            *head
+        }
         let mut values = Vec::new();
         let mut rest: &[u8] = &self.0;
-        let take = |n: usize, rest: &mut &[u8]| {
-            let (head, tail) = rest.split_at(n);
-            *rest = tail;
-            head.to_vec()
-        };
         while let Some((&tag, tail)) = rest.split_first() {
             rest = tail;
             values.push(match tag {
+                Self::ABSENT => None,
                 Self::TEXT => {
-                    let length = u32::from_le_bytes(take(4, &mut rest).try_into().unwrap());
-                    let bytes = take(length as usize, &mut rest);
+                    let (length, tail) = rest.split_first_chunk::<4>().expect("a packed length");
+                    let (text, tail) = tail.split_at(u32::from_le_bytes(*length) as usize);
+                    rest = tail;
                     Some(FieldValue::Text(
-                        String::from_utf8(bytes).expect("packed from a String"),
+                        std::str::from_utf8(text)
+                            .expect("packed from a String")
+                            .to_string(),
                     ))
                 }
-                Self::INT => Some(FieldValue::Int(i64::from_le_bytes(
-                    take(8, &mut rest).try_into().unwrap(),
-                ))),
+                Self::INT => Some(FieldValue::Int(i64::from_le_bytes(eight(&mut rest)))),
                 Self::FLOAT => Some(FieldValue::Float(f64::from_bits(u64::from_le_bytes(
-                    take(8, &mut rest).try_into().unwrap(),
+                    eight(&mut rest),
                 )))),
                 Self::FALSE => Some(FieldValue::Bool(false)),
                 Self::TRUE => Some(FieldValue::Bool(true)),
-                _ => None,
+                other => unreachable!("packed fields hold no tag {other}"),
             });
         }
         values
@@ -771,6 +776,9 @@ mod tests {
         let user = match offset % 13 {
             0 => format!("u-{partition}-{offset}-{version}-").repeat(40), // above a small bound
             1 => format!("nul\0{offset}"),
+            // The text alone exactly at the small bound (64 bytes), and one byte over.
+            2 => format!("{offset:0>64}"),
+            3 => format!("{offset:0>65}"),
             _ => format!("u-{partition}-{offset}-{version}"),
         };
         vec![
@@ -815,6 +823,46 @@ mod tests {
             every.is_empty(),
             "K = {k}: a stored sample exactly when the sample has records"
         );
+    }
+
+    /// Packing keeps every value bit for bit: float extremes, -0.0, NaN payloads and
+    /// subnormals, i64 extremes, empty and multi-byte text, booleans and absent values.
+    #[test]
+    fn packed_fields_unpack_to_the_same_bits() {
+        let texts = ["", "é", "日本語 🎉", "a\u{7f}b", &"x".repeat(70_000)];
+        let floats = [
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE / 4.0,
+            -f64::MIN_POSITIVE / 3.0,
+            1e308,
+            -1e308,
+            f64::MAX,
+            f64::MIN,
+            f64::from_bits(0x7ff8_0000_0000_1234),
+            f64::INFINITY,
+        ];
+        let mut values: Vec<Option<FieldValue>> = vec![None];
+        values.extend(texts.iter().map(|t| Some(FieldValue::Text(t.to_string()))));
+        values.extend(floats.iter().map(|&f| Some(FieldValue::Float(f))));
+        values.extend([i64::MIN, -1, 0, i64::MAX].map(|n| Some(FieldValue::Int(n))));
+        values.extend([true, false].map(|b| Some(FieldValue::Bool(b))));
+        values.push(None);
+        let mut buffer = Vec::new();
+        let unpacked = PackedFields::pack(&values, &mut buffer).unpack();
+        assert_eq!(unpacked.len(), values.len());
+        for (before, after) in values.iter().zip(&unpacked) {
+            match (before, after) {
+                (None, None) => {}
+                (Some(FieldValue::Text(a)), Some(FieldValue::Text(b))) => assert_eq!(a, b),
+                (Some(FieldValue::Int(a)), Some(FieldValue::Int(b))) => assert_eq!(a, b),
+                (Some(FieldValue::Float(a)), Some(FieldValue::Float(b))) => {
+                    assert_eq!(a.to_bits(), b.to_bits())
+                }
+                (Some(FieldValue::Bool(a)), Some(FieldValue::Bool(b))) => assert_eq!(a, b),
+                other => panic!("packed {:?}, unpacked {:?}", other.0, other.1),
+            }
+        }
     }
 
     /// The batch's candidates keep the same records, with the same fields (omitted ones by

@@ -26,10 +26,11 @@ pub use consumer::run;
 pub use error::SinkError;
 
 /// Rows per Parquet row group in the files the sink and compaction write (DuckDB writes
-/// 122,880). A reader decodes a row group's columns whole, so this bounds what a batch holds
-/// per file it reads: with parquet's default of 1,048,576 rows, a compacted file of up to
-/// [`crate::lake::maintenance::SMALL_FILE_BYTES`] was one row group, and the batch's memory
-/// grew with the files until they reached that size.
+/// 122,880). A reader decodes a row group's columns whole (Polars a few row groups at a time),
+/// so this bounds what a batch holds per row group it reads: with parquet's default of
+/// 1,048,576 rows, compaction's joining of a partition's small files (each under
+/// [`crate::lake::maintenance::SMALL_FILE_BYTES`]) was one row group, and the batch's memory
+/// grew with the table.
 pub const ROW_GROUP_ROWS: usize = 131_072;
 
 /// Parquet writer settings for the configured compression. The Kafka key column (binary) gets
