@@ -489,9 +489,14 @@ async fn soak(pool: PgPool) {
     let samples = samples.lock().unwrap();
     let counts = report::fault_counts(&injected);
     let end_s = fault_period.as_secs();
-    let reference = (duration.as_secs() / 6).clamp(120, 600);
-    let before = report::peak_between(&samples, reference - 60, reference);
-    let after = report::peak_between(&samples, end_s.saturating_sub(60), end_s + 1);
+    // Each process's peak over the same length of time before the reference moment (10
+    // minutes in an hour's soak) and before the end: the report's window (5 minutes in an
+    // hour). Shorter windows compared a scheduler that happened to run no batch in one minute
+    // (SIGKILLed, it starts a batch every minute) with one that did in the other.
+    let window = memory_window(duration);
+    let reference = (duration.as_secs() / 6).clamp(120, 600).max(window);
+    let before = report::peak_between(&samples, reference - window, reference);
+    let after = report::peak_between(&samples, end_s.saturating_sub(window), end_s + 1);
     let memory_flat: std::collections::BTreeMap<&'static str, (u64, u64)> = before
         .iter()
         .filter_map(|(name, b)| after.get(name).map(|a| (*name, (*b, *a))))
@@ -599,7 +604,7 @@ async fn soak(pool: PgPool) {
         exits: &processes.exits,
         starts,
         stalls,
-        memory_window: (duration.as_secs() / 10).clamp(60, 300),
+        memory_window: window,
         memory_flat,
         summary,
     }
@@ -627,4 +632,10 @@ async fn soak(pool: PgPool) {
         &outcome,
         exact,
     );
+}
+
+/// The length of the windows whose peak resident sizes the report lists and the memory rule
+/// compares: a tenth of the soak, from one to five minutes.
+fn memory_window(duration: Duration) -> u64 {
+    (duration.as_secs() / 10).clamp(60, 300)
 }
