@@ -40,7 +40,7 @@ impl Lake {
     }
 
     /// Rewrites the small files of each partition that has at least [`MIN_SMALL_FILES`] of
-    /// them into larger ones, in one commit that removes the old files (`dataChange = false`):
+    /// them into larger ones (bins of at most [`SMALL_FILE_BYTES`] together), in one commit that removes the old files (`dataChange = false`):
     /// the rows, their lineage and the sink's application transactions stay exactly as they
     /// were. A commit that races another is retried; files of a lost attempt are orphans that
     /// vacuum removes.
@@ -93,8 +93,12 @@ pub struct CompactReport {
     pub files_added: usize,
 }
 
-/// Files below this size count as small.
-pub const SMALL_FILE_BYTES: i64 = 32 * 1024 * 1024;
+/// Files below this size count as small, and compaction joins small files into files of at
+/// most about this size: it reads each file it joins whole and holds the file it writes until
+/// it is written, so this bounds its memory. (At 32 MB, and joining every small file of a
+/// partition into one, a compaction's memory followed the day's data: the soak's scheduler
+/// peaked during compactions, docs/reliability.md.)
+pub const SMALL_FILE_BYTES: i64 = 8 * 1024 * 1024;
 /// A partition is compacted once it has this many small files.
 pub const MIN_SMALL_FILES: usize = 4;
 
@@ -121,6 +125,29 @@ fn with_partition_column(
         })
         .collect();
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// A partition's small files in bins of at most [`SMALL_FILE_BYTES`] together, each to become
+/// one file: smallest first, each bin filled while the next file fits. A bin of one file
+/// would only rewrite it, so it is left out.
+fn bins(mut files: Vec<LogicalFileView>) -> Vec<Vec<LogicalFileView>> {
+    files.sort_by_key(|file| file.size());
+    let mut bins: Vec<Vec<LogicalFileView>> = Vec::new();
+    let mut bytes = 0i64;
+    for file in files {
+        match bins.last_mut() {
+            Some(bin) if bytes + file.size() <= SMALL_FILE_BYTES => {
+                bytes += file.size();
+                bin.push(file);
+            }
+            _ => {
+                bytes = file.size();
+                bins.push(vec![file]);
+            }
+        }
+    }
+    bins.retain(|bin| bin.len() > 1);
+    bins
 }
 
 fn days_since_epoch(date: &str) -> Option<i32> {
@@ -151,6 +178,11 @@ async fn compact(
             }
         }
         small.retain(|_, files| files.len() >= MIN_SMALL_FILES);
+        let small: BTreeMap<String, Vec<Vec<LogicalFileView>>> = small
+            .into_iter()
+            .map(|(date, files)| (date, bins(files)))
+            .filter(|(_, bins)| !bins.is_empty())
+            .collect();
         if small.is_empty() {
             return Ok(CompactReport {
                 version: table.version().map(|v| v as i64),
@@ -161,33 +193,37 @@ async fn compact(
         let mut writer =
             RecordBatchWriter::for_table(&table)?.with_writer_properties(writer_properties.clone());
         let mut actions: Vec<Action> = Vec::new();
-        for (date, files) in &small {
+        let mut added = Vec::new();
+        for (date, bins) in &small {
             let days = days_since_epoch(date).ok_or_else(|| LakeError::BadPartitionValue {
                 column: schemas::arrow::EVENT_DATE,
                 value: date.clone(),
             })?;
-            for file in files {
-                let bytes = store
-                    .get(&file.object_store_path())
-                    .await
-                    .map_err(deltalake::DeltaTableError::from)?
-                    .bytes()
-                    .await
-                    .map_err(deltalake::DeltaTableError::from)?;
-                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .map_err(deltalake::DeltaTableError::from)?
-                    .build()
-                    .map_err(deltalake::DeltaTableError::from)?;
-                for batch in reader {
-                    writer
-                        .write(with_partition_column(&batch?, arrow_schema, days)?)
-                        .await?;
+            for bin in bins {
+                for file in bin {
+                    let bytes = store
+                        .get(&file.object_store_path())
+                        .await
+                        .map_err(deltalake::DeltaTableError::from)?
+                        .bytes()
+                        .await
+                        .map_err(deltalake::DeltaTableError::from)?;
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .map_err(deltalake::DeltaTableError::from)?
+                        .build()
+                        .map_err(deltalake::DeltaTableError::from)?;
+                    for batch in reader {
+                        writer
+                            .write(with_partition_column(&batch?, arrow_schema, days)?)
+                            .await?;
+                    }
+                    actions.push(Action::Remove(file.remove_action(false)));
                 }
-                actions.push(Action::Remove(file.remove_action(false)));
+                // The bin's file is written now, not held in memory with the next bin's.
+                added.extend(writer.flush().await?);
             }
         }
         let removed = actions.len();
-        let added = writer.flush().await?;
         let files_added = added.len();
         actions.extend(added.into_iter().map(|mut add| {
             add.data_change = false;

@@ -7,6 +7,8 @@
 //! speed rows below it. Readers see the old run or the new one, never a mixture.
 
 mod as_of;
+#[cfg(test)]
+mod compaction_bin_tests;
 mod compute;
 mod distinct;
 mod error;
