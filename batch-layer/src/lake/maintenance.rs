@@ -94,12 +94,13 @@ pub struct CompactReport {
 }
 
 /// Files below this size count as small, and compaction joins small files into files of at
-/// most about this size: it reads each file it joins whole and holds the file it writes until
-/// it is written, so this bounds its memory. (At 32 MB, and joining every small file of a
+/// most about this size: it reads each file it joins whole (one at a time) and writes a bin's
+/// rows as one file, so this bounds its memory. (At 32 MB, and joining every small file of a
 /// partition into one, a compaction's memory followed the day's data: the soak's scheduler
 /// peaked during compactions, docs/reliability.md.)
 pub const SMALL_FILE_BYTES: i64 = 8 * 1024 * 1024;
-/// A partition is compacted once it has this many small files.
+/// A partition is compacted once this many of its small files can be joined (in bins of two
+/// or more).
 pub const MIN_SMALL_FILES: usize = 4;
 
 /// The batch with the partition column put back (Parquet files of a partitioned Delta table do
@@ -130,18 +131,19 @@ fn with_partition_column(
 /// A partition's small files in bins of at most [`SMALL_FILE_BYTES`] together, each to become
 /// one file: smallest first, each bin filled while the next file fits. A bin of one file
 /// would only rewrite it, so it is left out.
-fn bins(mut files: Vec<LogicalFileView>) -> Vec<Vec<LogicalFileView>> {
-    files.sort_by_key(|file| file.size());
-    let mut bins: Vec<Vec<LogicalFileView>> = Vec::new();
+fn bins<F>(mut files: Vec<F>, size: impl Fn(&F) -> i64) -> Vec<Vec<F>> {
+    files.sort_by_key(&size);
+    let mut bins: Vec<Vec<F>> = Vec::new();
     let mut bytes = 0i64;
     for file in files {
+        let file_bytes = size(&file).max(0);
         match bins.last_mut() {
-            Some(bin) if bytes + file.size() <= SMALL_FILE_BYTES => {
-                bytes += file.size();
+            Some(bin) if bytes.saturating_add(file_bytes) <= SMALL_FILE_BYTES => {
+                bytes += file_bytes;
                 bin.push(file);
             }
             _ => {
-                bytes = file.size();
+                bytes = file_bytes;
                 bins.push(vec![file]);
             }
         }
@@ -177,11 +179,12 @@ async fn compact(
                 small.entry(date).or_default().push(file);
             }
         }
-        small.retain(|_, files| files.len() >= MIN_SMALL_FILES);
+        // Files that fit no bin (near the bound) do not count: they would make a compaction
+        // rewrite one growing file for each new small file.
         let small: BTreeMap<String, Vec<Vec<LogicalFileView>>> = small
             .into_iter()
-            .map(|(date, files)| (date, bins(files)))
-            .filter(|(_, bins)| !bins.is_empty())
+            .map(|(date, files)| (date, bins(files, LogicalFileView::size)))
+            .filter(|(_, bins)| bins.iter().map(Vec::len).sum::<usize>() >= MIN_SMALL_FILES)
             .collect();
         if small.is_empty() {
             return Ok(CompactReport {
@@ -257,5 +260,36 @@ async fn compact(
             }
             Err(error) => return Err(error.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod bin_tests {
+    use super::{SMALL_FILE_BYTES, bins};
+
+    const MIB: i64 = 1024 * 1024;
+
+    fn binned(sizes: &[i64]) -> Vec<Vec<i64>> {
+        bins(sizes.to_vec(), |size| *size)
+    }
+
+    #[test]
+    fn small_files_join_smallest_first_while_they_fit() {
+        assert_eq!(
+            binned(&[3 * MIB, MIB, 5 * MIB, 2 * MIB]),
+            vec![vec![MIB, 2 * MIB, 3 * MIB]],
+            "5 MiB fits with none of the rest, so it is left alone"
+        );
+        // A bin that sums to the bound exactly is allowed; one byte more is not.
+        assert_eq!(
+            binned(&[SMALL_FILE_BYTES / 2, SMALL_FILE_BYTES / 2]),
+            vec![vec![SMALL_FILE_BYTES / 2, SMALL_FILE_BYTES / 2]]
+        );
+        assert!(binned(&[SMALL_FILE_BYTES / 2, SMALL_FILE_BYTES / 2 + 1]).is_empty());
+        // Files that fit no bin together give none: nothing to rewrite.
+        assert!(binned(&[5 * MIB, 6 * MIB, 7 * MIB, 8 * MIB - 1]).is_empty());
+        assert!(binned(&[]).is_empty());
+        // Empty files (size 0) join any bin; a corrupt negative size counts as 0.
+        assert_eq!(binned(&[0, -5, 0]), vec![vec![-5, 0, 0]]);
     }
 }

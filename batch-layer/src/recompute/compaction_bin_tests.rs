@@ -107,7 +107,11 @@ fields = [
     );
     let rows = lake.pinned(&table).unwrap().scan().unwrap();
     let counted = tokio::task::spawn_blocking(move || {
-        super::compute::collect_streaming(rows.select([polars::prelude::len()]))
+        use polars::prelude::*;
+        super::compute::collect_streaming(rows.select([
+            len(),
+            col(schemas::arrow::OFFSET).n_unique().alias("offsets"),
+        ]))
     })
     .await
     .unwrap()
@@ -119,6 +123,17 @@ fields = [
         .unwrap()
         .extract::<i64>()
         .unwrap();
-    assert_eq!(read, offset, "every record is still there once");
+    let offsets = counted
+        .column("offsets")
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .extract::<i64>()
+        .unwrap();
+    assert_eq!(
+        (read, offsets),
+        (offset, offset),
+        "every record is still there, once"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
