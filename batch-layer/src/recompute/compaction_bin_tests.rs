@@ -6,7 +6,7 @@
 use deltalake::DeltaTable;
 use schemas::BraidConfig;
 
-use super::test_lake::append;
+use super::test_lake::{append, first_i64};
 use crate::lake::Lake;
 use crate::lake::maintenance::{MIN_SMALL_FILES, SMALL_FILE_BYTES};
 use crate::sink::writer_properties;
@@ -116,20 +116,8 @@ fields = [
     .await
     .unwrap()
     .unwrap();
-    let read = counted
-        .column("len")
-        .unwrap()
-        .get(0)
-        .unwrap()
-        .extract::<i64>()
-        .unwrap();
-    let offsets = counted
-        .column("offsets")
-        .unwrap()
-        .get(0)
-        .unwrap()
-        .extract::<i64>()
-        .unwrap();
+    let read = first_i64(&counted, "len");
+    let offsets = first_i64(&counted, "offsets");
     assert_eq!(
         (read, offsets),
         (offset, offset),

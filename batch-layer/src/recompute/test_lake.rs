@@ -49,3 +49,14 @@ pub async fn append(
         .find(|f| !before.contains(f))
         .expect("the append added a file")
 }
+
+/// The integer in the first row of `column` (a count a test collected).
+pub fn first_i64(frame: &polars::prelude::DataFrame, column: &str) -> i64 {
+    frame
+        .column(column)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .extract::<i64>()
+        .unwrap()
+}

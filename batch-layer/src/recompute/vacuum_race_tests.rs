@@ -9,7 +9,7 @@ use schemas::BraidConfig;
 use sqlx::PgPool;
 
 use super::compute::{collect_streaming, records_below_cut};
-use super::test_lake::{append, payload};
+use super::test_lake::{append, first_i64, payload};
 use schemas::pg::batch_runs::pinned_versions;
 
 use super::{BatchSettings, pin, publish};
@@ -80,13 +80,7 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
         .await
         .unwrap()
         .expect("the pinned files are still there");
-    let read = counted
-        .column("len")
-        .unwrap()
-        .get(0)
-        .unwrap()
-        .extract::<i64>()
-        .unwrap();
+    let read = first_i64(&counted, "len");
     assert_eq!(read, offset, "every record below the cut is read");
     std::fs::remove_dir_all(&dir).unwrap();
 }
