@@ -2,6 +2,7 @@
 //! table shares (the sink, batch runs, table maintenance, time travel, republish, recover), the
 //! batch runs' settings and the Delta sink's.
 
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 use batch_layer::lake::{Lake, LakeSettings};
@@ -32,6 +33,8 @@ pub fn batch(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
             BatchEngine::Polars => Engine::Polars,
             BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
         },
+        // Validated: at least 1.
+        slice_records: NonZeroU64::new(config.batch.slice_records).unwrap_or(NonZeroU64::MIN),
     }
 }
 

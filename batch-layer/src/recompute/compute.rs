@@ -117,6 +117,21 @@ fn predicate(filter: &Filter, schema: &EventSchema) -> Expr {
     column.is_not_null().and(test.fill_null(lit(false)))
 }
 
+/// The records the view counts: `records` less those its filter leaves out.
+pub(super) fn view_records(records: LazyFrame, view: &View, schema: &EventSchema) -> LazyFrame {
+    match &view.filter {
+        Some(filter) => records.filter(predicate(filter, schema)),
+        None => records,
+    }
+}
+
+/// The start of the bucket of width `width` (µs) holding `micros`: the floor to the width,
+/// like the speed layer's div_euclid. ((t % w) + w) % w is the non-negative remainder whatever
+/// the sign convention of `%`.
+pub(super) fn bucket_of(micros: Expr, width: i64) -> Expr {
+    micros.clone() - ((micros % lit(width)) + lit(width)) % lit(width)
+}
+
 /// The view's rows: group columns, `bucket_start` (µs) and one column per metric, named as in
 /// the PostgreSQL layout. Counts and sums start at zero; min and max of no values are null.
 pub fn compute_view(
@@ -125,15 +140,9 @@ pub fn compute_view(
     schema: &EventSchema,
 ) -> PolarsResult<DataFrame> {
     let event_time = schema.event_time_field().name.as_str();
-    let width = view.bucket.micros();
-    let mut frame = records;
-    if let Some(filter) = &view.filter {
-        frame = frame.filter(predicate(filter, schema));
-    }
-    // The floor of the event time to the bucket width, like the speed layer's div_euclid:
-    // ((t % w) + w) % w is the non-negative remainder whatever the sign convention of `%`.
+    let frame = view_records(records, view, schema);
     let micros = col(event_time).cast(DataType::Int64);
-    let bucket = micros.clone() - ((micros.clone() % lit(width)) + lit(width)) % lit(width);
+    let bucket = bucket_of(micros.clone(), view.bucket.micros());
     // A record's decay from its bucket's start, as [`schemas::view::Metric::decay_weight`]
     // computes it: 2^((t − bucket_start) / half_life), in f64.
     let decay = |half_life: i64| {

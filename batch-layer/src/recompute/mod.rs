@@ -18,6 +18,7 @@ mod pinned_tests;
 mod publish;
 #[cfg(test)]
 mod row_group_tests;
+pub(crate) mod slices;
 pub mod spark;
 #[cfg(test)]
 mod test_lake;
@@ -51,6 +52,9 @@ pub struct BatchSettings {
     pub wait_timeout: Duration,
     /// Which engine computes the views.
     pub engine: Engine,
+    /// The most records Polars computes a view from at once (`batch.slice_records`): a run
+    /// that reads more computes each view in time slices of about this many records.
+    pub slice_records: std::num::NonZeroU64,
 }
 
 /// Which engine computes a batch run's views.
@@ -235,7 +239,9 @@ async fn compute_runs(
         "counted the records below the cut"
     );
     let runs = match records {
-        Some(records) => compute_and_load(pool, settings, views, run_ids, records).await?,
+        Some(records) => {
+            compute_and_load(pool, settings, views, run_ids, records, rows_read).await?
+        }
         None => empty_runs(views, run_ids),
     };
     Ok((runs, rows_read, delta_version))
@@ -304,50 +310,118 @@ async fn pin(
     Ok(pinned)
 }
 
-/// Computes every view and COPYs its rows, one view after the other, except that the next
-/// view computes (Polars, off the runtime) while the previous one is copied into PostgreSQL.
+/// Computes every view and COPYs its rows, one view after the other and each view in time
+/// slices of at most `settings.slice_records` records ([`slices`]), so that the batch holds one
+/// slice's groups and input rather than the history's. The next slice computes (Polars, off the
+/// runtime) while the previous one is copied into PostgreSQL.
 async fn compute_and_load(
     pool: &PgPool,
     settings: &BatchSettings,
     views: &[View],
     run_ids: &[i64],
     records: polars::prelude::LazyFrame,
+    rows_read: u64,
 ) -> Result<Vec<ViewRun>, BatchError> {
-    let compute = |view: &View| {
-        let (records, view, schema) = (
+    let work = sliced(settings, views, &records, rows_read).await?;
+    let compute = |item: &SliceOfView| {
+        let (records, view, schema, slice) = (
             records.clone(),
-            view.clone(),
+            views[item.view].clone(),
             settings.lake.schema().clone(),
+            item.slice,
         );
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let frame = compute::compute_view(records, &view, &schema);
+            let frame = compute::compute_view(slice.of(records, &schema), &view, &schema);
             (frame, started.elapsed().as_secs_f64())
         })
     };
-    let mut runs = Vec::with_capacity(views.len());
-    let mut computing = views.first().map(compute);
-    for (index, (view, &run_id)) in views.iter().zip(run_ids).enumerate() {
+    let mut runs: Vec<ViewRun> = views
+        .iter()
+        .zip(run_ids)
+        .map(|(view, &run_id)| ViewRun {
+            view: view.clone(),
+            run_id,
+            rows_written: 0,
+        })
+        .collect();
+    let mut computing = work.first().map(compute);
+    for (index, item) in work.iter().enumerate() {
         let Some(task) = computing.take() else { break };
         let (frame, compute_seconds) = task.await?;
         let frame = frame?;
-        computing = views.get(index + 1).map(compute);
-        let loaded = load::load(pool, &ViewLayout::of(view), run_id, &frame).await?;
+        computing = work.get(index + 1).map(compute);
+        let run = &mut runs[item.view];
+        let loaded = load::load(pool, &ViewLayout::of(&run.view), run.run_id, &frame).await?;
+        drop(frame);
+        run.rows_written += loaded.rows;
         tracing::info!(
-            view = view.name,
+            view = run.view.name,
+            slice_from = item.slice.from,
+            slice_until = item.slice.until,
             rows = loaded.rows,
             compute_seconds,
             encode_seconds = loaded.encode_seconds,
             copy_seconds = loaded.copy_seconds,
-            "computed and loaded the view"
+            "computed and loaded the view's rows of a time slice"
         );
-        runs.push(ViewRun {
-            view: view.clone(),
-            run_id,
-            rows_written: loaded.rows,
-        });
     }
     Ok(runs)
+}
+
+/// One view's records of one time slice: a unit of a batch's computation.
+struct SliceOfView {
+    /// The view's index in the run's views.
+    view: usize,
+    slice: slices::TimeSlice,
+}
+
+/// Each view's time slices, in view order: one slice of every record when the run reads at
+/// most `settings.slice_records`, else slices counted from the records' event times.
+async fn sliced(
+    settings: &BatchSettings,
+    views: &[View],
+    records: &polars::prelude::LazyFrame,
+    rows_read: u64,
+) -> Result<Vec<SliceOfView>, BatchError> {
+    let max_records = settings.slice_records.get();
+    if rows_read <= max_records {
+        return Ok((0..views.len())
+            .map(|view| SliceOfView {
+                view,
+                slice: slices::TimeSlice::ALL,
+            })
+            .collect());
+    }
+    let (records, views_owned, schema) = (
+        records.clone(),
+        views.to_vec(),
+        settings.lake.schema().clone(),
+    );
+    let started = Instant::now();
+    let per_view = tokio::task::spawn_blocking(move || {
+        views_owned
+            .iter()
+            .map(|view| slices::time_slices(records.clone(), view, &schema, max_records))
+            .collect::<polars::prelude::PolarsResult<Vec<_>>>()
+    })
+    .await??;
+    tracing::info!(
+        rows_read,
+        max_records,
+        slices = per_view.iter().map(Vec::len).sum::<usize>(),
+        seconds = started.elapsed().as_secs_f64(),
+        "sliced the views' records by time"
+    );
+    Ok(per_view
+        .into_iter()
+        .enumerate()
+        .flat_map(|(view, slices)| {
+            slices
+                .into_iter()
+                .map(move |slice| SliceOfView { view, slice })
+        })
+        .collect())
 }
 
 /// Waits until the Delta log holds, for every partition of the cut, a position at or past it.

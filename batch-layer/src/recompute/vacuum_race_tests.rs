@@ -56,6 +56,7 @@ fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
         views: vec![view.clone()],
         wait_timeout: Duration::from_secs(5),
         engine: Default::default(),
+        slice_records: std::num::NonZeroU64::MIN,
     };
     let cut: BTreeMap<i32, i64> = [(0, offset)].into();
     let pinned = pin(&settings, &pool, &[run_id], &cut).await.unwrap();

@@ -14,6 +14,7 @@ use schemas::{BraidConfig, Record, Rejection, Value};
 use speed_layer::aggregate::{KeyValue, MetricValue, MicroBatch};
 
 use super::columns::BatchBuilder;
+use crate::recompute::slices::time_slices;
 use crate::recompute::{BUCKET_START, compute_view};
 
 /// A schema with every field type, optional fields, and views that group and filter, with
@@ -522,24 +523,60 @@ proptest! {
                 })
                 .collect();
             let computed = compute_view(scan.clone(), view, &config.schema).unwrap();
-            let mut lake: Rows = BTreeMap::new();
-            for row in 0..computed.height() {
-                let key = view
-                    .group_by
-                    .iter()
-                    .map(|g| any_text(computed.column(g.as_str()).unwrap().get(row).unwrap()))
-                    .collect();
-                let bucket = computed.column(BUCKET_START).unwrap().get(row).unwrap().extract::<i64>().unwrap();
-                let values = view
-                    .metrics
-                    .iter()
-                    .map(|m| any_text(computed.column(m.column.as_str()).unwrap().get(row).unwrap()))
-                    .collect();
-                lake.insert((key, bucket), values);
+            // The same view computed in time slices of a few records each, as a batch of a
+            // long history does, must give the same rows.
+            let max_records = (records.len() as u64 / 3).max(1);
+            let slices = time_slices(scan.clone(), view, &config.schema, max_records).unwrap();
+            let mut sliced = Vec::new();
+            for slice in &slices {
+                sliced.push(compute_view(slice.of(scan.clone(), &config.schema), view, &config.schema).unwrap());
             }
+            let mut sliced_rows: Rows = BTreeMap::new();
+            for frame in &sliced {
+                for (key, values) in rows_of(frame, view) {
+                    prop_assert!(sliced_rows.insert(key, values).is_none(), "a group in two slices of view {}", view.name);
+                }
+            }
+            let mut lake = rows_of(&computed, view);
+            within_rounding(view, &records, &mut speed.clone(), &mut sliced_rows)?;
             within_rounding(view, &records, &mut speed, &mut lake)?;
             prop_assert_eq!(&speed, &lake, "view {}", view.name);
+            prop_assert_eq!(&speed, &sliced_rows, "view {} in {} time slices", view.name, slices.len());
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// A computed view's rows by key and bucket, as text.
+fn rows_of(computed: &DataFrame, view: &View) -> Rows {
+    let mut lake: Rows = BTreeMap::new();
+    for row in 0..computed.height() {
+        let key = view
+            .group_by
+            .iter()
+            .map(|g| any_text(computed.column(g.as_str()).unwrap().get(row).unwrap()))
+            .collect();
+        let bucket = computed
+            .column(BUCKET_START)
+            .unwrap()
+            .get(row)
+            .unwrap()
+            .extract::<i64>()
+            .unwrap();
+        let values = view
+            .metrics
+            .iter()
+            .map(|m| {
+                any_text(
+                    computed
+                        .column(m.column.as_str())
+                        .unwrap()
+                        .get(row)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        lake.insert((key, bucket), values);
+    }
+    lake
 }

@@ -208,6 +208,12 @@ pub struct BatchConfig {
     pub engine: BatchEngine,
     /// How Spark jobs are started, for `engine = "spark"`.
     pub spark: SparkConfig,
+    /// With `engine = "polars"`, the most records a view is computed from at once. A run that
+    /// reads more computes each view in time slices of whole buckets holding about this many
+    /// records (a bucket holding more is a slice of its own), each copied into PostgreSQL
+    /// before the next is read, so the batch's memory follows the slice, not the history.
+    /// Smaller slices hold less and read the table's row-group statistics more often.
+    pub slice_records: u64,
 }
 
 /// The engine of batch runs.

@@ -261,6 +261,18 @@ fn value_checks_name_the_key_and_reason() {
         ),
         (
             DEMO.into(),
+            vec![("BRAID__BATCH__SLICE_RECORDS", "0")],
+            "batch.slice_records",
+            "must be at least 1",
+        ),
+        (
+            DEMO.into(),
+            vec![("BRAID__BATCH__SLICE_RECORDS", "-5")],
+            "batch.slice_records",
+            "-5",
+        ),
+        (
+            DEMO.into(),
             vec![("BRAID__BATCH__SPARK__TIMEOUT_S", "-1")],
             "batch.spark.timeout_s",
             "-1",

@@ -341,6 +341,11 @@ pub(super) fn validate(raw: RawConfig) -> Result<BraidConfig> {
         }
         other => ConfigError::invalid("lake.uri", other.to_string()),
     })?;
+    require(
+        raw.batch.slice_records >= 1,
+        "batch.slice_records",
+        "must be at least 1 (records per time slice of a batch's view)",
+    )?;
     if !raw.batch.spark.staging_uri.trim().is_empty() {
         crate::lake_uri::LakeUri::parse(&raw.batch.spark.staging_uri)
             .map_err(|e| ConfigError::invalid("batch.spark.staging_uri", e.to_string()))?;
