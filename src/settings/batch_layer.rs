@@ -33,8 +33,8 @@ pub fn batch(config: &BraidConfig, wait_timeout: Duration) -> BatchSettings {
             BatchEngine::Polars => Engine::Polars,
             BatchEngine::Spark => Engine::Spark(config.batch.spark.clone()),
         },
-        // Validated: at least 1.
-        slice_records: NonZeroU64::new(config.batch.slice_records).unwrap_or(NonZeroU64::MIN),
+        slice_records: NonZeroU64::new(config.batch.slice_records)
+            .expect("config validation requires batch.slice_records >= 1"),
     }
 }
 

@@ -52,8 +52,9 @@ pub struct BatchSettings {
     pub wait_timeout: Duration,
     /// Which engine computes the views.
     pub engine: Engine,
-    /// The most records Polars computes a view from at once (`batch.slice_records`): a run
-    /// that reads more computes each view in time slices of about this many records.
+    /// About the most records Polars computes a view from at once (`batch.slice_records`): a
+    /// run that reads more computes each view in time slices of about this many records. The
+    /// Spark engine does not use it (Spark spills by itself).
     pub slice_records: std::num::NonZeroU64,
 }
 
@@ -311,9 +312,9 @@ async fn pin(
 }
 
 /// Computes every view and COPYs its rows, one view after the other and each view in time
-/// slices of at most `settings.slice_records` records ([`slices`]), so that the batch holds one
+/// slices of about `settings.slice_records` records ([`slices`]), so that the batch holds a
 /// slice's groups and input rather than the history's. The next slice computes (Polars, off the
-/// runtime) while the previous one is copied into PostgreSQL.
+/// runtime) while the previous one is copied into PostgreSQL: two slices at most are held.
 async fn compute_and_load(
     pool: &PgPool,
     settings: &BatchSettings,
@@ -332,7 +333,9 @@ async fn compute_and_load(
         );
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let frame = compute::compute_view(slice.of(records, &schema), &view, &schema);
+            let frame = slice
+                .of(records, &schema)
+                .and_then(|records| compute::compute_view(records, &view, &schema));
             (frame, started.elapsed().as_secs_f64())
         })
     };
@@ -377,7 +380,8 @@ struct SliceOfView {
 }
 
 /// Each view's time slices, in view order: one slice of every record when the run reads at
-/// most `settings.slice_records`, else slices counted from the records' event times.
+/// most `settings.slice_records`, else slices of about that many records (a bucket holding more
+/// is a slice of its own) counted from the records' event times.
 async fn sliced(
     settings: &BatchSettings,
     views: &[View],

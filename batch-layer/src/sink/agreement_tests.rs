@@ -529,7 +529,7 @@ proptest! {
             let slices = time_slices(scan.clone(), view, &config.schema, max_records).unwrap();
             let mut sliced = Vec::new();
             for slice in &slices {
-                sliced.push(compute_view(slice.of(scan.clone(), &config.schema), view, &config.schema).unwrap());
+                sliced.push(compute_view(slice.of(scan.clone(), &config.schema).unwrap(), view, &config.schema).unwrap());
             }
             let mut sliced_rows: Rows = BTreeMap::new();
             for frame in &sliced {

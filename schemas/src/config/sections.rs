@@ -212,7 +212,8 @@ pub struct BatchConfig {
     /// reads more computes each view in time slices of whole buckets holding about this many
     /// records (a bucket holding more is a slice of its own), each copied into PostgreSQL
     /// before the next is read, so the batch's memory follows the slice, not the history.
-    /// Smaller slices hold less and read the table's row-group statistics more often.
+    /// Smaller slices hold less and cost one more scan per view and slice (of the slice's row
+    /// groups, found by their statistics). Spark jobs do not use it.
     pub slice_records: u64,
 }
 
