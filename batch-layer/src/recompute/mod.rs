@@ -248,7 +248,7 @@ async fn compute_runs(
     Ok((runs, rows_read, delta_version))
 }
 
-/// Runs that wrote nothing (no records below the cut).
+/// Runs that wrote nothing yet (none, when no record is below the cut).
 fn empty_runs(views: &[View], run_ids: &[i64]) -> Vec<ViewRun> {
     views
         .iter()
@@ -339,15 +339,8 @@ async fn compute_and_load(
             (frame, started.elapsed().as_secs_f64())
         })
     };
-    let mut runs: Vec<ViewRun> = views
-        .iter()
-        .zip(run_ids)
-        .map(|(view, &run_id)| ViewRun {
-            view: view.clone(),
-            run_id,
-            rows_written: 0,
-        })
-        .collect();
+    // Each slice's rows are added to its view's run.
+    let mut runs = empty_runs(views, run_ids);
     let mut computing = work.first().map(compute);
     for (index, item) in work.iter().enumerate() {
         let Some(task) = computing.take() else { break };
