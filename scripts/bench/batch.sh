@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark: a batch recompute of every demo view over a large Delta table with Polars, then
-# with Spark (batch.engine = "spark", local mode on this machine's cores), beside DuckDB computing
-# the same aggregates over the same Parquet files, all in the same run.
+# Benchmark: a batch recompute of every demo view over a large Delta table with Polars (in time
+# slices of the default batch.slice_records, then unsliced), then with Spark (batch.engine =
+# "spark", local mode on this machine's cores), beside DuckDB computing the same aggregates over
+# the same Parquet files, all in the same run.
 #   BENCH_EVENTS      events (default 10000000; the issue's large run is 50000000)
 #   BENCH_PARTITIONS  partitions (default 4)
 #   BENCH_SPARK       0 to leave Spark out (default 1)
@@ -37,26 +38,39 @@ files=$(find "$BRAID__LAKE__URI" -name '*.parquet' | wc -l)
 echo "table: $files Parquet files, $(du -sh "$BRAID__LAKE__URI" | cut -f1)"
 
 out=$(mktemp -d)
-/usr/bin/time -f '%e %M' -o "$out/time" env RUST_LOG=warn,batch_layer::recompute=info "$BIN" batch run >"$out/stdout" 2>"$out/log"
-read -r seconds kib < "$out/time"
-rows=$(grep -o '[0-9]* records read' "$out/stdout" | cut -d' ' -f1)
-echo "braid batch run: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end: cut, wait, Polars, COPY, publish), peak RSS $((kib / 1024)) MiB"
-# Where the time went, from the run's own log (Polars' streaming engine, one query per view).
-python3 - "$out/log" <<'PY'
+# polars_run LABEL [VAR=VALUE...]: one Polars run of every view over the same records and cut (the
+# speed layer stands still), with its rate, peak RSS and where the time went.
+polars_run() {
+  local label=$1; shift
+  /usr/bin/time -f '%e %M' -o "$out/time" env RUST_LOG=warn,batch_layer::recompute=info "$@" "$BIN" batch run >"$out/stdout" 2>"$out/log"
+  read -r seconds kib < "$out/time"
+  rows=$(grep -o '[0-9]* records read' "$out/stdout" | cut -d' ' -f1)
+  echo "braid batch run, $label: $(python3 -c "print(f'{$rows / $seconds:,.0f}')") rows/s ($rows rows, $seconds s end to end: cut, wait, Polars, COPY, publish), peak RSS $((kib / 1024)) MiB"
+  # Where the time went, from the run's own log (one query per view and time slice).
+  python3 - "$out/log" <<'PY'
 import re, sys
-phases = []
+phases, views = [], {}
 for line in open(sys.argv[1]):
     if "counted the records below the cut" in line:
         phases.append(f"count {float(re.search(r'seconds=([0-9.]+)', line).group(1)):.2f} s")
+    elif "sliced the views' records by time" in line:
+        slices = re.search(r'slices=([0-9]+)', line).group(1)
+        phases.append(f"{slices} slices counted in {float(re.search(r'seconds=([0-9.]+)', line).group(1)):.2f} s")
     elif "computed and loaded the view" in line:
         view = re.search(r'view="?([A-Za-z0-9_]+)', line).group(1)
-        rows = re.search(r'rows=([0-9]+)', line).group(1)
-        compute = float(re.search(r'compute_seconds=([0-9.]+)', line).group(1))
-        encode = float(re.search(r'encode_seconds=([0-9.]+)', line).group(1))
-        copy = float(re.search(r'copy_seconds=([0-9.]+)', line).group(1))
-        phases.append(f"{view} compute {compute:.2f} s + encode {encode:.2f} s + COPY {copy:.2f} s ({rows} rows)")
+        v = views.setdefault(view, [0, 0, 0.0, 0.0, 0.0])
+        v[0] += 1
+        v[1] += int(re.search(r'rows=([0-9]+)', line).group(1))
+        for i, key in enumerate(["compute_seconds", "encode_seconds", "copy_seconds"]):
+            v[2 + i] += float(re.search(key + r'=([0-9.]+)', line).group(1))
+for view, (n, rows, compute, encode, copy) in views.items():
+    phases.append(f"{view} compute {compute:.2f} s + encode {encode:.2f} s + COPY {copy:.2f} s ({rows} rows, {n} slice{'s' if n > 1 else ''})")
 print("  phases: " + "; ".join(phases))
 PY
+}
+# The default (time slices of batch.slice_records = 1,000,000 records), then one slice of all.
+polars_run "Polars, default slices"
+polars_run "Polars, unsliced" BRAID__BATCH__SLICE_RECORDS=1000000000000
 
 if [ "${BENCH_SPARK:-1}" != 0 ]; then
   # The same records and cut (the speed layer stands still): a second run, computed by Spark.
