@@ -156,8 +156,8 @@ async fn run_locked(
     let (runs, rows_read, delta_version) = match computed {
         Ok(done) => done,
         Err(error) => {
-            for &run_id in &run_ids {
-                publish::fail_run(pool, run_id, &error.to_string()).await;
+            for (view, &run_id) in views.iter().zip(&run_ids) {
+                publish::fail_run(pool, view, run_id, &error.to_string()).await;
             }
             return Err(error);
         }
@@ -165,8 +165,8 @@ async fn run_locked(
     if let Err(error) =
         publish::publish(pool, &runs, cut.next_epoch, rows_read, delta_version).await
     {
-        for &run_id in &run_ids {
-            publish::fail_run(pool, run_id, &error.to_string()).await;
+        for (view, &run_id) in views.iter().zip(&run_ids) {
+            publish::fail_run(pool, view, run_id, &error.to_string()).await;
         }
         return Err(error);
     }

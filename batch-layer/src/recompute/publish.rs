@@ -115,11 +115,34 @@ pub async fn publish(
     Ok(())
 }
 
-/// Marks a run failed with its error (best effort: the run is not active either way).
-pub async fn fail_run(pool: &PgPool, run_id: i64, error: &str) {
-    if let Err(e) = batch_runs::fail(pool, run_id, error).await {
-        tracing::warn!(run_id, error = %e, "could not mark the batch run failed; it is not active either way and serving ignores it: check the database");
+/// Marks a run failed and deletes the rows it COPYed (a failed run's slices are never served,
+/// and would otherwise stay), in one transaction and only while the run is still `running`.
+/// When the database cannot be reached the run stays `running`, and the next batch run cleans
+/// it up as interrupted, rows included ([`clean_interrupted`]).
+pub async fn fail_run(pool: &PgPool, view: &View, run_id: i64, error: &str) {
+    if let Err(e) = fail_and_delete_rows(pool, view, run_id, error).await {
+        tracing::warn!(run_id, error = %e, "could not mark the batch run failed; it is not active either way and serving ignores it, and the next batch run cleans it up");
     }
+}
+
+async fn fail_and_delete_rows(
+    pool: &PgPool,
+    view: &View,
+    run_id: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if batch_runs::fail(&mut tx, run_id, error).await? {
+        let sql = format!(
+            "DELETE FROM {} WHERE run_id = $1",
+            ViewLayout::of(view).batch_table
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
 }
 
 #[cfg(test)]
@@ -182,6 +205,60 @@ mod tests {
         );
         assert_eq!(status(&pool, b).await, ("active".into(), Some(3)));
         assert_eq!(status(&pool, a).await.0, "failed");
+    }
+
+    /// A failed run's rows are deleted with its failure; an active run is never failed, its
+    /// rows kept, even if its publisher saw an error.
+    #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+    async fn a_failed_run_leaves_no_rows_and_an_active_run_cannot_fail(pool: PgPool) {
+        let views = views();
+        schemas::pg::ensure_view_tables(&pool, &views)
+            .await
+            .unwrap();
+        let view = &views[0];
+        let table = ViewLayout::of(view).batch_table;
+        let rows_of = |run_id: i64| {
+            let (pool, sql) = (
+                pool.clone(),
+                format!("SELECT count(*) FROM {table} WHERE run_id = $1"),
+            );
+            async move {
+                let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(run_id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        let add_row = |run_id: i64| {
+            let (pool, sql) = (
+                pool.clone(),
+                format!("INSERT INTO {table} (run_id, bucket_start) VALUES ($1, now())"),
+            );
+            async move {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(run_id)
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+        };
+        let failing = begin_run(&pool, view, 1).await.unwrap();
+        add_row(failing).await;
+        add_row(failing).await;
+        fail_run(&pool, view, failing, "the database went away").await;
+        assert_eq!(status(&pool, failing).await.0, "failed");
+        assert_eq!(rows_of(failing).await, 0, "a failed run's rows are deleted");
+
+        let published = begin_run(&pool, view, 2).await.unwrap();
+        add_row(published).await;
+        publish(&pool, &[run(view, published)], 3, 0, Some(1))
+            .await
+            .unwrap();
+        fail_run(&pool, view, published, "the reply was lost").await;
+        assert_eq!(status(&pool, published).await, ("active".into(), Some(3)));
+        assert_eq!(rows_of(published).await, 1, "an active run keeps its rows");
     }
 
     /// Run A was cleaned up as interrupted by run B, which has not published yet: A's row is no

@@ -169,14 +169,19 @@ pub async fn activate(
     Ok(made_active.rows_affected() == 1)
 }
 
-/// Marks a run failed with its error.
-pub async fn fail(pool: &PgPool, run_id: i64, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = $2 WHERE run_id = $1")
-        .bind(run_id)
-        .bind(error)
-        .execute(pool)
-        .await?;
-    Ok(())
+/// Marks a `running` run failed with its error; false when it was no longer running. An active
+/// run is never touched: its publish may have committed although its caller saw an error (a
+/// connection lost before the reply).
+pub async fn fail(db: &mut PgConnection, run_id: i64, error: &str) -> Result<bool, sqlx::Error> {
+    let failed = sqlx::query(
+        "UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = $2 \
+         WHERE run_id = $1 AND status = 'running'",
+    )
+    .bind(run_id)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(failed.rows_affected() == 1)
 }
 
 /// Every active run.
