@@ -630,6 +630,10 @@ async fn soak(pool: PgPool) {
     } else {
         Err(failures.join("; "))
     };
+    // The receiver's runtime may not be dropped in this async context (tokio panics there,
+    // which failed a soak whose every check had passed): shut it down without waiting, before
+    // the report's verdict, which panics on a failure.
+    receiver_runtime.shutdown_background();
     super::report(
         &format!(
             "soak-{}",
