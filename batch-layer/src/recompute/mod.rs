@@ -324,18 +324,16 @@ async fn compute_and_load(
     rows_read: u64,
 ) -> Result<Vec<ViewRun>, BatchError> {
     let work = sliced(settings, views, &records, rows_read).await?;
+    let event_time = slices::EventTimeColumn::of(&records, settings.lake.schema())?;
     let compute = |item: &SliceOfView| {
-        let (records, view, schema, slice) = (
-            records.clone(),
+        let (records, view, schema) = (
+            item.slice.of(records.clone(), &event_time),
             views[item.view].clone(),
             settings.lake.schema().clone(),
-            item.slice,
         );
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let frame = slice
-                .of(records, &schema)
-                .and_then(|records| compute::compute_view(records, &view, &schema));
+            let frame = compute::compute_view(records, &view, &schema);
             (frame, started.elapsed().as_secs_f64())
         })
     };

@@ -116,7 +116,8 @@ pub async fn publish(
 }
 
 /// Marks a run failed and deletes the rows it COPYed (a failed run's slices are never served,
-/// and would otherwise stay), in one transaction and only while the run is still `running`.
+/// and would otherwise stay), in one transaction with the run's row locked, unless the run is
+/// active or superseded.
 /// When the database cannot be reached the run stays `running`, and the next batch run cleans
 /// it up as interrupted, rows included ([`clean_interrupted`]).
 pub async fn fail_run(pool: &PgPool, view: &View, run_id: i64, error: &str) {
@@ -132,7 +133,12 @@ async fn fail_and_delete_rows(
     error: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if batch_runs::fail(&mut tx, run_id, error).await? {
+    // A run another batch process already failed (this one lost its lock, and that one cleaned
+    // it up as interrupted) may have COPYed slices since: its rows go too. An active or
+    // superseded run is left alone.
+    let status = batch_runs::lock_status(&mut tx, run_id).await?;
+    if matches!(status.as_deref(), Some("running" | "failed")) {
+        batch_runs::fail(&mut tx, run_id, error).await?;
         let sql = format!(
             "DELETE FROM {} WHERE run_id = $1",
             ViewLayout::of(view).batch_table
@@ -250,6 +256,19 @@ mod tests {
         fail_run(&pool, view, failing, "the database went away").await;
         assert_eq!(status(&pool, failing).await.0, "failed");
         assert_eq!(rows_of(failing).await, 0, "a failed run's rows are deleted");
+
+        // This process lost its lock: another cleaned the run up as interrupted, then a slice
+        // of it was still COPYed. Its failure deletes that slice too.
+        let lost = begin_run(&pool, view, 1).await.unwrap();
+        clean_interrupted(&pool, &views).await.unwrap();
+        add_row(lost).await;
+        fail_run(&pool, view, lost, "its lock was lost").await;
+        assert_eq!(status(&pool, lost).await.0, "failed");
+        assert_eq!(
+            rows_of(lost).await,
+            0,
+            "rows COPYed after the clean-up are deleted"
+        );
 
         let published = begin_run(&pool, view, 2).await.unwrap();
         add_row(published).await;

@@ -34,25 +34,39 @@ impl TimeSlice {
     /// `records` less those whose event time lies outside the slice. The bounds are literals
     /// of the column's own type (the timestamp, not its cast to microseconds), so that the scan
     /// can skip the row groups whose statistics lie outside the slice.
-    pub fn of(&self, mut records: LazyFrame, schema: &EventSchema) -> PolarsResult<LazyFrame> {
-        let event_time = schema.event_time_field().name.as_str();
-        if *self == Self::ALL {
-            return Ok(records);
-        }
-        let column_type = records
-            .collect_schema()?
-            .get(event_time)
-            .cloned()
-            .ok_or_else(|| polars_err!(ColumnNotFound: "{event_time}"))?;
-        let bound = |micros: i64| lit(micros).cast(column_type.clone());
+    pub fn of(&self, records: LazyFrame, event_time: &EventTimeColumn) -> LazyFrame {
+        let column = || col(event_time.name.clone());
+        let bound = |micros: i64| lit(micros).cast(event_time.column_type.clone());
         let bounds = [
-            self.from.map(|from| col(event_time).gt_eq(bound(from))),
-            self.until.map(|until| col(event_time).lt(bound(until))),
+            self.from.map(|from| column().gt_eq(bound(from))),
+            self.until.map(|until| column().lt(bound(until))),
         ];
-        Ok(match bounds.into_iter().flatten().reduce(Expr::and) {
+        match bounds.into_iter().flatten().reduce(Expr::and) {
             Some(inside) => records.filter(inside),
             None => records,
-        })
+        }
+    }
+}
+
+/// The event-time column of a scan and its Polars type, looked up once per run (a lookup per
+/// slice would convert the scan's whole plan again each time).
+#[derive(Debug, Clone)]
+pub struct EventTimeColumn {
+    name: PlSmallStr,
+    column_type: DataType,
+}
+
+impl EventTimeColumn {
+    /// The event-time field of `schema` as `records` types it.
+    pub fn of(records: &LazyFrame, schema: &EventSchema) -> PolarsResult<Self> {
+        let name: PlSmallStr = schema.event_time_field().name.as_str().into();
+        let column_type = records
+            .clone()
+            .collect_schema()?
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| polars_err!(ColumnNotFound: "{name}"))?;
+        Ok(Self { name, column_type })
     }
 }
 
@@ -125,7 +139,7 @@ mod tests {
     use schemas::BraidConfig;
 
     use super::super::compute::{BUCKET_START, bucket_of, compute_view};
-    use super::{BucketCount, TimeSlice, pack, time_slices};
+    use super::{BucketCount, EventTimeColumn, TimeSlice, pack, time_slices};
 
     const CONFIG: &str = r#"
 [kafka]
@@ -202,11 +216,11 @@ metrics = ["count", "sum(n)", "min(n)", "distinct(name)", "quantile(n)"]
             until: None,
         });
         let times = times();
+        let event_time = EventTimeColumn::of(&records(&times), &config.schema).unwrap();
         let mut seen = vec![0; times.len()];
         for slice in &slices {
             let kept = slice
-                .of(records(&times), &config.schema)
-                .unwrap()
+                .of(records(&times), &event_time)
                 .select([col("ts").cast(DataType::Int64)])
                 .collect()
                 .unwrap();
@@ -262,15 +276,12 @@ metrics = ["count", "sum(n)", "min(n)", "distinct(name)", "quantile(n)"]
         };
         let whole = compute_view(records.clone(), view, &config.schema).unwrap();
         let slices = time_slices(records.clone(), view, &config.schema, 3).unwrap();
+        let event_time = EventTimeColumn::of(&records, &config.schema).unwrap();
         assert!(slices.len() >= 5, "{slices:?}");
         let mut sliced = Vec::new();
         for slice in &slices {
-            let frame = compute_view(
-                slice.of(records.clone(), &config.schema).unwrap(),
-                view,
-                &config.schema,
-            )
-            .unwrap();
+            let frame =
+                compute_view(slice.of(records.clone(), &event_time), view, &config.schema).unwrap();
             sliced.extend(text(&frame));
         }
         sliced.sort();

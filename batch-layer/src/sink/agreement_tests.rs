@@ -14,7 +14,7 @@ use schemas::{BraidConfig, Record, Rejection, Value};
 use speed_layer::aggregate::{KeyValue, MetricValue, MicroBatch};
 
 use super::columns::BatchBuilder;
-use crate::recompute::slices::time_slices;
+use crate::recompute::slices::{EventTimeColumn, time_slices};
 use crate::recompute::{BUCKET_START, compute_view};
 
 /// A schema with every field type, optional fields, and views that group and filter, with
@@ -527,9 +527,10 @@ proptest! {
             // long history does, must give the same rows.
             let max_records = (records.len() as u64 / 3).max(1);
             let slices = time_slices(scan.clone(), view, &config.schema, max_records).unwrap();
+            let event_time = EventTimeColumn::of(&scan, &config.schema).unwrap();
             let mut sliced = Vec::new();
             for slice in &slices {
-                sliced.push(compute_view(slice.of(scan.clone(), &config.schema).unwrap(), view, &config.schema).unwrap());
+                sliced.push(compute_view(slice.of(scan.clone(), &event_time), view, &config.schema).unwrap());
             }
             let mut sliced_rows: Rows = BTreeMap::new();
             for frame in &sliced {

@@ -169,6 +169,20 @@ pub async fn activate(
     Ok(made_active.rows_affected() == 1)
 }
 
+/// Locks a run's row until the transaction ends and returns its status (`None`: no such run),
+/// so that no publish or clean-up changes it meanwhile.
+pub async fn lock_status(
+    db: &mut PgConnection,
+    run_id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let status: Option<(String,)> =
+        sqlx::query_as("SELECT status FROM braid_internal.batch_runs WHERE run_id = $1 FOR UPDATE")
+            .bind(run_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(status.map(|(status,)| status))
+}
+
 /// Marks a `running` run failed with its error; false when it was no longer running. An active
 /// run is never touched: its publish may have committed although its caller saw an error (a
 /// connection lost before the reply).
