@@ -62,7 +62,7 @@ for line in open(sys.argv[1]):
         v[0] += 1
         v[1] += int(re.search(r'rows=([0-9]+)', line).group(1))
         for i, key in enumerate(["compute_seconds", "encode_seconds", "copy_seconds"]):
-            v[2 + i] += float(re.search(key + r'=([0-9.]+)', line).group(1))
+            v[2 + i] += float(re.search(key + r'=([0-9.]+(?:e-?[0-9]+)?)', line).group(1))
 for view, (n, rows, compute, encode, copy) in views.items():
     phases.append(f"{view} compute {compute:.2f} s + encode {encode:.2f} s + COPY {copy:.2f} s ({rows} rows, {n} slice{'s' if n > 1 else ''})")
 print("  phases: " + "; ".join(phases))
