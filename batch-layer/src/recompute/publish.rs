@@ -31,12 +31,7 @@ pub async fn clean_interrupted(pool: &PgPool, views: &[View]) -> Result<(), Batc
             .iter()
             .find(|v| v.name == stale.view_name && v.fingerprint == stale.fingerprint)
         {
-            let layout = ViewLayout::of(view);
-            let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(stale.run_id)
-                .execute(pool)
-                .await?;
+            delete_rows_of_run(pool, &ViewLayout::of(view), stale.run_id).await?;
         }
         tracing::info!(
             run_id = stale.run_id,
@@ -106,12 +101,23 @@ pub async fn publish(
     schemas::pg::view_changes::notify(&mut tx, &changes).await?;
     tx.commit().await?;
     for (layout, run_id) in superseded {
-        let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(run_id)
-            .execute(pool)
-            .await?;
+        delete_rows_of_run(pool, &layout, run_id).await?;
     }
+    Ok(())
+}
+
+/// Deletes the rows a run COPYed into its view's batch table (the table name comes from the
+/// validated view, the run id is bound).
+async fn delete_rows_of_run<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    layout: &ViewLayout,
+    run_id: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!("DELETE FROM {} WHERE run_id = $1", layout.batch_table);
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(run_id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
@@ -139,14 +145,7 @@ async fn fail_and_delete_rows(
     let status = batch_runs::lock_status(&mut tx, run_id).await?;
     if matches!(status.as_deref(), Some("running" | "failed")) {
         batch_runs::fail(&mut tx, run_id, error).await?;
-        let sql = format!(
-            "DELETE FROM {} WHERE run_id = $1",
-            ViewLayout::of(view).batch_table
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(run_id)
-            .execute(&mut *tx)
-            .await?;
+        delete_rows_of_run(&mut *tx, &ViewLayout::of(view), run_id).await?;
     }
     tx.commit().await
 }

@@ -183,11 +183,11 @@ pub async fn lock_status(
     Ok(status.map(|(status,)| status))
 }
 
-/// Marks a `running` run failed with its error; false when it was no longer running. An active
+/// Marks a `running` run failed with its error; a run in any other state keeps it. An active
 /// run is never touched: its publish may have committed although its caller saw an error (a
 /// connection lost before the reply).
-pub async fn fail(db: &mut PgConnection, run_id: i64, error: &str) -> Result<bool, sqlx::Error> {
-    let failed = sqlx::query(
+pub async fn fail(db: &mut PgConnection, run_id: i64, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
         "UPDATE braid_internal.batch_runs SET status = 'failed', finished_at = now(), error = $2 \
          WHERE run_id = $1 AND status = 'running'",
     )
@@ -195,7 +195,7 @@ pub async fn fail(db: &mut PgConnection, run_id: i64, error: &str) -> Result<boo
     .bind(error)
     .execute(db)
     .await?;
-    Ok(failed.rows_affected() == 1)
+    Ok(())
 }
 
 /// Every active run.
