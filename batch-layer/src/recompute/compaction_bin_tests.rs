@@ -6,7 +6,7 @@
 use deltalake::DeltaTable;
 use schemas::BraidConfig;
 
-use super::test_lake::{append, first_i64};
+use super::test_lake::{append, config, first_i64};
 use crate::lake::Lake;
 use crate::lake::maintenance::{MIN_SMALL_FILES, SMALL_FILE_BYTES};
 use crate::sink::writer_properties;
@@ -40,24 +40,7 @@ fn sizes(table: &DeltaTable) -> Vec<i64> {
 
 #[tokio::test]
 async fn compaction_joins_small_files_into_bounded_files() {
-    let config = BraidConfig::load_from(
-        Some((
-            "lake.toml",
-            r#"
-[kafka]
-topic = "compaction-bins"
-[schema]
-event_time = "ts"
-fields = [
-  { name = "ts", type = "timestamp" },
-  { name = "n", type = "i64" },
-  { name = "tag", type = "string", required = false },
-]
-"#,
-        )),
-        [],
-    )
-    .unwrap();
+    let config = config("compaction-bins", true);
     let dir = std::env::temp_dir().join(format!("braid-compaction-bins-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // The rows that make a file of about 3/8 of the bound, from a first file elsewhere.

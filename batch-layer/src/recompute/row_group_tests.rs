@@ -6,7 +6,7 @@
 use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 use schemas::BraidConfig;
 
-use super::test_lake::{append, payload};
+use super::test_lake::{append, config, payload};
 use crate::lake::Lake;
 use crate::lake::maintenance::MIN_SMALL_FILES;
 use crate::sink::{ROW_GROUP_ROWS, writer_properties};
@@ -25,20 +25,7 @@ fn row_groups(uri: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn compacted_files_keep_row_groups_bounded() {
-    let config = BraidConfig::load_from(
-        Some((
-            "lake.toml",
-            r#"
-[kafka]
-topic = "row-groups"
-[schema]
-event_time = "ts"
-fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
-"#,
-        )),
-        [],
-    )
-    .unwrap();
+    let config = config("row-groups", false);
     let dir = std::env::temp_dir().join(format!("braid-row-groups-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let lake = Lake::in_folder(&dir, &config);

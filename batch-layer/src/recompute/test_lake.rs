@@ -10,6 +10,27 @@ use crate::lake::app_id;
 use crate::sink::columns::BatchBuilder;
 use crate::sink::writer_properties;
 
+/// The test schema on `topic`: `ts` (the event time) and `n`, and with `tag` the optional
+/// string field `tag`.
+pub fn config(topic: &str, tag: bool) -> BraidConfig {
+    let tag = if tag {
+        r#", { name = "tag", type = "string", required = false }"#
+    } else {
+        ""
+    };
+    let text = format!(
+        r#"
+[kafka]
+topic = "{topic}"
+[schema]
+event_time = "ts"
+fields = [{{ name = "ts", type = "timestamp" }}, {{ name = "n", type = "i64" }}{tag}]
+"#
+    );
+    BraidConfig::load_from(Some(("lake.toml", text.as_str())), [])
+        .expect("the test config is valid")
+}
+
 /// A record of the test schemas (`ts`, `n`, optional `tag`) at one instant.
 pub fn payload(n: i64, tag: Option<&str>) -> Vec<u8> {
     let mut record = serde_json::json!({ "ts": "2026-03-01T10:00:00Z", "n": n });

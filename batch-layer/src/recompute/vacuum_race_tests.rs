@@ -9,7 +9,7 @@ use schemas::BraidConfig;
 use sqlx::PgPool;
 
 use super::compute::{collect_streaming, records_below_cut};
-use super::test_lake::{append, first_i64, payload};
+use super::test_lake::{self, append, first_i64, payload};
 use schemas::pg::batch_runs::pinned_versions;
 
 use super::{BatchSettings, pin, publish};
@@ -24,14 +24,7 @@ async fn vacuum_keeps_the_files_a_running_batch_pinned(pool: PgPool) {
         [],
     )
     .unwrap();
-    let schema_text = r#"
-[kafka]
-topic = "vacuum-race"
-[schema]
-event_time = "ts"
-fields = [{ name = "ts", type = "timestamp" }, { name = "n", type = "i64" }]
-"#;
-    let lake_config = BraidConfig::load_from(Some(("lake.toml", schema_text)), []).unwrap();
+    let lake_config = test_lake::config("vacuum-race", false);
     let dir = std::env::temp_dir().join(format!("braid-vacuum-race-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let lake = Lake::in_folder(&dir, &lake_config);
