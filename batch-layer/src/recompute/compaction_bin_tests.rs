@@ -4,7 +4,6 @@
 //! soak's scheduler peaked during compactions that joined the day's data into one file.)
 
 use deltalake::DeltaTable;
-use schemas::BraidConfig;
 
 use super::test_lake::{append, config, first_i64};
 use crate::lake::Lake;

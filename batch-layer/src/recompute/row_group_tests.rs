@@ -4,7 +4,6 @@
 //! scheduler's memory growing with the table: compacted files were one row group each.)
 
 use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
-use schemas::BraidConfig;
 
 use super::test_lake::{append, config, payload};
 use crate::lake::Lake;
