@@ -141,6 +141,12 @@ pub enum ReadError {
     /// The statement returned no head row.
     #[error("the merged read returned no head row")]
     NoHeadRow,
+    /// The head row's provenance is not the JSON array the statement builds.
+    #[error("the merged read's provenance `{text}` is not [truncated, batch, speed, backfilling]")]
+    Provenance {
+        /// What the head row held.
+        text: String,
+    },
     /// A column of the answer could not be decoded as its type.
     #[error("column `{column}` could not be read: {source}")]
     Column {
@@ -167,6 +173,7 @@ impl ReadError {
             Self::Unavailable(_) | Self::TimedOut(_) => Fault::Unavailable,
             Self::Database(_)
             | Self::NoHeadRow
+            | Self::Provenance { .. }
             | Self::Column { .. }
             | Self::NotAnIntegerSum { .. } => Fault::Internal,
         }

@@ -87,7 +87,9 @@ pub(crate) fn statement(
         }
     }
     for average in view.averages() {
-        outputs.push(merge::average(&average));
+        if returned(columns, &average.column) {
+            outputs.push(merge::average(&average));
+        }
     }
     if selection.parts {
         outputs.push("bool_or(from_batch$) AS batch_part".into());
@@ -124,16 +126,8 @@ pub(crate) fn statement(
            SELECT {outputs} FROM stored$ {group_by} HAVING count(*) > 0 {order} LIMIT {limit} + 1) \
          SELECT {head} \
          UNION ALL \
-         SELECT 1, row_number() OVER ({order}), {names}, NULL, NULL, NULL, NULL \
-         FROM (SELECT * FROM merged$ {order} LIMIT {limit}) AS page$ \
-         ORDER BY part$, ord$",
-        head = head_row(
-            columns,
-            &format!("(SELECT count(*) FROM merged$) > {limit}"),
-            &topic,
-            &name,
-            &fingerprint
-        ),
+         SELECT {names} FROM merged$",
+        head = head_row(columns, "NULL::boolean", &topic, &name, &fingerprint),
         joined_head = joined.head,
         joined_tail = joined.tail,
         active = batch_runs::active_run_select(&name, &fingerprint),
@@ -148,6 +142,12 @@ pub(crate) fn statement(
         sql,
         values: st.values,
     }
+}
+
+/// Whether the statement returns the answer column `name` (an average the reader computes is
+/// not returned).
+pub(crate) fn returned(columns: &[AnswerColumn], name: &str) -> bool {
+    columns.iter().any(|c| c.name == name && c.in_statement())
 }
 
 /// The text around the stored rows' UNION that joins the dimensions of the attributes an

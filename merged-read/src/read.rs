@@ -6,6 +6,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{PgPool, Row};
 
+use schemas::pg_layout::merge;
 use schemas::view::View;
 
 use crate::columns::{AnswerColumn, CellKind};
@@ -121,6 +122,7 @@ fn bind_all<'q>(
             Bind::Texts(v) => query.bind(v),
             Bind::Ints(v) => query.bind(v),
             Bind::Bools(v) => query.bind(v),
+            Bind::Bool(v) => query.bind(v),
             Bind::Float(v) => query.bind(v),
         };
     }
@@ -151,9 +153,6 @@ pub struct MergedAnswer {
     pub provenance: Provenance,
 }
 
-/// Where the output columns start in a row the statement returns (after `part$`, `ord$`).
-const FIRST_OUTPUT: usize = 2;
-
 /// Reads column `index` of `row` as `T`, the error naming `column`.
 fn get<'r, T>(row: &'r PgRow, index: usize, column: &str) -> Result<T, ReadError>
 where
@@ -165,40 +164,85 @@ where
     })
 }
 
+/// The head row's `provenance$`: `[truncated, batch, speed, backfilling]`
+/// (`statement::head_row`).
+#[derive(serde::Deserialize)]
+struct HeadProvenance(
+    Option<bool>,
+    Option<serde_json::Value>,
+    serde_json::Value,
+    bool,
+);
+
 impl MergedAnswer {
-    /// The answer in `rows` (a head row, then the page and possibly one row past the limit).
+    /// The answer in `rows`: a head row (the one whose last column, `provenance$`, is set;
+    /// the statement returns it first) and the page, possibly with one row past the limit.
     fn of(mut rows: Vec<PgRow>, columns: Vec<AnswerColumn>, limit: i64) -> Result<Self, ReadError> {
-        let head = rows.first().ok_or(ReadError::NoHeadRow)?;
-        let after = FIRST_OUTPUT + columns.len();
-        let page = rows.len() - 1;
-        // A NULL truncation flag: the statement returned one row past the limit when more matched.
-        let (truncated, page) = match get::<Option<bool>>(head, after, "truncated$")? {
-            Some(truncated) => (truncated, page),
-            None => {
-                let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-                (page > limit, page.min(limit))
+        let positions = Positions::of(&columns);
+        let provenance_at = positions.returned;
+        let mut head = None;
+        for (index, row) in rows.iter().enumerate() {
+            if let Some(text) = get::<Option<&str>>(row, provenance_at, "provenance$")? {
+                head = Some((index, text.to_string()));
+                break;
             }
-        };
-        let provenance = Provenance {
-            batch: get(head, after + 1, "batch$")?,
-            speed: get(head, after + 2, "speed$")?,
-            backfilling: get(head, after + 3, "backfilling$")?,
-        };
-        rows.truncate(1 + page);
+        }
+        let (head_index, text) = head.ok_or(ReadError::NoHeadRow)?;
+        rows.remove(head_index);
+        let HeadProvenance(truncated, batch, speed, backfilling) =
+            serde_json::from_str(&text).map_err(|_| ReadError::Provenance { text })?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        // A NULL truncation flag: the statement returned one row past the limit when more matched.
+        let truncated = truncated.unwrap_or(rows.len() > limit);
+        rows.truncate(limit);
         Ok(Self {
-            rows: MergedRows { rows, columns },
+            rows: MergedRows {
+                rows,
+                columns,
+                positions,
+            },
             truncated,
-            provenance,
+            provenance: Provenance {
+                batch: batch.filter(|b| !b.is_null()).map(|b| b.to_string()),
+                speed: speed.to_string(),
+                backfilling,
+            },
         })
+    }
+}
+
+/// Where each answer column is in a returned row: columns the reader computes
+/// ([`CellKind::Average`]) are not returned, so the others shift left.
+#[derive(Debug)]
+struct Positions {
+    /// Per answer column, its index in a returned row (unused for computed columns).
+    at: Vec<usize>,
+    /// How many columns a row returns before `provenance$` (so `provenance$`'s index).
+    returned: usize,
+}
+
+impl Positions {
+    fn of(columns: &[AnswerColumn]) -> Self {
+        let mut returned = 0;
+        let at = columns
+            .iter()
+            .map(|c| {
+                let at = returned;
+                returned += usize::from(c.in_statement());
+                at
+            })
+            .collect();
+        Self { at, returned }
     }
 }
 
 /// The rows of an answer, read cell by cell where they were received (nothing is copied).
 #[derive(Debug)]
 pub struct MergedRows {
-    /// The head row, then the page.
+    /// The page, in the answer's order.
     rows: Vec<PgRow>,
     columns: Vec<AnswerColumn>,
+    positions: Positions,
 }
 
 impl MergedRows {
@@ -209,19 +253,20 @@ impl MergedRows {
 
     /// How many rows.
     pub fn len(&self) -> usize {
-        self.rows.len() - 1
+        self.rows.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.rows.is_empty()
     }
 
     /// The rows, in the answer's order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = MergedRow<'_>> {
-        self.rows[1..].iter().map(|row| MergedRow {
+        self.rows.iter().map(|row| MergedRow {
             row,
             columns: &self.columns,
+            positions: &self.positions.at,
         })
     }
 }
@@ -231,13 +276,14 @@ impl MergedRows {
 pub struct MergedRow<'r> {
     row: &'r PgRow,
     columns: &'r [AnswerColumn],
+    positions: &'r [usize],
 }
 
 impl<'r> MergedRow<'r> {
     /// The cell of column `index` (into [`MergedRows::columns`]).
     pub fn cell(&self, index: usize) -> Result<Cell<'r>, ReadError> {
         let column = &self.columns[index];
-        let at = FIRST_OUTPUT + index;
+        let at = self.positions[index];
         let row = self.row;
         let name = column.name.as_str();
         Ok(match column.kind {
@@ -260,6 +306,7 @@ impl<'r> MergedRow<'r> {
             }
             CellKind::Text => get::<Option<&str>>(row, at, name)?.map_or(Cell::Null, Cell::Text),
             CellKind::Json => get::<Option<&str>>(row, at, name)?.map_or(Cell::Null, Cell::Json),
+            CellKind::Average { sum, count } => average(self.cell(sum)?, self.cell(count)?),
         })
     }
 
@@ -267,6 +314,34 @@ impl<'r> MergedRow<'r> {
     pub fn cells(&self) -> impl Iterator<Item = Result<Cell<'r>, ReadError>> + '_ {
         (0..self.columns.len()).map(|i| self.cell(i))
     }
+}
+
+/// The average of a merged row's sum and count, exactly as `merge::row_average` computes it
+/// in SQL: NULL without a count or with a zero one; a sum below the floor reads as 0; the sum
+/// (an integer sum's decimal text rounded to the nearest `f64`, as PostgreSQL's cast does)
+/// divided by the count (rounded to `f64`, as PostgreSQL's cast does). IEEE division is the
+/// same in both, so the value is the same bit for bit.
+fn average(sum: Cell<'_>, count: Cell<'_>) -> Cell<'static> {
+    let count = match count {
+        Cell::Int(count) if count != 0 => count,
+        _ => return Cell::Null,
+    };
+    let sum = match sum {
+        Cell::Float(sum) => sum,
+        Cell::Int(sum) => sum as f64,
+        // Digits with an optional sign (checked when read): always a number.
+        Cell::IntegerSum(text) => match text.parse::<f64>() {
+            Ok(sum) => sum,
+            Err(_) => return Cell::Null,
+        },
+        _ => return Cell::Null,
+    };
+    let sum = if sum.abs() < merge::AVERAGE_READ_FLOOR_VALUE {
+        0.0
+    } else {
+        sum
+    };
+    Cell::Float(sum / count as f64)
 }
 
 fn is_integer_text(text: &str) -> bool {

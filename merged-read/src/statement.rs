@@ -54,6 +54,8 @@ pub enum Bind {
     Ints(Vec<i64>),
     /// `boolean[]`.
     Bools(Vec<bool>),
+    /// `boolean`.
+    Bool(bool),
     /// `double precision`.
     Float(f64),
 }
@@ -110,7 +112,7 @@ impl Binds {
         let mut range = format!("bucket_start >= {from} AND bucket_start < {to}");
         let mut attribute_filters = String::new();
         for filter in &selection.filters {
-            let placeholder = self.bind_filter(&filter.values);
+            let condition = self.bind_filter(&filter.values);
             let target = if view.served_attribute(filter.field).is_some() {
                 &mut attribute_filters
             } else {
@@ -118,7 +120,7 @@ impl Binds {
             };
             let _ = write!(
                 target,
-                " AND {} = ANY({placeholder})",
+                " AND {} {condition}",
                 view.served_name(filter.field)
             );
         }
@@ -132,13 +134,26 @@ impl Binds {
         }
     }
 
-    /// Binds a filter's accepted values (an array) and returns its placeholder.
+    /// Binds a filter's accepted values and returns the condition on the field: `= $n` for
+    /// one value, `= ANY($n)` (an array) for several. With one value PostgreSQL knows the
+    /// field is constant, so an index on (field, bucket_start) yields the rows in bucket order
+    /// and the answer needs no sort; with `= ANY` it sorts them.
     fn bind_filter(&mut self, values: &FilterValues) -> String {
-        self.bind(match values {
+        let one = match values {
+            FilterValues::Text(v) if v.len() == 1 => Some(Bind::Text(v[0].clone())),
+            FilterValues::Int(v) if v.len() == 1 => Some(Bind::Int(v[0])),
+            FilterValues::Bool(v) if v.len() == 1 => Some(Bind::Bool(v[0])),
+            FilterValues::Text(_) | FilterValues::Int(_) | FilterValues::Bool(_) => None,
+        };
+        if let Some(one) = one {
+            return format!("= {}", self.bind(one));
+        }
+        let placeholder = self.bind(match values {
             FilterValues::Text(v) => Bind::Texts(v.clone()),
             FilterValues::Int(v) => Bind::Ints(v.clone()),
             FilterValues::Bool(v) => Bind::Bools(v.clone()),
-        })
+        });
+        format!("= ANY({placeholder})")
     }
 
     /// Adds a value and returns its placeholder.
@@ -170,10 +185,11 @@ pub(crate) fn order_terms(order: &[OrderTerm]) -> String {
         .join(", ")
 }
 
-/// The head row of a merged read's statement, after `SELECT`: `part$` 0, `ord$`, the output
-/// columns as NULLs of their wire types, whether more rows matched than the limit
-/// (`truncated`, an SQL boolean; NULL when the rows say it), and the provenance: the active
-/// run (`active$` must be in scope), the speed state and the backfilling flag.
+/// The head row of a merged read's statement, after `SELECT`: the output columns the statement
+/// returns as NULLs of their wire types, then `provenance$`, the text of a JSON array: whether
+/// more rows matched than the limit (`truncated`, an SQL boolean; NULL when the rows say it),
+/// the active run (`active$` must be in scope) or null, the speed state, and the backfilling
+/// flag. The rows carry a NULL `provenance$`: one column, not four, pads every row.
 pub(crate) fn head_row(
     columns: &[AnswerColumn],
     truncated: &str,
@@ -181,34 +197,38 @@ pub(crate) fn head_row(
     name: &str,
     fingerprint: &str,
 ) -> String {
-    let nulls = columns
-        .iter()
-        .map(|c| format!("NULL::{} AS {}", c.wire_type(), c.name))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "0 AS part$, 0::bigint AS ord$, {nulls}, \
-         {truncated} AS truncated$, \
+    let provenance = format!(
+        "json_build_array({truncated}, \
          (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
             'delta_version', delta_version, \
-            'finished_at', {finished}) FROM active$)::text AS batch$, \
-         ({speed_state})::text AS speed$, \
+            'finished_at', {finished}) FROM active$), \
+         ({speed_state}), \
          coalesce(({needs_backfill}), false) \
-           AND NOT EXISTS (SELECT 1 FROM active$) AS backfilling$",
+           AND NOT EXISTS (SELECT 1 FROM active$))::text AS provenance$",
         finished = utc_text("finished_at"),
         speed_state = speed_state_sql(topic),
         needs_backfill = view_definitions::needs_backfill_select(name, fingerprint),
-    )
+    );
+    columns
+        .iter()
+        .filter(|c| c.in_statement())
+        .map(|c| format!("NULL::{} AS {}", c.wire_type(), c.name))
+        .chain([provenance])
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// The output columns of an answer row as sent: `numeric` sums and `jsonb` samples as text.
+/// The output columns of an answer row as sent, then a NULL `provenance$` (see [`head_row`]):
+/// `numeric` sums and `jsonb` samples as text; averages the reader computes are left out.
 pub(crate) fn row_names(columns: &[AnswerColumn]) -> String {
     columns
         .iter()
+        .filter(|c| c.in_statement())
         .map(|c| match c.wire_type() {
             "text" if c.pg_type != "text" => format!("{}::text", c.name),
             _ => c.name.clone(),
         })
+        .chain(["NULL::text".to_string()])
         .collect::<Vec<_>>()
         .join(", ")
 }

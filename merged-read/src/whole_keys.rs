@@ -13,6 +13,7 @@ use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
 use crate::columns::AnswerColumn;
+use crate::general;
 use crate::selection::Selection;
 use crate::statement::{
     BatchRows, Binds, BoundStatement, SpeedRows, head_row, order_terms, row_names,
@@ -114,7 +115,12 @@ pub(crate) fn statement(
         .map(|k| (*k).to_string())
         .chain(["bucket_start".to_string()])
         .chain(view.metrics.iter().map(|m| m.column.clone()))
-        .chain(averages.iter().map(merge::row_average))
+        .chain(
+            averages
+                .iter()
+                .filter(|a| general::returned(columns, &a.column))
+                .map(merge::row_average),
+        )
         .chain(
             selection
                 .parts
@@ -128,7 +134,7 @@ pub(crate) fn statement(
         "WITH active$ AS ({active}) \
          SELECT {head} \
          UNION ALL \
-         SELECT 1, row_number() OVER (ORDER BY {order}), {names}, NULL, NULL, NULL, NULL FROM ( \
+         SELECT {names} FROM ( \
             SELECT {outputs} FROM ( \
               SELECT {merged_keys}, {combined}{parts} \
               FROM (SELECT {stored} FROM {batch} \
@@ -137,8 +143,7 @@ pub(crate) fn statement(
                     WHERE {speed_rows} AND {range} \
                     GROUP BY {group_list}bucket_start) AS s \
               ON {join_on}) AS merged$ \
-            ORDER BY {order} LIMIT {limit} + 1) AS answer$ \
-         ORDER BY part$, ord$",
+            ORDER BY {order} LIMIT {limit} + 1) AS answer$",
         active = batch_runs::active_run_select(&placeholders.name, &placeholders.fingerprint),
         head = head_row(
             columns,

@@ -160,6 +160,10 @@ pub mod merge {
     /// 2^-717: the rule only guards rows stored before that rule existed.
     pub const AVERAGE_READ_FLOOR: &str = "1e-300";
 
+    /// [`AVERAGE_READ_FLOOR`] as a number, for readers that divide themselves
+    /// (`merged_read`'s averages); a test holds the two equal.
+    pub const AVERAGE_READ_FLOOR_VALUE: f64 = 1e-300;
+
     /// `expression` (double precision), or 0 where its magnitude is below `floor`.
     pub fn zero_below(expression: &str, floor: &str) -> String {
         format!(
@@ -408,6 +412,14 @@ mod tests {
     use super::*;
     use crate::event_schema::{EventSchema, FieldDef};
     use crate::view::ViewConfig;
+
+    #[test]
+    fn the_average_floor_is_one_value_in_sql_and_in_rust() {
+        assert_eq!(
+            merge::AVERAGE_READ_FLOOR.parse::<f64>().unwrap(),
+            merge::AVERAGE_READ_FLOOR_VALUE
+        );
+    }
 
     #[test]
     fn layout_names_and_types_follow_the_view() {

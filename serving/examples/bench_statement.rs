@@ -29,6 +29,7 @@ fn literal(bind: &Bind) -> String {
         ),
         Bind::Ints(v) => format!("ARRAY{v:?}::bigint[]"),
         Bind::Bools(v) => format!("ARRAY{v:?}::boolean[]"),
+        Bind::Bool(v) => format!("{v}::boolean"),
         // Debug prints an f64 so that it reads back as the same value.
         Bind::Float(v) => format!("{v:?}::double precision"),
     }

@@ -7,7 +7,8 @@ use sqlx::PgPool;
 
 use crate::fixture::{TOPIC, config, sales, start, store, store_positions};
 use crate::{
-    CellValue, Filter, FilterValues, MergedAnswer, OrderTerm, ReadStatement, Selection, Shape,
+    CellKind, CellValue, Filter, FilterValues, MergedAnswer, OrderTerm, ReadStatement, Selection,
+    Shape,
 };
 
 /// The rows' values, owned.
@@ -165,4 +166,105 @@ async fn whole_keys_without_an_order_are_answered(pool: PgPool) {
     assert!(!answer.rows.is_empty(), "rows to compare");
     assert_eq!(sorted(&answer), sorted(&general));
     assert_eq!(answer.truncated, general.truncated);
+}
+
+/// The averages the reader computes (`CellKind::Average`) equal, bit for bit, those PostgreSQL
+/// computes when an order term names them, for both statements: integer sums beyond i64 and
+/// negative, a count of i64::MAX, a zero count and a missing sum among them.
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
+    store(&pool, &sales(), Some(2)).await;
+    store_positions(&pool).await;
+    let config = config();
+    let view = &config.views[0];
+    let layout = ViewLayout::of(view);
+    let run: i64 = sqlx::query_scalar(
+        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' AND view_name = 'sales'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let extremes: [(i64, Option<&str>, Option<i64>); 6] = [
+        (11, Some("99999999999999999999999999999"), Some(7)),
+        (12, Some("-123456789012345678901234567"), Some(3)),
+        (13, Some("5"), Some(0)),
+        (14, None, None),
+        (15, Some("1"), Some(i64::MAX)),
+        (16, Some("-9223372036854775808"), Some(9)),
+    ];
+    for (store_id, sum, count) in extremes {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {} (run_id, bucket_start, country, store, count, sum_cents, count_cents) \
+             VALUES ($1, $2, 'XX', $3, 1, $4::numeric, $5)",
+            layout.batch_table
+        )))
+        .bind(run)
+        .bind(start())
+        .bind(store_id)
+        .bind(sum)
+        .bind(count)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let all = i64::from(u16::MAX);
+    // Keyed by (country, store, bucket): the rows' first three values.
+    let averages = |answer: &MergedAnswer| {
+        let at = answer
+            .rows
+            .columns()
+            .iter()
+            .position(|c| c.name == "avg_cents")
+            .unwrap();
+        let mut rows: Vec<(String, Option<u64>)> = values(answer)
+            .iter()
+            .map(|row| {
+                let average = match &row[at] {
+                    CellValue::Float(v) => Some(v.to_bits()),
+                    CellValue::Null => None,
+                    other => panic!("an average reads as a float or NULL, not {other:?}"),
+                };
+                (format!("{:?}", &row[..3]), average)
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    for general in [false, true] {
+        let statement = |selection: Selection| {
+            if general {
+                ReadStatement::general(view, &selection, TOPIC).unwrap()
+            } else {
+                ReadStatement::new(view, &selection, TOPIC).unwrap()
+            }
+        };
+        let in_rust = statement(selection(&[0, 1], &[], all))
+            .run(&pool)
+            .await
+            .unwrap();
+        let in_sql = statement(selection(&[0, 1], &[("avg_cents", true)], all))
+            .run(&pool)
+            .await
+            .unwrap();
+        let kind = |answer: &MergedAnswer| {
+            let columns = answer.rows.columns();
+            columns.iter().find(|c| c.name == "avg_cents").unwrap().kind
+        };
+        assert!(
+            matches!(kind(&in_rust), CellKind::Average { .. }),
+            "read in Rust"
+        );
+        assert_eq!(kind(&in_sql), CellKind::Float, "read from PostgreSQL");
+        let (rust, sql) = (averages(&in_rust), averages(&in_sql));
+        assert!(
+            rust.len() > extremes.len(),
+            "general {general}: rows to compare"
+        );
+        assert_eq!(rust, sql, "general {general}");
+        let nulls = rust.iter().filter(|(_, v)| v.is_none()).count();
+        assert!(
+            nulls >= 2,
+            "general {general}: the zero count and the missing sum read as NULL"
+        );
+    }
 }

@@ -152,6 +152,7 @@ impl From<ReadError> for ApiError {
             ReadError::TimedOut(_) => Self::TooSlow,
             ReadError::Database(error) => Self::Internal(error.to_string()),
             internal @ (ReadError::NoHeadRow
+            | ReadError::Provenance { .. }
             | ReadError::Column { .. }
             | ReadError::NotAnIntegerSum { .. }) => Self::Internal(internal.to_string()),
         }
