@@ -142,10 +142,12 @@ pub enum ReadError {
     #[error("the merged read returned no head row")]
     NoHeadRow,
     /// The head row's provenance is not the JSON array the statement builds.
-    #[error("the merged read's provenance `{text}` is not [truncated, batch, speed, backfilling]")]
+    #[error("the merged read's provenance `{text}` is not [batch, speed, backfilling]: {source}")]
     Provenance {
         /// What the head row held.
         text: String,
+        /// Why it could not be read.
+        source: serde_json::Error,
     },
     /// A column of the answer could not be decoded as its type.
     #[error("column `{column}` could not be read: {source}")]

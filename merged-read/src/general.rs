@@ -127,7 +127,7 @@ pub(crate) fn statement(
          SELECT {head} \
          UNION ALL \
          SELECT {names} FROM merged$",
-        head = head_row(columns, "NULL::boolean", &topic, &name, &fingerprint),
+        head = head_row(columns, &topic, &name, &fingerprint),
         joined_head = joined.head,
         joined_tail = joined.tail,
         active = batch_runs::active_run_select(&name, &fingerprint),

@@ -164,19 +164,19 @@ where
     })
 }
 
-/// The head row's `provenance$`: `[truncated, batch, speed, backfilling]`
-/// (`statement::head_row`).
+/// The head row's `provenance$`: `[batch, speed, backfilling]` (`statement::head_row`), the
+/// two JSON values kept as PostgreSQL wrote them.
 #[derive(serde::Deserialize)]
 struct HeadProvenance(
-    Option<bool>,
-    Option<serde_json::Value>,
-    serde_json::Value,
+    Option<Box<serde_json::value::RawValue>>,
+    Box<serde_json::value::RawValue>,
     bool,
 );
 
 impl MergedAnswer {
     /// The answer in `rows`: a head row (the one whose last column, `provenance$`, is set;
-    /// the statement returns it first) and the page, possibly with one row past the limit.
+    /// the statement returns it first) and the page, with one row past the limit when more
+    /// matched.
     fn of(mut rows: Vec<PgRow>, columns: Vec<AnswerColumn>, limit: i64) -> Result<Self, ReadError> {
         let positions = Positions::of(&columns);
         let provenance_at = positions.returned;
@@ -189,11 +189,10 @@ impl MergedAnswer {
         }
         let (head_index, text) = head.ok_or(ReadError::NoHeadRow)?;
         rows.remove(head_index);
-        let HeadProvenance(truncated, batch, speed, backfilling) =
-            serde_json::from_str(&text).map_err(|_| ReadError::Provenance { text })?;
+        let HeadProvenance(batch, speed, backfilling) =
+            serde_json::from_str(&text).map_err(|source| ReadError::Provenance { text, source })?;
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        // A NULL truncation flag: the statement returned one row past the limit when more matched.
-        let truncated = truncated.unwrap_or(rows.len() > limit);
+        let truncated = rows.len() > limit;
         rows.truncate(limit);
         Ok(Self {
             rows: MergedRows {
@@ -203,8 +202,9 @@ impl MergedAnswer {
             },
             truncated,
             provenance: Provenance {
-                batch: batch.filter(|b| !b.is_null()).map(|b| b.to_string()),
-                speed: speed.to_string(),
+                // A JSON null (no active run) is read as None.
+                batch: batch.map(|b| b.get().to_string()),
+                speed: speed.get().to_string(),
                 backfilling,
             },
         })

@@ -88,7 +88,7 @@ pub(crate) struct Placeholders {
     /// The topic whose speed positions are reported.
     pub(crate) topic: String,
     /// The condition on the stored rows of both layers: the range's buckets and the filters on
-    /// group fields (` AND <field> = ANY($n)` each).
+    /// group fields (` AND <field> = $n` for one value, `= ANY($n)` for several, each).
     pub(crate) range: String,
     /// The filters on attributes, which apply after the dimensions' join (` AND ...` each).
     pub(crate) attribute_filters: String,
@@ -186,19 +186,18 @@ pub(crate) fn order_terms(order: &[OrderTerm]) -> String {
 }
 
 /// The head row of a merged read's statement, after `SELECT`: the output columns the statement
-/// returns as NULLs of their wire types, then `provenance$`, the text of a JSON array: whether
-/// more rows matched than the limit (`truncated`, an SQL boolean; NULL when the rows say it),
-/// the active run (`active$` must be in scope) or null, the speed state, and the backfilling
-/// flag. The rows carry a NULL `provenance$`: one column, not four, pads every row.
+/// returns as NULLs of their wire types, then `provenance$`, the text of a JSON array: the
+/// active run (`active$` must be in scope) or null, the speed state, and the backfilling flag.
+/// The rows carry a NULL `provenance$`: one column, not four, pads every row. Truncation is
+/// read from the rows: both statements return one row past the limit when more matched.
 pub(crate) fn head_row(
     columns: &[AnswerColumn],
-    truncated: &str,
     topic: &str,
     name: &str,
     fingerprint: &str,
 ) -> String {
     let provenance = format!(
-        "json_build_array({truncated}, \
+        "json_build_array(\
          (SELECT json_build_object('run_id', run_id, 'covered_epoch', covered_epoch, \
             'delta_version', delta_version, \
             'finished_at', {finished}) FROM active$), \

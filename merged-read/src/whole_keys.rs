@@ -2,11 +2,11 @@
 //! the view's own bucket, with metrics that merge pairwise (counts, sums, minima, maxima).
 //!
 //! The general statement unions the batch rows and the speed rows and aggregates them all, then
-//! sorts, materialises and numbers the result. Here nothing needs rolling up: a key's bucket
+//! sorts the result. Here nothing needs rolling up: a key's bucket
 //! has at most one batch row (the active run's) and a few speed rows (one per epoch since the
 //! run's cut). So only the speed rows are aggregated (few, once a batch run is published), and
 //! a hash full join puts each beside its batch row, merged with `merge::combine`. The answer is
-//! the same; the truncation is read from one row past the limit instead of a second count.
+//! the same, and in both the truncation is read from one row past the limit.
 
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
@@ -147,7 +147,6 @@ pub(crate) fn statement(
         active = batch_runs::active_run_select(&placeholders.name, &placeholders.fingerprint),
         head = head_row(
             columns,
-            "NULL::boolean",
             &placeholders.topic,
             &placeholders.name,
             &placeholders.fingerprint

@@ -18,7 +18,8 @@ fn quote(text: &str) -> String {
 fn literal(bind: &Bind) -> String {
     match bind {
         Bind::Text(v) => format!("{}::text", quote(v)),
-        Bind::Int(v) => format!("{v}::bigint"),
+        // Quoted: `-9223372036854775808::bigint` casts before the minus and overflows.
+        Bind::Int(v) => format!("'{v}'::bigint"),
         Bind::Time(v) => format!(
             "(timestamptz 'epoch' + {} * interval '1 microsecond')",
             v.timestamp_micros()

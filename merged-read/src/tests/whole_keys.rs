@@ -20,6 +20,16 @@ fn values(answer: &MergedAnswer) -> Vec<Vec<CellValue>> {
         .collect()
 }
 
+/// The active run of the fixture's `sales` view.
+async fn active_run(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' AND view_name = 'sales'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
 /// Whole keys of `sales` at its bucket from 09:00 to 13:00, in the API's default order.
 fn selection(group_by: &[usize], order: &[(&str, bool)], limit: i64) -> Selection {
     let names = ["country", "store"];
@@ -56,12 +66,7 @@ async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
     let view = &config.views[0];
     let layout = ViewLayout::of(view);
     let bucket = Utc.with_ymd_and_hms(2026, 3, 1, 10, 30, 0).unwrap();
-    let run: i64 = sqlx::query_scalar(
-        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' AND view_name = 'sales'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let run = active_run(&pool).await;
     for (table, id_column, id) in [
         (&layout.batch_table, "run_id", run),
         (&layout.speed_table, "epoch", 3),
@@ -118,6 +123,9 @@ async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
         assert_eq!(fast.rows.columns(), general.rows.columns(), "{case}");
         assert_eq!(fast.truncated, general.truncated, "{case}");
         assert_eq!(fast.provenance, general.provenance, "{case}");
+        // The active run's JSON as PostgreSQL's json_build_object wrote it, passed through.
+        let batch = fast.provenance.batch.as_deref().unwrap_or_default();
+        assert!(batch.starts_with("{\"run_id\" : "), "{case}: {batch}");
         if case == "limit" {
             assert!(fast.truncated && fast.rows.len() == 7, "{case}");
         }
@@ -178,12 +186,7 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
     let config = config();
     let view = &config.views[0];
     let layout = ViewLayout::of(view);
-    let run: i64 = sqlx::query_scalar(
-        "SELECT run_id FROM braid_internal.batch_runs WHERE status = 'active' AND view_name = 'sales'",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let run = active_run(&pool).await;
     let extremes: [(i64, Option<&str>, Option<i64>); 6] = [
         (11, Some("99999999999999999999999999999"), Some(7)),
         (12, Some("-123456789012345678901234567"), Some(3)),
@@ -266,5 +269,68 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
             nulls >= 2,
             "general {general}: the zero count and the missing sum read as NULL"
         );
+    }
+}
+
+/// The rows keep the order of the subquery that orders and limits them (the statements have
+/// no final sort: `UNION ALL` keeps each branch's order): with parallel query forced on every
+/// plan PostgreSQL may make parallel, both statements answer the same rows in the same order.
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn rows_keep_their_order_with_parallel_query_forced(pool: PgPool) {
+    store(&pool, &sales(), Some(2)).await;
+    store_positions(&pool).await;
+    let config = config();
+    let view = &config.views[0];
+    let parallel = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                // `force_parallel_mode` in PostgreSQL 15, `debug_parallel_query` after it.
+                sqlx::query(
+                    "SELECT set_config(name, 'on', false) FROM pg_settings \
+                     WHERE name IN ('force_parallel_mode', 'debug_parallel_query')",
+                )
+                .execute(&mut *connection)
+                .await?;
+                for setting in [
+                    "SET parallel_setup_cost = 0",
+                    "SET parallel_tuple_cost = 0",
+                    "SET min_parallel_table_scan_size = 0",
+                    "SET min_parallel_index_scan_size = 0",
+                ] {
+                    sqlx::query(setting).execute(&mut *connection).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let all = i64::from(u16::MAX);
+    for (case, selection) in [
+        ("default", selection(&[0, 1], &[], all)),
+        (
+            "descending",
+            selection(&[0, 1], &[("sum_cents", true)], all),
+        ),
+        ("limit", selection(&[1, 0], &[("count", false)], 5)),
+    ] {
+        for general in [false, true] {
+            let statement = || {
+                if general {
+                    ReadStatement::general(view, &selection, TOPIC).unwrap()
+                } else {
+                    ReadStatement::new(view, &selection, TOPIC).unwrap()
+                }
+            };
+            let plain = statement().run(&pool).await.unwrap();
+            let forced = statement().run(&parallel).await.unwrap();
+            assert!(plain.rows.len() > 1, "{case}: rows to order");
+            assert_eq!(values(&forced), values(&plain), "{case}, general {general}");
+            assert_eq!(
+                forced.truncated, plain.truncated,
+                "{case}, general {general}"
+            );
+        }
     }
 }
