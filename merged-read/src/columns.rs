@@ -79,6 +79,11 @@ impl AnswerColumn {
         !matches!(self.kind, CellKind::Average { .. })
     }
 
+    /// Whether the statement returns the column of `columns` named `name`.
+    pub(crate) fn returned(columns: &[Self], name: &str) -> bool {
+        columns.iter().any(|c| c.name == name && c.in_statement())
+    }
+
     /// The type the column has on the wire: `numeric` sums and `jsonb` samples travel as text.
     pub(crate) fn wire_type(&self) -> &'static str {
         match self.pg_type {

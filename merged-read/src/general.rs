@@ -87,7 +87,7 @@ pub(crate) fn statement(
         }
     }
     for average in view.averages() {
-        if returned(columns, &average.column) {
+        if AnswerColumn::returned(columns, &average.column) {
             outputs.push(merge::average(&average));
         }
     }
@@ -142,12 +142,6 @@ pub(crate) fn statement(
         sql,
         values: st.values,
     }
-}
-
-/// Whether the statement returns the answer column `name` (an average the reader computes is
-/// not returned).
-pub(crate) fn returned(columns: &[AnswerColumn], name: &str) -> bool {
-    columns.iter().any(|c| c.name == name && c.in_statement())
 }
 
 /// The text around the stored rows' UNION that joins the dimensions of the attributes an

@@ -139,21 +139,27 @@ impl Binds {
     /// field is constant, so an index on (field, bucket_start) yields the rows in bucket order
     /// and the answer needs no sort; with `= ANY` it sorts them.
     fn bind_filter(&mut self, values: &FilterValues) -> String {
-        let one = match values {
-            FilterValues::Text(v) if v.len() == 1 => Some(Bind::Text(v[0].clone())),
-            FilterValues::Int(v) if v.len() == 1 => Some(Bind::Int(v[0])),
-            FilterValues::Bool(v) if v.len() == 1 => Some(Bind::Bool(v[0])),
-            FilterValues::Text(_) | FilterValues::Int(_) | FilterValues::Bool(_) => None,
+        let value = match values {
+            FilterValues::Text(v) => match v.as_slice() {
+                [one] => Bind::Text(one.clone()),
+                _ => Bind::Texts(v.clone()),
+            },
+            FilterValues::Int(v) => match v.as_slice() {
+                [one] => Bind::Int(*one),
+                _ => Bind::Ints(v.clone()),
+            },
+            FilterValues::Bool(v) => match v.as_slice() {
+                [one] => Bind::Bool(*one),
+                _ => Bind::Bools(v.clone()),
+            },
         };
-        if let Some(one) = one {
-            return format!("= {}", self.bind(one));
+        let one = matches!(value, Bind::Text(_) | Bind::Int(_) | Bind::Bool(_));
+        let placeholder = self.bind(value);
+        if one {
+            format!("= {placeholder}")
+        } else {
+            format!("= ANY({placeholder})")
         }
-        let placeholder = self.bind(match values {
-            FilterValues::Text(v) => Bind::Texts(v.clone()),
-            FilterValues::Int(v) => Bind::Ints(v.clone()),
-            FilterValues::Bool(v) => Bind::Bools(v.clone()),
-        });
-        format!("= ANY({placeholder})")
     }
 
     /// Adds a value and returns its placeholder.

@@ -13,7 +13,6 @@ use schemas::pg_layout::{ViewLayout, merge, pg_type};
 use schemas::view::View;
 
 use crate::columns::AnswerColumn;
-use crate::general;
 use crate::selection::Selection;
 use crate::statement::{
     BatchRows, Binds, BoundStatement, SpeedRows, head_row, order_terms, row_names,
@@ -118,7 +117,7 @@ pub(crate) fn statement(
         .chain(
             averages
                 .iter()
-                .filter(|a| general::returned(columns, &a.column))
+                .filter(|a| AnswerColumn::returned(columns, &a.column))
                 .map(merge::row_average),
         )
         .chain(

@@ -3,6 +3,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use schemas::pg_layout::ViewLayout;
+use schemas::view::View;
 use sqlx::PgPool;
 
 use crate::fixture::{TOPIC, config, sales, start, store, store_positions};
@@ -28,6 +29,15 @@ async fn active_run(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
+}
+
+/// The statement for `selection`: the general one, or the one [`ReadStatement::new`] chooses.
+fn statement(view: &View, selection: &Selection, general: bool) -> ReadStatement {
+    if general {
+        ReadStatement::general(view, selection, TOPIC).unwrap()
+    } else {
+        ReadStatement::new(view, selection, TOPIC).unwrap()
+    }
 }
 
 /// Whole keys of `sales` at its bucket from 09:00 to 13:00, in the API's default order.
@@ -234,13 +244,7 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
         rows
     };
     for general in [false, true] {
-        let statement = |selection: Selection| {
-            if general {
-                ReadStatement::general(view, &selection, TOPIC).unwrap()
-            } else {
-                ReadStatement::new(view, &selection, TOPIC).unwrap()
-            }
-        };
+        let statement = |selection: Selection| statement(view, &selection, general);
         let in_rust = statement(selection(&[0, 1], &[], all))
             .run(&pool)
             .await
@@ -316,15 +320,14 @@ async fn rows_keep_their_order_with_parallel_query_forced(pool: PgPool) {
         ("limit", selection(&[1, 0], &[("count", false)], 5)),
     ] {
         for general in [false, true] {
-            let statement = || {
-                if general {
-                    ReadStatement::general(view, &selection, TOPIC).unwrap()
-                } else {
-                    ReadStatement::new(view, &selection, TOPIC).unwrap()
-                }
-            };
-            let plain = statement().run(&pool).await.unwrap();
-            let forced = statement().run(&parallel).await.unwrap();
+            let plain = statement(view, &selection, general)
+                .run(&pool)
+                .await
+                .unwrap();
+            let forced = statement(view, &selection, general)
+                .run(&parallel)
+                .await
+                .unwrap();
             assert!(plain.rows.len() > 1, "{case}: rows to order");
             assert_eq!(values(&forced), values(&plain), "{case}, general {general}");
             assert_eq!(
