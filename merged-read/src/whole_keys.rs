@@ -4,9 +4,16 @@
 //! The general statement unions the batch rows and the speed rows and aggregates them all, then
 //! sorts the result. Here nothing needs rolling up: a key's bucket
 //! has at most one batch row (the active run's) and a few speed rows (one per epoch since the
-//! run's cut). So only the speed rows are aggregated (few, once a batch run is published), and
-//! a hash full join puts each beside its batch row, merged with `merge::combine`. The answer is
-//! the same, and in both the truncation is read from one row past the limit.
+//! run's cut). So only the speed rows are aggregated (few, once a batch run is published, and
+//! none at all in a range the run covers), and a hash full join puts each beside its batch row,
+//! merged with `merge::combine`. The answer is the same, and in both the truncation is read
+//! from one row past the limit.
+//!
+//! When the range holds no speed row, the join has nothing to add, yet hashing and probing
+//! every batch row was a third of the statement's cost (docs/benchmarks.md, "Round three, part
+//! six"). So the statement has two branches, each behind a one-time test of whether the speed
+//! aggregate (a CTE, computed once) has a row: without one, the batch rows as they are (what
+//! `merge::combine` makes of a batch value and a NULL); with one, the full join.
 
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
@@ -75,10 +82,13 @@ pub(crate) fn statement(
         .iter()
         .map(|&i| view.group_by[i].as_str())
         .collect();
-    let parts = if selection.parts {
-        ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part"
+    let (parts, batch_only_parts) = if selection.parts {
+        (
+            ", b.bucket_start IS NOT NULL AS batch_part, s.bucket_start IS NOT NULL AS speed_part",
+            ", true AS batch_part, false AS speed_part",
+        )
     } else {
-        ""
+        ("", "")
     };
     let averages = view.averages();
 
@@ -91,6 +101,14 @@ pub(crate) fn statement(
     let merged_keys = all_keys
         .iter()
         .map(|k| format!("coalesce(b.{k}, s.{k}) AS {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `merge::combine(b, NULL)` is `b` for every metric it merges (a sum, a least, a greatest).
+    let batch_only = all_keys
+        .iter()
+        .copied()
+        .chain(view.metrics.iter().map(|m| m.column.as_str()))
+        .map(|c| format!("b.{c} AS {c}"))
         .collect::<Vec<_>>()
         .join(", ");
     let join_on = view
@@ -129,19 +147,27 @@ pub(crate) fn statement(
         )
         .collect::<Vec<_>>()
         .join(", ");
+    let batch_rows = format!(
+        "(SELECT {stored} FROM {batch} WHERE {batch_rows} AND {range}) AS b",
+        batch = layout.batch_table,
+        batch_rows = BatchRows("active$"),
+        range = placeholders.range,
+    );
     let sql = format!(
-        "WITH active$ AS ({active}) \
+        "WITH active$ AS ({active}), \
+         speed$ AS (SELECT {group_list}bucket_start, {speed_aggregates} FROM {speed} \
+                    WHERE {speed_rows} AND {range} \
+                    GROUP BY {group_list}bucket_start) \
          SELECT {head} \
          UNION ALL \
          SELECT {names} FROM ( \
             SELECT {outputs} FROM ( \
+              SELECT {batch_only}{batch_only_parts} FROM {batch_rows} \
+              WHERE NOT EXISTS (SELECT 1 FROM speed$) \
+              UNION ALL \
               SELECT {merged_keys}, {combined}{parts} \
-              FROM (SELECT {stored} FROM {batch} \
-                    WHERE {batch_rows} AND {range}) AS b \
-              FULL JOIN (SELECT {group_list}bucket_start, {speed_aggregates} FROM {speed} \
-                    WHERE {speed_rows} AND {range} \
-                    GROUP BY {group_list}bucket_start) AS s \
-              ON {join_on}) AS merged$ \
+              FROM {batch_rows} FULL JOIN speed$ AS s ON {join_on} \
+              WHERE EXISTS (SELECT 1 FROM speed$)) AS merged$ \
             ORDER BY {order} LIMIT {limit} + 1) AS answer$",
         active = batch_runs::active_run_select(&placeholders.name, &placeholders.fingerprint),
         head = head_row(
@@ -153,10 +179,8 @@ pub(crate) fn statement(
         range = placeholders.range,
         limit = placeholders.limit,
         names = row_names(columns),
-        batch_rows = BatchRows("active$"),
         speed_rows = SpeedRows("active$"),
         combined = combined.join(", "),
-        batch = layout.batch_table,
         speed = layout.speed_table,
         group_list = view
             .group_by

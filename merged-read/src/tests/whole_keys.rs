@@ -1,6 +1,8 @@
 //! The whole-keys statement answers exactly what the general statement answers, row for row:
 //! with NULL keys on both sides of the merge, truncation, orders, filters and parts.
 
+use std::collections::BTreeMap;
+
 use chrono::{Duration, TimeZone, Utc};
 use schemas::pg_layout::ViewLayout;
 use schemas::view::View;
@@ -151,6 +153,88 @@ async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
                 values(&fast).iter().any(|row| row[..4] == null_key),
                 "the NULL key's rows are merged into one"
             );
+        }
+    }
+}
+
+/// A range the active run covers whole (no speed row within it; here every epoch is covered)
+/// is read from the batch rows alone, behind the statement's one-time test: the same rows as
+/// the general statement and as a fold over the records, every row from the batch part.
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn a_range_without_speed_rows_is_read_from_the_batch_rows_alone(pool: PgPool) {
+    let sales = sales();
+    store(&pool, &sales, Some(4)).await;
+    store_positions(&pool).await;
+    let config = config();
+    let view = &config.views[0];
+    let all = i64::from(u16::MAX);
+    let mut parts = selection(&[0, 1], &[], all);
+    parts.parts = true;
+    let mut filtered = selection(&[1, 0], &[("count", true)], all);
+    filtered.filters = vec![Filter {
+        field: 0,
+        values: FilterValues::Text(vec!["it's".into()]),
+    }];
+    for (case, selection) in [
+        ("parts", parts),
+        ("filtered, ordered by count", filtered),
+        (
+            "averages ordered",
+            selection(&[0, 1], &[("avg_cents", false)], all),
+        ),
+        ("limit", selection(&[0, 1], &[], 9)),
+    ] {
+        let fast = statement(view, &selection, false).run(&pool).await.unwrap();
+        let general = statement(view, &selection, true).run(&pool).await.unwrap();
+        assert!(!fast.rows.is_empty(), "{case}: rows to compare");
+        assert_eq!(values(&fast), values(&general), "{case}");
+        assert_eq!(fast.truncated, general.truncated, "{case}");
+        assert_eq!(fast.provenance, general.provenance, "{case}");
+        if case == "limit" {
+            assert!(fast.truncated && fast.rows.len() == 9, "{case}");
+        }
+        if case == "parts" {
+            // The fold over every record, per (country, store, minute): count and sum.
+            let mut fold: BTreeMap<(String, i64, i64), (i64, i64)> = BTreeMap::new();
+            for sale in &sales {
+                let bucket = sale.micros.div_euclid(60_000_000) * 60_000_000;
+                let totals = fold
+                    .entry((sale.country.to_string(), sale.store, bucket))
+                    .or_default();
+                totals.0 += 1;
+                totals.1 += sale.cents.unwrap_or(0);
+            }
+            let columns = fast.rows.columns();
+            let at = |name: &str| columns.iter().position(|c| c.name == name).unwrap();
+            let (batch_part, speed_part) = (at("batch_part"), at("speed_part"));
+            let mut answered = BTreeMap::new();
+            for row in values(&fast) {
+                assert_eq!(
+                    (&row[batch_part], &row[speed_part]),
+                    (&CellValue::Bool(true), &CellValue::Bool(false)),
+                    "every row from the batch part alone: {row:?}"
+                );
+                let (CellValue::Text(country), CellValue::Int(store), CellValue::Time(bucket)) =
+                    (&row[0], &row[1], &row[2])
+                else {
+                    panic!("a key and a bucket: {row:?}");
+                };
+                let sum = match &row[at("sum_cents")] {
+                    CellValue::Int(v) => *v,
+                    CellValue::IntegerSum(digits) => digits.parse().unwrap(),
+                    CellValue::Null => 0,
+                    other => panic!("a sum: {other:?}"),
+                };
+                let CellValue::Int(count) = row[at("count")] else {
+                    panic!("a count: {row:?}");
+                };
+                answered.insert(
+                    (country.clone(), *store, bucket.timestamp_micros()),
+                    (count, sum),
+                );
+            }
+            // The selection's range holds every record.
+            assert_eq!(answered, fold, "{case}");
         }
     }
 }
