@@ -19,7 +19,7 @@ use crate::{general, whole_keys};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     /// Whole keys at the view's bucket, metrics merged pairwise: a hash full join of the batch
-    /// rows and the aggregated speed rows.
+    /// rows and the aggregated speed rows, or the batch rows alone when there is no speed row.
     WholeKeys,
     /// Everything else: both layers' rows unioned and rolled up.
     General,

@@ -5,7 +5,8 @@
 //! sorts the result. Here nothing needs rolling up: a key's bucket
 //! has at most one batch row (the active run's) and a few speed rows (one per epoch since the
 //! run's cut). So only the speed rows are aggregated (few, once a batch run is published, and
-//! none at all in a range the run covers), and a hash full join puts each beside its batch row,
+//! none at all in a range of history that no late record reached since the run's cut), and a
+//! hash full join puts each beside its batch row,
 //! merged with `merge::combine`. The answer is the same, and in both the truncation is read
 //! from one row past the limit.
 //!

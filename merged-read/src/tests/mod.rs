@@ -4,3 +4,4 @@
 
 mod selection;
 mod whole_keys;
+mod whole_keys_types;

@@ -195,14 +195,20 @@ async fn a_range_without_speed_rows_is_read_from_the_batch_rows_alone(pool: PgPo
         }
         if case == "parts" {
             // The fold over every record, per (country, store, minute): count and sum.
-            let mut fold: BTreeMap<(String, i64, i64), (i64, i64)> = BTreeMap::new();
+            // (count, sum, min, max) of the cents; a bucket without cents has no sum, min or max.
+            type Folded = (i64, Option<i64>, Option<i64>, Option<i64>);
+            let mut fold: BTreeMap<(String, i64, i64), Folded> = BTreeMap::new();
             for sale in &sales {
                 let bucket = sale.micros.div_euclid(60_000_000) * 60_000_000;
                 let totals = fold
                     .entry((sale.country.to_string(), sale.store, bucket))
                     .or_default();
                 totals.0 += 1;
-                totals.1 += sale.cents.unwrap_or(0);
+                if let Some(cents) = sale.cents {
+                    totals.1 = Some(totals.1.unwrap_or(0) + cents);
+                    totals.2 = Some(totals.2.map_or(cents, |m| m.min(cents)));
+                    totals.3 = Some(totals.3.map_or(cents, |m| m.max(cents)));
+                }
             }
             let columns = fast.rows.columns();
             let at = |name: &str| columns.iter().position(|c| c.name == name).unwrap();
@@ -219,18 +225,20 @@ async fn a_range_without_speed_rows_is_read_from_the_batch_rows_alone(pool: PgPo
                 else {
                     panic!("a key and a bucket: {row:?}");
                 };
-                let sum = match &row[at("sum_cents")] {
-                    CellValue::Int(v) => *v,
-                    CellValue::IntegerSum(digits) => digits.parse().unwrap(),
-                    CellValue::Null => 0,
-                    other => panic!("a sum: {other:?}"),
-                };
-                let CellValue::Int(count) = row[at("count")] else {
-                    panic!("a count: {row:?}");
+                let int = |name: &str| match &row[at(name)] {
+                    CellValue::Int(v) => Some(*v),
+                    CellValue::IntegerSum(digits) => Some(digits.parse().unwrap()),
+                    CellValue::Null => None,
+                    other => panic!("{name}: {other:?}"),
                 };
                 answered.insert(
                     (country.clone(), *store, bucket.timestamp_micros()),
-                    (count, sum),
+                    (
+                        int("count").unwrap(),
+                        int("sum_cents"),
+                        int("min_cents"),
+                        int("max_cents"),
+                    ),
                 );
             }
             // The selection's range holds every record.
@@ -365,7 +373,19 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
 /// plan PostgreSQL may make parallel, both statements answer the same rows in the same order.
 #[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
 async fn rows_keep_their_order_with_parallel_query_forced(pool: PgPool) {
-    store(&pool, &sales(), Some(2)).await;
+    order_kept_with_parallel_query_forced(pool, 2).await;
+}
+
+/// The same with every epoch covered: the whole-keys statement's branch without speed rows.
+#[sqlx::test(migrator = "schemas::pg::MIGRATOR")]
+async fn rows_without_speed_rows_keep_their_order_with_parallel_query_forced(pool: PgPool) {
+    order_kept_with_parallel_query_forced(pool, 4).await;
+}
+
+/// The fixture stored with a batch run covering the epochs below `covered`, then each case
+/// read by both statements with and without parallel query forced.
+async fn order_kept_with_parallel_query_forced(pool: PgPool, covered: i64) {
+    store(&pool, &sales(), Some(covered)).await;
     store_positions(&pool).await;
     let config = config();
     let view = &config.views[0];
