@@ -53,6 +53,16 @@ bucket = "1m"
 metrics = ["count", "sum(x)", "min(x)", "max(x)", "count(x)", "min(seen)", "max(seen)", "sum(n)", "min(n)"]
 "#;
 
+/// A batch row's key, flag, `x`, `seen` (µs) and `n` (digits of its sum; its minimum where they
+/// fit an i64).
+type BatchRow = (
+    Option<&'static str>,
+    Option<bool>,
+    Option<f64>,
+    Option<i64>,
+    Option<&'static str>,
+);
+
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap()
 }
@@ -115,13 +125,7 @@ async fn every_pairwise_type_reads_alike_in_both_statements_and_both_branches(po
     .fetch_one(&pool)
     .await
     .unwrap();
-    let batch_rows: [(
-        Option<&str>,
-        Option<bool>,
-        Option<f64>,
-        Option<i64>,
-        Option<&str>,
-    ); 8] = [
+    let batch_rows: [BatchRow; 8] = [
         (
             Some("a"),
             Some(true),
