@@ -9,11 +9,15 @@
 #   BENCH_SECONDS  length of each load run (default 30)
 #   BENCH_PROBES   freshness probes (default 200)
 #   BENCH_LOW_RATE a second, lower request rate measured the same way (default 500)
+#   BENCH_RATIO_ROUNDS, BENCH_RATIO_SECONDS  the statement against the floor, unthrottled, in
+#                  alternating rounds (default 7 rounds of 6 s each side): the ratio of medians
 EVENTS=${BENCH_EVENTS:-1440000}
 RATE=${BENCH_RATE:-3000}
 DURATION=${BENCH_SECONDS:-30}
 PROBES=${BENCH_PROBES:-200}
 LOW_RATE=${BENCH_LOW_RATE:-500}
+RATIO_ROUNDS=${BENCH_RATIO_ROUNDS:-7}
+RATIO_SECONDS=${BENCH_RATIO_SECONDS:-6}
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 OHA=$HOME/.cache/braid/tools/bin/oha
 [ -x "$OHA" ] || cargo install oha --locked --root "$HOME/.cache/braid/tools" >&2
@@ -105,6 +109,26 @@ for rate in $RATE $LOW_RATE; do
     grep -E 'tps|aborted|error' /tmp/braid-pgbench.txt | head -3 | sed 's/^/  pgbench: /'
   done
 done
+# The ratio the round-three target names, robust to the machine's speed drifting between two
+# 30 s runs: floor and statement in turn, unthrottled, the median of each side's rounds.
+for round in $(seq "$RATIO_ROUNDS"); do
+  for sql in floor query; do
+    tps=$("$PGBENCH" -n -M prepared -c 16 -j 2 -T "$RATIO_SECONDS" -f "/tmp/braid-serving-$sql.sql" "$DATABASE_URL" 2>&1 \
+      | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    echo "$sql ${tps:-0}"
+  done
+done > /tmp/braid-serving-ratio.txt
+python3 - "$RATIO_ROUNDS" "$RATIO_SECONDS" <<'PY'
+import statistics, sys
+tps = {"floor": [], "query": []}
+for line in open("/tmp/braid-serving-ratio.txt"):
+    sql, value = line.split()
+    tps[sql].append(float(value))
+floor, query = statistics.median(tps["floor"]), statistics.median(tps["query"])
+rounds = ", ".join(f"{q / f:.2f}" for f, q in zip(tps["floor"], tps["query"]) if f > 0)
+print(f"the API's statement ÷ the floor, unthrottled (pgbench -M prepared -c 16, {sys.argv[1]} alternating rounds of {sys.argv[2]} s): "
+      f"floor median {floor:,.0f} tps, statement median {query:,.0f} tps, ratio of medians {query / floor if floor else 0:.2f} (each round: {rounds})")
+PY
 echo "one execution, idle rates aside (EXPLAIN ANALYZE): $(psql "$DATABASE_URL" -qtAc "EXPLAIN (ANALYZE, FORMAT JSON) $(sed 's/;$//' /tmp/braid-serving-query.sql)" | python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print("planning %.2f ms, execution %.2f ms" % (p["Planning Time"], p["Execution Time"]))')"
 
 "${BIN%/braid}/examples/freshness" "$KAFKA_BROKERS" "$BRAID__KAFKA__TOPIC" "$API" "$PROBES"
