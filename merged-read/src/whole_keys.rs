@@ -11,10 +11,10 @@
 //! from one row past the limit.
 //!
 //! When the range holds no speed row, the join has nothing to add, yet hashing and probing
-//! every batch row was about a fifth of the statement's server CPU (docs/benchmarks.md, "Round three, part
-//! six"). So the statement has two branches, each behind a one-time test of whether the speed
-//! aggregate (a CTE, computed once) has a row: without one, the batch rows as they are (what
-//! `merge::combine` makes of a batch value and a NULL); with one, the full join.
+//! every batch row was about a fifth of the statement's server CPU (docs/benchmarks.md, "Round
+//! three, part six"). So the statement has two branches, each behind a one-time test of whether
+//! the speed aggregate (a CTE, computed once) has a row: without one, the batch rows as they
+//! are (what `merge::combine` makes of a batch value and a NULL); with one, the full join.
 
 use schemas::pg::batch_runs;
 use schemas::pg_layout::{ViewLayout, merge, pg_type};
