@@ -2,13 +2,12 @@
 //! the view's own bucket, with metrics that merge pairwise (counts, sums, minima, maxima).
 //!
 //! The general statement unions the batch rows and the speed rows and aggregates them all, then
-//! sorts the result. Here nothing needs rolling up: a key's bucket
-//! has at most one batch row (the active run's) and a few speed rows (one per epoch since the
-//! run's cut). So only the speed rows are aggregated (few, once a batch run is published, and
-//! none at all in a range of history that no late record reached since the run's cut), and a
-//! hash full join puts each beside its batch row,
-//! merged with `merge::combine`. The answer is the same, and in both the truncation is read
-//! from one row past the limit.
+//! sorts the result. Here nothing needs rolling up: a key's bucket has at most one batch row
+//! (the active run's) and a few speed rows (one per epoch since the run's cut). So only the
+//! speed rows are aggregated (few, once a batch run is published, and none at all in a range of
+//! history that no late record reached since the run's cut), and a hash full join puts each
+//! beside its batch row, merged with `merge::combine`. The answer is the same, and in both the
+//! truncation is read from one row past the limit.
 //!
 //! When the range holds no speed row, the join has nothing to add, yet hashing and probing
 //! every batch row was about a fifth of the statement's server CPU (docs/benchmarks.md, "Round

@@ -5,23 +5,13 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone, Utc};
 use schemas::pg_layout::ViewLayout;
-use schemas::view::View;
 use sqlx::PgPool;
 
+use super::{averages, statement, values};
 use crate::fixture::{TOPIC, config, sales, start, store, store_positions};
 use crate::{
-    CellKind, CellValue, Filter, FilterValues, MergedAnswer, OrderTerm, ReadStatement, Selection,
-    Shape,
+    CellValue, Filter, FilterValues, MergedAnswer, OrderTerm, ReadStatement, Selection, Shape,
 };
-
-/// The rows' values, owned.
-fn values(answer: &MergedAnswer) -> Vec<Vec<CellValue>> {
-    answer
-        .rows
-        .iter()
-        .map(|row| row.cells().map(|c| c.unwrap().to_value()).collect())
-        .collect()
-}
 
 /// The active run of the fixture's `sales` view.
 async fn active_run(pool: &PgPool) -> i64 {
@@ -31,15 +21,6 @@ async fn active_run(pool: &PgPool) -> i64 {
     .fetch_one(pool)
     .await
     .unwrap()
-}
-
-/// The statement for `selection`: the general one, or the one [`ReadStatement::new`] chooses.
-fn statement(view: &View, selection: &Selection, general: bool) -> ReadStatement {
-    if general {
-        ReadStatement::general(view, selection, TOPIC).unwrap()
-    } else {
-        ReadStatement::new(view, selection, TOPIC).unwrap()
-    }
 }
 
 /// Whole keys of `sales` at its bucket from 09:00 to 13:00, in the API's default order.
@@ -122,11 +103,10 @@ async fn whole_keys_answer_as_the_general_statement(pool: PgPool) {
         ("averages with parts", averages_with_parts),
     ];
     for (case, selection) in cases {
-        let fast = ReadStatement::new(view, &selection, TOPIC).unwrap();
+        let fast = statement(view, &selection, TOPIC, false);
         assert_eq!(fast.shape(), Shape::WholeKeys, "{case}");
         let fast = fast.run(&pool).await.unwrap();
-        let general = ReadStatement::general(view, &selection, TOPIC)
-            .unwrap()
+        let general = statement(view, &selection, TOPIC, true)
             .run(&pool)
             .await
             .unwrap();
@@ -184,8 +164,14 @@ async fn a_range_without_speed_rows_is_read_from_the_batch_rows_alone(pool: PgPo
         ),
         ("limit", selection(&[0, 1], &[], 9)),
     ] {
-        let fast = statement(view, &selection, false).run(&pool).await.unwrap();
-        let general = statement(view, &selection, true).run(&pool).await.unwrap();
+        let fast = statement(view, &selection, TOPIC, false)
+            .run(&pool)
+            .await
+            .unwrap();
+        let general = statement(view, &selection, TOPIC, true)
+            .run(&pool)
+            .await
+            .unwrap();
         assert!(!fast.rows.is_empty(), "{case}: rows to compare");
         assert_eq!(values(&fast), values(&general), "{case}");
         assert_eq!(fast.truncated, general.truncated, "{case}");
@@ -313,30 +299,8 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
         .unwrap();
     }
     let all = i64::from(u16::MAX);
-    // Keyed by (country, store, bucket): the rows' first three values.
-    let averages = |answer: &MergedAnswer| {
-        let at = answer
-            .rows
-            .columns()
-            .iter()
-            .position(|c| c.name == "avg_cents")
-            .unwrap();
-        let mut rows: Vec<(String, Option<u64>)> = values(answer)
-            .iter()
-            .map(|row| {
-                let average = match &row[at] {
-                    CellValue::Float(v) => Some(v.to_bits()),
-                    CellValue::Null => None,
-                    other => panic!("an average reads as a float or NULL, not {other:?}"),
-                };
-                (format!("{:?}", &row[..3]), average)
-            })
-            .collect();
-        rows.sort();
-        rows
-    };
     for general in [false, true] {
-        let statement = |selection: Selection| statement(view, &selection, general);
+        let statement = |selection: Selection| statement(view, &selection, TOPIC, general);
         let in_rust = statement(selection(&[0, 1], &[], all))
             .run(&pool)
             .await
@@ -345,16 +309,10 @@ async fn averages_read_in_rust_equal_those_of_postgresql(pool: PgPool) {
             .run(&pool)
             .await
             .unwrap();
-        let kind = |answer: &MergedAnswer| {
-            let columns = answer.rows.columns();
-            columns.iter().find(|c| c.name == "avg_cents").unwrap().kind
-        };
-        assert!(
-            matches!(kind(&in_rust), CellKind::Average { .. }),
-            "read in Rust"
+        let (rust, sql) = (
+            averages(&in_rust, "avg_cents", false),
+            averages(&in_sql, "avg_cents", true),
         );
-        assert_eq!(kind(&in_sql), CellKind::Float, "read from PostgreSQL");
-        let (rust, sql) = (averages(&in_rust), averages(&in_sql));
         assert!(
             rust.len() > extremes.len(),
             "general {general}: rows to compare"
@@ -424,11 +382,11 @@ async fn order_kept_with_parallel_query_forced(pool: PgPool, covered: i64) {
         ("limit", selection(&[1, 0], &[("count", false)], 5)),
     ] {
         for general in [false, true] {
-            let plain = statement(view, &selection, general)
+            let plain = statement(view, &selection, TOPIC, general)
                 .run(&pool)
                 .await
                 .unwrap();
-            let forced = statement(view, &selection, general)
+            let forced = statement(view, &selection, TOPIC, general)
                 .run(&parallel)
                 .await
                 .unwrap();

@@ -8,7 +8,8 @@ use schemas::BraidConfig;
 use schemas::pg_layout::ViewLayout;
 use sqlx::PgPool;
 
-use crate::{CellKind, CellValue, MergedAnswer, OrderTerm, ReadStatement, Selection, Shape};
+use super::{averages, statement, values};
+use crate::{MergedAnswer, OrderTerm, Selection, Shape};
 
 const TOPIC: &str = "mixed.events";
 
@@ -67,19 +68,11 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0).unwrap()
 }
 
-/// Each row's cells, as their debug text (so NaN equals NaN and -0 differs from 0).
+/// Each row's values, as their debug text (so NaN equals NaN and -0 differs from 0).
 fn cells(answer: &MergedAnswer) -> Vec<String> {
-    answer
-        .rows
+    values(answer)
         .iter()
-        .map(|row| {
-            format!(
-                "{:?}",
-                row.cells()
-                    .map(|c| c.unwrap().to_value())
-                    .collect::<Vec<_>>()
-            )
-        })
+        .map(|row| format!("{row:?}"))
         .collect()
 }
 
@@ -201,11 +194,10 @@ async fn every_pairwise_type_reads_alike_in_both_statements_and_both_branches(po
         }
         for order in [None, Some("avg_x"), Some("max_seen"), Some("sum_n")] {
             let selection = selection(order);
-            let fast = ReadStatement::new(view, &selection, TOPIC).unwrap();
+            let fast = statement(view, &selection, TOPIC, false);
             assert_eq!(fast.shape(), Shape::WholeKeys, "{phase}, {order:?}");
             let fast = fast.run(&pool).await.unwrap();
-            let general = ReadStatement::general(view, &selection, TOPIC)
-                .unwrap()
+            let general = statement(view, &selection, TOPIC, true)
                 .run(&pool)
                 .await
                 .unwrap();
@@ -216,46 +208,15 @@ async fn every_pairwise_type_reads_alike_in_both_statements_and_both_branches(po
         // The average of the f64 sums, computed by the reader (no order names it) and by
         // PostgreSQL (an order term names it), per key: the same bits (any NaN as NaN).
         for general in [false, true] {
-            let read = |order| {
-                let selection = selection(order);
-                if general {
-                    ReadStatement::general(view, &selection, TOPIC).unwrap()
-                } else {
-                    ReadStatement::new(view, &selection, TOPIC).unwrap()
-                }
-            };
-            let in_rust = averages(&read(None).run(&pool).await.unwrap(), false);
-            let in_sql = averages(&read(Some("avg_x")).run(&pool).await.unwrap(), true);
+            let read = |order| statement(view, &selection(order), TOPIC, general);
+            let in_rust = averages(&read(None).run(&pool).await.unwrap(), "avg_x", false);
+            let in_sql = averages(
+                &read(Some("avg_x")).run(&pool).await.unwrap(),
+                "avg_x",
+                true,
+            );
             assert_eq!(in_rust.len(), in_sql.len(), "{phase}, general {general}");
             assert_eq!(in_rust, in_sql, "{phase}, general {general}");
         }
     }
-}
-
-/// Each row's key and bucket with its `avg_x` as bits (NaN as one value, NULL as `None`),
-/// sorted; `in_sql`: the answer's average column is one PostgreSQL computed.
-fn averages(answer: &MergedAnswer, in_sql: bool) -> Vec<(String, Option<u64>)> {
-    let columns = answer.rows.columns();
-    let at = columns.iter().position(|c| c.name == "avg_x").unwrap();
-    assert_eq!(
-        matches!(columns[at].kind, CellKind::Average { .. }),
-        !in_sql,
-        "where the average is computed"
-    );
-    let mut rows: Vec<(String, Option<u64>)> = answer
-        .rows
-        .iter()
-        .map(|row| {
-            let values: Vec<CellValue> = row.cells().map(|c| c.unwrap().to_value()).collect();
-            let average = match &values[at] {
-                CellValue::Float(v) if v.is_nan() => Some(f64::NAN.to_bits()),
-                CellValue::Float(v) => Some(v.to_bits()),
-                CellValue::Null => None,
-                other => panic!("an average reads as a float or NULL, not {other:?}"),
-            };
-            (format!("{:?}", &values[..3]), average)
-        })
-        .collect();
-    rows.sort();
-    rows
 }
