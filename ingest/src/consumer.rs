@@ -819,13 +819,27 @@ fn out_of_range<S: Store>(
     }
 }
 
-/// Moves every partition in `positions` there.
+/// Moves each partition of `positions` that the client holds to its position.
+///
+/// Only the partitions the client holds now are moved: a client that replaced a fenced one
+/// may not have been assigned its partitions yet, and librdkafka refuses to seek those
+/// ("Unknown partition"), which stopped the layer. Such a partition starts from the stored
+/// positions anyway when it is assigned (`Pipeline::assign`).
 fn seek<S: Store>(
     consumer: &BaseConsumer<Context<S>>,
     topic: &str,
     positions: &BTreeMap<Partition, StartAt>,
 ) -> Result<(), IngestError> {
+    let assigned = consumer.assignment()?;
     for (&partition, start) in positions {
+        if assigned.find_partition(topic, partition).is_none() {
+            tracing::debug!(
+                topic,
+                partition,
+                "not assigned to this client (yet): it starts from the stored position when it is"
+            );
+            continue;
+        }
         consumer.seek(topic, partition, start.kafka_offset(), BROKER_TIMEOUT)?;
     }
     Ok(())
